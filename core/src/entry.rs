@@ -1,0 +1,186 @@
+//! Entry encoding: the payload of every WAL record and every SSTable record.
+//!
+//! ```text
+//! offset  size     field
+//! 0       1        kind: 1 = put, 2 = delete (tombstone), 3 = put with expiry
+//! 1       2        key length, u16 LE, 1..=MAX_KEY_LEN
+//! 3       8        expires_at, u64 LE (kind 3 only): absolute time in the caller's clock units
+//! 3 or 11 key_len  key
+//! ...     rest     value (empty for a tombstone)
+//! ```
+//! The value length is what remains of the record payload.
+
+use crate::error::Corruption;
+use crate::MAX_KEY_LEN;
+
+/// Largest entry header: kind, key length, expiry.
+pub const ENTRY_MAX_OVERHEAD: usize = 11;
+
+const KIND_PUT: u8 = 1;
+const KIND_DELETE: u8 = 2;
+const KIND_PUT_EXPIRING: u8 = 3;
+
+/// A decoded entry, borrowing the payload it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value; empty for a tombstone.
+    pub value: &'a [u8],
+    /// True when this entry records a delete.
+    pub tombstone: bool,
+    /// When the entry stops being visible, if ever.
+    pub expires_at: Option<u64>,
+}
+
+impl Entry<'_> {
+    /// True when the entry hides the key at time `now`: a tombstone, or expired.
+    pub fn is_dead_at(&self, now: u64) -> bool {
+        self.tombstone || self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// The fixed-size front of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHeader {
+    /// True for a tombstone.
+    pub tombstone: bool,
+    /// Key length.
+    pub key_len: usize,
+    /// Expiry, if any.
+    pub expires_at: Option<u64>,
+}
+
+impl EntryHeader {
+    /// Bytes this header occupies when encoded.
+    pub fn encoded_len(&self) -> usize {
+        if self.expires_at.is_some() {
+            ENTRY_MAX_OVERHEAD
+        } else {
+            3
+        }
+    }
+
+    /// Encodes into a fixed buffer; returns the buffer and how much of it is used.
+    /// `key_len` must already be validated against [`MAX_KEY_LEN`].
+    pub fn encode(&self) -> ([u8; ENTRY_MAX_OVERHEAD], usize) {
+        let mut b = [0u8; ENTRY_MAX_OVERHEAD];
+        let kind = match (self.tombstone, self.expires_at) {
+            (true, _) => KIND_DELETE,
+            (false, None) => KIND_PUT,
+            (false, Some(_)) => KIND_PUT_EXPIRING,
+        };
+        let key_len = u16::try_from(self.key_len).unwrap_or(u16::MAX).to_le_bytes();
+        b[0] = kind;
+        b[1] = key_len[0];
+        b[2] = key_len[1];
+        if let (false, Some(t)) = (self.tombstone, self.expires_at) {
+            b[3..11].copy_from_slice(&t.to_le_bytes());
+            (b, ENTRY_MAX_OVERHEAD)
+        } else {
+            (b, 3)
+        }
+    }
+
+    /// Decodes the header at the front of `bytes` (which may be longer than the header).
+    pub fn decode(bytes: &[u8]) -> Result<Self, Corruption> {
+        let (&kind, rest) = bytes.split_first().ok_or(Corruption::BadEntry)?;
+        let key_len = match rest {
+            [a, b, ..] => u16::from_le_bytes([*a, *b]) as usize,
+            _ => return Err(Corruption::BadEntry),
+        };
+        if key_len == 0 || key_len > MAX_KEY_LEN {
+            return Err(Corruption::BadEntry);
+        }
+        let (tombstone, expires_at) = match kind {
+            KIND_PUT => (false, None),
+            KIND_DELETE => (true, None),
+            KIND_PUT_EXPIRING => {
+                let t: [u8; 8] = bytes
+                    .get(3..11)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(Corruption::BadEntry)?;
+                (false, Some(u64::from_le_bytes(t)))
+            }
+            _ => return Err(Corruption::BadEntry),
+        };
+        Ok(EntryHeader { tombstone, key_len, expires_at })
+    }
+}
+
+/// Decodes a whole entry payload.
+pub fn decode(payload: &[u8]) -> Result<Entry<'_>, Corruption> {
+    let h = EntryHeader::decode(payload)?;
+    let body = payload.get(h.encoded_len()..).ok_or(Corruption::BadEntry)?;
+    if body.len() < h.key_len {
+        return Err(Corruption::BadEntry);
+    }
+    let (key, value) = body.split_at(h.key_len);
+    if h.tombstone && !value.is_empty() {
+        return Err(Corruption::BadEntry);
+    }
+    Ok(Entry { key, value, tombstone: h.tombstone, expires_at: h.expires_at })
+}
+
+/// Total payload bytes of an entry with this header and value length.
+pub fn payload_len(header: &EntryHeader, value_len: usize) -> usize {
+    header.encoded_len() + header.key_len + value_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(key: &[u8], value: &[u8], tombstone: bool, expires_at: Option<u64>) -> Vec<u8> {
+        let h = EntryHeader { tombstone, key_len: key.len(), expires_at };
+        let (hb, n) = h.encode();
+        let mut v = hb[..n].to_vec();
+        v.extend_from_slice(key);
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn put_delete_and_expiring_entries_round_trip() {
+        for (k, v, t, e) in [
+            (&b"k"[..], &b"v"[..], false, None),
+            (b"key", b"", true, None),
+            (b"sensor/1", b"21.5", false, Some(1_700_000_000)),
+        ] {
+            let bytes = encode(k, v, t, e);
+            let d = decode(&bytes).unwrap();
+            assert_eq!((d.key, d.value, d.tombstone, d.expires_at), (k, v, t, e));
+        }
+    }
+
+    #[test]
+    fn unknown_kind_and_bad_key_lengths_are_corruption() {
+        let mut b = encode(b"abc", b"v", false, None);
+        b[0] = 9;
+        assert_eq!(decode(&b), Err(Corruption::BadEntry));
+        let mut b = encode(b"abc", b"v", false, None);
+        b[1] = 200; // key longer than the payload
+        assert_eq!(decode(&b), Err(Corruption::BadEntry));
+        let mut b = encode(b"abc", b"v", false, None);
+        b[1] = 0; // empty key
+        b[2] = 0;
+        assert_eq!(decode(&b), Err(Corruption::BadEntry));
+        assert_eq!(decode(&[]), Err(Corruption::BadEntry));
+        assert_eq!(decode(&[3, 1, 0, 0]), Err(Corruption::BadEntry));
+    }
+
+    #[test]
+    fn tombstone_with_value_is_corruption() {
+        let mut b = encode(b"abc", b"", true, None);
+        b.push(1);
+        assert_eq!(decode(&b), Err(Corruption::BadEntry));
+    }
+
+    #[test]
+    fn expiry_hides_entry_from_its_time_on() {
+        let b = encode(b"k", b"v", false, Some(100));
+        let e = decode(&b).unwrap();
+        assert!(!e.is_dead_at(99));
+        assert!(e.is_dead_at(100));
+    }
+}

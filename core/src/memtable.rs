@@ -1,0 +1,421 @@
+//! MemTable: a fixed-capacity open-addressing hash table whose keys and values live in an arena.
+//!
+//! One caller-provided buffer holds everything:
+//!
+//! ```text
+//! [ slot table: slots × 8 bytes ][ arena: items of `u32 len | entry payload` ]
+//! slot = hash u32 LE | arena offset + 1 u32 LE   (offset 0 = empty slot)
+//! ```
+//! `slots` is the largest power of two with `slots × 64 ≤ buffer length`, so an eighth of the
+//! buffer indexes the other seven eighths. Entries are stored in the same encoding as WAL and
+//! SSTable payloads ([`crate::entry`]), so a flush copies bytes without re-encoding.
+//!
+//! A table is *active* (hash lookups, linear probing, load factor at most 3/4) until
+//! [`MemTable::freeze`] sorts its slots by key; from then on it is *immutable* and answers lookups
+//! by binary search, and [`MemTable::sorted`] yields its entries in key order for a flush.
+//! Overwriting a key appends the new entry and repoints the slot; the old bytes stay in the
+//! arena until [`MemTable::reset`].
+
+use core::cmp::Ordering;
+
+use crate::arena::{self, Arena, ITEM_HEADER_LEN};
+use crate::entry::{self, Entry, EntryHeader};
+
+/// Bytes per hash slot.
+pub const SLOT_LEN: usize = 8;
+
+/// The smallest buffer a MemTable accepts.
+pub const MIN_MEMTABLE_BYTES: usize = 512;
+
+type Slot = [u8; SLOT_LEN];
+
+/// The MemTable cannot take this entry without a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// A MemTable over the buffer `M` (a `Vec<u8>`, a `&'static mut [u8]`, ...).
+pub struct MemTable<M> {
+    mem: M,
+    slots: usize,
+    arena_used: usize,
+    count: usize,
+    frozen: bool,
+}
+
+fn hash(key: &[u8]) -> u32 {
+    // FNV-1a: short keys, no allocation, good enough spread for linear probing.
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in key {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn slot_offset(slot: &Slot) -> Option<u32> {
+    let [_, _, _, _, o0, o1, o2, o3] = *slot;
+    u32::from_le_bytes([o0, o1, o2, o3]).checked_sub(1)
+}
+
+fn slot_hash(slot: &Slot) -> u32 {
+    let [h0, h1, h2, h3, ..] = *slot;
+    u32::from_le_bytes([h0, h1, h2, h3])
+}
+
+fn make_slot(hash: u32, offset: u32) -> Slot {
+    let mut s = [0u8; SLOT_LEN];
+    s[..4].copy_from_slice(&hash.to_le_bytes());
+    s[4..].copy_from_slice(&offset.wrapping_add(1).to_le_bytes());
+    s
+}
+
+fn entry_at(arena: &[u8], offset: u32) -> Option<Entry<'_>> {
+    entry::decode(arena::item(arena, offset)?).ok()
+}
+
+impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
+    /// A MemTable over `mem`, or `Err(mem)` if it is smaller than [`MIN_MEMTABLE_BYTES`].
+    pub fn new(mut mem: M) -> Result<Self, M> {
+        let len = mem.as_ref().len();
+        if len < MIN_MEMTABLE_BYTES {
+            return Err(mem);
+        }
+        let slots = prev_power_of_two(len / 64);
+        mem.as_mut()[..slots * SLOT_LEN].fill(0);
+        Ok(MemTable { mem, slots, arena_used: 0, count: 0, frozen: false })
+    }
+
+    fn parts(&self) -> (&[Slot], &[u8]) {
+        let (s, a) = self.mem.as_ref().split_at(self.slots * SLOT_LEN);
+        (s.as_chunks::<SLOT_LEN>().0, a)
+    }
+
+    fn parts_mut(&mut self) -> (&mut [Slot], Arena<'_>) {
+        let (s, a) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
+        (s.as_chunks_mut::<SLOT_LEN>().0, Arena::new(a, &mut self.arena_used))
+    }
+
+    /// Distinct keys held.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True once [`MemTable::freeze`] has run (and until [`MemTable::reset`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Arena bytes in use, including overwritten entries.
+    pub fn arena_used(&self) -> usize {
+        self.arena_used
+    }
+
+    /// Arena bytes in all.
+    pub fn arena_capacity(&self) -> usize {
+        self.mem.as_ref().len() - self.slots * SLOT_LEN
+    }
+
+    /// The most distinct keys this table holds before it must be flushed.
+    pub fn key_capacity(&self) -> usize {
+        self.slots / 4 * 3
+    }
+
+    /// The largest entry payload that fits in an empty table.
+    pub fn max_payload(&self) -> usize {
+        self.arena_capacity().saturating_sub(ITEM_HEADER_LEN)
+    }
+
+    /// True when a new key with a payload of `payload_len` bytes fits without a flush.
+    pub fn fits(&self, payload_len: usize) -> bool {
+        !self.frozen
+            && self.count < self.key_capacity()
+            && self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + payload_len
+    }
+
+    /// True when the table is full enough that the engine should flush it now.
+    pub fn needs_flush(&self) -> bool {
+        self.count >= self.key_capacity()
+            || (self.arena_capacity() - self.arena_used) < self.arena_capacity() / 16
+    }
+
+    /// Finds `key`'s slot index (`Ok`) or the empty slot where it would go (`Err`).
+    fn probe(&self, key: &[u8], h: u32) -> Result<usize, usize> {
+        let (slots, arena) = self.parts();
+        let mask = self.slots - 1;
+        let mut i = h as usize & mask;
+        // At most 3/4 of the slots are used, so an empty slot is always reached.
+        for _ in 0..self.slots {
+            let slot = slots[i];
+            match slot_offset(&slot) {
+                None => return Err(i),
+                Some(off) if slot_hash(&slot) == h => {
+                    if entry_at(arena, off).is_some_and(|e| e.key == key) {
+                        return Ok(i);
+                    }
+                }
+                Some(_) => {}
+            }
+            i = (i + 1) & mask;
+        }
+        Err(usize::MAX)
+    }
+
+    /// Stores an entry (put, tombstone or expiring put), replacing any older entry for its key.
+    pub fn insert(&mut self, header: &EntryHeader, key: &[u8], value: &[u8]) -> Result<(), Full> {
+        let (hb, hn) = header.encode();
+        let len = entry::payload_len(header, value.len());
+        if !self.fits(len) {
+            // An overwrite needs no new slot, but still needs arena room.
+            let room = self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + len;
+            if self.frozen || !room || self.probe(key, hash(key)).is_err() {
+                return Err(Full);
+            }
+        }
+        let offset = {
+            let (_, mut arena) = self.parts_mut();
+            arena.alloc(&[&hb[..hn], key, value]).ok_or(Full)?
+        };
+        self.index(key, offset);
+        Ok(())
+    }
+
+    /// Space for a payload of `len` bytes read straight from storage (WAL replay); the entry is
+    /// kept only if [`MemTable::commit_reserved`] accepts it.
+    pub fn reserve(&mut self, len: usize) -> Option<(u32, &mut [u8])> {
+        if !self.fits(len) {
+            return None;
+        }
+        let (_, arena) = self.parts_mut();
+        // The arena view borrows `self.mem`; re-derive the slice from the offset to return it.
+        let mut arena = arena;
+        let (offset, _) = arena.reserve(len)?;
+        let start = self.slots * SLOT_LEN + offset as usize + ITEM_HEADER_LEN;
+        let bytes = self.mem.as_mut().get_mut(start..start + len)?;
+        Some((offset, bytes))
+    }
+
+    /// Indexes the payload reserved at `offset`, if it decodes as an entry.
+    pub fn commit_reserved(&mut self, offset: u32) -> Result<(), crate::error::Corruption> {
+        let key_range = {
+            let (_, arena) = self.parts();
+            let payload = arena::item(arena, offset).ok_or(crate::error::Corruption::BadEntry)?;
+            let e = entry::decode(payload)?;
+            let start = e.key.as_ptr() as usize - arena.as_ptr() as usize;
+            start..start + e.key.len()
+        };
+        let (_, mut arena) = self.parts_mut();
+        arena.commit(offset);
+        let mut key_buf = [0u8; crate::MAX_KEY_LEN];
+        let key_len = key_range.len();
+        let base = self.slots * SLOT_LEN;
+        key_buf[..key_len].copy_from_slice(&self.mem.as_ref()[base + key_range.start..base + key_range.end]);
+        let was_present = self.probe(&key_buf[..key_len], hash(&key_buf[..key_len])).is_ok();
+        if !was_present && self.count >= self.key_capacity() {
+            return Err(crate::error::Corruption::BadEntry);
+        }
+        self.index(&key_buf[..key_len], offset);
+        Ok(())
+    }
+
+    fn index(&mut self, key: &[u8], offset: u32) {
+        let h = hash(key);
+        let pos = self.probe(key, h);
+        let new = pos.is_err();
+        let i = match pos {
+            Ok(i) | Err(i) => i,
+        };
+        let (slots, _) = self.parts_mut();
+        if let Some(s) = slots.get_mut(i) {
+            *s = make_slot(h, offset);
+            if new {
+                self.count += 1;
+            }
+        }
+    }
+
+    /// The newest entry for `key`, including tombstones and expired entries.
+    pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
+        let (slots, arena) = self.parts();
+        let i = if self.frozen {
+            slots[..self.count]
+                .binary_search_by(|s| {
+                    slot_offset(s)
+                        .and_then(|o| entry_at(arena, o))
+                        .map_or(Ordering::Less, |e| e.key.cmp(key))
+                })
+                .ok()?
+        } else {
+            self.probe(key, hash(key)).ok()?
+        };
+        entry_at(arena, slot_offset(slots.get(i)?)?)
+    }
+
+    /// Makes the table immutable: sorts its entries by key for lookups and for a flush.
+    pub fn freeze(&mut self) {
+        if self.frozen {
+            return;
+        }
+        let (slots, arena) = {
+            let (s, a) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
+            (s.as_chunks_mut::<SLOT_LEN>().0, &*a)
+        };
+        // Move the used slots to the front, then order them by key.
+        let mut used = 0;
+        for i in 0..slots.len() {
+            if slot_offset(&slots[i]).is_some() {
+                slots.swap(used, i);
+                used += 1;
+            }
+        }
+        let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
+        slots[..used].sort_unstable_by(|a, b| key_of(a).cmp(&key_of(b)));
+        self.frozen = true;
+    }
+
+    /// The payloads of a frozen table in ascending key order (nothing if not frozen).
+    pub fn sorted(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let (slots, arena) = self.parts();
+        let n = if self.frozen { self.count } else { 0 };
+        slots[..n].iter().filter_map(move |s| arena::item(arena, slot_offset(s)?))
+    }
+
+    /// Empties the table (after a flush) and makes it active again.
+    pub fn reset(&mut self) {
+        let n = self.slots * SLOT_LEN;
+        self.mem.as_mut()[..n].fill(0);
+        self.arena_used = 0;
+        self.count = 0;
+        self.frozen = false;
+    }
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n == 0 {
+        1
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &[u8]) -> EntryHeader {
+        EntryHeader { tombstone: false, key_len: k.len(), expires_at: None }
+    }
+
+    #[test]
+    fn put_get_and_overwrite() {
+        let mut m = MemTable::new(vec![0u8; 4096]).unwrap();
+        m.insert(&put(b"a"), b"a", b"1").unwrap();
+        m.insert(&put(b"b"), b"b", b"2").unwrap();
+        m.insert(&put(b"a"), b"a", b"3").unwrap();
+        assert_eq!(m.get(b"a").unwrap().value, b"3");
+        assert_eq!(m.get(b"b").unwrap().value, b"2");
+        assert!(m.get(b"c").is_none());
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn tombstone_and_expiry_are_kept_as_entries() {
+        let mut m = MemTable::new(vec![0u8; 4096]).unwrap();
+        m.insert(&put(b"k"), b"k", b"v").unwrap();
+        let del = EntryHeader { tombstone: true, key_len: 1, expires_at: None };
+        m.insert(&del, b"k", b"").unwrap();
+        assert!(m.get(b"k").unwrap().tombstone);
+        let ttl = EntryHeader { tombstone: false, key_len: 1, expires_at: Some(50) };
+        m.insert(&ttl, b"t", b"x").unwrap();
+        let e = m.get(b"t").unwrap();
+        assert!(!e.is_dead_at(49) && e.is_dead_at(50));
+    }
+
+    #[test]
+    fn full_table_refuses_new_keys_but_reports_it() {
+        let mut m = MemTable::new(vec![0u8; 512]).unwrap();
+        let mut n = 0u32;
+        loop {
+            let k = n.to_be_bytes();
+            match m.insert(&put(&k), &k, b"value") {
+                Ok(()) => n += 1,
+                Err(Full) => break,
+            }
+        }
+        assert!(n > 0);
+        assert!(m.needs_flush());
+        for i in 0..n {
+            assert_eq!(m.get(&i.to_be_bytes()).unwrap().value, b"value");
+        }
+    }
+
+    #[test]
+    fn key_capacity_is_three_quarters_of_slots() {
+        let mut m = MemTable::new(vec![0u8; 64 * 64]).unwrap();
+        assert_eq!(m.key_capacity(), 48);
+        for i in 0..48u32 {
+            m.insert(&put(&i.to_be_bytes()), &i.to_be_bytes(), b"").unwrap();
+        }
+        assert_eq!(m.insert(&put(b"new!"), b"new!", b""), Err(Full));
+        // Overwriting an existing key still works while arena room remains.
+        m.insert(&put(&0u32.to_be_bytes()), &0u32.to_be_bytes(), b"x").unwrap();
+    }
+
+    #[test]
+    fn frozen_table_yields_sorted_entries_and_still_answers_gets() {
+        let mut m = MemTable::new(vec![0u8; 8192]).unwrap();
+        for k in [&b"pear"[..], b"apple", b"zucchini", b"fig", b"apple"] {
+            m.insert(&put(k), k, k).unwrap();
+        }
+        m.freeze();
+        let keys: Vec<&[u8]> = m.sorted().map(|p| entry::decode(p).unwrap().key).collect();
+        assert_eq!(keys, [&b"apple"[..], b"fig", b"pear", b"zucchini"]);
+        assert_eq!(m.get(b"fig").unwrap().value, b"fig");
+        assert!(m.get(b"kiwi").is_none());
+        assert_eq!(m.insert(&put(b"x"), b"x", b""), Err(Full));
+        m.reset();
+        assert!(m.is_empty() && m.get(b"fig").is_none());
+        m.insert(&put(b"x"), b"x", b"").unwrap();
+    }
+
+    #[test]
+    fn reserved_payload_is_indexed_on_commit() {
+        let mut m = MemTable::new(vec![0u8; 4096]).unwrap();
+        let h = put(b"key");
+        let (hb, hn) = h.encode();
+        let len = entry::payload_len(&h, 3);
+        let (off, dst) = m.reserve(len).unwrap();
+        dst[..hn].copy_from_slice(&hb[..hn]);
+        dst[hn..hn + 3].copy_from_slice(b"key");
+        dst[hn + 3..].copy_from_slice(b"val");
+        m.commit_reserved(off).unwrap();
+        assert_eq!(m.get(b"key").unwrap().value, b"val");
+        // A reserved payload that does not decode is refused and not indexed.
+        let (off, dst) = m.reserve(4).unwrap();
+        dst.copy_from_slice(&[9, 9, 9, 9]);
+        assert!(m.commit_reserved(off).is_err());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn too_small_buffer_is_refused() {
+        assert!(MemTable::new(vec![0u8; 100]).is_err());
+    }
+
+    #[test]
+    fn many_keys_with_colliding_probes_are_all_found() {
+        let mut m = MemTable::new(vec![0u8; 1 << 16]).unwrap();
+        let cap = m.key_capacity() as u32;
+        for i in 0..cap {
+            let k = i.to_le_bytes();
+            m.insert(&put(&k), &k, &k).unwrap();
+        }
+        for i in 0..cap {
+            assert_eq!(m.get(&i.to_le_bytes()).unwrap().value, i.to_le_bytes());
+        }
+    }
+}

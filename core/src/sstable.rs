@@ -1,0 +1,338 @@
+//! SSTable: an immutable file of entries sorted by key, written once from a frozen MemTable.
+//!
+//! ```text
+//! [ data  : entry records (u32 len | u32 crc32c | entry payload), ascending key order ]
+//! [ index : entry_count × u32 LE, the offset of each record in the data section        ]
+//! [ footer: 48 bytes                                                                    ]
+//!   0  magic        8  b"MVSSTBL1"
+//!   8  version      u16 = 1
+//!   10 flags        u16 = 0 (reserved: a filter or block index will set a bit)
+//!   12 entry_count  u32
+//!   16 index_offset u64 (= length of the data section)
+//!   24 index_crc    u32  CRC-32C of the index section
+//!   28 filter_len   u32 = 0 (reserved: a filter would sit between index and footer)
+//!   32 wal_covered  u64  every WAL with id <= this is fully contained in SSTables
+//!   40 reserved     u32 = 0
+//!   44 footer_crc   u32  CRC-32C of footer bytes 0..44
+//! ```
+//!
+//! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index by
+//! `index_crc` (checked when the table is opened), each record by its header CRC (checked
+//! on every probe, while the key is compared, by streaming the record through a 64-byte
+//! buffer). A lookup therefore never loads the file, and a flipped bit yields
+//! [`crate::Corruption`], never a wrong value.
+
+use core::cmp::Ordering;
+
+use embedded_io::{Read, Seek, Write};
+
+use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
+use crate::error::Corruption;
+use crate::io::{read_exact_at, read_u32_at, write_at, ReadError};
+use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
+
+/// The footer's magic number.
+pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
+/// The format version this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Bytes in the footer.
+pub const FOOTER_LEN: usize = 48;
+
+/// What an opened table's footer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footer {
+    /// Entries in the table.
+    pub entry_count: u32,
+    /// Offset of the index section (= bytes of data).
+    pub index_offset: u64,
+    /// CRC-32C of the index section.
+    pub index_crc: u32,
+    /// Every WAL with an id up to this one is fully contained in SSTables.
+    pub wal_covered: u64,
+}
+
+impl Footer {
+    /// Encodes the footer.
+    pub fn encode(&self) -> [u8; FOOTER_LEN] {
+        let mut b = [0u8; FOOTER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.entry_count.to_le_bytes());
+        b[16..24].copy_from_slice(&self.index_offset.to_le_bytes());
+        b[24..28].copy_from_slice(&self.index_crc.to_le_bytes());
+        b[32..40].copy_from_slice(&self.wal_covered.to_le_bytes());
+        let crc = crc32c(&[&b[..44]]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a footer; `Err` says what is wrong with it.
+    pub fn decode(b: &[u8; FOOTER_LEN]) -> Result<Self, Corruption> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| (u32_at(i) as u64) | ((u32_at(i + 4) as u64) << 32);
+        if b[0..8] != MAGIC {
+            return Err(Corruption::BadMagic);
+        }
+        let (expected, got) = (u32_at(44), crc32c(&[&b[..44]]));
+        if expected != got {
+            return Err(Corruption::ChecksumMismatch { expected, got });
+        }
+        if u16_at(8) != VERSION {
+            return Err(Corruption::UnsupportedVersion(u16_at(8)));
+        }
+        if u16_at(10) != 0 || u32_at(28) != 0 || u32_at(40) != 0 {
+            return Err(Corruption::UnsupportedVersion(u16_at(8)));
+        }
+        Ok(Footer {
+            entry_count: u32_at(12),
+            index_offset: u64_at(16),
+            index_crc: u32_at(24),
+            wal_covered: u64_at(32),
+        })
+    }
+}
+
+/// Opens a table of `file_len` bytes: reads and checks the footer and the whole index.
+pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadError<IO::Error>> {
+    let footer_at = file_len
+        .checked_sub(FOOTER_LEN as u64)
+        .ok_or(ReadError::Corrupt { offset: 0, kind: Corruption::Truncated })?;
+    let mut fb = [0u8; FOOTER_LEN];
+    read_exact_at(io, footer_at, &mut fb)?;
+    let footer = Footer::decode(&fb).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
+    let index_len = footer.entry_count as u64 * 4;
+    if footer.index_offset.checked_add(index_len) != Some(footer_at) || footer.index_offset > u32::MAX as u64 {
+        return Err(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout });
+    }
+    let mut crc = Checksum::new();
+    let mut chunk = [0u8; 256];
+    let mut pos = footer.index_offset;
+    while pos < footer_at {
+        let n = ((footer_at - pos) as usize).min(chunk.len());
+        read_exact_at(io, pos, &mut chunk[..n])?;
+        crc.update(&chunk[..n]);
+        pos += n as u64;
+    }
+    let got = crc.finish();
+    if got != footer.index_crc {
+        return Err(ReadError::Corrupt {
+            offset: footer.index_offset,
+            kind: Corruption::ChecksumMismatch { expected: footer.index_crc, got },
+        });
+    }
+    Ok(footer)
+}
+
+/// The result of a point lookup in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The table has no entry for the key.
+    Absent,
+    /// The table's entry for the key. The value was copied to the caller's buffer when
+    /// `value_len` fits in it.
+    Found {
+        /// Value length.
+        value_len: usize,
+        /// The entry is a delete.
+        tombstone: bool,
+        /// The entry's expiry.
+        expires_at: Option<u64>,
+    },
+}
+
+/// Looks `key` up by binary search over the index, copying a found value into `out`.
+pub fn get<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Lookup, ReadError<IO::Error>> {
+    let (mut lo, mut hi) = (0u32, footer.entry_count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let offset = read_u32_at(io, footer.index_offset + mid as u64 * 4)? as u64;
+        let probe = scan(io, offset, footer.index_offset, key, out)?;
+        match probe.ord {
+            Ordering::Less => lo = mid + 1,
+            Ordering::Greater => hi = mid,
+            Ordering::Equal => {
+                return Ok(Lookup::Found {
+                    value_len: probe.value_len,
+                    tombstone: probe.header.tombstone,
+                    expires_at: probe.header.expires_at,
+                })
+            }
+        }
+    }
+    Ok(Lookup::Absent)
+}
+
+struct Probe {
+    ord: Ordering,
+    header: EntryHeader,
+    value_len: usize,
+}
+
+/// Streams the record at `offset` through its checksum while comparing its key with `key`;
+/// when the keys are equal and the value fits, copies the value into `out`.
+fn scan<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    data_end: u64,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Probe, ReadError<IO::Error>> {
+    let bad = |kind| ReadError::Corrupt { offset, kind };
+    let mut hb = [0u8; HEADER_LEN];
+    read_exact_at(io, offset, &mut hb)?;
+    let rh = RecordHeader::decode(hb);
+    let len = rh.payload_len().map_err(bad)?;
+    if offset + (HEADER_LEN + len) as u64 > data_end {
+        return Err(bad(Corruption::BadLayout));
+    }
+    let mut crc = Checksum::new();
+    let mut chunk = [0u8; 64];
+    let mut header: Option<EntryHeader> = None;
+    let (mut key_start, mut key_end) = (0usize, 0usize);
+    let mut ord = Ordering::Equal;
+    let mut done = 0usize;
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        read_exact_at(io, offset + (HEADER_LEN + done) as u64, &mut chunk[..n])?;
+        let bytes = &chunk[..n];
+        crc.update(bytes);
+        if done == 0 {
+            // The chunk is at least ENTRY_MAX_OVERHEAD long unless the payload is shorter.
+            debug_assert!(chunk.len() >= ENTRY_MAX_OVERHEAD);
+            if let Ok(h) = EntryHeader::decode(bytes) {
+                key_start = h.encoded_len();
+                key_end = key_start + h.key_len;
+                header = Some(h);
+            }
+        }
+        if header.is_some() {
+            // Compare the part of the stored key inside this chunk.
+            let (a, b) = (key_start.max(done), key_end.min(done + n));
+            if a < b && ord == Ordering::Equal {
+                let stored = &bytes[a - done..b - done];
+                let (ka, kb) = ((a - key_start).min(key.len()), (b - key_start).min(key.len()));
+                let wanted = &key[ka..kb];
+                ord = stored[..wanted.len()].cmp(wanted);
+                if ord == Ordering::Equal && wanted.len() < stored.len() {
+                    ord = Ordering::Greater; // the stored key is longer than the one sought
+                }
+            }
+            // Copy the part of the value inside this chunk, once the whole key matched.
+            let (a, b) = (key_end.max(done), done + n);
+            let value_len = len.saturating_sub(key_end);
+            if a < b && ord == Ordering::Equal && key_end - key_start == key.len() && value_len <= out.len() {
+                out[a - key_end..b - key_end].copy_from_slice(&bytes[a - done..b - done]);
+            }
+        }
+        done += n;
+    }
+    let got = crc.finish();
+    if got != rh.crc {
+        return Err(bad(Corruption::ChecksumMismatch { expected: rh.crc, got }));
+    }
+    let header = header.ok_or(bad(Corruption::BadEntry))?;
+    if key_end > len {
+        return Err(bad(Corruption::BadEntry));
+    }
+    let value_len = len - key_end;
+    if header.tombstone && value_len != 0 {
+        return Err(bad(Corruption::BadEntry));
+    }
+    if ord == Ordering::Equal && key_end - key_start < key.len() {
+        ord = Ordering::Less; // the stored key is a proper prefix of the one sought
+    }
+    Ok(Probe { ord, header, value_len })
+}
+
+/// Writes a table in three passes over the same sorted payloads: records, index, footer.
+///
+/// ```ignore
+/// let mut b = SsTableBuilder::new();
+/// for p in entries() { b.add_record(&mut io, p)?; }
+/// for p in entries() { b.add_index(&mut io, p)?; }
+/// b.finish(&mut io, wal_covered)?;
+/// ```
+/// The index is recomputed from the payload lengths in the second pass, so the builder needs
+/// no memory per entry.
+#[derive(Debug, Default)]
+pub struct SsTableBuilder {
+    data_len: u64,
+    count: u32,
+    index_pos: u64,
+    index_count: u32,
+    index_crc: Option<u32>,
+    crc: IndexCrc,
+}
+
+#[derive(Default)]
+struct IndexCrc(Option<Checksum>);
+
+impl core::fmt::Debug for IndexCrc {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IndexCrc")
+    }
+}
+
+/// The table would exceed the format's 4 GiB data section or 2^32 entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableTooLarge;
+
+impl SsTableBuilder {
+    /// A builder for an empty file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries added so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Pass 1: appends one entry record.
+    pub fn add_record<IO: Write + Seek>(&mut self, io: &mut IO, payload: &[u8]) -> Result<(), IO::Error> {
+        let h = RecordHeader::for_payload(&[payload]).encode();
+        self.data_len = write_at(io, self.data_len, &[&h, payload])?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Pass 2: appends the index entry for the next record, in the same order as pass 1.
+    pub fn add_index<IO: Write + Seek>(&mut self, io: &mut IO, payload: &[u8]) -> Result<(), IO::Error> {
+        if self.index_count == 0 {
+            self.crc.0 = Some(Checksum::new());
+        }
+        let off = u32::try_from(self.index_pos).unwrap_or(u32::MAX).to_le_bytes();
+        write_at(io, self.data_len + self.index_count as u64 * 4, &[&off])?;
+        if let Some(c) = self.crc.0.as_mut() {
+            c.update(&off);
+        }
+        self.index_pos += (HEADER_LEN + payload.len()) as u64;
+        self.index_count += 1;
+        Ok(())
+    }
+
+    /// Pass 3: writes the footer. The caller then syncs the file.
+    pub fn finish<IO: Write + Seek>(mut self, io: &mut IO, wal_covered: u64) -> Result<Footer, IO::Error> {
+        let index_crc = self.crc.0.take().map_or(crc32c(&[]), Checksum::finish);
+        self.index_crc = Some(index_crc);
+        let footer = Footer {
+            entry_count: self.count,
+            index_offset: self.data_len,
+            index_crc,
+            wal_covered,
+        };
+        write_at(io, self.data_len + self.count as u64 * 4, &[&footer.encode()])?;
+        Ok(footer)
+    }
+
+    /// True while the data section still fits the format's `u32` offsets with `next` more bytes.
+    pub fn has_room(&self, next: usize) -> bool {
+        self.data_len + (HEADER_LEN + next) as u64 <= u32::MAX as u64
+    }
+}

@@ -1,0 +1,69 @@
+//! The storage seam: what the engine needs from a file system, and nothing more.
+//!
+//! The engine names its own files (see [`crate::FileName`]) and keeps them open as owned
+//! handles ([`Storage::File`]); byte I/O on a handle goes through a short-lived view
+//! ([`Storage::Io`]) that implements `embedded_io`'s `Read`, `Write` and `Seek`. That split lets
+//! an in-memory storage without `alloc` hand out many open files that all live in one buffer,
+//! while a POSIX storage simply lends out `&mut` to its file descriptor.
+//!
+//! # Durability contract
+//! An implementation promises exactly this, and the engine relies on nothing more:
+//! - Bytes written through [`Storage::Io`] may sit in a volatile cache until
+//!   [`Storage::sync`] returns `Ok` for that file; after that, the file's contents *and length*
+//!   survive a power cut.
+//! - `Write::flush` on an [`Storage::Io`] hands buffered bytes to the operating system (they then
+//!   survive the death of the process, not a power cut). Stores without that distinction may treat
+//!   it as a no-op.
+//! - [`Storage::create`], [`Storage::rename`] and [`Storage::remove`] change the directory; such a
+//!   change survives a power cut only after [`Storage::sync_dir`] returns `Ok`.
+//! - [`Storage::rename`] replaces `to` atomically when it exists.
+//! - An error from [`Storage::sync`] or [`Storage::sync_dir`] means the data may or may not be on
+//!   the device. The engine never retries it into a success: it poisons the database instead.
+
+use embedded_io::{ErrorType, Read, Seek, Write};
+
+/// A flat directory of named files.
+pub trait Storage {
+    /// The storage's own error type, carried inside [`crate::Error::Storage`].
+    type Error: embedded_io::Error;
+
+    /// An open file, owned by the engine while it uses the file.
+    type File;
+
+    /// A borrowed byte-level view of an open file.
+    type Io<'a>: Read + Write + Seek + ErrorType<Error = Self::Error>
+    where
+        Self: 'a;
+
+    /// Creates `name` empty (truncating it if it exists) and opens it for reading and writing.
+    fn create(&mut self, name: &str) -> Result<Self::File, Self::Error>;
+
+    /// Opens the existing file `name` for reading and writing.
+    ///
+    /// A missing file is an error whose `kind()` is `ErrorKind::NotFound`.
+    fn open(&mut self, name: &str) -> Result<Self::File, Self::Error>;
+
+    /// Borrows an open file for reading, writing and seeking.
+    fn io<'a>(&'a mut self, file: &'a mut Self::File) -> Self::Io<'a>;
+
+    /// The file's current length in bytes, including bytes not yet synced.
+    fn len(&mut self, file: &mut Self::File) -> Result<u64, Self::Error>;
+
+    /// Cuts the file to `len` bytes (used to drop a torn WAL tail).
+    fn truncate(&mut self, file: &mut Self::File, len: u64) -> Result<(), Self::Error>;
+
+    /// Makes the file's contents and length durable (`fdatasync` on POSIX).
+    fn sync(&mut self, file: &mut Self::File) -> Result<(), Self::Error>;
+
+    /// Renames `from` to `to`, atomically replacing `to` if it exists.
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), Self::Error>;
+
+    /// Removes `name`. Removing a missing file is an error of kind `NotFound`.
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
+
+    /// Makes every earlier create, rename and remove durable (`fsync` of the directory on POSIX).
+    fn sync_dir(&mut self) -> Result<(), Self::Error>;
+
+    /// Calls `visit` once with the name of every file in the directory, in no particular order.
+    fn list(&mut self, visit: &mut dyn FnMut(&str)) -> Result<(), Self::Error>;
+}

@@ -1,0 +1,113 @@
+//! [`DirLock`]: one process at a time per database directory.
+//!
+//! The lock is an exclusive `flock` on the file `LOCK` inside the directory, taken without
+//! waiting. `flock` locks belong to the open file description, so the lock is released when the
+//! [`DirLock`] is dropped (its descriptor closes) or the process dies, and a second
+//! [`DirLock::acquire`] of the same directory fails even inside the same process.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The name of the lock file inside a database directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// An exclusive lock on a database directory, held until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    /// The open `LOCK` file carrying the `flock`; closing it releases the lock.
+    #[expect(dead_code, reason = "held only so that dropping it releases the lock")]
+    fd: OwnedFd,
+}
+
+impl DirLock {
+    /// Locks `dir` for this process, creating `dir/LOCK` if needed. Never waits.
+    ///
+    /// If another holder has the lock, the error's kind is [`io::ErrorKind::WouldBlock`] and its
+    /// message is `database is locked: <dir> is in use by another process`.
+    pub fn acquire(dir: &Path) -> io::Result<DirLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(dir.join(LOCK_FILE_NAME))?;
+        let fd = OwnedFd::from(file);
+        loop {
+            // SAFETY: `fd` is an open descriptor owned by this function for the whole call.
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(DirLock { fd });
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // EWOULDBLOCK (== EAGAIN on Linux): someone else holds the lock.
+                io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "database is locked: {} is in use by another process",
+                            dir.display()
+                        ),
+                    ))
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn lock_creates_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _lock = DirLock::acquire(dir.path()).unwrap();
+        assert!(dir.path().join(LOCK_FILE_NAME).is_file());
+    }
+
+    #[test]
+    fn second_lock_on_same_directory_fails_with_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = DirLock::acquire(dir.path()).unwrap();
+        let err = DirLock::acquire(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "database is locked: {} is in use by another process",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn lock_is_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        drop(first);
+        let _second = DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn locks_on_different_directories_are_independent() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let _a = DirLock::acquire(a.path()).unwrap();
+        let _b = DirLock::acquire(b.path()).unwrap();
+    }
+
+    #[test]
+    fn acquire_in_missing_directory_is_not_found() {
+        let root = tempfile::tempdir().unwrap();
+        let err = DirLock::acquire(&root.path().join("missing")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}
