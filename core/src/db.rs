@@ -25,6 +25,7 @@
 
 use heapless::Vec;
 
+use crate::compaction::{self, Input};
 use crate::entry::{self, Entry, EntryHeader};
 use crate::error::{Corruption, Error};
 use crate::io::{read_exact_at, ReadError};
@@ -103,6 +104,8 @@ pub struct Stats {
     pub table_probes: u64,
     /// Calls to `get` since open.
     pub gets: u64,
+    /// Compactions (merges of SSTables) since open.
+    pub compactions: u64,
 }
 
 /// One SSTable as reported by [`Db::tables`].
@@ -176,10 +179,8 @@ where
     /// size bounds the largest entry and how much is written per SSTable.
     pub fn open(mut storage: S, clock: C, memtables: [M; 2], config: Config) -> Result<Self, S> {
         let [m0, m1] = memtables;
-        let too_small = |m: M| Error::InsufficientMemory {
-            needed: MIN_MEMTABLE_BYTES,
-            given: m.as_ref().len(),
-        };
+        let too_small =
+            |m: M| Error::InsufficientMemory { needed: MIN_MEMTABLE_BYTES, given: m.as_ref().len() };
         let mem = [MemTable::new(m0).map_err(too_small)?, MemTable::new(m1).map_err(too_small)?];
 
         // Leftovers of an interrupted flush go first; they are never needed.
@@ -222,6 +223,22 @@ where
             covered = covered.max(footer.wal_covered);
             // Cannot fail: table_ids has the same capacity.
             let _ = tables.push(Table { id, file, footer, bytes });
+        }
+
+        // Tables that a compacted table replaces are left over from a compaction that stopped
+        // before removing its inputs.
+        let mut stale: Vec<u64, MAX_TABLES> = Vec::new();
+        for t in &tables {
+            if tables.iter().any(|u| u.footer.replaces_from <= t.id && t.id < u.id) {
+                let _ = stale.push(t.id);
+            }
+        }
+        if !stale.is_empty() {
+            tables.retain(|t| !stale.contains(&t.id));
+            for &id in &stale {
+                storage.remove(&file_name(FileKind::Table, id)).map_err(Error::Storage)?;
+            }
+            storage.sync_dir().map_err(Error::Storage)?;
         }
 
         // WALs that a table covers were retired by a flush that stopped before removing them.
@@ -305,25 +322,33 @@ where
                 self.mem[active].freeze();
                 self.write_table(active, id - 1)?;
                 self.mem[active].reset();
+                self.maybe_compact()?;
             }
             let Some((offset, dst)) = self.mem[active].reserve(len) else {
-                return Err(Error::InsufficientMemory { needed: len, given: self.mem[active].arena_capacity() });
+                return Err(Error::InsufficientMemory {
+                    needed: len,
+                    given: self.mem[active].arena_capacity(),
+                });
             };
             read_exact_at(&mut self.storage.io(&mut file), pos + HEADER_LEN as u64, dst)
                 .map_err(corrupted(name.clone()))?;
             if wal::check_payload(&header, dst).is_err() {
                 break;
             }
-            self.mem[active]
-                .commit_reserved(offset)
-                .map_err(|kind| Error::Corrupted { file: name.clone(), offset: pos, kind })?;
+            self.mem[active].commit_reserved(offset).map_err(|kind| Error::Corrupted {
+                file: name.clone(),
+                offset: pos,
+                kind,
+            })?;
             pos += (HEADER_LEN + len) as u64;
         }
 
         // A record at `pos` failed its checks: a torn tail, or corruption?
-        let after = wal::valid_record_after(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
+        let after =
+            wal::valid_record_after(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
         if after.is_some() || !newest {
-            let kind = if after.is_some() { Corruption::WalRecordBeforeValidData } else { Corruption::Truncated };
+            let kind =
+                if after.is_some() { Corruption::WalRecordBeforeValidData } else { Corruption::Truncated };
             return Err(Error::Corrupted { file: name, offset: pos, kind });
         }
         self.storage.truncate(&mut file, pos).map_err(Error::Storage)?;
@@ -369,7 +394,7 @@ where
                 for p in mem.sorted().filter(keep) {
                     builder.add_index(&mut io, p).map_err(Error::Storage)?;
                 }
-                Some(builder.finish(&mut io, covered).map_err(Error::Storage)?)
+                Some(builder.finish(&mut io, covered, id).map_err(Error::Storage)?)
             }
         };
         match footer {
@@ -450,7 +475,8 @@ where
             self.rotate()?;
         }
         let (hb, hn) = header.encode();
-        let appended = wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, &[&hb[..hn], key, value]);
+        let appended =
+            wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, &[&hb[..hn], key, value]);
         match appended {
             Ok(end) => self.wal.len = end,
             Err(e) => {
@@ -529,6 +555,79 @@ where
         self.write_table(idx, covered)?;
         self.mem[idx].reset();
         self.imm_wal = None;
+        self.maybe_compact()
+    }
+
+    /// Merges the newest tables when the policy ([`compaction::pick`]) asks for it, using the
+    /// idle MemTable's buffer as scratch.
+    fn maybe_compact(&mut self) -> Result<(), S> {
+        let scratch_idx = self.active ^ 1;
+        let max_inputs = match self.mem[scratch_idx].scratch() {
+            Some(s) => (s.len() / MAX_KEY_LEN).saturating_sub(1),
+            None => return Ok(()),
+        };
+        if max_inputs < 2 {
+            return Ok(());
+        }
+        let mut sizes: Vec<u64, MAX_TABLES> = Vec::new();
+        for t in &self.tables {
+            let _ = sizes.push(t.bytes);
+        }
+        let force = self.tables.len() + 1 >= MAX_TABLES;
+        let Some(start) = compaction::pick(&sizes, max_inputs, force) else { return Ok(()) };
+        let result = self.compact(start, scratch_idx);
+        self.mem[scratch_idx].reset();
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Merges tables `start..` into one that takes the newest input's id.
+    fn compact(&mut self, start: usize, scratch_idx: usize) -> Result<(), S> {
+        let Some(newest) = self.tables.last().map(|t| t.id) else { return Ok(()) };
+        let Some(replaces_from) = self.tables.get(start).map(|t| t.footer.replaces_from) else {
+            return Ok(());
+        };
+        let wal_covered = self.tables[start..].iter().map(|t| t.footer.wal_covered).max().unwrap_or(0);
+        let drop_dead_at = if start == 0 { Some(self.clock.now()) } else { None };
+        let tmp = file_name(FileKind::TempTable, newest);
+        let fin = file_name(FileKind::Table, newest);
+        let storage = &mut self.storage;
+        let mut out = storage.create(&tmp).map_err(Error::Storage)?;
+        let mut reader = storage.open(&tmp).map_err(Error::Storage)?;
+        let scratch = self.mem[scratch_idx].scratch().ok_or(Error::Poisoned)?;
+        let mut inputs: Vec<Input<'_, S::File>, { compaction::MAX_MERGE }> = Vec::new();
+        for t in self.tables[start..].iter_mut() {
+            let input = Input { file: &mut t.file, footer: t.footer, name: file_name(FileKind::Table, t.id) };
+            if inputs.push(input).is_err() {
+                return Err(Error::TooManyTables);
+            }
+        }
+        let footer = compaction::merge(
+            storage,
+            &mut inputs,
+            &mut out,
+            &mut reader,
+            scratch,
+            drop_dead_at,
+            wal_covered,
+            replaces_from,
+        )?;
+        drop(inputs);
+        drop(reader);
+        storage.sync(&mut out).map_err(Error::Storage)?;
+        let bytes = storage.len(&mut out).map_err(Error::Storage)?;
+        storage.rename(&tmp, &fin).map_err(Error::Storage)?;
+        storage.sync_dir().map_err(Error::Storage)?;
+        let n = self.tables.len();
+        for t in &self.tables[start..n - 1] {
+            storage.remove(&file_name(FileKind::Table, t.id)).map_err(Error::Storage)?;
+        }
+        storage.sync_dir().map_err(Error::Storage)?;
+        self.tables.truncate(start);
+        let _ = self.tables.push(Table { id: newest, file: out, footer, bytes });
+        self.stats.compactions += 1;
         Ok(())
     }
 
@@ -596,14 +695,11 @@ where
         self.poisoned
     }
 
-    /// Syncs outstanding writes and gives the storage back.
-    pub fn close(mut self) -> core::result::Result<S, (Self, Error<S::Error>)> {
-        if !self.poisoned && self.wal.unsynced > 0 {
-            if let Err(e) = self.sync_wal() {
-                return Err((self, e));
-            }
-        }
-        Ok(self.storage)
+    /// Syncs outstanding writes and gives the storage back, with the outcome of that sync
+    /// (the storage is returned even when the sync failed, so its contents can still be reached).
+    pub fn close(mut self) -> (S, Result<(), S>) {
+        let synced = if !self.poisoned && self.wal.unsynced > 0 { self.sync_wal() } else { Ok(()) };
+        (self.storage, synced)
     }
 
     /// The storage, for inspection.
@@ -612,7 +708,11 @@ where
     }
 }
 
-fn copy_out<'b, E>(e: &Entry<'_>, now: u64, buf: &'b mut [u8]) -> core::result::Result<Option<&'b [u8]>, Error<E>> {
+fn copy_out<'b, E>(
+    e: &Entry<'_>,
+    now: u64,
+    buf: &'b mut [u8],
+) -> core::result::Result<Option<&'b [u8]>, Error<E>> {
     if e.is_dead_at(now) {
         return Ok(None);
     }
@@ -645,4 +745,238 @@ fn remove_temp_files<S: Storage>(storage: &mut S) -> Result<(), S> {
         storage.sync_dir().map_err(Error::Storage)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem_storage::{MemError, MemStorage};
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use std::vec::Vec;
+
+    type Mem = MemStorage<Vec<u8>, 64>;
+    type TestDb = Db<Mem, Box<dyn FnMut() -> u64>, Vec<u8>>;
+
+    fn clock(t: &Rc<Cell<u64>>) -> Box<dyn FnMut() -> u64> {
+        let t = t.clone();
+        Box::new(move || t.get())
+    }
+
+    fn open(storage: Mem, t: &Rc<Cell<u64>>, mem: usize) -> TestDb {
+        Db::open(storage, clock(t), [vec![0; mem], vec![0; mem]], Config::default()).unwrap()
+    }
+
+    fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 512];
+        db.get(key, &mut buf).unwrap().map(<[u8]>::to_vec)
+    }
+
+    fn files(db: &mut TestDb, ext: &str) -> usize {
+        let mut n = 0;
+        db.storage().list(&mut |name| n += usize::from(name.ends_with(ext))).unwrap();
+        n
+    }
+
+    #[test]
+    fn writes_survive_close_and_reopen_from_wal_and_tables() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 2048);
+        for i in 0..300u32 {
+            db.put(&i.to_be_bytes(), &[i as u8; 20]).unwrap();
+        }
+        assert!(db.stats().tables > 0, "small MemTables must have been flushed");
+        let (storage, closed) = db.close();
+        closed.unwrap();
+        let mut db = open(storage, &t, 2048);
+        for i in 0..300u32 {
+            assert_eq!(get(&mut db, &i.to_be_bytes()), Some(vec![i as u8; 20]), "key {i}");
+        }
+    }
+
+    #[test]
+    fn tombstone_in_memtable_and_in_table_hides_older_table_value() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 4096);
+        db.put(b"k", b"old").unwrap();
+        db.flush().unwrap();
+        db.delete(b"k").unwrap();
+        assert_eq!(get(&mut db, b"k"), None);
+        db.flush().unwrap();
+        assert_eq!(db.stats().tables, 2);
+        assert_eq!(get(&mut db, b"k"), None);
+    }
+
+    #[test]
+    fn expired_entries_read_as_absent_everywhere() {
+        let t = Rc::new(Cell::new(100));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 4096);
+        db.put(b"k", b"forever").unwrap();
+        db.flush().unwrap();
+        db.put_expiring(b"k", b"brief", 200).unwrap();
+        assert_eq!(get(&mut db, b"k").as_deref(), Some(&b"brief"[..]));
+        db.flush().unwrap();
+        assert_eq!(get(&mut db, b"k").as_deref(), Some(&b"brief"[..]));
+        t.set(200);
+        assert_eq!(get(&mut db, b"k"), None, "expired entry hides the older value");
+        assert_eq!(db.put_expiring(b"x", b"v", 200), Err(Error::InvalidTtl));
+    }
+
+    #[test]
+    fn flush_retires_wals_and_rotation_keeps_at_most_two() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 1024);
+        for i in 0..200u32 {
+            db.put(&i.to_le_bytes(), b"0123456789").unwrap();
+            assert!(files(&mut db, ".wal") <= 2);
+        }
+        db.flush().unwrap();
+        assert_eq!(files(&mut db, ".wal"), 1);
+        assert_eq!(db.stats().wal_bytes, 0);
+    }
+
+    #[test]
+    fn compaction_keeps_latest_values_and_drops_dead_entries() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 4 << 20]), &t, 8192);
+        let mut model = BTreeMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..6000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = format!("k{}", x % 700).into_bytes();
+            if x.is_multiple_of(5) {
+                db.delete(&key).unwrap();
+                model.remove(&key);
+            } else {
+                let v = format!("v{step}").into_bytes();
+                db.put(&key, &v).unwrap();
+                model.insert(key, v);
+            }
+        }
+        let s = db.stats();
+        assert!(s.compactions > 0, "{s:?}");
+        assert!(s.tables <= 20, "{s:?}");
+        for i in 0..700 {
+            let key = format!("k{i}").into_bytes();
+            assert_eq!(get(&mut db, &key), model.get(&key).cloned(), "key {i}");
+        }
+        let (storage, closed) = db.close();
+        closed.unwrap();
+        let mut db = open(storage, &t, 8192);
+        for (k, v) in &model {
+            assert_eq!(get(&mut db, k).as_ref(), Some(v));
+        }
+    }
+
+    #[test]
+    fn open_removes_inputs_a_finished_compaction_replaced() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 4 << 20]), &t, 8192);
+        db.put(b"gone", b"old").unwrap();
+        db.flush().unwrap();
+        // Keep a copy of the oldest table, as if the compaction had crashed before removing it.
+        let oldest = db.tables().next().unwrap().id;
+        let name = file_name(FileKind::Table, oldest);
+        let copy = {
+            let s = db.storage();
+            let mut f = s.open(&name).unwrap();
+            let len = s.len(&mut f).unwrap() as usize;
+            let mut b = vec![0; len];
+            read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+            b
+        };
+        db.delete(b"gone").unwrap();
+        for i in 0..3u32 {
+            db.put(&i.to_be_bytes(), b"x").unwrap();
+            db.flush().unwrap();
+        }
+        assert!(db.stats().compactions > 0);
+        assert_eq!(get(&mut db, b"gone"), None);
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        let mut f = storage.create(&name).unwrap();
+        embedded_io::Write::write_all(&mut storage.io(&mut f), &copy).unwrap();
+        let mut db = open(storage, &t, 8192);
+        assert_eq!(get(&mut db, b"gone"), None, "a replaced table must not resurrect a deleted key");
+        assert_eq!(files(&mut db, ".sst"), 1);
+    }
+
+    #[test]
+    fn failed_sync_poisons_writes_but_not_reads() {
+        struct FailingSync(Mem, bool);
+        impl Storage for FailingSync {
+            type Error = MemError;
+            type File = crate::mem_storage::MemFile;
+            type Io<'a> = crate::mem_storage::MemIo<'a>;
+            fn create(&mut self, n: &str) -> core::result::Result<Self::File, MemError> {
+                self.0.create(n)
+            }
+            fn open(&mut self, n: &str) -> core::result::Result<Self::File, MemError> {
+                self.0.open(n)
+            }
+            fn io<'a>(&'a mut self, f: &'a mut Self::File) -> Self::Io<'a> {
+                self.0.io(f)
+            }
+            fn len(&mut self, f: &mut Self::File) -> core::result::Result<u64, MemError> {
+                self.0.len(f)
+            }
+            fn truncate(&mut self, f: &mut Self::File, l: u64) -> core::result::Result<(), MemError> {
+                self.0.truncate(f, l)
+            }
+            fn sync(&mut self, f: &mut Self::File) -> core::result::Result<(), MemError> {
+                if self.1 {
+                    Err(MemError::Full)
+                } else {
+                    self.0.sync(f)
+                }
+            }
+            fn rename(&mut self, a: &str, b: &str) -> core::result::Result<(), MemError> {
+                self.0.rename(a, b)
+            }
+            fn remove(&mut self, n: &str) -> core::result::Result<(), MemError> {
+                self.0.remove(n)
+            }
+            fn sync_dir(&mut self) -> core::result::Result<(), MemError> {
+                self.0.sync_dir()
+            }
+            fn list(&mut self, v: &mut dyn FnMut(&str)) -> core::result::Result<(), MemError> {
+                self.0.list(v)
+            }
+        }
+        let mut db = Db::open(
+            FailingSync(Mem::new(vec![0; 1 << 16]), false),
+            || 0,
+            [vec![0; 1024], vec![0; 1024]],
+            Config::default(),
+        )
+        .unwrap();
+        db.put(b"a", b"1").unwrap();
+        db.storage().1 = true;
+        assert_eq!(db.put(b"b", b"2"), Err(Error::Storage(MemError::Full)));
+        db.storage().1 = false;
+        assert_eq!(db.put(b"c", b"3"), Err(Error::Poisoned), "no retry into a false success");
+        assert_eq!(db.sync(), Err(Error::Poisoned));
+        let mut buf = [0u8; 8];
+        assert_eq!(db.get(b"a", &mut buf).unwrap(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn limits_are_enforced_with_errors() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 2048);
+        assert_eq!(db.put(b"", b"v"), Err(Error::EmptyKey));
+        let long = vec![b'k'; MAX_KEY_LEN + 1];
+        assert_eq!(db.put(&long, b"v"), Err(Error::KeyTooLarge { len: MAX_KEY_LEN + 1, max: MAX_KEY_LEN }));
+        assert!(matches!(db.put(b"k", &[0; 4096]), Err(Error::ValueTooLarge { len: 4096, .. })));
+        db.put(b"k", &[7; 300]).unwrap();
+        let mut small = [0u8; 10];
+        assert_eq!(db.get(b"k", &mut small), Err(Error::BufferTooSmall { needed: 300 }));
+        assert!(matches!(
+            Db::open(Mem::new(vec![0; 4096]), || 0, [vec![0; 100], vec![0; 100]], Config::default()),
+            Err(Error::InsufficientMemory { .. })
+        ));
+    }
 }

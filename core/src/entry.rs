@@ -96,10 +96,8 @@ impl EntryHeader {
             KIND_PUT => (false, None),
             KIND_DELETE => (true, None),
             KIND_PUT_EXPIRING => {
-                let t: [u8; 8] = bytes
-                    .get(3..11)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or(Corruption::BadEntry)?;
+                let t: [u8; 8] =
+                    bytes.get(3..11).and_then(|s| s.try_into().ok()).ok_or(Corruption::BadEntry)?;
                 (false, Some(u64::from_le_bytes(t)))
             }
             _ => return Err(Corruption::BadEntry),

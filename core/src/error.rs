@@ -125,9 +125,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::InsufficientMemory { needed, given } => {
                 write!(f, "memory budget of {given} bytes is below the {needed} required")
             }
-            Error::Poisoned => {
-                f.write_str("an earlier write or sync failed; reopen the database")
-            }
+            Error::Poisoned => f.write_str("an earlier write or sync failed; reopen the database"),
         }
     }
 }
@@ -150,9 +148,7 @@ impl<E> Error<E> {
             Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
             Error::TooManyTables => Error::TooManyTables,
             Error::TooManyWals => Error::TooManyWals,
-            Error::InsufficientMemory { needed, given } => {
-                Error::InsufficientMemory { needed, given }
-            }
+            Error::InsufficientMemory { needed, given } => Error::InsufficientMemory { needed, given },
             Error::Poisoned => Error::Poisoned,
         }
     }

@@ -50,7 +50,8 @@ pub fn read_exact_at<IO: Read + Seek>(
     })
 }
 
-/// Writes all of `parts` in order starting at `pos`, then hands them to the OS (`flush`).
+/// Writes all of `parts` in order starting at `pos`; returns the position after them.
+/// The bytes may stay buffered until `flush` or [`crate::Storage::sync`].
 pub fn write_at<IO: Write + Seek>(io: &mut IO, pos: u64, parts: &[&[u8]]) -> Result<u64, IO::Error> {
     io.seek(SeekFrom::Start(pos))?;
     let mut end = pos;
@@ -58,7 +59,6 @@ pub fn write_at<IO: Write + Seek>(io: &mut IO, pos: u64, parts: &[&[u8]]) -> Res
         io.write_all(p)?;
         end += p.len() as u64;
     }
-    io.flush()?;
     Ok(end)
 }
 

@@ -13,7 +13,7 @@
 //! get ──► active MemTable ──► immutable MemTable ──► SSTables, newest to oldest
 //! ```
 //!
-//! Modules, one concept each: [`arena`], [`memtable`], [`record`] (framing), [`entry`]
+//! Modules, one concept each: [`arena`], [`memtable`], [`compaction`], [`record`] (framing), [`entry`]
 //! (payload encoding), [`wal`], [`sstable`], [`storage`] (the seam), [`mem_storage`]
 //! (in-memory storage), [`db`] (the engine), [`error`]. Byte layouts are in `docs/FORMAT.md`.
 #![cfg_attr(not(test), no_std)]
@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod arena;
+pub mod compaction;
 pub mod db;
 pub mod entry;
 pub mod error;

@@ -88,12 +88,7 @@ pub struct MemIo<'a> {
 impl<B: AsRef<[u8]> + AsMut<[u8]>, const FILES: usize> MemStorage<B, FILES> {
     /// A storage with no files over `buf`.
     pub fn new(buf: B) -> Self {
-        MemStorage {
-            buf,
-            meta: core::array::from_fn(|_| Meta::default()),
-            syncs: 0,
-            dir_syncs: 0,
-        }
+        MemStorage { buf, meta: core::array::from_fn(|_| Meta::default()), syncs: 0, dir_syncs: 0 }
     }
 
     /// The largest size one file can reach.

@@ -244,9 +244,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         let i = if self.frozen {
             slots[..self.count]
                 .binary_search_by(|s| {
-                    slot_offset(s)
-                        .and_then(|o| entry_at(arena, o))
-                        .map_or(Ordering::Less, |e| e.key.cmp(key))
+                    slot_offset(s).and_then(|o| entry_at(arena, o)).map_or(Ordering::Less, |e| e.key.cmp(key))
                 })
                 .ok()?
         } else {
@@ -282,6 +280,16 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         let (slots, arena) = self.parts();
         let n = if self.frozen { self.count } else { 0 };
         slots[..n].iter().filter_map(move |s| arena::item(arena, slot_offset(s)?))
+    }
+
+    /// The whole buffer as scratch memory, while the table is empty and active (compaction
+    /// borrows the idle MemTable this way). Call [`MemTable::reset`] afterwards.
+    pub fn scratch(&mut self) -> Option<&mut [u8]> {
+        if self.is_empty() && !self.frozen {
+            Some(self.mem.as_mut())
+        } else {
+            None
+        }
     }
 
     /// Empties the table (after a flush) and makes it active again.

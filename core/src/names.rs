@@ -45,9 +45,8 @@ pub fn file_name(kind: FileKind, id: u64) -> FileName {
 /// Recognises one of the engine's names.
 pub fn parse_name(name: &str) -> Option<(FileKind, u64)> {
     let (stem, ext) = name.split_once('.')?;
-    let kind = [FileKind::Wal, FileKind::Table, FileKind::TempTable]
-        .into_iter()
-        .find(|k| k.extension() == ext)?;
+    let kind =
+        [FileKind::Wal, FileKind::Table, FileKind::TempTable].into_iter().find(|k| k.extension() == ext)?;
     if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }

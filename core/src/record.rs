@@ -76,10 +76,7 @@ impl RecordHeader {
     /// The header for a payload made of `parts`, in order.
     pub fn for_payload(parts: &[&[u8]]) -> Self {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        RecordHeader {
-            len: u32::try_from(len).unwrap_or(u32::MAX),
-            crc: crc32c(parts),
-        }
+        RecordHeader { len: u32::try_from(len).unwrap_or(u32::MAX), crc: crc32c(parts) }
     }
 
     /// Encodes to the on-disk bytes.
@@ -94,10 +91,7 @@ impl RecordHeader {
     /// Decodes the on-disk bytes (any 8 bytes decode; [`RecordHeader::payload_len`] validates).
     pub fn decode(b: [u8; HEADER_LEN]) -> Self {
         let [l0, l1, l2, l3, c0, c1, c2, c3] = b;
-        RecordHeader {
-            len: u32::from_le_bytes([l0, l1, l2, l3]),
-            crc: u32::from_le_bytes([c0, c1, c2, c3]),
-        }
+        RecordHeader { len: u32::from_le_bytes([l0, l1, l2, l3]), crc: u32::from_le_bytes([c0, c1, c2, c3]) }
     }
 
     /// The payload length, if it is within `1..=MAX_RECORD_LEN`.
@@ -132,10 +126,8 @@ pub enum FrameError {
 
 /// Decodes the record at the front of `bytes`: its payload and the bytes it occupies.
 pub fn decode(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
-    let header: [u8; HEADER_LEN] = bytes
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(FrameError::Incomplete)?;
+    let header: [u8; HEADER_LEN] =
+        bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(FrameError::Incomplete)?;
     let header = RecordHeader::decode(header);
     let len = header.payload_len().map_err(FrameError::Corrupt)?;
     let end = HEADER_LEN + len;
@@ -205,10 +197,6 @@ mod tests {
                 let mut copy = buf;
                 copy[byte] ^= 1 << bit;
                 let r = decode(&copy[..n]);
-                assert!(
-                    matches!(r, Err(_)) || r.map(|(p, _)| p) != Ok(&b"some payload"[..]),
-                    "flip at byte {byte} bit {bit} went unnoticed"
-                );
                 assert!(r.is_err(), "flip at byte {byte} bit {bit} decoded as valid");
             }
         }

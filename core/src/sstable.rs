@@ -3,17 +3,18 @@
 //! ```text
 //! [ data  : entry records (u32 len | u32 crc32c | entry payload), ascending key order ]
 //! [ index : entry_count × u32 LE, the offset of each record in the data section        ]
-//! [ footer: 48 bytes                                                                    ]
-//!   0  magic        8  b"MVSSTBL1"
-//!   8  version      u16 = 1
-//!   10 flags        u16 = 0 (reserved: a filter or block index will set a bit)
-//!   12 entry_count  u32
-//!   16 index_offset u64 (= length of the data section)
-//!   24 index_crc    u32  CRC-32C of the index section
-//!   28 filter_len   u32 = 0 (reserved: a filter would sit between index and footer)
-//!   32 wal_covered  u64  every WAL with id <= this is fully contained in SSTables
-//!   40 reserved     u32 = 0
-//!   44 footer_crc   u32  CRC-32C of footer bytes 0..44
+//! [ footer: 56 bytes                                                                    ]
+//!   0  magic         8  b"MVSSTBL1"
+//!   8  version       u16 = 1
+//!   10 flags         u16 = 0 (reserved: a filter or block index will set a bit)
+//!   12 entry_count   u32
+//!   16 index_offset  u64 (= length of the data section)
+//!   24 index_crc     u32  CRC-32C of the index section
+//!   28 filter_len    u32 = 0 (reserved: a filter would sit between index and footer)
+//!   32 wal_covered   u64  every WAL with id <= this is fully contained in SSTables
+//!   40 replaces_from u64  this table replaces every table with an id in [replaces_from, own id)
+//!   48 reserved      u32 = 0
+//!   52 footer_crc    u32  CRC-32C of footer bytes 0..52
 //! ```
 //!
 //! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index by
@@ -36,7 +37,7 @@ pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
 /// The format version this build writes and reads.
 pub const VERSION: u16 = 1;
 /// Bytes in the footer.
-pub const FOOTER_LEN: usize = 48;
+pub const FOOTER_LEN: usize = 56;
 
 /// What an opened table's footer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,9 @@ pub struct Footer {
     pub index_crc: u32,
     /// Every WAL with an id up to this one is fully contained in SSTables.
     pub wal_covered: u64,
+    /// This table replaces (is the compacted form of) every table with an id from this one up to
+    /// its own; for a table written by a flush, its own id.
+    pub replaces_from: u64,
 }
 
 impl Footer {
@@ -61,8 +65,9 @@ impl Footer {
         b[16..24].copy_from_slice(&self.index_offset.to_le_bytes());
         b[24..28].copy_from_slice(&self.index_crc.to_le_bytes());
         b[32..40].copy_from_slice(&self.wal_covered.to_le_bytes());
-        let crc = crc32c(&[&b[..44]]);
-        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b[40..48].copy_from_slice(&self.replaces_from.to_le_bytes());
+        let crc = crc32c(&[&b[..52]]);
+        b[52..56].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -74,14 +79,14 @@ impl Footer {
         if b[0..8] != MAGIC {
             return Err(Corruption::BadMagic);
         }
-        let (expected, got) = (u32_at(44), crc32c(&[&b[..44]]));
+        let (expected, got) = (u32_at(52), crc32c(&[&b[..52]]));
         if expected != got {
             return Err(Corruption::ChecksumMismatch { expected, got });
         }
         if u16_at(8) != VERSION {
             return Err(Corruption::UnsupportedVersion(u16_at(8)));
         }
-        if u16_at(10) != 0 || u32_at(28) != 0 || u32_at(40) != 0 {
+        if u16_at(10) != 0 || u32_at(28) != 0 || u32_at(48) != 0 {
             return Err(Corruption::UnsupportedVersion(u16_at(8)));
         }
         Ok(Footer {
@@ -89,6 +94,7 @@ impl Footer {
             index_offset: u64_at(16),
             index_crc: u32_at(24),
             wal_covered: u64_at(32),
+            replaces_from: u64_at(40),
         })
     }
 }
@@ -102,7 +108,8 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
     read_exact_at(io, footer_at, &mut fb)?;
     let footer = Footer::decode(&fb).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
     let index_len = footer.entry_count as u64 * 4;
-    if footer.index_offset.checked_add(index_len) != Some(footer_at) || footer.index_offset > u32::MAX as u64 {
+    if footer.index_offset.checked_add(index_len) != Some(footer_at) || footer.index_offset > u32::MAX as u64
+    {
         return Err(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout });
     }
     let mut crc = Checksum::new();
@@ -256,7 +263,7 @@ fn scan<IO: Read + Seek>(
 /// let mut b = SsTableBuilder::new();
 /// for p in entries() { b.add_record(&mut io, p)?; }
 /// for p in entries() { b.add_index(&mut io, p)?; }
-/// b.finish(&mut io, wal_covered)?;
+/// b.finish(&mut io, wal_covered, replaces_from)?;
 /// ```
 /// The index is recomputed from the payload lengths in the second pass, so the builder needs
 /// no memory per entry.
@@ -266,7 +273,6 @@ pub struct SsTableBuilder {
     count: u32,
     index_pos: u64,
     index_count: u32,
-    index_crc: Option<u32>,
     crc: IndexCrc,
 }
 
@@ -278,10 +284,6 @@ impl core::fmt::Debug for IndexCrc {
         f.write_str("IndexCrc")
     }
 }
-
-/// The table would exceed the format's 4 GiB data section or 2^32 entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableTooLarge;
 
 impl SsTableBuilder {
     /// A builder for an empty file.
@@ -297,13 +299,34 @@ impl SsTableBuilder {
     /// Pass 1: appends one entry record.
     pub fn add_record<IO: Write + Seek>(&mut self, io: &mut IO, payload: &[u8]) -> Result<(), IO::Error> {
         let h = RecordHeader::for_payload(&[payload]).encode();
-        self.data_len = write_at(io, self.data_len, &[&h, payload])?;
-        self.count += 1;
+        self.add_raw(io, &h)?;
+        self.add_raw(io, payload)?;
+        self.end_record();
         Ok(())
+    }
+
+    /// Pass 1, for records copied in pieces: appends bytes of the current record.
+    pub fn add_raw<IO: Write + Seek>(&mut self, io: &mut IO, bytes: &[u8]) -> Result<(), IO::Error> {
+        self.data_len = write_at(io, self.data_len, &[bytes])?;
+        Ok(())
+    }
+
+    /// Pass 1, for records copied in pieces: the current record is complete.
+    pub fn end_record(&mut self) {
+        self.count += 1;
     }
 
     /// Pass 2: appends the index entry for the next record, in the same order as pass 1.
     pub fn add_index<IO: Write + Seek>(&mut self, io: &mut IO, payload: &[u8]) -> Result<(), IO::Error> {
+        self.add_index_len(io, payload.len())
+    }
+
+    /// Pass 2, knowing only the next record's payload length.
+    pub fn add_index_len<IO: Write + Seek>(
+        &mut self,
+        io: &mut IO,
+        payload_len: usize,
+    ) -> Result<(), IO::Error> {
         if self.index_count == 0 {
             self.crc.0 = Some(Checksum::new());
         }
@@ -312,20 +335,30 @@ impl SsTableBuilder {
         if let Some(c) = self.crc.0.as_mut() {
             c.update(&off);
         }
-        self.index_pos += (HEADER_LEN + payload.len()) as u64;
+        self.index_pos += (HEADER_LEN + payload_len) as u64;
         self.index_count += 1;
         Ok(())
     }
 
+    /// Bytes of data written so far.
+    pub fn data_len(&self) -> u64 {
+        self.data_len
+    }
+
     /// Pass 3: writes the footer. The caller then syncs the file.
-    pub fn finish<IO: Write + Seek>(mut self, io: &mut IO, wal_covered: u64) -> Result<Footer, IO::Error> {
+    pub fn finish<IO: Write + Seek>(
+        mut self,
+        io: &mut IO,
+        wal_covered: u64,
+        replaces_from: u64,
+    ) -> Result<Footer, IO::Error> {
         let index_crc = self.crc.0.take().map_or(crc32c(&[]), Checksum::finish);
-        self.index_crc = Some(index_crc);
         let footer = Footer {
             entry_count: self.count,
             index_offset: self.data_len,
             index_crc,
             wal_covered,
+            replaces_from,
         };
         write_at(io, self.data_len + self.count as u64 * 4, &[&footer.encode()])?;
         Ok(footer)
@@ -334,5 +367,157 @@ impl SsTableBuilder {
     /// True while the data section still fits the format's `u32` offsets with `next` more bytes.
     pub fn has_room(&self, next: usize) -> bool {
         self.data_len + (HEADER_LEN + next) as u64 <= u32::MAX as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::EntryHeader;
+    use crate::mem_storage::MemStorage;
+    use crate::storage::Storage;
+
+    type Mem = MemStorage<Vec<u8>, 2>;
+
+    fn payload(key: &[u8], value: &[u8], tombstone: bool) -> Vec<u8> {
+        let h = EntryHeader { tombstone, key_len: key.len(), expires_at: None };
+        let (hb, n) = h.encode();
+        [&hb[..n], key, value].concat()
+    }
+
+    /// Writes a table of `(key, value)` (value `None` = tombstone), keys ascending.
+    fn build(entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> (Mem, crate::mem_storage::MemFile, Footer) {
+        let mut s = Mem::new(vec![0; 1 << 20]);
+        let mut f = s.create("t.sst").unwrap();
+        let payloads: Vec<Vec<u8>> =
+            entries.iter().map(|(k, v)| payload(k, v.as_deref().unwrap_or(&[]), v.is_none())).collect();
+        let mut b = SsTableBuilder::new();
+        let mut io = s.io(&mut f);
+        for p in &payloads {
+            b.add_record(&mut io, p).unwrap();
+        }
+        for p in &payloads {
+            b.add_index(&mut io, p).unwrap();
+        }
+        let footer = b.finish(&mut io, 7, 3).unwrap();
+        (s, f, footer)
+    }
+
+    fn entries(n: u32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        (0..n)
+            .map(|i| {
+                let k = format!("key{:05}", i * 2).into_bytes();
+                let v = if i % 7 == 3 {
+                    None
+                } else {
+                    Some(format!("value-{i}").repeat(1 + i as usize % 9).into_bytes())
+                };
+                (k, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_found_and_gaps_are_absent() {
+        let es = entries(300);
+        let (mut s, mut f, footer) = build(&es);
+        let len = s.len(&mut f).unwrap();
+        assert_eq!(open(&mut s.io(&mut f), len).unwrap(), footer);
+        assert_eq!((footer.entry_count, footer.wal_covered, footer.replaces_from), (300, 7, 3));
+        let mut out = [0u8; 256];
+        for (i, (k, v)) in es.iter().enumerate() {
+            let got = get(&mut s.io(&mut f), &footer, k, &mut out).unwrap();
+            match (got, v) {
+                (Lookup::Found { value_len, tombstone: false, .. }, Some(v)) => {
+                    assert_eq!(&out[..value_len], &v[..])
+                }
+                (Lookup::Found { tombstone: true, value_len: 0, .. }, None) => {}
+                other => panic!("entry {i}: {other:?}"),
+            }
+            // Keys between and around stored ones are absent.
+            let gap = format!("key{:05}", i * 2 + 1).into_bytes();
+            assert_eq!(get(&mut s.io(&mut f), &footer, &gap, &mut out).unwrap(), Lookup::Absent);
+        }
+        for k in [&b"a"[..], b"key", b"key0", b"zzz", b"key00000\0"] {
+            assert_eq!(get(&mut s.io(&mut f), &footer, k, &mut out).unwrap(), Lookup::Absent, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn value_larger_than_buffer_reports_its_length_without_copying() {
+        let es = vec![(b"k".to_vec(), Some(vec![9u8; 100]))];
+        let (mut s, mut f, footer) = build(&es);
+        let mut out = [0u8; 10];
+        let got = get(&mut s.io(&mut f), &footer, b"k", &mut out).unwrap();
+        assert!(matches!(got, Lookup::Found { value_len: 100, .. }));
+        assert_eq!(out, [0u8; 10]);
+    }
+
+    #[test]
+    fn every_flipped_byte_gives_an_error_or_the_right_answer_never_a_wrong_value() {
+        let es = entries(12);
+        let (s, f, _) = build(&es);
+        let len = {
+            let mut s = s;
+            let mut f = f;
+            let len = s.len(&mut f).unwrap() as usize;
+            let mut bytes = vec![0u8; len];
+            crate::io::read_exact_at(&mut s.io(&mut f), 0, &mut bytes).unwrap();
+            (bytes, len)
+        };
+        let (bytes, len) = len;
+        let mut out = [0u8; 256];
+        for pos in 0..len {
+            for flip in [0x01u8, 0x80] {
+                let mut m = Mem::new(vec![0; 1 << 16]);
+                let mut g = m.create("t.sst").unwrap();
+                let mut copy = bytes.clone();
+                copy[pos] ^= flip;
+                embedded_io::Write::write_all(&mut m.io(&mut g), &copy).unwrap();
+                let footer = match open(&mut m.io(&mut g), len as u64) {
+                    Ok(f) => f,
+                    Err(ReadError::Corrupt { .. }) => continue,
+                    Err(e) => panic!("{e:?}"),
+                };
+                for (k, v) in &es {
+                    match get(&mut m.io(&mut g), &footer, k, &mut out) {
+                        Err(ReadError::Corrupt { .. }) => {}
+                        Ok(Lookup::Found { value_len, tombstone, .. }) => match v {
+                            Some(v) => {
+                                assert!(!tombstone && out[..value_len] == v[..], "wrong value, flip at {pos}")
+                            }
+                            None => assert!(tombstone, "flip at {pos}"),
+                        },
+                        other => panic!("flip at {pos} for {k:?}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_tiny_files_are_corruption_not_panics() {
+        let es = entries(5);
+        let (mut s, mut f, _) = build(&es);
+        let len = s.len(&mut f).unwrap();
+        for cut in [0, 1, 10, FOOTER_LEN as u64 - 1, FOOTER_LEN as u64, len - 1] {
+            s.truncate(&mut f, cut).unwrap();
+            assert!(matches!(open(&mut s.io(&mut f), cut), Err(ReadError::Corrupt { .. })), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn footer_rejects_unknown_version_and_reserved_bits() {
+        let f = Footer { entry_count: 1, index_offset: 2, index_crc: 3, wal_covered: 4, replaces_from: 5 };
+        let b = f.encode();
+        assert_eq!(Footer::decode(&b), Ok(f));
+        let mut v2 = b;
+        v2[8] = 2;
+        let crc = crc32c(&[&v2[..52]]);
+        v2[52..56].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Footer::decode(&v2), Err(Corruption::UnsupportedVersion(2)));
+        let mut magic = b;
+        magic[0] ^= 1;
+        assert_eq!(Footer::decode(&magic), Err(Corruption::BadMagic));
     }
 }

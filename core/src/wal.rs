@@ -19,13 +19,17 @@ use crate::error::Corruption;
 use crate::io::{read_at, write_at, ReadError};
 use crate::record::{Checksum, RecordHeader, HEADER_LEN, MAX_RECORD_LEN};
 
-/// Appends one record whose payload is the concatenation of `parts` at `end`; returns the new end.
+/// Appends one record whose payload is the concatenation of `parts` at `end`, and hands it to
+/// the operating system (`flush`), so that it survives the death of the process; returns the
+/// new end. Durability against power loss needs [`crate::Storage::sync`] on top.
 pub fn append<IO: Write + Seek>(io: &mut IO, end: u64, parts: &[&[u8]]) -> Result<u64, IO::Error> {
     let header = RecordHeader::for_payload(parts).encode();
     let mut all: [&[u8]; 4] = [&header, &[], &[], &[]];
     let n = parts.len().min(3);
     all[1..1 + n].copy_from_slice(&parts[..n]);
-    write_at(io, end, &all[..1 + n])
+    let end = write_at(io, end, &all[..1 + n])?;
+    io.flush()?;
+    Ok(end)
 }
 
 /// What lies at a replay position.

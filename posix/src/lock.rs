@@ -48,10 +48,7 @@ impl DirLock {
                 io::ErrorKind::WouldBlock => {
                     return Err(io::Error::new(
                         io::ErrorKind::WouldBlock,
-                        format!(
-                            "database is locked: {} is in use by another process",
-                            dir.display()
-                        ),
+                        format!("database is locked: {} is in use by another process", dir.display()),
                     ))
                 }
                 _ => return Err(err),
@@ -81,10 +78,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(
             err.to_string(),
-            format!(
-                "database is locked: {} is in use by another process",
-                dir.path().display()
-            )
+            format!("database is locked: {} is in use by another process", dir.path().display())
         );
     }
 

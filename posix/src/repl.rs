@@ -141,25 +141,22 @@ impl fmt::Display for ParseError {
                 write!(f, "wrong number of arguments for {command}; usage: {usage}")
             }
             Self::UnterminatedQuote => f.write_str("unterminated quote"),
-            Self::InvalidEscape(escape) => write!(
-                f,
-                "invalid escape {escape}; use \\\" \\\\ \\n \\r \\t \\0 or \\xHH"
-            ),
-            Self::QuoteInsideToken => f.write_str(
-                "quote inside a token; quote the whole token instead, e.g. \"it's\" not it's",
-            ),
-            Self::InvalidTtl(Some(given)) => write!(
-                f,
-                "invalid TTL {given}; EX SECONDS needs an integer from 1 to 4294967295"
-            ),
+            Self::InvalidEscape(escape) => {
+                write!(f, "invalid escape {escape}; use \\\" \\\\ \\n \\r \\t \\0 or \\xHH")
+            }
+            Self::QuoteInsideToken => {
+                f.write_str("quote inside a token; quote the whole token instead, e.g. \"it's\" not it's")
+            }
+            Self::InvalidTtl(Some(given)) => {
+                write!(f, "invalid TTL {given}; EX SECONDS needs an integer from 1 to 4294967295")
+            }
             Self::InvalidTtl(None) => {
                 f.write_str("invalid TTL: EX needs SECONDS, an integer from 1 to 4294967295")
             }
             Self::NotUtf8 => f.write_str("input is not valid UTF-8; use \\xHH escapes for bytes"),
-            Self::ControlByte(byte) => write!(
-                f,
-                "raw control byte 0x{byte:02X} in input; use \\xHH escapes (or \\n \\r \\t \\0)"
-            ),
+            Self::ControlByte(byte) => {
+                write!(f, "raw control byte 0x{byte:02X} in input; use \\xHH escapes (or \\n \\r \\t \\0)")
+            }
             Self::LineTooLong => f.write_str("line too long"),
         }
     }
@@ -190,13 +187,9 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Command>, ParseError> {
     let command = if is("put") {
         parse_put(args)?
     } else if is("get") {
-        Command::Get {
-            key: one_arg(args, "get", GET_USAGE)?,
-        }
+        Command::Get { key: one_arg(args, "get", GET_USAGE)? }
     } else if is("del") {
-        Command::Del {
-            key: one_arg(args, "del", DEL_USAGE)?,
-        }
+        Command::Del { key: one_arg(args, "del", DEL_USAGE)? }
     } else if is("flush") {
         no_args(&args, "flush", Command::Flush)?
     } else if is("sync") {
@@ -216,10 +209,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Command>, ParseError> {
 }
 
 fn parse_put(args: Vec<Vec<u8>>) -> Result<Command, ParseError> {
-    let arity = ParseError::WrongArity {
-        command: "put",
-        usage: PUT_USAGE,
-    };
+    let arity = ParseError::WrongArity { command: "put", usage: PUT_USAGE };
     let mut args = args.into_iter();
     let (Some(key), Some(value)) = (args.next(), args.next()) else {
         return Err(arity);
@@ -229,18 +219,13 @@ fn parse_put(args: Vec<Vec<u8>>) -> Result<Command, ParseError> {
         (Some(keyword), seconds, None) if keyword.eq_ignore_ascii_case(b"ex") => match seconds {
             None => return Err(ParseError::InvalidTtl(None)),
             Some(seconds) => Some(
-                parse_ttl(&seconds)
-                    .ok_or_else(|| ParseError::InvalidTtl(Some(quote_for_error(&seconds))))?,
+                parse_ttl(&seconds).ok_or_else(|| ParseError::InvalidTtl(Some(quote_for_error(&seconds))))?,
             ),
         },
         // `put k hello world` (forgot the quotes) or `put k v EX 10 extra`.
         _ => return Err(arity),
     };
-    Ok(Command::Put {
-        key,
-        value,
-        ttl_secs,
-    })
+    Ok(Command::Put { key, value, ttl_secs })
 }
 
 /// SECONDS: ASCII digits only (no sign), value in `1..=u32::MAX`.
@@ -253,11 +238,7 @@ fn parse_ttl(seconds: &[u8]) -> Option<u64> {
     (1..=u64::from(u32::MAX)).contains(&value).then_some(value)
 }
 
-fn one_arg(
-    args: Vec<Vec<u8>>,
-    command: &'static str,
-    usage: &'static str,
-) -> Result<Vec<u8>, ParseError> {
+fn one_arg(args: Vec<Vec<u8>>, command: &'static str, usage: &'static str) -> Result<Vec<u8>, ParseError> {
     let mut args = args.into_iter();
     match (args.next(), args.next()) {
         (Some(arg), None) => Ok(arg),
@@ -265,18 +246,11 @@ fn one_arg(
     }
 }
 
-fn no_args(
-    args: &[Vec<u8>],
-    command: &'static str,
-    parsed: Command,
-) -> Result<Command, ParseError> {
+fn no_args(args: &[Vec<u8>], command: &'static str, parsed: Command) -> Result<Command, ParseError> {
     if args.is_empty() {
         Ok(parsed)
     } else {
-        Err(ParseError::WrongArity {
-            command,
-            usage: command,
-        })
+        Err(ParseError::WrongArity { command, usage: command })
     }
 }
 
@@ -373,14 +347,10 @@ fn hex_escape(chars: &mut impl Iterator<Item = char>) -> Result<u8, ParseError> 
     let mut written = String::from("\\x");
     let mut value = 0u32;
     for _ in 0..2 {
-        let c = chars
-            .next()
-            .ok_or_else(|| ParseError::InvalidEscape(written.clone()))?;
+        let c = chars.next().ok_or_else(|| ParseError::InvalidEscape(written.clone()))?;
         check_char(c)?;
         written.push(c);
-        let digit = c
-            .to_digit(16)
-            .ok_or_else(|| ParseError::InvalidEscape(written.clone()))?;
+        let digit = c.to_digit(16).ok_or_else(|| ParseError::InvalidEscape(written.clone()))?;
         value = value * 16 + digit;
     }
     // Two hex digits are at most 0xFF, so this never fails.
@@ -412,9 +382,7 @@ pub fn format_value(v: &[u8]) -> String {
     if let Ok(text) = std::str::from_utf8(v) {
         let plain = !text.is_empty()
             && text != "(nil)"
-            && !text
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '\'');
+            && !text.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '\'');
         if plain {
             return text.to_owned();
         }
@@ -463,9 +431,7 @@ fn quote_for_error(token: &[u8]) -> String {
 
 /// Replaces control characters (line breaks included) with spaces so a reply stays on one line.
 fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// What the REPL needs from a database. The binary implements it for `Db`; tests use a map.
@@ -500,11 +466,7 @@ pub fn execute<B: ReplBackend>(backend: &mut B, cmd: Command) -> (String, bool) 
     }
     let ok = |()| String::from("OK");
     let reply = match cmd {
-        Command::Put {
-            key,
-            value,
-            ttl_secs,
-        } => ok_or_err(backend.put(&key, &value, ttl_secs).map(ok)),
+        Command::Put { key, value, ttl_secs } => ok_or_err(backend.put(&key, &value, ttl_secs).map(ok)),
         Command::Get { key } => ok_or_err(backend.get(&key).map(|found| match found {
             Some(value) => format_value(&value),
             None => String::from("(nil)"),
@@ -574,11 +536,7 @@ enum LineRead {
 
 /// Reads one line into `line` (cleared first), keeping at most `max + 1` bytes of it: the rest of
 /// a longer line is consumed from `input`'s buffer and dropped.
-fn read_line_bounded<R: BufRead>(
-    input: &mut R,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<LineRead> {
+fn read_line_bounded<R: BufRead>(input: &mut R, line: &mut Vec<u8>, max: usize) -> io::Result<LineRead> {
     line.clear();
     let mut read_any = false;
     let mut too_long = false;
@@ -596,11 +554,7 @@ fn read_line_bounded<R: BufRead>(
         }
         read_any = true;
         let (chunk, consumed, ended) = match available.iter().position(|&b| b == b'\n') {
-            Some(newline) => (
-                available.get(..newline).unwrap_or_default(),
-                newline + 1,
-                true,
-            ),
+            Some(newline) => (available.get(..newline).unwrap_or_default(), newline + 1, true),
             None => (available, available.len(), false),
         };
         if !too_long {
@@ -628,12 +582,7 @@ fn read_line_bounded<R: BufRead>(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
@@ -709,11 +658,7 @@ mod tests {
     }
 
     fn put(key: &[u8], value: &[u8], ttl_secs: Option<u64>) -> Command {
-        Command::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            ttl_secs,
-        }
+        Command::Put { key: key.to_vec(), value: value.to_vec(), ttl_secs }
     }
 
     fn get(key: &[u8]) -> Command {
@@ -729,7 +674,8 @@ mod tests {
     #[test]
     fn piped_script_prints_one_reply_line_per_command() {
         let mut backend = MapBackend::default();
-        let script = b"put a 1\r\nput b \"two words\"\nget b\nbogus\nflush\nsync\nstats\nhelp\nget \"\"\ndel a";
+        let script =
+            b"put a 1\r\nput b \"two words\"\nget b\nbogus\nflush\nsync\nstats\nhelp\nget \"\"\ndel a";
         let out = run_script_with(&mut backend, script, false);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 10, "{out:?}");
@@ -740,23 +686,14 @@ mod tests {
         assert_eq!(lines[7], HELP);
         assert_eq!(lines[8..], ["(nil)", "OK"]);
         assert_eq!((backend.flushes, backend.syncs), (1, 1));
-        assert!(
-            !backend.map.contains_key(&b"a"[..]),
-            "last line without newline ran"
-        );
+        assert!(!backend.map.contains_key(&b"a"[..]), "last line without newline ran");
     }
 
     #[test]
     fn quit_and_exit_stop_the_loop_and_print_nothing() {
         assert_eq!(run_script(b"put a 1\nquit\nget a\n"), "OK\n");
         assert_eq!(run_script(b"EXIT\nget a\n"), "");
-        assert_eq!(
-            parse("quit now"),
-            Err(ParseError::WrongArity {
-                command: "quit",
-                usage: "quit"
-            })
-        );
+        assert_eq!(parse("quit now"), Err(ParseError::WrongArity { command: "quit", usage: "quit" }));
         let (reply, quit) = execute(&mut MapBackend::default(), Command::Quit);
         assert_eq!((reply.as_str(), quit), ("", true));
     }
@@ -764,21 +701,12 @@ mod tests {
     #[test]
     fn quoted_key_with_spaces_round_trips() {
         let mut backend = MapBackend::default();
-        let out = run_script_with(
-            &mut backend,
-            b"put \"my key\" 'a \"quoted\" value'\nget 'my key'\n",
-            false,
-        );
+        let out =
+            run_script_with(&mut backend, b"put \"my key\" 'a \"quoted\" value'\nget 'my key'\n", false);
         assert_eq!(out, "OK\n\"a \\\"quoted\\\" value\"\n");
-        assert_eq!(
-            backend.map.get(&b"my key"[..]).map(Vec::as_slice),
-            Some(&b"a \"quoted\" value"[..])
-        );
+        assert_eq!(backend.map.get(&b"my key"[..]).map(Vec::as_slice), Some(&b"a \"quoted\" value"[..]));
         let printed = out.lines().nth(1).unwrap();
-        assert_eq!(
-            parse(&format!("get {printed}")),
-            Ok(Some(get(b"a \"quoted\" value")))
-        );
+        assert_eq!(parse(&format!("get {printed}")), Ok(Some(get(b"a \"quoted\" value"))));
     }
 
     #[test]
@@ -787,36 +715,18 @@ mod tests {
             parse(r#"put "\x00\xff\xAb" "\"\\\n\r\t\0x""#),
             Ok(Some(put(&[0, 0xFF, 0xAB], b"\"\\\n\r\t\0x", None)))
         );
-        assert_eq!(
-            parse(r"put a\b 'c\n'"),
-            Ok(Some(put(b"a\\b", b"c\\n", None)))
-        );
+        assert_eq!(parse(r"put a\b 'c\n'"), Ok(Some(put(b"a\\b", b"c\\n", None))));
         assert_eq!(parse("get \"\""), Ok(Some(get(b""))));
         assert_eq!(parse("get ''"), Ok(Some(get(b""))));
-        assert_eq!(
-            parse("get \"h\u{e9}\""),
-            Ok(Some(get("h\u{e9}".as_bytes())))
-        );
+        assert_eq!(parse("get \"h\u{e9}\""), Ok(Some(get("h\u{e9}".as_bytes()))));
     }
 
     #[test]
     fn invalid_escapes_are_errors() {
-        assert_eq!(
-            parse(r#"get "\q""#),
-            Err(ParseError::InvalidEscape("\\q".into()))
-        );
-        assert_eq!(
-            parse(r#"get "\xZ1""#),
-            Err(ParseError::InvalidEscape("\\xZ".into()))
-        );
-        assert_eq!(
-            parse(r#"get "\x1""#),
-            Err(ParseError::InvalidEscape("\\x1\"".into()))
-        );
-        assert_eq!(
-            parse(r#"get "\x"#),
-            Err(ParseError::InvalidEscape("\\x".into()))
-        );
+        assert_eq!(parse(r#"get "\q""#), Err(ParseError::InvalidEscape("\\q".into())));
+        assert_eq!(parse(r#"get "\xZ1""#), Err(ParseError::InvalidEscape("\\xZ".into())));
+        assert_eq!(parse(r#"get "\x1""#), Err(ParseError::InvalidEscape("\\x1\"".into())));
+        assert_eq!(parse(r#"get "\x"#), Err(ParseError::InvalidEscape("\\x".into())));
         assert_eq!(parse(r#"get "ab\"#), Err(ParseError::UnterminatedQuote));
         let shown = parse(r#"get "\q""#).unwrap_err().to_string();
         assert!(shown.starts_with("invalid escape \\q;"), "{shown}");
@@ -824,13 +734,7 @@ mod tests {
 
     #[test]
     fn adjacent_quotes_are_an_error_not_a_concatenation() {
-        for line in [
-            "get a\"b\"",
-            "get \"a\"b",
-            "get it's",
-            "get 'a'\"b\"",
-            "get \"a\"\"b\"",
-        ] {
+        for line in ["get a\"b\"", "get \"a\"b", "get it's", "get 'a'\"b\"", "get \"a\"\"b\""] {
             assert_eq!(parse(line), Err(ParseError::QuoteInsideToken), "{line}");
         }
         assert_eq!(parse("get \"a\"\t"), Ok(Some(get(b"a"))));
@@ -874,37 +778,19 @@ mod tests {
             "help me",
             "sync now",
         ] {
-            assert!(
-                matches!(parse(line), Err(ParseError::WrongArity { .. })),
-                "{line}"
-            );
+            assert!(matches!(parse(line), Err(ParseError::WrongArity { .. })), "{line}");
         }
         let shown = parse("put k hello world").unwrap_err().to_string();
-        assert!(
-            shown.contains("usage: put KEY VALUE [EX SECONDS]"),
-            "{shown}"
-        );
+        assert!(shown.contains("usage: put KEY VALUE [EX SECONDS]"), "{shown}");
     }
 
     #[test]
     fn nul_byte_and_invalid_utf8_are_clear_errors() {
         assert_eq!(parse_line(b"put k v\0"), Err(ParseError::ControlByte(0)));
-        assert_eq!(
-            parse_line(b"put k \"a\0b\""),
-            Err(ParseError::ControlByte(0))
-        );
-        assert_eq!(
-            parse_line(b"put k 'a\x1bb'"),
-            Err(ParseError::ControlByte(0x1B))
-        );
-        assert_eq!(
-            parse_line(b"put k \"a\tb\""),
-            Err(ParseError::ControlByte(b'\t'))
-        );
-        assert_eq!(
-            parse_line(b"put k \"\\\x7f\""),
-            Err(ParseError::ControlByte(0x7F))
-        );
+        assert_eq!(parse_line(b"put k \"a\0b\""), Err(ParseError::ControlByte(0)));
+        assert_eq!(parse_line(b"put k 'a\x1bb'"), Err(ParseError::ControlByte(0x1B)));
+        assert_eq!(parse_line(b"put k \"a\tb\""), Err(ParseError::ControlByte(b'\t')));
+        assert_eq!(parse_line(b"put k \"\\\x7f\""), Err(ParseError::ControlByte(0x7F)));
         assert_eq!(parse_line(b"put k \xff\xfe"), Err(ParseError::NotUtf8));
         assert_eq!(parse_line(b"put k \"\xc3\""), Err(ParseError::NotUtf8));
         let out = run_script(b"put k v\0\nput k \xff\nget k\n");
@@ -914,45 +800,22 @@ mod tests {
         assert!(lines[1].starts_with("ERR input is not valid UTF-8") && lines[1].contains("\\xHH"));
         assert_eq!(lines[2], "(nil)");
         // Escaped, the same bytes are fine.
-        assert_eq!(
-            parse(r#"put k "\0\xff""#),
-            Ok(Some(put(b"k", &[0, 0xFF], None)))
-        );
+        assert_eq!(parse(r#"put k "\0\xff""#), Ok(Some(put(b"k", &[0, 0xFF], None))));
     }
 
     #[test]
     fn invalid_ttl_is_rejected() {
-        for seconds in [
-            "0",
-            "-1",
-            "abc",
-            "99999999999",
-            "4294967296",
-            "+5",
-            "1.5",
-            "18446744073709551616",
-        ] {
+        for seconds in ["0", "-1", "abc", "99999999999", "4294967296", "+5", "1.5", "18446744073709551616"] {
             let line = format!("put k v EX {seconds}");
-            assert!(
-                matches!(parse(&line), Err(ParseError::InvalidTtl(Some(_)))),
-                "{line}"
-            );
+            assert!(matches!(parse(&line), Err(ParseError::InvalidTtl(Some(_)))), "{line}");
         }
         assert_eq!(parse("put k v EX"), Err(ParseError::InvalidTtl(None)));
         assert_eq!(parse("put k v ex 10"), Ok(Some(put(b"k", b"v", Some(10)))));
-        assert_eq!(
-            parse("PUT k v Ex 4294967295"),
-            Ok(Some(put(b"k", b"v", Some(4_294_967_295))))
-        );
+        assert_eq!(parse("PUT k v Ex 4294967295"), Ok(Some(put(b"k", b"v", Some(4_294_967_295)))));
         assert_eq!(parse("put k v EX 007"), Ok(Some(put(b"k", b"v", Some(7)))));
         let mut backend = MapBackend::default();
         let out = run_script_with(&mut backend, b"put k v EX 0\nput k v EX 60\n", false);
-        assert_eq!(
-            out.lines()
-                .next()
-                .map(|l| l.starts_with("ERR invalid TTL 0")),
-            Some(true)
-        );
+        assert_eq!(out.lines().next().map(|l| l.starts_with("ERR invalid TTL 0")), Some(true));
         assert_eq!(out.lines().nth(1), Some("OK"));
         assert_eq!(backend.ttls.get(&b"k"[..]), Some(&60));
     }
@@ -968,10 +831,7 @@ mod tests {
         assert_eq!(format_value(b"'x'"), "\"'x'\"");
         assert_eq!(format_value(b"a b"), "\"a b\"");
         assert_eq!(format_value(b"\x00\xff\n"), "\"\\0\\xFF\\n\"");
-        assert_eq!(
-            format_value("\u{85}\u{a0}".as_bytes()),
-            "\"\\xC2\\x85\\xC2\\xA0\""
-        );
+        assert_eq!(format_value("\u{85}\u{a0}".as_bytes()), "\"\\xC2\\x85\\xC2\\xA0\"");
     }
 
     /// xorshift64: deterministic pseudo-random numbers without a crate.
@@ -1020,10 +880,7 @@ mod tests {
         let input = BufReader::new(overlong.chain(Cursor::new(&b"\nput k v\r\nget k\n"[..])));
         let mut out = Vec::new();
         run(input, &mut out, &mut MapBackend::default(), false).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "ERR line too long\nOK\nv\n"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "ERR line too long\nOK\nv\n");
 
         // With a small limit: the buffer never grows past it, and the rest of the line is skipped.
         let mut input = BufReader::with_capacity(
@@ -1031,34 +888,16 @@ mod tests {
             Cursor::new(vec![b'z'; 10_000]).chain(&b"\nnext\r\nexactly16bytes!!\r\n\r\n"[..]),
         );
         let mut line = Vec::new();
-        assert_eq!(
-            read_line_bounded(&mut input, &mut line, 16).unwrap(),
-            LineRead::TooLong
-        );
+        assert_eq!(read_line_bounded(&mut input, &mut line, 16).unwrap(), LineRead::TooLong);
         assert!(line.capacity() <= 64, "buffered {} bytes", line.capacity());
-        assert_eq!(
-            read_line_bounded(&mut input, &mut line, 16).unwrap(),
-            LineRead::Line
-        );
+        assert_eq!(read_line_bounded(&mut input, &mut line, 16).unwrap(), LineRead::Line);
         assert_eq!(line, b"next");
-        assert_eq!(
-            read_line_bounded(&mut input, &mut line, 16).unwrap(),
-            LineRead::Line
-        );
+        assert_eq!(read_line_bounded(&mut input, &mut line, 16).unwrap(), LineRead::Line);
         assert_eq!(line, b"exactly16bytes!!");
-        assert_eq!(
-            read_line_bounded(&mut input, &mut line, 16).unwrap(),
-            LineRead::Line
-        );
+        assert_eq!(read_line_bounded(&mut input, &mut line, 16).unwrap(), LineRead::Line);
         assert_eq!(line, b"");
-        assert_eq!(
-            read_line_bounded(&mut input, &mut line, 16).unwrap(),
-            LineRead::Eof
-        );
-        assert_eq!(
-            parse_line(&vec![b' '; MAX_LINE_LEN + 1]),
-            Err(ParseError::LineTooLong)
-        );
+        assert_eq!(read_line_bounded(&mut input, &mut line, 16).unwrap(), LineRead::Eof);
+        assert_eq!(parse_line(&vec![b' '; MAX_LINE_LEN + 1]), Err(ParseError::LineTooLong));
     }
 
     #[test]
@@ -1074,15 +913,8 @@ mod tests {
 
     #[test]
     fn backend_error_prints_err_and_continues() {
-        let mut backend = MapBackend {
-            fail: true,
-            ..MapBackend::default()
-        };
-        let out = run_script_with(
-            &mut backend,
-            b"put k v\nget k\ndel k\nflush\nsync\nstats\nhelp\n",
-            false,
-        );
+        let mut backend = MapBackend { fail: true, ..MapBackend::default() };
+        let out = run_script_with(&mut backend, b"put k v\nget k\ndel k\nflush\nsync\nstats\nhelp\n", false);
         let expected = "ERR disk on fire\n".repeat(6) + HELP + "\n";
         assert_eq!(out, expected);
     }
@@ -1090,18 +922,9 @@ mod tests {
     #[test]
     fn prompt_only_when_requested() {
         let mut backend = MapBackend::default();
-        assert_eq!(
-            run_script_with(&mut backend, b"put k v\n\nget k\n", true),
-            "> OK\n> > v\n> "
-        );
-        assert_eq!(
-            run_script_with(&mut backend, b"put k v\nquit\n", true),
-            "> OK\n> "
-        );
-        assert_eq!(
-            run_script_with(&mut backend, b"put k v\n\nget k\n", false),
-            "OK\nv\n"
-        );
+        assert_eq!(run_script_with(&mut backend, b"put k v\n\nget k\n", true), "> OK\n> > v\n> ");
+        assert_eq!(run_script_with(&mut backend, b"put k v\nquit\n", true), "> OK\n> ");
+        assert_eq!(run_script_with(&mut backend, b"put k v\n\nget k\n", false), "OK\nv\n");
     }
 
     #[test]
@@ -1115,21 +938,14 @@ mod tests {
     fn commands_are_case_insensitive() {
         assert_eq!(parse("PuT k v"), Ok(Some(put(b"k", b"v", None))));
         assert_eq!(parse("GET k"), Ok(Some(get(b"k"))));
-        assert_eq!(
-            parse("Del k"),
-            Ok(Some(Command::Del { key: b"k".to_vec() }))
-        );
+        assert_eq!(parse("Del k"), Ok(Some(Command::Del { key: b"k".to_vec() })));
         assert_eq!(parse("FLUSH"), Ok(Some(Command::Flush)));
         assert_eq!(parse("Sync"), Ok(Some(Command::Sync)));
         assert_eq!(parse("sTaTs"), Ok(Some(Command::Stats)));
         assert_eq!(parse("HELP"), Ok(Some(Command::Help)));
         assert_eq!(parse("Quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse("EXIT"), Ok(Some(Command::Quit)));
-        assert_eq!(
-            parse("  get   K  "),
-            Ok(Some(get(b"K"))),
-            "keys keep their case"
-        );
+        assert_eq!(parse("  get   K  "), Ok(Some(get(b"K"))), "keys keep their case");
     }
 
     #[test]
@@ -1157,9 +973,8 @@ mod tests {
         const ALPHABET: &[u8] = b"pugetdlxEX \t\"'\\0123nrt\x00\xff\xc3\xa9\r";
         for _ in 0..20_000 {
             let len = (rng.next() % 20) as usize;
-            let line: Vec<u8> = (0..len)
-                .map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize])
-                .collect();
+            let line: Vec<u8> =
+                (0..len).map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize]).collect();
             let _ = parse_line(&line);
         }
     }

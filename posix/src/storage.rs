@@ -54,14 +54,8 @@ impl PosixStorage {
         create_dir_durably(path)?;
         // std opens with O_CLOEXEC; with read-only access and O_DIRECTORY these are exactly the
         // flags we want, without an `unsafe` block.
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(path)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            dir: OwnedFd::from(dir),
-        })
+        let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
+        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir) })
     }
 
     /// The directory this storage works in.
@@ -78,8 +72,7 @@ impl PosixStorage {
         // SAFETY: `self.dir` is an open directory fd for the lifetime of `self`, `name` is a
         // NUL-terminated string that outlives the call, and `stat` points to writable memory the
         // size of a `libc::stat`.
-        let rc =
-            unsafe { libc::fstatat(self.dir.as_raw_fd(), name.as_ptr(), stat.as_mut_ptr(), 0) };
+        let rc = unsafe { libc::fstatat(self.dir.as_raw_fd(), name.as_ptr(), stat.as_mut_ptr(), 0) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -96,12 +89,7 @@ impl PosixStorage {
             // NUL-terminated string that outlives the call, and the variadic mode argument is the
             // `c_uint` that `openat` reads when `O_CREAT` is set.
             let fd = unsafe {
-                libc::openat(
-                    self.dir.as_raw_fd(),
-                    name.as_ptr(),
-                    flags | libc::O_CLOEXEC,
-                    FILE_MODE,
-                )
+                libc::openat(self.dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, FILE_MODE)
             };
             if fd >= 0 {
                 // SAFETY: `openat` just returned this descriptor, so it is open and nothing else
@@ -228,12 +216,7 @@ pub struct PosixFile {
 
 impl PosixFile {
     fn new(fd: OwnedFd) -> Self {
-        Self {
-            fd,
-            pos: 0,
-            wbuf: Vec::new(),
-            wbuf_start: 0,
-        }
+        Self { fd, pos: 0, wbuf: Vec::new(), wbuf_start: 0 }
     }
 
     /// Writes the buffer out with `pwrite`, retrying on `EINTR` and short writes.
@@ -282,14 +265,7 @@ impl Read for PosixFile {
         loop {
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and
             // `self.fd` is an open descriptor owned by `self`.
-            let n = unsafe {
-                libc::pread(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    offset,
-                )
-            };
+            let n = unsafe { libc::pread(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) };
             match usize::try_from(n) {
                 Ok(n) => {
                     self.pos = checked_end(self.pos, n)?;
@@ -349,9 +325,7 @@ impl Seek for PosixFile {
                 self.pos = target;
                 Ok(target)
             }
-            _ => Err(invalid_input(
-                "seek to a negative position or past the largest file offset",
-            )),
+            _ => Err(invalid_input("seek to a negative position or past the largest file offset")),
         }
     }
 }
@@ -566,11 +540,7 @@ mod tests {
         let (_dir, mut storage) = storage();
         let mut file = storage.create("f").unwrap();
         file.write_all(b"abc").unwrap();
-        for pos in [
-            SeekFrom::End(-4),
-            SeekFrom::Current(-4),
-            SeekFrom::Start(u64::MAX),
-        ] {
+        for pos in [SeekFrom::End(-4), SeekFrom::Current(-4), SeekFrom::Start(u64::MAX)] {
             let err = file.seek(pos).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pos:?}");
         }
@@ -658,10 +628,7 @@ mod tests {
         let (_dir, mut storage) = storage();
         let err = storage.open("missing").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert_eq!(
-            embedded_io::Error::kind(&err),
-            embedded_io::ErrorKind::NotFound
-        );
+        assert_eq!(embedded_io::Error::kind(&err), embedded_io::ErrorKind::NotFound);
     }
 
     #[test]
@@ -709,9 +676,7 @@ mod tests {
         }
         fs::create_dir(dir.path().join("subdir")).unwrap();
         let mut names = Vec::new();
-        storage
-            .list(&mut |name| names.push(name.to_owned()))
-            .unwrap();
+        storage.list(&mut |name| names.push(name.to_owned())).unwrap();
         names.sort();
         assert_eq!(names, ["a.sst", "b.sst", "wal-3"]);
     }
@@ -721,16 +686,8 @@ mod tests {
         let (_dir, mut storage) = storage();
         for name in ["", ".", "..", "a/b", "/abs", "../escape", "nul\0byte"] {
             let kind = |r: io::Result<PosixFile>| r.unwrap_err().kind();
-            assert_eq!(
-                kind(storage.create(name)),
-                io::ErrorKind::InvalidInput,
-                "{name:?}"
-            );
-            assert_eq!(
-                kind(storage.open(name)),
-                io::ErrorKind::InvalidInput,
-                "{name:?}"
-            );
+            assert_eq!(kind(storage.create(name)), io::ErrorKind::InvalidInput, "{name:?}");
+            assert_eq!(kind(storage.open(name)), io::ErrorKind::InvalidInput, "{name:?}");
             let err = storage.remove(name).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
             let err = storage.rename("ok", name).unwrap_err();

@@ -51,7 +51,11 @@ fn parse_args() -> Result<Option<Args>, String> {
                 options.durability = parse_sync(&v.string().map_err(|e| e.to_string())?)?;
             }
             Long("memtable-bytes") => {
-                let v: usize = parser.value().map_err(|e| e.to_string())?.parse().map_err(|e| format!("--memtable-bytes: {e}"))?;
+                let v: usize = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .parse()
+                    .map_err(|e| format!("--memtable-bytes: {e}"))?;
                 options.memtable_bytes = v;
             }
             Value(v) if dir.is_none() => dir = Some(PathBuf::from(v)),
