@@ -29,6 +29,7 @@ use crate::compaction::{self, Input};
 use crate::entry::{self, Entry, EntryHeader};
 use crate::error::{Corruption, Error};
 use crate::io::{read_exact_at, ReadError};
+use crate::log::{event, warn_event};
 use crate::memtable::{MemTable, MIN_MEMTABLE_BYTES};
 use crate::names::{file_name, parse_name, FileKind, FileName};
 use crate::record::HEADER_LEN;
@@ -163,7 +164,10 @@ type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 fn corrupted<E>(file: FileName) -> impl FnOnce(ReadError<E>) -> Error<E> {
     move |e| match e {
         ReadError::Io(e) => Error::Storage(e),
-        ReadError::Corrupt { offset, kind } => Error::Corrupted { file, offset, kind },
+        ReadError::Corrupt { offset, kind } => {
+            warn_event!("corruption: {=str} at offset {=u64}: {}", file.as_str(), offset, kind);
+            Error::Corrupted { file, offset, kind }
+        }
     }
 }
 
@@ -287,6 +291,7 @@ where
         for (i, &id) in wal_ids.iter().enumerate() {
             let newest = i + 1 == wal_ids.len();
             let len = db.replay(id, newest)?;
+            event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, len);
             if newest {
                 db.wal.len = len;
             } else {
@@ -354,6 +359,7 @@ where
         self.storage.truncate(&mut file, pos).map_err(Error::Storage)?;
         self.storage.sync(&mut file).map_err(Error::Storage)?;
         self.stats.torn_tails_truncated += 1;
+        event!("recovery: torn tail of WAL {=u64} cut at offset {=u64} (was {=u64} bytes)", id, pos, end);
         Ok(pos)
     }
 
@@ -411,6 +417,7 @@ where
             }
         }
         self.stats.flushes += 1;
+        event!("flush: MemTable written as SSTable {=u64}, WALs up to {=u64} retired", id, covered);
 
         let mut removed = false;
         for w in self.old_wals.iter().filter(|w| w.id <= covered) {
@@ -546,6 +553,7 @@ where
         self.mem[self.active].freeze();
         self.imm_wal = Some(old.id);
         self.active ^= 1;
+        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old.id, id);
         Ok(())
     }
 
@@ -578,6 +586,7 @@ where
         let result = self.compact(start, scratch_idx);
         self.mem[scratch_idx].reset();
         if result.is_err() {
+            warn_event!("compaction failed; writes refused until reopen");
             self.poisoned = true;
         }
         result
@@ -628,6 +637,12 @@ where
         self.tables.truncate(start);
         let _ = self.tables.push(Table { id: newest, file: out, footer, bytes });
         self.stats.compactions += 1;
+        event!(
+            "compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)",
+            n - start,
+            newest,
+            bytes
+        );
         Ok(())
     }
 

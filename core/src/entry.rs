@@ -22,6 +22,7 @@ const KIND_PUT_EXPIRING: u8 = 3;
 
 /// A decoded entry, borrowing the payload it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Entry<'a> {
     /// The key.
     pub key: &'a [u8],
@@ -42,6 +43,7 @@ impl Entry<'_> {
 
 /// The fixed-size front of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EntryHeader {
     /// True for a tombstone.
     pub tombstone: bool,

@@ -6,6 +6,7 @@ use crate::error::Corruption;
 
 /// A failure while reading a file format: the storage failed, or the bytes are wrong.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ReadError<E> {
     /// The storage failed.
     Io(E),

@@ -27,6 +27,7 @@ pub mod db;
 pub mod entry;
 pub mod error;
 pub mod io;
+pub mod log;
 pub mod mem_storage;
 pub mod memtable;
 pub mod names;

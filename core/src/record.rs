@@ -65,6 +65,7 @@ pub fn crc32c(parts: &[&[u8]]) -> u32 {
 
 /// The 8-byte header in front of every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RecordHeader {
     /// Payload length in bytes.
     pub len: u32,
@@ -117,6 +118,7 @@ impl RecordHeader {
 
 /// Why a byte slice did not start with a whole, valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FrameError {
     /// The slice ends before the record does (a torn write looks like this).
     Incomplete,

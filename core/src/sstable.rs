@@ -41,6 +41,7 @@ pub const FOOTER_LEN: usize = 56;
 
 /// What an opened table's footer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Footer {
     /// Entries in the table.
     pub entry_count: u32,
@@ -133,6 +134,7 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
 
 /// The result of a point lookup in one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Lookup {
     /// The table has no entry for the key.
     Absent,

@@ -34,6 +34,7 @@ pub fn append<IO: Write + Seek>(io: &mut IO, end: u64, parts: &[&[u8]]) -> Resul
 
 /// What lies at a replay position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Next {
     /// A record header declaring a plausible payload length that fits in the file.
     Record(RecordHeader),
