@@ -298,6 +298,11 @@ where
                 let _ = db.old_wals.push(OldWal { id, len });
             }
         }
+        // Entries from several WALs now share one MemTable: write them out, so that no more
+        // than two WAL files (current and immutable) ever exist.
+        if !db.old_wals.is_empty() {
+            db.flush()?;
+        }
         Ok(db)
     }
 
@@ -317,6 +322,12 @@ where
             let len = header.len as usize;
             let active = self.active;
             if len > self.mem[active].max_payload() {
+                // Either a valid entry written with larger MemTables, or a damaged length.
+                let valid = wal::record_is_valid(&mut self.storage.io(&mut file), pos, &header, len)
+                    .map_err(Error::Storage)?;
+                if !valid {
+                    break;
+                }
                 return Err(Error::InsufficientMemory {
                     needed: len + HEADER_LEN,
                     given: self.mem[active].arena_capacity(),

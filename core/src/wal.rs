@@ -102,7 +102,9 @@ pub fn valid_record_after<IO: Read + Seek>(
     Ok(None)
 }
 
-fn record_is_valid<IO: Read + Seek>(
+/// True when the record at `pos` with this header is whole, checksum-valid and an entry,
+/// verified by streaming it (nothing is held in memory).
+pub fn record_is_valid<IO: Read + Seek>(
     io: &mut IO,
     pos: u64,
     header: &RecordHeader,

@@ -1,0 +1,263 @@
+//! Whatever was acknowledged before a handle went away is there after the next open: after a
+//! clean drop, after a drop with data only in the WAL, in every durability mode, across
+//! different MemTable sizes, and on the core engine over in-memory storage.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{sst_files, wal_files};
+use minivault::{Db, Durability, Options};
+use minivault_core::{Config, Error as CoreError, MemStorage, SyncPolicy};
+
+type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+fn write_some(db: &mut Db, model: &mut Model, tag: &str, n: usize) {
+    for i in 0..n {
+        let k = format!("{tag}-{i:04}").into_bytes();
+        let v = format!("{tag} value {i} {}", "v".repeat(i % 30)).into_bytes();
+        db.put(&k, &v).unwrap();
+        model.insert(k, Some(v));
+        if i % 7 == 3 {
+            let gone = format!("{tag}-{:04}", i - 3).into_bytes();
+            db.delete(&gone).unwrap();
+            model.insert(gone, None);
+        }
+    }
+}
+
+fn check(db: &mut Db, model: &Model, when: &str) {
+    for (k, v) in model {
+        assert_eq!(&db.get(k).unwrap(), v, "{when}: key {}", String::from_utf8_lossy(k));
+    }
+}
+
+#[test]
+fn reopen_after_clean_drop_with_flushed_and_unflushed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::new();
+    {
+        let mut db = Db::open(dir.path()).unwrap();
+        write_some(&mut db, &mut model, "flushed", 100);
+        db.flush().unwrap();
+        write_some(&mut db, &mut model, "walonly", 100);
+    }
+    let mut db = Db::open(dir.path()).unwrap();
+    check(&mut db, &model, "after reopen");
+    drop(db);
+    let mut db = Db::open(dir.path()).unwrap();
+    check(&mut db, &model, "after a second reopen");
+}
+
+#[test]
+fn reopen_after_drop_without_flush_replays_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::new();
+    {
+        let mut db = Db::open(dir.path()).unwrap();
+        write_some(&mut db, &mut model, "k", 300);
+    }
+    assert!(sst_files(dir.path()).is_empty(), "nothing should be flushed yet");
+    assert!(!wal_files(dir.path()).is_empty());
+    let mut db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.memtable_keys > 0, "nothing was replayed: {stats:?}");
+    assert_eq!(stats.torn_tails_truncated, 0);
+    check(&mut db, &model, "after replay");
+}
+
+#[test]
+fn reopen_in_every_durability_mode_after_sync_and_drop() {
+    for durability in [
+        Durability::Always,
+        Durability::EveryN(5),
+        Durability::Periodic(Duration::from_millis(1)),
+        Durability::Manual,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { memtable_bytes: 16 * 1024, durability };
+        let mut model = Model::new();
+        {
+            let mut db = Db::open_with(dir.path(), options).unwrap();
+            write_some(&mut db, &mut model, "a", 400);
+            db.sync().unwrap();
+            write_some(&mut db, &mut model, "b", 3);
+            db.sync().unwrap();
+            write_some(&mut db, &mut model, "c", 2);
+            // Dropped with two writes made after the last explicit sync.
+        }
+        let mut db = Db::open_with(dir.path(), options).unwrap();
+        check(&mut db, &model, &format!("{durability:?}"));
+        assert!(!db.is_poisoned());
+    }
+}
+
+#[test]
+fn reopen_many_times_without_writes_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::new();
+    {
+        let mut db = Db::open(dir.path()).unwrap();
+        write_some(&mut db, &mut model, "x", 50);
+        db.flush().unwrap();
+        write_some(&mut db, &mut model, "y", 50);
+    }
+    let listing = || {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), e.metadata().unwrap().len())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    for round in 0..10 {
+        let mut db = Db::open(dir.path()).unwrap();
+        check(&mut db, &model, &format!("reopen {round}"));
+        drop(db);
+        assert_eq!(listing(), before, "reopen {round} changed the files");
+    }
+}
+
+#[test]
+fn reopen_with_smaller_memtables_flushes_during_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::new();
+    {
+        let big = Options { memtable_bytes: 256 * 1024, durability: Durability::Manual };
+        let mut db = Db::open_with(dir.path(), big).unwrap();
+        write_some(&mut db, &mut model, "big", 1000);
+        assert!(sst_files(dir.path()).is_empty());
+    }
+    let small = Options { memtable_bytes: 4096, durability: Durability::Manual };
+    let mut db = Db::open_with(dir.path(), small).unwrap();
+    assert!(db.stats().flushes > 0, "replay into small MemTables must flush: {:?}", db.stats());
+    check(&mut db, &model, "after replay into small MemTables");
+    write_some(&mut db, &mut model, "small", 200);
+    drop(db);
+    let mut db = Db::open_with(dir.path(), small).unwrap();
+    check(&mut db, &model, "after a second reopen");
+}
+
+#[test]
+fn reopen_with_memtables_too_small_for_a_logged_entry_is_an_error_not_data_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let big_value = vec![b'v'; 3000];
+    {
+        let mut db = Db::open(dir.path()).unwrap();
+        db.put(b"big", &big_value).unwrap();
+    }
+    let tiny = Options { memtable_bytes: 1024, durability: Durability::Always };
+    match Db::open_with(dir.path(), tiny) {
+        Err(minivault::Error::Engine(CoreError::InsufficientMemory { .. })) => {}
+        Err(e) => panic!("expected InsufficientMemory, got {e}"),
+        Ok(_) => panic!("opened although an entry in the WAL cannot fit in a MemTable"),
+    }
+    // Nothing was lost: a large enough budget reads it back.
+    let mut db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.get(b"big").unwrap(), Some(big_value));
+}
+
+#[test]
+fn memtable_buffers_below_the_minimum_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { memtable_bytes: 511, durability: Durability::Always };
+    match Db::open_with(dir.path(), options) {
+        Err(minivault::Error::Engine(CoreError::InsufficientMemory { needed, given })) => {
+            assert_eq!((needed, given), (512, 511));
+        }
+        Err(e) => panic!("expected InsufficientMemory, got {e}"),
+        Ok(_) => panic!("opened with a 511-byte MemTable"),
+    }
+    let options = Options { memtable_bytes: 512, durability: Durability::Always };
+    let mut db = Db::open_with(dir.path(), options).unwrap();
+    for i in 0..50u32 {
+        db.put(&i.to_be_bytes(), b"tiny").unwrap();
+    }
+    drop(db);
+    let mut db = Db::open_with(dir.path(), options).unwrap();
+    for i in 0..50u32 {
+        assert_eq!(db.get(&i.to_be_bytes()).unwrap().as_deref(), Some(&b"tiny"[..]));
+    }
+}
+
+// ---- Core engine on MemStorage ------------------------------------------------------------
+
+type Storage = MemStorage<Vec<u8>, 64>;
+type CoreDb = minivault_core::Db<Storage, fn() -> u64, Vec<u8>>;
+
+fn zero_clock() -> u64 {
+    0
+}
+
+fn open_core(storage: Storage, memtable: usize, sync: SyncPolicy) -> CoreDb {
+    CoreDb::open(
+        storage,
+        zero_clock as fn() -> u64,
+        [vec![0u8; memtable], vec![0u8; memtable]],
+        Config { sync },
+    )
+    .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn close(db: CoreDb) -> Storage {
+    let (storage, synced) = db.close();
+    synced.unwrap_or_else(|e| panic!("close: {e}"));
+    storage
+}
+
+fn core_get(db: &mut CoreDb, key: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 128];
+    db.get(key, &mut buf).unwrap().map(<[u8]>::to_vec)
+}
+
+#[test]
+fn core_close_and_reopen_on_mem_storage() {
+    for sync in [SyncPolicy::EveryWrite, SyncPolicy::EveryN(4), SyncPolicy::Manual] {
+        let mut model: BTreeMap<u32, Option<Vec<u8>>> = BTreeMap::new();
+        let mut storage = MemStorage::new(vec![0; 64 * 32 * 1024]);
+        for round in 0..5u32 {
+            let mut db = open_core(storage, 2048, sync);
+            for (k, v) in &model {
+                assert_eq!(&core_get(&mut db, &k.to_be_bytes()), v, "{sync:?} round {round} key {k}");
+            }
+            for i in 0..120u32 {
+                let k = (round * 37 + i) % 300;
+                if i % 5 == 4 {
+                    db.delete(&k.to_be_bytes()).unwrap();
+                    model.insert(k, None);
+                } else {
+                    let v = format!("r{round}i{i}").into_bytes();
+                    db.put(&k.to_be_bytes(), &v).unwrap();
+                    model.insert(k, Some(v));
+                }
+            }
+            if round == 2 {
+                db.flush().unwrap();
+            }
+            storage = close(db);
+        }
+        let mut db = open_core(storage, 2048, sync);
+        for (k, v) in &model {
+            assert_eq!(&core_get(&mut db, &k.to_be_bytes()), v, "{sync:?} final key {k}");
+        }
+    }
+}
+
+#[test]
+fn core_drop_without_close_keeps_the_writes_in_mem_storage() {
+    let mut db = open_core(MemStorage::new(vec![0; 64 * 32 * 1024]), 4096, SyncPolicy::EveryWrite);
+    db.put(b"a", b"1").unwrap();
+    db.flush().unwrap();
+    db.put(b"b", b"2").unwrap();
+    // Take the storage as it is, without close(): the equivalent of a crash after the write.
+    let storage = std::mem::replace(db.storage(), MemStorage::new(Vec::new()));
+    drop(db);
+    let mut db = open_core(storage, 4096, SyncPolicy::EveryWrite);
+    assert_eq!(core_get(&mut db, b"a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(core_get(&mut db, b"b").as_deref(), Some(&b"2"[..]));
+}
