@@ -19,7 +19,7 @@
 //!
 //! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index by
 //! `index_crc` (checked when the table is opened), each record by its header CRC (checked
-//! on every probe, while the key is compared, by streaming the record through a 64-byte
+//! on every probe, while the key is compared, by streaming the record through a 128-byte
 //! buffer). A lookup therefore never loads the file, and a flipped bit yields
 //! [`crate::Corruption`], never a wrong value.
 
@@ -29,7 +29,7 @@ use embedded_io::{Read, Seek, Write};
 
 use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
 use crate::error::Corruption;
-use crate::io::{read_exact_at, read_u32_at, write_at, ReadError};
+use crate::io::{read_at, read_exact_at, read_u32_at, write_at, ReadError};
 use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
 
 /// The footer's magic number.
@@ -177,6 +177,9 @@ pub fn get<IO: Read + Seek>(
     Ok(Lookup::Absent)
 }
 
+/// Bytes of a record examined per read while probing.
+const SCAN_CHUNK: usize = 128;
+
 struct Probe {
     ord: Ordering,
     header: EntryHeader,
@@ -193,22 +196,31 @@ fn scan<IO: Read + Seek>(
     out: &mut [u8],
 ) -> Result<Probe, ReadError<IO::Error>> {
     let bad = |kind| ReadError::Corrupt { offset, kind };
-    let mut hb = [0u8; HEADER_LEN];
-    read_exact_at(io, offset, &mut hb)?;
+    // One read fetches the header and, for typical entries, the whole payload.
+    let mut first = [0u8; HEADER_LEN + SCAN_CHUNK];
+    let got = read_at(io, offset, &mut first)?;
+    let hb: [u8; HEADER_LEN] = match first.get(..HEADER_LEN) {
+        Some(h) if got >= HEADER_LEN => h.try_into().map_err(|_| bad(Corruption::Truncated))?,
+        _ => return Err(bad(Corruption::Truncated)),
+    };
     let rh = RecordHeader::decode(hb);
     let len = rh.payload_len().map_err(bad)?;
     if offset + (HEADER_LEN + len) as u64 > data_end {
         return Err(bad(Corruption::BadLayout));
     }
     let mut crc = Checksum::new();
-    let mut chunk = [0u8; 64];
+    let mut chunk = [0u8; SCAN_CHUNK];
     let mut header: Option<EntryHeader> = None;
     let (mut key_start, mut key_end) = (0usize, 0usize);
     let mut ord = Ordering::Equal;
     let mut done = 0usize;
     while done < len {
         let n = (len - done).min(chunk.len());
-        read_exact_at(io, offset + (HEADER_LEN + done) as u64, &mut chunk[..n])?;
+        if done == 0 && got >= HEADER_LEN + n {
+            chunk[..n].copy_from_slice(&first[HEADER_LEN..HEADER_LEN + n]);
+        } else {
+            read_exact_at(io, offset + (HEADER_LEN + done) as u64, &mut chunk[..n])?;
+        }
         let bytes = &chunk[..n];
         crc.update(bytes);
         if done == 0 {
