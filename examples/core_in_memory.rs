@@ -26,7 +26,8 @@ fn now() -> u64 {
 fn firmware_main(flash: &mut [u8], mem_a: &mut [u8], mem_b: &mut [u8]) -> Result<u32, &'static str> {
     let storage: MemStorage<&mut [u8], 8> = MemStorage::new(flash);
     let config = Config { sync: SyncPolicy::EveryWrite };
-    let mut db = Db::open(storage, now as fn() -> u64, [&mut *mem_a, &mut *mem_b], config).map_err(|_| "open")?;
+    let mut db =
+        Db::open(storage, now as fn() -> u64, [&mut *mem_a, &mut *mem_b], config).map_err(|_| "open")?;
     const N: u32 = 300;
     for i in 0..N {
         let key = i.to_be_bytes();

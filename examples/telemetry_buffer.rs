@@ -36,7 +36,13 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         db.put_with_ttl(b"alarm/overheat", b"1", Duration::from_millis(50))?;
         db.flush()?;
         let s = db.stats();
-        println!("wrote {} readings: {} SSTables ({} bytes), {} flushes", SENSORS * TICKS, s.tables, s.table_bytes, s.flushes);
+        println!(
+            "wrote {} readings: {} SSTables ({} bytes), {} flushes",
+            SENSORS * TICKS,
+            s.tables,
+            s.table_bytes,
+            s.flushes
+        );
     } // dropped: as if the process stopped
 
     std::thread::sleep(Duration::from_millis(60));
