@@ -25,6 +25,7 @@
 
 use heapless::Vec;
 
+use crate::batch::{self, WriteBatch};
 use crate::compaction::{self, Input};
 use crate::entry::{self, Entry, EntryHeader};
 use crate::error::{Corruption, Error};
@@ -314,14 +315,15 @@ where
         let mut pos = 0u64;
         loop {
             let next = wal::next(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
-            let header = match next {
+            let (header, head) = match next {
                 Next::End => return Ok(pos),
                 Next::Damaged => break,
-                Next::Record(h) => h,
+                Next::Record(h, head) => (h, head),
             };
             let len = header.len as usize;
+            let keys = batch::declared_count(&head).unwrap_or(1);
             let active = self.active;
-            if len > self.mem[active].max_payload() {
+            if len > self.mem[active].max_payload() || keys > self.mem[active].key_capacity() {
                 // Either a valid entry written with larger MemTables, or a damaged length.
                 let valid = wal::record_is_valid(&mut self.storage.io(&mut file), pos, &header, len)
                     .map_err(Error::Storage)?;
@@ -333,7 +335,7 @@ where
                     given: self.mem[active].arena_capacity(),
                 });
             }
-            if !self.mem[active].fits(len) {
+            if !self.mem[active].fits_many(len, keys) {
                 // The WALs before this one are then wholly in SSTables; this one is not yet.
                 self.mem[active].freeze();
                 self.write_table(active, id - 1)?;
@@ -480,6 +482,63 @@ where
         self.write(EntryHeader { tombstone: true, key_len: key.len(), expires_at: None }, key, &[])
     }
 
+    /// Applies every entry of `batch` atomically: after a crash, all of them or none are there.
+    /// One WAL record, and with [`SyncPolicy::EveryWrite`] one sync, for the whole batch.
+    pub fn write_batch<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, batch: &WriteBatch<B>) -> Result<(), S> {
+        self.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        // Entries were validated as they were added; only expiry depends on "now".
+        let expired = batch
+            .entries()
+            .filter_map(|item| item.ok().and_then(|p| entry::decode(p).ok()))
+            .any(|e| e.expires_at.is_some_and(|t| t <= now));
+        if expired {
+            return Err(Error::InvalidTtl);
+        }
+        let payload = batch.payload();
+        let keys = batch.len();
+        let max = self.mem[0].max_payload().min(self.mem[1].max_payload());
+        let max_keys = self.mem[0].key_capacity().min(self.mem[1].key_capacity());
+        if payload.len() > max || keys > max_keys {
+            return Err(Error::BatchTooLarge { len: payload.len(), max });
+        }
+        if !self.mem[self.active].fits_many(payload.len(), keys) {
+            self.rotate()?;
+        }
+        self.append_to_wal(&[payload], keys as u32)?;
+        if self.mem[self.active].insert_batch(payload).is_err() {
+            self.poisoned = true;
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Appends one record to the WAL and syncs it when the policy says so; `writes` is how many
+    /// user writes it carries.
+    fn append_to_wal(&mut self, parts: &[&[u8]], writes: u32) -> Result<(), S> {
+        let appended = wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, parts);
+        match appended {
+            Ok(end) => self.wal.len = end,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(Error::Storage(e));
+            }
+        }
+        self.wal.unsynced = self.wal.unsynced.saturating_add(writes);
+        let due = match self.config.sync {
+            SyncPolicy::EveryWrite => true,
+            SyncPolicy::EveryN(n) => self.wal.unsynced >= n,
+            SyncPolicy::Manual => false,
+        };
+        if due {
+            self.sync_wal()?;
+        }
+        Ok(())
+    }
+
     fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
         self.check_writable()?;
         Self::check_key(key)?;
@@ -493,24 +552,7 @@ where
             self.rotate()?;
         }
         let (hb, hn) = header.encode();
-        let appended =
-            wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, &[&hb[..hn], key, value]);
-        match appended {
-            Ok(end) => self.wal.len = end,
-            Err(e) => {
-                self.poisoned = true;
-                return Err(Error::Storage(e));
-            }
-        }
-        self.wal.unsynced += 1;
-        let due = match self.config.sync {
-            SyncPolicy::EveryWrite => true,
-            SyncPolicy::EveryN(n) => self.wal.unsynced >= n,
-            SyncPolicy::Manual => false,
-        };
-        if due {
-            self.sync_wal()?;
-        }
+        self.append_to_wal(&[&hb[..hn], key, value], 1)?;
         if self.mem[self.active].insert(&header, key, value).is_err() {
             // Unreachable after the `fits` check; refuse further writes rather than diverge.
             self.poisoned = true;
@@ -776,6 +818,7 @@ fn remove_temp_files<S: Storage>(storage: &mut S) -> Result<(), S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::WriteBatch;
     use crate::mem_storage::{MemError, MemStorage};
     use std::cell::Cell;
     use std::collections::BTreeMap;
@@ -987,6 +1030,93 @@ mod tests {
         assert_eq!(db.sync(), Err(Error::Poisoned));
         let mut buf = [0u8; 8];
         assert_eq!(db.get(b"a", &mut buf).unwrap(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn write_batch_applies_all_entries_and_later_entries_win() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 4096);
+        db.put(b"gone", b"x").unwrap();
+        let mut b = WriteBatch::new(vec![0u8; 1024]);
+        b.put(b"a", b"1").unwrap();
+        b.put(b"a", b"2").unwrap();
+        b.delete(b"gone").unwrap();
+        b.put(b"c", b"3").unwrap();
+        db.write_batch(&b).unwrap();
+        assert_eq!(get(&mut db, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(get(&mut db, b"gone"), None);
+        // Replayed from the WAL after a reopen, then from an SSTable after a flush.
+        let (storage, closed) = db.close();
+        closed.unwrap();
+        let mut db = open(storage, &t, 4096);
+        assert_eq!(get(&mut db, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(get(&mut db, b"c").as_deref(), Some(&b"3"[..]));
+        db.flush().unwrap();
+        assert_eq!(get(&mut db, b"a").as_deref(), Some(&b"2"[..]));
+        assert_eq!(get(&mut db, b"gone"), None);
+    }
+
+    #[test]
+    fn torn_batch_is_absent_as_a_whole() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 4096);
+        db.put(b"before", b"1").unwrap();
+        let mut b = WriteBatch::new(vec![0u8; 1024]);
+        for i in 0..10u8 {
+            b.put(&[b'k', i], &[i; 20]).unwrap();
+        }
+        db.write_batch(&b).unwrap();
+        let wal_len = db.stats().wal_bytes;
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        // Cut the WAL one byte short of the end of the batch record.
+        let name = {
+            let mut n = None;
+            storage
+                .list(&mut |f| {
+                    if f.ends_with(".wal") {
+                        n = Some(f.to_string())
+                    }
+                })
+                .unwrap();
+            n.unwrap()
+        };
+        let mut f = storage.open(&name).unwrap();
+        let first = wal_len - (b.payload().len() + HEADER_LEN) as u64;
+        storage.truncate(&mut f, wal_len - 1).unwrap();
+        let mut db = open(storage, &t, 4096);
+        assert_eq!(db.stats().torn_tails_truncated, 1);
+        assert_eq!(get(&mut db, b"before").as_deref(), Some(&b"1"[..]));
+        for i in 0..10u8 {
+            assert_eq!(get(&mut db, &[b'k', i]), None, "no part of a torn batch survives");
+        }
+        assert_eq!(db.stats().wal_bytes, first);
+    }
+
+    #[test]
+    fn oversized_batch_is_refused_and_rotation_makes_room_for_the_rest() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 2048);
+        let mut big = WriteBatch::new(vec![0u8; 8192]);
+        for i in 0..100u32 {
+            big.put(&i.to_be_bytes(), &[0; 40]).unwrap();
+        }
+        assert!(matches!(db.write_batch(&big), Err(Error::BatchTooLarge { .. })));
+        assert!(!db.is_poisoned());
+        let mut model = BTreeMap::new();
+        for round in 0..50u32 {
+            let mut b = WriteBatch::new(vec![0u8; 512]);
+            for j in 0..5u32 {
+                let k = (round * 3 + j).to_be_bytes();
+                b.put(&k, &round.to_le_bytes()).unwrap();
+                model.insert(k.to_vec(), round.to_le_bytes().to_vec());
+            }
+            db.write_batch(&b).unwrap();
+        }
+        assert!(db.stats().flushes > 0);
+        for (k, v) in &model {
+            assert_eq!(get(&mut db, k).as_ref(), Some(v));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ```text
 //! offset  size     field
 //! 0       1        kind: 1 = put, 2 = delete (tombstone), 3 = put with expiry
+//!                  (4 = a write batch, WAL only: see [`crate::batch`])
 //! 1       2        key length, u16 LE, 1..=MAX_KEY_LEN
 //! 3       8        expires_at, u64 LE (kind 3 only): absolute time in the caller's clock units
 //! 3 or 11 key_len  key
@@ -19,6 +20,8 @@ pub const ENTRY_MAX_OVERHEAD: usize = 11;
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_PUT_EXPIRING: u8 = 3;
+/// The kind byte of a WAL record holding a [`crate::batch::WriteBatch`] (never in an SSTable).
+pub const KIND_BATCH: u8 = 4;
 
 /// A decoded entry, borrowing the payload it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,6 +86,13 @@ pub enum Error<E> {
         /// The largest value this database accepts with this key length.
         max: usize,
     },
+    /// A write batch larger than one MemTable can take (bytes, or keys).
+    BatchTooLarge {
+        /// Encoded bytes of the batch.
+        len: usize,
+        /// The most bytes a batch may take with this memory budget.
+        max: usize,
+    },
     /// An expiry at or before the current time, which would store an already-dead entry.
     InvalidTtl,
     /// The caller's buffer cannot hold the value; `needed` bytes are required.
@@ -118,6 +125,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::EmptyKey => f.write_str("empty key"),
             Error::KeyTooLarge { len, max } => write!(f, "key of {len} bytes exceeds {max}"),
             Error::ValueTooLarge { len, max } => write!(f, "value of {len} bytes exceeds {max}"),
+            Error::BatchTooLarge { len, max } => {
+                write!(f, "write batch of {len} bytes exceeds {max} (or has more keys than a MemTable holds)")
+            }
             Error::InvalidTtl => f.write_str("expiry time is not in the future"),
             Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
             Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::MAX_TABLES),
@@ -144,6 +154,7 @@ impl<E> Error<E> {
             Error::EmptyKey => Error::EmptyKey,
             Error::KeyTooLarge { len, max } => Error::KeyTooLarge { len, max },
             Error::ValueTooLarge { len, max } => Error::ValueTooLarge { len, max },
+            Error::BatchTooLarge { len, max } => Error::BatchTooLarge { len, max },
             Error::InvalidTtl => Error::InvalidTtl,
             Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
             Error::TooManyTables => Error::TooManyTables,

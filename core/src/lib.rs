@@ -22,6 +22,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod arena;
+pub mod batch;
 pub mod compaction;
 pub mod db;
 pub mod entry;
@@ -36,6 +37,7 @@ pub mod sstable;
 pub mod storage;
 pub mod wal;
 
+pub use batch::{BatchError, WriteBatch};
 pub use db::{Clock, Config, Db, Stats, SyncPolicy, TableInfo};
 pub use error::{Corruption, Error};
 pub use mem_storage::{MemError, MemFile, MemStorage};

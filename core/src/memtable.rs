@@ -19,7 +19,9 @@
 use core::cmp::Ordering;
 
 use crate::arena::{self, Arena, ITEM_HEADER_LEN};
+use crate::batch;
 use crate::entry::{self, Entry, EntryHeader};
+use crate::error::Corruption;
 
 /// Bytes per hash slot.
 pub const SLOT_LEN: usize = 8;
@@ -132,8 +134,13 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
 
     /// True when a new key with a payload of `payload_len` bytes fits without a flush.
     pub fn fits(&self, payload_len: usize) -> bool {
+        self.fits_many(payload_len, 1)
+    }
+
+    /// True when `keys` new keys in one item of `payload_len` bytes fit without a flush.
+    pub fn fits_many(&self, payload_len: usize, keys: usize) -> bool {
         !self.frozen
-            && self.count < self.key_capacity()
+            && self.count + keys <= self.key_capacity()
             && self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + payload_len
     }
 
@@ -180,62 +187,98 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             let (_, mut arena) = self.parts_mut();
             arena.alloc(&[&hb[..hn], key, value]).ok_or(Full)?
         };
-        self.index(key, offset);
-        Ok(())
+        self.index_item(offset).map_err(|_| Full)
+    }
+
+    /// Stores the entries of an encoded [`crate::batch::WriteBatch`] as one arena item.
+    pub fn insert_batch(&mut self, payload: &[u8]) -> Result<(), Full> {
+        let (offset, dst) = self.reserve(payload.len()).ok_or(Full)?;
+        dst.copy_from_slice(payload);
+        self.commit_reserved(offset).map_err(|_| Full)
     }
 
     /// Space for a payload of `len` bytes read straight from storage (WAL replay); the entry is
-    /// kept only if [`MemTable::commit_reserved`] accepts it.
+    /// kept only if [`MemTable::commit_reserved`] accepts it. The caller checks key room first
+    /// ([`MemTable::fits_many`]).
     pub fn reserve(&mut self, len: usize) -> Option<(u32, &mut [u8])> {
-        if !self.fits(len) {
+        if self.frozen {
             return None;
         }
-        let (_, arena) = self.parts_mut();
-        // The arena view borrows `self.mem`; re-derive the slice from the offset to return it.
-        let mut arena = arena;
+        let (_, mut arena) = self.parts_mut();
         let (offset, _) = arena.reserve(len)?;
+        // The arena view borrows `self.mem`; re-derive the slice from the offset to return it.
         let start = self.slots * SLOT_LEN + offset as usize + ITEM_HEADER_LEN;
         let bytes = self.mem.as_mut().get_mut(start..start + len)?;
         Some((offset, bytes))
     }
 
-    /// Indexes the payload reserved at `offset`, if it decodes as an entry.
-    pub fn commit_reserved(&mut self, offset: u32) -> Result<(), crate::error::Corruption> {
-        let key_range = {
+    /// Indexes the payload reserved at `offset`: one entry, or every entry of a write batch.
+    /// A payload that does not decode is refused as a whole and nothing of it is indexed.
+    pub fn commit_reserved(&mut self, offset: u32) -> Result<(), Corruption> {
+        let (is_batch, keys) = {
             let (_, arena) = self.parts();
-            let payload = arena::item(arena, offset).ok_or(crate::error::Corruption::BadEntry)?;
-            let e = entry::decode(payload)?;
-            let start = e.key.as_ptr() as usize - arena.as_ptr() as usize;
-            start..start + e.key.len()
+            let payload = arena::item(arena, offset).ok_or(Corruption::BadEntry)?;
+            match batch::declared_count(payload) {
+                Some(n) => {
+                    let mut seen = 0;
+                    for item in batch::Items::of(payload) {
+                        entry::decode(item.map_err(|()| Corruption::BadEntry)?)?;
+                        seen += 1;
+                    }
+                    if seen != n {
+                        return Err(Corruption::BadEntry);
+                    }
+                    (true, n)
+                }
+                None => {
+                    entry::decode(payload)?;
+                    (false, 1)
+                }
+            }
         };
+        if self.count + keys > self.key_capacity() {
+            return Err(Corruption::BadEntry);
+        }
         let (_, mut arena) = self.parts_mut();
         arena.commit(offset);
-        let mut key_buf = [0u8; crate::MAX_KEY_LEN];
-        let key_len = key_range.len();
-        let base = self.slots * SLOT_LEN;
-        key_buf[..key_len].copy_from_slice(&self.mem.as_ref()[base + key_range.start..base + key_range.end]);
-        let was_present = self.probe(&key_buf[..key_len], hash(&key_buf[..key_len])).is_ok();
-        if !was_present && self.count >= self.key_capacity() {
-            return Err(crate::error::Corruption::BadEntry);
+        if !is_batch {
+            return self.index_item(offset);
         }
-        self.index(&key_buf[..key_len], offset);
+        // Items start after the item header and the batch header, one after another.
+        let mut at = offset as usize + ITEM_HEADER_LEN + batch::BATCH_HEADER_LEN;
+        for _ in 0..keys {
+            let item_offset = u32::try_from(at).map_err(|_| Corruption::BadEntry)?;
+            let len = {
+                let (_, arena) = self.parts();
+                arena::item(arena, item_offset).ok_or(Corruption::BadEntry)?.len()
+            };
+            self.index_item(item_offset)?;
+            at += ITEM_HEADER_LEN + len;
+        }
         Ok(())
     }
 
-    fn index(&mut self, key: &[u8], offset: u32) {
-        let h = hash(key);
-        let pos = self.probe(key, h);
-        let new = pos.is_err();
+    /// Points the slot of the item's key at the item (adding the key if it is new).
+    fn index_item(&mut self, offset: u32) -> Result<(), Corruption> {
+        let (h, pos) = {
+            let (_, arena) = self.parts();
+            let e = entry_at(arena, offset).ok_or(Corruption::BadEntry)?;
+            let h = hash(e.key);
+            (h, self.probe(e.key, h))
+        };
+        if pos.is_err() && self.count >= self.key_capacity() {
+            return Err(Corruption::BadEntry);
+        }
+        let (slots, _) = self.parts_mut();
         let i = match pos {
             Ok(i) | Err(i) => i,
         };
-        let (slots, _) = self.parts_mut();
-        if let Some(s) = slots.get_mut(i) {
-            *s = make_slot(h, offset);
-            if new {
-                self.count += 1;
-            }
+        let slot = slots.get_mut(i).ok_or(Corruption::BadEntry)?;
+        *slot = make_slot(h, offset);
+        if pos.is_err() {
+            self.count += 1;
         }
+        Ok(())
     }
 
     /// The newest entry for `key`, including tombstones and expired entries.

@@ -36,8 +36,9 @@ pub fn append<IO: Write + Seek>(io: &mut IO, end: u64, parts: &[&[u8]]) -> Resul
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Next {
-    /// A record header declaring a plausible payload length that fits in the file.
-    Record(RecordHeader),
+    /// A record header declaring a plausible payload length that fits in the file, and the
+    /// first bytes of its payload (zeros past a short payload).
+    Record(RecordHeader, [u8; 4]),
     /// The end of the file, exactly.
     End,
     /// Something that is not a whole record: the start of a torn tail, or corruption.
@@ -49,13 +50,14 @@ pub fn next<IO: Read + Seek>(io: &mut IO, pos: u64, end: u64) -> Result<Next, IO
     if pos >= end {
         return Ok(Next::End);
     }
-    let mut h = [0u8; HEADER_LEN];
-    if read_at(io, pos, &mut h)? < HEADER_LEN {
+    let mut b = [0u8; HEADER_LEN + 4];
+    if read_at(io, pos, &mut b)? < HEADER_LEN {
         return Ok(Next::Damaged);
     }
-    let header = RecordHeader::decode(h);
+    let [h0, h1, h2, h3, h4, h5, h6, h7, p0, p1, p2, p3] = b;
+    let header = RecordHeader::decode([h0, h1, h2, h3, h4, h5, h6, h7]);
     match header.payload_len() {
-        Ok(len) if pos + (HEADER_LEN + len) as u64 <= end => Ok(Next::Record(header)),
+        Ok(len) if pos + (HEADER_LEN + len) as u64 <= end => Ok(Next::Record(header, [p0, p1, p2, p3])),
         _ => Ok(Next::Damaged),
     }
 }
@@ -63,7 +65,21 @@ pub fn next<IO: Read + Seek>(io: &mut IO, pos: u64, end: u64) -> Result<Next, IO
 /// Checks a payload read for `header`: its checksum, then that it decodes as an entry.
 pub fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), Corruption> {
     header.verify(payload)?;
-    entry::decode(payload).map(|_| ())
+    match crate::batch::declared_count(payload) {
+        None => entry::decode(payload).map(|_| ()),
+        Some(n) => {
+            let mut seen = 0;
+            for item in crate::batch::Items::of(payload) {
+                entry::decode(item.map_err(|()| Corruption::BadEntry)?)?;
+                seen += 1;
+            }
+            if seen == n {
+                Ok(())
+            } else {
+                Err(Corruption::BadEntry)
+            }
+        }
+    }
 }
 
 /// The offset of the first whole, valid record starting after `from`, if any.
@@ -128,7 +144,9 @@ pub fn record_is_valid<IO: Read + Seek>(
         crc.update(&chunk[..n]);
         done += n;
     }
-    Ok(crc.finish() == header.crc && entry::EntryHeader::decode(&first[..first_len]).is_ok())
+    let head = &first[..first_len];
+    let plausible = entry::EntryHeader::decode(head).is_ok() || crate::batch::declared_count(head).is_some();
+    Ok(crc.finish() == header.crc && plausible)
 }
 
 /// Maps a format failure found at `pos` into [`ReadError`].
@@ -200,7 +218,7 @@ mod tests {
         let end = c.data.len() as u64;
         let mut pos = 0;
         let mut seen = 0;
-        while let Next::Record(h) = next(&mut c, pos, end).unwrap() {
+        while let Next::Record(h, _) = next(&mut c, pos, end).unwrap() {
             assert_eq!(pos, starts[seen]);
             let s = pos as usize + HEADER_LEN;
             check_payload(&h, &c.data[s..s + h.len as usize]).unwrap();
@@ -227,7 +245,7 @@ mod tests {
         let end = c.data.len() as u64;
         c.data[starts[1] as usize + HEADER_LEN + 1] ^= 0x40;
         let h = match next(&mut c, starts[1], end).unwrap() {
-            Next::Record(h) => h,
+            Next::Record(h, _) => h,
             other => panic!("{other:?}"),
         };
         let s = starts[1] as usize + HEADER_LEN;

@@ -25,7 +25,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use minivault_core::{Corruption, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use minivault_core::{BatchError, Corruption, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
+
+/// A batch of puts and deletes applied atomically by [`Db::write_batch`], encoded into a
+/// buffer whose length bounds it: `WriteBatch::new(vec![0; 64 * 1024])`.
+pub type WriteBatch = minivault_core::WriteBatch<Vec<u8>>;
 
 use lock::DirLock;
 use storage::PosixStorage;
@@ -207,6 +211,13 @@ impl Db {
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Error> {
         self.engine.delete(key)?;
+        self.after_write()
+    }
+
+    /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
+    /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
+    pub fn write_batch(&mut self, batch: &WriteBatch) -> Result<(), Error> {
+        self.engine.write_batch(batch)?;
         self.after_write()
     }
 
