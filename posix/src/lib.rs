@@ -85,6 +85,8 @@ pub enum Error {
     },
     /// The engine reported an error (storage I/O, corruption, limits, poisoning).
     Engine(minivault_core::Error<io::Error>),
+    /// An entry could not be added to a [`WriteBatch`].
+    Batch(BatchError),
 }
 
 impl fmt::Display for Error {
@@ -95,6 +97,7 @@ impl fmt::Display for Error {
             }
             Error::Open { dir, source } => write!(f, "cannot open {}: {source}", dir.display()),
             Error::Engine(e) => e.fmt(f),
+            Error::Batch(e) => e.fmt(f),
         }
     }
 }
@@ -106,6 +109,12 @@ impl std::error::Error for Error {
             Error::Engine(minivault_core::Error::Storage(e)) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<BatchError> for Error {
+    fn from(e: BatchError) -> Self {
+        Error::Batch(e)
     }
 }
 

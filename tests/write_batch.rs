@@ -1,0 +1,37 @@
+//! A write batch is applied as a whole, survives reopen, and a batch entry error is a clear error.
+
+use minivault::{Db, Options, WriteBatch};
+
+#[test]
+fn write_batch_is_applied_and_survives_reopen() -> Result<(), minivault::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
+        db.put(b"queue/7", b"pending")?;
+        let mut batch = WriteBatch::new(vec![0; 64 * 1024]);
+        batch.put(b"job/7", b"done")?;
+        batch.delete(b"queue/7")?;
+        for i in 0..100u32 {
+            batch.put(format!("item/{i}").as_bytes(), &i.to_le_bytes())?;
+        }
+        db.write_batch(&batch)?;
+        assert_eq!(db.get(b"job/7")?.as_deref(), Some(&b"done"[..]));
+        assert_eq!(db.get(b"queue/7")?, None);
+    }
+    let mut db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
+    assert_eq!(db.get(b"job/7")?.as_deref(), Some(&b"done"[..]));
+    assert_eq!(db.get(b"queue/7")?, None);
+    for i in 0..100u32 {
+        assert_eq!(db.get(format!("item/{i}").as_bytes())?, Some(i.to_le_bytes().to_vec()));
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_batch_entries_are_clear_errors() {
+    let mut batch = WriteBatch::new(vec![0; 64]);
+    let e = minivault::Error::from(batch.put(b"", b"v").unwrap_err());
+    assert_eq!(e.to_string(), "empty key");
+    let e = minivault::Error::from(batch.put(b"k", &[0; 100]).unwrap_err());
+    assert_eq!(e.to_string(), "write batch is full");
+}
