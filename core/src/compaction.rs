@@ -10,8 +10,9 @@
 //!
 //! # Merge ([`merge`])
 //! A k-way merge that streams records from the inputs to the output without loading them: each
-//! input has a cursor whose current key is held in a slot of scratch memory (`MAX_KEY_LEN`
-//! bytes per input, plus one slot for the last key written, borrowed from the idle MemTable),
+//! input has a cursor whose current key is held in a slot of scratch memory (as many bytes as the
+//! inputs' longest key, recorded in their footers, per input, plus one slot for the last key
+//! written; borrowed from the idle MemTable),
 //! and records are copied through a 256-byte buffer with their checksums verified on the way.
 //! On equal keys the newest input wins and the others are skipped. When the run includes the
 //! oldest table nothing older can hide behind a tombstone or an expired entry, so those are
@@ -85,16 +86,22 @@ struct Cursor {
     expires_at: Option<u64>,
 }
 
-fn slot(scratch: &[u8], i: usize) -> &[u8] {
-    &scratch[i * MAX_KEY_LEN..(i + 1) * MAX_KEY_LEN]
+fn key_of<'s>(scratch: &'s [u8], sl: usize, i: usize, c: &Cursor) -> &'s [u8] {
+    &scratch[i * sl..i * sl + c.key_len]
 }
 
-fn key_of<'s>(scratch: &'s [u8], i: usize, c: &Cursor) -> &'s [u8] {
-    &slot(scratch, i)[..c.key_len]
+/// Bytes of scratch per key slot for merging `inputs`: their longest key.
+pub fn slot_len<'a>(footers: impl Iterator<Item = &'a Footer>) -> usize {
+    footers
+        .filter(|f| f.entry_count > 0)
+        .map(|f| if f.max_key_len == 0 { MAX_KEY_LEN } else { (f.max_key_len as usize).min(MAX_KEY_LEN) })
+        .max()
+        .unwrap_or(1)
 }
 
 /// Merges `inputs` (oldest first) into `out`, an empty file (`reader` is a second handle on the
-/// same file). `scratch` must hold `(inputs.len() + 1) * MAX_KEY_LEN` bytes. With
+/// same file). `scratch` must hold `(inputs.len() + 1) * slot_len` bytes, where
+/// [`slot_len`] is the inputs' longest key. With
 /// `drop_dead_at = Some(now)`, tombstones and entries expired at `now` are left out.
 #[allow(clippy::too_many_arguments)]
 pub fn merge<S: Storage>(
@@ -108,12 +115,13 @@ pub fn merge<S: Storage>(
     replaces_from: u64,
 ) -> Result<Footer, Error<S::Error>> {
     let k = inputs.len();
-    if k > MAX_MERGE || scratch.len() < (k + 1) * MAX_KEY_LEN {
-        return Err(Error::InsufficientMemory { needed: (k + 1) * MAX_KEY_LEN, given: scratch.len() });
+    let sl = slot_len(inputs.iter().map(|i| &i.footer));
+    if k > MAX_MERGE || scratch.len() < (k + 1) * sl {
+        return Err(Error::InsufficientMemory { needed: (k + 1) * sl, given: scratch.len() });
     }
     let mut cursors = [Cursor::default(); MAX_MERGE];
     for i in 0..k {
-        load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * MAX_KEY_LEN..(i + 1) * MAX_KEY_LEN])?;
+        load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * sl..(i + 1) * sl])?;
     }
     let mut builder = SsTableBuilder::new();
     let mut last: Option<usize> = None; // length of the last key written, held in slot k
@@ -125,14 +133,16 @@ pub fn merge<S: Storage>(
                 continue;
             }
             winner = match winner {
-                Some(w) if key_of(scratch, i, &cursors[i]) > key_of(scratch, w, &cursors[w]) => Some(w),
+                Some(w) if key_of(scratch, sl, i, &cursors[i]) > key_of(scratch, sl, w, &cursors[w]) => {
+                    Some(w)
+                }
                 _ => Some(i),
             };
         }
         let Some(w) = winner else { break };
         let c = cursors[w];
-        let (head, tail) = scratch.split_at_mut(k * MAX_KEY_LEN);
-        let key = &head[w * MAX_KEY_LEN..w * MAX_KEY_LEN + c.key_len];
+        let (head, tail) = scratch.split_at_mut(k * sl);
+        let key = &head[w * sl..w * sl + c.key_len];
         if let Some(l) = last {
             if key <= &tail[..l] {
                 return Err(Error::Corrupted {
@@ -152,16 +162,11 @@ pub fn merge<S: Storage>(
         // Move every cursor sitting on this key past it (the winner and the entries it shadows).
         for i in 0..k {
             let on_key = !cursors[i].done && {
-                let (head, tail) = scratch.split_at(k * MAX_KEY_LEN);
-                slot(head, i)[..cursors[i].key_len] == tail[..c.key_len]
+                let (head, tail) = scratch.split_at(k * sl);
+                head[i * sl..i * sl + cursors[i].key_len] == tail[..c.key_len]
             };
             if on_key {
-                load(
-                    storage,
-                    &mut inputs[i],
-                    &mut cursors[i],
-                    &mut scratch[i * MAX_KEY_LEN..(i + 1) * MAX_KEY_LEN],
-                )?;
+                load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * sl..(i + 1) * sl])?;
             }
         }
     }
@@ -266,7 +271,7 @@ fn copy_record<S: Storage>(
             kind: Corruption::ChecksumMismatch { expected, got },
         });
     }
-    builder.end_record();
+    builder.end_record(c.key_len);
     Ok(())
 }
 

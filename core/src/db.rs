@@ -289,6 +289,9 @@ where
             poisoned: false,
             stats: Stats::default(),
         };
+        // A database left at the table limit (small MemTables, an older build) must make room
+        // before replay may flush.
+        db.maybe_compact()?;
         for (i, &id) in wal_ids.iter().enumerate() {
             let newest = i + 1 == wal_ids.len();
             let len = db.replay(id, newest)?;
@@ -304,6 +307,11 @@ where
         if !db.old_wals.is_empty() {
             db.flush()?;
         }
+        // Replayed records may have reached only the page cache before a crash, and the WAL's
+        // directory entry may never have been synced: make both durable before any new write
+        // is acknowledged (the sync counters start from zero).
+        db.storage.sync(&mut db.wal.file).map_err(Error::Storage)?;
+        db.storage.sync_dir().map_err(Error::Storage)?;
         Ok(db)
     }
 
@@ -542,8 +550,13 @@ where
     fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
         self.check_writable()?;
         Self::check_key(key)?;
-        let max_payload = self.mem[self.active].max_payload();
-        let max_value = MAX_VALUE_LEN.min(max_payload.saturating_sub(header.encoded_len() + key.len()));
+        // The entry must fit in either MemTable, or it could be logged and then not applied.
+        let max_payload = self.mem[0].max_payload().min(self.mem[1].max_payload());
+        let room = max_payload.saturating_sub(header.encoded_len());
+        if key.len() > room {
+            return Err(Error::KeyTooLarge { len: key.len(), max: room });
+        }
+        let max_value = MAX_VALUE_LEN.min(room - key.len());
         if value.len() > max_value {
             return Err(Error::ValueTooLarge { len: value.len(), max: max_value });
         }
@@ -623,8 +636,9 @@ where
     /// idle MemTable's buffer as scratch.
     fn maybe_compact(&mut self) -> Result<(), S> {
         let scratch_idx = self.active ^ 1;
+        let slot = compaction::slot_len(self.tables.iter().map(|t| &t.footer));
         let max_inputs = match self.mem[scratch_idx].scratch() {
-            Some(s) => (s.len() / MAX_KEY_LEN).saturating_sub(1),
+            Some(s) => (s.len() / slot).saturating_sub(1),
             None => return Ok(()),
         };
         if max_inputs < 2 {
@@ -766,7 +780,13 @@ where
     /// Syncs outstanding writes and gives the storage back, with the outcome of that sync
     /// (the storage is returned even when the sync failed, so its contents can still be reached).
     pub fn close(mut self) -> (S, Result<(), S>) {
-        let synced = if !self.poisoned && self.wal.unsynced > 0 { self.sync_wal() } else { Ok(()) };
+        let synced = if self.poisoned {
+            Err(Error::Poisoned)
+        } else if self.wal.unsynced > 0 {
+            self.sync_wal()
+        } else {
+            Ok(())
+        };
         (self.storage, synced)
     }
 

@@ -13,7 +13,8 @@
 //!   28 filter_len    u32 = 0 (reserved: a filter would sit between index and footer)
 //!   32 wal_covered   u64  every WAL with id <= this is fully contained in SSTables
 //!   40 replaces_from u64  this table replaces every table with an id in [replaces_from, own id)
-//!   48 reserved      u32 = 0
+//!   48 max_key_len   u16  longest key in the table (sizes compaction's scratch memory)
+//!   50 reserved      u16 = 0
 //!   52 footer_crc    u32  CRC-32C of footer bytes 0..52
 //! ```
 //!
@@ -54,6 +55,8 @@ pub struct Footer {
     /// This table replaces (is the compacted form of) every table with an id from this one up to
     /// its own; for a table written by a flush, its own id.
     pub replaces_from: u64,
+    /// The longest key in the table.
+    pub max_key_len: u16,
 }
 
 impl Footer {
@@ -67,6 +70,7 @@ impl Footer {
         b[24..28].copy_from_slice(&self.index_crc.to_le_bytes());
         b[32..40].copy_from_slice(&self.wal_covered.to_le_bytes());
         b[40..48].copy_from_slice(&self.replaces_from.to_le_bytes());
+        b[48..50].copy_from_slice(&self.max_key_len.to_le_bytes());
         let crc = crc32c(&[&b[..52]]);
         b[52..56].copy_from_slice(&crc.to_le_bytes());
         b
@@ -87,7 +91,7 @@ impl Footer {
         if u16_at(8) != VERSION {
             return Err(Corruption::UnsupportedVersion(u16_at(8)));
         }
-        if u16_at(10) != 0 || u32_at(28) != 0 || u32_at(48) != 0 {
+        if u16_at(10) != 0 || u32_at(28) != 0 || u16_at(50) != 0 {
             return Err(Corruption::UnsupportedVersion(u16_at(8)));
         }
         Ok(Footer {
@@ -96,6 +100,7 @@ impl Footer {
             index_crc: u32_at(24),
             wal_covered: u64_at(32),
             replaces_from: u64_at(40),
+            max_key_len: u16_at(48),
         })
     }
 }
@@ -287,6 +292,7 @@ pub struct SsTableBuilder {
     count: u32,
     index_pos: u64,
     index_count: u32,
+    max_key_len: u16,
     crc: IndexCrc,
 }
 
@@ -315,7 +321,7 @@ impl SsTableBuilder {
         let h = RecordHeader::for_payload(&[payload]).encode();
         self.add_raw(io, &h)?;
         self.add_raw(io, payload)?;
-        self.end_record();
+        self.end_record(EntryHeader::decode(payload).map_or(0, |h| h.key_len));
         Ok(())
     }
 
@@ -325,9 +331,11 @@ impl SsTableBuilder {
         Ok(())
     }
 
-    /// Pass 1, for records copied in pieces: the current record is complete.
-    pub fn end_record(&mut self) {
+    /// Pass 1, for records copied in pieces: the current record, whose key is `key_len` bytes
+    /// long, is complete.
+    pub fn end_record(&mut self, key_len: usize) {
         self.count += 1;
+        self.max_key_len = self.max_key_len.max(u16::try_from(key_len).unwrap_or(u16::MAX));
     }
 
     /// Pass 2: appends the index entry for the next record, in the same order as pass 1.
@@ -373,6 +381,7 @@ impl SsTableBuilder {
             index_crc,
             wal_covered,
             replaces_from,
+            max_key_len: self.max_key_len,
         };
         write_at(io, self.data_len + self.count as u64 * 4, &[&footer.encode()])?;
         Ok(footer)
@@ -522,7 +531,14 @@ mod tests {
 
     #[test]
     fn footer_rejects_unknown_version_and_reserved_bits() {
-        let f = Footer { entry_count: 1, index_offset: 2, index_crc: 3, wal_covered: 4, replaces_from: 5 };
+        let f = Footer {
+            entry_count: 1,
+            index_offset: 2,
+            index_crc: 3,
+            wal_covered: 4,
+            replaces_from: 5,
+            max_key_len: 6,
+        };
         let b = f.encode();
         assert_eq!(Footer::decode(&b), Ok(f));
         let mut v2 = b;
