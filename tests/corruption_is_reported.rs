@@ -16,7 +16,11 @@ use minivault_core::sstable::FOOTER_LEN;
 const KEYS: usize = 20;
 
 /// Small MemTables: the sweeps below open the database hundreds of times.
-const SMALL: Options = Options { memtable_bytes: 16 * 1024, durability: Durability::Always };
+const SMALL: Options = Options {
+    memtable_bytes: 16 * 1024,
+    durability: Durability::Always,
+    cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+};
 
 fn key(i: usize) -> Vec<u8> {
     format!("key{i:03}").into_bytes()
@@ -210,7 +214,7 @@ fn every_flipped_byte_of_a_middle_wal_record_fails_open_naming_the_file() {
 fn flipped_length_larger_than_a_memtable_in_a_middle_wal_record_is_corruption() {
     // A WAL longer than one MemTable's largest entry: many overwrites of one key.
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 4096, durability: Durability::Always };
+    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
     {
         let mut db = Db::open_with(dir.path(), options).unwrap();
         while db.stats().wal_bytes < 4000 {
@@ -283,7 +287,7 @@ fn garbage_inside_a_wal_before_valid_records_fails_open() {
 #[test]
 fn torn_tail_in_an_older_wal_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 4096, durability: Durability::Always };
+    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
     {
         let mut db = Db::open_with(dir.path(), options).unwrap();
         let mut i = 0;

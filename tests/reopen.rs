@@ -76,7 +76,7 @@ fn reopen_in_every_durability_mode_after_sync_and_drop() {
         Durability::Manual,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options { memtable_bytes: 16 * 1024, durability };
+        let options = Options { memtable_bytes: 16 * 1024, durability, ..Options::default() };
         let mut model = Model::new();
         {
             let mut db = Db::open_with(dir.path(), options).unwrap();
@@ -128,12 +128,12 @@ fn reopen_with_smaller_memtables_flushes_during_replay() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::new();
     {
-        let big = Options { memtable_bytes: 256 * 1024, durability: Durability::Manual };
+        let big = Options { memtable_bytes: 256 * 1024, durability: Durability::Manual, ..Options::default() };
         let mut db = Db::open_with(dir.path(), big).unwrap();
         write_some(&mut db, &mut model, "big", 1000);
         assert!(sst_files(dir.path()).is_empty());
     }
-    let small = Options { memtable_bytes: 4096, durability: Durability::Manual };
+    let small = Options { memtable_bytes: 4096, durability: Durability::Manual, ..Options::default() };
     let mut db = Db::open_with(dir.path(), small).unwrap();
     assert!(db.stats().flushes > 0, "replay into small MemTables must flush: {:?}", db.stats());
     check(&mut db, &model, "after replay into small MemTables");
@@ -151,7 +151,7 @@ fn reopen_with_memtables_too_small_for_a_logged_entry_is_an_error_not_data_loss(
         let mut db = Db::open(dir.path()).unwrap();
         db.put(b"big", &big_value).unwrap();
     }
-    let tiny = Options { memtable_bytes: 1024, durability: Durability::Always };
+    let tiny = Options { memtable_bytes: 1024, durability: Durability::Always, ..Options::default() };
     match Db::open_with(dir.path(), tiny) {
         Err(minivault::Error::Engine(CoreError::InsufficientMemory { .. })) => {}
         Err(e) => panic!("expected InsufficientMemory, got {e}"),
@@ -165,7 +165,7 @@ fn reopen_with_memtables_too_small_for_a_logged_entry_is_an_error_not_data_loss(
 #[test]
 fn memtable_buffers_below_the_minimum_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 511, durability: Durability::Always };
+    let options = Options { memtable_bytes: 511, durability: Durability::Always, ..Options::default() };
     match Db::open_with(dir.path(), options) {
         Err(minivault::Error::Engine(CoreError::InsufficientMemory { needed, given })) => {
             assert_eq!((needed, given), (512, 511));
@@ -173,7 +173,7 @@ fn memtable_buffers_below_the_minimum_are_refused() {
         Err(e) => panic!("expected InsufficientMemory, got {e}"),
         Ok(_) => panic!("opened with a 511-byte MemTable"),
     }
-    let options = Options { memtable_bytes: 512, durability: Durability::Always };
+    let options = Options { memtable_bytes: 512, durability: Durability::Always, ..Options::default() };
     let mut db = Db::open_with(dir.path(), options).unwrap();
     for i in 0..50u32 {
         db.put(&i.to_be_bytes(), b"tiny").unwrap();

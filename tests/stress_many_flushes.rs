@@ -13,7 +13,11 @@ use minivault_core::MAX_TABLES;
 
 const OPS: usize = 20_000;
 const KEY_SPACE: u64 = 2_500;
-const OPTIONS: Options = Options { memtable_bytes: 16 * 1024, durability: Durability::Manual };
+const OPTIONS: Options = Options {
+    memtable_bytes: 16 * 1024,
+    durability: Durability::Manual,
+    cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -111,7 +115,7 @@ fn twenty_thousand_ops_through_dozens_of_flushes_match_the_model() {
 fn keys_of_max_len_through_many_flushes_match_the_model() {
     use minivault::MAX_KEY_LEN;
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 8 * 1024, durability: Durability::Manual };
+    let options = Options { memtable_bytes: 8 * 1024, durability: Durability::Manual, ..Options::default() };
     let mut rng = Rng::new(42);
     let mut model = Model::new();
     let long_key = |n: u64| {

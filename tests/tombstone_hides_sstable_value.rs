@@ -101,7 +101,7 @@ fn put_delete_put_across_tables_ends_with_the_last_put() {
 #[test]
 fn tombstone_in_the_immutable_memtable_hides_sstable_value() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 4096, durability: Durability::Manual };
+    let options = Options { memtable_bytes: 4096, durability: Durability::Manual, ..Options::default() };
     let mut db = Db::open_with(dir.path(), options).unwrap();
     db.put(b"k", b"old").unwrap();
     db.flush().unwrap();

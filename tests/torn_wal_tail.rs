@@ -156,7 +156,7 @@ fn partial_headers_and_partial_records_appended_are_cut_off() {
 #[test]
 fn torn_tail_of_the_newest_wal_with_an_older_wal_present() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 4096, durability: Durability::Always };
+    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
     let mut written = Vec::new();
     {
         let mut db = Db::open_with(dir.path(), options).unwrap();

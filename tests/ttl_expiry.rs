@@ -116,7 +116,7 @@ fn entry_that_expired_in_the_memtable_still_hides_older_value_after_flush() {
 #[test]
 fn ttl_entries_through_memtable_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 4096, durability: Durability::Manual };
+    let options = Options { memtable_bytes: 4096, durability: Durability::Manual, ..Options::default() };
     let mut db = Db::open_with(dir.path(), options).unwrap();
     for i in 0..300 {
         let key = format!("key{i:03}");

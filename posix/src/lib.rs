@@ -11,11 +11,12 @@
 //! # Ok::<(), minivault::Error>(())
 //! ```
 //!
-//! Modules: [`storage`] (files through libc), [`lock`] (the `LOCK` file), [`repl`] (the command
+//! Modules: [`storage`] (files through libc), [`cache`] (the read cache), [`lock`] (the `LOCK` file), [`repl`] (the command
 //! language), and the [`Db`] handle in this file.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache;
 pub mod lock;
 pub mod repl;
 pub mod storage;
@@ -59,11 +60,17 @@ pub struct Options {
     pub memtable_bytes: usize,
     /// When writes become durable. Default [`Durability::Always`].
     pub durability: Durability,
+    /// Bytes of SSTable pages kept in memory for reads (0: none). Default 8 MiB.
+    pub cache_bytes: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { memtable_bytes: 4 << 20, durability: Durability::Always }
+        Options {
+            memtable_bytes: 4 << 20,
+            durability: Durability::Always,
+            cache_bytes: storage::DEFAULT_CACHE_BYTES,
+        }
     }
 }
 
@@ -159,7 +166,7 @@ impl Db {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db, Error> {
         let dir = dir.as_ref().to_path_buf();
         let open_err = |source| Error::Open { dir: dir.clone(), source };
-        let storage = PosixStorage::open_dir(&dir).map_err(open_err)?;
+        let storage = PosixStorage::open_dir_with_cache(&dir, options.cache_bytes).map_err(open_err)?;
         let lock = DirLock::acquire(&dir).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 Error::Locked { dir: dir.clone() }

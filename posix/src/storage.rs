@@ -17,6 +17,7 @@
 //! - A failed `fsync`/`fdatasync` is returned as is and never retried: after such an error the
 //!   kernel may already have dropped the dirty pages, so a retry could report a false success.
 
+use crate::cache::{FileKey, PageCache, PAGE_SIZE};
 use std::ffi::CString;
 use std::fmt;
 use std::fs;
@@ -25,9 +26,13 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::Storage;
+
+/// Default size of the read cache shared by a directory's files: 8 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
 
 /// The most bytes a [`PosixFile`] keeps buffered; a write that would exceed it first hands the
 /// buffer to the OS.
@@ -44,6 +49,8 @@ pub struct PosixStorage {
     /// The directory itself, opened `O_RDONLY | O_DIRECTORY | O_CLOEXEC`; every name resolves
     /// against it.
     dir: OwnedFd,
+    /// Pages read from this directory's files, shared by every open file.
+    cache: Arc<Mutex<PageCache>>,
 }
 
 impl PosixStorage {
@@ -51,11 +58,17 @@ impl PosixStorage {
     ///
     /// Each directory created here is made durable by an `fsync` of its parent directory.
     pub fn open_dir(path: &Path) -> io::Result<Self> {
+        Self::open_dir_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`PosixStorage::open_dir`], with a read cache of `cache_bytes` (0 disables it).
+    pub fn open_dir_with_cache(path: &Path, cache_bytes: usize) -> io::Result<Self> {
         create_dir_durably(path)?;
         // std opens with O_CLOEXEC; with read-only access and O_DIRECTORY these are exactly the
         // flags we want, without an `unsafe` block.
         let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
-        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir) })
+        let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
+        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache })
     }
 
     /// The directory this storage works in.
@@ -95,7 +108,12 @@ impl PosixStorage {
                 // SAFETY: `openat` just returned this descriptor, so it is open and nothing else
                 // owns it; the `OwnedFd` becomes its only owner.
                 let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                return Ok(PosixFile::new(fd));
+                let key = fstat_key(&fd)?;
+                if flags & libc::O_TRUNC != 0 {
+                    // A new file may reuse the inode number of a removed one.
+                    lock(&self.cache).forget(key);
+                }
+                return Ok(PosixFile::new(fd, key, Arc::clone(&self.cache)));
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
@@ -129,6 +147,7 @@ impl Storage for PosixStorage {
 
     fn truncate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
         file.flush_buffer()?;
+        lock(&self.cache).forget(file.key);
         let len = to_off_t(len)?;
         loop {
             // SAFETY: `file.fd` is an open descriptor owned by `file` for the whole call.
@@ -212,11 +231,41 @@ pub struct PosixFile {
     wbuf: Vec<u8>,
     /// The file offset of `wbuf[0]`. While `wbuf` is not empty, `wbuf_start + wbuf.len() == pos`.
     wbuf_start: u64,
+    /// Device and inode: the file's identity in the page cache.
+    key: FileKey,
+    /// The storage's read cache; every write through this handle invalidates what it changes.
+    cache: Arc<Mutex<PageCache>>,
 }
 
 impl PosixFile {
-    fn new(fd: OwnedFd) -> Self {
-        Self { fd, pos: 0, wbuf: Vec::new(), wbuf_start: 0 }
+    fn new(fd: OwnedFd, key: FileKey, cache: Arc<Mutex<PageCache>>) -> Self {
+        Self { fd, pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache }
+    }
+
+    /// Reads at `self.pos` through the page cache: whole pages are read and kept, and `buf` is
+    /// filled from them up to the end of the file.
+    fn read_cached(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut cache = lock(&self.cache);
+        let mut done = 0;
+        while done < buf.len() {
+            let at = self.pos + done as u64;
+            let (page, within) = (at / PAGE_SIZE as u64, (at % PAGE_SIZE as u64) as usize);
+            let avail = match cache.get(self.key, page) {
+                Some(data) => copy_from(data, within, &mut buf[done..]),
+                None => {
+                    let mut data = [0u8; PAGE_SIZE];
+                    let n = pread_full(&self.fd, &mut data, page * PAGE_SIZE as u64)?;
+                    cache.insert(self.key, page, &data[..n]);
+                    copy_from(&data[..n], within, &mut buf[done..])
+                }
+            };
+            if avail == 0 {
+                break; // end of file
+            }
+            done += avail;
+        }
+        self.pos = checked_end(self.pos, done)?;
+        Ok(done)
     }
 
     /// Writes the buffer out with `pwrite`, retrying on `EINTR` and short writes.
@@ -227,6 +276,7 @@ impl PosixFile {
             return Ok(());
         }
         let (written, result) = pwrite_all(self.fd.as_raw_fd(), &self.wbuf, self.wbuf_start);
+        lock(&self.cache).invalidate(self.key, self.wbuf_start, self.wbuf_start + written as u64);
         self.wbuf.drain(..written);
         // `written` is at most `wbuf.len()`, whose end offset was checked to fit in `off_t`.
         self.wbuf_start = self.wbuf_start.saturating_add(written as u64);
@@ -260,6 +310,9 @@ impl Read for PosixFile {
         self.flush_buffer()?;
         if buf.is_empty() {
             return Ok(0);
+        }
+        if !lock(&self.cache).is_disabled() {
+            return self.read_cached(buf);
         }
         let offset = to_off_t(self.pos)?;
         loop {
@@ -296,7 +349,9 @@ impl Write for PosixFile {
         }
         if buf.len() > WRITE_BUFFER_CAPACITY {
             // Too big to buffer: it goes out in one `pwrite` of its own.
-            pwrite_all(self.fd.as_raw_fd(), buf, self.pos).1?;
+            let (written, result) = pwrite_all(self.fd.as_raw_fd(), buf, self.pos);
+            lock(&self.cache).invalidate(self.key, self.pos, self.pos + written as u64);
+            result?;
         } else {
             if self.wbuf.is_empty() {
                 self.wbuf_start = self.pos;
@@ -314,11 +369,15 @@ impl Write for PosixFile {
 
 impl Seek for PosixFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.flush_buffer()?;
+        // Moving the position needs no flush: a write that is not contiguous with the buffer
+        // flushes it, and a read flushes first. Only the end of file must include the buffer.
         let target = match pos {
             SeekFrom::Start(offset) => Some(offset),
             SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
-            SeekFrom::End(delta) => fstat_size(&self.fd)?.checked_add_signed(delta),
+            SeekFrom::End(delta) => {
+                self.flush_buffer()?;
+                fstat_size(&self.fd)?.checked_add_signed(delta)
+            }
         };
         match target {
             Some(target) if to_off_t(target).is_ok() => {
@@ -422,6 +481,56 @@ fn sync_data(fd: RawFd) -> io::Result<()> {
 }
 
 /// The size of an open file, from `fstat`.
+fn fstat_key(fd: &OwnedFd) -> io::Result<FileKey> {
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `stat` points to
+    // writable memory the size of a `libc::stat`.
+    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fstat` returned 0, so it filled in the whole `stat` structure.
+    let stat = unsafe { stat.assume_init() };
+    // `dev_t` and `ino_t` are narrower than 64 bits on some 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns the bytes read.
+fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = to_off_t(offset + done as u64)?;
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes for the whole call, and `fd`
+        // is an open descriptor borrowed for the whole call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len(), at) };
+        match usize::try_from(n) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(_) => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Copies what `page` holds from `within` into `dst`; returns the bytes copied.
+fn copy_from(page: &[u8], within: usize, dst: &mut [u8]) -> usize {
+    let src = page.get(within..).unwrap_or(&[]);
+    let n = src.len().min(dst.len());
+    dst[..n].copy_from_slice(&src[..n]);
+    n
+}
+
+/// Locks the cache; a poisoned lock (a panic elsewhere while holding it) still guards valid data.
+fn lock(cache: &Mutex<PageCache>) -> std::sync::MutexGuard<'_, PageCache> {
+    cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn fstat_size(fd: &OwnedFd) -> io::Result<u64> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `stat` points to
@@ -741,5 +850,65 @@ mod tests {
         assert_eq!(storage.file_size("f").unwrap(), 1234);
         let err = storage.file_size("missing").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn cached_reads_see_writes_made_through_another_handle() {
+        let (_dir, mut storage) = storage();
+        let mut a = storage.create("f").unwrap();
+        a.write_all(&[1u8; 10_000]).unwrap();
+        storage.sync(&mut a).unwrap();
+        let mut b = storage.open("f").unwrap();
+        assert_eq!(read_all(&mut storage, &mut b), vec![1u8; 10_000]);
+        a.seek(SeekFrom::Start(5000)).unwrap();
+        a.write_all(&[2u8; 10]).unwrap();
+        a.flush().unwrap();
+        let got = read_all(&mut storage, &mut b);
+        assert_eq!(&got[4995..5015], &[[1u8; 5], [2u8; 5], [2u8; 5], [1u8; 5]].concat()[..]);
+        storage.truncate(&mut a, 100).unwrap();
+        assert_eq!(read_all(&mut storage, &mut b), vec![1u8; 100]);
+    }
+
+    #[test]
+    fn a_new_file_never_serves_pages_cached_for_a_removed_one() {
+        let (_dir, mut storage) = storage();
+        for round in 0..20u8 {
+            let mut f = storage.create("f").unwrap();
+            f.write_all(&[round; 5000]).unwrap();
+            storage.sync(&mut f).unwrap();
+            let mut r = storage.open("f").unwrap();
+            assert_eq!(read_all(&mut storage, &mut r), vec![round; 5000], "round {round}");
+            storage.remove("f").unwrap();
+        }
+    }
+
+    #[test]
+    fn reads_with_the_cache_disabled_match_cached_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plain = PosixStorage::open_dir_with_cache(dir.path(), 0).unwrap();
+        let mut cached = PosixStorage::open_dir(dir.path()).unwrap();
+        let mut f = plain.create("f").unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        plain.sync(&mut f).unwrap();
+        let mut g = cached.open("f").unwrap();
+        for (at, len) in [(0, 1), (4095, 2), (4096, 4096), (12_000, 9000), (19_999, 5)] {
+            let mut buf = vec![0u8; len];
+            g.seek(SeekFrom::Start(at)).unwrap();
+            let n = read_up_to(&mut g, &mut buf);
+            let end = (at as usize + len).min(data.len());
+            assert_eq!(&buf[..n], &data[at as usize..end], "at {at} len {len}");
+        }
+    }
+
+    fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        loop {
+            let n = f.read(&mut buf[done..]).unwrap();
+            if n == 0 || done + n == buf.len() {
+                return done + n;
+            }
+            done += n;
+        }
     }
 }

@@ -1,0 +1,210 @@
+//! PageCache: a bounded cache of 4 KiB file pages for reads, shared by the files of one
+//! [`crate::storage::PosixStorage`].
+//!
+//! SSTable lookups are binary searches made of many small reads; served from memory they cost
+//! a hash lookup and a copy instead of a `pread` each. The cache owns:
+//! - pages keyed by (device, inode, page number), so every handle on a file shares them;
+//! - CLOCK eviction over a fixed number of slots: memory is `capacity` pages, allocated as used;
+//! - invalidation: every `pwrite` and `ftruncate`, through any handle, drops the pages it
+//!   touches, and creating a file drops every page of its inode, so a reused inode number can
+//!   never serve another file's bytes.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Page keys are three integers chosen by the kernel and the file layout, not by an attacker,
+/// so a multiply-rotate mix replaces SipHash on this hot path.
+#[derive(Default)]
+struct PageKeyHasher(u64);
+
+impl Hasher for PageKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type PageMap = HashMap<PageKey, usize, BuildHasherDefault<PageKeyHasher>>;
+
+/// Bytes per cached page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// A file's identity: device and inode numbers.
+pub type FileKey = (u64, u64);
+
+type PageKey = (u64, u64, u64);
+
+struct Slot {
+    key: PageKey,
+    data: Vec<u8>,
+    referenced: bool,
+}
+
+/// The cache. `capacity` is in pages; 0 disables caching.
+pub struct PageCache {
+    map: PageMap,
+    slots: Vec<Slot>,
+    capacity: usize,
+    hand: usize,
+    /// Reads served from memory.
+    pub hits: u64,
+    /// Pages read from the file.
+    pub misses: u64,
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("pages", &self.map.len())
+            .field("capacity", &self.capacity)
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish()
+    }
+}
+
+impl PageCache {
+    /// A cache of at most `bytes` bytes of pages.
+    pub fn new(bytes: usize) -> Self {
+        PageCache {
+            map: PageMap::default(),
+            slots: Vec::new(),
+            capacity: bytes / PAGE_SIZE,
+            hand: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// True when the cache holds no page at all (capacity 0).
+    pub fn is_disabled(&self) -> bool {
+        self.capacity == 0
+    }
+
+    /// The cached bytes of page `page` of `file` (shorter than a page at the end of the file).
+    pub fn get(&mut self, file: FileKey, page: u64) -> Option<&[u8]> {
+        let &i = self.map.get(&(file.0, file.1, page))?;
+        let slot = self.slots.get_mut(i)?;
+        slot.referenced = true;
+        self.hits += 1;
+        Some(&slot.data)
+    }
+
+    /// Stores page `page` of `file`; `data` is at most [`PAGE_SIZE`] bytes.
+    pub fn insert(&mut self, file: FileKey, page: u64, data: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.misses += 1;
+        let key = (file.0, file.1, page);
+        if let Some(&i) = self.map.get(&key) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.data.clear();
+                slot.data.extend_from_slice(data);
+            }
+            return;
+        }
+        let i = if self.slots.len() < self.capacity {
+            self.slots.push(Slot { key, data: Vec::with_capacity(PAGE_SIZE), referenced: false });
+            self.slots.len() - 1
+        } else {
+            // CLOCK: skip (and clear) referenced slots until an unreferenced one comes round.
+            loop {
+                let h = self.hand % self.slots.len();
+                self.hand = h + 1;
+                let slot = &mut self.slots[h];
+                if slot.referenced {
+                    slot.referenced = false;
+                } else {
+                    self.map.remove(&slot.key);
+                    break h;
+                }
+            }
+        };
+        let slot = &mut self.slots[i];
+        slot.key = key;
+        slot.referenced = false;
+        slot.data.clear();
+        slot.data.extend_from_slice(data);
+        self.map.insert(key, i);
+    }
+
+    /// Drops the pages of `file` that overlap bytes `start..end`.
+    pub fn invalidate(&mut self, file: FileKey, start: u64, end: u64) {
+        if self.map.is_empty() || end <= start {
+            return;
+        }
+        let (first, last) = (start / PAGE_SIZE as u64, (end - 1) / PAGE_SIZE as u64);
+        if last - first >= self.map.len() as u64 {
+            self.map.retain(|k, _| !(k.0 == file.0 && k.1 == file.1 && (first..=last).contains(&k.2)));
+        } else {
+            for p in first..=last {
+                self.map.remove(&(file.0, file.1, p));
+            }
+        }
+    }
+
+    /// Drops every page of `file`.
+    pub fn forget(&mut self, file: FileKey) {
+        if !self.map.is_empty() {
+            self.map.retain(|k, _| !(k.0 == file.0 && k.1 == file.1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_page_is_returned_until_invalidated() {
+        let mut c = PageCache::new(4 * PAGE_SIZE);
+        c.insert((1, 2), 0, b"abc");
+        assert_eq!(c.get((1, 2), 0), Some(&b"abc"[..]));
+        assert_eq!(c.get((1, 3), 0), None, "another inode");
+        c.invalidate((1, 2), 10, 11);
+        assert_eq!(c.get((1, 2), 0), None);
+    }
+
+    #[test]
+    fn invalidation_covers_every_page_a_range_touches() {
+        let mut c = PageCache::new(16 * PAGE_SIZE);
+        for p in 0..8 {
+            c.insert((0, 9), p, &[p as u8]);
+        }
+        c.invalidate((0, 9), PAGE_SIZE as u64 - 1, 3 * PAGE_SIZE as u64 + 1);
+        let left: Vec<u64> = (0..8).filter(|&p| c.get((0, 9), p).is_some()).collect();
+        assert_eq!(left, [4, 5, 6, 7]);
+        c.forget((0, 9));
+        assert!((0..8).all(|p| c.get((0, 9), p).is_none()));
+    }
+
+    #[test]
+    fn capacity_is_never_exceeded_and_referenced_pages_survive_longer() {
+        let mut c = PageCache::new(3 * PAGE_SIZE);
+        c.insert((0, 1), 0, b"0");
+        c.insert((0, 1), 1, b"1");
+        c.insert((0, 1), 2, b"2");
+        assert!(c.get((0, 1), 0).is_some());
+        c.insert((0, 1), 3, b"3");
+        assert_eq!(c.slots.len(), 3);
+        assert!(c.get((0, 1), 0).is_some(), "the referenced page was kept");
+        assert!(c.get((0, 1), 3).is_some());
+    }
+
+    #[test]
+    fn zero_capacity_caches_nothing() {
+        let mut c = PageCache::new(0);
+        c.insert((0, 1), 0, b"x");
+        assert!(c.get((0, 1), 0).is_none() && c.is_disabled());
+    }
+}
