@@ -51,8 +51,12 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// an entry must fit in one MemTable arena).
 pub const MAX_VALUE_LEN: usize = 1 << 20;
 
-/// The most SSTables one database holds; a flush beyond it fails with [`Error::TooManyTables`].
-pub const MAX_TABLES: usize = 256;
+/// The most SSTables one database holds. Compaction keeps the count near
+/// log2(data / MemTable size) + 4 (and merges early as the limit nears), so 32 covers a
+/// 10^7-key database with 4 MiB MemTables; the list lives inside [`Db`], 72 bytes per slot on
+/// 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
+/// [`Error::TooManyTables`].
+pub const MAX_TABLES: usize = 32;
 
 /// The most WAL files one database may hold on open.
 pub const MAX_WALS: usize = 8;
