@@ -9,8 +9,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use minivault_core::{Config, Db, MemStorage, Storage, SyncPolicy};
 
-/// Flash-like storage: 64 KiB cut into 8 files.
-const STORAGE_BYTES: usize = 64 * 1024;
+/// Flash-like storage: 128 KiB cut into 8 files of 16 KiB. Each file must be able to hold the
+/// largest SSTable, which after compaction holds all live data (here ~12 KiB), and there must be
+/// files for two WALs, the tables and one table being written.
+const STORAGE_BYTES: usize = 128 * 1024;
 /// Each of the two MemTables gets 4 KiB.
 const MEMTABLE_BYTES: usize = 4 * 1024;
 
