@@ -6,3 +6,5 @@
 
 pub use minivault;
 pub use minivault_core;
+
+pub mod fault;

@@ -1,0 +1,586 @@
+//! Hostile input: each is answered with a clear error, and nothing already stored is lost.
+//!
+//! - Limits through the engine (on a [`FaultStorage`]): oversized keys and values, empty keys
+//!   (rejected with `Error::EmptyKey`: the format reserves key length 0), expiries at or before
+//!   now, a key too long for a small MemTable budget, a database at the table limit.
+//! - The REPL through the real `minivault` binary: unknown commands, unterminated quotes, NUL
+//!   bytes, invalid UTF-8, an overlong line, bad TTLs, oversized and empty keys.
+//! - The database directory: zero-byte, truncated and random files named like tables or WALs,
+//!   unrelated files and directories.
+//! - The environment: a read-only directory (a read-only bind mount), a permission-denied
+//!   directory (the binary run as `nobody` with `setpriv`: root bypasses permission bits), a full
+//!   disk (a 256 KiB tmpfs; the same with `FaultStorage`'s capacity when mounting is not
+//!   possible), and a second process on a locked directory.
+//!
+//! Tests that need root or `mount` say so on stderr and pass when they cannot run.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use minivault::{Db, Durability, Options};
+use minivault_core::{Config, Error, SyncPolicy, MAX_KEY_LEN};
+use minivault_suite::fault::{FaultError, FaultStorage, ManualClock};
+
+type TestDb = minivault_core::Db<FaultStorage, ManualClock, Vec<u8>>;
+
+fn open_fault(storage: &FaultStorage, mem: usize) -> Result<TestDb, Error<FaultError>> {
+    TestDb::open(
+        storage.clone(),
+        ManualClock::new(1_000),
+        [vec![0u8; mem], vec![0u8; mem]],
+        Config { sync: SyncPolicy::EveryWrite },
+    )
+}
+
+fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 1 << 16];
+    db.get(key, &mut buf).expect("get").map(<[u8]>::to_vec)
+}
+
+/// Tests that open databases in this process and tests that spawn children must not overlap:
+/// a child briefly inherits the `LOCK` descriptor between `fork` and `exec`.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn minivault_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|d| if d.is_relative() { workspace.join(d) } else { d })
+            .unwrap_or_else(|| workspace.join("target"));
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(workspace)
+            .args(["build", "--quiet", "-p", "minivault", "--bin", "minivault", "--target-dir"])
+            .arg(&target);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cargo build");
+        assert!(out.status.success(), "building minivault failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        target.join(if release { "release" } else { "debug" }).join("minivault")
+    })
+}
+
+/// Runs `minivault DIR` with `script` on stdin; returns (stdout, stderr, exit code).
+fn run_repl(dir: &Path, script: &[u8]) -> (String, String, Option<i32>) {
+    let mut child = Command::new(minivault_bin())
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn minivault");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let script = script.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&script);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+fn posix_open(dir: &Path) -> Result<Db, minivault::Error> {
+    Db::open_with(dir, Options { memtable_bytes: 64 * 1024, durability: Durability::Always, ..Options::default() })
+}
+
+/// A small database with data in SSTables and in the WAL; returns what it holds.
+fn populate(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut db = posix_open(dir).expect("open");
+    let mut want = BTreeMap::new();
+    for i in 0..50u32 {
+        let (k, v) = (format!("key{i:03}").into_bytes(), format!("value-{i}").repeat(3).into_bytes());
+        db.put(&k, &v).expect("put");
+        want.insert(k, v);
+        if i == 24 {
+            db.flush().expect("flush");
+        }
+    }
+    want
+}
+
+fn assert_holds(dir: &Path, want: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    let mut db = posix_open(dir).expect("open");
+    for (k, v) in want {
+        assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits, through the engine.
+
+#[test]
+fn oversized_keys_and_values_are_rejected_and_nothing_is_lost() {
+    let storage = FaultStorage::new(0);
+    let mem = 64 * 1024;
+    let mut db = open_fault(&storage, mem).expect("open");
+    db.put(b"keep", b"me").unwrap();
+    let long_key = vec![b'k'; MAX_KEY_LEN + 1];
+    assert_eq!(db.put(&long_key, b"v"), Err(Error::KeyTooLarge { len: MAX_KEY_LEN + 1, max: MAX_KEY_LEN }));
+    assert_eq!(db.delete(&long_key), Err(Error::KeyTooLarge { len: MAX_KEY_LEN + 1, max: MAX_KEY_LEN }));
+    let mut buf = [0u8; 8];
+    assert!(matches!(db.get(&long_key, &mut buf), Err(Error::KeyTooLarge { .. })));
+    // The largest key is fine.
+    db.put(&vec![b'k'; MAX_KEY_LEN], b"max key").unwrap();
+    // A value beyond what one MemTable holds is refused with the limit, which itself is accepted.
+    let Err(Error::ValueTooLarge { len, max }) = db.put(b"big", &vec![1u8; mem]) else {
+        panic!("oversized value accepted")
+    };
+    assert_eq!(len, mem);
+    assert!(max > mem / 2 && max < mem, "max {max}");
+    db.put(b"big", &vec![2u8; max]).expect("a value of exactly the limit");
+    assert_eq!(
+        db.put(b"big2", &vec![2u8; max + 1]),
+        Err(Error::ValueTooLarge { len: max + 1, max: max - 1 })
+    );
+    assert!(!db.is_poisoned(), "a rejected request must not poison the database");
+    drop(db);
+    let mut db = open_fault(&storage, mem).expect("reopen");
+    assert_eq!(get(&mut db, b"keep").as_deref(), Some(&b"me"[..]));
+    assert_eq!(get(&mut db, b"big").map(|v| v.len()), Some(max));
+    assert_eq!(get(&mut db, &vec![b'k'; MAX_KEY_LEN]).as_deref(), Some(&b"max key"[..]));
+}
+
+#[test]
+fn empty_keys_are_rejected_everywhere() {
+    let storage = FaultStorage::new(0);
+    let mut db = open_fault(&storage, 4096).expect("open");
+    assert_eq!(db.put(b"", b"v"), Err(Error::EmptyKey));
+    assert_eq!(db.put_expiring(b"", b"v", 5_000), Err(Error::EmptyKey));
+    assert_eq!(db.delete(b""), Err(Error::EmptyKey));
+    assert!(matches!(db.get(b"", &mut [0u8; 4]), Err(Error::EmptyKey)));
+    assert!(!db.is_poisoned());
+    db.put(b"k", b"v").expect("the database goes on");
+}
+
+#[test]
+fn expiry_at_or_before_now_is_rejected() {
+    let storage = FaultStorage::new(0);
+    let clock = ManualClock::new(1_000);
+    let mut db =
+        TestDb::open(storage.clone(), clock.clone(), [vec![0u8; 4096], vec![0u8; 4096]], Config::default())
+            .expect("open");
+    assert_eq!(db.put_expiring(b"k", b"v", 1_000), Err(Error::InvalidTtl));
+    assert_eq!(db.put_expiring(b"k", b"v", 0), Err(Error::InvalidTtl));
+    db.put_expiring(b"k", b"v", u64::MAX).expect("the far future is fine");
+    db.put_expiring(b"j", b"v", 1_001).expect("one tick ahead");
+    clock.advance(1);
+    assert_eq!(get(&mut db, b"j"), None, "expired at its time");
+    assert_eq!(get(&mut db, b"k").as_deref(), Some(&b"v"[..]));
+    assert!(!db.is_poisoned());
+}
+
+/// Regression (found by this file, fixed in the engine): with a 512-byte MemTable (the minimum)
+/// a 1 KiB key passed the key check and an empty value the value check (`max_value` saturated
+/// to 0); the record was synced to the WAL, the MemTable insert failed, the call returned
+/// `Error::Poisoned`, and every later open failed with `InsufficientMemory`.
+#[test]
+fn key_too_long_for_the_memtable_is_rejected_cleanly_and_the_database_still_opens() {
+    let storage = FaultStorage::new(0);
+    let mut db = open_fault(&storage, 512).expect("open");
+    db.put(b"a", b"1").unwrap();
+    let r = db.put(&vec![b'k'; MAX_KEY_LEN], b"");
+    assert!(
+        matches!(r, Err(Error::ValueTooLarge { .. } | Error::KeyTooLarge { .. })),
+        "expected a size error, got {r:?} (poisoned: {})",
+        db.is_poisoned()
+    );
+    assert!(!db.is_poisoned(), "a rejected request must not poison the database");
+    drop(db);
+    let mut db = open_fault(&storage, 512).expect("the database must still open with its own memory budget");
+    assert_eq!(get(&mut db, b"a").as_deref(), Some(&b"1"[..]));
+}
+
+/// Regression (found by this file and `tests/kill9_loop.rs`, fixed in the engine): MemTables
+/// under 3 KiB gave compaction no scratch space (it reserved 3 × MAX_KEY_LEN), so every flush
+/// added a table; at MAX_TABLES (then 256) the next flush failed with `TooManyTables` and poisoned the
+/// database, and from then on `Db::open` failed with `TooManyTables` whatever the MemTable
+/// size, because open flushed the replayed WALs before it could compact.
+#[test]
+fn database_at_the_table_limit_still_opens_and_takes_writes() {
+    let storage = FaultStorage::new(0);
+    let mut db = open_fault(&storage, 2048).expect("open");
+    let mut refused = None;
+    for i in 0..300u32 {
+        let step = db.put(format!("k{}", i % 7).as_bytes(), b"v").and_then(|()| db.flush());
+        if let Err(e) = step {
+            refused = Some((i, e, db.stats().tables));
+            break;
+        }
+    }
+    drop(db);
+    let reopened = open_fault(&storage, 8192).map(|_| ());
+    assert!(
+        refused.is_none() && reopened.is_ok(),
+        "writes refused after {refused:?} (i, error, tables); reopen with 8 KiB MemTables: {reopened:?}"
+    );
+}
+
+#[test]
+fn full_fault_storage_refuses_writes_and_loses_nothing() {
+    let storage = FaultStorage::new(0);
+    let mut db = open_fault(&storage, 2048).expect("open");
+    storage.set_capacity(Some(6_000));
+    let mut acked = BTreeMap::new();
+    let mut err = None;
+    for i in 0..10_000u32 {
+        let (k, v) = (format!("k{:03}", i % 150).into_bytes(), format!("value {i}").into_bytes());
+        match db.put(&k, &v) {
+            Ok(()) => {
+                acked.insert(k, v);
+            }
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let err = err.expect("the device fills up");
+    assert_eq!(err, Error::Storage(FaultError::NoSpace), "a clear out-of-space error");
+    assert_eq!(db.put(b"x", b"y"), Err(Error::Poisoned), "writes refused until reopened");
+    drop(db);
+    storage.power_cut_lose_all();
+    // Still full: opening may need room (recovery flushes when two WALs are left, as a rotation
+    // that ran out of space leaves them), and then fails with the same clear error.
+    match open_fault(&storage, 2048) {
+        Ok(mut db) => {
+            for (k, v) in &acked {
+                assert_eq!(get(&mut db, k).as_ref(), Some(v));
+            }
+        }
+        Err(e) => assert_eq!(e, Error::Storage(FaultError::NoSpace)),
+    }
+    // With room again, everything acknowledged is there and writes go on.
+    storage.set_capacity(None);
+    let mut db = open_fault(&storage, 2048).expect("open once there is room");
+    for (k, v) in &acked {
+        assert_eq!(get(&mut db, k).as_ref(), Some(v));
+    }
+    db.put(b"x", b"y").expect("writes once there is room");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The REPL, through the binary.
+
+#[test]
+fn repl_answers_hostile_lines_with_errors_and_goes_on() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut script: Vec<u8> = Vec::new();
+    let long_key = "k".repeat(MAX_KEY_LEN + 1);
+    let lines: Vec<Vec<u8>> = vec![
+        b"put good value".to_vec(),
+        b"frobnicate x".to_vec(),
+        b"put k \"unterminated".to_vec(),
+        b"put k 'also unterminated".to_vec(),
+        b"put k v\x00".to_vec(),
+        b"put k \xff\xfe".to_vec(),
+        b"put \"\" empty-key".to_vec(),
+        format!("put {long_key} v").into_bytes(),
+        b"put k v EX 0".to_vec(),
+        b"put k v EX -5".to_vec(),
+        b"put k v EX 99999999999".to_vec(),
+        b"put k v EX".to_vec(),
+        b"get".to_vec(),
+        b"del a b".to_vec(),
+        b"put a\"b\" v".to_vec(),
+        b"get \"\\q\"".to_vec(),
+        vec![b'x'; 5 * 1024 * 1024],
+        b"put good2 \"two words\"\r".to_vec(),
+        b"get good".to_vec(),
+        b"get good2".to_vec(),
+        b"get k".to_vec(),
+    ];
+    for l in &lines {
+        script.extend_from_slice(l);
+        script.push(b'\n');
+    }
+    let (out, err, code) = run_repl(&dir, &script);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let replies: Vec<&str> = out.lines().collect();
+    let expected_prefixes = [
+        "OK",
+        "ERR unknown command frobnicate",
+        "ERR unterminated quote",
+        "ERR unterminated quote",
+        "ERR raw control byte 0x00",
+        "ERR input is not valid UTF-8",
+        "ERR empty key",
+        "ERR key of 1025 bytes exceeds 1024",
+        "ERR invalid TTL 0",
+        "ERR invalid TTL -5",
+        "ERR invalid TTL 99999999999",
+        "ERR invalid TTL",
+        "ERR wrong number of arguments for get",
+        "ERR wrong number of arguments for del",
+        "ERR quote inside a token",
+        "ERR invalid escape \\q",
+        "ERR line too long",
+        "OK",
+        "value",
+        "\"two words\"",
+        "(nil)",
+    ];
+    assert_eq!(replies.len(), expected_prefixes.len(), "one reply per line:\n{out}");
+    for (got, want) in replies.iter().zip(expected_prefixes) {
+        assert!(got.starts_with(want), "reply {got:?} does not start with {want:?}");
+    }
+    let mut db = posix_open(&dir).expect("reopen");
+    assert_eq!(db.get(b"good").unwrap().as_deref(), Some(&b"value"[..]));
+    assert_eq!(db.get(b"good2").unwrap().as_deref(), Some(&b"two words"[..]));
+    assert_eq!(db.get(b"k").unwrap(), None, "no hostile line stored anything");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database directory.
+
+#[test]
+fn stray_and_truncated_files_give_clear_errors_and_lose_nothing() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let want = populate(&dir);
+    let table = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sst"))
+        .expect("a table");
+    let table_bytes = fs::read(&table).unwrap();
+
+    // Files that are not the engine's are left alone.
+    fs::write(dir.join("notes.txt"), b"hello").unwrap();
+    fs::write(dir.join("1.wal"), b"short name").unwrap();
+    fs::write(dir.join("000000000000000G.sst"), b"not hex").unwrap();
+    fs::create_dir(dir.join("00000000000000aa.sst")).unwrap();
+    assert_holds(&dir, &want);
+    assert_eq!(fs::read(dir.join("notes.txt")).unwrap(), b"hello", "unrelated files untouched");
+    assert!(dir.join("00000000000000aa.sst").is_dir());
+
+    // A leftover temporary table is an interrupted flush: removed on open.
+    fs::write(dir.join("00000000000000f0.tmp"), b"half a table").unwrap();
+    assert_holds(&dir, &want);
+    assert!(!dir.join("00000000000000f0.tmp").exists());
+
+    // Damaged files named like tables: open refuses with a corruption error naming the file,
+    // removes nothing, and once the file is moved away everything is there.
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("00000000000000f1.sst", Vec::new()),
+        ("00000000000000f2.sst", table_bytes[..table_bytes.len() / 2].to_vec()),
+        ("00000000000000f3.sst", (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect()),
+    ];
+    for (name, bytes) in cases {
+        fs::write(dir.join(name), &bytes).unwrap();
+        let err = posix_open(&dir)
+            .err()
+            .unwrap_or_else(|| panic!("{name} ({} bytes) was accepted as a table", bytes.len()));
+        assert!(err.is_corruption(), "{name}: {err}");
+        assert!(err.to_string().contains(name), "the error names the file: {err}");
+        fs::remove_file(dir.join(name)).unwrap();
+        assert_holds(&dir, &want);
+    }
+
+    // Random bytes named like a WAL: a newer one reads as a torn tail (cut to nothing), an older
+    // one as corruption. Either way the stored data is intact.
+    for name in ["00000000000000f4.wal", "0000000000000000.wal"] {
+        fs::write(dir.join(name), (0..300u32).map(|i| (i * 31 % 256) as u8).collect::<Vec<u8>>()).unwrap();
+        match posix_open(&dir) {
+            Ok(db) => drop(db),
+            Err(e) => assert!(e.is_corruption(), "{name}: {e}"),
+        }
+        let _ = fs::remove_file(dir.join(name));
+        assert_holds(&dir, &want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment.
+
+/// A mount that is undone when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn new(args: &[&str], target: &Path) -> Option<Mount> {
+        let ok = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(target.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn read_only_directory_gives_a_clear_error_and_loses_nothing() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let want = populate(&dir);
+    let ro = tmp.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let Some(bind) = Mount::new(&["--bind", dir.to_str().unwrap()], &ro) else {
+        eprintln!("read_only_directory: cannot bind-mount here (not root?); skipped");
+        return;
+    };
+    let remounted =
+        Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&ro).status().is_ok_and(|s| s.success());
+    assert!(remounted, "remount read-only");
+    let err = posix_open(&ro).err().expect("a read-only directory cannot be opened for writing");
+    let msg = err.to_string();
+    assert!(msg.contains("Read-only file system") && msg.contains("ro"), "{msg}");
+    // Through the binary: a one-line reason and exit code 1.
+    let (out, stderr, code) = run_repl(&ro, b"get key001\n");
+    assert_eq!((out.as_str(), code), ("", Some(1)), "stderr: {stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    drop(bind);
+    assert_holds(&dir, &want);
+}
+
+#[test]
+fn permission_denied_directory_gives_a_clear_error() {
+    let _serial = serial();
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !is_root || !has_setpriv {
+        eprintln!("permission_denied_directory: needs root and setpriv to drop to nobody; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let want = populate(&dir);
+    // Root bypasses permission bits, so the binary runs as nobody; the directory stays root's.
+    fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(minivault_bin())
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run minivault as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("Permission denied") && stderr.contains("cannot open"), "{stderr}");
+    assert_holds(&dir, &want);
+}
+
+#[test]
+fn full_disk_refuses_writes_and_loses_nothing() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    fs::create_dir(&mnt).unwrap();
+    let Some(mount) = Mount::new(&["-t", "tmpfs", "-o", "size=256k", "tmpfs"], &mnt) else {
+        eprintln!("full_disk: cannot mount a tmpfs here; covered by full_fault_storage_refuses_writes_and_loses_nothing");
+        return;
+    };
+    let dir = mnt.join("db");
+    let opts = Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() };
+    let mut db = Db::open_with(&dir, opts).expect("open");
+    let mut acked = BTreeMap::new();
+    let mut failure = None;
+    for i in 0..100_000u32 {
+        let (k, v) = (format!("key{:04}", i % 3000).into_bytes(), vec![b'v'; 200]);
+        match db.put(&k, &v) {
+            Ok(()) => {
+                acked.insert(k, v);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("a 256 KiB tmpfs fills up");
+    assert!(failure.to_string().contains("No space left on device"), "{failure}");
+    assert!(db.is_poisoned(), "writes are refused until reopened");
+    assert!(db.put(b"more", b"data").is_err());
+    drop(db);
+    // Still full: the database opens and holds every acknowledged write, or (when recovery has to
+    // flush two WALs) refuses to open with the same clear error.
+    let full_open = match Db::open_with(&dir, opts) {
+        Ok(mut db) => {
+            for (k, v) in &acked {
+                assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
+            }
+            "opened".to_string()
+        }
+        Err(e) => {
+            assert!(e.to_string().contains("No space left on device"), "{e}");
+            format!("refused: {e}")
+        }
+    };
+    // Room again: every acknowledged write is there, and writes go on.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=2m"])
+        .arg(&mount.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(grown, "grow the tmpfs");
+    let mut db = Db::open_with(&dir, opts).expect("open once there is room");
+    for (k, v) in &acked {
+        assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
+    }
+    db.put(b"more", b"data").expect("writes once there is room");
+    eprintln!(
+        "full_disk: {} writes acknowledged before ENOSPC ({failure}); open while full: {full_open}",
+        acked.len()
+    );
+}
+
+#[test]
+fn second_process_on_a_locked_directory_is_refused() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut first = Command::new(minivault_bin())
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(b"put a 1\n").unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = first.stdout.take().unwrap();
+    let mut ok = [0u8; 3];
+    stdout.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"OK\n", "the first process holds the database");
+
+    let (out, err, code) = run_repl(&dir, b"put b 2\n");
+    assert_eq!((out.as_str(), code), ("", Some(1)));
+    assert!(err.contains("database is locked") && err.contains("in use by another process"), "{err}");
+    match posix_open(&dir) {
+        Err(minivault::Error::Locked { .. }) => {}
+        Err(e) => panic!("expected Error::Locked, got {e}"),
+        Ok(_) => panic!("a second handle opened a locked database"),
+    }
+
+    drop(stdin); // end of input: the first process exits cleanly and releases the lock
+    assert!(first.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(10));
+    let mut db = posix_open(&dir).expect("open after the first process left");
+    assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(db.get(b"b").unwrap(), None);
+}

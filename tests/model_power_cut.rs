@@ -1,0 +1,597 @@
+//! Model-based power-cut testing: random operations against the engine on a [`FaultStorage`],
+//! checked against a [`History`] of what was acknowledged.
+//!
+//! Each seed opens a database with a small MemTable (so rotations and flushes are frequent) and
+//! runs a few hundred random steps: put, delete, put with TTL, clock moves, reads, flush, sync,
+//! clean close and reopen, process crash and reopen, power cut and reopen, injected I/O errors
+//! and out-of-space, a full disk, and invalid requests. After every restart the recovered
+//! contents must be the state after some prefix of the writes that reaches every durable one
+//! (every acknowledged one after a process crash), a write that failed is all there or not at
+//! all, keys never written stay absent, and the database opens.
+//!
+//! - `MINIVAULT_SEED=<n>` runs only seed `n` of each test, tracing the storage calls.
+//! - `MINIVAULT_SOAK=<seconds>` runs fresh seeds for that long per test instead of the default
+//!   count (see `scripts/soak.sh`).
+//! - `MINIVAULT_SEEDS=<n>` changes the default count.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use minivault_core::{Config, Db, Error, SyncPolicy, WriteBatch, MAX_KEY_LEN};
+use minivault_suite::fault::{
+    show, visible, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
+};
+
+type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+type DbError = Error<FaultError>;
+
+/// Totals over all seeds of one test, printed at the end (the figures in RELIABILITY.md).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    seeds: u64,
+    steps: u64,
+    acked_writes: u64,
+    power_cuts: u64,
+    crashes: u64,
+    clean_reopens: u64,
+    injected_errors: u64,
+    failed_opens: u64,
+    torn_files: u64,
+    dir_ops_dropped: u64,
+    storage_calls: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.seeds += o.seeds;
+        self.steps += o.steps;
+        self.acked_writes += o.acked_writes;
+        self.power_cuts += o.power_cuts;
+        self.crashes += o.crashes;
+        self.clean_reopens += o.clean_reopens;
+        self.injected_errors += o.injected_errors;
+        self.failed_opens += o.failed_opens;
+        self.torn_files += o.torn_files;
+        self.dir_ops_dropped += o.dir_ops_dropped;
+        self.storage_calls += o.storage_calls;
+    }
+}
+
+struct Run {
+    rng: Rng,
+    storage: FaultStorage,
+    clock: ManualClock,
+    policy: SyncPolicy,
+    mem: usize,
+    db: Option<TestDb>,
+    hist: History,
+    keys: Vec<Vec<u8>>,
+    never_written: Vec<Vec<u8>>,
+    poisoned: bool,
+    persistent_fault: bool,
+    /// Serial number of the last value made.
+    serial: u64,
+    recent: VecDeque<String>,
+    counts: Counts,
+}
+
+const MEM_SIZES: [usize; 5] = [512, 640, 1024, 2048, 4096];
+
+impl Run {
+    fn new(seed: u64, policy: SyncPolicy, trace: bool) -> Self {
+        let mut rng = Rng::new(seed);
+        let storage = FaultStorage::new(rng.next_u64());
+        storage.set_trace(trace);
+        let mem = MEM_SIZES[rng.below(MEM_SIZES.len() as u64) as usize];
+        let mut keys: Vec<Vec<u8>> = (0..rng.range(4, 24)).map(|i| format!("k{i:02}").into_bytes()).collect();
+        keys.push(vec![b'L'; 120]);
+        keys.push([b"bin\x00\xff".as_slice(), &[7; 40]].concat());
+        let never_written = vec![b"never".to_vec(), b"k99".to_vec(), vec![b'L'; 121]];
+        Run {
+            rng,
+            storage,
+            clock: ManualClock::new(1_000),
+            policy,
+            mem,
+            db: None,
+            hist: History::new(),
+            keys,
+            never_written,
+            poisoned: false,
+            persistent_fault: false,
+            serial: 0,
+            recent: VecDeque::new(),
+            counts: Counts { seeds: 1, ..Counts::default() },
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        if self.recent.len() >= 40 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(what);
+    }
+
+    fn open(&mut self) -> Result<TestDb, DbError> {
+        TestDb::open(
+            self.storage.clone(),
+            self.clock.clone(),
+            [vec![0u8; self.mem], vec![0u8; self.mem]],
+            Config { sync: self.policy },
+        )
+    }
+
+    fn db(&mut self) -> &mut TestDb {
+        self.db.as_mut().expect("database is open")
+    }
+
+    /// The largest value the engine must accept for `key` with this header length.
+    fn max_value(&mut self, header: usize, key: &[u8]) -> usize {
+        let cap = self.db().stats().memtable_capacity_bytes;
+        (cap - 4).saturating_sub(header + key.len())
+    }
+
+    fn random_key(&mut self) -> Vec<u8> {
+        let i = self.rng.below(self.keys.len() as u64) as usize;
+        self.keys[i].clone()
+    }
+
+    /// A value: empty, or starting with a 4-byte serial number so that no two puts store equal
+    /// non-empty values. (The model compares what reads show; two puts of one value with different
+    /// expiries would look alike until one expires, and the model could not tell which survived.)
+    fn random_value(&mut self) -> Vec<u8> {
+        let len = match self.rng.below(20) {
+            0 => 0,
+            1..=12 => self.rng.range(4, 16),
+            13..=17 => self.rng.range(16, 120),
+            _ => self.rng.range(120, self.mem as u64),
+        } as usize;
+        self.serial += 1;
+        let serial = (self.serial as u32).to_le_bytes();
+        let tag = self.rng.next_u64() as u8;
+        (0..len).map(|i| serial.get(i).copied().unwrap_or(tag.wrapping_add(i as u8))).collect()
+    }
+
+    /// Reads every key the run uses, as a restarted database shows them.
+    fn read_all(&mut self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+        let mut out = BTreeMap::new();
+        let mut buf = vec![0u8; 8192];
+        let keys = self.keys.clone();
+        for key in &keys {
+            match self.db().get(key, &mut buf) {
+                Ok(Some(v)) => {
+                    out.insert(key.clone(), v.to_vec());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("get {} failed: {e:?}", show(key))),
+            }
+        }
+        for key in self.never_written.clone() {
+            match self.db().get(&key, &mut buf) {
+                Ok(None) => {}
+                other => return Err(format!("never-written key {} reads {other:?}", show(&key))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the engine (a process crash, or after a clean close), optionally cuts the power,
+    /// reopens and checks the recovered contents against the model.
+    fn restart(&mut self, power_cut: bool) -> Result<(), String> {
+        drop(self.db.take());
+        if self.persistent_fault {
+            self.storage.clear_faults();
+            self.persistent_fault = false;
+        }
+        let mut power_cut = power_cut;
+        if power_cut {
+            self.storage.power_cut(&mut self.rng);
+            self.counts.power_cuts += 1;
+        }
+        let mut attempt = 0;
+        let db = loop {
+            match self.open() {
+                Ok(db) => break db,
+                Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace)) if attempt < 3 => {
+                    // The open itself met a fault: it must fail cleanly, and a later open succeed.
+                    self.counts.failed_opens += 1;
+                    self.storage.clear_faults();
+                    self.storage.set_capacity(None);
+                    if self.rng.chance(1, 2) {
+                        self.storage.power_cut(&mut self.rng);
+                        self.counts.power_cuts += 1;
+                        power_cut = true;
+                    }
+                    self.note(format!("open failed (attempt {attempt}), retrying (power_cut={power_cut})"));
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("database does not open: {e:?}")),
+            }
+        };
+        self.storage.clear_faults();
+        self.storage.set_capacity(None);
+        self.db = Some(db);
+        self.poisoned = false;
+        let recovered = self.read_all()?;
+        let now = self.clock.get();
+        self.hist.check_recovered(&recovered, now, power_cut)?;
+        Ok(())
+    }
+
+    fn write(&mut self, op: ModelOp) -> Result<(), String> {
+        self.note(describe(&op));
+        // For a single write: its value length and the largest value the engine must accept.
+        let limit = match &op {
+            ModelOp::Put { key, value, expires_at } => {
+                Some((value.len(), self.max_value(if expires_at.is_some() { 11 } else { 3 }, key)))
+            }
+            ModelOp::Delete { key } => Some((0, self.max_value(3, key))),
+            ModelOp::Batch(_) => None,
+        };
+        let db = self.db.as_mut().ok_or("database is not open")?;
+        let result = match &op {
+            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
+            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
+            ModelOp::Delete { key } => db.delete(key),
+            ModelOp::Batch(ops) => {
+                let mut batch = WriteBatch::new(vec![0u8; 16 * 1024]);
+                for o in ops {
+                    let added = match o {
+                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
+                        ModelOp::Put { key, value, expires_at: Some(t) } => {
+                            batch.put_expiring(key, value, *t)
+                        }
+                        ModelOp::Delete { key } => batch.delete(key),
+                        ModelOp::Batch(_) => return Err("nested batch".into()),
+                    };
+                    added.map_err(|e| format!("batch add: {e}"))?;
+                }
+                db.write_batch(&batch)
+            }
+        };
+        match result {
+            Ok(()) => {
+                if self.poisoned {
+                    return Err("a write succeeded on a poisoned database".into());
+                }
+                if let Some((len, max)) = limit.filter(|(len, max)| len > max) {
+                    return Err(format!("value of {len} bytes accepted, limit {max}"));
+                }
+                self.counts.acked_writes += op.writes() as u64;
+                self.hist.ack(op);
+                match self.policy {
+                    SyncPolicy::EveryWrite => self.hist.mark_durable(),
+                    SyncPolicy::EveryN(n) => self.hist.mark_durable_but_last(n as usize - 1),
+                    SyncPolicy::Manual => {}
+                }
+                Ok(())
+            }
+            Err(Error::Poisoned) if self.poisoned => Ok(()),
+            Err(Error::ValueTooLarge { len, max: m })
+                if limit.is_some_and(|(_, max)| len > m && m == max.min(minivault_core::MAX_VALUE_LEN)) =>
+            {
+                Ok(())
+            }
+            Err(Error::BatchTooLarge { len, max }) if matches!(op, ModelOp::Batch(_)) && len > max => Ok(()),
+            Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
+                if !self.db().is_poisoned() {
+                    return Err(format!("write failed with {e:?} but the database still takes writes"));
+                }
+                self.note(format!("  -> {e:?} (in flight)"));
+                self.hist.set_inflight(op);
+                self.poisoned = true;
+                self.counts.injected_errors += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("unexpected error {e:?} (poisoned={})", self.poisoned)),
+        }
+    }
+
+    /// `flush` or `sync`: on success every write so far is durable.
+    fn make_durable(&mut self, flush: bool) -> Result<(), String> {
+        self.note(if flush { "flush" } else { "sync" }.into());
+        let db = self.db();
+        let result = if flush { db.flush() } else { db.sync() };
+        match result {
+            Ok(()) if self.poisoned => Err("flush/sync succeeded on a poisoned database".into()),
+            Ok(()) => {
+                self.hist.mark_durable();
+                Ok(())
+            }
+            Err(Error::Poisoned) if self.poisoned => Ok(()),
+            Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
+                if !self.db().is_poisoned() {
+                    return Err(format!("flush/sync failed with {e:?} but the database still takes writes"));
+                }
+                self.note(format!("  -> {e:?}"));
+                self.poisoned = true;
+                self.counts.injected_errors += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("unexpected error {e:?}")),
+        }
+    }
+
+    fn live_get(&mut self) -> Result<(), String> {
+        let key = self.random_key();
+        let want = visible(&self.hist.current(), self.clock.get()).get(&key).cloned();
+        let mut buf = vec![0u8; 8192];
+        match self.db().get(&key, &mut buf) {
+            Ok(got) if got.map(<[u8]>::to_vec) == want => Ok(()),
+            Ok(got) => Err(format!(
+                "live get {}: expected {:?}, got {:?}",
+                show(&key),
+                want.as_deref().map(show),
+                got.map(show)
+            )),
+            // A fault that fires during a read fails the read cleanly.
+            Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace)) => Ok(()),
+            Err(e) => Err(format!("live get {}: {e:?}", show(&key))),
+        }
+    }
+
+    fn hostile(&mut self) -> Result<(), String> {
+        let now = self.clock.get();
+        let poisoned = self.poisoned;
+        let db = self.db();
+        let checks: [(&str, Result<(), DbError>, DbError); 4] = [
+            ("empty key", db.put(b"", b"v"), Error::EmptyKey),
+            (
+                "key too large",
+                db.put(&vec![b'x'; MAX_KEY_LEN + 1], b"v"),
+                Error::KeyTooLarge { len: MAX_KEY_LEN + 1, max: MAX_KEY_LEN },
+            ),
+            ("expiry now", db.put_expiring(b"k00", b"v", now), Error::InvalidTtl),
+            ("expiry past", db.put_expiring(b"k00", b"v", now.saturating_sub(1)), Error::InvalidTtl),
+        ];
+        for (what, got, want) in checks {
+            let ok = match &got {
+                Err(e) => *e == want || (poisoned && *e == Error::Poisoned),
+                Ok(()) => false,
+            };
+            if !ok {
+                return Err(format!("{what}: expected {want:?}, got {got:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.counts.steps += 1;
+        let now = self.clock.get();
+        match self.rng.below(100) {
+            0..=30 => {
+                let (key, value) = (self.random_key(), self.random_value());
+                self.write(ModelOp::Put { key, value, expires_at: None })
+            }
+            31..=34 => {
+                let mut ops = Vec::new();
+                for _ in 0..self.rng.range(1, 6) {
+                    let key = self.random_key();
+                    ops.push(match self.rng.below(4) {
+                        0 => ModelOp::Delete { key },
+                        1 => {
+                            let mut value = self.random_value();
+                            value.resize(value.len().max(4), 0);
+                            value[..4].copy_from_slice(&(self.serial as u32).to_le_bytes());
+                            ModelOp::Put { key, value, expires_at: Some(now + self.rng.range(1, 120)) }
+                        }
+                        _ => ModelOp::Put { key, value: self.random_value(), expires_at: None },
+                    });
+                }
+                self.write(ModelOp::Batch(ops))
+            }
+            35..=44 => {
+                let key = self.random_key();
+                self.write(ModelOp::Delete { key })
+            }
+            45..=51 => {
+                let key = self.random_key();
+                let mut value = self.random_value();
+                if value.is_empty() {
+                    // Empty values never expire (see random_value).
+                    value = self.random_value();
+                    value.resize(value.len().max(4), 0);
+                    value[..4].copy_from_slice(&(self.serial as u32).to_le_bytes());
+                }
+                let expires_at = Some(now + self.rng.range(1, 120));
+                self.write(ModelOp::Put { key, value, expires_at })
+            }
+            52..=55 => {
+                let by = self.rng.range(0, 60);
+                self.note(format!("clock +{by}"));
+                self.clock.advance(by);
+                Ok(())
+            }
+            56..=65 => self.live_get(),
+            66..=68 => self.make_durable(true),
+            69..=72 => self.make_durable(false),
+            73..=74 => {
+                self.note("close + reopen".into());
+                self.counts.clean_reopens += 1;
+                let db = self.db.take().expect("open");
+                match db.close() {
+                    (_, Ok(())) if !self.poisoned => self.hist.mark_durable(),
+                    (_, Ok(())) => {}
+                    (_, Err(e)) => {
+                        self.note(format!("  close -> {e:?}"));
+                        self.poisoned = true;
+                        return self.restart(true);
+                    }
+                }
+                self.restart(false)
+            }
+            75..=77 => {
+                self.note("crash + reopen".into());
+                self.counts.crashes += 1;
+                self.restart(false)
+            }
+            78..=85 => {
+                self.note("power cut + reopen".into());
+                self.restart(true)
+            }
+            86..=90 => {
+                if !self.storage.fault_pending() {
+                    let n = self.rng.range(1, 40);
+                    let kind = if self.rng.chance(1, 4) { FaultKind::NoSpace } else { FaultKind::Io };
+                    let persistent = self.rng.chance(1, 8);
+                    self.note(format!("fault in {n} calls: {kind:?} persistent={persistent}"));
+                    self.persistent_fault |= persistent;
+                    self.storage.fail_in(n, kind, persistent);
+                }
+                Ok(())
+            }
+            91 => {
+                let room = self.rng.range(0, 3000) as usize;
+                self.note(format!("disk nearly full: {room} bytes left"));
+                let used: usize = self
+                    .storage
+                    .names()
+                    .iter()
+                    .filter_map(|n| self.storage.read_file(n))
+                    .map(|d| d.len())
+                    .sum();
+                self.storage.set_capacity(Some(used + room));
+                Ok(())
+            }
+            92..=93 => self.hostile(),
+            _ => {
+                if self.poisoned {
+                    // A poisoned database refuses writes until it is reopened; reopen it.
+                    let cut = self.rng.chance(1, 2);
+                    self.note(format!("restart poisoned db (power_cut={cut})"));
+                    self.restart(cut)
+                } else {
+                    let key = self.random_key();
+                    let value = self.random_value();
+                    self.write(ModelOp::Put { key, value, expires_at: None })
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, steps: u64) -> Result<(), String> {
+        let db = self.open().map_err(|e| format!("fresh open: {e:?}"))?;
+        self.db = Some(db);
+        for _ in 0..steps {
+            self.step()?;
+        }
+        // Always end with a power cut and a check.
+        self.note("final power cut".into());
+        self.restart(true)
+    }
+}
+
+fn describe(op: &ModelOp) -> String {
+    match op {
+        ModelOp::Put { key, value, expires_at } => {
+            format!("put {} = {} ({} B) expires {expires_at:?}", show(key), show(value), value.len())
+        }
+        ModelOp::Delete { key } => format!("delete {}", show(key)),
+        ModelOp::Batch(ops) => format!("batch [{}]", ops.iter().map(describe).collect::<Vec<_>>().join("; ")),
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Runs `default_seeds` seeds (or a soak, or one seed) of `policy`; panics with the failing
+/// seeds and how to reproduce them.
+fn run_model(test: &str, policy: SyncPolicy, default_seeds: u64, salt: u64) {
+    let single = env_u64("MINIVAULT_SEED");
+    let soak = env_u64("MINIVAULT_SOAK").map(Duration::from_secs);
+    let start = Instant::now();
+    let first = match (single, soak) {
+        (Some(s), _) => s,
+        (None, Some(_)) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                & 0xFFFF_FFFF
+        }
+        (None, None) => 0,
+    };
+    let count = env_u64("MINIVAULT_SEEDS").unwrap_or(default_seeds);
+    let mut totals = Counts::default();
+    let mut failures = Vec::new();
+    let mut seed = first;
+    loop {
+        let done = match (single, soak) {
+            (Some(_), _) => seed > first,
+            (None, Some(d)) => start.elapsed() >= d,
+            (None, None) => seed >= first + count,
+        };
+        if done || failures.len() >= 5 {
+            break;
+        }
+        let mut run = Run::new(seed ^ salt, policy, single.is_some());
+        let steps = 80 + run.rng.below(220);
+        let outcome = catch_unwind(AssertUnwindSafe(|| run.run(steps)));
+        let fs = run.storage.stats();
+        run.counts.torn_files += fs.torn_files;
+        run.counts.dir_ops_dropped += fs.dir_ops_dropped;
+        run.counts.storage_calls += fs.calls;
+        totals.add(&run.counts);
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(msg)) => Some(msg),
+            Err(panic) => Some(format!(
+                "panic: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+        };
+        if let Some(msg) = failure {
+            let recent: Vec<String> = run.recent.iter().cloned().collect();
+            let mut report = format!(
+                "{test}: seed {seed} FAILED ({policy:?}, memtable {} B)\n{msg}\nlast steps:\n  {}\nreproduce: MINIVAULT_SEED={seed} cargo test --test model_power_cut {test} -- --nocapture",
+                run.mem,
+                recent.join("\n  ")
+            );
+            if single.is_some() {
+                report.push_str("\nstorage trace (last calls):\n  ");
+                let trace = run.storage.trace();
+                report.push_str(&trace[trace.len().saturating_sub(400)..].join("\n  "));
+            }
+            eprintln!("{report}\n");
+            failures.push(seed);
+        }
+        seed += 1;
+    }
+    eprintln!(
+        "{test} ({policy:?}): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} failed opens retried, {} torn files, {} directory ops dropped, {} storage calls, {:.1} s",
+        totals.seeds,
+        totals.steps,
+        totals.acked_writes,
+        totals.power_cuts,
+        totals.crashes,
+        totals.clean_reopens,
+        totals.injected_errors,
+        totals.failed_opens,
+        totals.torn_files,
+        totals.dir_ops_dropped,
+        totals.storage_calls,
+        start.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "{test}: failing seeds {failures:?} (see stderr above)");
+}
+
+#[test]
+fn every_write_policy_loses_no_acknowledged_write() {
+    run_model("every_write_policy_loses_no_acknowledged_write", SyncPolicy::EveryWrite, 1000, 0);
+}
+
+#[test]
+fn every_n_policy_loses_at_most_n_minus_one_writes() {
+    run_model("every_n_policy_loses_at_most_n_minus_one_writes", SyncPolicy::EveryN(4), 750, 0x4E4E);
+}
+
+#[test]
+fn manual_policy_keeps_everything_before_the_last_sync() {
+    run_model("manual_policy_keeps_everything_before_the_last_sync", SyncPolicy::Manual, 750, 0x3A3A);
+}
