@@ -21,7 +21,8 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     const SENSORS: u32 = 8;
     const TICKS: u32 = 500;
     // A gateway samples fast: sync every 64 writes, and explicitly before "shutdown".
-    let options = Options { memtable_bytes: 64 * 1024, durability: Durability::EveryN(64) };
+    let options =
+        Options { memtable_bytes: 64 * 1024, durability: Durability::EveryN(64), ..Options::default() };
     {
         let mut db = Db::open_with(dir, options)?;
         for tick in 0..TICKS {

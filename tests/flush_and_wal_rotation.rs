@@ -14,7 +14,7 @@ use minivault::{Db, Durability, Options};
 const MEMTABLE: usize = 16 * 1024;
 
 fn options(durability: Durability) -> Options {
-    Options { memtable_bytes: MEMTABLE, durability }
+    Options { memtable_bytes: MEMTABLE, durability, ..Options::default() }
 }
 
 fn key(i: usize) -> Vec<u8> {
@@ -193,7 +193,7 @@ fn reopen_with_larger_memtables_keeps_wals_bounded() {
         }
         assert_eq!(wal_files(dir.path()).len(), 2);
     }
-    let big = Options { memtable_bytes: 4 * MEMTABLE, durability: Durability::Always };
+    let big = Options { memtable_bytes: 4 * MEMTABLE, durability: Durability::Always, ..Options::default() };
     let mut db = Db::open_with(dir.path(), big).unwrap();
     check_all(&mut db, &model, "after reopen");
     let mut i = 10_000;

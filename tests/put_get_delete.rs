@@ -5,7 +5,7 @@ use minivault::{Db, Durability, Error, Options, MAX_KEY_LEN, MAX_VALUE_LEN};
 use minivault_core::Error as CoreError;
 
 fn small_options() -> Options {
-    Options { memtable_bytes: 16 * 1024, durability: Durability::Always }
+    Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() }
 }
 
 #[test]
