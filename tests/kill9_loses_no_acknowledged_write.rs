@@ -140,7 +140,8 @@ fn kill9_cycles(sync: &str, seed: u64, cycles: usize) {
         });
         repl.kill9();
 
-        let options = Options { memtable_bytes: MEMTABLE, durability: Durability::Always, ..Options::default() };
+        let options =
+            Options { memtable_bytes: MEMTABLE, durability: Durability::Always, ..Options::default() };
         let mut db = Db::open_with(dir.path(), options)
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen after kill -9 failed: {e}"));
         let in_flight_key = in_flight.as_ref().map(|op| op.key().to_owned());

@@ -128,7 +128,8 @@ fn reopen_with_smaller_memtables_flushes_during_replay() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::new();
     {
-        let big = Options { memtable_bytes: 256 * 1024, durability: Durability::Manual, ..Options::default() };
+        let big =
+            Options { memtable_bytes: 256 * 1024, durability: Durability::Manual, ..Options::default() };
         let mut db = Db::open_with(dir.path(), big).unwrap();
         write_some(&mut db, &mut model, "big", 1000);
         assert!(sst_files(dir.path()).is_empty());
