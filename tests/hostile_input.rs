@@ -19,12 +19,15 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use minivault::{Db, Durability, Options};
 use minivault_core::{Config, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{FaultError, FaultStorage, ManualClock};
+
+mod common;
+use common::minivault_bin;
 
 type TestDb = minivault_core::Db<FaultStorage, ManualClock, Vec<u8>>;
 
@@ -47,28 +50,6 @@ fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn minivault_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|d| if d.is_relative() { workspace.join(d) } else { d })
-            .unwrap_or_else(|| workspace.join("target"));
-        let release = !cfg!(debug_assertions);
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace)
-            .args(["build", "--quiet", "-p", "minivault", "--bin", "minivault", "--target-dir"])
-            .arg(&target);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("cargo build");
-        assert!(out.status.success(), "building minivault failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        target.join(if release { "release" } else { "debug" }).join("minivault")
-    })
 }
 
 /// Runs `minivault DIR` with `script` on stdin; returns (stdout, stderr, exit code).

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -24,29 +24,12 @@ use std::time::{Duration, Instant};
 use minivault::{Db, Durability, Options};
 use minivault_suite::fault::Rng;
 
+mod common;
+use common::minivault_bin;
+
 // 2 KiB: rotations, flushes and compactions every few dozen commands.
 const MEMTABLE: usize = 2048;
 const KEYS: u64 = 40;
-
-/// Builds `minivault` with Cargo (the binary of another package has no `CARGO_BIN_EXE_*`).
-fn minivault_bin() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|d| if d.is_relative() { workspace.join(d) } else { d })
-        .unwrap_or_else(|| workspace.join("target"));
-    let release = !cfg!(debug_assertions);
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(workspace)
-        .args(["build", "--quiet", "-p", "minivault", "--bin", "minivault", "--target-dir"])
-        .arg(&target);
-    if release {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(out.status.success(), "building minivault failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    target.join(if release { "release" } else { "debug" }).join("minivault")
-}
 
 #[derive(Debug, Clone)]
 enum Cmd {
