@@ -245,7 +245,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         if !more {
             break;
         }
-        match cycle(&bin, &dir, &mut rng, n, &mut state) {
+        match cycle(bin, &dir, &mut rng, n, &mut state) {
             Ok(r) => {
                 acked += r.acked;
                 during_open += u64::from(r.killed_during_open);
