@@ -1,0 +1,598 @@
+//! One trait, [`Engine`], and one implementation per engine: MiniVaultDB, the peers behind cargo
+//! features (fjall, redb, sled, RocksDB) and the raw-file baselines.
+//!
+//! Every workload asks for one of two durability modes, and each engine maps them onto its own
+//! knobs (the table is repeated in `docs/BENCHMARKS.md`):
+//!
+//! | mode | minivault | fjall | redb | sled | rocksdb | rawfile |
+//! |---|---|---|---|---|---|---|
+//! | [`Mode::Relaxed`]: durable at [`Engine::sync`] | `Durability::Manual`, `sync()` | `insert` (journal handed to the OS per write), `persist(SyncData)` | one transaction per write with `Durability::None`, an empty `Immediate` commit | `insert`, `flush()` | `put` (WAL on, no sync), `flush_wal(true)` | buffered `write`, `fdatasync` |
+//! | [`Mode::EveryWrite`]: durable when `put` returns | `Durability::Always` | `insert` + `persist(SyncData)` | `Durability::Immediate` per write | `insert` + `flush()` | `WriteOptions::set_sync(true)` | `write` + `fdatasync` |
+//! | [`Engine::write_batch`] (`durable`) | `WriteBatch` (one WAL record) + `sync()` | `WriteBatch` with `SyncData` | one `Immediate` transaction | `Batch` + `flush()` | `WriteBatch`, sync | writes + `fdatasync` |
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// What an engine call can fail with: a message (the benchmark only reports it).
+pub type Result<T> = std::result::Result<T, String>;
+
+fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// When writes must be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Writes reach the OS before `put` returns where the engine does that, and are durable only
+    /// after [`Engine::sync`].
+    Relaxed,
+    /// Each write is durable (on the device) before `put` / `delete` returns.
+    EveryWrite,
+}
+
+/// How to open an engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Durability mode.
+    pub mode: Mode,
+    /// Write buffer (MemTable) size for engines that have one: MiniVaultDB's two MemTables,
+    /// fjall's memtable, RocksDB's write buffer.
+    pub memtable_bytes: usize,
+}
+
+/// MiniVaultDB's own counters, read before and after a workload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// SSTables on disk.
+    pub tables: u64,
+    /// Calls to `get`.
+    pub gets: u64,
+    /// SSTable lookups made by those gets.
+    pub table_probes: u64,
+    /// Compactions (merges of SSTables).
+    pub compactions: u64,
+}
+
+/// A key-value engine as the workloads see it.
+pub trait Engine {
+    /// Stores `value` under `key` (durable on return in [`Mode::EveryWrite`]).
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// The length of the value of `key`, or `None` when absent.
+    fn get(&mut self, key: &[u8]) -> Result<Option<usize>>;
+    /// Deletes `key` (durable on return in [`Mode::EveryWrite`]).
+    fn delete(&mut self, key: &[u8]) -> Result<()>;
+    /// Applies `items` (atomically where the engine can); durable on return when `durable`.
+    fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()>;
+    /// Makes every write so far durable.
+    fn sync(&mut self) -> Result<()>;
+    /// Engine counters, where the engine has them.
+    fn stats(&self) -> Option<EngineStats> {
+        None
+    }
+}
+
+/// The engines this binary knows, in report order.
+pub const ALL: &[&str] = &["minivault", "fjall", "redb", "sled", "rocksdb", "rawfile", "rawprealloc"];
+
+/// True when `name` was compiled in.
+pub fn available(name: &str) -> bool {
+    match name {
+        "minivault" | "rawfile" | "rawprealloc" => true,
+        "fjall" => cfg!(feature = "fjall"),
+        "redb" => cfg!(feature = "redb"),
+        "sled" => cfg!(feature = "sled"),
+        "rocksdb" => cfg!(feature = "rocksdb"),
+        _ => false,
+    }
+}
+
+/// Opens (creating if needed) engine `name` in `dir`.
+pub fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Box<dyn Engine>> {
+    fs::create_dir_all(dir).map_err(err("create dir"))?;
+    match name {
+        "minivault" => Ok(Box::new(MiniVault::open(dir, opts)?)),
+        "rawfile" => Ok(Box::new(RawFile::open(dir, opts, false)?)),
+        "rawprealloc" => Ok(Box::new(RawFile::open(dir, opts, true)?)),
+        #[cfg(feature = "fjall")]
+        "fjall" => Ok(Box::new(peers::Fjall::open(dir, opts)?)),
+        #[cfg(feature = "redb")]
+        "redb" => Ok(Box::new(peers::Redb::open(dir, opts)?)),
+        #[cfg(feature = "sled")]
+        "sled" => Ok(Box::new(peers::Sled::open(dir, opts)?)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Ok(Box::new(peers::Rocks::open(dir, opts)?)),
+        _ => Err(format!("engine {name} is not compiled in (cargo feature)")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MiniVaultDB
+
+/// MiniVaultDB through `minivault::Db`.
+pub struct MiniVault {
+    db: minivault::Db,
+    batch: minivault::WriteBatch,
+}
+
+impl MiniVault {
+    fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+        let durability = match opts.mode {
+            Mode::Relaxed => minivault::Durability::Manual,
+            Mode::EveryWrite => minivault::Durability::Always,
+        };
+        let options = minivault::Options {
+            memtable_bytes: opts.memtable_bytes,
+            durability,
+            ..minivault::Options::default()
+        };
+        let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
+        Ok(MiniVault { db, batch: minivault::WriteBatch::new(vec![0u8; 512 << 10]) })
+    }
+}
+
+impl Engine for MiniVault {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db.put(key, value).map_err(err("put"))
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+        Ok(self.db.get(key).map_err(err("get"))?.map(|v| v.len()))
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.db.delete(key).map_err(err("delete"))
+    }
+    fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+        // One WAL record for the whole batch (`minivault::WriteBatch`), then one sync.
+        self.batch.clear();
+        for (k, v) in items {
+            self.batch.put(k, v).map_err(err("batch"))?;
+        }
+        self.db.write_batch(&self.batch).map_err(err("write_batch"))?;
+        if durable {
+            self.db.sync().map_err(err("sync"))?;
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.db.sync().map_err(err("sync"))
+    }
+    fn stats(&self) -> Option<EngineStats> {
+        let s = self.db.stats();
+        Some(EngineStats {
+            tables: s.tables as u64,
+            gets: s.gets,
+            table_probes: s.table_probes,
+            compactions: s.compactions,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw device: a log file and an in-memory hash index (a minimal Bitcask), the floor under
+// any engine that logs every write.
+
+const RAW_BUFFER: usize = 64 * 1024;
+const PREALLOC_CHUNK: u64 = 16 << 20;
+
+/// A log of `[key_len u16][value_len u32][key][value]` records (value_len `u32::MAX` = delete)
+/// with a `HashMap` from key to value position. `prealloc` first extends the file with written
+/// zeros, chunk by chunk, so `fdatasync` has no file size to persist (the write path of a
+/// preallocated journal).
+pub struct RawFile {
+    file: File,
+    mode: Mode,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_at: u64,
+    index: HashMap<Vec<u8>, (u64, u32)>,
+    prealloc: bool,
+    /// End of the zero-filled, synced region (when `prealloc`).
+    allocated: u64,
+}
+
+impl RawFile {
+    fn open(dir: &Path, opts: EngineOptions, prealloc: bool) -> Result<Self> {
+        let path = dir.join("raw.log");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(err("open"))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(err("read"))?;
+        // Recovery: replay records up to the first incomplete one (or the zero fill).
+        let mut index = HashMap::new();
+        let mut pos = 0usize;
+        while let Some(h) = data.get(pos..pos + 6) {
+            let kl = u16::from_le_bytes([h[0], h[1]]) as usize;
+            let vl = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+            if kl == 0 {
+                break;
+            }
+            let vlen = if vl == u32::MAX { 0 } else { vl as usize };
+            let end = pos + 6 + kl + vlen;
+            if end > data.len() {
+                break;
+            }
+            let key = data[pos + 6..pos + 6 + kl].to_vec();
+            if vl == u32::MAX {
+                index.remove(&key);
+            } else {
+                index.insert(key, ((pos + 6 + kl) as u64, vl));
+            }
+            pos = end;
+        }
+        let allocated = data.len() as u64;
+        let mut raw = RawFile {
+            file,
+            mode: opts.mode,
+            buf: Vec::with_capacity(RAW_BUFFER),
+            buf_at: pos as u64,
+            index,
+            prealloc,
+            allocated,
+        };
+        if prealloc {
+            // The first chunk is written at open, outside the timed part, as a journal would
+            // be prepared before its first commit.
+            raw.preallocate(pos as u64 + 1)?;
+        }
+        Ok(raw)
+    }
+
+    /// Extends the zero-filled, synced region to cover `end` (in whole chunks).
+    fn preallocate(&mut self, end: u64) -> Result<()> {
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let zeros = vec![0u8; PREALLOC_CHUNK as usize];
+        let upto = end.div_ceil(PREALLOC_CHUNK) * PREALLOC_CHUNK;
+        let mut at = self.allocated;
+        while at < upto {
+            let n = ((upto - at) as usize).min(zeros.len());
+            self.file.write_all_at(&zeros[..n], at).map_err(err("prealloc"))?;
+            at += n as u64;
+        }
+        self.file.sync_all().map_err(err("prealloc sync"))?;
+        // Drop the zero pages from the page cache: left there as large folios, each small write
+        // would re-dirty (and be accounted as) a whole folio. A journal file preallocated in an
+        // earlier run would not be cached either.
+        let len = libc::off_t::try_from(upto - self.allocated).unwrap_or(0);
+        let start = libc::off_t::try_from(self.allocated).unwrap_or(0);
+        // SAFETY: `posix_fadvise` only reads its arguments; the descriptor is open for `self`'s life.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                start,
+                len,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        self.allocated = upto;
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let end = self.buf_at + self.buf.len() as u64;
+        if self.prealloc {
+            self.preallocate(end)?;
+        }
+        self.file.write_all_at(&self.buf, self.buf_at).map_err(err("write"))?;
+        self.buf_at = end;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn append(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let vl = value.map_or(u32::MAX, |v| v.len() as u32);
+        let rec_len = 6 + key.len() + value.map_or(0, <[u8]>::len);
+        if self.buf.len() + rec_len > RAW_BUFFER {
+            self.flush_buf()?;
+        }
+        let value_at = self.buf_at + self.buf.len() as u64 + 6 + key.len() as u64;
+        self.buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.buf.extend_from_slice(&vl.to_le_bytes());
+        self.buf.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                self.buf.extend_from_slice(v);
+                self.index.insert(key.to_vec(), (value_at, vl));
+            }
+            None => {
+                self.index.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> Result<()> {
+        self.flush_buf()?;
+        self.file.sync_data().map_err(err("fdatasync"))
+    }
+}
+
+impl Engine for RawFile {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.append(key, Some(value))?;
+        if self.mode == Mode::EveryWrite {
+            self.sync_data()?;
+        }
+        Ok(())
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+        let Some(&(at, len)) = self.index.get(key) else { return Ok(None) };
+        if at + len as u64 > self.buf_at {
+            self.flush_buf()?;
+        }
+        let mut v = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut v, at).map_err(err("pread"))?;
+        Ok(Some(v.len()))
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.append(key, None)?;
+        if self.mode == Mode::EveryWrite {
+            self.sync_data()?;
+        }
+        Ok(())
+    }
+    fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+        for (k, v) in items {
+            self.append(k, Some(v))?;
+        }
+        if durable {
+            self.sync_data()?;
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.sync_data()
+    }
+}
+
+impl Drop for RawFile {
+    fn drop(&mut self) {
+        let _ = self.flush_buf();
+        let _ = self.file.flush();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The peers.
+
+#[cfg(any(feature = "fjall", feature = "redb", feature = "sled", feature = "rocksdb"))]
+mod peers {
+    #[allow(unused_imports)]
+    use super::{err, Engine, EngineOptions, Mode, Result};
+    #[allow(unused_imports)]
+    use std::path::Path;
+
+    /// fjall: one keyspace; its memtable sized like MiniVaultDB's.
+    #[cfg(feature = "fjall")]
+    pub struct Fjall {
+        db: fjall::Database,
+        ks: fjall::Keyspace,
+        mode: Mode,
+    }
+
+    #[cfg(feature = "fjall")]
+    impl Fjall {
+        pub fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+            let db = fjall::Database::builder(dir).open().map_err(err("open"))?;
+            let bytes = opts.memtable_bytes as u64;
+            let ks = db
+                .keyspace("bench", || fjall::KeyspaceCreateOptions::default().max_memtable_size(bytes))
+                .map_err(err("keyspace"))?;
+            Ok(Fjall { db, ks, mode: opts.mode })
+        }
+        fn after_write(&mut self) -> Result<()> {
+            if self.mode == Mode::EveryWrite {
+                self.db.persist(fjall::PersistMode::SyncData).map_err(err("persist"))?;
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "fjall")]
+    impl Engine for Fjall {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.ks.insert(key, value).map_err(err("insert"))?;
+            self.after_write()
+        }
+        fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+            Ok(self.ks.get(key).map_err(err("get"))?.map(|v| v.len()))
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<()> {
+            self.ks.remove(key).map_err(err("remove"))?;
+            self.after_write()
+        }
+        fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+            let mut b = self.db.batch();
+            if durable {
+                b = b.durability(Some(fjall::PersistMode::SyncData));
+            }
+            for (k, v) in items {
+                b.insert(&self.ks, k.as_slice(), v.as_slice());
+            }
+            b.commit().map_err(err("batch"))
+        }
+        fn sync(&mut self) -> Result<()> {
+            self.db.persist(fjall::PersistMode::SyncData).map_err(err("persist"))
+        }
+    }
+
+    #[cfg(feature = "redb")]
+    const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("bench");
+
+    /// redb: one file, one table; a write transaction per write, a cached read transaction for
+    /// reads (dropped at the next write so reads see it).
+    #[cfg(feature = "redb")]
+    pub struct Redb {
+        db: redb::Database,
+        mode: Mode,
+        read: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    }
+
+    #[cfg(feature = "redb")]
+    impl Redb {
+        pub fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+            let db = redb::Database::create(dir.join("bench.redb")).map_err(err("open"))?;
+            let tx = db.begin_write().map_err(err("begin_write"))?;
+            tx.open_table(TABLE).map_err(err("open_table"))?;
+            tx.commit().map_err(err("commit"))?;
+            Ok(Redb { db, mode: opts.mode, read: None })
+        }
+        fn write<F>(&mut self, durable: bool, f: F) -> Result<()>
+        where
+            F: FnOnce(&mut redb::Table<&'static [u8], &'static [u8]>) -> Result<()>,
+        {
+            self.read = None;
+            let mut tx = self.db.begin_write().map_err(err("begin_write"))?;
+            let d = if durable { redb::Durability::Immediate } else { redb::Durability::None };
+            tx.set_durability(d).map_err(err("durability"))?;
+            {
+                let mut t = tx.open_table(TABLE).map_err(err("open_table"))?;
+                f(&mut t)?;
+            }
+            tx.commit().map_err(err("commit"))
+        }
+    }
+
+    #[cfg(feature = "redb")]
+    impl Engine for Redb {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+            let durable = self.mode == Mode::EveryWrite;
+            self.write(durable, |t| t.insert(key, value).map(drop).map_err(err("insert")))
+        }
+        fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+            if self.read.is_none() {
+                use redb::ReadableDatabase;
+                let tx = self.db.begin_read().map_err(err("begin_read"))?;
+                self.read = Some(tx.open_table(TABLE).map_err(err("open_table"))?);
+            }
+            let Some(t) = self.read.as_ref() else { return Ok(None) };
+            Ok(t.get(key).map_err(err("get"))?.map(|g| g.value().len()))
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<()> {
+            let durable = self.mode == Mode::EveryWrite;
+            self.write(durable, |t| t.remove(key).map(drop).map_err(err("remove")))
+        }
+        fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+            self.write(durable, |t| {
+                for (k, v) in items {
+                    t.insert(k.as_slice(), v.as_slice()).map_err(err("insert"))?;
+                }
+                Ok(())
+            })
+        }
+        fn sync(&mut self) -> Result<()> {
+            self.write(true, |_| Ok(()))
+        }
+    }
+
+    /// sled 0.34 with its defaults. Its `flush` is not a reliable durability point (sled issue
+    /// 1351), so its durable-write figures are not comparable.
+    #[cfg(feature = "sled")]
+    pub struct Sled {
+        db: sled::Db,
+        mode: Mode,
+    }
+
+    #[cfg(feature = "sled")]
+    impl Sled {
+        pub fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+            let db = sled::Config::new().path(dir).open().map_err(err("open"))?;
+            Ok(Sled { db, mode: opts.mode })
+        }
+        fn after_write(&mut self) -> Result<()> {
+            if self.mode == Mode::EveryWrite {
+                self.db.flush().map_err(err("flush"))?;
+            }
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "sled")]
+    impl Engine for Sled {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.db.insert(key, value).map_err(err("insert"))?;
+            self.after_write()
+        }
+        fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+            Ok(self.db.get(key).map_err(err("get"))?.map(|v| v.len()))
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<()> {
+            self.db.remove(key).map_err(err("remove"))?;
+            self.after_write()
+        }
+        fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+            let mut b = sled::Batch::default();
+            for (k, v) in items {
+                b.insert(k.as_slice(), v.as_slice());
+            }
+            self.db.apply_batch(b).map_err(err("batch"))?;
+            if durable {
+                self.db.flush().map_err(err("flush"))?;
+            }
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<()> {
+            self.db.flush().map(drop).map_err(err("flush"))
+        }
+    }
+
+    /// RocksDB through the `rocksdb` crate: write buffer sized like MiniVaultDB's MemTable, LZ4
+    /// like fjall, everything else default.
+    #[cfg(feature = "rocksdb")]
+    pub struct Rocks {
+        db: rocksdb::DB,
+        write: rocksdb::WriteOptions,
+        sync: rocksdb::WriteOptions,
+    }
+
+    #[cfg(feature = "rocksdb")]
+    impl Rocks {
+        pub fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+            let mut o = rocksdb::Options::default();
+            o.create_if_missing(true);
+            o.set_write_buffer_size(opts.memtable_bytes);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            let db = rocksdb::DB::open(&o, dir).map_err(err("open"))?;
+            let mut write = rocksdb::WriteOptions::default();
+            write.set_sync(opts.mode == Mode::EveryWrite);
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            Ok(Rocks { db, write, sync })
+        }
+    }
+
+    #[cfg(feature = "rocksdb")]
+    impl Engine for Rocks {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.db.put_opt(key, value, &self.write).map_err(err("put"))
+        }
+        fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
+            Ok(self.db.get_pinned(key).map_err(err("get"))?.map(|v| v.len()))
+        }
+        fn delete(&mut self, key: &[u8]) -> Result<()> {
+            self.db.delete_opt(key, &self.write).map_err(err("delete"))
+        }
+        fn write_batch(&mut self, items: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+            let mut b = rocksdb::WriteBatch::default();
+            for (k, v) in items {
+                b.put(k, v);
+            }
+            let wo = if durable { &self.sync } else { &self.write };
+            self.db.write_opt(&b, wo).map_err(err("write"))
+        }
+        fn sync(&mut self) -> Result<()> {
+            self.db.flush_wal(true).map_err(err("flush_wal"))
+        }
+    }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds minivault-bench and regenerates docs/BENCHMARKS.md (its generated block) and the PNG
+# charts in docs/bench/ from a fresh run. See docs/BENCHMARKS.md for what is measured and how.
+#
+#   scripts/bench.sh                 full run: 10^4, 10^5, 10^6 keys, every engine incl. RocksDB,
+#                                    3 interleaved rounds (about 30-40 minutes on 2 cores)
+#   scripts/bench.sh --quick         10^4 and 10^5 keys, no RocksDB, short time caps (~3 minutes);
+#                                    writes to target/bench-quick/ unless --out/--doc are given
+#   scripts/bench.sh --with-1e7      the full run plus 10^7 keys (hours)
+#   scripts/bench.sh --no-rocksdb    skip RocksDB (no C++ build, no libclang needed)
+#   scripts/bench.sh --report-only   rebuild the report and charts from docs/bench/results.tsv
+#   scripts/bench.sh ... -- ARGS     pass ARGS on to minivault-bench (see --help), e.g.
+#                                    scripts/bench.sh --quick -- --engines minivault,fjall
+#
+# Environment: CARGO_TARGET_DIR (default target/), BENCH_DIR (scratch space for the databases,
+# default target/bench-data; it must be on the disk you want to measure, not tmpfs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=full
+rocksdb=1
+big=0
+report_only=0
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) mode=quick; rocksdb=0 ;;
+    --with-1e7) big=1 ;;
+    --no-rocksdb) rocksdb=0 ;;
+    --rocksdb) rocksdb=1 ;;
+    --report-only) report_only=1 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+have_libclang() {
+  ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+}
+
+features="fjall,redb,sled"
+if [ "$rocksdb" = 1 ]; then
+  # The rocksdb crate generates its bindings with bindgen, which needs libclang.
+  if ! have_libclang; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "bench.sh: installing libclang-dev for the RocksDB bindings" >&2
+      (apt-get install -y --no-install-recommends libclang-dev >/dev/null 2>&1 ||
+        { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends libclang-dev >/dev/null 2>&1; }) || true
+    fi
+  fi
+  if have_libclang; then
+    features="$features,rocksdb"
+  else
+    echo "bench.sh: libclang not found: running without RocksDB (install libclang-dev, or pass --no-rocksdb)" >&2
+    rocksdb=0
+  fi
+fi
+
+target="${CARGO_TARGET_DIR:-target}"
+echo "bench.sh: building minivault-bench (features: $features)" >&2
+nice -n 10 cargo build --release -p minivault-bench --no-default-features --features "$features" >&2
+bin="$target/release/minivault-bench"
+data="${BENCH_DIR:-target/bench-data}"
+
+engines="minivault,fjall,redb,sled,rawfile,rawprealloc"
+[ "$rocksdb" = 1 ] && engines="minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc"
+
+if [ "$report_only" = 1 ]; then
+  exec "$bin" --report-only --out docs/bench --doc docs/BENCHMARKS.md "${extra[@]}"
+fi
+
+if [ "$mode" = quick ]; then
+  args=(--keys 10000,100000 --rounds 3 --max-secs 1 --sync-ops 1000 --reopen-keys 20000
+        --sstables 32 --sst-keys 2000 --out target/bench-quick --doc target/bench-quick/BENCHMARKS.md
+        --label "quick (scripts/bench.sh --quick)")
+else
+  keys=10000,100000,1000000
+  [ "$big" = 1 ] && keys="$keys,10000000"
+  args=(--keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
+        --sstables 128 --sst-keys 4000 --out docs/bench --doc docs/BENCHMARKS.md
+        --label "full (scripts/bench.sh$([ "$big" = 1 ] && echo ' --with-1e7'))")
+fi
+
+exec "$bin" --engines "$engines" --dir "$data" "${args[@]}" "${extra[@]}"
