@@ -13,8 +13,8 @@
 //! - Rotation, when the active MemTable is full: flush the immutable MemTable if there is one,
 //!   sync the current WAL, create the next WAL and sync the directory, freeze the active table.
 //! - Flush: write `<id>.tmp`, sync it, rename it to `<id>.sst`, sync the directory; only then
-//!   remove the WALs the table covers (recorded in its footer as `wal_covered`) and sync the
-//!   directory again.
+//!   remove the WALs the table covers (recorded in its footer as `wal_covered`; a removal lost
+//!   to a power cut is redone by open, so it needs no directory sync).
 //! - Open: remove `*.tmp`; open and check every SSTable; remove WALs some table covers; replay
 //!   the rest in id order (truncating a torn tail of the newest); append to the newest.
 //!
@@ -440,15 +440,12 @@ where
         self.stats.flushes += 1;
         event!("flush: MemTable written as SSTable {=u64}, WALs up to {=u64} retired", id, covered);
 
-        let mut removed = false;
+        // No directory sync for these removals: a WAL that comes back after a power cut is one
+        // the durable table's `wal_covered` names, and open removes it again.
         for w in self.old_wals.iter().filter(|w| w.id <= covered) {
             self.storage.remove(&file_name(FileKind::Wal, w.id)).map_err(Error::Storage)?;
-            removed = true;
         }
         self.old_wals.retain(|w| w.id > covered);
-        if removed {
-            self.storage.sync_dir().map_err(Error::Storage)?;
-        }
         Ok(())
     }
 
@@ -697,10 +694,11 @@ where
         storage.rename(&tmp, &fin).map_err(Error::Storage)?;
         storage.sync_dir().map_err(Error::Storage)?;
         let n = self.tables.len();
+        // No directory sync for these removals: an input that comes back after a power cut has
+        // an id in the durable output's `[replaces_from, id)`, and open removes it again.
         for t in &self.tables[start..n - 1] {
             storage.remove(&file_name(FileKind::Table, t.id)).map_err(Error::Storage)?;
         }
-        storage.sync_dir().map_err(Error::Storage)?;
         self.tables.truncate(start);
         let _ = self.tables.push(Table { id: newest, file: out, footer, bytes });
         self.stats.compactions += 1;
