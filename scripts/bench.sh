@@ -3,7 +3,8 @@
 # charts in docs/bench/ from a fresh run. See docs/BENCHMARKS.md for what is measured and how.
 #
 #   scripts/bench.sh                 full run: 10^4, 10^5, 10^6 keys, every engine incl. RocksDB,
-#                                    3 interleaved rounds (about 30-40 minutes on 2 cores)
+#                                    3 interleaved rounds (~20 min of runs on 2 cores, plus the
+#                                    RocksDB C++ build, which took over 20 min on a busy machine)
 #   scripts/bench.sh --quick         10^4 and 10^5 keys, no RocksDB, short time caps (~3 minutes);
 #                                    writes to target/bench-quick/ unless --out/--doc are given
 #   scripts/bench.sh --with-1e7      the full run plus 10^7 keys (hours)
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --rocksdb) rocksdb=1 ;;
     --report-only) report_only=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
