@@ -568,3 +568,23 @@ fn second_process_on_a_locked_directory_is_refused() {
     assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(db.get(b"b").unwrap(), None);
 }
+
+/// File names are bytes on disk too: a stray file whose name parses as id 0 or the largest id
+/// must not make open underflow or overflow its id arithmetic.
+#[test]
+fn stray_files_named_with_extreme_ids_do_not_break_open() {
+    for name in
+        ["0000000000000000.wal", "ffffffffffffffff.sst", "ffffffffffffffff.wal", "8000000000000000.tmp"]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut db = Db::open(dir.path()).unwrap();
+            db.put(b"k", b"v").unwrap();
+        }
+        std::fs::write(dir.path().join(name), b"\x05\x00\x00\x00garbage").unwrap();
+        let mut db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "{name}");
+        db.put(b"k2", b"v2").unwrap();
+        assert!(dir.path().join(name).exists(), "{name}: a foreign file is left alone");
+    }
+}

@@ -1,8 +1,10 @@
 //! File names: what the engine calls its files, and how it recognises them when listing.
 //!
 //! `<id>.wal` (write-ahead log), `<id>.sst` (SSTable) and `<id>.tmp` (an SSTable being written),
-//! where `<id>` is 16 lowercase hex digits. Ids come from one counter, so they order files by age.
-//! Any other name in the directory (a lock file, a user's notes) is left alone.
+//! where `<id>` is 16 lowercase hex digits. Ids come from one counter, starting at 1, so they order
+//! files by age. Any other name in the directory (a lock file, a user's notes) is left alone,
+//! and so is a name whose id the engine never issues (0, or 2^63 and above): the engine adds to
+//! ids and subtracts from them, which such a name would make overflow.
 
 use core::fmt::Write as _;
 
@@ -50,8 +52,12 @@ pub fn parse_name(name: &str) -> Option<(FileKind, u64)> {
     if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
-    Some((kind, u64::from_str_radix(stem, 16).ok()?))
+    let id = u64::from_str_radix(stem, 16).ok()?;
+    (id >= 1 && id < MAX_ID).then_some((kind, id))
 }
+
+/// Ids the engine issues and recognises are below this.
+pub const MAX_ID: u64 = 1 << 63;
 
 #[cfg(test)]
 mod tests {
@@ -60,7 +66,7 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for kind in [FileKind::Wal, FileKind::Table, FileKind::TempTable] {
-            for id in [0, 1, 0xabc, u64::MAX] {
+            for id in [1, 0xabc, MAX_ID - 1] {
                 assert_eq!(parse_name(&file_name(kind, id)), Some((kind, id)));
             }
         }
@@ -69,7 +75,17 @@ mod tests {
 
     #[test]
     fn foreign_names_are_not_recognised() {
-        for n in ["LOCK", "notes.txt", "1.wal", "000000000000000G.sst", "0000000000000001.log", ""] {
+        for n in [
+            "LOCK",
+            "notes.txt",
+            "1.wal",
+            "000000000000000G.sst",
+            "0000000000000001.log",
+            "",
+            "0000000000000000.wal",
+            "8000000000000000.sst",
+            "ffffffffffffffff.tmp",
+        ] {
             assert_eq!(parse_name(n), None, "{n}");
         }
     }
