@@ -143,27 +143,6 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {}
 
 impl<E> Error<E> {
-    /// Applies `f` to a storage error, keeping every other variant.
-    pub fn map_storage<F, E2>(self, f: F) -> Error<E2>
-    where
-        F: FnOnce(E) -> E2,
-    {
-        match self {
-            Error::Storage(e) => Error::Storage(f(e)),
-            Error::Corrupted { file, offset, kind } => Error::Corrupted { file, offset, kind },
-            Error::EmptyKey => Error::EmptyKey,
-            Error::KeyTooLarge { len, max } => Error::KeyTooLarge { len, max },
-            Error::ValueTooLarge { len, max } => Error::ValueTooLarge { len, max },
-            Error::BatchTooLarge { len, max } => Error::BatchTooLarge { len, max },
-            Error::InvalidTtl => Error::InvalidTtl,
-            Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
-            Error::TooManyTables => Error::TooManyTables,
-            Error::TooManyWals => Error::TooManyWals,
-            Error::InsufficientMemory { needed, given } => Error::InsufficientMemory { needed, given },
-            Error::Poisoned => Error::Poisoned,
-        }
-    }
-
     /// True for [`Error::Corrupted`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupted { .. })

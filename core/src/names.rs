@@ -53,7 +53,7 @@ pub fn parse_name(name: &str) -> Option<(FileKind, u64)> {
         return None;
     }
     let id = u64::from_str_radix(stem, 16).ok()?;
-    (id >= 1 && id < MAX_ID).then_some((kind, id))
+    (1..MAX_ID).contains(&id).then_some((kind, id))
 }
 
 /// Ids the engine issues and recognises are below this.

@@ -386,11 +386,6 @@ impl SsTableBuilder {
         write_at(io, self.data_len + self.count as u64 * 4, &[&footer.encode()])?;
         Ok(footer)
     }
-
-    /// True while the data section still fits the format's `u32` offsets with `next` more bytes.
-    pub fn has_room(&self, next: usize) -> bool {
-        self.data_len + (HEADER_LEN + next) as u64 <= u32::MAX as u64
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use embedded_io::{Read, Seek, Write};
 
 use crate::entry;
 use crate::error::Corruption;
-use crate::io::{read_at, write_at, ReadError};
+use crate::io::{read_at, write_at};
 use crate::record::{Checksum, RecordHeader, HEADER_LEN, MAX_RECORD_LEN};
 
 /// Appends one record whose payload is the concatenation of `parts` at `end`, and hands it to
@@ -147,11 +147,6 @@ pub fn record_is_valid<IO: Read + Seek>(
     let head = &first[..first_len];
     let plausible = entry::EntryHeader::decode(head).is_ok() || crate::batch::declared_count(head).is_some();
     Ok(crc.finish() == header.crc && plausible)
-}
-
-/// Maps a format failure found at `pos` into [`ReadError`].
-pub fn corrupt<E>(pos: u64, kind: Corruption) -> ReadError<E> {
-    ReadError::Corrupt { offset: pos, kind }
 }
 
 #[cfg(test)]
