@@ -1376,8 +1376,8 @@ pub mod targets {
             let mut io = MemCursor::new(table.to_vec());
             if let Ok(footer) = sstable::open(&mut io, table.len() as u64) {
                 let mut out = [0u8; 64];
-                let _ = sstable::get(&mut io, &footer, key, &mut out);
-                let _ = sstable::get(&mut io, &footer, b"k", &mut out);
+                let _ = sstable::lookup(&mut io, &footer, key, &mut out);
+                let _ = sstable::lookup(&mut io, &footer, b"k", &mut out);
             }
             return;
         }
@@ -1412,7 +1412,7 @@ pub mod targets {
         let Ok(footer) = sstable::open(&mut io, table.len() as u64) else { return };
         let mut out = vec![0u8; 4096];
         for (key, want) in &state {
-            match sstable::get(&mut io, &footer, key, &mut out) {
+            match sstable::lookup(&mut io, &footer, key, &mut out) {
                 Err(_) => {}
                 Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
                     assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {key:?}");

@@ -192,7 +192,7 @@ proptest! {
         let mut io = MemCursor::new(bytes);
         if let Ok(footer) = sstable::open(&mut io, len) {
             let mut out = [0u8; 64];
-            let _ = sstable::get(&mut io, &footer, &key, &mut out);
+            let _ = sstable::lookup(&mut io, &footer, &key, &mut out);
         }
     }
 
@@ -222,7 +222,7 @@ proptest! {
         let Ok(footer) = sstable::open(&mut io, len) else { return Ok(()) };
         let mut out = vec![0u8; 256];
         for (k, want) in &state {
-            match sstable::get(&mut io, &footer, k, &mut out) {
+            match sstable::lookup(&mut io, &footer, k, &mut out) {
                 Err(_) => {}
                 Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
                     prop_assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {:?}", k);

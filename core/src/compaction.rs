@@ -14,6 +14,8 @@
 //! inputs' longest key, recorded in their footers, per input, plus one slot for the last key
 //! written; borrowed from the idle MemTable),
 //! and records are copied through a 256-byte buffer with their checksums verified on the way.
+//! The rest of the scratch holds the output's Bloom filter ([`crate::filter`]), sized for the
+//! inputs' entry count when it fits and smaller otherwise.
 //! On equal keys the newest input wins and the others are skipped. When the run includes the
 //! oldest table nothing older can hide behind a tombstone or an expired entry, so those are
 //! dropped.
@@ -29,6 +31,7 @@ use embedded_io::Write;
 
 use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
 use crate::error::{Corruption, Error};
+use crate::filter::{self, FilterBuilder};
 use crate::io::{read_exact_at, read_u32_at, ReadError};
 use crate::names::FileName;
 use crate::record::{Checksum, RecordHeader, HEADER_LEN};
@@ -119,6 +122,10 @@ pub fn merge<S: Storage>(
     if k > MAX_MERGE || scratch.len() < (k + 1) * sl {
         return Err(Error::InsufficientMemory { needed: (k + 1) * sl, given: scratch.len() });
     }
+    // Key slots first; the rest of the scratch holds the output's filter.
+    let (scratch, filter_mem) = scratch.split_at_mut((k + 1) * sl);
+    let keys: usize = inputs.iter().map(|i| i.footer.entry_count as usize).sum();
+    let mut filter = FilterBuilder::new(filter_mem, keys);
     let mut cursors = [Cursor::default(); MAX_MERGE];
     for i in 0..k {
         load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * sl..(i + 1) * sl])?;
@@ -158,6 +165,9 @@ pub fn merge<S: Storage>(
         let dead = drop_dead_at.is_some_and(|now| c.tombstone || c.expires_at.is_some_and(|t| t <= now));
         if !dead {
             copy_record(storage, &mut inputs[w], &c, out, &mut builder)?;
+            if let Some(f) = filter.as_mut() {
+                f.add(filter::key_hash(&tail[..c.key_len]));
+            }
         }
         // Move every cursor sitting on this key past it (the winner and the entries it shadows).
         for i in 0..k {
@@ -185,7 +195,8 @@ pub fn merge<S: Storage>(
         builder.add_index_len(&mut storage.io(out), len).map_err(Error::Storage)?;
         pos += (HEADER_LEN + len) as u64;
     }
-    builder.finish(&mut storage.io(out), wal_covered, replaces_from).map_err(Error::Storage)
+    let filter = filter.map_or(&[][..], FilterBuilder::finish);
+    builder.finish(&mut storage.io(out), filter, wal_covered, replaces_from).map_err(Error::Storage)
 }
 
 fn to_error<E>(name: &FileName) -> impl Fn(ReadError<E>) -> Error<E> + '_ {

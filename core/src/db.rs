@@ -29,6 +29,7 @@ use crate::batch::{self, WriteBatch};
 use crate::compaction::{self, Input};
 use crate::entry::{self, Entry, EntryHeader};
 use crate::error::{Corruption, Error};
+use crate::filter;
 use crate::io::{read_exact_at, ReadError};
 use crate::log::{event, warn_event};
 use crate::memtable::{MemTable, MIN_MEMTABLE_BYTES};
@@ -102,8 +103,11 @@ pub struct Stats {
     pub flushes: u64,
     /// Torn WAL tails cut off during open.
     pub torn_tails_truncated: u64,
-    /// SSTable lookups performed by `get` since open (read amplification = this / gets).
+    /// SSTable searches performed by `get` since open (read amplification = this / gets): the
+    /// lookups a table's filter did not rule out.
     pub table_probes: u64,
+    /// SSTable lookups a table's Bloom filter answered "absent" without a search, since open.
+    pub filter_skips: u64,
     /// Calls to `get` since open.
     pub gets: u64,
     /// Compactions (merges of SSTables) since open.
@@ -421,7 +425,9 @@ where
                 for p in mem.sorted().filter(keep) {
                     builder.add_index(&mut io, p).map_err(Error::Storage)?;
                 }
-                Some(builder.finish(&mut io, covered, id).map_err(Error::Storage)?)
+                // The filter holds every key, dead ones too: a superset only adds false positives.
+                let filter = self.mem[idx].build_filter().unwrap_or(&[]);
+                Some(builder.finish(&mut io, filter, covered, id).map_err(Error::Storage)?)
             }
         };
         match footer {
@@ -736,10 +742,18 @@ where
                 return copy_out(&e, now, buf);
             }
         }
+        let hash = filter::key_hash(key);
         for t in self.tables.iter_mut().rev() {
+            let io = &mut self.storage.io(&mut t.file);
+            if !sstable::may_contain(io, &t.footer, hash)
+                .map_err(corrupted(file_name(FileKind::Table, t.id)))?
+            {
+                self.stats.filter_skips += 1;
+                continue;
+            }
             self.stats.table_probes += 1;
-            let found = sstable::get(&mut self.storage.io(&mut t.file), &t.footer, key, buf)
-                .map_err(corrupted(file_name(FileKind::Table, t.id)))?;
+            let found =
+                sstable::get(io, &t.footer, key, buf).map_err(corrupted(file_name(FileKind::Table, t.id)))?;
             if let Lookup::Found { value_len, tombstone, expires_at } = found {
                 if tombstone || expires_at.is_some_and(|t| t <= now) {
                     return Ok(None);
@@ -925,6 +939,33 @@ mod tests {
         db.flush().unwrap();
         assert_eq!(files(&mut db, ".wal"), 1);
         assert_eq!(db.stats().wal_bytes, 0);
+    }
+
+    #[test]
+    fn filters_rule_out_tables_without_a_search_and_never_hide_a_key() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = open(Mem::new(vec![0; 4 << 20]), &t, 8192);
+        for i in 0..3000u32 {
+            db.put(format!("present{i}").as_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        db.flush().unwrap();
+        let s0 = db.stats();
+        assert!(s0.tables >= 2 && s0.compactions > 0, "flushed and compacted tables: {s0:?}");
+        for i in 0..3000u32 {
+            assert_eq!(get(&mut db, format!("present{i}").as_bytes()), Some(i.to_le_bytes().to_vec()));
+        }
+        let s1 = db.stats();
+        // Each present key is searched for in about one table, not in every table.
+        let searches = s1.table_probes - s0.table_probes;
+        assert!(searches < 3000 * 11 / 10, "{searches} searches for 3000 present keys, {} tables", s1.tables);
+        for i in 0..3000u32 {
+            assert_eq!(get(&mut db, format!("absent{i}").as_bytes()), None);
+        }
+        let s2 = db.stats();
+        let (searched, skipped) = (s2.table_probes - s1.table_probes, s2.filter_skips - s1.filter_skips);
+        let lookups = 3000 * s2.tables as u64;
+        assert_eq!(searched + skipped, lookups);
+        assert!(searched * 20 < lookups, "filters let {searched} of {lookups} lookups through");
     }
 
     #[test]

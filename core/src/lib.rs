@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Modules, one concept each: [`arena`], [`memtable`], [`compaction`], [`record`] (framing), [`entry`]
-//! (payload encoding), [`wal`], [`sstable`], [`storage`] (the seam), [`mem_storage`]
+//! (payload encoding), [`wal`], [`sstable`], [`filter`] (the SSTable's Bloom filter), [`storage`] (the seam), [`mem_storage`]
 //! (in-memory storage), [`db`] (the engine), [`error`]. Byte layouts are in `docs/FORMAT.md`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -27,6 +27,7 @@ pub mod compaction;
 pub mod db;
 pub mod entry;
 pub mod error;
+pub mod filter;
 pub mod io;
 pub mod log;
 pub mod mem_storage;

@@ -22,6 +22,7 @@ use crate::arena::{self, Arena, ITEM_HEADER_LEN};
 use crate::batch;
 use crate::entry::{self, Entry, EntryHeader};
 use crate::error::Corruption;
+use crate::filter::{self, FilterBuilder};
 
 /// Bytes per hash slot.
 pub const SLOT_LEN: usize = 8;
@@ -323,6 +324,25 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         let (slots, arena) = self.parts();
         let n = if self.frozen { self.count } else { 0 };
         slots[..n].iter().filter_map(move |s| arena::item(arena, slot_offset(s)?))
+    }
+
+    /// Builds the [`crate::filter`] of a frozen table's keys in the free tail of its slot table
+    /// (at least a quarter of the slots are free, 16 bits per key); returns the sealed filter, or
+    /// `None` when the table is not frozen or has no room for a block. The table's lookups and
+    /// [`MemTable::sorted`] are unaffected: they read only the used slots.
+    pub fn build_filter(&mut self) -> Option<&[u8]> {
+        if !self.frozen {
+            return None;
+        }
+        let (slots, arena) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
+        let (used, free) = slots.split_at_mut(self.count * SLOT_LEN);
+        let mut builder = FilterBuilder::new(free, self.count)?;
+        for s in used.as_chunks::<SLOT_LEN>().0 {
+            if let Some(e) = slot_offset(s).and_then(|o| entry_at(arena, o)) {
+                builder.add(filter::key_hash(e.key));
+            }
+        }
+        Some(builder.finish())
     }
 
     /// The whole buffer as scratch memory, while the table is empty and active (compaction

@@ -3,14 +3,15 @@
 //! ```text
 //! [ data  : entry records (u32 len | u32 crc32c | entry payload), ascending key order ]
 //! [ index : entry_count × u32 LE, the offset of each record in the data section        ]
+//! [ filter: filter_len bytes, a blocked Bloom filter of the keys (crate::filter); may be empty ]
 //! [ footer: 56 bytes                                                                    ]
 //!   0  magic         8  b"MVSSTBL1"
-//!   8  version       u16 = 1
-//!   10 flags         u16 = 0 (reserved: a filter or block index will set a bit)
+//!   8  version       u16 = 2 (version 1: the same without a filter; still read)
+//!   10 flags         u16 = 0 (reserved)
 //!   12 entry_count   u32
 //!   16 index_offset  u64 (= length of the data section)
 //!   24 index_crc     u32  CRC-32C of the index section
-//!   28 filter_len    u32 = 0 (reserved: a filter would sit between index and footer)
+//!   28 filter_len    u32  bytes of filter, a multiple of 64 (0 = no filter)
 //!   32 wal_covered   u64  every WAL with id <= this is fully contained in SSTables
 //!   40 replaces_from u64  this table replaces every table with an id in [replaces_from, own id)
 //!   48 max_key_len   u16  longest key in the table (sizes compaction's scratch memory)
@@ -19,10 +20,12 @@
 //! ```
 //!
 //! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index by
-//! `index_crc` (checked when the table is opened), each record by its header CRC (checked
-//! on every probe, while the key is compared, by streaming the record through a 128-byte
-//! buffer). A lookup therefore never loads the file, and a flipped bit yields
-//! [`crate::Corruption`], never a wrong value.
+//! `index_crc` (checked when the table is opened), each filter block by its own CRC (checked on
+//! every query), each record by its header CRC (checked on every probe, while the key is
+//! compared, by streaming the record through a 128-byte buffer). A lookup therefore never loads
+//! the file, and a flipped bit yields [`crate::Corruption`], never a wrong value.
+//!
+//! A lookup first asks the filter (one 64-byte read): a key it rules out costs no binary search.
 
 use core::cmp::Ordering;
 
@@ -30,13 +33,14 @@ use embedded_io::{Read, Seek, Write};
 
 use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
 use crate::error::Corruption;
+use crate::filter::{self, BLOCK_LEN};
 use crate::io::{read_at, read_exact_at, read_u32_at, write_at, ReadError};
 use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
 
 /// The footer's magic number.
 pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (it also reads version 1, which has no filter).
+pub const VERSION: u16 = 2;
 /// Bytes in the footer.
 pub const FOOTER_LEN: usize = 56;
 
@@ -57,6 +61,8 @@ pub struct Footer {
     pub replaces_from: u64,
     /// The longest key in the table.
     pub max_key_len: u16,
+    /// Bytes of Bloom filter between the index and the footer (0: none).
+    pub filter_len: u32,
 }
 
 impl Footer {
@@ -68,6 +74,7 @@ impl Footer {
         b[12..16].copy_from_slice(&self.entry_count.to_le_bytes());
         b[16..24].copy_from_slice(&self.index_offset.to_le_bytes());
         b[24..28].copy_from_slice(&self.index_crc.to_le_bytes());
+        b[28..32].copy_from_slice(&self.filter_len.to_le_bytes());
         b[32..40].copy_from_slice(&self.wal_covered.to_le_bytes());
         b[40..48].copy_from_slice(&self.replaces_from.to_le_bytes());
         b[48..50].copy_from_slice(&self.max_key_len.to_le_bytes());
@@ -88,11 +95,15 @@ impl Footer {
         if expected != got {
             return Err(Corruption::ChecksumMismatch { expected, got });
         }
-        if u16_at(8) != VERSION {
-            return Err(Corruption::UnsupportedVersion(u16_at(8)));
-        }
-        if u16_at(10) != 0 || u32_at(28) != 0 || u16_at(50) != 0 {
-            return Err(Corruption::UnsupportedVersion(u16_at(8)));
+        let version = u16_at(8);
+        let filter_len = u32_at(28);
+        let known = match version {
+            1 => filter_len == 0,
+            VERSION => filter_len.is_multiple_of(BLOCK_LEN as u32),
+            _ => false,
+        };
+        if !known || u16_at(10) != 0 || u16_at(50) != 0 {
+            return Err(Corruption::UnsupportedVersion(version));
         }
         Ok(Footer {
             entry_count: u32_at(12),
@@ -101,7 +112,13 @@ impl Footer {
             wal_covered: u64_at(32),
             replaces_from: u64_at(40),
             max_key_len: u16_at(48),
+            filter_len,
         })
+    }
+
+    /// Offset of the filter section.
+    pub fn filter_offset(&self) -> u64 {
+        self.index_offset + self.entry_count as u64 * 4
     }
 }
 
@@ -114,15 +131,18 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
     read_exact_at(io, footer_at, &mut fb)?;
     let footer = Footer::decode(&fb).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
     let index_len = footer.entry_count as u64 * 4;
-    if footer.index_offset.checked_add(index_len) != Some(footer_at) || footer.index_offset > u32::MAX as u64
+    let index_end = footer_at - footer.filter_len as u64;
+    if footer.filter_len as u64 > footer_at
+        || footer.index_offset.checked_add(index_len) != Some(index_end)
+        || footer.index_offset > u32::MAX as u64
     {
         return Err(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout });
     }
     let mut crc = Checksum::new();
     let mut chunk = [0u8; 256];
     let mut pos = footer.index_offset;
-    while pos < footer_at {
-        let n = ((footer_at - pos) as usize).min(chunk.len());
+    while pos < index_end {
+        let n = ((index_end - pos) as usize).min(chunk.len());
         read_exact_at(io, pos, &mut chunk[..n])?;
         crc.update(&chunk[..n]);
         pos += n as u64;
@@ -155,7 +175,25 @@ pub enum Lookup {
     },
 }
 
-/// Looks `key` up by binary search over the index, copying a found value into `out`.
+/// Asks the table's filter about the key whose [`filter::key_hash`] is `hash`: `false` when the
+/// table certainly lacks it, `true` when it may hold it (or has no filter).
+pub fn may_contain<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    hash: u64,
+) -> Result<bool, ReadError<IO::Error>> {
+    let blocks = footer.filter_len as usize / BLOCK_LEN;
+    if blocks == 0 {
+        return Ok(true);
+    }
+    let at = footer.filter_offset() + (filter::block_of(hash, blocks) * BLOCK_LEN) as u64;
+    let mut block = [0u8; BLOCK_LEN];
+    read_exact_at(io, at, &mut block)?;
+    filter::may_contain(&block, hash).map_err(|kind| ReadError::Corrupt { offset: at, kind })
+}
+
+/// Looks `key` up by binary search over the index, copying a found value into `out`. Does not
+/// consult the filter: see [`may_contain`].
 pub fn get<IO: Read + Seek>(
     io: &mut IO,
     footer: &Footer,
@@ -180,6 +218,19 @@ pub fn get<IO: Read + Seek>(
         }
     }
     Ok(Lookup::Absent)
+}
+
+/// A point lookup as `Db::get` makes it in one table: the filter, then the binary search.
+pub fn lookup<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Lookup, ReadError<IO::Error>> {
+    if !may_contain(io, footer, filter::key_hash(key))? {
+        return Ok(Lookup::Absent);
+    }
+    get(io, footer, key, out)
 }
 
 /// Bytes of a record examined per read while probing.
@@ -276,13 +327,14 @@ fn scan<IO: Read + Seek>(
     Ok(Probe { ord, header, value_len })
 }
 
-/// Writes a table in three passes over the same sorted payloads: records, index, footer.
+/// Writes a table in three passes over the same sorted payloads: records, index, then filter
+/// and footer.
 ///
 /// ```ignore
 /// let mut b = SsTableBuilder::new();
 /// for p in entries() { b.add_record(&mut io, p)?; }
 /// for p in entries() { b.add_index(&mut io, p)?; }
-/// b.finish(&mut io, wal_covered, replaces_from)?;
+/// b.finish(&mut io, filter_bytes, wal_covered, replaces_from)?;
 /// ```
 /// The index is recomputed from the payload lengths in the second pass, so the builder needs
 /// no memory per entry.
@@ -367,14 +419,19 @@ impl SsTableBuilder {
         self.data_len
     }
 
-    /// Pass 3: writes the footer. The caller then syncs the file.
+    /// Pass 3: writes `filter` (a sealed [`filter::FilterBuilder`]'s bytes, or empty for none)
+    /// and the footer. The caller then syncs the file.
     pub fn finish<IO: Write + Seek>(
         mut self,
         io: &mut IO,
+        filter: &[u8],
         wal_covered: u64,
         replaces_from: u64,
     ) -> Result<Footer, IO::Error> {
         let index_crc = self.crc.0.take().map_or(crc32c(&[]), Checksum::finish);
+        // A filter whose length the footer cannot state, or not made of whole blocks, is left out.
+        let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
+        let filter = if whole && self.count > 0 { filter } else { &[] };
         let footer = Footer {
             entry_count: self.count,
             index_offset: self.data_len,
@@ -382,8 +439,9 @@ impl SsTableBuilder {
             wal_covered,
             replaces_from,
             max_key_len: self.max_key_len,
+            filter_len: filter.len() as u32,
         };
-        write_at(io, self.data_len + self.count as u64 * 4, &[&footer.encode()])?;
+        write_at(io, footer.filter_offset(), &[filter, &footer.encode()])?;
         Ok(footer)
     }
 }
@@ -417,7 +475,15 @@ mod tests {
         for p in &payloads {
             b.add_index(&mut io, p).unwrap();
         }
-        let footer = b.finish(&mut io, 7, 3).unwrap();
+        let mut filter_mem = vec![0u8; 4096];
+        let filter = match filter::FilterBuilder::new(&mut filter_mem, entries.len()) {
+            Some(mut fb) => {
+                entries.iter().for_each(|(k, _)| fb.add(filter::key_hash(k)));
+                fb.finish()
+            }
+            None => &[],
+        };
+        let footer = b.finish(&mut io, filter, 7, 3).unwrap();
         (s, f, footer)
     }
 
@@ -444,7 +510,7 @@ mod tests {
         assert_eq!((footer.entry_count, footer.wal_covered, footer.replaces_from), (300, 7, 3));
         let mut out = [0u8; 256];
         for (i, (k, v)) in es.iter().enumerate() {
-            let got = get(&mut s.io(&mut f), &footer, k, &mut out).unwrap();
+            let got = lookup(&mut s.io(&mut f), &footer, k, &mut out).unwrap();
             match (got, v) {
                 (Lookup::Found { value_len, tombstone: false, .. }, Some(v)) => {
                     assert_eq!(&out[..value_len], &v[..])
@@ -454,10 +520,10 @@ mod tests {
             }
             // Keys between and around stored ones are absent.
             let gap = format!("key{:05}", i * 2 + 1).into_bytes();
-            assert_eq!(get(&mut s.io(&mut f), &footer, &gap, &mut out).unwrap(), Lookup::Absent);
+            assert_eq!(lookup(&mut s.io(&mut f), &footer, &gap, &mut out).unwrap(), Lookup::Absent);
         }
         for k in [&b"a"[..], b"key", b"key0", b"zzz", b"key00000\0"] {
-            assert_eq!(get(&mut s.io(&mut f), &footer, k, &mut out).unwrap(), Lookup::Absent, "{k:?}");
+            assert_eq!(lookup(&mut s.io(&mut f), &footer, k, &mut out).unwrap(), Lookup::Absent, "{k:?}");
         }
     }
 
@@ -466,7 +532,7 @@ mod tests {
         let es = vec![(b"k".to_vec(), Some(vec![9u8; 100]))];
         let (mut s, mut f, footer) = build(&es);
         let mut out = [0u8; 10];
-        let got = get(&mut s.io(&mut f), &footer, b"k", &mut out).unwrap();
+        let got = lookup(&mut s.io(&mut f), &footer, b"k", &mut out).unwrap();
         assert!(matches!(got, Lookup::Found { value_len: 100, .. }));
         assert_eq!(out, [0u8; 10]);
     }
@@ -498,7 +564,7 @@ mod tests {
                     Err(e) => panic!("{e:?}"),
                 };
                 for (k, v) in &es {
-                    match get(&mut m.io(&mut g), &footer, k, &mut out) {
+                    match lookup(&mut m.io(&mut g), &footer, k, &mut out) {
                         Err(ReadError::Corrupt { .. }) => {}
                         Ok(Lookup::Found { value_len, tombstone, .. }) => match v {
                             Some(v) => {
@@ -533,14 +599,28 @@ mod tests {
             wal_covered: 4,
             replaces_from: 5,
             max_key_len: 6,
+            filter_len: 64,
         };
         let b = f.encode();
         assert_eq!(Footer::decode(&b), Ok(f));
-        let mut v2 = b;
-        v2[8] = 2;
-        let crc = crc32c(&[&v2[..52]]);
-        v2[52..56].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Footer::decode(&v2), Err(Corruption::UnsupportedVersion(2)));
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut c = b;
+            c[at..at + bytes.len()].copy_from_slice(bytes);
+            let crc = crc32c(&[&c[..52]]);
+            c[52..56].copy_from_slice(&crc.to_le_bytes());
+            Footer::decode(&c)
+        };
+        assert_eq!(patched(8, &3u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(3)));
+        // Version 1 tables have no filter; version 2 filters are whole 64-byte blocks.
+        assert_eq!(patched(8, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(1)));
+        assert_eq!(patched(28, &65u32.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        assert_eq!(patched(10, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        let v1 = Footer { filter_len: 0, ..f };
+        let mut b1 = v1.encode();
+        b1[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let crc = crc32c(&[&b1[..52]]);
+        b1[52..56].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Footer::decode(&b1), Ok(v1), "a version 1 footer (no filter) is still read");
         let mut magic = b;
         magic[0] ^= 1;
         assert_eq!(Footer::decode(&magic), Err(Corruption::BadMagic));
