@@ -573,6 +573,7 @@ fn second_process_on_a_locked_directory_is_refused() {
 /// must not make open underflow or overflow its id arithmetic.
 #[test]
 fn stray_files_named_with_extreme_ids_do_not_break_open() {
+    let _serial = serial(); // drops and reopens: see serial()
     for name in
         ["0000000000000000.wal", "ffffffffffffffff.sst", "ffffffffffffffff.wal", "8000000000000000.tmp"]
     {
