@@ -32,10 +32,10 @@ use embedded_io::Write;
 use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
 use crate::error::{Corruption, Error};
 use crate::filter::{self, FilterBuilder};
-use crate::io::{read_exact_at, read_u32_at, ReadError};
+use crate::io::{read_at, read_exact_at, read_u32_at, ReadError};
 use crate::names::FileName;
 use crate::record::{Checksum, RecordHeader, HEADER_LEN};
-use crate::sstable::{Footer, SsTableBuilder};
+use crate::sstable::{Footer, SsTableBuilder, FENCE_STRIDE};
 use crate::storage::Storage;
 use crate::MAX_KEY_LEN;
 
@@ -195,8 +195,43 @@ pub fn merge<S: Storage>(
         builder.add_index_len(&mut storage.io(out), len).map_err(Error::Storage)?;
         pos += (HEADER_LEN + len) as u64;
     }
+    // Passes 3 and 4: the fences, from the keys of every FENCE_STRIDE-th record just written.
+    storage.io(out).flush().map_err(Error::Storage)?;
+    let count = builder.count();
+    let slot = &mut scratch[k * sl..(k + 1) * sl];
+    for i in (0..count).step_by(FENCE_STRIDE as usize) {
+        let n = output_key(storage, reader, data_len, i, slot)?;
+        builder.add_fence_len(&mut storage.io(out), n).map_err(Error::Storage)?;
+    }
+    for i in (0..count).step_by(FENCE_STRIDE as usize) {
+        let n = output_key(storage, reader, data_len, i, slot)?;
+        builder.add_fence_key(&mut storage.io(out), &slot[..n]).map_err(Error::Storage)?;
+    }
     let filter = filter.map_or(&[][..], FilterBuilder::finish);
     builder.finish(&mut storage.io(out), filter, wal_covered, replaces_from).map_err(Error::Storage)
+}
+
+/// Reads the key of record `i` of the output being written (whose data section is `data_len`
+/// bytes, followed by its index) into `slot`; returns the key's length.
+fn output_key<S: Storage>(
+    storage: &mut S,
+    reader: &mut S::File,
+    data_len: u64,
+    i: u32,
+    slot: &mut [u8],
+) -> Result<usize, Error<S::Error>> {
+    let name = FileName::new();
+    let err = to_error(&name);
+    let io = &mut storage.io(reader);
+    let offset = read_u32_at(io, data_len + i as u64 * 4).map_err(&err)? as u64;
+    let mut eh = [0u8; HEADER_LEN + ENTRY_MAX_OVERHEAD];
+    let got = read_at(io, offset, &mut eh).map_err(Error::Storage)?;
+    let bad = |kind| Error::Corrupted { file: FileName::new(), offset, kind };
+    let h =
+        eh.get(HEADER_LEN..got).map(EntryHeader::decode).ok_or(bad(Corruption::Truncated))?.map_err(bad)?;
+    let dst = slot.get_mut(..h.key_len).ok_or(bad(Corruption::BadEntry))?;
+    read_exact_at(io, offset + (HEADER_LEN + h.encoded_len()) as u64, dst).map_err(&err)?;
+    Ok(h.key_len)
 }
 
 fn to_error<E>(name: &FileName) -> impl Fn(ReadError<E>) -> Error<E> + '_ {

@@ -35,7 +35,7 @@ use crate::log::{event, warn_event};
 use crate::memtable::{MemTable, MIN_MEMTABLE_BYTES};
 use crate::names::{file_name, parse_name, FileKind, FileName};
 use crate::record::HEADER_LEN;
-use crate::sstable::{self, Footer, Lookup, SsTableBuilder};
+use crate::sstable::{self, Footer, Lookup, SsTableBuilder, FENCE_STRIDE};
 use crate::storage::Storage;
 use crate::wal::{self, Next};
 use crate::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
@@ -425,6 +425,12 @@ where
                 for p in mem.sorted().filter(keep) {
                     builder.add_index(&mut io, p).map_err(Error::Storage)?;
                 }
+                for p in mem.sorted().filter(keep).step_by(FENCE_STRIDE as usize) {
+                    builder.add_fence_len(&mut io, entry_key(p).len()).map_err(Error::Storage)?;
+                }
+                for p in mem.sorted().filter(keep).step_by(FENCE_STRIDE as usize) {
+                    builder.add_fence_key(&mut io, entry_key(p)).map_err(Error::Storage)?;
+                }
                 // The filter holds every key, dead ones too: a superset only adds false positives.
                 let filter = self.mem[idx].build_filter().unwrap_or(&[]);
                 Some(builder.finish(&mut io, filter, covered, id).map_err(Error::Storage)?)
@@ -810,6 +816,11 @@ where
     pub fn storage(&mut self) -> &mut S {
         &mut self.storage
     }
+}
+
+/// The key of a MemTable payload (always well formed: the MemTable decoded it on insert).
+fn entry_key(payload: &[u8]) -> &[u8] {
+    entry::decode(payload).map_or(&[][..], |e| e.key)
 }
 
 fn copy_out<'b, E>(

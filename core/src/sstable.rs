@@ -3,14 +3,17 @@
 //! ```text
 //! [ data  : entry records (u32 len | u32 crc32c | entry payload), ascending key order ]
 //! [ index : entry_count × u32 LE, the offset of each record in the data section        ]
+//! [ fences: the key of every FENCE_STRIDE-th record (records 0, 16, 32, ...):           ]
+//! [         fence_count × u32 LE offset of each fence key, relative to the keys' start, ]
+//! [         then the keys, each u16 LE key_len | key                                    ]
 //! [ filter: filter_len bytes, a blocked Bloom filter of the keys (crate::filter); may be empty ]
 //! [ footer: 56 bytes                                                                    ]
 //!   0  magic         8  b"MVSSTBL1"
-//!   8  version       u16 = 2 (version 1: the same without a filter; still read)
+//!   8  version       u16 = 2 (version 1: no fences and no filter; still read)
 //!   10 flags         u16 = 0 (reserved)
 //!   12 entry_count   u32
 //!   16 index_offset  u64 (= length of the data section)
-//!   24 index_crc     u32  CRC-32C of the index section
+//!   24 index_crc     u32  CRC-32C of the index and fence sections
 //!   28 filter_len    u32  bytes of filter, a multiple of 64 (0 = no filter)
 //!   32 wal_covered   u64  every WAL with id <= this is fully contained in SSTables
 //!   40 replaces_from u64  this table replaces every table with an id in [replaces_from, own id)
@@ -19,13 +22,16 @@
 //!   52 footer_crc    u32  CRC-32C of footer bytes 0..52
 //! ```
 //!
-//! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index by
-//! `index_crc` (checked when the table is opened), each filter block by its own CRC (checked on
+//! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index and the
+//! fences by `index_crc` (checked when the table is opened), each filter block by its own CRC (checked on
 //! every query), each record by its header CRC (checked on every probe, while the key is
 //! compared, by streaming the record through a 128-byte buffer). A lookup therefore never loads
 //! the file, and a flipped bit yields [`crate::Corruption`], never a wrong value.
 //!
-//! A lookup first asks the filter (one 64-byte read): a key it rules out costs no binary search.
+//! A lookup first asks the filter (one 64-byte read): a key it rules out costs no search. Then a
+//! binary search over the fences, a compact section that stays in a read cache, picks the run of
+//! [`FENCE_STRIDE`] records that can hold the key, and a binary search over that run (a few
+//! hundred bytes of data, usually one page) finds it.
 
 use core::cmp::Ordering;
 
@@ -43,11 +49,15 @@ pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
 pub const VERSION: u16 = 2;
 /// Bytes in the footer.
 pub const FOOTER_LEN: usize = 56;
+/// Records per fence: the fence section holds the key of every `FENCE_STRIDE`-th record.
+pub const FENCE_STRIDE: u32 = 16;
 
 /// What an opened table's footer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Footer {
+    /// Format version (1 or 2).
+    pub version: u16,
     /// Entries in the table.
     pub entry_count: u32,
     /// Offset of the index section (= bytes of data).
@@ -61,8 +71,11 @@ pub struct Footer {
     pub replaces_from: u64,
     /// The longest key in the table.
     pub max_key_len: u16,
-    /// Bytes of Bloom filter between the index and the footer (0: none).
+    /// Bytes of Bloom filter before the footer (0: none).
     pub filter_len: u32,
+    /// Where the filter starts (= where the fences end): not stored, but derived from the
+    /// footer's position in the file and `filter_len`.
+    pub filter_offset: u64,
 }
 
 impl Footer {
@@ -70,7 +83,7 @@ impl Footer {
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.entry_count.to_le_bytes());
         b[16..24].copy_from_slice(&self.index_offset.to_le_bytes());
         b[24..28].copy_from_slice(&self.index_crc.to_le_bytes());
@@ -83,8 +96,9 @@ impl Footer {
         b
     }
 
-    /// Decodes and checks a footer; `Err` says what is wrong with it.
-    pub fn decode(b: &[u8; FOOTER_LEN]) -> Result<Self, Corruption> {
+    /// Decodes and checks the footer found at offset `footer_at` of its file; `Err` says what is
+    /// wrong with it.
+    pub fn decode(b: &[u8; FOOTER_LEN], footer_at: u64) -> Result<Self, Corruption> {
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u64_at = |i: usize| (u32_at(i) as u64) | ((u32_at(i + 4) as u64) << 32);
@@ -106,6 +120,7 @@ impl Footer {
             return Err(Corruption::UnsupportedVersion(version));
         }
         Ok(Footer {
+            version,
             entry_count: u32_at(12),
             index_offset: u64_at(16),
             index_crc: u32_at(24),
@@ -113,13 +128,28 @@ impl Footer {
             replaces_from: u64_at(40),
             max_key_len: u16_at(48),
             filter_len,
+            filter_offset: footer_at.checked_sub(filter_len as u64).ok_or(Corruption::BadLayout)?,
         })
     }
 
-    /// Offset of the filter section.
-    pub fn filter_offset(&self) -> u64 {
+    /// Where the fence section starts (= where the index ends).
+    pub fn fence_offset(&self) -> u64 {
         self.index_offset + self.entry_count as u64 * 4
     }
+
+    /// Fences in the table: one per [`FENCE_STRIDE`] entries (none in version 1).
+    pub fn fence_count(&self) -> u32 {
+        if self.version >= 2 {
+            fence_count(self.entry_count)
+        } else {
+            0
+        }
+    }
+}
+
+/// Fences a table of `entries` entries has.
+pub fn fence_count(entries: u32) -> u32 {
+    entries.div_ceil(FENCE_STRIDE)
 }
 
 /// Opens a table of `file_len` bytes: reads and checks the footer and the whole index.
@@ -129,13 +159,18 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
         .ok_or(ReadError::Corrupt { offset: 0, kind: Corruption::Truncated })?;
     let mut fb = [0u8; FOOTER_LEN];
     read_exact_at(io, footer_at, &mut fb)?;
-    let footer = Footer::decode(&fb).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
+    let footer =
+        Footer::decode(&fb, footer_at).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
     let index_len = footer.entry_count as u64 * 4;
-    let index_end = footer_at - footer.filter_len as u64;
-    if footer.filter_len as u64 > footer_at
-        || footer.index_offset.checked_add(index_len) != Some(index_end)
-        || footer.index_offset > u32::MAX as u64
-    {
+    // The index and fence sections: checksummed together.
+    let index_end = footer.filter_offset;
+    let fences_len = footer.index_offset.checked_add(index_len).and_then(|e| index_end.checked_sub(e));
+    let fences_ok = match fences_len {
+        Some(n) if footer.version >= 2 => n >= footer.fence_count() as u64 * 4,
+        Some(n) => n == 0,
+        None => false,
+    };
+    if !fences_ok || footer.index_offset > u32::MAX as u64 {
         return Err(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout });
     }
     let mut crc = Checksum::new();
@@ -186,21 +221,22 @@ pub fn may_contain<IO: Read + Seek>(
     if blocks == 0 {
         return Ok(true);
     }
-    let at = footer.filter_offset() + (filter::block_of(hash, blocks) * BLOCK_LEN) as u64;
+    let at = footer.filter_offset + (filter::block_of(hash, blocks) * BLOCK_LEN) as u64;
     let mut block = [0u8; BLOCK_LEN];
     read_exact_at(io, at, &mut block)?;
     filter::may_contain(&block, hash).map_err(|kind| ReadError::Corrupt { offset: at, kind })
 }
 
-/// Looks `key` up by binary search over the index, copying a found value into `out`. Does not
-/// consult the filter: see [`may_contain`].
+/// Looks `key` up by binary search over the fences, then over the index entries of the run of
+/// records they point to, copying a found value into `out`. Does not consult the filter: see
+/// [`may_contain`] and [`lookup`].
 pub fn get<IO: Read + Seek>(
     io: &mut IO,
     footer: &Footer,
     key: &[u8],
     out: &mut [u8],
 ) -> Result<Lookup, ReadError<IO::Error>> {
-    let (mut lo, mut hi) = (0u32, footer.entry_count);
+    let Some((mut lo, mut hi)) = fence_range(io, footer, key)? else { return Ok(Lookup::Absent) };
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let offset = read_u32_at(io, footer.index_offset + mid as u64 * 4)? as u64;
@@ -235,6 +271,72 @@ pub fn lookup<IO: Read + Seek>(
 
 /// Bytes of a record examined per read while probing.
 const SCAN_CHUNK: usize = 128;
+
+/// The run of entries `[lo, hi)` that holds `key` if the table does, from the fences; `None`
+/// when `key` sorts before the table's first key. Version-1 tables: every entry.
+fn fence_range<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+) -> Result<Option<(u32, u32)>, ReadError<IO::Error>> {
+    let n = footer.fence_count();
+    if n == 0 {
+        return Ok(Some((0, footer.entry_count)));
+    }
+    let base = footer.fence_offset();
+    let keys_at = base + n as u64 * 4;
+    // Count the fences whose key is <= `key`.
+    let (mut lo, mut hi) = (0u32, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = keys_at + read_u32_at(io, base + mid as u64 * 4)? as u64;
+        match compare_fence(io, at, footer.filter_offset, key)? {
+            Ordering::Greater => hi = mid,
+            _ => lo = mid + 1,
+        }
+    }
+    let Some(j) = lo.checked_sub(1) else { return Ok(None) };
+    let start = j * FENCE_STRIDE;
+    Ok(Some((start, start.saturating_add(FENCE_STRIDE).min(footer.entry_count))))
+}
+
+/// Compares the fence key stored at `at` (before `end`, the end of the fence section) with `key`.
+fn compare_fence<IO: Read + Seek>(
+    io: &mut IO,
+    at: u64,
+    end: u64,
+    key: &[u8],
+) -> Result<Ordering, ReadError<IO::Error>> {
+    let bad = ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
+    let room = end.checked_sub(at).filter(|&r| r >= 3).ok_or(bad)?;
+    // One read fetches the length and, for typical keys, the whole key.
+    let mut buf = [0u8; 2 + SCAN_CHUNK];
+    let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+    read_exact_at(io, at, &mut buf[..n])?;
+    let len = u16::from_le_bytes([buf[0], buf[1]]) as usize;
+    if len == 0 || (2 + len) as u64 > room {
+        return Err(ReadError::Corrupt { offset: at, kind: Corruption::BadLayout });
+    }
+    let mut done = (n - 2).min(len);
+    let mut ord = compare_piece(&buf[2..2 + done], key, 0);
+    while ord == Ordering::Equal && done < len {
+        let m = (len - done).min(SCAN_CHUNK);
+        read_exact_at(io, at + (2 + done) as u64, &mut buf[..m])?;
+        ord = compare_piece(&buf[..m], key, done);
+        done += m;
+    }
+    Ok(if ord == Ordering::Equal && len < key.len() { Ordering::Less } else { ord })
+}
+
+/// Compares `stored`, the bytes at position `pos` of a stored key, with the same positions of `key`.
+fn compare_piece(stored: &[u8], key: &[u8], pos: usize) -> Ordering {
+    let wanted = key.get(pos..).unwrap_or(&[]);
+    let m = stored.len().min(wanted.len());
+    match stored[..m].cmp(&wanted[..m]) {
+        Ordering::Equal if stored.len() > wanted.len() => Ordering::Greater,
+        o => o,
+    }
+}
 
 struct Probe {
     ord: Ordering,
@@ -327,17 +429,19 @@ fn scan<IO: Read + Seek>(
     Ok(Probe { ord, header, value_len })
 }
 
-/// Writes a table in three passes over the same sorted payloads: records, index, then filter
-/// and footer.
+/// Writes a table in sequential passes over the same sorted payloads: records, index, fence key
+/// lengths, fence keys, then filter and footer.
 ///
 /// ```ignore
 /// let mut b = SsTableBuilder::new();
 /// for p in entries() { b.add_record(&mut io, p)?; }
 /// for p in entries() { b.add_index(&mut io, p)?; }
+/// for k in fence_keys() { b.add_fence_len(&mut io, k.len())?; }   // every FENCE_STRIDE-th key
+/// for k in fence_keys() { b.add_fence_key(&mut io, k)?; }
 /// b.finish(&mut io, filter_bytes, wal_covered, replaces_from)?;
 /// ```
-/// The index is recomputed from the payload lengths in the second pass, so the builder needs
-/// no memory per entry.
+/// The index and fences are recomputed in their own passes, so the builder needs no memory per
+/// entry and every write is sequential.
 #[derive(Debug, Default)]
 pub struct SsTableBuilder {
     data_len: u64,
@@ -346,6 +450,10 @@ pub struct SsTableBuilder {
     index_count: u32,
     max_key_len: u16,
     crc: IndexCrc,
+    fence_lens: u32,
+    fence_keys_len: u64,
+    fence_keys: u32,
+    fence_keys_pos: u64,
 }
 
 #[derive(Default)]
@@ -401,14 +509,9 @@ impl SsTableBuilder {
         io: &mut IO,
         payload_len: usize,
     ) -> Result<(), IO::Error> {
-        if self.index_count == 0 {
-            self.crc.0 = Some(Checksum::new());
-        }
         let off = u32::try_from(self.index_pos).unwrap_or(u32::MAX).to_le_bytes();
         write_at(io, self.data_len + self.index_count as u64 * 4, &[&off])?;
-        if let Some(c) = self.crc.0.as_mut() {
-            c.update(&off);
-        }
+        self.crc_update(&off);
         self.index_pos += (HEADER_LEN + payload_len) as u64;
         self.index_count += 1;
         Ok(())
@@ -417,6 +520,33 @@ impl SsTableBuilder {
     /// Bytes of data written so far.
     pub fn data_len(&self) -> u64 {
         self.data_len
+    }
+
+    fn crc_update(&mut self, bytes: &[u8]) {
+        self.crc.0.get_or_insert_with(Checksum::new).update(bytes);
+    }
+
+    /// Pass 3: the length of the next fence key (the key of entries 0, [`FENCE_STRIDE`], ...).
+    pub fn add_fence_len<IO: Write + Seek>(&mut self, io: &mut IO, key_len: usize) -> Result<(), IO::Error> {
+        let base = self.data_len + self.count as u64 * 4;
+        let off = u32::try_from(self.fence_keys_len).unwrap_or(u32::MAX).to_le_bytes();
+        write_at(io, base + self.fence_lens as u64 * 4, &[&off])?;
+        self.crc_update(&off);
+        self.fence_lens += 1;
+        self.fence_keys_len += 2 + key_len as u64;
+        Ok(())
+    }
+
+    /// Pass 4: the next fence key, in the same order as pass 3.
+    pub fn add_fence_key<IO: Write + Seek>(&mut self, io: &mut IO, key: &[u8]) -> Result<(), IO::Error> {
+        let base = self.data_len + self.count as u64 * 4 + self.fence_lens as u64 * 4;
+        let len = u16::try_from(key.len()).unwrap_or(u16::MAX).to_le_bytes();
+        write_at(io, base + self.fence_keys_pos, &[&len, key])?;
+        self.crc_update(&len);
+        self.crc_update(key);
+        self.fence_keys += 1;
+        self.fence_keys_pos += 2 + key.len() as u64;
+        Ok(())
     }
 
     /// Pass 3: writes `filter` (a sealed [`filter::FilterBuilder`]'s bytes, or empty for none)
@@ -430,9 +560,15 @@ impl SsTableBuilder {
     ) -> Result<Footer, IO::Error> {
         let index_crc = self.crc.0.take().map_or(crc32c(&[]), Checksum::finish);
         // A filter whose length the footer cannot state, or not made of whole blocks, is left out.
+        debug_assert_eq!(self.index_count, self.count, "one index entry per record");
+        debug_assert_eq!(self.fence_lens, fence_count(self.count), "one fence per FENCE_STRIDE records");
+        debug_assert_eq!(self.fence_keys, self.fence_lens, "a key for every fence length");
         let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
         let filter = if whole && self.count > 0 { filter } else { &[] };
+        let filter_offset =
+            self.data_len + self.count as u64 * 4 + self.fence_lens as u64 * 4 + self.fence_keys_pos;
         let footer = Footer {
+            version: VERSION,
             entry_count: self.count,
             index_offset: self.data_len,
             index_crc,
@@ -440,8 +576,9 @@ impl SsTableBuilder {
             replaces_from,
             max_key_len: self.max_key_len,
             filter_len: filter.len() as u32,
+            filter_offset,
         };
-        write_at(io, footer.filter_offset(), &[filter, &footer.encode()])?;
+        write_at(io, filter_offset, &[filter, &footer.encode()])?;
         Ok(footer)
     }
 }
@@ -474,6 +611,12 @@ mod tests {
         }
         for p in &payloads {
             b.add_index(&mut io, p).unwrap();
+        }
+        for (k, _) in entries.iter().step_by(FENCE_STRIDE as usize) {
+            b.add_fence_len(&mut io, k.len()).unwrap();
+        }
+        for (k, _) in entries.iter().step_by(FENCE_STRIDE as usize) {
+            b.add_fence_key(&mut io, k).unwrap();
         }
         let mut filter_mem = vec![0u8; 4096];
         let filter = match filter::FilterBuilder::new(&mut filter_mem, entries.len()) {
@@ -528,6 +671,49 @@ mod tests {
     }
 
     #[test]
+    fn version_1_tables_without_fences_or_filter_are_still_read() {
+        let es = entries(100);
+        let mut s = Mem::new(vec![0; 1 << 20]);
+        let mut f = s.create("t.sst").unwrap();
+        let mut io = s.io(&mut f);
+        let mut data = Vec::new();
+        let mut index = Vec::new();
+        for (k, v) in &es {
+            let p = payload(k, v.as_deref().unwrap_or(&[]), v.is_none());
+            index.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            data.extend_from_slice(&RecordHeader::for_payload(&[&p]).encode());
+            data.extend_from_slice(&p);
+        }
+        let v1 = Footer {
+            version: 1,
+            entry_count: es.len() as u32,
+            index_offset: data.len() as u64,
+            index_crc: crc32c(&[&index]),
+            wal_covered: 1,
+            replaces_from: 1,
+            max_key_len: 8,
+            filter_len: 0,
+            filter_offset: (data.len() + index.len()) as u64,
+        };
+        write_at(&mut io, 0, &[&data, &index, &v1.encode()]).unwrap();
+        let len = (data.len() + index.len() + FOOTER_LEN) as u64;
+        let footer = open(&mut io, len).unwrap();
+        assert_eq!((footer, footer.fence_count()), (v1, 0));
+        let mut out = [0u8; 256];
+        for (k, v) in &es {
+            let got = lookup(&mut io, &footer, k, &mut out).unwrap();
+            match (got, v) {
+                (Lookup::Found { value_len, tombstone: false, .. }, Some(v)) => {
+                    assert_eq!(&out[..value_len], &v[..])
+                }
+                (Lookup::Found { tombstone: true, .. }, None) => {}
+                other => panic!("{k:?}: {other:?}"),
+            }
+        }
+        assert_eq!(lookup(&mut io, &footer, b"key00001", &mut out).unwrap(), Lookup::Absent);
+    }
+
+    #[test]
     fn value_larger_than_buffer_reports_its_length_without_copying() {
         let es = vec![(b"k".to_vec(), Some(vec![9u8; 100]))];
         let (mut s, mut f, footer) = build(&es);
@@ -539,7 +725,8 @@ mod tests {
 
     #[test]
     fn every_flipped_byte_gives_an_error_or_the_right_answer_never_a_wrong_value() {
-        let es = entries(12);
+        // Three fences and a filter block, so flips land in every section.
+        let es = entries(40);
         let (s, f, _) = build(&es);
         let len = {
             let mut s = s;
@@ -593,6 +780,7 @@ mod tests {
     #[test]
     fn footer_rejects_unknown_version_and_reserved_bits() {
         let f = Footer {
+            version: VERSION,
             entry_count: 1,
             index_offset: 2,
             index_crc: 3,
@@ -600,29 +788,27 @@ mod tests {
             replaces_from: 5,
             max_key_len: 6,
             filter_len: 64,
+            filter_offset: 1000 - 64,
         };
         let b = f.encode();
-        assert_eq!(Footer::decode(&b), Ok(f));
+        assert_eq!(Footer::decode(&b, 1000), Ok(f));
         let patched = |at: usize, bytes: &[u8]| {
             let mut c = b;
             c[at..at + bytes.len()].copy_from_slice(bytes);
             let crc = crc32c(&[&c[..52]]);
             c[52..56].copy_from_slice(&crc.to_le_bytes());
-            Footer::decode(&c)
+            Footer::decode(&c, 1000)
         };
         assert_eq!(patched(8, &3u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(3)));
         // Version 1 tables have no filter; version 2 filters are whole 64-byte blocks.
         assert_eq!(patched(8, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(1)));
         assert_eq!(patched(28, &65u32.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         assert_eq!(patched(10, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
-        let v1 = Footer { filter_len: 0, ..f };
-        let mut b1 = v1.encode();
-        b1[8..10].copy_from_slice(&1u16.to_le_bytes());
-        let crc = crc32c(&[&b1[..52]]);
-        b1[52..56].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Footer::decode(&b1), Ok(v1), "a version 1 footer (no filter) is still read");
+        let v1 = Footer { version: 1, filter_len: 0, filter_offset: 1000, ..f };
+        let b1 = v1.encode();
+        assert_eq!(Footer::decode(&b1, 1000), Ok(v1), "a version 1 footer (no filter) is still read");
         let mut magic = b;
         magic[0] ^= 1;
-        assert_eq!(Footer::decode(&magic), Err(Corruption::BadMagic));
+        assert_eq!(Footer::decode(&magic, 1000), Err(Corruption::BadMagic));
     }
 }
