@@ -7,7 +7,8 @@
 #                                    RocksDB C++ build, which took over 20 min on a busy machine)
 #   scripts/bench.sh --quick         10^4 and 10^5 keys, no RocksDB, short time caps (~3 minutes);
 #                                    writes to target/bench-quick/ unless --out/--doc are given
-#   scripts/bench.sh --with-1e7      the full run plus 10^7 keys (hours)
+#   scripts/bench.sh --with-1e7      the full run plus 10^7 keys: one round of MiniVaultDB, fjall,
+#                                    RocksDB and the raw baselines (redb and sled would add hours)
 #   scripts/bench.sh --no-rocksdb    skip RocksDB (no C++ build, no libclang needed)
 #   scripts/bench.sh --report-only   rebuild the report and charts from docs/bench/results.tsv
 #   scripts/bench.sh ... -- ARGS     pass ARGS on to minivault-bench (see --help), e.g.
@@ -81,8 +82,12 @@ if [ "$mode" = quick ]; then
         --label "quick (scripts/bench.sh --quick)")
 else
   keys=10000,100000,1000000
-  [ "$big" = 1 ] && keys="$keys,10000000"
-  args=(--keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
+  large=()
+  if [ "$big" = 1 ]; then
+    keys="$keys,10000000"
+    large=(--large-scale 10000000 --large-rounds 1 --large-engines minivault,fjall,rocksdb,rawfile,rawprealloc)
+  fi
+  args=("${large[@]}" --keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
         --sstables 128 --sst-keys 4000 --out docs/bench --doc docs/BENCHMARKS.md
         --label "full (scripts/bench.sh$([ "$big" = 1 ] && echo ' --with-1e7'))")
 fi

@@ -44,6 +44,10 @@ USAGE: minivault-bench [OPTIONS]
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,fillsync,fillbatch,reopen (default: all)
   --rounds R             rounds per scale; medians are reported (default 3)
+  --large-scale N        scales of N keys or more run --large-rounds rounds of --large-engines only
+                         (default: off), so that 10^7 keys fits in an afternoon
+  --large-rounds R       rounds at large scales (default 1)
+  --large-engines LIST   engines at large scales (default: all of --engines)
   --memtable-mib M       write buffer of every engine, MiB (default 4, MiniVaultDB's default)
   --reads N              gets per read workload and ops of `mixed` (default: the key count)
   --max-secs S           time cap of each read workload, `mixed` and `fillsync` (default 10)
@@ -69,6 +73,9 @@ struct Args {
     engines: Vec<String>,
     workloads: Vec<String>,
     rounds: u32,
+    large_scale: u64,
+    large_rounds: u32,
+    large_engines: Option<Vec<String>>,
     memtable_bytes: usize,
     reads: Option<u64>,
     max_secs: f64,
@@ -98,6 +105,9 @@ impl Default for Args {
             engines: engines::ALL.iter().filter(|e| engines::available(e)).map(|s| s.to_string()).collect(),
             workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(),
             rounds: 3,
+            large_scale: u64::MAX,
+            large_rounds: 1,
+            large_engines: None,
             memtable_bytes: 4 << 20,
             reads: None,
             max_secs: 10.0,
@@ -142,6 +152,12 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("engines") => a.engines = list(&p.value()?.parse::<String>()?),
             Long("workloads") => a.workloads = list(&p.value()?.parse::<String>()?),
             Long("rounds") => a.rounds = p.value()?.parse()?,
+            Long("large-scale") => {
+                let v: String = p.value()?.parse()?;
+                a.large_scale = v.replace('_', "").parse().map_err(|e| format!("--large-scale: {e}"))?;
+            }
+            Long("large-rounds") => a.large_rounds = p.value()?.parse()?,
+            Long("large-engines") => a.large_engines = Some(list(&p.value()?.parse::<String>()?)),
             Long("memtable-mib") => a.memtable_bytes = p.value()?.parse::<usize>()? << 20,
             Long("memtable-bytes") => a.memtable_bytes = p.value()?.parse()?,
             Long("reads") => a.reads = Some(p.value()?.parse()?),
@@ -176,7 +192,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             return Err(format!("unknown workload {w}").into());
         }
     }
-    for e in &a.engines {
+    for e in a.engines.iter().chain(a.large_engines.iter().flatten()) {
         if !engines::ALL.contains(&e.as_str()) {
             return Err(format!("unknown engine {e}").into());
         }
@@ -331,9 +347,15 @@ fn parent(a: &Args) -> Result<(), String> {
                 }
             }
         }
-        let engines: Vec<&String> = a.engines.iter().filter(|e| engines::available(e)).collect();
+        let all_engines: Vec<&String> = a.engines.iter().filter(|e| engines::available(e)).collect();
         for &n in &a.keys {
-            for round in 0..a.rounds {
+            let large = n >= a.large_scale;
+            let engines: Vec<&String> = match &a.large_engines {
+                Some(only) if large => all_engines.iter().copied().filter(|e| only.contains(e)).collect(),
+                _ => all_engines.clone(),
+            };
+            let rounds = if large { a.large_rounds } else { a.rounds };
+            for round in 0..rounds {
                 for i in 0..engines.len() {
                     let e = engines[(i + round as usize) % engines.len()];
                     eprintln!(
@@ -354,7 +376,7 @@ fn parent(a: &Args) -> Result<(), String> {
                 }
             }
         }
-        if a.sst_tables > 0 && engines.iter().any(|e| e.as_str() == "minivault") {
+        if a.sst_tables > 0 && all_engines.iter().any(|e| e.as_str() == "minivault") {
             for round in 0..a.rounds {
                 eprintln!("[{:>6.0}s] sstables sweep round={}", started.elapsed().as_secs_f64(), round + 1);
                 let dir = a.dir.join("sstables");
@@ -391,12 +413,21 @@ fn settings(a: &Args) -> Vec<(String, String)> {
         ("seed".into(), a.seed.to_string()),
         ("engines".into(), a.engines.join(", ")),
         ("rounds".into(), a.rounds.to_string()),
+    ];
+    if a.large_scale != u64::MAX {
+        let engines = a.large_engines.as_ref().map_or("all".to_string(), |e| e.join(", "));
+        s.push((
+            format!("at {} keys or more", a.large_scale),
+            format!("{} round(s), engines: {engines}", a.large_rounds),
+        ));
+    }
+    s.extend([
         ("write buffer (MemTable) per engine".into(), format!("{} MiB", a.memtable_bytes >> 20)),
         ("gets per read workload".into(), a.reads.map_or("= keys".to_string(), |r| r.to_string())),
         ("time cap (reads, mixed, fillsync)".into(), format!("{} s", a.max_secs)),
         ("fillsync puts".into(), format!("min(keys / 10, {})", a.sync_ops)),
         ("reopen keys".into(), format!("min(keys, {})", a.reopen_keys)),
-    ];
+    ]);
     if a.sst_tables > 0 {
         s.push(("SSTable sweep".into(), format!("up to {} tables of {} keys", a.sst_tables, a.sst_keys)));
     }
