@@ -1,4 +1,4 @@
-//! SSTable open and lookup (`minivault_core::sstable::{open, get}`): arbitrary tables, and real tables with bytes flipped.
+//! SSTable open and lookup (`minivault_core::sstable::{open, lookup}`): arbitrary tables, and real tables with bytes flipped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
