@@ -32,7 +32,7 @@ use embedded_io::Write;
 use crate::entry::{EntryHeader, ENTRY_MAX_OVERHEAD};
 use crate::error::{Corruption, Error};
 use crate::filter::{self, FilterBuilder};
-use crate::io::{read_at, read_exact_at, read_u32_at, ReadError};
+use crate::io::{read_exact_at, read_u32_at, ReadError};
 use crate::names::FileName;
 use crate::record::{Checksum, RecordHeader, HEADER_LEN};
 use crate::sstable::{Footer, SsTableBuilder, FENCE_STRIDE};
@@ -124,7 +124,7 @@ pub fn merge<S: Storage>(
     }
     // Key slots first; the rest of the scratch holds the output's filter.
     let (scratch, filter_mem) = scratch.split_at_mut((k + 1) * sl);
-    let keys: usize = inputs.iter().map(|i| i.footer.entry_count as usize).sum();
+    let keys = inputs.iter().fold(0usize, |n, i| n.saturating_add(i.footer.entry_count as usize));
     let mut filter = FilterBuilder::new(filter_mem, keys);
     let mut cursors = [Cursor::default(); MAX_MERGE];
     for i in 0..k {
@@ -164,7 +164,7 @@ pub fn merge<S: Storage>(
 
         let dead = drop_dead_at.is_some_and(|now| c.tombstone || c.expires_at.is_some_and(|t| t <= now));
         if !dead {
-            copy_record(storage, &mut inputs[w], &c, out, &mut builder)?;
+            copy_record(storage, &mut inputs[w], &c, out, &mut builder, &tail[..c.key_len])?;
             if let Some(f) = filter.as_mut() {
                 f.add(filter::key_hash(&tail[..c.key_len]));
             }
@@ -196,23 +196,41 @@ pub fn merge<S: Storage>(
         pos += (HEADER_LEN + len) as u64;
     }
     // Passes 3 and 4: the fences, from the keys of every FENCE_STRIDE-th record just written.
+    // Each key is read back with its record's checksum verified, and pass 4 checks that the keys
+    // ascend and that their lengths add up to pass 3's: the fences are sealed by `index_crc`, so a
+    // misread here must be an error now, not a key that later reads as absent.
     storage.io(out).flush().map_err(Error::Storage)?;
     let count = builder.count();
-    let slot = &mut scratch[k * sl..(k + 1) * sl];
+    let misread =
+        || Error::Corrupted { file: FileName::new(), offset: data_len, kind: Corruption::BadLayout };
+    // Slot 0 keeps the previous fence key; the slots after it hold the current one.
+    let (prev, rest) = scratch.split_at_mut(sl);
+    let slot_len = sl.min(rest.len());
+    let slot = &mut rest[..slot_len];
     for i in (0..count).step_by(FENCE_STRIDE as usize) {
         let n = output_key(storage, reader, data_len, i, slot)?;
         builder.add_fence_len(&mut storage.io(out), n).map_err(Error::Storage)?;
     }
+    let mut prev_len: Option<usize> = None;
     for i in (0..count).step_by(FENCE_STRIDE as usize) {
         let n = output_key(storage, reader, data_len, i, slot)?;
+        if prev_len.is_some_and(|p| prev[..p] >= slot[..n]) {
+            return Err(misread());
+        }
         builder.add_fence_key(&mut storage.io(out), &slot[..n]).map_err(Error::Storage)?;
+        prev[..n].copy_from_slice(&slot[..n]);
+        prev_len = Some(n);
+    }
+    if !builder.fences_complete() {
+        return Err(misread());
     }
     let filter = filter.map_or(&[][..], FilterBuilder::finish);
     builder.finish(&mut storage.io(out), filter, wal_covered, replaces_from).map_err(Error::Storage)
 }
 
 /// Reads the key of record `i` of the output being written (whose data section is `data_len`
-/// bytes, followed by its index) into `slot`; returns the key's length.
+/// bytes, followed by its index) into `slot`, verifying the record's checksum; returns the key's
+/// length.
 fn output_key<S: Storage>(
     storage: &mut S,
     reader: &mut S::File,
@@ -224,14 +242,38 @@ fn output_key<S: Storage>(
     let err = to_error(&name);
     let io = &mut storage.io(reader);
     let offset = read_u32_at(io, data_len + i as u64 * 4).map_err(&err)? as u64;
-    let mut eh = [0u8; HEADER_LEN + ENTRY_MAX_OVERHEAD];
-    let got = read_at(io, offset, &mut eh).map_err(Error::Storage)?;
     let bad = |kind| Error::Corrupted { file: FileName::new(), offset, kind };
-    let h =
-        eh.get(HEADER_LEN..got).map(EntryHeader::decode).ok_or(bad(Corruption::Truncated))?.map_err(bad)?;
-    let dst = slot.get_mut(..h.key_len).ok_or(bad(Corruption::BadEntry))?;
-    read_exact_at(io, offset + (HEADER_LEN + h.encoded_len()) as u64, dst).map_err(&err)?;
-    Ok(h.key_len)
+    let mut hb = [0u8; HEADER_LEN];
+    read_exact_at(io, offset, &mut hb).map_err(&err)?;
+    let rh = RecordHeader::decode(hb);
+    let len = rh.payload_len().map_err(bad)?;
+    let mut crc = Checksum::new();
+    let mut buf = [0u8; 128];
+    let (mut key_start, mut key_len) = (0, 0);
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len());
+        read_exact_at(io, offset + (HEADER_LEN + done) as u64, &mut buf[..n]).map_err(&err)?;
+        crc.update(&buf[..n]);
+        if done == 0 {
+            let h = EntryHeader::decode(&buf[..n]).map_err(bad)?;
+            (key_start, key_len) = (h.encoded_len(), h.key_len);
+            if key_start + key_len > len || key_len > slot.len() {
+                return Err(bad(Corruption::BadEntry));
+            }
+        }
+        // The part of the key inside this chunk.
+        let (a, b) = (key_start.max(done), (key_start + key_len).min(done + n));
+        if a < b {
+            slot[a - key_start..b - key_start].copy_from_slice(&buf[a - done..b - done]);
+        }
+        done += n;
+    }
+    let got = crc.finish();
+    if got != rh.crc {
+        return Err(bad(Corruption::ChecksumMismatch { expected: rh.crc, got }));
+    }
+    Ok(key_len)
 }
 
 fn to_error<E>(name: &FileName) -> impl Fn(ReadError<E>) -> Error<E> + '_ {
@@ -292,6 +334,7 @@ fn copy_record<S: Storage>(
     c: &Cursor,
     out: &mut S::File,
     builder: &mut SsTableBuilder,
+    key: &[u8],
 ) -> Result<(), Error<S::Error>> {
     let err = to_error(&input.name);
     let mut hb = [0u8; HEADER_LEN];
@@ -300,22 +343,41 @@ fn copy_record<S: Storage>(
     let mut crc = Checksum::new();
     let mut buf = [0u8; 256];
     let mut done = 0;
+    // The key the merge ordered this record by (and put in the filter) must be the key in the
+    // checksummed bytes copied: a misread in `load` is corruption, not a misplaced record.
+    let mut key_start = usize::MAX;
+    let mut same_key = true;
     while done < c.payload_len {
         let n = (c.payload_len - done).min(buf.len());
         let at = c.offset + (HEADER_LEN + done) as u64;
         read_exact_at(&mut storage.io(input.file), at, &mut buf[..n]).map_err(&err)?;
         crc.update(&buf[..n]);
+        if done == 0 {
+            match EntryHeader::decode(&buf[..n]) {
+                Ok(h) if h.key_len == key.len() => key_start = h.encoded_len(),
+                _ => same_key = false,
+            }
+        }
+        if same_key {
+            let (a, b) = (key_start.max(done), key_start.saturating_add(key.len()).min(done + n));
+            if a < b && buf[a - done..b - done] != key[a - key_start..b - key_start] {
+                same_key = false;
+            }
+        }
         builder.add_raw(&mut storage.io(out), &buf[..n]).map_err(Error::Storage)?;
         done += n;
     }
     let expected = RecordHeader::decode(hb).crc;
     let got = crc.finish();
-    if got != expected {
-        return Err(Error::Corrupted {
-            file: input.name.clone(),
-            offset: c.offset,
-            kind: Corruption::ChecksumMismatch { expected, got },
-        });
+    let kind = if got != expected {
+        Some(Corruption::ChecksumMismatch { expected, got })
+    } else if !same_key {
+        Some(Corruption::BadEntry)
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        return Err(Error::Corrupted { file: input.name.clone(), offset: c.offset, kind });
     }
     builder.end_record(c.key_len);
     Ok(())

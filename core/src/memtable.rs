@@ -327,7 +327,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     }
 
     /// Builds the [`crate::filter`] of a frozen table's keys in the free tail of its slot table
-    /// (at least a quarter of the slots are free, 16 bits per key); returns the sealed filter, or
+    /// (at least a quarter of the slots are free: over 20 bits per key); returns the sealed filter, or
     /// `None` when the table is not frozen or has no room for a block. The table's lookups and
     /// [`MemTable::sorted`] are unaffected: they read only the used slots.
     pub fn build_filter(&mut self) -> Option<&[u8]> {

@@ -134,7 +134,7 @@ impl Footer {
 
     /// Where the fence section starts (= where the index ends).
     pub fn fence_offset(&self) -> u64 {
-        self.index_offset + self.entry_count as u64 * 4
+        self.index_offset.saturating_add(self.entry_count as u64 * 4)
     }
 
     /// Fences in the table: one per [`FENCE_STRIDE`] entries (none in version 1).
@@ -549,7 +549,16 @@ impl SsTableBuilder {
         Ok(())
     }
 
-    /// Pass 3: writes `filter` (a sealed [`filter::FilterBuilder`]'s bytes, or empty for none)
+    /// True when every record has its index entry and every fence its length and its key, the
+    /// keys' lengths adding up to those given in pass 3: the table is ready for [`Self::finish`].
+    pub fn fences_complete(&self) -> bool {
+        self.index_count == self.count
+            && self.fence_lens == fence_count(self.count)
+            && self.fence_keys == self.fence_lens
+            && self.fence_keys_pos == self.fence_keys_len
+    }
+
+    /// Last pass: writes `filter` (a sealed [`filter::FilterBuilder`]'s bytes, or empty for none)
     /// and the footer. The caller then syncs the file.
     pub fn finish<IO: Write + Seek>(
         mut self,
@@ -560,9 +569,7 @@ impl SsTableBuilder {
     ) -> Result<Footer, IO::Error> {
         let index_crc = self.crc.0.take().map_or(crc32c(&[]), Checksum::finish);
         // A filter whose length the footer cannot state, or not made of whole blocks, is left out.
-        debug_assert_eq!(self.index_count, self.count, "one index entry per record");
-        debug_assert_eq!(self.fence_lens, fence_count(self.count), "one fence per FENCE_STRIDE records");
-        debug_assert_eq!(self.fence_keys, self.fence_lens, "a key for every fence length");
+        debug_assert!(self.fences_complete(), "index and fences written in full");
         let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
         let filter = if whole && self.count > 0 { filter } else { &[] };
         let filter_offset =
@@ -711,6 +718,24 @@ mod tests {
             }
         }
         assert_eq!(lookup(&mut io, &footer, b"key00001", &mut out).unwrap(), Lookup::Absent);
+    }
+
+    #[test]
+    fn a_builder_whose_fence_passes_disagree_is_not_complete() {
+        let p = payload(b"key", b"value", false);
+        for (fence_key, complete) in [(&b"key"[..], true), (b"keyX", false), (b"ke", false)] {
+            let mut s = Mem::new(vec![0; 1 << 16]);
+            let mut f = s.create("t.sst").unwrap();
+            let mut io = s.io(&mut f);
+            let mut b = SsTableBuilder::new();
+            b.add_record(&mut io, &p).unwrap();
+            assert!(!b.fences_complete(), "no index yet");
+            b.add_index(&mut io, &p).unwrap();
+            b.add_fence_len(&mut io, 3).unwrap();
+            assert!(!b.fences_complete(), "no fence key yet");
+            b.add_fence_key(&mut io, fence_key).unwrap();
+            assert_eq!(b.fences_complete(), complete, "pass 3 announced 3 bytes, pass 4 wrote {fence_key:?}");
+        }
     }
 
     #[test]
