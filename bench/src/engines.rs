@@ -589,7 +589,7 @@ mod peers {
                 b.put(k, v);
             }
             let wo = if durable { &self.sync } else { &self.write };
-            self.db.write_opt(&b, wo).map_err(err("write"))
+            self.db.write_opt(b, wo).map_err(err("write"))
         }
         fn sync(&mut self) -> Result<()> {
             self.db.flush_wal(true).map_err(err("flush_wal"))
