@@ -12,8 +12,13 @@ type CoreDb = Db<MemStorage<Vec<u8>, 64>, Box<dyn FnMut() -> u64>, Vec<u8>>;
 fn open(now: &Rc<Cell<u64>>) -> CoreDb {
     let now = Rc::clone(now);
     let clock: Box<dyn FnMut() -> u64> = Box::new(move || now.get());
-    CoreDb::open(MemStorage::new(vec![0u8; 1 << 20]), clock, [vec![0u8; 4096], vec![0u8; 4096]], Config::default())
-        .unwrap()
+    CoreDb::open(
+        MemStorage::new(vec![0u8; 1 << 20]),
+        clock,
+        [vec![0u8; 4096], vec![0u8; 4096]],
+        Config::default(),
+    )
+    .unwrap()
 }
 
 fn read(db: &mut CoreDb, key: &[u8]) -> Option<(Vec<u8>, Option<u64>)> {
