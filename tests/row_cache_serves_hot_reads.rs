@@ -63,6 +63,29 @@ fn byte_charge_stays_within_the_capacity_when_every_key_is_read() {
     assert!(s.evictions > 0 && s.rows > 100, "{s:?}");
 }
 
+/// The `readhot` pattern: after a scan has filled the cache with rows read once, a hot set
+/// smaller than the cache is soon served entirely from it.
+#[test]
+fn a_hot_set_stays_cached_after_a_scan_of_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = database(dir.path(), 64 * 1024);
+    for i in 0..2000 {
+        db.get(&key(i)).unwrap();
+    }
+    let hot: Vec<u32> = (0..2000).step_by(25).collect();
+    for _ in 0..3 {
+        for &i in &hot {
+            db.get(&key(i)).unwrap();
+        }
+    }
+    let before = db.row_cache_stats();
+    for &i in &hot {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]));
+    }
+    let after = db.row_cache_stats();
+    assert_eq!(after.hits - before.hits, hot.len() as u64, "{after:?}");
+}
+
 #[test]
 fn zero_row_cache_bytes_disables_the_cache() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,17 +194,34 @@ impl RowCache {
         if charge > self.capacity / MAX_ROW_SHARE {
             return;
         }
+        let mut victim = None;
         while self.row_bytes + charge > self.capacity {
-            if !self.evict_one() {
-                return;
+            match self.evict_one() {
+                Some(h) => victim = Some(h),
+                None => return,
             }
         }
         let mut data = Vec::with_capacity(key.len() + value.len());
         data.extend_from_slice(key);
         data.extend_from_slice(value);
         self.slots.push(Slot { data: data.into_boxed_slice(), expires_at, key_len, referenced: false });
-        self.map.insert(key.into(), self.slots.len() - 1);
+        let last = self.slots.len() - 1;
+        self.map.insert(key.into(), last);
         self.row_bytes += charge;
+        // CLOCK puts the new row in the last victim's slot, just behind the hand, so it gets a
+        // whole turn to be read again. (Left at the end, where the victim's slot sent the last
+        // row, it would be the next victim: every insert would evict the one before it.)
+        if let Some(h) = victim.filter(|&h| h < last) {
+            self.slots.swap(h, last);
+            for i in [h, last] {
+                if let Some(index) = self.slots.get(i).and_then(|s| self.map.get_mut(s.key())) {
+                    *index = i;
+                }
+            }
+        }
+        if let Some(h) = victim {
+            self.hand = h + 1;
+        }
     }
 
     /// Drops the row of `key`, if cached.
@@ -227,25 +244,25 @@ impl RowCache {
     }
 
     /// CLOCK: skips (and clears) referenced rows until an unreferenced one comes round, and
-    /// evicts it. False when there is no row.
-    fn evict_one(&mut self) -> bool {
+    /// evicts it. Returns the victim's slot, which the last row now fills (the hand looks at
+    /// that row next); `None` when there is no row.
+    fn evict_one(&mut self) -> Option<usize> {
         let n = self.slots.len();
         // Every referenced bit is cleared within one sweep, so two sweeps always find a victim.
         for _ in 0..=2 * n {
             let h = if self.hand < n { self.hand } else { 0 };
-            let Some(slot) = self.slots.get_mut(h) else { return false };
+            let slot = self.slots.get_mut(h)?;
             if slot.referenced {
                 slot.referenced = false;
                 self.hand = h + 1;
             } else {
-                // The last row moves into `h`: the hand looks at it next.
                 self.hand = h;
                 self.remove_slot(h);
                 self.evictions += 1;
-                return true;
+                return Some(h);
             }
         }
-        false
+        None
     }
 
     /// Removes the row in slot `i`; the last slot takes its place.
@@ -352,6 +369,36 @@ mod tests {
             c.insert(&key(j), &[0; 100], None);
             assert!(c.get(&key(0), || 0).is_some(), "the hot row was evicted at {j}");
         }
+        c.check_invariants();
+    }
+
+    /// The `readhot` pattern: a cache full of rows read once, then a hot set half its size read
+    /// over and over, each miss followed by an insert. A new row must get a whole turn of the
+    /// hand before it can be evicted, or every insert evicts the one before it.
+    #[test]
+    fn a_hot_set_smaller_than_the_cache_stays_cached_after_a_scan() {
+        let mut c = RowCache::new(256 << 10);
+        let rows = c.capacity / RowCache::row_charge(key(0).len(), 100);
+        fn read(c: &mut RowCache, k: &[u8]) {
+            if c.get(k, || 0).is_none() {
+                c.insert(k, &[7; 100], None);
+            }
+        }
+        for i in 0..3 * rows as u32 {
+            read(&mut c, &key(1_000_000 + i));
+        }
+        let hot: Vec<Vec<u8>> = (0..rows as u32 / 2).map(|i| key(i * 7)).collect();
+        for _ in 0..3 {
+            for k in &hot {
+                read(&mut c, k);
+            }
+        }
+        let before = c.stats();
+        for k in &hot {
+            read(&mut c, k);
+        }
+        let hits = c.stats().hits - before.hits;
+        assert_eq!(hits, hot.len() as u64, "{:?}", c.stats());
         c.check_invariants();
     }
 
