@@ -72,7 +72,7 @@ pub struct Options {
     pub cache_bytes: usize,
     /// Bytes of recently read rows (key → value) kept in memory, so that a hot key is read
     /// without searching the SSTables (0: none). A row is charged twice its key, its value and
-    /// [`row_cache::ENTRY_OVERHEAD`] (170) bytes for its allocations and its places in the
+    /// [`row_cache::ENTRY_OVERHEAD`] (170 on 64-bit targets) bytes for its allocations and its places in the
     /// cache's index. Default 4 MiB ([`row_cache::DEFAULT_ROW_CACHE_BYTES`]).
     pub row_cache_bytes: usize,
 }

@@ -11,25 +11,27 @@
 //!   (as the hash map's key, and in the row's slot, where eviction finds it), and
 //!   [`ENTRY_OVERHEAD`] is the allocator's headers of the row's two allocations plus twice the
 //!   row's place in the slot vector and in the hash map, which grow by doubling (and are shrunk
-//!   once four times larger than the rows need). 16-byte keys and 100-byte values are charged
-//!   302 bytes. A row charged more than 1/[`MAX_ROW_SHARE`] of the capacity is not cached, so
-//!   one large value cannot push out the hot set;
+//!   once four times larger than the rows need). On 64-bit targets a row of a 16-byte key and a
+//!   100-byte value is charged 302 bytes. A row charged more than 1/[`MAX_ROW_SHARE`] of the
+//!   capacity is not cached, so one large value cannot push out the hot set. The charges are
+//!   the bound; the heap follows them up to the allocator's rounding;
 //! - CLOCK eviction, as in the page cache: a hit sets the row's reference bit; to make room the
-//!   hand clears set bits and evicts the first row whose bit is already clear. Slots stay dense
-//!   (a removed row's slot takes the last row), so the index never holds empty places;
+//!   hand clears set bits and evicts the first row whose bit is already clear, and the new row
+//!   takes the victim's slot, just behind the hand, so it has a whole turn to be read again.
+//!   Slots stay dense (a removed row's slot takes the last row), so the index holds no holes;
 //! - expiry: a row is served only while the clock (the engine's) is before its expiry; a lookup
 //!   that finds an expired row drops it.
 //!
 //! It does not know about writes: the handle removes a key (or everything) before each write
 //! reaches the engine, so a cached row is always the value the engine would return. Absent keys
-//! are not cached: the hot-key reads this serves find their keys, and misses are the job of the
-//! SSTables' own filters.
+//! are not cached: the hot-key reads this serves find their keys, a stream of misses would push
+//! the hot rows out, and misses are the job of the SSTables' own filters.
 
 use std::collections::HashMap;
 use std::mem::size_of;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
-/// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows.
+/// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows (on 64-bit targets).
 pub const DEFAULT_ROW_CACHE_BYTES: usize = 4 << 20;
 
 /// Rows charged more than `capacity / MAX_ROW_SHARE` bytes are not cached.
