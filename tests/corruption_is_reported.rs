@@ -20,6 +20,7 @@ const SMALL: Options = Options {
     memtable_bytes: 16 * 1024,
     durability: Durability::Always,
     cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+    row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
 };
 
 fn key(i: usize) -> Vec<u8> {

@@ -211,3 +211,12 @@ fn bad_arguments_exit_with_2() {
     assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
 }
+
+#[test]
+fn stats_reports_the_row_cache_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = session(dir.path(), "put a 1\nget a\nget a\nget a\nstats\n");
+    let stats = out.lines().nth(4).unwrap_or_default();
+    assert!(stats.contains(" row_cache_hits=2 row_cache_misses=1 row_cache_rows=1 "), "{stats}");
+    assert!(stats.contains(&format!("/{}", minivault::row_cache::DEFAULT_ROW_CACHE_BYTES)), "{stats}");
+}

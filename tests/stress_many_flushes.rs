@@ -17,6 +17,7 @@ const OPTIONS: Options = Options {
     memtable_bytes: 16 * 1024,
     durability: Durability::Manual,
     cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+    row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
 };
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;

@@ -48,8 +48,10 @@ pub struct EngineOptions {
 pub struct EngineStats {
     /// SSTables on disk.
     pub tables: u64,
-    /// Calls to `get`.
+    /// Calls to `get` (MiniVaultDB: those the row cache answered and those it passed on).
     pub gets: u64,
+    /// Calls to `get` the row cache answered.
+    pub row_cache_hits: u64,
     /// SSTable lookups made by those gets.
     pub table_probes: u64,
     /// Compactions (merges of SSTables).
@@ -123,10 +125,17 @@ impl MiniVault {
             Mode::Relaxed => minivault::Durability::Manual,
             Mode::EveryWrite => minivault::Durability::Always,
         };
+        // Read caches, spelled out so that a change of default shows up here. Every engine keeps
+        // its default caches (docs/BENCHMARKS.md, "Engines and durability"), and MiniVaultDB's
+        // together stay below each peer's: 8 MiB of SSTable pages + 4 MiB of rows = 12 MiB,
+        // against fjall's 32 MiB block cache (fjall 3.1 `Config` default), RocksDB's 32 MiB
+        // block cache (its default when none is configured), and redb's and sled's in-process
+        // caches of up to 1 GiB (their defaults).
         let options = minivault::Options {
             memtable_bytes: opts.memtable_bytes,
             durability,
-            ..minivault::Options::default()
+            cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+            row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
         };
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
         Ok(MiniVault { db, batch: minivault::WriteBatch::new(vec![0u8; 512 << 10]) })
@@ -160,9 +169,12 @@ impl Engine for MiniVault {
     }
     fn stats(&self) -> Option<EngineStats> {
         let s = self.db.stats();
+        let rows = self.db.row_cache_stats();
         Some(EngineStats {
             tables: s.tables as u64,
-            gets: s.gets,
+            // The engine counts only the gets the row cache passed on.
+            gets: s.gets + rows.hits,
+            row_cache_hits: rows.hits,
             table_probes: s.table_probes,
             compactions: s.compactions,
         })

@@ -48,9 +48,11 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<Vec<Row>, String> {
     let ks = KeySpace { n: cfg.keys_per_table * max_tables, ..cfg.ks.clone() };
     // Room for one table's keys in one MemTable, with slack for the hash index.
     let memtable_bytes = ((cfg.keys_per_table * (ks.entry_bytes() + 64) * 2) as usize).max(1 << 20);
+    // No row cache: the sweep measures the SSTable read path, which cached rows would skip.
     let options = minivault::Options {
         memtable_bytes,
         durability: minivault::Durability::Manual,
+        row_cache_bytes: 0,
         ..Default::default()
     };
     let mut db = minivault::Db::open_with(&cfg.dir, options).map_err(|e| format!("open: {e}"))?;

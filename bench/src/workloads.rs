@@ -158,6 +158,9 @@ fn measure(
         let gets = s1.gets.saturating_sub(s0.gets);
         if gets > 0 {
             row.probes_per_get = Some(s1.table_probes.saturating_sub(s0.table_probes) as f64 / gets as f64);
+            let hits = s1.row_cache_hits.saturating_sub(s0.row_cache_hits);
+            let sep = if row.note.is_empty() { "" } else { "; " };
+            row.note = format!("{}{sep}row cache {:.0}% hits", row.note, 100.0 * hits as f64 / gets as f64);
         }
         let merges = s1.compactions.saturating_sub(s0.compactions);
         if merges > 0 {

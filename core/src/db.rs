@@ -740,12 +740,22 @@ where
     /// Reads the value of `key` into `buf`; returns the filled part of `buf`, or `None` when the
     /// key is absent, deleted or expired. [`Error::BufferTooSmall`] says how much room it needs.
     pub fn get<'b>(&mut self, key: &[u8], buf: &'b mut [u8]) -> Result<Option<&'b [u8]>, S> {
+        Ok(self.get_with_expiry(key, buf)?.map(|(value, _)| value))
+    }
+
+    /// [`Db::get`], also returning when the value expires (`None`: never), in the clock's units:
+    /// from that time on the key reads as absent. For caches above the engine.
+    pub fn get_with_expiry<'b>(
+        &mut self,
+        key: &[u8],
+        buf: &'b mut [u8],
+    ) -> Result<Option<ValueWithExpiry<'b>>, S> {
         Self::check_key(key)?;
         self.stats.gets += 1;
         let now = self.clock.now();
         for idx in [self.active, self.active ^ 1] {
             if let Some(e) = self.mem[idx].get(key) {
-                return copy_out(&e, now, buf);
+                return Ok(copy_out(&e, now, buf)?.map(|v| (v, e.expires_at)));
             }
         }
         let hash = filter::key_hash(key);
@@ -765,7 +775,7 @@ where
                     return Ok(None);
                 }
                 return match buf.get(..value_len) {
-                    Some(v) => Ok(Some(v)),
+                    Some(v) => Ok(Some((v, expires_at))),
                     None => Err(Error::BufferTooSmall { needed: value_len }),
                 };
             }
@@ -822,6 +832,9 @@ where
 fn entry_key(payload: &[u8]) -> &[u8] {
     entry::decode(payload).map_or(&[][..], |e| e.key)
 }
+
+/// A value read by [`Db::get_with_expiry`], and when it expires (`None`: never).
+pub type ValueWithExpiry<'b> = (&'b [u8], Option<u64>);
 
 fn copy_out<'b, E>(
     e: &Entry<'_>,

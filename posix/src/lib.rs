@@ -11,14 +11,16 @@
 //! # Ok::<(), minivault::Error>(())
 //! ```
 //!
-//! Modules: [`storage`] (files through libc), [`cache`] (the read cache), [`lock`] (the `LOCK` file), [`repl`] (the command
-//! language), and the [`Db`] handle in this file.
+//! Modules: [`storage`] (files through libc), [`cache`] (the read cache of file pages),
+//! [`row_cache`] (the cache of recently read rows), [`lock`] (the `LOCK` file), [`repl`] (the
+//! command language), and the [`Db`] handle in this file.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cache;
 pub mod lock;
 pub mod repl;
+pub mod row_cache;
 pub mod storage;
 
 use std::fmt;
@@ -27,12 +29,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use minivault_core::{BatchError, Corruption, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use row_cache::RowCacheStats;
 
 /// A batch of puts and deletes applied atomically by [`Db::write_batch`], encoded into a
 /// buffer whose length bounds it: `WriteBatch::new(vec![0; 64 * 1024])`.
 pub type WriteBatch = minivault_core::WriteBatch<Vec<u8>>;
 
 use lock::DirLock;
+use row_cache::RowCache;
 use storage::PosixStorage;
 
 /// When a write is durable: what a power cut can take. A `kill -9` takes nothing in any mode:
@@ -53,6 +57,10 @@ pub enum Durability {
 }
 
 /// Options for [`Db::open_with`].
+///
+/// Memory: a [`Db`] holds at most `2 × memtable_bytes + cache_bytes + row_cache_bytes` plus a
+/// small fixed overhead (a read buffer as large as the largest value read, the SSTable list,
+/// file handles). With the defaults: 2 × 4 + 8 + 4 = 20 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Bytes of each of the two MemTables (so the engine's memory is twice this). Bounds the
@@ -62,6 +70,11 @@ pub struct Options {
     pub durability: Durability,
     /// Bytes of SSTable pages kept in memory for reads (0: none). Default 8 MiB.
     pub cache_bytes: usize,
+    /// Bytes of recently read rows (key → value) kept in memory, so that a hot key is read
+    /// without searching the SSTables (0: none). A row is charged twice its key, its value and
+    /// [`row_cache::ENTRY_OVERHEAD`] (170 on 64-bit targets) bytes for its allocations and its places in the
+    /// cache's index. Default 4 MiB ([`row_cache::DEFAULT_ROW_CACHE_BYTES`]).
+    pub row_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -70,6 +83,7 @@ impl Default for Options {
             memtable_bytes: 4 << 20,
             durability: Durability::Always,
             cache_bytes: storage::DEFAULT_CACHE_BYTES,
+            row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
         }
     }
 }
@@ -151,6 +165,9 @@ pub struct Db {
     durability: Durability,
     last_sync: Instant,
     buf: Vec<u8>,
+    /// Rows read recently. Every write removes its keys from here before it reaches the engine,
+    /// so a cached row is always what the engine would return.
+    rows: RowCache,
     // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
     _lock: DirLock,
     dir: PathBuf,
@@ -191,6 +208,7 @@ impl Db {
             durability: options.durability,
             last_sync: Instant::now(),
             buf: vec![0u8; 4096],
+            rows: RowCache::new(options.row_cache_bytes),
             _lock: lock,
             dir,
         })
@@ -210,14 +228,21 @@ impl Db {
         Ok(())
     }
 
+    // Every write removes its keys from the row cache before calling the engine: nothing can
+    // read in between (`&mut self`), and whatever the write does or fails to do (an error, a
+    // poisoned engine, a write that reached the WAL but not the MemTable), the next get of those
+    // keys asks the engine.
+
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.rows.remove(key);
         self.engine.put(key, value)?;
         self.after_write()
     }
 
     /// Stores `value` under `key` for `ttl`; afterwards the key reads as absent.
     pub fn put_with_ttl(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.rows.remove(key);
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let expires_at = now_millis().saturating_add(ms.max(1));
         self.engine.put_expiring(key, value, expires_at)?;
@@ -226,6 +251,7 @@ impl Db {
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Error> {
+        self.rows.remove(key);
         self.engine.delete(key)?;
         self.after_write()
     }
@@ -233,15 +259,40 @@ impl Db {
     /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
     /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
     pub fn write_batch(&mut self, batch: &WriteBatch) -> Result<(), Error> {
+        self.forget_batch(batch);
         self.engine.write_batch(batch)?;
         self.after_write()
     }
 
+    /// Removes every key of `batch` from the row cache; everything, should an entry not decode
+    /// (a batch built through [`WriteBatch`]'s methods always does).
+    fn forget_batch(&mut self, batch: &WriteBatch) {
+        if self.rows.is_empty() {
+            return;
+        }
+        for item in batch.entries() {
+            match item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok()) {
+                Some(entry) => self.rows.remove(entry.key),
+                None => {
+                    self.rows.clear();
+                    return;
+                }
+            }
+        }
+    }
+
     /// The value of `key`, or `None` when absent, deleted or expired.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(value) = self.rows.get(key, now_millis) {
+            return Ok(Some(value.to_vec()));
+        }
         loop {
-            match self.engine.get(key, &mut self.buf) {
-                Ok(v) => return Ok(v.map(<[u8]>::to_vec)),
+            match self.engine.get_with_expiry(key, &mut self.buf) {
+                Ok(Some((value, expires_at))) => {
+                    self.rows.insert(key, value, expires_at);
+                    return Ok(Some(value.to_vec()));
+                }
+                Ok(None) => return Ok(None),
                 Err(minivault_core::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
                 Err(e) => return Err(e.into()),
             }
@@ -262,9 +313,15 @@ impl Db {
         Ok(())
     }
 
-    /// Counters and sizes.
+    /// Counters and sizes of the engine. Its `gets` and `table_probes` count only the gets the
+    /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+
+    /// Counters and sizes of the row cache ([`Options::row_cache_bytes`]).
+    pub fn row_cache_stats(&self) -> RowCacheStats {
+        self.rows.stats()
     }
 
     /// The SSTables, oldest first.
@@ -313,9 +370,10 @@ impl repl::ReplBackend for Db {
 
     fn stats(&mut self) -> Result<String, Error> {
         let s = Db::stats(self);
+        let r = self.rows.stats();
         let sizes: Vec<String> = self.engine.tables().map(|t| t.bytes.to_string()).collect();
         Ok(format!(
-            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={}",
+            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={} row_cache_hits={} row_cache_misses={} row_cache_rows={} row_cache_bytes={}/{}",
             s.memtable_keys,
             s.memtable_key_capacity,
             s.memtable_bytes,
@@ -326,6 +384,11 @@ impl repl::ReplBackend for Db {
             sizes.join(","),
             s.wal_bytes,
             s.flushes,
+            r.hits,
+            r.misses,
+            r.rows,
+            r.bytes,
+            r.capacity_bytes,
         ))
     }
 }

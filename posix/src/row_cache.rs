@@ -1,0 +1,503 @@
+//! RowCache: a bounded cache of recently read rows (key → value, with the value's expiry) in
+//! front of the engine's read path, owned by the [`crate::Db`] handle (RocksDB's `row_cache`).
+//!
+//! A get that misses the MemTables costs a binary search per SSTable, each probe a read through
+//! the page cache ([`crate::cache`]); a row served from here costs one hash lookup and a copy.
+//! The cache owns:
+//! - rows keyed by the user's key, each holding the value and the expiry the engine reported
+//!   for it ([`minivault_core::Db::get_with_expiry`]);
+//! - the byte bound: the rows' charges ([`RowCache::bytes`]) never exceed the capacity. A row is
+//!   charged `2 × key + value + ENTRY_OVERHEAD` ([`RowCache::row_charge`]): the key is held twice
+//!   (as the hash map's key, and in the row's slot, where eviction finds it), and
+//!   [`ENTRY_OVERHEAD`] is the allocator's headers of the row's two allocations plus twice the
+//!   row's place in the slot vector and in the hash map, which grow by doubling (and are shrunk
+//!   once four times larger than the rows need). On 64-bit targets a row of a 16-byte key and a
+//!   100-byte value is charged 302 bytes. A row charged more than 1/[`MAX_ROW_SHARE`] of the
+//!   capacity is not cached, so one large value cannot push out the hot set. The charges are
+//!   the bound; the heap follows them up to the allocator's rounding;
+//! - CLOCK eviction, as in the page cache: a hit sets the row's reference bit; to make room the
+//!   hand clears set bits and evicts the first row whose bit is already clear, and the new row
+//!   takes the victim's slot, just behind the hand, so it has a whole turn to be read again.
+//!   Slots stay dense (a removed row's slot takes the last row), so the index holds no holes;
+//! - expiry: a row is served only while the clock (the engine's) is before its expiry; a lookup
+//!   that finds an expired row drops it.
+//!
+//! It does not know about writes: the handle removes a key (or everything) before each write
+//! reaches the engine, so a cached row is always the value the engine would return. Absent keys
+//! are not cached: the hot-key reads this serves find their keys, a stream of misses would push
+//! the hot rows out, and misses are the job of the SSTables' own filters.
+
+use std::collections::HashMap;
+use std::mem::size_of;
+
+/// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
+/// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows (on 64-bit targets).
+pub const DEFAULT_ROW_CACHE_BYTES: usize = 4 << 20;
+
+/// Rows charged more than `capacity / MAX_ROW_SHARE` bytes are not cached.
+pub const MAX_ROW_SHARE: usize = 8;
+
+/// Bytes a heap allocation costs beyond what it holds (glibc malloc: an 8-byte header, rounded
+/// up to 16 bytes).
+const ALLOC_HEADER: usize = 16;
+
+/// Bytes of one place in the slot vector.
+const SLOT_BYTES: usize = size_of::<Slot>();
+
+/// Bytes of one place in the hash map: an entry and its control byte, in a table at most 7/8
+/// full (the layout of std's `HashMap`).
+const MAP_ENTRY_BYTES: usize = ((size_of::<(Box<[u8]>, usize)>() + 1) * 8).div_ceil(7);
+
+/// Bytes charged per row beyond its key (twice) and value: the headers of its two allocations
+/// (the map's key; the slot's key and value) and twice its places in the slot vector and the
+/// hash map (170 bytes on 64-bit targets).
+pub const ENTRY_OVERHEAD: usize = 2 * ALLOC_HEADER + 2 * (SLOT_BYTES + MAP_ENTRY_BYTES);
+
+/// The index is not shrunk below this many places.
+const MIN_INDEX: usize = 16;
+
+/// One cached row: `data` is the key followed by the value.
+struct Slot {
+    data: Box<[u8]>,
+    expires_at: Option<u64>,
+    key_len: u32,
+    referenced: bool,
+}
+
+impl Slot {
+    fn key(&self) -> &[u8] {
+        self.data.get(..self.key_len as usize).unwrap_or(&[])
+    }
+
+    fn value(&self) -> &[u8] {
+        self.data.get(self.key_len as usize..).unwrap_or(&[])
+    }
+}
+
+/// Counters and sizes of a [`RowCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowCacheStats {
+    /// Gets answered from the cache.
+    pub hits: u64,
+    /// Gets the cache could not answer (absent, evicted, invalidated or expired rows), while
+    /// enabled.
+    pub misses: u64,
+    /// Rows dropped by CLOCK to make room.
+    pub evictions: u64,
+    /// Rows in the cache.
+    pub rows: usize,
+    /// Bytes counted against the capacity: the rows' charges (see [`RowCache::row_charge`]).
+    pub bytes: usize,
+    /// The bound on `bytes`; 0 when disabled.
+    pub capacity_bytes: usize,
+}
+
+/// The cache. `capacity` is in bytes; 0 disables it.
+pub struct RowCache {
+    map: HashMap<Box<[u8]>, usize>,
+    slots: Vec<Slot>,
+    capacity: usize,
+    /// Sum of [`RowCache::row_charge`] over the cached rows.
+    row_bytes: usize,
+    hand: usize,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+}
+
+impl std::fmt::Debug for RowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowCache").field("stats", &self.stats()).finish()
+    }
+}
+
+impl RowCache {
+    /// A cache of at most `bytes` bytes (0: disabled).
+    pub fn new(bytes: usize) -> Self {
+        RowCache {
+            map: HashMap::new(),
+            slots: Vec::new(),
+            capacity: bytes,
+            row_bytes: 0,
+            hand: 0,
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+        }
+    }
+
+    /// True when the cache holds nothing, ever (capacity 0).
+    pub fn is_disabled(&self) -> bool {
+        self.capacity == 0
+    }
+
+    /// True when no row is cached.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes a row of these sizes is charged: `2 × key + value +` [`ENTRY_OVERHEAD`].
+    pub fn row_charge(key_len: usize, value_len: usize) -> usize {
+        key_len.saturating_mul(2).saturating_add(value_len).saturating_add(ENTRY_OVERHEAD)
+    }
+
+    /// Bytes counted against the capacity: the sum of the cached rows' charges.
+    pub fn bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> RowCacheStats {
+        RowCacheStats {
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+            rows: self.slots.len(),
+            bytes: self.bytes(),
+            capacity_bytes: self.capacity,
+        }
+    }
+
+    /// The cached value of `key`, unless it is absent or expired at `now()` (the clock is read
+    /// only for a row that expires). An expired row is dropped.
+    pub fn get(&mut self, key: &[u8], now: impl FnOnce() -> u64) -> Option<&[u8]> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let Some(&i) = self.map.get(key) else {
+            self.misses += 1;
+            return None;
+        };
+        let expired = match self.slots.get(i) {
+            Some(slot) => slot.expires_at.is_some_and(|t| t <= now()),
+            None => true,
+        };
+        if expired {
+            self.remove_slot(i);
+            self.shrink_index();
+            self.misses += 1;
+            return None;
+        }
+        let slot = self.slots.get_mut(i)?;
+        slot.referenced = true;
+        self.hits += 1;
+        Some(slot.value())
+    }
+
+    /// Caches `value` (which expires at `expires_at`, if ever) under `key`, replacing any row of
+    /// `key`, evicting rows until everything fits. Rows too large for the cache are not kept.
+    pub fn insert(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.remove(key);
+        let charge = Self::row_charge(key.len(), value.len());
+        let Ok(key_len) = u32::try_from(key.len()) else { return };
+        if charge > self.capacity / MAX_ROW_SHARE {
+            return;
+        }
+        let mut victim = None;
+        while self.row_bytes + charge > self.capacity {
+            match self.evict_one() {
+                Some(h) => victim = Some(h),
+                None => return,
+            }
+        }
+        let mut data = Vec::with_capacity(key.len() + value.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(value);
+        self.slots.push(Slot { data: data.into_boxed_slice(), expires_at, key_len, referenced: false });
+        let last = self.slots.len() - 1;
+        self.map.insert(key.into(), last);
+        self.row_bytes += charge;
+        // CLOCK puts the new row in the last victim's slot, just behind the hand, so it gets a
+        // whole turn to be read again. (Left at the end, where the victim's slot sent the last
+        // row, it would be the next victim: every insert would evict the one before it.)
+        if let Some(h) = victim.filter(|&h| h < last) {
+            self.slots.swap(h, last);
+            for i in [h, last] {
+                if let Some(index) = self.slots.get(i).and_then(|s| self.map.get_mut(s.key())) {
+                    *index = i;
+                }
+            }
+        }
+        if let Some(h) = victim {
+            self.hand = h + 1;
+        }
+    }
+
+    /// Drops the row of `key`, if cached.
+    pub fn remove(&mut self, key: &[u8]) {
+        if self.slots.is_empty() {
+            return;
+        }
+        if let Some(&i) = self.map.get(key) {
+            self.remove_slot(i);
+            self.shrink_index();
+        }
+    }
+
+    /// Drops every row and gives the index's memory back. Counters are kept.
+    pub fn clear(&mut self) {
+        self.map = HashMap::new();
+        self.slots = Vec::new();
+        self.row_bytes = 0;
+        self.hand = 0;
+    }
+
+    /// CLOCK: skips (and clears) referenced rows until an unreferenced one comes round, and
+    /// evicts it. Returns the victim's slot, which the last row now fills (the hand looks at
+    /// that row next); `None` when there is no row.
+    fn evict_one(&mut self) -> Option<usize> {
+        let n = self.slots.len();
+        // Every referenced bit is cleared within one sweep, so two sweeps always find a victim.
+        for _ in 0..=2 * n {
+            let h = if self.hand < n { self.hand } else { 0 };
+            let slot = self.slots.get_mut(h)?;
+            if slot.referenced {
+                slot.referenced = false;
+                self.hand = h + 1;
+            } else {
+                self.hand = h;
+                self.remove_slot(h);
+                self.evictions += 1;
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// Removes the row in slot `i`; the last slot takes its place.
+    fn remove_slot(&mut self, i: usize) {
+        if i >= self.slots.len() {
+            return;
+        }
+        let slot = self.slots.swap_remove(i);
+        self.map.remove(slot.key());
+        self.row_bytes -= Self::row_charge(slot.key().len(), slot.value().len());
+        if let Some(moved) = self.slots.get(i) {
+            if let Some(index) = self.map.get_mut(moved.key()) {
+                *index = i;
+            }
+        }
+    }
+
+    /// Gives back an index four times larger than the rows need, keeping room to grow again (a
+    /// row is charged twice its places). Not called while [`RowCache::insert`] evicts: the row
+    /// that follows takes the room back.
+    fn shrink_index(&mut self) {
+        let len = self.slots.len();
+        if self.slots.capacity() > 4 * len.max(MIN_INDEX) {
+            self.slots.shrink_to(2 * len);
+            self.map.shrink_to(2 * len);
+        }
+    }
+
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        assert_eq!(self.map.len(), self.slots.len());
+        for (i, slot) in self.slots.iter().enumerate() {
+            assert_eq!(self.map.get(slot.key()), Some(&i), "map points at the row's slot");
+        }
+        let charged: usize =
+            self.slots.iter().map(|s| Self::row_charge(s.key().len(), s.value().len())).sum();
+        assert_eq!(charged, self.row_bytes);
+        assert!(self.bytes() <= self.capacity, "{} bytes in a cache of {}", self.bytes(), self.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("key{i:06}").into_bytes()
+    }
+
+    #[test]
+    fn cached_row_is_returned_until_removed() {
+        let mut c = RowCache::new(64 << 10);
+        assert_eq!(c.get(b"k", || 0), None);
+        c.insert(b"k", b"v", None);
+        assert_eq!(c.get(b"k", || 0), Some(&b"v"[..]));
+        assert_eq!(c.get(b"other", || 0), None);
+        c.remove(b"k");
+        assert_eq!(c.get(b"k", || 0), None);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.rows), (1, 3, 0));
+        c.check_invariants();
+    }
+
+    #[test]
+    fn insert_replaces_the_row_of_the_same_key() {
+        let mut c = RowCache::new(64 << 10);
+        c.insert(b"k", b"old", None);
+        c.insert(b"k", b"newer value", Some(9));
+        assert_eq!(c.get(b"k", || 0), Some(&b"newer value"[..]));
+        assert_eq!(c.stats().rows, 1);
+        c.check_invariants();
+    }
+
+    #[test]
+    fn row_is_not_served_at_or_after_its_expiry_and_is_dropped() {
+        let mut c = RowCache::new(64 << 10);
+        c.insert(b"k", b"v", Some(100));
+        assert_eq!(c.get(b"k", || 99), Some(&b"v"[..]));
+        assert_eq!(c.get(b"k", || 100), None, "at the expiry instant, as the engine");
+        assert_eq!(c.stats().rows, 0, "the expired row was dropped");
+        assert_eq!(c.get(b"k", || 0), None, "not even when the clock goes back");
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_rows_that_expire() {
+        let mut c = RowCache::new(64 << 10);
+        c.insert(b"k", b"v", None);
+        assert_eq!(c.get(b"k", || panic!("clock read for a row without expiry")), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn referenced_rows_survive_eviction_longer() {
+        let mut c = RowCache::new(64 << 10);
+        let mut i = 0;
+        // Fill until the first eviction, hitting key 0 all along.
+        while c.stats().evictions == 0 {
+            c.insert(&key(i), &[0; 100], None);
+            assert!(c.get(&key(0), || 0).is_some(), "the hot row was evicted after {i} inserts");
+            i += 1;
+            c.check_invariants();
+        }
+        assert!(i > 10);
+        for j in i..i + 1000 {
+            c.insert(&key(j), &[0; 100], None);
+            assert!(c.get(&key(0), || 0).is_some(), "the hot row was evicted at {j}");
+        }
+        c.check_invariants();
+    }
+
+    /// The `readhot` pattern: a cache full of rows read once, then a hot set half its size read
+    /// over and over, each miss followed by an insert. A new row must get a whole turn of the
+    /// hand before it can be evicted, or every insert evicts the one before it.
+    #[test]
+    fn a_hot_set_smaller_than_the_cache_stays_cached_after_a_scan() {
+        let mut c = RowCache::new(256 << 10);
+        let rows = c.capacity / RowCache::row_charge(key(0).len(), 100);
+        fn read(c: &mut RowCache, k: &[u8]) {
+            if c.get(k, || 0).is_none() {
+                c.insert(k, &[7; 100], None);
+            }
+        }
+        for i in 0..3 * rows as u32 {
+            read(&mut c, &key(1_000_000 + i));
+        }
+        let hot: Vec<Vec<u8>> = (0..rows as u32 / 2).map(|i| key(i * 7)).collect();
+        for _ in 0..3 {
+            for k in &hot {
+                read(&mut c, k);
+            }
+        }
+        let before = c.stats();
+        for k in &hot {
+            read(&mut c, k);
+        }
+        let hits = c.stats().hits - before.hits;
+        assert_eq!(hits, hot.len() as u64, "{:?}", c.stats());
+        c.check_invariants();
+    }
+
+    #[test]
+    fn rows_too_large_for_their_share_are_not_cached() {
+        let mut c = RowCache::new(64 << 10);
+        let max_value = c.capacity / MAX_ROW_SHARE - RowCache::row_charge(1, 0);
+        c.insert(b"k", &vec![1; max_value + 1], None);
+        assert_eq!(c.get(b"k", || 0), None);
+        c.insert(b"k", &vec![1; max_value], None);
+        assert!(c.get(b"k", || 0).is_some());
+        c.check_invariants();
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_default_capacity_holds_the_rows_its_doc_promises() {
+        assert_eq!(RowCache::row_charge(16, 100), 302);
+        assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 13_888);
+    }
+
+    #[test]
+    fn zero_capacity_caches_nothing_and_counts_nothing() {
+        let mut c = RowCache::new(0);
+        c.insert(b"k", b"v", None);
+        assert!(c.get(b"k", || 0).is_none() && c.is_disabled());
+        assert_eq!(c.stats(), RowCacheStats::default());
+    }
+
+    #[test]
+    fn clear_drops_every_row_and_the_index() {
+        let mut c = RowCache::new(64 << 10);
+        for i in 0..100 {
+            c.insert(&key(i), b"v", None);
+        }
+        c.clear();
+        assert!(c.is_empty() && c.bytes() == 0);
+        assert!((0..100).all(|i| c.get(&key(i), || 0).is_none()));
+    }
+
+    #[test]
+    fn index_shrinks_after_most_rows_are_removed() {
+        let mut c = RowCache::new(1 << 20);
+        for i in 0..2000 {
+            c.insert(&key(i), b"v", None);
+        }
+        let full = c.slots.capacity();
+        for i in 0..1990 {
+            c.remove(&key(i));
+        }
+        assert!(c.slots.capacity() * 4 < full, "{} of {full}", c.slots.capacity());
+        assert!(c.map.capacity() * 4 < full, "{} of {full}", c.map.capacity());
+        assert!((1990..2000).all(|i| c.get(&key(i), || 0).is_some()));
+        c.check_invariants();
+    }
+
+    /// Random inserts, removes, gets and clears of keys and values of random sizes, checked
+    /// against a `HashMap` model (which the cache may lack rows of, never disagree with), with
+    /// the byte bound and the index checked after every step.
+    #[test]
+    fn random_workload_agrees_with_a_model_and_stays_within_its_bound() {
+        use std::collections::HashMap;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for capacity in [0, 1000, 4096, 20_000, 100_000] {
+            let mut c = RowCache::new(capacity);
+            let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            for step in 0..20_000u64 {
+                let k = key(next(1000) as u32);
+                match next(10) {
+                    0..=3 => {
+                        let v = vec![step as u8; next(400) as usize];
+                        c.insert(&k, &v, None);
+                        model.insert(k, v);
+                    }
+                    4 => {
+                        c.remove(&k);
+                        model.remove(&k);
+                    }
+                    5 if next(100) == 0 => c.clear(),
+                    _ => {
+                        if let Some(v) = c.get(&k, || 0) {
+                            assert_eq!(Some(&v.to_vec()), model.get(&k), "step {step}");
+                        }
+                    }
+                }
+                c.check_invariants();
+            }
+            if capacity >= 20_000 {
+                let s = c.stats();
+                assert!(s.hits > 0 && s.evictions > 0, "capacity {capacity}: {s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The row cache is used: repeated gets of a key stored in an SSTable are answered without an
+//! SSTable lookup, its counters show it, its byte charge stays within `row_cache_bytes`, and
+//! `row_cache_bytes: 0` turns it off.
+
+use minivault::{Db, Durability, Options};
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key{i:06}").into_bytes()
+}
+
+fn database(dir: &std::path::Path, row_cache_bytes: usize) -> Db {
+    let options = Options {
+        memtable_bytes: 64 * 1024,
+        durability: Durability::Manual,
+        row_cache_bytes,
+        ..Options::default()
+    };
+    let mut db = Db::open_with(dir, options).unwrap();
+    for i in 0..2000 {
+        db.put(&key(i), &[i as u8; 100]).unwrap();
+    }
+    db.flush().unwrap();
+    db
+}
+
+#[test]
+fn repeated_gets_are_hits_that_skip_the_sstables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = database(dir.path(), 1 << 20);
+    let hot: Vec<u32> = (0..2000).step_by(20).collect();
+    for &i in &hot {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]));
+    }
+    let engine = db.stats();
+    let rows = db.row_cache_stats();
+    assert_eq!((rows.hits, rows.misses, rows.rows), (0, hot.len() as u64, hot.len()));
+    for _ in 0..10 {
+        for &i in &hot {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]));
+        }
+    }
+    let after = db.row_cache_stats();
+    assert_eq!(after.hits, 10 * hot.len() as u64);
+    assert_eq!(after.misses, rows.misses);
+    assert_eq!(db.stats().gets, engine.gets, "a cached get reached the engine");
+    assert_eq!(db.stats().table_probes, engine.table_probes);
+    assert!(after.bytes <= after.capacity_bytes);
+}
+
+#[test]
+fn byte_charge_stays_within_the_capacity_when_every_key_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let capacity = 64 * 1024;
+    let mut db = database(dir.path(), capacity);
+    for round in 0..3 {
+        for i in 0..2000 {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]), "round {round}");
+            let s = db.row_cache_stats();
+            assert!(s.bytes <= capacity, "{s:?}");
+        }
+    }
+    let s = db.row_cache_stats();
+    assert!(s.evictions > 0 && s.rows > 100, "{s:?}");
+}
+
+/// The `readhot` pattern: after a scan has filled the cache with rows read once, a hot set
+/// smaller than the cache is soon served entirely from it.
+#[test]
+fn a_hot_set_stays_cached_after_a_scan_of_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = database(dir.path(), 64 * 1024);
+    for i in 0..2000 {
+        db.get(&key(i)).unwrap();
+    }
+    let hot: Vec<u32> = (0..2000).step_by(25).collect();
+    for _ in 0..3 {
+        for &i in &hot {
+            db.get(&key(i)).unwrap();
+        }
+    }
+    let before = db.row_cache_stats();
+    for &i in &hot {
+        assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]));
+    }
+    let after = db.row_cache_stats();
+    assert_eq!(after.hits - before.hits, hot.len() as u64, "{after:?}");
+}
+
+#[test]
+fn zero_row_cache_bytes_disables_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = database(dir.path(), 0);
+    for _ in 0..3 {
+        assert_eq!(db.get(&key(7)).unwrap(), Some(vec![7; 100]));
+    }
+    assert_eq!(db.stats().gets, 3, "every get reached the engine");
+    assert_eq!(db.row_cache_stats(), minivault::RowCacheStats::default());
+}
