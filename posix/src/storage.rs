@@ -14,6 +14,12 @@
 //!   Android); after it returns `Ok`, contents and length survive a power cut.
 //! - [`Storage::sync_dir`] calls `fsync` on the directory, making earlier creates, renames and
 //!   removes durable.
+//! - [`Storage::preallocate`] extends a file by *writing* zeros, then `fdatasync`s them and drops
+//!   their pages from the OS page cache (`posix_fadvise(DONTNEED)`): later appends overwrite
+//!   blocks that are already allocated and written, so their `fdatasync` persists data only, no
+//!   size and no extent change. (`fallocate` was measured and rejected: its blocks are
+//!   *unwritten* extents on ext4, and converting them on first write costs the journal commit
+//!   that preallocation is meant to avoid; see `docs/FORMAT.md`.)
 //! - A failed `fsync`/`fdatasync` is returned as is and never retried: after such an error the
 //!   kernel may already have dropped the dirty pages, so a retry could report a false success.
 
@@ -40,6 +46,9 @@ pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 
 /// Permission bits for files the storage creates (before the process umask).
 const FILE_MODE: libc::c_uint = 0o644;
+
+/// The source of [`Storage::preallocate`]'s zeros, written 64 KiB per `pwrite`.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// A flat directory of files on a POSIX file system.
 #[derive(Debug)]
@@ -159,6 +168,35 @@ impl Storage for PosixStorage {
                 return Err(err);
             }
         }
+    }
+
+    fn preallocate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        file.flush_buffer()?;
+        let size = fstat_size(&file.fd)?;
+        if len <= size {
+            return Ok(());
+        }
+        to_off_t(len)?;
+        let fd = file.fd.as_raw_fd();
+        let mut at = size;
+        let mut result = Ok(());
+        while at < len {
+            let n = usize::try_from(len - at).unwrap_or(usize::MAX).min(ZEROS.len());
+            let (written, r) = pwrite_all(fd, &ZEROS[..n], at);
+            at = at.saturating_add(written as u64);
+            if r.is_err() {
+                result = r;
+                break;
+            }
+        }
+        // The page that held the old end of the file may be cached shorter than it now is.
+        lock(&self.cache).invalidate(file.key, size, at.max(size + 1));
+        result?;
+        // Written and synced, the zeros are ordinary data blocks: a later overwrite changes
+        // no metadata. An error here is returned like any failed sync (the engine poisons).
+        sync_data(fd)?;
+        drop_from_page_cache(fd, size, len);
+        Ok(())
     }
 
     fn sync(&mut self, file: &mut PosixFile) -> io::Result<()> {
@@ -478,6 +516,22 @@ fn sync_data(fd: RawFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Asks the OS to drop the (clean) cached pages of bytes `start..end` of `fd`.
+///
+/// Used on freshly written and synced zeros: left in the page cache they would be large folios,
+/// each of which a small append re-dirties (and writes back) whole; dropped, an append costs one
+/// block read per block it starts. Advice only: its result does not matter.
+fn drop_from_page_cache(fd: RawFd, start: u64, end: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let (Ok(start), Ok(span)) = (to_off_t(start), to_off_t(end.saturating_sub(start))) {
+        // SAFETY: `fd` is an open descriptor that the caller owns for the whole call, and
+        // `posix_fadvise` only reads its integer arguments.
+        let _ = unsafe { libc::posix_fadvise(fd, start, span, libc::POSIX_FADV_DONTNEED) };
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (fd, start, end);
 }
 
 /// The size of an open file, from `fstat`.
@@ -899,6 +953,41 @@ mod tests {
             let end = (at as usize + len).min(data.len());
             assert_eq!(&buf[..n], &data[at as usize..end], "at {at} len {len}");
         }
+    }
+
+    #[test]
+    fn preallocate_extends_with_zeros_keeps_buffered_bytes_and_never_shrinks() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        // Still in the write buffer when the extension comes: it must land first.
+        file.write_all(b"records").unwrap();
+        storage.preallocate(&mut file, 100_000).unwrap();
+        let on_disk = fs::read(dir.path().join("f")).unwrap();
+        assert_eq!(on_disk.len(), 100_000);
+        assert_eq!(&on_disk[..7], b"records");
+        assert!(on_disk[7..].iter().all(|&b| b == 0));
+        storage.preallocate(&mut file, 10).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 100_000, "a shorter length leaves the file alone");
+        // Writing inside the extension does not change the size.
+        file.write_all(b" and more").unwrap();
+        storage.sync(&mut file).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 100_000);
+        assert_eq!(&read_all(&mut storage, &mut file)[..16], b"records and more");
+    }
+
+    #[test]
+    fn cached_reads_see_a_preallocated_extension() {
+        let (_dir, mut storage) = storage();
+        let mut a = storage.create("f").unwrap();
+        a.write_all(&[7u8; 5000]).unwrap();
+        storage.sync(&mut a).unwrap();
+        let mut b = storage.open("f").unwrap();
+        // Caches the short last page (bytes 4096..5000).
+        assert_eq!(read_all(&mut storage, &mut b).len(), 5000);
+        storage.preallocate(&mut a, 9000).unwrap();
+        let got = read_all(&mut storage, &mut b);
+        assert_eq!(got.len(), 9000, "a stale short page would end the file at 5000");
+        assert!(got[..5000].iter().all(|&x| x == 7) && got[5000..].iter().all(|&x| x == 0));
     }
 
     fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {
