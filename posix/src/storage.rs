@@ -14,12 +14,14 @@
 //!   Android); after it returns `Ok`, contents and length survive a power cut.
 //! - [`Storage::sync_dir`] calls `fsync` on the directory, making earlier creates, renames and
 //!   removes durable.
-//! - [`Storage::preallocate`] extends a file by *writing* zeros, then `fdatasync`s them and drops
-//!   their pages from the OS page cache (`posix_fadvise(DONTNEED)`): later appends overwrite
-//!   blocks that are already allocated and written, so their `fdatasync` persists data only, no
-//!   size and no extent change. (`fallocate` was measured and rejected: its blocks are
-//!   *unwritten* extents on ext4, and converting them on first write costs the journal commit
-//!   that preallocation is meant to avoid; see `docs/FORMAT.md`.)
+//! - [`Storage::preallocate`] extends a file with `fallocate` (mode 0) on Linux and Android, and
+//!   does nothing elsewhere or where the file system lacks it. Appends below the new length then
+//!   change no file size, so their `fdatasync` commits no size change to the journal; on ext4 the
+//!   new blocks are *unwritten* extents, and the first write into each 4 KiB block still costs a
+//!   small journal commit (about one sync in 32 for 128-byte records). Writing zeros instead was
+//!   measured and rejected: left in the page cache, zero pages form large folios that every small
+//!   append re-dirties whole (device writes 15× larger); synced and dropped, they cost a
+//!   `fdatasync` per chunk that halved buffered writes (`docs/BENCHMARKS.md`).
 //! - A failed `fsync`/`fdatasync` is returned as is and never retried: after such an error the
 //!   kernel may already have dropped the dirty pages, so a retry could report a false success.
 
@@ -46,9 +48,6 @@ pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 
 /// Permission bits for files the storage creates (before the process umask).
 const FILE_MODE: libc::c_uint = 0o644;
-
-/// The source of [`Storage::preallocate`]'s zeros, written 64 KiB per `pwrite`.
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// A flat directory of files on a POSIX file system.
 #[derive(Debug)]
@@ -171,32 +170,17 @@ impl Storage for PosixStorage {
     }
 
     fn preallocate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        // Buffered bytes land first, so the extension starts past them.
         file.flush_buffer()?;
         let size = fstat_size(&file.fd)?;
         if len <= size {
             return Ok(());
         }
-        to_off_t(len)?;
-        let fd = file.fd.as_raw_fd();
-        let mut at = size;
-        let mut result = Ok(());
-        while at < len {
-            let n = usize::try_from(len - at).unwrap_or(usize::MAX).min(ZEROS.len());
-            let (written, r) = pwrite_all(fd, &ZEROS[..n], at);
-            at = at.saturating_add(written as u64);
-            if r.is_err() {
-                result = r;
-                break;
-            }
-        }
-        // The page that held the old end of the file may be cached shorter than it now is.
-        lock(&self.cache).invalidate(file.key, size, at.max(size + 1));
-        result?;
-        // Written and synced, the zeros are ordinary data blocks: a later overwrite changes
-        // no metadata. An error here is returned like any failed sync (the engine poisons).
-        sync_data(fd)?;
-        drop_from_page_cache(fd, size, len);
-        Ok(())
+        let result = allocate(file.fd.as_raw_fd(), size, len);
+        // The page that held the old end of the file may be cached shorter than the file now is
+        // (also after a failure: the extension may have happened part of the way).
+        lock(&self.cache).invalidate(file.key, size, len);
+        result
     }
 
     fn sync(&mut self, file: &mut PosixFile) -> io::Result<()> {
@@ -518,20 +502,33 @@ fn sync_data(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// Asks the OS to drop the (clean) cached pages of bytes `start..end` of `fd`.
-///
-/// Used on freshly written and synced zeros: left in the page cache they would be large folios,
-/// each of which a small append re-dirties (and writes back) whole; dropped, an append costs one
-/// block read per block it starts. Advice only: its result does not matter.
-fn drop_from_page_cache(fd: RawFd, start: u64, end: u64) {
+/// Extends the file from `size` to `len` bytes with `fallocate` (mode 0: allocate and change the
+/// size; the new range reads as zeros). Where the file system or the OS has no `fallocate`, does
+/// nothing: [`Storage::preallocate`] is a hint, and appends then grow the file as they would
+/// without it.
+fn allocate(fd: RawFd, size: u64, len: u64) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let (Ok(start), Ok(span)) = (to_off_t(start), to_off_t(end.saturating_sub(start))) {
-        // SAFETY: `fd` is an open descriptor that the caller owns for the whole call, and
-        // `posix_fadvise` only reads its integer arguments.
-        let _ = unsafe { libc::posix_fadvise(fd, start, span, libc::POSIX_FADV_DONTNEED) };
+    {
+        let (offset, span) = (to_off_t(size)?, to_off_t(len.saturating_sub(size))?);
+        loop {
+            // SAFETY: `fd` is an open descriptor that the caller owns for the whole call, and
+            // `fallocate` only reads its integer arguments.
+            if unsafe { libc::fallocate(fd, 0, offset, span) } == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(()),
+                _ => return Err(err),
+            }
+        }
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (fd, start, end);
+    {
+        let _ = (fd, size, len);
+        Ok(())
+    }
 }
 
 /// The size of an open file, from `fstat`.
@@ -964,6 +961,13 @@ mod tests {
         storage.preallocate(&mut file, 100_000).unwrap();
         let on_disk = fs::read(dir.path().join("f")).unwrap();
         assert_eq!(on_disk.len(), 100_000);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // Allocated blocks (fallocate), not a hole (as `ftruncate` would leave).
+            use std::os::unix::fs::MetadataExt;
+            let blocks = fs::metadata(dir.path().join("f")).unwrap().blocks();
+            assert!(blocks * 512 >= 100_000, "only {blocks} blocks of 512 bytes allocated");
+        }
         assert_eq!(&on_disk[..7], b"records");
         assert!(on_disk[7..].iter().all(|&b| b == 0));
         storage.preallocate(&mut file, 10).unwrap();
