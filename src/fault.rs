@@ -1612,6 +1612,53 @@ mod tests {
     }
 
     #[test]
+    fn preallocation_is_an_unsynced_change_that_a_power_cut_can_tear() {
+        let mut lengths = HashSet::new();
+        for seed in 0..200 {
+            let mut s = FaultStorage::new(seed);
+            let mut f = s.create("a").unwrap();
+            write(&mut s, &mut f, 0, b"records");
+            s.sync(&mut f).unwrap();
+            s.sync_dir().unwrap();
+            s.preallocate(&mut f, 64).unwrap();
+            assert_eq!(s.len(&mut f).unwrap(), 64);
+            s.preallocate(&mut f, 10).unwrap();
+            assert_eq!(s.len(&mut f).unwrap(), 64, "never shrinks");
+            s.power_cut(&mut Rng::new(seed));
+            let got = s.read_file("a").unwrap();
+            assert!(got.starts_with(b"records") && got[7..].iter().all(|&b| b == 0), "seed {seed}: {got:?}");
+            lengths.insert(got.len());
+        }
+        assert!(lengths.contains(&7) && lengths.contains(&64), "{lengths:?}");
+        assert!(lengths.iter().any(|&l| 7 < l && l < 64), "no torn extension: {lengths:?}");
+        // Synced, the extension survives.
+        let mut s = FaultStorage::new(1);
+        let mut f = s.create("a").unwrap();
+        s.sync_dir().unwrap();
+        s.preallocate(&mut f, 100).unwrap();
+        s.sync(&mut f).unwrap();
+        s.power_cut(&mut Rng::new(1));
+        assert_eq!(s.read_file("a").unwrap(), vec![0u8; 100]);
+    }
+
+    #[test]
+    fn preallocation_fails_like_any_call_and_respects_the_capacity() {
+        let mut s = FaultStorage::new(2);
+        let mut f = s.create("a").unwrap();
+        s.fail_next(Call::Preallocate, FaultKind::Io);
+        assert!(matches!(
+            s.preallocate(&mut f, 1000),
+            Err(FaultError::Injected { op: Call::Preallocate, .. })
+        ));
+        assert!(s.len(&mut f).unwrap() <= 1000, "a failed extension goes at most part of the way");
+        let mut s = FaultStorage::new(3);
+        let mut f = s.create("a").unwrap();
+        s.set_capacity(Some(300));
+        assert_eq!(s.preallocate(&mut f, 1000), Err(FaultError::NoSpace));
+        assert_eq!(s.len(&mut f).unwrap(), 300, "extended as far as the space allows");
+    }
+
+    #[test]
     fn unsynced_create_can_vanish_and_synced_rename_cannot() {
         let mut lost = 0;
         for seed in 0..100 {
