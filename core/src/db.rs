@@ -256,6 +256,12 @@ where
                 let _ = stale.push(t.id);
             }
         }
+        // The removals below rely on newer tables, which a run whose directory sync failed may
+        // have renamed into place without making the rename durable. Sync the directory first:
+        // otherwise a power cut could keep a removal and drop the rename that made it safe.
+        if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) {
+            storage.sync_dir().map_err(Error::Storage)?;
+        }
         if !stale.is_empty() {
             tables.retain(|t| !stale.contains(&t.id));
             for &id in &stale {
@@ -556,9 +562,9 @@ where
         let needed = self.wal.len + record_len;
         if needed > self.wal.allocated {
             // Extend ahead of the writer, so that this record's sync (and the next chunk's
-            // worth of them) has no file size to persist. Failure poisons like a failed write:
-            // the extension may have synced inside the storage, and a sync error must never be
-            // swallowed.
+            // worth of them) has no file size to persist. Failure poisons like a failed write
+            // (nothing of the record is written yet): the file may be extended part of the way, the
+            // device may be failing, and a storage error is never guessed into a success.
             let chunk = wal::preallocation_chunk(self.mem[self.active].arena_capacity());
             let target = wal::preallocation_end(needed, chunk);
             if let Err(e) = self.storage.preallocate(&mut self.wal.file, target) {
