@@ -18,6 +18,11 @@
 //! - **Writes** change `data` only. `Storage::sync` makes `durable = data` for that file
 //!   (contents and length). `Write::flush` changes nothing: the bytes already survive the death
 //!   of the process, which is what dropping a `Db` without a power cut simulates.
+//! - **Preallocation** (`Storage::preallocate`) appends zeros to `data`: an unsynced change like a
+//!   write, so a power cut keeps none, all, or any prefix of the extension (a torn extension),
+//!   and a record later written inside it can be torn with zeros after the cut. It counts as a
+//!   call, can be failed like any other (a failing one may have extended part of the way first),
+//!   and needs space under a capacity limit (extending as far as it fits, then out of space).
 //! - **Directory operations** (`create` of a new name, `rename`, `remove`) change the process
 //!   view at once and are queued in `pending`; `sync_dir` applies the whole queue to the medium.
 //!   `create` of an existing name truncates that file's data (a data change, not a directory one).
@@ -153,6 +158,8 @@ pub enum Call {
     Len,
     /// `Storage::truncate`.
     Truncate,
+    /// `Storage::preallocate`.
+    Preallocate,
     /// `Storage::sync`.
     Sync,
     /// `Storage::rename`.
@@ -809,6 +816,43 @@ impl Storage for FaultStorage {
             r.0 < r.1
         });
         st.log(format_args!("truncate ino {} to {len}", file.ino));
+        Ok(())
+    }
+
+    fn preallocate(&mut self, file: &mut FaultFile, len: u64) -> Result<(), FaultError> {
+        let mut st = self.st.borrow_mut();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let ticked = st.tick(Call::Preallocate);
+        // Under a capacity limit the file grows only as far as the space allows.
+        let room = match st.capacity {
+            Some(cap) => cap.saturating_sub(st.used_bytes()),
+            None => usize::MAX,
+        };
+        let partial = st.config.partial_failures;
+        let mut rng = st.rng.clone();
+        let f = match (ticked, st.inode(file)) {
+            (Err(e), Ok(f)) => {
+                // Part of the extension may have happened before the failure.
+                let (old, fits) = (f.data.len(), len.min(f.data.len().saturating_add(room)));
+                if partial && fits > old {
+                    f.data.resize(rng.range(old as u64, fits as u64) as usize, 0);
+                }
+                st.rng = rng;
+                return Err(e);
+            }
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(f)) => f,
+        };
+        let old = f.data.len();
+        let fits = len.min(old.saturating_add(room));
+        if len <= old {
+            return Ok(());
+        }
+        f.data.resize(fits, 0);
+        st.log(format_args!("preallocate ino {} from {old} to {fits} (asked {len})", file.ino));
+        if fits < len {
+            return Err(FaultError::NoSpace);
+        }
         Ok(())
     }
 
@@ -1565,6 +1609,53 @@ mod tests {
             );
             assert!(s.len(&mut f).is_err(), "handles go stale");
         }
+    }
+
+    #[test]
+    fn preallocation_is_an_unsynced_change_that_a_power_cut_can_tear() {
+        let mut lengths = HashSet::new();
+        for seed in 0..200 {
+            let mut s = FaultStorage::new(seed);
+            let mut f = s.create("a").unwrap();
+            write(&mut s, &mut f, 0, b"records");
+            s.sync(&mut f).unwrap();
+            s.sync_dir().unwrap();
+            s.preallocate(&mut f, 64).unwrap();
+            assert_eq!(s.len(&mut f).unwrap(), 64);
+            s.preallocate(&mut f, 10).unwrap();
+            assert_eq!(s.len(&mut f).unwrap(), 64, "never shrinks");
+            s.power_cut(&mut Rng::new(seed));
+            let got = s.read_file("a").unwrap();
+            assert!(got.starts_with(b"records") && got[7..].iter().all(|&b| b == 0), "seed {seed}: {got:?}");
+            lengths.insert(got.len());
+        }
+        assert!(lengths.contains(&7) && lengths.contains(&64), "{lengths:?}");
+        assert!(lengths.iter().any(|&l| 7 < l && l < 64), "no torn extension: {lengths:?}");
+        // Synced, the extension survives.
+        let mut s = FaultStorage::new(1);
+        let mut f = s.create("a").unwrap();
+        s.sync_dir().unwrap();
+        s.preallocate(&mut f, 100).unwrap();
+        s.sync(&mut f).unwrap();
+        s.power_cut(&mut Rng::new(1));
+        assert_eq!(s.read_file("a").unwrap(), vec![0u8; 100]);
+    }
+
+    #[test]
+    fn preallocation_fails_like_any_call_and_respects_the_capacity() {
+        let mut s = FaultStorage::new(2);
+        let mut f = s.create("a").unwrap();
+        s.fail_next(Call::Preallocate, FaultKind::Io);
+        assert!(matches!(
+            s.preallocate(&mut f, 1000),
+            Err(FaultError::Injected { op: Call::Preallocate, .. })
+        ));
+        assert!(s.len(&mut f).unwrap() <= 1000, "a failed extension goes at most part of the way");
+        let mut s = FaultStorage::new(3);
+        let mut f = s.create("a").unwrap();
+        s.set_capacity(Some(300));
+        assert_eq!(s.preallocate(&mut f, 1000), Err(FaultError::NoSpace));
+        assert_eq!(s.len(&mut f).unwrap(), 300, "extended as far as the space allows");
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! silently skipped: a flipped byte anywhere in an SSTable (records, index, footer) makes open or
 //! the `get` that touches it fail with `is_corruption()`; a damaged WAL record followed by valid
 //! records is corruption (a crash only ever damages the tail), and so is a torn tail in a WAL
-//! that is not the newest.
+//! that is not the newest, or anything but zeros in its preallocated tail.
 
 mod common;
 
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use common::{sst_files, wal_files, Rng};
+use common::{sst_files, wal_files, wal_logical_len, wal_record_starts, Rng};
 use minivault::{Db, Durability, Error, Options};
 use minivault_core::sstable::FOOTER_LEN;
 
@@ -163,7 +163,8 @@ fn truncated_or_empty_sstable_is_reported_on_open() {
     }
 }
 
-/// A database whose WAL holds `n` records (one put each); returns the WAL and record offsets.
+/// A database whose WAL holds `n` records (one put each) and its zero tail; returns the WAL
+/// and the record offsets (the last is the logical end, where the zero tail starts).
 fn database_with_wal(dir: &Path, n: usize) -> (std::path::PathBuf, Vec<usize>) {
     let mut db = Db::open(dir).unwrap();
     for i in 0..n {
@@ -173,13 +174,9 @@ fn database_with_wal(dir: &Path, n: usize) -> (std::path::PathBuf, Vec<usize>) {
     let wals = wal_files(dir);
     assert_eq!(wals.len(), 1);
     let bytes = fs::read(&wals[0]).unwrap();
-    let mut starts = vec![0];
-    let mut pos = 0;
-    while pos < bytes.len() {
-        pos += 8 + u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        starts.push(pos);
-    }
-    assert_eq!(pos, bytes.len());
+    let starts = wal_record_starts(&bytes);
+    assert_eq!(starts.len(), n + 1);
+    assert_eq!(wal_logical_len(&bytes), starts[n]);
     (wals[0].clone(), starts)
 }
 
@@ -285,24 +282,58 @@ fn garbage_inside_a_wal_before_valid_records_fails_open() {
     }
 }
 
+/// A database with two WALs (a rotation, no flush yet), closed; returns the WALs, oldest first.
+fn database_with_two_wals(dir: &Path, options: Options) -> Vec<std::path::PathBuf> {
+    let mut db = Db::open_with(dir, options).unwrap();
+    let mut i = 0;
+    while db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
+        db.put(format!("k{i:04}").as_bytes(), b"some value").unwrap();
+        i += 1;
+    }
+    drop(db);
+    let wals = wal_files(dir);
+    assert_eq!(wals.len(), 2, "{wals:?}");
+    wals
+}
+
 #[test]
 fn torn_tail_in_an_older_wal_is_corruption() {
-    let dir = tempfile::tempdir().unwrap();
     let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
-    {
-        let mut db = Db::open_with(dir.path(), options).unwrap();
-        let mut i = 0;
-        while db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
-            db.put(format!("k{i:04}").as_bytes(), b"some value").unwrap();
-            i += 1;
+    // The older WAL was synced whole before the newer one was created, so a damaged last record
+    // in it is damage, whether the file ends there or its zero tail follows.
+    for zero_tail in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let wals = database_with_two_wals(dir.path(), options);
+        let file = OpenOptions::new().write(true).open(&wals[0]).unwrap();
+        let len = fs::metadata(&wals[0]).unwrap().len();
+        let end = wal_logical_len(&fs::read(&wals[0]).unwrap()) as u64;
+        if zero_tail {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&vec![0u8; (len - (end - 3)) as usize], end - 3).unwrap();
+        } else {
+            file.set_len(end - 3).unwrap();
+        }
+        let what = format!("older WAL's last record torn (zero tail after it: {zero_tail})");
+        match Db::open_with(dir.path(), options) {
+            Err(e) => assert_corruption_naming(&e, &file_name(&wals[0]), &what),
+            Ok(_) => panic!("{what}: open succeeded although an older WAL lost its tail"),
         }
     }
-    let wals = wal_files(dir.path());
-    assert_eq!(wals.len(), 2, "{wals:?}");
-    let len = fs::metadata(&wals[0]).unwrap().len();
-    OpenOptions::new().write(true).open(&wals[0]).unwrap().set_len(len - 3).unwrap();
+}
+
+#[test]
+fn non_zero_bytes_in_the_zero_tail_of_an_older_wal_are_corruption() {
+    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let wals = database_with_two_wals(dir.path(), options);
+    let bytes = fs::read(&wals[0]).unwrap();
+    let end = wal_logical_len(&bytes);
+    assert!(bytes.len() > end + 100, "the older WAL has no zero tail to damage");
+    set_byte(&wals[0], end + 100, 0x5a);
     match Db::open_with(dir.path(), options) {
-        Err(e) => assert_corruption_naming(&e, &file_name(&wals[0]), "older WAL cut short"),
-        Ok(_) => panic!("open succeeded although an older WAL lost its tail"),
+        Err(e) => {
+            assert_corruption_naming(&e, &file_name(&wals[0]), "a stray byte in an older WAL's zero tail")
+        }
+        Ok(_) => panic!("open succeeded over damage in an older WAL"),
     }
 }

@@ -344,11 +344,16 @@ impl Sweep {
             self.put(i * 3, format!("after-close-{i}"))?;
         }
         self.reopen(None)?;
-        // A torn record at the WAL's end and a leftover temporary table, as a crash leaves them.
+        // A torn record at the WAL's logical end (over its preallocated zero tail) and a
+        // leftover temporary table, as a crash leaves them. The workload's values are text, so
+        // the last record ends in a non-zero byte and the zero tail starts right after it.
         let wal = self.storage.names().into_iter().filter(|n| n.ends_with(".wal")).max();
         if let Some(wal) = wal {
             let mut bytes = self.storage.read_file(&wal).unwrap_or_default();
-            bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 1, 5]);
+            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            let torn = [40, 0, 0, 0, 1, 2, 3, 4, 1, 5];
+            bytes.resize(bytes.len().max(end + torn.len()), 0);
+            bytes[end..end + torn.len()].copy_from_slice(&torn);
             self.retire_db();
             self.storage.write_file(&wal, &bytes);
             self.storage.write_file("00000000000000ff.tmp", b"half a table");
@@ -393,6 +398,7 @@ fn sweep(kind: FaultKind, seed: u64, figures: &mut Figures) -> Vec<String> {
                     | Call::Create
                     | Call::Rename
                     | Call::Truncate
+                    | Call::Preallocate
             )
         );
         if kind == FaultKind::NoSpace && !writes {

@@ -139,3 +139,41 @@ fn close_of_poisoned_database_does_not_report_success() {
         "close() returned Ok(()) but the acknowledged write was not durable (a = {a:?})"
     );
 }
+
+/// Soak seed 1185874762 of `every_write_policy_loses_no_acknowledged_write` (found while testing
+/// WAL preallocation; the engine bug predates it): a flush renames its table into place and the
+/// `sync_dir` after the rename fails, so the table's directory entry is volatile. The database
+/// is reopened without a power cut; open sees the table, removes the WAL it covers and fails at
+/// its own `sync_dir`. A power cut may then keep the removal and drop the rename (directory
+/// operations on unrelated names survive in any combination), and the acknowledged write in the
+/// WAL is gone with neither file holding it.
+#[test]
+fn open_never_removes_a_wal_on_the_strength_of_a_table_that_is_not_durable() {
+    let config = FaultConfig { partial_failures: false, ..FaultConfig::default() };
+    let mut lost = Vec::new();
+    for seed in 0..64 {
+        let storage = FaultStorage::with_config(seed, config);
+        let mut db = open(&storage, 4096, SyncPolicy::EveryWrite);
+        db.put(b"k", b"acknowledged").expect("put");
+        // The flush's directory syncs: the new WAL's (1st), then the table's after its rename.
+        storage.fail_nth(Call::SyncDir, 2, FaultKind::Io);
+        assert!(db.flush().is_err(), "seed {seed}: the failed sync_dir was not reported");
+        drop(db);
+        // Restart without a power cut; open's next directory sync fails too.
+        storage.fail_next(Call::SyncDir, FaultKind::Io);
+        let reopened = TestDb::open(
+            storage.clone(),
+            ManualClock::new(1_000),
+            [vec![0u8; 4096], vec![0u8; 4096]],
+            Config { sync: SyncPolicy::EveryWrite },
+        );
+        drop(reopened);
+        storage.clear_faults();
+        storage.power_cut(&mut minivault_suite::fault::Rng::new(seed));
+        let mut db = open(&storage, 4096, SyncPolicy::EveryWrite);
+        if get(&mut db, b"k").is_none() {
+            lost.push(seed);
+        }
+    }
+    assert!(lost.is_empty(), "the acknowledged write was lost after power cuts of seeds {lost:?}");
+}

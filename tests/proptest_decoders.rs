@@ -4,7 +4,7 @@
 //!
 //! The properties: arbitrary bytes never panic and give only clean errors; valid data round
 //! trips; a WAL cut at any byte replays exactly its whole records; garbage after a valid WAL is
-//! cut off as a torn tail; a flipped bit in an SSTable gives an error or the right answer, never
+//! cut off as a torn tail, zeros after it are its clean end; a flipped bit in an SSTable gives an error or the right answer, never
 //! a wrong one. `PROPTEST_CASES=<n>` runs more cases.
 
 use std::collections::BTreeMap;
@@ -41,7 +41,8 @@ fn key(i: u8) -> Vec<u8> {
     format!("key{i}").into_bytes()
 }
 
-/// Runs `ops` through a fresh database and returns its WAL bytes and the expected contents.
+/// Runs `ops` through a fresh database and returns its WAL bytes (with their preallocated zero
+/// tail) and the expected contents.
 /// Key → value: what a database holds.
 type Contents = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -173,10 +174,18 @@ proptest! {
     }
 
     #[test]
-    fn garbage_after_a_valid_wal_is_cut_off_as_a_torn_tail(ops in prop::collection::vec(op(), 1..20), garbage in prop::collection::vec(any::<u8>(), 1..300)) {
+    fn garbage_after_a_valid_wal_is_cut_off_as_a_torn_tail(ops in prop::collection::vec(op(), 1..20), garbage in prop::collection::vec(any::<u8>(), 1..300), over_zero_tail in any::<bool>()) {
+        // All-zero "garbage" is a zero tail, the clean end of a WAL (the next property).
+        prop_assume!(garbage.iter().any(|&b| b != 0));
         let (mut wal, states) = wal_of(&ops);
-        let good = wal.len();
-        wal.extend_from_slice(&garbage);
+        let good = *record_ends(&wal).last().expect("ends");
+        if over_zero_tail {
+            // Where a torn append into the preallocated tail leaves it: zeros follow.
+            wal.resize(wal.len().max(good + garbage.len()), 0);
+            wal[good..good + garbage.len()].copy_from_slice(&garbage);
+        } else {
+            wal.extend_from_slice(&garbage);
+        }
         let storage = FaultStorage::new(0);
         storage.write_file(WAL, &wal);
         let mut db = open(&storage).expect("open");
@@ -184,6 +193,26 @@ proptest! {
         prop_assert_eq!(db.stats().torn_tails_truncated, 1);
         drop(db);
         prop_assert_eq!(storage.read_file(WAL).expect("WAL").len(), good, "the torn tail is cut off");
+    }
+
+    #[test]
+    fn zeros_after_a_valid_wal_are_its_clean_end_not_a_torn_tail(ops in prop::collection::vec(op(), 1..20), zeros in 0usize..5000) {
+        let (wal, states) = wal_of(&ops);
+        let good = *record_ends(&wal).last().expect("ends");
+        let mut wal = wal[..good].to_vec();
+        wal.resize(good + zeros, 0);
+        let storage = FaultStorage::new(0);
+        storage.write_file(WAL, &wal);
+        let mut db = open(&storage).expect("open");
+        prop_assert_eq!(&contents(&mut db), states.last().expect("states"));
+        prop_assert_eq!(db.stats().torn_tails_truncated, 0);
+        prop_assert_eq!(db.stats().wal_bytes, good as u64);
+        db.put(b"after", b"zero tail").expect("put");
+        drop(db);
+        let mut db = open(&storage).expect("reopen");
+        let mut buf = [0u8; 16];
+        prop_assert_eq!(db.get(b"after", &mut buf).expect("get"), Some(&b"zero tail"[..]));
+        prop_assert_eq!(db.stats().torn_tails_truncated, 0);
     }
 
     #[test]

@@ -9,14 +9,17 @@
 //!
 //! # Files and their lifecycle
 //! - Every write goes to the current WAL (`<id>.wal`) before the MemTable; with
-//!   [`SyncPolicy::EveryWrite`] it is synced before the call returns.
+//!   [`SyncPolicy::EveryWrite`] it is synced before the call returns. The WAL is extended with
+//!   zeros ahead of the writer ([`wal::preallocation_chunk`]), so that a sync has no file size to
+//!   persist; the engine appends at the WAL's logical end, which it keeps itself.
 //! - Rotation, when the active MemTable is full: flush the immutable MemTable if there is one,
 //!   sync the current WAL, create the next WAL and sync the directory, freeze the active table.
 //! - Flush: write `<id>.tmp`, sync it, rename it to `<id>.sst`, sync the directory; only then
 //!   remove the WALs the table covers (recorded in its footer as `wal_covered`; a removal lost
 //!   to a power cut is redone by open, so it needs no directory sync).
 //! - Open: remove `*.tmp`; open and check every SSTable; remove WALs some table covers; replay
-//!   the rest in id order (truncating a torn tail of the newest); append to the newest.
+//!   the rest in id order (a zero tail is a clean end; a torn tail of the newest is truncated);
+//!   append to the newest at its logical end, keeping its preallocated zero tail.
 //!
 //! # Failure
 //! A storage error during a write, sync, flush or rotation poisons the database: later writes
@@ -97,11 +100,13 @@ pub struct Stats {
     pub tables: usize,
     /// Bytes of all SSTables.
     pub table_bytes: u64,
-    /// Bytes of all live WAL files.
+    /// Bytes of records in all live WAL files (up to their logical ends: preallocated zero
+    /// tails are not counted).
     pub wal_bytes: u64,
     /// MemTables written out as SSTables since open.
     pub flushes: u64,
-    /// Torn WAL tails cut off during open.
+    /// Torn WAL tails (a damaged last record) cut off during open. A zero tail, the unused
+    /// preallocated end of a WAL, is a clean end and not counted.
     pub torn_tails_truncated: u64,
     /// SSTable searches performed by `get` since open (read amplification = this / gets): the
     /// lookups a table's filter did not rule out.
@@ -136,8 +141,21 @@ struct Table<F> {
 struct Wal<F> {
     id: u64,
     file: F,
+    /// The logical end: where the next record goes. Bytes from here to the end of the file are
+    /// zeros (the preallocated tail).
     len: u64,
+    /// The length the file was last extended to ([`Storage::preallocate`]), or found with at
+    /// open; a record ending at or below it does not change the file's size.
+    allocated: u64,
     unsynced: u32,
+}
+
+/// What replaying one WAL found.
+struct Replayed {
+    /// The logical end: the length of the valid prefix of records.
+    len: u64,
+    /// The file's length after replay (the logical end plus its zero tail, if it has one).
+    file_len: u64,
 }
 
 /// An older WAL still needed by a MemTable.
@@ -242,6 +260,12 @@ where
                 let _ = stale.push(t.id);
             }
         }
+        // The removals below rely on newer tables, which a run whose directory sync failed may
+        // have renamed into place without making the rename durable. Sync the directory first:
+        // otherwise a power cut could keep a removal and drop the rename that made it safe.
+        if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) {
+            storage.sync_dir().map_err(Error::Storage)?;
+        }
         if !stale.is_empty() {
             tables.retain(|t| !stale.contains(&t.id));
             for &id in &stale {
@@ -268,6 +292,7 @@ where
                 id,
                 file: storage.open(&file_name(FileKind::Wal, id)).map_err(Error::Storage)?,
                 len: 0,
+                allocated: 0,
                 unsynced: 0,
             },
             None => {
@@ -275,7 +300,7 @@ where
                 next_id += 1;
                 let file = storage.create(&file_name(FileKind::Wal, id)).map_err(Error::Storage)?;
                 storage.sync_dir().map_err(Error::Storage)?;
-                Wal { id, file, len: 0, unsynced: 0 }
+                Wal { id, file, len: 0, allocated: 0, unsynced: 0 }
             }
         };
 
@@ -298,10 +323,13 @@ where
         db.maybe_compact()?;
         for (i, &id) in wal_ids.iter().enumerate() {
             let newest = i + 1 == wal_ids.len();
-            let len = db.replay(id, newest)?;
+            let Replayed { len, file_len } = db.replay(id, newest)?;
             event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, len);
             if newest {
+                // Appends continue at the logical end, over the zero tail (if any), which stays
+                // preallocated: it reads as the clean end until records overwrite it.
                 db.wal.len = len;
+                db.wal.allocated = file_len;
             } else {
                 let _ = db.old_wals.push(OldWal { id, len });
             }
@@ -319,8 +347,9 @@ where
         Ok(db)
     }
 
-    /// Replays WAL `id` into the active MemTable; returns the length of its valid prefix.
-    fn replay(&mut self, id: u64, newest: bool) -> Result<u64, S> {
+    /// Replays WAL `id` into the active MemTable; returns the length of its valid prefix and of
+    /// the file.
+    fn replay(&mut self, id: u64, newest: bool) -> Result<Replayed, S> {
         let name = file_name(FileKind::Wal, id);
         let mut file = self.storage.open(&name).map_err(Error::Storage)?;
         let end = self.storage.len(&mut file).map_err(Error::Storage)?;
@@ -328,7 +357,7 @@ where
         loop {
             let next = wal::next(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
             let (header, head) = match next {
-                Next::End => return Ok(pos),
+                Next::End => return Ok(Replayed { len: pos, file_len: end }),
                 Next::Damaged => break,
                 Next::Record(h, head) => (h, head),
             };
@@ -373,6 +402,11 @@ where
             pos += (HEADER_LEN + len) as u64;
         }
 
+        // Zeros from `pos` to the end of the file are the unused preallocated tail: the clean
+        // end of any WAL (no record starts with a zero length).
+        if wal::zeros_to_end(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)? {
+            return Ok(Replayed { len: pos, file_len: end });
+        }
         // A record at `pos` failed its checks: a torn tail, or corruption?
         let after =
             wal::valid_record_after(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
@@ -385,7 +419,7 @@ where
         self.storage.sync(&mut file).map_err(Error::Storage)?;
         self.stats.torn_tails_truncated += 1;
         event!("recovery: torn tail of WAL {=u64} cut at offset {=u64} (was {=u64} bytes)", id, pos, end);
-        Ok(pos)
+        Ok(Replayed { len: pos, file_len: pos })
     }
 
     /// Writes the frozen MemTable `idx` as a new SSTable, then retires the WALs up to `covered`.
@@ -536,6 +570,21 @@ where
     /// Appends one record to the WAL and syncs it when the policy says so; `writes` is how many
     /// user writes it carries.
     fn append_to_wal(&mut self, parts: &[&[u8]], writes: u32) -> Result<(), S> {
+        let record_len = HEADER_LEN as u64 + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        let needed = self.wal.len + record_len;
+        if needed > self.wal.allocated {
+            // Extend ahead of the writer, so that this record's sync (and the next chunk's
+            // worth of them) has no file size to persist. Failure poisons like a failed write
+            // (nothing of the record is written yet): the file may be extended part of the way, the
+            // device may be failing, and a storage error is never guessed into a success.
+            let chunk = wal::preallocation_chunk(self.mem[self.active].arena_capacity());
+            let target = wal::preallocation_end(needed, chunk);
+            if let Err(e) = self.storage.preallocate(&mut self.wal.file, target) {
+                self.poisoned = true;
+                return Err(Error::Storage(e));
+            }
+            self.wal.allocated = target;
+        }
         let appended = wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, parts);
         match appended {
             Ok(end) => self.wal.len = end,
@@ -624,7 +673,9 @@ where
                 return Err(Error::Storage(e));
             }
         };
-        let old = core::mem::replace(&mut self.wal, Wal { id, file, len: 0, unsynced: 0 });
+        // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
+        // is removed at the next flush; cutting it would cost a truncate on this write's path.
+        let old = core::mem::replace(&mut self.wal, Wal { id, file, len: 0, allocated: 0, unsynced: 0 });
         if self.old_wals.push(OldWal { id: old.id, len: old.len }).is_err() {
             self.poisoned = true;
             return Err(Error::TooManyWals);

@@ -19,6 +19,12 @@
 //! - [`Storage::rename`] replaces `to` atomically when it exists.
 //! - An error from [`Storage::sync`] or [`Storage::sync_dir`] means the data may or may not be on
 //!   the device. The engine never retries it into a success: it poisons the database instead.
+//! - [`Storage::preallocate`] is a change to the file like a write: the new length and its zeros
+//!   are durable after the next [`Storage::sync`] of the file, and before that a power cut may
+//!   leave the old length, the new one, or any length between, the added bytes reading as zeros.
+//!   The engine never relies on an extension having happened (doing nothing is a correct
+//!   implementation, and the default); it relies only on the extension never changing a byte
+//!   below the old length and never adding anything but zeros.
 
 use embedded_io::{ErrorType, Read, Seek, Write};
 
@@ -51,6 +57,18 @@ pub trait Storage {
 
     /// Cuts the file to `len` bytes (used to drop a torn WAL tail).
     fn truncate(&mut self, file: &mut Self::File, len: u64) -> Result<(), Self::Error>;
+
+    /// Extends the file with zero bytes to at least `len` bytes, so that later writes below `len`
+    /// do not change the file's size (and a sync after them has no size to persist). A file
+    /// already `len` bytes or longer is left alone; bytes below the current length never change.
+    ///
+    /// A hint: an implementation may extend less than asked or not at all (the default does
+    /// nothing), since the engine tracks where its data ends itself. An error means the file may
+    /// have been extended by zeros part of the way.
+    fn preallocate(&mut self, file: &mut Self::File, len: u64) -> Result<(), Self::Error> {
+        let _ = (file, len);
+        Ok(())
+    }
 
     /// Makes the file's contents and length durable (`fdatasync` on POSIX).
     fn sync(&mut self, file: &mut Self::File) -> Result<(), Self::Error>;

@@ -1,16 +1,31 @@
 //! Write-ahead log: every write is appended here as a framed record before the MemTable sees it.
 //!
-//! A WAL file is nothing but records ([`crate::record`]) back to back, each holding one entry
-//! ([`crate::entry`]); there is no file header. Files are named `<id>.wal` (16 hex digits) and
-//! replayed in id order.
+//! A WAL file is records ([`crate::record`]) back to back, each holding one entry
+//! ([`crate::entry`]) or a write batch, followed by zero bytes up to the end of the file; there is
+//! no file header. Files are named `<id>.wal` (16 hex digits) and replayed in id order.
 //!
-//! # Torn tails and corruption
-//! A crash during an append leaves the last record incomplete or with a bad checksum. On open,
-//! replay stops at the first record that fails its checks, at offset `p`, and then asks
-//! [`valid_record_after`]: is there any whole, checksum-valid record starting anywhere after
-//! `p`? If not, the damage is a torn tail: the file is cut to `p` (and synced) before anything is
-//! appended. If there is, damage sits in front of valid data, which no crash produces: replay
-//! fails with [`crate::Corruption::WalRecordBeforeValidData`] and nothing is skipped.
+//! ```text
+//! 0                                  logical end                      file length
+//! [ record | record | ... | record ][ 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 ]
+//!   header(8) payload                 the preallocated, unused tail
+//! ```
+//!
+//! # Preallocation
+//! The writer extends the file with zeros ahead of itself, in chunks of [`preallocation_chunk`]
+//! bytes ([`crate::Storage::preallocate`]), so that appending a record and syncing it does not
+//! change the file's size: the sync then has no size to persist (on ext4, no journal commit).
+//! The engine keeps the logical end itself and never appends at `Storage::len`.
+//!
+//! # Zero tails, torn tails and corruption
+//! On open, replay stops at the first record that fails its checks, at offset `p`, and asks:
+//! 1. Is every byte from `p` to the end of the file zero ([`zeros_to_end`])? Then `p` is the clean
+//!    end of the WAL (a record header is never zero: its length is at least 1), in any WAL,
+//!    newest or older.
+//! 2. Otherwise, is there any whole, checksum-valid record starting anywhere after `p`
+//!    ([`valid_record_after`])? If not, the damage is a torn tail: in the newest WAL the file is
+//!    cut to `p` (and synced) before anything is appended. If there is, damage sits in front of
+//!    valid data, which no crash produces: replay fails with
+//!    [`crate::Corruption::WalRecordBeforeValidData`] and nothing is skipped.
 
 use embedded_io::{Read, Seek, Write};
 
@@ -18,6 +33,31 @@ use crate::entry;
 use crate::error::Corruption;
 use crate::io::{read_at, write_at};
 use crate::record::{Checksum, RecordHeader, HEADER_LEN, MAX_RECORD_LEN};
+
+/// The granule of WAL preallocation: file systems allocate in blocks of this size.
+pub const PREALLOCATION_GRANULE: u64 = 4096;
+
+/// The largest WAL preallocation chunk: 1 MiB.
+pub const MAX_PREALLOCATION_CHUNK: u64 = 1 << 20;
+
+/// How far ahead of the writer a WAL is extended, for MemTables of `memtable_bytes`: a quarter
+/// of a MemTable, rounded up to [`PREALLOCATION_GRANULE`], at most [`MAX_PREALLOCATION_CHUNK`].
+///
+/// A WAL holds about one MemTable's worth of records before rotation, so a chunk of a quarter
+/// MemTable extends each WAL about four times and leaves at most a quarter MemTable of unused
+/// zeros behind it; 1 MiB chunks cost one extension per about 8,000 records of 128 bytes.
+pub fn preallocation_chunk(memtable_bytes: usize) -> u64 {
+    let quarter = (memtable_bytes / 4) as u64;
+    let rounded = quarter.div_ceil(PREALLOCATION_GRANULE).saturating_mul(PREALLOCATION_GRANULE);
+    rounded.clamp(PREALLOCATION_GRANULE, MAX_PREALLOCATION_CHUNK)
+}
+
+/// Where to extend a WAL to when a record must end at `needed`: the next multiple of `chunk`
+/// at or after `needed`.
+pub fn preallocation_end(needed: u64, chunk: u64) -> u64 {
+    let chunk = chunk.max(1);
+    needed.div_ceil(chunk).saturating_mul(chunk)
+}
 
 /// Appends one record whose payload is the concatenation of `parts` at `end`, and hands it to
 /// the operating system (`flush`), so that it survives the death of the process; returns the
@@ -80,6 +120,26 @@ pub fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), Corrup
             }
         }
     }
+}
+
+/// True when every byte of `from..end` is zero (also when the range is empty): the unused,
+/// preallocated tail of a WAL, which is its clean end.
+pub fn zeros_to_end<IO: Read + Seek>(io: &mut IO, from: u64, end: u64) -> Result<bool, IO::Error> {
+    let mut window = [0u8; 256];
+    let mut pos = from;
+    while pos < end {
+        let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(window.len());
+        let got = read_at(io, pos, &mut window[..want])?;
+        if window[..got].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        if got < want {
+            // The file is shorter than `end`: nothing more to read.
+            break;
+        }
+        pos += got as u64;
+    }
+    Ok(true)
 }
 
 /// The offset of the first whole, valid record starting after `from`, if any.
@@ -246,6 +306,35 @@ mod tests {
         let s = starts[1] as usize + HEADER_LEN;
         assert!(check_payload(&h, &c.data[s..s + h.len as usize]).is_err());
         assert_eq!(valid_record_after(&mut c, starts[1], end).unwrap(), Some(starts[2]));
+    }
+
+    #[test]
+    fn zero_tail_after_the_records_is_all_zeros_and_damage_in_it_is_not() {
+        let (mut c, _) = wal_with(&[b"a", b"bb"]);
+        let good = c.data.len() as u64;
+        c.data.resize(good as usize + 3000, 0);
+        let end = c.data.len() as u64;
+        assert!(zeros_to_end(&mut c, good, end).unwrap());
+        assert!(zeros_to_end(&mut c, end, end).unwrap(), "an empty tail is a clean end too");
+        assert!(!zeros_to_end(&mut c, 0, end).unwrap(), "records are not zeros");
+        for at in [good, good + 255, good + 256, end - 1] {
+            c.data[at as usize] = 1;
+            assert!(!zeros_to_end(&mut c, good, end).unwrap(), "non-zero byte at {at}");
+            c.data[at as usize] = 0;
+        }
+    }
+
+    #[test]
+    fn preallocation_chunks_are_whole_blocks_scaled_to_the_memtable() {
+        assert_eq!(preallocation_chunk(512), PREALLOCATION_GRANULE);
+        assert_eq!(preallocation_chunk(64 << 10), 16 << 10);
+        assert_eq!(preallocation_chunk(4 << 20), 1 << 20);
+        assert_eq!(preallocation_chunk(64 << 20), MAX_PREALLOCATION_CHUNK);
+        assert_eq!(preallocation_chunk(100_000) % PREALLOCATION_GRANULE, 0);
+        assert_eq!(preallocation_end(1, 4096), 4096);
+        assert_eq!(preallocation_end(4096, 4096), 4096);
+        assert_eq!(preallocation_end(4097, 4096), 8192);
+        assert_eq!(preallocation_end(3 << 20, 1 << 20), 3 << 20);
     }
 
     #[test]

@@ -79,6 +79,37 @@ pub fn sst_files(dir: &Path) -> Vec<PathBuf> {
     files_with_ext(dir, "sst")
 }
 
+/// Where the records of the WAL bytes `wal` start, followed by where the last one ends (the
+/// WAL's logical end). Records are followed by the preallocated zero tail, whose first four
+/// bytes read as a length of 0, which no record has; parsing stops there, at the end of the
+/// bytes, or before a record that does not fit.
+pub fn wal_record_starts(wal: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut pos = 0;
+    while let Some(h) = wal.get(pos..pos + 8) {
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len == 0 || pos + 8 + len > wal.len() {
+            break;
+        }
+        pos += 8 + len;
+        starts.push(pos);
+    }
+    starts
+}
+
+/// The logical end of the WAL bytes `wal` (see [`wal_record_starts`]), after checking that
+/// nothing but zeros follows it.
+pub fn wal_logical_len(wal: &[u8]) -> usize {
+    let end = *wal_record_starts(wal).last().expect("at least the start");
+    assert!(wal[end..].iter().all(|&b| b == 0), "the WAL holds more than records and a zero tail");
+    end
+}
+
+/// The logical ends of the WAL files `wals`, summed (what `Stats::wal_bytes` counts).
+pub fn total_wal_record_bytes(wals: &[PathBuf]) -> u64 {
+    wals.iter().map(|p| wal_logical_len(&fs::read(p).expect("read WAL")) as u64).sum()
+}
+
 /// Total size in bytes of `files`.
 pub fn total_len(files: &[PathBuf]) -> u64 {
     files.iter().map(|p| fs::metadata(p).expect("stat").len()).sum()
