@@ -8,7 +8,8 @@
 #   scripts/bench.sh --quick         10^4 and 10^5 keys, no RocksDB, short time caps (~3 minutes);
 #                                    writes to target/bench-quick/ unless --out/--doc are given
 #   scripts/bench.sh --with-1e7      the full run plus 10^7 keys: one round of MiniVaultDB, fjall,
-#                                    RocksDB and the raw baselines (redb and sled would add hours)
+#                                    RocksDB and the raw baselines on the workloads the aims name
+#                                    (+ readrandom, readmissing): ~30 min more (all of it: hours)
 #   scripts/bench.sh --no-rocksdb    skip RocksDB (no C++ build, no libclang needed)
 #   scripts/bench.sh --report-only   rebuild the report and charts from docs/bench/results.tsv
 #   scripts/bench.sh ... -- ARGS     pass ARGS on to minivault-bench (see --help), e.g.
@@ -85,7 +86,8 @@ else
   large=()
   if [ "$big" = 1 ]; then
     keys="$keys,10000000"
-    large=(--large-scale 10000000 --large-rounds 1 --large-engines minivault,fjall,rocksdb,rawfile,rawprealloc)
+    large=(--large-scale 10000000 --large-rounds 1 --large-engines minivault,fjall,rocksdb,rawfile,rawprealloc
+           --large-workloads fillrandom,readrandom,readmissing,readhot,fillsync,fillbatch)
   fi
   args=("${large[@]}" --keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
         --sstables 128 --sst-keys 4000 --out docs/bench --doc docs/BENCHMARKS.md

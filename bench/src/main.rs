@@ -48,6 +48,7 @@ USAGE: minivault-bench [OPTIONS]
                          (default: off), so that 10^7 keys fits in an afternoon
   --large-rounds R       rounds at large scales (default 1)
   --large-engines LIST   engines at large scales (default: all of --engines)
+  --large-workloads LIST workloads at large scales (default: all of --workloads)
   --memtable-mib M       write buffer of every engine, MiB (default 4, MiniVaultDB's default)
   --reads N              gets per read workload and ops of `mixed` (default: the key count)
   --max-secs S           time cap of each read workload, `mixed` and `fillsync` (default 10)
@@ -76,6 +77,7 @@ struct Args {
     large_scale: u64,
     large_rounds: u32,
     large_engines: Option<Vec<String>>,
+    large_workloads: Option<Vec<String>>,
     memtable_bytes: usize,
     reads: Option<u64>,
     max_secs: f64,
@@ -108,6 +110,7 @@ impl Default for Args {
             large_scale: u64::MAX,
             large_rounds: 1,
             large_engines: None,
+            large_workloads: None,
             memtable_bytes: 4 << 20,
             reads: None,
             max_secs: 10.0,
@@ -158,6 +161,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Long("large-rounds") => a.large_rounds = p.value()?.parse()?,
             Long("large-engines") => a.large_engines = Some(list(&p.value()?.parse::<String>()?)),
+            Long("large-workloads") => a.large_workloads = Some(list(&p.value()?.parse::<String>()?)),
             Long("memtable-mib") => a.memtable_bytes = p.value()?.parse::<usize>()? << 20,
             Long("memtable-bytes") => a.memtable_bytes = p.value()?.parse()?,
             Long("reads") => a.reads = Some(p.value()?.parse()?),
@@ -187,7 +191,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     if a.key_size < 8 || a.key_size > 1024 {
         return Err("--key-size must be 8..=1024 (keys are zero-padded decimal numbers)".into());
     }
-    for w in &a.workloads {
+    for w in a.workloads.iter().chain(a.large_workloads.iter().flatten()) {
         if !workloads::ALL.contains(&w.as_str()) {
             return Err(format!("unknown workload {w}").into());
         }
@@ -281,7 +285,14 @@ fn child(a: &Args, engine: &str) -> ExitCode {
 }
 
 /// Runs one child and collects its rows; a crash becomes n/a rows for what it did not report.
-fn spawn(a: &Args, extra: &[String], expect: &[(String, String)], n: u64, round: u32) -> Vec<Row> {
+fn spawn(
+    a: &Args,
+    extra: &[String],
+    workloads: &[String],
+    expect: &[(String, String)],
+    n: u64,
+    round: u32,
+) -> Vec<Row> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("minivault-bench"));
     let mut cmd = Command::new(exe);
     cmd.args(extra)
@@ -296,7 +307,7 @@ fn spawn(a: &Args, extra: &[String], expect: &[(String, String)], n: u64, round:
         .args(["--reopen-keys", &a.reopen_keys.to_string()])
         .args(["--sstables", &a.sst_tables.to_string()])
         .args(["--sst-keys", &a.sst_keys.to_string()])
-        .args(["--workloads", &a.workloads.join(",")])
+        .args(["--workloads", &workloads.join(",")])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(r) = a.reads {
@@ -355,6 +366,10 @@ fn parent(a: &Args) -> Result<(), String> {
                 _ => all_engines.clone(),
             };
             let rounds = if large { a.large_rounds } else { a.rounds };
+            let workloads = match &a.large_workloads {
+                Some(only) if large => only,
+                _ => &a.workloads,
+            };
             for round in 0..rounds {
                 for i in 0..engines.len() {
                     let e = engines[(i + round as usize) % engines.len()];
@@ -371,8 +386,8 @@ fn parent(a: &Args) -> Result<(), String> {
                         dir.display().to_string(),
                     ];
                     let expect: Vec<(String, String)> =
-                        a.workloads.iter().map(|w| (e.clone(), w.clone())).collect();
-                    rows.extend(spawn(a, &extra, &expect, n, round));
+                        workloads.iter().map(|w| (e.clone(), w.clone())).collect();
+                    rows.extend(spawn(a, &extra, workloads, &expect, n, round));
                 }
             }
         }
@@ -381,7 +396,7 @@ fn parent(a: &Args) -> Result<(), String> {
                 eprintln!("[{:>6.0}s] sstables sweep round={}", started.elapsed().as_secs_f64(), round + 1);
                 let dir = a.dir.join("sstables");
                 let extra = vec!["--sstable-sweep".to_string(), "--dir".into(), dir.display().to_string()];
-                rows.extend(spawn(a, &extra, &[], 1, round));
+                rows.extend(spawn(a, &extra, &a.workloads, &[], 1, round));
             }
         }
         eprintln!("[{:>6.0}s] done", started.elapsed().as_secs_f64());
@@ -416,9 +431,10 @@ fn settings(a: &Args) -> Vec<(String, String)> {
     ];
     if a.large_scale != u64::MAX {
         let engines = a.large_engines.as_ref().map_or("all".to_string(), |e| e.join(", "));
+        let workloads = a.large_workloads.as_ref().map_or("all".to_string(), |w| w.join(", "));
         s.push((
             format!("at {} keys or more", a.large_scale),
-            format!("{} round(s), engines: {engines}", a.large_rounds),
+            format!("{} round(s); engines: {engines}; workloads: {workloads}", a.large_rounds),
         ));
     }
     s.extend([
