@@ -5,8 +5,10 @@
 //! Dropping a [`crate::Db`] and opening a new one on the same `MemStorage` is the equivalent of
 //! a reboot with the storage kept. Everything is "durable" at once: `sync` and `sync_dir` only
 //! count calls. (A storage that models power cuts is built on top of this in the tests.)
-//! `preallocate` really extends a file with zeros, up to its region's size, so that the engine's
-//! WALs here have zero tails as they do on a file system.
+//! `preallocate` keeps the trait's default and does nothing: there is no file size to commit
+//! here, so an extension would gain nothing, and zero-filling ahead of the writer is the wrong
+//! model for the flash this stands in for (zeros cannot be overwritten without an erase). The
+//! engine's zero-tail handling is exercised through the tests' `FaultStorage` instead.
 
 use embedded_io::{ErrorKind, ErrorType, Read, Seek, SeekFrom, Write};
 
@@ -170,20 +172,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const FILES: usize> Storage for MemStorage<B,
         Ok(())
     }
 
-    fn preallocate(&mut self, file: &mut MemFile, len: u64) -> Result<(), MemError> {
-        self.check(file)?;
-        let cap = self.file_capacity();
-        let start = file.index * cap;
-        let m = &mut self.meta[file.index];
-        // A hint: extend as far as the region allows; writes past it report `Full` themselves.
-        let new_len = usize::try_from(len).unwrap_or(usize::MAX).min(cap);
-        if new_len > m.len {
-            self.buf.as_mut()[start + m.len..start + new_len].fill(0);
-            m.len = new_len;
-        }
-        Ok(())
-    }
-
     fn sync(&mut self, file: &mut MemFile) -> Result<(), MemError> {
         self.check(file)?;
         self.syncs += 1;
@@ -343,24 +331,6 @@ mod tests {
         assert_eq!(s.create("b").err(), Some(MemError::Full));
         s.remove("a").unwrap();
         s.create("b").unwrap();
-    }
-
-    #[test]
-    fn preallocate_extends_with_zeros_up_to_the_region_and_never_shrinks() {
-        let mut s = Mem::new(vec![0xEE; 256]);
-        let mut f = s.create("a").unwrap();
-        s.io(&mut f).write_all(b"abc").unwrap();
-        s.preallocate(&mut f, 20).unwrap();
-        assert_eq!(s.len(&mut f).unwrap(), 20);
-        let mut buf = [0xFFu8; 20];
-        s.io(&mut f).seek(SeekFrom::Start(0)).unwrap();
-        s.io(&mut f).read_exact(&mut buf).unwrap();
-        assert_eq!(&buf[..3], b"abc");
-        assert!(buf[3..].iter().all(|&b| b == 0), "{buf:?}");
-        s.preallocate(&mut f, 5).unwrap();
-        assert_eq!(s.len(&mut f).unwrap(), 20, "a shorter length leaves the file alone");
-        s.preallocate(&mut f, 1 << 20).unwrap();
-        assert_eq!(s.len(&mut f).unwrap(), 64, "cut to the region");
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! # Buffering and durability
 //! - [`Write::write`] appends to an in-memory buffer (at most [`WRITE_BUFFER_CAPACITY`] bytes), so
 //!   the small pieces of one record reach the OS in one `pwrite`.
-//! - [`Write::flush`], [`Read::read`], [`Seek::seek`], [`Storage::len`], [`Storage::truncate`] and
-//!   [`Storage::sync`] first hand the buffer to the OS with `pwrite`; after that the bytes survive
-//!   the death of the process.
+//! - [`Write::flush`], [`Read::read`], [`Seek::seek`], [`Storage::len`], [`Storage::truncate`],
+//!   [`Storage::preallocate`] and [`Storage::sync`] first hand the buffer to the OS with `pwrite`;
+//!   after that the bytes survive the death of the process.
 //! - [`Storage::sync`] then calls `fdatasync` (plain `fsync` on unixes other than Linux and
 //!   Android); after it returns `Ok`, contents and length survive a power cut.
 //! - [`Storage::sync_dir`] calls `fsync` on the directory, making earlier creates, renames and
