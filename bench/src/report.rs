@@ -536,8 +536,13 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
                     .iter()
                     .filter(|((kk, ee, _), a)| *kk == k && ee == e && a.error.is_none())
                     .map(|(_, a)| a.rss_mib)
-                    .fold(0.0f64, f64::max);
-                let _ = write!(s, " {peak:.0} |");
+                    .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+                match peak {
+                    Some(p) => {
+                        let _ = write!(s, " {p:.0} |");
+                    }
+                    None => s.push_str(" – |"),
+                }
             }
             s.push('\n');
         }

@@ -125,7 +125,11 @@ impl PageCache {
                 if slot.referenced {
                     slot.referenced = false;
                 } else {
-                    self.map.remove(&slot.key);
+                    // An invalidated page leaves its key in its slot; the page may have been
+                    // cached again since, in another slot, which must keep its entry.
+                    if self.map.get(&slot.key) == Some(&h) {
+                        self.map.remove(&slot.key);
+                    }
                     break h;
                 }
             }
@@ -199,6 +203,21 @@ mod tests {
         assert_eq!(c.slots.len(), 3);
         assert!(c.get((0, 1), 0).is_some(), "the referenced page was kept");
         assert!(c.get((0, 1), 3).is_some());
+    }
+
+    #[test]
+    fn evicting_the_slot_of_an_invalidated_page_keeps_the_page_cached_since() {
+        let mut c = PageCache::new(3 * PAGE_SIZE);
+        let f = (0, 1);
+        c.insert(f, 0, b"old");
+        c.insert(f, 1, b"one");
+        c.insert(f, 2, b"two");
+        assert!(c.get(f, 0).is_some()); // referenced: the hand will pass over its slot once
+        c.invalidate(f, 0, 1);
+        c.insert(f, 0, b"new"); // takes page 1's slot; page 0's old slot still names page 0
+        c.insert(f, 3, b"three"); // takes page 2's slot
+        c.insert(f, 4, b"four"); // takes the old slot that names page 0
+        assert_eq!(c.get(f, 0), Some(&b"new"[..]), "the live entry for page 0 was kept");
     }
 
     #[test]
