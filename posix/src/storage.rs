@@ -531,7 +531,7 @@ fn allocate(fd: RawFd, size: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// The size of an open file, from `fstat`.
+/// The identity (device, inode) of an open file, from `fstat`: the read cache keys pages by it.
 fn fstat_key(fd: &OwnedFd) -> io::Result<FileKey> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `stat` points to
