@@ -336,24 +336,9 @@ impl Read for PosixFile {
         if !lock(&self.cache).is_disabled() {
             return self.read_cached(buf);
         }
-        let offset = to_off_t(self.pos)?;
-        loop {
-            // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and
-            // `self.fd` is an open descriptor owned by `self`.
-            let n = unsafe { libc::pread(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) };
-            match usize::try_from(n) {
-                Ok(n) => {
-                    self.pos = checked_end(self.pos, n)?;
-                    return Ok(n);
-                }
-                Err(_) => {
-                    let err = io::Error::last_os_error();
-                    if err.kind() != io::ErrorKind::Interrupted {
-                        return Err(err);
-                    }
-                }
-            }
-        }
+        let n = pread_once(&self.fd, buf, self.pos)?;
+        self.pos = checked_end(self.pos, n)?;
+        Ok(n)
     }
 }
 
@@ -531,8 +516,8 @@ fn allocate(fd: RawFd, size: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// The identity (device, inode) of an open file, from `fstat`: the read cache keys pages by it.
-fn fstat_key(fd: &OwnedFd) -> io::Result<FileKey> {
+/// `fstat` of an open file.
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
     let mut stat = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `stat` points to
     // writable memory the size of a `libc::stat`.
@@ -540,30 +525,44 @@ fn fstat_key(fd: &OwnedFd) -> io::Result<FileKey> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fstat` returned 0, so it filled in the whole `stat` structure.
-    let stat = unsafe { stat.assume_init() };
+    Ok(unsafe { stat.assume_init() })
+}
+
+/// The identity (device, inode) of an open file: the read cache keys pages by it.
+fn fstat_key(fd: &OwnedFd) -> io::Result<FileKey> {
+    let stat = fstat(fd)?;
     // `dev_t` and `ino_t` are narrower than 64 bits on some 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
     Ok((stat.st_dev as u64, stat.st_ino as u64))
 }
 
-/// Reads from `offset` until `buf` is full or the file ends; returns the bytes read.
-fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let at = to_off_t(offset + done as u64)?;
-        let rest = &mut buf[done..];
-        // SAFETY: `rest` is valid for writes of `rest.len()` bytes for the whole call, and `fd`
-        // is an open descriptor borrowed for the whole call.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len(), at) };
+/// One `pread` at `offset` (retried when a signal interrupts it); returns the bytes read, 0 at
+/// the end of the file.
+fn pread_once(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let at = to_off_t(offset)?;
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and `fd` is
+        // an open descriptor borrowed for the whole call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), at) };
         match usize::try_from(n) {
-            Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) => return Ok(n),
             Err(_) => {
                 let err = io::Error::last_os_error();
                 if err.kind() != io::ErrorKind::Interrupted {
                     return Err(err);
                 }
             }
+        }
+    }
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns the bytes read.
+fn pread_full(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match pread_once(fd, &mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
         }
     }
     Ok(done)
@@ -583,15 +582,7 @@ fn lock(cache: &Mutex<PageCache>) -> std::sync::MutexGuard<'_, PageCache> {
 }
 
 fn fstat_size(fd: &OwnedFd) -> io::Result<u64> {
-    let mut stat = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `stat` points to
-    // writable memory the size of a `libc::stat`.
-    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fstat` returned 0, so it filled in the whole `stat` structure.
-    let stat = unsafe { stat.assume_init() };
-    size_from_stat(&stat)
+    size_from_stat(&fstat(fd)?)
 }
 
 fn size_from_stat(stat: &libc::stat) -> io::Result<u64> {
