@@ -413,14 +413,16 @@ fn file_name(name: &str) -> io::Result<CString> {
 fn create_dir_durably(path: &Path) -> io::Result<()> {
     // Missing directories, innermost first.
     let mut missing = Vec::new();
-    let mut current = Some(path);
+    // `Path::parent` of a one-part relative path ("rel") is `Some("")`: the current directory,
+    // which exists; `mkdir("")` would fail with ENOENT.
+    let mut current = Some(path).filter(|p| !p.as_os_str().is_empty());
     while let Some(dir) = current {
         match fs::metadata(dir) {
             // Exists (if it is not a directory, opening it with O_DIRECTORY reports that).
             Ok(_) => break,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 missing.push(dir);
-                current = dir.parent();
+                current = dir.parent().filter(|p| !p.as_os_str().is_empty());
             }
             Err(err) => return Err(err),
         }
