@@ -235,6 +235,15 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
     /// lengths; `None` at the end of the range. When a buffer is too small,
     /// [`Error::BufferTooSmall`] says how large it must be and the scan stays where it is.
     pub fn next(&mut self, key: &mut [u8], value: &mut [u8]) -> Result<Option<Lengths>, S> {
+        self.step(key, Some(value))
+    }
+
+    /// [`Scan::next`] for the key alone: the value is not read (its length is returned).
+    pub fn next_key(&mut self, key: &mut [u8]) -> Result<Option<Lengths>, S> {
+        self.step(key, None)
+    }
+
+    fn step(&mut self, key: &mut [u8], mut value: Option<&mut [u8]>) -> Result<Option<Lengths>, S> {
         loop {
             let Some(source) = self.winner() else { return Ok(None) };
             // The winner's key goes to the `current` slot, for comparisons while sources move.
@@ -249,9 +258,10 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                         (dead, e.map_or(0, |e| e.value.len()))
                     }
                     Source::Table(i) => {
-                        let h = self.cursors.get(i).and_then(|c| c.header);
+                        let c = self.cursors.get(i);
+                        let h = c.and_then(|c| c.header);
                         let dead = h.is_none_or(|h| is_dead(h.tombstone, h.expires_at, self.now));
-                        (dead, 0)
+                        (dead, c.map_or(0, TableCursor::value_len))
                     }
                 };
                 (dead, value_len, key_len)
@@ -267,25 +277,23 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             if key.len() < key_len {
                 return Err(Error::BufferTooSmall { needed: key_len });
             }
-            let value_len = match source {
-                Source::Mem(i) => {
-                    let v = self.mems.get(i).and_then(MemCursor::entry).map_or(&[][..], |e| e.value);
-                    let dst =
-                        value.get_mut(..value_len).ok_or(Error::BufferTooSmall { needed: value_len })?;
-                    dst.copy_from_slice(v);
-                    value_len
-                }
-                Source::Table(i) => {
-                    let (Some(c), Some(t)) = (self.cursors.get(i), self.tables.get_mut(i)) else {
-                        return Ok(None);
-                    };
-                    let n = c.read_value(self.storage, t, value)?;
-                    if n > value.len() {
-                        return Err(Error::BufferTooSmall { needed: n });
+            if let Some(value) = value.as_deref_mut() {
+                let dst = value.get_mut(..value_len).ok_or(Error::BufferTooSmall { needed: value_len })?;
+                match source {
+                    Source::Mem(i) => {
+                        let v = self.mems.get(i).and_then(MemCursor::entry).map_or(&[][..], |e| e.value);
+                        if let Some(src) = v.get(..value_len) {
+                            dst.copy_from_slice(src);
+                        }
                     }
-                    n
+                    Source::Table(i) => {
+                        let (Some(c), Some(t)) = (self.cursors.get(i), self.tables.get_mut(i)) else {
+                            return Ok(None);
+                        };
+                        c.read_value(self.storage, t, dst)?;
+                    }
                 }
-            };
+            }
             if let (Some(dst), Some(src)) = (key.get_mut(..key_len), self.keys.get(at..at + key_len)) {
                 dst.copy_from_slice(src);
             }

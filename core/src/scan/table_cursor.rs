@@ -8,7 +8,7 @@
 
 use embedded_io::{Read, Seek};
 
-use crate::entry::EntryHeader;
+use crate::entry::{EntryHeader, EntryLayout};
 use crate::error::{Corruption, Error, ReadResultExt};
 use crate::io::{read_exact_at, read_u32_at, ReadError};
 use crate::limits::MAX_KEY_LEN;
@@ -41,6 +41,7 @@ pub(crate) struct TableCursor {
     offset: u64,
     record_len: u64,
     key_len: usize,
+    value_len: usize,
     pub(crate) header: Option<EntryHeader>,
 }
 
@@ -59,6 +60,11 @@ impl TableCursor {
         } else {
             None
         }
+    }
+
+    /// The current record's value length.
+    pub(crate) fn value_len(&self) -> usize {
+        self.value_len
     }
 
     /// Moves to the first record of `range` (`reverse`: the last).
@@ -131,16 +137,16 @@ impl TableCursor {
     ) -> Result<(), S> {
         let (id, data_end) = (table.id(), table.footer().index_offset);
         let io = &mut storage.io(table.file());
-        let (header, key_len, record_len) =
-            read_key(io, offset, data_end, slot).in_file(FileKind::Table, id)?;
+        let (layout, record_len) = read_key(io, offset, data_end, slot).in_file(FileKind::Table, id)?;
         *self = TableCursor {
             slot: self.slot,
             pos: i,
             valid: true,
             offset,
             record_len,
-            key_len,
-            header: Some(header),
+            key_len: layout.header.key_len,
+            value_len: layout.value_len(),
+            header: Some(layout.header),
         };
         Ok(())
     }
@@ -160,13 +166,13 @@ impl TableCursor {
 }
 
 /// Reads the key of the record at `offset` into `slot` through the record's checksum; returns
-/// the entry's header, the key's length and the record's length.
+/// the entry's layout and the record's length.
 fn read_key<IO: Read + Seek>(
     io: &mut IO,
     offset: u64,
     data_end: u64,
     slot: &mut [u8],
-) -> core::result::Result<(EntryHeader, usize, u64), ReadError<IO::Error>> {
+) -> core::result::Result<(EntryLayout, u64), ReadError<IO::Error>> {
     let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
     let mut reader = EntryReader::start(io, offset, data_end)?;
     let record_len = reader.record_len() as u64;
@@ -176,8 +182,7 @@ fn read_key<IO: Read + Seek>(
             slot.get_mut(at..at + part.len()).ok_or_else(bad)?.copy_from_slice(part);
         }
     }
-    let layout = reader.finish(io)?;
-    Ok((layout.header, layout.header.key_len, record_len))
+    Ok((reader.finish(io)?, record_len))
 }
 
 /// Reads the value of the record at `offset` into `out` through the record's checksum.
@@ -233,8 +238,9 @@ fn partition<S: Storage>(
         let mid = lo + (hi - lo) / 2;
         let offset =
             read_u32_at(io, footer.index_offset + u64::from(mid) * 4).in_file(FileKind::Table, id)?;
-        let (_, n, _) =
+        let (layout, _) =
             read_key(io, u64::from(offset), footer.index_offset, slot).in_file(FileKind::Table, id)?;
+        let n = layout.header.key_len;
         if pred(slot.get(..n).unwrap_or(&[])) {
             hi = mid;
         } else {
