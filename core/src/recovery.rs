@@ -8,8 +8,9 @@
 //! 3. Continue the newest WAL at its logical end ([`Wal::adopt`]), or start one; write out the
 //!    MemTable when its entries came from several WALs (or from a WAL of format 1), so that no
 //!    more than the current and the immutable MemTable's WALs ever exist.
-//! 4. Sync the WAL and the directory before any new write is acknowledged: replayed records may
-//!    have reached only the page cache before the crash.
+//! 4. Sync the adopted WAL as soon as it is adopted (replayed records may have reached only the
+//!    page cache before the crash, and it may become an older WAL that nothing else syncs), and
+//!    the directory before any new write is acknowledged.
 //!
 //! Read-only ([`Config::read_only`]): nothing is removed, cut, written or synced; replay fills
 //! the two MemTables in turn, and a WAL or table that a writer in another process retires while
@@ -124,12 +125,8 @@ where
         if flush_needed || self.wals.has_older() {
             self.flush()?;
         }
-        // Replayed records may have reached only the page cache before a crash, and the WAL's
-        // directory entry may never have been synced: make both durable before any new write is
-        // acknowledged.
-        if let Some(wal) = self.wals.current() {
-            wal.sync(&mut self.storage)?;
-        }
+        // The WAL's contents were synced when it was adopted (or created), but its directory
+        // entry may never have been: make it durable before any new write is acknowledged.
         self.storage.sync_dir().storage()
     }
 

@@ -48,7 +48,10 @@ impl<F> Wal<F> {
     }
 
     /// Continues WAL `id` after replay: its records end at `end.len` in a file `end.file_len`
-    /// bytes long. A WAL with no header yet (an empty or all-zero file) is given one.
+    /// bytes long. A WAL with no header yet (an empty or all-zero file) is given one. The file is
+    /// synced first: what replay read may have reached only the page cache before a crash, and
+    /// this WAL may become an older one (by rotation, or when the open goes on to flush) that
+    /// nothing else would sync, whose unsynced tail a power cut could then damage.
     pub fn adopt<S: Storage<File = F>>(
         storage: &mut S,
         id: u64,
@@ -60,6 +63,8 @@ impl<F> Wal<F> {
             Wal { id, file, len: end.len, allocated: end.file_len, durable: end.len, unsynced: 0, chunk };
         if end.len < FILE_HEADER_LEN {
             wal.write_header(storage)?;
+        } else {
+            wal.sync(storage)?;
         }
         Ok(wal)
     }
