@@ -1,0 +1,233 @@
+//! The bodies of the fuzz targets in `fuzz/fuzz_targets/`, here so that `cargo test` can replay
+//! saved inputs through exactly the same checks (`tests/hostile_input.rs`). Each panics when the
+//! engine misbehaves on `data`, and returns normally otherwise.
+//!
+//! The targets that call the engine's format modules directly (`record`, `entry`, `sstable`)
+//! are the only code of this package that does; keep such calls here.
+
+use std::collections::BTreeMap;
+
+use minivault_core::record::{self, HEADER_LEN};
+use minivault_core::sstable::{self, Lookup};
+use minivault_core::{entry, Config, Db, Error, SyncPolicy};
+
+use super::{visible, FaultStorage, History, ManualClock, MemCursor, ModelOp, Rng};
+
+type FuzzDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+
+fn open_db(storage: &FaultStorage, mem: usize, sync: SyncPolicy) -> Result<FuzzDb, Error<super::FaultError>> {
+    FuzzDb::open(storage.clone(), ManualClock::new(1_000), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
+}
+
+/// Record framing and entry decoding of arbitrary bytes.
+pub fn record_decode(data: &[u8]) {
+    if let Ok((payload, used)) = record::decode(data) {
+        assert_eq!(used, HEADER_LEN + payload.len());
+        assert_eq!(record::crc32c(&[payload]).to_le_bytes(), data[4..8]);
+        if let Ok(e) = entry::decode(payload) {
+            assert!(!e.key.is_empty() && e.key.len() <= minivault_core::MAX_KEY_LEN);
+            assert!(!e.tombstone || e.value.is_empty());
+        }
+    }
+    let _ = entry::decode(data);
+}
+
+/// WAL replay: the first byte splits the rest into one or two WAL files; the database must
+/// open (and take a write) or report corruption or a memory shortfall.
+pub fn wal_replay(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else { return };
+    let storage = FaultStorage::new(0);
+    let split = (first as usize * rest.len() / 255).min(rest.len());
+    if first & 1 == 1 {
+        storage.write_file("0000000000000001.wal", &rest[..split]);
+        storage.write_file("0000000000000002.wal", &rest[split..]);
+    } else {
+        storage.write_file("0000000000000001.wal", rest);
+    }
+    let mem = if first & 2 == 2 { 512 } else { 4096 };
+    match open_db(&storage, mem, SyncPolicy::EveryWrite) {
+        Ok(mut db) => {
+            let mut buf = vec![0u8; 8192];
+            for k in [&b"k"[..], b"key", b"\x00"] {
+                let _ = db.get(k, &mut buf);
+            }
+            db.put(b"after", b"replay").expect("a recovered database takes writes");
+            drop(db);
+            let mut db = open_db(&storage, mem, SyncPolicy::EveryWrite).expect("reopen after recovery");
+            assert_eq!(
+                db.get(b"after", &mut buf).expect("get").map(<[u8]>::to_vec),
+                Some(b"replay".to_vec())
+            );
+        }
+        Err(Error::Corrupted { .. } | Error::InsufficientMemory { .. }) => {}
+        Err(e) => panic!("WAL replay failed with {e:?}"),
+    }
+}
+
+/// SSTable open and lookup. First byte even: the rest is a table and its last byte a key
+/// length. Odd: the rest describes entries; a real table is written with them, bytes of it
+/// are flipped where the input says, and every lookup must give an error or the right answer.
+pub fn sstable_lookup(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else { return };
+    if first & 1 == 0 {
+        let klen = rest.last().map_or(1, |&b| (b as usize % 16) + 1).min(rest.len());
+        let (table, key) = rest.split_at(rest.len() - klen);
+        let mut io = MemCursor::new(table.to_vec());
+        if let Ok(footer) = sstable::open(&mut io, table.len() as u64) {
+            let mut out = [0u8; 64];
+            let _ = sstable::lookup(&mut io, &footer, key, &mut out);
+            let _ = sstable::lookup(&mut io, &footer, b"k", &mut out);
+        }
+        return;
+    }
+    let half = rest.len() / 2;
+    let (entries, flips) = rest.split_at(half);
+    let storage = FaultStorage::new(0);
+    let mut db = open_db(&storage, 64 * 1024, SyncPolicy::Manual).expect("open");
+    let mut state: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for chunk in entries.chunks(4) {
+        let key = vec![b'k', chunk[0] % 32];
+        if chunk.len() > 1 && chunk[1] % 5 == 0 {
+            db.delete(&key).expect("delete");
+            state.insert(key, None);
+        } else {
+            let value = chunk.get(1..).unwrap_or(&[]).repeat(chunk.get(2).map_or(1, |&n| n as usize % 9));
+            db.put(&key, &value).expect("put");
+            state.insert(key, Some(value));
+        }
+    }
+    db.flush().expect("flush");
+    drop(db);
+    let Some(name) = storage.names().into_iter().find(|n| n.ends_with(".sst")) else { return };
+    let mut table = storage.read_file(&name).expect("table");
+    for pair in flips.chunks(3) {
+        if let [a, b, x] = *pair {
+            let i = (a as usize) << 8 | b as usize;
+            let len = table.len();
+            table[i % len] ^= x;
+        }
+    }
+    let mut io = MemCursor::new(table.clone());
+    let Ok(footer) = sstable::open(&mut io, table.len() as u64) else { return };
+    let mut out = vec![0u8; 4096];
+    for (key, want) in &state {
+        match sstable::lookup(&mut io, &footer, key, &mut out) {
+            Err(_) => {}
+            Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
+                assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {key:?}");
+            }
+            Ok(Lookup::Found { tombstone: true, .. } | Lookup::Absent) => {
+                assert!(want.is_none(), "damage hid {key:?}");
+            }
+        }
+    }
+}
+
+/// The REPL's line parser: never panics, and a parsed `put` prints back to the same command.
+pub fn repl_parse(data: &[u8]) {
+    use minivault::repl::{format_value, parse_line, Command};
+    if let Ok(Some(Command::Put { key, value, ttl_secs })) = parse_line(data) {
+        let mut line = format!("put {} {}", format_value(&key), format_value(&value));
+        if let Some(t) = ttl_secs {
+            line.push_str(&format!(" EX {t}"));
+        }
+        assert_eq!(parse_line(line.as_bytes()), Ok(Some(Command::Put { key, value, ttl_secs })));
+    }
+}
+
+/// Operations against a database on a [`FaultStorage`], checked against a [`History`]:
+/// each input byte pair is one step (put, delete, TTL put, clock, get, flush, sync, crash,
+/// power cut). `EveryWrite`: nothing acknowledged may be lost.
+pub fn ops(data: &[u8]) {
+    let Some((&seed, rest)) = data.split_first() else { return };
+    let storage = FaultStorage::new(u64::from(seed));
+    let clock = ManualClock::new(1_000);
+    let mut rng = Rng::new(u64::from(seed));
+    let mem = [512, 1024, 4096][seed as usize % 3];
+    let open = |s: &FaultStorage| {
+        FuzzDb::open(
+            s.clone(),
+            clock.clone(),
+            [vec![0u8; mem], vec![0u8; mem]],
+            Config { sync: SyncPolicy::EveryWrite },
+        )
+    };
+    let mut db = Some(open(&storage).expect("open"));
+    let mut hist = History::new();
+    let keys: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'k', i]).collect();
+    let mut buf = vec![0u8; 8192];
+    let check = |db: &mut FuzzDb, hist: &mut History, buf: &mut Vec<u8>, power_cut: bool, now: u64| {
+        let mut got = BTreeMap::new();
+        for k in &keys {
+            if let Some(v) = db.get(k, buf).expect("get after reopen") {
+                got.insert(k.clone(), v.to_vec());
+            }
+        }
+        if let Err(e) = hist.check_recovered(&got, now, power_cut) {
+            panic!("{e}");
+        }
+    };
+    for pair in rest.chunks(2) {
+        let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
+        let key = keys[arg as usize % keys.len()].clone();
+        let d = db.as_mut().expect("open");
+        match op % 10 {
+            0..=2 => {
+                let value = vec![arg; (op as usize / 10) * 3];
+                d.put(&key, &value).expect("put");
+                hist.ack(ModelOp::Put { key, value, expires_at: None });
+                hist.mark_durable();
+            }
+            3 => {
+                d.delete(&key).expect("delete");
+                hist.ack(ModelOp::Delete { key });
+                hist.mark_durable();
+            }
+            4 => {
+                // A distinct value per TTL put (see History).
+                let t = clock.get() + u64::from(arg % 50) + 1;
+                let value = format!("ttl{t}-{}", rng.next_u64()).into_bytes();
+                d.put_expiring(&key, &value, t).expect("put_expiring");
+                hist.ack(ModelOp::Put { key, value, expires_at: Some(t) });
+                hist.mark_durable();
+            }
+            5 if op >= 200 => {
+                // An atomic batch of up to four writes (distinct values, see History).
+                let mut batch = minivault_core::WriteBatch::new(vec![0u8; 1024]);
+                let mut ops = Vec::new();
+                for j in 0..(arg % 4 + 1) {
+                    let key = keys[(arg as usize + j as usize * 3) % keys.len()].clone();
+                    if j == 2 {
+                        batch.delete(&key).expect("batch delete");
+                        ops.push(ModelOp::Delete { key });
+                    } else {
+                        let value = format!("b{}-{j}", rng.next_u64()).into_bytes();
+                        batch.put(&key, &value).expect("batch put");
+                        ops.push(ModelOp::Put { key, value, expires_at: None });
+                    }
+                }
+                d.write_batch(&batch).expect("write_batch");
+                hist.ack(ModelOp::Batch(ops));
+                hist.mark_durable();
+            }
+            5 => clock.advance(u64::from(arg % 30)),
+            6 => {
+                let want = visible(&hist.current(), clock.get()).get(&key).cloned();
+                let got = d.get(&key, &mut buf).expect("get").map(<[u8]>::to_vec);
+                assert_eq!(got, want, "live get {key:?}");
+            }
+            7 => d.flush().expect("flush"),
+            8 | 9 => {
+                let power_cut = op % 10 == 9;
+                drop(db.take());
+                if power_cut {
+                    storage.power_cut(&mut rng);
+                }
+                let mut d = open(&storage).expect("reopen");
+                check(&mut d, &mut hist, &mut buf, power_cut, clock.get());
+                db = Some(d);
+            }
+            _ => unreachable!(),
+        }
+    }
+}
