@@ -4,6 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`storage`] | [`FaultStorage`]: the device model (page cache vs medium, volatile directory, injected errors, capacity, bit flips) |
+//! | [`power_cut`] | what a power cut keeps of a file's unsynced change: the narrow model (a torn prefix) and the wide one (sectors or pages in any subset) |
 //! | [`model`] | [`History`], [`ModelOp`], [`KvState`], [`visible`]: what a recovered database must hold, and the one way a test writes a [`ModelOp`] to a `Db` |
 //! | [`rng`] | [`Rng`]: the one seeded generator |
 //! | [`clock`] | [`ManualClock`]: time moved by hand |
@@ -16,12 +17,14 @@
 pub mod clock;
 pub mod mem_cursor;
 pub mod model;
+pub mod power_cut;
 pub mod rng;
 pub mod storage;
 pub mod targets;
 
 pub use clock::ManualClock;
 pub use mem_cursor::MemCursor;
-pub use model::{show, visible, History, KvState, ModelOp};
+pub use model::{show, visible, History, KvState, Mismatch, MismatchKind, ModelOp};
+pub use power_cut::{Granularity, PowerCutModel};
 pub use rng::Rng;
 pub use storage::{Call, FaultConfig, FaultError, FaultFile, FaultIo, FaultKind, FaultStats, FaultStorage};

@@ -156,27 +156,27 @@ impl History {
     /// Checks the state a restarted database shows (`recovered`, read at time `now`) and, when it
     /// is allowed, makes it the model's new starting point. `power_cut` says whether the restart
     /// followed a power cut (a prefix down to the durable writes may be lost) or only a process
-    /// crash (nothing acknowledged may be lost).
+    /// crash (nothing acknowledged may be lost). The error says which rule was broken.
     pub fn check_recovered(
         &mut self,
         recovered: &BTreeMap<Vec<u8>, Vec<u8>>,
         now: u64,
         power_cut: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Mismatch> {
         let lo = if power_cut { self.durable_upto } else { self.log.len() };
         let mut state = self.base.clone();
-        let mut found = None;
-        let total = self.log.len() + usize::from(self.inflight.is_some());
-        for k in 0..=total {
-            if k > 0 {
-                let op = match self.log.get(k - 1) {
-                    Some((op, _)) => op,
-                    None => self.inflight.as_ref().ok_or("no in-flight write")?,
-                };
+        let (mut found, mut shorter) = (None, false);
+        let writes = self.log.iter().map(|(op, _)| op).chain(self.inflight.as_ref());
+        for (k, op) in std::iter::once(None).chain(writes.map(Some)).enumerate() {
+            if let Some(op) = op {
                 op.apply(&mut state);
             }
-            if k >= lo && &visible(&state, now) == recovered {
-                found = Some((k, state.clone()));
+            if &visible(&state, now) == recovered {
+                if k >= lo {
+                    found = Some((k, state.clone()));
+                } else {
+                    shorter = true;
+                }
             }
         }
         let Some((k, state)) = found else {
@@ -193,14 +193,19 @@ impl History {
                     ));
                 }
             }
-            return Err(format!(
-                "recovered state matches no allowed prefix (power_cut={power_cut}, durable {} of {} \
-                 logged writes, in flight {:?}):\n{}",
+            let (kind, what) = if shorter {
+                (MismatchKind::LostDurable, "recovered state is a prefix that lost durable writes")
+            } else {
+                (MismatchKind::NotAPrefix, "recovered state matches no prefix of the writes")
+            };
+            let message = format!(
+                "{what} (power_cut={power_cut}, durable {} of {} logged writes, in flight {:?}):\n{}",
                 self.durable_upto,
                 self.log.len(),
                 self.inflight,
                 diff.join("\n")
-            ));
+            );
+            return Err(Mismatch { kind, message });
         };
         if power_cut {
             // What survived a power cut is on the medium: it is the new durable base.
@@ -214,6 +219,40 @@ impl History {
         }
         self.inflight = None;
         Ok(())
+    }
+}
+
+/// Which rule a recovered state broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MismatchKind {
+    /// The state after some prefix of the writes, but one that stops before a write the mode
+    /// promised durable (or, after a process crash, before an acknowledged one).
+    LostDurable,
+    /// Not the state after any prefix of the writes: a later write survived an earlier lost one,
+    /// a value appeared that was never written, or a key vanished that no prefix removes.
+    NotAPrefix,
+}
+
+/// A recovered state that [`History::check_recovered`] refused: which rule, and a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The rule broken.
+    pub kind: MismatchKind,
+    /// What was expected and what was found, key by key.
+    pub message: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+impl From<Mismatch> for String {
+    fn from(m: Mismatch) -> String {
+        m.message
     }
 }
 

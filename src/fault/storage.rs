@@ -19,8 +19,9 @@
 //!   (contents and length). `Write::flush` changes nothing: the bytes already survive the death
 //!   of the process, which is what dropping a `Db` without a power cut simulates.
 //! - **Preallocation** (`Storage::preallocate`) appends zeros to `data`: an unsynced change like a
-//!   write, so a power cut keeps none, all, or any prefix of the extension (a torn extension),
-//!   and a record later written inside it can be torn with zeros after the cut. It counts as a
+//!   write, so a power cut keeps none, all, or any prefix of the extension (a torn extension; the
+//!   wide model also any length between), and a record later written inside it can be torn with
+//!   zeros after the cut (or, wide, lose any of its sectors or pages). It counts as a
 //!   call, can be failed like any other (a failing one may have extended part of the way first),
 //!   and needs space under a capacity limit (extending as far as it fits, then out of space).
 //! - **Directory operations** (`create` of a new name, `rename`, `remove`) change the process
@@ -35,11 +36,15 @@
 //!      the combinations; FAT on an SD card may keep any). Per cut the mode is drawn: keep all,
 //!      keep none, keep a prefix, or an independent choice per operation within the rule.
 //!   2. Files: a file reachable from the resulting directory keeps its durable bytes plus, when it
-//!      has unsynced changes, one of: none of them; all of them; or the new contents cut at any
-//!      byte at or after the first changed byte (a torn write), optionally followed by the old
-//!      bytes past the cut when the old file was longer (the size change not persisted). With
-//!      [`FaultConfig::zero_fill`], part of the kept unsynced range may instead read as zeros
-//!      (the size reached the medium, the data blocks did not). Unreachable files are gone.
+//!      has unsynced changes, what [`super::power_cut`] draws (table there). The **narrow** model
+//!      keeps none of them, all of them, or the new contents cut at any byte at or after the
+//!      first changed byte (a torn write), optionally followed by the old bytes past the cut when
+//!      the old file was longer (the size change not persisted); with
+//!      [`FaultConfig::zero_fill`], part of the kept unsynced range may read as zeros (the size
+//!      reached the medium, the data blocks did not). The **wide** model (the default) adds any
+//!      subset of the changed 512-byte sectors or 4 KiB pages (the unit drawn per cut), each
+//!      old, new or torn, at any length between the old and the new: a later unsynced write can
+//!      survive while an earlier one is lost. Unreachable files are gone.
 //!   3. Every open handle becomes stale: the engine must be dropped and reopened.
 //! - **Failed sync**: the data may or may not be on the medium: a random prefix of the unsynced
 //!   change becomes durable. With [`FaultConfig::failed_sync_loses_pages`] the rest behaves as on
@@ -70,6 +75,7 @@ use std::rc::Rc;
 use embedded_io::{ErrorKind, ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::Storage;
 
+use super::power_cut::{self, Granularity, Outcome, PowerCutModel, Rules};
 use super::rng::Rng;
 
 /// The storage calls, as counted and as named in errors and traces.
@@ -166,6 +172,10 @@ pub struct FaultConfig {
     pub torn_writes: bool,
     /// A power cut may leave zeros where unsynced appended bytes were (size persisted, data not).
     pub zero_fill: bool,
+    /// How a power cut keeps a file's unsynced change: [`PowerCutModel::Wide`] (the default:
+    /// any subset of sectors or pages, see [`super::power_cut`]) or [`PowerCutModel::Narrow`]
+    /// (a torn prefix, the model before issue 15; [`FaultConfig::narrow`]).
+    pub power_cut: PowerCutModel,
     /// A power cut may drop unsynced directory operations (and keep some but not others).
     pub lose_dir_ops: bool,
     /// After a failed sync, the pages it failed to write are never written (Linux "fsyncgate").
@@ -180,10 +190,19 @@ impl Default for FaultConfig {
         FaultConfig {
             torn_writes: true,
             zero_fill: true,
+            power_cut: PowerCutModel::Wide,
             lose_dir_ops: true,
             failed_sync_loses_pages: false,
             partial_failures: true,
         }
+    }
+}
+
+impl FaultConfig {
+    /// The default switches with the narrow power-cut model: what survives of a file's unsynced
+    /// change is a prefix of it (the model before issue 15).
+    pub fn narrow() -> Self {
+        FaultConfig { power_cut: PowerCutModel::Narrow, ..FaultConfig::default() }
     }
 }
 
@@ -200,8 +219,12 @@ pub struct FaultStats {
     pub power_cuts: u64,
     /// Errors injected by [`FaultStorage::fail_at`].
     pub injected: u64,
-    /// Files left with a torn (partial) unsynced change by a power cut.
+    /// Files left with a torn (partial) unsynced change by a power cut: a prefix of it.
     pub torn_files: u64,
+    /// Files whose unsynced change a power cut kept unit by unit (wide model).
+    pub scattered_files: u64,
+    /// Of those, files left with a hole: new bytes of a changed unit lost before a later one's kept.
+    pub holes: u64,
     /// Unsynced directory operations dropped by power cuts.
     pub dir_ops_dropped: u64,
     /// Unsynced directory operations kept by power cuts.
@@ -397,35 +420,27 @@ impl State {
         let mut torn = 0;
         let mut inos: Vec<u64> = live.into_iter().collect();
         inos.sort_unstable();
+        let rules = Rules {
+            model: self.config.power_cut,
+            torn_writes: self.config.torn_writes,
+            zero_fill: self.config.zero_fill,
+        };
+        // The unit of this cut (the narrow model draws nothing, so its seeds replay as before).
+        let unit = match rules.model {
+            PowerCutModel::Wide => Granularity::draw(rng),
+            PowerCutModel::Narrow => Granularity::Page,
+        };
         for ino in inos {
             let Some(f) = self.inodes.get_mut(&ino) else { continue };
-            let new = f.as_synced();
-            let result = if new == f.durable {
-                new
-            } else {
-                match rng.below(if self.config.torn_writes { 4 } else { 2 }) {
-                    0 => f.durable.clone(),
-                    1 => new,
-                    _ => {
-                        torn += 1;
-                        let first_diff = f.durable.iter().zip(&new).take_while(|(a, b)| a == b).count();
-                        let cut = rng.range(first_diff as u64, new.len() as u64) as usize;
-                        let mut out = new[..cut].to_vec();
-                        // Past the cut the medium keeps its old bytes, unless the file was cut
-                        // shorter and that size change reached the medium.
-                        let shrunk = new.len() < f.durable.len() && rng.chance(1, 2);
-                        if cut < f.durable.len() && !shrunk {
-                            out.extend_from_slice(&f.durable[cut..]);
-                        }
-                        if self.config.zero_fill && cut > f.durable.len() && rng.chance(1, 4) {
-                            // The size made it, some data blocks did not.
-                            let from = rng.range(f.durable.len().max(first_diff) as u64, cut as u64) as usize;
-                            out[from..cut].fill(0);
-                        }
-                        out
-                    }
+            let (result, outcome) = power_cut::persist(&f.durable, &f.as_synced(), rules, unit, rng);
+            match outcome {
+                Outcome::TornPrefix => torn += 1,
+                Outcome::Scattered { hole } => {
+                    self.stats.scattered_files += 1;
+                    self.stats.holes += u64::from(hole);
                 }
-            };
+                Outcome::Unchanged | Outcome::None | Outcome::All => {}
+            }
             f.data = result.clone();
             f.durable = result;
             f.lost.clear();
@@ -436,7 +451,7 @@ impl State {
         self.durable_dir = dir;
         self.pending.clear();
         self.epoch += 1;
-        let msg = format!("POWER CUT (dir mode {mode}, {n} pending ops, {torn} torn files)");
+        let msg = format!("POWER CUT (dir mode {mode}, {n} pending ops, {torn} torn files, {unit:?} units)");
         self.log(format_args!("{msg}"));
     }
 }
