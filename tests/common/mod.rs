@@ -105,6 +105,19 @@ pub fn wal_logical_len(wal: &[u8]) -> usize {
     end
 }
 
+/// The logical end of the open database's WAL: where its next record goes, by the engine's own
+/// count (`Stats::wal_bytes`, which sums the logical ends of the WALs; this checks there is one).
+///
+/// Tests that damage a WAL's unsynced tail note this after each write and damage the ranges
+/// between, so they hold no WAL offset of their own. With [`wal_record_starts`] and
+/// [`wal_logical_len`], this is the test suite's knowledge of the WAL format: a format change
+/// that moves records (a file header, a per-record field) is adapted here.
+pub fn wal_end(db: &minivault::Db) -> u64 {
+    let wals = wal_files(db.path());
+    assert_eq!(wals.len(), 1, "wal_end needs a database with one WAL: {wals:?}");
+    db.stats().wal_bytes
+}
+
 /// The logical ends of the WAL files `wals`, summed (what `Stats::wal_bytes` counts).
 pub fn total_wal_record_bytes(wals: &[PathBuf]) -> u64 {
     wals.iter().map(|p| wal_logical_len(&fs::read(p).expect("read WAL")) as u64).sum()
