@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy, WriteBatch};
+use minivault_core::{Config, Db, Error, SyncPolicy};
 use minivault_suite::fault::{
     show, visible, Call, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
 };
@@ -150,26 +150,7 @@ impl Sweep {
         self.log.push(format!("{op:?}").chars().take(80).collect());
         let before = self.storage.stats().injected;
         let db = self.db.as_mut().ok_or("no db")?;
-        let r = match &op {
-            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
-            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
-            ModelOp::Delete { key } => db.delete(key),
-            ModelOp::Batch(ops) => {
-                let mut batch = WriteBatch::new(vec![0u8; 4096]);
-                for o in ops {
-                    let added = match o {
-                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
-                        ModelOp::Put { key, value, expires_at: Some(t) } => {
-                            batch.put_expiring(key, value, *t)
-                        }
-                        ModelOp::Delete { key } => batch.delete(key),
-                        ModelOp::Batch(_) => return Err("nested batch".into()),
-                    };
-                    added.map_err(|e| format!("batch add: {e}"))?;
-                }
-                db.write_batch(&batch)
-            }
-        };
+        let r = op.write_to(db, 4096)?;
         self.note_fault(before);
         let failed_now = self.storage.stats().injected > before;
         match r {

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy, WriteBatch, MAX_KEY_LEN};
+use minivault_core::{Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
     show, visible, FaultConfig, FaultError, FaultKind, FaultStorage, History, ManualClock, Mismatch,
     MismatchKind, ModelOp, PowerCutModel, Rng,
@@ -273,26 +273,7 @@ impl Run {
             ModelOp::Batch(_) => None,
         };
         let db = self.db.as_mut().ok_or("database is not open")?;
-        let result = match &op {
-            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
-            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
-            ModelOp::Delete { key } => db.delete(key),
-            ModelOp::Batch(ops) => {
-                let mut batch = WriteBatch::new(vec![0u8; 16 * 1024]);
-                for o in ops {
-                    let added = match o {
-                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
-                        ModelOp::Put { key, value, expires_at: Some(t) } => {
-                            batch.put_expiring(key, value, *t)
-                        }
-                        ModelOp::Delete { key } => batch.delete(key),
-                        ModelOp::Batch(_) => return Err("nested batch".into()),
-                    };
-                    added.map_err(|e| format!("batch add: {e}"))?;
-                }
-                db.write_batch(&batch)
-            }
-        };
+        let result = op.write_to(db, 16 * 1024)?;
         match result {
             Ok(()) => {
                 if self.poisoned {

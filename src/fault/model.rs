@@ -4,9 +4,12 @@
 //! [`KvState`] the full contents of a database in the model, and [`visible`] what reads show of
 //! it at a time. [`History`] is the log of acknowledged writes with the point up to which they are
 //! durable: after a restart, the recovered state must be the state after some prefix of that
-//! log reaching every durable write.
+//! log reaching every durable write. [`ModelOp::write_to`] is the one place that issues a model
+//! write to a [`minivault_core::Db`].
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use minivault_core::{Clock, Db, Error, Storage, WriteBatch};
 
 /// One write as the model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,42 @@ impl ModelOp {
             ModelOp::Batch(ops) => ops.iter().map(ModelOp::writes).sum(),
             _ => 1,
         }
+    }
+
+    /// Issues this write to `db`: a put (with expiry when it has one), a delete, or a write
+    /// batch built in a buffer of `batch_bytes`. The outer error is the test's own mistake (a
+    /// nested batch, a batch entry its buffer cannot hold); the inner result is the engine's
+    /// answer, for the test to judge.
+    pub fn write_to<S, C, M>(
+        &self,
+        db: &mut Db<S, C, M>,
+        batch_bytes: usize,
+    ) -> Result<Result<(), Error<S::Error>>, String>
+    where
+        S: Storage,
+        C: Clock,
+        M: AsRef<[u8]> + AsMut<[u8]>,
+    {
+        Ok(match self {
+            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
+            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
+            ModelOp::Delete { key } => db.delete(key),
+            ModelOp::Batch(ops) => {
+                let mut batch = WriteBatch::new(vec![0u8; batch_bytes]);
+                for op in ops {
+                    let added = match op {
+                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
+                        ModelOp::Put { key, value, expires_at: Some(t) } => {
+                            batch.put_expiring(key, value, *t)
+                        }
+                        ModelOp::Delete { key } => batch.delete(key),
+                        ModelOp::Batch(_) => return Err("nested batch".into()),
+                    };
+                    added.map_err(|e| format!("batch add: {e}"))?;
+                }
+                db.write_batch(&batch)
+            }
+        })
     }
 
     fn apply(&self, state: &mut KvState) {

@@ -171,45 +171,48 @@ pub fn ops(data: &[u8]) {
         let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
         let key = keys[arg as usize % keys.len()].clone();
         let d = db.as_mut().expect("open");
-        match op % 10 {
-            0..=2 => {
-                let value = vec![arg; (op as usize / 10) * 3];
-                d.put(&key, &value).expect("put");
-                hist.ack(ModelOp::Put { key, value, expires_at: None });
-                hist.mark_durable();
-            }
-            3 => {
-                d.delete(&key).expect("delete");
-                hist.ack(ModelOp::Delete { key });
-                hist.mark_durable();
-            }
+        // The write this step makes, if it makes one.
+        let write = match op % 10 {
+            0..=2 => Some(ModelOp::Put {
+                key: key.clone(),
+                value: vec![arg; (op as usize / 10) * 3],
+                expires_at: None,
+            }),
+            3 => Some(ModelOp::Delete { key: key.clone() }),
             4 => {
                 // A distinct value per TTL put (see History).
                 let t = clock.get() + u64::from(arg % 50) + 1;
                 let value = format!("ttl{t}-{}", rng.next_u64()).into_bytes();
-                d.put_expiring(&key, &value, t).expect("put_expiring");
-                hist.ack(ModelOp::Put { key, value, expires_at: Some(t) });
-                hist.mark_durable();
+                Some(ModelOp::Put { key: key.clone(), value, expires_at: Some(t) })
             }
             5 if op >= 200 => {
                 // An atomic batch of up to four writes (distinct values, see History).
-                let mut batch = minivault_core::WriteBatch::new(vec![0u8; 1024]);
-                let mut ops = Vec::new();
-                for j in 0..(arg % 4 + 1) {
-                    let key = keys[(arg as usize + j as usize * 3) % keys.len()].clone();
-                    if j == 2 {
-                        batch.delete(&key).expect("batch delete");
-                        ops.push(ModelOp::Delete { key });
-                    } else {
-                        let value = format!("b{}-{j}", rng.next_u64()).into_bytes();
-                        batch.put(&key, &value).expect("batch put");
-                        ops.push(ModelOp::Put { key, value, expires_at: None });
-                    }
-                }
-                d.write_batch(&batch).expect("write_batch");
-                hist.ack(ModelOp::Batch(ops));
-                hist.mark_durable();
+                let ops = (0..(arg % 4 + 1))
+                    .map(|j| {
+                        let key = keys[(arg as usize + j as usize * 3) % keys.len()].clone();
+                        if j == 2 {
+                            ModelOp::Delete { key }
+                        } else {
+                            let value = format!("b{}-{j}", rng.next_u64()).into_bytes();
+                            ModelOp::Put { key, value, expires_at: None }
+                        }
+                    })
+                    .collect();
+                Some(ModelOp::Batch(ops))
             }
+            _ => None,
+        };
+        if let Some(write) = write {
+            match write.write_to(d, 1024) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("{write:?} failed: {e:?}"),
+                Err(e) => panic!("{write:?} could not be issued: {e}"),
+            }
+            hist.ack(write);
+            hist.mark_durable();
+            continue;
+        }
+        match op % 10 {
             5 => clock.advance(u64::from(arg % 30)),
             6 => {
                 let want = visible(&hist.current(), clock.get()).get(&key).cloned();
