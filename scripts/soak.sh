@@ -7,7 +7,7 @@
 #                          ignored until the WAL watermark fix of issue 15 run here too)
 #   model_bit_flips        bit flips on the medium                     (fixed seeds, MINIVAULT_SEEDS)
 #   error_injection_sweep  EIO / ENOSPC at every storage call          (2 tests)
-#   kill9_loop             SIGKILL of the minivault binary             (1 test)
+#   kill9_loses_no_acknowledged_write   SIGKILL of the minivault binary  (1 soaked test, 4 fixed)
 #
 #   scripts/soak.sh [SECONDS]          everything above
 #   scripts/soak.sh [SECONDS] --wide   only the wide power-cut model in the relaxed modes
@@ -38,7 +38,7 @@ if [ -n "$only_wide" ]; then
         -- --include-ignored --nocapture --test-threads=2 >"$log" 2>&1
 else
     cargo test --release \
-        --test model_power_cut --test model_bit_flips --test error_injection_sweep --test kill9_loop \
+        --test model_power_cut --test model_bit_flips --test error_injection_sweep --test kill9_loses_no_acknowledged_write \
         -- --include-ignored --nocapture --test-threads=2 >"$log" 2>&1
 fi
 status=$?

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: the `minivault` binary, the files in a database
-//! directory, and a small deterministic random number generator.
+//! directory, the WAL's layout (the one place the tests know it), and the random number
+//! generator (`minivault_suite::fault::Rng`, re-exported).
 //!
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
@@ -8,6 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub use minivault_suite::fault::Rng;
 
 /// The `minivault` binary, built once per test binary.
 ///
@@ -136,34 +139,5 @@ pub fn copy_dir(from: &Path, to: &Path) {
         if e.file_type().expect("file type").is_file() {
             fs::copy(e.path(), to.join(e.file_name())).expect("copy file");
         }
-    }
-}
-
-/// SplitMix64: a tiny deterministic generator, so every run of a test does the same thing.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `percent` / 100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
     }
 }
