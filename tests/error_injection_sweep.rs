@@ -17,15 +17,17 @@
 //! `MINIVAULT_SOAK=<seconds>` repeats the sweep with other seeds (other power-cut choices and
 //! partial failures) until the time is up.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy};
+use minivault_core::{Error, SyncPolicy};
 use minivault_suite::fault::{
-    show, visible, Call, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
+    visible, Call, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
 };
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{open_core, read_keys, FaultDb as TestDb};
 
 /// 3 KiB MemTables: small enough to rotate often, the smallest that compacts.
 const MEM: usize = 3072;
@@ -56,30 +58,11 @@ struct Sweep {
 }
 
 fn open_db(storage: &FaultStorage, clock: &ManualClock) -> Result<TestDb, Error<FaultError>> {
-    TestDb::open(
-        storage.clone(),
-        clock.clone(),
-        [vec![0u8; MEM], vec![0u8; MEM]],
-        Config { sync: SyncPolicy::EveryWrite },
-    )
+    open_core(storage.clone(), clock, MEM, SyncPolicy::EveryWrite)
 }
 
 fn read_all(db: &mut TestDb, keys: &[Vec<u8>]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0u8; 4096];
-    for k in keys {
-        match db.get(k, &mut buf) {
-            Ok(Some(v)) => {
-                out.insert(k.clone(), v.to_vec());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("get {}: {e:?}", show(k))),
-        }
-    }
-    match db.get(b"never-written", &mut buf) {
-        Ok(None) => Ok(out),
-        other => Err(format!("never-written key reads {other:?}")),
-    }
+    read_keys(db, keys, &[b"never-written"])
 }
 
 impl Sweep {

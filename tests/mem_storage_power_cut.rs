@@ -10,11 +10,12 @@
 //! `cargo test --test mem_storage_power_cut -- --ignored`. `MINIVAULT_SEEDS=<n>` changes the
 //! number of seeds (default 300 per policy).
 
-use std::collections::BTreeMap;
+mod common;
 
+use common::{open_core, read_keys};
 use minivault_core::mem_storage::PowerCutReport;
-use minivault_core::{Config, Db, MemStorage, SyncPolicy};
-use minivault_suite::fault::{show, History, ManualClock, ModelOp, Rng};
+use minivault_core::{Db, MemStorage, SyncPolicy};
+use minivault_suite::fault::{History, ManualClock, ModelOp, Rng};
 
 /// 16 files of 64 KiB: room for the WALs and tables of 1–4 KiB MemTables.
 type Mem = MemStorage<Vec<u8>, 16>;
@@ -32,23 +33,7 @@ struct Figures {
 }
 
 fn open(storage: Mem, clock: &ManualClock, mem: usize, sync: SyncPolicy) -> Result<MemDb, String> {
-    MemDb::open(storage, clock.clone(), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
-        .map_err(|e| format!("database does not open: {e}"))
-}
-
-fn read_all(db: &mut MemDb, keys: &[Vec<u8>]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let mut buf = vec![0u8; 4096];
-    let mut out = BTreeMap::new();
-    for key in keys {
-        match db.get(key, &mut buf) {
-            Ok(Some(v)) => {
-                out.insert(key.clone(), v.to_vec());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("get {}: {e}", show(key))),
-        }
-    }
-    Ok(out)
+    open_core(storage, clock, mem, sync).map_err(|e| format!("database does not open: {e}"))
 }
 
 /// One seed: random writes, syncs, flushes and power cuts; checked after every cut.
@@ -99,7 +84,7 @@ fn run_seed(seed: u64, sync: SyncPolicy, figures: &mut Figures) -> Result<(), St
                 figures.holes += u64::from(cut.holes);
                 db = open(storage, &clock, mem, sync)
                     .map_err(|e| format!("step {step}, after {cut:?}: {e}"))?;
-                let got = read_all(&mut db, &keys)?;
+                let got = read_keys(&mut db, &keys, &[b"never"])?;
                 hist.check_recovered(&got, clock.get(), true)
                     .map_err(|m| format!("step {step}, after {cut:?}: {m}"))?;
                 continue;

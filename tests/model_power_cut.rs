@@ -26,17 +26,20 @@
 //! The summary line of each test counts power cuts and failures by kind: refusals to open,
 //! writes lost that the mode promised durable, states that are not a prefix of the writes.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
+use minivault_core::{Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
     show, visible, FaultConfig, FaultError, FaultKind, FaultStorage, History, ManualClock, Mismatch,
     MismatchKind, ModelOp, PowerCutModel, Rng,
 };
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{open_core, read_keys, FaultDb as TestDb};
+
 type DbError = Error<FaultError>;
 
 /// Totals over all seeds of one test, printed at the end (the figures in RELIABILITY.md).
@@ -152,12 +155,7 @@ impl Run {
     }
 
     fn open(&mut self) -> Result<TestDb, DbError> {
-        TestDb::open(
-            self.storage.clone(),
-            self.clock.clone(),
-            [vec![0u8; self.mem], vec![0u8; self.mem]],
-            Config { sync: self.policy },
-        )
+        open_core(self.storage.clone(), &self.clock, self.mem, self.policy)
     }
 
     fn db(&mut self) -> &mut TestDb {
@@ -193,25 +191,9 @@ impl Run {
 
     /// Reads every key the run uses, as a restarted database shows them.
     fn read_all(&mut self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-        let mut out = BTreeMap::new();
-        let mut buf = vec![0u8; 8192];
-        let keys = self.keys.clone();
-        for key in &keys {
-            match self.db().get(key, &mut buf) {
-                Ok(Some(v)) => {
-                    out.insert(key.clone(), v.to_vec());
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("get {} failed: {e:?}", show(key))),
-            }
-        }
-        for key in self.never_written.clone() {
-            match self.db().get(&key, &mut buf) {
-                Ok(None) => {}
-                other => return Err(format!("never-written key {} reads {other:?}", show(&key))),
-            }
-        }
-        Ok(out)
+        let (keys, never) = (self.keys.clone(), self.never_written.clone());
+        let never: Vec<&[u8]> = never.iter().map(Vec::as_slice).collect();
+        read_keys(self.db(), &keys, &never)
     }
 
     /// Drops the engine (a process crash, or after a clean close), optionally cuts the power,

@@ -2,19 +2,14 @@
 //! (all fixed in the engine since). Each test is one scenario, named for the behaviour that must
 //! hold, minimised by hand from a failing seed of `tests/model_power_cut.rs` (named in its doc).
 
-use minivault_core::{Config, Db, Error, SyncPolicy};
-use minivault_suite::fault::{Call, FaultConfig, FaultError, FaultKind, FaultStorage, ManualClock};
+mod common;
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{core_get as get, open_fault, FaultDb as TestDb};
+use minivault_core::{Error, SyncPolicy};
+use minivault_suite::fault::{Call, FaultConfig, FaultError, FaultKind, FaultStorage};
 
 fn open(storage: &FaultStorage, mem: usize, sync: SyncPolicy) -> TestDb {
-    TestDb::open(storage.clone(), ManualClock::new(1_000), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
-        .expect("open")
-}
-
-fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    db.get(key, &mut buf).expect("get").map(<[u8]>::to_vec)
+    open_fault(storage, mem, sync).expect("open")
 }
 
 /// `Manual`: a write acknowledged before a process crash, then `sync()` after the restart,
@@ -69,12 +64,7 @@ fn acknowledged_write_survives_when_wal_creation_was_never_made_durable() {
     let storage =
         FaultStorage::with_config(1, FaultConfig { partial_failures: false, ..FaultConfig::default() });
     storage.fail_next(Call::SyncDir, FaultKind::Io);
-    let first = TestDb::open(
-        storage.clone(),
-        ManualClock::new(1_000),
-        [vec![0u8; 4096], vec![0u8; 4096]],
-        Config { sync: SyncPolicy::EveryWrite },
-    );
+    let first = open_fault(&storage, 4096, SyncPolicy::EveryWrite);
     assert!(matches!(first, Err(Error::Storage(FaultError::Injected { op: Call::SyncDir, .. }))));
     drop(first);
     let mut db = open(&storage, 4096, SyncPolicy::EveryWrite);
@@ -161,12 +151,7 @@ fn open_never_removes_a_wal_on_the_strength_of_a_table_that_is_not_durable() {
         drop(db);
         // Restart without a power cut; open's next directory sync fails too.
         storage.fail_next(Call::SyncDir, FaultKind::Io);
-        let reopened = TestDb::open(
-            storage.clone(),
-            ManualClock::new(1_000),
-            [vec![0u8; 4096], vec![0u8; 4096]],
-            Config { sync: SyncPolicy::EveryWrite },
-        );
+        let reopened = open_fault(&storage, 4096, SyncPolicy::EveryWrite);
         drop(reopened);
         storage.clear_faults();
         storage.power_cut(&mut minivault_suite::fault::Rng::new(seed));

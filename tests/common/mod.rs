@@ -3,14 +3,107 @@
 //! generator (`minivault_suite::fault::Rng`, re-exported).
 //!
 //! Each test file includes this with `mod common;` and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use minivault::{Durability, Options};
+use minivault_core::{Clock, Config, Db, MemStorage, Storage, SyncPolicy};
 pub use minivault_suite::fault::Rng;
+use minivault_suite::fault::{show, FaultError, FaultStorage, ManualClock};
+
+// ---------------------------------------------------------------------------------------------
+// Opening and reading databases.
+
+/// The core engine on the device model, with a manual clock.
+pub type FaultDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+
+/// The in-memory storage of the core tests: 64 files.
+pub type Mem = MemStorage<Vec<u8>, 64>;
+
+/// The core engine on [`Mem`], with a manual clock (the firmware configuration).
+pub type MemDb = Db<Mem, ManualClock, Vec<u8>>;
+
+/// Opens the core engine on `storage`: two MemTables of `mem` bytes, `clock`, `sync`.
+pub fn open_core<S: Storage>(
+    storage: S,
+    clock: &ManualClock,
+    mem: usize,
+    sync: SyncPolicy,
+) -> Result<Db<S, ManualClock, Vec<u8>>, minivault_core::Error<S::Error>> {
+    Db::open(storage, clock.clone(), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
+}
+
+/// Opens the core engine on (a handle to) `storage` with the clock at 1,000.
+pub fn open_fault(
+    storage: &FaultStorage,
+    mem: usize,
+    sync: SyncPolicy,
+) -> Result<FaultDb, minivault_core::Error<FaultError>> {
+    open_core(storage.clone(), &ManualClock::new(1_000), mem, sync)
+}
+
+/// A fresh [`Mem`] of 32 KiB per file.
+pub fn mem_storage() -> Mem {
+    MemStorage::new(vec![0; 64 * 32 * 1024])
+}
+
+/// Closes a core database cleanly (syncing its WAL) and gives its storage back.
+pub fn close_core<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(db: Db<S, C, M>) -> S {
+    let (storage, closed) = db.close();
+    closed.unwrap_or_else(|e| panic!("close: {e}"));
+    storage
+}
+
+/// `key`'s value in a core database (values up to 64 KiB); a read error fails the test.
+pub fn core_get<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(
+    db: &mut Db<S, C, M>,
+    key: &[u8],
+) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    db.get(key, &mut buf).unwrap_or_else(|e| panic!("get {}: {e}", show(key))).map(<[u8]>::to_vec)
+}
+
+/// The values of `keys` in a core database (absent keys left out), and `Err` naming the key
+/// whose read failed or, for `absent`, a key that is present.
+pub fn read_keys<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(
+    db: &mut Db<S, C, M>,
+    keys: &[Vec<u8>],
+    absent: &[&[u8]],
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = BTreeMap::new();
+    for key in keys {
+        match db.get(key, &mut buf) {
+            Ok(Some(v)) => {
+                out.insert(key.clone(), v.to_vec());
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("get {} failed: {e:?}", show(key))),
+        }
+    }
+    for key in absent {
+        match db.get(key, &mut buf) {
+            Ok(None) => {}
+            other => return Err(format!("never-written key {} reads {other:?}", show(key))),
+        }
+    }
+    Ok(out)
+}
+
+/// POSIX options: MemTables of `memtable_bytes`, `durability`, the rest default.
+pub fn options(memtable_bytes: usize, durability: Durability) -> Options {
+    Options { memtable_bytes, durability, ..Options::default() }
+}
+
+/// `key`'s value in a POSIX database; a read error fails the test.
+pub fn get(db: &mut minivault::Db, key: &[u8]) -> Option<Vec<u8>> {
+    db.get(key).unwrap_or_else(|e| panic!("get {}: {e}", show(key)))
+}
 
 /// The `minivault` binary, built once per test binary.
 ///
