@@ -20,6 +20,11 @@ impl ManualClock {
         self.0.get()
     }
 
+    /// Sets the time to `now` (forward or back: a test may rewind it between engine sessions).
+    pub fn set(&self, now: u64) {
+        self.0.set(now);
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: u64) {
         self.0.set(self.0.get().saturating_add(by));
