@@ -2,12 +2,15 @@
 //! saved inputs through exactly the same checks (`tests/hostile_input.rs`). Each panics when the
 //! engine misbehaves on `data`, and returns normally otherwise.
 //!
-//! The targets that call the engine's format modules directly (`record`, `entry`, `sstable`)
-//! are the only code of this package that does; keep such calls here.
+//! Also the checks of the format modules that the property tests of `tests/hostile_input.rs`
+//! run on generated inputs ([`record_round_trip`], [`entry_round_trip`], [`check_damaged_table`],
+//! ...). This file is the only one of the test suite that calls the engine's format modules
+//! (`record`, `entry`, `sstable`) directly: when they move, this is the one place to follow.
 
 use std::collections::BTreeMap;
 
-use minivault_core::record::{self, HEADER_LEN};
+use minivault_core::entry::EntryHeader;
+use minivault_core::record::{self, FrameError, HEADER_LEN};
 use minivault_core::sstable::{self, Lookup};
 use minivault_core::{entry, Config, Db, Error, SyncPolicy};
 
@@ -19,17 +22,110 @@ fn open_db(storage: &FaultStorage, mem: usize, sync: SyncPolicy) -> Result<FuzzD
     FuzzDb::open(storage.clone(), ManualClock::new(1_000), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
 }
 
-/// Record framing and entry decoding of arbitrary bytes.
+/// The length of a record header (length and CRC), for tests that shape raw record bytes.
+pub const RECORD_HEADER_LEN: usize = HEADER_LEN;
+
+/// Record framing and entry decoding of arbitrary bytes: a decoded record is exactly its header
+/// and payload, within the bytes, with a matching checksum; otherwise a clean error.
 pub fn record_decode(data: &[u8]) {
-    if let Ok((payload, used)) = record::decode(data) {
-        assert_eq!(used, HEADER_LEN + payload.len());
-        assert_eq!(record::crc32c(&[payload]).to_le_bytes(), data[4..8]);
-        if let Ok(e) = entry::decode(payload) {
-            assert!(!e.key.is_empty() && e.key.len() <= minivault_core::MAX_KEY_LEN);
-            assert!(!e.tombstone || e.value.is_empty());
+    match record::decode(data) {
+        Ok((payload, used)) => {
+            assert_eq!(used, HEADER_LEN + payload.len());
+            assert!(used <= data.len());
+            assert_eq!(&data[HEADER_LEN..used], payload);
+            assert_eq!(record::crc32c(&[payload]).to_le_bytes(), data[4..8]);
+            entry_decode(payload);
+        }
+        Err(FrameError::Incomplete | FrameError::Corrupt(_)) => {}
+    }
+    entry_decode(data);
+}
+
+/// Entry decoding of arbitrary bytes: a decoded entry has a key of 1 ..= `MAX_KEY_LEN` bytes and
+/// a tombstone has no value; the header decoder never panics.
+pub fn entry_decode(data: &[u8]) {
+    if let Ok(e) = entry::decode(data) {
+        assert!(!e.key.is_empty() && e.key.len() <= minivault_core::MAX_KEY_LEN);
+        assert!(!e.tombstone || e.value.is_empty());
+    }
+    let _ = EntryHeader::decode(data);
+}
+
+/// `payload` framed as a record (length, CRC-32C, payload): hand-made WAL and table bytes.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut r = (payload.len() as u32).to_le_bytes().to_vec();
+    r.extend_from_slice(&record::crc32c(&[payload]).to_le_bytes());
+    r.extend_from_slice(payload);
+    r
+}
+
+/// A record encoded from `parts` (a non-empty payload) decodes to their concatenation, every
+/// cut of it is `Incomplete`, and flipping bit `flip` (modulo the record's bits) never goes
+/// unnoticed.
+pub fn record_round_trip(parts: &[Vec<u8>], flip: usize) {
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let payload: Vec<u8> = parts.concat();
+    assert!(!payload.is_empty(), "the caller gives a non-empty payload");
+    let mut buf = vec![0u8; HEADER_LEN + payload.len()];
+    let n = record::encode_into(&refs, &mut buf).expect("fits");
+    assert_eq!(record::decode(&buf[..n]), Ok((&payload[..], n)));
+    for cut in 0..n {
+        assert_eq!(record::decode(&buf[..cut]), Err(FrameError::Incomplete));
+    }
+    let bit = flip % (n * 8);
+    buf[bit / 8] ^= 1 << (bit % 8);
+    assert!(
+        record::decode(&buf[..n]).map(|(p, _)| p != &payload[..]).unwrap_or(true),
+        "a flipped bit went unnoticed"
+    );
+}
+
+/// An entry encoded from its header, key and value decodes to the same fields. `kind`: 0 a put,
+/// 1 a tombstone (its value dropped), 2 a put expiring at `t`.
+pub fn entry_round_trip(key: &[u8], value: &[u8], kind: u8, t: u64) {
+    let (tombstone, expires_at) = match kind {
+        0 => (false, None),
+        1 => (true, None),
+        _ => (false, Some(t)),
+    };
+    let value = if tombstone { &[][..] } else { value };
+    let h = EntryHeader { tombstone, key_len: key.len(), expires_at };
+    let (hb, hn) = h.encode();
+    let bytes = [&hb[..hn], key, value].concat();
+    let e = entry::decode(&bytes).expect("valid entry");
+    assert_eq!((e.key, e.value, e.tombstone, e.expires_at), (key, value, tombstone, expires_at));
+}
+
+/// SSTable open and lookups of `key` (and of `k`) in arbitrary bytes: errors, never a panic.
+pub fn sstable_open_and_lookup(table: &[u8], key: &[u8]) {
+    let mut io = MemCursor::new(table.to_vec());
+    if let Ok(footer) = sstable::open(&mut io, table.len() as u64) {
+        let mut out = [0u8; 64];
+        let _ = sstable::lookup(&mut io, &footer, key, &mut out);
+        let _ = sstable::lookup(&mut io, &footer, b"k", &mut out);
+    }
+}
+
+/// A damaged copy of a real table (`table`, written from `state`: key → value, `None` for a
+/// delete): if it opens, every lookup gives an error or the right answer, never a wrong value,
+/// and never hides a key that has one.
+pub fn check_damaged_table(table: Vec<u8>, state: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+    let len = table.len() as u64;
+    let mut io = MemCursor::new(table);
+    let Ok(footer) = sstable::open(&mut io, len) else { return };
+    let mut out = vec![0u8; 4096];
+    for (key, want) in state {
+        match sstable::lookup(&mut io, &footer, key, &mut out) {
+            Err(_) => {}
+            Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
+                assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {key:?}");
+            }
+            // A tombstone, or no entry at all for a deleted key when the table dropped it.
+            Ok(Lookup::Found { tombstone: true, .. } | Lookup::Absent) => {
+                assert!(want.is_none(), "damage hid {key:?}");
+            }
         }
     }
-    let _ = entry::decode(data);
 }
 
 /// WAL replay: the first byte splits the rest into one or two WAL files; the database must
@@ -72,12 +168,7 @@ pub fn sstable_lookup(data: &[u8]) {
     if first & 1 == 0 {
         let klen = rest.last().map_or(1, |&b| (b as usize % 16) + 1).min(rest.len());
         let (table, key) = rest.split_at(rest.len() - klen);
-        let mut io = MemCursor::new(table.to_vec());
-        if let Ok(footer) = sstable::open(&mut io, table.len() as u64) {
-            let mut out = [0u8; 64];
-            let _ = sstable::lookup(&mut io, &footer, key, &mut out);
-            let _ = sstable::lookup(&mut io, &footer, b"k", &mut out);
-        }
+        sstable_open_and_lookup(table, key);
         return;
     }
     let half = rest.len() / 2;
@@ -107,20 +198,7 @@ pub fn sstable_lookup(data: &[u8]) {
             table[i % len] ^= x;
         }
     }
-    let mut io = MemCursor::new(table.clone());
-    let Ok(footer) = sstable::open(&mut io, table.len() as u64) else { return };
-    let mut out = vec![0u8; 4096];
-    for (key, want) in &state {
-        match sstable::lookup(&mut io, &footer, key, &mut out) {
-            Err(_) => {}
-            Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
-                assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {key:?}");
-            }
-            Ok(Lookup::Found { tombstone: true, .. } | Lookup::Absent) => {
-                assert!(want.is_none(), "damage hid {key:?}");
-            }
-        }
-    }
+    check_damaged_table(table, &state);
 }
 
 /// The REPL's line parser: never panics, and a parsed `put` prints back to the same command.
