@@ -186,7 +186,7 @@ fn key_too_long_for_the_memtable_is_rejected_cleanly_and_the_database_still_open
     assert_eq!(get(&mut db, b"a").as_deref(), Some(&b"1"[..]));
 }
 
-/// Regression (found by this file and `tests/kill9_loop.rs`, fixed in the engine): MemTables
+/// Regression (found by this file and the random-moments test of `tests/kill9_loses_no_acknowledged_write.rs`, fixed in the engine): MemTables
 /// under 3 KiB gave compaction no scratch space (it reserved 3 × MAX_KEY_LEN), so every flush
 /// added a table; at MAX_TABLES (then 256) the next flush failed with `TooManyTables` and poisoned the
 /// database, and from then on `Db::open` failed with `TooManyTables` whatever the MemTable
