@@ -75,10 +75,7 @@ fn run_repl(dir: &Path, script: &[u8]) -> (String, String, Option<i32>) {
 }
 
 fn posix_open(dir: &Path) -> Result<Db, minivault::Error> {
-    Db::open_with(
-        dir,
-        Options { memtable_bytes: 64 * 1024, durability: Durability::Always, ..Options::default() },
-    )
+    Db::open_with(dir, common::options(64 * 1024, Durability::Always))
 }
 
 /// A small database with data in SSTables and in the WAL; returns what it holds.
