@@ -201,7 +201,7 @@ impl Db {
             storage,
             now_millis as fn() -> u64,
             [vec![0u8; bytes], vec![0u8; bytes]],
-            minivault_core::Config { sync },
+            minivault_core::Config::with_sync(sync),
         )?;
         Ok(Db {
             engine,

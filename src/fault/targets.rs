@@ -19,7 +19,12 @@ use super::{visible, FaultStorage, History, ManualClock, MemCursor, ModelOp, Rng
 type FuzzDb = Db<FaultStorage, ManualClock, Vec<u8>>;
 
 fn open_db(storage: &FaultStorage, mem: usize, sync: SyncPolicy) -> Result<FuzzDb, Error<super::FaultError>> {
-    FuzzDb::open(storage.clone(), ManualClock::new(1_000), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
+    FuzzDb::open(
+        storage.clone(),
+        ManualClock::new(1_000),
+        [vec![0u8; mem], vec![0u8; mem]],
+        Config::with_sync(sync),
+    )
 }
 
 /// The length of a record header (length and CRC), for tests that shape raw record bytes.
@@ -227,7 +232,7 @@ pub fn ops(data: &[u8]) {
             s.clone(),
             clock.clone(),
             [vec![0u8; mem], vec![0u8; mem]],
-            Config { sync: SyncPolicy::EveryWrite },
+            Config::with_sync(SyncPolicy::EveryWrite),
         )
     };
     let mut db = Some(open(&storage).expect("open"));
