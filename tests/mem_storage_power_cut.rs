@@ -4,11 +4,10 @@
 //! must open and hold the state after a prefix of the acknowledged writes that reaches every
 //! write the policy promised durable (`fault::History`).
 //!
-//! `EveryWrite` passes today. `EveryN(4)` and `Manual` fail on the engine before the WAL watermark
-//! fix of issue 15 (a hole in the unsynced tail of the WAL makes open refuse with
-//! `WalRecordBeforeValidData`) and are ignored until it lands:
-//! `cargo test --test mem_storage_power_cut -- --ignored`. `MINIVAULT_SEEDS=<n>` changes the
-//! number of seeds (default 300 per policy).
+//! `EveryN(4)` and `Manual` fail on the engine before the WAL watermark fix of issue 15 (commit
+//! 2a02bc2: a hole in the unsynced tail of the WAL makes open refuse with
+//! `WalRecordBeforeValidData`, 5 and 29 of 300 seeds) and pass with it (WAL format 2).
+//! `MINIVAULT_SEEDS=<n>` changes the number of seeds (default 300 per policy).
 
 mod common;
 
@@ -130,13 +129,11 @@ fn every_write_on_mem_storage_survives_power_cuts() {
 }
 
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15); run with --ignored"]
 fn every_n_on_mem_storage_survives_unsynced_pages_reaching_flash_out_of_order() {
     run("every_n_on_mem_storage_survives_unsynced_pages_reaching_flash_out_of_order", SyncPolicy::EveryN(4));
 }
 
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15); run with --ignored"]
 fn manual_on_mem_storage_survives_unsynced_pages_reaching_flash_out_of_order() {
     run("manual_on_mem_storage_survives_unsynced_pages_reaching_flash_out_of_order", SyncPolicy::Manual);
 }

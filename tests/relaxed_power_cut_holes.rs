@@ -12,10 +12,9 @@
 //! after each write ([`common::wal_end`], the one helper that knows the WAL) and damage the
 //! ranges between those ends.
 //!
-//! The four hole tests fail on the engine before the WAL watermark fix of issue 15 (it refuses to
-//! open: "damaged WAL record followed by valid records") and are ignored until it lands:
-//! `cargo test --test relaxed_power_cut_holes -- --ignored`. The corruption test passes before
-//! and after.
+//! The four hole tests fail on the engine before the WAL watermark fix of issue 15 (commit
+//! 2a02bc2 and earlier: it refuses to open, "damaged WAL record followed by valid records") and
+//! pass with it (WAL format 2, commit 84cdc4f). The corruption test passes before and after.
 
 mod common;
 
@@ -131,7 +130,6 @@ fn value(i: usize, len: usize) -> Vec<u8> {
 /// The issue's smallest case: `put a 1`, `put b 2`, `sync`, `put c 3`, `put d 4`, and a power cut
 /// that persists d's record but not c's (zeros where c was).
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15)"]
 fn lost_write_before_a_persisted_one_in_manual_mode_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open_with(dir.path().join("db"), options(Durability::Manual)).unwrap();
@@ -153,7 +151,6 @@ fn lost_write_before_a_persisted_one_in_manual_mode_is_a_torn_tail() {
 /// The issue's LazyFS-free reproduction: 30 puts, `sync`, 30 more (into the next page), and a
 /// power cut that writes back page 1 of the WAL but not the unsynced part of page 0.
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15)"]
 fn zeroed_page_in_the_middle_of_the_unsynced_tail_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open_with(dir.path().join("db"), options(Durability::Manual)).unwrap();
@@ -182,7 +179,6 @@ fn zeroed_page_in_the_middle_of_the_unsynced_tail_is_a_torn_tail() {
 /// after some of the unsynced writes (their records, then the zeros that followed them), while
 /// page 1 comes back with the later records.
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15)"]
 fn stale_page_before_a_persisted_one_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open_with(dir.path().join("db"), options(Durability::Manual)).unwrap();
@@ -213,7 +209,6 @@ fn stale_page_before_a_persisted_one_is_a_torn_tail() {
 /// `every:4`: a sync on every fourth write, so the last three acknowledged writes may be lost.
 /// A power cut loses one of them and keeps the ones after it.
 #[test]
-#[ignore = "needs the WAL watermark fix (issue 15)"]
 fn hole_in_the_last_n_minus_one_writes_of_every_n_is_a_torn_tail() {
     for lost in [8, 9] {
         let dir = tempfile::tempdir().unwrap();
