@@ -3,8 +3,8 @@
 # for SECONDS (default 600) instead of its fixed count, in the release profile, two at a time:
 #
 #   model_power_cut        random ops + power cuts: EveryWrite (wide model),    (5 tests)
-#                          EveryN(4) and Manual (narrow model, and wide model: the two tests
-#                          ignored until the WAL watermark fix of issue 15 run here too)
+#                          EveryN(4) and Manual (narrow model, and wide model; ignored tests
+#                          run here too)
 #   model_bit_flips        bit flips on the medium                     (fixed seeds, MINIVAULT_SEEDS)
 #   error_injection_sweep  EIO / ENOSPC at every storage call          (2 tests)
 #   kill9_loses_no_acknowledged_write   SIGKILL of the minivault binary  (1 soaked test, 4 fixed)
