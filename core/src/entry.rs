@@ -10,6 +10,8 @@
 //! ...     rest     value (empty for a tombstone)
 //! ```
 //! The value length is what remains of the record payload.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::error::Corruption;
 pub use crate::limits::ENTRY_MAX_OVERHEAD;

@@ -12,6 +12,8 @@
 //! through its checksum in pieces ([`EntryReader`] adds where the entry's key and value lie).
 //! SSTable lookups, compaction, the SSTable builder's read-back and WAL validation all read
 //! records through them. Decoding never panics: every length is checked before it is used.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use embedded_io::{Read, Seek};
 

@@ -57,6 +57,7 @@ where
             version,
             poisoned: false,
             counters: Counters::default(),
+            order: None,
         };
         let mut attempt = 1;
         loop {
@@ -185,5 +186,93 @@ where
         }
         self.mems.rotate(id - 1);
         self.flush_immutable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::read_exact_at;
+    use crate::mem_storage::MemStorage;
+    use crate::options::SyncPolicy;
+    use std::vec::Vec;
+
+    type Mem = MemStorage<Vec<u8>, 16>;
+
+    fn snapshot(s: &mut Mem) -> Vec<(std::string::String, Vec<u8>)> {
+        let mut names = Vec::new();
+        s.list(&mut |n| names.push(std::string::String::from(n))).unwrap();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let mut f = s.open(&n).unwrap();
+                let len = s.len(&mut f).unwrap() as usize;
+                let mut b = std::vec![0u8; len];
+                read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+                (n, b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_only_open_sees_tables_and_both_wals_and_changes_nothing() {
+        let mut db = Db::open(
+            Mem::new(std::vec![0; 1 << 20]),
+            || 0,
+            [std::vec![0u8; 2048], std::vec![0u8; 2048]],
+            Config::default(),
+        )
+        .unwrap();
+        let mut i = 0u32;
+        // Tables, then an immutable MemTable's WAL and the current one.
+        while db.stats().flushes < 2 || db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
+            db.put(&i.to_be_bytes(), &[i as u8; 24]).unwrap();
+            i += 1;
+        }
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        // A torn tail on the newest WAL: a read-only open must not cut it.
+        let mut newest = None;
+        storage
+            .list(&mut |n| {
+                if n.ends_with(".wal") {
+                    newest = Some(std::string::String::from(n))
+                }
+            })
+            .unwrap();
+        let newest = newest.unwrap();
+        let mut f = storage.open(&newest).unwrap();
+        let end = storage.len(&mut f).unwrap();
+        crate::io::write_at(&mut storage.io(&mut f), end, &[&[9, 0, 0, 0, 1, 2]]).unwrap();
+        let before = snapshot(&mut storage);
+        let (syncs, dir_syncs) = (storage.syncs, storage.dir_syncs);
+
+        let config = Config { read_only: true, ..Config::default() };
+        let mut db = Db::open(storage, || 0, [std::vec![0u8; 2048], std::vec![0u8; 2048]], config).unwrap();
+        assert!(db.is_read_only());
+        let mut buf = [0u8; 64];
+        for k in 0..i {
+            assert_eq!(db.get(&k.to_be_bytes(), &mut buf).unwrap(), Some(&[k as u8; 24][..]), "key {k}");
+        }
+        assert_eq!(db.put(b"x", b"y"), Err(Error::ReadOnly));
+        assert_eq!(db.delete(b"x"), Err(Error::ReadOnly));
+        assert_eq!(db.flush(), Err(Error::ReadOnly));
+        assert_eq!(db.sync(), Err(Error::ReadOnly));
+        assert!(!db.is_poisoned(), "a refused write is not a failed one");
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        assert_eq!((storage.syncs, storage.dir_syncs), (syncs, dir_syncs), "a read-only open synced");
+        assert_eq!(snapshot(&mut storage), before, "a read-only open changed the files");
+        // And a writable open then cuts the torn tail and keeps everything.
+        let mut db = Db::open(
+            storage,
+            || 0,
+            [std::vec![0u8; 2048], std::vec![0u8; 2048]],
+            Config::with_sync(SyncPolicy::Manual),
+        )
+        .unwrap();
+        assert_eq!(db.stats().torn_tails_truncated, 1);
+        assert_eq!(db.get(&(i - 1).to_be_bytes(), &mut buf).unwrap(), Some(&[(i - 1) as u8; 24][..]));
     }
 }

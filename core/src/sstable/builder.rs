@@ -5,6 +5,8 @@
 //! their own, after the data, from what a [`ReadBack`] tells it about the records just written
 //! (a MemTable answers from memory; a compaction reads its output back, checking checksums). The
 //! passes, and the fence stride, are the builder's business: its callers only add records.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use super::footer::Footer;
 use super::{fence_count, FENCE_STRIDE, VERSION};

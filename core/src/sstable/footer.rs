@@ -1,5 +1,7 @@
 //! The SSTable footer: the last [`FOOTER_LEN`] bytes of a table, which say where every section
 //! lies and what the table replaces; and [`open`], which checks it and the sections it seals.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use embedded_io::{Read, Seek};
 

@@ -35,6 +35,8 @@
 //!
 //! Files: [`footer`] (the footer and the checks made when a table is opened), [`table`] (an open
 //! table and its point lookup), [`builder`] (writing a table).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod builder;
 pub mod footer;

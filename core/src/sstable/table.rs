@@ -1,6 +1,8 @@
 //! Reading a table: [`Table`], an open SSTable file with its checked footer, and the point
 //! lookup every read of the engine goes through ([`probe`]): the filter, then a binary search
 //! over the fences, then over the run of records they point to.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use core::cmp::Ordering;
 

@@ -35,6 +35,8 @@
 //! change the file's size: the sync then has no size to persist (on ext4, no journal commit).
 //! The engine keeps the logical end itself and never appends at `Storage::len`. Zeros after the
 //! last record are the WAL's clean end: a record header is never zero (its length is at least 1).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod replay;
 pub mod writer;

@@ -14,6 +14,8 @@
 //!    so what survives is a prefix of the writes. Read-only, the WAL simply ends at `d`.
 //! 4. In an older WAL, which rotation synced whole before the next one was created, any other
 //!    damage is corruption too (`Truncated` when nothing valid follows).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use embedded_io::{Read, Seek};
 

@@ -2,6 +2,8 @@
 //! extended, its durable end (the watermark stamped on each new record) and the count of writes
 //! not yet synced, and applies the sync policy. [`Wals`] adds the older WAL files that a
 //! MemTable still needs, and rotation from one WAL to the next.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use heapless::Vec;
 
