@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # Inputs that crash a target are copied to fuzz/regressions/<target>/, where
-# tests/hostile_fuzz_inputs.rs replays them in the normal `cargo test` (commit them with the fix).
+# tests/hostile_input.rs replays them in the normal `cargo test` (commit them with the fix).
 # The corpus grows in fuzz/corpus/<target>/ (not committed). Exits 1 if any target crashed.
 set -euo pipefail
 

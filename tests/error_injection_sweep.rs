@@ -17,15 +17,17 @@
 //! `MINIVAULT_SOAK=<seconds>` repeats the sweep with other seeds (other power-cut choices and
 //! partial failures) until the time is up.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy, WriteBatch};
+use minivault_core::{Error, SyncPolicy};
 use minivault_suite::fault::{
-    show, visible, Call, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
+    visible, Call, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
 };
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{open_core, read_keys, FaultDb as TestDb};
 
 /// 3 KiB MemTables: small enough to rotate often, the smallest that compacts.
 const MEM: usize = 3072;
@@ -56,30 +58,11 @@ struct Sweep {
 }
 
 fn open_db(storage: &FaultStorage, clock: &ManualClock) -> Result<TestDb, Error<FaultError>> {
-    TestDb::open(
-        storage.clone(),
-        clock.clone(),
-        [vec![0u8; MEM], vec![0u8; MEM]],
-        Config::with_sync(SyncPolicy::EveryWrite),
-    )
+    open_core(storage.clone(), clock, MEM, SyncPolicy::EveryWrite)
 }
 
 fn read_all(db: &mut TestDb, keys: &[Vec<u8>]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let mut out = BTreeMap::new();
-    let mut buf = vec![0u8; 4096];
-    for k in keys {
-        match db.get(k, &mut buf) {
-            Ok(Some(v)) => {
-                out.insert(k.clone(), v.to_vec());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("get {}: {e:?}", show(k))),
-        }
-    }
-    match db.get(b"never-written", &mut buf) {
-        Ok(None) => Ok(out),
-        other => Err(format!("never-written key reads {other:?}")),
-    }
+    read_keys(db, keys, &[b"never-written"])
 }
 
 impl Sweep {
@@ -150,26 +133,7 @@ impl Sweep {
         self.log.push(format!("{op:?}").chars().take(80).collect());
         let before = self.storage.stats().injected;
         let db = self.db.as_mut().ok_or("no db")?;
-        let r = match &op {
-            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
-            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
-            ModelOp::Delete { key } => db.delete(key),
-            ModelOp::Batch(ops) => {
-                let mut batch = WriteBatch::new(vec![0u8; 4096]);
-                for o in ops {
-                    let added = match o {
-                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
-                        ModelOp::Put { key, value, expires_at: Some(t) } => {
-                            batch.put_expiring(key, value, *t)
-                        }
-                        ModelOp::Delete { key } => batch.delete(key),
-                        ModelOp::Batch(_) => return Err("nested batch".into()),
-                    };
-                    added.map_err(|e| format!("batch add: {e}"))?;
-                }
-                db.write_batch(&batch)
-            }
-        };
+        let r = op.write_to(db, 4096)?;
         self.note_fault(before);
         let failed_now = self.storage.stats().injected > before;
         match r {

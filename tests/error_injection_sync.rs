@@ -7,28 +7,18 @@
 //! `Error::Poisoned`, that reads still answer, and that after a power cut and reopen every
 //! acknowledged write is there and the failed one is all there or not at all.
 
-use minivault_core::{Config, Db, Error, SyncPolicy};
-use minivault_suite::fault::{Call, FaultConfig, FaultError, FaultKind, FaultStorage, ManualClock, Rng};
+mod common;
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{core_get as get, open_core, FaultDb as TestDb};
+use minivault_core::{Error, SyncPolicy};
+use minivault_suite::fault::{Call, FaultConfig, FaultError, FaultKind, FaultStorage, ManualClock, Rng};
 
 fn device(seed: u64) -> FaultStorage {
     FaultStorage::with_config(seed, FaultConfig { failed_sync_loses_pages: true, ..FaultConfig::default() })
 }
 
 fn open(storage: &FaultStorage, sync: SyncPolicy) -> TestDb {
-    TestDb::open(
-        storage.clone(),
-        ManualClock::new(1),
-        [vec![0u8; 4096], vec![0u8; 4096]],
-        Config::with_sync(sync),
-    )
-    .expect("open")
-}
-
-fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 256];
-    db.get(key, &mut buf).expect("get").map(<[u8]>::to_vec)
+    open_core(storage.clone(), &ManualClock::new(1), 4096, sync).expect("open")
 }
 
 fn assert_refuses_writes(db: &mut TestDb) {

@@ -9,21 +9,37 @@
 //! (every acknowledged one after a process crash), a write that failed is all there or not at
 //! all, keys never written stay absent, and the database opens.
 //!
+//! The device keeps unsynced data by one of two power-cut models (`minivault_suite::fault::
+//! power_cut`): the **wide** one (any subset of the changed sectors or pages, each old, new or
+//! torn; the default) and the **narrow** one (a torn prefix of the change, the model before
+//! issue 15). `EveryWrite` runs the wide model. The relaxed policies (`EveryN`, `Manual`) run
+//! the narrow model and, in two more tests, the wide one: before the WAL watermark fix of issue
+//! 15 a later unsynced WAL write that survived an earlier lost one made the database refuse to
+//! open (`WalRecordBeforeValidData`). The `Manual` one is ignored while one seed still fails
+//! (see its doc): `cargo test --test model_power_cut -- --ignored`.
+//!
 //! - `MINIVAULT_SEED=<n>` runs only seed `n` of each test, tracing the storage calls.
 //! - `MINIVAULT_SOAK=<seconds>` runs fresh seeds for that long per test instead of the default
-//!   count (see `scripts/soak.sh`).
+//!   count (see `scripts/soak.sh`), and counts every failing seed instead of stopping at five.
 //! - `MINIVAULT_SEEDS=<n>` changes the default count.
+//!
+//! The summary line of each test counts power cuts and failures by kind: refusals to open,
+//! writes lost that the mode promised durable, states that are not a prefix of the writes.
+
+mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use minivault_core::{Config, Db, Error, SyncPolicy, WriteBatch, MAX_KEY_LEN};
+use minivault_core::{Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
-    show, visible, FaultError, FaultKind, FaultStorage, History, ManualClock, ModelOp, Rng,
+    show, visible, FaultConfig, FaultError, FaultKind, FaultStorage, History, ManualClock, Mismatch,
+    MismatchKind, ModelOp, PowerCutModel, Rng,
 };
 
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use common::{open_core, read_keys, FaultDb as TestDb};
+
 type DbError = Error<FaultError>;
 
 /// Totals over all seeds of one test, printed at the end (the figures in RELIABILITY.md).
@@ -38,8 +54,15 @@ struct Counts {
     injected_errors: u64,
     failed_opens: u64,
     torn_files: u64,
+    scattered_files: u64,
+    holes: u64,
     dir_ops_dropped: u64,
     storage_calls: u64,
+    /// Failing seeds, by what failed first.
+    refusals: u64,
+    lost_durable: u64,
+    not_prefix: u64,
+    other_failures: u64,
 }
 
 impl Counts {
@@ -53,6 +76,12 @@ impl Counts {
         self.injected_errors += o.injected_errors;
         self.failed_opens += o.failed_opens;
         self.torn_files += o.torn_files;
+        self.scattered_files += o.scattered_files;
+        self.holes += o.holes;
+        self.refusals += o.refusals;
+        self.lost_durable += o.lost_durable;
+        self.not_prefix += o.not_prefix;
+        self.other_failures += o.other_failures;
         self.dir_ops_dropped += o.dir_ops_dropped;
         self.storage_calls += o.storage_calls;
     }
@@ -74,14 +103,25 @@ struct Run {
     serial: u64,
     recent: VecDeque<String>,
     counts: Counts,
+    /// What broke, when a restart failed: the database refused to open, or its state broke a
+    /// rule of the model (anything else is counted as another failure).
+    broken: Option<Broken>,
+}
+
+/// How a restart failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    RefusedToOpen,
+    Model(MismatchKind),
 }
 
 const MEM_SIZES: [usize; 5] = [512, 640, 1024, 2048, 4096];
 
 impl Run {
-    fn new(seed: u64, policy: SyncPolicy, trace: bool) -> Self {
+    fn new(seed: u64, policy: SyncPolicy, model: PowerCutModel, trace: bool) -> Self {
         let mut rng = Rng::new(seed);
-        let storage = FaultStorage::new(rng.next_u64());
+        let config = FaultConfig { power_cut: model, ..FaultConfig::default() };
+        let storage = FaultStorage::with_config(rng.next_u64(), config);
         storage.set_trace(trace);
         let mem = MEM_SIZES[rng.below(MEM_SIZES.len() as u64) as usize];
         let mut keys: Vec<Vec<u8>> = (0..rng.range(4, 24)).map(|i| format!("k{i:02}").into_bytes()).collect();
@@ -103,6 +143,7 @@ impl Run {
             serial: 0,
             recent: VecDeque::new(),
             counts: Counts { seeds: 1, ..Counts::default() },
+            broken: None,
         }
     }
 
@@ -114,12 +155,7 @@ impl Run {
     }
 
     fn open(&mut self) -> Result<TestDb, DbError> {
-        TestDb::open(
-            self.storage.clone(),
-            self.clock.clone(),
-            [vec![0u8; self.mem], vec![0u8; self.mem]],
-            Config::with_sync(self.policy),
-        )
+        open_core(self.storage.clone(), &self.clock, self.mem, self.policy)
     }
 
     fn db(&mut self) -> &mut TestDb {
@@ -155,25 +191,9 @@ impl Run {
 
     /// Reads every key the run uses, as a restarted database shows them.
     fn read_all(&mut self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-        let mut out = BTreeMap::new();
-        let mut buf = vec![0u8; 8192];
-        let keys = self.keys.clone();
-        for key in &keys {
-            match self.db().get(key, &mut buf) {
-                Ok(Some(v)) => {
-                    out.insert(key.clone(), v.to_vec());
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("get {} failed: {e:?}", show(key))),
-            }
-        }
-        for key in self.never_written.clone() {
-            match self.db().get(&key, &mut buf) {
-                Ok(None) => {}
-                other => return Err(format!("never-written key {} reads {other:?}", show(&key))),
-            }
-        }
-        Ok(out)
+        let (keys, never) = (self.keys.clone(), self.never_written.clone());
+        let never: Vec<&[u8]> = never.iter().map(Vec::as_slice).collect();
+        read_keys(self.db(), &keys, &never)
     }
 
     /// Drops the engine (a process crash, or after a clean close), optionally cuts the power,
@@ -206,7 +226,10 @@ impl Run {
                     self.note(format!("open failed (attempt {attempt}), retrying (power_cut={power_cut})"));
                     attempt += 1;
                 }
-                Err(e) => return Err(format!("database does not open: {e:?}")),
+                Err(e) => {
+                    self.broken = Some(Broken::RefusedToOpen);
+                    return Err(format!("database does not open: {e:?}"));
+                }
             }
         };
         self.storage.clear_faults();
@@ -215,8 +238,10 @@ impl Run {
         self.poisoned = false;
         let recovered = self.read_all()?;
         let now = self.clock.get();
-        self.hist.check_recovered(&recovered, now, power_cut)?;
-        Ok(())
+        self.hist.check_recovered(&recovered, now, power_cut).map_err(|m: Mismatch| {
+            self.broken = Some(Broken::Model(m.kind));
+            m.message
+        })
     }
 
     fn write(&mut self, op: ModelOp) -> Result<(), String> {
@@ -230,26 +255,7 @@ impl Run {
             ModelOp::Batch(_) => None,
         };
         let db = self.db.as_mut().ok_or("database is not open")?;
-        let result = match &op {
-            ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
-            ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
-            ModelOp::Delete { key } => db.delete(key),
-            ModelOp::Batch(ops) => {
-                let mut batch = WriteBatch::new(vec![0u8; 16 * 1024]);
-                for o in ops {
-                    let added = match o {
-                        ModelOp::Put { key, value, expires_at: None } => batch.put(key, value),
-                        ModelOp::Put { key, value, expires_at: Some(t) } => {
-                            batch.put_expiring(key, value, *t)
-                        }
-                        ModelOp::Delete { key } => batch.delete(key),
-                        ModelOp::Batch(_) => return Err("nested batch".into()),
-                    };
-                    added.map_err(|e| format!("batch add: {e}"))?;
-                }
-                db.write_batch(&batch)
-            }
-        };
+        let result = op.write_to(db, 16 * 1024)?;
         match result {
             Ok(()) => {
                 if self.poisoned {
@@ -497,9 +503,10 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Runs `default_seeds` seeds (or a soak, or one seed) of `policy`; panics with the failing
-/// seeds and how to reproduce them.
-fn run_model(test: &str, policy: SyncPolicy, default_seeds: u64, salt: u64) {
+/// Runs `default_seeds` seeds (or a soak, or one seed) of `policy` under the power-cut `model`;
+/// panics with the failing seeds and how to reproduce them. A soak counts every failing seed
+/// (by kind, in the summary line) instead of stopping after five.
+fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds: u64, salt: u64) {
     let single = env_u64("MINIVAULT_SEED");
     let soak = env_u64("MINIVAULT_SOAK").map(Duration::from_secs);
     let start = Instant::now();
@@ -523,48 +530,63 @@ fn run_model(test: &str, policy: SyncPolicy, default_seeds: u64, salt: u64) {
             (None, Some(d)) => start.elapsed() >= d,
             (None, None) => seed >= first + count,
         };
-        if done || failures.len() >= 5 {
+        if done || (failures.len() >= 5 && soak.is_none()) {
             break;
         }
-        let mut run = Run::new(seed ^ salt, policy, single.is_some());
+        let mut run = Run::new(seed ^ salt, policy, model, single.is_some());
         let steps = 80 + run.rng.below(220);
         let outcome = catch_unwind(AssertUnwindSafe(|| run.run(steps)));
         let fs = run.storage.stats();
         run.counts.torn_files += fs.torn_files;
+        run.counts.scattered_files += fs.scattered_files;
+        run.counts.holes += fs.holes;
         run.counts.dir_ops_dropped += fs.dir_ops_dropped;
         run.counts.storage_calls += fs.calls;
-        totals.add(&run.counts);
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(msg)) => Some(msg),
-            Err(panic) => Some(format!(
-                "panic: {}",
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            )),
-        };
-        if let Some(msg) = failure {
-            let recent: Vec<String> = run.recent.iter().cloned().collect();
-            let mut report = format!(
-                "{test}: seed {seed} FAILED ({policy:?}, memtable {} B)\n{msg}\nlast steps:\n  {}\nreproduce: MINIVAULT_SEED={seed} cargo test --test model_power_cut {test} -- --nocapture",
-                run.mem,
-                recent.join("\n  ")
-            );
-            if single.is_some() {
-                report.push_str("\nstorage trace (last calls):\n  ");
-                let trace = run.storage.trace();
-                report.push_str(&trace[trace.len().saturating_sub(400)..].join("\n  "));
+            Err(panic) => {
+                run.broken = None;
+                Some(format!(
+                    "panic: {}",
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                ))
             }
-            eprintln!("{report}\n");
+        };
+        if failure.is_some() {
+            match run.broken {
+                Some(Broken::RefusedToOpen) => run.counts.refusals += 1,
+                Some(Broken::Model(MismatchKind::LostDurable)) => run.counts.lost_durable += 1,
+                Some(Broken::Model(MismatchKind::NotAPrefix)) => run.counts.not_prefix += 1,
+                None => run.counts.other_failures += 1,
+            }
+        }
+        totals.add(&run.counts);
+        if let Some(msg) = failure {
+            if failures.len() < 5 {
+                let recent: Vec<String> = run.recent.iter().cloned().collect();
+                let mut report = format!(
+                    "{test}: seed {seed} FAILED ({policy:?}, {model:?} model, memtable {} B)\n{msg}\nlast steps:\n  {}\nreproduce: MINIVAULT_SEED={seed} cargo test --test model_power_cut {test} -- --include-ignored --nocapture",
+                    run.mem,
+                    recent.join("\n  ")
+                );
+                if single.is_some() {
+                    report.push_str("\nstorage trace (last calls):\n  ");
+                    let trace = run.storage.trace();
+                    report.push_str(&trace[trace.len().saturating_sub(400)..].join("\n  "));
+                }
+                eprintln!("{report}\n");
+            }
             failures.push(seed);
         }
         seed += 1;
     }
     eprintln!(
-        "{test} ({policy:?}): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} failed opens retried, {} torn files, {} directory ops dropped, {} storage calls, {:.1} s",
+        "{test} ({policy:?}, {model:?} model): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} failed opens retried, {} torn files, {} scattered files ({} with a hole), {} directory ops dropped, {} storage calls, {:.1} s",
         totals.seeds,
         totals.steps,
         totals.acked_writes,
@@ -574,24 +596,89 @@ fn run_model(test: &str, policy: SyncPolicy, default_seeds: u64, salt: u64) {
         totals.injected_errors,
         totals.failed_opens,
         totals.torn_files,
+        totals.scattered_files,
+        totals.holes,
         totals.dir_ops_dropped,
         totals.storage_calls,
         start.elapsed().as_secs_f64()
     );
-    assert!(failures.is_empty(), "{test}: failing seeds {failures:?} (see stderr above)");
+    eprintln!(
+        "{test} ({policy:?}, {model:?} model): failing seeds: {} refusals to open, {} writes lost that the mode promised, {} states not a prefix, {} other failures, in {} power cuts",
+        totals.refusals,
+        totals.lost_durable,
+        totals.not_prefix,
+        totals.other_failures,
+        totals.power_cuts
+    );
+    let shown: Vec<u64> = failures.iter().copied().take(20).collect();
+    assert!(
+        failures.is_empty(),
+        "{test}: {} failing seeds, first {shown:?} (see stderr above)",
+        failures.len()
+    );
 }
 
 #[test]
 fn every_write_policy_loses_no_acknowledged_write() {
-    run_model("every_write_policy_loses_no_acknowledged_write", SyncPolicy::EveryWrite, 1000, 0);
+    run_model(
+        "every_write_policy_loses_no_acknowledged_write",
+        SyncPolicy::EveryWrite,
+        PowerCutModel::Wide,
+        1000,
+        0,
+    );
 }
 
 #[test]
 fn every_n_policy_loses_at_most_n_minus_one_writes() {
-    run_model("every_n_policy_loses_at_most_n_minus_one_writes", SyncPolicy::EveryN(4), 750, 0x4E4E);
+    run_model(
+        "every_n_policy_loses_at_most_n_minus_one_writes",
+        SyncPolicy::EveryN(4),
+        PowerCutModel::Narrow,
+        750,
+        0x4E4E,
+    );
 }
 
 #[test]
 fn manual_policy_keeps_everything_before_the_last_sync() {
-    run_model("manual_policy_keeps_everything_before_the_last_sync", SyncPolicy::Manual, 750, 0x3A3A);
+    run_model(
+        "manual_policy_keeps_everything_before_the_last_sync",
+        SyncPolicy::Manual,
+        PowerCutModel::Narrow,
+        750,
+        0x3A3A,
+    );
+}
+
+/// The wide model in `EveryN(4)`: unsynced sectors and pages of the last three writes come back
+/// in any subset. Failed on the engine before the WAL watermark fix of issue 15 (commit 2a02bc2:
+/// the database refused to open after cuts that left a hole in the unsynced tail; 5 of the first
+/// 195 seeds); passes with it.
+#[test]
+fn every_n_policy_survives_unsynced_writes_reaching_the_disk_out_of_order() {
+    run_model(
+        "every_n_policy_survives_unsynced_writes_reaching_the_disk_out_of_order",
+        SyncPolicy::EveryN(4),
+        PowerCutModel::Wide,
+        750,
+        0x4E4E_5749,
+    );
+}
+
+/// The wide model in `Manual`: everything written since the last sync comes back as any subset
+/// of its sectors or pages. Failed before the WAL watermark fix of issue 15 like the test above
+/// (5 of the first 42 seeds). With it, seed 158 still fails: recovery rotates to a new WAL
+/// before it syncs the WAL it adopted (`model_regressions::
+/// power_cut_after_a_failed_open_leaves_the_adopted_wal_openable`), so this stays ignored.
+#[test]
+#[ignore = "seed 158: recovery creates a WAL before syncing the adopted one (model_regressions); run with --ignored"]
+fn manual_policy_survives_unsynced_writes_reaching_the_disk_out_of_order() {
+    run_model(
+        "manual_policy_survives_unsynced_writes_reaching_the_disk_out_of_order",
+        SyncPolicy::Manual,
+        PowerCutModel::Wide,
+        750,
+        0x3A3A_5749,
+    );
 }

@@ -1,12 +1,10 @@
 //! The basic contract of `put`, `get` and `delete`: last write wins, absent keys read as `None`,
 //! keys and values are arbitrary bytes, and size limits are errors, never truncation.
 
+mod common;
+
 use minivault::{Db, Durability, Error, Options, MAX_KEY_LEN, MAX_VALUE_LEN};
 use minivault_core::Error as CoreError;
-
-fn small_options() -> Options {
-    Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() }
-}
 
 #[test]
 fn put_get_overwrite_delete() {
@@ -161,7 +159,7 @@ fn key_of_max_len_works_and_one_more_byte_is_an_error() {
 #[test]
 fn value_larger_than_a_memtable_is_a_clear_error_and_the_largest_allowed_works() {
     let dir = tempfile::tempdir().unwrap();
-    let options = small_options();
+    let options = common::options(16 * 1024, Durability::Always);
     let mut db = Db::open_with(dir.path(), options).unwrap();
     db.put(b"before", b"1").unwrap();
     let huge = vec![7u8; options.memtable_bytes + 1];

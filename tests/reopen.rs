@@ -7,9 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{sst_files, wal_files};
+use common::{close_core, core_get, mem_storage, open_core, sst_files, wal_files, Mem, MemDb};
 use minivault::{Db, Durability, Options};
-use minivault_core::{Config, Error as CoreError, MemStorage, SyncPolicy};
+use minivault_core::{Error as CoreError, MemStorage, SyncPolicy};
+use minivault_suite::fault::ManualClock;
 
 type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -196,41 +197,18 @@ fn memtable_buffers_below_the_minimum_are_refused() {
 
 // ---- Core engine on MemStorage ------------------------------------------------------------
 
-type Storage = MemStorage<Vec<u8>, 64>;
-type CoreDb = minivault_core::Db<Storage, fn() -> u64, Vec<u8>>;
-
-fn zero_clock() -> u64 {
-    0
-}
-
-fn open_core(storage: Storage, memtable: usize, sync: SyncPolicy) -> CoreDb {
-    CoreDb::open(
-        storage,
-        zero_clock as fn() -> u64,
-        [vec![0u8; memtable], vec![0u8; memtable]],
-        Config::with_sync(sync),
-    )
-    .unwrap_or_else(|e| panic!("open: {e}"))
-}
-
-fn close(db: CoreDb) -> Storage {
-    let (storage, synced) = db.close();
-    synced.unwrap_or_else(|e| panic!("close: {e}"));
-    storage
-}
-
-fn core_get(db: &mut CoreDb, key: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 128];
-    db.get(key, &mut buf).unwrap().map(<[u8]>::to_vec)
+/// The core engine on `storage` with the clock at 0 (nothing here expires).
+fn open_mem(storage: Mem, memtable: usize, sync: SyncPolicy) -> MemDb {
+    open_core(storage, &ManualClock::new(0), memtable, sync).unwrap_or_else(|e| panic!("open: {e}"))
 }
 
 #[test]
 fn core_close_and_reopen_on_mem_storage() {
     for sync in [SyncPolicy::EveryWrite, SyncPolicy::EveryN(4), SyncPolicy::Manual] {
         let mut model: BTreeMap<u32, Option<Vec<u8>>> = BTreeMap::new();
-        let mut storage = MemStorage::new(vec![0; 64 * 32 * 1024]);
+        let mut storage = mem_storage();
         for round in 0..5u32 {
-            let mut db = open_core(storage, 2048, sync);
+            let mut db = open_mem(storage, 2048, sync);
             for (k, v) in &model {
                 assert_eq!(&core_get(&mut db, &k.to_be_bytes()), v, "{sync:?} round {round} key {k}");
             }
@@ -248,9 +226,9 @@ fn core_close_and_reopen_on_mem_storage() {
             if round == 2 {
                 db.flush().unwrap();
             }
-            storage = close(db);
+            storage = close_core(db);
         }
-        let mut db = open_core(storage, 2048, sync);
+        let mut db = open_mem(storage, 2048, sync);
         for (k, v) in &model {
             assert_eq!(&core_get(&mut db, &k.to_be_bytes()), v, "{sync:?} final key {k}");
         }
@@ -259,14 +237,14 @@ fn core_close_and_reopen_on_mem_storage() {
 
 #[test]
 fn core_drop_without_close_keeps_the_writes_in_mem_storage() {
-    let mut db = open_core(MemStorage::new(vec![0; 64 * 32 * 1024]), 4096, SyncPolicy::EveryWrite);
+    let mut db = open_mem(mem_storage(), 4096, SyncPolicy::EveryWrite);
     db.put(b"a", b"1").unwrap();
     db.flush().unwrap();
     db.put(b"b", b"2").unwrap();
     // Take the storage as it is, without close(): the equivalent of a crash after the write.
     let storage = std::mem::replace(db.storage(), MemStorage::new(Vec::new()));
     drop(db);
-    let mut db = open_core(storage, 4096, SyncPolicy::EveryWrite);
+    let mut db = open_mem(storage, 4096, SyncPolicy::EveryWrite);
     assert_eq!(core_get(&mut db, b"a").as_deref(), Some(&b"1"[..]));
     assert_eq!(core_get(&mut db, b"b").as_deref(), Some(&b"2"[..]));
 }

@@ -128,7 +128,7 @@ fn keys_of_max_len_through_many_flushes_match_the_model() {
     let mut flushes = 0;
     for step in 0..600 {
         let k = long_key(rng.below(150));
-        if rng.chance(20) {
+        if rng.chance(20, 100) {
             db.delete(&k).unwrap();
             model.remove(&k);
         } else {

@@ -2,11 +2,10 @@
 //! MemTable or a newer SSTable shadows a value in an older SSTable, through flushes and reopens;
 //! and likewise a newer value shadows an older one.
 
-use minivault::{Db, Durability, Options};
+mod common;
 
-fn get(db: &mut Db, key: &[u8]) -> Option<Vec<u8>> {
-    db.get(key).unwrap()
-}
+use common::get;
+use minivault::{Db, Durability, Options};
 
 #[test]
 fn tombstone_in_memtable_then_sstable_hides_older_sstable_value() {

@@ -1,25 +1,25 @@
 //! Entries written with a time to live read as present until their expiry and as absent from
-//! then on, wherever they are (MemTable, WAL after reopen, SSTable), and an expired entry hides
-//! older values of its key instead of uncovering them.
+//! then on, wherever they are (MemTable, WAL after reopen, SSTable, the POSIX row cache), and an
+//! expired entry hides older values of its key instead of uncovering them; the core engine's
+//! `get_with_expiry` reports the expiry with the value.
 //!
 //! The POSIX tests use the wall clock (milliseconds) and sleep; the core tests drive a manual
-//! clock, so their expiry instants are exact.
+//! clock, so their expiry instants are exact. (Merged from `ttl_expiry.rs`,
+//! `row_cache_ttl_expiry.rs` and `get_with_expiry.rs`.)
 
-use std::cell::Cell;
-use std::rc::Rc;
+mod common;
+
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::{close_core, core_get, get, mem_storage, open_core, MemDb as CoreDb};
 use minivault::{Db, Durability, Options};
-use minivault_core::{Config, Error as CoreError, MemStorage};
+use minivault_core::{Error as CoreError, SyncPolicy};
+use minivault_suite::fault::ManualClock;
 
 const TTL: Duration = Duration::from_millis(300);
 /// Sleep this long to be sure a `TTL` entry written before the sleep has expired.
 const PAST_TTL: Duration = Duration::from_millis(400);
-
-fn get(db: &mut Db, key: &[u8]) -> Option<Vec<u8>> {
-    db.get(key).unwrap()
-}
 
 #[test]
 fn ttl_value_is_visible_before_and_absent_after() {
@@ -137,38 +137,52 @@ fn ttl_entries_through_memtable_rotation() {
     }
 }
 
+/// A row served from the row cache stops being served at its expiry, exactly as the engine stops
+/// returning it, and does not uncover an older value.
+#[test]
+fn ttl_row_read_from_the_cache_expires() {
+    for flushed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path()).unwrap();
+        db.put(b"t", b"older plain value").unwrap();
+        db.flush().unwrap();
+        let start = Instant::now();
+        db.put_with_ttl(b"t", b"v", TTL).unwrap();
+        if flushed {
+            db.flush().unwrap();
+        }
+        let first = db.get(b"t").unwrap();
+        let second = db.get(b"t").unwrap();
+        if start.elapsed() >= TTL {
+            eprintln!("skipped (flushed: {flushed}): the machine took longer than the TTL");
+            continue;
+        }
+        assert_eq!(first.as_deref(), Some(&b"v"[..]));
+        assert_eq!(second.as_deref(), Some(&b"v"[..]));
+        assert_eq!(db.row_cache_stats().hits, 1, "the second read came from the row cache");
+        sleep(PAST_TTL);
+        assert_eq!(db.get(b"t").unwrap(), None, "served after its expiry (flushed: {flushed})");
+        assert_eq!(db.row_cache_stats().rows, 0, "the expired row was dropped");
+        assert_eq!(db.get(b"t").unwrap(), None, "the expired entry still hides the older value");
+    }
+}
+
 // ---- Core engine with a manual clock -------------------------------------------------------
 
-type Storage = MemStorage<Vec<u8>, 16>;
-type CoreDb = minivault_core::Db<Storage, Box<dyn FnMut() -> u64>, Vec<u8>>;
-
-fn storage() -> Storage {
-    MemStorage::new(vec![0; 16 * 64 * 1024])
+/// The core engine on a fresh `MemStorage`, 4 KiB MemTables, syncing every write.
+fn open_mem(clock: &ManualClock) -> CoreDb {
+    open_core(mem_storage(), clock, 4096, SyncPolicy::EveryWrite).unwrap_or_else(|e| panic!("open: {e}"))
 }
 
-fn open_core(storage: Storage, now: &Rc<Cell<u64>>) -> CoreDb {
-    let now = Rc::clone(now);
-    let clock: Box<dyn FnMut() -> u64> = Box::new(move || now.get());
-    CoreDb::open(storage, clock, [vec![0u8; 4096], vec![0u8; 4096]], Config::default())
-        .unwrap_or_else(|e| panic!("open: {e}"))
-}
-
-/// Closes `db` (which must sync cleanly) and returns its storage for a reopen.
-fn close(db: CoreDb) -> Storage {
-    let (storage, synced) = db.close();
-    synced.unwrap_or_else(|e| panic!("close: {e}"));
-    storage
-}
-
-fn core_get(db: &mut CoreDb, key: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 256];
-    db.get(key, &mut buf).unwrap().map(<[u8]>::to_vec)
+/// Closes `db` and reopens its storage.
+fn reopen(db: CoreDb, clock: &ManualClock) -> CoreDb {
+    open_core(close_core(db), clock, 4096, SyncPolicy::EveryWrite).unwrap_or_else(|e| panic!("open: {e}"))
 }
 
 #[test]
 fn core_expiry_is_exact_in_the_memtable() {
-    let now = Rc::new(Cell::new(1_000));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(1_000);
+    let mut db = open_mem(&now);
     db.put_expiring(b"k", b"v", 1_100).unwrap();
     now.set(1_099);
     assert_eq!(core_get(&mut db, b"k").as_deref(), Some(&b"v"[..]), "one tick before expiry");
@@ -180,8 +194,8 @@ fn core_expiry_is_exact_in_the_memtable() {
 
 #[test]
 fn core_expiry_is_exact_in_sstables_and_hides_older_values() {
-    let now = Rc::new(Cell::new(0));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(0);
+    let mut db = open_mem(&now);
     db.put(b"k", b"old").unwrap();
     db.put(b"plain", b"p").unwrap();
     db.flush().unwrap();
@@ -199,37 +213,35 @@ fn core_expiry_is_exact_in_sstables_and_hides_older_values() {
     assert_eq!(core_get(&mut db, b"plain").as_deref(), Some(&b"p"[..]));
 
     // Reopen on the same storage with the clock past expiry.
-    let storage = close(db);
-    let mut db = open_core(storage, &now);
+    let mut db = reopen(db, &now);
     assert_eq!(core_get(&mut db, b"k"), None);
     assert_eq!(core_get(&mut db, b"plain").as_deref(), Some(&b"p"[..]));
 }
 
 #[test]
 fn core_entry_expired_before_flush_still_hides_older_value() {
-    let now = Rc::new(Cell::new(0));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(0);
+    let mut db = open_mem(&now);
     db.put(b"k", b"old").unwrap();
     db.flush().unwrap();
     db.put_expiring(b"k", b"new", 10).unwrap();
     now.set(20);
     db.flush().unwrap();
     assert_eq!(core_get(&mut db, b"k"), None);
-    let storage = close(db);
-    let mut db = open_core(storage, &now);
+    let mut db = reopen(db, &now);
     assert_eq!(core_get(&mut db, b"k"), None);
 }
 
 #[test]
 fn core_expired_entry_replayed_from_the_wal_stays_expired() {
-    let now = Rc::new(Cell::new(0));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(0);
+    let mut db = open_mem(&now);
     db.put(b"k", b"old").unwrap();
     db.flush().unwrap();
     db.put_expiring(b"k", b"new", 10).unwrap();
-    let storage = close(db);
+    let storage = close_core(db);
     now.set(5);
-    let mut db = open_core(storage, &now);
+    let mut db = open_core(storage, &now, 4096, SyncPolicy::EveryWrite).expect("reopen");
     assert_eq!(core_get(&mut db, b"k").as_deref(), Some(&b"new"[..]));
     now.set(10);
     assert_eq!(core_get(&mut db, b"k"), None);
@@ -237,8 +249,8 @@ fn core_expired_entry_replayed_from_the_wal_stays_expired() {
 
 #[test]
 fn core_put_expiring_at_or_before_now_is_invalid_ttl_and_writes_nothing() {
-    let now = Rc::new(Cell::new(500));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(500);
+    let mut db = open_mem(&now);
     db.put(b"k", b"kept").unwrap();
     let wal_before = db.stats().wal_bytes;
     for at in [0, 499, 500] {
@@ -255,8 +267,8 @@ fn core_put_expiring_at_or_before_now_is_invalid_ttl_and_writes_nothing() {
 
 #[test]
 fn core_expiry_across_memtable_rotation() {
-    let now = Rc::new(Cell::new(0));
-    let mut db = open_core(storage(), &now);
+    let now = ManualClock::new(0);
+    let mut db = open_mem(&now);
     // 4 KiB MemTables: a few dozen keys each, so this rotates and flushes several times.
     for i in 0..200u64 {
         let key = format!("key{i:03}");
@@ -278,10 +290,40 @@ fn core_expiry_across_memtable_rotation() {
     // Reopen with the clock back at 250 (open may flush and compact, dropping what is dead
     // at the clock's time, so the clock must not run backwards across it), then move on.
     now.set(250);
-    let storage = close(db);
-    let mut db = open_core(storage, &now);
+    let mut db = reopen(db, &now);
     for t in [250, 280, 300] {
         now.set(t);
         check(&mut db, t);
     }
+}
+
+/// `get_with_expiry` returns the same value as `get` together with the entry's expiry (`None`
+/// for an entry that never expires), from the MemTable and from an SSTable, and nothing for a
+/// deleted or expired key.
+#[test]
+fn get_with_expiry_reports_the_expiry_from_memtable_and_sstable() {
+    let now = ManualClock::new(10);
+    let mut db = open_mem(&now);
+    for flushed in [false, true] {
+        db.put(b"plain", b"p").unwrap();
+        db.put_expiring(b"ttl", b"t", 500).unwrap();
+        db.put(b"deleted", b"d").unwrap();
+        db.delete(b"deleted").unwrap();
+        if flushed {
+            db.flush().unwrap();
+            assert_eq!(db.stats().memtable_keys, 0);
+        }
+        assert_eq!(read(&mut db, b"plain"), Some((b"p".to_vec(), None)), "flushed: {flushed}");
+        assert_eq!(read(&mut db, b"ttl"), Some((b"t".to_vec(), Some(500))), "flushed: {flushed}");
+        assert_eq!(read(&mut db, b"deleted"), None, "flushed: {flushed}");
+        assert_eq!(read(&mut db, b"absent"), None, "flushed: {flushed}");
+        now.set(500);
+        assert_eq!(read(&mut db, b"ttl"), None, "expired, flushed: {flushed}");
+        now.set(10);
+    }
+}
+
+fn read(db: &mut CoreDb, key: &[u8]) -> Option<(Vec<u8>, Option<u64>)> {
+    let mut buf = [0u8; 64];
+    db.get_with_expiry(key, &mut buf).unwrap().map(|(v, t)| (v.to_vec(), t))
 }

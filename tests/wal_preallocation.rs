@@ -13,13 +13,11 @@ mod common;
 
 use std::fs;
 
-use common::{wal_files, wal_logical_len};
+use common::{core_get as get, open_fault, wal_files, wal_logical_len, FaultDb as TestDb};
 use minivault::{Db as PosixDb, Durability, Options};
 use minivault_core::wal::preallocation_chunk;
-use minivault_core::{Config, Corruption, Db, Error, SyncPolicy};
-use minivault_suite::fault::{Call, FaultError, FaultKind, FaultStorage, ManualClock, Rng};
-
-type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+use minivault_core::{Corruption, Error, SyncPolicy};
+use minivault_suite::fault::{Call, FaultError, FaultKind, FaultStorage, Rng};
 
 /// Small MemTables: WALs of a few KiB, extended in 4 KiB chunks.
 const MEM: usize = 4096;
@@ -28,17 +26,7 @@ const MEM: usize = 4096;
 const WAL_HEADER: usize = minivault_core::wal::FILE_HEADER_LEN as usize;
 
 fn open(storage: &FaultStorage) -> Result<TestDb, Error<FaultError>> {
-    TestDb::open(
-        storage.clone(),
-        ManualClock::new(1_000),
-        [vec![0u8; MEM], vec![0u8; MEM]],
-        Config::with_sync(SyncPolicy::EveryWrite),
-    )
-}
-
-fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    db.get(key, &mut buf).expect("get").map(<[u8]>::to_vec)
+    open_fault(storage, MEM, SyncPolicy::EveryWrite)
 }
 
 fn key(i: usize) -> Vec<u8> {
@@ -188,14 +176,7 @@ fn damage_then_zeros_then_a_valid_record_is_corruption() {
 fn power_cut_during_an_append_that_extends_the_wal_loses_no_acknowledged_write() {
     // 32 KiB MemTables: 8 KiB chunks, and two of them fill before the MemTable does.
     const BIG: usize = 32 * 1024;
-    let open_big = |storage: &FaultStorage| {
-        TestDb::open(
-            storage.clone(),
-            ManualClock::new(1_000),
-            [vec![0u8; BIG], vec![0u8; BIG]],
-            Config::with_sync(SyncPolicy::EveryWrite),
-        )
-    };
+    let open_big = |storage: &FaultStorage| open_fault(storage, BIG, SyncPolicy::EveryWrite);
     for seed in 0..300u64 {
         let storage = FaultStorage::new(seed);
         let mut rng = Rng::new(seed);

@@ -7,30 +7,8 @@
 //! bytes (incompressible, so engines that compress by default gain nothing from it), derived from
 //! the key number and a generation, so an overwrite writes different bytes.
 
-/// SplitMix64: a small, fast, well-mixed generator; enough for shuffles and value bytes.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`), by Lemire's multiply-shift (bias is negligible here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+/// The seeded generator shared with the crash tests (SplitMix64; `minivault_suite::fault::rng`).
+pub use minivault_suite::fault::Rng;
 
 /// A pseudo-random bijection of `0..n`: a few rounds of xor-shift and odd multiplication (each a
 /// bijection on `bits`-bit numbers), cycle-walked back into `0..n`.

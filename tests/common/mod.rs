@@ -1,13 +1,109 @@
 //! Helpers shared by the end-to-end tests: the `minivault` binary, the files in a database
-//! directory, and a small deterministic random number generator.
+//! directory, the WAL's layout (the one place the tests know it), and the random number
+//! generator (`minivault_suite::fault::Rng`, re-exported).
 //!
 //! Each test file includes this with `mod common;` and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use minivault::{Durability, Options};
+use minivault_core::{Clock, Config, Db, MemStorage, Storage, SyncPolicy};
+pub use minivault_suite::fault::Rng;
+use minivault_suite::fault::{show, FaultError, FaultStorage, ManualClock};
+
+// ---------------------------------------------------------------------------------------------
+// Opening and reading databases.
+
+/// The core engine on the device model, with a manual clock.
+pub type FaultDb = Db<FaultStorage, ManualClock, Vec<u8>>;
+
+/// The in-memory storage of the core tests: 64 files.
+pub type Mem = MemStorage<Vec<u8>, 64>;
+
+/// The core engine on [`Mem`], with a manual clock (the firmware configuration).
+pub type MemDb = Db<Mem, ManualClock, Vec<u8>>;
+
+/// Opens the core engine on `storage`: two MemTables of `mem` bytes, `clock`, `sync`.
+pub fn open_core<S: Storage>(
+    storage: S,
+    clock: &ManualClock,
+    mem: usize,
+    sync: SyncPolicy,
+) -> Result<Db<S, ManualClock, Vec<u8>>, minivault_core::Error<S::Error>> {
+    Db::open(storage, clock.clone(), [vec![0u8; mem], vec![0u8; mem]], Config::with_sync(sync))
+}
+
+/// Opens the core engine on (a handle to) `storage` with the clock at 1,000.
+pub fn open_fault(
+    storage: &FaultStorage,
+    mem: usize,
+    sync: SyncPolicy,
+) -> Result<FaultDb, minivault_core::Error<FaultError>> {
+    open_core(storage.clone(), &ManualClock::new(1_000), mem, sync)
+}
+
+/// A fresh [`Mem`] of 32 KiB per file.
+pub fn mem_storage() -> Mem {
+    MemStorage::new(vec![0; 64 * 32 * 1024])
+}
+
+/// Closes a core database cleanly (syncing its WAL) and gives its storage back.
+pub fn close_core<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(db: Db<S, C, M>) -> S {
+    let (storage, closed) = db.close();
+    closed.unwrap_or_else(|e| panic!("close: {e}"));
+    storage
+}
+
+/// `key`'s value in a core database (values up to 64 KiB); a read error fails the test.
+pub fn core_get<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(
+    db: &mut Db<S, C, M>,
+    key: &[u8],
+) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    db.get(key, &mut buf).unwrap_or_else(|e| panic!("get {}: {e}", show(key))).map(<[u8]>::to_vec)
+}
+
+/// The values of `keys` in a core database (absent keys left out), and `Err` naming the key
+/// whose read failed or, for `absent`, a key that is present.
+pub fn read_keys<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(
+    db: &mut Db<S, C, M>,
+    keys: &[Vec<u8>],
+    absent: &[&[u8]],
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = BTreeMap::new();
+    for key in keys {
+        match db.get(key, &mut buf) {
+            Ok(Some(v)) => {
+                out.insert(key.clone(), v.to_vec());
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("get {} failed: {e:?}", show(key))),
+        }
+    }
+    for key in absent {
+        match db.get(key, &mut buf) {
+            Ok(None) => {}
+            other => return Err(format!("never-written key {} reads {other:?}", show(key))),
+        }
+    }
+    Ok(out)
+}
+
+/// POSIX options: MemTables of `memtable_bytes`, `durability`, the rest default.
+pub fn options(memtable_bytes: usize, durability: Durability) -> Options {
+    Options { memtable_bytes, durability, ..Options::default() }
+}
+
+/// `key`'s value in a POSIX database; a read error fails the test.
+pub fn get(db: &mut minivault::Db, key: &[u8]) -> Option<Vec<u8>> {
+    db.get(key).unwrap_or_else(|e| panic!("get {}: {e}", show(key)))
+}
 
 /// The `minivault` binary, built once per test binary.
 ///
@@ -115,6 +211,21 @@ pub fn wal_logical_len(wal: &[u8]) -> usize {
     end
 }
 
+/// The logical end of the open database's WAL: where its next record goes, from the engine's own
+/// count (`Stats::wal_bytes`: the bytes of records, summed over the WALs; this checks there is
+/// one) plus the WAL's file header ([`wal_header_len`]).
+///
+/// Tests that damage a WAL's unsynced tail note this after each write and damage the ranges
+/// between, so they hold no WAL offset of their own. With [`wal_record_starts`] and
+/// [`wal_logical_len`], this is the test suite's knowledge of the WAL format: a format change
+/// that moves records (a file header, a per-record field) is adapted here.
+pub fn wal_end(db: &minivault::Db) -> u64 {
+    let wals = wal_files(db.path());
+    assert_eq!(wals.len(), 1, "wal_end needs a database with one WAL: {wals:?}");
+    let header = wal_header_len(&fs::read(&wals[0]).expect("read WAL")) as u64;
+    header + db.stats().wal_bytes
+}
+
 /// The bytes of records in the WAL files `wals`, summed (what `Stats::wal_bytes` counts).
 pub fn total_wal_record_bytes(wals: &[PathBuf]) -> u64 {
     wals.iter()
@@ -138,34 +249,5 @@ pub fn copy_dir(from: &Path, to: &Path) {
         if e.file_type().expect("file type").is_file() {
             fs::copy(e.path(), to.join(e.file_name())).expect("copy file");
         }
-    }
-}
-
-/// SplitMix64: a tiny deterministic generator, so every run of a test does the same thing.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `percent` / 100.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
     }
 }

@@ -19,8 +19,9 @@
 //!   (contents and length). `Write::flush` changes nothing: the bytes already survive the death
 //!   of the process, which is what dropping a `Db` without a power cut simulates.
 //! - **Preallocation** (`Storage::preallocate`) appends zeros to `data`: an unsynced change like a
-//!   write, so a power cut keeps none, all, or any prefix of the extension (a torn extension),
-//!   and a record later written inside it can be torn with zeros after the cut. It counts as a
+//!   write, so a power cut keeps none, all, or any prefix of the extension (a torn extension; the
+//!   wide model also any length between), and a record later written inside it can be torn with
+//!   zeros after the cut (or, wide, lose any of its sectors or pages). It counts as a
 //!   call, can be failed like any other (a failing one may have extended part of the way first),
 //!   and needs space under a capacity limit (extending as far as it fits, then out of space).
 //! - **Directory operations** (`create` of a new name, `rename`, `remove`) change the process
@@ -35,11 +36,15 @@
 //!      the combinations; FAT on an SD card may keep any). Per cut the mode is drawn: keep all,
 //!      keep none, keep a prefix, or an independent choice per operation within the rule.
 //!   2. Files: a file reachable from the resulting directory keeps its durable bytes plus, when it
-//!      has unsynced changes, one of: none of them; all of them; or the new contents cut at any
-//!      byte at or after the first changed byte (a torn write), optionally followed by the old
-//!      bytes past the cut when the old file was longer (the size change not persisted). With
-//!      [`FaultConfig::zero_fill`], part of the kept unsynced range may instead read as zeros
-//!      (the size reached the medium, the data blocks did not). Unreachable files are gone.
+//!      has unsynced changes, what [`super::power_cut`] draws (table there). The **narrow** model
+//!      keeps none of them, all of them, or the new contents cut at any byte at or after the
+//!      first changed byte (a torn write), optionally followed by the old bytes past the cut when
+//!      the old file was longer (the size change not persisted); with
+//!      [`FaultConfig::zero_fill`], part of the kept unsynced range may read as zeros (the size
+//!      reached the medium, the data blocks did not). The **wide** model (the default) adds any
+//!      subset of the changed 512-byte sectors or 4 KiB pages (the unit drawn per cut), each
+//!      old, new or torn, at any length between the old and the new: a later unsynced write can
+//!      survive while an earlier one is lost. Unreachable files are gone.
 //!   3. Every open handle becomes stale: the engine must be dropped and reopened.
 //! - **Failed sync**: the data may or may not be on the medium: a random prefix of the unsynced
 //!   change becomes durable. With [`FaultConfig::failed_sync_loses_pages`] the rest behaves as on
@@ -61,91 +66,17 @@
 //! A `FaultStorage` is a cheap handle to shared state: clone it before handing it to
 //! [`minivault_core::Db::open`], and keep the clone to cut power, inject faults or inspect
 //! while (or after) the engine runs. [`FaultStorage::fork`] makes an independent deep copy.
-//!
-//! # Also here
-//! [`History`] (the model of acknowledged and durable writes the crash tests check against),
-//! [`ManualClock`], [`Rng`], [`MemCursor`] (an in-memory file for the format readers), and
-//! [`targets`] (the fuzz target bodies, shared with `cargo test`). `docs/RELIABILITY.md` lists
-//! the tests built on them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
 use embedded_io::{ErrorKind, ErrorType, Read, Seek, SeekFrom, Write};
-use minivault_core::{Clock, Storage};
+use minivault_core::Storage;
 
-/// A small deterministic random number generator (SplitMix64), so every test is a seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// A number in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `num / den`.
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-
-    /// `len` random bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-}
-
-/// A clock the test moves by hand; clones share the time.
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock(Rc<Cell<u64>>);
-
-impl ManualClock {
-    /// A clock showing `now`.
-    pub fn new(now: u64) -> Self {
-        ManualClock(Rc::new(Cell::new(now)))
-    }
-
-    /// The current time.
-    pub fn get(&self) -> u64 {
-        self.0.get()
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: u64) {
-        self.0.set(self.0.get().saturating_add(by));
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&mut self) -> u64 {
-        self.0.get()
-    }
-}
+use super::power_cut::{self, Granularity, Outcome, PowerCutModel, Rules};
+use super::rng::Rng;
 
 /// The storage calls, as counted and as named in errors and traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,6 +172,10 @@ pub struct FaultConfig {
     pub torn_writes: bool,
     /// A power cut may leave zeros where unsynced appended bytes were (size persisted, data not).
     pub zero_fill: bool,
+    /// How a power cut keeps a file's unsynced change: [`PowerCutModel::Wide`] (the default:
+    /// any subset of sectors or pages, see [`super::power_cut`]) or [`PowerCutModel::Narrow`]
+    /// (a torn prefix, the model before issue 15; [`FaultConfig::narrow`]).
+    pub power_cut: PowerCutModel,
     /// A power cut may drop unsynced directory operations (and keep some but not others).
     pub lose_dir_ops: bool,
     /// After a failed sync, the pages it failed to write are never written (Linux "fsyncgate").
@@ -255,10 +190,19 @@ impl Default for FaultConfig {
         FaultConfig {
             torn_writes: true,
             zero_fill: true,
+            power_cut: PowerCutModel::Wide,
             lose_dir_ops: true,
             failed_sync_loses_pages: false,
             partial_failures: true,
         }
+    }
+}
+
+impl FaultConfig {
+    /// The default switches with the narrow power-cut model: what survives of a file's unsynced
+    /// change is a prefix of it (the model before issue 15).
+    pub fn narrow() -> Self {
+        FaultConfig { power_cut: PowerCutModel::Narrow, ..FaultConfig::default() }
     }
 }
 
@@ -275,8 +219,12 @@ pub struct FaultStats {
     pub power_cuts: u64,
     /// Errors injected by [`FaultStorage::fail_at`].
     pub injected: u64,
-    /// Files left with a torn (partial) unsynced change by a power cut.
+    /// Files left with a torn (partial) unsynced change by a power cut: a prefix of it.
     pub torn_files: u64,
+    /// Files whose unsynced change a power cut kept unit by unit (wide model).
+    pub scattered_files: u64,
+    /// Of those, files left with a hole: new bytes of a changed unit lost before a later one's kept.
+    pub holes: u64,
     /// Unsynced directory operations dropped by power cuts.
     pub dir_ops_dropped: u64,
     /// Unsynced directory operations kept by power cuts.
@@ -472,35 +420,27 @@ impl State {
         let mut torn = 0;
         let mut inos: Vec<u64> = live.into_iter().collect();
         inos.sort_unstable();
+        let rules = Rules {
+            model: self.config.power_cut,
+            torn_writes: self.config.torn_writes,
+            zero_fill: self.config.zero_fill,
+        };
+        // The unit of this cut (the narrow model draws nothing, so its seeds replay as before).
+        let unit = match rules.model {
+            PowerCutModel::Wide => Granularity::draw(rng),
+            PowerCutModel::Narrow => Granularity::Page,
+        };
         for ino in inos {
             let Some(f) = self.inodes.get_mut(&ino) else { continue };
-            let new = f.as_synced();
-            let result = if new == f.durable {
-                new
-            } else {
-                match rng.below(if self.config.torn_writes { 4 } else { 2 }) {
-                    0 => f.durable.clone(),
-                    1 => new,
-                    _ => {
-                        torn += 1;
-                        let first_diff = f.durable.iter().zip(&new).take_while(|(a, b)| a == b).count();
-                        let cut = rng.range(first_diff as u64, new.len() as u64) as usize;
-                        let mut out = new[..cut].to_vec();
-                        // Past the cut the medium keeps its old bytes, unless the file was cut
-                        // shorter and that size change reached the medium.
-                        let shrunk = new.len() < f.durable.len() && rng.chance(1, 2);
-                        if cut < f.durable.len() && !shrunk {
-                            out.extend_from_slice(&f.durable[cut..]);
-                        }
-                        if self.config.zero_fill && cut > f.durable.len() && rng.chance(1, 4) {
-                            // The size made it, some data blocks did not.
-                            let from = rng.range(f.durable.len().max(first_diff) as u64, cut as u64) as usize;
-                            out[from..cut].fill(0);
-                        }
-                        out
-                    }
+            let (result, outcome) = power_cut::persist(&f.durable, &f.as_synced(), rules, unit, rng);
+            match outcome {
+                Outcome::TornPrefix => torn += 1,
+                Outcome::Scattered { hole } => {
+                    self.stats.scattered_files += 1;
+                    self.stats.holes += u64::from(hole);
                 }
-            };
+                Outcome::Unchanged | Outcome::None | Outcome::All => {}
+            }
             f.data = result.clone();
             f.durable = result;
             f.lost.clear();
@@ -511,7 +451,7 @@ impl State {
         self.durable_dir = dir;
         self.pending.clear();
         self.epoch += 1;
-        let msg = format!("POWER CUT (dir mode {mode}, {n} pending ops, {torn} torn files)");
+        let msg = format!("POWER CUT (dir mode {mode}, {n} pending ops, {torn} torn files, {unit:?} units)");
         self.log(format_args!("{msg}"));
     }
 }
@@ -1053,527 +993,6 @@ impl Inode {
                 }
             }
             self.lost = kept;
-        }
-    }
-}
-
-/// A growable in-memory file for the format readers (`sstable::open`, `wal::next`, ...): reads,
-/// writes and seeks over a `Vec<u8>`, and never fails.
-#[derive(Debug, Clone, Default)]
-pub struct MemCursor {
-    /// The file's bytes.
-    pub data: Vec<u8>,
-    /// The position of the next read or write.
-    pub pos: u64,
-}
-
-impl MemCursor {
-    /// A file holding `data`, positioned at its start.
-    pub fn new(data: Vec<u8>) -> Self {
-        MemCursor { data, pos: 0 }
-    }
-}
-
-impl ErrorType for MemCursor {
-    type Error = core::convert::Infallible;
-}
-
-impl Read for MemCursor {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let src = usize::try_from(self.pos).ok().and_then(|p| self.data.get(p..)).unwrap_or(&[]);
-        let n = src.len().min(buf.len());
-        buf[..n].copy_from_slice(&src[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Write for MemCursor {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        let pos = self.pos as usize;
-        let end = pos + buf.len();
-        if self.data.len() < end {
-            self.data.resize(end, 0);
-        }
-        self.data[pos..end].copy_from_slice(buf);
-        self.pos = end as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
-
-impl Seek for MemCursor {
-    fn seek(&mut self, pos: SeekFrom) -> Result<u64, Self::Error> {
-        let len = self.data.len() as i128;
-        let new = match pos {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => len + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        self.pos = new.clamp(0, u64::MAX as i128) as u64;
-        Ok(self.pos)
-    }
-}
-
-/// One write as the model sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelOp {
-    /// A put, with its expiry when it has one.
-    Put {
-        /// The key.
-        key: Vec<u8>,
-        /// The value.
-        value: Vec<u8>,
-        /// Absolute expiry in clock units.
-        expires_at: Option<u64>,
-    },
-    /// A delete.
-    Delete {
-        /// The key.
-        key: Vec<u8>,
-    },
-    /// A write batch: its puts and deletes, applied in order and atomically.
-    Batch(Vec<ModelOp>),
-}
-
-impl ModelOp {
-    /// The key written (the first one, for a batch; empty for an empty batch).
-    pub fn key(&self) -> &[u8] {
-        match self {
-            ModelOp::Put { key, .. } | ModelOp::Delete { key } => key,
-            ModelOp::Batch(ops) => ops.first().map_or(&[], ModelOp::key),
-        }
-    }
-
-    /// How many user writes this is (the engine's `EveryN` counter counts a batch's entries).
-    pub fn writes(&self) -> usize {
-        match self {
-            ModelOp::Batch(ops) => ops.iter().map(ModelOp::writes).sum(),
-            _ => 1,
-        }
-    }
-
-    fn apply(&self, state: &mut KvState) {
-        match self {
-            ModelOp::Put { key, value, expires_at } => {
-                state.insert(key.clone(), (value.clone(), *expires_at));
-            }
-            ModelOp::Delete { key } => {
-                state.remove(key);
-            }
-            ModelOp::Batch(ops) => {
-                for op in ops {
-                    op.apply(state);
-                }
-            }
-        }
-    }
-}
-
-/// Key → (value, expiry): the full contents of a database in the model.
-pub type KvState = BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>;
-
-/// What a reader sees in `state` at time `now`: expired entries are absent.
-pub fn visible(state: &KvState, now: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    state
-        .iter()
-        .filter(|(_, (_, exp))| exp.is_none_or(|t| t > now))
-        .map(|(k, (v, _))| (k.clone(), v.clone()))
-        .collect()
-}
-
-/// The model of what a database must hold: the writes it acknowledged, in order, and how many
-/// of them are guaranteed durable.
-///
-/// Writes reach the WAL in order and a power cut keeps a prefix of it, so the state recovered
-/// after a power cut must be the state after some prefix of the writes: at least the durable
-/// ones, at most every acknowledged one plus the one in flight (the write that failed). After a
-/// process crash without a power cut, every acknowledged write must be there.
-///
-/// The model sees only what reads show. Give every put a distinct non-empty value (or an empty
-/// value without expiry): two puts of one value with different expiries read alike until the
-/// first expires, and after a power cut the model could not tell which of them survived.
-#[derive(Debug, Clone, Default)]
-pub struct History {
-    base: KvState,
-    /// Writes since `base`; `true` for acknowledged ones, `false` for an in-flight write that a
-    /// restart showed had landed.
-    log: Vec<(ModelOp, bool)>,
-    durable_upto: usize,
-    inflight: Option<ModelOp>,
-}
-
-impl History {
-    /// An empty database.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records an acknowledged write.
-    pub fn ack(&mut self, op: ModelOp) {
-        self.log.push((op, true));
-    }
-
-    /// Records the write whose call failed: it may or may not have landed.
-    pub fn set_inflight(&mut self, op: ModelOp) {
-        self.inflight = Some(op);
-    }
-
-    /// The write in flight, if any.
-    pub fn inflight(&self) -> Option<&ModelOp> {
-        self.inflight.as_ref()
-    }
-
-    /// Every write so far is durable (after a successful sync, flush or close).
-    pub fn mark_durable(&mut self) {
-        self.durable_upto = self.log.len();
-    }
-
-    /// Every write but the last `n` acknowledged ones is durable (`SyncPolicy::EveryN(n + 1)`).
-    /// A batch of k entries counts as k writes, and is durable as a whole or not at all.
-    pub fn mark_durable_but_last(&mut self, n: usize) {
-        let mut weight = 0;
-        let mut upto = self.log.len();
-        for i in (0..self.log.len()).rev() {
-            let (op, acked) = &self.log[i];
-            let w = if *acked { op.writes() } else { 0 };
-            if weight + w > n {
-                break;
-            }
-            weight += w;
-            upto = i;
-        }
-        self.durable_upto = self.durable_upto.max(upto);
-    }
-
-    /// Acknowledged writes not yet known durable.
-    pub fn undurable(&self) -> usize {
-        self.log.len() - self.durable_upto
-    }
-
-    /// The state with every logged write applied: what a live database must show.
-    pub fn current(&self) -> KvState {
-        let mut s = self.base.clone();
-        for (op, _) in &self.log {
-            op.apply(&mut s);
-        }
-        s
-    }
-
-    /// Checks the state a restarted database shows (`recovered`, read at time `now`) and, when it
-    /// is allowed, makes it the model's new starting point. `power_cut` says whether the restart
-    /// followed a power cut (a prefix down to the durable writes may be lost) or only a process
-    /// crash (nothing acknowledged may be lost).
-    pub fn check_recovered(
-        &mut self,
-        recovered: &BTreeMap<Vec<u8>, Vec<u8>>,
-        now: u64,
-        power_cut: bool,
-    ) -> Result<(), String> {
-        let lo = if power_cut { self.durable_upto } else { self.log.len() };
-        let mut state = self.base.clone();
-        let mut found = None;
-        let total = self.log.len() + usize::from(self.inflight.is_some());
-        for k in 0..=total {
-            if k > 0 {
-                let op = match self.log.get(k - 1) {
-                    Some((op, _)) => op,
-                    None => self.inflight.as_ref().ok_or("no in-flight write")?,
-                };
-                op.apply(&mut state);
-            }
-            if k >= lo && &visible(&state, now) == recovered {
-                found = Some((k, state.clone()));
-            }
-        }
-        let Some((k, state)) = found else {
-            let want = visible(&self.current(), now);
-            let mut diff = Vec::new();
-            for key in want.keys().chain(recovered.keys()).collect::<std::collections::BTreeSet<_>>() {
-                let (a, b) = (want.get(key), recovered.get(key));
-                if a != b {
-                    diff.push(format!(
-                        "  key {}: model (all acked) {:?}, recovered {:?}",
-                        show(key),
-                        a.map(|v| show(v)),
-                        b.map(|v| show(v))
-                    ));
-                }
-            }
-            return Err(format!(
-                "recovered state matches no allowed prefix (power_cut={power_cut}, durable {} of {} \
-                 logged writes, in flight {:?}):\n{}",
-                self.durable_upto,
-                self.log.len(),
-                self.inflight,
-                diff.join("\n")
-            ));
-        };
-        if power_cut {
-            // What survived a power cut is on the medium: it is the new durable base.
-            self.base = state;
-            self.log.clear();
-            self.durable_upto = 0;
-        } else if k > self.log.len() {
-            if let Some(op) = self.inflight.take() {
-                self.log.push((op, false));
-            }
-        }
-        self.inflight = None;
-        Ok(())
-    }
-}
-
-/// Bytes for a failure message: text as is, anything else escaped, long runs shortened.
-pub fn show(bytes: &[u8]) -> String {
-    let s: String = bytes.escape_ascii().to_string();
-    if s.len() > 48 {
-        format!("{}..({} bytes)", &s[..40], bytes.len())
-    } else {
-        s
-    }
-}
-
-/// The bodies of the fuzz targets in `fuzz/fuzz_targets/`, here so that `cargo test` can replay
-/// saved inputs through exactly the same checks (`tests/hostile_fuzz_inputs.rs`). Each panics
-/// when the engine misbehaves on `data`, and returns normally otherwise.
-pub mod targets {
-    use std::collections::BTreeMap;
-
-    use minivault_core::record::{self, HEADER_LEN};
-    use minivault_core::sstable::{self, Lookup};
-    use minivault_core::{entry, Config, Db, Error, SyncPolicy};
-
-    use super::{visible, FaultStorage, History, ManualClock, MemCursor, ModelOp, Rng};
-
-    type FuzzDb = Db<FaultStorage, ManualClock, Vec<u8>>;
-
-    fn open_db(
-        storage: &FaultStorage,
-        mem: usize,
-        sync: SyncPolicy,
-    ) -> Result<FuzzDb, Error<super::FaultError>> {
-        FuzzDb::open(
-            storage.clone(),
-            ManualClock::new(1_000),
-            [vec![0u8; mem], vec![0u8; mem]],
-            Config::with_sync(sync),
-        )
-    }
-
-    /// Record framing and entry decoding of arbitrary bytes.
-    pub fn record_decode(data: &[u8]) {
-        if let Ok((payload, used)) = record::decode(data) {
-            assert_eq!(used, HEADER_LEN + payload.len());
-            assert_eq!(record::crc32c(&[payload]).to_le_bytes(), data[4..8]);
-            if let Ok(e) = entry::decode(payload) {
-                assert!(!e.key.is_empty() && e.key.len() <= minivault_core::MAX_KEY_LEN);
-                assert!(!e.tombstone || e.value.is_empty());
-            }
-        }
-        let _ = entry::decode(data);
-    }
-
-    /// WAL replay: the first byte splits the rest into one or two WAL files; the database must
-    /// open (and take a write) or report corruption or a memory shortfall.
-    pub fn wal_replay(data: &[u8]) {
-        let Some((&first, rest)) = data.split_first() else { return };
-        let storage = FaultStorage::new(0);
-        let split = (first as usize * rest.len() / 255).min(rest.len());
-        if first & 1 == 1 {
-            storage.write_file("0000000000000001.wal", &rest[..split]);
-            storage.write_file("0000000000000002.wal", &rest[split..]);
-        } else {
-            storage.write_file("0000000000000001.wal", rest);
-        }
-        let mem = if first & 2 == 2 { 512 } else { 4096 };
-        match open_db(&storage, mem, SyncPolicy::EveryWrite) {
-            Ok(mut db) => {
-                let mut buf = vec![0u8; 8192];
-                for k in [&b"k"[..], b"key", b"\x00"] {
-                    let _ = db.get(k, &mut buf);
-                }
-                db.put(b"after", b"replay").expect("a recovered database takes writes");
-                drop(db);
-                let mut db = open_db(&storage, mem, SyncPolicy::EveryWrite).expect("reopen after recovery");
-                assert_eq!(
-                    db.get(b"after", &mut buf).expect("get").map(<[u8]>::to_vec),
-                    Some(b"replay".to_vec())
-                );
-            }
-            Err(Error::Corrupted { .. } | Error::InsufficientMemory { .. }) => {}
-            Err(e) => panic!("WAL replay failed with {e:?}"),
-        }
-    }
-
-    /// SSTable open and lookup. First byte even: the rest is a table and its last byte a key
-    /// length. Odd: the rest describes entries; a real table is written with them, bytes of it
-    /// are flipped where the input says, and every lookup must give an error or the right answer.
-    pub fn sstable_lookup(data: &[u8]) {
-        let Some((&first, rest)) = data.split_first() else { return };
-        if first & 1 == 0 {
-            let klen = rest.last().map_or(1, |&b| (b as usize % 16) + 1).min(rest.len());
-            let (table, key) = rest.split_at(rest.len() - klen);
-            let mut io = MemCursor::new(table.to_vec());
-            if let Ok(footer) = sstable::open(&mut io, table.len() as u64) {
-                let mut out = [0u8; 64];
-                let _ = sstable::lookup(&mut io, &footer, key, &mut out);
-                let _ = sstable::lookup(&mut io, &footer, b"k", &mut out);
-            }
-            return;
-        }
-        let half = rest.len() / 2;
-        let (entries, flips) = rest.split_at(half);
-        let storage = FaultStorage::new(0);
-        let mut db = open_db(&storage, 64 * 1024, SyncPolicy::Manual).expect("open");
-        let mut state: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for chunk in entries.chunks(4) {
-            let key = vec![b'k', chunk[0] % 32];
-            if chunk.len() > 1 && chunk[1] % 5 == 0 {
-                db.delete(&key).expect("delete");
-                state.insert(key, None);
-            } else {
-                let value = chunk.get(1..).unwrap_or(&[]).repeat(chunk.get(2).map_or(1, |&n| n as usize % 9));
-                db.put(&key, &value).expect("put");
-                state.insert(key, Some(value));
-            }
-        }
-        db.flush().expect("flush");
-        drop(db);
-        let Some(name) = storage.names().into_iter().find(|n| n.ends_with(".sst")) else { return };
-        let mut table = storage.read_file(&name).expect("table");
-        for pair in flips.chunks(3) {
-            if let [a, b, x] = *pair {
-                let i = (a as usize) << 8 | b as usize;
-                let len = table.len();
-                table[i % len] ^= x;
-            }
-        }
-        let mut io = MemCursor::new(table.clone());
-        let Ok(footer) = sstable::open(&mut io, table.len() as u64) else { return };
-        let mut out = vec![0u8; 4096];
-        for (key, want) in &state {
-            match sstable::lookup(&mut io, &footer, key, &mut out) {
-                Err(_) => {}
-                Ok(Lookup::Found { value_len, tombstone: false, .. }) => {
-                    assert_eq!(Some(&out[..value_len]), want.as_deref(), "wrong value for {key:?}");
-                }
-                Ok(Lookup::Found { tombstone: true, .. } | Lookup::Absent) => {
-                    assert!(want.is_none(), "damage hid {key:?}");
-                }
-            }
-        }
-    }
-
-    /// The REPL's line parser: never panics, and a parsed `put` prints back to the same command.
-    pub fn repl_parse(data: &[u8]) {
-        use minivault::repl::{format_value, parse_line, Command};
-        if let Ok(Some(Command::Put { key, value, ttl_secs })) = parse_line(data) {
-            let mut line = format!("put {} {}", format_value(&key), format_value(&value));
-            if let Some(t) = ttl_secs {
-                line.push_str(&format!(" EX {t}"));
-            }
-            assert_eq!(parse_line(line.as_bytes()), Ok(Some(Command::Put { key, value, ttl_secs })));
-        }
-    }
-
-    /// Operations against a database on a [`FaultStorage`], checked against a [`History`]:
-    /// each input byte pair is one step (put, delete, TTL put, clock, get, flush, sync, crash,
-    /// power cut). `EveryWrite`: nothing acknowledged may be lost.
-    pub fn ops(data: &[u8]) {
-        let Some((&seed, rest)) = data.split_first() else { return };
-        let storage = FaultStorage::new(u64::from(seed));
-        let clock = ManualClock::new(1_000);
-        let mut rng = Rng::new(u64::from(seed));
-        let mem = [512, 1024, 4096][seed as usize % 3];
-        let open = |s: &FaultStorage| {
-            FuzzDb::open(
-                s.clone(),
-                clock.clone(),
-                [vec![0u8; mem], vec![0u8; mem]],
-                Config::with_sync(SyncPolicy::EveryWrite),
-            )
-        };
-        let mut db = Some(open(&storage).expect("open"));
-        let mut hist = History::new();
-        let keys: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'k', i]).collect();
-        let mut buf = vec![0u8; 8192];
-        let check = |db: &mut FuzzDb, hist: &mut History, buf: &mut Vec<u8>, power_cut: bool, now: u64| {
-            let mut got = BTreeMap::new();
-            for k in &keys {
-                if let Some(v) = db.get(k, buf).expect("get after reopen") {
-                    got.insert(k.clone(), v.to_vec());
-                }
-            }
-            if let Err(e) = hist.check_recovered(&got, now, power_cut) {
-                panic!("{e}");
-            }
-        };
-        for pair in rest.chunks(2) {
-            let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
-            let key = keys[arg as usize % keys.len()].clone();
-            let d = db.as_mut().expect("open");
-            match op % 10 {
-                0..=2 => {
-                    let value = vec![arg; (op as usize / 10) * 3];
-                    d.put(&key, &value).expect("put");
-                    hist.ack(ModelOp::Put { key, value, expires_at: None });
-                    hist.mark_durable();
-                }
-                3 => {
-                    d.delete(&key).expect("delete");
-                    hist.ack(ModelOp::Delete { key });
-                    hist.mark_durable();
-                }
-                4 => {
-                    // A distinct value per TTL put (see History).
-                    let t = clock.get() + u64::from(arg % 50) + 1;
-                    let value = format!("ttl{t}-{}", rng.next_u64()).into_bytes();
-                    d.put_expiring(&key, &value, t).expect("put_expiring");
-                    hist.ack(ModelOp::Put { key, value, expires_at: Some(t) });
-                    hist.mark_durable();
-                }
-                5 if op >= 200 => {
-                    // An atomic batch of up to four writes (distinct values, see History).
-                    let mut batch = minivault_core::WriteBatch::new(vec![0u8; 1024]);
-                    let mut ops = Vec::new();
-                    for j in 0..(arg % 4 + 1) {
-                        let key = keys[(arg as usize + j as usize * 3) % keys.len()].clone();
-                        if j == 2 {
-                            batch.delete(&key).expect("batch delete");
-                            ops.push(ModelOp::Delete { key });
-                        } else {
-                            let value = format!("b{}-{j}", rng.next_u64()).into_bytes();
-                            batch.put(&key, &value).expect("batch put");
-                            ops.push(ModelOp::Put { key, value, expires_at: None });
-                        }
-                    }
-                    d.write_batch(&batch).expect("write_batch");
-                    hist.ack(ModelOp::Batch(ops));
-                    hist.mark_durable();
-                }
-                5 => clock.advance(u64::from(arg % 30)),
-                6 => {
-                    let want = visible(&hist.current(), clock.get()).get(&key).cloned();
-                    let got = d.get(&key, &mut buf).expect("get").map(<[u8]>::to_vec);
-                    assert_eq!(got, want, "live get {key:?}");
-                }
-                7 => d.flush().expect("flush"),
-                8 | 9 => {
-                    let power_cut = op % 10 == 9;
-                    drop(db.take());
-                    if power_cut {
-                        storage.power_cut(&mut rng);
-                    }
-                    let mut d = open(&storage).expect("reopen");
-                    check(&mut d, &mut hist, &mut buf, power_cut, clock.get());
-                    db = Some(d);
-                }
-                _ => unreachable!(),
-            }
         }
     }
 }
