@@ -672,7 +672,6 @@ fn every_n_policy_survives_unsynced_writes_reaching_the_disk_out_of_order() {
 /// before it syncs the WAL it adopted (`model_regressions::
 /// power_cut_after_a_failed_open_leaves_the_adopted_wal_openable`), so this stays ignored.
 #[test]
-#[ignore = "seed 158: recovery creates a WAL before syncing the adopted one (model_regressions); run with --ignored"]
 fn manual_policy_survives_unsynced_writes_reaching_the_disk_out_of_order() {
     run_model(
         "manual_policy_survives_unsynced_writes_reaching_the_disk_out_of_order",

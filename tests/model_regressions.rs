@@ -173,7 +173,6 @@ fn open_never_removes_a_wal_on_the_strength_of_a_table_that_is_not_durable() {
 /// with a hole in its unsynced tail: it is no longer the newest WAL, and the next open refuses
 /// with corruption instead of cutting the unsynced tail.
 #[test]
-#[ignore = "engine bug on main after the WAL watermark fix: recovery creates a WAL before syncing the adopted one (wide model, Manual seed 158)"]
 fn power_cut_after_a_failed_open_leaves_the_adopted_wal_openable() {
     let config = FaultConfig { partial_failures: false, ..FaultConfig::default() };
     let storage = FaultStorage::with_config(1, config);
