@@ -24,7 +24,7 @@ fi
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(record_decode wal_replay sstable_lookup repl_parse ops)
+    targets=(record_decode wal_replay sstable_lookup repl_parse ops scan_merge)
 fi
 
 cargo +nightly fuzz build 2>&1 | tail -1

@@ -589,12 +589,13 @@ fn stray_files_named_with_extreme_ids_do_not_break_open() {
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("record_decode", targets::record_decode),
     ("wal_replay", targets::wal_replay),
     ("sstable_lookup", targets::sstable_lookup),
     ("repl_parse", targets::repl_parse),
     ("ops", targets::ops),
+    ("scan_merge", targets::scan_merge),
 ];
 
 #[test]
@@ -657,7 +658,7 @@ fn hand_made_edge_cases() {
 fn pseudo_random_inputs_do_not_break_the_targets() {
     let mut rng = Rng::new(0xF022);
     for (name, target) in TARGETS {
-        let runs = if name == "ops" { 60 } else { 300 };
+        let runs = if name == "ops" || name == "scan_merge" { 60 } else { 300 };
         for _ in 0..runs {
             let len = rng.below(600) as usize;
             let data = rng.bytes(len);

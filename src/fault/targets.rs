@@ -317,3 +317,99 @@ pub fn ops(data: &[u8]) {
         }
     }
 }
+
+/// The scan merge: the input is a workload on a database with small MemTables (puts, deletes,
+/// expiring puts, flushes, clock moves, reopens), each byte pair one step, then scans whose
+/// bounds and direction the input picks; every scan must return exactly what a `BTreeMap` of
+/// the live entries holds in that range, in order.
+pub fn scan_merge(data: &[u8]) {
+    use minivault_core::KeyRange;
+    use std::ops::Bound;
+
+    let Some((&seed, rest)) = data.split_first() else { return };
+    let storage = FaultStorage::new(u64::from(seed));
+    let clock = ManualClock::new(1_000);
+    let mem = [512, 1024, 2048][seed as usize % 3];
+    let open = |s: &FaultStorage| {
+        let mut db = FuzzDb::open(
+            s.clone(),
+            clock.clone(),
+            [vec![0u8; mem], vec![0u8; mem]],
+            Config::with_sync(SyncPolicy::EveryWrite),
+        )
+        .expect("open");
+        if seed & 4 == 0 {
+            db.set_scan_order_buffer(vec![0u8; db.stats().memtable_key_capacity * 4]);
+        }
+        db
+    };
+    let mut db = open(&storage);
+    let mut model: BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)> = BTreeMap::new();
+    // Keys of one to three bytes from a small alphabet, so ranges meet stored keys.
+    let key_of = |b: u8| -> Vec<u8> {
+        const A: [u8; 4] = [0x00, b'a', 0xfe, 0xff];
+        let len = 1 + (b as usize % 3);
+        (0..len).map(|i| A[(b as usize >> (2 + 2 * i)) % 4]).collect()
+    };
+    for pair in rest.chunks(2) {
+        let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
+        let key = key_of(arg);
+        match op % 12 {
+            0..=3 => {
+                let value = vec![op; usize::from(op / 12 % 5)];
+                db.put(&key, &value).expect("put");
+                model.insert(key, (value, None));
+            }
+            4 => {
+                db.delete(&key).expect("delete");
+                model.remove(&key);
+            }
+            5 => {
+                let t = clock.get() + u64::from(op % 7) + 1;
+                let value = vec![b't', op];
+                db.put_expiring(&key, &value, t).expect("put_expiring");
+                model.insert(key, (value, Some(t)));
+            }
+            6 => db.flush().expect("flush"),
+            7 => clock.advance(u64::from(op % 5)),
+            8 => {
+                drop(db);
+                db = open(&storage);
+            }
+            _ => {
+                let other = key_of(op);
+                let (lo, hi) = if key <= other { (&key, &other) } else { (&other, &key) };
+                fn bound(b: u8, k: &[u8]) -> Bound<&[u8]> {
+                    match b % 3 {
+                        0 => Bound::Included(k),
+                        1 => Bound::Excluded(k),
+                        _ => Bound::Unbounded,
+                    }
+                }
+                let range = if op & 0x10 != 0 {
+                    KeyRange::prefix(&lo[..lo.len().min(usize::from(op >> 6))])
+                } else {
+                    KeyRange::new(bound(op >> 2, lo), bound(op >> 4, hi))
+                };
+                let reverse = op & 0x20 != 0;
+                let now = clock.get();
+                let mut want: Vec<(Vec<u8>, Vec<u8>)> = model
+                    .iter()
+                    .filter(|(k, (_, t))| range.contains(k) && t.is_none_or(|t| t > now))
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect();
+                if reverse {
+                    want.reverse();
+                }
+                let mut keys = vec![0u8; db.scan_key_bytes()];
+                let mut scan = db.scan(range, reverse, &mut keys).expect("scan");
+                let (mut k, mut v) = ([0u8; 8], [0u8; 16]);
+                let mut got = Vec::new();
+                while let Some((kl, vl)) = scan.next(&mut k, &mut v).expect("next") {
+                    got.push((k[..kl].to_vec(), v[..vl].to_vec()));
+                }
+                assert_eq!(got, want, "scan {range:?} reverse {reverse}");
+            }
+        }
+    }
+}
