@@ -76,17 +76,19 @@ fn expected(model: &Model, range: &KeyRange<'_>, reverse: bool, now: u64) -> Ent
 /// Runs a whole scan; small buffers first, grown on `BufferTooSmall` (which must not move the
 /// scan).
 fn scan_all(db: &mut TestDb, range: KeyRange<'_>, reverse: bool) -> Result<Entries, Error<FaultError>> {
-    scan_with(db, range, reverse, false)
+    scan_with(db, range, reverse, false, 0)
 }
 
-/// [`scan_all`]; with `keys_only`, values are not read and come back empty.
+/// [`scan_all`]; with `keys_only`, values are not read and come back empty; `read_ahead` bytes
+/// more than the key slots need are the tables' read-ahead windows.
 fn scan_with(
     db: &mut TestDb,
     range: KeyRange<'_>,
     reverse: bool,
     keys_only: bool,
+    read_ahead: usize,
 ) -> Result<Entries, Error<FaultError>> {
-    let mut keys = vec![0u8; db.scan_key_bytes()];
+    let mut keys = vec![0u8; db.scan_key_bytes() + read_ahead];
     let mut scan = db.scan(range, reverse, &mut keys)?;
     let (mut k, mut v) = (vec![0u8; 2], vec![0u8; 3]);
     let mut out = Vec::new();
@@ -133,8 +135,11 @@ fn check_scans(db: &mut TestDb, model: &Model, rng: &mut Rng, now: u64, what: &s
         let range = random_range(rng, &a, &b);
         let reverse = rng.chance(1, 2);
         let keys_only = rng.chance(1, 4);
-        let got =
-            scan_with(db, range, reverse, keys_only).map_err(|e| format!("{what}: scan {range:?}: {e:?}"))?;
+        // Read-ahead windows of none, 1-4 KiB (a few records) or 64 KiB (whole tables) per table.
+        let per_table = [0, rng.range(1024, 4096) as usize, 64 << 10][rng.below(3) as usize];
+        let read_ahead = db.stats().tables * per_table;
+        let got = scan_with(db, range, reverse, keys_only, read_ahead)
+            .map_err(|e| format!("{what}: scan {range:?}: {e:?}"))?;
         let mut want = expected(model, &range, reverse, now);
         if keys_only {
             want.iter_mut().for_each(|(_, v)| v.clear());
@@ -379,8 +384,8 @@ fn a_flipped_bit_in_a_table_makes_a_scan_fail_never_return_a_wrong_or_missing_en
             failed += 1;
             continue;
         };
-        for reverse in [false, true] {
-            match scan_all(&mut db, KeyRange::all(), reverse) {
+        for (reverse, read_ahead) in [(false, 0), (true, 0), (false, 64 << 10), (true, 64 << 10)] {
+            match scan_with(&mut db, KeyRange::all(), reverse, false, read_ahead) {
                 Err(Error::Corrupted { .. }) => failed += 1,
                 Err(e) => panic!("seed {seed}: flip in {name} at {offset}.{bit}: {e:?}"),
                 Ok(got) => assert_eq!(

@@ -70,6 +70,19 @@ pub trait Storage {
         Ok(())
     }
 
+    /// Reads up to `buf.len()` bytes at `pos` for a sequential scan; returns how many (fewer at
+    /// the end of the file). A hint, like [`Storage::preallocate`]: bytes read this way will not be
+    /// read again soon, so a read cache should not keep them (a scan must not push the hot set
+    /// out). The default is an ordinary read.
+    fn read_through(
+        &mut self,
+        file: &mut Self::File,
+        pos: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, Self::Error> {
+        crate::io::read_at(&mut self.io(file), pos, buf)
+    }
+
     /// Makes the file's contents and length durable (`fdatasync` on POSIX).
     fn sync(&mut self, file: &mut Self::File) -> Result<(), Self::Error>;
 

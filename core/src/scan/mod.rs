@@ -7,7 +7,11 @@
 //! A scan takes, from the caller:
 //! - a key buffer of [`crate::Db::scan_key_bytes`] bytes: one slot per SSTable as long as that
 //!   table's longest key (from its footer), and one as long as the longest key anywhere (the key
-//!   being returned) — with 16-byte keys and 10 tables, 176 bytes;
+//!   being returned) — with 16-byte keys and 10 tables, 176 bytes. Whatever the buffer holds
+//!   beyond that is shared out among the SSTables as read-ahead windows (each at least
+//!   1 KiB to count): a table's records are then read in chunks of its window, outside the
+//!   storage's read cache ([`crate::Storage::read_through`]), so a long scan is sequential I/O
+//!   and does not push the hot set out of the cache;
 //! - for the active MemTable, which is a hash table, an order buffer given to the database once
 //!   ([`crate::Db::set_scan_order_buffer`]): 4 bytes per key, at most the MemTable's key capacity
 //!   (3/64 of a MemTable buffer). A scan sorts the active MemTable's keys into it when it starts
@@ -120,6 +124,8 @@ pub struct Scan<'a, S: Storage, M> {
     cursors: Vec<TableCursor, MAX_TABLES>,
     /// Table key slots, then the slot of the key being returned.
     keys: &'a mut [u8],
+    /// The tables' read-ahead windows (the rest of the caller's buffer).
+    windows: &'a mut [u8],
     /// Where the slot of the key being returned starts in `keys`, and its length.
     current_at: usize,
     current_cap: usize,
@@ -147,11 +153,15 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         if keys.len() < needed {
             return Err(Error::InsufficientMemory { needed, given: keys.len() });
         }
+        // What lies beyond the key slots is shared out among the tables as read-ahead windows.
+        let (keys, windows) = keys.split_at_mut(needed);
+        let share = if tables.is_empty() { 0 } else { windows.len() / tables.len() };
+        let share = if share >= table_cursor::MIN_WINDOW { share } else { 0 };
         let mut cursors: Vec<TableCursor, MAX_TABLES> = Vec::new();
         let mut at = 0;
-        for t in tables.iter() {
+        for (i, t) in tables.iter().enumerate() {
             let n = table_cursor::slot_len(t.footer());
-            let _ = cursors.push(TableCursor::with_slot(at, n));
+            let _ = cursors.push(TableCursor::with_slot(at, n).with_window(i * share, share));
             at += n;
         }
         let [active, immutable] = mems;
@@ -161,7 +171,8 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         }
         for (c, t) in cursors.iter_mut().zip(tables.iter_mut()) {
             let slot = keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
-            c.seek(storage, t, slot, &range, reverse)?;
+            let window = windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
+            c.seek(storage, t, slot, window, &range, reverse)?;
         }
         let current_cap = needed - at;
         Ok(Scan {
@@ -170,6 +181,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             mems,
             cursors,
             keys,
+            windows,
             current_at: at,
             current_cap,
             current_len: 0,
@@ -225,7 +237,8 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             let key = tail.get(..n).unwrap_or(&[]);
             let slot = head.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
             if c.key(slot).is_some_and(|k| k == key) {
-                c.advance(self.storage, t, slot, reverse)?;
+                let window = self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
+                c.advance(self.storage, t, slot, window, reverse)?;
             }
         }
         Ok(())
@@ -287,10 +300,12 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                         }
                     }
                     Source::Table(i) => {
-                        let (Some(c), Some(t)) = (self.cursors.get(i), self.tables.get_mut(i)) else {
+                        let (Some(c), Some(t)) = (self.cursors.get_mut(i), self.tables.get_mut(i)) else {
                             return Ok(None);
                         };
-                        c.read_value(self.storage, t, dst)?;
+                        let window =
+                            self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
+                        c.read_value(self.storage, t, window, dst, self.reverse)?;
                     }
                 }
             }

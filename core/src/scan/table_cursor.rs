@@ -5,8 +5,12 @@
 //! the table's longest key, from its footer), its position and its header. Seeking is a binary
 //! search over the fences, then over the run of records they point to; moving forward follows
 //! the records, which lie back to back; moving backward reads the index.
+//!
+//! With a read-ahead window (a share of the scan buffer beyond the key slots), the records the
+//! scan walks through are read in large chunks with [`Storage::read_through`], which keeps them
+//! out of the storage's read cache; every record is still checked against its checksum.
 
-use embedded_io::{Read, Seek};
+use embedded_io::{ErrorType, Read, Seek, SeekFrom};
 
 use crate::entry::{EntryHeader, EntryLayout};
 use crate::error::{Corruption, Error, ReadResultExt};
@@ -30,11 +34,24 @@ pub(crate) fn slot_len(footer: &Footer) -> usize {
     }
 }
 
+/// The smallest read-ahead window worth having: a few records.
+pub(crate) const MIN_WINDOW: usize = 1024;
+
+/// Which part of a table a window holds.
+#[derive(Clone, Copy, Default)]
+struct WindowState {
+    start: u64,
+    filled: usize,
+}
+
 /// A cursor over one table.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct TableCursor {
     /// Where its key slot lies in the scan's key buffer.
     pub(crate) slot: (usize, usize),
+    /// Where its read-ahead window lies in the scan's window buffer (length 0: none).
+    pub(crate) window: (usize, usize),
+    held: WindowState,
     /// The current record's index; meaningful while `valid`.
     pos: u32,
     valid: bool,
@@ -51,6 +68,11 @@ impl TableCursor {
     /// A cursor whose key slot is `len` bytes at `at` of the key buffer, not yet positioned.
     pub(crate) fn with_slot(at: usize, len: usize) -> Self {
         TableCursor { slot: (at, len), ..TableCursor::default() }
+    }
+
+    /// Gives the cursor the read-ahead window of `len` bytes at `at` of the window buffer.
+    pub(crate) fn with_window(self, at: usize, len: usize) -> Self {
+        TableCursor { window: (at, len), ..self }
     }
 
     /// The current key, in `slot` (the cursor's slot of the key buffer).
@@ -73,6 +95,7 @@ impl TableCursor {
         storage: &mut S,
         table: &mut Table<S::File>,
         slot: &mut [u8],
+        window: &mut [u8],
         range: &KeyRange<'_>,
         reverse: bool,
     ) -> Result<(), S> {
@@ -81,7 +104,7 @@ impl TableCursor {
         } else {
             Some(partition(storage, table, slot, |k| !range.before_start(k))?)
         };
-        self.load(storage, table, slot, i)
+        self.load(storage, table, slot, window, i, reverse)
     }
 
     /// Moves past the current record.
@@ -90,13 +113,14 @@ impl TableCursor {
         storage: &mut S,
         table: &mut Table<S::File>,
         slot: &mut [u8],
+        window: &mut [u8],
         reverse: bool,
     ) -> Result<(), S> {
         if !self.valid {
             return Ok(());
         }
         if reverse {
-            return self.load(storage, table, slot, self.pos.checked_sub(1));
+            return self.load(storage, table, slot, window, self.pos.checked_sub(1), true);
         }
         // Records lie back to back: the next one starts where this one ends.
         let next = self.pos + 1;
@@ -105,7 +129,7 @@ impl TableCursor {
             return Ok(());
         }
         let offset = self.offset + self.record_len;
-        self.read_key_at(storage, table, slot, next, offset)
+        self.read_key_at(storage, table, slot, window, next, offset, false)
     }
 
     /// Loads record `i` (none: past either end).
@@ -114,7 +138,9 @@ impl TableCursor {
         storage: &mut S,
         table: &mut Table<S::File>,
         slot: &mut [u8],
+        window: &mut [u8],
         i: Option<u32>,
+        reverse: bool,
     ) -> Result<(), S> {
         let footer = *table.footer();
         let Some(i) = i.filter(|&i| i < footer.entry_count) else {
@@ -124,22 +150,40 @@ impl TableCursor {
         let id = table.id();
         let offset = read_u32_at(&mut storage.io(table.file()), footer.index_offset + u64::from(i) * 4)
             .in_file(FileKind::Table, id)?;
-        self.read_key_at(storage, table, slot, i, u64::from(offset))
+        self.read_key_at(storage, table, slot, window, i, u64::from(offset), reverse)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn read_key_at<S: Storage>(
         &mut self,
         storage: &mut S,
         table: &mut Table<S::File>,
         slot: &mut [u8],
+        window: &mut [u8],
         i: u32,
         offset: u64,
+        reverse: bool,
     ) -> Result<(), S> {
         let (id, data_end) = (table.id(), table.footer().index_offset);
-        let io = &mut storage.io(table.file());
-        let (layout, record_len) = read_key(io, offset, data_end, slot).in_file(FileKind::Table, id)?;
+        let (layout, record_len) = if window.len() >= MIN_WINDOW {
+            let io = &mut WindowIo {
+                storage,
+                file: table.file(),
+                buf: window,
+                held: &mut self.held,
+                end: data_end,
+                reverse,
+                pos: 0,
+            };
+            read_key(io, offset, data_end, slot)
+        } else {
+            read_key(&mut storage.io(table.file()), offset, data_end, slot)
+        }
+        .in_file(FileKind::Table, id)?;
         *self = TableCursor {
             slot: self.slot,
+            window: self.window,
+            held: self.held,
             pos: i,
             valid: true,
             offset,
@@ -154,14 +198,29 @@ impl TableCursor {
     /// Copies the current record's value into `out` (which must hold it), reading the record
     /// through its checksum again.
     pub(crate) fn read_value<S: Storage>(
-        &self,
+        &mut self,
         storage: &mut S,
         table: &mut Table<S::File>,
+        window: &mut [u8],
         out: &mut [u8],
+        reverse: bool,
     ) -> Result<usize, S> {
         let (id, data_end) = (table.id(), table.footer().index_offset);
-        let io = &mut storage.io(table.file());
-        read_value(io, self.offset, data_end, out).in_file(FileKind::Table, id)
+        if window.len() >= MIN_WINDOW {
+            let io = &mut WindowIo {
+                storage,
+                file: table.file(),
+                buf: window,
+                held: &mut self.held,
+                end: data_end,
+                reverse,
+                pos: 0,
+            };
+            read_value(io, self.offset, data_end, out)
+        } else {
+            read_value(&mut storage.io(table.file()), self.offset, data_end, out)
+        }
+        .in_file(FileKind::Table, id)
     }
 }
 
@@ -271,4 +330,65 @@ fn fence_key<IO: Read + Seek>(
     let dst = slot.get_mut(..n).ok_or(bad)?;
     read_exact_at(io, at + 2, dst)?;
     Ok(n)
+}
+
+/// Reads of a table's data section through a read-ahead window: a read outside what the window
+/// holds refills it with one large [`Storage::read_through`] (forward: starting at the read;
+/// backward: ending just past it, so that the records before it come along).
+struct WindowIo<'w, S: Storage> {
+    storage: &'w mut S,
+    file: &'w mut S::File,
+    buf: &'w mut [u8],
+    held: &'w mut WindowState,
+    /// Nothing past this is read (the end of the data section).
+    end: u64,
+    reverse: bool,
+    pos: u64,
+}
+
+impl<S: Storage> ErrorType for WindowIo<'_, S> {
+    type Error = S::Error;
+}
+
+impl<S: Storage> Read for WindowIo<'_, S> {
+    fn read(&mut self, dst: &mut [u8]) -> core::result::Result<usize, S::Error> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        let held_end = self.held.start + self.held.filled as u64;
+        if self.pos < self.held.start || self.pos >= held_end {
+            let start = if self.reverse {
+                (self.pos + dst.len() as u64).saturating_sub(self.buf.len() as u64).min(self.pos)
+            } else {
+                self.pos
+            };
+            let room =
+                usize::try_from(self.end.saturating_sub(start)).unwrap_or(usize::MAX).min(self.buf.len());
+            let into = self.buf.get_mut(..room).unwrap_or(&mut []);
+            let filled = self.storage.read_through(self.file, start, into)?;
+            *self.held = WindowState { start, filled };
+            if self.pos >= start + filled as u64 {
+                return Ok(0);
+            }
+        }
+        let at = usize::try_from(self.pos - self.held.start).unwrap_or(usize::MAX);
+        let src = self.buf.get(at..self.held.filled).unwrap_or(&[]);
+        let n = src.len().min(dst.len());
+        if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<S: Storage> Seek for WindowIo<'_, S> {
+    fn seek(&mut self, to: SeekFrom) -> core::result::Result<u64, S::Error> {
+        self.pos = match to {
+            SeekFrom::Start(p) => p,
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            SeekFrom::End(d) => self.end.saturating_add_signed(d),
+        };
+        Ok(self.pos)
+    }
 }
