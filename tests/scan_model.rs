@@ -74,13 +74,8 @@ fn expected(model: &Model, range: &KeyRange<'_>, reverse: bool, now: u64) -> Ent
 }
 
 /// Runs a whole scan; small buffers first, grown on `BufferTooSmall` (which must not move the
-/// scan).
-fn scan_all(db: &mut TestDb, range: KeyRange<'_>, reverse: bool) -> Result<Entries, Error<FaultError>> {
-    scan_with(db, range, reverse, false, 0)
-}
-
-/// [`scan_all`]; with `keys_only`, values are not read and come back empty; `read_ahead` bytes
-/// more than the key slots need are the tables' read-ahead windows.
+/// scan). With `keys_only`, values are not read and come back empty; `read_ahead` bytes more
+/// than the key slots need are the tables' read-ahead windows.
 fn scan_with(
     db: &mut TestDb,
     range: KeyRange<'_>,
