@@ -11,13 +11,13 @@
 //! # Ok::<(), minivault::Error>(())
 //! ```
 //!
-//! Modules: [`storage`] (files through libc), [`cache`] (the read cache of file pages),
+//! Modules: [`storage`] (files through libc), [`page_cache`] (the read cache of file pages),
 //! [`row_cache`] (the cache of recently read rows), [`lock`] (the `LOCK` file), [`repl`] (the
 //! command language), and the [`Db`] handle in this file.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod cache;
+pub mod page_cache;
 pub mod lock;
 pub mod repl;
 pub mod row_cache;
