@@ -4,12 +4,12 @@
 //! command. When the database cannot be opened, the reason goes to stderr and the exit code
 //! is 1; bad arguments exit with 2.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use minivault::repl::{self, ReplBackend};
+use minivault::repl::{self, LineRead, LineSource, ReplBackend};
 use minivault::{Db, Durability, Options};
 
 const USAGE: &str = "usage: minivault [--sync always|every:N|periodic:MS|manual] [--memtable-bytes N] [DIR]
@@ -65,34 +65,32 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(Args { dir: dir.unwrap_or_else(|| PathBuf::from("minivault-data")), options }))
 }
 
-fn interactive(db: &mut Db) -> io::Result<()> {
-    let mut editor = match rustyline::DefaultEditor::new() {
-        Ok(e) => e,
-        // No usable terminal after all: fall back to the plain loop.
-        Err(_) => return repl::run(io::stdin().lock(), io::stdout().lock(), db, true),
-    };
-    let mut out = io::stdout().lock();
-    loop {
-        match editor.readline("> ") {
-            Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
-                match repl::parse_line(line.as_bytes()) {
-                    Ok(None) => {}
-                    Ok(Some(cmd)) => {
-                        let (reply, quit) = repl::execute(db, cmd);
-                        if quit {
-                            return Ok(());
-                        }
-                        writeln!(out, "{reply}")?;
-                    }
-                    Err(e) => writeln!(out, "ERR {e}")?,
+/// Lines typed at a terminal, through the line editor (which draws its own `> ` prompt).
+struct EditorLines(rustyline::DefaultEditor);
+
+impl LineSource for EditorLines {
+    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<LineRead> {
+        loop {
+            match self.0.readline("> ") {
+                Ok(text) => {
+                    let _ = self.0.add_history_entry(text.as_str());
+                    line.clear();
+                    line.extend_from_slice(text.as_bytes());
+                    return Ok(LineRead::Line);
                 }
-                out.flush()?;
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                Err(rustyline::error::ReadlineError::Eof) => return Ok(LineRead::Eof),
+                Err(e) => return Err(io::Error::other(e.to_string())),
             }
-            Err(rustyline::error::ReadlineError::Interrupted) => continue,
-            Err(rustyline::error::ReadlineError::Eof) => return Ok(()),
-            Err(e) => return Err(io::Error::other(e.to_string())),
         }
+    }
+}
+
+fn interactive(db: &mut Db) -> io::Result<()> {
+    match rustyline::DefaultEditor::new() {
+        Ok(editor) => repl::run_lines(&mut EditorLines(editor), io::stdout().lock(), db, false),
+        // No usable terminal after all: fall back to the plain loop.
+        Err(_) => repl::run(io::stdin().lock(), io::stdout().lock(), db, true),
     }
 }
 

@@ -86,7 +86,6 @@ impl PosixFile {
     }
 }
 
-
 impl fmt::Debug for PosixFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PosixFile")
@@ -189,7 +188,6 @@ fn copy_from(page: &[u8], within: usize, dst: &mut [u8]) -> usize {
 pub(super) fn lock(cache: &Mutex<PageCache>) -> MutexGuard<'_, PageCache> {
     cache.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -365,7 +363,6 @@ mod tests {
             assert_eq!(&buf[..n], &data[at as usize..end], "at {at} len {len}");
         }
     }
-
 
     fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {
         let mut done = 0;

@@ -403,7 +403,6 @@ pub(crate) mod tests {
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
-
     #[test]
     fn preallocate_extends_with_zeros_keeps_buffered_bytes_and_never_shrinks() {
         let (dir, mut storage) = storage();

@@ -1,0 +1,62 @@
+//! The `minivault` REPL: the command language, its parser, reply formatting and the line loop.
+//!
+//! This module owns everything between the user's keystrokes and the database calls, and nothing
+//! about the database itself: the loop talks to a [`ReplBackend`], so tests (and the binary) can
+//! plug in anything that stores bytes.
+//!
+//! - [`parse_line`] is pure: one line of bytes in, a [`Command`] (or `None` for a blank line) or a
+//!   [`ParseError`] out. It never panics, whatever the input.
+//! - [`format_value`] prints a stored value so that it can be pasted back as input.
+//! - [`execute`] runs one [`Command`] against a backend and returns exactly one reply line.
+//! - [`run`] is the loop, generic over [`BufRead`] / [`Write`], so tests pipe scripts through it.
+//!
+//! # Language
+//!
+//! ```text
+//! put KEY VALUE [EX SECONDS]   store VALUE under KEY, optionally expiring after SECONDS (1..=4294967295)
+//! get KEY                      print the value, or (nil)
+//! del KEY                      delete KEY
+//! flush                        flush the memtable to a table file
+//! sync                         make everything written so far durable
+//! stats                        print one line of statistics
+//! help                         print the one-line command summary
+//! quit | exit                  leave (prints nothing)
+//! ```
+//!
+//! Command names and the `EX` keyword are case-insensitive. Tokens are separated by ASCII
+//! whitespace. A token is one of:
+//!
+//! - bare: any run of non-whitespace bytes, taken literally (a backslash is just a backslash);
+//! - double-quoted: `"..."`, may contain spaces and the escapes `\"` `\\` `\n` `\r` `\t` `\0` and
+//!   `\xHH` (any byte), so keys and values can be arbitrary bytes;
+//! - single-quoted: `'...'`, taken literally, no escapes.
+//!
+//! `""` and `''` are valid, empty tokens. A quote character may only *start* a token, and a
+//! closing quote must be followed by whitespace or the end of the line: `a"b"`, `"a"b` and `it's`
+//! are errors ([`ParseError::QuoteInsideToken`]) rather than being concatenated, so what a line
+//! means is never a surprise (write `"it's"` instead).
+//!
+//! Raw input must be valid UTF-8 and must not contain ASCII control bytes other than whitespace
+//! between tokens (inside quotes even a tab must be written `\t`); bytes that are not text are
+//! written with `\xHH`. A line longer than [`MAX_LINE_LEN`] bytes is rejected.
+//!
+//! # Replies
+//!
+//! Every non-blank line gets exactly one reply line: `OK`, a value (see [`format_value`]),
+//! `(nil)`, the stats line, the help line, or `ERR <reason>` for a parse or backend error, after
+//! which the loop carries on. `quit` / `exit` print nothing and end the loop, as does end of input.
+//!
+//! # Files of this module
+//! - `parse`: the language (tokens, quotes, escapes) and [`Command`];
+//! - `format`: how values and keys are printed ([`format_value`]);
+//! - `run`: [`ReplBackend`], [`execute`] (one command, one reply) and the line loop [`run`].
+
+mod format;
+mod parse;
+mod run;
+#[cfg(test)]
+mod tests;
+
+pub use format::format_value;
+pub use parse::{parse_line, Command, ParseError, MAX_LINE_LEN};
+pub use run::{execute, run, run_lines, LineRead, LineSource, ReplBackend, HELP};
