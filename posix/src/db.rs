@@ -2,12 +2,12 @@
 //! front of its reads, the durability modes the engine does not know ([`Durability::Periodic`])
 //! and the directory lock.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::lock::DirLock;
-use crate::repl;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::storage::PosixStorage;
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
@@ -19,28 +19,98 @@ pub fn now_millis() -> u64 {
 
 type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
+/// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
+pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);
+
+/// A value and its expiry in the engine's clock (ms since the epoch).
+type ValueExpiringAt = (Vec<u8>, Option<u64>);
+
+/// How long a key has left to live: [`Db::ttl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key is absent (never written, deleted or expired). The REPL prints `-2`.
+    NoKey,
+    /// The key is present and never expires. The REPL prints `-1`.
+    NoExpiry,
+    /// The key is present and expires after this long.
+    ExpiresIn(Duration),
+}
+
 /// An open database directory.
+///
+/// Close it with [`Db::close`] to learn whether the final sync succeeded; dropping it syncs too,
+/// but can only ignore a failure.
 pub struct Db {
     engine: Engine,
-    durability: Durability,
+    options: Options,
     last_sync: Instant,
     buf: Vec<u8>,
     /// Rows read recently. Every write removes its keys from here before it reaches the engine,
     /// so a cached row is always what the engine would return.
     rows: RowCache,
+    /// Set by [`Db::close`], which has done the final sync that drop would do.
+    closed: bool,
     // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
     _lock: DirLock,
     dir: PathBuf,
 }
 
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.dir)
+            .field("options", &self.options)
+            .field("poisoned", &self.engine.is_poisoned())
+            .field("stats", &self.engine.stats())
+            .field("row_cache", &self.rows.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Db {
     /// Opens (creating if missing) the database in `dir` with default [`Options`].
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(tmp.path())?;
+    /// let mut db = minivault::Db::open("telemetry-data")?; // relative to the working directory
+    /// db.put(b"sensor/1", b"21.5")?;
+    /// assert_eq!(db.get(b"sensor/1")?.as_deref(), Some(&b"21.5"[..]));
+    /// db.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] when another handle has it open, [`Error::Open`] when the directory
+    /// cannot be created or opened, [`Error::Engine`] when recovery fails (corruption, I/O).
     pub fn open(dir: impl AsRef<Path>) -> Result<Db, Error> {
         Db::open_with(dir, Options::default())
     }
 
     /// Opens (creating if missing) the database in `dir`.
+    ///
+    /// ```
+    /// use minivault::{Db, Durability, Options};
+    /// # let tmp = tempfile::tempdir()?;
+    /// let options = Options {
+    ///     memtable_bytes: 64 << 10,
+    ///     durability: Durability::EveryN(64),
+    ///     ..Options::default()
+    /// };
+    /// let mut db = Db::open_with(tmp.path().join("db"), options)?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?; // syncs what EveryN left unsynced, and says if that failed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open`]; also [`Error::InvalidOption`] for a size outside its range (checked
+    /// before anything is allocated or created), and [`Error::MemtableTooSmall`] when the
+    /// database holds a record written with larger MemTables than `options` gives.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db, Error> {
+        options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let open_err = |source| Error::Open { dir: dir.clone(), source };
         let storage = PosixStorage::open_dir_with_cache(&dir, options.cache_bytes).map_err(open_err)?;
@@ -62,13 +132,25 @@ impl Db {
             now_millis as fn() -> u64,
             [vec![0u8; bytes], vec![0u8; bytes]],
             minivault_core::Config { sync },
-        )?;
+        )
+        .map_err(|e| match e {
+            // The MemTable size was checked above, so this is the WAL replay (or a compaction
+            // during open) needing more room than these MemTables have.
+            minivault_core::Error::InsufficientMemory { needed, .. } => Error::MemtableTooSmall {
+                dir: dir.clone(),
+                memtable_bytes: bytes,
+                needed,
+                needed_memtable_bytes: memtable_bytes_holding(needed),
+            },
+            e => Error::Engine(e),
+        })?;
         Ok(Db {
             engine,
-            durability: options.durability,
+            options,
             last_sync: Instant::now(),
             buf: vec![0u8; 4096],
             rows: RowCache::new(options.row_cache_bytes),
+            closed: false,
             _lock: lock,
             dir,
         })
@@ -80,7 +162,7 @@ impl Db {
     }
 
     fn after_write(&mut self) -> Result<(), Error> {
-        if let Durability::Periodic(every) = self.durability {
+        if let Durability::Periodic(every) = self.options.durability {
             if self.last_sync.elapsed() >= every {
                 self.sync()?;
             }
@@ -143,14 +225,59 @@ impl Db {
 
     /// The value of `key`, or `None` when absent, deleted or expired.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(value) = self.rows.get(key, now_millis) {
-            return Ok(Some(value.to_vec()));
+        Ok(self.get_expiring_at(key)?.map(|(value, _)| value))
+    }
+
+    /// The value of `key` and when it expires (`None`: never), or `None` when the key is absent,
+    /// deleted or expired.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// use std::time::{Duration, SystemTime};
+    /// db.put_with_ttl(b"session", b"token", Duration::from_secs(60))?;
+    /// let (value, expires) = db.get_with_expiry(b"session")?.expect("just written");
+    /// assert_eq!(value, b"token");
+    /// assert!(expires.expect("has a TTL") > SystemTime::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_with_expiry(&mut self, key: &[u8]) -> Result<Option<ValueWithExpiry>, Error> {
+        Ok(self
+            .get_expiring_at(key)?
+            .map(|(value, at)| (value, at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))))
+    }
+
+    /// How long `key` has left to live, as redis' `TTL` reports it: absent, never expiring, or
+    /// the time left.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// use minivault::Ttl;
+    /// db.put(b"forever", b"1")?;
+    /// assert_eq!(db.ttl(b"forever")?, Ttl::NoExpiry);
+    /// assert_eq!(db.ttl(b"never-written")?, Ttl::NoKey);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Error> {
+        Ok(match self.get_expiring_at(key)? {
+            None => Ttl::NoKey,
+            Some((_, None)) => Ttl::NoExpiry,
+            Some((_, Some(at))) => Ttl::ExpiresIn(Duration::from_millis(at.saturating_sub(now_millis()))),
+        })
+    }
+
+    /// The value of `key` and its expiry in the engine's clock (ms since the epoch): from the
+    /// row cache, or from the engine (and then cached).
+    fn get_expiring_at(&mut self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
+        if let Some((value, expires_at)) = self.rows.get_row(key, now_millis) {
+            return Ok(Some((value.to_vec(), expires_at)));
         }
         loop {
             match self.engine.get_with_expiry(key, &mut self.buf) {
                 Ok(Some((value, expires_at))) => {
                     self.rows.insert(key, value, expires_at);
-                    return Ok(Some(value.to_vec()));
+                    return Ok(Some((value.to_vec(), expires_at)));
                 }
                 Ok(None) => return Ok(None),
                 Err(minivault_core::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
@@ -193,62 +320,43 @@ impl Db {
     pub fn is_poisoned(&self) -> bool {
         self.engine.is_poisoned()
     }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Closes the database: makes every acknowledged write durable (what drop does too) and
+    /// reports whether that worked, then releases the files and the directory lock.
+    ///
+    /// # Errors
+    ///
+    /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
+    /// sync failed (what was acknowledged since the last good sync may then be lost).
+    pub fn close(mut self) -> Result<(), Error> {
+        let synced = self.engine.sync();
+        self.closed = true;
+        synced.map_err(Error::from)
+    }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        // Relaxed modes: a clean close makes everything durable. Errors cannot be reported here.
-        let _ = self.engine.sync();
+        if !self.closed {
+            // Relaxed modes: a clean close makes everything durable. Errors cannot be reported
+            // here; `close` reports them.
+            let _ = self.engine.sync();
+        }
     }
 }
 
-impl repl::ReplBackend for Db {
-    type Error = Error;
-
-    fn put(&mut self, key: &[u8], value: &[u8], ttl_secs: Option<u64>) -> Result<(), Error> {
-        match ttl_secs {
-            Some(s) => self.put_with_ttl(key, value, Duration::from_secs(s)),
-            None => Db::put(self, key, value),
-        }
-    }
-
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Db::get(self, key)
-    }
-
-    fn delete(&mut self, key: &[u8]) -> Result<(), Error> {
-        Db::delete(self, key)
-    }
-
-    fn flush(&mut self) -> Result<(), Error> {
-        Db::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<(), Error> {
-        Db::sync(self)
-    }
-
-    fn stats(&mut self) -> Result<String, Error> {
-        let s = Db::stats(self);
-        let r = self.rows.stats();
-        let sizes: Vec<String> = self.engine.tables().map(|t| t.bytes.to_string()).collect();
-        Ok(format!(
-            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={} row_cache_hits={} row_cache_misses={} row_cache_rows={} row_cache_bytes={}/{}",
-            s.memtable_keys,
-            s.memtable_key_capacity,
-            s.memtable_bytes,
-            s.memtable_capacity_bytes,
-            s.immutable_keys,
-            s.tables,
-            s.table_bytes,
-            sizes.join(","),
-            s.wal_bytes,
-            s.flushes,
-            r.hits,
-            r.misses,
-            r.rows,
-            r.bytes,
-            r.capacity_bytes,
-        ))
-    }
+/// The smallest `memtable_bytes`, in whole KiB, whose MemTable arena (at least 7/8 of it: the
+/// rest is the key index) holds `needed` bytes.
+fn memtable_bytes_holding(needed: usize) -> usize {
+    needed
+        .saturating_mul(8)
+        .div_ceil(7)
+        .div_ceil(1024)
+        .saturating_mul(1024)
+        .max(crate::options::MEMTABLE_BYTES.min as usize)
 }

@@ -1,10 +1,18 @@
 //! [`Error`]: every way a [`crate::Db`] call can fail.
+//!
+//! `Display` gives the whole message, the OS error's included (`cannot open db: Permission
+//! denied (os error 13)`), so a plain `{}` tells the user why. The error therefore has no
+//! [`std::error::Error::source`]: a printer that walks the chain (`anyhow`'s `{:#}`) shows each
+//! cause once. The `io::Error` itself is in the variant, for code that needs it
+//! ([`Error::Open`]'s `source`, [`Error::Engine`] with [`minivault_core::Error::Storage`]).
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
 use minivault_core::BatchError;
+
+use crate::repl::human_bytes;
 
 /// Every way a [`crate::Db`] call can fail.
 #[derive(Debug)]
@@ -22,6 +30,30 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// A size in [`crate::Options`] is outside its documented range ([`crate::SizeLimit`]).
+    InvalidOption {
+        /// The option's field name, e.g. `memtable_bytes`.
+        option: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// The database holds a WAL record that MemTables of the given size cannot take back in
+    /// (it was written with larger ones): open it with `memtable_bytes` of at least
+    /// `needed_memtable_bytes`.
+    MemtableTooSmall {
+        /// The database directory.
+        dir: PathBuf,
+        /// The [`crate::Options::memtable_bytes`] the open was given.
+        memtable_bytes: usize,
+        /// The bytes the engine needed (a WAL record with its header).
+        needed: usize,
+        /// The smallest `memtable_bytes` (in whole KiB) whose MemTable holds `needed`.
+        needed_memtable_bytes: usize,
+    },
     /// The engine reported an error (storage I/O, corruption, limits, poisoning).
     Engine(minivault_core::Error<io::Error>),
     /// An entry could not be added to a [`crate::WriteBatch`].
@@ -35,21 +67,29 @@ impl fmt::Display for Error {
                 write!(f, "database is locked: {} is in use by another process", dir.display())
             }
             Error::Open { dir, source } => write!(f, "cannot open {}: {source}", dir.display()),
+            Error::InvalidOption { option, value, min, max } => write!(
+                f,
+                "{option} = {value} is out of range: it must be {min} ..= {max} ({} to {})",
+                human_bytes(*min),
+                human_bytes(*max)
+            ),
+            Error::MemtableTooSmall { dir, memtable_bytes, needed, needed_memtable_bytes } => write!(
+                f,
+                "cannot open {}: it holds a WAL record of {needed} bytes, more than a MemTable of \
+                 {memtable_bytes} bytes ({}) can take; open it with MemTables of at least \
+                 {needed_memtable_bytes} bytes ({})",
+                dir.display(),
+                human_bytes(*memtable_bytes as u64),
+                human_bytes(*needed_memtable_bytes as u64),
+            ),
             Error::Engine(e) => e.fmt(f),
             Error::Batch(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Open { source, .. } => Some(source),
-            Error::Engine(minivault_core::Error::Storage(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No source: the message already says everything (see the module docs).
+impl std::error::Error for Error {}
 
 impl From<BatchError> for Error {
     fn from(e: BatchError) -> Self {

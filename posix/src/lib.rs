@@ -26,10 +26,10 @@ pub mod repl;
 pub mod row_cache;
 pub mod storage;
 
-pub use db::{now_millis, Db};
+pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
 pub use minivault_core::{BatchError, Corruption, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use options::{Durability, Options};
+pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
 
 /// A batch of puts and deletes applied atomically by [`Db::write_batch`], encoded into a

@@ -170,6 +170,11 @@ impl RowCache {
     /// The cached value of `key`, unless it is absent or expired at `now()` (the clock is read
     /// only for a row that expires). An expired row is dropped.
     pub fn get(&mut self, key: &[u8], now: impl FnOnce() -> u64) -> Option<&[u8]> {
+        self.get_row(key, now).map(|(value, _)| value)
+    }
+
+    /// [`RowCache::get`], with the row's expiry (`None`: never).
+    pub fn get_row(&mut self, key: &[u8], now: impl FnOnce() -> u64) -> Option<(&[u8], Option<u64>)> {
         if self.capacity == 0 {
             return None;
         }
@@ -190,7 +195,7 @@ impl RowCache {
         let slot = self.slots.get_mut(i)?;
         slot.referenced = true;
         self.hits += 1;
-        Some(slot.value())
+        Some((slot.value(), slot.expires_at))
     }
 
     /// Caches `value` (which expires at `expires_at`, if ever) under `key`, replacing any row of

@@ -51,12 +51,19 @@
 //! - `format`: how values and keys are printed ([`format_value`]);
 //! - `run`: [`ReplBackend`], [`execute`] (one command, one reply) and the line loop [`run`].
 
+mod db;
 mod format;
 mod parse;
 mod run;
 #[cfg(test)]
 mod tests;
 
-pub use format::format_value;
-pub use parse::{parse_line, Command, ParseError, MAX_LINE_LEN};
-pub use run::{execute, run, run_lines, LineRead, LineSource, ReplBackend, HELP};
+pub use format::{format_value, human_bytes, human_count};
+pub use parse::{
+    command_info, parse_line, parse_tokens, Command, CommandInfo, ParseError, COMMANDS, MAX_LINE_LEN,
+    MAX_TTL_MILLIS, MAX_TTL_SECS,
+};
+pub use run::{
+    execute, reply_to_line, respond, run, run_lines, run_reader, LineRead, LineSource, Outcome, ReplBackend,
+    Reply, Settings, HELP,
+};

@@ -2,15 +2,17 @@
 
 use super::run::read_line_bounded;
 use super::*;
+use crate::Ttl;
 use std::collections::HashMap;
 use std::io;
 use std::io::{BufReader, Cursor, Read};
+use std::time::Duration;
 
 /// A map-backed backend that records TTLs and can be told to fail every call.
 #[derive(Default)]
 struct MapBackend {
     map: HashMap<Vec<u8>, Vec<u8>>,
-    ttls: HashMap<Vec<u8>, u64>,
+    ttls: HashMap<Vec<u8>, Duration>,
     fail: bool,
     flushes: usize,
     syncs: usize,
@@ -28,21 +30,33 @@ impl MapBackend {
 
 impl ReplBackend for MapBackend {
     type Error = String;
-    fn put(&mut self, key: &[u8], value: &[u8], ttl: Option<u64>) -> Result<(), String> {
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), String> {
         self.check()?;
         self.map.insert(key.to_vec(), value.to_vec());
-        if let Some(ttl) = ttl {
-            self.ttls.insert(key.to_vec(), ttl);
-        }
+        match ttl {
+            Some(ttl) => self.ttls.insert(key.to_vec(), ttl),
+            None => self.ttls.remove(key),
+        };
         Ok(())
     }
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         self.check()?;
         Ok(self.map.get(key).cloned())
     }
-    fn delete(&mut self, key: &[u8]) -> Result<(), String> {
+    fn ttl(&mut self, key: &[u8]) -> Result<Ttl, String> {
         self.check()?;
-        self.map.remove(key);
+        Ok(match (self.map.contains_key(key), self.ttls.get(key)) {
+            (false, _) => Ttl::NoKey,
+            (true, None) => Ttl::NoExpiry,
+            (true, Some(&ttl)) => Ttl::ExpiresIn(ttl),
+        })
+    }
+    fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), String> {
+        self.check()?;
+        for key in keys {
+            self.map.remove(key);
+            self.ttls.remove(key);
+        }
         Ok(())
     }
     fn flush(&mut self) -> Result<(), String> {
@@ -58,6 +72,10 @@ impl ReplBackend for MapBackend {
     fn stats(&mut self) -> Result<String, String> {
         self.check()?;
         Ok(format!("keys={}\nflushes={}", self.map.len(), self.flushes))
+    }
+    fn info(&mut self) -> Result<String, String> {
+        self.check()?;
+        Ok(format!("# map\nkeys {}\n# disk\nflushes {}\n\n", self.map.len(), self.flushes))
     }
 }
 
@@ -191,13 +209,14 @@ fn wrong_arity_names_the_usage() {
         "put k v EX 10 x",
         "flush x",
         "stats 1",
-        "help me",
+        "help put get",
         "sync now",
     ] {
         assert!(matches!(parse(line), Err(ParseError::WrongArity { .. })), "{line}");
     }
     let shown = parse("put k hello world").unwrap_err().to_string();
-    assert!(shown.contains("usage: put KEY VALUE [EX SECONDS]"), "{shown}");
+    assert!(shown.contains("usage: put KEY VALUE [EX SECONDS | PX MILLISECONDS]"), "{shown}");
+    assert!(shown.contains("quote values that contain spaces"), "{shown}");
 }
 
 #[test]
@@ -233,7 +252,7 @@ fn invalid_ttl_is_rejected() {
     let out = run_script_with(&mut backend, b"put k v EX 0\nput k v EX 60\n", false);
     assert_eq!(out.lines().next().map(|l| l.starts_with("ERR invalid TTL 0")), Some(true));
     assert_eq!(out.lines().nth(1), Some("OK"));
-    assert_eq!(backend.ttls.get(&b"k"[..]), Some(&60));
+    assert_eq!(backend.ttls.get(&b"k"[..]), Some(&Duration::from_secs(60)));
 }
 
 #[test]
@@ -350,7 +369,7 @@ fn blank_lines_print_nothing() {
 fn commands_are_case_insensitive() {
     assert_eq!(parse("PuT k v"), Ok(Some(put(b"k", b"v", None))));
     assert_eq!(parse("GET k"), Ok(Some(get(b"k"))));
-    assert_eq!(parse("Del k"), Ok(Some(Command::Del { key: b"k".to_vec() })));
+    assert_eq!(parse("Del k"), Ok(Some(Command::Del { keys: vec![b"k".to_vec()] })));
     assert_eq!(parse("FLUSH"), Ok(Some(Command::Flush)));
     assert_eq!(parse("Sync"), Ok(Some(Command::Sync)));
     assert_eq!(parse("sTaTs"), Ok(Some(Command::Stats)));
@@ -364,9 +383,17 @@ fn commands_are_case_insensitive() {
 fn help_lists_every_command_on_one_line() {
     let (reply, quit) = execute(&mut MapBackend::default(), Command::Help);
     assert!(!quit && !reply.contains('\n'));
-    for word in
-        ["put KEY VALUE [EX SECONDS]", "get KEY", "del KEY", "flush", "sync", "stats", "help", "quit", "exit"]
-    {
+    for word in [
+        "put KEY VALUE [EX SECONDS | PX MILLISECONDS]",
+        "get KEY",
+        "del KEY",
+        "flush",
+        "sync",
+        "stats",
+        "help",
+        "quit",
+        "exit",
+    ] {
         assert!(reply.contains(word), "{word}");
     }
 }
