@@ -4,6 +4,9 @@
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod tmux;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

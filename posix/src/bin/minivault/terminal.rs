@@ -175,12 +175,14 @@ impl TerminalLines {
         self.out.flush()
     }
 
-    /// Ends the row of a finished line: the line as it was drawn, then a new row.
+    /// Ends the row of a finished line: the prompt and the line's start (the command and its
+    /// key, however long the value), `after`, and a new row.
     fn finish_row(&mut self, after: &str) -> io::Result<()> {
-        self.editor.end();
-        self.draw()?;
-        self.out.write_all(after.as_bytes())?;
-        self.out.write_all(b"\n")?;
+        self.editor.home();
+        let room = columns(self.stdin).saturating_sub(PROMPT.len() + after.chars().count());
+        let (start, _) = self.editor.view(room);
+        let row = format!("\r{PROMPT}{start}\x1b[K{after}\n");
+        self.out.write_all(row.as_bytes())?;
         self.out.flush()
     }
 
