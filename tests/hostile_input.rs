@@ -281,7 +281,7 @@ fn repl_answers_hostile_lines_with_errors_and_goes_on() {
         b"put k v EX 99999999999".to_vec(),
         b"put k v EX".to_vec(),
         b"get".to_vec(),
-        b"del a b".to_vec(),
+        b"del".to_vec(),
         b"put a\"b\" v".to_vec(),
         b"get \"\\q\"".to_vec(),
         vec![b'x'; 5 * 1024 * 1024],

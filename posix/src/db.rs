@@ -106,9 +106,10 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// As [`Db::open`]; also [`Error::InvalidOption`] for a size outside its range (checked
-    /// before anything is allocated or created), and [`Error::MemtableTooSmall`] when the
-    /// database holds a record written with larger MemTables than `options` gives.
+    /// As [`Db::open`]; also [`Error::InvalidOption`] for a size above its range (checked before
+    /// anything is allocated or created), and [`minivault_core::Error::InsufficientMemory`]
+    /// for MemTables below the engine's minimum or too small for a record the database holds
+    /// (see [`Error::Engine`]).
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db, Error> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -132,18 +133,7 @@ impl Db {
             now_millis as fn() -> u64,
             [vec![0u8; bytes], vec![0u8; bytes]],
             minivault_core::Config { sync },
-        )
-        .map_err(|e| match e {
-            // The MemTable size was checked above, so this is the WAL replay (or a compaction
-            // during open) needing more room than these MemTables have.
-            minivault_core::Error::InsufficientMemory { needed, .. } => Error::MemtableTooSmall {
-                dir: dir.clone(),
-                memtable_bytes: bytes,
-                needed,
-                needed_memtable_bytes: memtable_bytes_holding(needed),
-            },
-            e => Error::Engine(e),
-        })?;
+        )?;
         Ok(Db {
             engine,
             options,
@@ -348,15 +338,4 @@ impl Drop for Db {
             let _ = self.engine.sync();
         }
     }
-}
-
-/// The smallest `memtable_bytes`, in whole KiB, whose MemTable arena (at least 7/8 of it: the
-/// rest is the key index) holds `needed` bytes.
-fn memtable_bytes_holding(needed: usize) -> usize {
-    needed
-        .saturating_mul(8)
-        .div_ceil(7)
-        .div_ceil(1024)
-        .saturating_mul(1024)
-        .max(crate::options::MEMTABLE_BYTES.min as usize)
 }

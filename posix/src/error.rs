@@ -41,20 +41,11 @@ pub enum Error {
         /// The largest value accepted.
         max: u64,
     },
-    /// The database holds a WAL record that MemTables of the given size cannot take back in
-    /// (it was written with larger ones): open it with `memtable_bytes` of at least
-    /// `needed_memtable_bytes`.
-    MemtableTooSmall {
-        /// The database directory.
-        dir: PathBuf,
-        /// The [`crate::Options::memtable_bytes`] the open was given.
-        memtable_bytes: usize,
-        /// The bytes the engine needed (a WAL record with its header).
-        needed: usize,
-        /// The smallest `memtable_bytes` (in whole KiB) whose MemTable holds `needed`.
-        needed_memtable_bytes: usize,
-    },
-    /// The engine reported an error (storage I/O, corruption, limits, poisoning).
+    /// The engine reported an error (storage I/O, corruption, limits, poisoning). At open,
+    /// [`minivault_core::Error::InsufficientMemory`] means MemTables smaller than the engine's
+    /// minimum (`needed` is that minimum, `given` the buffer), or a database holding a WAL
+    /// record written with larger MemTables than these (`needed` is the record's bytes, `given`
+    /// the MemTable arena's): reopen it with larger MemTables; nothing is lost.
     Engine(minivault_core::Error<io::Error>),
     /// An entry could not be added to a [`crate::WriteBatch`].
     Batch(BatchError),
@@ -72,15 +63,6 @@ impl fmt::Display for Error {
                 "{option} = {value} is out of range: it must be {min} ..= {max} ({} to {})",
                 human_bytes(*min),
                 human_bytes(*max)
-            ),
-            Error::MemtableTooSmall { dir, memtable_bytes, needed, needed_memtable_bytes } => write!(
-                f,
-                "cannot open {}: it holds a WAL record of {needed} bytes, more than a MemTable of \
-                 {memtable_bytes} bytes ({}) can take; open it with MemTables of at least \
-                 {needed_memtable_bytes} bytes ({})",
-                dir.display(),
-                human_bytes(*memtable_bytes as u64),
-                human_bytes(*needed_memtable_bytes as u64),
             ),
             Error::Engine(e) => e.fmt(f),
             Error::Batch(e) => e.fmt(f),

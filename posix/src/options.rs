@@ -60,13 +60,14 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Checks every size against its range ([`SizeLimit`]).
+    /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
+    /// the engine itself refuses (with [`minivault_core::Error::InsufficientMemory`]).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidOption`] for the first size out of its range.
     pub fn validate(&self) -> Result<(), Error> {
-        MEMTABLE_BYTES.check(self.memtable_bytes as u64)?;
+        SizeLimit { min: 0, ..MEMTABLE_BYTES }.check(self.memtable_bytes as u64)?;
         CACHE_BYTES.check(self.cache_bytes as u64)?;
         ROW_CACHE_BYTES.check(self.row_cache_bytes as u64)?;
         Ok(())

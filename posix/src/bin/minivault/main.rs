@@ -115,14 +115,19 @@ fn session(args: &Args) -> ExitCode {
 fn open(args: &Args) -> Option<Db> {
     match Db::open_with(&args.dir, args.options) {
         Ok(db) => Some(db),
-        Err(Error::MemtableTooSmall { dir, memtable_bytes, needed, needed_memtable_bytes }) => {
+        Err(Error::Engine(minivault_core::Error::InsufficientMemory { needed, .. })) => {
+            // The MemTable size was checked against the engine's minimum when parsing the
+            // arguments, so this is the database holding a record (replayed from its WAL, or
+            // merged by a compaction during the open) larger than these MemTables take.
+            let typed = args.options.memtable_bytes;
+            let enough = memtable_bytes_holding(needed);
             eprintln!(
-                "minivault: cannot open {}: it holds a WAL record of {needed} bytes, more than \
-                 --memtable-bytes {memtable_bytes} ({}) can take back; run with --memtable-bytes \
-                 {needed_memtable_bytes} ({}) or more",
-                dir.display(),
-                repl::human_bytes(memtable_bytes as u64),
-                repl::human_bytes(needed_memtable_bytes as u64),
+                "minivault: cannot open {}: it holds a record of {needed} bytes, more than a \
+                 MemTable of --memtable-bytes {typed} ({}) can take back; nothing is lost: run \
+                 with --memtable-bytes {enough} ({}) or more",
+                args.dir.display(),
+                repl::human_bytes(typed as u64),
+                repl::human_bytes(enough as u64),
             );
             None
         }
@@ -131,6 +136,12 @@ fn open(args: &Args) -> Option<Db> {
             None
         }
     }
+}
+
+/// The smallest `--memtable-bytes`, in whole KiB, whose MemTable holds `needed` bytes: the
+/// engine keeps at least 7/8 of a MemTable for entries (the rest indexes the keys).
+fn memtable_bytes_holding(needed: usize) -> usize {
+    needed.saturating_mul(8).div_ceil(7).div_ceil(1024).saturating_mul(1024)
 }
 
 /// Closes the database: the final sync that makes relaxed-durability writes durable. Says on
