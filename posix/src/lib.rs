@@ -2,36 +2,80 @@
 //!
 //! MiniVaultDB on Linux and other POSIX systems: the [`minivault_core`] engine over files in a
 //! directory, with a correct fsync discipline, a lock against a second process, and the
-//! `minivault` REPL.
+//! `minivault` command line.
 //!
-//! ```no_run
+//! ```
+//! # let tmp = tempfile::tempdir()?;
+//! # std::env::set_current_dir(tmp.path())?;
 //! let mut db = minivault::Db::open("telemetry-data")?;
 //! db.put(b"sensor/1", b"21.5")?;
+//! db.put_with_ttl(b"alarm", b"overheat", std::time::Duration::from_secs(60))?;
 //! assert_eq!(db.get(b"sensor/1")?.as_deref(), Some(&b"21.5"[..]));
-//! # Ok::<(), minivault::Error>(())
+//! db.delete(b"sensor/1")?;
+//!
+//! let mut batch = minivault::WriteBatch::new(vec![0; 64 * 1024]);   // atomic: all or none
+//! batch.put(b"job/7", b"done")?;
+//! batch.delete(b"queue/7")?;
+//! db.write_batch(&batch)?;                   // one WAL record, one fdatasync
+//! db.close()?;                               // the final sync, and whether it worked
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules: [`db`] (the [`Db`] handle), [`options`], [`error`], [`storage`] (files through
-//! libc), [`page_cache`] (the read cache of file pages), [`row_cache`] (the cache of recently
-//! read rows), [`lock`] (the `LOCK` file), [`repl`] (the command language).
+//! Everything a program needs is here, without depending on `minivault-core` as well: [`Db`]
+//! and its [`Options`], [`Error`] (with the engine's errors as [`EngineError`], whose
+//! corruption reports carry a [`Corruption`] and a [`FileName`]), [`WriteBatch`] and
+//! [`BatchError`], [`Stats`], [`RowCacheStats`], [`TableInfo`] and [`Ttl`].
+//!
+//! # Features
+//! - `cli` (default): the `minivault` binary and its dependencies (`lexopt`, `unicode-width`).
+//!   `default-features = false` builds the library alone.
+//!
+//! # Modules
+//! [`options`] (sizes, their ranges, durability) is public. The others are the handle's
+//! parts — `db` (the [`Db`] handle), `error`, `storage` (files through libc: directory,
+//! file, libc calls), `page_cache` (the read cache of file pages), `row_cache` (recently read
+//! rows), `lock` (the `LOCK` file) and `repl` (the command language) — and not API:
+//! `storage`, `page_cache`, `row_cache`, `lock` and `repl` stay reachable, hidden from the
+//! docs, because the `minivault` binary, the repository's tests, fuzz targets and benchmarks
+//! use them; they may change in any release.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod db;
-pub mod error;
-pub mod lock;
+mod db;
+mod error;
 pub mod options;
+
+#[doc(hidden)]
+pub mod lock;
+#[doc(hidden)]
 pub mod page_cache;
+#[doc(hidden)]
 pub mod repl;
+#[doc(hidden)]
 pub mod row_cache;
+#[doc(hidden)]
 pub mod storage;
 
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
-pub use minivault_core::{BatchError, Corruption, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use minivault_core::{BatchError, Corruption, FileName, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
+
+/// The engine's errors, as [`Error::Engine`] carries them: match on its variants
+/// (`EngineError::Corrupted { file, offset, kind }`, `EngineError::Poisoned`, ...).
+pub type EngineError = minivault_core::Error<std::io::Error>;
 
 /// A batch of puts and deletes applied atomically by [`Db::write_batch`], encoded into a
 /// buffer whose length bounds it: `WriteBatch::new(vec![0; 64 * 1024])`.
 pub type WriteBatch = minivault_core::WriteBatch<Vec<u8>>;
+
+/// Default of [`Options::cache_bytes`]: 8 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = storage::DEFAULT_CACHE_BYTES;
+
+/// Default of [`Options::row_cache_bytes`]: 4 MiB.
+pub const DEFAULT_ROW_CACHE_BYTES: usize = row_cache::DEFAULT_ROW_CACHE_BYTES;
+
+/// Bytes the row cache charges each row beyond twice its key and its value (170 on 64-bit
+/// targets): see [`Options::row_cache_bytes`].
+pub const ROW_CACHE_ENTRY_OVERHEAD: usize = row_cache::ENTRY_OVERHEAD;

@@ -2,7 +2,7 @@
 //! front of the engine's read path, owned by the [`crate::Db`] handle (RocksDB's `row_cache`).
 //!
 //! A get that misses the MemTables costs a binary search per SSTable, each probe a read through
-//! the page cache ([`crate::cache`]); a row served from here costs one hash lookup and a copy.
+//! the page cache ([`crate::page_cache`]); a row served from here costs one hash lookup and a copy.
 //! The cache owns:
 //! - rows keyed by the user's key, each holding the value and the expiry the engine reported
 //!   for it ([`minivault_core::Db::get_with_expiry`]);

@@ -8,7 +8,8 @@
 //!   [`ParseError`] out. It never panics, whatever the input.
 //! - [`format_value`] prints a stored value so that it can be pasted back as input.
 //! - [`execute`] runs one [`Command`] against a backend and returns exactly one reply line.
-//! - [`run`] is the loop, generic over [`BufRead`] / [`Write`], so tests pipe scripts through it.
+//! - [`run`](fn@run) is the loop, generic over [`BufRead`](std::io::BufRead) /
+//!   [`Write`](std::io::Write), so tests pipe scripts through it.
 //!
 //! # Language
 //!
@@ -49,7 +50,7 @@
 //! # Files of this module
 //! - `parse`: the language (tokens, quotes, escapes) and [`Command`];
 //! - `format`: how values and keys are printed ([`format_value`]);
-//! - `run`: [`ReplBackend`], [`execute`] (one command, one reply) and the line loop [`run`].
+//! - `run`: [`ReplBackend`], [`execute`] (one command, one reply) and the line loop [`run`](fn@run).
 
 mod db;
 mod format;

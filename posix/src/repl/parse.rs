@@ -9,7 +9,7 @@ use super::format::quote_for_error;
 
 /// The longest line (in bytes, without its `\n` or `\r\n`) the REPL accepts: 4 MiB.
 ///
-/// [`super::run`] never buffers more than this (plus one byte) of a longer line: it replies
+/// [`run`](fn@super::run) never buffers more than this (plus one byte) of a longer line: it replies
 /// `ERR line too long` and discards the rest of that line as it reads it.
 pub const MAX_LINE_LEN: usize = 4 * 1024 * 1024;
 

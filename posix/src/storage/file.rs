@@ -18,7 +18,7 @@ use crate::page_cache::{FileKey, PageCache, PAGE_SIZE};
 /// buffer to the OS.
 pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 
-/// An open file of a [`PosixStorage`]: a descriptor, a logical position and a write buffer.
+/// An open file of a [`PosixStorage`](super::PosixStorage): a descriptor, a logical position and a write buffer.
 ///
 /// Reads and writes go through `pread`/`pwrite` at the logical position, so the kernel's file
 /// offset is never used. Bytes written but not yet flushed are handed to the OS by

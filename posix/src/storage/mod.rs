@@ -5,9 +5,9 @@
 //! file is a [`PosixFile`]: a file descriptor, a logical position and a small write buffer.
 //!
 //! # Buffering and durability
-//! - [`Write::write`] appends to an in-memory buffer (at most [`WRITE_BUFFER_CAPACITY`] bytes), so
+//! - [`Write::write`](embedded_io::Write::write) appends to an in-memory buffer (at most [`WRITE_BUFFER_CAPACITY`] bytes), so
 //!   the small pieces of one record reach the OS in one `pwrite`.
-//! - [`Write::flush`], [`Read::read`], [`Seek::seek`], [`Storage::len`], [`Storage::truncate`],
+//! - [`Write::flush`](embedded_io::Write::flush), [`Read::read`](embedded_io::Read::read), [`Seek::seek`](embedded_io::Seek::seek), [`Storage::len`], [`Storage::truncate`],
 //!   [`Storage::preallocate`] and [`Storage::sync`] first hand the buffer to the OS with `pwrite`;
 //!   after that the bytes survive the death of the process.
 //! - [`Storage::sync`] then calls `fdatasync` (plain `fsync` on unixes other than Linux and
