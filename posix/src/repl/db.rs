@@ -77,7 +77,7 @@ impl ReplBackend for Db {
         let s = Db::stats(self);
         let r = self.row_cache_stats();
         let o = *self.options();
-        let keys = |n: usize| format!("{} key{}", human_count(n as u64), if n == 1 { "" } else { "s" });
+        let keys = |n: usize| counted(n as u64, "key");
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = writeln!(out, "# database");
@@ -110,8 +110,8 @@ impl ReplBackend for Db {
         let _ = writeln!(out, "# reads");
         let _ = writeln!(
             out,
-            "row cache  {} rows, {} of {}; {} hits, {} misses",
-            human_count(r.rows as u64),
+            "row cache  {}, {} of {}; {} hits, {} misses",
+            counted(r.rows as u64, "row"),
             human_bytes(r.bytes as u64),
             human_bytes(r.capacity_bytes as u64),
             human_count(r.hits),
@@ -132,6 +132,11 @@ impl ReplBackend for Db {
     }
 }
 
+/// `1 key`, `49,152 keys`.
+fn counted(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", human_count(n), if n == 1 { "" } else { "s" })
+}
+
 /// What the directory's files take on disk (allocated blocks, as `du` counts them), and how
 /// many there are; `unknown` when the directory cannot be listed.
 fn disk_usage(db: &Db) -> String {
@@ -144,5 +149,5 @@ fn disk_usage(db: &Db) -> String {
         files += 1;
         bytes += meta.blocks().saturating_mul(512);
     }
-    format!("{} in {files} file{}", human_bytes(bytes), if files == 1 { "" } else { "s" })
+    format!("{} in {}", human_bytes(bytes), counted(files, "file"))
 }
