@@ -27,7 +27,7 @@ fn now() -> u64 {
 /// Returns the number of readings verified.
 fn firmware_main(flash: &mut [u8], mem_a: &mut [u8], mem_b: &mut [u8]) -> Result<u32, &'static str> {
     let storage: MemStorage<&mut [u8], 8> = MemStorage::new(flash);
-    let config = Config { sync: SyncPolicy::EveryWrite };
+    let config = Config::with_sync(SyncPolicy::EveryWrite);
     let mut db =
         Db::open(storage, now as fn() -> u64, [&mut *mem_a, &mut *mem_b], config).map_err(|_| "open")?;
     const N: u32 = 300;

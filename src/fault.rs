@@ -1360,7 +1360,7 @@ pub mod targets {
             storage.clone(),
             ManualClock::new(1_000),
             [vec![0u8; mem], vec![0u8; mem]],
-            Config { sync },
+            Config::with_sync(sync),
         )
     }
 
@@ -1494,7 +1494,7 @@ pub mod targets {
                 s.clone(),
                 clock.clone(),
                 [vec![0u8; mem], vec![0u8; mem]],
-                Config { sync: SyncPolicy::EveryWrite },
+                Config::with_sync(SyncPolicy::EveryWrite),
             )
         };
         let mut db = Some(open(&storage).expect("open"));

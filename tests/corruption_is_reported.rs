@@ -224,7 +224,7 @@ fn flipped_length_larger_than_a_memtable_in_a_middle_wal_record_is_corruption() 
     }
     let wal = &wal_files(dir.path())[0];
     let mut bytes = fs::read(wal).unwrap();
-    let rec = 8 + u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let rec = wal_record_starts(&bytes)[1];
     // Record 1's length: add 0x0e00 = 3584, still inside the file but above any entry a
     // 4096-byte MemTable can hold.
     let old_len = u32::from_le_bytes(bytes[rec..rec + 4].try_into().unwrap()) as usize;

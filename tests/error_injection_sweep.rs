@@ -60,7 +60,7 @@ fn open_db(storage: &FaultStorage, clock: &ManualClock) -> Result<TestDb, Error<
         storage.clone(),
         clock.clone(),
         [vec![0u8; MEM], vec![0u8; MEM]],
-        Config { sync: SyncPolicy::EveryWrite },
+        Config::with_sync(SyncPolicy::EveryWrite),
     )
 }
 
@@ -350,7 +350,9 @@ impl Sweep {
         let wal = self.storage.names().into_iter().filter(|n| n.ends_with(".wal")).max();
         if let Some(wal) = wal {
             let mut bytes = self.storage.read_file(&wal).unwrap_or_default();
-            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            // The WAL's header (format 2: `MVWL`, version, two reserved zero bytes) ends in zeros.
+            let header = if bytes.starts_with(b"MVWL") { 8 } else { 0 };
+            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1).max(header);
             let torn = [40, 0, 0, 0, 1, 2, 3, 4, 1, 5];
             bytes.resize(bytes.len().max(end + torn.len()), 0);
             bytes[end..end + torn.len()].copy_from_slice(&torn);

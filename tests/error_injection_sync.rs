@@ -17,8 +17,13 @@ fn device(seed: u64) -> FaultStorage {
 }
 
 fn open(storage: &FaultStorage, sync: SyncPolicy) -> TestDb {
-    TestDb::open(storage.clone(), ManualClock::new(1), [vec![0u8; 4096], vec![0u8; 4096]], Config { sync })
-        .expect("open")
+    TestDb::open(
+        storage.clone(),
+        ManualClock::new(1),
+        [vec![0u8; 4096], vec![0u8; 4096]],
+        Config::with_sync(sync),
+    )
+    .expect("open")
 }
 
 fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {

@@ -36,7 +36,7 @@ fn open_fault(storage: &FaultStorage, mem: usize) -> Result<TestDb, Error<FaultE
         storage.clone(),
         ManualClock::new(1_000),
         [vec![0u8; mem], vec![0u8; mem]],
-        Config { sync: SyncPolicy::EveryWrite },
+        Config::with_sync(SyncPolicy::EveryWrite),
     )
 }
 

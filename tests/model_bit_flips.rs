@@ -29,7 +29,8 @@ struct Figures {
 
 /// Start offset of the last whole record of a WAL, if any.
 fn last_record_start(wal: &[u8]) -> Option<usize> {
-    let mut pos = 0;
+    // Records follow the file header (format 2: 8 bytes starting `MVWL`).
+    let mut pos = if wal.starts_with(b"MVWL") { 8 } else { 0 };
     let mut last = None;
     while let Ok((_, used)) = record::decode(&wal[pos..]) {
         last = Some(pos);
@@ -48,7 +49,7 @@ fn run(seed: u64, figures: &mut Figures) -> Result<(), String> {
             storage.clone(),
             clock.clone(),
             [vec![0u8; mem], vec![0u8; mem]],
-            Config { sync: SyncPolicy::EveryWrite },
+            Config::with_sync(SyncPolicy::EveryWrite),
         )
     };
     let keys: Vec<Vec<u8>> = (0..20).map(|i| format!("key{i:02}").into_bytes()).collect();

@@ -118,7 +118,7 @@ impl Run {
             self.storage.clone(),
             self.clock.clone(),
             [vec![0u8; self.mem], vec![0u8; self.mem]],
-            Config { sync: self.policy },
+            Config::with_sync(self.policy),
         )
     }
 

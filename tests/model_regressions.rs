@@ -8,8 +8,13 @@ use minivault_suite::fault::{Call, FaultConfig, FaultError, FaultKind, FaultStor
 type TestDb = Db<FaultStorage, ManualClock, Vec<u8>>;
 
 fn open(storage: &FaultStorage, mem: usize, sync: SyncPolicy) -> TestDb {
-    TestDb::open(storage.clone(), ManualClock::new(1_000), [vec![0u8; mem], vec![0u8; mem]], Config { sync })
-        .expect("open")
+    TestDb::open(
+        storage.clone(),
+        ManualClock::new(1_000),
+        [vec![0u8; mem], vec![0u8; mem]],
+        Config::with_sync(sync),
+    )
+    .expect("open")
 }
 
 fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
@@ -73,7 +78,7 @@ fn acknowledged_write_survives_when_wal_creation_was_never_made_durable() {
         storage.clone(),
         ManualClock::new(1_000),
         [vec![0u8; 4096], vec![0u8; 4096]],
-        Config { sync: SyncPolicy::EveryWrite },
+        Config::with_sync(SyncPolicy::EveryWrite),
     );
     assert!(matches!(first, Err(Error::Storage(FaultError::Injected { op: Call::SyncDir, .. }))));
     drop(first);
@@ -165,7 +170,7 @@ fn open_never_removes_a_wal_on_the_strength_of_a_table_that_is_not_durable() {
             storage.clone(),
             ManualClock::new(1_000),
             [vec![0u8; 4096], vec![0u8; 4096]],
-            Config { sync: SyncPolicy::EveryWrite },
+            Config::with_sync(SyncPolicy::EveryWrite),
         );
         drop(reopened);
         storage.clear_faults();

@@ -99,7 +99,7 @@ fn db_with_table(n: u64) -> (MemDb, Vec<[u8; KEY]>) {
         storage,
         zero as fn() -> u64,
         [vec![0u8; 2 << 20], vec![0u8; 2 << 20]],
-        Config { sync: SyncPolicy::Manual },
+        Config::with_sync(SyncPolicy::Manual),
     )
     .unwrap_or_else(|_| panic!("open"));
     let v = [7u8; VALUE];

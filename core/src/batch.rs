@@ -11,6 +11,8 @@
 //! The items have the same shape as MemTable arena items, so a replayed batch is indexed where
 //! it lands in the arena. Because the whole batch is one checksummed record, recovery sees all
 //! of it or none of it. Within a batch, a later entry for the same key wins.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::entry::{self, EntryHeader, KIND_BATCH};
 use crate::{MAX_KEY_LEN, MAX_VALUE_LEN};
@@ -117,13 +119,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
         let (len_bytes, rest) = dst.split_at_mut(4);
         len_bytes.copy_from_slice(&(payload_len as u32).to_le_bytes());
         let (hdst, rest) = rest.split_at_mut(hn);
-        hdst.copy_from_slice(&hb[..hn]);
+        hdst.copy_from_slice(hb.get(..hn).ok_or(BatchError::Full)?);
         let (kdst, vdst) = rest.split_at_mut(key.len());
         kdst.copy_from_slice(key);
         vdst.copy_from_slice(value);
         self.len = end;
         self.count = count;
-        self.buf.as_mut()[2..4].copy_from_slice(&count.to_le_bytes());
+        if let Some(c) = self.buf.as_mut().get_mut(2..4) {
+            c.copy_from_slice(&count.to_le_bytes());
+        }
         Ok(())
     }
 

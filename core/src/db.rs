@@ -1,197 +1,65 @@
-//! Db: the engine. Owns the write path (WAL → MemTable → flush → SSTable), the read path
-//! (MemTable → immutable MemTable → SSTables newest to oldest), recovery on open, and WAL
-//! rotation.
+//! Db: the engine's handle. It routes each call to the part that owns the work and keeps one
+//! rule of its own: a storage failure while changing files poisons the database.
+//!
+//! ```text
+//! put/delete/batch ─► Wals (wal/)           append a record, sync by policy
+//!                  └► MemTables             insert; full: rotate (flush the immutable one first)
+//! rotate ─────────► Wals::rotate            sync the WAL, start the next
+//!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
+//!                  └► compaction::run       policy, merge, Version::replace
+//! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
+//! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
+//! ```
 //!
 //! # Memory
-//! Two MemTable buffers come from the caller ([`Db::open`]); nothing else is allocated. While
-//! one table takes writes, the other is either empty or *immutable*: frozen, still answering
-//! reads, waiting to be written out as an SSTable at the next rotation (or [`Db::flush`]).
-//!
-//! # Files and their lifecycle
-//! - Every write goes to the current WAL (`<id>.wal`) before the MemTable; with
-//!   [`SyncPolicy::EveryWrite`] it is synced before the call returns. The WAL is extended with
-//!   zeros ahead of the writer ([`wal::preallocation_chunk`]), so that a sync has no file size to
-//!   persist; the engine appends at the WAL's logical end, which it keeps itself.
-//! - Rotation, when the active MemTable is full: flush the immutable MemTable if there is one,
-//!   sync the current WAL, create the next WAL and sync the directory, freeze the active table.
-//! - Flush: write `<id>.tmp`, sync it, rename it to `<id>.sst`, sync the directory; only then
-//!   remove the WALs the table covers (recorded in its footer as `wal_covered`; a removal lost
-//!   to a power cut is redone by open, so it needs no directory sync).
-//! - Open: remove `*.tmp`; open and check every SSTable; remove WALs some table covers; replay
-//!   the rest in id order (a zero tail is a clean end; a torn tail of the newest is truncated);
-//!   append to the newest at its logical end, keeping its preallocated zero tail.
+//! Two MemTable buffers come from the caller ([`Db::open`]); nothing else is allocated.
 //!
 //! # Failure
-//! A storage error during a write, sync, flush or rotation poisons the database: later writes
-//! fail with [`Error::Poisoned`] until it is reopened, because the state on storage is unknown
-//! and a failed sync must never be retried into a false success. Reads keep working.
+//! A storage error during a write, sync, flush, rotation or compaction poisons the database:
+//! later writes fail with [`Error::Poisoned`] until it is reopened, because the state on storage
+//! is unknown and a failed sync must never be retried into a false success. Reads keep working.
+//! One guard ([`Db::mutate`]) applies the rule to every path that changes files.
 
-use heapless::Vec;
-
-use crate::batch::{self, WriteBatch};
-use crate::compaction::{self, Input};
-use crate::entry::{self, Entry, EntryHeader};
-use crate::error::{Corruption, Error};
-use crate::filter;
-use crate::io::{read_exact_at, ReadError};
+use crate::batch::WriteBatch;
+use crate::compaction;
+use crate::entry::{self, is_dead, EntryHeader};
+use crate::error::Error;
+use crate::flush;
+use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::log::{event, warn_event};
-use crate::memtable::{MemTable, MIN_MEMTABLE_BYTES};
-use crate::names::{file_name, parse_name, FileKind, FileName};
-use crate::record::HEADER_LEN;
-use crate::sstable::{self, Footer, Lookup, SsTableBuilder, FENCE_STRIDE};
+use crate::memtables::MemTables;
+use crate::options::{Clock, Config};
+use crate::sstable::{Lookup, ReadCounters, TableInfo};
+use crate::stats::Stats;
 use crate::storage::Storage;
-use crate::wal::{self, Next};
-use crate::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
+use crate::version::Version;
+use crate::wal::Wals;
 
-/// The source of "now" for TTLs, in whatever unit the caller's expiry times use.
-pub trait Clock {
-    /// The current time.
-    fn now(&mut self) -> u64;
-}
+pub(crate) type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 
-impl<F: FnMut() -> u64> Clock for F {
-    fn now(&mut self) -> u64 {
-        self()
-    }
-}
+/// A value read by [`Db::get_with_expiry`], and when it expires (`None`: never).
+pub type ValueWithExpiry<'b> = (&'b [u8], Option<u64>);
 
-/// When the WAL is synced, which decides what a power cut can take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum SyncPolicy {
-    /// Sync after every write, before it is acknowledged. A power cut loses nothing acknowledged.
-    EveryWrite,
-    /// Sync after every `n`-th write (and on [`Db::sync`], rotation and close). A power cut can
-    /// lose the last `n - 1` acknowledged writes.
-    EveryN(u32),
-    /// Sync only on [`Db::sync`], rotation and close. A power cut can lose every write since.
-    Manual,
-}
-
-/// Options for [`Db::open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Config {
-    /// When writes become durable.
-    pub sync: SyncPolicy,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { sync: SyncPolicy::EveryWrite }
-    }
-}
-
-/// A snapshot of the engine's counters and sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Stats {
-    /// Keys in the active MemTable.
-    pub memtable_keys: usize,
-    /// Keys the active MemTable holds before it must rotate.
-    pub memtable_key_capacity: usize,
-    /// Arena bytes used in the active MemTable.
-    pub memtable_bytes: usize,
-    /// Arena bytes of one MemTable.
-    pub memtable_capacity_bytes: usize,
-    /// Keys in the immutable MemTable waiting to be flushed.
-    pub immutable_keys: usize,
-    /// SSTables on storage.
-    pub tables: usize,
-    /// Bytes of all SSTables.
-    pub table_bytes: u64,
-    /// Bytes of records in all live WAL files (up to their logical ends: preallocated zero
-    /// tails are not counted).
-    pub wal_bytes: u64,
-    /// MemTables written out as SSTables since open.
-    pub flushes: u64,
-    /// Torn WAL tails (a damaged last record) cut off during open. A zero tail, the unused
-    /// preallocated end of a WAL, is a clean end and not counted.
-    pub torn_tails_truncated: u64,
-    /// SSTable searches performed by `get` since open (read amplification = this / gets): the
-    /// lookups a table's filter did not rule out.
-    pub table_probes: u64,
-    /// SSTable lookups a table's Bloom filter answered "absent" without a search, since open.
-    pub filter_skips: u64,
-    /// Calls to `get` since open.
-    pub gets: u64,
-    /// Compactions (merges of SSTables) since open.
-    pub compactions: u64,
-}
-
-/// One SSTable as reported by [`Db::tables`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct TableInfo {
-    /// File id (the table is `<id>.sst`).
-    pub id: u64,
-    /// Entries, tombstones included.
-    pub entries: u32,
-    /// File size in bytes.
-    pub bytes: u64,
-}
-
-struct Table<F> {
-    id: u64,
-    file: F,
-    footer: Footer,
-    bytes: u64,
-}
-
-struct Wal<F> {
-    id: u64,
-    file: F,
-    /// The logical end: where the next record goes. Bytes from here to the end of the file are
-    /// zeros (the preallocated tail).
-    len: u64,
-    /// The length the file was last extended to ([`Storage::preallocate`]), or found with at
-    /// open; a record ending at or below it does not change the file's size.
-    allocated: u64,
-    unsynced: u32,
-}
-
-/// What replaying one WAL found.
-struct Replayed {
-    /// The logical end: the length of the valid prefix of records.
-    len: u64,
-    /// The file's length after replay (the logical end plus its zero tail, if it has one).
-    file_len: u64,
-}
-
-/// An older WAL still needed by a MemTable.
-#[derive(Clone, Copy)]
-struct OldWal {
-    id: u64,
-    len: u64,
+/// Counters kept since open.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) flushes: u64,
+    pub(crate) compactions: u64,
+    pub(crate) torn_tails_truncated: u64,
+    pub(crate) gets: u64,
+    pub(crate) reads: ReadCounters,
 }
 
 /// A key-value database over storage `S`, clock `C` and MemTable buffers `M`.
 pub struct Db<S: Storage, C, M> {
-    storage: S,
-    clock: C,
-    config: Config,
-    mem: [MemTable<M>; 2],
-    active: usize,
-    /// The newest WAL the immutable MemTable's entries came from, when there is one.
-    imm_wal: Option<u64>,
-    wal: Wal<S::File>,
-    old_wals: Vec<OldWal, MAX_WALS>,
-    tables: Vec<Table<S::File>, MAX_TABLES>,
-    next_id: u64,
-    poisoned: bool,
-    stats: Stats,
-}
-
-type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
-
-fn corrupted<E>(file: FileName) -> impl FnOnce(ReadError<E>) -> Error<E> {
-    move |e| match e {
-        ReadError::Io(e) => Error::Storage(e),
-        ReadError::Corrupt { offset, kind } => {
-            warn_event!("corruption: {=str} at offset {=u64}: {}", file.as_str(), offset, kind);
-            Error::Corrupted { file, offset, kind }
-        }
-    }
+    pub(crate) storage: S,
+    pub(crate) clock: C,
+    pub(crate) config: Config,
+    pub(crate) mems: MemTables<M>,
+    pub(crate) wals: Wals<S::File>,
+    pub(crate) version: Version<S::File>,
+    pub(crate) poisoned: bool,
+    pub(crate) counters: Counters,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -200,304 +68,23 @@ where
     C: Clock,
     M: AsRef<[u8]> + AsMut<[u8]>,
 {
-    /// Opens the database kept in `storage`, recovering whatever a crash left behind.
-    ///
-    /// `memtables` are the two MemTable buffers (each at least [`MIN_MEMTABLE_BYTES`]); their
-    /// size bounds the largest entry and how much is written per SSTable.
-    pub fn open(mut storage: S, clock: C, memtables: [M; 2], config: Config) -> Result<Self, S> {
-        let [m0, m1] = memtables;
-        let too_small =
-            |m: M| Error::InsufficientMemory { needed: MIN_MEMTABLE_BYTES, given: m.as_ref().len() };
-        let mem = [MemTable::new(m0).map_err(too_small)?, MemTable::new(m1).map_err(too_small)?];
-
-        // Leftovers of an interrupted flush go first; they are never needed.
-        remove_temp_files(&mut storage)?;
-
-        let mut wal_ids: Vec<u64, MAX_WALS> = Vec::new();
-        let mut table_ids: Vec<u64, MAX_TABLES> = Vec::new();
-        let mut overflow: Option<Error<S::Error>> = None;
-        let mut max_id = 0;
-        storage
-            .list(&mut |name| {
-                let Some((kind, id)) = parse_name(name) else { return };
-                max_id = max_id.max(id);
-                let full = match kind {
-                    FileKind::Wal => wal_ids.push(id).is_err(),
-                    FileKind::Table => table_ids.push(id).is_err(),
-                    FileKind::TempTable => false,
-                };
-                if full {
-                    overflow = Some(match kind {
-                        FileKind::Wal => Error::TooManyWals,
-                        _ => Error::TooManyTables,
-                    });
-                }
-            })
-            .map_err(Error::Storage)?;
-        if let Some(e) = overflow {
-            return Err(e);
-        }
-        wal_ids.sort_unstable();
-        table_ids.sort_unstable();
-
-        let mut tables: Vec<Table<S::File>, MAX_TABLES> = Vec::new();
-        let mut covered = 0;
-        for &id in &table_ids {
-            let name = file_name(FileKind::Table, id);
-            let mut file = storage.open(&name).map_err(Error::Storage)?;
-            let bytes = storage.len(&mut file).map_err(Error::Storage)?;
-            let footer = sstable::open(&mut storage.io(&mut file), bytes).map_err(corrupted(name))?;
-            covered = covered.max(footer.wal_covered);
-            // Cannot fail: table_ids has the same capacity.
-            let _ = tables.push(Table { id, file, footer, bytes });
-        }
-
-        // Tables that a compacted table replaces are left over from a compaction that stopped
-        // before removing its inputs.
-        let mut stale: Vec<u64, MAX_TABLES> = Vec::new();
-        for t in &tables {
-            if tables.iter().any(|u| u.footer.replaces_from <= t.id && t.id < u.id) {
-                let _ = stale.push(t.id);
-            }
-        }
-        // The removals below rely on newer tables, which a run whose directory sync failed may
-        // have renamed into place without making the rename durable. Sync the directory first:
-        // otherwise a power cut could keep a removal and drop the rename that made it safe.
-        if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) {
-            storage.sync_dir().map_err(Error::Storage)?;
-        }
-        if !stale.is_empty() {
-            tables.retain(|t| !stale.contains(&t.id));
-            for &id in &stale {
-                storage.remove(&file_name(FileKind::Table, id)).map_err(Error::Storage)?;
-            }
-            storage.sync_dir().map_err(Error::Storage)?;
-        }
-
-        // WALs that a table covers were retired by a flush that stopped before removing them.
-        let mut removed = false;
-        for &id in wal_ids.iter().filter(|&&id| id <= covered) {
-            storage.remove(&file_name(FileKind::Wal, id)).map_err(Error::Storage)?;
-            removed = true;
-        }
-        if removed {
-            storage.sync_dir().map_err(Error::Storage)?;
-        }
-        wal_ids.retain(|&id| id > covered);
-
-        // The WAL that takes new writes: the newest live one, or a new one.
-        let mut next_id = max_id + 1;
-        let wal = match wal_ids.last() {
-            Some(&id) => Wal {
-                id,
-                file: storage.open(&file_name(FileKind::Wal, id)).map_err(Error::Storage)?,
-                len: 0,
-                allocated: 0,
-                unsynced: 0,
-            },
-            None => {
-                let id = next_id;
-                next_id += 1;
-                let file = storage.create(&file_name(FileKind::Wal, id)).map_err(Error::Storage)?;
-                storage.sync_dir().map_err(Error::Storage)?;
-                Wal { id, file, len: 0, allocated: 0, unsynced: 0 }
-            }
-        };
-
-        let mut db = Db {
-            storage,
-            clock,
-            config,
-            mem,
-            active: 0,
-            imm_wal: None,
-            wal,
-            old_wals: Vec::new(),
-            tables,
-            next_id,
-            poisoned: false,
-            stats: Stats::default(),
-        };
-        // A database left at the table limit (small MemTables, an older build) must make room
-        // before replay may flush.
-        db.maybe_compact()?;
-        for (i, &id) in wal_ids.iter().enumerate() {
-            let newest = i + 1 == wal_ids.len();
-            let Replayed { len, file_len } = db.replay(id, newest)?;
-            event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, len);
-            if newest {
-                // Appends continue at the logical end, over the zero tail (if any), which stays
-                // preallocated: it reads as the clean end until records overwrite it.
-                db.wal.len = len;
-                db.wal.allocated = file_len;
-            } else {
-                let _ = db.old_wals.push(OldWal { id, len });
-            }
-        }
-        // Entries from several WALs now share one MemTable: write them out, so that no more
-        // than two WAL files (current and immutable) ever exist.
-        if !db.old_wals.is_empty() {
-            db.flush()?;
-        }
-        // Replayed records may have reached only the page cache before a crash, and the WAL's
-        // directory entry may never have been synced: make both durable before any new write
-        // is acknowledged (the sync counters start from zero).
-        db.storage.sync(&mut db.wal.file).map_err(Error::Storage)?;
-        db.storage.sync_dir().map_err(Error::Storage)?;
-        Ok(db)
-    }
-
-    /// Replays WAL `id` into the active MemTable; returns the length of its valid prefix and of
-    /// the file.
-    fn replay(&mut self, id: u64, newest: bool) -> Result<Replayed, S> {
-        let name = file_name(FileKind::Wal, id);
-        let mut file = self.storage.open(&name).map_err(Error::Storage)?;
-        let end = self.storage.len(&mut file).map_err(Error::Storage)?;
-        let mut pos = 0u64;
-        loop {
-            let next = wal::next(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
-            let (header, head) = match next {
-                Next::End => return Ok(Replayed { len: pos, file_len: end }),
-                Next::Damaged => break,
-                Next::Record(h, head) => (h, head),
-            };
-            let len = header.len as usize;
-            let keys = batch::declared_count(&head).unwrap_or(1);
-            let active = self.active;
-            if len > self.mem[active].max_payload() || keys > self.mem[active].key_capacity() {
-                // Either a valid entry written with larger MemTables, or a damaged length.
-                let valid = wal::record_is_valid(&mut self.storage.io(&mut file), pos, &header, len)
-                    .map_err(Error::Storage)?;
-                if !valid {
-                    break;
-                }
-                return Err(Error::InsufficientMemory {
-                    needed: len + HEADER_LEN,
-                    given: self.mem[active].arena_capacity(),
-                });
-            }
-            if !self.mem[active].fits_many(len, keys) {
-                // The WALs before this one are then wholly in SSTables; this one is not yet.
-                self.mem[active].freeze();
-                self.write_table(active, id - 1)?;
-                self.mem[active].reset();
-                self.maybe_compact()?;
-            }
-            let Some((offset, dst)) = self.mem[active].reserve(len) else {
-                return Err(Error::InsufficientMemory {
-                    needed: len,
-                    given: self.mem[active].arena_capacity(),
-                });
-            };
-            read_exact_at(&mut self.storage.io(&mut file), pos + HEADER_LEN as u64, dst)
-                .map_err(corrupted(name.clone()))?;
-            if wal::check_payload(&header, dst).is_err() {
-                break;
-            }
-            self.mem[active].commit_reserved(offset).map_err(|kind| Error::Corrupted {
-                file: name.clone(),
-                offset: pos,
-                kind,
-            })?;
-            pos += (HEADER_LEN + len) as u64;
-        }
-
-        // Zeros from `pos` to the end of the file are the unused preallocated tail: the clean
-        // end of any WAL (no record starts with a zero length).
-        if wal::zeros_to_end(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)? {
-            return Ok(Replayed { len: pos, file_len: end });
-        }
-        // A record at `pos` failed its checks: a torn tail, or corruption?
-        let after =
-            wal::valid_record_after(&mut self.storage.io(&mut file), pos, end).map_err(Error::Storage)?;
-        if after.is_some() || !newest {
-            let kind =
-                if after.is_some() { Corruption::WalRecordBeforeValidData } else { Corruption::Truncated };
-            return Err(Error::Corrupted { file: name, offset: pos, kind });
-        }
-        self.storage.truncate(&mut file, pos).map_err(Error::Storage)?;
-        self.storage.sync(&mut file).map_err(Error::Storage)?;
-        self.stats.torn_tails_truncated += 1;
-        event!("recovery: torn tail of WAL {=u64} cut at offset {=u64} (was {=u64} bytes)", id, pos, end);
-        Ok(Replayed { len: pos, file_len: pos })
-    }
-
-    /// Writes the frozen MemTable `idx` as a new SSTable, then retires the WALs up to `covered`.
-    fn write_table(&mut self, idx: usize, covered: u64) -> Result<(), S> {
-        let result = self.write_table_inner(idx, covered);
+    /// Runs `change`, which changes files; if it fails, the database refuses writes from then on.
+    pub(crate) fn mutate<T>(&mut self, change: impl FnOnce(&mut Self) -> Result<T, S>) -> Result<T, S> {
+        self.check_writable()?;
+        let result = change(self);
         if result.is_err() {
+            warn_event!("a write failed; writes refused until reopen");
             self.poisoned = true;
         }
         result
     }
 
-    fn write_table_inner(&mut self, idx: usize, covered: u64) -> Result<(), S> {
-        if self.tables.is_full() {
-            return Err(Error::TooManyTables);
-        }
-        // With no older table, nothing can hide behind a tombstone or an expired entry.
-        let drop_dead = self.tables.is_empty();
-        let now = self.clock.now();
-        let keep = |p: &&[u8]| !drop_dead || entry::decode(p).map_or(true, |e| !e.is_dead_at(now));
-
-        let id = self.next_id;
-        self.next_id += 1;
-        let tmp = file_name(FileKind::TempTable, id);
-        let fin = file_name(FileKind::Table, id);
-        let storage = &mut self.storage;
-        let mut file = storage.create(&tmp).map_err(Error::Storage)?;
-        let mut builder = SsTableBuilder::new();
-        let footer = {
-            let mut io = storage.io(&mut file);
-            let mem = &self.mem[idx];
-            for p in mem.sorted().filter(keep) {
-                builder.add_record(&mut io, p).map_err(Error::Storage)?;
-            }
-            if builder.count() == 0 {
-                None
-            } else {
-                for p in mem.sorted().filter(keep) {
-                    builder.add_index(&mut io, p).map_err(Error::Storage)?;
-                }
-                for p in mem.sorted().filter(keep).step_by(FENCE_STRIDE as usize) {
-                    builder.add_fence_len(&mut io, entry_key(p).len()).map_err(Error::Storage)?;
-                }
-                for p in mem.sorted().filter(keep).step_by(FENCE_STRIDE as usize) {
-                    builder.add_fence_key(&mut io, entry_key(p)).map_err(Error::Storage)?;
-                }
-                // The filter holds every key, dead ones too: a superset only adds false positives.
-                let filter = self.mem[idx].build_filter().unwrap_or(&[]);
-                Some(builder.finish(&mut io, filter, covered, id).map_err(Error::Storage)?)
-            }
-        };
-        match footer {
-            Some(footer) => {
-                storage.sync(&mut file).map_err(Error::Storage)?;
-                let bytes = storage.len(&mut file).map_err(Error::Storage)?;
-                storage.rename(&tmp, &fin).map_err(Error::Storage)?;
-                storage.sync_dir().map_err(Error::Storage)?;
-                let _ = self.tables.push(Table { id, file, footer, bytes });
-            }
-            None => {
-                drop(file);
-                storage.remove(&tmp).map_err(Error::Storage)?;
-            }
-        }
-        self.stats.flushes += 1;
-        event!("flush: MemTable written as SSTable {=u64}, WALs up to {=u64} retired", id, covered);
-
-        // No directory sync for these removals: a WAL that comes back after a power cut is one
-        // the durable table's `wal_covered` names, and open removes it again.
-        for w in self.old_wals.iter().filter(|w| w.id <= covered) {
-            self.storage.remove(&file_name(FileKind::Wal, w.id)).map_err(Error::Storage)?;
-        }
-        self.old_wals.retain(|w| w.id > covered);
-        Ok(())
-    }
-
+    /// Writes are refused once poisoned, and always when read-only.
     fn check_writable(&self) -> Result<(), S> {
         if self.poisoned {
             Err(Error::Poisoned)
+        } else if !self.wals.has_current() {
+            Err(Error::ReadOnly)
         } else {
             Ok(())
         }
@@ -533,8 +120,32 @@ where
         self.write(EntryHeader { tombstone: true, key_len: key.len(), expires_at: None }, key, &[])
     }
 
+    fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
+        self.check_writable()?;
+        Self::check_key(key)?;
+        // The entry must fit in either MemTable, or it could be logged and then not applied.
+        let room = self.mems.max_payload().saturating_sub(header.encoded_len());
+        if key.len() > room {
+            return Err(Error::KeyTooLarge { len: key.len(), max: room });
+        }
+        let max_value = MAX_VALUE_LEN.min(room - key.len());
+        if value.len() > max_value {
+            return Err(Error::ValueTooLarge { len: value.len(), max: max_value });
+        }
+        let len = entry::payload_len(&header, value.len());
+        self.mutate(|db| {
+            if !db.mems.active().fits(len) {
+                db.rotate()?;
+            }
+            let (hb, hn) = header.encode();
+            db.log(&[hb.get(..hn).unwrap_or(&[]), key, value], 1)?;
+            // Cannot fail after the `fits` check; refuse further writes rather than diverge.
+            db.mems.active_mut().insert(&header, key, value).map_err(|_| Error::Poisoned)
+        })
+    }
+
     /// Applies every entry of `batch` atomically: after a crash, all of them or none are there.
-    /// One WAL record, and with [`SyncPolicy::EveryWrite`] one sync, for the whole batch.
+    /// One WAL record, and with [`crate::SyncPolicy::EveryWrite`] one sync, for the whole batch.
     pub fn write_batch<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, batch: &WriteBatch<B>) -> Result<(), S> {
         self.check_writable()?;
         if batch.is_empty() {
@@ -545,247 +156,87 @@ where
         let expired = batch
             .entries()
             .filter_map(|item| item.ok().and_then(|p| entry::decode(p).ok()))
-            .any(|e| e.expires_at.is_some_and(|t| t <= now));
+            .any(|e| entry::is_expired(e.expires_at, now));
         if expired {
             return Err(Error::InvalidTtl);
         }
         let payload = batch.payload();
         let keys = batch.len();
-        let max = self.mem[0].max_payload().min(self.mem[1].max_payload());
-        let max_keys = self.mem[0].key_capacity().min(self.mem[1].key_capacity());
-        if payload.len() > max || keys > max_keys {
+        let max = self.mems.max_payload().min(MAX_BATCH_LEN);
+        if payload.len() > max || keys > self.mems.key_capacity() {
             return Err(Error::BatchTooLarge { len: payload.len(), max });
         }
-        if !self.mem[self.active].fits_many(payload.len(), keys) {
-            self.rotate()?;
-        }
-        self.append_to_wal(&[payload], keys as u32)?;
-        if self.mem[self.active].insert_batch(payload).is_err() {
-            self.poisoned = true;
-            return Err(Error::Poisoned);
-        }
-        Ok(())
-    }
-
-    /// Appends one record to the WAL and syncs it when the policy says so; `writes` is how many
-    /// user writes it carries.
-    fn append_to_wal(&mut self, parts: &[&[u8]], writes: u32) -> Result<(), S> {
-        let record_len = HEADER_LEN as u64 + parts.iter().map(|p| p.len() as u64).sum::<u64>();
-        let needed = self.wal.len + record_len;
-        if needed > self.wal.allocated {
-            // Extend ahead of the writer, so that this record's sync (and the next chunk's
-            // worth of them) has no file size to persist. Failure poisons like a failed write
-            // (nothing of the record is written yet): the file may be extended part of the way, the
-            // device may be failing, and a storage error is never guessed into a success.
-            let chunk = wal::preallocation_chunk(self.mem[self.active].arena_capacity());
-            let target = wal::preallocation_end(needed, chunk);
-            if let Err(e) = self.storage.preallocate(&mut self.wal.file, target) {
-                self.poisoned = true;
-                return Err(Error::Storage(e));
+        self.mutate(|db| {
+            if !db.mems.active().fits_many(payload.len(), keys) {
+                db.rotate()?;
             }
-            self.wal.allocated = target;
-        }
-        let appended = wal::append(&mut self.storage.io(&mut self.wal.file), self.wal.len, parts);
-        match appended {
-            Ok(end) => self.wal.len = end,
-            Err(e) => {
-                self.poisoned = true;
-                return Err(Error::Storage(e));
-            }
-        }
-        self.wal.unsynced = self.wal.unsynced.saturating_add(writes);
-        let due = match self.config.sync {
-            SyncPolicy::EveryWrite => true,
-            SyncPolicy::EveryN(n) => self.wal.unsynced >= n,
-            SyncPolicy::Manual => false,
-        };
-        if due {
-            self.sync_wal()?;
-        }
-        Ok(())
+            db.log(&[payload], keys as u32)?;
+            db.mems.active_mut().insert_batch(payload).map_err(|_| Error::Poisoned)
+        })
     }
 
-    fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
-        self.check_writable()?;
-        Self::check_key(key)?;
-        // The entry must fit in either MemTable, or it could be logged and then not applied.
-        let max_payload = self.mem[0].max_payload().min(self.mem[1].max_payload());
-        let room = max_payload.saturating_sub(header.encoded_len());
-        if key.len() > room {
-            return Err(Error::KeyTooLarge { len: key.len(), max: room });
+    /// Appends one record to the current WAL, synced when the policy says so.
+    fn log(&mut self, body: &[&[u8]], writes: u32) -> Result<(), S> {
+        let policy = self.config.sync;
+        match self.wals.current() {
+            Some(wal) => wal.append(&mut self.storage, body, writes, policy),
+            None => Err(Error::ReadOnly),
         }
-        let max_value = MAX_VALUE_LEN.min(room - key.len());
-        if value.len() > max_value {
-            return Err(Error::ValueTooLarge { len: value.len(), max: max_value });
-        }
-        let len = entry::payload_len(&header, value.len());
-        if !self.mem[self.active].fits(len) {
-            self.rotate()?;
-        }
-        let (hb, hn) = header.encode();
-        self.append_to_wal(&[&hb[..hn], key, value], 1)?;
-        if self.mem[self.active].insert(&header, key, value).is_err() {
-            // Unreachable after the `fits` check; refuse further writes rather than diverge.
-            self.poisoned = true;
-            return Err(Error::Poisoned);
-        }
-        Ok(())
     }
 
-    fn sync_wal(&mut self) -> Result<(), S> {
-        if let Err(e) = self.storage.sync(&mut self.wal.file) {
-            self.poisoned = true;
-            return Err(Error::Storage(e));
-        }
-        self.wal.unsynced = 0;
-        Ok(())
-    }
-
-    /// Makes every acknowledged write durable (for [`SyncPolicy::EveryN`] and [`SyncPolicy::Manual`]).
+    /// Makes every acknowledged write durable (for [`crate::SyncPolicy::EveryN`] and
+    /// [`crate::SyncPolicy::Manual`]).
     pub fn sync(&mut self) -> Result<(), S> {
-        self.check_writable()?;
-        if self.wal.unsynced > 0 {
-            self.sync_wal()?;
-        }
-        Ok(())
+        self.mutate(|db| match db.wals.current() {
+            Some(wal) if wal.unsynced() > 0 => wal.sync(&mut db.storage),
+            _ => Ok(()),
+        })
     }
 
-    /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable first.
+    /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable
+    /// first.
     fn rotate(&mut self) -> Result<(), S> {
-        if self.imm_wal.is_some() {
-            self.flush_immutable()?;
-        }
-        // The old WAL must be durable before records follow in the new one; with every write
-        // synced (or nothing written since the last sync) it already is.
-        if self.wal.unsynced > 0 {
-            self.sync_wal()?;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let created = self.storage.create(&file_name(FileKind::Wal, id)).and_then(|f| {
-            self.storage.sync_dir()?;
-            Ok(f)
-        });
-        let file = match created {
-            Ok(f) => f,
-            Err(e) => {
-                self.poisoned = true;
-                return Err(Error::Storage(e));
-            }
-        };
-        // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
-        // is removed at the next flush; cutting it would cost a truncate on this write's path.
-        let old = core::mem::replace(&mut self.wal, Wal { id, file, len: 0, allocated: 0, unsynced: 0 });
-        if self.old_wals.push(OldWal { id: old.id, len: old.len }).is_err() {
-            self.poisoned = true;
-            return Err(Error::TooManyWals);
-        }
-        self.mem[self.active].freeze();
-        self.imm_wal = Some(old.id);
-        self.active ^= 1;
-        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old.id, id);
+        self.flush_immutable()?;
+        let id = self.version.new_id();
+        let old = self.wals.rotate(&mut self.storage, id)?;
+        self.mems.rotate(old);
         Ok(())
     }
 
-    fn flush_immutable(&mut self) -> Result<(), S> {
-        let Some(covered) = self.imm_wal else { return Ok(()) };
-        let idx = self.active ^ 1;
-        self.write_table(idx, covered)?;
-        self.mem[idx].reset();
-        self.imm_wal = None;
+    /// Writes the immutable MemTable (if any) as an SSTable, retires the WALs it came from, and
+    /// compacts if the policy asks.
+    pub(crate) fn flush_immutable(&mut self) -> Result<(), S> {
+        let now = self.clock.now();
+        let Some((mem, covered)) = self.mems.immutable_mut() else { return Ok(()) };
+        flush::write_table(&mut self.storage, &mut self.version, mem, covered, now)?;
+        self.counters.flushes += 1;
+        event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
+        self.wals.retire(&mut self.storage, covered)?;
+        self.mems.retire_immutable();
         self.maybe_compact()
     }
 
-    /// Merges the newest tables when the policy ([`compaction::pick`]) asks for it, using the
-    /// idle MemTable's buffer as scratch.
-    fn maybe_compact(&mut self) -> Result<(), S> {
-        let scratch_idx = self.active ^ 1;
-        let slot = compaction::slot_len(self.tables.iter().map(|t| &t.footer));
-        let max_inputs = match self.mem[scratch_idx].scratch() {
-            Some(s) => (s.len() / slot).saturating_sub(1),
-            None => return Ok(()),
-        };
-        if max_inputs < 2 {
-            return Ok(());
+    /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch.
+    pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
+        let now = self.clock.now();
+        let Some(scratch) = self.mems.idle_scratch() else { return Ok(()) };
+        let ran = compaction::run(&mut self.storage, &mut self.version, scratch, now);
+        self.mems.reset_idle();
+        if ran? {
+            self.counters.compactions += 1;
         }
-        let mut sizes: Vec<u64, MAX_TABLES> = Vec::new();
-        for t in &self.tables {
-            let _ = sizes.push(t.bytes);
-        }
-        let force = self.tables.len() + 1 >= MAX_TABLES;
-        let Some(start) = compaction::pick(&sizes, max_inputs, force) else { return Ok(()) };
-        let result = self.compact(start, scratch_idx);
-        self.mem[scratch_idx].reset();
-        if result.is_err() {
-            warn_event!("compaction failed; writes refused until reopen");
-            self.poisoned = true;
-        }
-        result
-    }
-
-    /// Merges tables `start..` into one that takes the newest input's id.
-    fn compact(&mut self, start: usize, scratch_idx: usize) -> Result<(), S> {
-        let Some(newest) = self.tables.last().map(|t| t.id) else { return Ok(()) };
-        let Some(replaces_from) = self.tables.get(start).map(|t| t.footer.replaces_from) else {
-            return Ok(());
-        };
-        let wal_covered = self.tables[start..].iter().map(|t| t.footer.wal_covered).max().unwrap_or(0);
-        let drop_dead_at = if start == 0 { Some(self.clock.now()) } else { None };
-        let tmp = file_name(FileKind::TempTable, newest);
-        let fin = file_name(FileKind::Table, newest);
-        let storage = &mut self.storage;
-        let mut out = storage.create(&tmp).map_err(Error::Storage)?;
-        let mut reader = storage.open(&tmp).map_err(Error::Storage)?;
-        let scratch = self.mem[scratch_idx].scratch().ok_or(Error::Poisoned)?;
-        let mut inputs: Vec<Input<'_, S::File>, { compaction::MAX_MERGE }> = Vec::new();
-        for t in self.tables[start..].iter_mut() {
-            let input = Input { file: &mut t.file, footer: t.footer, name: file_name(FileKind::Table, t.id) };
-            if inputs.push(input).is_err() {
-                return Err(Error::TooManyTables);
-            }
-        }
-        let footer = compaction::merge(
-            storage,
-            &mut inputs,
-            &mut out,
-            &mut reader,
-            scratch,
-            drop_dead_at,
-            wal_covered,
-            replaces_from,
-        )?;
-        drop(inputs);
-        drop(reader);
-        storage.sync(&mut out).map_err(Error::Storage)?;
-        let bytes = storage.len(&mut out).map_err(Error::Storage)?;
-        storage.rename(&tmp, &fin).map_err(Error::Storage)?;
-        storage.sync_dir().map_err(Error::Storage)?;
-        let n = self.tables.len();
-        // No directory sync for these removals: an input that comes back after a power cut has
-        // an id in the durable output's `[replaces_from, id)`, and open removes it again.
-        for t in &self.tables[start..n - 1] {
-            storage.remove(&file_name(FileKind::Table, t.id)).map_err(Error::Storage)?;
-        }
-        self.tables.truncate(start);
-        let _ = self.tables.push(Table { id: newest, file: out, footer, bytes });
-        self.stats.compactions += 1;
-        event!(
-            "compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)",
-            n - start,
-            newest,
-            bytes
-        );
         Ok(())
     }
 
     /// Writes every MemTable entry to SSTables and retires the WALs: after this, a reopen replays
     /// nothing.
     pub fn flush(&mut self) -> Result<(), S> {
-        self.check_writable()?;
-        if !self.mem[self.active].is_empty() {
-            self.rotate()?;
-        }
-        self.flush_immutable()
+        self.mutate(|db| {
+            if !db.mems.active().is_empty() {
+                db.rotate()?;
+            }
+            db.flush_immutable()
+        })
     }
 
     /// Reads the value of `key` into `buf`; returns the filled part of `buf`, or `None` when the
@@ -802,57 +253,52 @@ where
         buf: &'b mut [u8],
     ) -> Result<Option<ValueWithExpiry<'b>>, S> {
         Self::check_key(key)?;
-        self.stats.gets += 1;
+        self.counters.gets += 1;
         let now = self.clock.now();
-        for idx in [self.active, self.active ^ 1] {
-            if let Some(e) = self.mem[idx].get(key) {
-                return Ok(copy_out(&e, now, buf)?.map(|v| (v, e.expires_at)));
+        if let Some(e) = self.mems.get(key) {
+            if e.is_dead_at(now) {
+                return Ok(None);
             }
+            let n = e.value.len();
+            let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
+            dst.copy_from_slice(e.value);
+            return Ok(Some((dst, e.expires_at)));
         }
-        let hash = filter::key_hash(key);
-        for t in self.tables.iter_mut().rev() {
-            let io = &mut self.storage.io(&mut t.file);
-            if !sstable::may_contain(io, &t.footer, hash)
-                .map_err(corrupted(file_name(FileKind::Table, t.id)))?
-            {
-                self.stats.filter_skips += 1;
-                continue;
-            }
-            self.stats.table_probes += 1;
-            let found =
-                sstable::get(io, &t.footer, key, buf).map_err(corrupted(file_name(FileKind::Table, t.id)))?;
-            if let Lookup::Found { value_len, tombstone, expires_at } = found {
-                if tombstone || expires_at.is_some_and(|t| t <= now) {
-                    return Ok(None);
-                }
-                return match buf.get(..value_len) {
+        match self.version.get(&mut self.storage, key, buf, &mut self.counters.reads)? {
+            Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {
+                match buf.get(..value_len) {
                     Some(v) => Ok(Some((v, expires_at))),
                     None => Err(Error::BufferTooSmall { needed: value_len }),
-                };
+                }
             }
+            _ => Ok(None),
         }
-        Ok(None)
     }
 
     /// Counters and sizes.
     pub fn stats(&self) -> Stats {
-        let active = &self.mem[self.active];
+        let (active, other) = (self.mems.active(), self.mems.other());
         Stats {
             memtable_keys: active.len(),
             memtable_key_capacity: active.key_capacity(),
             memtable_bytes: active.arena_used(),
             memtable_capacity_bytes: active.arena_capacity(),
-            immutable_keys: self.mem[self.active ^ 1].len(),
-            tables: self.tables.len(),
-            table_bytes: self.tables.iter().map(|t| t.bytes).sum(),
-            wal_bytes: self.wal.len + self.old_wals.iter().map(|w| w.len).sum::<u64>(),
-            ..self.stats
+            immutable_keys: other.len(),
+            tables: self.version.len(),
+            table_bytes: self.version.bytes(),
+            wal_bytes: self.wals.record_bytes(),
+            flushes: self.counters.flushes,
+            torn_tails_truncated: self.counters.torn_tails_truncated,
+            table_probes: self.counters.reads.table_probes,
+            filter_skips: self.counters.reads.filter_skips,
+            gets: self.counters.gets,
+            compactions: self.counters.compactions,
         }
     }
 
     /// The SSTables, oldest first.
     pub fn tables(&self) -> impl Iterator<Item = TableInfo> + '_ {
-        self.tables.iter().map(|t| TableInfo { id: t.id, entries: t.footer.entry_count, bytes: t.bytes })
+        self.version.infos()
     }
 
     /// True once a failed write or sync has made the database refuse writes.
@@ -860,16 +306,15 @@ where
         self.poisoned
     }
 
+    /// True when the database was opened read-only ([`Config::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        !self.wals.has_current()
+    }
+
     /// Syncs outstanding writes and gives the storage back, with the outcome of that sync
     /// (the storage is returned even when the sync failed, so its contents can still be reached).
     pub fn close(mut self) -> (S, Result<(), S>) {
-        let synced = if self.poisoned {
-            Err(Error::Poisoned)
-        } else if self.wal.unsynced > 0 {
-            self.sync_wal()
-        } else {
-            Ok(())
-        };
+        let synced = if self.is_read_only() { Ok(()) } else { self.sync() };
         (self.storage, synced)
     }
 
@@ -879,58 +324,15 @@ where
     }
 }
 
-/// The key of a MemTable payload (always well formed: the MemTable decoded it on insert).
-fn entry_key(payload: &[u8]) -> &[u8] {
-    entry::decode(payload).map_or(&[][..], |e| e.key)
-}
-
-/// A value read by [`Db::get_with_expiry`], and when it expires (`None`: never).
-pub type ValueWithExpiry<'b> = (&'b [u8], Option<u64>);
-
-fn copy_out<'b, E>(
-    e: &Entry<'_>,
-    now: u64,
-    buf: &'b mut [u8],
-) -> core::result::Result<Option<&'b [u8]>, Error<E>> {
-    if e.is_dead_at(now) {
-        return Ok(None);
-    }
-    let n = e.value.len();
-    let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
-    dst.copy_from_slice(e.value);
-    Ok(Some(dst))
-}
-
-fn remove_temp_files<S: Storage>(storage: &mut S) -> Result<(), S> {
-    let mut removed = false;
-    loop {
-        let mut batch: Vec<u64, 8> = Vec::new();
-        storage
-            .list(&mut |name| {
-                if let Some((FileKind::TempTable, id)) = parse_name(name) {
-                    let _ = batch.push(id);
-                }
-            })
-            .map_err(Error::Storage)?;
-        if batch.is_empty() {
-            break;
-        }
-        for id in batch {
-            storage.remove(&file_name(FileKind::TempTable, id)).map_err(Error::Storage)?;
-            removed = true;
-        }
-    }
-    if removed {
-        storage.sync_dir().map_err(Error::Storage)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::WriteBatch;
+    use crate::io::read_exact_at;
     use crate::mem_storage::{MemError, MemStorage};
+    use crate::names::{file_name, FileKind};
+    use crate::record::HEADER_LEN;
+    use crate::wal::WATERMARK_LEN;
     use std::cell::Cell;
     use std::collections::BTreeMap;
     use std::rc::Rc;
@@ -1180,8 +582,9 @@ mod tests {
             db.put(&i.to_be_bytes(), &[0; 30]).unwrap();
             i += 1;
             if db.stats().immutable_keys > 0 {
-                // This write rotated (no immutable table to flush yet): one sync, its own.
-                assert_eq!(db.storage().syncs - before, 1);
+                // This write rotated (no immutable table to flush yet): its own sync and the new
+                // WAL's header (synced when the WAL is created), none for the old WAL.
+                assert_eq!(db.storage().syncs - before, 2);
                 break;
             }
             assert_eq!(db.storage().syncs - before, 1);
@@ -1238,7 +641,7 @@ mod tests {
             n.unwrap()
         };
         let mut f = storage.open(&name).unwrap();
-        let first = wal_len - (b.payload().len() + HEADER_LEN) as u64;
+        let first = wal_len - (b.payload().len() + HEADER_LEN + WATERMARK_LEN) as u64;
         storage.truncate(&mut f, wal_len - 1).unwrap();
         let mut db = open(storage, &t, 4096);
         assert_eq!(db.stats().torn_tails_truncated, 1);

@@ -10,12 +10,12 @@
 //! ...     rest     value (empty for a tombstone)
 //! ```
 //! The value length is what remains of the record payload.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::error::Corruption;
-use crate::MAX_KEY_LEN;
-
-/// Largest entry header: kind, key length, expiry.
-pub const ENTRY_MAX_OVERHEAD: usize = 11;
+pub use crate::limits::ENTRY_MAX_OVERHEAD;
+use crate::limits::MAX_KEY_LEN;
 
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -37,10 +37,22 @@ pub struct Entry<'a> {
     pub expires_at: Option<u64>,
 }
 
+/// True when an entry that expires at `expires_at` has expired at time `now`: from its expiry
+/// time on (inclusive). The one expiry rule: reads, flushes, compaction and caches above the
+/// engine all ask this.
+pub fn is_expired(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_some_and(|t| t <= now)
+}
+
+/// True when an entry hides its key at time `now`: a tombstone, or expired.
+pub fn is_dead(tombstone: bool, expires_at: Option<u64>, now: u64) -> bool {
+    tombstone || is_expired(expires_at, now)
+}
+
 impl Entry<'_> {
     /// True when the entry hides the key at time `now`: a tombstone, or expired.
     pub fn is_dead_at(&self, now: u64) -> bool {
-        self.tombstone || self.expires_at.is_some_and(|t| t <= now)
+        is_dead(self.tombstone, self.expires_at, now)
     }
 }
 
@@ -57,6 +69,11 @@ pub struct EntryHeader {
 }
 
 impl EntryHeader {
+    /// True when the entry hides its key at time `now`: a tombstone, or expired.
+    pub fn is_dead_at(&self, now: u64) -> bool {
+        is_dead(self.tombstone, self.expires_at, now)
+    }
+
     /// Bytes this header occupies when encoded.
     pub fn encoded_len(&self) -> usize {
         if self.expires_at.is_some() {
@@ -125,6 +142,62 @@ pub fn decode(payload: &[u8]) -> Result<Entry<'_>, Corruption> {
     Ok(Entry { key, value, tombstone: h.tombstone, expires_at: h.expires_at })
 }
 
+/// Where the key and the value of an entry payload lie, learnt from the payload's first bytes:
+/// what a reader that sees the payload in pieces ([`crate::record::EntryReader`]) needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EntryLayout {
+    /// The entry's header.
+    pub header: EntryHeader,
+    /// Where the key starts in the payload.
+    pub key_start: usize,
+    /// Where the key ends (and the value starts).
+    pub key_end: usize,
+    /// The payload's length (where the value ends).
+    pub len: usize,
+}
+
+impl EntryLayout {
+    /// The layout of a payload of `len` bytes whose first bytes are `first` (at least
+    /// [`ENTRY_MAX_OVERHEAD`] of them, or the whole payload). Checks what the header alone can
+    /// tell: the key fits in the payload, and a tombstone has no value.
+    pub fn of(first: &[u8], len: usize) -> Result<Self, Corruption> {
+        let header = EntryHeader::decode(first.get(..len.min(first.len())).unwrap_or(first))?;
+        let key_start = header.encoded_len();
+        let key_end = key_start + header.key_len;
+        if key_end > len || (header.tombstone && key_end != len) {
+            return Err(Corruption::BadEntry);
+        }
+        Ok(EntryLayout { header, key_start, key_end, len })
+    }
+
+    /// The value's length.
+    pub fn value_len(&self) -> usize {
+        self.len - self.key_end
+    }
+
+    /// The part of the key inside `piece`, the payload bytes from position `pos`: where that part
+    /// starts in the key, and its bytes.
+    pub fn key_part<'p>(&self, pos: usize, piece: &'p [u8]) -> Option<(usize, &'p [u8])> {
+        part(self.key_start, self.key_end, pos, piece)
+    }
+
+    /// The part of the value inside `piece`, the payload bytes from position `pos`: where that
+    /// part starts in the value, and its bytes.
+    pub fn value_part<'p>(&self, pos: usize, piece: &'p [u8]) -> Option<(usize, &'p [u8])> {
+        part(self.key_end, self.len, pos, piece)
+    }
+}
+
+/// The bytes of `start..end` (payload positions) inside `piece`, which holds positions
+/// `pos..pos + piece.len()`, with their position relative to `start`.
+fn part(start: usize, end: usize, pos: usize, piece: &[u8]) -> Option<(usize, &[u8])> {
+    let a = start.max(pos);
+    let b = end.min(pos + piece.len());
+    let bytes = piece.get(a.checked_sub(pos)?..b.checked_sub(pos)?)?;
+    (a < b).then_some((a - start, bytes))
+}
+
 /// Total payload bytes of an entry with this header and value length.
 pub fn payload_len(header: &EntryHeader, value_len: usize) -> usize {
     header.encoded_len() + header.key_len + value_len
@@ -177,6 +250,28 @@ mod tests {
         let mut b = encode(b"abc", b"", true, None);
         b.push(1);
         assert_eq!(decode(&b), Err(Corruption::BadEntry));
+    }
+
+    #[test]
+    fn layout_splits_pieces_into_key_and_value_parts() {
+        let b = encode(b"key", b"value", false, Some(9));
+        let l = EntryLayout::of(&b, b.len()).unwrap();
+        assert_eq!((l.key_start, l.key_end, l.value_len()), (11, 14, 5));
+        // Pieces of 4 bytes: the key and value come out in order, each part where it belongs.
+        let (mut key, mut value) = (vec![0u8; 3], vec![0u8; 5]);
+        for (i, piece) in b.chunks(4).enumerate() {
+            if let Some((at, k)) = l.key_part(i * 4, piece) {
+                key[at..at + k.len()].copy_from_slice(k);
+            }
+            if let Some((at, v)) = l.value_part(i * 4, piece) {
+                value[at..at + v.len()].copy_from_slice(v);
+            }
+        }
+        assert_eq!((&key[..], &value[..]), (&b"key"[..], &b"value"[..]));
+        assert_eq!(EntryLayout::of(&b, 13), Err(Corruption::BadEntry), "key past the payload");
+        let t = encode(b"k", b"", true, None);
+        assert!(EntryLayout::of(&t, t.len()).is_ok());
+        assert_eq!(EntryLayout::of(&t, t.len() + 1), Err(Corruption::BadEntry), "tombstone with a value");
     }
 
     #[test]

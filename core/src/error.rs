@@ -1,8 +1,12 @@
-//! The crate's one error type, [`Error`], generic over the storage's own error.
+//! The crate's one error type, [`Error`], generic over the storage's own error, and the one
+//! place where lower-level failures (a storage call's error, a format reader's [`ReadError`])
+//! become an [`Error`].
 
 use core::fmt;
 
-use crate::FileName;
+use crate::io::ReadError;
+use crate::log::warn_event;
+use crate::names::{file_name, FileKind, FileName};
 
 /// What exactly was wrong with bytes read back from storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,15 +24,16 @@ pub enum Corruption {
     BadLength(u32),
     /// The file ended inside a structure that must be whole.
     Truncated,
-    /// An SSTable footer did not start with the magic number.
+    /// An SSTable footer or a WAL header did not start with its magic number.
     BadMagic,
-    /// An SSTable was written by a format version this build does not read.
+    /// An SSTable or a WAL was written by a format version this build does not read.
     UnsupportedVersion(u16),
     /// A checksummed record decoded to an impossible entry (unknown kind, lengths that disagree).
     BadEntry,
     /// SSTable keys were not strictly ascending, or an index offset pointed outside the data.
     BadLayout,
-    /// A WAL record failed its checks and valid records follow it: not a torn tail.
+    /// A WAL record failed its checks and valid records follow it that prove it had been synced
+    /// (their watermark lies past it; in a WAL of format 1, any valid record): not a torn tail.
     WalRecordBeforeValidData,
 }
 
@@ -111,8 +116,21 @@ pub enum Error<E> {
         /// Bytes given.
         given: usize,
     },
+    /// Existing data needs larger MemTables than were given: a WAL record (one entry or one
+    /// write batch) does not fit in a MemTable buffer of `given` bytes; buffers of `needed` bytes
+    /// hold it. Open with MemTables at least that large (the size the data was written with).
+    MemTableTooSmall {
+        /// The WAL that holds the record.
+        file: FileName,
+        /// The smallest MemTable buffer, in bytes, that holds the record.
+        needed: usize,
+        /// The MemTable buffer given, in bytes.
+        given: usize,
+    },
     /// An earlier write or sync failed, so what is on storage is unknown; reopen the database.
     Poisoned,
+    /// The database was opened read-only ([`crate::Config::read_only`]).
+    ReadOnly,
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
@@ -135,16 +153,78 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::InsufficientMemory { needed, given } => {
                 write!(f, "memory budget of {given} bytes is below the {needed} required")
             }
+            Error::MemTableTooSmall { file, needed, given } => write!(
+                f,
+                "{} holds a record that needs MemTables of at least {needed} bytes; {given} bytes were given",
+                file.as_str()
+            ),
             Error::Poisoned => f.write_str("an earlier write or sync failed; reopen the database"),
+            Error::ReadOnly => f.write_str("the database is open read-only"),
         }
     }
 }
 
+/// `Display` already includes the storage's error, so `source()` is `None`: an error chain
+/// printed whole (anyhow's `{:#}`) says it once.
 impl<E: fmt::Debug + fmt::Display> core::error::Error for Error<E> {}
 
 impl<E> Error<E> {
     /// True for [`Error::Corrupted`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupted { .. })
+    }
+}
+
+impl<E> ReadError<E> {
+    /// The [`Error`] for this failure while reading file `id` of `kind`. The file's name is made
+    /// only here, when something failed.
+    pub fn in_file(self, kind: FileKind, id: u64) -> Error<E> {
+        match self {
+            ReadError::Io(e) => Error::Storage(e),
+            ReadError::Corrupt { offset, kind: what } => corrupted(file_name(kind, id), offset, what),
+        }
+    }
+
+    /// The [`Error`] for this failure while reading the file `name`.
+    pub fn in_named(self, name: &FileName) -> Error<E> {
+        match self {
+            ReadError::Io(e) => Error::Storage(e),
+            ReadError::Corrupt { offset, kind } => corrupted(name.clone(), offset, kind),
+        }
+    }
+}
+
+/// [`Error::Corrupted`]: `file` is damaged at `offset`.
+pub fn corrupted<E>(file: FileName, offset: u64, kind: Corruption) -> Error<E> {
+    warn_event!("corruption: {=str} at offset {=u64}: {}", file.as_str(), offset, kind);
+    Error::Corrupted { file, offset, kind }
+}
+
+/// `?` for storage calls and format readers inside the engine: the conversions above, as methods.
+pub(crate) trait ResultExt<T, E> {
+    /// A storage call's error becomes [`Error::Storage`].
+    fn storage(self) -> Result<T, Error<E>>;
+}
+
+impl<T, E> ResultExt<T, E> for Result<T, E> {
+    fn storage(self) -> Result<T, Error<E>> {
+        self.map_err(Error::Storage)
+    }
+}
+
+/// `?` for format readers: see [`ReadError::in_file`] and [`ReadError::in_named`].
+pub(crate) trait ReadResultExt<T, E> {
+    /// The failure of reading file `id` of `kind`.
+    fn in_file(self, kind: FileKind, id: u64) -> Result<T, Error<E>>;
+    /// The failure of reading the file `name`.
+    fn in_named(self, name: &FileName) -> Result<T, Error<E>>;
+}
+
+impl<T, E> ReadResultExt<T, E> for Result<T, ReadError<E>> {
+    fn in_file(self, kind: FileKind, id: u64) -> Result<T, Error<E>> {
+        self.map_err(|e| e.in_file(kind, id))
+    }
+    fn in_named(self, name: &FileName) -> Result<T, Error<E>> {
+        self.map_err(|e| e.in_named(name))
     }
 }

@@ -16,6 +16,8 @@
 //! free tail of the frozen MemTable's slot table, a compaction the idle MemTable's spare scratch.
 //! With less memory than [`BITS_PER_KEY`] asks for the filter has fewer blocks and more false
 //! positives, never false negatives; with none, the table has no filter.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::error::Corruption;
 use crate::record::crc32c;
@@ -33,14 +35,14 @@ pub const BITS_PER_KEY: usize = 10;
 pub fn key_hash(key: &[u8]) -> u64 {
     const M: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = (key.len() as u64).wrapping_mul(M) ^ 0x51_7cc1_b727_220a;
-    let mut chunks = key.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h ^ w).wrapping_mul(M).rotate_left(29);
+    let (words, rest) = key.as_chunks::<8>();
+    for w in words {
+        h = (h ^ u64::from_le_bytes(*w)).wrapping_mul(M).rotate_left(29);
     }
     let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
+    for (t, r) in tail.iter_mut().zip(rest) {
+        *t = *r;
+    }
     h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(M);
     // MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
     h ^= h >> 33;
@@ -73,13 +75,13 @@ fn bits(h: u64) -> impl Iterator<Item = usize> {
 
 /// Does the (checked) block admit hash `h`? `Err` when the block fails its checksum.
 pub fn may_contain(block: &[u8; BLOCK_LEN], h: u64) -> Result<bool, Corruption> {
-    let expected = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
-    let got = crc32c(&[&block[4..]]);
+    let (crc, data) = block.split_at(4);
+    let expected = u32::from_le_bytes(crc.first_chunk().copied().unwrap_or_default());
+    let got = crc32c(&[data]);
     if expected != got {
         return Err(Corruption::ChecksumMismatch { expected, got });
     }
-    let data = &block[4..];
-    Ok(bits(h).all(|b| data[b / 8] & (1 << (b % 8)) != 0))
+    Ok(bits(h).all(|b| data.get(b / 8).is_some_and(|byte| byte & (1 << (b % 8)) != 0)))
 }
 
 /// Builds a filter in a caller's buffer.
@@ -95,7 +97,7 @@ impl<'a> FilterBuilder<'a> {
         if blocks == 0 {
             return None;
         }
-        let buf = &mut mem[..blocks * BLOCK_LEN];
+        let buf = mem.get_mut(..blocks * BLOCK_LEN)?;
         buf.fill(0);
         Some(FilterBuilder { buf })
     }
@@ -104,17 +106,20 @@ impl<'a> FilterBuilder<'a> {
     pub fn add(&mut self, h: u64) {
         let blocks = self.buf.len() / BLOCK_LEN;
         let at = block_of(h, blocks) * BLOCK_LEN + 4;
-        let data = &mut self.buf[at..at + BLOCK_LEN - 4];
-        for b in bits(h) {
-            data[b / 8] |= 1 << (b % 8);
+        if let Some(data) = self.buf.get_mut(at..at + BLOCK_LEN - 4) {
+            for b in bits(h) {
+                if let Some(byte) = data.get_mut(b / 8) {
+                    *byte |= 1 << (b % 8);
+                }
+            }
         }
     }
 
     /// Seals every block with its checksum; returns the filter's bytes.
     pub fn finish(self) -> &'a [u8] {
         for block in self.buf.chunks_exact_mut(BLOCK_LEN) {
-            let crc = crc32c(&[&block[4..]]);
-            block[..4].copy_from_slice(&crc.to_le_bytes());
+            let (crc, data) = block.split_at_mut(4);
+            crc.copy_from_slice(&crc32c(&[data]).to_le_bytes());
         }
         self.buf
     }

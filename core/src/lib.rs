@@ -13,9 +13,19 @@
 //! get ──► active MemTable ──► immutable MemTable ──► SSTables, newest to oldest
 //! ```
 //!
-//! Modules, one concept each: [`arena`], [`memtable`], [`compaction`], [`record`] (framing), [`entry`]
-//! (payload encoding), [`wal`], [`sstable`], [`filter`] (the SSTable's Bloom filter), [`storage`] (the seam), [`mem_storage`]
-//! (in-memory storage), [`db`] (the engine), [`error`]. Byte layouts are in `docs/FORMAT.md`.
+//! Modules, one concept each (the map, with who owns which state: `docs/ARCHITECTURE.md`):
+//! - the handle: [`db`] (routes calls, poisons on failure), [`recovery`] (open), [`options`],
+//!   [`stats`], [`error`], [`limits`];
+//! - memory: [`arena`], [`memtable`] (one hash MemTable), [`memtables`] (active and immutable);
+//! - the log: [`wal`] (format, [`wal::writer`], [`wal::replay`]);
+//! - tables: [`sstable`] (format, [`sstable::builder`], [`sstable::table`]), [`filter`],
+//!   [`flush`], [`version`] (the live table set and its lineage), [`compaction`] (policy, merge,
+//!   run);
+//! - encodings: [`record`] (framing and the checked record stream), [`entry`], [`batch`],
+//!   [`names`];
+//! - the seam: [`storage`], [`io`], [`mem_storage`] (in-memory storage).
+//!
+//! Byte layouts are in `docs/FORMAT.md`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -28,36 +38,29 @@ pub mod db;
 pub mod entry;
 pub mod error;
 pub mod filter;
+pub mod flush;
 pub mod io;
-pub mod log;
+pub mod limits;
+pub(crate) mod log;
 pub mod mem_storage;
 pub mod memtable;
+pub mod memtables;
 pub mod names;
+pub mod options;
 pub mod record;
+pub mod recovery;
 pub mod sstable;
+pub mod stats;
 pub mod storage;
+pub mod version;
 pub mod wal;
 
 pub use batch::{BatchError, WriteBatch};
-pub use db::{Clock, Config, Db, Stats, SyncPolicy, TableInfo};
+pub use db::{Db, ValueWithExpiry};
 pub use error::{Corruption, Error};
+pub use limits::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
 pub use mem_storage::{MemError, MemFile, MemStorage};
 pub use names::FileName;
+pub use options::{Clock, Config, SyncPolicy};
+pub use stats::{Stats, TableInfo};
 pub use storage::Storage;
-
-/// The longest key, in bytes. Keys must also be at least one byte long.
-pub const MAX_KEY_LEN: usize = 1024;
-
-/// The longest value, in bytes (a MemTable buffer smaller than this lowers the limit further:
-/// an entry must fit in one MemTable arena).
-pub const MAX_VALUE_LEN: usize = 1 << 20;
-
-/// The most SSTables one database holds. Compaction keeps the count near
-/// log2(data / MemTable size) + 4 (and merges early as the limit nears), so 32 covers a
-/// 10^7-key database with 4 MiB MemTables; the list lives inside [`Db`], 72 bytes per slot on
-/// 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
-/// [`Error::TooManyTables`].
-pub const MAX_TABLES: usize = 32;
-
-/// The most WAL files one database may hold on open.
-pub const MAX_WALS: usize = 8;

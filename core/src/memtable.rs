@@ -36,6 +36,35 @@ type Slot = [u8; SLOT_LEN];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// The entries of a frozen MemTable in key order.
+#[derive(Clone, Copy)]
+pub struct Sorted<'a> {
+    slots: &'a [Slot],
+    arena: &'a [u8],
+}
+
+impl<'a> Sorted<'a> {
+    /// The payloads, in ascending key order.
+    pub fn iter(self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.slots.iter().filter_map(move |s| arena::item(self.arena, slot_offset(s)?))
+    }
+
+    /// Entries.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The payload of the `i`-th entry in key order.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        arena::item(self.arena, slot_offset(self.slots.get(i)?)?)
+    }
+}
+
 /// A MemTable over the buffer `M` (a `Vec<u8>`, a `&'static mut [u8]`, ...).
 pub struct MemTable<M> {
     mem: M,
@@ -96,6 +125,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     fn parts_mut(&mut self) -> (&mut [Slot], Arena<'_>) {
         let (s, a) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
         (s.as_chunks_mut::<SLOT_LEN>().0, Arena::new(a, &mut self.arena_used))
+    }
+
+    /// Bytes of the buffer the table lives in.
+    pub fn buffer_len(&self) -> usize {
+        self.mem.as_ref().len()
     }
 
     /// Distinct keys held.
@@ -323,26 +357,33 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     pub fn sorted(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let (slots, arena) = self.parts();
         let n = if self.frozen { self.count } else { 0 };
-        slots[..n].iter().filter_map(move |s| arena::item(arena, slot_offset(s)?))
+        Sorted { slots: &slots[..n], arena }.iter()
     }
 
-    /// Builds the [`crate::filter`] of a frozen table's keys in the free tail of its slot table
-    /// (at least a quarter of the slots are free: over 20 bits per key); returns the sealed filter, or
-    /// `None` when the table is not frozen or has no room for a block. The table's lookups and
-    /// [`MemTable::sorted`] are unaffected: they read only the used slots.
-    pub fn build_filter(&mut self) -> Option<&[u8]> {
+    /// What a flush writes: a frozen table's entries in key order, and the [`crate::filter`] of
+    /// its keys, built in the free tail of its slot table (at least a quarter of the slots are
+    /// free: over 20 bits per key; empty when there is no room for a block). `None` when the
+    /// table is not frozen.
+    pub fn flush_parts(&mut self) -> Option<(Sorted<'_>, &[u8])> {
         if !self.frozen {
             return None;
         }
         let (slots, arena) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
         let (used, free) = slots.split_at_mut(self.count * SLOT_LEN);
-        let mut builder = FilterBuilder::new(free, self.count)?;
-        for s in used.as_chunks::<SLOT_LEN>().0 {
-            if let Some(e) = slot_offset(s).and_then(|o| entry_at(arena, o)) {
-                builder.add(filter::key_hash(e.key));
+        let used = used.as_chunks::<SLOT_LEN>().0;
+        let arena = &*arena;
+        let filter = match FilterBuilder::new(free, self.count) {
+            Some(mut builder) => {
+                for s in used {
+                    if let Some(e) = slot_offset(s).and_then(|o| entry_at(arena, o)) {
+                        builder.add(filter::key_hash(e.key));
+                    }
+                }
+                builder.finish()
             }
-        }
-        Some(builder.finish())
+            None => &[],
+        };
+        Some((Sorted { slots: used, arena }, filter))
     }
 
     /// The whole buffer as scratch memory, while the table is empty and active (compaction
@@ -363,6 +404,21 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.count = 0;
         self.frozen = false;
     }
+}
+
+/// The smallest MemTable buffer (in steps of 64 bytes) that takes one item of `payload_len`
+/// bytes writing `keys` keys, when empty: for telling a user how much memory existing data needs.
+pub fn bytes_needed(payload_len: usize, keys: usize) -> usize {
+    let fits = |b: usize| {
+        let slots = prev_power_of_two(b / 64);
+        let arena = b - slots * SLOT_LEN;
+        arena >= ITEM_HEADER_LEN + payload_len && slots / 4 * 3 >= keys
+    };
+    let mut b = MIN_MEMTABLE_BYTES.max(payload_len.div_ceil(64) * 64);
+    while !fits(b) && b < usize::MAX / 2 {
+        b += 64;
+    }
+    b
 }
 
 fn prev_power_of_two(n: usize) -> usize {
@@ -470,6 +526,22 @@ mod tests {
         dst.copy_from_slice(&[9, 9, 9, 9]);
         assert!(m.commit_reserved(off).is_err());
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn bytes_needed_is_the_smallest_buffer_that_takes_the_item() {
+        for (payload, keys) in [(10, 1), (300, 1), (5000, 1), (100, 40), (1 << 20, 1)] {
+            let b = bytes_needed(payload, keys);
+            let m = MemTable::new(vec![0u8; b]).unwrap();
+            assert!(m.max_payload() >= payload && m.key_capacity() >= keys, "{payload} {keys}: {b}");
+            if b > MIN_MEMTABLE_BYTES {
+                let smaller = MemTable::new(vec![0u8; b - 64]).unwrap();
+                assert!(
+                    smaller.max_payload() < payload || smaller.key_capacity() < keys,
+                    "{payload} {keys}: {b}"
+                );
+            }
+        }
     }
 
     #[test]

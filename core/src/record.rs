@@ -7,18 +7,27 @@
 //! 8       len   payload
 //! ```
 //!
-//! This module owns the header, the checksum, and decoding of a record held in a byte slice.
-//! Decoding never panics: every length is checked before it is used.
+//! This module owns the header, the checksum, decoding of a record held in a byte slice, and
+//! the one way the engine reads a record it does not hold in memory: [`RecordReader`] streams it
+//! through its checksum in pieces ([`EntryReader`] adds where the entry's key and value lie).
+//! SSTable lookups, compaction, the SSTable builder's read-back and WAL validation all read
+//! records through them. Decoding never panics: every length is checked before it is used.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-use crate::entry::ENTRY_MAX_OVERHEAD;
+use embedded_io::{Read, Seek};
+
+use crate::entry::EntryLayout;
 use crate::error::Corruption;
-use crate::{MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::io::{read_at, read_exact_at, ReadError};
+pub use crate::limits::MAX_RECORD_LEN;
 
 /// Bytes in a record header.
 pub const HEADER_LEN: usize = 8;
 
-/// The largest payload a record may declare: the largest entry.
-pub const MAX_RECORD_LEN: usize = ENTRY_MAX_OVERHEAD + MAX_KEY_LEN + MAX_VALUE_LEN;
+/// Payload bytes a [`RecordReader`] reads per step: most entries of a few dozen bytes come
+/// whole with their header in one read.
+pub const PIECE_LEN: usize = 128;
 
 // A 16-way sliced table (16 KiB of flash) where memory is cheap; a 1 KiB table on small targets.
 #[cfg(target_pointer_width = "64")]
@@ -151,6 +160,190 @@ pub fn encode_into(parts: &[&[u8]], out: &mut [u8]) -> Option<usize> {
         rest = r;
     }
     Some(total)
+}
+
+/// A piece of a payload and its position in the payload, or `None` at the end.
+pub type PieceResult<'a, E> = Result<Option<(usize, &'a [u8])>, ReadError<E>>;
+
+/// Reads one record from storage in pieces of at most [`PIECE_LEN`] bytes, feeding each through
+/// the checksum; [`RecordReader::finish`] then says whether the record is intact. Nothing of a
+/// record read this way may be trusted before `finish` returns `Ok`.
+///
+/// The header and the first piece of the payload come in one read.
+pub struct RecordReader {
+    offset: u64,
+    header: RecordHeader,
+    len: usize,
+    done: usize,
+    crc: Checksum,
+    buf: [u8; HEADER_LEN + PIECE_LEN],
+    /// Payload bytes already in `buf` (from the first read) and not yet handed out.
+    buffered: usize,
+}
+
+impl RecordReader {
+    /// Reads the header of the record at `offset`, which must end at or before `limit`: a record
+    /// that does not is [`Corruption::BadLayout`], a header cut short [`Corruption::Truncated`], a
+    /// length out of range [`Corruption::BadLength`], all at `offset`.
+    pub fn start<IO: Read + Seek>(
+        io: &mut IO,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Self, ReadError<IO::Error>> {
+        let bad = |kind| ReadError::Corrupt { offset, kind };
+        let mut buf = [0u8; HEADER_LEN + PIECE_LEN];
+        let room = usize::try_from(limit.saturating_sub(offset)).unwrap_or(usize::MAX).min(buf.len());
+        let got = read_at(io, offset, buf.get_mut(..room).unwrap_or(&mut []))?;
+        let hb: [u8; HEADER_LEN] = match buf.first_chunk() {
+            Some(h) if got >= HEADER_LEN => *h,
+            _ => return Err(bad(Corruption::Truncated)),
+        };
+        let header = RecordHeader::decode(hb);
+        let len = header.payload_len().map_err(bad)?;
+        if offset.saturating_add((HEADER_LEN + len) as u64) > limit {
+            return Err(bad(Corruption::BadLayout));
+        }
+        let buffered = (got - HEADER_LEN).min(len);
+        Ok(RecordReader { offset, header, len, done: 0, crc: Checksum::new(), buf, buffered })
+    }
+
+    /// Where the record starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The record's header (its checksum not yet verified).
+    pub fn header(&self) -> RecordHeader {
+        self.header
+    }
+
+    /// The payload's length.
+    pub fn payload_len(&self) -> usize {
+        self.len
+    }
+
+    /// The next piece of the payload and its position in the payload; `None` once every byte was
+    /// handed out.
+    pub fn next<IO: Read + Seek>(&mut self, io: &mut IO) -> PieceResult<'_, IO::Error> {
+        let at = self.done;
+        let n = (self.len - at).min(PIECE_LEN);
+        if n == 0 {
+            return Ok(None);
+        }
+        let range = if self.buffered > 0 {
+            let r = HEADER_LEN..HEADER_LEN + self.buffered.min(n);
+            self.buffered = 0;
+            r
+        } else {
+            let pos = self.offset + (HEADER_LEN + at) as u64;
+            let dst = self
+                .buf
+                .get_mut(..n)
+                .ok_or(ReadError::Corrupt { offset: pos, kind: Corruption::Truncated })?;
+            read_exact_at(io, pos, dst)?;
+            0..n
+        };
+        let piece = self.buf.get(range).unwrap_or(&[]);
+        self.crc.update(piece);
+        self.done += piece.len();
+        Ok(Some((at, piece)))
+    }
+
+    /// Reads whatever of the payload was not handed out yet (checksumming it).
+    pub fn skip_rest<IO: Read + Seek>(&mut self, io: &mut IO) -> Result<(), ReadError<IO::Error>> {
+        while self.next(io)?.is_some() {}
+        Ok(())
+    }
+
+    /// Reads the rest of the payload and checks the checksum: `Ok` means every byte handed out
+    /// was the record's own.
+    pub fn finish<IO: Read + Seek>(mut self, io: &mut IO) -> Result<RecordHeader, ReadError<IO::Error>> {
+        self.skip_rest(io)?;
+        let got = self.crc.finish();
+        if got == self.header.crc {
+            Ok(self.header)
+        } else {
+            let kind = Corruption::ChecksumMismatch { expected: self.header.crc, got };
+            Err(ReadError::Corrupt { offset: self.offset, kind })
+        }
+    }
+}
+
+/// A piece of an entry's payload, as [`EntryReader::next`] hands it out.
+pub struct Piece<'a> {
+    /// Where the piece starts in the payload.
+    pub at: usize,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Where the entry's key and value lie.
+    pub layout: EntryLayout,
+}
+
+impl Piece<'_> {
+    /// The part of the key in this piece: where it starts in the key, and its bytes.
+    pub fn key(&self) -> Option<(usize, &[u8])> {
+        self.layout.key_part(self.at, self.bytes)
+    }
+
+    /// The part of the value in this piece: where it starts in the value, and its bytes.
+    pub fn value(&self) -> Option<(usize, &[u8])> {
+        self.layout.value_part(self.at, self.bytes)
+    }
+}
+
+/// A [`RecordReader`] over a record whose payload is one entry (an SSTable record): each piece
+/// comes with the entry's layout, so a reader finds the key and the value in it.
+pub struct EntryReader {
+    record: RecordReader,
+    layout: Option<EntryLayout>,
+}
+
+impl EntryReader {
+    /// Starts reading the entry record at `offset`, which must end at or before `limit`.
+    pub fn start<IO: Read + Seek>(
+        io: &mut IO,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Self, ReadError<IO::Error>> {
+        Ok(EntryReader { record: RecordReader::start(io, offset, limit)?, layout: None })
+    }
+
+    /// The record's length on storage, header included.
+    pub fn record_len(&self) -> usize {
+        HEADER_LEN + self.record.payload_len()
+    }
+
+    /// The record's header bytes, as stored.
+    pub fn header_bytes(&self) -> [u8; HEADER_LEN] {
+        self.record.header().encode()
+    }
+
+    /// The next piece of the payload; the first one fixes the layout (a payload that does not
+    /// start with a valid entry header is [`Corruption::BadEntry`]).
+    pub fn next<IO: Read + Seek>(&mut self, io: &mut IO) -> Result<Option<Piece<'_>>, ReadError<IO::Error>> {
+        let offset = self.record.offset();
+        let len = self.record.payload_len();
+        let Some((at, bytes)) = self.record.next(io)? else { return Ok(None) };
+        let layout = match self.layout {
+            Some(l) => l,
+            None => {
+                let l = EntryLayout::of(bytes, len).map_err(|kind| ReadError::Corrupt { offset, kind })?;
+                *self.layout.insert(l)
+            }
+        };
+        Ok(Some(Piece { at, bytes, layout }))
+    }
+
+    /// Reads the rest and checks the checksum; returns the entry's layout.
+    pub fn finish<IO: Read + Seek>(mut self, io: &mut IO) -> Result<EntryLayout, ReadError<IO::Error>> {
+        let offset = self.record.offset();
+        if self.layout.is_none() {
+            // Fixes the layout from the first piece.
+            self.next(io)?;
+        }
+        self.record.finish(io)?;
+        self.layout.ok_or(ReadError::Corrupt { offset, kind: Corruption::BadEntry })
+    }
 }
 
 #[cfg(test)]

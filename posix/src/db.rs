@@ -107,9 +107,9 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::open`]; also [`Error::InvalidOption`] for a size above its range (checked before
-    /// anything is allocated or created), and [`minivault_core::Error::InsufficientMemory`]
-    /// for MemTables below the engine's minimum or too small for a record the database holds
-    /// (see [`Error::Engine`]).
+    /// anything is allocated or created), [`minivault_core::Error::InsufficientMemory`] for
+    /// MemTables below the engine's minimum, and [`minivault_core::Error::MemTableTooSmall`]
+    /// for MemTables too small for a record the database holds (see [`Error::Engine`]).
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db, Error> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -132,7 +132,7 @@ impl Db {
             storage,
             now_millis as fn() -> u64,
             [vec![0u8; bytes], vec![0u8; bytes]],
-            minivault_core::Config { sync },
+            minivault_core::Config::with_sync(sync),
         )?;
         Ok(Db {
             engine,

@@ -42,10 +42,9 @@ pub enum Error {
         max: u64,
     },
     /// The engine reported an error (storage I/O, corruption, limits, poisoning). At open,
-    /// [`minivault_core::Error::InsufficientMemory`] means MemTables smaller than the engine's
-    /// minimum (`needed` is that minimum, `given` the buffer), or a database holding a WAL
-    /// record written with larger MemTables than these (`needed` is the record's bytes, `given`
-    /// the MemTable arena's): reopen it with larger MemTables; nothing is lost.
+    /// [`minivault_core::Error::MemTableTooSmall`] means the database holds a record written
+    /// with larger MemTables than these: reopen it with MemTables of `needed` bytes; nothing is
+    /// lost.
     Engine(minivault_core::Error<io::Error>),
     /// An entry could not be added to a [`crate::WriteBatch`].
     Batch(BatchError),

@@ -82,13 +82,23 @@ pub fn sst_files(dir: &Path) -> Vec<PathBuf> {
     files_with_ext(dir, "sst")
 }
 
+/// Bytes of the WAL file header: 8 in format 2 (`MVWL`, version, reserved), none in format 1.
+/// The one place besides `core/src/wal/` that knows the WAL's layout.
+pub fn wal_header_len(wal: &[u8]) -> usize {
+    if wal.starts_with(b"MVWL") {
+        8
+    } else {
+        0
+    }
+}
+
 /// Where the records of the WAL bytes `wal` start, followed by where the last one ends (the
-/// WAL's logical end). Records are followed by the preallocated zero tail, whose first four
-/// bytes read as a length of 0, which no record has; parsing stops there, at the end of the
-/// bytes, or before a record that does not fit.
+/// WAL's logical end). Records follow the file header and are followed by the preallocated zero
+/// tail, whose first four bytes read as a length of 0, which no record has; parsing stops there,
+/// at the end of the bytes, or before a record that does not fit.
 pub fn wal_record_starts(wal: &[u8]) -> Vec<usize> {
-    let mut starts = vec![0];
-    let mut pos = 0;
+    let mut pos = wal_header_len(wal);
+    let mut starts = vec![pos];
     while let Some(h) = wal.get(pos..pos + 8) {
         let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         if len == 0 || pos + 8 + len > wal.len() {
@@ -108,9 +118,14 @@ pub fn wal_logical_len(wal: &[u8]) -> usize {
     end
 }
 
-/// The logical ends of the WAL files `wals`, summed (what `Stats::wal_bytes` counts).
+/// The bytes of records in the WAL files `wals`, summed (what `Stats::wal_bytes` counts).
 pub fn total_wal_record_bytes(wals: &[PathBuf]) -> u64 {
-    wals.iter().map(|p| wal_logical_len(&fs::read(p).expect("read WAL")) as u64).sum()
+    wals.iter()
+        .map(|p| {
+            let bytes = fs::read(p).expect("read WAL");
+            (wal_logical_len(&bytes) - wal_header_len(&bytes)) as u64
+        })
+        .sum()
 }
 
 /// Total size in bytes of `files`.

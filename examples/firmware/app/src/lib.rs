@@ -171,7 +171,7 @@ pub fn run(flash: &mut [u8], mem_a: &mut [u8], mem_b: &mut [u8]) -> Result<Repor
     Ok(report)
 }
 
-const CONFIG: Config = Config { sync: SyncPolicy::EveryN(16) };
+const CONFIG: Config = Config::with_sync(SyncPolicy::EveryN(16));
 
 /// Phase 1: rounds of readings, deletes and expiring alarms; then flush and close.
 #[inline(never)]

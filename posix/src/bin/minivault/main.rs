@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
 use minivault::repl::{self, Reply, Settings};
-use minivault::{Db, Error};
+use minivault::{Db, EngineError, Error};
 
 use args::{Args, Request, USAGE};
 
@@ -115,19 +115,16 @@ fn session(args: &Args) -> ExitCode {
 fn open(args: &Args) -> Option<Db> {
     match Db::open_with(&args.dir, args.options) {
         Ok(db) => Some(db),
-        Err(Error::Engine(minivault_core::Error::InsufficientMemory { needed, .. })) => {
-            // The MemTable size was checked against the engine's minimum when parsing the
-            // arguments, so this is the database holding a record (replayed from its WAL, or
-            // merged by a compaction during the open) larger than these MemTables take.
+        Err(Error::Engine(EngineError::MemTableTooSmall { file, needed, .. })) => {
             let typed = args.options.memtable_bytes;
-            let enough = memtable_bytes_holding(needed);
             eprintln!(
-                "minivault: cannot open {}: it holds a record of {needed} bytes, more than a \
-                 MemTable of --memtable-bytes {typed} ({}) can take back; nothing is lost: run \
-                 with --memtable-bytes {enough} ({}) or more",
+                "minivault: cannot open {}: its {} holds a record larger than a MemTable of \
+                 --memtable-bytes {typed} ({}) takes; nothing is lost: run with --memtable-bytes \
+                 {needed} ({}) or more",
                 args.dir.display(),
+                file.as_str(),
                 repl::human_bytes(typed as u64),
-                repl::human_bytes(enough as u64),
+                repl::human_bytes(needed as u64),
             );
             None
         }
@@ -136,12 +133,6 @@ fn open(args: &Args) -> Option<Db> {
             None
         }
     }
-}
-
-/// The smallest `--memtable-bytes`, in whole KiB, whose MemTable holds `needed` bytes: the
-/// engine keeps at least 7/8 of a MemTable for entries (the rest indexes the keys).
-fn memtable_bytes_holding(needed: usize) -> usize {
-    needed.saturating_mul(8).div_ceil(7).div_ceil(1024).saturating_mul(1024)
 }
 
 /// Closes the database: the final sync that makes relaxed-durability writes durable. Says on

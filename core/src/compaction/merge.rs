@@ -1,0 +1,276 @@
+//! The merge: a k-way merge of adjacent SSTables into one, streaming records from the inputs to
+//! the output without loading them.
+//!
+//! Each input has a cursor whose current key is held in a slot of scratch memory (as many bytes
+//! as the inputs' longest key, recorded in their footers, per input, plus one slot for the last
+//! key written; borrowed from the idle MemTable), and records are copied piece by piece with
+//! their checksums verified on the way ([`crate::record::EntryReader`]). The rest of the scratch
+//! holds the output's Bloom filter ([`crate::filter`]), sized for the inputs' entry count when it
+//! fits and smaller otherwise. On equal keys the newest input wins and the others are skipped.
+//! With `drop_dead_at`, tombstones and entries expired then are left out (the caller says so
+//! only when the run includes the oldest table, so nothing older can hide behind them).
+
+use crate::entry::is_dead;
+use crate::error::{corrupted, Corruption, Error, ReadResultExt, ResultExt};
+use crate::filter::{self, FilterBuilder};
+use crate::io::{read_exact_at, read_u32_at};
+use crate::limits::{MAX_KEY_LEN, MAX_MERGE};
+use crate::names::{file_name, FileKind, FileName};
+use crate::record::{EntryReader, RecordHeader, HEADER_LEN};
+use crate::sstable::{Footer, ReadBack, SsTableBuilder, Table};
+use crate::storage::Storage;
+
+#[derive(Default, Clone, Copy)]
+struct Cursor {
+    next: u32,
+    done: bool,
+    offset: u64,
+    key_len: usize,
+    tombstone: bool,
+    expires_at: Option<u64>,
+}
+
+/// Bytes of scratch per key slot for merging tables with these footers: their longest key.
+pub fn slot_len<'a>(footers: impl Iterator<Item = &'a Footer>) -> usize {
+    footers
+        .filter(|f| f.entry_count > 0)
+        .map(|f| if f.max_key_len == 0 { MAX_KEY_LEN } else { (f.max_key_len as usize).min(MAX_KEY_LEN) })
+        .max()
+        .unwrap_or(1)
+}
+
+/// What a merge writes besides its records.
+pub struct Output<'a, F> {
+    /// The output file, empty.
+    pub file: &'a mut F,
+    /// A second handle on the same file, to read back what was written.
+    pub reader: &'a mut F,
+    /// The output's name, for errors in what is read back.
+    pub name: &'a FileName,
+    /// The output footer's `wal_covered`.
+    pub wal_covered: u64,
+    /// The output footer's `replaces_from`.
+    pub replaces_from: u64,
+}
+
+/// Merges `inputs` (oldest first) into `out`. `scratch` must hold `(inputs.len() + 1) *
+/// slot_len` bytes, where [`slot_len`] is the inputs' longest key. With `drop_dead_at =
+/// Some(now)`, tombstones and entries expired at `now` are left out.
+pub fn merge<S: Storage>(
+    storage: &mut S,
+    inputs: &mut [Table<S::File>],
+    out: Output<'_, S::File>,
+    scratch: &mut [u8],
+    drop_dead_at: Option<u64>,
+) -> Result<Footer, Error<S::Error>> {
+    let k = inputs.len();
+    let sl = slot_len(inputs.iter().map(|t| t.footer()));
+    let needed = (k + 1) * sl;
+    if k > MAX_MERGE || scratch.len() < needed {
+        return Err(Error::InsufficientMemory { needed, given: scratch.len() });
+    }
+    // Key slots first; the rest of the scratch holds the output's filter.
+    let (scratch, filter_mem) = scratch.split_at_mut(needed);
+    let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
+    let mut filter = FilterBuilder::new(filter_mem, keys);
+    let mut cursors = [Cursor::default(); MAX_MERGE];
+    for (i, (t, c)) in inputs.iter_mut().zip(cursors.iter_mut()).enumerate() {
+        load(storage, t, c, &mut scratch[i * sl..(i + 1) * sl])?;
+    }
+    let mut builder = SsTableBuilder::new();
+    let mut last: Option<usize> = None; // length of the last key written, held in slot k
+    loop {
+        // The smallest current key; on equal keys the newest input wins.
+        let mut winner: Option<usize> = None;
+        for i in 0..k {
+            if cursors[i].done {
+                continue;
+            }
+            let key_i = &scratch[i * sl..i * sl + cursors[i].key_len];
+            winner = match winner {
+                Some(w) if key_i > &scratch[w * sl..w * sl + cursors[w].key_len] => Some(w),
+                _ => Some(i),
+            };
+        }
+        let Some(w) = winner else { break };
+        let c = cursors[w];
+        let (head, tail) = scratch.split_at_mut(k * sl);
+        let key = &head[w * sl..w * sl + c.key_len];
+        if let Some(l) = last {
+            if key <= &tail[..l] {
+                return Err(corrupted(
+                    file_name(FileKind::Table, inputs[w].id()),
+                    c.offset,
+                    Corruption::BadLayout,
+                ));
+            }
+        }
+        tail[..c.key_len].copy_from_slice(key);
+        last = Some(c.key_len);
+
+        if !drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now)) {
+            copy_record(storage, &mut inputs[w], &c, out.file, &mut builder, &tail[..c.key_len])?;
+            if let Some(f) = filter.as_mut() {
+                f.add(filter::key_hash(&tail[..c.key_len]));
+            }
+        }
+        // Move every cursor sitting on this key past it (the winner and the entries it shadows).
+        for i in 0..k {
+            let on_key = !cursors[i].done && {
+                let (head, tail) = scratch.split_at(k * sl);
+                head[i * sl..i * sl + cursors[i].key_len] == tail[..c.key_len]
+            };
+            if on_key {
+                load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * sl..(i + 1) * sl])?;
+            }
+        }
+    }
+
+    // The builder reads the output back for its index and fences: two key slots of the scratch.
+    let (prev, rest) = scratch.split_at_mut(sl);
+    let mut readback = OutputReadBack {
+        reader: out.reader,
+        name: out.name,
+        data_len: builder.data_len(),
+        pos: 0,
+        prev,
+        prev_len: None,
+        cur: rest.get_mut(..sl).unwrap_or(&mut []),
+    };
+    let filter = filter.map_or(&[][..], FilterBuilder::finish);
+    builder.finish(storage, out.file, &mut readback, filter, out.wal_covered, out.replaces_from, out.name)
+}
+
+/// Positions `c` on the next record of `table`, with its key in `key_slot`. Reads the entry's
+/// header and key only; the whole record's checksum is checked when it is copied.
+fn load<S: Storage>(
+    storage: &mut S,
+    table: &mut Table<S::File>,
+    c: &mut Cursor,
+    key_slot: &mut [u8],
+) -> Result<(), Error<S::Error>> {
+    let footer = *table.footer();
+    if c.next >= footer.entry_count {
+        c.done = true;
+        return Ok(());
+    }
+    let id = table.id();
+    let io = &mut storage.io(table.file());
+    let offset =
+        read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)? as u64;
+    let mut reader = EntryReader::start(io, offset, footer.index_offset).in_file(FileKind::Table, id)?;
+    let mut header = None;
+    let bad = || corrupted(file_name(FileKind::Table, id), offset, Corruption::BadEntry);
+    while let Some(piece) = reader.next(io).in_file(FileKind::Table, id)? {
+        header = Some(piece.layout.header);
+        if let Some((at, part)) = piece.key() {
+            key_slot.get_mut(at..at + part.len()).ok_or_else(bad)?.copy_from_slice(part);
+        }
+        if piece.at + piece.bytes.len() >= piece.layout.key_end {
+            break;
+        }
+    }
+    let h = header.ok_or_else(bad)?;
+    *c = Cursor {
+        next: c.next + 1,
+        done: false,
+        offset,
+        key_len: h.key_len,
+        tombstone: h.tombstone,
+        expires_at: h.expires_at,
+    };
+    Ok(())
+}
+
+/// Copies the record under cursor `c` to the output, verifying its checksum on the way, and that
+/// its key is `key`: the key the merge ordered this record by (and put in the filter) must be the
+/// key in the checksummed bytes copied, so a misread in [`load`] is corruption, not a misplaced
+/// record.
+fn copy_record<S: Storage>(
+    storage: &mut S,
+    table: &mut Table<S::File>,
+    c: &Cursor,
+    out: &mut S::File,
+    builder: &mut SsTableBuilder,
+    key: &[u8],
+) -> Result<(), Error<S::Error>> {
+    let id = table.id();
+    let data_end = table.footer().index_offset;
+    let mut reader =
+        EntryReader::start(&mut storage.io(table.file()), c.offset, data_end).in_file(FileKind::Table, id)?;
+    builder.add_raw(storage, out, &reader.header_bytes()).storage()?;
+    let mut same_key = true;
+    loop {
+        // The storage view lives for this statement only: the copy below needs the storage too.
+        let next = reader.next(&mut storage.io(table.file())).in_file(FileKind::Table, id)?;
+        let Some(piece) = next else { break };
+        same_key &= piece.layout.header.key_len == key.len();
+        if let Some((at, part)) = piece.key() {
+            same_key &= key.get(at..at + part.len()) == Some(part);
+        }
+        builder.add_raw(storage, out, piece.bytes).storage()?;
+    }
+    reader.finish(&mut storage.io(table.file())).in_file(FileKind::Table, id)?;
+    if !same_key {
+        return Err(corrupted(file_name(FileKind::Table, id), c.offset, Corruption::BadEntry));
+    }
+    builder.end_record(key.len());
+    Ok(())
+}
+
+/// The merge's output read back for the builder's index and fences, through a second handle,
+/// every fence key with its record's checksum verified and checked to ascend.
+struct OutputReadBack<'a, F> {
+    reader: &'a mut F,
+    name: &'a FileName,
+    data_len: u64,
+    /// Where record `next` of the length pass starts.
+    pos: u64,
+    prev: &'a mut [u8],
+    prev_len: Option<usize>,
+    cur: &'a mut [u8],
+}
+
+impl<S: Storage> ReadBack<S> for OutputReadBack<'_, S::File> {
+    fn payload_len(&mut self, storage: &mut S, i: u32) -> Result<usize, Error<S::Error>> {
+        if i == 0 {
+            self.pos = 0;
+        }
+        let mut hb = [0u8; HEADER_LEN];
+        read_exact_at(&mut storage.io(self.reader), self.pos, &mut hb).in_named(self.name)?;
+        let len = RecordHeader::decode(hb)
+            .payload_len()
+            .map_err(|kind| corrupted(self.name.clone(), self.pos, kind))?;
+        self.pos += (HEADER_LEN + len) as u64;
+        Ok(len)
+    }
+
+    fn key(&mut self, storage: &mut S, i: u32) -> Result<&[u8], Error<S::Error>> {
+        if i == 0 {
+            self.prev_len = None;
+        }
+        let name = self.name;
+        let io = &mut storage.io(self.reader);
+        let offset = read_u32_at(io, self.data_len + i as u64 * 4).in_named(name)? as u64;
+        let bad = |kind| corrupted(name.clone(), offset, kind);
+        let mut reader = EntryReader::start(io, offset, self.data_len).in_named(name)?;
+        while let Some(piece) = reader.next(io).in_named(name)? {
+            if let Some((at, part)) = piece.key() {
+                self.cur
+                    .get_mut(at..at + part.len())
+                    .ok_or_else(|| bad(Corruption::BadEntry))?
+                    .copy_from_slice(part);
+            }
+        }
+        let n = reader.finish(io).in_named(name)?.header.key_len;
+        let key = self.cur.get(..n).ok_or_else(|| bad(Corruption::BadEntry))?;
+        if self.prev_len.is_some_and(|p| self.prev.get(..p).unwrap_or(&[]) >= key) {
+            return Err(bad(Corruption::BadLayout));
+        }
+        if let Some(dst) = self.prev.get_mut(..n) {
+            dst.copy_from_slice(key);
+        }
+        self.prev_len = Some(n);
+        Ok(key)
+    }
+}

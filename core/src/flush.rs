@@ -1,0 +1,93 @@
+//! Flush: writing a frozen MemTable out as a new SSTable.
+//!
+//! The table is written as `<id>.tmp` from the MemTable's sorted entries, with the filter built
+//! in the MemTable's spare slots, then the table set ([`crate::version::Version::add`]) makes it
+//! live. With no older table, nothing can hide behind a tombstone or an expired entry, so those
+//! are left out.
+
+use crate::entry::{self, is_dead};
+use crate::error::{Error, ResultExt};
+use crate::memtable::{MemTable, Sorted};
+use crate::names::{file_name, FileKind};
+use crate::sstable::{ReadBack, SsTableBuilder};
+use crate::storage::Storage;
+use crate::version::Version;
+
+/// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
+/// SSTable; `now` decides what is dead. Writes nothing if every entry is dead.
+pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
+    storage: &mut S,
+    version: &mut Version<S::File>,
+    mem: &mut MemTable<M>,
+    covered: u64,
+    now: u64,
+) -> Result<(), Error<S::Error>> {
+    if version.is_full() {
+        return Err(Error::TooManyTables);
+    }
+    let drop_dead_at = version.is_empty().then_some(now);
+    let Some((sorted, filter)) = mem.flush_parts() else { return Ok(()) };
+    let mut source = Source { sorted, drop_dead_at, next: 0, slot: 0 };
+    let id = version.new_id();
+    let tmp = file_name(FileKind::TempTable, id);
+    let mut file = storage.create(&tmp).storage()?;
+    let mut builder = SsTableBuilder::new();
+    let mut i = 0;
+    while let Some(payload) = source.nth(i) {
+        builder.add(storage, &mut file, payload).storage()?;
+        i += 1;
+    }
+    if builder.count() == 0 {
+        drop(file);
+        return storage.remove(&tmp).storage();
+    }
+    // The filter holds every key, dead ones too: a superset only adds false positives.
+    let footer = builder.finish(storage, &mut file, &mut source, filter, covered, id, &tmp)?;
+    version.add(storage, id, file, footer)
+}
+
+/// The entries a flush writes (the live ones, when dead ones are dropped), by their index among
+/// those: for the data, and again for the builder's read-back.
+struct Source<'a> {
+    sorted: Sorted<'a>,
+    drop_dead_at: Option<u64>,
+    /// The index of the next entry written, and the slot to look at for it.
+    next: u32,
+    slot: usize,
+}
+
+impl<'a> Source<'a> {
+    /// The `i`-th entry written. Indices ascend; a smaller one starts over.
+    fn nth(&mut self, i: u32) -> Option<&'a [u8]> {
+        if i < self.next {
+            (self.next, self.slot) = (0, 0);
+        }
+        while self.slot < self.sorted.len() {
+            let payload = self.sorted.get(self.slot);
+            self.slot += 1;
+            let Some(payload) = payload else { continue };
+            let dead = self.drop_dead_at.is_some_and(|now| {
+                entry::decode(payload).is_ok_and(|e| is_dead(e.tombstone, e.expires_at, now))
+            });
+            if dead {
+                continue;
+            }
+            self.next += 1;
+            if self.next - 1 == i {
+                return Some(payload);
+            }
+        }
+        None
+    }
+}
+
+impl<S: Storage> ReadBack<S> for Source<'_> {
+    fn payload_len(&mut self, _: &mut S, i: u32) -> Result<usize, Error<S::Error>> {
+        self.nth(i).map(<[u8]>::len).ok_or(Error::Poisoned)
+    }
+
+    fn key(&mut self, _: &mut S, i: u32) -> Result<&[u8], Error<S::Error>> {
+        // MemTable payloads were decoded when they were inserted.
+        self.nth(i).and_then(|p| entry::decode(p).ok()).map(|e| e.key).ok_or(Error::Poisoned)
+    }
+}

@@ -1,0 +1,50 @@
+//! Limits: every fixed bound of the engine and the formats, in one place, with the checks that
+//! keep them consistent with each other.
+//!
+//! Lower modules (record framing, entries, batches, the WAL) take their bounds from here rather
+//! than from the crate root, so the dependency arrows point one way.
+
+/// The longest key, in bytes. Keys must also be at least one byte long.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// The longest value, in bytes (a MemTable buffer smaller than this lowers the limit further:
+/// an entry must fit in one MemTable arena).
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+
+/// Bytes an entry adds to its key and value: kind, key length and an optional expiry
+/// ([`crate::entry`]).
+pub const ENTRY_MAX_OVERHEAD: usize = 11;
+
+/// The largest entry payload: what one SSTable record holds.
+pub const MAX_ENTRY_LEN: usize = ENTRY_MAX_OVERHEAD + MAX_KEY_LEN + MAX_VALUE_LEN;
+
+/// The largest encoded [`crate::WriteBatch`]: 4 MiB. A batch is one WAL record; a larger one is
+/// refused with [`crate::Error::BatchTooLarge`] (and a MemTable smaller than the batch lowers the
+/// limit further).
+pub const MAX_BATCH_LEN: usize = 4 << 20;
+
+/// The largest payload a record of either file kind may declare: the largest WAL record (a
+/// batch and its watermark, [`crate::wal`]). A header declaring more is damage.
+pub const MAX_RECORD_LEN: usize = MAX_BATCH_LEN + 4;
+
+/// The most SSTables one database holds. Compaction keeps the count near
+/// log2(data / MemTable size) + 4 (and merges early as the limit nears), so 32 covers a
+/// 10^7-key database with 4 MiB MemTables; the list lives inside [`crate::Db`], 72 bytes per slot
+/// on 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
+/// [`crate::Error::TooManyTables`].
+pub const MAX_TABLES: usize = 32;
+
+/// The most WAL files one database may hold on open.
+pub const MAX_WALS: usize = 8;
+
+/// The most tables one compaction merges.
+pub const MAX_MERGE: usize = 16;
+
+/// The most bytes of input one compaction merges: the output must keep its offsets within `u32`.
+pub const MAX_MERGE_BYTES: u64 = 3 << 30;
+
+const _: () = assert!(MAX_KEY_LEN <= u16::MAX as usize, "entry and fence keys store their length in a u16");
+const _: () = assert!(MAX_ENTRY_LEN <= MAX_RECORD_LEN, "an SSTable record is a record");
+const _: () = assert!(MAX_RECORD_LEN < u32::MAX as usize, "record lengths are u32");
+const _: () = assert!(MAX_MERGE <= MAX_TABLES);
+const _: () = assert!(MAX_MERGE_BYTES < u32::MAX as u64, "SSTable offsets are u32");

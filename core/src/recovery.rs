@@ -1,0 +1,277 @@
+//! Recovery: [`Db::open`], which rebuilds the engine's state from what is on storage.
+//!
+//! 1. The table set ([`Version::recover`]): open and check every SSTable, finish what a crashed
+//!    flush or compaction left (remove `*.tmp`, replaced tables, covered WALs).
+//! 2. Replay the WALs no table covers, in id order, into the active MemTable ([`WalReader`]
+//!    decides where each WAL ends: a clean end, a cut unsynced tail, or corruption). A MemTable
+//!    that fills during replay is written out as an SSTable.
+//! 3. Continue the newest WAL at its logical end ([`Wal::adopt`]), or start one; write out the
+//!    MemTable when its entries came from several WALs (or from a WAL of format 1), so that no
+//!    more than the current and the immutable MemTable's WALs ever exist.
+//! 4. Sync the WAL and the directory before any new write is acknowledged: replayed records may
+//!    have reached only the page cache before the crash.
+//!
+//! Read-only ([`Config::read_only`]): nothing is removed, cut, written or synced; replay fills
+//! the two MemTables in turn, and a WAL or table that a writer in another process retires while
+//! this runs (a storage error of kind `NotFound`) makes the whole open start over.
+
+use embedded_io::{Error as _, ErrorKind};
+
+use crate::db::{Counters, Db, Result};
+use crate::error::{Error, ResultExt};
+use crate::log::event;
+use crate::memtable::bytes_needed;
+use crate::memtables::MemTables;
+use crate::names::{file_name, FileKind};
+use crate::options::{Clock, Config};
+use crate::storage::Storage;
+use crate::version::Version;
+use crate::wal::{self, OldWal, Wal, WalReader, Wals};
+
+/// How many times a read-only open starts over when a file it needs is retired under it.
+const READ_ONLY_ATTEMPTS: usize = 16;
+
+impl<S, C, M> Db<S, C, M>
+where
+    S: Storage,
+    C: Clock,
+    M: AsRef<[u8]> + AsMut<[u8]>,
+{
+    /// Opens the database kept in `storage`, recovering whatever a crash left behind.
+    ///
+    /// `memtables` are the two MemTable buffers (each at least
+    /// [`crate::memtable::MIN_MEMTABLE_BYTES`]); their size bounds the largest entry and how much
+    /// is written per SSTable.
+    pub fn open(storage: S, clock: C, memtables: [M; 2], config: Config) -> Result<Self, S> {
+        let mems = MemTables::new(memtables).map_err(|given| Error::InsufficientMemory {
+            needed: crate::memtable::MIN_MEMTABLE_BYTES,
+            given,
+        })?;
+        let version = Version::empty();
+        let mut db = Db {
+            storage,
+            clock,
+            config,
+            mems,
+            wals: Wals::default(),
+            version,
+            poisoned: false,
+            counters: Counters::default(),
+        };
+        let mut attempt = 1;
+        loop {
+            match db.recover() {
+                Err(Error::Storage(e))
+                    if config.read_only
+                        && e.kind() == ErrorKind::NotFound
+                        && attempt < READ_ONLY_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    db.mems.clear();
+                    db.counters = Counters::default();
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(db),
+            }
+        }
+    }
+
+    fn recover(&mut self) -> Result<(), S> {
+        let read_only = self.config.read_only;
+        let (version, found) = Version::recover(&mut self.storage, read_only)?;
+        self.version = version;
+        // A database left at the table limit (small MemTables, an older build) must make room
+        // before replay may flush.
+        if !read_only {
+            self.maybe_compact()?;
+        }
+        let chunk = wal::chunk_for(self.config.wal_preallocation, self.mems.active().arena_capacity());
+        let mut wals: Wals<S::File> = Wals::default();
+        let mut flush_needed = false;
+        for (i, &id) in found.wals.iter().enumerate() {
+            let newest = i + 1 == found.wals.len();
+            let mut reader = WalReader::open(&mut self.storage, id, newest, read_only)?;
+            self.replay(&mut reader)?;
+            let version = reader.version();
+            let (file, end) = reader.finish();
+            if end.torn_tail_cut {
+                self.counters.torn_tails_truncated += 1;
+            }
+            event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, end.len);
+            let header = if version >= 2 { wal::FILE_HEADER_LEN } else { 0 };
+            let record_bytes = end.len.saturating_sub(header);
+            if newest && !read_only && (version >= 2 || record_bytes == 0) {
+                // Appends continue at the logical end, over the zero tail (if any), which stays
+                // preallocated: it reads as the clean end until records overwrite it.
+                wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk)?);
+            } else {
+                wals.push_older(OldWal { id, record_bytes })?;
+                // Format-1 WALs are never appended to: their entries go to an SSTable.
+                flush_needed |= newest && !read_only;
+            }
+        }
+        self.wals = wals;
+        if read_only {
+            return Ok(());
+        }
+        if !self.wals.has_current() {
+            let id = self.version.new_id();
+            self.wals.set_current(Wal::create(&mut self.storage, id, chunk)?);
+        }
+        // Entries from several WALs now share one MemTable: write them out, so that no more than
+        // two WAL files (current and immutable) ever exist.
+        if flush_needed || self.wals.has_older() {
+            self.flush()?;
+        }
+        // Replayed records may have reached only the page cache before a crash, and the WAL's
+        // directory entry may never have been synced: make both durable before any new write is
+        // acknowledged.
+        if let Some(wal) = self.wals.current() {
+            wal.sync(&mut self.storage)?;
+        }
+        self.storage.sync_dir().storage()
+    }
+
+    /// Replays one WAL into the MemTables.
+    fn replay(&mut self, reader: &mut WalReader<S::File>) -> Result<(), S> {
+        let id = reader.id();
+        while let Some(head) = reader.next(&mut self.storage)? {
+            let active = self.mems.active();
+            if head.len > active.max_payload() || head.keys > active.key_capacity() {
+                // Either a valid record written with larger MemTables, or a damaged length.
+                if !reader.current_is_valid(&mut self.storage)? {
+                    reader.reject(&mut self.storage)?;
+                    break;
+                }
+                return Err(Error::MemTableTooSmall {
+                    file: file_name(FileKind::Wal, id),
+                    needed: bytes_needed(head.len, head.keys),
+                    given: self.mems.buffer_len(),
+                });
+            }
+            if !self.mems.active().fits_many(head.len, head.keys) {
+                self.make_room_during_replay(id)?;
+            }
+            let Some((offset, dst)) = self.mems.active_mut().reserve(head.len) else {
+                return Err(Error::MemTableTooSmall {
+                    file: file_name(FileKind::Wal, id),
+                    needed: bytes_needed(head.len, head.keys),
+                    given: self.mems.buffer_len(),
+                });
+            };
+            if !reader.read(&mut self.storage, dst)? {
+                break;
+            }
+            if let Err(kind) = self.mems.active_mut().commit_reserved(offset) {
+                // The record passed its checks, so this cannot happen; refuse rather than guess.
+                return Err(crate::error::corrupted(file_name(FileKind::Wal, id), 0, kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// The active MemTable is full in the middle of replaying WAL `id`. Writing: it goes out as
+    /// an SSTable (the WALs before this one are then wholly in SSTables; this one is not yet).
+    /// Read-only: it becomes the immutable MemTable, if the other one is still free.
+    fn make_room_during_replay(&mut self, id: u64) -> Result<(), S> {
+        if self.config.read_only {
+            if self.mems.immutable_wal().is_some() {
+                // The WALs hold more than both MemTables: written with larger ones.
+                let arenas = 2 * self.mems.active().arena_capacity();
+                return Err(Error::InsufficientMemory { needed: arenas + 1, given: arenas });
+            }
+            self.mems.rotate(id - 1);
+            return Ok(());
+        }
+        self.mems.rotate(id - 1);
+        self.flush_immutable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::read_exact_at;
+    use crate::mem_storage::MemStorage;
+    use crate::options::SyncPolicy;
+    use std::vec::Vec;
+
+    type Mem = MemStorage<Vec<u8>, 16>;
+
+    fn snapshot(s: &mut Mem) -> Vec<(std::string::String, Vec<u8>)> {
+        let mut names = Vec::new();
+        s.list(&mut |n| names.push(std::string::String::from(n))).unwrap();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let mut f = s.open(&n).unwrap();
+                let len = s.len(&mut f).unwrap() as usize;
+                let mut b = std::vec![0u8; len];
+                read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+                (n, b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_only_open_sees_tables_and_both_wals_and_changes_nothing() {
+        let mut db = Db::open(
+            Mem::new(std::vec![0; 1 << 20]),
+            || 0,
+            [std::vec![0u8; 2048], std::vec![0u8; 2048]],
+            Config::default(),
+        )
+        .unwrap();
+        let mut i = 0u32;
+        // Tables, then an immutable MemTable's WAL and the current one.
+        while db.stats().flushes < 2 || db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
+            db.put(&i.to_be_bytes(), &[i as u8; 24]).unwrap();
+            i += 1;
+        }
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        // A torn tail on the newest WAL: a read-only open must not cut it.
+        let mut newest = None;
+        storage
+            .list(&mut |n| {
+                if n.ends_with(".wal") {
+                    newest = Some(std::string::String::from(n))
+                }
+            })
+            .unwrap();
+        let newest = newest.unwrap();
+        let mut f = storage.open(&newest).unwrap();
+        let end = storage.len(&mut f).unwrap();
+        crate::io::write_at(&mut storage.io(&mut f), end, &[&[9, 0, 0, 0, 1, 2]]).unwrap();
+        let before = snapshot(&mut storage);
+        let (syncs, dir_syncs) = (storage.syncs, storage.dir_syncs);
+
+        let config = Config { read_only: true, ..Config::default() };
+        let mut db = Db::open(storage, || 0, [std::vec![0u8; 2048], std::vec![0u8; 2048]], config).unwrap();
+        assert!(db.is_read_only());
+        let mut buf = [0u8; 64];
+        for k in 0..i {
+            assert_eq!(db.get(&k.to_be_bytes(), &mut buf).unwrap(), Some(&[k as u8; 24][..]), "key {k}");
+        }
+        assert_eq!(db.put(b"x", b"y"), Err(Error::ReadOnly));
+        assert_eq!(db.delete(b"x"), Err(Error::ReadOnly));
+        assert_eq!(db.flush(), Err(Error::ReadOnly));
+        assert_eq!(db.sync(), Err(Error::ReadOnly));
+        assert!(!db.is_poisoned(), "a refused write is not a failed one");
+        let (mut storage, closed) = db.close();
+        closed.unwrap();
+        assert_eq!((storage.syncs, storage.dir_syncs), (syncs, dir_syncs), "a read-only open synced");
+        assert_eq!(snapshot(&mut storage), before, "a read-only open changed the files");
+        // And a writable open then cuts the torn tail and keeps everything.
+        let mut db = Db::open(
+            storage,
+            || 0,
+            [std::vec![0u8; 2048], std::vec![0u8; 2048]],
+            Config::with_sync(SyncPolicy::Manual),
+        )
+        .unwrap();
+        assert_eq!(db.stats().torn_tails_truncated, 1);
+        assert_eq!(db.get(&(i - 1).to_be_bytes(), &mut buf).unwrap(), Some(&[(i - 1) as u8; 24][..]));
+    }
+}

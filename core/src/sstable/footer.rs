@@ -1,0 +1,173 @@
+//! The SSTable footer: the last [`FOOTER_LEN`] bytes of a table, which say where every section
+//! lies and what the table replaces; and [`open`], which checks it and the sections it seals.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+use embedded_io::{Read, Seek};
+
+use super::{fence_count, FOOTER_LEN, MAGIC, VERSION};
+use crate::error::Corruption;
+use crate::filter::BLOCK_LEN;
+use crate::io::{read_exact_at, ReadError};
+use crate::record::{crc32c, Checksum};
+
+/// What an opened table's footer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Footer {
+    /// Format version (1 or 2).
+    pub version: u16,
+    /// Entries in the table.
+    pub entry_count: u32,
+    /// Offset of the index section (= bytes of data).
+    pub index_offset: u64,
+    /// CRC-32C of the index section.
+    pub index_crc: u32,
+    /// Every WAL with an id up to this one is fully contained in SSTables.
+    pub wal_covered: u64,
+    /// This table replaces (is the compacted form of) every table with an id from this one up to
+    /// its own; for a table written by a flush, its own id.
+    pub replaces_from: u64,
+    /// The longest key in the table.
+    pub max_key_len: u16,
+    /// Bytes of Bloom filter before the footer (0: none).
+    pub filter_len: u32,
+    /// Where the filter starts (= where the fences end): not stored, but derived from the
+    /// footer's position in the file and `filter_len`.
+    pub filter_offset: u64,
+}
+
+fn u16_at(b: &[u8; FOOTER_LEN], i: usize) -> u16 {
+    match b.get(i..i + 2) {
+        Some(&[x, y]) => u16::from_le_bytes([x, y]),
+        _ => 0,
+    }
+}
+
+fn u32_at(b: &[u8; FOOTER_LEN], i: usize) -> u32 {
+    match b.get(i..i + 4) {
+        Some(&[x0, x1, x2, x3]) => u32::from_le_bytes([x0, x1, x2, x3]),
+        _ => 0,
+    }
+}
+
+fn u64_at(b: &[u8; FOOTER_LEN], i: usize) -> u64 {
+    u64::from(u32_at(b, i)) | (u64::from(u32_at(b, i + 4)) << 32)
+}
+
+impl Footer {
+    /// Encodes the footer.
+    pub fn encode(&self) -> [u8; FOOTER_LEN] {
+        let mut b = [0u8; FOOTER_LEN];
+        let fields: [(usize, &[u8]); 9] = [
+            (0, &MAGIC),
+            (8, &self.version.to_le_bytes()),
+            (12, &self.entry_count.to_le_bytes()),
+            (16, &self.index_offset.to_le_bytes()),
+            (24, &self.index_crc.to_le_bytes()),
+            (28, &self.filter_len.to_le_bytes()),
+            (32, &self.wal_covered.to_le_bytes()),
+            (40, &self.replaces_from.to_le_bytes()),
+            (48, &self.max_key_len.to_le_bytes()),
+        ];
+        for (at, bytes) in fields {
+            if let Some(dst) = b.get_mut(at..at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        let crc = crc32c(&[b.get(..52).unwrap_or(&[])]);
+        if let Some(dst) = b.get_mut(52..56) {
+            dst.copy_from_slice(&crc.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes and checks the footer found at offset `footer_at` of its file; `Err` says what is
+    /// wrong with it.
+    pub fn decode(b: &[u8; FOOTER_LEN], footer_at: u64) -> Result<Self, Corruption> {
+        if b.get(0..8) != Some(&MAGIC[..]) {
+            return Err(Corruption::BadMagic);
+        }
+        let (expected, got) = (u32_at(b, 52), crc32c(&[b.get(..52).unwrap_or(&[])]));
+        if expected != got {
+            return Err(Corruption::ChecksumMismatch { expected, got });
+        }
+        let version = u16_at(b, 8);
+        let filter_len = u32_at(b, 28);
+        let known = match version {
+            1 => filter_len == 0,
+            VERSION => filter_len.is_multiple_of(BLOCK_LEN as u32),
+            _ => false,
+        };
+        if !known || u16_at(b, 10) != 0 || u16_at(b, 50) != 0 {
+            return Err(Corruption::UnsupportedVersion(version));
+        }
+        Ok(Footer {
+            version,
+            entry_count: u32_at(b, 12),
+            index_offset: u64_at(b, 16),
+            index_crc: u32_at(b, 24),
+            wal_covered: u64_at(b, 32),
+            replaces_from: u64_at(b, 40),
+            max_key_len: u16_at(b, 48),
+            filter_len,
+            filter_offset: footer_at.checked_sub(filter_len as u64).ok_or(Corruption::BadLayout)?,
+        })
+    }
+
+    /// Where the fence section starts (= where the index ends).
+    pub fn fence_offset(&self) -> u64 {
+        self.index_offset.saturating_add(self.entry_count as u64 * 4)
+    }
+
+    /// Fences in the table: one per [`super::FENCE_STRIDE`] entries (none in version 1).
+    pub fn fence_count(&self) -> u32 {
+        if self.version >= 2 {
+            fence_count(self.entry_count)
+        } else {
+            0
+        }
+    }
+}
+
+/// Opens a table of `file_len` bytes: reads and checks the footer, and the checksum of the index
+/// and fence sections it seals. Every later lookup trusts those sections.
+pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadError<IO::Error>> {
+    let footer_at = file_len
+        .checked_sub(FOOTER_LEN as u64)
+        .ok_or(ReadError::Corrupt { offset: 0, kind: Corruption::Truncated })?;
+    let mut fb = [0u8; FOOTER_LEN];
+    read_exact_at(io, footer_at, &mut fb)?;
+    let footer =
+        Footer::decode(&fb, footer_at).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
+    let index_len = footer.entry_count as u64 * 4;
+    // The index and fence sections: checksummed together.
+    let index_end = footer.filter_offset;
+    let fences_len = footer.index_offset.checked_add(index_len).and_then(|e| index_end.checked_sub(e));
+    let fences_ok = match fences_len {
+        Some(n) if footer.version >= 2 => n >= footer.fence_count() as u64 * 4,
+        Some(n) => n == 0,
+        None => false,
+    };
+    if !fences_ok || footer.index_offset > u32::MAX as u64 {
+        return Err(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout });
+    }
+    let mut crc = Checksum::new();
+    let mut chunk = [0u8; 256];
+    let mut pos = footer.index_offset;
+    while pos < index_end {
+        let n = usize::try_from(index_end - pos).unwrap_or(usize::MAX).min(chunk.len());
+        let piece = chunk.get_mut(..n).unwrap_or(&mut []);
+        read_exact_at(io, pos, piece)?;
+        crc.update(piece);
+        pos += n as u64;
+    }
+    let got = crc.finish();
+    if got != footer.index_crc {
+        return Err(ReadError::Corrupt {
+            offset: footer.index_offset,
+            kind: Corruption::ChecksumMismatch { expected: footer.index_crc, got },
+        });
+    }
+    Ok(footer)
+}

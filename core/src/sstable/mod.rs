@@ -1,0 +1,335 @@
+//! SSTable: an immutable file of entries sorted by key, written once from a frozen MemTable.
+//!
+//! ```text
+//! [ data  : entry records (u32 len | u32 crc32c | entry payload), ascending key order ]
+//! [ index : entry_count × u32 LE, the offset of each record in the data section        ]
+//! [ fences: the key of every FENCE_STRIDE-th record (records 0, 16, 32, ...):           ]
+//! [         fence_count × u32 LE offset of each fence key, relative to the keys' start, ]
+//! [         then the keys, each u16 LE key_len | key                                    ]
+//! [ filter: filter_len bytes, a blocked Bloom filter of the keys (crate::filter); may be empty ]
+//! [ footer: 56 bytes                                                                    ]
+//!   0  magic         8  b"MVSSTBL1"
+//!   8  version       u16 = 2 (version 1: no fences and no filter; still read)
+//!   10 flags         u16 = 0 (reserved)
+//!   12 entry_count   u32
+//!   16 index_offset  u64 (= length of the data section)
+//!   24 index_crc     u32  CRC-32C of the index and fence sections
+//!   28 filter_len    u32  bytes of filter, a multiple of 64 (0 = no filter)
+//!   32 wal_covered   u64  every WAL with id <= this is fully contained in SSTables
+//!   40 replaces_from u64  this table replaces every table with an id in [replaces_from, own id)
+//!   48 max_key_len   u16  longest key in the table (sizes compaction's scratch memory)
+//!   50 reserved      u16 = 0
+//!   52 footer_crc    u32  CRC-32C of footer bytes 0..52
+//! ```
+//!
+//! Every byte a lookup trusts is checksummed: the footer by its own CRC, the index and the
+//! fences by `index_crc` (checked when the table is opened), each filter block by its own CRC (checked on
+//! every query), each record by its header CRC (checked on every probe, while the key is
+//! compared, by streaming the record through a 128-byte buffer). A lookup therefore never loads
+//! the file, and a flipped bit yields [`crate::Corruption`], never a wrong value.
+//!
+//! A lookup first asks the filter (one 64-byte read): a key it rules out costs no search. Then a
+//! binary search over the fences, a compact section that stays in a read cache, picks the run of
+//! [`FENCE_STRIDE`] records that can hold the key, and a binary search over that run (a few
+//! hundred bytes of data, usually one page) finds it.
+//!
+//! Files: [`footer`] (the footer and the checks made when a table is opened), [`table`] (an open
+//! table and its point lookup), [`builder`] (writing a table).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod builder;
+pub mod footer;
+pub mod table;
+
+pub use builder::{ReadBack, SsTableBuilder};
+pub use footer::{open, Footer};
+pub use table::{get, lookup, may_contain, probe, Lookup, Probe, ReadCounters, Table, TableInfo};
+
+/// The footer's magic number.
+pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
+/// The format version this build writes (it also reads version 1, which has no filter).
+pub const VERSION: u16 = 2;
+/// Bytes in the footer.
+pub const FOOTER_LEN: usize = 56;
+/// Records per fence: the fence section holds the key of every `FENCE_STRIDE`-th record.
+pub const FENCE_STRIDE: u32 = 16;
+
+/// Fences a table of `entries` entries has.
+pub fn fence_count(entries: u32) -> u32 {
+    entries.div_ceil(FENCE_STRIDE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::EntryHeader;
+    use crate::error::Corruption;
+    use crate::io::{write_at, ReadError};
+    use crate::mem_storage::MemStorage;
+    use crate::record::{crc32c, RecordHeader};
+    use crate::storage::Storage;
+
+    type Mem = MemStorage<Vec<u8>, 2>;
+
+    fn payload(key: &[u8], value: &[u8], tombstone: bool) -> Vec<u8> {
+        let h = EntryHeader { tombstone, key_len: key.len(), expires_at: None };
+        let (hb, n) = h.encode();
+        [&hb[..n], key, value].concat()
+    }
+
+    /// What a builder reads back from a list of payloads held in memory.
+    struct Payloads<'a>(&'a [Vec<u8>]);
+
+    impl<S: Storage> ReadBack<S> for Payloads<'_> {
+        fn payload_len(&mut self, _: &mut S, i: u32) -> Result<usize, crate::Error<S::Error>> {
+            Ok(self.0[i as usize].len())
+        }
+        fn key(&mut self, _: &mut S, i: u32) -> Result<&[u8], crate::Error<S::Error>> {
+            Ok(crate::entry::decode(&self.0[i as usize]).unwrap().key)
+        }
+    }
+
+    /// Writes a table of `(key, value)` (value `None` = tombstone), keys ascending.
+    fn build(entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> (Mem, crate::mem_storage::MemFile, Footer) {
+        let mut s = Mem::new(vec![0; 1 << 20]);
+        let mut f = s.create("t.sst").unwrap();
+        let payloads: Vec<Vec<u8>> =
+            entries.iter().map(|(k, v)| payload(k, v.as_deref().unwrap_or(&[]), v.is_none())).collect();
+        let mut b = SsTableBuilder::new();
+        for p in &payloads {
+            b.add(&mut s, &mut f, p).unwrap();
+        }
+        let mut filter_mem = vec![0u8; 4096];
+        let filter = match crate::filter::FilterBuilder::new(&mut filter_mem, entries.len()) {
+            Some(mut fb) => {
+                entries.iter().for_each(|(k, _)| fb.add(crate::filter::key_hash(k)));
+                fb.finish()
+            }
+            None => &[],
+        };
+        let name = crate::names::FileName::new();
+        let footer = b.finish(&mut s, &mut f, &mut Payloads(&payloads), filter, 7, 3, &name).unwrap();
+        (s, f, footer)
+    }
+
+    fn entries(n: u32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        (0..n)
+            .map(|i| {
+                let k = format!("key{:05}", i * 2).into_bytes();
+                let v = if i % 7 == 3 {
+                    None
+                } else {
+                    Some(format!("value-{i}").repeat(1 + i as usize % 9).into_bytes())
+                };
+                (k, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_found_and_gaps_are_absent() {
+        let es = entries(300);
+        let (mut s, mut f, footer) = build(&es);
+        let len = s.len(&mut f).unwrap();
+        assert_eq!(open(&mut s.io(&mut f), len).unwrap(), footer);
+        assert_eq!((footer.entry_count, footer.wal_covered, footer.replaces_from), (300, 7, 3));
+        let mut out = [0u8; 256];
+        for (i, (k, v)) in es.iter().enumerate() {
+            let got = lookup(&mut s.io(&mut f), &footer, k, &mut out).unwrap();
+            match (got, v) {
+                (Lookup::Found { value_len, tombstone: false, .. }, Some(v)) => {
+                    assert_eq!(&out[..value_len], &v[..])
+                }
+                (Lookup::Found { tombstone: true, value_len: 0, .. }, None) => {}
+                other => panic!("entry {i}: {other:?}"),
+            }
+            // Keys between and around stored ones are absent.
+            let gap = format!("key{:05}", i * 2 + 1).into_bytes();
+            assert_eq!(lookup(&mut s.io(&mut f), &footer, &gap, &mut out).unwrap(), Lookup::Absent);
+        }
+        for k in [&b"a"[..], b"key", b"key0", b"zzz", b"key00000\0"] {
+            assert_eq!(lookup(&mut s.io(&mut f), &footer, k, &mut out).unwrap(), Lookup::Absent, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn version_1_tables_without_fences_or_filter_are_still_read() {
+        let es = entries(100);
+        let mut s = Mem::new(vec![0; 1 << 20]);
+        let mut f = s.create("t.sst").unwrap();
+        let mut io = s.io(&mut f);
+        let mut data = Vec::new();
+        let mut index = Vec::new();
+        for (k, v) in &es {
+            let p = payload(k, v.as_deref().unwrap_or(&[]), v.is_none());
+            index.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            data.extend_from_slice(&RecordHeader::for_payload(&[&p]).encode());
+            data.extend_from_slice(&p);
+        }
+        let v1 = Footer {
+            version: 1,
+            entry_count: es.len() as u32,
+            index_offset: data.len() as u64,
+            index_crc: crc32c(&[&index]),
+            wal_covered: 1,
+            replaces_from: 1,
+            max_key_len: 8,
+            filter_len: 0,
+            filter_offset: (data.len() + index.len()) as u64,
+        };
+        write_at(&mut io, 0, &[&data, &index, &v1.encode()]).unwrap();
+        let len = (data.len() + index.len() + FOOTER_LEN) as u64;
+        let footer = open(&mut io, len).unwrap();
+        assert_eq!((footer, footer.fence_count()), (v1, 0));
+        let mut out = [0u8; 256];
+        for (k, v) in &es {
+            let got = lookup(&mut io, &footer, k, &mut out).unwrap();
+            match (got, v) {
+                (Lookup::Found { value_len, tombstone: false, .. }, Some(v)) => {
+                    assert_eq!(&out[..value_len], &v[..])
+                }
+                (Lookup::Found { tombstone: true, .. }, None) => {}
+                other => panic!("{k:?}: {other:?}"),
+            }
+        }
+        assert_eq!(lookup(&mut io, &footer, b"key00001", &mut out).unwrap(), Lookup::Absent);
+    }
+
+    #[test]
+    fn a_read_back_that_disagrees_with_the_data_written_is_an_error() {
+        /// Reads back what was written, except that its key rounds disagree, or its lengths lie.
+        struct Liar {
+            payloads: Vec<Vec<u8>>,
+            rounds: u32,
+            lie_about_len: bool,
+        }
+        impl<S: Storage> ReadBack<S> for Liar {
+            fn payload_len(&mut self, _: &mut S, i: u32) -> Result<usize, crate::Error<S::Error>> {
+                Ok(self.payloads[i as usize].len() + usize::from(self.lie_about_len))
+            }
+            fn key(&mut self, _: &mut S, i: u32) -> Result<&[u8], crate::Error<S::Error>> {
+                if i == 0 {
+                    self.rounds += 1;
+                }
+                let key = crate::entry::decode(&self.payloads[i as usize]).unwrap().key;
+                // The second round of keys is one byte short.
+                Ok(if self.rounds == 2 && !self.lie_about_len { &key[..key.len() - 1] } else { key })
+            }
+        }
+        for lie_about_len in [false, true] {
+            let mut s = Mem::new(vec![0; 1 << 16]);
+            let mut f = s.create("t.sst").unwrap();
+            let payloads = vec![payload(b"key", b"value", false), payload(b"kez", b"v", false)];
+            let mut b = SsTableBuilder::new();
+            for p in &payloads {
+                b.add(&mut s, &mut f, p).unwrap();
+            }
+            let mut liar = Liar { payloads, rounds: 0, lie_about_len };
+            let got = b.finish(&mut s, &mut f, &mut liar, &[], 1, 1, &crate::names::FileName::new());
+            assert!(
+                matches!(got, Err(crate::Error::Corrupted { kind: Corruption::BadLayout, .. })),
+                "lie_about_len {lie_about_len}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn value_larger_than_buffer_reports_its_length_without_copying() {
+        let es = vec![(b"k".to_vec(), Some(vec![9u8; 100]))];
+        let (mut s, mut f, footer) = build(&es);
+        let mut out = [0u8; 10];
+        let got = lookup(&mut s.io(&mut f), &footer, b"k", &mut out).unwrap();
+        assert!(matches!(got, Lookup::Found { value_len: 100, .. }));
+        assert_eq!(out, [0u8; 10]);
+    }
+
+    #[test]
+    fn every_flipped_byte_gives_an_error_or_the_right_answer_never_a_wrong_value() {
+        // Three fences and a filter block, so flips land in every section.
+        let es = entries(40);
+        let (s, f, _) = build(&es);
+        let len = {
+            let mut s = s;
+            let mut f = f;
+            let len = s.len(&mut f).unwrap() as usize;
+            let mut bytes = vec![0u8; len];
+            crate::io::read_exact_at(&mut s.io(&mut f), 0, &mut bytes).unwrap();
+            (bytes, len)
+        };
+        let (bytes, len) = len;
+        let mut out = [0u8; 256];
+        for pos in 0..len {
+            for flip in [0x01u8, 0x80] {
+                let mut m = Mem::new(vec![0; 1 << 16]);
+                let mut g = m.create("t.sst").unwrap();
+                let mut copy = bytes.clone();
+                copy[pos] ^= flip;
+                embedded_io::Write::write_all(&mut m.io(&mut g), &copy).unwrap();
+                let footer = match open(&mut m.io(&mut g), len as u64) {
+                    Ok(f) => f,
+                    Err(ReadError::Corrupt { .. }) => continue,
+                    Err(e) => panic!("{e:?}"),
+                };
+                for (k, v) in &es {
+                    match lookup(&mut m.io(&mut g), &footer, k, &mut out) {
+                        Err(ReadError::Corrupt { .. }) => {}
+                        Ok(Lookup::Found { value_len, tombstone, .. }) => match v {
+                            Some(v) => {
+                                assert!(!tombstone && out[..value_len] == v[..], "wrong value, flip at {pos}")
+                            }
+                            None => assert!(tombstone, "flip at {pos}"),
+                        },
+                        other => panic!("flip at {pos} for {k:?}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_or_tiny_files_are_corruption_not_panics() {
+        let es = entries(5);
+        let (mut s, mut f, _) = build(&es);
+        let len = s.len(&mut f).unwrap();
+        for cut in [0, 1, 10, FOOTER_LEN as u64 - 1, FOOTER_LEN as u64, len - 1] {
+            s.truncate(&mut f, cut).unwrap();
+            assert!(matches!(open(&mut s.io(&mut f), cut), Err(ReadError::Corrupt { .. })), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn footer_rejects_unknown_version_and_reserved_bits() {
+        let f = Footer {
+            version: VERSION,
+            entry_count: 1,
+            index_offset: 2,
+            index_crc: 3,
+            wal_covered: 4,
+            replaces_from: 5,
+            max_key_len: 6,
+            filter_len: 64,
+            filter_offset: 1000 - 64,
+        };
+        let b = f.encode();
+        assert_eq!(Footer::decode(&b, 1000), Ok(f));
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut c = b;
+            c[at..at + bytes.len()].copy_from_slice(bytes);
+            let crc = crc32c(&[&c[..52]]);
+            c[52..56].copy_from_slice(&crc.to_le_bytes());
+            Footer::decode(&c, 1000)
+        };
+        assert_eq!(patched(8, &3u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(3)));
+        // Version 1 tables have no filter; version 2 filters are whole 64-byte blocks.
+        assert_eq!(patched(8, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(1)));
+        assert_eq!(patched(28, &65u32.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        assert_eq!(patched(10, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        let v1 = Footer { version: 1, filter_len: 0, filter_offset: 1000, ..f };
+        let b1 = v1.encode();
+        assert_eq!(Footer::decode(&b1, 1000), Ok(v1), "a version 1 footer (no filter) is still read");
+        let mut magic = b;
+        magic[0] ^= 1;
+        assert_eq!(Footer::decode(&magic, 1000), Err(Corruption::BadMagic));
+    }
+}

@@ -1,0 +1,311 @@
+//! Reading a table: [`Table`], an open SSTable file with its checked footer, and the point
+//! lookup every read of the engine goes through ([`probe`]): the filter, then a binary search
+//! over the fences, then over the run of records they point to.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+use core::cmp::Ordering;
+
+use embedded_io::{Read, Seek};
+
+use super::footer::{self, Footer};
+use super::FENCE_STRIDE;
+use crate::error::{Corruption, Error, ReadResultExt, ResultExt};
+use crate::filter::{self, BLOCK_LEN};
+use crate::io::{read_exact_at, read_u32_at, ReadError};
+use crate::names::{file_name, FileKind};
+use crate::record::{EntryReader, PIECE_LEN};
+use crate::storage::Storage;
+
+/// The result of a point lookup in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Lookup {
+    /// The table has no entry for the key.
+    Absent,
+    /// The table's entry for the key. The value was copied to the caller's buffer when
+    /// `value_len` fits in it.
+    Found {
+        /// Value length.
+        value_len: usize,
+        /// The entry is a delete.
+        tombstone: bool,
+        /// The entry's expiry.
+        expires_at: Option<u64>,
+    },
+}
+
+/// A lookup's answer and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Probe {
+    /// The answer.
+    pub lookup: Lookup,
+    /// False when the table's filter ruled the key out without a search.
+    pub searched: bool,
+}
+
+/// A point lookup as the engine makes it in one table: asks the filter about the key whose
+/// [`filter::key_hash`] is `hash`, and searches the table unless the filter rules the key out.
+/// A found value is copied into `out` when it fits.
+pub fn probe<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+    hash: u64,
+    out: &mut [u8],
+) -> Result<Probe, ReadError<IO::Error>> {
+    if !may_contain(io, footer, hash)? {
+        return Ok(Probe { lookup: Lookup::Absent, searched: false });
+    }
+    Ok(Probe { lookup: get(io, footer, key, out)?, searched: true })
+}
+
+/// [`probe`], hashing the key itself and keeping only the answer.
+pub fn lookup<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Lookup, ReadError<IO::Error>> {
+    Ok(probe(io, footer, key, filter::key_hash(key), out)?.lookup)
+}
+
+/// Asks the table's filter about the key whose [`filter::key_hash`] is `hash`: `false` when the
+/// table certainly lacks it, `true` when it may hold it (or has no filter).
+pub fn may_contain<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    hash: u64,
+) -> Result<bool, ReadError<IO::Error>> {
+    let blocks = footer.filter_len as usize / BLOCK_LEN;
+    if blocks == 0 {
+        return Ok(true);
+    }
+    let at = footer.filter_offset + (filter::block_of(hash, blocks) * BLOCK_LEN) as u64;
+    let mut block = [0u8; BLOCK_LEN];
+    read_exact_at(io, at, &mut block)?;
+    filter::may_contain(&block, hash).map_err(|kind| ReadError::Corrupt { offset: at, kind })
+}
+
+/// Looks `key` up by binary search over the fences, then over the index entries of the run of
+/// records they point to, copying a found value into `out`. Does not consult the filter.
+pub fn get<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Lookup, ReadError<IO::Error>> {
+    let Some((mut lo, mut hi)) = fence_range(io, footer, key)? else { return Ok(Lookup::Absent) };
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let offset = read_u32_at(io, footer.index_offset + mid as u64 * 4)? as u64;
+        let (ord, found) = compare_record(io, offset, footer.index_offset, key, out)?;
+        match ord {
+            Ordering::Less => lo = mid + 1,
+            Ordering::Greater => hi = mid,
+            Ordering::Equal => return Ok(found),
+        }
+    }
+    Ok(Lookup::Absent)
+}
+
+/// The run of entries `[lo, hi)` that holds `key` if the table does, from the fences; `None`
+/// when `key` sorts before the table's first key. Version-1 tables: every entry.
+fn fence_range<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+) -> Result<Option<(u32, u32)>, ReadError<IO::Error>> {
+    let n = footer.fence_count();
+    if n == 0 {
+        return Ok(Some((0, footer.entry_count)));
+    }
+    let base = footer.fence_offset();
+    let keys_at = base + n as u64 * 4;
+    // Count the fences whose key is <= `key`.
+    let (mut lo, mut hi) = (0u32, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = keys_at + read_u32_at(io, base + mid as u64 * 4)? as u64;
+        match compare_fence(io, at, footer.filter_offset, key)? {
+            Ordering::Greater => hi = mid,
+            _ => lo = mid + 1,
+        }
+    }
+    let Some(j) = lo.checked_sub(1) else { return Ok(None) };
+    let start = j * FENCE_STRIDE;
+    Ok(Some((start, start.saturating_add(FENCE_STRIDE).min(footer.entry_count))))
+}
+
+/// Compares the fence key stored at `at` (before `end`, the end of the fence section) with `key`.
+fn compare_fence<IO: Read + Seek>(
+    io: &mut IO,
+    at: u64,
+    end: u64,
+    key: &[u8],
+) -> Result<Ordering, ReadError<IO::Error>> {
+    let bad = ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
+    let room = end.checked_sub(at).filter(|&r| r >= 3).ok_or(bad)?;
+    // One read fetches the length and, for typical keys, the whole key.
+    let mut buf = [0u8; 2 + PIECE_LEN];
+    let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+    let first = buf.get_mut(..n).unwrap_or(&mut []);
+    read_exact_at(io, at, first)?;
+    let len = match first {
+        [a, b, ..] => u16::from_le_bytes([*a, *b]) as usize,
+        _ => 0,
+    };
+    if len == 0 || (2 + len) as u64 > room {
+        return Err(ReadError::Corrupt { offset: at, kind: Corruption::BadLayout });
+    }
+    let mut done = (n - 2).min(len);
+    let mut ord = compare_piece(first.get(2..2 + done).unwrap_or(&[]), key, 0);
+    while ord == Ordering::Equal && done < len {
+        let m = (len - done).min(PIECE_LEN);
+        let piece = buf.get_mut(..m).unwrap_or(&mut []);
+        read_exact_at(io, at + (2 + done) as u64, piece)?;
+        ord = compare_piece(piece, key, done);
+        done += m;
+    }
+    Ok(if ord == Ordering::Equal && len < key.len() { Ordering::Less } else { ord })
+}
+
+/// Compares `stored`, the bytes at position `pos` of a stored key, with the same positions of `key`.
+fn compare_piece(stored: &[u8], key: &[u8], pos: usize) -> Ordering {
+    let wanted = key.get(pos..).unwrap_or(&[]);
+    let m = stored.len().min(wanted.len());
+    match stored.get(..m).cmp(&wanted.get(..m)) {
+        Ordering::Equal if stored.len() > wanted.len() => Ordering::Greater,
+        o => o,
+    }
+}
+
+/// Reads the record at `offset` through its checksum while comparing its key with `key`; when
+/// the keys are equal and the value fits, copies the value into `out`. Returns how the stored
+/// key compares with `key`, and the lookup's answer should they be equal.
+fn compare_record<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    data_end: u64,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<(Ordering, Lookup), ReadError<IO::Error>> {
+    let mut reader = EntryReader::start(io, offset, data_end)?;
+    let mut ord = Ordering::Equal;
+    while let Some(piece) = reader.next(io)? {
+        if let Some((at, stored)) = piece.key() {
+            if ord == Ordering::Equal {
+                ord = compare_piece(stored, key, at);
+            }
+        }
+        let same_len = piece.layout.header.key_len == key.len();
+        if ord == Ordering::Equal && same_len && piece.layout.value_len() <= out.len() {
+            if let Some((at, value)) = piece.value() {
+                if let Some(dst) = out.get_mut(at..at + value.len()) {
+                    dst.copy_from_slice(value);
+                }
+            }
+        }
+    }
+    let layout = reader.finish(io)?;
+    if ord == Ordering::Equal && layout.header.key_len < key.len() {
+        ord = Ordering::Less; // the stored key is a proper prefix of the one sought
+    }
+    let found = Lookup::Found {
+        value_len: layout.value_len(),
+        tombstone: layout.header.tombstone,
+        expires_at: layout.header.expires_at,
+    };
+    Ok((ord, found))
+}
+
+/// One SSTable as reported by [`crate::Db::tables`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TableInfo {
+    /// File id (the table is `<id>.sst`).
+    pub id: u64,
+    /// Entries, tombstones included.
+    pub entries: u32,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// Lookups made in tables, and what they cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReadCounters {
+    /// Table searches (lookups the filter did not rule out).
+    pub table_probes: u64,
+    /// Lookups a filter answered "absent" without a search.
+    pub filter_skips: u64,
+}
+
+/// An open SSTable: its file, its checked footer and its size. Owned by the table set
+/// ([`crate::version::Version`]).
+pub struct Table<F> {
+    id: u64,
+    file: F,
+    footer: Footer,
+    bytes: u64,
+}
+
+impl<F> Table<F> {
+    /// Opens table `id` and checks its footer, index and fences.
+    pub fn open<S: Storage<File = F>>(storage: &mut S, id: u64) -> Result<Self, Error<S::Error>> {
+        let mut file = storage.open(&file_name(FileKind::Table, id)).storage()?;
+        let bytes = storage.len(&mut file).storage()?;
+        let footer = footer::open(&mut storage.io(&mut file), bytes).in_file(FileKind::Table, id)?;
+        Ok(Table { id, file, footer, bytes })
+    }
+
+    /// A table just written: `file` holds `bytes` bytes sealed by `footer`.
+    pub fn new(id: u64, file: F, footer: Footer, bytes: u64) -> Self {
+        Table { id, file, footer, bytes }
+    }
+
+    /// The table's id (its file is `<id>.sst`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The table's footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// The file's size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The open file.
+    pub fn file(&mut self) -> &mut F {
+        &mut self.file
+    }
+
+    /// What [`crate::Db::tables`] reports of it.
+    pub fn info(&self) -> TableInfo {
+        TableInfo { id: self.id, entries: self.footer.entry_count, bytes: self.bytes }
+    }
+
+    /// Looks `key` (whose [`filter::key_hash`] is `hash`) up, counting the cost in `counters`.
+    pub fn get<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+        counters: &mut ReadCounters,
+    ) -> Result<Lookup, Error<S::Error>> {
+        let io = &mut storage.io(&mut self.file);
+        let p = probe(io, &self.footer, key, hash, out).in_file(FileKind::Table, self.id)?;
+        if p.searched {
+            counters.table_probes += 1;
+        } else {
+            counters.filter_skips += 1;
+        }
+        Ok(p.lookup)
+    }
+}

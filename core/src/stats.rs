@@ -1,0 +1,41 @@
+//! Statistics: [`Stats`], the engine's counters and sizes as [`crate::Db::stats`] reports them.
+//! The counters are kept by the parts that do the work; `Db` gathers them here.
+
+pub use crate::sstable::TableInfo;
+
+/// A snapshot of the engine's counters and sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Keys in the active MemTable.
+    pub memtable_keys: usize,
+    /// Keys the active MemTable holds before it must rotate.
+    pub memtable_key_capacity: usize,
+    /// Arena bytes used in the active MemTable.
+    pub memtable_bytes: usize,
+    /// Arena bytes of one MemTable.
+    pub memtable_capacity_bytes: usize,
+    /// Keys in the immutable MemTable waiting to be flushed.
+    pub immutable_keys: usize,
+    /// SSTables on storage.
+    pub tables: usize,
+    /// Bytes of all SSTables.
+    pub table_bytes: u64,
+    /// Bytes of records in all live WAL files (up to their logical ends: file headers and
+    /// preallocated zero tails are not counted).
+    pub wal_bytes: u64,
+    /// MemTables written out as SSTables since open.
+    pub flushes: u64,
+    /// Torn WAL tails (damaged, unsynced records at the end of the newest WAL) cut off during
+    /// open. A zero tail, the unused preallocated end of a WAL, is a clean end and not counted.
+    pub torn_tails_truncated: u64,
+    /// SSTable searches performed by `get` since open (read amplification = this / gets): the
+    /// lookups a table's filter did not rule out.
+    pub table_probes: u64,
+    /// SSTable lookups a table's Bloom filter answered "absent" without a search, since open.
+    pub filter_skips: u64,
+    /// Calls to `get` since open.
+    pub gets: u64,
+    /// Compactions (merges of SSTables) since open.
+    pub compactions: u64,
+}

@@ -1,0 +1,272 @@
+//! The table set: which SSTables are live, the file-id counter, and the lineage rules that let
+//! open finish what a crash interrupted.
+//!
+//! [`Version`] owns the live tables (oldest first), the next file id (WALs and tables share one
+//! counter, so ids order files by age), and the only way a table becomes live or stops being
+//! live: [`Version::add`] after a flush, [`Version::replace`] after a compaction, both through
+//! one atomic publication ([`publish`]: sync the file, rename `<id>.tmp` to `<id>.sst`, sync the
+//! directory).
+//!
+//! # Lineage
+//! Two footer fields make the table set recoverable from the directory alone, without a
+//! manifest:
+//! - `wal_covered`: every WAL with an id up to this one is wholly in SSTables. A WAL that a live
+//!   table covers is left over from a flush that stopped before removing it; open removes it.
+//! - `replaces_from`: a compacted table replaces every table with an id in
+//!   `[replaces_from, own id)`. Such a table still in the directory is left over from a compaction
+//!   that stopped before removing its inputs; open removes it (it could resurrect values the
+//!   compaction dropped tombstones for).
+//!
+//! Removals need no directory sync of their own: a removal lost to a power cut leaves a file
+//! that these rules remove again.
+
+use heapless::Vec;
+
+use crate::error::{Error, ResultExt};
+use crate::limits::{MAX_TABLES, MAX_WALS};
+use crate::log::event;
+use crate::names::{file_name, parse_name, FileKind};
+use crate::sstable::{Footer, Lookup, ReadCounters, Table, TableInfo};
+use crate::storage::Storage;
+
+/// The live SSTables and the file-id counter.
+pub struct Version<F> {
+    tables: Vec<Table<F>, MAX_TABLES>,
+    next_id: u64,
+}
+
+/// What [`Version::recover`] found besides the tables.
+pub struct Recovered {
+    /// The WALs no table covers, in id order: they hold writes still to replay.
+    pub wals: Vec<u64, MAX_WALS>,
+}
+
+type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
+
+impl<F> Version<F> {
+    /// No tables; ids start at 1.
+    pub fn empty() -> Self {
+        Version { tables: Vec::new(), next_id: 1 }
+    }
+
+    /// Reads the table set from the directory and finishes what a crash interrupted: removes
+    /// tables being written (`*.tmp`), tables a compacted table replaces, and WALs the tables
+    /// cover. With `read_only`, nothing is removed: such files are only left out.
+    pub fn recover<S: Storage<File = F>>(storage: &mut S, read_only: bool) -> Result<(Self, Recovered), S> {
+        if !read_only {
+            remove_temp_files(storage)?;
+        }
+        let mut wal_ids: Vec<u64, MAX_WALS> = Vec::new();
+        let mut table_ids: Vec<u64, MAX_TABLES> = Vec::new();
+        let mut overflow: Option<Error<S::Error>> = None;
+        let mut max_id = 0;
+        storage
+            .list(&mut |name| {
+                let Some((kind, id)) = parse_name(name) else { return };
+                max_id = max_id.max(id);
+                let full = match kind {
+                    FileKind::Wal => wal_ids.push(id).is_err(),
+                    FileKind::Table => table_ids.push(id).is_err(),
+                    FileKind::TempTable => false,
+                };
+                if full {
+                    overflow = Some(match kind {
+                        FileKind::Wal => Error::TooManyWals,
+                        _ => Error::TooManyTables,
+                    });
+                }
+            })
+            .storage()?;
+        if let Some(e) = overflow {
+            return Err(e);
+        }
+        wal_ids.sort_unstable();
+        table_ids.sort_unstable();
+
+        let mut tables: Vec<Table<F>, MAX_TABLES> = Vec::new();
+        for &id in &table_ids {
+            // Cannot fail: table_ids has the same capacity.
+            let _ = tables.push(Table::open(storage, id)?);
+        }
+        let mut version = Version { tables, next_id: max_id + 1 };
+
+        let stale = version.replaced_tables();
+        let covered = version.wal_covered();
+        if !read_only {
+            // The removals below rely on newer tables, which a run whose directory sync failed
+            // may have renamed into place without making the rename durable. Sync the directory
+            // first: otherwise a power cut could keep a removal and drop the rename that made it
+            // safe.
+            if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) {
+                storage.sync_dir().storage()?;
+            }
+            for &id in &stale {
+                storage.remove(&file_name(FileKind::Table, id)).storage()?;
+            }
+            let mut removed = !stale.is_empty();
+            for &id in wal_ids.iter().filter(|&&id| id <= covered) {
+                storage.remove(&file_name(FileKind::Wal, id)).storage()?;
+                removed = true;
+            }
+            if removed {
+                storage.sync_dir().storage()?;
+            }
+        }
+        version.tables.retain(|t| !stale.contains(&t.id()));
+        wal_ids.retain(|&id| id > covered);
+        Ok((version, Recovered { wals: wal_ids }))
+    }
+
+    /// Tables that a newer, compacted table replaces.
+    fn replaced_tables(&self) -> Vec<u64, MAX_TABLES> {
+        let mut stale = Vec::new();
+        for t in &self.tables {
+            if self.tables.iter().any(|u| u.footer().replaces_from <= t.id() && t.id() < u.id()) {
+                let _ = stale.push(t.id());
+            }
+        }
+        stale
+    }
+
+    /// A new file id, for a WAL or a table.
+    pub fn new_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The live tables, oldest first.
+    pub fn tables(&self) -> &[Table<F>] {
+        &self.tables
+    }
+
+    /// The live tables, oldest first, for reading.
+    pub fn tables_mut(&mut self) -> &mut [Table<F>] {
+        &mut self.tables
+    }
+
+    /// What [`crate::Db::tables`] reports.
+    pub fn infos(&self) -> impl Iterator<Item = TableInfo> + '_ {
+        self.tables.iter().map(Table::info)
+    }
+
+    /// Live tables.
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// True when no table is live.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// True when no further table can become live without a compaction.
+    pub fn is_full(&self) -> bool {
+        self.tables.is_full()
+    }
+
+    /// Bytes of all live tables.
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(Table::bytes).sum()
+    }
+
+    /// The newest WAL id whose writes are all in live tables (0: none).
+    pub fn wal_covered(&self) -> u64 {
+        self.tables.iter().map(|t| t.footer().wal_covered).max().unwrap_or(0)
+    }
+
+    /// Looks `key` up in the tables, newest first: the newest table's entry for it, if any.
+    pub fn get<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        key: &[u8],
+        out: &mut [u8],
+        counters: &mut ReadCounters,
+    ) -> Result<Lookup, S> {
+        let hash = crate::filter::key_hash(key);
+        for t in self.tables.iter_mut().rev() {
+            let found = t.get(storage, key, hash, out, counters)?;
+            if let Lookup::Found { .. } = found {
+                return Ok(found);
+            }
+        }
+        Ok(Lookup::Absent)
+    }
+
+    /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`.
+    pub fn add<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        id: u64,
+        file: F,
+        footer: Footer,
+    ) -> Result<(), S> {
+        if self.tables.is_full() {
+            return Err(Error::TooManyTables);
+        }
+        let (file, bytes) = publish(storage, file, id)?;
+        let _ = self.tables.push(Table::new(id, file, footer, bytes));
+        Ok(())
+    }
+
+    /// Makes the table just written by a compaction of the tables `start..` live in their place:
+    /// it takes the newest input's id (`<id>.tmp` renamed over `<id>.sst`), then the older inputs
+    /// are removed.
+    pub fn replace<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        start: usize,
+        file: F,
+        footer: Footer,
+    ) -> Result<(), S> {
+        let Some(id) = self.tables.last().map(Table::id) else { return Ok(()) };
+        let (file, bytes) = publish(storage, file, id)?;
+        let n = self.tables.len();
+        // No directory sync for these removals: an input that comes back after a power cut has
+        // an id in the durable output's `[replaces_from, id)`, and open removes it again.
+        for t in self.tables.get(start..n - 1).unwrap_or(&[]) {
+            storage.remove(&file_name(FileKind::Table, t.id())).storage()?;
+        }
+        self.tables.truncate(start);
+        let _ = self.tables.push(Table::new(id, file, footer, bytes));
+        event!("compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)", n - start, id, bytes);
+        Ok(())
+    }
+}
+
+/// Makes the finished table `<id>.tmp` durable and live as `<id>.sst`, atomically replacing a
+/// table of that id if there is one: sync the file, rename, sync the directory. Returns the file
+/// and its size.
+fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Result<(S::File, u64), S> {
+    storage.sync(&mut file).storage()?;
+    let bytes = storage.len(&mut file).storage()?;
+    storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;
+    storage.sync_dir().storage()?;
+    Ok((file, bytes))
+}
+
+/// Removes every `*.tmp`: tables whose writing a crash interrupted, never needed.
+fn remove_temp_files<S: Storage>(storage: &mut S) -> Result<(), S> {
+    let mut removed = false;
+    loop {
+        let mut batch: Vec<u64, 8> = Vec::new();
+        storage
+            .list(&mut |name| {
+                if let Some((FileKind::TempTable, id)) = parse_name(name) {
+                    let _ = batch.push(id);
+                }
+            })
+            .storage()?;
+        if batch.is_empty() {
+            break;
+        }
+        for id in batch {
+            storage.remove(&file_name(FileKind::TempTable, id)).storage()?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir().storage()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! Write-ahead log: every write is appended here as a framed record before the MemTable sees it.
+//!
+//! This folder owns the WAL: its format (here), the writer that appends to the current WAL and
+//! syncs it by the policy ([`writer`]), and replay on open, which decides what a damaged record
+//! is ([`replay`]).
+//!
+//! # Format (version 2)
+//! ```text
+//! 0      8                                   logical end                     file length
+//! [header][ record | record | ... | record ][ 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 ]
+//!   "MVWL" u16 version = 2, u16 0           the preallocated, unused tail
+//!
+//! record  = u32 len | u32 crc | payload           (crate::record framing; crc covers the payload)
+//! payload = u32 watermark | entry or write batch  (crate::entry, crate::batch)
+//! ```
+//! The **watermark** is the WAL's durable end when the record was written: the end of the last
+//! record a completed sync covered (the header's end, 8, when nothing was synced yet). A valid
+//! record therefore proves that every byte below its watermark reached the disk. That is how
+//! replay tells the two kinds of damage apart from what is on disk (see [`replay`]):
+//! - damage *below* a later record's watermark hit bytes that were synced: corruption;
+//! - damage at or above every later watermark hit bytes that were never synced: the unsynced
+//!   tail of a relaxed durability mode, which a power cut may return as any mix of old, new,
+//!   zero and torn pieces, in any order. The WAL is cut there, and what comes back is a prefix of
+//!   the writes.
+//!
+//! Format 1 (before the watermark) has no header (a file whose first four bytes are not `MVWL`):
+//! records of `entry or batch` payloads. It is still replayed, by the old rule (any valid record
+//! after damage makes the damage corruption); the engine never appends to it: a format-1 WAL that
+//! holds records is flushed to an SSTable on open, and an empty one is given a header.
+//! Files are named `<id>.wal` (16 hex digits) and replayed in id order.
+//!
+//! # Preallocation
+//! The writer extends the file with zeros ahead of itself, in chunks of [`preallocation_chunk`]
+//! bytes ([`crate::Storage::preallocate`]), so that appending a record and syncing it does not
+//! change the file's size: the sync then has no size to persist (on ext4, no journal commit).
+//! The engine keeps the logical end itself and never appends at `Storage::len`. Zeros after the
+//! last record are the WAL's clean end: a record header is never zero (its length is at least 1).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod replay;
+pub mod writer;
+
+pub use replay::{RecordHead, Replayed, WalReader};
+pub use writer::{OldWal, Wal, Wals};
+
+use embedded_io::{Seek, Write};
+
+use crate::batch;
+use crate::entry;
+use crate::error::Corruption;
+use crate::io::write_at;
+use crate::record::{Checksum, RecordHeader};
+
+/// The first four bytes of a WAL of format 2 and later.
+pub const MAGIC: [u8; 4] = *b"MVWL";
+/// The WAL format this build writes.
+pub const VERSION: u16 = 2;
+/// Bytes of the file header (format 2).
+pub const FILE_HEADER_LEN: u64 = 8;
+/// Bytes of the watermark at the front of every record's payload (format 2): a `u32`, so a WAL
+/// past 4 GiB stamps `u32::MAX` (claiming less was synced than was: weaker evidence, never false).
+pub const WATERMARK_LEN: usize = 4;
+
+/// The watermark a record carries when the WAL's durable end is `durable`.
+pub fn watermark(durable: u64) -> [u8; WATERMARK_LEN] {
+    u32::try_from(durable).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+/// The granule of WAL preallocation: file systems allocate in blocks of this size.
+pub const PREALLOCATION_GRANULE: u64 = 4096;
+
+/// The largest WAL preallocation chunk: 1 MiB.
+pub const MAX_PREALLOCATION_CHUNK: u64 = 1 << 20;
+
+/// How far ahead of the writer a WAL is extended, for MemTables of `memtable_bytes`: a quarter
+/// of a MemTable, rounded up to [`PREALLOCATION_GRANULE`], at most [`MAX_PREALLOCATION_CHUNK`].
+///
+/// A WAL holds about one MemTable's worth of records before rotation, so a chunk of a quarter
+/// MemTable extends each WAL about four times and leaves at most a quarter MemTable of unused
+/// zeros behind it; 1 MiB chunks cost one extension per about 8,000 records of 128 bytes.
+pub fn preallocation_chunk(memtable_bytes: usize) -> u64 {
+    let quarter = (memtable_bytes / 4) as u64;
+    let rounded = quarter.div_ceil(PREALLOCATION_GRANULE).saturating_mul(PREALLOCATION_GRANULE);
+    rounded.clamp(PREALLOCATION_GRANULE, MAX_PREALLOCATION_CHUNK)
+}
+
+/// The chunk a [`crate::Config::wal_preallocation`] setting gives, for MemTables of
+/// `memtable_bytes`: 0 means none.
+pub fn chunk_for(setting: Option<u64>, memtable_bytes: usize) -> u64 {
+    match setting {
+        None => preallocation_chunk(memtable_bytes),
+        Some(n) => n.div_ceil(PREALLOCATION_GRANULE).saturating_mul(PREALLOCATION_GRANULE),
+    }
+}
+
+/// Where to extend a WAL to when a record must end at `needed`: the next multiple of `chunk`
+/// at or after `needed`.
+pub fn preallocation_end(needed: u64, chunk: u64) -> u64 {
+    let chunk = chunk.max(1);
+    needed.div_ceil(chunk).saturating_mul(chunk)
+}
+
+/// The file header of a format-2 WAL.
+pub fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    let (magic, rest) = h.split_at_mut(MAGIC.len());
+    magic.copy_from_slice(&MAGIC);
+    if let Some(v) = rest.get_mut(..2) {
+        v.copy_from_slice(&VERSION.to_le_bytes());
+    }
+    h
+}
+
+/// Appends one record whose payload is the concatenation of `parts` at `end`, and hands it to
+/// the operating system (`flush`), so that it survives the death of the process; returns the
+/// new end. Durability against power loss needs [`crate::Storage::sync`] on top.
+pub fn append<IO: Write + Seek>(io: &mut IO, end: u64, parts: &[&[u8]]) -> Result<u64, IO::Error> {
+    append_with_prefix(io, end, &[], parts)
+}
+
+/// [`append`] of a payload made of `prefix` (a format-2 record's watermark) and then `parts`.
+pub fn append_with_prefix<IO: Write + Seek>(
+    io: &mut IO,
+    end: u64,
+    prefix: &[u8],
+    parts: &[&[u8]],
+) -> Result<u64, IO::Error> {
+    let mut crc = Checksum::new();
+    crc.update(prefix);
+    let mut len = prefix.len();
+    for p in parts {
+        crc.update(p);
+        len += p.len();
+    }
+    let header = RecordHeader { len: u32::try_from(len).unwrap_or(u32::MAX), crc: crc.finish() }.encode();
+    let end = write_at(io, end, &[&header, prefix])?;
+    let end = write_at(io, end, parts)?;
+    io.flush()?;
+    Ok(end)
+}
+
+/// Checks that a record's payload (after the watermark, in format 2) is an entry, or a write
+/// batch whose every item is an entry and whose count is right.
+pub fn check_body(body: &[u8]) -> Result<(), Corruption> {
+    match batch::declared_count(body) {
+        None => entry::decode(body).map(|_| ()),
+        Some(n) => {
+            let mut seen = 0;
+            for item in batch::Items::of(body) {
+                entry::decode(item.map_err(|()| Corruption::BadEntry)?)?;
+                seen += 1;
+            }
+            if seen == n {
+                Ok(())
+            } else {
+                Err(Corruption::BadEntry)
+            }
+        }
+    }
+}
+
+/// True when `head`, the first bytes of a record's body, can start an entry or a batch.
+pub fn plausible_body(head: &[u8]) -> bool {
+    entry::EntryHeader::decode(head).is_ok() || batch::declared_count(head).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::EntryHeader;
+    use crate::error::Error;
+    use crate::io::{read_exact_at, write_at};
+    use crate::mem_storage::{MemFile, MemStorage};
+    use crate::options::SyncPolicy;
+    use crate::record::{self, HEADER_LEN};
+    use crate::storage::Storage;
+
+    type Mem = MemStorage<Vec<u8>, 4>;
+
+    fn entry(key: &[u8]) -> Vec<u8> {
+        let (hb, hn) = EntryHeader { tombstone: false, key_len: key.len(), expires_at: None }.encode();
+        [&hb[..hn], key, b"value"].concat()
+    }
+
+    /// A WAL (id 1) with one record per key; `sync_after` keys are synced, the rest are not.
+    /// Returns the storage and where each record starts.
+    fn wal_with(keys: &[&[u8]], sync_after: usize, chunk: u64) -> (Mem, Vec<u64>) {
+        let mut s = Mem::new(vec![0; 1 << 16]);
+        let mut wal = Wal::create(&mut s, 1, chunk).unwrap();
+        let mut starts = vec![];
+        for (i, k) in keys.iter().enumerate() {
+            starts.push(FILE_HEADER_LEN + wal.record_bytes());
+            wal.append(&mut s, &[&entry(k)], 1, SyncPolicy::Manual).unwrap();
+            if i + 1 == sync_after {
+                wal.sync(&mut s).unwrap();
+            }
+        }
+        (s, starts)
+    }
+
+    /// Replays WAL 1: the keys of the records replayed, and how it ended.
+    fn replay(s: &mut Mem, newest: bool) -> Result<(Vec<Vec<u8>>, Replayed), Error<crate::MemError>> {
+        let mut r = WalReader::open(s, 1, newest, false)?;
+        let mut keys = vec![];
+        while let Some(head) = r.next(s)? {
+            let mut body = vec![0u8; head.len];
+            if !r.read(s, &mut body)? {
+                break;
+            }
+            keys.push(crate::entry::decode(&body).unwrap().key.to_vec());
+        }
+        Ok((keys, r.finish().1))
+    }
+
+    fn file(s: &mut Mem) -> MemFile {
+        s.open("0000000000000001.wal").unwrap()
+    }
+
+    fn overwrite(s: &mut Mem, at: u64, bytes: &[u8]) {
+        let mut f = file(s);
+        write_at(&mut s.io(&mut f), at, &[bytes]).unwrap();
+    }
+
+    #[test]
+    fn append_writes_every_part_of_a_record() {
+        // Four parts: the writer's watermark, an entry header, a key and a value.
+        let mut s = Mem::new(vec![0; 4096]);
+        let mut f = s.create("x").unwrap();
+        let end = append(&mut s.io(&mut f), 0, &[b"wwww", b"h", b"key", b"value"]).unwrap();
+        assert_eq!(end, (HEADER_LEN + 13) as u64);
+        let mut bytes = vec![0u8; end as usize];
+        read_exact_at(&mut s.io(&mut f), 0, &mut bytes).unwrap();
+        let (payload, used) = record::decode(&bytes).unwrap();
+        assert_eq!((payload, used), (&b"wwwwhkeyvalue"[..], end as usize));
+    }
+
+    #[test]
+    fn appended_records_are_replayed_in_order_and_a_zero_tail_is_a_clean_end() {
+        let (mut s, starts) = wal_with(&[b"a", b"bb", b"ccc"], 3, 0);
+        // MemStorage does not preallocate: write the zeros an extension would have added.
+        let records_end = read_all(&mut s).len() as u64;
+        overwrite(&mut s, records_end, &[0u8; 4096]);
+        let (keys, end) = replay(&mut s, true).unwrap();
+        assert_eq!(keys, vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+        assert_eq!(starts[0], FILE_HEADER_LEN);
+        assert_eq!((end.len, end.file_len, end.torn_tail_cut), (records_end, records_end + 4096, false));
+        let mut f = file(&mut s);
+        assert_eq!(s.len(&mut f).unwrap(), records_end + 4096, "the zeros stay");
+    }
+
+    #[test]
+    fn a_hole_in_the_unsynced_tail_cuts_the_wal_before_it() {
+        // a, b synced; c, d not. A power cut kept d's bytes but not c's.
+        let (mut s, starts) = wal_with(&[b"a", b"b", b"c", b"d"], 2, 0);
+        let c_len = (starts[3] - starts[2]) as usize;
+        overwrite(&mut s, starts[2], &vec![0u8; c_len]);
+        let (keys, end) = replay(&mut s, true).unwrap();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()], "d must not survive without c");
+        assert!(end.torn_tail_cut);
+        assert_eq!(end.len, starts[2]);
+        let mut f = file(&mut s);
+        assert_eq!(s.len(&mut f).unwrap(), starts[2], "cut before new appends");
+    }
+
+    #[test]
+    fn damage_below_a_later_records_watermark_is_corruption() {
+        // a, b synced; c written after the sync carries b's end as its watermark.
+        let (mut s, starts) = wal_with(&[b"a", b"b", b"c"], 2, 0);
+        overwrite(&mut s, starts[1] + HEADER_LEN as u64 + 9, b"X");
+        match replay(&mut s, true) {
+            Err(Error::Corrupted { offset, kind, .. }) => {
+                assert_eq!((offset, kind), (starts[1], crate::Corruption::WalRecordBeforeValidData))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn damage_in_an_older_wal_is_corruption_even_without_valid_data_after_it() {
+        let (mut s, starts) = wal_with(&[b"a", b"b"], 2, 0);
+        overwrite(&mut s, starts[1] + 3, b"X");
+        assert!(matches!(
+            replay(&mut s, false),
+            Err(Error::Corrupted { kind: crate::Corruption::Truncated, .. })
+        ));
+        let (keys, end) = replay(&mut s, true).unwrap();
+        assert_eq!((keys.len(), end.torn_tail_cut), (1, true), "the newest WAL's torn tail is cut");
+    }
+
+    #[test]
+    fn a_format_1_wal_without_header_is_replayed_by_the_old_rule() {
+        let mut s = Mem::new(vec![0; 1 << 16]);
+        let mut f = s.create("0000000000000001.wal").unwrap();
+        let mut end = 0;
+        let mut starts = vec![];
+        for k in [&b"a"[..], b"b", b"c"] {
+            starts.push(end);
+            end = append(&mut s.io(&mut f), end, &[&entry(k)]).unwrap();
+        }
+        let (keys, r) = replay(&mut s, true).unwrap();
+        assert_eq!((keys.len(), r.len), (3, end));
+        // Damage followed by any valid record is corruption in format 1.
+        overwrite(&mut s, starts[1] + HEADER_LEN as u64, b"\x09");
+        assert!(matches!(
+            replay(&mut s, true),
+            Err(Error::Corrupted { kind: crate::Corruption::WalRecordBeforeValidData, .. })
+        ));
+    }
+
+    #[test]
+    fn torn_tails_are_cut_at_every_length() {
+        let (mut s0, starts) = wal_with(&[b"a", b"bb", b"ccc"], 3, 0);
+        let whole = read_all(&mut s0);
+        let full = starts[2] + (HEADER_LEN + WATERMARK_LEN + entry(b"ccc").len()) as u64;
+        assert_eq!(whole.len() as u64, full);
+        for cut in starts[2] + 1..full {
+            let mut s = Mem::new(vec![0; 1 << 16]);
+            let mut src = whole.clone();
+            let mut f = s.create("0000000000000001.wal").unwrap();
+            src.truncate(cut as usize);
+            write_at(&mut s.io(&mut f), 0, &[&src]).unwrap();
+            let (keys, end) = replay(&mut s, true).unwrap();
+            assert_eq!((keys.len(), end.len, end.torn_tail_cut), (2, starts[2], true), "cut at {cut}");
+        }
+    }
+
+    fn read_all(s: &mut Mem) -> Vec<u8> {
+        let mut f = file(s);
+        let len = s.len(&mut f).unwrap() as usize;
+        let mut b = vec![0u8; len];
+        read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn preallocation_chunks_are_whole_blocks_scaled_to_the_memtable() {
+        assert_eq!(preallocation_chunk(512), PREALLOCATION_GRANULE);
+        assert_eq!(preallocation_chunk(64 << 10), 16 << 10);
+        assert_eq!(preallocation_chunk(4 << 20), 1 << 20);
+        assert_eq!(preallocation_chunk(64 << 20), MAX_PREALLOCATION_CHUNK);
+        assert_eq!(preallocation_chunk(100_000) % PREALLOCATION_GRANULE, 0);
+        assert_eq!(preallocation_end(1, 4096), 4096);
+        assert_eq!(preallocation_end(4096, 4096), 4096);
+        assert_eq!(preallocation_end(4097, 4096), 8192);
+        assert_eq!(preallocation_end(3 << 20, 1 << 20), 3 << 20);
+        assert_eq!(
+            (chunk_for(Some(0), 4 << 20), chunk_for(Some(1), 1), chunk_for(None, 4 << 20)),
+            (0, 4096, 1 << 20)
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The WAL writer: [`Wal`] owns the current WAL file, its logical end, how far it has been
+//! extended, its durable end (the watermark stamped on each new record) and the count of writes
+//! not yet synced, and applies the sync policy. [`Wals`] adds the older WAL files that a
+//! MemTable still needs, and rotation from one WAL to the next.
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+use heapless::Vec;
+
+use super::{append_with_prefix, file_header, preallocation_end, watermark, Replayed, FILE_HEADER_LEN};
+use crate::error::{Error, ResultExt};
+use crate::io::write_at;
+use crate::limits::MAX_WALS;
+use crate::log::event;
+use crate::names::{file_name, FileKind};
+use crate::options::SyncPolicy;
+use crate::storage::Storage;
+
+type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
+
+/// The WAL that takes new writes.
+pub struct Wal<F> {
+    id: u64,
+    file: F,
+    /// The logical end: where the next record goes. Bytes from here to the end of the file are
+    /// zeros (the preallocated tail).
+    len: u64,
+    /// The length the file was last extended to, or found with at open; a record ending at or
+    /// below it does not change the file's size.
+    allocated: u64,
+    /// The end of the records the last completed sync covered: the watermark of new records.
+    durable: u64,
+    /// User writes appended since the last sync.
+    unsynced: u32,
+    /// How far ahead the file is extended (0: never).
+    chunk: u64,
+}
+
+impl<F> Wal<F> {
+    /// Creates WAL `id`: writes its header, syncs it and the directory, so that no record is
+    /// ever appended to a WAL whose name or header a power cut could take.
+    pub fn create<S: Storage<File = F>>(storage: &mut S, id: u64, chunk: u64) -> Result<Self, S> {
+        let file = storage.create(&file_name(FileKind::Wal, id)).storage()?;
+        let mut wal = Wal { id, file, len: 0, allocated: 0, durable: 0, unsynced: 0, chunk };
+        wal.write_header(storage)?;
+        storage.sync_dir().storage()?;
+        Ok(wal)
+    }
+
+    /// Continues WAL `id` after replay: its records end at `end.len` in a file `end.file_len`
+    /// bytes long. A WAL with no header yet (an empty or all-zero file) is given one.
+    pub fn adopt<S: Storage<File = F>>(
+        storage: &mut S,
+        id: u64,
+        file: F,
+        end: Replayed,
+        chunk: u64,
+    ) -> Result<Self, S> {
+        let mut wal =
+            Wal { id, file, len: end.len, allocated: end.file_len, durable: end.len, unsynced: 0, chunk };
+        if end.len < FILE_HEADER_LEN {
+            wal.write_header(storage)?;
+        }
+        Ok(wal)
+    }
+
+    /// Writes the header at the start of an empty (or all-zero) file and syncs it.
+    fn write_header<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+        let end = {
+            let io = &mut storage.io(&mut self.file);
+            let end = write_at(io, 0, &[&file_header()]).storage()?;
+            embedded_io::Write::flush(io).storage()?;
+            end
+        };
+        storage.sync(&mut self.file).storage()?;
+        self.len = end;
+        self.allocated = self.allocated.max(end);
+        self.durable = end;
+        Ok(())
+    }
+
+    /// The WAL's id (its file is `<id>.wal`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Bytes of records (the logical end, without the header).
+    pub fn record_bytes(&self) -> u64 {
+        self.len.saturating_sub(FILE_HEADER_LEN)
+    }
+
+    /// User writes appended since the last sync.
+    pub fn unsynced(&self) -> u32 {
+        self.unsynced
+    }
+
+    /// Appends one record of `body` (an entry's parts, or a batch) carrying `writes` user writes,
+    /// extending the file first when the record would end past its extension; then syncs when
+    /// `policy` says so. The record is handed to the operating system before this returns.
+    pub fn append<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        body: &[&[u8]],
+        writes: u32,
+        policy: SyncPolicy,
+    ) -> Result<(), S> {
+        let watermark = watermark(self.durable);
+        let record_len = (crate::record::HEADER_LEN + watermark.len()) as u64
+            + body.iter().map(|p| p.len() as u64).sum::<u64>();
+        let needed = self.len + record_len;
+        if self.chunk > 0 && needed > self.allocated {
+            // Extend ahead of the writer, so that this record's sync (and the next chunk's worth
+            // of them) has no file size to persist. Nothing of the record is written yet if it
+            // fails.
+            let target = preallocation_end(needed, self.chunk);
+            storage.preallocate(&mut self.file, target).storage()?;
+            self.allocated = target;
+        }
+        self.len =
+            append_with_prefix(&mut storage.io(&mut self.file), self.len, &watermark, body).storage()?;
+        self.unsynced = self.unsynced.saturating_add(writes);
+        let due = match policy {
+            SyncPolicy::EveryWrite => true,
+            SyncPolicy::EveryN(n) => self.unsynced >= n,
+            SyncPolicy::Manual => false,
+        };
+        if due {
+            self.sync(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable; later records carry the new watermark.
+    pub fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+        storage.sync(&mut self.file).storage()?;
+        self.durable = self.len;
+        self.unsynced = 0;
+        Ok(())
+    }
+}
+
+/// An older WAL still needed by a MemTable: its id and its bytes of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldWal {
+    /// The WAL's id.
+    pub id: u64,
+    /// Bytes of records in it.
+    pub record_bytes: u64,
+}
+
+/// The WAL files: the current one (none when the database is read-only) and the older ones whose
+/// writes are not yet in SSTables.
+pub struct Wals<F> {
+    current: Option<Wal<F>>,
+    older: Vec<OldWal, MAX_WALS>,
+}
+
+impl<F> Default for Wals<F> {
+    fn default() -> Self {
+        Wals { current: None, older: Vec::new() }
+    }
+}
+
+impl<F> Wals<F> {
+    /// The WAL that takes writes, if any.
+    pub fn current(&mut self) -> Option<&mut Wal<F>> {
+        self.current.as_mut()
+    }
+
+    /// True when a WAL takes writes.
+    pub fn has_current(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Makes `wal` the WAL that takes writes.
+    pub fn set_current(&mut self, wal: Wal<F>) {
+        self.current = Some(wal);
+    }
+
+    /// Records an older WAL (found on open) whose writes are in a MemTable.
+    pub fn push_older<E>(&mut self, old: OldWal) -> core::result::Result<(), Error<E>> {
+        self.older.push(old).map_err(|_| Error::TooManyWals)
+    }
+
+    /// True when older WALs are waiting to be retired.
+    pub fn has_older(&self) -> bool {
+        !self.older.is_empty()
+    }
+
+    /// Bytes of records in every live WAL.
+    pub fn record_bytes(&self) -> u64 {
+        self.current.as_ref().map_or(0, Wal::record_bytes)
+            + self.older.iter().map(|w| w.record_bytes).sum::<u64>()
+    }
+
+    /// Writes not yet synced in the current WAL.
+    pub fn unsynced(&self) -> u32 {
+        self.current.as_ref().map_or(0, Wal::unsynced)
+    }
+
+    /// Starts WAL `id`: syncs the current one first (records must never follow in a new WAL
+    /// while earlier ones could still be lost), then creates the new one. Returns the id of the
+    /// WAL it replaced, which now belongs to the immutable MemTable.
+    pub fn rotate<S: Storage<File = F>>(&mut self, storage: &mut S, id: u64) -> Result<u64, S> {
+        let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
+        if self.older.is_full() {
+            return Err(Error::TooManyWals);
+        }
+        if current.unsynced > 0 {
+            current.sync(storage)?;
+        }
+        let new = Wal::create(storage, id, current.chunk)?;
+        // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
+        // is removed at the next flush; cutting it would cost a truncate on this write's path.
+        let old = core::mem::replace(current, new);
+        let _ = self.older.push(OldWal { id: old.id, record_bytes: old.record_bytes() });
+        let old = old.id;
+        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old, id);
+        Ok(old)
+    }
+
+    /// Removes the older WALs whose writes are all in SSTables: those up to `covered`.
+    ///
+    /// No directory sync: a WAL that comes back after a power cut is one the durable table's
+    /// `wal_covered` names, and open removes it again.
+    pub fn retire<S: Storage<File = F>>(&mut self, storage: &mut S, covered: u64) -> Result<(), S> {
+        for w in self.older.iter().filter(|w| w.id <= covered) {
+            storage.remove(&file_name(FileKind::Wal, w.id)).storage()?;
+        }
+        self.older.retain(|w| w.id > covered);
+        Ok(())
+    }
+}
