@@ -132,7 +132,10 @@ impl Db {
             storage,
             now_millis as fn() -> u64,
             [vec![0u8; bytes], vec![0u8; bytes]],
-            minivault_core::Config::with_sync(sync),
+            minivault_core::Config {
+                wal_preallocation: options.wal_preallocation_bytes,
+                ..minivault_core::Config::with_sync(sync)
+            },
         )?;
         Ok(Db {
             engine,

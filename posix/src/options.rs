@@ -46,6 +46,14 @@ pub struct Options {
     /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
     /// most 16 GiB.
     pub row_cache_bytes: usize,
+    /// How far ahead of the writer the WAL file is extended (`fallocate`), so that a durable
+    /// write's `fdatasync` has no file size to commit. `None` (the default): a quarter of a
+    /// MemTable's arena, rounded up to 4 KiB, at most 1 MiB (896 KiB with the default
+    /// MemTables); `Some(0)`: never extended, the WAL grows with its records; `Some(n)`: `n`
+    /// rounded up to 4 KiB, at most 1 GiB. This is also about what a fresh database takes on
+    /// disk beyond its records: 896 KiB by default, 64 KiB with `Some(64 << 10)`, 4 KiB with
+    /// `Some(0)`; `docs/BENCHMARKS.md` measures what each costs durable writes.
+    pub wal_preallocation_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -55,6 +63,7 @@ impl Default for Options {
             durability: Durability::Always,
             cache_bytes: storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
+            wal_preallocation_bytes: None,
         }
     }
 }
@@ -70,6 +79,9 @@ impl Options {
         SizeLimit { min: 0, ..MEMTABLE_BYTES }.check(self.memtable_bytes as u64)?;
         CACHE_BYTES.check(self.cache_bytes as u64)?;
         ROW_CACHE_BYTES.check(self.row_cache_bytes as u64)?;
+        if let Some(step) = self.wal_preallocation_bytes {
+            WAL_PREALLOCATION_BYTES.check(step)?;
+        }
         Ok(())
     }
 
@@ -119,6 +131,10 @@ pub const CACHE_BYTES: SizeLimit = SizeLimit { name: "cache_bytes", min: 0, max:
 /// [`Options::row_cache_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit
 /// targets).
 pub const ROW_CACHE_BYTES: SizeLimit = SizeLimit { name: "row_cache_bytes", min: 0, max: max_cache() };
+
+/// [`Options::wal_preallocation_bytes`]: 0 (off) ..= 1 GiB.
+pub const WAL_PREALLOCATION_BYTES: SizeLimit =
+    SizeLimit { name: "wal_preallocation_bytes", min: 0, max: 1 << 30 };
 
 const fn max_cache() -> u64 {
     let limit: u64 = 16 << 30;

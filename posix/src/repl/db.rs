@@ -92,6 +92,12 @@ impl ReplBackend for Db {
             human_bytes(o.row_cache_bytes as u64),
         );
         let _ = writeln!(out, "disk       {}", disk_usage(self));
+        let step = minivault_core::wal::chunk_for(o.wal_preallocation_bytes, s.memtable_capacity_bytes);
+        let _ = writeln!(
+            out,
+            "wal step   {} (the WAL is extended this far ahead of its records)",
+            if step == 0 { String::from("off") } else { human_bytes(step) }
+        );
         let _ = writeln!(out, "# memtable");
         let _ = writeln!(
             out,
