@@ -45,7 +45,11 @@ fn the_wal_preallocation_step_bounds_a_fresh_database_on_disk() {
 #[test]
 fn the_binary_takes_the_step_as_an_option() {
     let cwd = tempfile::tempdir().unwrap();
-    let ran = common::cli::minivault_in(cwd.path(), ["--wal-preallocation-bytes", "0", "db"], "put a 1\nput b 2\nput c 3\n");
+    let ran = common::cli::minivault_in(
+        cwd.path(),
+        ["--wal-preallocation-bytes", "0", "db"],
+        "put a 1\nput b 2\nput c 3\n",
+    );
     assert_eq!((ran.stdout.as_str(), ran.code), ("OK\nOK\nOK\n", 0), "{}", ran.stderr);
     assert!(allocated(&cwd.path().join("db")) <= 16 << 10);
     let info = common::cli::minivault_in(cwd.path(), ["--wal-preallocation-bytes", "0", "db", "info"], "");

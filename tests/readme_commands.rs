@@ -122,7 +122,13 @@ fn every_console_command_in_the_readme_runs_as_written() {
             ran.stderr
         );
         let shows_its_status = step.command.contains("$?");
-        assert!(shows_its_status || ran.code == 0, "`$ {}` exited {}: {}", step.command, ran.code, ran.stderr);
+        assert!(
+            shows_its_status || ran.code == 0,
+            "`$ {}` exited {}: {}",
+            step.command,
+            ran.code,
+            ran.stderr
+        );
     }
     assert!(cwd.path().join("minivault-data").is_dir(), "the first command created ./minivault-data");
     assert!(cwd.path().join("tbdata").is_dir(), "the example wrote to the relative directory tbdata");
@@ -134,7 +140,8 @@ fn the_readme_library_snippet_is_the_crate_doctest() {
     let start = readme.find("```rust\n").expect("a rust block") + "```rust\n".len();
     let snippet = &readme[start..start + readme[start..].find("```").expect("its end")];
     let lib = std::fs::read_to_string(repo().join("posix/src/lib.rs")).unwrap();
-    let doc: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!"))).collect();
+    let doc: Vec<&str> =
+        lib.lines().filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!"))).collect();
     let mut at = 0;
     for line in snippet.lines() {
         match doc[at..].iter().position(|d| *d == line) {

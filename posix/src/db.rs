@@ -19,6 +19,26 @@ pub fn now_millis() -> u64 {
 
 type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
+/// How many times a read-only open starts again when a file it listed was removed (by a writer
+/// retiring it) before it could open it.
+pub const READ_ONLY_OPEN_ATTEMPTS: u32 = 20;
+
+/// Opens the engine over `storage` with `options`' durability, WAL step and read-only flag.
+fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
+    let sync = match options.durability {
+        Durability::Always => minivault_core::SyncPolicy::EveryWrite,
+        Durability::EveryN(n) => minivault_core::SyncPolicy::EveryN(n.max(1)),
+        Durability::Periodic(_) | Durability::Manual => minivault_core::SyncPolicy::Manual,
+    };
+    let bytes = options.memtable_bytes;
+    let config = minivault_core::Config {
+        wal_preallocation: options.wal_preallocation_bytes,
+        read_only: options.read_only,
+        ..minivault_core::Config::with_sync(sync)
+    };
+    Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
+}
+
 /// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
 pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);
 
@@ -51,7 +71,8 @@ pub struct Db {
     /// Set by [`Db::close`], which has done the final sync that drop would do.
     closed: bool,
     // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
-    _lock: DirLock,
+    // None when read-only: a reader takes no lock.
+    _lock: Option<DirLock>,
     dir: PathBuf,
 }
 
@@ -114,6 +135,9 @@ impl Db {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let open_err = |source| Error::Open { dir: dir.clone(), source };
+        if options.read_only {
+            return Db::open_read_only(dir, options);
+        }
         let storage = PosixStorage::open_dir_with_cache(&dir, options.cache_bytes).map_err(open_err)?;
         let lock = DirLock::acquire(&dir).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -122,22 +146,35 @@ impl Db {
                 open_err(e)
             }
         })?;
-        let sync = match options.durability {
-            Durability::Always => minivault_core::SyncPolicy::EveryWrite,
-            Durability::EveryN(n) => minivault_core::SyncPolicy::EveryN(n.max(1)),
-            Durability::Periodic(_) | Durability::Manual => minivault_core::SyncPolicy::Manual,
-        };
-        let bytes = options.memtable_bytes;
-        let engine = Engine::open(
-            storage,
-            now_millis as fn() -> u64,
-            [vec![0u8; bytes], vec![0u8; bytes]],
-            minivault_core::Config {
-                wal_preallocation: options.wal_preallocation_bytes,
-                ..minivault_core::Config::with_sync(sync)
-            },
-        )?;
-        Ok(Db {
+        let engine = open_engine(storage, &options)?;
+        Ok(Db::new(engine, options, Some(lock), dir))
+    }
+
+    /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
+    /// retire a file (a WAL a flush covered, tables a compaction merged) between the engine
+    /// listing the directory and opening it: then the open starts again, up to
+    /// [`READ_ONLY_OPEN_ATTEMPTS`] times. Once open, the handle holds every file it needs open,
+    /// so later removals cannot touch what it sees.
+    fn open_read_only(dir: PathBuf, options: Options) -> Result<Db, Error> {
+        let mut attempt = 1;
+        loop {
+            let storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
+                .map_err(|source| Error::Open { dir: dir.clone(), source })?;
+            match open_engine(storage, &options) {
+                Ok(engine) => return Ok(Db::new(engine, options, None, dir)),
+                Err(Error::Engine(minivault_core::Error::Storage(e)))
+                    if e.kind() == io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn new(engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
+        Db {
             engine,
             options,
             last_sync: Instant::now(),
@@ -146,7 +183,12 @@ impl Db {
             closed: false,
             _lock: lock,
             dir,
-        })
+        }
+    }
+
+    /// True when opened with [`Options::read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.engine.is_read_only()
     }
 
     /// The database directory.
@@ -327,7 +369,7 @@ impl Db {
     /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
     /// sync failed (what was acknowledged since the last good sync may then be lost).
     pub fn close(mut self) -> Result<(), Error> {
-        let synced = self.engine.sync();
+        let synced = if self.is_read_only() { Ok(()) } else { self.engine.sync() };
         self.closed = true;
         synced.map_err(Error::from)
     }
@@ -335,7 +377,7 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if !self.closed {
+        if !self.closed && !self.is_read_only() {
             // Relaxed modes: a clean close makes everything durable. Errors cannot be reported
             // here; `close` reports them.
             let _ = self.engine.sync();

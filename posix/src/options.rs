@@ -54,6 +54,15 @@ pub struct Options {
     /// disk beyond its records: 896 KiB by default, 64 KiB with `Some(64 << 10)`, 4 KiB with
     /// `Some(0)`; `docs/BENCHMARKS.md` measures what each costs durable writes.
     pub wal_preallocation_bytes: Option<u64>,
+    /// Open without writing anything: no directory is created, no lock is taken, every file is
+    /// opened read-only, recovery changes nothing (a torn WAL tail is just the end, not cut;
+    /// leftovers of an interrupted flush or compaction are left alone), and every write,
+    /// `flush` and `sync` fails with [`crate::EngineError::ReadOnly`]. It works on a directory
+    /// the process may not write to, and while another process has the database open for
+    /// writing. The handle sees the database as it was when it opened: every SSTable then
+    /// present and every WAL record then written (handed to the OS), and nothing written since
+    /// (open again to see newer writes). Default `false`.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -64,6 +73,7 @@ impl Default for Options {
             cache_bytes: storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
             wal_preallocation_bytes: None,
+            read_only: false,
         }
     }
 }

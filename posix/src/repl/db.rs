@@ -82,7 +82,11 @@ impl ReplBackend for Db {
         // Writing to a String cannot fail.
         let _ = writeln!(out, "# database");
         let _ = writeln!(out, "dir        {}", self.path().display());
-        let _ = writeln!(out, "durability {:?}", o.durability);
+        if self.is_read_only() {
+            let _ = writeln!(out, "mode       read-only: the database as it was when opened; writes refused");
+        } else {
+            let _ = writeln!(out, "durability {:?}", o.durability);
+        }
         let _ = writeln!(
             out,
             "memory     at most {} (2 MemTables of {}, page cache {}, row cache {})",

@@ -62,6 +62,9 @@ pub struct PosixStorage {
     dir: OwnedFd,
     /// Pages read from this directory's files, shared by every open file.
     cache: Arc<Mutex<PageCache>>,
+    /// Opened with [`PosixStorage::open_dir_read_only`]: files are opened `O_RDONLY`, and every
+    /// call that would change the directory or a file fails.
+    read_only: bool,
 }
 
 impl PosixStorage {
@@ -75,11 +78,36 @@ impl PosixStorage {
     /// Like [`PosixStorage::open_dir`], with a read cache of `cache_bytes` (0 disables it).
     pub fn open_dir_with_cache(path: &Path, cache_bytes: usize) -> io::Result<Self> {
         create_dir_durably(path)?;
+        Self::open_existing(path, cache_bytes, false)
+    }
+
+    /// Opens the existing directory at `path` for reading only: nothing is created, files are
+    /// opened `O_RDONLY`, and creating, truncating, extending, syncing, renaming or removing
+    /// fails with [`io::ErrorKind::PermissionDenied`]. Works without write permission.
+    pub fn open_dir_read_only(path: &Path, cache_bytes: usize) -> io::Result<Self> {
+        Self::open_existing(path, cache_bytes, true)
+    }
+
+    fn open_existing(path: &Path, cache_bytes: usize, read_only: bool) -> io::Result<Self> {
         // std opens with O_CLOEXEC; with read-only access and O_DIRECTORY these are exactly the
         // flags we want, without an `unsafe` block.
         let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
         let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
-        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache })
+        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache, read_only })
+    }
+
+    /// True when opened with [`PosixStorage::open_dir_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Fails when the storage is read-only: the guard of every call that changes something.
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "the storage is open read-only"))
+        } else {
+            Ok(())
+        }
     }
 
     /// The directory this storage works in.
@@ -114,11 +142,12 @@ impl Storage for PosixStorage {
     type Io<'a> = &'a mut PosixFile;
 
     fn create(&mut self, name: &str) -> io::Result<PosixFile> {
+        self.writable()?;
         self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
     }
 
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
-        self.open_at(name, libc::O_RDWR)
+        self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })
     }
 
     fn io<'a>(&'a mut self, file: &'a mut PosixFile) -> &'a mut PosixFile {
@@ -131,12 +160,14 @@ impl Storage for PosixStorage {
     }
 
     fn truncate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        self.writable()?;
         file.flush_buffer()?;
         lock(&self.cache).forget(file.key);
         sys::ftruncate(file.fd.as_fd(), len)
     }
 
     fn preallocate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        self.writable()?;
         // Buffered bytes land first, so the extension starts past them.
         file.flush_buffer()?;
         let size = sys::fstat_size(file.fd.as_fd())?;
@@ -151,19 +182,23 @@ impl Storage for PosixStorage {
     }
 
     fn sync(&mut self, file: &mut PosixFile) -> io::Result<()> {
+        self.writable()?;
         file.flush_buffer()?;
         sys::sync_data(file.fd.as_fd())
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.writable()?;
         sys::rename_at(self.dir.as_fd(), &file_name(from)?, &file_name(to)?)
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.writable()?;
         sys::unlink_at(self.dir.as_fd(), &file_name(name)?)
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {
+        self.writable()?;
         sys::sync_dir(self.dir.as_fd())
     }
 
@@ -390,6 +425,33 @@ pub(crate) mod tests {
         let path = root.path().join("file");
         fs::write(&path, b"x").unwrap();
         assert!(PosixStorage::open_dir(&path).is_err());
+    }
+
+    #[test]
+    fn a_read_only_storage_reads_and_changes_nothing() {
+        let (dir, mut storage) = storage();
+        let mut f = storage.create("f").unwrap();
+        f.write_all(b"contents").unwrap();
+        storage.sync(&mut f).unwrap();
+        let mut ro = PosixStorage::open_dir_read_only(dir.path(), 0).unwrap();
+        assert!(ro.is_read_only());
+        let mut g = ro.open("f").unwrap();
+        assert_eq!(read_all(&mut ro, &mut g), b"contents");
+        let denied = |r: io::Result<()>| r.unwrap_err().kind();
+        assert_eq!(ro.create("new").unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.truncate(&mut g, 0)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.preallocate(&mut g, 1 << 20)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.sync(&mut g)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.rename("f", "g")), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.remove("f")), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.sync_dir()), io::ErrorKind::PermissionDenied);
+        // The descriptor itself is read-only: a write cannot reach the file.
+        g.write_all(b"x").unwrap();
+        assert!(g.flush().is_err());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"contents");
+        let missing = PosixStorage::open_dir_read_only(&dir.path().join("missing"), 0).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(!dir.path().join("missing").exists());
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
             Long("strict") => strict = true,
+            Long("read-only") => options.read_only = true,
             Long("sync") => options.durability = parse_sync(&text_value(&mut parser, "--sync")?)?,
             Long("memtable-bytes") => {
                 options.memtable_bytes = size_option(&mut parser, "--memtable-bytes", MEMTABLE_BYTES)?;
@@ -170,6 +171,9 @@ Options (before DIR):
                            MemTable, at most 1 MiB: 896 KiB, which a fresh database takes on
                            disk; 0 turns it off; up to {walpre_max})
   --strict                 piped input: stop at the first ERR reply, exit code 1
+  --read-only              open without writing anything and without the lock: works on a
+                           directory you cannot write and while another process writes; sees
+                           the database as it was when opened; writes reply ERR
   -h, --help               this text
   -V, --version            the version
 SIZE is a number of bytes, optionally with K, M or G (KiB, MiB, GiB): 64K, 4M, 1G.
@@ -217,6 +221,7 @@ mod tests {
 
     #[test]
     fn the_first_word_is_dir_and_the_rest_is_the_command() {
+        assert!(run(&["--read-only", "db"]).unwrap().options.read_only);
         let a = run(&["--strict", "db", "put", "--not-an-option", "-1"]).unwrap();
         assert_eq!((a.dir, a.dir_given, a.strict), (PathBuf::from("db"), true, true));
         assert_eq!(a.command, ["put", "--not-an-option", "-1"]);
