@@ -19,10 +19,6 @@ pub fn now_millis() -> u64 {
 
 type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
-/// How many times a read-only open starts again when a file it listed was removed (by a writer
-/// retiring it) before it could open it.
-pub const READ_ONLY_OPEN_ATTEMPTS: u32 = 20;
-
 /// Opens the engine over `storage` with `options`' durability, WAL step and read-only flag.
 fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
     let sync = match options.durability {
@@ -152,25 +148,14 @@ impl Db {
 
     /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
     /// retire a file (a WAL a flush covered, tables a compaction merged) between the engine
-    /// listing the directory and opening it: then the open starts again, up to
-    /// [`READ_ONLY_OPEN_ATTEMPTS`] times. Once open, the handle holds every file it needs open,
-    /// so later removals cannot touch what it sees.
+    /// listing the directory and opening the file: the engine then starts its open again
+    /// ([`minivault_core::Config::read_only`]). Once open, the handle holds every file it reads
+    /// open, so later removals cannot touch what it sees.
     fn open_read_only(dir: PathBuf, options: Options) -> Result<Db, Error> {
-        let mut attempt = 1;
-        loop {
-            let storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
-                .map_err(|source| Error::Open { dir: dir.clone(), source })?;
-            match open_engine(storage, &options) {
-                Ok(engine) => return Ok(Db::new(engine, options, None, dir)),
-                Err(Error::Engine(minivault_core::Error::Storage(e)))
-                    if e.kind() == io::ErrorKind::NotFound && attempt < READ_ONLY_OPEN_ATTEMPTS =>
-                {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
+            .map_err(|source| Error::Open { dir: dir.clone(), source })?;
+        let engine = open_engine(storage, &options)?;
+        Ok(Db::new(engine, options, None, dir))
     }
 
     fn new(engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
