@@ -222,6 +222,8 @@ impl Editor {
     fn show(&mut self, text: String) {
         self.line = text;
         self.cursor = self.line.len();
+        // The old scroll offset may not even be a character boundary of the new text.
+        self.scroll = 0;
         self.too_long = false;
     }
 
@@ -422,6 +424,49 @@ mod tests {
         let mut e = typed(&"v".repeat(1 << 20));
         let (shown, column) = e.view(80);
         assert_eq!((shown.len(), column), (78, 78), "the cursor sits just after the last character drawn");
+    }
+
+    #[test]
+    fn no_sequence_of_keys_panics_or_loses_the_cursor() {
+        // xorshift64: deterministic, no crate.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let history = History::from_lines(["\u{4e16}\u{754c} \u{e9}t\u{e9}".to_owned(), "x".repeat(300)]);
+        let mut e = Editor::new(200, history);
+        const CHARS: [char; 6] = ['a', ' ', '\u{e9}', '\u{4e16}', '\t', '\u{1F600}'];
+        for _ in 0..200_000 {
+            match next() % 16 {
+                0..=5 => e.insert(CHARS[(next() % 6) as usize]),
+                6 => e.backspace(),
+                7 => e.delete(),
+                8 => e.left(),
+                9 => e.right(),
+                10 => e.word_left(),
+                11 => e.word_right(),
+                12 => e.delete_word_before(),
+                13 => match next() % 4 {
+                    0 => e.kill_to_end(),
+                    1 => e.kill_to_start(),
+                    2 => e.home(),
+                    _ => e.end(),
+                },
+                14 => e.history_prev(),
+                _ => e.history_next(),
+            }
+            let width = 3 + (next() % 40) as usize;
+            let (shown, column) = e.view(width);
+            assert!(shown.chars().map(display_width).sum::<usize>() < width.max(2), "{shown:?} in {width}");
+            assert!(column < width.max(2));
+            assert!(e.line.is_char_boundary(e.cursor) && e.line.len() <= 300);
+            if next() % 50 == 0 {
+                e.submit();
+            }
+        }
     }
 
     #[test]

@@ -286,6 +286,37 @@ mod tests {
     }
 
     #[test]
+    fn any_bytes_decode_without_panicking_and_always_make_progress() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        const BYTES: &[u8] = b"\x1b[~;O200201\r\n\x7f\x03ab\xe4\xb8\x96\xff\xc3";
+        let mut d = Decoder::default();
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 12) as usize;
+            let input: Vec<u8> = (0..len).map(|_| BYTES[(next() % BYTES.len() as u64) as usize]).collect();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let final_bytes = next() % 2 == 0;
+                match d.decode(rest, final_bytes) {
+                    Decoded::Key(_, n) => {
+                        assert!(n >= 1 && n <= rest.len(), "{n} of {rest:?}");
+                        rest = &rest[n..];
+                    }
+                    Decoded::Incomplete => {
+                        assert!(!final_bytes, "a pause never leaves bytes waiting: {rest:?}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_paste_end_split_across_reads_is_still_the_end() {
         let mut d = Decoder::default();
         assert_eq!(d.decode(b"\x1b[200~", false), Decoded::Key(Key::Ignored, 6));
