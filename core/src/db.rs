@@ -29,6 +29,7 @@ use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::log::{event, warn_event};
 use crate::memtables::MemTables;
 use crate::options::{Clock, Config};
+use crate::scan::{self, KeyRange, OrderCache, Scan};
 use crate::sstable::{Lookup, ReadCounters, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
@@ -60,6 +61,8 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) version: Version<S::File>,
     pub(crate) poisoned: bool,
     pub(crate) counters: Counters,
+    /// Where scans keep the active MemTable's order ([`Db::set_scan_order_buffer`]).
+    pub(crate) order: Option<OrderCache<M>>,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -273,6 +276,36 @@ where
             }
             _ => Ok(None),
         }
+    }
+
+    /// The bytes of key buffer a [`Db::scan`] needs now: a slot per SSTable as long as its
+    /// longest key, and one as long as the longest key anywhere.
+    pub fn scan_key_bytes(&self) -> usize {
+        scan::key_bytes(self.version.tables().iter(), self.mems.both().0)
+    }
+
+    /// Starts a scan of `range`, in key order (`reverse`: from the last key down). `keys` is the
+    /// scan's key buffer (at least [`Db::scan_key_bytes`]). See [`crate::scan`] for the memory a
+    /// scan takes and how to resume one after writing, and [`Db::set_scan_order_buffer`].
+    pub fn scan<'a>(
+        &'a mut self,
+        range: KeyRange<'a>,
+        reverse: bool,
+        keys: &'a mut [u8],
+    ) -> Result<Scan<'a, S, M>, S> {
+        let now = self.clock.now();
+        let (mems, which) = self.mems.both();
+        let sorted = self.order.as_mut().and_then(|o| o.update(which, mems[0]));
+        Scan::start(&mut self.storage, self.version.tables_mut(), mems, sorted, keys, range, reverse, now)
+    }
+
+    /// Gives the database a buffer in which scans keep the active MemTable's keys in order: 4
+    /// bytes per key, so [`Stats::memtable_key_capacity`] × 4 bytes for every scan to use it.
+    /// Without it, a scan visits the active MemTable by choosing the next key among all of its
+    /// keys at every step (O(n) per step); with it, by sorting them once per change of the
+    /// MemTable (O(n log n)). Returns the buffer it replaces.
+    pub fn set_scan_order_buffer(&mut self, buf: M) -> Option<M> {
+        self.order.replace(OrderCache::new(buf)).map(OrderCache::into_buffer)
     }
 
     /// Counters and sizes.

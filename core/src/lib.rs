@@ -18,6 +18,7 @@
 //!   [`stats`], [`error`], [`limits`];
 //! - memory: [`arena`], [`memtable`] (one hash MemTable), [`memtables`] (active and immutable);
 //! - the log: [`wal`] (format, [`wal::writer`], [`wal::replay`]);
+//! - ordered reads: [`scan`] (ranges and prefixes, forward and reverse, over every source);
 //! - tables: [`sstable`] (format, [`sstable::builder`], [`sstable::table`]), [`filter`],
 //!   [`flush`], [`version`] (the live table set and its lineage), [`compaction`] (policy, merge,
 //!   run);
@@ -49,6 +50,7 @@ pub mod names;
 pub mod options;
 pub mod record;
 pub mod recovery;
+pub mod scan;
 pub mod sstable;
 pub mod stats;
 pub mod storage;
@@ -62,5 +64,6 @@ pub use limits::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
 pub use mem_storage::{MemError, MemFile, MemStorage};
 pub use names::FileName;
 pub use options::{Clock, Config, SyncPolicy};
+pub use scan::{KeyRange, Scan};
 pub use stats::{Stats, TableInfo};
 pub use storage::Storage;

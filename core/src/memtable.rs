@@ -72,6 +72,10 @@ pub struct MemTable<M> {
     arena_used: usize,
     count: usize,
     frozen: bool,
+    /// Counts changes (inserts, freezes, resets): see [`MemTable::changes`].
+    changes: u64,
+    /// The longest key held (0 when empty).
+    max_key_len: usize,
 }
 
 fn hash(key: &[u8]) -> u32 {
@@ -114,7 +118,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         }
         let slots = prev_power_of_two(len / 64);
         mem.as_mut()[..slots * SLOT_LEN].fill(0);
-        Ok(MemTable { mem, slots, arena_used: 0, count: 0, frozen: false })
+        Ok(MemTable { mem, slots, arena_used: 0, count: 0, frozen: false, changes: 0, max_key_len: 0 })
     }
 
     fn parts(&self) -> (&[Slot], &[u8]) {
@@ -295,11 +299,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
 
     /// Points the slot of the item's key at the item (adding the key if it is new).
     fn index_item(&mut self, offset: u32) -> Result<(), Corruption> {
-        let (h, pos) = {
+        let (h, pos, key_len) = {
             let (_, arena) = self.parts();
             let e = entry_at(arena, offset).ok_or(Corruption::BadEntry)?;
             let h = hash(e.key);
-            (h, self.probe(e.key, h))
+            (h, self.probe(e.key, h), e.key.len())
         };
         if pos.is_err() && self.count >= self.key_capacity() {
             return Err(Corruption::BadEntry);
@@ -313,6 +317,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         if pos.is_err() {
             self.count += 1;
         }
+        self.changes += 1;
+        self.max_key_len = self.max_key_len.max(key_len);
         Ok(())
     }
 
@@ -351,6 +357,56 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
         slots[..used].sort_unstable_by(|a, b| key_of(a).cmp(&key_of(b)));
         self.frozen = true;
+        self.changes += 1;
+    }
+
+    /// A count of the changes made to the table (each insert, freeze and reset adds one): equal
+    /// counts of the same table mean the same contents.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The longest key held.
+    pub fn max_key_len(&self) -> usize {
+        self.max_key_len
+    }
+
+    /// The entry whose item is at `offset` in the arena (an offset from [`MemTable::offsets`]).
+    pub fn entry_at(&self, offset: u32) -> Option<Entry<'_>> {
+        entry_at(self.parts().1, offset)
+    }
+
+    /// The arena offsets of the newest entry of every key: in key order once frozen, in no
+    /// particular order before.
+    pub fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        let (slots, _) = self.parts();
+        let used = if self.frozen { slots.get(..self.count).unwrap_or(&[]) } else { slots };
+        used.iter().filter_map(slot_offset)
+    }
+
+    /// The offset of the `i`-th entry in key order of a frozen table.
+    pub fn sorted_offset(&self, i: usize) -> Option<u32> {
+        if !self.frozen || i >= self.count {
+            return None;
+        }
+        slot_offset(self.parts().0.get(i)?)
+    }
+
+    /// Writes the offsets of the newest entry of every key into `out` in key order (each a
+    /// little-endian `u32`); returns how many, or `None` when `out` is too small. O(n log n) in
+    /// the keys held.
+    pub fn sort_offsets_into(&self, out: &mut [[u8; 4]]) -> Option<usize> {
+        let n = self.count;
+        let dst = out.get_mut(..n)?;
+        for (d, o) in dst.iter_mut().zip(self.offsets()) {
+            *d = o.to_le_bytes();
+        }
+        if !self.frozen {
+            let arena = self.parts().1;
+            let key_of = |o: &[u8; 4]| entry_at(arena, u32::from_le_bytes(*o)).map(|e| e.key);
+            dst.sort_unstable_by(|a, b| key_of(a).cmp(&key_of(b)));
+        }
+        Some(n)
     }
 
     /// The payloads of a frozen table in ascending key order (nothing if not frozen).
@@ -403,6 +459,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.arena_used = 0;
         self.count = 0;
         self.frozen = false;
+        self.changes += 1;
+        self.max_key_len = 0;
     }
 }
 

@@ -40,6 +40,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         self.immutable_wal = None;
     }
 
+    /// Both MemTables, the active one first, and which of the two is active.
+    pub fn both(&self) -> ([&MemTable<M>; 2], usize) {
+        ([&self.tables[self.active], &self.tables[self.active ^ 1]], self.active)
+    }
+
     /// The MemTable that takes writes.
     pub fn active(&self) -> &MemTable<M> {
         &self.tables[self.active]

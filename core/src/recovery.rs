@@ -57,6 +57,7 @@ where
             version,
             poisoned: false,
             counters: Counters::default(),
+            order: None,
         };
         let mut attempt = 1;
         loop {

@@ -1,0 +1,337 @@
+//! Ordered scans: the keys of a [`KeyRange`] in byte order, forward or in reverse, merged from
+//! the active MemTable, the immutable MemTable and every SSTable; the newest version of a key
+//! wins, and tombstones and entries expired at the scan's `now` (read once, when it starts) are
+//! skipped. A scan allocates nothing.
+//!
+//! # Memory
+//! A scan takes, from the caller:
+//! - a key buffer of [`crate::Db::scan_key_bytes`] bytes: one slot per SSTable as long as that
+//!   table's longest key (from its footer), and one as long as the longest key anywhere (the key
+//!   being returned) — with 16-byte keys and 10 tables, 176 bytes;
+//! - for the active MemTable, which is a hash table, an order buffer given to the database once
+//!   ([`crate::Db::set_scan_order_buffer`]): 4 bytes per key, at most the MemTable's key capacity
+//!   (3/64 of a MemTable buffer). A scan sorts the active MemTable's keys into it when it starts
+//!   (O(n log n)), and the order is kept while the MemTable does not change, so scans between
+//!   writes pay it once. Without it (or with less room than the MemTable holds keys), the scan
+//!   chooses the next key among all of them at every step instead: O(n) per step, no memory;
+//! - its own state on the stack: about 48 bytes per SSTable.
+//!
+//! # Resuming
+//! A [`Scan`] borrows the database. To scan in bounded steps with writes in between (a
+//! microcontroller's loop), keep the last key returned, drop the scan, write, and start a new
+//! scan over `range.after(last)` (reverse: `range.before(last)`): it sees every key of the range
+//! past `last` as it is then, through flushes and compactions, and nothing is skipped or
+//! repeated (but keys written meanwhile).
+//!
+//! Files: [`range`] (the bounds), `mem_cursor` (one MemTable in order), `table_cursor` (one
+//! SSTable in order), and the merge (here).
+
+pub mod range;
+
+mod mem_cursor;
+mod table_cursor;
+
+pub use range::KeyRange;
+
+use heapless::Vec;
+
+use crate::entry::is_dead;
+use crate::error::Error;
+use crate::limits::MAX_TABLES;
+use crate::memtable::MemTable;
+use crate::sstable::Table;
+use crate::storage::Storage;
+use mem_cursor::MemCursor;
+use table_cursor::TableCursor;
+
+/// The active MemTable's keys in order, kept by the [`crate::Db`] between scans in a buffer the
+/// caller gave it ([`crate::Db::set_scan_order_buffer`]): 4 bytes per key, little-endian
+/// offsets, valid while the MemTable it was sorted from does not change.
+pub(crate) struct OrderCache<M> {
+    buf: M,
+    len: usize,
+    /// (which MemTable, its change count) when sorted; `None`: not sorted.
+    stamp: Option<(usize, u64)>,
+}
+
+impl<M: AsRef<[u8]> + AsMut<[u8]>> OrderCache<M> {
+    /// An empty cache over `buf` (its length / 4: the most keys it can order).
+    pub(crate) fn new(buf: M) -> Self {
+        OrderCache { buf, len: 0, stamp: None }
+    }
+
+    /// The buffer.
+    pub(crate) fn into_buffer(self) -> M {
+        self.buf
+    }
+
+    /// Makes it hold the order of `mem` (MemTable number `which`), sorting only if it holds
+    /// something else; `None` when the buffer is too small.
+    pub(crate) fn update<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        which: usize,
+        mem: &MemTable<T>,
+    ) -> Option<Offsets<'_>> {
+        let stamp = (which, mem.changes());
+        if self.stamp != Some(stamp) {
+            self.stamp = None;
+            let (words, _) = self.buf.as_mut().as_chunks_mut::<4>();
+            self.len = mem.sort_offsets_into(words)?;
+            self.stamp = Some(stamp);
+        }
+        Some(Offsets(self.buf.as_ref().as_chunks::<4>().0.get(..self.len)?))
+    }
+}
+
+/// Arena offsets in key order, as [`OrderCache`] keeps them.
+#[derive(Clone, Copy)]
+pub(crate) struct Offsets<'a>(&'a [[u8; 4]]);
+
+impl Offsets<'_> {
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `i`-th.
+    pub(crate) fn get(&self, i: usize) -> Option<u32> {
+        self.0.get(i).map(|b| u32::from_le_bytes(*b))
+    }
+}
+
+/// What [`Scan::next`] returns: the lengths of the key and the value it copied out.
+pub type Lengths = (usize, usize);
+
+type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
+
+/// The sources of a scan, newest first: the active MemTable, the immutable one, then the tables
+/// newest to oldest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Mem(usize),
+    Table(usize),
+}
+
+/// A scan in progress; see the [module documentation](self).
+pub struct Scan<'a, S: Storage, M> {
+    storage: &'a mut S,
+    tables: &'a mut [Table<S::File>],
+    mems: [MemCursor<'a, M>; 2],
+    cursors: Vec<TableCursor, MAX_TABLES>,
+    /// Table key slots, then the slot of the key being returned.
+    keys: &'a mut [u8],
+    /// Where the slot of the key being returned starts in `keys`, and its length.
+    current_at: usize,
+    current_cap: usize,
+    /// The length of the key in it.
+    current_len: usize,
+    range: KeyRange<'a>,
+    reverse: bool,
+    now: u64,
+}
+
+impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
+    /// Positions every source at the first key of `range` (`reverse`: the last).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        storage: &'a mut S,
+        tables: &'a mut [Table<S::File>],
+        mems: [&'a MemTable<M>; 2],
+        active_order: Option<Offsets<'a>>,
+        keys: &'a mut [u8],
+        range: KeyRange<'a>,
+        reverse: bool,
+        now: u64,
+    ) -> Result<Self, S> {
+        let needed = key_bytes(tables.iter(), mems);
+        if keys.len() < needed {
+            return Err(Error::InsufficientMemory { needed, given: keys.len() });
+        }
+        let mut cursors: Vec<TableCursor, MAX_TABLES> = Vec::new();
+        let mut at = 0;
+        for t in tables.iter() {
+            let n = table_cursor::slot_len(t.footer());
+            let _ = cursors.push(TableCursor::with_slot(at, n));
+            at += n;
+        }
+        let [active, immutable] = mems;
+        let mut mems = [MemCursor::new(active, active_order), MemCursor::new(immutable, None)];
+        for m in &mut mems {
+            m.seek(&range, reverse);
+        }
+        for (c, t) in cursors.iter_mut().zip(tables.iter_mut()) {
+            let slot = keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
+            c.seek(storage, t, slot, &range, reverse)?;
+        }
+        let current_cap = needed - at;
+        Ok(Scan {
+            storage,
+            tables,
+            mems,
+            cursors,
+            keys,
+            current_at: at,
+            current_cap,
+            current_len: 0,
+            range,
+            reverse,
+            now,
+        })
+    }
+
+    /// The current key of `source`.
+    fn key_of(&self, source: Source) -> Option<&[u8]> {
+        match source {
+            Source::Mem(i) => self.mems.get(i)?.entry().map(|e| e.key),
+            Source::Table(i) => {
+                let c = self.cursors.get(i)?;
+                c.key(self.keys.get(c.slot.0..c.slot.0 + c.slot.1)?)
+            }
+        }
+    }
+
+    /// The source holding the next key (newest source on ties), if any key is left in range.
+    fn winner(&self) -> Option<Source> {
+        let sources = (0..2).map(Source::Mem).chain((0..self.cursors.len()).rev().map(Source::Table));
+        let mut best: Option<(Source, &[u8])> = None;
+        for s in sources {
+            let Some(k) = self.key_of(s) else { continue };
+            let better = match best {
+                None => true,
+                Some((_, b)) if self.reverse => k > b,
+                Some((_, b)) => k < b,
+            };
+            if better {
+                best = Some((s, k));
+            }
+        }
+        let (s, k) = best?;
+        let outside = if self.reverse { self.range.before_start(k) } else { self.range.after_end(k) };
+        (!outside).then_some(s)
+    }
+
+    /// Moves every source whose current key is the key in the `current` slot past it.
+    fn advance_past_current(&mut self) -> Result<(), S> {
+        let (at, n) = (self.current_at, self.current_len);
+        let reverse = self.reverse;
+        for m in &mut self.mems {
+            let key = self.keys.get(at..at + n).unwrap_or(&[]);
+            if m.entry().is_some_and(|e| e.key == key) {
+                m.advance(reverse);
+            }
+        }
+        for (c, t) in self.cursors.iter_mut().zip(self.tables.iter_mut()) {
+            let (head, tail) = self.keys.split_at_mut(at);
+            let key = tail.get(..n).unwrap_or(&[]);
+            let slot = head.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
+            if c.key(slot).is_some_and(|k| k == key) {
+                c.advance(self.storage, t, slot, reverse)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next live entry: copies its key and value into `key` and `value` and returns their
+    /// lengths; `None` at the end of the range. When a buffer is too small,
+    /// [`Error::BufferTooSmall`] says how large it must be and the scan stays where it is.
+    pub fn next(&mut self, key: &mut [u8], value: &mut [u8]) -> Result<Option<Lengths>, S> {
+        self.step(key, Some(value))
+    }
+
+    /// [`Scan::next`] for the key alone: the value is not read (its length is returned).
+    pub fn next_key(&mut self, key: &mut [u8]) -> Result<Option<Lengths>, S> {
+        self.step(key, None)
+    }
+
+    fn step(&mut self, key: &mut [u8], mut value: Option<&mut [u8]>) -> Result<Option<Lengths>, S> {
+        loop {
+            let Some(source) = self.winner() else { return Ok(None) };
+            // The winner's key goes to the `current` slot, for comparisons while sources move.
+            let (at, slot_len) = (self.current_at, self.current_cap);
+            let (dead, value_len, key_len) = {
+                let k = self.key_of(source).unwrap_or(&[]);
+                let key_len = k.len();
+                let (dead, value_len) = match source {
+                    Source::Mem(i) => {
+                        let e = self.mems.get(i).and_then(MemCursor::entry);
+                        let dead = e.is_none_or(|e| e.is_dead_at(self.now));
+                        (dead, e.map_or(0, |e| e.value.len()))
+                    }
+                    Source::Table(i) => {
+                        let c = self.cursors.get(i);
+                        let h = c.and_then(|c| c.header);
+                        let dead = h.is_none_or(|h| is_dead(h.tombstone, h.expires_at, self.now));
+                        (dead, c.map_or(0, TableCursor::value_len))
+                    }
+                };
+                (dead, value_len, key_len)
+            };
+            if key_len > slot_len {
+                return Err(Error::InsufficientMemory { needed: at + key_len, given: self.keys.len() });
+            }
+            self.copy_key_to_current(source);
+            if dead {
+                self.advance_past_current()?;
+                continue;
+            }
+            if key.len() < key_len {
+                return Err(Error::BufferTooSmall { needed: key_len });
+            }
+            if let Some(value) = value.as_deref_mut() {
+                let dst = value.get_mut(..value_len).ok_or(Error::BufferTooSmall { needed: value_len })?;
+                match source {
+                    Source::Mem(i) => {
+                        let v = self.mems.get(i).and_then(MemCursor::entry).map_or(&[][..], |e| e.value);
+                        if let Some(src) = v.get(..value_len) {
+                            dst.copy_from_slice(src);
+                        }
+                    }
+                    Source::Table(i) => {
+                        let (Some(c), Some(t)) = (self.cursors.get(i), self.tables.get_mut(i)) else {
+                            return Ok(None);
+                        };
+                        c.read_value(self.storage, t, dst)?;
+                    }
+                }
+            }
+            if let (Some(dst), Some(src)) = (key.get_mut(..key_len), self.keys.get(at..at + key_len)) {
+                dst.copy_from_slice(src);
+            }
+            self.advance_past_current()?;
+            return Ok(Some((key_len, value_len)));
+        }
+    }
+
+    /// Copies `source`'s current key into the `current` slot and sets its length there.
+    fn copy_key_to_current(&mut self, source: Source) {
+        let (at, cap) = (self.current_at, self.current_cap);
+        let (head, tail) = self.keys.split_at_mut(at);
+        let src: &[u8] = match source {
+            Source::Mem(i) => self.mems.get(i).and_then(MemCursor::entry).map_or(&[], |e| e.key),
+            Source::Table(i) => match self.cursors.get(i) {
+                Some(c) => c.key(head.get(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&[])).unwrap_or(&[]),
+                None => &[],
+            },
+        };
+        let n = src.len().min(cap);
+        if let (Some(dst), Some(src)) = (tail.get_mut(..n), src.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.current_len = n;
+    }
+}
+
+/// The key buffer a scan over these tables and MemTables needs.
+pub(crate) fn key_bytes<'t, F: 't, M: AsRef<[u8]> + AsMut<[u8]>>(
+    tables: impl Iterator<Item = &'t Table<F>>,
+    mems: [&MemTable<M>; 2],
+) -> usize {
+    let mut sum = 0;
+    let mut longest = mems[0].max_key_len().max(mems[1].max_key_len());
+    for t in tables {
+        let n = table_cursor::slot_len(t.footer());
+        sum += n;
+        longest = longest.max(n);
+    }
+    sum + longest
+}

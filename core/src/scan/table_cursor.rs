@@ -1,0 +1,274 @@
+//! A scan's cursor over one SSTable: its records in key order, forward or backward, each read
+//! through its checksum ([`crate::record::EntryReader`]).
+//!
+//! The cursor keeps the current record's key in a slot of the caller's key buffer (as long as
+//! the table's longest key, from its footer), its position and its header. Seeking is a binary
+//! search over the fences, then over the run of records they point to; moving forward follows
+//! the records, which lie back to back; moving backward reads the index.
+
+use embedded_io::{Read, Seek};
+
+use crate::entry::{EntryHeader, EntryLayout};
+use crate::error::{Corruption, Error, ReadResultExt};
+use crate::io::{read_exact_at, read_u32_at, ReadError};
+use crate::limits::MAX_KEY_LEN;
+use crate::names::FileKind;
+use crate::record::EntryReader;
+use crate::sstable::{Footer, Table, FENCE_STRIDE};
+use crate::storage::Storage;
+
+use super::range::KeyRange;
+
+/// The bytes of key slot a table's cursor needs: its longest key.
+pub(crate) fn slot_len(footer: &Footer) -> usize {
+    if footer.entry_count == 0 {
+        0
+    } else if footer.max_key_len == 0 {
+        MAX_KEY_LEN
+    } else {
+        usize::from(footer.max_key_len).min(MAX_KEY_LEN)
+    }
+}
+
+/// A cursor over one table.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TableCursor {
+    /// Where its key slot lies in the scan's key buffer.
+    pub(crate) slot: (usize, usize),
+    /// The current record's index; meaningful while `valid`.
+    pos: u32,
+    valid: bool,
+    offset: u64,
+    record_len: u64,
+    key_len: usize,
+    value_len: usize,
+    pub(crate) header: Option<EntryHeader>,
+}
+
+type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
+
+impl TableCursor {
+    /// A cursor whose key slot is `len` bytes at `at` of the key buffer, not yet positioned.
+    pub(crate) fn with_slot(at: usize, len: usize) -> Self {
+        TableCursor { slot: (at, len), ..TableCursor::default() }
+    }
+
+    /// The current key, in `slot` (the cursor's slot of the key buffer).
+    pub(crate) fn key<'s>(&self, slot: &'s [u8]) -> Option<&'s [u8]> {
+        if self.valid {
+            slot.get(..self.key_len)
+        } else {
+            None
+        }
+    }
+
+    /// The current record's value length.
+    pub(crate) fn value_len(&self) -> usize {
+        self.value_len
+    }
+
+    /// Moves to the first record of `range` (`reverse`: the last).
+    pub(crate) fn seek<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        slot: &mut [u8],
+        range: &KeyRange<'_>,
+        reverse: bool,
+    ) -> Result<(), S> {
+        let i = if reverse {
+            partition(storage, table, slot, |k| range.after_end(k))?.checked_sub(1)
+        } else {
+            Some(partition(storage, table, slot, |k| !range.before_start(k))?)
+        };
+        self.load(storage, table, slot, i)
+    }
+
+    /// Moves past the current record.
+    pub(crate) fn advance<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        slot: &mut [u8],
+        reverse: bool,
+    ) -> Result<(), S> {
+        if !self.valid {
+            return Ok(());
+        }
+        if reverse {
+            return self.load(storage, table, slot, self.pos.checked_sub(1));
+        }
+        // Records lie back to back: the next one starts where this one ends.
+        let next = self.pos + 1;
+        if next >= table.footer().entry_count {
+            self.valid = false;
+            return Ok(());
+        }
+        let offset = self.offset + self.record_len;
+        self.read_key_at(storage, table, slot, next, offset)
+    }
+
+    /// Loads record `i` (none: past either end).
+    fn load<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        slot: &mut [u8],
+        i: Option<u32>,
+    ) -> Result<(), S> {
+        let footer = *table.footer();
+        let Some(i) = i.filter(|&i| i < footer.entry_count) else {
+            self.valid = false;
+            return Ok(());
+        };
+        let id = table.id();
+        let offset = read_u32_at(&mut storage.io(table.file()), footer.index_offset + u64::from(i) * 4)
+            .in_file(FileKind::Table, id)?;
+        self.read_key_at(storage, table, slot, i, u64::from(offset))
+    }
+
+    fn read_key_at<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        slot: &mut [u8],
+        i: u32,
+        offset: u64,
+    ) -> Result<(), S> {
+        let (id, data_end) = (table.id(), table.footer().index_offset);
+        let io = &mut storage.io(table.file());
+        let (layout, record_len) = read_key(io, offset, data_end, slot).in_file(FileKind::Table, id)?;
+        *self = TableCursor {
+            slot: self.slot,
+            pos: i,
+            valid: true,
+            offset,
+            record_len,
+            key_len: layout.header.key_len,
+            value_len: layout.value_len(),
+            header: Some(layout.header),
+        };
+        Ok(())
+    }
+
+    /// Copies the current record's value into `out` (which must hold it), reading the record
+    /// through its checksum again.
+    pub(crate) fn read_value<S: Storage>(
+        &self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        out: &mut [u8],
+    ) -> Result<usize, S> {
+        let (id, data_end) = (table.id(), table.footer().index_offset);
+        let io = &mut storage.io(table.file());
+        read_value(io, self.offset, data_end, out).in_file(FileKind::Table, id)
+    }
+}
+
+/// Reads the key of the record at `offset` into `slot` through the record's checksum; returns
+/// the entry's layout and the record's length.
+fn read_key<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    data_end: u64,
+    slot: &mut [u8],
+) -> core::result::Result<(EntryLayout, u64), ReadError<IO::Error>> {
+    let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
+    let mut reader = EntryReader::start(io, offset, data_end)?;
+    let record_len = reader.record_len() as u64;
+    while let Some(piece) = reader.next(io)? {
+        if let Some((at, part)) = piece.key() {
+            // A key longer than the footer's longest is damage.
+            slot.get_mut(at..at + part.len()).ok_or_else(bad)?.copy_from_slice(part);
+        }
+    }
+    Ok((reader.finish(io)?, record_len))
+}
+
+/// Reads the value of the record at `offset` into `out` through the record's checksum.
+fn read_value<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    data_end: u64,
+    out: &mut [u8],
+) -> core::result::Result<usize, ReadError<IO::Error>> {
+    let mut reader = EntryReader::start(io, offset, data_end)?;
+    while let Some(piece) = reader.next(io)? {
+        if let Some((at, part)) = piece.value() {
+            if let Some(dst) = out.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
+        }
+    }
+    Ok(reader.finish(io)?.value_len())
+}
+
+/// The first record index whose key satisfies `pred` (false for a prefix of the records, then
+/// true): a binary search over the fences, then over the records of one run.
+fn partition<S: Storage>(
+    storage: &mut S,
+    table: &mut Table<S::File>,
+    slot: &mut [u8],
+    pred: impl Fn(&[u8]) -> bool,
+) -> Result<u32, S> {
+    let footer = *table.footer();
+    let id = table.id();
+    let io = &mut storage.io(table.file());
+    let fences = footer.fence_count();
+    let (mut lo, mut hi) = (0u32, footer.entry_count);
+    if fences > 0 {
+        // The first fence whose key satisfies `pred`: the answer lies after the fence before it.
+        let (mut flo, mut fhi) = (0u32, fences);
+        while flo < fhi {
+            let mid = flo + (fhi - flo) / 2;
+            let n = fence_key(io, &footer, mid, slot).in_file(FileKind::Table, id)?;
+            if pred(slot.get(..n).unwrap_or(&[])) {
+                fhi = mid;
+            } else {
+                flo = mid + 1;
+            }
+        }
+        lo = match flo.checked_sub(1) {
+            Some(j) => j * FENCE_STRIDE + 1,
+            None => 0,
+        };
+        hi = flo.saturating_mul(FENCE_STRIDE).min(footer.entry_count);
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let offset =
+            read_u32_at(io, footer.index_offset + u64::from(mid) * 4).in_file(FileKind::Table, id)?;
+        let (layout, _) =
+            read_key(io, u64::from(offset), footer.index_offset, slot).in_file(FileKind::Table, id)?;
+        let n = layout.header.key_len;
+        if pred(slot.get(..n).unwrap_or(&[])) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// Reads fence `j`'s key into `slot`; returns its length. The fences were checked against
+/// their checksum when the table was opened.
+fn fence_key<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    j: u32,
+    slot: &mut [u8],
+) -> core::result::Result<usize, ReadError<IO::Error>> {
+    let base = footer.fence_offset();
+    let keys_at = base + u64::from(footer.fence_count()) * 4;
+    let at = keys_at + u64::from(read_u32_at(io, base + u64::from(j) * 4)?);
+    let bad = ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
+    let mut len = [0u8; 2];
+    read_exact_at(io, at, &mut len)?;
+    let n = usize::from(u16::from_le_bytes(len));
+    if n == 0 || at + 2 + n as u64 > footer.filter_offset {
+        return Err(bad);
+    }
+    let dst = slot.get_mut(..n).ok_or(bad)?;
+    read_exact_at(io, at + 2, dst)?;
+    Ok(n)
+}
