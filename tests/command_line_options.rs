@@ -105,3 +105,24 @@ fn an_open_refused_by_a_large_record_names_the_size_typed_and_the_size_needed() 
     let ran = minivault_in(cwd.path(), ["--memtable-bytes", needed, "db", "get", "big"], "");
     assert_eq!((ran.code, ran.stdout.trim_end()), (0, value.as_str()), "{}", ran.stderr);
 }
+
+#[test]
+fn output_into_a_closed_pipe_is_no_panic() {
+    // `minivault --help | head -1` once panicked with "failed printing to stdout".
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["--version"], &["db", "get", "k"], &["db", "frobnicate"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(common::minivault_bin())
+            .current_dir(cwd.path())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let want = if args[..] == ["db", "frobnicate"] { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {stderr}");
+    }
+}

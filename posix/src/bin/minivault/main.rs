@@ -27,15 +27,15 @@ fn main() -> ExitCode {
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(Request::Run(args)) => args,
         Ok(Request::Help) => {
-            println!("{}", args::help());
+            out(&args::help());
             return ExitCode::SUCCESS;
         }
         Ok(Request::Version) => {
-            println!("minivault {}", env!("CARGO_PKG_VERSION"));
+            out(&format!("minivault {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("minivault: {e}\n{USAGE}");
+            err(&format!("minivault: {e}\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
@@ -54,13 +54,13 @@ fn one_shot(args: Args) -> ExitCode {
         Ok(None) => return ExitCode::from(2),
         Err(e) => {
             // Nothing is opened (or created) for a command that does not parse.
-            println!("ERR {e}");
+            out(&format!("ERR {e}"));
             if !args.dir.exists() && repl::command_info(args.dir.as_os_str().as_encoded_bytes()).is_some() {
-                eprintln!(
+                err(&format!(
                     "minivault: note: {:?} was taken as the database directory; it comes first: \
                      minivault DIR COMMAND ...",
                     args.dir
-                );
+                ));
             }
             return ExitCode::from(1);
         }
@@ -71,7 +71,7 @@ fn one_shot(args: Args) -> ExitCode {
         let mut out = io::stdout().lock();
         let printed = writeln!(out, "{}", reply.printed()).and_then(|()| out.flush());
         if let Err(e) = printed.filter_broken_pipe() {
-            eprintln!("minivault: {e}");
+            err(&format!("minivault: {e}"));
             return ExitCode::from(1);
         }
     }
@@ -105,7 +105,7 @@ fn session(args: &Args) -> ExitCode {
         Ok(outcome) if closed && !outcome.is_some_and(|o| o.stopped_at_error) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("minivault: {e}");
+            err(&format!("minivault: {e}"));
             ExitCode::from(1)
         }
     }
@@ -117,7 +117,7 @@ fn open(args: &Args) -> Option<Db> {
         Ok(db) => Some(db),
         Err(Error::Engine(EngineError::MemTableTooSmall { file, needed, .. })) => {
             let typed = args.options.memtable_bytes;
-            eprintln!(
+            err(&format!(
                 "minivault: cannot open {}: its {} holds a record larger than a MemTable of \
                  --memtable-bytes {typed} ({}) takes; nothing is lost: run with --memtable-bytes \
                  {needed} ({}) or more",
@@ -125,11 +125,11 @@ fn open(args: &Args) -> Option<Db> {
                 file.as_str(),
                 repl::human_bytes(typed as u64),
                 repl::human_bytes(needed as u64),
-            );
+            ));
             None
         }
         Err(e) => {
-            eprintln!("minivault: {e}");
+            err(&format!("minivault: {e}"));
             None
         }
     }
@@ -141,10 +141,22 @@ fn close(db: Db) -> bool {
     match db.close() {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("minivault: final sync failed: {e}");
+            err(&format!("minivault: final sync failed: {e}"));
             false
         }
     }
+}
+
+/// Prints `text` and a line break on standard output. A reader that went away
+/// (`minivault --help | head`) is not an error, and never a panic.
+fn out(text: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+}
+
+/// Prints `text` and a line break on standard error, ignoring a failure to (nowhere else to say).
+fn err(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
 }
 
 /// A reader of our output that went away (`minivault ... | head -1`) is not an error.
