@@ -5,26 +5,28 @@
 //! plug in anything that stores bytes.
 //!
 //! - [`parse_line`] is pure: one line of bytes in, a [`Command`] (or `None` for a blank line) or a
-//!   [`ParseError`] out. It never panics, whatever the input.
+//!   [`ParseError`] out. It never panics, whatever the input. [`parse_tokens`] does the same for
+//!   words already split (a one-shot command's arguments).
 //! - [`format_value`] prints a stored value so that it can be pasted back as input.
-//! - [`execute`] runs one [`Command`] against a backend and returns exactly one reply line.
-//! - [`run`](fn@run) is the loop, generic over [`BufRead`](std::io::BufRead) /
-//!   [`Write`](std::io::Write), so tests pipe scripts through it.
+//! - [`respond`] runs one [`Command`] against a backend and returns its [`Reply`].
+//! - [`run_lines`] is the one loop, over any [`LineSource`]: [`run`](fn@run) and [`run_reader`]
+//!   over a [`BufRead`](std::io::BufRead) (pipes, files, tests), the binary's terminal editor
+//!   over the keyboard.
 //!
 //! # Language
 //!
+//! [`COMMANDS`] lists every command with its syntax and reply; `help` prints them on one line,
+//! `help COMMAND` one of them:
+//!
 //! ```text
-//! put KEY VALUE [EX SECONDS]   store VALUE under KEY, optionally expiring after SECONDS (1..=4294967295)
-//! get KEY                      print the value, or (nil)
-//! del KEY                      delete KEY
-//! flush                        flush the memtable to a table file
-//! sync                         make everything written so far durable
-//! stats                        print one line of statistics
-//! help                         print the one-line command summary
-//! quit | exit                  leave (prints nothing)
+//! put KEY VALUE [EX SECONDS | PX MILLISECONDS]   (set: the same) store VALUE, optionally expiring
+//! get KEY | mget KEY... | exists KEY...         read
+//! ttl KEY | pttl KEY                            time left: -1 never expires, -2 absent
+//! del KEY...                                    delete, all or none
+//! flush | sync | stats | info | help [COMMAND] | quit | exit
 //! ```
 //!
-//! Command names and the `EX` keyword are case-insensitive. Tokens are separated by ASCII
+//! Command names and the `EX` / `PX` keywords are case-insensitive. Tokens are separated by ASCII
 //! whitespace. A token is one of:
 //!
 //! - bare: any run of non-whitespace bytes, taken literally (a backslash is just a backslash);
@@ -43,14 +45,17 @@
 //!
 //! # Replies
 //!
-//! Every non-blank line gets exactly one reply line: `OK`, a value (see [`format_value`]),
-//! `(nil)`, the stats line, the help line, or `ERR <reason>` for a parse or backend error, after
-//! which the loop carries on. `quit` / `exit` print nothing and end the loop, as does end of input.
+//! Every non-blank line gets exactly one reply line — `OK`, a value (see [`format_value`]),
+//! `(nil)`, values separated by spaces (mget), a number (exists, ttl), the stats line, the help
+//! line, or `ERR <reason>` for a parse or backend error, after which the loop carries on (or,
+//! with [`Settings::strict`], stops) — except `info`, whose reply is several lines ending with an
+//! empty one. `quit` / `exit` print nothing and end the loop, as does end of input.
 //!
 //! # Files of this module
 //! - `parse`: the language (tokens, quotes, escapes) and [`Command`];
 //! - `format`: how values and keys are printed ([`format_value`]);
-//! - `run`: [`ReplBackend`], [`execute`] (one command, one reply) and the line loop [`run`](fn@run).
+//! - `run`: [`ReplBackend`], [`respond`] (one command, one reply) and the loop [`run_lines`];
+//! - `db`: [`ReplBackend`] for [`crate::Db`], with the `stats` line and the `info` report.
 
 mod db;
 mod format;
