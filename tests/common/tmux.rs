@@ -15,6 +15,8 @@ pub fn available() -> bool {
 /// One tmux server running one program in an 100×30 terminal; killed on drop.
 pub struct Tmux {
     socket: String,
+    /// The server's socket file, removed on drop (tmux leaves it behind when killed).
+    socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
@@ -23,7 +25,7 @@ impl Tmux {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let socket =
             format!("minivault-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let tmux = Tmux { socket };
+        let mut tmux = Tmux { socket, socket_path: None };
         let mut cmd = Command::new("tmux");
         cmd.args([
             "-L",
@@ -47,6 +49,8 @@ impl Tmux {
         cmd.arg(program);
         let out = cmd.output().expect("run tmux");
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        let path = tmux.tmux(&["display-message", "-p", "#{socket_path}"]).stdout;
+        tmux.socket_path = Some(String::from_utf8_lossy(&path).trim().into());
         tmux
     }
 
@@ -115,5 +119,8 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
