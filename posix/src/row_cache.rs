@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::mem::size_of;
 
-use minivault_core::entry::Entry;
+use minivault_core::entry;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
 /// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows (on 64-bit targets).
@@ -57,13 +57,6 @@ pub const ENTRY_OVERHEAD: usize = 2 * ALLOC_HEADER + 2 * (SLOT_BYTES + MAP_ENTRY
 
 /// The index is not shrunk below this many places.
 const MIN_INDEX: usize = 16;
-
-/// The engine's one rule for when a value that expires at `expires_at` stops being visible
-/// ([`Entry::is_dead_at`]): from that time on. (A free function in core, taking the expiry and
-/// the time, would say this without the empty entry.)
-fn is_expired(expires_at: u64, now: u64) -> bool {
-    Entry { key: &[], value: &[], tombstone: false, expires_at: Some(expires_at) }.is_dead_at(now)
-}
 
 /// One cached row: `data` is the key followed by the value.
 struct Slot {
@@ -183,7 +176,8 @@ impl RowCache {
             return None;
         };
         let expired = match self.slots.get(i) {
-            Some(slot) => slot.expires_at.is_some_and(|t| is_expired(t, now())),
+            // The engine's one expiry rule; the clock is read only for a row that expires.
+            Some(slot) => slot.expires_at.is_some() && entry::is_expired(slot.expires_at, now()),
             None => true,
         };
         if expired {
