@@ -313,10 +313,20 @@ fn push_visible(out: &mut String, c: char) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// xorshift64 from `seed` (not 0): deterministic random numbers for the key tests, no crate.
+    pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
 
     fn typed(text: &str) -> Editor {
         let mut e = Editor::new(1 << 20, History::default());
@@ -428,14 +438,7 @@ mod tests {
 
     #[test]
     fn no_sequence_of_keys_panics_or_loses_the_cursor() {
-        // xorshift64: deterministic, no crate.
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let history = History::from_lines(["\u{4e16}\u{754c} \u{e9}t\u{e9}".to_owned(), "x".repeat(300)]);
         let mut e = Editor::new(200, history);
         const CHARS: [char; 6] = ['a', ' ', '\u{e9}', '\u{4e16}', '\t', '\u{1F600}'];

@@ -287,13 +287,7 @@ mod tests {
 
     #[test]
     fn any_bytes_decode_without_panicking_and_always_make_progress() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::editor::tests::xorshift(0x9E37_79B9_7F4A_7C15);
         const BYTES: &[u8] = b"\x1b[~;O200201\r\n\x7f\x03ab\xe4\xb8\x96\xff\xc3";
         let mut d = Decoder::default();
         for _ in 0..20_000 {
