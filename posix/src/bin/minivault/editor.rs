@@ -466,7 +466,7 @@ pub(crate) mod tests {
             assert!(shown.chars().map(display_width).sum::<usize>() < width.max(2), "{shown:?} in {width}");
             assert!(column < width.max(2));
             assert!(e.line.is_char_boundary(e.cursor) && e.line.len() <= 300);
-            if next() % 50 == 0 {
+            if next().is_multiple_of(50) {
                 e.submit();
             }
         }

@@ -295,7 +295,7 @@ mod tests {
             let input: Vec<u8> = (0..len).map(|_| BYTES[(next() % BYTES.len() as u64) as usize]).collect();
             let mut rest = &input[..];
             while !rest.is_empty() {
-                let final_bytes = next() % 2 == 0;
+                let final_bytes = next().is_multiple_of(2);
                 match d.decode(rest, final_bytes) {
                     Decoded::Key(_, n) => {
                         assert!(n >= 1 && n <= rest.len(), "{n} of {rest:?}");
