@@ -10,6 +10,11 @@
 #   scripts/bench.sh --with-1e7      the full run plus 10^7 keys: one round of MiniVaultDB, fjall,
 #                                    RocksDB and the raw baselines on the workloads the aims name
 #                                    (+ readrandom, readmissing): ~30 min more (all of it: hours)
+#   scripts/bench.sh --wal-preallocation
+#                                    MiniVaultDB with its default WAL preallocation step, 64 KiB
+#                                    steps and none, beside the raw log baselines: fillsync and
+#                                    fillrandom at 10^5 keys, 5 rounds (~3 min; no peers);
+#                                    writes docs/bench/wal-preallocation/
 #   scripts/bench.sh --no-rocksdb    skip RocksDB (no C++ build, no libclang needed)
 #   scripts/bench.sh --report-only   rebuild the report and charts from docs/bench/results.tsv
 #   scripts/bench.sh ... -- ARGS     pass ARGS on to minivault-bench (see --help), e.g.
@@ -29,11 +34,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) mode=quick; rocksdb=0 ;;
     --with-1e7) big=1 ;;
+    --wal-preallocation) mode=walpre; rocksdb=0 ;;
     --no-rocksdb) rocksdb=0 ;;
     --rocksdb) rocksdb=1 ;;
     --report-only) report_only=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -47,6 +53,8 @@ have_libclang() {
 [ "$report_only" = 1 ] && rocksdb=0
 
 features="fjall,redb,sled"
+# The preallocation comparison runs MiniVaultDB and the raw baselines only.
+[ "$mode" = walpre ] && features=""
 if [ "$rocksdb" = 1 ]; then
   # The rocksdb crate generates its bindings with bindgen, which needs libclang.
   if ! have_libclang; then
@@ -66,7 +74,11 @@ fi
 
 target="${CARGO_TARGET_DIR:-target}"
 echo "bench.sh: building minivault-bench (features: $features)" >&2
-nice -n 10 cargo build --release -p minivault-bench --no-default-features --features "$features" >&2
+if [ -n "$features" ]; then
+  nice -n 10 cargo build --release -p minivault-bench --no-default-features --features "$features" >&2
+else
+  nice -n 10 cargo build --release -p minivault-bench --no-default-features >&2
+fi
 bin="$target/release/minivault-bench"
 data="${BENCH_DIR:-target/bench-data}"
 
@@ -77,7 +89,12 @@ if [ "$report_only" = 1 ]; then
   exec "$bin" --report-only --out docs/bench --doc docs/BENCHMARKS.md "${extra[@]}"
 fi
 
-if [ "$mode" = quick ]; then
+if [ "$mode" = walpre ]; then
+  engines="minivault,minivault-walpre64k,minivault-walpre0,rawfile,rawprealloc"
+  args=(--keys 100000 --rounds 5 --workloads fillsync,fillrandom --max-secs 5 --sync-ops 20000
+        --sstables 0 --out docs/bench/wal-preallocation --doc docs/bench/wal-preallocation/README.md
+        --label "WAL preallocation step (scripts/bench.sh --wal-preallocation)")
+elif [ "$mode" = quick ]; then
   args=(--keys 10000,100000 --rounds 3 --max-secs 1 --sync-ops 1000 --reopen-keys 20000
         --sstables 32 --sst-keys 2000 --out target/bench-quick --doc target/bench-quick/BENCHMARKS.md
         --label "quick (scripts/bench.sh --quick)")

@@ -21,6 +21,8 @@ const SMALL: Options = Options {
     durability: Durability::Always,
     cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
     row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+    wal_preallocation_bytes: None,
+    read_only: false,
 };
 
 fn key(i: usize) -> Vec<u8> {

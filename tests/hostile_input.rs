@@ -275,7 +275,7 @@ fn repl_answers_hostile_lines_with_errors_and_goes_on() {
         b"put k v EX 99999999999".to_vec(),
         b"put k v EX".to_vec(),
         b"get".to_vec(),
-        b"del a b".to_vec(),
+        b"del".to_vec(),
         b"put a\"b\" v".to_vec(),
         b"get \"\\q\"".to_vec(),
         vec![b'x'; 5 * 1024 * 1024],
@@ -424,7 +424,7 @@ fn read_only_directory_gives_a_clear_error_and_loses_nothing() {
     let remounted =
         Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&ro).status().is_ok_and(|s| s.success());
     assert!(remounted, "remount read-only");
-    let err = posix_open(&ro).err().expect("a read-only directory cannot be opened for writing");
+    let err = posix_open(&ro).expect_err("a read-only directory cannot be opened for writing");
     let msg = err.to_string();
     assert!(msg.contains("Read-only file system") && msg.contains("ro"), "{msg}");
     // Through the binary: a one-line reason and exit code 1.

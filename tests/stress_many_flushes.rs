@@ -18,6 +18,8 @@ const OPTIONS: Options = Options {
     durability: Durability::Manual,
     cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
     row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+    wal_preallocation_bytes: None,
+    read_only: false,
 };
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;

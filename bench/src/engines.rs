@@ -77,12 +77,33 @@ pub trait Engine {
 }
 
 /// The engines this binary knows, in report order.
-pub const ALL: &[&str] = &["minivault", "fjall", "redb", "sled", "rocksdb", "rawfile", "rawprealloc"];
+pub const ALL: &[&str] = &[
+    "minivault",
+    "minivault-walpre64k",
+    "minivault-walpre0",
+    "fjall",
+    "redb",
+    "sled",
+    "rocksdb",
+    "rawfile",
+    "rawprealloc",
+];
+
+/// MiniVaultDB with another WAL preallocation step (`Options::wal_preallocation_bytes`) than
+/// the default (a quarter MemTable, at most 1 MiB): 64 KiB, and off. Run only when named in
+/// `--engines`, to measure what the step costs durable writes (`docs/BENCHMARKS.md`).
+pub const VARIANTS: &[(&str, u64)] = &[("minivault-walpre64k", 64 << 10), ("minivault-walpre0", 0)];
+
+/// True for an engine that runs only when `--engines` names it.
+pub fn opt_in(name: &str) -> bool {
+    VARIANTS.iter().any(|(variant, _)| *variant == name)
+}
 
 /// True when `name` was compiled in.
 pub fn available(name: &str) -> bool {
     match name {
         "minivault" | "rawfile" | "rawprealloc" => true,
+        name if opt_in(name) => true,
         "fjall" => cfg!(feature = "fjall"),
         "redb" => cfg!(feature = "redb"),
         "sled" => cfg!(feature = "sled"),
@@ -95,7 +116,11 @@ pub fn available(name: &str) -> bool {
 pub fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Box<dyn Engine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Box::new(MiniVault::open(dir, opts)?)),
+        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None)?)),
+        variant if opt_in(variant) => {
+            let step = VARIANTS.iter().find(|(v, _)| *v == variant).map(|(_, step)| *step);
+            Ok(Box::new(MiniVault::open(dir, opts, step)?))
+        }
         "rawfile" => Ok(Box::new(RawFile::open(dir, opts, false)?)),
         "rawprealloc" => Ok(Box::new(RawFile::open(dir, opts, true)?)),
         #[cfg(feature = "fjall")]
@@ -120,7 +145,8 @@ pub struct MiniVault {
 }
 
 impl MiniVault {
-    fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+    /// Opens with the default WAL preallocation step, or `wal_preallocation_bytes` when given.
+    fn open(dir: &Path, opts: EngineOptions, wal_preallocation_bytes: Option<u64>) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
             Mode::EveryWrite => minivault::Durability::Always,
@@ -136,6 +162,8 @@ impl MiniVault {
             durability,
             cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+            wal_preallocation_bytes,
+            read_only: false,
         };
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
         Ok(MiniVault { db, batch: minivault::WriteBatch::new(vec![0u8; 512 << 10]) })

@@ -40,7 +40,9 @@ USAGE: minivault-bench [OPTIONS]
   --seed S               seed of key orders and values (default 42)
   --dir DIR              scratch directory for the databases (default target/bench-data)
   --engines LIST         comma-separated, from: minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc
-                         (default: every compiled-in engine)
+                         (default: every compiled-in engine), and the opt-in MiniVaultDB variants
+                         minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
+                         steps, or not at all)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,fillsync,fillbatch,reopen (default: all)
   --rounds R             rounds per scale; medians are reported (default 3)
@@ -104,7 +106,11 @@ impl Default for Args {
             value_size: 100,
             seed: 42,
             dir: PathBuf::from("target/bench-data"),
-            engines: engines::ALL.iter().filter(|e| engines::available(e)).map(|s| s.to_string()).collect(),
+            engines: engines::ALL
+                .iter()
+                .filter(|e| engines::available(e) && !engines::opt_in(e))
+                .map(|s| s.to_string())
+                .collect(),
             workloads: workloads::ALL.iter().map(|s| s.to_string()).collect(),
             rounds: 3,
             large_scale: u64::MAX,

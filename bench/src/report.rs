@@ -591,7 +591,10 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
     if !charts.is_empty() {
         let _ = writeln!(s, "### Charts\n");
         for (file, title) in charts {
-            let _ = writeln!(s, "![{title}]({chart_dir}/{file})\n");
+            // Charts beside the document are linked by name alone (not "/name": the file
+            // system root).
+            let path = if chart_dir.is_empty() { file.clone() } else { format!("{chart_dir}/{file}") };
+            let _ = writeln!(s, "![{title}]({path})\n");
         }
     }
     s

@@ -45,6 +45,8 @@ impl core::fmt::Display for BatchError {
     }
 }
 
+impl core::error::Error for BatchError {}
+
 /// A batch of writes, encoded into the buffer `B`.
 pub struct WriteBatch<B> {
     buf: B,

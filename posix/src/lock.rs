@@ -7,9 +7,11 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use crate::storage::flock_exclusive_now;
 
 /// The name of the lock file inside a database directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -36,23 +38,14 @@ impl DirLock {
             .mode(0o644)
             .open(dir.join(LOCK_FILE_NAME))?;
         let fd = OwnedFd::from(file);
-        loop {
-            // SAFETY: `fd` is an open descriptor owned by this function for the whole call.
-            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(DirLock { fd });
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                // EWOULDBLOCK (== EAGAIN on Linux): someone else holds the lock.
-                io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!("database is locked: {} is in use by another process", dir.display()),
-                    ))
-                }
-                _ => return Err(err),
-            }
+        match flock_exclusive_now(fd.as_fd()) {
+            Ok(()) => Ok(DirLock { fd }),
+            // EWOULDBLOCK (== EAGAIN on Linux): someone else holds the lock.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("database is locked: {} is in use by another process", dir.display()),
+            )),
+            Err(err) => Err(err),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! front of the engine's read path, owned by the [`crate::Db`] handle (RocksDB's `row_cache`).
 //!
 //! A get that misses the MemTables costs a binary search per SSTable, each probe a read through
-//! the page cache ([`crate::cache`]); a row served from here costs one hash lookup and a copy.
+//! the page cache ([`crate::page_cache`]); a row served from here costs one hash lookup and a copy.
 //! The cache owns:
 //! - rows keyed by the user's key, each holding the value and the expiry the engine reported
 //!   for it ([`minivault_core::Db::get_with_expiry`]);
@@ -29,6 +29,8 @@
 
 use std::collections::HashMap;
 use std::mem::size_of;
+
+use minivault_core::entry;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
 /// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows (on 64-bit targets).
@@ -161,6 +163,11 @@ impl RowCache {
     /// The cached value of `key`, unless it is absent or expired at `now()` (the clock is read
     /// only for a row that expires). An expired row is dropped.
     pub fn get(&mut self, key: &[u8], now: impl FnOnce() -> u64) -> Option<&[u8]> {
+        self.get_row(key, now).map(|(value, _)| value)
+    }
+
+    /// [`RowCache::get`], with the row's expiry (`None`: never).
+    pub fn get_row(&mut self, key: &[u8], now: impl FnOnce() -> u64) -> Option<(&[u8], Option<u64>)> {
         if self.capacity == 0 {
             return None;
         }
@@ -169,7 +176,8 @@ impl RowCache {
             return None;
         };
         let expired = match self.slots.get(i) {
-            Some(slot) => slot.expires_at.is_some_and(|t| t <= now()),
+            // The engine's one expiry rule; the clock is read only for a row that expires.
+            Some(slot) => slot.expires_at.is_some() && entry::is_expired(slot.expires_at, now()),
             None => true,
         };
         if expired {
@@ -181,7 +189,7 @@ impl RowCache {
         let slot = self.slots.get_mut(i)?;
         slot.referenced = true;
         self.hits += 1;
-        Some(slot.value())
+        Some((slot.value(), slot.expires_at))
     }
 
     /// Caches `value` (which expires at `expires_at`, if ever) under `key`, replacing any row of

@@ -5,6 +5,9 @@
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
+pub mod tmux;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,156 @@
+//! [`Options`] of a [`crate::Db`], its [`Durability`] modes, and the range of every size option
+//! ([`SizeLimit`]): [`crate::Db::open_with`] checks them before allocating anything.
+
+use std::time::Duration;
+
+use crate::{row_cache, storage, Error};
+
+/// When a write is durable: what a power cut can take. A `kill -9` takes nothing in any mode:
+/// every write reaches the operating system before the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The default: a put or delete returns only after its WAL record is on the device
+    /// (`fdatasync`). A power cut loses nothing that was acknowledged.
+    Always,
+    /// Sync every `n` writes: a power cut can lose up to the last `n - 1` acknowledged writes.
+    EveryN(u32),
+    /// Sync on the first write at least this long after the previous sync, and on
+    /// [`crate::Db::sync`], [`crate::Db::flush`], [`crate::Db::close`] and drop. A power cut can
+    /// lose the writes made since the last sync: those of the last interval, or, if writing then
+    /// paused, everything since the last sync.
+    Periodic(Duration),
+    /// Sync only on [`crate::Db::sync`], [`crate::Db::flush`], MemTable rotation,
+    /// [`crate::Db::close`] and drop.
+    Manual,
+}
+
+/// Options for [`crate::Db::open_with`].
+///
+/// Memory: a [`crate::Db`] holds at most `2 × memtable_bytes + cache_bytes + row_cache_bytes`
+/// plus a small fixed overhead (a read buffer as large as the largest value read, the SSTable
+/// list, file handles). With the defaults: 2 × 4 + 8 + 4 = 20 MiB. Each size has a documented
+/// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
+/// [`Error::InvalidOption`], reported before anything is allocated or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes of each of the two MemTables (so the engine's memory is twice this). Bounds the
+    /// largest entry and the size of each SSTable. Default 4 MiB; 512 B ..= 1 GiB.
+    pub memtable_bytes: usize,
+    /// When writes become durable. Default [`Durability::Always`].
+    pub durability: Durability,
+    /// Bytes of SSTable pages kept in memory for reads (0: none). Default 8 MiB; at most 16 GiB.
+    pub cache_bytes: usize,
+    /// Bytes of recently read rows (key → value) kept in memory, so that a hot key is read
+    /// without searching the SSTables (0: none). A row is charged twice its key, its value and
+    /// [`crate::ROW_CACHE_ENTRY_OVERHEAD`] (170 on 64-bit targets) bytes for its allocations and
+    /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
+    /// most 16 GiB.
+    pub row_cache_bytes: usize,
+    /// How far ahead of the writer the WAL file is extended (`fallocate`), so that a durable
+    /// write's `fdatasync` has no file size to commit. `None` (the default): a quarter of a
+    /// MemTable's arena, rounded up to 4 KiB, at most 1 MiB (896 KiB with the default
+    /// MemTables); `Some(0)`: never extended, the WAL grows with its records; `Some(n)`: `n`
+    /// rounded up to 4 KiB, at most 1 GiB. This is also about what a fresh database takes on
+    /// disk beyond its records: 896 KiB by default, 64 KiB with `Some(64 << 10)`, 4 KiB with
+    /// `Some(0)`; `docs/BENCHMARKS.md` measures what each costs durable writes.
+    pub wal_preallocation_bytes: Option<u64>,
+    /// Open without writing anything: no directory is created, no lock is taken, every file is
+    /// opened read-only, recovery changes nothing (a torn WAL tail is just the end, not cut;
+    /// leftovers of an interrupted flush or compaction are left alone), and every write,
+    /// `flush` and `sync` fails with [`crate::EngineError::ReadOnly`]. It works on a directory
+    /// the process may not write to, and while another process has the database open for
+    /// writing. The handle sees the database as it was when it opened: every SSTable then
+    /// present and every WAL record then written (handed to the OS), and nothing written since
+    /// (open again to see newer writes). Default `false`.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            memtable_bytes: 4 << 20,
+            durability: Durability::Always,
+            cache_bytes: storage::DEFAULT_CACHE_BYTES,
+            row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
+            wal_preallocation_bytes: None,
+            read_only: false,
+        }
+    }
+}
+
+impl Options {
+    /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
+    /// the engine itself refuses (with [`minivault_core::Error::InsufficientMemory`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for the first size out of its range.
+    pub fn validate(&self) -> Result<(), Error> {
+        SizeLimit { min: 0, ..MEMTABLE_BYTES }.check(self.memtable_bytes as u64)?;
+        CACHE_BYTES.check(self.cache_bytes as u64)?;
+        ROW_CACHE_BYTES.check(self.row_cache_bytes as u64)?;
+        if let Some(step) = self.wal_preallocation_bytes {
+            WAL_PREALLOCATION_BYTES.check(step)?;
+        }
+        Ok(())
+    }
+
+    /// The most memory a handle opened with these options holds, fixed overhead aside:
+    /// `2 × memtable_bytes + cache_bytes + row_cache_bytes`.
+    pub fn memory_bytes(&self) -> u64 {
+        2 * self.memtable_bytes as u64 + self.cache_bytes as u64 + self.row_cache_bytes as u64
+    }
+}
+
+/// The range of one size option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimit {
+    /// The option's field name in [`Options`].
+    pub name: &'static str,
+    /// The smallest value accepted.
+    pub min: u64,
+    /// The largest value accepted.
+    pub max: u64,
+}
+
+impl SizeLimit {
+    /// `value` as a `usize`, when it is in range.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] when it is not.
+    pub fn check(&self, value: u64) -> Result<usize, Error> {
+        match usize::try_from(value) {
+            Ok(fits) if (self.min..=self.max).contains(&value) => Ok(fits),
+            _ => Err(Error::InvalidOption { option: self.name, value, min: self.min, max: self.max }),
+        }
+    }
+}
+
+/// [`Options::memtable_bytes`]: 512 B (the engine's minimum) ..= 1 GiB. The engine addresses a
+/// MemTable's arena with 32-bit offsets, and two MemTables of 1 GiB already hold 2 GiB of RAM.
+pub const MEMTABLE_BYTES: SizeLimit = SizeLimit {
+    name: "memtable_bytes",
+    min: minivault_core::memtable::MIN_MEMTABLE_BYTES as u64,
+    max: 1 << 30,
+};
+
+/// [`Options::cache_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit targets).
+pub const CACHE_BYTES: SizeLimit = SizeLimit { name: "cache_bytes", min: 0, max: max_cache() };
+
+/// [`Options::row_cache_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit
+/// targets).
+pub const ROW_CACHE_BYTES: SizeLimit = SizeLimit { name: "row_cache_bytes", min: 0, max: max_cache() };
+
+/// [`Options::wal_preallocation_bytes`]: 0 (off) ..= 1 GiB.
+pub const WAL_PREALLOCATION_BYTES: SizeLimit =
+    SizeLimit { name: "wal_preallocation_bytes", min: 0, max: 1 << 30 };
+
+const fn max_cache() -> u64 {
+    let limit: u64 = 16 << 30;
+    if (usize::MAX as u64) < limit {
+        usize::MAX as u64
+    } else {
+        limit
+    }
+}

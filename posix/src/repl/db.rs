@@ -1,0 +1,163 @@
+//! The REPL over a [`Db`]: [`ReplBackend`] for the handle, with the `stats` line and the
+//! readable `info` report.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::format::{human_bytes, human_count};
+use super::run::ReplBackend;
+use crate::{Db, Error, Ttl, WriteBatch};
+
+impl ReplBackend for Db {
+    type Error = Error;
+
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        match ttl {
+            Some(ttl) => self.put_with_ttl(key, value, ttl),
+            None => Db::put(self, key, value),
+        }
+    }
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Db::get(self, key)
+    }
+
+    fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Error> {
+        Db::ttl(self, key)
+    }
+
+    fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), Error> {
+        match keys {
+            [key] => Db::delete(self, key),
+            keys => {
+                // All or none: one batch, one WAL record. Its buffer is what the entries need.
+                let bytes = keys.iter().map(|k| k.len() + 16).sum::<usize>() + 16;
+                let mut batch = WriteBatch::new(vec![0u8; bytes]);
+                for key in keys {
+                    batch.delete(key)?;
+                }
+                self.write_batch(&batch)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        Db::flush(self)
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        Db::sync(self)
+    }
+
+    fn stats(&mut self) -> Result<String, Error> {
+        let s = Db::stats(self);
+        let r = self.row_cache_stats();
+        let sizes: Vec<String> = self.tables().iter().map(|t| t.bytes.to_string()).collect();
+        Ok(format!(
+            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={} row_cache_hits={} row_cache_misses={} row_cache_rows={} row_cache_bytes={}/{}",
+            s.memtable_keys,
+            s.memtable_key_capacity,
+            s.memtable_bytes,
+            s.memtable_capacity_bytes,
+            s.immutable_keys,
+            s.tables,
+            s.table_bytes,
+            sizes.join(","),
+            s.wal_bytes,
+            s.flushes,
+            r.hits,
+            r.misses,
+            r.rows,
+            r.bytes,
+            r.capacity_bytes,
+        ))
+    }
+
+    fn info(&mut self) -> Result<String, Error> {
+        let s = Db::stats(self);
+        let r = self.row_cache_stats();
+        let o = *self.options();
+        let keys = |n: usize| counted(n as u64, "key");
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# database");
+        let _ = writeln!(out, "dir        {}", self.path().display());
+        if self.is_read_only() {
+            let _ = writeln!(out, "mode       read-only: the database as it was when opened; writes refused");
+        } else {
+            let _ = writeln!(out, "durability {:?}", o.durability);
+        }
+        let _ = writeln!(
+            out,
+            "memory     at most {} (2 MemTables of {}, page cache {}, row cache {})",
+            human_bytes(o.memory_bytes()),
+            human_bytes(o.memtable_bytes as u64),
+            human_bytes(o.cache_bytes as u64),
+            human_bytes(o.row_cache_bytes as u64),
+        );
+        let _ = writeln!(out, "disk       {}", disk_usage(self));
+        let step = minivault_core::wal::chunk_for(o.wal_preallocation_bytes, s.memtable_capacity_bytes);
+        let _ = writeln!(
+            out,
+            "wal step   {} (the WAL is extended this far ahead of its records)",
+            if step == 0 { String::from("off") } else { human_bytes(step) }
+        );
+        let _ = writeln!(out, "# memtable");
+        let _ = writeln!(
+            out,
+            "active     {} of {}, {} (holds {})",
+            human_bytes(s.memtable_bytes as u64),
+            human_bytes(s.memtable_capacity_bytes as u64),
+            keys(s.memtable_keys),
+            keys(s.memtable_key_capacity),
+        );
+        let _ = writeln!(out, "immutable  {}", keys(s.immutable_keys));
+        let _ = writeln!(out, "wal        {} of records", human_bytes(s.wal_bytes));
+        let _ = writeln!(out, "# sstables");
+        let _ = writeln!(out, "tables     {}, {}", s.tables, human_bytes(s.table_bytes));
+        let _ = writeln!(out, "flushes    {}", s.flushes);
+        let _ = writeln!(out, "compactions {}", s.compactions);
+        let _ = writeln!(out, "# reads");
+        let _ = writeln!(
+            out,
+            "row cache  {}, {} of {}; {} hits, {} misses",
+            counted(r.rows as u64, "row"),
+            human_bytes(r.bytes as u64),
+            human_bytes(r.capacity_bytes as u64),
+            human_count(r.hits),
+            human_count(r.misses),
+        );
+        let _ = writeln!(
+            out,
+            "engine     {} gets, {} SSTable probes, {} skipped by filters",
+            human_count(s.gets),
+            human_count(s.table_probes),
+            human_count(s.filter_skips),
+        );
+        if self.is_poisoned() {
+            let _ = writeln!(out, "# state");
+            let _ = writeln!(out, "poisoned   a write or sync failed: writes are refused until reopened");
+        }
+        Ok(out)
+    }
+}
+
+/// `1 key`, `49,152 keys`.
+fn counted(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", human_count(n), if n == 1 { "" } else { "s" })
+}
+
+/// What the directory's files take on disk (allocated blocks, as `du` counts them), and how
+/// many there are; `unknown` when the directory cannot be listed.
+fn disk_usage(db: &Db) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(db.path()) else {
+        return String::from("unknown");
+    };
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for meta in entries.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()) {
+        files += 1;
+        bytes += meta.blocks().saturating_mul(512);
+    }
+    format!("{} in {}", human_bytes(bytes), counted(files, "file"))
+}

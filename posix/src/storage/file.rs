@@ -1,0 +1,377 @@
+//! [`PosixFile`]: one open file of a [`super::PosixStorage`], a file descriptor with a logical
+//! position, a small write buffer and reads through the directory's page cache.
+//!
+//! The buffering and durability rules are in the [`super`] module docs; the libc calls are in
+//! [`super::sys`].
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
+
+use super::sys::{self, checked_end, invalid_input, to_off_t};
+use crate::page_cache::{FileKey, PageCache, PAGE_SIZE};
+
+/// The most bytes a [`PosixFile`] keeps buffered; a write that would exceed it first hands the
+/// buffer to the OS.
+pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
+
+/// An open file of a [`PosixStorage`](super::PosixStorage): a descriptor, a logical position and a write buffer.
+///
+/// Reads and writes go through `pread`/`pwrite` at the logical position, so the kernel's file
+/// offset is never used. Bytes written but not yet flushed are handed to the OS by
+/// [`Write::flush`], by any read, seek, `len`, `truncate` or `sync`, and (best effort, errors
+/// ignored) when the file is dropped.
+pub struct PosixFile {
+    /// The open file.
+    pub(super) fd: OwnedFd,
+    /// The logical position: where the next read or write happens.
+    pos: u64,
+    /// Bytes written but not yet handed to the OS; never more than [`WRITE_BUFFER_CAPACITY`].
+    wbuf: Vec<u8>,
+    /// The file offset of `wbuf[0]`. While `wbuf` is not empty, `wbuf_start + wbuf.len() == pos`.
+    wbuf_start: u64,
+    /// Device and inode: the file's identity in the page cache.
+    pub(super) key: FileKey,
+    /// The storage's read cache; every write through this handle invalidates what it changes.
+    cache: Arc<Mutex<PageCache>>,
+}
+
+impl PosixFile {
+    pub(super) fn new(fd: OwnedFd, key: FileKey, cache: Arc<Mutex<PageCache>>) -> Self {
+        Self { fd, pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache }
+    }
+
+    /// Reads at `self.pos` through the page cache: whole pages are read and kept, and `buf` is
+    /// filled from them up to the end of the file.
+    fn read_cached(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut cache = lock(&self.cache);
+        let mut done = 0;
+        while done < buf.len() {
+            let at = self.pos + done as u64;
+            let (page, within) = (at / PAGE_SIZE as u64, (at % PAGE_SIZE as u64) as usize);
+            let avail = match cache.get(self.key, page) {
+                Some(data) => copy_from(data, within, &mut buf[done..]),
+                None => {
+                    let mut data = [0u8; PAGE_SIZE];
+                    let n = sys::pread_full(self.fd.as_fd(), &mut data, page * PAGE_SIZE as u64)?;
+                    cache.insert(self.key, page, &data[..n]);
+                    copy_from(&data[..n], within, &mut buf[done..])
+                }
+            };
+            if avail == 0 {
+                break; // end of file
+            }
+            done += avail;
+        }
+        self.pos = checked_end(self.pos, done)?;
+        Ok(done)
+    }
+
+    /// Writes the buffer out with `pwrite`, retrying on `EINTR` and short writes.
+    ///
+    /// On error, the bytes that did reach the OS leave the buffer and the rest stay in it.
+    pub(super) fn flush_buffer(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let (written, result) = sys::pwrite_all(self.fd.as_fd(), &self.wbuf, self.wbuf_start);
+        lock(&self.cache).invalidate(self.key, self.wbuf_start, self.wbuf_start + written as u64);
+        self.wbuf.drain(..written);
+        // `written` is at most `wbuf.len()`, whose end offset was checked to fit in `off_t`.
+        self.wbuf_start = self.wbuf_start.saturating_add(written as u64);
+        result
+    }
+}
+
+impl fmt::Debug for PosixFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PosixFile")
+            .field("fd", &self.fd)
+            .field("pos", &self.pos)
+            .field("buffered", &self.wbuf.len())
+            .finish()
+    }
+}
+
+impl Drop for PosixFile {
+    fn drop(&mut self) {
+        // Best effort: a caller that cares about errors flushes or syncs before dropping.
+        let _ = self.flush_buffer();
+    }
+}
+
+impl ErrorType for PosixFile {
+    type Error = io::Error;
+}
+
+impl Read for PosixFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.flush_buffer()?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !lock(&self.cache).is_disabled() {
+            return self.read_cached(buf);
+        }
+        let n = sys::pread(self.fd.as_fd(), buf, self.pos)?;
+        self.pos = checked_end(self.pos, n)?;
+        Ok(n)
+    }
+}
+
+impl Write for PosixFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let end = checked_end(self.pos, buf.len())?;
+        let contiguous = self.wbuf_start.checked_add(self.wbuf.len() as u64) == Some(self.pos);
+        if !self.wbuf.is_empty()
+            && (!contiguous || self.wbuf.len().saturating_add(buf.len()) > WRITE_BUFFER_CAPACITY)
+        {
+            self.flush_buffer()?;
+        }
+        if buf.len() > WRITE_BUFFER_CAPACITY {
+            // Too big to buffer: it goes out in one `pwrite` of its own.
+            let (written, result) = sys::pwrite_all(self.fd.as_fd(), buf, self.pos);
+            lock(&self.cache).invalidate(self.key, self.pos, self.pos + written as u64);
+            result?;
+        } else {
+            if self.wbuf.is_empty() {
+                self.wbuf_start = self.pos;
+            }
+            self.wbuf.extend_from_slice(buf);
+        }
+        self.pos = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()
+    }
+}
+
+impl Seek for PosixFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        // Moving the position needs no flush: a write that is not contiguous with the buffer
+        // flushes it, and a read flushes first. Only the end of file must include the buffer.
+        let target = match pos {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
+            SeekFrom::End(delta) => {
+                self.flush_buffer()?;
+                sys::fstat_size(self.fd.as_fd())?.checked_add_signed(delta)
+            }
+        };
+        match target {
+            Some(target) if to_off_t(target).is_ok() => {
+                self.pos = target;
+                Ok(target)
+            }
+            _ => Err(invalid_input("seek to a negative position or past the largest file offset")),
+        }
+    }
+}
+
+/// Copies what `page` holds from `within` into `dst`; returns the bytes copied.
+fn copy_from(page: &[u8], within: usize, dst: &mut [u8]) -> usize {
+    let src = page.get(within..).unwrap_or(&[]);
+    let n = src.len().min(dst.len());
+    dst[..n].copy_from_slice(&src[..n]);
+    n
+}
+
+/// Locks the cache; a poisoned lock (a panic elsewhere while holding it) still guards valid data.
+pub(super) fn lock(cache: &Mutex<PageCache>) -> MutexGuard<'_, PageCache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::storage::tests::{read_all, storage};
+    use crate::storage::PosixStorage;
+    use minivault_core::Storage;
+    use std::fs;
+
+    #[test]
+    fn written_bytes_read_back_after_flush() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("wal-1").unwrap();
+        {
+            let io = storage.io(&mut file);
+            io.write_all(b"hello ").unwrap();
+            io.write_all(b"world").unwrap();
+            io.flush().unwrap();
+        }
+        // Flushed bytes are visible to anyone reading the file, not just this handle.
+        assert_eq!(fs::read(dir.path().join("wal-1")).unwrap(), b"hello world");
+        assert_eq!(read_all(&mut storage, &mut file), b"hello world");
+    }
+
+    #[test]
+    fn small_writes_stay_buffered_until_flush() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"abc").unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"");
+        file.flush().unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn read_sees_buffered_writes_without_explicit_flush() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"abcdef").unwrap();
+        file.seek(SeekFrom::Start(2)).unwrap();
+        let mut buf = [0u8; 3];
+        file.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"cde");
+        assert_eq!(file.seek(SeekFrom::Current(0)).unwrap(), 5);
+    }
+
+    #[test]
+    fn seek_end_reports_length_including_buffered_writes() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(&[7u8; 100]).unwrap();
+        assert_eq!(file.seek(SeekFrom::End(0)).unwrap(), 100);
+        assert_eq!(file.seek(SeekFrom::End(-10)).unwrap(), 90);
+    }
+
+    #[test]
+    fn len_includes_buffered_writes() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        storage.io(&mut file).write_all(&[1u8; 33]).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 33);
+    }
+
+    #[test]
+    fn negative_seek_is_invalid_input_not_a_panic() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"abc").unwrap();
+        for pos in [SeekFrom::End(-4), SeekFrom::Current(-4), SeekFrom::Start(u64::MAX)] {
+            let err = file.seek(pos).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pos:?}");
+        }
+        file.seek(SeekFrom::Start(1)).unwrap();
+        let err = file.seek(SeekFrom::Current(i64::MAX)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // A failed seek leaves the position alone.
+        assert_eq!(file.seek(SeekFrom::Current(0)).unwrap(), 1);
+    }
+
+    #[test]
+    fn seek_then_write_overwrites_in_place() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"0123456789").unwrap();
+        file.seek(SeekFrom::Start(3)).unwrap();
+        file.write_all(b"abc").unwrap();
+        assert_eq!(read_all(&mut storage, &mut file), b"012abc6789");
+    }
+
+    #[test]
+    fn buffer_is_written_out_once_it_would_exceed_64_kib() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        let piece = [0xA5u8; 1000];
+        for _ in 0..100 {
+            file.write_all(&piece).unwrap();
+            assert!(file.wbuf.len() <= WRITE_BUFFER_CAPACITY);
+        }
+        let on_disk = fs::metadata(dir.path().join("f")).unwrap().len();
+        assert!(on_disk >= 64_000, "only {on_disk} bytes reached the OS");
+        assert_eq!(storage.len(&mut file).unwrap(), 100_000);
+    }
+
+    #[test]
+    fn write_larger_than_buffer_goes_straight_to_the_file() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(b"head").unwrap();
+        file.write_all(&big).unwrap();
+        assert!(file.wbuf.is_empty());
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&big);
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), expected);
+    }
+
+    #[test]
+    fn drop_flushes_pending_writes() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"pending").unwrap();
+        drop(file);
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"pending");
+    }
+
+    #[test]
+    fn cached_reads_see_writes_made_through_another_handle() {
+        let (_dir, mut storage) = storage();
+        let mut a = storage.create("f").unwrap();
+        a.write_all(&[1u8; 10_000]).unwrap();
+        storage.sync(&mut a).unwrap();
+        let mut b = storage.open("f").unwrap();
+        assert_eq!(read_all(&mut storage, &mut b), vec![1u8; 10_000]);
+        a.seek(SeekFrom::Start(5000)).unwrap();
+        a.write_all(&[2u8; 10]).unwrap();
+        a.flush().unwrap();
+        let got = read_all(&mut storage, &mut b);
+        assert_eq!(&got[4995..5015], &[[1u8; 5], [2u8; 5], [2u8; 5], [1u8; 5]].concat()[..]);
+        storage.truncate(&mut a, 100).unwrap();
+        assert_eq!(read_all(&mut storage, &mut b), vec![1u8; 100]);
+    }
+
+    #[test]
+    fn a_new_file_never_serves_pages_cached_for_a_removed_one() {
+        let (_dir, mut storage) = storage();
+        for round in 0..20u8 {
+            let mut f = storage.create("f").unwrap();
+            f.write_all(&[round; 5000]).unwrap();
+            storage.sync(&mut f).unwrap();
+            let mut r = storage.open("f").unwrap();
+            assert_eq!(read_all(&mut storage, &mut r), vec![round; 5000], "round {round}");
+            storage.remove("f").unwrap();
+        }
+    }
+
+    #[test]
+    fn reads_with_the_cache_disabled_match_cached_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plain = PosixStorage::open_dir_with_cache(dir.path(), 0).unwrap();
+        let mut cached = PosixStorage::open_dir(dir.path()).unwrap();
+        let mut f = plain.create("f").unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        plain.sync(&mut f).unwrap();
+        let mut g = cached.open("f").unwrap();
+        for (at, len) in [(0, 1), (4095, 2), (4096, 4096), (12_000, 9000), (19_999, 5)] {
+            let mut buf = vec![0u8; len];
+            g.seek(SeekFrom::Start(at)).unwrap();
+            let n = read_up_to(&mut g, &mut buf);
+            let end = (at as usize + len).min(data.len());
+            assert_eq!(&buf[..n], &data[at as usize..end], "at {at} len {len}");
+        }
+    }
+
+    fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        loop {
+            let n = f.read(&mut buf[done..]).unwrap();
+            if n == 0 || done + n == buf.len() {
+                return done + n;
+            }
+            done += n;
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! [`PosixStorage`]: the engine's [`Storage`] as one directory of files, driven through `libc`.
+//!
+//! The storage owns a directory file descriptor and resolves every name relative to it
+//! (`openat`, `renameat`, `unlinkat`), so a file name can never escape the directory. Each open
+//! file is a [`PosixFile`]: a file descriptor, a logical position and a small write buffer.
+//!
+//! # Buffering and durability
+//! - [`Write::write`](embedded_io::Write::write) appends to an in-memory buffer (at most [`WRITE_BUFFER_CAPACITY`] bytes), so
+//!   the small pieces of one record reach the OS in one `pwrite`.
+//! - [`Write::flush`](embedded_io::Write::flush), [`Read::read`](embedded_io::Read::read), [`Seek::seek`](embedded_io::Seek::seek), [`Storage::len`], [`Storage::truncate`],
+//!   [`Storage::preallocate`] and [`Storage::sync`] first hand the buffer to the OS with `pwrite`;
+//!   after that the bytes survive the death of the process.
+//! - [`Storage::sync`] then calls `fdatasync` (plain `fsync` on unixes other than Linux and
+//!   Android); after it returns `Ok`, contents and length survive a power cut.
+//! - [`Storage::sync_dir`] calls `fsync` on the directory, making earlier creates, renames and
+//!   removes durable.
+//! - [`Storage::preallocate`] extends a file with `fallocate` (mode 0) on Linux and Android, and
+//!   does nothing elsewhere or where the file system lacks it. Appends below the new length then
+//!   change no file size, so their `fdatasync` commits no size change to the journal; on ext4 the
+//!   new blocks are *unwritten* extents, and the first write into each 4 KiB block still costs a
+//!   small journal commit (about one sync in 32 for 128-byte records). Writing zeros instead was
+//!   measured and rejected: left in the page cache, zero pages form large folios that every small
+//!   append re-dirties whole (device writes 15× larger); synced and dropped, they cost a
+//!   `fdatasync` per chunk that halved buffered writes (`docs/BENCHMARKS.md`).
+//! - A failed `fsync`/`fdatasync` is returned as is and never retried: after such an error the
+//!   kernel may already have dropped the dirty pages, so a retry could report a false success.
+//!
+//! # Files of this module
+//! - this file: [`PosixStorage`], the directory (names, creation, listing, renames, removal);
+//! - [`file`]: [`PosixFile`], an open file with its write buffer and cached reads;
+//! - `sys`: every libc call, each wrapped once, with the one `EINTR` retry helper.
+
+mod file;
+mod sys;
+
+pub use file::{PosixFile, WRITE_BUFFER_CAPACITY};
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use minivault_core::Storage;
+
+use crate::page_cache::PageCache;
+use file::lock;
+pub(crate) use sys::flock_exclusive_now;
+
+/// Default size of the read cache shared by a directory's files: 8 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
+
+/// A flat directory of files on a POSIX file system.
+#[derive(Debug)]
+pub struct PosixStorage {
+    /// The directory, as given to [`PosixStorage::open_dir`].
+    path: PathBuf,
+    /// The directory itself, opened `O_RDONLY | O_DIRECTORY | O_CLOEXEC`; every name resolves
+    /// against it.
+    dir: OwnedFd,
+    /// Pages read from this directory's files, shared by every open file.
+    cache: Arc<Mutex<PageCache>>,
+    /// Opened with [`PosixStorage::open_dir_read_only`]: files are opened `O_RDONLY`, and every
+    /// call that would change the directory or a file fails.
+    read_only: bool,
+}
+
+impl PosixStorage {
+    /// Opens the directory at `path`, creating it (and any missing parents) first.
+    ///
+    /// Each directory created here is made durable by an `fsync` of its parent directory.
+    pub fn open_dir(path: &Path) -> io::Result<Self> {
+        Self::open_dir_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`PosixStorage::open_dir`], with a read cache of `cache_bytes` (0 disables it).
+    pub fn open_dir_with_cache(path: &Path, cache_bytes: usize) -> io::Result<Self> {
+        create_dir_durably(path)?;
+        Self::open_existing(path, cache_bytes, false)
+    }
+
+    /// Opens the existing directory at `path` for reading only: nothing is created, files are
+    /// opened `O_RDONLY`, and creating, truncating, extending, syncing, renaming or removing
+    /// fails with [`io::ErrorKind::PermissionDenied`]. Works without write permission.
+    pub fn open_dir_read_only(path: &Path, cache_bytes: usize) -> io::Result<Self> {
+        Self::open_existing(path, cache_bytes, true)
+    }
+
+    fn open_existing(path: &Path, cache_bytes: usize, read_only: bool) -> io::Result<Self> {
+        // std opens with O_CLOEXEC; with read-only access and O_DIRECTORY these are exactly the
+        // flags we want, without an `unsafe` block.
+        let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
+        let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
+        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache, read_only })
+    }
+
+    /// True when opened with [`PosixStorage::open_dir_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Fails when the storage is read-only: the guard of every call that changes something.
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "the storage is open read-only"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The directory this storage works in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The size in bytes of the file `name`, looked up by name (for statistics).
+    ///
+    /// Bytes still buffered in an open [`PosixFile`] are not counted.
+    pub fn file_size(&mut self, name: &str) -> io::Result<u64> {
+        let name = file_name(name)?;
+        sys::size_from_stat(&sys::stat_at(self.dir.as_fd(), &name)?)
+    }
+
+    /// Opens `name` relative to the directory with `flags` (plus `O_CLOEXEC`).
+    fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<PosixFile> {
+        let name = file_name(name)?;
+        let fd = sys::open_at(self.dir.as_fd(), &name, flags)?;
+        let key = sys::fstat_key(fd.as_fd())?;
+        if flags & libc::O_TRUNC != 0 {
+            // A new file may reuse the inode number of a removed one.
+            lock(&self.cache).forget(key);
+        }
+        Ok(PosixFile::new(fd, key, Arc::clone(&self.cache)))
+    }
+}
+
+impl Storage for PosixStorage {
+    type Error = io::Error;
+    type File = PosixFile;
+    type Io<'a> = &'a mut PosixFile;
+
+    fn create(&mut self, name: &str) -> io::Result<PosixFile> {
+        self.writable()?;
+        self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
+    }
+
+    fn open(&mut self, name: &str) -> io::Result<PosixFile> {
+        self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })
+    }
+
+    fn io<'a>(&'a mut self, file: &'a mut PosixFile) -> &'a mut PosixFile {
+        file
+    }
+
+    fn len(&mut self, file: &mut PosixFile) -> io::Result<u64> {
+        file.flush_buffer()?;
+        sys::fstat_size(file.fd.as_fd())
+    }
+
+    fn truncate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        self.writable()?;
+        file.flush_buffer()?;
+        lock(&self.cache).forget(file.key);
+        sys::ftruncate(file.fd.as_fd(), len)
+    }
+
+    fn preallocate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
+        self.writable()?;
+        // Buffered bytes land first, so the extension starts past them.
+        file.flush_buffer()?;
+        let size = sys::fstat_size(file.fd.as_fd())?;
+        if len <= size {
+            return Ok(());
+        }
+        let result = sys::allocate(file.fd.as_fd(), size, len);
+        // The page that held the old end of the file may be cached shorter than the file now is
+        // (also after a failure: the extension may have happened part of the way).
+        lock(&self.cache).invalidate(file.key, size, len);
+        result
+    }
+
+    fn sync(&mut self, file: &mut PosixFile) -> io::Result<()> {
+        self.writable()?;
+        file.flush_buffer()?;
+        sys::sync_data(file.fd.as_fd())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        self.writable()?;
+        sys::rename_at(self.dir.as_fd(), &file_name(from)?, &file_name(to)?)
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.writable()?;
+        sys::unlink_at(self.dir.as_fd(), &file_name(name)?)
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        self.writable()?;
+        sys::sync_dir(self.dir.as_fd())
+    }
+
+    fn list(&mut self, visit: &mut dyn FnMut(&str)) -> io::Result<()> {
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            // The engine only creates ASCII names; anything else is not ours.
+            if let Some(name) = entry.file_name().to_str() {
+                visit(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a file name the engine asked for and turns it into a C string.
+///
+/// Names must be a single path component: not empty, not `.` or `..`, without `/` or NUL.
+fn file_name(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid file name {name:?}: must be one path component without '/' or NUL"),
+        ));
+    }
+    CString::new(name).map_err(|_| sys::invalid_input("file name contains NUL"))
+}
+
+/// Creates `path` and any missing ancestors, `fsync`ing each new directory's parent.
+fn create_dir_durably(path: &Path) -> io::Result<()> {
+    // Missing directories, innermost first.
+    let mut missing = Vec::new();
+    // `Path::parent` of a one-part relative path ("rel") is `Some("")`: the current directory,
+    // which exists; `mkdir("")` would fail with ENOENT.
+    let mut current = Some(path).filter(|p| !p.as_os_str().is_empty());
+    while let Some(dir) = current {
+        match fs::metadata(dir) {
+            // Exists (if it is not a directory, opening it with O_DIRECTORY reports that).
+            Ok(_) => break,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                missing.push(dir);
+                current = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // Created concurrently; its entry still needs to be made durable.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use embedded_io::{Read, Seek, SeekFrom, Write};
+
+    pub(crate) fn storage() -> (tempfile::TempDir, PosixStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = PosixStorage::open_dir(dir.path()).unwrap();
+        (dir, storage)
+    }
+
+    /// Reads the whole file from the start through the storage's own I/O view.
+    pub(crate) fn read_all<S: Storage>(storage: &mut S, file: &mut S::File) -> Vec<u8> {
+        let mut io = storage.io(file);
+        io.seek(SeekFrom::Start(0)).unwrap();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 7];
+        loop {
+            let n = io.read(&mut chunk).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    #[test]
+    fn truncate_cuts_file() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(b"0123456789").unwrap();
+        storage.truncate(&mut file, 4).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 4);
+        assert_eq!(read_all(&mut storage, &mut file), b"0123");
+    }
+
+    #[test]
+    fn create_truncates_existing_file() {
+        let (dir, mut storage) = storage();
+        fs::write(dir.path().join("f"), b"old contents").unwrap();
+        let mut file = storage.create("f").unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 0);
+    }
+
+    #[test]
+    fn open_reads_existing_file() {
+        let (dir, mut storage) = storage();
+        fs::write(dir.path().join("f"), b"existing").unwrap();
+        let mut file = storage.open("f").unwrap();
+        assert_eq!(read_all(&mut storage, &mut file), b"existing");
+    }
+
+    #[test]
+    fn open_missing_file_is_not_found() {
+        let (_dir, mut storage) = storage();
+        let err = storage.open("missing").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(embedded_io::Error::kind(&err), embedded_io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn rename_replaces_existing_target() {
+        let (dir, mut storage) = storage();
+        let mut new = storage.create("MANIFEST.tmp").unwrap();
+        new.write_all(b"new").unwrap();
+        storage.sync(&mut new).unwrap();
+        let mut old = storage.create("MANIFEST").unwrap();
+        old.write_all(b"old").unwrap();
+        old.flush().unwrap();
+        storage.rename("MANIFEST.tmp", "MANIFEST").unwrap();
+        storage.sync_dir().unwrap();
+        assert_eq!(fs::read(dir.path().join("MANIFEST")).unwrap(), b"new");
+        assert!(!dir.path().join("MANIFEST.tmp").exists());
+    }
+
+    #[test]
+    fn rename_missing_file_is_not_found() {
+        let (_dir, mut storage) = storage();
+        let err = storage.rename("missing", "other").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn remove_deletes_file() {
+        let (dir, mut storage) = storage();
+        drop(storage.create("f").unwrap());
+        storage.remove("f").unwrap();
+        assert!(!dir.path().join("f").exists());
+    }
+
+    #[test]
+    fn remove_missing_file_is_not_found() {
+        let (_dir, mut storage) = storage();
+        let err = storage.remove("missing").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn list_returns_created_files() {
+        let (dir, mut storage) = storage();
+        for name in ["a.sst", "b.sst", "wal-3"] {
+            drop(storage.create(name).unwrap());
+        }
+        fs::create_dir(dir.path().join("subdir")).unwrap();
+        let mut names = Vec::new();
+        storage.list(&mut |name| names.push(name.to_owned())).unwrap();
+        names.sort();
+        assert_eq!(names, ["a.sst", "b.sst", "wal-3"]);
+    }
+
+    #[test]
+    fn invalid_file_names_are_rejected() {
+        let (_dir, mut storage) = storage();
+        for name in ["", ".", "..", "a/b", "/abs", "../escape", "nul\0byte"] {
+            let kind = |r: io::Result<PosixFile>| r.unwrap_err().kind();
+            assert_eq!(kind(storage.create(name)), io::ErrorKind::InvalidInput, "{name:?}");
+            assert_eq!(kind(storage.open(name)), io::ErrorKind::InvalidInput, "{name:?}");
+            let err = storage.remove(name).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            let err = storage.rename("ok", name).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            let err = storage.file_size(name).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn sync_persists_data_visible_to_a_fresh_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut storage = PosixStorage::open_dir(dir.path()).unwrap();
+            let mut file = storage.create("wal-1").unwrap();
+            storage.io(&mut file).write_all(b"durable record").unwrap();
+            storage.sync(&mut file).unwrap();
+            storage.sync_dir().unwrap();
+        }
+        let mut storage = PosixStorage::open_dir(dir.path()).unwrap();
+        let mut file = storage.open("wal-1").unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 14);
+        assert_eq!(read_all(&mut storage, &mut file), b"durable record");
+    }
+
+    #[test]
+    fn open_dir_creates_missing_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a").join("b").join("db");
+        let mut storage = PosixStorage::open_dir(&path).unwrap();
+        assert!(path.is_dir());
+        assert_eq!(storage.path(), path);
+        drop(storage.create("f").unwrap());
+        assert!(path.join("f").is_file());
+    }
+
+    #[test]
+    fn open_dir_on_a_regular_file_fails() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("file");
+        fs::write(&path, b"x").unwrap();
+        assert!(PosixStorage::open_dir(&path).is_err());
+    }
+
+    #[test]
+    fn a_read_only_storage_reads_and_changes_nothing() {
+        let (dir, mut storage) = storage();
+        let mut f = storage.create("f").unwrap();
+        f.write_all(b"contents").unwrap();
+        storage.sync(&mut f).unwrap();
+        let mut ro = PosixStorage::open_dir_read_only(dir.path(), 0).unwrap();
+        assert!(ro.is_read_only());
+        let mut g = ro.open("f").unwrap();
+        assert_eq!(read_all(&mut ro, &mut g), b"contents");
+        let denied = |r: io::Result<()>| r.unwrap_err().kind();
+        assert_eq!(ro.create("new").unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.truncate(&mut g, 0)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.preallocate(&mut g, 1 << 20)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.sync(&mut g)), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.rename("f", "g")), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.remove("f")), io::ErrorKind::PermissionDenied);
+        assert_eq!(denied(ro.sync_dir()), io::ErrorKind::PermissionDenied);
+        // The descriptor itself is read-only: a write cannot reach the file.
+        g.write_all(b"x").unwrap();
+        assert!(g.flush().is_err());
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"contents");
+        let missing = PosixStorage::open_dir_read_only(&dir.path().join("missing"), 0).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(!dir.path().join("missing").exists());
+    }
+
+    #[test]
+    fn file_size_reports_size_by_name() {
+        let (_dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        file.write_all(&[0u8; 1234]).unwrap();
+        file.flush().unwrap();
+        assert_eq!(storage.file_size("f").unwrap(), 1234);
+        let err = storage.file_size("missing").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn preallocate_extends_with_zeros_keeps_buffered_bytes_and_never_shrinks() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        // Still in the write buffer when the extension comes: it must land first.
+        file.write_all(b"records").unwrap();
+        storage.preallocate(&mut file, 100_000).unwrap();
+        let on_disk = fs::read(dir.path().join("f")).unwrap();
+        assert_eq!(on_disk.len(), 100_000);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // Allocated blocks (fallocate), not a hole (as `ftruncate` would leave).
+            use std::os::unix::fs::MetadataExt;
+            let blocks = fs::metadata(dir.path().join("f")).unwrap().blocks();
+            assert!(blocks * 512 >= 100_000, "only {blocks} blocks of 512 bytes allocated");
+        }
+        assert_eq!(&on_disk[..7], b"records");
+        assert!(on_disk[7..].iter().all(|&b| b == 0));
+        storage.preallocate(&mut file, 10).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 100_000, "a shorter length leaves the file alone");
+        // Writing inside the extension does not change the size.
+        file.write_all(b" and more").unwrap();
+        storage.sync(&mut file).unwrap();
+        assert_eq!(storage.len(&mut file).unwrap(), 100_000);
+        assert_eq!(&read_all(&mut storage, &mut file)[..16], b"records and more");
+    }
+
+    #[test]
+    fn cached_reads_see_a_preallocated_extension() {
+        let (_dir, mut storage) = storage();
+        let mut a = storage.create("f").unwrap();
+        a.write_all(&[7u8; 5000]).unwrap();
+        storage.sync(&mut a).unwrap();
+        let mut b = storage.open("f").unwrap();
+        // Caches the short last page (bytes 4096..5000).
+        assert_eq!(read_all(&mut storage, &mut b).len(), 5000);
+        storage.preallocate(&mut a, 9000).unwrap();
+        let got = read_all(&mut storage, &mut b);
+        assert_eq!(got.len(), 9000, "a stale short page would end the file at 5000");
+        assert!(got[..5000].iter().all(|&x| x == 7) && got[5000..].iter().all(|&x| x == 0));
+    }
+}

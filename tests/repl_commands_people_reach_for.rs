@@ -1,0 +1,87 @@
+//! The commands people reach for from redis: `set` (as `put`), `PX` beside `EX`, `ttl` / `pttl`
+//! (`-1` never expires, `-2` absent), `exists`, `mget`, `del` of several keys, `help COMMAND`,
+//! and `info`, the readable statistics: sections, human units, ending with an empty line. Every
+//! other reply stays one line, so a script reads one line per command.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cli::minivault_in;
+
+fn session(dir: &std::path::Path, script: &str) -> Vec<String> {
+    let ran = minivault_in(dir, ["db"], script);
+    assert_eq!(ran.code, 0, "stderr: {}", ran.stderr);
+    ran.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn set_px_ttl_pttl_exists_mget_and_del() {
+    let cwd = tempfile::tempdir().unwrap();
+    let script = "set a 1\nput b \"two words\" EX 60\nSET c 3 PX 1500\nttl a\nttl b\nttl nope\npttl c\n\
+                  exists a b nope a\nmget a b nope c\ndel a b nope\nmget a b c\nexists a b\n";
+    let out = session(cwd.path(), script);
+    assert_eq!(out.len(), 12, "{out:?}");
+    assert_eq!(out[..3], ["OK", "OK", "OK"]);
+    assert_eq!(out[3..6], ["-1", "60", "-2"]);
+    let pttl: u64 = out[6].parse().unwrap();
+    assert!(pttl > 1000 && pttl <= 1500, "pttl {pttl}");
+    assert_eq!(out[7], "3", "exists counts each key given, repeats included");
+    assert_eq!(out[8], "1 \"two words\" (nil) 3", "mget: one line, values as get prints them");
+    assert_eq!(out[9], "OK", "del prints OK, whether or not the keys existed");
+    assert_eq!(out[10..], ["(nil) (nil) 3", "0"]);
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(session(cwd.path(), "get c\nttl c\npttl c\n"), ["(nil)", "-2", "-2"], "PX expired");
+}
+
+#[test]
+fn a_value_that_reads_as_a_reply_is_quoted() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = session(cwd.path(), "put e ERR\nput n \"(nil)\"\nget e\nmget e n\n");
+    assert_eq!(out, ["OK", "OK", "\"ERR\"", "\"ERR\" \"(nil)\""], "no value line starts with ERR");
+}
+
+#[test]
+fn invalid_px_is_one_err_line() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out =
+        session(cwd.path(), "put k v PX 0\nput k v PX\nput k v PX 1.5\nput k v PX 4294967295001\nget k\n");
+    assert_eq!(out.len(), 5, "{out:?}");
+    for line in &out[..4] {
+        assert!(line.starts_with("ERR invalid TTL"), "{line}");
+    }
+    assert_eq!(out[4], "(nil)");
+}
+
+#[test]
+fn help_command_says_what_one_command_does() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = session(cwd.path(), "help ttl\nHELP SET\nhelp nope\nhelp\n");
+    assert!(out[0].starts_with("ttl KEY: ") && out[0].contains("-2"), "{}", out[0]);
+    assert!(out[1].starts_with("put KEY VALUE [EX SECONDS | PX MILLISECONDS]: "), "{}", out[1]);
+    assert_eq!(out[2], "ERR unknown command nope (type help)");
+    assert!(out[3].starts_with("commands: ") && out[3].contains("mget KEY..."), "{}", out[3]);
+    assert_eq!(out.len(), 4);
+}
+
+#[test]
+fn info_is_readable_sections_ending_with_an_empty_line() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = session(cwd.path(), "put key1 value1\nget key1\ninfo\nget key1\nstats\n");
+    let end = out.iter().position(String::is_empty).expect("info ends with an empty line");
+    let info = &out[2..end];
+    for section in ["# database", "# memtable", "# sstables", "# reads"] {
+        assert!(info.iter().any(|l| l == section), "{section} in {info:?}");
+    }
+    let active = info.iter().find(|l| l.starts_with("active")).unwrap();
+    assert!(active.contains("of 3.5 MiB, 1 key"), "{active}");
+    let memory = info.iter().find(|l| l.starts_with("memory")).unwrap();
+    assert!(memory.contains("at most 20 MiB"), "{memory}");
+    let row_cache = info.iter().find(|l| l.starts_with("row cache")).unwrap();
+    assert!(row_cache.starts_with("row cache  1 row, "), "{row_cache}");
+    assert!(info.iter().any(|l| l.starts_with("disk ")), "{info:?}");
+    // The next command's reply follows the empty line; stats stays one line.
+    assert_eq!(out[end + 1], "value1");
+    assert!(out[end + 2].starts_with("memtable_keys=1/"), "{}", out[end + 2]);
+    assert_eq!(out.len(), end + 3);
+}
