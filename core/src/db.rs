@@ -18,7 +18,7 @@
 //! A storage error during a write, sync, flush, rotation or compaction poisons the database:
 //! later writes fail with [`Error::Poisoned`] until it is reopened, because the state on storage
 //! is unknown and a failed sync must never be retried into a false success. Reads keep working.
-//! One guard ([`Db::mutate`]) applies the rule to every path that changes files.
+//! One guard (`Db::mutate`) applies the rule to every path that changes files.
 
 use crate::batch::WriteBatch;
 use crate::compaction;

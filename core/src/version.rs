@@ -4,7 +4,7 @@
 //! [`Version`] owns the live tables (oldest first), the next file id (WALs and tables share one
 //! counter, so ids order files by age), and the only way a table becomes live or stops being
 //! live: [`Version::add`] after a flush, [`Version::replace`] after a compaction, both through
-//! one atomic publication ([`publish`]: sync the file, rename `<id>.tmp` to `<id>.sst`, sync the
+//! one atomic publication (`publish`: sync the file, rename `<id>.tmp` to `<id>.sst`, sync the
 //! directory).
 //!
 //! # Lineage

@@ -1,7 +1,7 @@
 //! Compaction: merging the newest adjacent SSTables into one, so that the number of tables, the
 //! probes per `get`, and the space held by overwritten, deleted and expired entries stay bounded.
 //!
-//! Three files, one step each: [`policy`] chooses the tables (from their sizes alone), [`merge`]
+//! Three files, one step each: [`policy`] chooses the tables (from their sizes alone), [`merge`](mod@merge)
 //! writes their merged contents as one table, and [`run`] (here) carries a compaction out: it asks
 //! the policy, merges into `<id>.tmp`, and has the table set ([`crate::version::Version`]) make
 //! the output live in place of its inputs. The scratch memory is the idle MemTable's buffer.

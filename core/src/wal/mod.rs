@@ -50,7 +50,7 @@ use crate::batch;
 use crate::entry;
 use crate::error::Corruption;
 use crate::io::write_at;
-use crate::record::{Checksum, RecordHeader};
+use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
 
 /// The first four bytes of a WAL of format 2 and later.
 pub const MAGIC: [u8; 4] = *b"MVWL";
@@ -126,12 +126,27 @@ pub fn append_with_prefix<IO: Write + Seek>(
     prefix: &[u8],
     parts: &[&[u8]],
 ) -> Result<u64, IO::Error> {
+    let len = prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    // A small record is assembled whole: one checksum pass and one write.
+    let mut small = [0u8; SMALL_RECORD];
+    if let Some(record) = small.get_mut(..HEADER_LEN + len) {
+        let (header, payload) = record.split_at_mut(HEADER_LEN);
+        let mut rest = &mut *payload;
+        for p in core::iter::once(&prefix).chain(parts) {
+            let Some((dst, tail)) = rest.split_at_mut_checked(p.len()) else { break };
+            dst.copy_from_slice(p);
+            rest = tail;
+        }
+        let crc = crc32c(&[payload]);
+        header.copy_from_slice(&RecordHeader { len: u32::try_from(len).unwrap_or(u32::MAX), crc }.encode());
+        let end = write_at(io, end, &[record])?;
+        io.flush()?;
+        return Ok(end);
+    }
     let mut crc = Checksum::new();
     crc.update(prefix);
-    let mut len = prefix.len();
     for p in parts {
         crc.update(p);
-        len += p.len();
     }
     let header = RecordHeader { len: u32::try_from(len).unwrap_or(u32::MAX), crc: crc.finish() }.encode();
     let end = write_at(io, end, &[&header, prefix])?;
@@ -139,6 +154,9 @@ pub fn append_with_prefix<IO: Write + Seek>(
     io.flush()?;
     Ok(end)
 }
+
+/// Records up to this many bytes (header included) are assembled on the stack and written whole.
+const SMALL_RECORD: usize = 256;
 
 /// Checks that a record's payload (after the watermark, in format 2) is an entry, or a write
 /// batch whose every item is an entry and whose count is right.
