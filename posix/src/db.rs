@@ -4,11 +4,13 @@
 
 use std::fmt;
 use std::io;
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
+use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
 
@@ -17,7 +19,7 @@ pub fn now_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
+pub(crate) type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
 /// Opens the engine over `storage` with `options`' durability, WAL step and read-only flag.
 fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
@@ -158,7 +160,9 @@ impl Db {
         Ok(Db::new(engine, options, None, dir))
     }
 
-    fn new(engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
+    fn new(mut engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
+        // Scans keep the active MemTable's keys in order here: 4 bytes per key it can hold.
+        engine.set_scan_order_buffer(vec![0u8; engine.stats().memtable_key_capacity * 4]);
         Db {
             engine,
             options,
@@ -304,6 +308,75 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The entries of `range`, in key order: a double-ended iterator (`.rev()` walks it from
+    /// the last key down). Any range of anything that is `AsRef<[u8]>`: `..`, `a..b`, `a..=b`,
+    /// `(Bound::Excluded(a), Bound::Unbounded)`.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// for (k, v) in [("s1/0003", "21.5"), ("s1/0001", "21.1"), ("s2/0001", "19.0"), ("s1/0002", "21.3")] {
+    ///     db.put(k.as_bytes(), v.as_bytes())?;
+    /// }
+    /// let some: Vec<(Vec<u8>, Vec<u8>)> = db.range("s1/0002"..="s2/0001").collect::<Result<_, _>>()?;
+    /// assert_eq!(some.len(), 3);
+    /// assert_eq!(some[0].0, b"s1/0002");
+    /// let newest = db.prefix("s1/").next_back().transpose()?;
+    /// assert_eq!(newest.map(|(k, _)| k), Some(b"s1/0003".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// The iterator borrows the database: nothing writes while it lives, so it sees one state.
+    /// It reads in batches (see [`crate::scan`] for the memory it takes). A damaged table or an
+    /// I/O error ends it with one `Err`.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Range<'_> {
+        Range::new(self, range)
+    }
+
+    /// The entries whose key starts with `prefix`, in key order (double-ended, like
+    /// [`Db::range`]). An empty prefix is every key; a prefix of `0xFF` bytes has no upper bound
+    /// to compute, and is handled.
+    pub fn prefix(&mut self, prefix: impl AsRef<[u8]>) -> Range<'_> {
+        Range::prefix(self, prefix.as_ref())
+    }
+
+    /// The keys of `range`, in order, without reading the values (double-ended).
+    pub fn keys<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Keys<'_> {
+        Keys::new(Range::new(self, range))
+    }
+
+    /// The entry with the smallest key, if any.
+    pub fn first(&mut self) -> Result<Option<Entry>, Error> {
+        self.range::<&[u8], _>(..).next().transpose()
+    }
+
+    /// The entry with the largest key, if any.
+    pub fn last(&mut self) -> Result<Option<Entry>, Error> {
+        self.range::<&[u8], _>(..).next_back().transpose()
+    }
+
+    /// How many live keys `range` holds (values are not read).
+    pub fn count<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Result<u64, Error> {
+        let mut n = 0;
+        for k in self.keys(range) {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The page cache's counters: pages found in it, and pages read into it (for tests of what
+    /// a scan leaves in the cache).
+    #[doc(hidden)]
+    pub fn page_cache_counts(&mut self) -> (u64, u64) {
+        self.engine.storage().page_cache_counts()
+    }
+
+    /// The engine, for the scans of [`crate::scan`].
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
     /// Makes every acknowledged write durable.

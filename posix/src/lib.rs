@@ -44,6 +44,7 @@
 mod db;
 mod error;
 pub mod options;
+pub mod scan;
 
 #[doc(hidden)]
 pub mod lock;
@@ -61,6 +62,7 @@ pub use error::Error;
 pub use minivault_core::{BatchError, Corruption, FileName, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
+pub use scan::{Keys, Range};
 
 /// The engine's errors, as [`Error::Engine`] carries them: match on its variants
 /// (`EngineError::Corrupted { file, offset, kind }`, `EngineError::Poisoned`, ...).

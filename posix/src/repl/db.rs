@@ -2,10 +2,11 @@
 //! readable `info` report.
 
 use std::fmt::Write as _;
+use std::ops::Bound;
 use std::time::Duration;
 
 use super::format::{human_bytes, human_count};
-use super::run::ReplBackend;
+use super::run::{ReplBackend, ScanQuery};
 use crate::{Db, Error, Ttl, WriteBatch};
 
 impl ReplBackend for Db {
@@ -71,6 +72,23 @@ impl ReplBackend for Db {
             r.bytes,
             r.capacity_bytes,
         ))
+    }
+
+    fn scan(&mut self, q: &ScanQuery<'_>) -> Result<Vec<crate::scan::Entry>, Error> {
+        let limit = usize::try_from(q.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        let range = match q.prefix {
+            Some(p) => Db::prefix(self, p),
+            None => Db::range::<&[u8], _>(self, (bound(q.start, true), bound(q.end, false))),
+        };
+        if q.reverse {
+            range.rev().take(limit).collect()
+        } else {
+            range.take(limit).collect()
+        }
+    }
+
+    fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, Error> {
+        Db::count::<&[u8], _>(self, (bound(start, true), bound(end, false)))
     }
 
     fn info(&mut self) -> Result<String, Error> {
@@ -143,6 +161,15 @@ impl ReplBackend for Db {
 }
 
 /// `1 key`, `49,152 keys`.
+/// A scan bound: START is inclusive, END exclusive, `None` open.
+fn bound(key: Option<&[u8]>, start: bool) -> Bound<&[u8]> {
+    match key {
+        None => Bound::Unbounded,
+        Some(k) if start => Bound::Included(k),
+        Some(k) => Bound::Excluded(k),
+    }
+}
+
 fn counted(n: u64, noun: &str) -> String {
     format!("{} {noun}{}", human_count(n), if n == 1 { "" } else { "s" })
 }

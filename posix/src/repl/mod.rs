@@ -71,5 +71,5 @@ pub use parse::{
 };
 pub use run::{
     execute, reply_to_line, respond, run, run_lines, run_reader, LineRead, LineSource, Outcome, ReplBackend,
-    Reply, Settings, HELP,
+    Reply, ScanQuery, Settings, HELP,
 };

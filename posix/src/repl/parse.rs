@@ -76,6 +76,27 @@ pub const COMMANDS: &[CommandInfo] = &[
                   existed",
     },
     CommandInfo {
+        name: "scan",
+        aliases: &[],
+        usage: "scan START END [LIMIT N] [REV]",
+        summary: "prints the entries from START (inclusive) to END (exclusive) in key order, one \
+                  KEY VALUE line each (quoted as input would need them), then (N keys); - and + \
+                  are open ends (\"-\" quoted is the key -); REV: from the end down",
+    },
+    CommandInfo {
+        name: "prefix",
+        aliases: &[],
+        usage: "prefix PREFIX [LIMIT N] [REV]",
+        summary: "prints the entries whose key starts with PREFIX, as scan does",
+    },
+    CommandInfo {
+        name: "count",
+        aliases: &[],
+        usage: "count [START END]",
+        summary: "prints how many keys there are (from START, inclusive, to END, exclusive; - and \
+                  + are open ends)",
+    },
+    CommandInfo {
         name: "flush",
         aliases: &[],
         usage: "flush",
@@ -170,6 +191,33 @@ pub enum Command {
         /// The keys, at least one.
         keys: Vec<Vec<u8>>,
     },
+    /// `scan START END [LIMIT N] [REV]`: the entries from START (inclusive) to END (exclusive).
+    Scan {
+        /// The first key, `None` for `-` (from the first key).
+        start: Option<Vec<u8>>,
+        /// The key after the last, `None` for `+` (to the last key).
+        end: Option<Vec<u8>>,
+        /// At most this many entries.
+        limit: Option<u64>,
+        /// From the end down.
+        reverse: bool,
+    },
+    /// `prefix PREFIX [LIMIT N] [REV]`: the entries whose key starts with PREFIX.
+    Prefix {
+        /// The prefix (may be empty: every key).
+        prefix: Vec<u8>,
+        /// At most this many entries.
+        limit: Option<u64>,
+        /// From the end down.
+        reverse: bool,
+    },
+    /// `count [START END]`: how many keys (between START and END).
+    Count {
+        /// The first key, `None` for `-` or no bounds.
+        start: Option<Vec<u8>>,
+        /// The key after the last, `None` for `+` or no bounds.
+        end: Option<Vec<u8>>,
+    },
     /// `flush`: write the memtable out.
     Flush,
     /// `sync`: make all writes so far durable.
@@ -216,6 +264,9 @@ pub enum ParseError {
     /// `put ... PX MILLISECONDS` where MILLISECONDS is not an integer in 1..=[`MAX_TTL_MILLIS`].
     /// Holds the offending MILLISECONDS, or `None` when it was missing.
     InvalidTtlMillis(Option<String>),
+    /// `LIMIT N` of a scan where N is not an integer of at least 1. Holds the offending N, or
+    /// `None` when it was missing.
+    InvalidLimit(Option<String>),
     /// The line is not valid UTF-8 outside escapes.
     NotUtf8,
     /// A raw ASCII control byte (such as NUL) where it is not allowed.
@@ -254,6 +305,10 @@ impl fmt::Display for ParseError {
             Self::InvalidTtlMillis(None) => {
                 write!(f, "invalid TTL: PX needs MILLISECONDS, an integer from 1 to {MAX_TTL_MILLIS}")
             }
+            Self::InvalidLimit(Some(given)) => {
+                write!(f, "invalid LIMIT {given}; LIMIT N needs an integer of at least 1")
+            }
+            Self::InvalidLimit(None) => f.write_str("invalid LIMIT: LIMIT needs N, an integer of at least 1"),
             Self::NotUtf8 => f.write_str("input is not valid UTF-8; use \\xHH escapes for bytes"),
             Self::ControlByte(byte) => {
                 write!(f, "raw control byte 0x{byte:02X} in input; use \\xHH escapes (or \\n \\r \\t \\0)")
@@ -277,7 +332,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Command>, ParseError> {
         return Err(ParseError::LineTooLong);
     }
     let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
-    parse_tokens(tokenize(text)?)
+    parse_marked(tokenize(text)?)
 }
 
 /// Parses a command already split into tokens (quotes and escapes undone), as a shell hands
@@ -289,7 +344,13 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Command>, ParseError> {
 ///
 /// A [`ParseError`] saying what is wrong with the command.
 pub fn parse_tokens(tokens: Vec<Vec<u8>>) -> Result<Option<Command>, ParseError> {
-    let mut args = tokens.into_iter();
+    parse_marked(tokens.into_iter().map(|t| (t, false)).collect())
+}
+
+/// [`parse_tokens`] of tokens that say whether they were quoted.
+fn parse_marked(tokens: Vec<Token>) -> Result<Option<Command>, ParseError> {
+    let quoted: Vec<bool> = tokens.iter().skip(1).map(|(_, q)| *q).collect();
+    let mut args = tokens.into_iter().map(|(t, _)| t);
     let Some(name) = args.next() else {
         return Ok(None);
     };
@@ -315,6 +376,24 @@ pub fn parse_tokens(tokens: Vec<Vec<u8>>) -> Result<Option<Command>, ParseError>
         "ttl" => Command::Ttl { key: one(args)?, millis: false },
         "pttl" => Command::Ttl { key: one(args)?, millis: true },
         "del" => Command::Del { keys: some(args)? },
+        "scan" => parse_scan(args, &quoted, arity)?,
+        "prefix" => {
+            let (positional, limit, reverse) = scan_options(args, arity.clone())?;
+            let mut positional = positional.into_iter();
+            match (positional.next(), positional.next()) {
+                (Some(prefix), None) => Command::Prefix { prefix, limit, reverse },
+                _ => return Err(arity),
+            }
+        }
+        "count" => match args.len() {
+            0 => Command::Count { start: None, end: None },
+            2 => {
+                let mut args = args.into_iter();
+                let (start, end) = (args.next().unwrap_or_default(), args.next().unwrap_or_default());
+                Command::Count { start: open_end(start, quoted[0]), end: open_end(end, quoted[1]) }
+            }
+            _ => return Err(arity),
+        },
         "flush" => none(Command::Flush)?,
         "sync" => none(Command::Sync)?,
         "stats" => none(Command::Stats)?,
@@ -352,6 +431,57 @@ fn parse_put(args: Vec<Vec<u8>>, arity: ParseError) -> Result<Command, ParseErro
     }
 }
 
+/// `START END [LIMIT N] [REV]`.
+fn parse_scan(args: Vec<Vec<u8>>, quoted: &[bool], arity: ParseError) -> Result<Command, ParseError> {
+    let (positional, limit, reverse) = scan_options(args, arity.clone())?;
+    let mut positional = positional.into_iter();
+    match (positional.next(), positional.next(), positional.next()) {
+        (Some(start), Some(end), None) => Ok(Command::Scan {
+            start: open_end(start, quoted.first().copied().unwrap_or(false)),
+            end: open_end(end, quoted.get(1).copied().unwrap_or(false)),
+            limit,
+            reverse,
+        }),
+        _ => Err(arity),
+    }
+}
+
+/// A scan bound: `None` for a bare `-` or `+` (an open end), the key otherwise.
+fn open_end(token: Vec<u8>, quoted: bool) -> Option<Vec<u8>> {
+    if !quoted && (token == b"-" || token == b"+") {
+        None
+    } else {
+        Some(token)
+    }
+}
+
+/// A scan's positional arguments, its `LIMIT` and whether `REV` was given.
+type ScanArgs = (Vec<Vec<u8>>, Option<u64>, bool);
+
+/// Splits a scan's arguments into its positional ones and `LIMIT N` / `REV`, which come after
+/// them, in either order.
+fn scan_options(args: Vec<Vec<u8>>, arity: ParseError) -> Result<ScanArgs, ParseError> {
+    let mut positional = Vec::new();
+    let (mut limit, mut reverse) = (None, false);
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        let options_started = limit.is_some() || reverse;
+        if arg.eq_ignore_ascii_case(b"limit") && !positional.is_empty() {
+            let n = args.next().ok_or(ParseError::InvalidLimit(None))?;
+            let value =
+                parse_ttl(&n, u64::MAX).ok_or_else(|| ParseError::InvalidLimit(Some(quote_for_error(&n))))?;
+            limit = Some(value);
+        } else if arg.eq_ignore_ascii_case(b"rev") && !positional.is_empty() {
+            reverse = true;
+        } else if options_started {
+            return Err(arity);
+        } else {
+            positional.push(arg);
+        }
+    }
+    Ok((positional, limit, reverse))
+}
+
 /// A TTL amount: ASCII digits only (no sign), value in `1..=max`.
 fn parse_ttl(amount: &[u8], max: u64) -> Option<u64> {
     if amount.is_empty() || !amount.iter().all(u8::is_ascii_digit) {
@@ -371,8 +501,11 @@ fn is_separator(c: char) -> bool {
     c.is_ascii_whitespace()
 }
 
+/// A token and whether it was quoted (`"-"` is the key `-`; a bare `-` is an open end of a scan).
+type Token = (Vec<u8>, bool);
+
 /// Splits a line into tokens, undoing quotes and escapes. See the module docs for the rules.
-fn tokenize(text: &str) -> Result<Vec<Vec<u8>>, ParseError> {
+fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -381,8 +514,8 @@ fn tokenize(text: &str) -> Result<Vec<Vec<u8>>, ParseError> {
             return Ok(tokens);
         };
         let token = match first {
-            '"' => double_quoted(&mut chars)?,
-            '\'' => single_quoted(&mut chars)?,
+            '"' => (double_quoted(&mut chars)?, true),
+            '\'' => (single_quoted(&mut chars)?, true),
             first => {
                 let mut token = Vec::new();
                 let mut c = first;
@@ -397,7 +530,7 @@ fn tokenize(text: &str) -> Result<Vec<Vec<u8>>, ParseError> {
                         None => break,
                     }
                 }
-                token
+                (token, false)
             }
         };
         // A closing quote must end the token.

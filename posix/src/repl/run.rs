@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use super::format::{format_value, one_line};
 use super::parse::{command_info, parse_line, Command, ParseError, MAX_LINE_LEN};
+use crate::scan::Entry;
 use crate::Ttl;
 
 /// The reply to `help`: every command with its syntax, on one line.
 pub const HELP: &str = "commands: put KEY VALUE [EX SECONDS | PX MILLISECONDS] (set = put) | get KEY \
-     | mget KEY... | exists KEY... | ttl KEY | pttl KEY | del KEY... | flush | sync | stats | info \
+     | mget KEY... | exists KEY... | ttl KEY | pttl KEY | del KEY... | scan START END [LIMIT N] [REV] \
+     | prefix PREFIX [LIMIT N] [REV] | count [START END] | flush | sync | stats | info \
      | help [COMMAND] | quit | exit; quote tokens with \"...\" (escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH) \
      or '...' (literal)";
 
@@ -35,6 +37,27 @@ pub trait ReplBackend {
     fn stats(&mut self) -> Result<String, Self::Error>;
     /// The statistics for people: lines of text, `# section` lines between groups.
     fn info(&mut self) -> Result<String, Self::Error>;
+    /// Up to `limit` entries of the keys from `start` (inclusive, `None`: the first) to `end`
+    /// (exclusive, `None`: past the last) — or of the keys starting with `prefix`, when given —
+    /// in key order (`reverse`: descending).
+    fn scan(&mut self, query: &ScanQuery<'_>) -> Result<Vec<Entry>, Self::Error>;
+    /// How many keys lie from `start` (inclusive) to `end` (exclusive).
+    fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, Self::Error>;
+}
+
+/// What a `scan` or `prefix` command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanQuery<'q> {
+    /// The first key (inclusive); `None`: from the first key.
+    pub start: Option<&'q [u8]>,
+    /// The key after the last (exclusive); `None`: to the last key.
+    pub end: Option<&'q [u8]>,
+    /// Only keys that start with this (then `start` and `end` are `None`).
+    pub prefix: Option<&'q [u8]>,
+    /// At most this many entries.
+    pub limit: Option<u64>,
+    /// From the end down.
+    pub reverse: bool,
 }
 
 /// One command's reply.
@@ -118,6 +141,18 @@ pub fn respond<B: ReplBackend>(backend: &mut B, cmd: Command) -> Reply {
             Ttl::ExpiresIn(left) => (left.as_millis().saturating_add(500) / 1000).to_string(),
         })),
         Command::Del { keys } => reply(backend.delete(&keys).map(ok)),
+        Command::Scan { start, end, limit, reverse } => {
+            let query =
+                ScanQuery { start: start.as_deref(), end: end.as_deref(), prefix: None, limit, reverse };
+            scan_reply(backend.scan(&query))
+        }
+        Command::Prefix { prefix, limit, reverse } => {
+            let query = ScanQuery { start: None, end: None, prefix: Some(&prefix), limit, reverse };
+            scan_reply(backend.scan(&query))
+        }
+        Command::Count { start, end } => {
+            reply(backend.count(start.as_deref(), end.as_deref()).map(|n| n.to_string()))
+        }
         Command::Flush => reply(backend.flush().map(ok)),
         Command::Sync => reply(backend.sync().map(ok)),
         Command::Stats => reply(backend.stats()),
@@ -132,6 +167,26 @@ pub fn respond<B: ReplBackend>(backend: &mut B, cmd: Command) -> Reply {
             None => Reply::Error(ParseError::UnknownCommand(format_value(&command)).to_string()),
         },
         Command::Quit => Reply::Quit,
+    }
+}
+
+/// The reply to a scan: a `KEY VALUE` line per entry, each quoted as the REPL reads it back, then
+/// `(N keys)`, which ends the reply (a script reads up to it).
+fn scan_reply<E: fmt::Display>(result: Result<Vec<Entry>, E>) -> Reply {
+    match result {
+        Ok(entries) => {
+            let mut text = String::new();
+            for (k, v) in &entries {
+                text.push_str(&format_value(k));
+                text.push(' ');
+                text.push_str(&format_value(v));
+                text.push('\n');
+            }
+            let n = entries.len();
+            text.push_str(&format!("({n} {})", if n == 1 { "key" } else { "keys" }));
+            Reply::Text(text)
+        }
+        Err(e) => Reply::Error(one_line(&e.to_string())),
     }
 }
 

@@ -77,6 +77,28 @@ impl ReplBackend for MapBackend {
         self.check()?;
         Ok(format!("# map\nkeys {}\n# disk\nflushes {}\n\n", self.map.len(), self.flushes))
     }
+    fn scan(&mut self, q: &ScanQuery<'_>) -> Result<Vec<crate::scan::Entry>, String> {
+        self.check()?;
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = self
+            .map
+            .iter()
+            .filter(|(k, _)| match q.prefix {
+                Some(p) => k.starts_with(p),
+                None => q.start.is_none_or(|s| k.as_slice() >= s) && q.end.is_none_or(|e| k.as_slice() < e),
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        if q.reverse {
+            all.reverse();
+        }
+        all.truncate(usize::try_from(q.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX));
+        Ok(all)
+    }
+    fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, String> {
+        let q = ScanQuery { start, end, prefix: None, limit: None, reverse: false };
+        Ok(self.scan(&q)?.len() as u64)
+    }
 }
 
 fn run_script_with(backend: &mut MapBackend, script: &[u8], prompt: bool) -> String {
@@ -408,4 +430,36 @@ fn no_input_panics() {
             (0..len).map(|_| ALPHABET[(rng.next() % ALPHABET.len() as u64) as usize]).collect();
         let _ = parse_line(&line);
     }
+}
+
+#[test]
+fn scan_prefix_and_count_print_one_line_per_entry_then_the_count() {
+    let mut b = MapBackend::default();
+    for (k, v) in [("a", "1"), ("b c", "2"), ("b-", "x y"), ("c", "3"), ("-", "dash")] {
+        b.put(k.as_bytes(), v.as_bytes(), None).unwrap();
+    }
+    let out = |b: &mut MapBackend, line: &str| reply_to_line(b, Ok(line.as_bytes())).unwrap().printed();
+    assert_eq!(out(&mut b, "scan - +"), "- dash\na 1\n\"b c\" 2\nb- \"x y\"\nc 3\n(5 keys)");
+    assert_eq!(out(&mut b, "scan a c"), "a 1\n\"b c\" 2\nb- \"x y\"\n(3 keys)");
+    assert_eq!(out(&mut b, "scan a + LIMIT 2 REV"), "c 3\nb- \"x y\"\n(2 keys)");
+    assert_eq!(out(&mut b, "scan a + rev limit 1"), "c 3\n(1 key)");
+    // A quoted "-" is the key -, not an open end.
+    assert_eq!(out(&mut b, "scan \"-\" a"), "- dash\n(1 key)");
+    assert_eq!(out(&mut b, "prefix b"), "\"b c\" 2\nb- \"x y\"\n(2 keys)");
+    assert_eq!(out(&mut b, "prefix zz"), "(0 keys)");
+    assert_eq!(out(&mut b, "count"), "5");
+    assert_eq!(out(&mut b, "count b +"), "3");
+    for bad in [
+        "scan a",
+        "scan a b c",
+        "scan a b LIMIT",
+        "scan a b LIMIT 0",
+        "scan a b LIMIT x",
+        "prefix",
+        "count a",
+    ] {
+        assert!(out(&mut b, bad).starts_with("ERR "), "{bad}: {}", out(&mut b, bad));
+    }
+    b.fail = true;
+    assert_eq!(out(&mut b, "scan - +"), "ERR disk on fire");
 }

@@ -110,6 +110,12 @@ impl PosixStorage {
         }
     }
 
+    /// The read cache's counters: pages found in it, and pages read into it.
+    pub fn page_cache_counts(&self) -> (u64, u64) {
+        let cache = lock(&self.cache);
+        (cache.hits, cache.misses)
+    }
+
     /// The directory this storage works in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -179,6 +185,13 @@ impl Storage for PosixStorage {
         // (also after a failure: the extension may have happened part of the way).
         lock(&self.cache).invalidate(file.key, size, len);
         result
+    }
+
+    fn read_through(&mut self, file: &mut PosixFile, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        // Straight from the file, past the page cache: a scan's chunks would push the hot set
+        // out. Bytes this handle buffered for writing go to the OS first, so they are read.
+        file.flush_buffer()?;
+        sys::pread_full(file.fd.as_fd(), buf, pos)
     }
 
     fn sync(&mut self, file: &mut PosixFile) -> io::Result<()> {
