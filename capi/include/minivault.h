@@ -71,7 +71,7 @@ typedef struct minivault_options {
   uint8_t read_only;
 } minivault_options;
 
-// Counters and sizes of an open database, from `minivault_stats`.
+// Counters and sizes of an open database, from `minivault_get_stats`.
 typedef struct minivault_stats {
   // Keys in the active MemTable.
   uint64_t memtable_keys;
@@ -362,8 +362,8 @@ minivault_status minivault_flush(struct minivault_db *db);
 // # Safety
 // `db` is NULL or an open handle; `stats` is NULL (an error) or points to a writable
 // `minivault_stats`.
-minivault_status minivault_stats(struct minivault_db *db,
-                                 struct minivault_stats *stats);
+minivault_status minivault_get_stats(struct minivault_db *db,
+                                     struct minivault_stats *stats);
 
 // The library's version, e.g. `"0.1.0"`: a static string.
 const char *minivault_version(void);

@@ -30,15 +30,13 @@ impl minivault_batch {
         loop {
             match add(&mut self.batch) {
                 Err(BatchError::Full) if self.grow() => continue,
-                Err(BatchError::Full) => {
-                    return Err(Failure::new(
-                        MINIVAULT_ERR_TOO_LARGE,
-                        format!(
-                            "write batch is full ({} entries; at most 65535 entries and {MAX_BATCH_LEN} bytes)",
-                            self.batch.len()
-                        ),
-                    ))
-                }
+                Err(BatchError::Full) => return Err(Failure::new(
+                    MINIVAULT_ERR_TOO_LARGE,
+                    format!(
+                        "write batch is full ({} entries; at most 65535 entries and {MAX_BATCH_LEN} bytes)",
+                        self.batch.len()
+                    ),
+                )),
                 other => return Ok(other?),
             }
         }
@@ -53,7 +51,8 @@ impl minivault_batch {
         let mut grown = WriteBatch::new(vec![0; capacity]);
         for item in self.batch.entries() {
             // Every entry was encoded by this batch's own methods, so it decodes and fits.
-            let Some(entry) = item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok()) else {
+            let Some(entry) = item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok())
+            else {
                 return false;
             };
             let added = match (entry.tombstone, entry.expires_at) {
@@ -168,7 +167,10 @@ pub unsafe extern "C" fn minivault_batch_delete(
 /// # Safety
 /// `batch` is NULL or a live batch; `count` is NULL (an error) or points to a writable `size_t`.
 #[no_mangle]
-pub unsafe extern "C" fn minivault_batch_count(batch: *const minivault_batch, count: *mut usize) -> minivault_status {
+pub unsafe extern "C" fn minivault_batch_count(
+    batch: *const minivault_batch,
+    count: *mut usize,
+) -> minivault_status {
     guard(|| {
         // SAFETY: this function's contract, for each argument.
         let (b, mut out) = unsafe { (reference(batch, "batch")?, Out::new(count, "count")?) };

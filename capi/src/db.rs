@@ -26,7 +26,10 @@ pub struct minivault_db {
 }
 
 /// Runs `f` on the open database behind `shared`.
-pub(crate) fn with_db<T>(shared: &Shared, f: impl FnOnce(&mut Db) -> Result<T, Failure>) -> Result<T, Failure> {
+pub(crate) fn with_db<T>(
+    shared: &Shared,
+    f: impl FnOnce(&mut Db) -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let mut guard = shared.lock().map_err(|_| {
         Failure::new(MINIVAULT_ERR_PANIC, "an earlier call panicked while using this handle: close it")
     })?;
@@ -96,7 +99,9 @@ impl From<&Options> for minivault_options {
             memtable_bytes: o.memtable_bytes as u64,
             cache_bytes: o.cache_bytes as u64,
             row_cache_bytes: o.row_cache_bytes as u64,
-            wal_preallocation_bytes: o.wal_preallocation_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            wal_preallocation_bytes: o
+                .wal_preallocation_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
             read_only: u8::from(o.read_only),
         }
     }
@@ -104,12 +109,14 @@ impl From<&Options> for minivault_options {
 
 impl minivault_options {
     /// The Rust API's options, checked.
-    fn to_options(&self) -> Result<Options, Failure> {
-        let o = self;
+    fn to_options(self) -> Result<Options, Failure> {
+        let o = &self;
         let durability = match o.durability {
             MINIVAULT_DURABILITY_ALWAYS => Durability::Always,
             MINIVAULT_DURABILITY_EVERY_N => Durability::EveryN(o.durability_every_n.max(1)),
-            MINIVAULT_DURABILITY_PERIODIC => Durability::Periodic(Duration::from_millis(o.durability_period_ms)),
+            MINIVAULT_DURABILITY_PERIODIC => {
+                Durability::Periodic(Duration::from_millis(o.durability_period_ms))
+            }
             MINIVAULT_DURABILITY_MANUAL => Durability::Manual,
             other => return Err(Failure::invalid(format!("unknown durability mode {other}"))),
         };
@@ -261,7 +268,11 @@ pub unsafe extern "C" fn minivault_put_with_ttl(
 /// # Safety
 /// `db` is NULL or an open handle; `key` points to `key_len` bytes (NULL only with length 0).
 #[no_mangle]
-pub unsafe extern "C" fn minivault_delete(db: *mut minivault_db, key: *const u8, key_len: usize) -> minivault_status {
+pub unsafe extern "C" fn minivault_delete(
+    db: *mut minivault_db,
+    key: *const u8,
+    key_len: usize,
+) -> minivault_status {
     guard(|| {
         // SAFETY: this function's contract, for each argument.
         let (h, key) = unsafe { (handle(db)?, bytes(key, key_len, "key")?) };
@@ -292,7 +303,12 @@ pub unsafe extern "C" fn minivault_get(
     guard(|| {
         // SAFETY: this function's contract, for each argument.
         let (h, key, mut buf, mut len) = unsafe {
-            (handle(db)?, bytes(key, key_len, "key")?, Buffer::new(buf, buf_len, "buf")?, Out::new(value_len, "value_len")?)
+            (
+                handle(db)?,
+                bytes(key, key_len, "key")?,
+                Buffer::new(buf, buf_len, "buf")?,
+                Out::new(value_len, "value_len")?,
+            )
         };
         len.write(0);
         with_db(&h.shared, |db| {
@@ -330,7 +346,12 @@ pub unsafe extern "C" fn minivault_get_alloc(
     guard(|| {
         // SAFETY: this function's contract, for each argument.
         let (h, key, mut out, mut len) = unsafe {
-            (handle(db)?, bytes(key, key_len, "key")?, Out::new(value, "value")?, Out::new(value_len, "value_len")?)
+            (
+                handle(db)?,
+                bytes(key, key_len, "key")?,
+                Out::new(value, "value")?,
+                Out::new(value_len, "value_len")?,
+            )
         };
         out.write(std::ptr::null_mut());
         len.write(0);
@@ -376,7 +397,8 @@ pub unsafe extern "C" fn minivault_ttl(
 ) -> minivault_status {
     guard(|| {
         // SAFETY: this function's contract, for each argument.
-        let (h, key, mut out) = unsafe { (handle(db)?, bytes(key, key_len, "key")?, Out::new(ttl_ms, "ttl_ms")?) };
+        let (h, key, mut out) =
+            unsafe { (handle(db)?, bytes(key, key_len, "key")?, Out::new(ttl_ms, "ttl_ms")?) };
         out.write(-1);
         match with_db(&h.shared, |db| Ok(db.ttl(key)?))? {
             Ttl::NoKey => return Ok(MINIVAULT_NOT_FOUND),
@@ -415,7 +437,7 @@ pub unsafe extern "C" fn minivault_flush(db: *mut minivault_db) -> minivault_sta
     })
 }
 
-/// Counters and sizes of an open database, from `minivault_stats`.
+/// Counters and sizes of an open database, from `minivault_get_stats`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct minivault_stats {
@@ -467,7 +489,10 @@ pub struct minivault_stats {
 /// `db` is NULL or an open handle; `stats` is NULL (an error) or points to a writable
 /// `minivault_stats`.
 #[no_mangle]
-pub unsafe extern "C" fn minivault_stats(db: *mut minivault_db, stats: *mut minivault_stats) -> minivault_status {
+pub unsafe extern "C" fn minivault_get_stats(
+    db: *mut minivault_db,
+    stats: *mut minivault_stats,
+) -> minivault_status {
     guard(|| {
         // SAFETY: this function's contract, for each argument.
         let (h, mut out) = unsafe { (handle(db)?, Out::new(stats, "stats")?) };
@@ -501,9 +526,10 @@ pub unsafe extern "C" fn minivault_stats(db: *mut minivault_db, stats: *mut mini
 /// The library's version, e.g. `"0.1.0"`: a static string.
 #[no_mangle]
 pub extern "C" fn minivault_version() -> *const c_char {
-    const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }

@@ -124,7 +124,8 @@ impl minivault_iter {
             return Ok(None);
         }
         loop {
-            let (this, other) = if reverse { (&mut self.back, &mut self.front) } else { (&mut self.front, &mut self.back) };
+            let (this, other) =
+                if reverse { (&mut self.back, &mut self.front) } else { (&mut self.front, &mut self.back) };
             if let Some(e) = this.buffered.pop_front() {
                 return Ok(Some(e));
             }
@@ -171,7 +172,8 @@ pub unsafe extern "C" fn minivault_iter_range(
             (false, true) => Bound::Included(key.to_vec()),
             (false, false) => Bound::Excluded(key.to_vec()),
         };
-        let it = minivault_iter::new(h.shared.clone(), bound(start, start_key, true), bound(end, end_key, false));
+        let it =
+            minivault_iter::new(h.shared.clone(), bound(start, start_key, true), bound(end, end_key, false));
         out.write(Box::into_raw(Box::new(it)));
         Ok(MINIVAULT_OK)
     })
