@@ -30,13 +30,15 @@ impl minivault_batch {
         loop {
             match add(&mut self.batch) {
                 Err(BatchError::Full) if self.grow() => continue,
-                Err(BatchError::Full) => return Err(Failure::new(
-                    MINIVAULT_ERR_TOO_LARGE,
-                    format!(
+                Err(BatchError::Full) => {
+                    return Err(Failure::new(
+                        MINIVAULT_ERR_TOO_LARGE,
+                        format!(
                         "write batch is full ({} entries; at most 65535 entries and {MAX_BATCH_LEN} bytes)",
                         self.batch.len()
                     ),
-                )),
+                    ))
+                }
                 other => return Ok(other?),
             }
         }
