@@ -28,7 +28,7 @@ for part in "${PARTS[@]}"; do
   case "$part" in
   c)
     echo "== C API vs Rust API: building (release)"
-    cargo build --release -q -p minivault-capi --example bench_rust
+    cargo build --release -q -p minivault-capi --lib --example bench_rust
     cc -std=c11 -O2 -I capi/include capi/bench/bench.c target/release/libminivault.a -lpthread -ldl -lm \
       -o "$OUT/bench_c"
     : >"$OUT/c.tsv"
