@@ -42,6 +42,7 @@ use pyo3::prelude::*;
 /// Threads: a Db may be shared by threads; calls run one at a time and release the GIL while
 /// they wait and do I/O.
 #[pymodule]
+#[pyo3(name = "minivault")]
 fn minivault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(db::open, m)?)?;
     m.add_class::<db::PyDb>()?;
