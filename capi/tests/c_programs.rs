@@ -1,5 +1,5 @@
-//! The C API from C, built with the system's C compiler (`$CC`, else `cc`) against the
-//! `libminivault.a` and `libminivault.so` that `cargo test` has just built for this crate:
+//! The C API from C, built with the system's C compiler (`$CC`, else `cc`) against this
+//! crate's `libminivault.a` and `libminivault.so` (built by the tests: see [`lib_dir`]):
 //!
 //! - `tests/c/test_minivault.c` (every function, errors, NULLs, iterators, batches, TTLs, a
 //!   second handle locked out, read-only, threads) linked statically and dynamically, and
@@ -14,18 +14,41 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-/// Where cargo put this crate's `libminivault.a` and `.so` for this test run: beside the test
-/// executable (`target/<profile>/deps`), or its parent after a `cargo build`.
+/// The directory holding `libminivault.a` and `libminivault.so`, built for these tests.
+///
+/// `cargo test` builds this crate's library only as a test harness (a cdylib or staticlib is
+/// nothing an integration test can link), so the tests build it themselves, once per test
+/// binary: `cargo build --profile c-tests -p minivault-capi --lib`. The `c-tests` profile (the
+/// dev profile, in the root Cargo.toml) has its own directory, `target/c-tests`, and so its
+/// own build lock: the `cargo test` running these tests holds `target/debug`'s.
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps directory").to_path_buf();
-    for dir in [deps.clone(), deps.parent().expect("profile directory").to_path_buf()] {
-        if dir.join("libminivault.a").exists() && dir.join("libminivault.so").exists() {
-            return dir;
-        }
-    }
-    panic!("libminivault.a and libminivault.so not found in {} or its parent", deps.display());
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target dir>/<profile>/deps/<this test>
+        let target_dir = exe.ancestors().nth(3).expect("target directory").to_path_buf();
+        let output = Command::new(env!("CARGO"))
+            .args(["build", "--profile", "c-tests", "-p", "minivault-capi", "--lib"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(repo())
+            .output()
+            .expect("run cargo");
+        assert!(
+            output.status.success(),
+            "cargo build --profile c-tests -p minivault-capi failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let dir = target_dir.join("c-tests");
+        assert!(
+            dir.join("libminivault.a").exists() && dir.join("libminivault.so").exists(),
+            "{}",
+            dir.display()
+        );
+        dir
+    })
+    .clone()
 }
 
 fn repo() -> PathBuf {
