@@ -234,6 +234,31 @@ impl<F> Version<F> {
     }
 }
 
+impl<F> Version<F> {
+    /// Removes the oldest table, file and all, to make room ([`crate::WhenFull::DropOldest`]);
+    /// the newest table always stays (it names the WALs the tables cover). The directory is
+    /// synced: the removal must be durable before a compaction treats the next table as the
+    /// oldest and drops tombstones that hid the removed table's values. Returns what was
+    /// removed, or `None` when only one table is left.
+    pub fn evict_oldest<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<Option<TableInfo>, S> {
+        if self.tables.len() < 2 {
+            return Ok(None);
+        }
+        let table = self.tables.remove(0);
+        let info = table.info();
+        drop(table);
+        storage.remove(&file_name(FileKind::Table, info.id)).storage()?;
+        storage.sync_dir().storage()?;
+        event!(
+            "eviction: SSTable {=u64} removed ({=u32} entries, {=u64} bytes)",
+            info.id,
+            info.entries,
+            info.bytes
+        );
+        Ok(Some(info))
+    }
+}
+
 /// Makes the finished table `<id>.tmp` durable and live as `<id>.sst`, atomically replacing a
 /// table of that id if there is one: sync the file, rename, sync the directory. Returns the file
 /// and its size.
