@@ -113,7 +113,7 @@ pub const DB_BYTES: usize = core::mem::size_of::<Db<Flash<'static>, fn() -> u64,
 /// A lower bound on the stack `Db::open` needs: while it recovers, the stack holds two
 /// `Db`-sized values (the `Db` it recovers, and the caller's result it then moves it into); a
 /// caller that moves the `Db` out of the `Result` again adds a third. Measured on thumbv7m: a
-/// 4,216-byte `Db` and a 9,448-byte frame for each phase below, which LTO inlines `Db::open`
+/// 4,168-byte `Db` and a 9,296-byte frame for each phase below, which LTO inlines `Db::open`
 /// into. (At core 36013f4, a 19,128-byte `Db` and 61,952-byte frames.) A board checks this before
 /// it starts, rather than let the stack run silently into the engine's buffers.
 pub const OPEN_STACK_LOWER_BOUND: usize = 2 * DB_BYTES;
