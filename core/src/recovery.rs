@@ -82,8 +82,7 @@ where
 
     fn recover(&mut self) -> Result<(), S> {
         let read_only = self.config.read_only;
-        let (version, found) = Version::recover(&mut self.storage, read_only)?;
-        self.version = version;
+        let found = self.version.recover(&mut self.storage, read_only)?;
         // A database left at the table limit (small MemTables, an older build) must make room
         // before replay may flush.
         if !read_only {
