@@ -53,6 +53,8 @@ struct Counts {
     clean_reopens: u64,
     injected_errors: u64,
     failed_opens: u64,
+    /// Writes, flushes and syncs refused with `Error::Full` (out of space, nothing stored).
+    full: u64,
     torn_files: u64,
     scattered_files: u64,
     holes: u64,
@@ -75,6 +77,7 @@ impl Counts {
         self.clean_reopens += o.clean_reopens;
         self.injected_errors += o.injected_errors;
         self.failed_opens += o.failed_opens;
+        self.full += o.full;
         self.torn_files += o.torn_files;
         self.scattered_files += o.scattered_files;
         self.holes += o.holes;
@@ -189,6 +192,16 @@ impl Run {
         (0..len).map(|i| serial.get(i).copied().unwrap_or(tag.wrapping_add(i as u8))).collect()
     }
 
+    /// A range delete between two of the run's keys (at least one key wide).
+    fn random_range_delete(&mut self) -> ModelOp {
+        let (a, mut b) = (self.random_key(), self.random_key());
+        if a == b {
+            b.push(0);
+        }
+        let (start, end) = if a < b { (a, b) } else { (b, a) };
+        ModelOp::DeleteRange { start, end }
+    }
+
     /// Reads every key the run uses, as a restarted database shows them.
     fn read_all(&mut self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
         let (keys, never) = (self.keys.clone(), self.never_written.clone());
@@ -213,7 +226,9 @@ impl Run {
         let db = loop {
             match self.open() {
                 Ok(db) => break db,
-                Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace)) if attempt < 3 => {
+                Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace) | Error::Full)
+                    if attempt < 3 =>
+                {
                     // The open itself met a fault: it must fail cleanly, and a later open succeed.
                     self.counts.failed_opens += 1;
                     self.storage.clear_faults();
@@ -252,7 +267,7 @@ impl Run {
                 Some((value.len(), self.max_value(if expires_at.is_some() { 11 } else { 3 }, key)))
             }
             ModelOp::Delete { key } => Some((0, self.max_value(3, key))),
-            ModelOp::Batch(_) => None,
+            ModelOp::DeleteRange { .. } | ModelOp::Batch(_) => None,
         };
         let db = self.db.as_mut().ok_or("database is not open")?;
         let result = op.write_to(db, 16 * 1024)?;
@@ -280,6 +295,13 @@ impl Run {
                 Ok(())
             }
             Err(Error::BatchTooLarge { len, max }) if matches!(op, ModelOp::Batch(_)) && len > max => Ok(()),
+            // Out of space where nothing was left behind: not stored (so not in flight: it must be
+            // absent after any crash), and not poisoning.
+            Err(Error::Full) if !self.db().is_poisoned() => {
+                self.note("  -> Full (not stored)".into());
+                self.counts.full += 1;
+                Ok(())
+            }
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
                 if !self.db().is_poisoned() {
                     return Err(format!("write failed with {e:?} but the database still takes writes"));
@@ -306,6 +328,11 @@ impl Run {
                 Ok(())
             }
             Err(Error::Poisoned) if self.poisoned => Ok(()),
+            Err(Error::Full) if !self.db().is_poisoned() => {
+                self.note("  -> Full".into());
+                self.counts.full += 1;
+                Ok(())
+            }
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
                 if !self.db().is_poisoned() {
                     return Err(format!("flush/sync failed with {e:?} but the database still takes writes"));
@@ -367,7 +394,11 @@ impl Run {
         self.counts.steps += 1;
         let now = self.clock.get();
         match self.rng.below(100) {
-            0..=30 => {
+            0..=1 => {
+                let op = self.random_range_delete();
+                self.write(op)
+            }
+            2..=30 => {
                 let (key, value) = (self.random_key(), self.random_value());
                 self.write(ModelOp::Put { key, value, expires_at: None })
             }
@@ -375,7 +406,8 @@ impl Run {
                 let mut ops = Vec::new();
                 for _ in 0..self.rng.range(1, 6) {
                     let key = self.random_key();
-                    ops.push(match self.rng.below(4) {
+                    ops.push(match self.rng.below(5) {
+                        4 => self.random_range_delete(),
                         0 => ModelOp::Delete { key },
                         1 => {
                             let mut value = self.random_value();
@@ -495,6 +527,7 @@ fn describe(op: &ModelOp) -> String {
             format!("put {} = {} ({} B) expires {expires_at:?}", show(key), show(value), value.len())
         }
         ModelOp::Delete { key } => format!("delete {}", show(key)),
+        ModelOp::DeleteRange { start, end } => format!("delete_range {}..{}", show(start), show(end)),
         ModelOp::Batch(ops) => format!("batch [{}]", ops.iter().map(describe).collect::<Vec<_>>().join("; ")),
     }
 }
@@ -586,7 +619,7 @@ fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds
         seed += 1;
     }
     eprintln!(
-        "{test} ({policy:?}, {model:?} model): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} failed opens retried, {} torn files, {} scattered files ({} with a hole), {} directory ops dropped, {} storage calls, {:.1} s",
+        "{test} ({policy:?}, {model:?} model): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} refused with Full, {} failed opens retried, {} torn files, {} scattered files ({} with a hole), {} directory ops dropped, {} storage calls, {:.1} s",
         totals.seeds,
         totals.steps,
         totals.acked_writes,
@@ -594,6 +627,7 @@ fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds
         totals.crashes,
         totals.clean_reopens,
         totals.injected_errors,
+        totals.full,
         totals.failed_opens,
         totals.torn_files,
         totals.scattered_files,

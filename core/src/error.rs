@@ -4,7 +4,6 @@
 
 use core::fmt;
 
-use crate::io::ReadError;
 use crate::log::warn_event;
 use crate::names::{file_name, FileKind, FileName};
 
@@ -56,6 +55,27 @@ impl fmt::Display for Corruption {
     }
 }
 
+/// A failure while reading a file format: the storage failed, or the bytes are wrong.
+#[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReadError<E> {
+    /// The storage failed.
+    Io(E),
+    /// The bytes at `offset` are damaged.
+    Corrupt {
+        /// Where the damaged structure starts.
+        offset: u64,
+        /// What is wrong with it.
+        kind: Corruption,
+    },
+}
+
+impl<E> From<E> for ReadError<E> {
+    fn from(e: E) -> Self {
+        ReadError::Io(e)
+    }
+}
+
 /// Every way a [`crate::Db`] operation can fail.
 ///
 /// `E` is the storage's own error type ([`crate::Storage::Error`]).
@@ -100,14 +120,16 @@ pub enum Error<E> {
     },
     /// An expiry at or before the current time, which would store an already-dead entry.
     InvalidTtl,
+    /// A range delete whose end is not after its start.
+    EmptyRange,
     /// The caller's buffer cannot hold the value; `needed` bytes are required.
     BufferTooSmall {
         /// The value's length.
         needed: usize,
     },
-    /// The database already holds [`crate::MAX_TABLES`] SSTables.
+    /// The database already holds [`crate::limits::MAX_TABLES`] SSTables.
     TooManyTables,
-    /// The directory holds more than [`crate::MAX_WALS`] WAL files.
+    /// The directory holds more than [`crate::limits::MAX_WALS`] WAL files.
     TooManyWals,
     /// The memory given to [`crate::Db::open`] is too small for the configuration.
     InsufficientMemory {
@@ -129,6 +151,20 @@ pub enum Error<E> {
     },
     /// An earlier write or sync failed, so what is on storage is unknown; reopen the database.
     Poisoned,
+    /// No room for this write: the database is at [`crate::Config::max_bytes`] with
+    /// [`crate::WhenFull::RefuseWrites`], or the storage is full ([`crate::Storage::is_full`])
+    /// and nothing could be evicted. Nothing of the write was stored, and the database is not
+    /// poisoned: reads go on, and writes succeed again once there is room (deletes, compaction,
+    /// eviction, or space freed on the storage).
+    Full,
+    /// [`crate::Config::max_bytes`] is below what the database needs to work within it with
+    /// these MemTables ([`crate::space::min_max_bytes`]).
+    MaxBytesTooSmall {
+        /// The least cap, in bytes.
+        needed: u64,
+        /// The cap given.
+        given: u64,
+    },
     /// The database was opened read-only ([`crate::Config::read_only`]).
     ReadOnly,
 }
@@ -147,9 +183,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 write!(f, "write batch of {len} bytes exceeds {max} (or has more keys than a MemTable holds)")
             }
             Error::InvalidTtl => f.write_str("expiry time is not in the future"),
+            Error::EmptyRange => f.write_str("range delete whose end is not after its start"),
             Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
-            Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::MAX_TABLES),
-            Error::TooManyWals => write!(f, "too many WAL files (max {})", crate::MAX_WALS),
+            Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::limits::MAX_TABLES),
+            Error::TooManyWals => write!(f, "too many WAL files (max {})", crate::limits::MAX_WALS),
             Error::InsufficientMemory { needed, given } => {
                 write!(f, "memory budget of {given} bytes is below the {needed} required")
             }
@@ -159,6 +196,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 file.as_str()
             ),
             Error::Poisoned => f.write_str("an earlier write or sync failed; reopen the database"),
+            Error::Full => f.write_str("no space: the database is at its size cap or the storage is full"),
+            Error::MaxBytesTooSmall { needed, given } => {
+                write!(f, "max_bytes of {given} is below the {needed} these MemTables need")
+            }
             Error::ReadOnly => f.write_str("the database is open read-only"),
         }
     }
