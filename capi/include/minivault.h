@@ -28,6 +28,14 @@
 // Durability: only `minivault_sync`, `minivault_flush`, MemTable rotation and close sync.
 #define MINIVAULT_DURABILITY_MANUAL 3
 
+// When full (`max_bytes`, or the file system): writes that add data fail with
+// `MINIVAULT_ERR_FULL` until deletes make room (the default).
+#define MINIVAULT_WHEN_FULL_REFUSE_WRITES 0
+
+// When full: the oldest SSTables are dropped whole (a FIFO buffer of the newest data);
+// `minivault_stats` counts what was dropped.
+#define MINIVAULT_WHEN_FULL_DROP_OLDEST 1
+
 // A write batch. Opaque: made by `minivault_batch_new`, freed by `minivault_batch_free`. Its
 // buffer grows as entries are added, up to the largest batch the engine takes (4 MiB
 // encoded; a database with small MemTables takes less, and says so at commit).
@@ -69,6 +77,12 @@ typedef struct minivault_options {
   // Non-zero: open read-only (no lock, nothing written; writes fail with
   // `MINIVAULT_ERR_READ_ONLY`).
   uint8_t read_only;
+  // The most bytes the database's files may take (0: no cap, the default); at least a few
+  // MemTables (`MINIVAULT_ERR_INVALID_OPTION` names the smallest).
+  uint64_t max_bytes;
+  // What happens at `max_bytes` or when the disk is full: one of the
+  // `MINIVAULT_WHEN_FULL_*` modes (default `MINIVAULT_WHEN_FULL_REFUSE_WRITES`).
+  uint32_t when_full;
 } minivault_options;
 
 // Counters and sizes of an open database, from `minivault_get_stats`.
@@ -113,6 +127,20 @@ typedef struct minivault_stats {
   uint64_t row_cache_bytes;
   // The row cache's capacity in bytes (0: off).
   uint64_t row_cache_capacity_bytes;
+  // Bytes of every file of the database (what `max_bytes` bounds).
+  uint64_t file_bytes;
+  // The size cap (0: none).
+  uint64_t max_bytes;
+  // SSTables dropped whole by `MINIVAULT_WHEN_FULL_DROP_OLDEST` since open.
+  uint64_t evicted_tables;
+  // Entries in those tables.
+  uint64_t evicted_entries;
+  // Bytes of those tables.
+  uint64_t evicted_bytes;
+  // Writes refused with `MINIVAULT_ERR_FULL` since open.
+  uint64_t full_refusals;
+  // Compactions skipped because their output would not fit under the cap.
+  uint64_t compactions_skipped_for_space;
 } minivault_stats;
 
 // The call succeeded.
@@ -124,8 +152,8 @@ typedef struct minivault_stats {
 // An iterator has no more entries in this direction. Not an error.
 #define MINIVAULT_DONE 2
 
-// A NULL pointer, a length that no buffer can have, an empty key, a TTL of 0, an unknown
-// durability mode, a directory path that is not a C string.
+// A NULL pointer, a length that no buffer can have, an empty key, a TTL of 0, a range whose
+// end is not after its start, an unknown durability or when-full mode.
 #define MINIVAULT_ERR_INVALID_ARGUMENT -1
 
 // `minivault_get`'s buffer is too short: the value's length is in `*value_len`.
@@ -145,8 +173,9 @@ typedef struct minivault_stats {
 // An I/O error (the message names the OS error).
 #define MINIVAULT_ERR_IO -6
 
-// No space: the file system is full (`ENOSPC`, `EDQUOT`, `EFBIG`), or the database holds as
-// many SSTables or WAL files as it can.
+// No space: the database is at its size cap (`max_bytes`, with
+// `MINIVAULT_WHEN_FULL_REFUSE_WRITES`), the file system is full (`ENOSPC`, `EDQUOT`, `EFBIG`),
+// or the database holds as many SSTables or WAL files as it can. Deletes are still taken.
 #define MINIVAULT_ERR_FULL -7
 
 // Data on disk failed a check (the message names the file and offset). Nothing was skipped.
@@ -206,6 +235,19 @@ minivault_status minivault_batch_delete(struct minivault_batch *batch,
                                         const uint8_t *key,
                                         size_t key_len);
 
+// Adds a delete of every key from `start` (inclusive) to `end` (exclusive): one entry however
+// many keys the range holds (a batch may hold up to 32 range deletes before the commit
+// refuses it with `MINIVAULT_ERR_TOO_LARGE`).
+//
+// # Safety
+// `batch` is NULL or a live batch; `start` points to `start_len` bytes and `end` to `end_len`
+// bytes (each NULL only with length 0).
+minivault_status minivault_batch_delete_range(struct minivault_batch *batch,
+                                              const uint8_t *start,
+                                              size_t start_len,
+                                              const uint8_t *end,
+                                              size_t end_len);
+
 // Stores the number of entries in the batch in `*count`.
 //
 // # Safety
@@ -235,7 +277,7 @@ minivault_status minivault_batch_commit(struct minivault_db *db,
 void minivault_batch_free(struct minivault_batch *batch);
 
 // Fills `*options` with the defaults: durability always, 4 MiB MemTables, an 8 MiB page cache,
-// a 4 MiB row cache, the default WAL preallocation, read-write.
+// a 4 MiB row cache, the default WAL preallocation, read-write, no size cap.
 //
 // # Safety
 // `options` is NULL (an error) or points to a `minivault_options` to write.
@@ -296,6 +338,19 @@ minivault_status minivault_put_with_ttl(struct minivault_db *db,
 minivault_status minivault_delete(struct minivault_db *db,
                                   const uint8_t *key,
                                   size_t key_len);
+
+// Deletes every key from `start` (inclusive) to `end` (exclusive) with one record, however
+// many keys the range holds (`MINIVAULT_ERR_INVALID_ARGUMENT` when `end` is not after `start`
+// or a key is empty).
+//
+// # Safety
+// `db` is NULL or an open handle; `start` points to `start_len` bytes and `end` to `end_len`
+// bytes (each NULL only with length 0).
+minivault_status minivault_delete_range(struct minivault_db *db,
+                                        const uint8_t *start,
+                                        size_t start_len,
+                                        const uint8_t *end,
+                                        size_t end_len);
 
 // Reads the value of `key` into `buf` (`buf_len` bytes) and its length into `*value_len`.
 //

@@ -1,6 +1,7 @@
 //! Write batches, [`minivault_batch`]: puts and deletes gathered by the caller and applied
 //! atomically by `minivault_batch_commit` (one WAL record; after a crash, all or none).
 
+use minivault_core::entry::{self, Item};
 use minivault_core::limits::MAX_BATCH_LEN;
 use minivault_posix::{now_millis, BatchError, WriteBatch};
 
@@ -52,15 +53,17 @@ impl minivault_batch {
         let capacity = (self.capacity * 2).min(MAX_BATCH_LEN);
         let mut grown = WriteBatch::new(vec![0; capacity]);
         for item in self.batch.entries() {
-            // Every entry was encoded by this batch's own methods, so it decodes and fits.
-            let Some(entry) = item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok())
-            else {
+            // Every item was encoded by this batch's own methods, so it decodes and fits.
+            let Some(item) = item.ok().and_then(|payload| entry::decode_item(payload).ok()) else {
                 return false;
             };
-            let added = match (entry.tombstone, entry.expires_at) {
-                (true, _) => grown.delete(entry.key),
-                (false, None) => grown.put(entry.key, entry.value),
-                (false, Some(at)) => grown.put_expiring(entry.key, entry.value, at),
+            let added = match item {
+                Item::Range(r) => grown.delete_range(r.start, r.end),
+                Item::Point(e) => match (e.tombstone, e.expires_at) {
+                    (true, _) => grown.delete(e.key),
+                    (false, None) => grown.put(e.key, e.value),
+                    (false, Some(at)) => grown.put_expiring(e.key, e.value, at),
+                },
             };
             if added.is_err() {
                 return false;
@@ -164,6 +167,30 @@ pub unsafe extern "C" fn minivault_batch_delete(
     })
 }
 
+/// Adds a delete of every key from `start` (inclusive) to `end` (exclusive): one entry however
+/// many keys the range holds (a batch may hold up to 32 range deletes before the commit
+/// refuses it with `MINIVAULT_ERR_TOO_LARGE`).
+///
+/// # Safety
+/// `batch` is NULL or a live batch; `start` points to `start_len` bytes and `end` to `end_len`
+/// bytes (each NULL only with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn minivault_batch_delete_range(
+    batch: *mut minivault_batch,
+    start: *const u8,
+    start_len: usize,
+    end: *const u8,
+    end_len: usize,
+) -> minivault_status {
+    guard(|| {
+        // SAFETY: this function's contract, for each argument.
+        let (b, start, end) =
+            unsafe { (batch_mut(batch)?, bytes(start, start_len, "start")?, bytes(end, end_len, "end")?) };
+        b.add(|wb| wb.delete_range(start, end))?;
+        Ok(MINIVAULT_OK)
+    })
+}
+
 /// Stores the number of entries in the batch in `*count`.
 ///
 /// # Safety
@@ -243,14 +270,23 @@ mod tests {
                 1 => b.add(|wb| wb.delete(key.as_bytes())).unwrap(),
                 _ => b.add(|wb| wb.put_expiring(key.as_bytes(), b"t", 99)).unwrap(),
             }
+            if i % 100 == 0 {
+                b.add(|wb| wb.delete_range(key.as_bytes(), b"zzz")).unwrap();
+            }
         }
-        assert_eq!(b.batch.len(), 2000);
+        assert_eq!(b.batch.len(), 2020);
         assert!(b.batch.payload().len() > FIRST_CAPACITY);
-        for (i, item) in b.batch.entries().enumerate() {
-            let e = minivault_core::entry::decode(item.unwrap()).unwrap();
-            assert_eq!(e.key, format!("key{i:05}").as_bytes());
+        let mut items = b.batch.entries().map(|item| entry::decode_item(item.unwrap()).unwrap());
+        for i in 0..2000 {
+            let key = format!("key{i:05}");
+            let Some(Item::Point(e)) = items.next() else { panic!("entry {i}") };
+            assert_eq!(e.key, key.as_bytes());
             assert_eq!(e.tombstone, i % 3 == 1);
             assert_eq!(e.expires_at, (i % 3 == 2).then_some(99));
+            if i % 100 == 0 {
+                let Some(Item::Range(r)) = items.next() else { panic!("range after {i}") };
+                assert_eq!((r.start, r.end), (key.as_bytes(), &b"zzz"[..]));
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minivault_posix::options::{CACHE_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES, WAL_PREALLOCATION_BYTES};
-use minivault_posix::{Db, Durability, Options, Ttl};
+use minivault_posix::{Db, Durability, Options, Ttl, WhenFull};
 
 use crate::args::{bytes, reference, Buffer, Out};
 use crate::status::*;
@@ -57,6 +57,13 @@ pub const MINIVAULT_DURABILITY_PERIODIC: u32 = 2;
 /// Durability: only `minivault_sync`, `minivault_flush`, MemTable rotation and close sync.
 pub const MINIVAULT_DURABILITY_MANUAL: u32 = 3;
 
+/// When full (`max_bytes`, or the file system): writes that add data fail with
+/// `MINIVAULT_ERR_FULL` until deletes make room (the default).
+pub const MINIVAULT_WHEN_FULL_REFUSE_WRITES: u32 = 0;
+/// When full: the oldest SSTables are dropped whole (a FIFO buffer of the newest data);
+/// `minivault_stats` counts what was dropped.
+pub const MINIVAULT_WHEN_FULL_DROP_OLDEST: u32 = 1;
+
 /// Options of `minivault_open`. Fill it with `minivault_options_init` (the defaults), then
 /// change what you need: the struct may grow fields at the end in later versions.
 #[repr(C)]
@@ -80,6 +87,12 @@ pub struct minivault_options {
     /// Non-zero: open read-only (no lock, nothing written; writes fail with
     /// `MINIVAULT_ERR_READ_ONLY`).
     pub read_only: u8,
+    /// The most bytes the database's files may take (0: no cap, the default); at least a few
+    /// MemTables (`MINIVAULT_ERR_INVALID_OPTION` names the smallest).
+    pub max_bytes: u64,
+    /// What happens at `max_bytes` or when the disk is full: one of the
+    /// `MINIVAULT_WHEN_FULL_*` modes (default `MINIVAULT_WHEN_FULL_REFUSE_WRITES`).
+    pub when_full: u32,
 }
 
 impl From<&Options> for minivault_options {
@@ -103,6 +116,11 @@ impl From<&Options> for minivault_options {
                 .wal_preallocation_bytes
                 .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
             read_only: u8::from(o.read_only),
+            max_bytes: o.max_bytes.unwrap_or(0),
+            when_full: match o.when_full {
+                WhenFull::DropOldest => MINIVAULT_WHEN_FULL_DROP_OLDEST,
+                _ => MINIVAULT_WHEN_FULL_REFUSE_WRITES,
+            },
         }
     }
 }
@@ -124,6 +142,11 @@ impl minivault_options {
             -1 => None,
             n => Some(WAL_PREALLOCATION_BYTES.check(u64::try_from(n).unwrap_or(u64::MAX))? as u64),
         };
+        let when_full = match o.when_full {
+            MINIVAULT_WHEN_FULL_REFUSE_WRITES => WhenFull::RefuseWrites,
+            MINIVAULT_WHEN_FULL_DROP_OLDEST => WhenFull::DropOldest,
+            other => return Err(Failure::invalid(format!("unknown when_full mode {other}"))),
+        };
         Ok(Options {
             durability,
             memtable_bytes: MEMTABLE_BYTES.check(o.memtable_bytes)?,
@@ -131,12 +154,15 @@ impl minivault_options {
             row_cache_bytes: ROW_CACHE_BYTES.check(o.row_cache_bytes)?,
             wal_preallocation_bytes,
             read_only: o.read_only != 0,
+            max_bytes: (o.max_bytes != 0).then_some(o.max_bytes),
+            when_full,
+            ..Options::default()
         })
     }
 }
 
 /// Fills `*options` with the defaults: durability always, 4 MiB MemTables, an 8 MiB page cache,
-/// a 4 MiB row cache, the default WAL preallocation, read-write.
+/// a 4 MiB row cache, the default WAL preallocation, read-write, no size cap.
 ///
 /// # Safety
 /// `options` is NULL (an error) or points to a `minivault_options` to write.
@@ -277,6 +303,30 @@ pub unsafe extern "C" fn minivault_delete(
         // SAFETY: this function's contract, for each argument.
         let (h, key) = unsafe { (handle(db)?, bytes(key, key_len, "key")?) };
         with_db(&h.shared, |db| Ok(db.delete(key)?))?;
+        Ok(MINIVAULT_OK)
+    })
+}
+
+/// Deletes every key from `start` (inclusive) to `end` (exclusive) with one record, however
+/// many keys the range holds (`MINIVAULT_ERR_INVALID_ARGUMENT` when `end` is not after `start`
+/// or a key is empty).
+///
+/// # Safety
+/// `db` is NULL or an open handle; `start` points to `start_len` bytes and `end` to `end_len`
+/// bytes (each NULL only with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn minivault_delete_range(
+    db: *mut minivault_db,
+    start: *const u8,
+    start_len: usize,
+    end: *const u8,
+    end_len: usize,
+) -> minivault_status {
+    guard(|| {
+        // SAFETY: this function's contract, for each argument.
+        let (h, start, end) =
+            unsafe { (handle(db)?, bytes(start, start_len, "start")?, bytes(end, end_len, "end")?) };
+        with_db(&h.shared, |db| Ok(db.delete_range(start, end)?))?;
         Ok(MINIVAULT_OK)
     })
 }
@@ -481,6 +531,20 @@ pub struct minivault_stats {
     pub row_cache_bytes: u64,
     /// The row cache's capacity in bytes (0: off).
     pub row_cache_capacity_bytes: u64,
+    /// Bytes of every file of the database (what `max_bytes` bounds).
+    pub file_bytes: u64,
+    /// The size cap (0: none).
+    pub max_bytes: u64,
+    /// SSTables dropped whole by `MINIVAULT_WHEN_FULL_DROP_OLDEST` since open.
+    pub evicted_tables: u64,
+    /// Entries in those tables.
+    pub evicted_entries: u64,
+    /// Bytes of those tables.
+    pub evicted_bytes: u64,
+    /// Writes refused with `MINIVAULT_ERR_FULL` since open.
+    pub full_refusals: u64,
+    /// Compactions skipped because their output would not fit under the cap.
+    pub compactions_skipped_for_space: u64,
 }
 
 /// Fills `*stats` with the database's counters and sizes.
@@ -518,6 +582,13 @@ pub unsafe extern "C" fn minivault_get_stats(
             row_cache_rows: r.rows as u64,
             row_cache_bytes: r.bytes as u64,
             row_cache_capacity_bytes: r.capacity_bytes as u64,
+            file_bytes: s.file_bytes,
+            max_bytes: s.max_bytes.unwrap_or(0),
+            evicted_tables: s.evicted_tables,
+            evicted_entries: s.evicted_entries,
+            evicted_bytes: s.evicted_bytes,
+            full_refusals: s.full_refusals,
+            compactions_skipped_for_space: s.compactions_skipped_for_space,
         });
         Ok(MINIVAULT_OK)
     })

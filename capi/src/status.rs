@@ -19,8 +19,8 @@ pub const MINIVAULT_OK: minivault_status = 0;
 pub const MINIVAULT_NOT_FOUND: minivault_status = 1;
 /// An iterator has no more entries in this direction. Not an error.
 pub const MINIVAULT_DONE: minivault_status = 2;
-/// A NULL pointer, a length that no buffer can have, an empty key, a TTL of 0, an unknown
-/// durability mode, a directory path that is not a C string.
+/// A NULL pointer, a length that no buffer can have, an empty key, a TTL of 0, a range whose
+/// end is not after its start, an unknown durability or when-full mode.
 pub const MINIVAULT_ERR_INVALID_ARGUMENT: minivault_status = -1;
 /// `minivault_get`'s buffer is too short: the value's length is in `*value_len`.
 pub const MINIVAULT_ERR_BUFFER_TOO_SMALL: minivault_status = -2;
@@ -34,8 +34,9 @@ pub const MINIVAULT_ERR_INVALID_OPTION: minivault_status = -4;
 pub const MINIVAULT_ERR_LOCKED: minivault_status = -5;
 /// An I/O error (the message names the OS error).
 pub const MINIVAULT_ERR_IO: minivault_status = -6;
-/// No space: the file system is full (`ENOSPC`, `EDQUOT`, `EFBIG`), or the database holds as
-/// many SSTables or WAL files as it can.
+/// No space: the database is at its size cap (`max_bytes`, with
+/// `MINIVAULT_WHEN_FULL_REFUSE_WRITES`), the file system is full (`ENOSPC`, `EDQUOT`, `EFBIG`),
+/// or the database holds as many SSTables or WAL files as it can. Deletes are still taken.
 pub const MINIVAULT_ERR_FULL: minivault_status = -7;
 /// Data on disk failed a check (the message names the file and offset). Nothing was skipped.
 pub const MINIVAULT_ERR_CORRUPTED: minivault_status = -8;
@@ -86,20 +87,22 @@ pub(crate) fn status_of(e: &Error) -> minivault_status {
         Error::Engine(e) => match e {
             EngineError::Storage(io) => io_status(io),
             EngineError::Corrupted { .. } => MINIVAULT_ERR_CORRUPTED,
-            EngineError::EmptyKey | EngineError::InvalidTtl => MINIVAULT_ERR_INVALID_ARGUMENT,
+            EngineError::EmptyKey | EngineError::InvalidTtl | EngineError::EmptyRange => {
+                MINIVAULT_ERR_INVALID_ARGUMENT
+            }
             EngineError::KeyTooLarge { .. }
             | EngineError::ValueTooLarge { .. }
             | EngineError::BatchTooLarge { .. } => MINIVAULT_ERR_TOO_LARGE,
             EngineError::BufferTooSmall { .. } => MINIVAULT_ERR_BUFFER_TOO_SMALL,
-            EngineError::TooManyTables | EngineError::TooManyWals => MINIVAULT_ERR_FULL,
-            EngineError::InsufficientMemory { .. } | EngineError::MemTableTooSmall { .. } => {
-                MINIVAULT_ERR_INVALID_OPTION
-            }
+            EngineError::Full | EngineError::TooManyTables | EngineError::TooManyWals => MINIVAULT_ERR_FULL,
+            EngineError::InsufficientMemory { .. }
+            | EngineError::MemTableTooSmall { .. }
+            | EngineError::MaxBytesTooSmall { .. } => MINIVAULT_ERR_INVALID_OPTION,
             EngineError::Poisoned => MINIVAULT_ERR_POISONED,
             EngineError::ReadOnly => MINIVAULT_ERR_READ_ONLY,
             _ => MINIVAULT_ERR_IO,
         },
-        Error::Batch(BatchError::EmptyKey) => MINIVAULT_ERR_INVALID_ARGUMENT,
+        Error::Batch(BatchError::EmptyKey | BatchError::EmptyRange) => MINIVAULT_ERR_INVALID_ARGUMENT,
         Error::Batch(_) => MINIVAULT_ERR_TOO_LARGE,
         _ => MINIVAULT_ERR_IO,
     }
@@ -220,6 +223,8 @@ mod tests {
         assert_eq!(status_of(&eio), MINIVAULT_ERR_IO);
         assert_eq!(status_of(&Error::Engine(EngineError::ReadOnly)), MINIVAULT_ERR_READ_ONLY);
         assert_eq!(status_of(&Error::Engine(EngineError::Poisoned)), MINIVAULT_ERR_POISONED);
+        assert_eq!(status_of(&Error::Engine(EngineError::Full)), MINIVAULT_ERR_FULL);
+        assert_eq!(status_of(&Error::Engine(EngineError::EmptyRange)), MINIVAULT_ERR_INVALID_ARGUMENT);
         assert_eq!(status_of(&Error::Batch(BatchError::Full)), MINIVAULT_ERR_TOO_LARGE);
         assert_eq!(status_of(&Error::Locked { dir: "d".into() }), MINIVAULT_ERR_LOCKED);
     }

@@ -3,7 +3,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use minivault_core::batch::BATCH_HEADER_LEN;
-use minivault_core::entry::{payload_len, EntryHeader};
+use minivault_core::entry::{payload_len, range_payload_len, EntryHeader};
 use minivault_core::limits::MAX_BATCH_LEN;
 use minivault_posix::{now_millis, WriteBatch, MAX_KEY_LEN, MAX_VALUE_LEN};
 use pyo3::exceptions::PyValueError;
@@ -11,12 +11,14 @@ use pyo3::prelude::*;
 
 use crate::db::{as_bytes, ttl_duration, PyDb};
 
-/// One entry of a batch: key, value (empty for a delete), tombstone, expiry (ms since epoch).
+/// One entry of a batch: key, value (empty for a delete; the end key for a range delete),
+/// tombstone, expiry (ms since epoch), range delete.
 struct Op {
     key: Vec<u8>,
     value: Vec<u8>,
     tombstone: bool,
     expires_at: Option<u64>,
+    range: bool,
 }
 
 /// What a batch holds, and its encoded size.
@@ -52,24 +54,34 @@ impl Batch {
     }
 
     fn add(&self, op: Op) -> PyResult<()> {
-        if op.key.is_empty() {
-            return Err(PyValueError::new_err("empty key"));
+        let keys: &[&[u8]] = if op.range { &[&op.key, &op.value] } else { &[&op.key] };
+        for key in keys {
+            if key.is_empty() {
+                return Err(PyValueError::new_err("empty key"));
+            }
+            if key.len() > MAX_KEY_LEN {
+                return Err(PyValueError::new_err(format!(
+                    "key of {} bytes exceeds {MAX_KEY_LEN}",
+                    key.len()
+                )));
+            }
         }
-        if op.key.len() > MAX_KEY_LEN {
-            return Err(PyValueError::new_err(format!(
-                "key of {} bytes exceeds {MAX_KEY_LEN}",
-                op.key.len()
-            )));
+        if op.range && op.key >= op.value {
+            return Err(PyValueError::new_err("range delete whose end is not after its start"));
         }
-        if op.value.len() > MAX_VALUE_LEN {
+        if !op.range && op.value.len() > MAX_VALUE_LEN {
             return Err(PyValueError::new_err(format!(
                 "value of {} bytes exceeds {MAX_VALUE_LEN}",
                 op.value.len()
             )));
         }
-        let header =
-            EntryHeader { tombstone: op.tombstone, key_len: op.key.len(), expires_at: op.expires_at };
-        let size = 4 + payload_len(&header, op.value.len());
+        let size = if op.range {
+            4 + range_payload_len(&op.key, &op.value)
+        } else {
+            let header =
+                EntryHeader { tombstone: op.tombstone, key_len: op.key.len(), expires_at: op.expires_at };
+            4 + payload_len(&header, op.value.len())
+        };
         let mut ops = self.ops();
         let encoded = if ops.ops.is_empty() { BATCH_HEADER_LEN } else { ops.encoded };
         if ops.ops.len() >= usize::from(u16::MAX) || encoded + size > MAX_BATCH_LEN {
@@ -98,6 +110,7 @@ impl Batch {
             value: as_bytes(value, "value")?.into_owned(),
             tombstone: false,
             expires_at,
+            range: false,
         })
     }
 
@@ -112,6 +125,20 @@ impl Batch {
             value: Vec::new(),
             tombstone: true,
             expires_at: None,
+            range: false,
+        })
+    }
+
+    /// Adds a delete of every key from start (inclusive) to end (exclusive): one entry however
+    /// many keys the range holds (a batch may hold up to 32 of them; commit() raises ValueError
+    /// beyond).
+    fn delete_range(&self, start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.add(Op {
+            key: as_bytes(start, "start")?.into_owned(),
+            value: as_bytes(end, "end")?.into_owned(),
+            tombstone: true,
+            expires_at: None,
+            range: true,
         })
     }
 
@@ -141,6 +168,7 @@ impl Batch {
             let mut batch = WriteBatch::new(vec![0; ops.encoded]);
             for op in &ops.ops {
                 let added = match (op.tombstone, op.expires_at) {
+                    _ if op.range => batch.delete_range(&op.key, &op.value),
                     (true, _) => batch.delete(&op.key),
                     (false, None) => batch.put(&op.key, &op.value),
                     (false, Some(at)) => batch.put_expiring(&op.key, &op.value, at),

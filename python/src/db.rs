@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use minivault_posix::{Db, Durability, Options, Ttl};
+use minivault_posix::{Db, Durability, Options, Ttl, WhenFull};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
@@ -121,10 +121,15 @@ impl PyDb {
 /// read_only: open without writing anything (no lock, works beside a writer in another
 /// process; writes raise ReadOnly).
 ///
+/// max_bytes: a cap on the database's files (at least 16 x memtable_bytes); when_full: what
+/// happens at the cap or when the disk is full: ``"refuse_writes"`` (writes raise Full until
+/// deletes make room) or ``"drop_oldest"`` (the oldest SSTables are dropped whole: a buffer of
+/// the newest data).
+///
 /// Raises Locked when another process has it open, ValueError for an option out of range,
 /// Corrupted for damaged data, Error for I/O errors.
 #[pyfunction]
-#[pyo3(signature = (path, durability = "always", *, memtable_bytes = None, cache_bytes = None, row_cache_bytes = None, wal_preallocation_bytes = None, read_only = false))]
+#[pyo3(signature = (path, durability = "always", *, memtable_bytes = None, cache_bytes = None, row_cache_bytes = None, wal_preallocation_bytes = None, read_only = false, max_bytes = None, when_full = "refuse_writes"))]
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     py: Python<'_>,
@@ -135,8 +140,19 @@ pub fn open(
     row_cache_bytes: Option<usize>,
     wal_preallocation_bytes: Option<u64>,
     read_only: bool,
+    max_bytes: Option<u64>,
+    when_full: &str,
 ) -> PyResult<PyDb> {
     let defaults = Options::default();
+    let when_full = match when_full {
+        "refuse_writes" => WhenFull::RefuseWrites,
+        "drop_oldest" => WhenFull::DropOldest,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "when_full must be \"refuse_writes\" or \"drop_oldest\", not {other:?}"
+            )))
+        }
+    };
     let options = Options {
         durability: parse_durability(durability)?,
         memtable_bytes: memtable_bytes.unwrap_or(defaults.memtable_bytes),
@@ -144,6 +160,9 @@ pub fn open(
         row_cache_bytes: row_cache_bytes.unwrap_or(defaults.row_cache_bytes),
         wal_preallocation_bytes,
         read_only,
+        max_bytes,
+        when_full,
+        ..defaults
     };
     let shown = path.display().to_string();
     let db = py.detach(|| Db::open_with(&path, options)).map_err(to_py)?;
@@ -269,6 +288,13 @@ impl PyDb {
         self.with_db(py, |db| db.delete(&key))
     }
 
+    /// Deletes every key from start (inclusive) to end (exclusive) with one record, however
+    /// many keys the range holds. ValueError when end is not after start.
+    fn delete_range(&self, py: Python<'_>, start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (start, end) = (as_bytes(start, "start")?, as_bytes(end, "end")?);
+        self.with_db(py, |db| db.delete_range(&start, &end))
+    }
+
     /// Deletes key; KeyError when it is absent (checked and deleted under one lock).
     fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
         let k = as_bytes(key, "key")?;
@@ -388,7 +414,8 @@ impl PyDb {
         self.with_db(py, |db| db.flush())
     }
 
-    /// The engine's and the row cache's counters and sizes, as a dict of ints.
+    /// The engine's and the row cache's counters and sizes, as a dict of ints (max_bytes: None
+    /// when there is no cap).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (s, r) = self.with_db(py, |db| Ok((db.stats(), db.row_cache_stats())))?;
         let d = PyDict::new(py);
@@ -412,6 +439,13 @@ impl PyDb {
         d.set_item("row_cache_rows", r.rows)?;
         d.set_item("row_cache_bytes", r.bytes)?;
         d.set_item("row_cache_capacity_bytes", r.capacity_bytes)?;
+        d.set_item("file_bytes", s.file_bytes)?;
+        d.set_item("max_bytes", s.max_bytes)?;
+        d.set_item("evicted_tables", s.evicted_tables)?;
+        d.set_item("evicted_entries", s.evicted_entries)?;
+        d.set_item("evicted_bytes", s.evicted_bytes)?;
+        d.set_item("full_refusals", s.full_refusals)?;
+        d.set_item("compactions_skipped_for_space", s.compactions_skipped_for_space)?;
         Ok(d)
     }
 }

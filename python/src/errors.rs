@@ -5,7 +5,8 @@
 //! └── minivault.Error            every database failure (I/O errors among them)
 //!     ├── Corrupted              data on disk failed a check (file and offset in the message)
 //!     ├── Locked                 another process (or handle) has the database open
-//!     ├── Full                   no space left (ENOSPC, EDQUOT, EFBIG), or the SSTable/WAL limit
+//!     ├── Full                   at max_bytes (when_full="refuse_writes"), no space left on the
+//!     │                          disk (ENOSPC, EDQUOT, EFBIG), or the SSTable/WAL limit
 //!     ├── ReadOnly               a write, flush or sync on a read-only handle
 //!     ├── Poisoned               an earlier write or sync failed: reopen the database
 //!     └── Closed                 the database was closed
@@ -41,7 +42,7 @@ pub(crate) mod exc {
         minivault,
         Full,
         Error,
-        "No space: the file system is full, or the database holds as many SSTables or WAL files as it can."
+        "No space: the database is at its max_bytes cap (when_full=\"refuse_writes\"), the file system is full, or the database holds as many SSTables or WAL files as it can. Deletes are still taken."
     );
     create_exception!(minivault, ReadOnly, Error, "A write, flush or sync on a read-only handle.");
     create_exception!(
@@ -65,12 +66,16 @@ pub(crate) fn to_py(e: Error) -> PyErr {
             EngineError::Corrupted { .. } => Corrupted::new_err(message),
             EngineError::EmptyKey
             | EngineError::InvalidTtl
+            | EngineError::EmptyRange
+            | EngineError::MaxBytesTooSmall { .. }
             | EngineError::KeyTooLarge { .. }
             | EngineError::ValueTooLarge { .. }
             | EngineError::BatchTooLarge { .. }
             | EngineError::InsufficientMemory { .. }
             | EngineError::MemTableTooSmall { .. } => PyValueError::new_err(message),
-            EngineError::TooManyTables | EngineError::TooManyWals => Full::new_err(message),
+            EngineError::Full | EngineError::TooManyTables | EngineError::TooManyWals => {
+                Full::new_err(message)
+            }
             EngineError::Poisoned => Poisoned::new_err(message),
             EngineError::ReadOnly => ReadOnly::new_err(message),
             _ => exc::Error::new_err(message),

@@ -345,6 +345,49 @@ def test_a_batch_survives_reopen(path):
         assert db.count() == 1000 and db[b"k0999"] == b"v999"
 
 
+def test_delete_range(db):
+    for i in range(100):
+        db[b"log/%04d" % i] = b"..."
+    db.delete_range(b"log/0000", b"log/0090")
+    assert [k for k in db.keys()] == [b"log/%04d" % i for i in range(90, 100)]
+    with pytest.raises(ValueError, match="range"):
+        db.delete_range(b"log/9", b"log/1")
+    with db.batch() as b:
+        b.put(b"log/0100", b"new")
+        b.delete_range(b"log/0090", b"log/0095")
+        with pytest.raises(ValueError):
+            b.delete_range(b"b", b"a")
+    assert db.count(b"log/", b"log0") == 6
+    db.flush()
+    assert db.count(b"log/", b"log0") == 6
+
+
+def fill_capped(path, when_full):
+    value = b"v" * 1024
+    with minivault.open(path, durability="manual", memtable_bytes=64 << 10, max_bytes=1 << 20,
+                        when_full=when_full) as db:
+        try:
+            for i in range(4000):
+                db[b"reading/%06d" % i] = value
+        except minivault.Full:
+            db.delete(b"reading/000000")  # deletes are still taken
+            return "full", db.stats()
+        return "ok", db.stats()
+
+
+def test_size_cap_refuses_writes_or_drops_the_oldest(tmp_path):
+    outcome, s = fill_capped(str(tmp_path / "refuse"), "refuse_writes")
+    assert outcome == "full" and s["full_refusals"] >= 1 and s["max_bytes"] == 1 << 20
+    outcome, s = fill_capped(str(tmp_path / "drop"), "drop_oldest")
+    assert outcome == "ok" and s["evicted_tables"] >= 1 and s["full_refusals"] == 0
+    with pytest.raises(ValueError, match="when_full"):
+        minivault.open(str(tmp_path / "x"), when_full="sometimes")
+    with pytest.raises(ValueError, match="max_bytes"):
+        minivault.open(str(tmp_path / "y"), max_bytes=4096)
+    with minivault.open(str(tmp_path / "z")) as db:
+        assert db.stats()["max_bytes"] is None
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 

@@ -425,6 +425,88 @@ static void test_locked_and_read_only(void) {
     CHECK_STATUS(minivault_close(second), MINIVAULT_OK);
 }
 
+static int count_prefix(minivault_db *db, const char *prefix) {
+    minivault_iter *it;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    int n = 0;
+    CHECK_STATUS(minivault_iter_prefix(db, KEY(prefix), &it), MINIVAULT_OK);
+    while (minivault_iter_next(it, &k, &kl, &v, &vl) == MINIVAULT_OK) n++;
+    minivault_iter_free(it);
+    return n;
+}
+
+static void test_range_deletes(void) {
+    minivault_db *db = open_db("ranges", MINIVAULT_DURABILITY_MANUAL);
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "log/%04d", i);
+        CHECK_STATUS(minivault_put(db, KEY(key), KEY("...")), MINIVAULT_OK);
+    }
+    CHECK_STATUS(minivault_delete_range(db, KEY("log/0000"), KEY("log/0090")), MINIVAULT_OK);
+    CHECK(count_prefix(db, "log/") == 10);
+    CHECK_STATUS(minivault_delete_range(db, KEY("log/9"), KEY("log/1")), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_delete_range(db, NULL, 0, KEY("log/1")), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_delete_range(db, NULL, 4, KEY("log/1")), MINIVAULT_ERR_INVALID_ARGUMENT);
+
+    minivault_batch *b;
+    CHECK_STATUS(minivault_batch_new(&b), MINIVAULT_OK);
+    CHECK_STATUS(minivault_batch_put(b, KEY("log/0100"), KEY("new")), MINIVAULT_OK);
+    CHECK_STATUS(minivault_batch_delete_range(b, KEY("log/0090"), KEY("log/0095")), MINIVAULT_OK);
+    CHECK_STATUS(minivault_batch_delete_range(b, KEY("b"), KEY("a")), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_batch_commit(db, b), MINIVAULT_OK);
+    CHECK(count_prefix(db, "log/") == 6);
+    minivault_batch_free(b);
+    CHECK_STATUS(minivault_flush(db), MINIVAULT_OK);
+    CHECK(count_prefix(db, "log/") == 6);
+    CHECK_STATUS(minivault_close(db), MINIVAULT_OK);
+}
+
+/* Fills a database capped at 1 MiB (64 KiB MemTables) with 1 KiB values; the last status. */
+static minivault_status fill_capped(const char *name, uint32_t when_full, minivault_stats *st) {
+    minivault_options o;
+    minivault_db *db;
+    minivault_options_init(&o);
+    o.memtable_bytes = 64 << 10;
+    o.durability = MINIVAULT_DURABILITY_MANUAL;
+    o.max_bytes = 1 << 20;
+    o.when_full = when_full;
+    CHECK_STATUS(minivault_open(path(name), &o, &db), MINIVAULT_OK);
+    uint8_t value[1024];
+    memset(value, 'v', sizeof value);
+    char key[32];
+    minivault_status s = MINIVAULT_OK;
+    for (int i = 0; i < 4000 && s == MINIVAULT_OK; i++) {
+        snprintf(key, sizeof key, "reading/%06d", i);
+        s = minivault_put(db, KEY(key), value, sizeof value);
+    }
+    CHECK_STATUS(minivault_get_stats(db, st), MINIVAULT_OK);
+    if (s == MINIVAULT_ERR_FULL) {
+        CHECK_STATUS(minivault_delete(db, KEY("reading/000000")), MINIVAULT_OK); /* deletes are taken */
+    }
+    CHECK_STATUS(minivault_close(db), MINIVAULT_OK);
+    return s;
+}
+
+static void test_size_cap(void) {
+    minivault_options o;
+    minivault_db *db = NULL;
+    minivault_stats st;
+    minivault_options_init(&o);
+    CHECK(o.max_bytes == 0 && o.when_full == MINIVAULT_WHEN_FULL_REFUSE_WRITES);
+    o.max_bytes = 4096; /* below 16 MemTables */
+    CHECK_STATUS(minivault_open(path("cap-small"), &o, &db), MINIVAULT_ERR_INVALID_OPTION);
+    minivault_options_init(&o);
+    o.when_full = 9;
+    CHECK_STATUS(minivault_open(path("cap-mode"), &o, &db), MINIVAULT_ERR_INVALID_ARGUMENT);
+
+    CHECK_STATUS(fill_capped("cap-refuse", MINIVAULT_WHEN_FULL_REFUSE_WRITES, &st), MINIVAULT_ERR_FULL);
+    CHECK(st.max_bytes == 1 << 20 && st.full_refusals >= 1 && st.evicted_tables == 0);
+    CHECK_STATUS(fill_capped("cap-drop", MINIVAULT_WHEN_FULL_DROP_OLDEST, &st), MINIVAULT_OK);
+    CHECK(st.evicted_tables >= 1 && st.evicted_entries >= 1 && st.full_refusals == 0);
+    CHECK(st.file_bytes <= (1 << 20) + (1 << 20) / 8);
+}
+
 #define THREADS 4
 #define PER_THREAD 500
 
@@ -494,6 +576,8 @@ int main(int argc, char **argv) {
     test_batches();
     test_iterators();
     test_locked_and_read_only();
+    test_range_deletes();
+    test_size_cap();
     test_threads();
 
     printf("%d passed, %d failed\n", passed, failed);
