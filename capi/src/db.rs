@@ -147,6 +147,9 @@ impl minivault_options {
             MINIVAULT_WHEN_FULL_DROP_OLDEST => WhenFull::DropOldest,
             other => return Err(Failure::invalid(format!("unknown when_full mode {other}"))),
         };
+        // `..Options::default()`: an option added to the Rust API later keeps its default here
+        // instead of breaking this build.
+        #[allow(clippy::needless_update)]
         Ok(Options {
             durability,
             memtable_bytes: MEMTABLE_BYTES.check(o.memtable_bytes)?,
