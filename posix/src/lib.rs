@@ -44,6 +44,7 @@
 mod db;
 mod error;
 pub mod options;
+pub mod outbox;
 pub mod scan;
 
 #[doc(hidden)]
