@@ -68,11 +68,12 @@ fn the_next_seq_survives_a_reopen_also_when_everything_was_trimmed() {
     assert_eq!(outbox.stats(b"s").unwrap().records, 0);
     drop(outbox);
     let outbox = Outbox::open(tmp.path(), options()).unwrap();
-    assert_eq!(outbox.append(b"s", b"z").unwrap(), 304, "no record, no cursor: above the high-water mark");
+    assert_eq!(outbox.append(b"s", b"z").unwrap(), 304, "no record, no cursor: above its stored head");
+    assert_eq!(outbox.append(b"new", b"1").unwrap(), 1, "a new stream starts at 1");
 }
 
 #[test]
-fn a_stream_with_no_key_left_starts_above_the_high_water_mark() {
+fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let outbox = Outbox::open(tmp.path(), options()).unwrap();
@@ -89,6 +90,7 @@ fn a_stream_with_no_key_left_starts_above_the_high_water_mark() {
     }
     let outbox = Outbox::open(tmp.path(), options()).unwrap();
     assert_eq!(outbox.append(b"gone", b"again").unwrap(), 41, "never 1 again: a receiver saw 1..=40");
+    assert_eq!(outbox.append(b"other", b"first").unwrap(), 1);
 }
 
 #[test]

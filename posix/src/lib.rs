@@ -43,6 +43,8 @@
 
 mod db;
 mod error;
+#[cfg(feature = "mqtt")]
+pub mod forward;
 pub mod options;
 pub mod outbox;
 pub mod scan;

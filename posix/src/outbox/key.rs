@@ -7,7 +7,7 @@
 //! byte makes stream prefixes prefix-free: no stream's keys sort inside another's.
 //!
 //! ```text
-//! high-water   FF 6F 62 00                                       value: seq u64 BE
+//! heads        FF 6F 62 00                                       value: 01 | (len u8 | stream | head u64 BE)*
 //! record       FF 6F 62 | len u8 | stream | 01 | seq u64 BE      value: the record's bytes
 //! cursor       FF 6F 62 | len u8 | stream | 02 | consumer        value: acked u64 BE | evicted u64 BE
 //! ```
@@ -19,10 +19,13 @@
 //!   it is done) and how many records it never acknowledged because they were evicted first
 //!   (`evicted`). Readers take the first 16 bytes and ignore anything after them, so later
 //!   versions can append fields. Cursors sort after the stream's records.
-//! - **high-water**: the highest seq any stream had reached at the last acknowledgement, so a
-//!   stream that lost every key of its own (all evicted by a space cap) starts above every seq a
-//!   receiver may have seen, never again at 1. The length byte of a stream prefix is never 0
-//!   (names hold 1 ..= 255 bytes), so this key belongs to no stream.
+//! - **heads**: the newest seq of every stream (up to [`MAX_HEADS`] of them), as of the last
+//!   acknowledgement of any stream: a version byte (1), then an entry per stream in name
+//!   order. Every acknowledgement rewrites it, so it stays among the newest data, and a stream
+//!   that lost every key of its own (all evicted by a space cap, cursors included) goes on
+//!   above every seq a receiver may have seen instead of starting again at 1. The length byte
+//!   of a stream prefix is never 0 (names hold 1 ..= 255 bytes), so this key belongs to no
+//!   stream.
 // Decodes keys read from the database: every index is checked.
 #![deny(clippy::indexing_slicing)]
 
@@ -40,8 +43,15 @@ const CURSOR: u8 = 0x02;
 /// Bytes of a cursor's value that readers decode (`acked`, `evicted`).
 pub const CURSOR_VALUE_LEN: usize = 16;
 
-/// The key of the sequence high-water mark.
-pub fn high_water() -> Vec<u8> {
+/// Streams the heads key remembers at most; beyond that, the streams least recently touched
+/// by this handle are left out.
+pub const MAX_HEADS: usize = 1024;
+
+/// The version byte that starts the heads key's value.
+const HEADS_VERSION: u8 = 1;
+
+/// The key of the streams' heads.
+pub fn heads() -> Vec<u8> {
     let mut k = NAMESPACE.to_vec();
     k.push(0);
     k
@@ -109,10 +119,32 @@ pub fn decode_cursor(value: &[u8]) -> Option<(u64, u64)> {
     Some((u64::from_be_bytes(acked), u64::from_be_bytes(evicted)))
 }
 
-/// A seq stored as a value (the high-water mark), or `None` when it is not 8 bytes or more.
-pub fn decode_seq(value: &[u8]) -> Option<u64> {
-    let seq: [u8; 8] = value.get(..8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(seq))
+/// The heads key's value for `heads` (stream, newest seq), in the order given.
+pub fn encode_heads<'a>(heads: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
+    let mut v = vec![HEADS_VERSION];
+    for (stream, head) in heads {
+        v.push(u8::try_from(stream.len()).unwrap_or(u8::MAX));
+        v.extend_from_slice(stream);
+        v.extend_from_slice(&head.to_be_bytes());
+    }
+    v
+}
+
+/// The (stream, newest seq) entries of the heads key's value, or `None` when it does not
+/// decode.
+pub fn decode_heads(value: &[u8]) -> Option<Vec<(Vec<u8>, u64)>> {
+    let (&version, mut rest) = value.split_first()?;
+    if version != HEADS_VERSION {
+        return None;
+    }
+    let mut out = Vec::new();
+    while let Some((&len, after)) = rest.split_first() {
+        let name = after.get(..usize::from(len))?;
+        let head: [u8; 8] = after.get(usize::from(len)..usize::from(len) + 8)?.try_into().ok()?;
+        out.push((name.to_vec(), u64::from_be_bytes(head)));
+        rest = after.get(usize::from(len) + 8..)?;
+    }
+    Some(out)
 }
 
 /// The stream whose keys `key` (an outbox key) belongs to, and the tag that follows its name;
@@ -142,13 +174,13 @@ mod tests {
             record(b"ab", 1),
             record(b"a", 256),
             cursor(b"a", b"mqtt"),
-            high_water(),
+            heads(),
         ];
         keys.sort();
         assert_eq!(
             keys,
             vec![
-                high_water(),
+                heads(),
                 record(b"a", 2),
                 record(b"a", 256),
                 record(b"a", 300),
@@ -180,7 +212,12 @@ mod tests {
         longer.push(42);
         assert_eq!(decode_cursor(&longer), Some((9, 1)));
         assert_eq!(split_stream(&cursor(b"s1", b"c")), Some((&b"s1"[..], Some(0x02))));
-        assert_eq!(split_stream(&high_water()), None);
+        assert_eq!(split_stream(&heads()), None);
+        let h = encode_heads([(&b"a"[..], 7), (&b"bc"[..], u64::MAX)]);
+        assert_eq!(decode_heads(&h), Some(vec![(b"a".to_vec(), 7), (b"bc".to_vec(), u64::MAX)]));
+        assert_eq!(decode_heads(&[1]), Some(vec![]));
+        assert_eq!(decode_heads(&h[..h.len() - 1]), None);
+        assert_eq!(decode_heads(&[2]), None);
         assert_eq!(split_stream(b"\xFFob\x09ab"), None);
     }
 }

@@ -21,8 +21,8 @@
 //!
 //! - **Sequence numbers** start at 1 and are strictly increasing per stream, also across
 //!   reopens: the next one is found by a reverse seek of the stream's records and its cursors
-//!   (a stream whose records are all trimmed continues above its cursors), and above a stored
-//!   high-water mark when a space cap evicted every key a stream had.
+//!   (a stream whose records are all trimmed continues above its cursors), and above the head
+//!   stored by the last acknowledgement when a space cap evicted every key a stream had.
 //! - **Appends** are durable per the database's [`crate::Durability`]: on return with
 //!   `Always`; up to the next sync otherwise. A power cut in a relaxed mode takes the newest
 //!   unsynced appends, and their seqs are handed out again. The forwarder therefore syncs

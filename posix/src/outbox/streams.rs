@@ -27,6 +27,11 @@ pub struct Streams {
     trimmed: HashMap<Vec<u8>, u64>,
     /// What the batch being built trims up to, recorded in `trimmed` once it is written.
     pending_trim: Option<(Vec<u8>, u64)>,
+    /// The heads key as stored (see [`key`]), once read.
+    stored_heads: Option<Vec<(Vec<u8>, u64)>>,
+    /// Streams in the order this handle last touched them (most recent last): which heads to
+    /// keep when there are more than [`key::MAX_HEADS`].
+    touched: Vec<Vec<u8>>,
 }
 
 /// One write of an acknowledgement's batch.
@@ -121,7 +126,10 @@ impl Streams {
         let cursors = cursors(db, stream)?;
         let acked = cursors.iter().map(|c| c.1).max();
         let floor = match (newest, acked) {
-            (None, None) => high_water(db)?,
+            // No key of its own left: its head as the last acknowledgement stored it, if any.
+            (None, None) => {
+                self.stored_heads(db)?.iter().find(|(name, _)| name == stream).map_or(0, |&(_, head)| head)
+            }
             (a, b) => a.max(b).unwrap_or(0),
         };
         let next = floor.checked_add(1).ok_or(Error::Outbox(OutboxError::SeqExhausted))?;
@@ -261,7 +269,7 @@ impl Streams {
         let below_all = all.iter().map(|c| c.1).min().unwrap_or(0);
         let mut ops = vec![
             Op::Put(key::cursor(stream, consumer), key::cursor_value(seq, evicted).to_vec()),
-            Op::Put(key::high_water(), self.high_water_mark(db)?.to_be_bytes().to_vec()),
+            self.heads_op(db, stream)?,
         ];
         self.trim(db, &mut ops, stream, below_all.saturating_add(1))?;
         self.write(db, &ops)?;
@@ -279,10 +287,7 @@ impl Streams {
         }
         // The stream's next seq is known before its last cursor goes.
         self.next_seq(db, stream)?;
-        let mut ops = vec![
-            Op::Delete(key::cursor(stream, consumer)),
-            Op::Put(key::high_water(), self.high_water_mark(db)?.to_be_bytes().to_vec()),
-        ];
+        let mut ops = vec![Op::Delete(key::cursor(stream, consumer)), self.heads_op(db, stream)?];
         if let Some(min) = all.iter().filter(|c| c.0 != consumer).map(|c| c.1).min() {
             self.trim(db, &mut ops, stream, min.saturating_add(1))?;
         }
@@ -293,7 +298,11 @@ impl Streams {
     /// Writes an acknowledgement's `ops` as one batch, then notes how far it trimmed.
     fn write(&mut self, db: &mut Db, ops: &[Op]) -> Result<(), Error> {
         let trimmed = self.pending_trim.take();
-        write_batch(db, ops)?;
+        if let Err(e) = write_batch(db, ops) {
+            // What the heads key holds is no longer known.
+            self.stored_heads = None;
+            return Err(e);
+        }
         if let Some((stream, below)) = trimmed {
             self.trimmed.insert(stream, below);
         }
@@ -310,11 +319,44 @@ impl Streams {
         }
     }
 
-    /// The high-water mark to store: the highest seq handed out by any stream this handle has
-    /// seen, or stored before.
-    fn high_water_mark(&self, db: &mut Db) -> Result<u64, Error> {
-        let seen = self.next.values().map(|n| n.saturating_sub(1)).max().unwrap_or(0);
-        Ok(seen.max(high_water(db)?))
+    /// The heads key as stored.
+    fn stored_heads(&mut self, db: &mut Db) -> Result<&[(Vec<u8>, u64)], Error> {
+        if self.stored_heads.is_none() {
+            let heads = match db.get(&key::heads())? {
+                Some(v) => key::decode_heads(&v).ok_or_else(|| foreign(&key::heads()))?,
+                None => Vec::new(),
+            };
+            self.stored_heads = Some(heads);
+        }
+        Ok(self.stored_heads.as_deref().unwrap_or_default())
+    }
+
+    /// The write of the heads key for an acknowledgement on `stream`: every stream's newest
+    /// seq this handle knows, merged with what was stored, at most [`key::MAX_HEADS`] of them
+    /// (those touched least recently by this handle go first).
+    fn heads_op(&mut self, db: &mut Db, stream: &[u8]) -> Result<Op, Error> {
+        self.touched.retain(|s| s != stream);
+        self.touched.push(stream.to_vec());
+        let mut heads: std::collections::BTreeMap<Vec<u8>, u64> =
+            self.stored_heads(db)?.iter().cloned().collect();
+        for (name, next) in &self.next {
+            let head = heads.entry(name.clone()).or_insert(0);
+            *head = (*head).max(next.saturating_sub(1));
+        }
+        while heads.len() > key::MAX_HEADS {
+            let drop =
+                heads.keys().find(|k| !self.touched.contains(k)).or_else(|| self.touched.first()).cloned();
+            match drop {
+                Some(name) => {
+                    heads.remove(&name);
+                    self.touched.retain(|s| *s != name);
+                }
+                None => break,
+            }
+        }
+        let value = key::encode_heads(heads.iter().map(|(k, v)| (k.as_slice(), *v)));
+        self.stored_heads = Some(heads.into_iter().collect());
+        Ok(Op::Put(key::heads(), value))
     }
 
     /// What `stream` holds: oldest and newest seq, records, bytes, and each consumer's cursor,
@@ -364,7 +406,7 @@ impl Streams {
     /// The streams with a key in the database (records or cursors), in key order.
     pub fn streams(&mut self, db: &mut Db) -> Result<Vec<Vec<u8>>, Error> {
         let mut out = Vec::new();
-        let mut from = Bound::Excluded(key::high_water());
+        let mut from = Bound::Excluded(key::heads());
         loop {
             let upper = Bound::Excluded(b"\xFFoc".to_vec());
             let Some(k) = db.keys((from, upper)).next().transpose()? else { return Ok(out) };
@@ -388,12 +430,4 @@ fn cursors(db: &mut Db, stream: &[u8]) -> Result<Vec<(Vec<u8>, u64, u64)>, Error
         out.push((name, acked, evicted));
     }
     Ok(out)
-}
-
-/// The stored high-water mark (0 when none).
-fn high_water(db: &mut Db) -> Result<u64, Error> {
-    match db.get(&key::high_water())? {
-        Some(v) => key::decode_seq(&v).ok_or_else(|| foreign(&key::high_water())),
-        None => Ok(0),
-    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::format::{human_bytes, human_count};
 use super::run::{ReplBackend, ScanQuery};
+use crate::outbox::{Record, StreamStats, Streams};
 use crate::{Db, Error, Ttl, WriteBatch};
 
 impl ReplBackend for Db {
@@ -89,6 +90,25 @@ impl ReplBackend for Db {
 
     fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, Error> {
         Db::count::<&[u8], _>(self, (bound(start, true), bound(end, false)))
+    }
+
+    // Each outbox command finds the stream's next seq afresh (one reverse seek): the REPL holds
+    // the only handle, so nothing else appends meanwhile.
+    fn append(&mut self, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
+        Streams::new().append(self, stream, value)
+    }
+
+    fn read(&mut self, stream: &[u8], from: u64, limit: Option<u64>) -> Result<Vec<Record>, Error> {
+        let limit = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        Streams::new().read(self, stream, from, limit, usize::MAX)
+    }
+
+    fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
+        Streams::new().ack(self, stream, consumer, seq)
+    }
+
+    fn lag(&mut self, stream: &[u8]) -> Result<StreamStats, Error> {
+        Streams::new().stats(self, stream)
     }
 
     fn info(&mut self) -> Result<String, Error> {

@@ -6,11 +6,15 @@
 //! - otherwise reads commands from standard input, one reply line per command, going on after
 //!   `ERR` unless `--strict`.
 //!
+//! `minivault forward DIR --stream S --mqtt HOST:PORT --topic T ...` drains a stream to an MQTT
+//! broker instead ([`forward`]).
+//!
 //! When the database cannot be opened the reason goes to stderr and the exit code is 1; bad
 //! arguments exit with 2. `minivault --help` lists everything.
 
 mod args;
 mod editor;
+mod forward;
 mod keys;
 mod terminal;
 
@@ -32,6 +36,11 @@ fn main() -> ExitCode {
         }
         Ok(Request::Version) => {
             out(&format!("minivault {}", env!("CARGO_PKG_VERSION")));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Forward(args)) => return forward::run(args),
+        Ok(Request::ForwardHelp) => {
+            out(&args::forward_help());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
