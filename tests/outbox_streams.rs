@@ -169,8 +169,12 @@ fn bad_names_and_acknowledgements_are_clear_errors() {
     assert_eq!(outbox.append(b"s", b"2").unwrap(), 2, "a refused append takes no seq");
     // A key someone else wrote under the outbox's prefix is reported, not misread.
     outbox.db().lock().unwrap().put(&[key::record_prefix(b"s"), vec![1, 2]].concat(), b"?").unwrap();
-    let e = outbox.read(b"s", 0, 10).unwrap_err();
+    let e = outbox.stats(b"s").unwrap_err();
     assert!(e.to_string().contains("was not written by it"), "{e}");
+    drop(outbox);
+    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let e = outbox.append(b"s", b"3").unwrap_err();
+    assert!(e.to_string().contains("was not written by it"), "found by the reverse seek: {e}");
 }
 
 #[test]

@@ -299,9 +299,14 @@ impl Forwarder {
         Ok(Forwarder { thread: Some(thread), stop, progress, outbox, stream })
     }
 
-    /// Where the forwarder is now.
+    /// Where the forwarder is now. Its `newest` is the stream's newest seq now (read from the
+    /// outbox, so it includes records appended while the broker is away).
     pub fn progress(&self) -> Progress {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        let mut p = self.progress.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Ok(newest) = self.outbox.newest(&self.stream) {
+            p.newest = p.newest.max(newest);
+        }
+        p
     }
 
     /// True when the stored cursor has reached the stream's newest record.
@@ -311,7 +316,8 @@ impl Forwarder {
     /// The database's read errors.
     pub fn drained(&self) -> Result<bool, Error> {
         let newest = self.outbox.newest(&self.stream)?;
-        Ok(self.progress().cursor >= newest)
+        let cursor = self.progress.lock().unwrap_or_else(PoisonError::into_inner).cursor;
+        Ok(cursor >= newest)
     }
 
     /// True when the thread has ended (a database error; see [`Forwarder::stop`]).

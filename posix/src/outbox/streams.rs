@@ -1,37 +1,51 @@
-//! [`Streams`]: the outbox's operations on a [`Db`] the caller holds (`&mut Db`), with the one
-//! piece of state they keep in memory: each stream's next sequence number.
+//! [`Streams`]: the outbox's operations on a [`Db`] the caller holds (`&mut Db`), and what they
+//! keep in memory per stream: its next sequence number, its cursors, and how far it is trimmed.
+//!
+//! The steady path — append, read, acknowledge — uses point reads and writes only, no scan:
+//! a scan sorts the active MemTable's keys whenever it changed since the last scan (O(n log n)
+//! in its keys), and the forwarder writes (acknowledges) between any two reads. Records are
+//! read by their keys, seq after seq (the seqs of a stream are dense); a scan runs only to find
+//! where a stream starts, to step over a gap (records evicted by a space cap), to load a
+//! stream's cursors once, and for [`Streams::stats`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Range};
 
 use super::key;
 use super::{ConsumerStats, OutboxError, Record, StreamStats};
 use crate::{Db, Error, WriteBatch};
 
-/// Records a stopgap trim deletes in one acknowledgement at most (see [`trim`]); what is left
-/// goes with the next acknowledgement.
-pub const TRIM_CHUNK: usize = 10_000;
+/// Records a stopgap trim deletes in one acknowledgement at most (see [`Streams::trim`]); the
+/// rest go with the next acknowledgement.
+pub const TRIM_CHUNK: u64 = 10_000;
 
-/// The outbox's operations over a database the caller holds, and the next sequence number of
-/// every stream touched so far (found once per stream by a reverse seek, then kept here).
+/// What [`Streams`] knows of one stream.
+#[derive(Debug, Default)]
+struct Stream {
+    /// The seq the next append gets.
+    next: u64,
+    /// Consumer → (acked, evicted), as stored.
+    cursors: BTreeMap<Vec<u8>, (u64, u64)>,
+    /// Every record below this seq is deleted (`None`: not known yet).
+    trimmed: Option<u64>,
+}
+
+/// The outbox's operations over a database the caller holds, and what they keep in memory of
+/// every stream touched so far (loaded once per stream, then kept up to date here).
 ///
 /// [`super::Outbox`] wraps one of these and a shared [`Db`] for threads; the REPL uses one
-/// directly. Keep one `Streams` per database: two of them would each hand out the same next
-/// seq.
+/// directly. Keep one `Streams` per database, and write the outbox's keys only through it: two
+/// of them would each hand out the same next seq.
 #[derive(Debug, Default)]
 pub struct Streams {
-    /// Next seq of each stream, once known.
-    next: HashMap<Vec<u8>, u64>,
-    /// Per stream, a seq below which every record has been trimmed (deleted) by this handle:
-    /// where the stopgap trim's scan starts, so it does not walk its own earlier deletes.
-    trimmed: HashMap<Vec<u8>, u64>,
-    /// What the batch being built trims up to, recorded in `trimmed` once it is written.
-    pending_trim: Option<(Vec<u8>, u64)>,
+    streams: HashMap<Vec<u8>, Stream>,
     /// The heads key as stored (see [`key`]), once read.
     stored_heads: Option<Vec<(Vec<u8>, u64)>>,
-    /// Streams in the order this handle last touched them (most recent last): which heads to
-    /// keep when there are more than [`key::MAX_HEADS`].
+    /// Streams in the order this handle last acknowledged on them (most recent last): which
+    /// heads to keep when there are more than [`key::MAX_HEADS`].
     touched: Vec<Vec<u8>>,
+    /// The buffer of point reads.
+    buf: Vec<u8>,
 }
 
 /// One write of an acknowledgement's batch.
@@ -77,84 +91,101 @@ fn write_batch(db: &mut Db, ops: &[Op]) -> Result<(), Error> {
     db.write_batch(&batch)
 }
 
+/// Every cursor of `stream` as stored: consumer → (acked, evicted).
+fn load_cursors(db: &mut Db, stream: &[u8]) -> Result<BTreeMap<Vec<u8>, (u64, u64)>, Error> {
+    let prefix = key::cursor_prefix(stream);
+    let mut out = BTreeMap::new();
+    for entry in db.prefix(&prefix) {
+        let (k, v) = entry?;
+        let cursor = key::decode_cursor(&v).ok_or_else(|| foreign(&k))?;
+        out.insert(k.get(prefix.len()..).unwrap_or_default().to_vec(), cursor);
+    }
+    Ok(out)
+}
+
+/// The seq of `stream`'s first record at or after `from`, if any (a scan).
+fn first_from(db: &mut Db, stream: &[u8], from: u64) -> Result<Option<u64>, Error> {
+    let prefix_len = key::record_prefix(stream).len();
+    match db.keys(records_from(stream, from)).next().transpose()? {
+        Some(k) => Ok(Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?)),
+        None => Ok(None),
+    }
+}
+
 impl Streams {
     /// No stream known yet.
     pub fn new() -> Streams {
         Streams::default()
     }
 
-    /// Removes `stream`'s records with a seq below `below`, as writes of the acknowledgement's
-    /// batch.
-    ///
-    /// The one place that trims. Until the engine has range deletes (issue 13, the lead's part)
-    /// it deletes each record still present, at most [`TRIM_CHUNK`] per call (the rest go with
-    /// a later acknowledgement; a record below every cursor is never read again, so leaving it
-    /// a little longer costs only space). With `WriteBatch::delete_range` its body becomes one
-    /// line, `ops.push(Op::DeleteRange(key::record(stream, 0), key::record(stream, below)))`,
-    /// and `trimmed` goes.
-    fn trim(&mut self, db: &mut Db, ops: &mut Vec<Op>, stream: &[u8], below: u64) -> Result<(), Error> {
-        let from = self.trimmed.get(stream).copied().unwrap_or(0);
-        if from >= below {
-            return Ok(());
+    /// What this handle knows of `stream`, loaded from the database the first time: its next
+    /// seq is one above its newest record (a reverse seek), above every cursor, and, when it
+    /// has no key left at all, above the head the last acknowledgement stored for it.
+    fn stream(&mut self, db: &mut Db, stream: &[u8]) -> Result<&mut Stream, Error> {
+        if !self.streams.contains_key(stream) {
+            let prefix_len = key::record_prefix(stream).len();
+            let newest = match db.keys(records_from(stream, 0)).next_back().transpose()? {
+                Some(k) => Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?),
+                None => None,
+            };
+            let cursors = load_cursors(db, stream)?;
+            let acked = cursors.values().map(|c| c.0).max();
+            let floor = match (newest, acked) {
+                (None, None) => self
+                    .stored_heads(db)?
+                    .iter()
+                    .find(|(name, _)| name == stream)
+                    .map_or(0, |&(_, head)| head),
+                (a, b) => a.max(b).unwrap_or(0),
+            };
+            let next = floor.checked_add(1).ok_or(Error::Outbox(OutboxError::SeqExhausted))?;
+            self.streams.insert(stream.to_vec(), Stream { next, cursors, trimmed: None });
         }
-        let range = (Bound::Included(key::record(stream, from)), Bound::Excluded(key::record(stream, below)));
-        let mut reached = below;
-        let prefix_len = key::record_prefix(stream).len();
-        for (i, k) in db.keys(range).enumerate() {
-            let k = k?;
-            if i == TRIM_CHUNK {
-                reached = key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?;
-                break;
-            }
-            ops.push(Op::Delete(k));
-        }
-        self.pending_trim = Some((stream.to_vec(), reached));
-        Ok(())
+        self.streams.get_mut(stream).ok_or_else(|| foreign(stream))
     }
 
-    /// The seq the next record of `stream` gets: one above the newest record, every cursor
-    /// and, for a stream with no key left at all, the high-water mark (see [`key`]).
-    fn next_seq(&mut self, db: &mut Db, stream: &[u8]) -> Result<u64, Error> {
-        if let Some(&next) = self.next.get(stream) {
-            return Ok(next);
+    /// Forgets what this handle knows of `stream` (after a failed write: what reached the
+    /// database is read again next time).
+    fn forget(&mut self, stream: &[u8]) {
+        self.streams.remove(stream);
+        self.stored_heads = None;
+    }
+
+    /// A record's value by its key, read from the engine past the row cache (a record is read
+    /// once or twice, and must not push the application's hot rows out).
+    fn get(&mut self, db: &mut Db, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 4096];
         }
-        let prefix_len = key::record_prefix(stream).len();
-        let newest = match db.keys(records_from(stream, 0)).next_back().transpose()? {
-            Some(k) => Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?),
-            None => None,
-        };
-        let cursors = cursors(db, stream)?;
-        let acked = cursors.iter().map(|c| c.1).max();
-        let floor = match (newest, acked) {
-            // No key of its own left: its head as the last acknowledgement stored it, if any.
-            (None, None) => {
-                self.stored_heads(db)?.iter().find(|(name, _)| name == stream).map_or(0, |&(_, head)| head)
+        loop {
+            match db.engine_mut().get(key, &mut self.buf) {
+                Ok(found) => return Ok(found.map(<[u8]>::to_vec)),
+                Err(minivault_core::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
+                Err(e) => return Err(e.into()),
             }
-            (a, b) => a.max(b).unwrap_or(0),
-        };
-        let next = floor.checked_add(1).ok_or(Error::Outbox(OutboxError::SeqExhausted))?;
-        self.next.insert(stream.to_vec(), next);
-        Ok(next)
+        }
     }
 
     /// The newest seq `stream` has handed out (0: none yet).
     pub fn newest(&mut self, db: &mut Db, stream: &[u8]) -> Result<u64, Error> {
         check_name("stream", stream)?;
-        Ok(self.next_seq(db, stream)? - 1)
+        Ok(self.stream(db, stream)?.next - 1)
     }
 
     /// Appends `value` to `stream`; returns its seq. See [`super::Outbox::append`].
     pub fn append(&mut self, db: &mut Db, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
         check_name("stream", stream)?;
-        let seq = self.next_seq(db, stream)?;
+        let seq = self.stream(db, stream)?.next;
+        if seq == u64::MAX {
+            return Err(Error::Outbox(OutboxError::SeqExhausted));
+        }
         match db.put(&key::record(stream, seq), value) {
             Ok(()) => {
-                self.next.insert(stream.to_vec(), seq + 1);
+                self.stream(db, stream)?.next = seq + 1;
                 Ok(seq)
             }
             Err(e) => {
-                // Whatever reached the database, the next append asks it again.
-                self.next.remove(stream);
+                self.forget(stream);
                 Err(e)
             }
         }
@@ -169,25 +200,28 @@ impl Streams {
         values: &[V],
     ) -> Result<Range<u64>, Error> {
         check_name("stream", stream)?;
-        let first = self.next_seq(db, stream)?;
+        let first = self.stream(db, stream)?.next;
         if values.is_empty() {
             return Ok(first..first);
         }
+        let end = u64::try_from(values.len())
+            .ok()
+            .and_then(|n| first.checked_add(n))
+            .filter(|&end| end < u64::MAX)
+            .ok_or(Error::Outbox(OutboxError::SeqExhausted))?;
         let key_len = key::record(stream, 0).len();
         let bytes = 4 + values.iter().map(|v| 16 + key_len + v.as_ref().len()).sum::<usize>();
         let mut batch = WriteBatch::new(vec![0u8; bytes]);
-        let mut seq = first;
-        for v in values {
+        for (seq, v) in (first..end).zip(values) {
             batch.put(&key::record(stream, seq), v.as_ref())?;
-            seq += 1;
         }
         match db.write_batch(&batch) {
             Ok(()) => {
-                self.next.insert(stream.to_vec(), seq);
-                Ok(first..seq)
+                self.stream(db, stream)?.next = end;
+                Ok(first..end)
             }
             Err(e) => {
-                self.next.remove(stream);
+                self.forget(stream);
                 Err(e)
             }
         }
@@ -204,19 +238,23 @@ impl Streams {
         max_bytes: usize,
     ) -> Result<Vec<Record>, Error> {
         check_name("stream", stream)?;
-        let prefix_len = key::record_prefix(stream).len();
+        let s = self.stream(db, stream)?;
+        let newest = s.next - 1;
+        let mut seq = from.max(s.trimmed.unwrap_or(1)).max(1);
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        if limit == 0 {
-            return Ok(out);
-        }
-        for entry in db.range(records_from(stream, from)) {
-            let (k, value) = entry?;
-            let seq = key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?;
-            bytes = bytes.saturating_add(value.len());
-            out.push(Record { seq, value });
-            if out.len() >= limit || bytes >= max_bytes {
-                break;
+        while out.len() < limit && bytes < max_bytes && seq <= newest {
+            match self.get(db, &key::record(stream, seq))? {
+                Some(value) => {
+                    bytes = bytes.saturating_add(value.len());
+                    out.push(Record { seq, value });
+                    seq += 1;
+                }
+                // A gap (trimmed, or evicted by a space cap): one scan finds where it ends.
+                None => match first_from(db, stream, seq)? {
+                    Some(present) if present > seq => seq = present,
+                    _ => break,
+                },
             }
         }
         Ok(out)
@@ -227,10 +265,7 @@ impl Streams {
     pub fn cursor(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8]) -> Result<u64, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
-        Ok(match db.get(&key::cursor(stream, consumer))? {
-            Some(v) => key::decode_cursor(&v).ok_or_else(|| foreign(&key::cursor(stream, consumer)))?.0,
-            None => 0,
-        })
+        Ok(self.stream(db, stream)?.cursors.get(consumer).map_or(0, |c| c.0))
     }
 
     /// Acknowledges every record of `stream` up to and including `seq` for `consumer`; returns
@@ -238,42 +273,72 @@ impl Streams {
     pub fn ack(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
-        let newest = self.next_seq(db, stream)? - 1;
+        let s = self.stream(db, stream)?;
+        let newest = s.next - 1;
         if seq > newest {
             return Err(Error::Outbox(OutboxError::AckBeyondNewest { seq, newest }));
         }
-        let mut all = cursors(db, stream)?;
-        let mine = all.iter().position(|c| c.0 == consumer);
-        let (acked, evicted) = match mine.and_then(|i| all.get(i)) {
-            Some(&(_, acked, _)) if seq <= acked => return Ok(acked),
-            Some(&(_, acked, evicted)) => (acked, evicted),
+        let (acked, evicted, missing) = match s.cursors.get(consumer).copied() {
+            Some((acked, _)) if seq <= acked => return Ok(acked),
+            Some((acked, evicted)) => {
+                // Records between the cursor and `seq` that are gone were evicted before this
+                // consumer acknowledged them: nothing above a cursor is ever trimmed.
+                let missing = if self.get(db, &key::record(stream, acked + 1))?.is_some() {
+                    0
+                } else {
+                    match first_from(db, stream, acked + 1)? {
+                        Some(first) => first.saturating_sub(1).min(seq).saturating_sub(acked),
+                        None => seq.saturating_sub(acked),
+                    }
+                };
+                (acked, evicted, missing)
+            }
             // A new consumer starts where the stream starts: nothing below its oldest record
             // was ever this consumer's to lose, so its cursor is at least just below it.
             None => {
-                let start = self.first_from(db, stream, 0)?.map_or(newest, |first| first.saturating_sub(1));
-                (start, 0)
+                let from = s.trimmed.unwrap_or(0);
+                let start = first_from(db, stream, from)?.map_or(newest, |first| first.saturating_sub(1));
+                (start, 0, 0)
             }
         };
         let seq = seq.max(acked);
-        // Records between the cursor and `seq` that are gone were evicted before this consumer
-        // acknowledged them: nothing above a cursor is ever trimmed.
-        let missing = match self.first_from(db, stream, acked.saturating_add(1))? {
-            Some(first) => first.saturating_sub(1).min(seq).saturating_sub(acked),
-            None => seq.saturating_sub(acked),
-        };
         let evicted = evicted.saturating_add(missing);
-        match mine.and_then(|i| all.get_mut(i)) {
-            Some(c) => c.1 = seq,
-            None => all.push((consumer.to_vec(), seq, evicted)),
+        let s = self.stream(db, stream)?;
+        let below_all =
+            s.cursors.iter().map(|(c, v)| if c == consumer { seq } else { v.0 }).min().unwrap_or(seq);
+        let mut ops = vec![Op::Put(key::cursor(stream, consumer), key::cursor_value(seq, evicted).to_vec())];
+        ops.push(self.heads_op(db, stream)?);
+        let trimmed = self.trim(db, &mut ops, stream, below_all.min(seq).saturating_add(1))?;
+        if let Err(e) = write_batch(db, &ops) {
+            self.forget(stream);
+            return Err(e);
         }
-        let below_all = all.iter().map(|c| c.1).min().unwrap_or(0);
-        let mut ops = vec![
-            Op::Put(key::cursor(stream, consumer), key::cursor_value(seq, evicted).to_vec()),
-            self.heads_op(db, stream)?,
-        ];
-        self.trim(db, &mut ops, stream, below_all.saturating_add(1))?;
-        self.write(db, &ops)?;
+        let s = self.stream(db, stream)?;
+        s.cursors.insert(consumer.to_vec(), (seq, evicted));
+        s.trimmed = Some(trimmed);
         Ok(seq)
+    }
+
+    /// Deletes `stream`'s records with a seq below `below`, as writes of the acknowledgement's
+    /// batch; returns the seq below which every record is then deleted.
+    ///
+    /// The one place that trims. Until the engine has range deletes (issue 13, the lead's part)
+    /// it deletes each seq from where the last trim stopped, at most [`TRIM_CHUNK`] per call
+    /// (the rest go with a later acknowledgement; a record below every cursor is never read
+    /// again, so leaving it a little longer costs only space). Where the stream starts is found
+    /// by one scan, the first time. With `WriteBatch::delete_range` its body becomes one line,
+    /// `ops.push(Op::DeleteRange(key::record(stream, 0), key::record(stream, below)))`, and the
+    /// watermark goes.
+    fn trim(&mut self, db: &mut Db, ops: &mut Vec<Op>, stream: &[u8], below: u64) -> Result<u64, Error> {
+        let from = match self.stream(db, stream)?.trimmed {
+            Some(from) => from,
+            None => first_from(db, stream, 0)?.unwrap_or(below),
+        };
+        let until = below.min(from.saturating_add(TRIM_CHUNK));
+        for seq in from..until {
+            ops.push(Op::Delete(key::record(stream, seq)));
+        }
+        Ok(until.max(from))
     }
 
     /// Forgets `consumer`'s cursor on `stream`, so that it no longer holds records back; the
@@ -281,42 +346,26 @@ impl Streams {
     pub fn remove_consumer(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8]) -> Result<bool, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
-        let all = cursors(db, stream)?;
-        if !all.iter().any(|c| c.0 == consumer) {
+        let s = self.stream(db, stream)?;
+        if !s.cursors.contains_key(consumer) {
             return Ok(false);
         }
-        // The stream's next seq is known before its last cursor goes.
-        self.next_seq(db, stream)?;
+        let below_others = s.cursors.iter().filter(|(c, _)| c.as_slice() != consumer).map(|(_, v)| v.0).min();
         let mut ops = vec![Op::Delete(key::cursor(stream, consumer)), self.heads_op(db, stream)?];
-        if let Some(min) = all.iter().filter(|c| c.0 != consumer).map(|c| c.1).min() {
-            self.trim(db, &mut ops, stream, min.saturating_add(1))?;
-        }
-        self.write(db, &ops)?;
-        Ok(true)
-    }
-
-    /// Writes an acknowledgement's `ops` as one batch, then notes how far it trimmed.
-    fn write(&mut self, db: &mut Db, ops: &[Op]) -> Result<(), Error> {
-        let trimmed = self.pending_trim.take();
-        if let Err(e) = write_batch(db, ops) {
-            // What the heads key holds is no longer known.
-            self.stored_heads = None;
+        let trimmed = match below_others {
+            Some(min) => Some(self.trim(db, &mut ops, stream, min.saturating_add(1))?),
+            None => None,
+        };
+        if let Err(e) = write_batch(db, &ops) {
+            self.forget(stream);
             return Err(e);
         }
-        if let Some((stream, below)) = trimmed {
-            self.trimmed.insert(stream, below);
+        let s = self.stream(db, stream)?;
+        s.cursors.remove(consumer);
+        if trimmed.is_some() {
+            s.trimmed = trimmed;
         }
-        Ok(())
-    }
-
-    /// The seq of `stream`'s first record at or after `from`, if any.
-    fn first_from(&self, db: &mut Db, stream: &[u8], from: u64) -> Result<Option<u64>, Error> {
-        let from = from.max(self.trimmed.get(stream).copied().unwrap_or(0));
-        let prefix_len = key::record_prefix(stream).len();
-        match db.keys(records_from(stream, from)).next().transpose()? {
-            Some(k) => Ok(Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?)),
-            None => Ok(None),
-        }
+        Ok(true)
     }
 
     /// The heads key as stored.
@@ -333,15 +382,14 @@ impl Streams {
 
     /// The write of the heads key for an acknowledgement on `stream`: every stream's newest
     /// seq this handle knows, merged with what was stored, at most [`key::MAX_HEADS`] of them
-    /// (those touched least recently by this handle go first).
+    /// (those acknowledged least recently by this handle go first).
     fn heads_op(&mut self, db: &mut Db, stream: &[u8]) -> Result<Op, Error> {
         self.touched.retain(|s| s != stream);
         self.touched.push(stream.to_vec());
-        let mut heads: std::collections::BTreeMap<Vec<u8>, u64> =
-            self.stored_heads(db)?.iter().cloned().collect();
-        for (name, next) in &self.next {
+        let mut heads: BTreeMap<Vec<u8>, u64> = self.stored_heads(db)?.iter().cloned().collect();
+        for (name, s) in &self.streams {
             let head = heads.entry(name.clone()).or_insert(0);
-            *head = (*head).max(next.saturating_sub(1));
+            *head = (*head).max(s.next.saturating_sub(1));
         }
         while heads.len() > key::MAX_HEADS {
             let drop =
@@ -363,10 +411,11 @@ impl Streams {
     /// lag and evictions. Reads every record of the stream (keys and values).
     pub fn stats(&mut self, db: &mut Db, stream: &[u8]) -> Result<StreamStats, Error> {
         check_name("stream", stream)?;
-        let newest_seq = self.next_seq(db, stream)? - 1;
+        let s = self.stream(db, stream)?;
+        let (newest_seq, from, cursors) = (s.next - 1, s.trimmed.unwrap_or(0), s.cursors.clone());
         let prefix_len = key::record_prefix(stream).len();
         let (mut oldest, mut newest, mut records, mut bytes) = (None, None, 0u64, 0u64);
-        for entry in db.range(records_from(stream, 0)) {
+        for entry in db.range(records_from(stream, from)) {
             let (k, v) = entry?;
             let seq = key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?;
             oldest = oldest.or(Some(seq));
@@ -375,11 +424,11 @@ impl Streams {
             bytes += (k.len() + v.len()) as u64;
         }
         let mut consumers = Vec::new();
-        for (name, acked, evicted) in cursors(db, stream)? {
+        for (name, (acked, evicted)) in cursors {
             // Records above the cursor that are gone were evicted before it acknowledged them.
             let next_present = match oldest {
                 Some(o) if o > acked => o,
-                Some(_) => self.first_from(db, stream, acked.saturating_add(1))?.unwrap_or(newest_seq + 1),
+                Some(_) => first_from(db, stream, acked.saturating_add(1))?.unwrap_or(newest_seq + 1),
                 None => newest_seq + 1,
             };
             let gap = next_present.saturating_sub(1).saturating_sub(acked);
@@ -407,9 +456,12 @@ impl Streams {
     pub fn streams(&mut self, db: &mut Db) -> Result<Vec<Vec<u8>>, Error> {
         let mut out = Vec::new();
         let mut from = Bound::Excluded(key::heads());
+        // The first key after every key that starts with the namespace.
+        let end = b"\xFFoc".to_vec();
         loop {
-            let upper = Bound::Excluded(b"\xFFoc".to_vec());
-            let Some(k) = db.keys((from, upper)).next().transpose()? else { return Ok(out) };
+            let Some(k) = db.keys((from, Bound::Excluded(end.clone()))).next().transpose()? else {
+                return Ok(out);
+            };
             let (name, _) = key::split_stream(&k).ok_or_else(|| foreign(&k))?;
             let mut past = key::stream_prefix(name);
             past.push(0xFF);
@@ -417,17 +469,4 @@ impl Streams {
             from = Bound::Excluded(past);
         }
     }
-}
-
-/// Every cursor of `stream`: consumer, acked, evicted.
-fn cursors(db: &mut Db, stream: &[u8]) -> Result<Vec<(Vec<u8>, u64, u64)>, Error> {
-    let prefix = key::cursor_prefix(stream);
-    let mut out = Vec::new();
-    for entry in db.prefix(&prefix) {
-        let (k, v) = entry?;
-        let (acked, evicted) = key::decode_cursor(&v).ok_or_else(|| foreign(&k))?;
-        let name = k.get(prefix.len()..).unwrap_or_default().to_vec();
-        out.push((name, acked, evicted));
-    }
-    Ok(out)
 }

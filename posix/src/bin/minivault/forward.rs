@@ -95,7 +95,8 @@ pub fn run(args: ForwardArgs) -> ExitCode {
         thread::spawn(move || ingest(&outbox, &stream, batch_bytes))
     });
     let every = Duration::from_secs(args.progress_secs);
-    let (mut last_line, mut last_cursor, mut disconnects) = (Instant::now(), start.cursor, 0);
+    let (mut last_line, mut disconnects) = (Instant::now(), 0);
+    let mut last_state = (start.cursor, start.newest, start.connected);
     let outcome = loop {
         thread::sleep(Duration::from_millis(20));
         if SIGNALLED.load(Ordering::SeqCst) != 0 {
@@ -110,10 +111,13 @@ pub fn run(args: ForwardArgs) -> ExitCode {
             let why = p.last_error.as_deref().unwrap_or("the connection ended");
             say(&format!("[forward] {why}; reconnecting"));
         }
-        if !every.is_zero() && last_line.elapsed() >= every {
-            let rate = p.cursor.saturating_sub(last_cursor) as f64 / last_line.elapsed().as_secs_f64();
+        // A line every interval while anything moves; when nothing does, every ten.
+        let state = (p.cursor, p.newest, p.connected);
+        let quiet = state == last_state && last_line.elapsed() < every * 10;
+        if !every.is_zero() && last_line.elapsed() >= every && !quiet {
+            let rate = p.cursor.saturating_sub(last_state.0) as f64 / last_line.elapsed().as_secs_f64();
             say(&progress_line(&p, rate));
-            (last_line, last_cursor) = (Instant::now(), p.cursor);
+            (last_line, last_state) = (Instant::now(), state);
         }
         let ingested = ingest.as_ref().is_none_or(|t| t.is_finished());
         if args.until_drained && ingested {
