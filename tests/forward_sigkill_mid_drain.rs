@@ -90,7 +90,7 @@ fn sigkill_mid_drain_loses_nothing_and_resends_only_what_was_not_acknowledged() 
     let Some(broker) = broker_or_skip("sigkill_mid_drain") else { return };
     let _serial = common::serial();
     let kills: u32 = std::env::var("MINIVAULT_FORWARD_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
-    let seed = std::env::var("MINIVAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_f0);
+    let seed = std::env::var("MINIVAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
     let mut rng = Rng::new(seed);
     let sub = Subscriber::start(broker.port(), "sub-kill9", "site/1/telemetry");
     let tmp = tempfile::tempdir().unwrap();
