@@ -189,6 +189,16 @@ impl Run {
         (0..len).map(|i| serial.get(i).copied().unwrap_or(tag.wrapping_add(i as u8))).collect()
     }
 
+    /// A range delete between two of the run's keys (at least one key wide).
+    fn random_range_delete(&mut self) -> ModelOp {
+        let (a, mut b) = (self.random_key(), self.random_key());
+        if a == b {
+            b.push(0);
+        }
+        let (start, end) = if a < b { (a, b) } else { (b, a) };
+        ModelOp::DeleteRange { start, end }
+    }
+
     /// Reads every key the run uses, as a restarted database shows them.
     fn read_all(&mut self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
         let (keys, never) = (self.keys.clone(), self.never_written.clone());
@@ -252,7 +262,7 @@ impl Run {
                 Some((value.len(), self.max_value(if expires_at.is_some() { 11 } else { 3 }, key)))
             }
             ModelOp::Delete { key } => Some((0, self.max_value(3, key))),
-            ModelOp::Batch(_) => None,
+            ModelOp::DeleteRange { .. } | ModelOp::Batch(_) => None,
         };
         let db = self.db.as_mut().ok_or("database is not open")?;
         let result = op.write_to(db, 16 * 1024)?;
@@ -367,7 +377,11 @@ impl Run {
         self.counts.steps += 1;
         let now = self.clock.get();
         match self.rng.below(100) {
-            0..=30 => {
+            0..=1 => {
+                let op = self.random_range_delete();
+                self.write(op)
+            }
+            2..=30 => {
                 let (key, value) = (self.random_key(), self.random_value());
                 self.write(ModelOp::Put { key, value, expires_at: None })
             }
@@ -375,7 +389,8 @@ impl Run {
                 let mut ops = Vec::new();
                 for _ in 0..self.rng.range(1, 6) {
                     let key = self.random_key();
-                    ops.push(match self.rng.below(4) {
+                    ops.push(match self.rng.below(5) {
+                        4 => self.random_range_delete(),
                         0 => ModelOp::Delete { key },
                         1 => {
                             let mut value = self.random_value();
@@ -495,6 +510,7 @@ fn describe(op: &ModelOp) -> String {
             format!("put {} = {} ({} B) expires {expires_at:?}", show(key), show(value), value.len())
         }
         ModelOp::Delete { key } => format!("delete {}", show(key)),
+        ModelOp::DeleteRange { start, end } => format!("delete_range {}..{}", show(start), show(end)),
         ModelOp::Batch(ops) => format!("batch [{}]", ops.iter().map(describe).collect::<Vec<_>>().join("; ")),
     }
 }

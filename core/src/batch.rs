@@ -32,6 +32,8 @@ pub enum BatchError {
     KeyTooLarge,
     /// The value is longer than [`MAX_VALUE_LEN`].
     ValueTooLarge,
+    /// A range delete whose end is not after its start.
+    EmptyRange,
 }
 
 impl core::fmt::Display for BatchError {
@@ -41,6 +43,7 @@ impl core::fmt::Display for BatchError {
             BatchError::EmptyKey => "empty key",
             BatchError::KeyTooLarge => "key too large",
             BatchError::ValueTooLarge => "value too large",
+            BatchError::EmptyRange => "range delete whose end is not after its start",
         })
     }
 }
@@ -52,12 +55,13 @@ pub struct WriteBatch<B> {
     buf: B,
     len: usize,
     count: u16,
+    ranges: u16,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
     /// An empty batch over `buf` (which bounds the batch's encoded size).
     pub fn new(buf: B) -> Self {
-        let mut b = WriteBatch { buf, len: 0, count: 0 };
+        let mut b = WriteBatch { buf, len: 0, count: 0, ranges: 0 };
         b.clear();
         b
     }
@@ -65,6 +69,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
     /// Removes every entry, keeping the buffer.
     pub fn clear(&mut self) {
         self.count = 0;
+        self.ranges = 0;
         self.len = 0;
         if let Some(h) = self.buf.as_mut().get_mut(..BATCH_HEADER_LEN) {
             h.copy_from_slice(&[KIND_BATCH, 0, 0, 0]);
@@ -72,9 +77,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
         }
     }
 
-    /// Entries in the batch.
+    /// Entries in the batch (range deletes included).
     pub fn len(&self) -> usize {
         self.count as usize
+    }
+
+    /// Range deletes in the batch.
+    pub fn range_deletes(&self) -> usize {
+        self.ranges as usize
     }
 
     /// True when the batch holds no entry.
@@ -101,6 +111,47 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
         self.add(EntryHeader { tombstone: true, key_len: key.len(), expires_at: None }, key, &[])
     }
 
+    /// Adds a delete of every key from `start` (inclusive) to `end` (exclusive): one item
+    /// however many keys the range holds.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), BatchError> {
+        for k in [start, end] {
+            if k.is_empty() {
+                return Err(BatchError::EmptyKey);
+            }
+            if k.len() > MAX_KEY_LEN {
+                return Err(BatchError::KeyTooLarge);
+            }
+        }
+        if start >= end {
+            return Err(BatchError::EmptyRange);
+        }
+        let ranges = self.ranges.checked_add(1).ok_or(BatchError::Full)?;
+        self.push_item(&[&entry::range_header(start.len()), start, end])?;
+        self.ranges = ranges;
+        Ok(())
+    }
+
+    /// Appends one item (`u32 len | payload`, the payload made of `parts`).
+    fn push_item(&mut self, parts: &[&[u8]]) -> Result<(), BatchError> {
+        let count = self.count.checked_add(1).ok_or(BatchError::Full)?;
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        let end = self.len + 4 + payload_len;
+        let dst = self.buf.as_mut().get_mut(self.len..end).ok_or(BatchError::Full)?;
+        let (len_bytes, mut rest) = dst.split_at_mut(4);
+        len_bytes.copy_from_slice(&(payload_len as u32).to_le_bytes());
+        for p in parts {
+            let (d, r) = rest.split_at_mut(p.len());
+            d.copy_from_slice(p);
+            rest = r;
+        }
+        self.len = end;
+        self.count = count;
+        if let Some(c) = self.buf.as_mut().get_mut(2..4) {
+            c.copy_from_slice(&count.to_le_bytes());
+        }
+        Ok(())
+    }
+
     fn add(&mut self, h: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), BatchError> {
         if key.is_empty() {
             return Err(BatchError::EmptyKey);
@@ -111,24 +162,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
         if value.len() > MAX_VALUE_LEN {
             return Err(BatchError::ValueTooLarge);
         }
-        let count = self.count.checked_add(1).ok_or(BatchError::Full)?;
         let (hb, hn) = h.encode();
-        let payload_len = entry::payload_len(&h, value.len());
-        let end = self.len + 4 + payload_len;
-        let dst = self.buf.as_mut().get_mut(self.len..end).ok_or(BatchError::Full)?;
-        let (len_bytes, rest) = dst.split_at_mut(4);
-        len_bytes.copy_from_slice(&(payload_len as u32).to_le_bytes());
-        let (hdst, rest) = rest.split_at_mut(hn);
-        hdst.copy_from_slice(hb.get(..hn).ok_or(BatchError::Full)?);
-        let (kdst, vdst) = rest.split_at_mut(key.len());
-        kdst.copy_from_slice(key);
-        vdst.copy_from_slice(value);
-        self.len = end;
-        self.count = count;
-        if let Some(c) = self.buf.as_mut().get_mut(2..4) {
-            c.copy_from_slice(&count.to_le_bytes());
-        }
-        Ok(())
+        self.push_item(&[hb.get(..hn).ok_or(BatchError::Full)?, key, value])
     }
 
     /// The encoded batch: the payload of its WAL record.

@@ -25,8 +25,9 @@ use crate::compaction;
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush;
-use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_VALUE_LEN};
 use crate::log::{event, warn_event};
+use crate::memtable::MemLookup;
 use crate::memtables::MemTables;
 use crate::options::{Clock, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
@@ -123,6 +124,32 @@ where
         self.write(EntryHeader { tombstone: true, key_len: key.len(), expires_at: None }, key, &[])
     }
 
+    /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically: one WAL
+    /// record, however many keys the range holds. Older values in the range read as absent at
+    /// once, in gets and scans; their space is reclaimed by compaction.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), S> {
+        self.check_writable()?;
+        Self::check_key(start)?;
+        Self::check_key(end)?;
+        if start >= end {
+            return Err(Error::EmptyRange);
+        }
+        let len = entry::range_payload_len(start, end);
+        if len > self.mems.max_payload() {
+            return Err(Error::KeyTooLarge {
+                len: start.len().max(end.len()),
+                max: self.mems.max_payload() / 2,
+            });
+        }
+        self.mutate(|db| {
+            if !db.mems.active().fits_items(len, 0, 1) {
+                db.rotate()?;
+            }
+            db.log(&[&entry::range_header(start.len()), start, end], 1)?;
+            db.mems.active_mut().insert_range(start, end).map_err(|_| Error::Poisoned)
+        })
+    }
+
     fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
         self.check_writable()?;
         Self::check_key(key)?;
@@ -164,16 +191,17 @@ where
             return Err(Error::InvalidTtl);
         }
         let payload = batch.payload();
-        let keys = batch.len();
+        let ranges = batch.range_deletes();
+        let keys = batch.len() - ranges;
         let max = self.mems.max_payload().min(MAX_BATCH_LEN);
-        if payload.len() > max || keys > self.mems.key_capacity() {
+        if payload.len() > max || keys > self.mems.key_capacity() || ranges > MAX_MEMTABLE_RANGES {
             return Err(Error::BatchTooLarge { len: payload.len(), max });
         }
         self.mutate(|db| {
-            if !db.mems.active().fits_many(payload.len(), keys) {
+            if !db.mems.active().fits_items(payload.len(), keys, ranges) {
                 db.rotate()?;
             }
-            db.log(&[payload], keys as u32)?;
+            db.log(&[payload], batch.len() as u32)?;
             db.mems.active_mut().insert_batch(payload).map_err(|_| Error::Poisoned)
         })
     }
@@ -258,14 +286,16 @@ where
         Self::check_key(key)?;
         self.counters.gets += 1;
         let now = self.clock.now();
-        if let Some(e) = self.mems.get(key) {
-            if e.is_dead_at(now) {
-                return Ok(None);
+        match self.mems.lookup(key) {
+            MemLookup::Found(e) if e.is_dead_at(now) => return Ok(None),
+            MemLookup::Found(e) => {
+                let n = e.value.len();
+                let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
+                dst.copy_from_slice(e.value);
+                return Ok(Some((dst, e.expires_at)));
             }
-            let n = e.value.len();
-            let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
-            dst.copy_from_slice(e.value);
-            return Ok(Some((dst, e.expires_at)));
+            MemLookup::Deleted => return Ok(None),
+            MemLookup::Absent => {}
         }
         match self.version.get(&mut self.storage, key, buf, &mut self.counters.reads)? {
             Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {

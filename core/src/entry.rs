@@ -3,13 +3,24 @@
 //! ```text
 //! offset  size     field
 //! 0       1        kind: 1 = put, 2 = delete (tombstone), 3 = put with expiry
-//!                  (4 = a write batch, WAL only: see [`crate::batch`])
+//!                  (4 = a write batch, WAL only: see [`crate::batch`]; 5 = a range delete, below)
 //! 1       2        key length, u16 LE, 1..=MAX_KEY_LEN
 //! 3       8        expires_at, u64 LE (kind 3 only): absolute time in the caller's clock units
 //! 3 or 11 key_len  key
 //! ...     rest     value (empty for a tombstone)
 //! ```
 //! The value length is what remains of the record payload.
+//!
+//! A **range delete** (kind 5) deletes every key from `start` (inclusive) to `end` (exclusive):
+//!
+//! ```text
+//! 0       1        kind = 5
+//! 1       2        start length, u16 LE, 1..=MAX_KEY_LEN
+//! 3       len      start
+//! ...     rest     end: 1..=MAX_KEY_LEN bytes, greater than start
+//! ```
+//! It is an *item* of its own ([`Item::Range`]), not an entry: it has no key of its own to be
+//! looked up by, and hides older entries of every key in its range.
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -22,6 +33,77 @@ const KIND_DELETE: u8 = 2;
 const KIND_PUT_EXPIRING: u8 = 3;
 /// The kind byte of a WAL record holding a [`crate::batch::WriteBatch`] (never in an SSTable).
 pub const KIND_BATCH: u8 = 4;
+/// The kind byte of a range delete.
+pub const KIND_DELETE_RANGE: u8 = 5;
+
+/// A range delete: every key from `start` (inclusive) to `end` (exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RangeDelete<'a> {
+    /// The first key deleted.
+    pub start: &'a [u8],
+    /// The first key past the range.
+    pub end: &'a [u8],
+}
+
+impl RangeDelete<'_> {
+    /// True when `key` lies in the range.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        self.start <= key && key < self.end
+    }
+}
+
+/// What a payload of the WAL or the MemTable holds: one entry, or one range delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Item<'a> {
+    /// A put, delete or expiring put of one key.
+    Point(Entry<'a>),
+    /// A range delete.
+    Range(RangeDelete<'a>),
+}
+
+/// The header of a range delete from `start` (its first three bytes); the payload is the header,
+/// `start`, then `end`.
+pub fn range_header(start_len: usize) -> [u8; 3] {
+    let len = u16::try_from(start_len).unwrap_or(u16::MAX).to_le_bytes();
+    [KIND_DELETE_RANGE, len[0], len[1]]
+}
+
+/// Bytes of a range delete's payload.
+pub fn range_payload_len(start: &[u8], end: &[u8]) -> usize {
+    3 + start.len() + end.len()
+}
+
+/// True when `start..end` is a range a range delete may hold: both keys valid, `start < end`.
+pub fn valid_range(start: &[u8], end: &[u8]) -> bool {
+    let key_ok = |k: &[u8]| !k.is_empty() && k.len() <= MAX_KEY_LEN;
+    key_ok(start) && key_ok(end) && start < end
+}
+
+/// Decodes a range delete's payload; `Err` when it is not a valid one.
+pub fn decode_range(payload: &[u8]) -> Result<RangeDelete<'_>, Corruption> {
+    let (start_len, rest) = match payload {
+        [KIND_DELETE_RANGE, a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]) as usize, rest),
+        _ => return Err(Corruption::BadEntry),
+    };
+    if rest.len() < start_len {
+        return Err(Corruption::BadEntry);
+    }
+    let (start, end) = rest.split_at(start_len);
+    if !valid_range(start, end) {
+        return Err(Corruption::BadEntry);
+    }
+    Ok(RangeDelete { start, end })
+}
+
+/// Decodes a payload that may be an entry or a range delete.
+pub fn decode_item(payload: &[u8]) -> Result<Item<'_>, Corruption> {
+    match payload.first() {
+        Some(&KIND_DELETE_RANGE) => decode_range(payload).map(Item::Range),
+        _ => decode(payload).map(Item::Point),
+    }
+}
 
 /// A decoded entry, borrowing the payload it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +332,27 @@ mod tests {
         let mut b = encode(b"abc", b"", true, None);
         b.push(1);
         assert_eq!(decode(&b), Err(Corruption::BadEntry));
+    }
+
+    #[test]
+    fn range_deletes_round_trip_and_bad_ones_are_corruption() {
+        let payload = [&range_header(3)[..], b"abc", b"abd"].concat();
+        assert_eq!(payload.len(), range_payload_len(b"abc", b"abd"));
+        let r = decode_range(&payload).unwrap();
+        assert_eq!((r.start, r.end), (&b"abc"[..], &b"abd"[..]));
+        assert!(r.covers(b"abc") && r.covers(b"abc\xff") && !r.covers(b"abd") && !r.covers(b"ab"));
+        assert_eq!(decode_item(&payload), Ok(Item::Range(r)));
+        assert!(matches!(decode_item(&encode(b"k", b"v", false, None)), Ok(Item::Point(_))));
+        for bad in [
+            [&range_header(3)[..], b"abd", b"abc"].concat(), // end before start
+            [&range_header(3)[..], b"abc", b"abc"].concat(), // empty range
+            [&range_header(3)[..], b"abc"].concat(),         // no end
+            [&range_header(9)[..], b"abc", b"abd"].concat(), // start longer than the payload
+            [&range_header(0)[..], b"abc"].concat(),         // empty start
+        ] {
+            assert_eq!(decode_range(&bad), Err(Corruption::BadEntry), "{bad:?}");
+        }
+        assert_eq!(decode(&payload), Err(Corruption::BadEntry), "a range delete is not an entry");
     }
 
     #[test]

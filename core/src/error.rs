@@ -100,6 +100,8 @@ pub enum Error<E> {
     },
     /// An expiry at or before the current time, which would store an already-dead entry.
     InvalidTtl,
+    /// A range delete whose end is not after its start.
+    EmptyRange,
     /// The caller's buffer cannot hold the value; `needed` bytes are required.
     BufferTooSmall {
         /// The value's length.
@@ -147,6 +149,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 write!(f, "write batch of {len} bytes exceeds {max} (or has more keys than a MemTable holds)")
             }
             Error::InvalidTtl => f.write_str("expiry time is not in the future"),
+            Error::EmptyRange => f.write_str("range delete whose end is not after its start"),
             Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
             Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::MAX_TABLES),
             Error::TooManyWals => write!(f, "too many WAL files (max {})", crate::MAX_WALS),

@@ -5,8 +5,10 @@
 //! live. With no older table, nothing can hide behind a tombstone or an expired entry, so those
 //! are left out.
 
+use crate::entry::RangeDelete;
 use crate::entry::{self, is_dead};
 use crate::error::{Error, ResultExt};
+use crate::limits::MAX_MEMTABLE_RANGES;
 use crate::memtable::{MemTable, Sorted};
 use crate::names::{file_name, FileKind};
 use crate::sstable::{ReadBack, SsTableBuilder};
@@ -37,13 +39,49 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
         builder.add(storage, &mut file, payload).storage()?;
         i += 1;
     }
-    if builder.count() == 0 {
+    // Range deletes hide older tables' entries: with no older table, they have nothing to hide.
+    if drop_dead_at.is_none() {
+        write_ranges(storage, &mut file, &mut builder, source.sorted)?;
+    }
+    if builder.count() == 0 && builder.range_count() == 0 {
         drop(file);
         return storage.remove(&tmp).storage();
     }
     // The filter holds every key, dead ones too: a superset only adds false positives.
     let footer = builder.finish(storage, &mut file, &mut source, filter, covered, id, &tmp)?;
     version.add(storage, id, file, footer)
+}
+
+/// Writes the MemTable's range deletes in start order, overlapping ones merged, as an SSTable's
+/// range deletes must be.
+fn write_ranges<S: Storage>(
+    storage: &mut S,
+    file: &mut S::File,
+    builder: &mut SsTableBuilder,
+    sorted: Sorted<'_>,
+) -> Result<(), Error<S::Error>> {
+    let mut ranges: heapless::Vec<RangeDelete<'_>, MAX_MEMTABLE_RANGES> =
+        sorted.ranges().map(|(_, r)| r).collect();
+    ranges.sort_unstable_by(|a, b| a.start.cmp(b.start));
+    let mut merged: Option<RangeDelete<'_>> = None;
+    for r in ranges.iter().copied().chain(core::iter::once(RangeDelete { start: &[], end: &[] })) {
+        let last = r.start.is_empty();
+        match merged {
+            Some(m) if !last && r.start <= m.end => {
+                merged = Some(RangeDelete { start: m.start, end: m.end.max(r.end) })
+            }
+            _ => {
+                if let Some(m) = merged {
+                    builder
+                        .add_range(storage, file, m.start, m.end)
+                        .storage()?
+                        .ok_or(Error::TooManyTables)?;
+                }
+                merged = Some(r);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The entries a flush writes (the live ones, when dead ones are dropped), by their index among
@@ -63,7 +101,8 @@ impl<'a> Source<'a> {
             (self.next, self.slot) = (0, 0);
         }
         while self.slot < self.sorted.len() {
-            let payload = self.sorted.get(self.slot);
+            // An entry a range delete written after it (in this MemTable) covers is left out.
+            let payload = self.sorted.live(self.slot).flatten();
             self.slot += 1;
             let Some(payload) = payload else { continue };
             let dead = self.drop_dead_at.is_some_and(|now| {

@@ -34,6 +34,9 @@ pub const MAX_RECORD_LEN: usize = MAX_BATCH_LEN + 4;
 /// [`crate::Error::TooManyTables`].
 pub const MAX_TABLES: usize = 32;
 
+/// The most range deletes one MemTable holds; the next one rotates it (writes it out).
+pub const MAX_MEMTABLE_RANGES: usize = 32;
+
 /// The most WAL files one database may hold on open.
 pub const MAX_WALS: usize = 8;
 

@@ -20,9 +20,10 @@ use core::cmp::Ordering;
 
 use crate::arena::{self, Arena, ITEM_HEADER_LEN};
 use crate::batch;
-use crate::entry::{self, Entry, EntryHeader};
+use crate::entry::{self, Entry, EntryHeader, Item, RangeDelete};
 use crate::error::Corruption;
 use crate::filter::{self, FilterBuilder};
+use crate::limits::MAX_MEMTABLE_RANGES;
 
 /// Bytes per hash slot.
 pub const SLOT_LEN: usize = 8;
@@ -32,15 +33,27 @@ pub const MIN_MEMTABLE_BYTES: usize = 512;
 
 type Slot = [u8; SLOT_LEN];
 
+/// What a MemTable says of a key ([`MemTable::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemLookup<'a> {
+    /// Its newest entry (a tombstone or an expired entry included).
+    Found(Entry<'a>),
+    /// A range delete covers the key, written after any entry of it here.
+    Deleted,
+    /// Nothing of the key here.
+    Absent,
+}
+
 /// The MemTable cannot take this entry without a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// The entries of a frozen MemTable in key order.
+/// The entries of a frozen MemTable in key order, and its range deletes.
 #[derive(Clone, Copy)]
 pub struct Sorted<'a> {
     slots: &'a [Slot],
     arena: &'a [u8],
+    ranges: &'a [u32],
 }
 
 impl<'a> Sorted<'a> {
@@ -63,6 +76,22 @@ impl<'a> Sorted<'a> {
     pub fn get(&self, i: usize) -> Option<&'a [u8]> {
         arena::item(self.arena, slot_offset(self.slots.get(i)?)?)
     }
+
+    /// The payload of the `i`-th entry in key order, unless a range delete written after it
+    /// (in this MemTable) covers its key: then `Some(None)`.
+    pub fn live(&self, i: usize) -> Option<Option<&'a [u8]>> {
+        let at = slot_offset(self.slots.get(i)?)?;
+        let payload = arena::item(self.arena, at)?;
+        let key = entry::decode(payload).ok()?.key;
+        let covered = self.ranges().any(|(o, r)| o > at && r.covers(key));
+        Some((!covered).then_some(payload))
+    }
+
+    /// The range deletes, oldest first, with their arena offsets.
+    pub fn ranges(&self) -> impl Iterator<Item = (u32, RangeDelete<'a>)> + 'a {
+        let arena = self.arena;
+        self.ranges.iter().filter_map(move |&o| Some((o, entry::decode_range(arena::item(arena, o)?).ok()?)))
+    }
 }
 
 /// A MemTable over the buffer `M` (a `Vec<u8>`, a `&'static mut [u8]`, ...).
@@ -74,8 +103,10 @@ pub struct MemTable<M> {
     frozen: bool,
     /// Counts changes (inserts, freezes, resets): see [`MemTable::changes`].
     changes: u64,
-    /// The longest key held (0 when empty).
+    /// The longest key held (0 when empty), range deletes' keys included.
     max_key_len: usize,
+    /// The arena offsets of the range deletes held, oldest first.
+    ranges: heapless::Vec<u32, MAX_MEMTABLE_RANGES>,
 }
 
 fn hash(key: &[u8]) -> u32 {
@@ -118,7 +149,16 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         }
         let slots = prev_power_of_two(len / 64);
         mem.as_mut()[..slots * SLOT_LEN].fill(0);
-        Ok(MemTable { mem, slots, arena_used: 0, count: 0, frozen: false, changes: 0, max_key_len: 0 })
+        Ok(MemTable {
+            mem,
+            slots,
+            arena_used: 0,
+            count: 0,
+            frozen: false,
+            changes: 0,
+            max_key_len: 0,
+            ranges: heapless::Vec::new(),
+        })
     }
 
     fn parts(&self) -> (&[Slot], &[u8]) {
@@ -141,9 +181,9 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.count
     }
 
-    /// True when no key is held.
+    /// True when nothing is held: no key and no range delete.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count == 0 && self.ranges.is_empty()
     }
 
     /// True once [`MemTable::freeze`] has run (and until [`MemTable::reset`]).
@@ -178,8 +218,15 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
 
     /// True when `keys` new keys in one item of `payload_len` bytes fit without a flush.
     pub fn fits_many(&self, payload_len: usize, keys: usize) -> bool {
+        self.fits_items(payload_len, keys, 0)
+    }
+
+    /// True when one item of `payload_len` bytes holding `keys` entries and `ranges` range
+    /// deletes fits without a flush.
+    pub fn fits_items(&self, payload_len: usize, keys: usize, ranges: usize) -> bool {
         !self.frozen
             && self.count + keys <= self.key_capacity()
+            && self.ranges.len() + ranges <= MAX_MEMTABLE_RANGES
             && self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + payload_len
     }
 
@@ -229,6 +276,25 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.index_item(offset).map_err(|_| Full)
     }
 
+    /// Stores a range delete from `start` (inclusive) to `end` (exclusive).
+    pub fn insert_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Full> {
+        if !self.fits_items(entry::range_payload_len(start, end), 0, 1) {
+            return Err(Full);
+        }
+        let offset = {
+            let (_, mut arena) = self.parts_mut();
+            arena.alloc(&[&entry::range_header(start.len()), start, end]).ok_or(Full)?
+        };
+        self.note_range(offset, start.len().max(end.len())).map_err(|_| Full)
+    }
+
+    fn note_range(&mut self, offset: u32, key_len: usize) -> Result<(), Corruption> {
+        self.ranges.push(offset).map_err(|_| Corruption::BadEntry)?;
+        self.changes += 1;
+        self.max_key_len = self.max_key_len.max(key_len);
+        Ok(())
+    }
+
     /// Stores the entries of an encoded [`crate::batch::WriteBatch`] as one arena item.
     pub fn insert_batch(&mut self, payload: &[u8]) -> Result<(), Full> {
         let (offset, dst) = self.reserve(payload.len()).ok_or(Full)?;
@@ -251,50 +317,55 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         Some((offset, bytes))
     }
 
+    /// The payload reserved (not yet committed) at `offset`.
+    pub fn reserved(&self, offset: u32) -> Option<&[u8]> {
+        arena::item(self.parts().1, offset)
+    }
+
     /// Indexes the payload reserved at `offset`: one entry, or every entry of a write batch.
     /// A payload that does not decode is refused as a whole and nothing of it is indexed.
     pub fn commit_reserved(&mut self, offset: u32) -> Result<(), Corruption> {
-        let (is_batch, keys) = {
+        let (is_batch, items, keys, ranges) = {
             let (_, arena) = self.parts();
             let payload = arena::item(arena, offset).ok_or(Corruption::BadEntry)?;
-            match batch::declared_count(payload) {
-                Some(n) => {
-                    let mut seen = 0;
-                    for item in batch::Items::of(payload) {
-                        entry::decode(item.map_err(|()| Corruption::BadEntry)?)?;
-                        seen += 1;
-                    }
-                    if seen != n {
-                        return Err(Corruption::BadEntry);
-                    }
-                    (true, n)
-                }
-                None => {
-                    entry::decode(payload)?;
-                    (false, 1)
-                }
-            }
+            let (keys, ranges) = item_counts(payload)?;
+            (batch::declared_count(payload).is_some(), keys + ranges, keys, ranges)
         };
-        if self.count + keys > self.key_capacity() {
+        if self.count + keys > self.key_capacity() || self.ranges.len() + ranges > MAX_MEMTABLE_RANGES {
             return Err(Corruption::BadEntry);
         }
         let (_, mut arena) = self.parts_mut();
         arena.commit(offset);
         if !is_batch {
-            return self.index_item(offset);
+            return self.index_any(offset);
         }
         // Items start after the item header and the batch header, one after another.
         let mut at = offset as usize + ITEM_HEADER_LEN + batch::BATCH_HEADER_LEN;
-        for _ in 0..keys {
+        for _ in 0..items {
             let item_offset = u32::try_from(at).map_err(|_| Corruption::BadEntry)?;
             let len = {
                 let (_, arena) = self.parts();
                 arena::item(arena, item_offset).ok_or(Corruption::BadEntry)?.len()
             };
-            self.index_item(item_offset)?;
+            self.index_any(item_offset)?;
             at += ITEM_HEADER_LEN + len;
         }
         Ok(())
+    }
+
+    /// Indexes the item at `offset`: an entry in the hash table, a range delete in the list.
+    fn index_any(&mut self, offset: u32) -> Result<(), Corruption> {
+        let range_key_len = {
+            let (_, arena) = self.parts();
+            match entry::decode_item(arena::item(arena, offset).ok_or(Corruption::BadEntry)?)? {
+                Item::Range(r) => Some(r.start.len().max(r.end.len())),
+                Item::Point(_) => None,
+            }
+        };
+        match range_key_len {
+            Some(n) => self.note_range(offset, n),
+            None => self.index_item(offset),
+        }
     }
 
     /// Points the slot of the item's key at the item (adding the key if it is new).
@@ -322,8 +393,42 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         Ok(())
     }
 
-    /// The newest entry for `key`, including tombstones and expired entries.
+    /// The newest entry for `key`, including tombstones and expired entries (range deletes are
+    /// not looked at: see [`MemTable::lookup`]).
     pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
+        self.get_at(key).map(|(_, e)| e)
+    }
+
+    /// What this table says of `key`: its newest entry, unless a range delete written after it
+    /// covers it; a covering range delete when it holds no entry of the key; or nothing.
+    pub fn lookup(&self, key: &[u8]) -> MemLookup<'_> {
+        match self.get_at(key) {
+            Some((at, _)) if self.range_covers(key, Some(at)) => MemLookup::Deleted,
+            Some((_, e)) => MemLookup::Found(e),
+            None if self.range_covers(key, None) => MemLookup::Deleted,
+            None => MemLookup::Absent,
+        }
+    }
+
+    /// True when a range delete held here covers `key` (with `after`: one written after the
+    /// item at that arena offset).
+    pub fn range_covers(&self, key: &[u8], after: Option<u32>) -> bool {
+        self.ranges().any(|(at, r)| after.is_none_or(|a| at > a) && r.covers(key))
+    }
+
+    /// The range deletes held, oldest first, with their arena offsets.
+    pub fn ranges(&self) -> impl Iterator<Item = (u32, RangeDelete<'_>)> + '_ {
+        let arena = self.parts().1;
+        self.ranges.iter().filter_map(move |&o| Some((o, entry::decode_range(arena::item(arena, o)?).ok()?)))
+    }
+
+    /// Range deletes held.
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The newest entry for `key` and its arena offset.
+    pub fn get_at(&self, key: &[u8]) -> Option<(u32, Entry<'_>)> {
         let (slots, arena) = self.parts();
         let i = if self.frozen {
             slots[..self.count]
@@ -334,7 +439,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         } else {
             self.probe(key, hash(key)).ok()?
         };
-        entry_at(arena, slot_offset(slots.get(i)?)?)
+        let at = slot_offset(slots.get(i)?)?;
+        Some((at, entry_at(arena, at)?))
     }
 
     /// Makes the table immutable: sorts its entries by key for lookups and for a flush.
@@ -413,7 +519,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     pub fn sorted(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let (slots, arena) = self.parts();
         let n = if self.frozen { self.count } else { 0 };
-        Sorted { slots: &slots[..n], arena }.iter()
+        Sorted { slots: &slots[..n], arena, ranges: &self.ranges }.iter()
     }
 
     /// What a flush writes: a frozen table's entries in key order, and the [`crate::filter`] of
@@ -439,7 +545,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             }
             None => &[],
         };
-        Some((Sorted { slots: used, arena }, filter))
+        Some((Sorted { slots: used, arena, ranges: &self.ranges }, filter))
     }
 
     /// The whole buffer as scratch memory, while the table is empty and active (compaction
@@ -461,6 +567,34 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.frozen = false;
         self.changes += 1;
         self.max_key_len = 0;
+        self.ranges.clear();
+    }
+}
+
+/// How many entries and how many range deletes a payload (one item, or a write batch) holds;
+/// `Err` when an item does not decode or a batch's count is wrong.
+pub fn item_counts(payload: &[u8]) -> Result<(usize, usize), Corruption> {
+    let tally = |item: &[u8]| -> Result<(usize, usize), Corruption> {
+        Ok(match entry::decode_item(item)? {
+            Item::Point(_) => (1, 0),
+            Item::Range(_) => (0, 1),
+        })
+    };
+    match batch::declared_count(payload) {
+        Some(n) => {
+            let (mut seen, mut keys, mut ranges) = (0, 0, 0);
+            for item in batch::Items::of(payload) {
+                let (k, r) = tally(item.map_err(|()| Corruption::BadEntry)?)?;
+                (keys, ranges) = (keys + k, ranges + r);
+                seen += 1;
+            }
+            if seen == n {
+                Ok((keys, ranges))
+            } else {
+                Err(Corruption::BadEntry)
+            }
+        }
+        None => tally(payload),
     }
 }
 

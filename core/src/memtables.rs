@@ -5,8 +5,7 @@
 //! [`MemTables`] owns which is which; the buffers come from the caller ([`crate::Db::open`]), so
 //! the engine's memory is two MemTable buffers and nothing else.
 
-use crate::entry::Entry;
-use crate::memtable::MemTable;
+use crate::memtable::{MemLookup, MemTable};
 
 /// The active and the other MemTable.
 pub struct MemTables<M> {
@@ -77,9 +76,12 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         self.tables[0].key_capacity().min(self.tables[1].key_capacity())
     }
 
-    /// The newest entry for `key` in either MemTable, tombstones and expired entries included.
-    pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
-        self.tables[self.active].get(key).or_else(|| self.tables[self.active ^ 1].get(key))
+    /// What the MemTables say of `key`: the active one first, then the other.
+    pub fn lookup(&self, key: &[u8]) -> MemLookup<'_> {
+        match self.tables[self.active].lookup(key) {
+            MemLookup::Absent => self.tables[self.active ^ 1].lookup(key),
+            found => found,
+        }
     }
 
     /// Freezes the active MemTable, whose entries came from WALs up to `wal`, and makes the idle

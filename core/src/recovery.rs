@@ -133,32 +133,53 @@ where
     /// Replays one WAL into the MemTables.
     fn replay(&mut self, reader: &mut WalReader<S::File>) -> Result<(), S> {
         let id = reader.id();
+        let too_small = |mems: &MemTables<M>, len: usize, keys: usize| Error::MemTableTooSmall {
+            file: file_name(FileKind::Wal, id),
+            needed: bytes_needed(len, keys),
+            given: mems.buffer_len(),
+        };
         while let Some(head) = reader.next(&mut self.storage)? {
-            let active = self.mems.active();
-            if head.len > active.max_payload() || head.keys > active.key_capacity() {
+            if head.len > self.mems.active().max_payload() {
                 // Either a valid record written with larger MemTables, or a damaged length.
                 if !reader.current_is_valid(&mut self.storage)? {
                     reader.reject(&mut self.storage)?;
                     break;
                 }
-                return Err(Error::MemTableTooSmall {
-                    file: file_name(FileKind::Wal, id),
-                    needed: bytes_needed(head.len, head.keys),
-                    given: self.mems.buffer_len(),
-                });
+                return Err(too_small(&self.mems, head.len, 1));
             }
-            if !self.mems.active().fits_many(head.len, head.keys) {
+            if !self.mems.active().fits_items(head.len, 0, 0) {
                 self.make_room_during_replay(id)?;
             }
             let Some((offset, dst)) = self.mems.active_mut().reserve(head.len) else {
-                return Err(Error::MemTableTooSmall {
-                    file: file_name(FileKind::Wal, id),
-                    needed: bytes_needed(head.len, head.keys),
-                    given: self.mems.buffer_len(),
-                });
+                return Err(too_small(&self.mems, head.len, 1));
             };
             if !reader.read(&mut self.storage, dst)? {
                 break;
+            }
+            // What the record writes decides whether it fits: the MemTable may have to go out
+            // first, and the record be read again into the next one.
+            let (mut offset, mut counts) = (offset, (0, 0));
+            if let Some(payload) = self.mems.active().reserved(offset) {
+                counts = crate::memtable::item_counts(payload)
+                    .map_err(|kind| crate::error::corrupted(file_name(FileKind::Wal, id), 0, kind))?;
+            }
+            let (keys, ranges) = counts;
+            if keys > self.mems.active().key_capacity() {
+                return Err(too_small(&self.mems, head.len, keys));
+            }
+            if !self.mems.active().fits_items(head.len, keys, ranges) {
+                self.make_room_during_replay(id)?;
+                let Some((again, dst)) = self.mems.active_mut().reserve(head.len) else {
+                    return Err(too_small(&self.mems, head.len, keys));
+                };
+                if !reader.reread(&mut self.storage, dst)? {
+                    return Err(crate::error::corrupted(
+                        file_name(FileKind::Wal, id),
+                        0,
+                        crate::Corruption::Truncated,
+                    ));
+                }
+                offset = again;
             }
             if let Err(kind) = self.mems.active_mut().commit_reserved(offset) {
                 // The record passed its checks, so this cannot happen; refuse rather than guess.

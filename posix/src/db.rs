@@ -222,6 +222,28 @@ impl Db {
         self.after_write()
     }
 
+    /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically and with one
+    /// WAL record however many keys the range holds (durable on return with
+    /// [`Durability::Always`]). Older values in the range read as absent at once; compaction
+    /// reclaims their space. Also in a batch: [`WriteBatch::delete_range`].
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// for i in 0..100u32 {
+    ///     db.put(format!("log/{i:04}").as_bytes(), b"...")?;
+    /// }
+    /// db.delete_range(b"log/0000", b"log/0090")?; // keeps the newest ten
+    /// assert_eq!(db.count(&b"log/"[..]..&b"log0"[..])?, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
+        // The row cache is keyed by key, not by order: forget it all.
+        self.rows.clear();
+        self.engine.delete_range(start, end)?;
+        self.after_write()
+    }
+
     /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
     /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
     pub fn write_batch(&mut self, batch: &WriteBatch) -> Result<(), Error> {

@@ -28,7 +28,14 @@ pub enum ModelOp {
         /// The key.
         key: Vec<u8>,
     },
-    /// A write batch: its puts and deletes, applied in order and atomically.
+    /// A range delete: every key from `start` (inclusive) to `end` (exclusive).
+    DeleteRange {
+        /// The first key deleted.
+        start: Vec<u8>,
+        /// The first key past the range.
+        end: Vec<u8>,
+    },
+    /// A write batch: its puts, deletes and range deletes, applied in order and atomically.
     Batch(Vec<ModelOp>),
 }
 
@@ -37,6 +44,7 @@ impl ModelOp {
     pub fn key(&self) -> &[u8] {
         match self {
             ModelOp::Put { key, .. } | ModelOp::Delete { key } => key,
+            ModelOp::DeleteRange { start, .. } => start,
             ModelOp::Batch(ops) => ops.first().map_or(&[], ModelOp::key),
         }
     }
@@ -67,6 +75,7 @@ impl ModelOp {
             ModelOp::Put { key, value, expires_at: None } => db.put(key, value),
             ModelOp::Put { key, value, expires_at: Some(t) } => db.put_expiring(key, value, *t),
             ModelOp::Delete { key } => db.delete(key),
+            ModelOp::DeleteRange { start, end } => db.delete_range(start, end),
             ModelOp::Batch(ops) => {
                 let mut batch = WriteBatch::new(vec![0u8; batch_bytes]);
                 for op in ops {
@@ -76,6 +85,7 @@ impl ModelOp {
                             batch.put_expiring(key, value, *t)
                         }
                         ModelOp::Delete { key } => batch.delete(key),
+                        ModelOp::DeleteRange { start, end } => batch.delete_range(start, end),
                         ModelOp::Batch(_) => return Err("nested batch".into()),
                     };
                     added.map_err(|e| format!("batch add: {e}"))?;
@@ -92,6 +102,9 @@ impl ModelOp {
             }
             ModelOp::Delete { key } => {
                 state.remove(key);
+            }
+            ModelOp::DeleteRange { start, end } => {
+                state.retain(|k, _| !(start <= k && k < end));
             }
             ModelOp::Batch(ops) => {
                 for op in ops {

@@ -17,7 +17,7 @@ use crate::io::{read_exact_at, read_u32_at};
 use crate::limits::{MAX_KEY_LEN, MAX_MERGE};
 use crate::names::{file_name, FileKind, FileName};
 use crate::record::{EntryReader, RecordHeader, HEADER_LEN};
-use crate::sstable::{Footer, ReadBack, SsTableBuilder, Table};
+use crate::sstable::{range_vs_key, ranges_cover, read_range, Footer, ReadBack, SsTableBuilder, Table};
 use crate::storage::Storage;
 
 #[derive(Default, Clone, Copy)]
@@ -30,10 +30,11 @@ struct Cursor {
     expires_at: Option<u64>,
 }
 
-/// Bytes of scratch per key slot for merging tables with these footers: their longest key.
+/// Bytes of scratch per key slot for merging tables with these footers: their longest key (range
+/// deletes' keys included).
 pub fn slot_len<'a>(footers: impl Iterator<Item = &'a Footer>) -> usize {
     footers
-        .filter(|f| f.entry_count > 0)
+        .filter(|f| f.entry_count > 0 || f.range_count > 0)
         .map(|f| if f.max_key_len == 0 { MAX_KEY_LEN } else { (f.max_key_len as usize).min(MAX_KEY_LEN) })
         .max()
         .unwrap_or(1)
@@ -65,11 +66,15 @@ pub fn merge<S: Storage>(
 ) -> Result<Footer, Error<S::Error>> {
     let k = inputs.len();
     let sl = slot_len(inputs.iter().map(|t| t.footer()));
-    let needed = (k + 1) * sl;
+    // Range deletes are kept unless nothing older than the inputs exists. Their merge comes after
+    // the entries', in the same key slots: it needs four.
+    let keep_ranges = drop_dead_at.is_none() && inputs.iter().any(|t| t.footer().range_count > 0);
+    let slots = if keep_ranges { (k + 1).max(RANGE_SLOTS) } else { k + 1 };
+    let needed = slots * sl;
     if k > MAX_MERGE || scratch.len() < needed {
         return Err(Error::InsufficientMemory { needed, given: scratch.len() });
     }
-    // Key slots first; the rest of the scratch holds the output's filter.
+    // Key slots first; the rest holds the output's filter.
     let (scratch, filter_mem) = scratch.split_at_mut(needed);
     let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
     let mut filter = FilterBuilder::new(filter_mem, keys);
@@ -108,7 +113,8 @@ pub fn merge<S: Storage>(
         tail[..c.key_len].copy_from_slice(key);
         last = Some(c.key_len);
 
-        if !drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now)) {
+        let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now));
+        if !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len])? {
             copy_record(storage, &mut inputs[w], &c, out.file, &mut builder, &tail[..c.key_len])?;
             if let Some(f) = filter.as_mut() {
                 f.add(filter::key_hash(&tail[..c.key_len]));
@@ -126,6 +132,10 @@ pub fn merge<S: Storage>(
         }
     }
 
+    if keep_ranges {
+        merge_ranges(storage, inputs, out.file, &mut builder, scratch, sl)?;
+    }
+
     // The builder reads the output back for its index and fences: two key slots of the scratch.
     let (prev, rest) = scratch.split_at_mut(sl);
     let mut readback = OutputReadBack {
@@ -139,6 +149,114 @@ pub fn merge<S: Storage>(
     };
     let filter = filter.map_or(&[][..], FilterBuilder::finish);
     builder.finish(storage, out.file, &mut readback, filter, out.wal_covered, out.replaces_from, out.name)
+}
+
+/// True when a range delete of an input newer than input `w` covers `key`: the entry of `key`
+/// from input `w` is older than that range delete, so it is left out.
+fn covered_by_newer<S: Storage>(
+    storage: &mut S,
+    inputs: &mut [Table<S::File>],
+    w: usize,
+    key: &[u8],
+) -> Result<bool, Error<S::Error>> {
+    for t in inputs.iter_mut().skip(w + 1) {
+        let footer = *t.footer();
+        if footer.range_count > 0 {
+            let id = t.id();
+            if ranges_cover(&mut storage.io(t.file()), &footer, key).in_file(FileKind::Table, id)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Key slots the merge of range deletes needs: the next range (start, end) and the union being
+/// built (start, end).
+pub const RANGE_SLOTS: usize = 4;
+
+/// Where one input's next range delete is.
+#[derive(Default, Clone, Copy)]
+struct RangeCursor {
+    left: u16,
+    offset: u64,
+}
+
+/// Writes the union of the inputs' range deletes to the output, in start order, overlapping ones
+/// merged. Each input's range deletes are sorted by start and disjoint; the merge keeps only
+/// where each input is, and reads the candidates' starts again to compare them, so it needs
+/// [`RANGE_SLOTS`] key slots however many inputs there are.
+fn merge_ranges<S: Storage>(
+    storage: &mut S,
+    inputs: &mut [Table<S::File>],
+    out: &mut S::File,
+    builder: &mut SsTableBuilder,
+    slots: &mut [u8],
+    sl: usize,
+) -> Result<(), Error<S::Error>> {
+    let mut cursors = [RangeCursor::default(); MAX_MERGE];
+    for (t, c) in inputs.iter().zip(cursors.iter_mut()) {
+        *c = RangeCursor { left: t.footer().range_count, offset: t.footer().ranges_offset };
+    }
+    let (next, union) = slots.split_at_mut(2 * sl);
+    let (ns, ne) = next.split_at_mut(sl);
+    let (us, ue) = union.split_at_mut(sl);
+    let (us, ue) = (&mut us[..sl], &mut ue[..sl]);
+    let mut held: Option<(usize, usize)> = None; // lengths of the union's start and end
+    loop {
+        // The input whose next range starts first: its range goes to `ns`/`ne`.
+        let mut pick: Option<(usize, usize, usize)> = None; // input, start length, end length
+        for (i, t) in inputs.iter_mut().enumerate() {
+            let c = cursors[i];
+            if c.left == 0 {
+                continue;
+            }
+            let (id, limit) = (t.id(), t.footer().index_offset);
+            let io = &mut storage.io(t.file());
+            let earlier = match pick {
+                None => true,
+                Some((_, n, _)) => {
+                    range_vs_key(io, c.offset, limit, &ns[..n]).in_file(FileKind::Table, id)?.0
+                        == core::cmp::Ordering::Less
+                }
+            };
+            if earlier {
+                let (s, e, _) = read_range(io, c.offset, limit, ns, ne).in_file(FileKind::Table, id)?;
+                pick = Some((i, s, e));
+            }
+        }
+        let Some((p, sn, en)) = pick else { break };
+        let (start, end) = (&ns[..sn], &ne[..en]);
+        match held {
+            Some((hs, he)) if start <= &ue[..he] => {
+                if end > &ue[..he] {
+                    ue[..en].copy_from_slice(end);
+                    held = Some((hs, en));
+                }
+            }
+            _ => {
+                if let Some((hs, he)) = held {
+                    builder
+                        .add_range(storage, out, &us[..hs], &ue[..he])
+                        .storage()?
+                        .ok_or(Error::TooManyTables)?;
+                }
+                us[..sn].copy_from_slice(start);
+                ue[..en].copy_from_slice(end);
+                held = Some((sn, en));
+            }
+        }
+        // Past the range just taken.
+        let t = &mut inputs[p];
+        let (id, limit) = (t.id(), t.footer().index_offset);
+        let (_, _, len) = range_vs_key(&mut storage.io(t.file()), cursors[p].offset, limit, &[])
+            .in_file(FileKind::Table, id)?;
+        cursors[p] = RangeCursor { left: cursors[p].left - 1, offset: cursors[p].offset + len };
+    }
+    if let Some((hs, he)) = held {
+        builder.add_range(storage, out, &us[..hs], &ue[..he]).storage()?.ok_or(Error::TooManyTables)?;
+    }
+    Ok(())
 }
 
 /// Positions `c` on the next record of `table`, with its key in `key_slot`. Reads the entry's

@@ -37,7 +37,13 @@ pub fn run<S: Storage>(
     now: u64,
 ) -> Result<bool, Error<S::Error>> {
     let slot = slot_len(version.tables().iter().map(|t| t.footer()));
-    let max_inputs = (scratch.len() / slot).saturating_sub(1);
+    // A merge holds a key slot per input and one more; merging range deletes, at least
+    // `RANGE_SLOTS` in all.
+    let slots = scratch.len() / slot;
+    if version.tables().iter().any(|t| t.footer().range_count > 0) && slots < merge::RANGE_SLOTS {
+        return Ok(false);
+    }
+    let max_inputs = slots.saturating_sub(1);
     if max_inputs < 2 {
         return Ok(false);
     }

@@ -115,6 +115,13 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
         }
     }
 
+    /// True when a range delete of this MemTable covers `key` (with `newer_than_current`: one
+    /// written after the current entry).
+    pub(crate) fn range_covers(&self, key: &[u8], newer_than_current: bool) -> bool {
+        self.mem.range_count() > 0
+            && self.mem.range_covers(key, if newer_than_current { self.current } else { None })
+    }
+
     /// The current entry.
     pub(crate) fn entry(&self) -> Option<Entry<'a>> {
         self.current.and_then(|o| self.mem.entry_at(o))

@@ -40,7 +40,7 @@ pub use range::KeyRange;
 use heapless::Vec;
 
 use crate::entry::is_dead;
-use crate::error::Error;
+use crate::error::{Error, ReadResultExt};
 use crate::limits::MAX_TABLES;
 use crate::memtable::MemTable;
 use crate::sstable::Table;
@@ -283,6 +283,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                 return Err(Error::InsufficientMemory { needed: at + key_len, given: self.keys.len() });
             }
             self.copy_key_to_current(source);
+            let dead = dead || self.hidden_by_range(source)?;
             if dead {
                 self.advance_past_current()?;
                 continue;
@@ -315,6 +316,39 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             self.advance_past_current()?;
             return Ok(Some((key_len, value_len)));
         }
+    }
+
+    /// True when a range delete newer than `source`'s current entry covers its key (the key in
+    /// the `current` slot): one of a newer source, or of the same MemTable written after it. A
+    /// table's range deletes hide only older tables' entries.
+    fn hidden_by_range(&mut self, source: Source) -> Result<bool, S> {
+        let key = self.keys.get(self.current_at..self.current_at + self.current_len).unwrap_or(&[]);
+        let newer_tables = match source {
+            Source::Mem(i) => {
+                // The MemTables before `i` are newer (the active one first).
+                let newer_mem = self.mems.iter().take(i).any(|m| m.range_covers(key, false));
+                return Ok(newer_mem || self.mems.get(i).is_some_and(|m| m.range_covers(key, true)));
+            }
+            Source::Table(t) => {
+                if self.mems.iter().any(|m| m.range_covers(key, false)) {
+                    return Ok(true);
+                }
+                t + 1
+            }
+        };
+        for table in self.tables.iter_mut().skip(newer_tables) {
+            let footer = *table.footer();
+            if footer.range_count > 0 {
+                let id = table.id();
+                let io = &mut self.storage.io(table.file());
+                if crate::sstable::ranges_cover(io, &footer, key)
+                    .in_file(crate::names::FileKind::Table, id)?
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Copies `source`'s current key into the `current` slot and sets its length there.

@@ -9,7 +9,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use super::footer::Footer;
-use super::{fence_count, FENCE_STRIDE, VERSION};
+use super::{fence_count, FENCE_STRIDE, VERSION, VERSION_RANGES};
 use crate::entry::EntryHeader;
 use crate::error::{Corruption, Error, ResultExt};
 use crate::filter::BLOCK_LEN;
@@ -33,6 +33,9 @@ pub struct SsTableBuilder {
     data_len: u64,
     count: u32,
     max_key_len: u16,
+    /// Where the range deletes start (the end of the entry records), once one was added.
+    ranges_offset: Option<u64>,
+    range_count: u16,
 }
 
 impl SsTableBuilder {
@@ -44,6 +47,11 @@ impl SsTableBuilder {
     /// Records added so far.
     pub fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Range deletes added so far.
+    pub fn range_count(&self) -> u16 {
+        self.range_count
     }
 
     /// Bytes of records written so far.
@@ -62,6 +70,28 @@ impl SsTableBuilder {
         self.data_len = write_at(&mut storage.io(file), self.data_len, &[&h, payload])?;
         self.end_record(EntryHeader::decode(payload).map_or(0, |h| h.key_len));
         Ok(())
+    }
+
+    /// Appends the range delete `start..end`, after every entry record; range deletes must ascend
+    /// by start and not overlap. `None` when the table already holds [`u16::MAX`] of them.
+    pub fn add_range<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        file: &mut S::File,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Option<()>, S::Error> {
+        let Some(count) = self.range_count.checked_add(1) else { return Ok(None) };
+        self.ranges_offset.get_or_insert(self.data_len);
+        let parts: [&[u8]; 3] = [&crate::entry::range_header(start.len()), start, end];
+        let h = RecordHeader::for_payload(&parts).encode();
+        let io = &mut storage.io(file);
+        self.data_len = write_at(io, self.data_len, &[&h])?;
+        self.data_len = write_at(io, self.data_len, &parts)?;
+        self.range_count = count;
+        let longest = u16::try_from(start.len().max(end.len())).unwrap_or(u16::MAX);
+        self.max_key_len = self.max_key_len.max(longest);
+        Ok(Some(()))
     }
 
     /// Appends bytes of a record copied verbatim in pieces (its header, then its payload).
@@ -102,6 +132,8 @@ impl SsTableBuilder {
     ) -> Result<Footer, Error<S::Error>> {
         let misread =
             || Error::Corrupted { file: name.clone(), offset: self.data_len, kind: Corruption::BadLayout };
+        // The index covers the entry records, which come before the range deletes.
+        let points_end = self.ranges_offset.unwrap_or(self.data_len);
         let mut crc = Checksum::new();
         let mut pos = self.data_len;
         let mut write =
@@ -123,7 +155,7 @@ impl SsTableBuilder {
             write(storage, file, &[&at.to_le_bytes()])?;
             offset += (HEADER_LEN + len) as u64;
         }
-        if offset != self.data_len {
+        if offset != points_end {
             return Err(misread());
         }
         // A read-back of fence keys reads the index just written.
@@ -155,7 +187,7 @@ impl SsTableBuilder {
         let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
         let filter = if whole && self.count > 0 { filter } else { &[] };
         let footer = Footer {
-            version: VERSION,
+            version: if self.range_count > 0 { VERSION_RANGES } else { VERSION },
             entry_count: self.count,
             index_offset: self.data_len,
             index_crc,
@@ -164,6 +196,8 @@ impl SsTableBuilder {
             max_key_len: self.max_key_len,
             filter_len: filter.len() as u32,
             filter_offset,
+            range_count: self.range_count,
+            ranges_offset: points_end,
         };
         write_at(&mut storage.io(file), filter_offset, &[filter, &footer.encode()]).storage()?;
         Ok(footer)

@@ -5,11 +5,11 @@
 
 use embedded_io::{Read, Seek};
 
-use super::{fence_count, FOOTER_LEN, MAGIC, VERSION};
+use super::{fence_count, FOOTER_LEN, MAGIC, VERSION, VERSION_RANGES};
 use crate::error::Corruption;
 use crate::filter::BLOCK_LEN;
-use crate::io::{read_exact_at, ReadError};
-use crate::record::{crc32c, Checksum};
+use crate::io::{read_exact_at, read_u32_at, ReadError};
+use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
 
 /// What an opened table's footer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct Footer {
     /// Where the filter starts (= where the fences end): not stored, but derived from the
     /// footer's position in the file and `filter_len`.
     pub filter_offset: u64,
+    /// Range deletes in the table (version 3; 0 before).
+    pub range_count: u16,
+    /// Where the range deletes start: after the last entry record, before the index. Not
+    /// stored: derived when the table is opened (equal to `index_offset` when there are none).
+    pub ranges_offset: u64,
 }
 
 fn u16_at(b: &[u8; FOOTER_LEN], i: usize) -> u16 {
@@ -59,7 +64,7 @@ impl Footer {
     /// Encodes the footer.
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
-        let fields: [(usize, &[u8]); 9] = [
+        let fields: [(usize, &[u8]); 10] = [
             (0, &MAGIC),
             (8, &self.version.to_le_bytes()),
             (12, &self.entry_count.to_le_bytes()),
@@ -69,6 +74,7 @@ impl Footer {
             (32, &self.wal_covered.to_le_bytes()),
             (40, &self.replaces_from.to_le_bytes()),
             (48, &self.max_key_len.to_le_bytes()),
+            (50, &self.range_count.to_le_bytes()),
         ];
         for (at, bytes) in fields {
             if let Some(dst) = b.get_mut(at..at + bytes.len()) {
@@ -94,24 +100,29 @@ impl Footer {
         }
         let version = u16_at(b, 8);
         let filter_len = u32_at(b, 28);
+        let range_count = u16_at(b, 50);
         let known = match version {
-            1 => filter_len == 0,
-            VERSION => filter_len.is_multiple_of(BLOCK_LEN as u32),
+            1 => filter_len == 0 && range_count == 0,
+            VERSION => filter_len.is_multiple_of(BLOCK_LEN as u32) && range_count == 0,
+            VERSION_RANGES => filter_len.is_multiple_of(BLOCK_LEN as u32) && range_count > 0,
             _ => false,
         };
-        if !known || u16_at(b, 10) != 0 || u16_at(b, 50) != 0 {
+        if !known || u16_at(b, 10) != 0 {
             return Err(Corruption::UnsupportedVersion(version));
         }
+        let index_offset = u64_at(b, 16);
         Ok(Footer {
             version,
             entry_count: u32_at(b, 12),
-            index_offset: u64_at(b, 16),
+            index_offset,
             index_crc: u32_at(b, 24),
             wal_covered: u64_at(b, 32),
             replaces_from: u64_at(b, 40),
             max_key_len: u16_at(b, 48),
             filter_len,
             filter_offset: footer_at.checked_sub(filter_len as u64).ok_or(Corruption::BadLayout)?,
+            range_count,
+            ranges_offset: index_offset,
         })
     }
 
@@ -169,5 +180,41 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
             kind: Corruption::ChecksumMismatch { expected: footer.index_crc, got },
         });
     }
+    let mut footer = footer;
+    if footer.range_count > 0 {
+        footer.ranges_offset = ranges_offset(io, &footer)?;
+    }
     Ok(footer)
+}
+
+/// Where a version-3 table's range deletes start (after its last entry record), checked: the
+/// range records must fill exactly the space up to the index. Their checksums are checked when
+/// they are read.
+fn ranges_offset<IO: Read + Seek>(io: &mut IO, footer: &Footer) -> Result<u64, ReadError<IO::Error>> {
+    let bad = ReadError::Corrupt { offset: footer.index_offset, kind: Corruption::BadLayout };
+    let record_end = |io: &mut IO, at: u64| -> Result<u64, ReadError<IO::Error>> {
+        let mut h = [0u8; HEADER_LEN];
+        read_exact_at(io, at, &mut h)?;
+        let len =
+            RecordHeader::decode(h).payload_len().map_err(|kind| ReadError::Corrupt { offset: at, kind })?;
+        Ok(at + (HEADER_LEN + len) as u64)
+    };
+    let start = match footer.entry_count.checked_sub(1) {
+        None => 0,
+        Some(last) => {
+            let at = u64::from(read_u32_at(io, footer.index_offset + u64::from(last) * 4)?);
+            record_end(io, at)?
+        }
+    };
+    let mut at = start;
+    for _ in 0..footer.range_count {
+        if at >= footer.index_offset {
+            return Err(bad);
+        }
+        at = record_end(io, at)?;
+    }
+    if at != footer.index_offset {
+        return Err(bad);
+    }
+    Ok(start)
 }

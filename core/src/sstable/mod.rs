@@ -44,12 +44,18 @@ pub mod table;
 
 pub use builder::{ReadBack, SsTableBuilder};
 pub use footer::{open, Footer};
-pub use table::{get, lookup, may_contain, probe, Lookup, Probe, ReadCounters, Table, TableInfo};
+pub use table::{
+    get, lookup, may_contain, probe, range_vs_key, ranges_cover, read_range, Lookup, Probe, ReadCounters,
+    Table, TableInfo,
+};
 
 /// The footer's magic number.
 pub const MAGIC: [u8; 8] = *b"MVSSTBL1";
-/// The format version this build writes (it also reads version 1, which has no filter).
+/// The format version this build writes for a table without range deletes (it also reads
+/// version 1, which has no filter).
 pub const VERSION: u16 = 2;
+/// The format version of a table with range deletes: version 2 plus a range-delete section.
+pub const VERSION_RANGES: u16 = 3;
 /// Bytes in the footer.
 pub const FOOTER_LEN: usize = 56;
 /// Records per fence: the fence section holds the key of every `FENCE_STRIDE`-th record.
@@ -177,6 +183,8 @@ mod tests {
             max_key_len: 8,
             filter_len: 0,
             filter_offset: (data.len() + index.len()) as u64,
+            range_count: 0,
+            ranges_offset: data.len() as u64,
         };
         write_at(&mut io, 0, &[&data, &index, &v1.encode()]).unwrap();
         let len = (data.len() + index.len() + FOOTER_LEN) as u64;
@@ -310,6 +318,8 @@ mod tests {
             max_key_len: 6,
             filter_len: 64,
             filter_offset: 1000 - 64,
+            range_count: 0,
+            ranges_offset: 2,
         };
         let b = f.encode();
         assert_eq!(Footer::decode(&b, 1000), Ok(f));
@@ -325,6 +335,10 @@ mod tests {
         assert_eq!(patched(8, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(1)));
         assert_eq!(patched(28, &65u32.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         assert_eq!(patched(10, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        // Range deletes come with version 3, and version 3 has some.
+        assert_eq!(patched(50, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        let v3 = Footer { version: VERSION_RANGES, range_count: 1, ..f };
+        assert_eq!(Footer::decode(&v3.encode(), 1000), Ok(v3));
         let v1 = Footer { version: 1, filter_len: 0, filter_offset: 1000, ..f };
         let b1 = v1.encode();
         assert_eq!(Footer::decode(&b1, 1000), Ok(v1), "a version 1 footer (no filter) is still read");

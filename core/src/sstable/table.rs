@@ -14,7 +14,7 @@ use crate::error::{Corruption, Error, ReadResultExt, ResultExt};
 use crate::filter::{self, BLOCK_LEN};
 use crate::io::{read_exact_at, read_u32_at, ReadError};
 use crate::names::{file_name, FileKind};
-use crate::record::{EntryReader, PIECE_LEN};
+use crate::record::{EntryReader, RecordReader, PIECE_LEN};
 use crate::storage::Storage;
 
 /// The result of a point lookup in one table.
@@ -55,10 +55,134 @@ pub fn probe<IO: Read + Seek>(
     hash: u64,
     out: &mut [u8],
 ) -> Result<Probe, ReadError<IO::Error>> {
-    if !may_contain(io, footer, hash)? {
-        return Ok(Probe { lookup: Lookup::Absent, searched: false });
+    let searched = may_contain(io, footer, hash)?;
+    let lookup = if searched { get(io, footer, key, out)? } else { Lookup::Absent };
+    // The table's own entries are newer than its range deletes (a flush or a compaction leaves
+    // out what a newer range delete covers), which hide only older tables' entries.
+    if lookup == Lookup::Absent && footer.range_count > 0 && ranges_cover(io, footer, key)? {
+        return Ok(Probe { lookup: DELETED, searched });
     }
-    Ok(Probe { lookup: get(io, footer, key, out)?, searched: true })
+    Ok(Probe { lookup, searched })
+}
+
+/// What a lookup answers for a key a range delete covers: deleted, like a tombstone.
+const DELETED: Lookup = Lookup::Found { value_len: 0, tombstone: true, expires_at: None };
+
+/// True when one of the table's range deletes covers `key`. Each range delete read is checked
+/// against its checksum.
+pub fn ranges_cover<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    key: &[u8],
+) -> Result<bool, ReadError<IO::Error>> {
+    let mut at = footer.ranges_offset;
+    for _ in 0..footer.range_count {
+        let (covers, len) = range_covers(io, at, footer.index_offset, key)?;
+        if covers {
+            return Ok(true);
+        }
+        at += len;
+    }
+    Ok(false)
+}
+
+/// Reads the range delete at `offset` (ending by `limit`) through its checksum into `start` and
+/// `end`; returns their lengths and the record's length. A key longer than its buffer is damage.
+pub fn read_range<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    limit: u64,
+    start: &mut [u8],
+    end: &mut [u8],
+) -> Result<(usize, usize, u64), ReadError<IO::Error>> {
+    let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
+    let mut reader = RecordReader::start(io, offset, limit)?;
+    let len = reader.payload_len();
+    let record_len = (crate::record::HEADER_LEN + len) as u64;
+    let mut start_len = None;
+    while let Some((at, piece)) = reader.next(io)? {
+        let s = match start_len {
+            Some(s) => s,
+            None => match piece {
+                [crate::entry::KIND_DELETE_RANGE, a, b, ..] => {
+                    *start_len.insert(usize::from(u16::from_le_bytes([*a, *b])))
+                }
+                _ => return Err(bad()),
+            },
+        };
+        for (from, to, dst) in [(3, 3 + s, &mut *start), (3 + s, len, &mut *end)] {
+            let (a, b) = (from.max(at), to.min(at + piece.len()));
+            if a < b {
+                let src = piece.get(a - at..b - at).ok_or_else(bad)?;
+                dst.get_mut(a - from..b - from).ok_or_else(bad)?.copy_from_slice(src);
+            }
+        }
+    }
+    reader.finish(io)?;
+    let s = start_len.ok_or_else(bad)?;
+    let e = len.checked_sub(3 + s).filter(|&e| e > 0 && s > 0).ok_or_else(bad)?;
+    Ok((s, e, record_len))
+}
+
+/// Reads the range delete at `offset` (ending by `limit`) through its checksum; returns whether
+/// it covers `key`, and the record's length.
+fn range_covers<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    limit: u64,
+    key: &[u8],
+) -> Result<(bool, u64), ReadError<IO::Error>> {
+    let (vs_start, vs_end, len) = range_vs_key(io, offset, limit, key)?;
+    // start <= key < end.
+    Ok((vs_start != Ordering::Greater && vs_end == Ordering::Greater, len))
+}
+
+/// Reads the range delete at `offset` (ending by `limit`) through its checksum, comparing its
+/// start and its end with `key` as it goes; returns how the start and the end compare with
+/// `key`, and the record's length. Nothing of the range is held in memory.
+pub fn range_vs_key<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    limit: u64,
+    key: &[u8],
+) -> Result<(Ordering, Ordering, u64), ReadError<IO::Error>> {
+    let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
+    let mut reader = RecordReader::start(io, offset, limit)?;
+    let len = reader.payload_len();
+    let record_len = (crate::record::HEADER_LEN + len) as u64;
+    let mut start_len = None;
+    let (mut vs_start, mut vs_end) = (Ordering::Equal, Ordering::Equal);
+    while let Some((at, piece)) = reader.next(io)? {
+        let s = match start_len {
+            Some(s) => s,
+            None => match piece {
+                [crate::entry::KIND_DELETE_RANGE, a, b, ..] => {
+                    *start_len.insert(usize::from(u16::from_le_bytes([*a, *b])))
+                }
+                _ => return Err(bad()),
+            },
+        };
+        // The start is at payload positions 3..3 + s, the end after it.
+        for (from, to, ord) in [(3, 3 + s, &mut vs_start), (3 + s, len, &mut vs_end)] {
+            let (a, b) = (from.max(at), to.min(at + piece.len()));
+            if a < b && *ord == Ordering::Equal {
+                if let Some(stored) = piece.get(a - at..b - at) {
+                    *ord = compare_piece(stored, key, a - from);
+                }
+            }
+        }
+    }
+    reader.finish(io)?;
+    let s = start_len.ok_or_else(bad)?;
+    let end_len = len.checked_sub(3 + s).filter(|&e| e > 0 && s > 0).ok_or_else(bad)?;
+    let whole = |ord: Ordering, stored: usize| {
+        if ord == Ordering::Equal && stored < key.len() {
+            Ordering::Less
+        } else {
+            ord
+        }
+    };
+    Ok((whole(vs_start, s), whole(vs_end, end_len), record_len))
 }
 
 /// [`probe`], hashing the key itself and keeping only the answer.

@@ -158,15 +158,15 @@ pub fn append_with_prefix<IO: Write + Seek>(
 /// Records up to this many bytes (header included) are assembled on the stack and written whole.
 const SMALL_RECORD: usize = 256;
 
-/// Checks that a record's payload (after the watermark, in format 2) is an entry, or a write
-/// batch whose every item is an entry and whose count is right.
+/// Checks that a record's payload (after the watermark, in format 2) is an entry or a range
+/// delete, or a write batch whose every item is one and whose count is right.
 pub fn check_body(body: &[u8]) -> Result<(), Corruption> {
     match batch::declared_count(body) {
-        None => entry::decode(body).map(|_| ()),
+        None => entry::decode_item(body).map(|_| ()),
         Some(n) => {
             let mut seen = 0;
             for item in batch::Items::of(body) {
-                entry::decode(item.map_err(|()| Corruption::BadEntry)?)?;
+                entry::decode_item(item.map_err(|()| Corruption::BadEntry)?)?;
                 seen += 1;
             }
             if seen == n {
@@ -178,9 +178,12 @@ pub fn check_body(body: &[u8]) -> Result<(), Corruption> {
     }
 }
 
-/// True when `head`, the first bytes of a record's body, can start an entry or a batch.
+/// True when `head`, the first bytes of a record's body, can start an entry, a range delete or a
+/// batch.
 pub fn plausible_body(head: &[u8]) -> bool {
-    entry::EntryHeader::decode(head).is_ok() || batch::declared_count(head).is_some()
+    entry::EntryHeader::decode(head).is_ok()
+        || batch::declared_count(head).is_some()
+        || head.first() == Some(&entry::KIND_DELETE_RANGE)
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct WalReader<F> {
     version: u16,
     /// The record at `pos`, once [`WalReader::next`] found it.
     head: Option<(RecordHeader, usize)>,
+    /// The last record [`WalReader::read`] accepted: where it starts, its header and length.
+    last: Option<(u64, RecordHeader, usize)>,
     newest: bool,
     read_only: bool,
     done: Option<Replayed>,
@@ -81,8 +83,18 @@ impl<F> WalReader<F> {
         let end = storage.len(&mut file).storage()?;
         let mut h = [0u8; FILE_HEADER_LEN as usize];
         let got = read_at(&mut storage.io(&mut file), 0, &mut h).storage()?;
-        let mut reader =
-            WalReader { id, file, end, pos: 0, version: 1, head: None, newest, read_only, done: None };
+        let mut reader = WalReader {
+            id,
+            file,
+            end,
+            pos: 0,
+            version: 1,
+            head: None,
+            last: None,
+            newest,
+            read_only,
+            done: None,
+        };
         if h.starts_with(&MAGIC) {
             let version = u16::from_le_bytes([h[4], h[5]]);
             if got < h.len() || version == 0 {
@@ -160,7 +172,33 @@ impl<F> WalReader<F> {
     /// [`WalReader::next`] would at damage).
     pub fn read<S: Storage<File = F>>(&mut self, storage: &mut S, dst: &mut [u8]) -> Result<bool, S> {
         let Some((header, len)) = self.head.take() else { return Ok(false) };
-        let (pos, id, version, prefix) = (self.pos, self.id, self.version, self.prefix_len());
+        let pos = self.pos;
+        let valid = self.read_record(storage, pos, header, dst)?;
+        if valid {
+            self.last = Some((pos, header, len));
+            self.pos = pos + (HEADER_LEN + len) as u64;
+        } else {
+            self.end_at(storage, pos)?;
+        }
+        Ok(valid)
+    }
+
+    /// Reads the body of the record [`WalReader::read`] last accepted into `dst` again (after
+    /// the MemTable it was read into had to be written out first).
+    pub fn reread<S: Storage<File = F>>(&mut self, storage: &mut S, dst: &mut [u8]) -> Result<bool, S> {
+        let Some((pos, header, _)) = self.last else { return Ok(false) };
+        self.read_record(storage, pos, header, dst)
+    }
+
+    /// Reads the body of the record at `pos` into `dst` and checks it.
+    fn read_record<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        pos: u64,
+        header: RecordHeader,
+        dst: &mut [u8],
+    ) -> Result<bool, S> {
+        let (id, version, prefix) = (self.id, self.version, self.prefix_len());
         let mut crc = Checksum::new();
         let mut valid = true;
         let body_at = pos + HEADER_LEN as u64;
@@ -175,13 +213,7 @@ impl<F> WalReader<F> {
             read_exact_at(io, body_at + prefix as u64, dst).in_file(FileKind::Wal, id)?;
         }
         crc.update(dst);
-        valid &= crc.finish() == header.crc && check_body(dst).is_ok();
-        if valid {
-            self.pos = pos + (HEADER_LEN + len) as u64;
-        } else {
-            self.end_at(storage, pos)?;
-        }
-        Ok(valid)
+        Ok(valid && crc.finish() == header.crc && check_body(dst).is_ok())
     }
 
     /// True when the record [`WalReader::next`] returned is whole and valid, checked by
