@@ -253,6 +253,8 @@ pub struct Message {
     pub payload: Vec<u8>,
     /// The topic.
     pub topic: String,
+    /// The MQTT DUP flag: the broker sent it again (after a restart, from its saved session).
+    pub dup: bool,
 }
 
 /// An MQTT 5 subscriber on its own thread: QoS 1, a persistent session (clean start off, the
@@ -322,6 +324,7 @@ impl Subscriber {
                                 stream: prop("stream"),
                                 payload: p.payload.to_vec(),
                                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                                dup: p.dup,
                             };
                             received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(message);
                         }

@@ -1,6 +1,7 @@
 //! The outbox (`minivault::outbox`) on real files: seqs strictly increasing per stream and across
 //! reopens (also once every record is trimmed), reads in order, cursors that only move forward,
-//! trimming below every consumer's cursor, the gap a missing record leaves counted as evicted
+//! trimming below every consumer's cursor (at every acknowledgement with a trim step of 1, in
+//! steps of 1,024 records by default), the gap a missing record leaves counted as evicted
 //! before it was acknowledged, names checked, batches atomic, and appenders on several threads
 //! beside a reader that acknowledges.
 
@@ -22,7 +23,7 @@ fn seqs(outbox: &Outbox, stream: &[u8]) -> Vec<u64> {
 #[test]
 fn seqs_start_at_one_and_increase_per_stream() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     assert_eq!(outbox.append(b"a", b"a1").unwrap(), 1);
     assert_eq!(outbox.append(b"a", b"a2").unwrap(), 2);
     assert_eq!(outbox.append(b"b", b"b1").unwrap(), 1);
@@ -45,29 +46,29 @@ fn seqs_start_at_one_and_increase_per_stream() {
 fn the_next_seq_survives_a_reopen_also_when_everything_was_trimmed() {
     let tmp = tempfile::tempdir().unwrap();
     {
-        let outbox = Outbox::open(tmp.path(), options()).unwrap();
+        let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
         for i in 0..300u32 {
             outbox.append(b"s", &i.to_le_bytes()).unwrap();
         }
         outbox.db().lock().unwrap().flush().unwrap();
         outbox.append(b"s", b"after flush").unwrap();
     }
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     assert_eq!(outbox.append(b"s", b"x").unwrap(), 302, "found by a reverse seek");
     outbox.ack(b"s", b"c", 302).unwrap();
     assert!(seqs(&outbox, b"s").is_empty(), "acknowledged by the only consumer: trimmed");
     drop(outbox);
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     assert_eq!(outbox.append(b"s", b"y").unwrap(), 303, "above the cursor with no record left");
     assert!(outbox.remove_consumer(b"s", b"c").unwrap());
     drop(outbox);
     // Trim 303 through a consumer, then forget it: the stream has no key left.
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     outbox.ack(b"s", b"d", 303).unwrap();
     outbox.remove_consumer(b"s", b"d").unwrap();
     assert_eq!(outbox.stats(b"s").unwrap().records, 0);
     drop(outbox);
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     assert_eq!(outbox.append(b"s", b"z").unwrap(), 304, "no record, no cursor: above its stored head");
     assert_eq!(outbox.append(b"new", b"1").unwrap(), 1, "a new stream starts at 1");
 }
@@ -76,7 +77,7 @@ fn the_next_seq_survives_a_reopen_also_when_everything_was_trimmed() {
 fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
     let tmp = tempfile::tempdir().unwrap();
     {
-        let outbox = Outbox::open(tmp.path(), options()).unwrap();
+        let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
         for _ in 0..40 {
             outbox.append(b"gone", b"v").unwrap();
         }
@@ -88,7 +89,7 @@ fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
             db.delete(k).unwrap();
         }
     }
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     assert_eq!(outbox.append(b"gone", b"again").unwrap(), 41, "never 1 again: a receiver saw 1..=40");
     assert_eq!(outbox.append(b"other", b"first").unwrap(), 1);
 }
@@ -96,7 +97,7 @@ fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
 #[test]
 fn cursors_move_forward_only_and_trim_below_every_consumer() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     for i in 1..=10u8 {
         outbox.append(b"s", &[i]).unwrap();
     }
@@ -125,7 +126,7 @@ fn cursors_move_forward_only_and_trim_below_every_consumer() {
 #[test]
 fn records_missing_above_a_cursor_count_as_evicted_before_they_were_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     for _ in 0..20 {
         outbox.append(b"s", b"reading").unwrap();
     }
@@ -153,7 +154,7 @@ fn records_missing_above_a_cursor_count_as_evicted_before_they_were_acknowledged
 #[test]
 fn bad_names_and_acknowledgements_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     let long = vec![b'x'; key::MAX_NAME_LEN + 1];
     for e in [outbox.append(b"", b"v").unwrap_err(), outbox.append(&long, b"v").unwrap_err()] {
         assert!(matches!(e, Error::Outbox(OutboxError::InvalidName { what: "stream", .. })), "{e}");
@@ -172,7 +173,7 @@ fn bad_names_and_acknowledgements_are_clear_errors() {
     let e = outbox.stats(b"s").unwrap_err();
     assert!(e.to_string().contains("was not written by it"), "{e}");
     drop(outbox);
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     let e = outbox.append(b"s", b"3").unwrap_err();
     assert!(e.to_string().contains("was not written by it"), "found by the reverse seek: {e}");
 }
@@ -180,7 +181,7 @@ fn bad_names_and_acknowledgements_are_clear_errors() {
 #[test]
 fn appenders_on_several_threads_and_a_consumer_beside_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
     const PER_THREAD: u32 = 500;
     let writers: Vec<_> = (0..3u32)
         .map(|t| {
@@ -217,4 +218,25 @@ fn appenders_on_several_threads_and_a_consumer_beside_them() {
     assert_eq!(seen, (1..=3 * PER_THREAD as u64).collect::<Vec<_>>(), "read in order, none skipped");
     assert_eq!(outbox.stats(b"s").unwrap().records, 0);
     let _: Arc<_> = outbox.db().clone();
+}
+
+#[test]
+fn by_default_acknowledged_records_are_trimmed_in_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    let values: Vec<Vec<u8>> = (0..3000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    for chunk in values.chunks(500) {
+        outbox.append_batch(b"s", chunk).unwrap();
+    }
+    outbox.ack(b"s", b"c", 1000).unwrap();
+    assert_eq!(outbox.stats(b"s").unwrap().records, 3000, "1,000 acknowledged: under one step, kept");
+    assert_eq!(outbox.read(b"s", 1001, 1).unwrap()[0].seq, 1001);
+    outbox.ack(b"s", b"c", 2500).unwrap();
+    let stats = outbox.stats(b"s").unwrap();
+    assert_eq!((stats.records, stats.oldest), (500, Some(2501)), "one range delete below the cursor");
+    assert_eq!(outbox.read(b"s", 0, 1).unwrap()[0].seq, 2501, "a read from 0 steps over the trimmed range");
+    drop(outbox);
+    let outbox = Outbox::open(tmp.path(), options()).unwrap();
+    assert_eq!(outbox.append(b"s", b"next").unwrap(), 3001);
+    assert_eq!(outbox.cursor(b"s", b"c").unwrap(), 2500);
 }

@@ -12,8 +12,8 @@
 //! outbox.append(b"telemetry", b"21.7")?;
 //! let records = outbox.read(b"telemetry", first, 100)?;          // in seq order
 //! assert_eq!(records[1].value, b"21.7");
-//! outbox.ack(b"telemetry", b"uplink", records[1].seq)?;          // durable; trims both records
-//! assert_eq!(outbox.stats(b"telemetry")?.records, 0);
+//! outbox.ack(b"telemetry", b"uplink", records[1].seq)?;          // durable, atomic
+//! assert_eq!(outbox.stats(b"telemetry")?.consumers[0].lag, 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -27,9 +27,11 @@
 //!   `Always`; up to the next sync otherwise. A power cut in a relaxed mode takes the newest
 //!   unsynced appends, and their seqs are handed out again. The forwarder therefore syncs
 //!   before it sends anything, so a record a receiver has seen is never taken back.
-//! - **Acknowledgements** ([`Outbox::ack`]) store the consumer's cursor and trim the records
-//!   below every consumer's cursor in one atomic write batch, durable per the mode. A cursor
-//!   only moves forward.
+//! - **Acknowledgements** ([`Outbox::ack`]) store the consumer's cursor, and trim the records
+//!   below every consumer's cursor, in one atomic write batch, durable per the mode. A cursor
+//!   only moves forward. The trim is one range delete, made once 1,024 records are below every
+//!   cursor ([`Outbox::with_trim_step`]): the engine flushes its MemTable after 32 range
+//!   deletes, so one per acknowledgement would flush every 32 acknowledgements.
 //! - **Delivery** through a consumer that acknowledges after the receiver has a record (the
 //!   forwarder: after the broker's `PUBACK`) is *at least once*: after a crash, the records
 //!   after the stored cursor are read and sent again. Receivers drop duplicates by `seq`:
@@ -58,7 +60,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-pub use streams::{Streams, TRIM_CHUNK};
+pub use streams::{Streams, TRIM_STEP};
 
 use crate::{Db, Error, Options};
 
@@ -174,6 +176,14 @@ impl Outbox {
     /// An outbox over a database shared with the rest of the application.
     pub fn new(db: SharedDb) -> Outbox {
         Outbox { db, streams: Arc::new(Mutex::new(Streams::new())) }
+    }
+
+    /// Deletes the records every consumer has acknowledged once there are `step` of them
+    /// (default [`TRIM_STEP`], 1,024; 1: at every acknowledgement): see
+    /// [`Streams::with_trim_step`]. Call it on a new outbox, before cloning it.
+    pub fn with_trim_step(self, step: u64) -> Outbox {
+        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
+        Outbox { db: self.db, streams: Arc::new(Mutex::new(streams.with_trim_step(step))) }
     }
 
     /// Opens the database in `dir` ([`Db::open_with`]) for an outbox; [`Outbox::db`] gives the

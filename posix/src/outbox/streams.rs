@@ -15,9 +15,9 @@ use super::key;
 use super::{ConsumerStats, OutboxError, Record, StreamStats};
 use crate::{Db, Error, WriteBatch};
 
-/// Records a stopgap trim deletes in one acknowledgement at most (see [`Streams::trim`]); the
-/// rest go with the next acknowledgement.
-pub const TRIM_CHUNK: u64 = 10_000;
+/// The default trim step ([`Streams::with_trim_step`]): records acknowledged by every consumer
+/// are deleted once there are 1,024 of them.
+pub const TRIM_STEP: u64 = 1024;
 
 /// What [`Streams`] knows of one stream.
 #[derive(Debug, Default)]
@@ -46,12 +46,16 @@ pub struct Streams {
     touched: Vec<Vec<u8>>,
     /// The buffer of point reads.
     buf: Vec<u8>,
+    /// Trim once this many records are acknowledged by every consumer (0: the default).
+    trim_step: u64,
 }
 
 /// One write of an acknowledgement's batch.
 enum Op {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// Every key from the first (inclusive) to the second (exclusive).
+    DeleteRange(Vec<u8>, Vec<u8>),
 }
 
 /// Checks a stream or consumer name: 1 ..= [`key::MAX_NAME_LEN`] bytes.
@@ -77,7 +81,7 @@ fn write_batch(db: &mut Db, ops: &[Op]) -> Result<(), Error> {
     let bytes = 4 + ops
         .iter()
         .map(|op| match op {
-            Op::Put(k, v) => 16 + k.len() + v.len(),
+            Op::Put(k, v) | Op::DeleteRange(k, v) => 16 + k.len() + v.len(),
             Op::Delete(k) => 16 + k.len(),
         })
         .sum::<usize>();
@@ -86,6 +90,7 @@ fn write_batch(db: &mut Db, ops: &[Op]) -> Result<(), Error> {
         match op {
             Op::Put(k, v) => batch.put(k, v)?,
             Op::Delete(k) => batch.delete(k)?,
+            Op::DeleteRange(start, end) => batch.delete_range(start, end)?,
         }
     }
     db.write_batch(&batch)
@@ -116,6 +121,16 @@ impl Streams {
     /// No stream known yet.
     pub fn new() -> Streams {
         Streams::default()
+    }
+
+    /// Deletes the records every consumer has acknowledged once there are `step` of them (1:
+    /// at every acknowledgement that moves the slowest cursor), in one range delete that goes
+    /// in the acknowledgement's batch. The default, [`TRIM_STEP`], keeps range deletes rare:
+    /// the engine's MemTable holds 32 of them before it must be flushed, and a range delete
+    /// empties the row cache. Until then the acknowledged records stay on disk, unread.
+    pub fn with_trim_step(mut self, step: u64) -> Streams {
+        self.trim_step = step.max(1);
+        self
     }
 
     /// What this handle knows of `stream`, loaded from the database the first time: its next
@@ -319,26 +334,18 @@ impl Streams {
         Ok(seq)
     }
 
-    /// Deletes `stream`'s records with a seq below `below`, as writes of the acknowledgement's
-    /// batch; returns the seq below which every record is then deleted.
-    ///
-    /// The one place that trims. Until the engine has range deletes (issue 13, the lead's part)
-    /// it deletes each seq from where the last trim stopped, at most [`TRIM_CHUNK`] per call
-    /// (the rest go with a later acknowledgement; a record below every cursor is never read
-    /// again, so leaving it a little longer costs only space). Where the stream starts is found
-    /// by one scan, the first time. With `WriteBatch::delete_range` its body becomes one line,
-    /// `ops.push(Op::DeleteRange(key::record(stream, 0), key::record(stream, below)))`, and the
-    /// watermark goes.
+    /// Deletes `stream`'s records with a seq below `below`, as a write of the
+    /// acknowledgement's batch, when at least the trim step of them are left; returns the seq
+    /// below which every record is then deleted. The one place that trims: one range delete
+    /// (O(1) however many records) from the stream's first possible key.
     fn trim(&mut self, db: &mut Db, ops: &mut Vec<Op>, stream: &[u8], below: u64) -> Result<u64, Error> {
-        let from = match self.stream(db, stream)?.trimmed {
-            Some(from) => from,
-            None => first_from(db, stream, 0)?.unwrap_or(below),
-        };
-        let until = below.min(from.saturating_add(TRIM_CHUNK));
-        for seq in from..until {
-            ops.push(Op::Delete(key::record(stream, seq)));
+        let step = if self.trim_step == 0 { TRIM_STEP } else { self.trim_step };
+        let from = self.stream(db, stream)?.trimmed.unwrap_or(0);
+        if below <= from || below - from < step {
+            return Ok(from);
         }
-        Ok(until.max(from))
+        ops.push(Op::DeleteRange(key::record(stream, 0), key::record(stream, below)));
+        Ok(below)
     }
 
     /// Forgets `consumer`'s cursor on `stream`, so that it no longer holds records back; the

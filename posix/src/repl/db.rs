@@ -105,7 +105,7 @@ impl ReplBackend for Db {
     }
 
     fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
-        Streams::new().ack(self, stream, consumer, seq)
+        Streams::new().with_trim_step(1).ack(self, stream, consumer, seq)
     }
 
     fn lag(&mut self, stream: &[u8]) -> Result<StreamStats, Error> {
@@ -194,7 +194,8 @@ pub struct Session {
 impl Session {
     /// A session over `db`.
     pub fn new(db: Db) -> Session {
-        Session { db, streams: Streams::new() }
+        // A REPL's acknowledgements are few: each trims what it can at once.
+        Session { db, streams: Streams::new().with_trim_step(1) }
     }
 
     /// The database back, to close it.
