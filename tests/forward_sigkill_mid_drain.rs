@@ -153,7 +153,8 @@ fn sigkill_mid_drain_loses_nothing_and_resends_only_what_was_not_acknowledged() 
     eprintln!("runs (arrivals at start, cursor found): {runs:?}");
     check(&got, &runs);
     let outbox = Outbox::open(&dir, Options { read_only: true, ..Options::default() }).unwrap();
-    assert_eq!(outbox.stats(b"telemetry").unwrap().records, 0, "everything acknowledged is trimmed");
+    let left = outbox.stats(b"telemetry").unwrap().records;
+    assert!(left < minivault::outbox::TRIM_STEP, "acknowledged records are trimmed in steps: {left} left");
     let sent_twice = got.len() as u64 - RECORDS;
     eprintln!(
         "{kills} kills (seed {seed:#x}): {} messages for {RECORDS} records, {sent_twice} sent again",

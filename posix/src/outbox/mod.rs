@@ -53,6 +53,7 @@
 //! [`Streams`] is the same without the lock, over a `&mut Db`.
 
 pub mod key;
+pub mod store;
 mod streams;
 
 use std::fmt;
@@ -60,6 +61,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use store::{Store, Write};
 pub use streams::{Streams, TRIM_STEP};
 
 use crate::{Db, Error, Options};

@@ -1,5 +1,5 @@
-//! [`Streams`]: the outbox's operations on a [`Db`] the caller holds (`&mut Db`), and what they
-//! keep in memory per stream: its next sequence number, its cursors, and how far it is trimmed.
+//! [`Streams`]: the outbox's operations on a store the caller holds (a `&mut Db`, or any
+//! [`Store`]), and what they keep in memory per stream: its next sequence number, its cursors, and how far it is trimmed.
 //!
 //! The steady path — append, read, acknowledge — uses point reads and writes only, no scan:
 //! a scan sorts the active MemTable's keys whenever it changed since the last scan (O(n log n)
@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Range};
 
 use super::key;
+use super::store::{Store, Write};
 use super::{ConsumerStats, OutboxError, Record, StreamStats};
-use crate::{Db, Error, WriteBatch};
+use crate::Error;
 
 /// The default trim step ([`Streams::with_trim_step`]): records acknowledged by every consumer
 /// are deleted once there are 1,024 of them.
@@ -44,13 +45,11 @@ pub struct Streams {
     /// Streams in the order this handle last acknowledged on them (most recent last): which
     /// heads to keep when there are more than [`key::MAX_HEADS`].
     touched: Vec<Vec<u8>>,
-    /// The buffer of point reads.
-    buf: Vec<u8>,
     /// Trim once this many records are acknowledged by every consumer (0: the default).
     trim_step: u64,
 }
 
-/// One write of an acknowledgement's batch.
+/// One write of an acknowledgement's batch, owned.
 enum Op {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
@@ -71,50 +70,54 @@ fn foreign(key: &[u8]) -> Error {
     Error::Outbox(OutboxError::ForeignKey { key: key.to_vec() })
 }
 
-/// `stream`'s record keys from `from` on.
-fn records_from(stream: &[u8], from: u64) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    (Bound::Included(key::record(stream, from)), Bound::Included(key::record(stream, u64::MAX)))
-}
-
-/// Writes `ops` as one batch: atomic, one WAL record, durable per the durability mode.
-fn write_batch(db: &mut Db, ops: &[Op]) -> Result<(), Error> {
-    let bytes = 4 + ops
+/// Writes `ops` as one batch: atomic, durable per the durability mode.
+fn write_ops<S: Store + ?Sized>(db: &mut S, ops: &[Op]) -> Result<(), Error> {
+    let writes: Vec<Write<'_>> = ops
         .iter()
         .map(|op| match op {
-            Op::Put(k, v) | Op::DeleteRange(k, v) => 16 + k.len() + v.len(),
-            Op::Delete(k) => 16 + k.len(),
+            Op::Put(k, v) => Write::Put(k, v),
+            Op::Delete(k) => Write::Delete(k),
+            Op::DeleteRange(start, end) => Write::DeleteRange(start, end),
         })
-        .sum::<usize>();
-    let mut batch = WriteBatch::new(vec![0u8; bytes]);
-    for op in ops {
-        match op {
-            Op::Put(k, v) => batch.put(k, v)?,
-            Op::Delete(k) => batch.delete(k)?,
-            Op::DeleteRange(start, end) => batch.delete_range(start, end)?,
-        }
+        .collect();
+    db.write(&writes)
+}
+
+/// The last key of `stream`'s records from `from` on (`reverse`), or the first.
+fn seek_record<S: Store + ?Sized>(
+    db: &mut S,
+    stream: &[u8],
+    from: u64,
+    reverse: bool,
+) -> Result<Option<u64>, Error> {
+    let (start, end) = (key::record(stream, from), key::record(stream, u64::MAX));
+    let prefix_len = key::record_prefix(stream).len();
+    match db.seek((Bound::Included(&start), Bound::Included(&end)), reverse)? {
+        Some(k) => Ok(Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?)),
+        None => Ok(None),
     }
-    db.write_batch(&batch)
 }
 
 /// Every cursor of `stream` as stored: consumer → (acked, evicted).
-fn load_cursors(db: &mut Db, stream: &[u8]) -> Result<BTreeMap<Vec<u8>, (u64, u64)>, Error> {
+fn load_cursors<S: Store + ?Sized>(
+    db: &mut S,
+    stream: &[u8],
+) -> Result<BTreeMap<Vec<u8>, (u64, u64)>, Error> {
     let prefix = key::cursor_prefix(stream);
+    let mut end = key::stream_prefix(stream);
+    end.push(0x03);
     let mut out = BTreeMap::new();
-    for entry in db.prefix(&prefix) {
-        let (k, v) = entry?;
-        let cursor = key::decode_cursor(&v).ok_or_else(|| foreign(&k))?;
+    db.for_each((Bound::Included(&prefix), Bound::Excluded(&end)), &mut |k, v| {
+        let cursor = key::decode_cursor(v).ok_or_else(|| foreign(k))?;
         out.insert(k.get(prefix.len()..).unwrap_or_default().to_vec(), cursor);
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
 /// The seq of `stream`'s first record at or after `from`, if any (a scan).
-fn first_from(db: &mut Db, stream: &[u8], from: u64) -> Result<Option<u64>, Error> {
-    let prefix_len = key::record_prefix(stream).len();
-    match db.keys(records_from(stream, from)).next().transpose()? {
-        Some(k) => Ok(Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?)),
-        None => Ok(None),
-    }
+fn first_from<S: Store + ?Sized>(db: &mut S, stream: &[u8], from: u64) -> Result<Option<u64>, Error> {
+    seek_record(db, stream, from, false)
 }
 
 impl Streams {
@@ -136,13 +139,9 @@ impl Streams {
     /// What this handle knows of `stream`, loaded from the database the first time: its next
     /// seq is one above its newest record (a reverse seek), above every cursor, and, when it
     /// has no key left at all, above the head the last acknowledgement stored for it.
-    fn stream(&mut self, db: &mut Db, stream: &[u8]) -> Result<&mut Stream, Error> {
+    fn stream<S: Store + ?Sized>(&mut self, db: &mut S, stream: &[u8]) -> Result<&mut Stream, Error> {
         if !self.streams.contains_key(stream) {
-            let prefix_len = key::record_prefix(stream).len();
-            let newest = match db.keys(records_from(stream, 0)).next_back().transpose()? {
-                Some(k) => Some(key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?),
-                None => None,
-            };
+            let newest = seek_record(db, stream, 0, true)?;
             let cursors = load_cursors(db, stream)?;
             let acked = cursors.values().map(|c| c.0).max();
             let floor = match (newest, acked) {
@@ -166,35 +165,25 @@ impl Streams {
         self.stored_heads = None;
     }
 
-    /// A record's value by its key, read from the engine past the row cache (a record is read
-    /// once or twice, and must not push the application's hot rows out).
-    fn get(&mut self, db: &mut Db, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if self.buf.is_empty() {
-            self.buf = vec![0u8; 4096];
-        }
-        loop {
-            match db.engine_mut().get(key, &mut self.buf) {
-                Ok(found) => return Ok(found.map(<[u8]>::to_vec)),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// The newest seq `stream` has handed out (0: none yet).
-    pub fn newest(&mut self, db: &mut Db, stream: &[u8]) -> Result<u64, Error> {
+    pub fn newest<S: Store + ?Sized>(&mut self, db: &mut S, stream: &[u8]) -> Result<u64, Error> {
         check_name("stream", stream)?;
         Ok(self.stream(db, stream)?.next - 1)
     }
 
     /// Appends `value` to `stream`; returns its seq. See [`super::Outbox::append`].
-    pub fn append(&mut self, db: &mut Db, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
+    pub fn append<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        stream: &[u8],
+        value: &[u8],
+    ) -> Result<u64, Error> {
         check_name("stream", stream)?;
         let seq = self.stream(db, stream)?.next;
         if seq == u64::MAX {
             return Err(Error::Outbox(OutboxError::SeqExhausted));
         }
-        match db.put(&key::record(stream, seq), value) {
+        match db.write(&[Write::Put(&key::record(stream, seq), value)]) {
             Ok(()) => {
                 self.stream(db, stream)?.next = seq + 1;
                 Ok(seq)
@@ -208,9 +197,9 @@ impl Streams {
 
     /// Appends every value of `values` to `stream` in one atomic batch; returns their seqs.
     /// See [`super::Outbox::append_batch`].
-    pub fn append_batch<V: AsRef<[u8]>>(
+    pub fn append_batch<S: Store + ?Sized, V: AsRef<[u8]>>(
         &mut self,
-        db: &mut Db,
+        db: &mut S,
         stream: &[u8],
         values: &[V],
     ) -> Result<Range<u64>, Error> {
@@ -224,13 +213,10 @@ impl Streams {
             .and_then(|n| first.checked_add(n))
             .filter(|&end| end < u64::MAX)
             .ok_or(Error::Outbox(OutboxError::SeqExhausted))?;
-        let key_len = key::record(stream, 0).len();
-        let bytes = 4 + values.iter().map(|v| 16 + key_len + v.as_ref().len()).sum::<usize>();
-        let mut batch = WriteBatch::new(vec![0u8; bytes]);
-        for (seq, v) in (first..end).zip(values) {
-            batch.put(&key::record(stream, seq), v.as_ref())?;
-        }
-        match db.write_batch(&batch) {
+        let keys: Vec<Vec<u8>> = (first..end).map(|seq| key::record(stream, seq)).collect();
+        let writes: Vec<Write<'_>> =
+            keys.iter().zip(values).map(|(k, v)| Write::Put(k, v.as_ref())).collect();
+        match db.write(&writes) {
             Ok(()) => {
                 self.stream(db, stream)?.next = end;
                 Ok(first..end)
@@ -244,9 +230,9 @@ impl Streams {
 
     /// Up to `limit` records of `stream` from seq `from` on, in order, stopping early once they
     /// hold `max_bytes` of values (always at least one record when there is one).
-    pub fn read(
+    pub fn read<S: Store + ?Sized>(
         &mut self,
-        db: &mut Db,
+        db: &mut S,
         stream: &[u8],
         from: u64,
         limit: usize,
@@ -259,7 +245,7 @@ impl Streams {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while out.len() < limit && bytes < max_bytes && seq <= newest {
-            match self.get(db, &key::record(stream, seq))? {
+            match db.get(&key::record(stream, seq))? {
                 Some(value) => {
                     bytes = bytes.saturating_add(value.len());
                     out.push(Record { seq, value });
@@ -277,7 +263,12 @@ impl Streams {
 
     /// `consumer`'s cursor on `stream`: the last seq it acknowledged (0: none yet, or no
     /// cursor).
-    pub fn cursor(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8]) -> Result<u64, Error> {
+    pub fn cursor<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        stream: &[u8],
+        consumer: &[u8],
+    ) -> Result<u64, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
         Ok(self.stream(db, stream)?.cursors.get(consumer).map_or(0, |c| c.0))
@@ -285,7 +276,13 @@ impl Streams {
 
     /// Acknowledges every record of `stream` up to and including `seq` for `consumer`; returns
     /// the consumer's cursor. See [`super::Outbox::ack`].
-    pub fn ack(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
+    pub fn ack<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        stream: &[u8],
+        consumer: &[u8],
+        seq: u64,
+    ) -> Result<u64, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
         let s = self.stream(db, stream)?;
@@ -298,7 +295,7 @@ impl Streams {
             Some((acked, evicted)) => {
                 // Records between the cursor and `seq` that are gone were evicted before this
                 // consumer acknowledged them: nothing above a cursor is ever trimmed.
-                let missing = if self.get(db, &key::record(stream, acked + 1))?.is_some() {
+                let missing = if db.get(&key::record(stream, acked + 1))?.is_some() {
                     0
                 } else {
                     match first_from(db, stream, acked + 1)? {
@@ -324,7 +321,7 @@ impl Streams {
         let mut ops = vec![Op::Put(key::cursor(stream, consumer), key::cursor_value(seq, evicted).to_vec())];
         ops.push(self.heads_op(db, stream)?);
         let trimmed = self.trim(db, &mut ops, stream, below_all.min(seq).saturating_add(1))?;
-        if let Err(e) = write_batch(db, &ops) {
+        if let Err(e) = write_ops(db, &ops) {
             self.forget(stream);
             return Err(e);
         }
@@ -338,7 +335,13 @@ impl Streams {
     /// acknowledgement's batch, when at least the trim step of them are left; returns the seq
     /// below which every record is then deleted. The one place that trims: one range delete
     /// (O(1) however many records) from the stream's first possible key.
-    fn trim(&mut self, db: &mut Db, ops: &mut Vec<Op>, stream: &[u8], below: u64) -> Result<u64, Error> {
+    fn trim<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        ops: &mut Vec<Op>,
+        stream: &[u8],
+        below: u64,
+    ) -> Result<u64, Error> {
         let step = if self.trim_step == 0 { TRIM_STEP } else { self.trim_step };
         let from = self.stream(db, stream)?.trimmed.unwrap_or(0);
         if below <= from || below - from < step {
@@ -350,7 +353,12 @@ impl Streams {
 
     /// Forgets `consumer`'s cursor on `stream`, so that it no longer holds records back; the
     /// records below every remaining cursor are trimmed. Returns whether it had a cursor.
-    pub fn remove_consumer(&mut self, db: &mut Db, stream: &[u8], consumer: &[u8]) -> Result<bool, Error> {
+    pub fn remove_consumer<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        stream: &[u8],
+        consumer: &[u8],
+    ) -> Result<bool, Error> {
         check_name("stream", stream)?;
         check_name("consumer", consumer)?;
         let s = self.stream(db, stream)?;
@@ -363,7 +371,7 @@ impl Streams {
             Some(min) => Some(self.trim(db, &mut ops, stream, min.saturating_add(1))?),
             None => None,
         };
-        if let Err(e) = write_batch(db, &ops) {
+        if let Err(e) = write_ops(db, &ops) {
             self.forget(stream);
             return Err(e);
         }
@@ -376,9 +384,9 @@ impl Streams {
     }
 
     /// The heads key as stored.
-    fn stored_heads(&mut self, db: &mut Db) -> Result<&[(Vec<u8>, u64)], Error> {
+    fn stored_heads<S: Store + ?Sized>(&mut self, db: &mut S) -> Result<&[(Vec<u8>, u64)], Error> {
         if self.stored_heads.is_none() {
-            let heads = match db.get(&key::heads())? {
+            let heads = match Store::get(db, &key::heads())? {
                 Some(v) => key::decode_heads(&v).ok_or_else(|| foreign(&key::heads()))?,
                 None => Vec::new(),
             };
@@ -390,7 +398,7 @@ impl Streams {
     /// The write of the heads key for an acknowledgement on `stream`: every stream's newest
     /// seq this handle knows, merged with what was stored, at most [`key::MAX_HEADS`] of them
     /// (those acknowledged least recently by this handle go first).
-    fn heads_op(&mut self, db: &mut Db, stream: &[u8]) -> Result<Op, Error> {
+    fn heads_op<S: Store + ?Sized>(&mut self, db: &mut S, stream: &[u8]) -> Result<Op, Error> {
         self.touched.retain(|s| s != stream);
         self.touched.push(stream.to_vec());
         let mut heads: BTreeMap<Vec<u8>, u64> = self.stored_heads(db)?.iter().cloned().collect();
@@ -416,20 +424,21 @@ impl Streams {
 
     /// What `stream` holds: oldest and newest seq, records, bytes, and each consumer's cursor,
     /// lag and evictions. Reads every record of the stream (keys and values).
-    pub fn stats(&mut self, db: &mut Db, stream: &[u8]) -> Result<StreamStats, Error> {
+    pub fn stats<S: Store + ?Sized>(&mut self, db: &mut S, stream: &[u8]) -> Result<StreamStats, Error> {
         check_name("stream", stream)?;
         let s = self.stream(db, stream)?;
         let (newest_seq, from, cursors) = (s.next - 1, s.trimmed.unwrap_or(0), s.cursors.clone());
         let prefix_len = key::record_prefix(stream).len();
         let (mut oldest, mut newest, mut records, mut bytes) = (None, None, 0u64, 0u64);
-        for entry in db.range(records_from(stream, from)) {
-            let (k, v) = entry?;
-            let seq = key::record_seq(&k, prefix_len).ok_or_else(|| foreign(&k))?;
+        let (start, end) = (key::record(stream, from), key::record(stream, u64::MAX));
+        db.for_each((Bound::Included(&start), Bound::Included(&end)), &mut |k, v| {
+            let seq = key::record_seq(k, prefix_len).ok_or_else(|| foreign(k))?;
             oldest = oldest.or(Some(seq));
             newest = Some(seq);
             records += 1;
             bytes += (k.len() + v.len()) as u64;
-        }
+            Ok(())
+        })?;
         let mut consumers = Vec::new();
         for (name, (acked, evicted)) in cursors {
             // Records above the cursor that are gone were evicted before it acknowledged them.
@@ -460,20 +469,20 @@ impl Streams {
     }
 
     /// The streams with a key in the database (records or cursors), in key order.
-    pub fn streams(&mut self, db: &mut Db) -> Result<Vec<Vec<u8>>, Error> {
+    pub fn streams<S: Store + ?Sized>(&mut self, db: &mut S) -> Result<Vec<Vec<u8>>, Error> {
         let mut out = Vec::new();
-        let mut from = Bound::Excluded(key::heads());
+        let mut from = key::heads();
         // The first key after every key that starts with the namespace.
         let end = b"\xFFoc".to_vec();
         loop {
-            let Some(k) = db.keys((from, Bound::Excluded(end.clone()))).next().transpose()? else {
+            let Some(k) = db.seek((Bound::Excluded(&from), Bound::Excluded(&end)), false)? else {
                 return Ok(out);
             };
             let (name, _) = key::split_stream(&k).ok_or_else(|| foreign(&k))?;
             let mut past = key::stream_prefix(name);
             past.push(0xFF);
             out.push(name.to_vec());
-            from = Bound::Excluded(past);
+            from = past;
         }
     }
 }
