@@ -26,7 +26,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{open_core, FaultDb};
-use minivault::outbox::store::{KeyBounds, Store, Write};
+use minivault::outbox::store::{KeyBounds, Store, Visit, Write};
 use minivault::outbox::{key, Streams};
 use minivault::{EngineError, Error};
 use minivault_core::{KeyRange, SyncPolicy};
@@ -87,11 +87,7 @@ impl Store for CoreStore<'_> {
         Ok(scan.next_key(&mut k).map_err(storage_error)?.map(|(kl, _)| k[..kl].to_vec()))
     }
 
-    fn for_each(
-        &mut self,
-        range: KeyBounds<'_>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn for_each(&mut self, range: KeyBounds<'_>, f: &mut Visit<'_>) -> Result<(), Error> {
         let mut keys = vec![0u8; self.db.scan_key_bytes()];
         let mut scan =
             self.db.scan(KeyRange::new(range.0, range.1), false, &mut keys).map_err(storage_error)?;

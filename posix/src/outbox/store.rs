@@ -20,6 +20,9 @@ pub enum Write<'a> {
 /// A key range, as [`Store::seek`] and [`Store::for_each`] take it.
 pub type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
+/// What [`Store::for_each`] calls with each entry (key, value); an `Err` stops the walk.
+pub type Visit<'f> = dyn FnMut(&[u8], &[u8]) -> Result<(), Error> + 'f;
+
 /// What the outbox needs of a key-value store.
 pub trait Store {
     /// Applies `writes` in order, atomically when there are several (one write batch), durable
@@ -49,11 +52,7 @@ pub trait Store {
     /// # Errors
     ///
     /// The store's, or `f`'s.
-    fn for_each(
-        &mut self,
-        range: KeyBounds<'_>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
-    ) -> Result<(), Error>;
+    fn for_each(&mut self, range: KeyBounds<'_>, f: &mut Visit<'_>) -> Result<(), Error>;
 
     /// Makes every write so far durable.
     ///
@@ -110,11 +109,7 @@ impl Store for Db {
         found.transpose()
     }
 
-    fn for_each(
-        &mut self,
-        range: KeyBounds<'_>,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn for_each(&mut self, range: KeyBounds<'_>, f: &mut Visit<'_>) -> Result<(), Error> {
         for entry in self.range::<&[u8], _>(range) {
             let (k, v) = entry?;
             f(&k, &v)?;
