@@ -96,7 +96,8 @@ pub fn run(args: ForwardArgs) -> ExitCode {
     });
     let every = Duration::from_secs(args.progress_secs);
     let (mut last_line, mut disconnects) = (Instant::now(), 0);
-    let mut last_state = (start.cursor, start.newest, start.connected);
+    // No line yet: the first comes after one interval whatever the state.
+    let mut last_state = (u64::MAX, u64::MAX, false);
     let outcome = loop {
         thread::sleep(Duration::from_millis(20));
         if SIGNALLED.load(Ordering::SeqCst) != 0 {
@@ -115,7 +116,8 @@ pub fn run(args: ForwardArgs) -> ExitCode {
         let state = (p.cursor, p.newest, p.connected);
         let quiet = state == last_state && last_line.elapsed() < every * 10;
         if !every.is_zero() && last_line.elapsed() >= every && !quiet {
-            let rate = p.cursor.saturating_sub(last_state.0) as f64 / last_line.elapsed().as_secs_f64();
+            let since = if last_state.0 == u64::MAX { start.cursor } else { last_state.0 };
+            let rate = p.cursor.saturating_sub(since) as f64 / last_line.elapsed().as_secs_f64();
             say(&progress_line(&p, rate));
             (last_line, last_state) = (Instant::now(), state);
         }
