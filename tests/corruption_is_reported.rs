@@ -16,14 +16,8 @@ use minivault_core::sstable::FOOTER_LEN;
 const KEYS: usize = 20;
 
 /// Small MemTables: the sweeps below open the database hundreds of times.
-const SMALL: Options = Options {
-    memtable_bytes: 16 * 1024,
-    durability: Durability::Always,
-    cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
-    row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
-    wal_preallocation_bytes: None,
-    read_only: false,
-};
+const SMALL: Options =
+    Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::DEFAULT };
 
 fn key(i: usize) -> Vec<u8> {
     format!("key{i:03}").into_bytes()

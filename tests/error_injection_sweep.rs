@@ -9,6 +9,12 @@
 //!   storage call failed must not exist: no failed sync is retried into a success);
 //! - after a failed write, flush or sync the database refuses writes with `Error::Poisoned`
 //!   until reopened, and reads still answer from the acknowledged state;
+//! - except when the failure was ENOSPC where nothing depends on the failed call: the write
+//!   fails with `Error::Full`, nothing of it is stored (it is not in flight: it must be absent
+//!   live and after every reopen), the database is not poisoned and the workload goes on with
+//!   it; a compaction that met ENOSPC is skipped (counted in `Stats`) and the write that ran it
+//!   succeeds; an open that meets it skips that compaction, or the flush of the replayed WALs,
+//!   and succeeds;
 //! - at the failure point, the device as it is (process crash), after a random power cut, and
 //!   after a power cut that loses everything unsynced, each reopens and holds every acknowledged
 //!   write (the failed write all or nothing), and nothing else;
@@ -40,6 +46,8 @@ struct Figures {
     power_cuts: u64,
     flushes: u64,
     compactions: u64,
+    /// Writes and flushes that failed with `Error::Full` (nothing stored, not poisoned).
+    full: u64,
 }
 
 struct Sweep {
@@ -55,6 +63,8 @@ struct Sweep {
     check_after_failure: bool,
     figures: Figures,
     log: Vec<String>,
+    /// The kind of fault injected.
+    kind: FaultKind,
 }
 
 fn open_db(storage: &FaultStorage, clock: &ManualClock) -> Result<TestDb, Error<FaultError>> {
@@ -74,7 +84,7 @@ impl Sweep {
         }
     }
 
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, kind: FaultKind) -> Self {
         let storage = FaultStorage::new(seed);
         Sweep {
             storage,
@@ -88,6 +98,7 @@ impl Sweep {
             check_after_failure: false,
             figures: Figures::default(),
             log: Vec::new(),
+            kind,
         }
     }
 
@@ -137,7 +148,7 @@ impl Sweep {
         self.note_fault(before);
         let failed_now = self.storage.stats().injected > before;
         match r {
-            Ok(()) if failed_now => {
+            Ok(()) if failed_now && !self.skipped_compaction() => {
                 return Err(format!("{op:?} returned Ok although its storage call failed"))
             }
             Ok(()) if self.poisoned => return Err("write accepted on a poisoned database".into()),
@@ -146,6 +157,7 @@ impl Sweep {
                 self.hist.mark_durable();
             }
             Err(Error::Poisoned) if self.poisoned => {}
+            Err(Error::Full) => self.check_full(failed_now)?,
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
                 if !failed_now {
                     return Err(format!("{op:?} failed with {e:?} but no fault fired"));
@@ -165,6 +177,26 @@ impl Sweep {
             self.live_check()?;
         }
         Ok(())
+    }
+
+    /// A write or flush failed with `Error::Full`: only because ENOSPC fired now, and without
+    /// poisoning. Nothing of it was stored, so it is not in flight.
+    fn check_full(&mut self, failed_now: bool) -> Result<(), String> {
+        if !failed_now || !matches!(self.kind, FaultKind::NoSpace) {
+            return Err(format!("Full without an injected ENOSPC (fault fired: {failed_now})"));
+        }
+        if self.poisoned || self.db.as_ref().is_some_and(|d| d.is_poisoned()) {
+            return Err("Full poisoned the database".into());
+        }
+        self.figures.full += 1;
+        Ok(())
+    }
+
+    /// True when the database gave up a compaction for want of space (then the write that ran it
+    /// may succeed although a storage call failed).
+    fn skipped_compaction(&self) -> bool {
+        matches!(self.kind, FaultKind::NoSpace)
+            && self.db.as_ref().is_some_and(|d| d.stats().compactions_skipped_for_space > 0)
     }
 
     /// Reads keep working, poisoned or not, and show exactly the acknowledged writes.
@@ -192,12 +224,13 @@ impl Sweep {
         self.note_fault(before);
         let failed_now = self.storage.stats().injected > before;
         match r {
-            Ok(()) if failed_now => {
+            Ok(()) if failed_now && !self.skipped_compaction() => {
                 return Err("flush/sync returned Ok although its storage call failed".into())
             }
             Ok(()) if self.poisoned => return Err("flush/sync succeeded on a poisoned database".into()),
             Ok(()) => {}
             Err(Error::Poisoned) if self.poisoned => {}
+            Err(Error::Full) => self.check_full(failed_now)?,
             Err(e @ (Error::Storage(_) | Error::TooManyTables)) => {
                 if !failed_now || !self.db.as_ref().is_some_and(|d| d.is_poisoned()) {
                     return Err(format!("flush/sync failed with {e:?} (fault fired: {failed_now}) and the database is not poisoned"));
@@ -225,9 +258,15 @@ impl Sweep {
         let before = self.storage.stats().injected;
         let db = match open_db(&self.storage, &self.clock) {
             Ok(db) => {
-                if self.storage.stats().injected > before {
+                // Out of space, open skips a compaction or the flush of the replayed WALs
+                // (counted) and succeeds: a full disk must not keep a database from opening.
+                let s = db.stats();
+                let skipped = matches!(self.kind, FaultKind::NoSpace)
+                    && (s.compactions_skipped_for_space > 0 || s.full_refusals > 0);
+                if self.storage.stats().injected > before && !skipped {
                     return Err("open returned Ok although a storage call failed".into());
                 }
+                self.note_fault(before);
                 db
             }
             Err(e) => {
@@ -341,7 +380,7 @@ impl Sweep {
 }
 
 fn sweep(kind: FaultKind, seed: u64, figures: &mut Figures) -> Vec<String> {
-    let mut clean = Sweep::new(seed);
+    let mut clean = Sweep::new(seed, kind);
     clean.storage.record_calls(true);
     clean.workload().unwrap_or_else(|e| panic!("workload fails without faults: {e}"));
     let total = clean.storage.calls();
@@ -370,7 +409,7 @@ fn sweep(kind: FaultKind, seed: u64, figures: &mut Figures) -> Vec<String> {
         if kind == FaultKind::NoSpace && !writes {
             continue;
         }
-        let mut s = Sweep::new(seed);
+        let mut s = Sweep::new(seed, kind);
         s.storage.fail_at(n, kind, false);
         let mut result = s.workload();
         if result.is_ok() && s.storage.stats().injected > 0 && !s.fired {
@@ -381,6 +420,7 @@ fn sweep(kind: FaultKind, seed: u64, figures: &mut Figures) -> Vec<String> {
         figures.injected += s.figures.injected;
         figures.recoveries_checked += s.figures.recoveries_checked;
         figures.power_cuts += s.figures.power_cuts;
+        figures.full += s.figures.full;
         if let Err(e) = result {
             let last: Vec<String> = s.log.iter().rev().take(6).rev().cloned().collect();
             failures.push(format!(
@@ -410,12 +450,13 @@ fn run(kind: FaultKind) {
         }
     }
     eprintln!(
-        "error_injection_sweep {kind:?}: {} runs ({} seeds), {} injected errors, {} recoveries checked, {} power cuts, {:.1} s",
+        "error_injection_sweep {kind:?}: {} runs ({} seeds), {} injected errors, {} recoveries checked, {} power cuts, {} refused with Full (not poisoned), {:.1} s",
         figures.runs,
         seed - 1,
         figures.injected,
         figures.recoveries_checked,
         figures.power_cuts,
+        figures.full,
         start.elapsed().as_secs_f64()
     );
     assert!(failures.is_empty(), "{} failing injection points:\n{}", failures.len(), failures.join("\n"));

@@ -53,6 +53,8 @@ struct Counts {
     clean_reopens: u64,
     injected_errors: u64,
     failed_opens: u64,
+    /// Writes, flushes and syncs refused with `Error::Full` (out of space, nothing stored).
+    full: u64,
     torn_files: u64,
     scattered_files: u64,
     holes: u64,
@@ -75,6 +77,7 @@ impl Counts {
         self.clean_reopens += o.clean_reopens;
         self.injected_errors += o.injected_errors;
         self.failed_opens += o.failed_opens;
+        self.full += o.full;
         self.torn_files += o.torn_files;
         self.scattered_files += o.scattered_files;
         self.holes += o.holes;
@@ -223,7 +226,9 @@ impl Run {
         let db = loop {
             match self.open() {
                 Ok(db) => break db,
-                Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace)) if attempt < 3 => {
+                Err(Error::Storage(FaultError::Injected { .. } | FaultError::NoSpace) | Error::Full)
+                    if attempt < 3 =>
+                {
                     // The open itself met a fault: it must fail cleanly, and a later open succeed.
                     self.counts.failed_opens += 1;
                     self.storage.clear_faults();
@@ -290,6 +295,13 @@ impl Run {
                 Ok(())
             }
             Err(Error::BatchTooLarge { len, max }) if matches!(op, ModelOp::Batch(_)) && len > max => Ok(()),
+            // Out of space where nothing was left behind: not stored (so not in flight: it must be
+            // absent after any crash), and not poisoning.
+            Err(Error::Full) if !self.db().is_poisoned() => {
+                self.note("  -> Full (not stored)".into());
+                self.counts.full += 1;
+                Ok(())
+            }
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
                 if !self.db().is_poisoned() {
                     return Err(format!("write failed with {e:?} but the database still takes writes"));
@@ -316,6 +328,11 @@ impl Run {
                 Ok(())
             }
             Err(Error::Poisoned) if self.poisoned => Ok(()),
+            Err(Error::Full) if !self.db().is_poisoned() => {
+                self.note("  -> Full".into());
+                self.counts.full += 1;
+                Ok(())
+            }
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
                 if !self.db().is_poisoned() {
                     return Err(format!("flush/sync failed with {e:?} but the database still takes writes"));
@@ -602,7 +619,7 @@ fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds
         seed += 1;
     }
     eprintln!(
-        "{test} ({policy:?}, {model:?} model): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} failed opens retried, {} torn files, {} scattered files ({} with a hole), {} directory ops dropped, {} storage calls, {:.1} s",
+        "{test} ({policy:?}, {model:?} model): {} seeds, {} steps, {} acknowledged writes, {} power cuts, {} crashes, {} clean reopens, {} injected errors hit, {} refused with Full, {} failed opens retried, {} torn files, {} scattered files ({} with a hole), {} directory ops dropped, {} storage calls, {:.1} s",
         totals.seeds,
         totals.steps,
         totals.acked_writes,
@@ -610,6 +627,7 @@ fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds
         totals.crashes,
         totals.clean_reopens,
         totals.injected_errors,
+        totals.full,
         totals.failed_opens,
         totals.torn_files,
         totals.scattered_files,

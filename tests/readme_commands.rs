@@ -1,7 +1,8 @@
 //! README.md's commands work as written for a new user: every `$ ` line of its ```` ```console ````
 //! blocks runs, in order, in one fresh working directory (so `./minivault-data`, `db` and
 //! `tbdata` are created there, relative to it), with the lines typed at it (`> `) as its input,
-//! and prints what the README shows. The library snippet is the crate's first doctest.
+//! and prints what the README shows. The library snippets are doctests (the crate's first, and
+//! `Options::max_bytes`'s).
 //!
 //! Commands run with `sh -c` as written, with two substitutions for running inside the test:
 //! `cargo run` / `cargo install` get `--manifest-path` / an absolute `--path` to this
@@ -135,18 +136,31 @@ fn every_console_command_in_the_readme_runs_as_written() {
 }
 
 #[test]
-fn the_readme_library_snippet_is_the_crate_doctest() {
+fn the_readme_library_snippets_are_doctests() {
     let readme = readme();
-    let start = readme.find("```rust\n").expect("a rust block") + "```rust\n".len();
-    let snippet = &readme[start..start + readme[start..].find("```").expect("its end")];
-    let lib = std::fs::read_to_string(repo().join("posix/src/lib.rs")).unwrap();
-    let doc: Vec<&str> =
-        lib.lines().filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!"))).collect();
-    let mut at = 0;
-    for line in snippet.lines() {
-        match doc[at..].iter().position(|d| *d == line) {
-            Some(i) => at += i + 1,
-            None => panic!("README's library snippet line {line:?} is not in posix/src/lib.rs's doctest"),
+    // The first ```rust block of the README (the crate's first doctest) and the bounded-space one
+    // (`Options::max_bytes`'s), with the file whose doc comments run each.
+    let blocks: Vec<&str> =
+        readme.split("```rust\n").skip(1).map(|b| &b[..b.find("```").expect("the block's end")]).collect();
+    let space = blocks.iter().find(|b| b.contains("max_bytes")).expect("the bounded-space snippet");
+    for (snippet, home) in [(blocks[0], "posix/src/lib.rs"), (*space, "posix/src/options.rs")] {
+        let text = std::fs::read_to_string(repo().join(home)).unwrap();
+        let doc: Vec<&str> = text
+            .lines()
+            .map(str::trim_start)
+            .filter_map(|l| {
+                l.strip_prefix("//! ")
+                    .or(l.strip_prefix("//!"))
+                    .or(l.strip_prefix("/// "))
+                    .or(l.strip_prefix("///"))
+            })
+            .collect();
+        let mut at = 0;
+        for line in snippet.lines() {
+            match doc[at..].iter().position(|d| *d == line) {
+                Some(i) => at += i + 1,
+                None => panic!("README's library snippet line {line:?} is not in {home}'s doctest"),
+            }
         }
     }
 }

@@ -13,14 +13,8 @@ use minivault_core::MAX_TABLES;
 
 const OPS: usize = 20_000;
 const KEY_SPACE: u64 = 2_500;
-const OPTIONS: Options = Options {
-    memtable_bytes: 16 * 1024,
-    durability: Durability::Manual,
-    cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
-    row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
-    wal_preallocation_bytes: None,
-    read_only: false,
-};
+const OPTIONS: Options =
+    Options { memtable_bytes: 16 * 1024, durability: Durability::Manual, ..Options::DEFAULT };
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 

@@ -163,7 +163,7 @@ impl MiniVault {
             cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
             wal_preallocation_bytes,
-            read_only: false,
+            ..minivault::Options::DEFAULT
         };
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
         Ok(MiniVault { db, batch: minivault::WriteBatch::new(vec![0u8; 512 << 10]) })

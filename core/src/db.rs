@@ -9,6 +9,7 @@
 //!                  └► compaction::run       policy, merge, Version::replace
 //! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
 //! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
+//! after a flush ──► space                   the cap: evict the oldest tables, or refuse writes
 //! ```
 //!
 //! # Memory
@@ -18,7 +19,10 @@
 //! A storage error during a write, sync, flush, rotation or compaction poisons the database:
 //! later writes fail with [`Error::Poisoned`] until it is reopened, because the state on storage
 //! is unknown and a failed sync must never be retried into a false success. Reads keep working.
-//! One guard (`Db::mutate`) applies the rule to every path that changes files.
+//! One guard (`Db::mutate`) applies the rule to every path that changes files. Running out of
+//! space is the exception: [`Error::Full`] comes only from steps that left nothing behind (see
+//! [`crate::space`]), so it does not poison; with [`crate::WhenFull::DropOldest`] the guard
+//! evicts the oldest table and tries the write again.
 
 use crate::batch::WriteBatch;
 use crate::compaction;
@@ -31,6 +35,7 @@ use crate::memtable::MemLookup;
 use crate::memtables::MemTables;
 use crate::options::{Clock, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
+use crate::space::Space;
 use crate::sstable::{Lookup, ReadCounters, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
@@ -47,6 +52,7 @@ pub type ValueWithExpiry<'b> = (&'b [u8], Option<u64>);
 pub(crate) struct Counters {
     pub(crate) flushes: u64,
     pub(crate) compactions: u64,
+    pub(crate) compactions_skipped_for_space: u64,
     pub(crate) torn_tails_truncated: u64,
     pub(crate) gets: u64,
     pub(crate) reads: ReadCounters,
@@ -64,6 +70,8 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) counters: Counters,
     /// Where scans keep the active MemTable's order ([`Db::set_scan_order_buffer`]).
     pub(crate) order: Option<OrderCache<M>>,
+    /// The storage budget and what eviction removed.
+    pub(crate) space: Space,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -72,15 +80,73 @@ where
     C: Clock,
     M: AsRef<[u8]> + AsMut<[u8]>,
 {
-    /// Runs `change`, which changes files; if it fails, the database refuses writes from then on.
-    pub(crate) fn mutate<T>(&mut self, change: impl FnOnce(&mut Self) -> Result<T, S>) -> Result<T, S> {
+    /// Runs `change`, which changes files; if it fails, the database refuses writes from then on,
+    /// unless it failed for want of space ([`Error::Full`], which leaves nothing behind): then,
+    /// with [`crate::WhenFull::DropOldest`], the oldest table is evicted and `change` runs again,
+    /// as long as there is a table to evict.
+    pub(crate) fn mutate<T>(&mut self, mut change: impl FnMut(&mut Self) -> Result<T, S>) -> Result<T, S> {
         self.check_writable()?;
-        let result = change(self);
-        if result.is_err() {
-            warn_event!("a write failed; writes refused until reopen");
-            self.poisoned = true;
+        loop {
+            let result = change(self);
+            match result {
+                Err(Error::Full) if self.space.evicts() => match self.evict_oldest() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => return self.poison(e),
+                },
+                Err(Error::Full) => {}
+                Err(e) => return self.poison(e),
+                // The write may have extended the WAL past the cap.
+                Ok(_) => return self.enforce_cap().map_or_else(|e| self.poison(e), |()| result),
+            }
+            warn_event!("a write failed for want of space; nothing of it was stored");
+            self.space.count_refusal();
+            return Err(Error::Full);
         }
-        result
+    }
+
+    fn poison<T>(&mut self, error: Error<S::Error>) -> Result<T, S> {
+        warn_event!("a write failed; writes refused until reopen");
+        self.poisoned = true;
+        Err(error)
+    }
+
+    /// Bytes the database's files take now: what counts against [`Config::max_bytes`].
+    fn used_bytes(&self) -> u64 {
+        Space::used(self.version.bytes(), self.wals.file_bytes())
+    }
+
+    /// With [`crate::WhenFull::RefuseWrites`], refuses a write that adds data once the files
+    /// and what one write can add ([`Space::write_reserve`]) exceed the cap.
+    fn check_room(&mut self) -> Result<(), S> {
+        let reserve = Space::write_reserve(self.mems.buffer_len(), self.wals.chunk());
+        if self.space.refuses(self.used_bytes(), reserve) {
+            self.space.count_refusal();
+            return Err(Error::Full);
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest table; false when only one is left.
+    fn evict_oldest(&mut self) -> Result<bool, S> {
+        match self.version.evict_oldest(&mut self.storage)? {
+            Some(table) => {
+                self.space.count_eviction(table);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// With [`crate::WhenFull::DropOldest`], evicts the oldest tables while the files exceed
+    /// the cap.
+    pub(crate) fn enforce_cap(&mut self) -> Result<(), S> {
+        while self.space.evicts() && self.space.over(self.used_bytes()) {
+            if !self.evict_oldest()? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Writes are refused once poisoned, and always when read-only.
@@ -162,6 +228,9 @@ where
         if value.len() > max_value {
             return Err(Error::ValueTooLarge { len: value.len(), max: max_value });
         }
+        if !header.tombstone {
+            self.check_room()?;
+        }
         let len = entry::payload_len(&header, value.len());
         self.mutate(|db| {
             if !db.mems.active().fits(len) {
@@ -196,6 +265,12 @@ where
         let max = self.mems.max_payload().min(MAX_BATCH_LEN);
         if payload.len() > max || keys > self.mems.key_capacity() || ranges > MAX_MEMTABLE_RANGES {
             return Err(Error::BatchTooLarge { len: payload.len(), max });
+        }
+        let adds = batch
+            .entries()
+            .any(|item| item.ok().and_then(|p| entry::decode(p).ok()).is_some_and(|e| !e.tombstone));
+        if adds {
+            self.check_room()?;
         }
         self.mutate(|db| {
             if !db.mems.active().fits_items(payload.len(), keys, ranges) {
@@ -244,19 +319,32 @@ where
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
         self.wals.retire(&mut self.storage, covered)?;
         self.mems.retire_immutable();
-        self.maybe_compact()
+        self.maybe_compact()?;
+        self.enforce_cap()
     }
 
     /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        let now = self.clock.now();
-        let Some(scratch) = self.mems.idle_scratch() else { return Ok(()) };
-        let ran = compaction::run(&mut self.storage, &mut self.version, scratch, now);
-        self.mems.reset_idle();
-        if ran? {
-            self.counters.compactions += 1;
+        loop {
+            let now = self.clock.now();
+            let Some(scratch) = self.mems.idle_scratch() else { return Ok(()) };
+            let limit = self.space.merge_limit();
+            let ran = compaction::run(&mut self.storage, &mut self.version, scratch, now, limit);
+            self.mems.reset_idle();
+            match ran {
+                Ok(true) => self.counters.compactions += 1,
+                Ok(false) => {}
+                // The tables are as they were; the flush that came before stands. With
+                // DropOldest, the oldest table makes room and the compaction is tried again.
+                Err(Error::Full) if self.space.evicts() && self.evict_oldest()? => continue,
+                Err(Error::Full) => {
+                    warn_event!("compaction skipped: the storage is full");
+                    self.counters.compactions_skipped_for_space += 1;
+                }
+                Err(e) => return Err(e),
+            }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Writes every MemTable entry to SSTables and retires the WALs: after this, a reopen replays
@@ -356,6 +444,13 @@ where
             filter_skips: self.counters.reads.filter_skips,
             gets: self.counters.gets,
             compactions: self.counters.compactions,
+            file_bytes: self.used_bytes(),
+            max_bytes: self.space.max_bytes(),
+            evicted_tables: self.space.evicted().tables,
+            evicted_entries: self.space.evicted().entries,
+            evicted_bytes: self.space.evicted().bytes,
+            full_refusals: self.space.refused(),
+            compactions_skipped_for_space: self.counters.compactions_skipped_for_space,
         }
     }
 

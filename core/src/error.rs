@@ -131,6 +131,20 @@ pub enum Error<E> {
     },
     /// An earlier write or sync failed, so what is on storage is unknown; reopen the database.
     Poisoned,
+    /// No room for this write: the database is at [`crate::Config::max_bytes`] with
+    /// [`crate::WhenFull::RefuseWrites`], or the storage is full ([`crate::Storage::is_full`])
+    /// and nothing could be evicted. Nothing of the write was stored, and the database is not
+    /// poisoned: reads go on, and writes succeed again once there is room (deletes, compaction,
+    /// eviction, or space freed on the storage).
+    Full,
+    /// [`crate::Config::max_bytes`] is below what the database needs to work within it with
+    /// these MemTables ([`crate::space::min_max_bytes`]).
+    MaxBytesTooSmall {
+        /// The least cap, in bytes.
+        needed: u64,
+        /// The cap given.
+        given: u64,
+    },
     /// The database was opened read-only ([`crate::Config::read_only`]).
     ReadOnly,
 }
@@ -162,6 +176,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 file.as_str()
             ),
             Error::Poisoned => f.write_str("an earlier write or sync failed; reopen the database"),
+            Error::Full => f.write_str("no space: the database is at its size cap or the storage is full"),
+            Error::MaxBytesTooSmall { needed, given } => {
+                write!(f, "max_bytes of {given} is below the {needed} these MemTables need")
+            }
             Error::ReadOnly => f.write_str("the database is open read-only"),
         }
     }

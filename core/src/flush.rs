@@ -10,8 +10,9 @@ use crate::entry::{self, is_dead};
 use crate::error::{Error, ResultExt};
 use crate::limits::MAX_MEMTABLE_RANGES;
 use crate::memtable::{MemTable, Sorted};
-use crate::names::{file_name, FileKind};
-use crate::sstable::{ReadBack, SsTableBuilder};
+use crate::names::{file_name, FileKind, FileName};
+use crate::space::{discard_if_full, no_space};
+use crate::sstable::{Footer, ReadBack, SsTableBuilder};
 use crate::storage::Storage;
 use crate::version::Version;
 
@@ -32,24 +33,47 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     let mut source = Source { sorted, drop_dead_at, next: 0, slot: 0 };
     let id = version.new_id();
     let tmp = file_name(FileKind::TempTable, id);
-    let mut file = storage.create(&tmp).storage()?;
+    let mut file = storage.create(&tmp).map_err(|e| no_space(storage, e))?;
+    let written = write_contents(storage, &mut file, &mut source, filter, covered, id, &tmp);
+    match written {
+        Ok(Some(footer)) => version.add(storage, id, file, footer),
+        Ok(None) => {
+            drop(file);
+            storage.remove(&tmp).storage()
+        }
+        Err(e) => {
+            drop(file);
+            Err(discard_if_full(storage, &tmp, e))
+        }
+    }
+}
+
+/// Writes the entries, the range deletes (when older tables exist) and the index, filter and
+/// footer to the temporary table; `None` when there was nothing to write.
+fn write_contents<S: Storage>(
+    storage: &mut S,
+    file: &mut S::File,
+    source: &mut Source<'_>,
+    filter: &[u8],
+    covered: u64,
+    id: u64,
+    tmp: &FileName,
+) -> Result<Option<Footer>, Error<S::Error>> {
     let mut builder = SsTableBuilder::new();
     let mut i = 0;
     while let Some(payload) = source.nth(i) {
-        builder.add(storage, &mut file, payload).storage()?;
+        builder.add(storage, file, payload).storage()?;
         i += 1;
     }
     // Range deletes hide older tables' entries: with no older table, they have nothing to hide.
-    if drop_dead_at.is_none() {
-        write_ranges(storage, &mut file, &mut builder, source.sorted)?;
+    if source.drop_dead_at.is_none() {
+        write_ranges(storage, file, &mut builder, source.sorted)?;
     }
     if builder.count() == 0 && builder.range_count() == 0 {
-        drop(file);
-        return storage.remove(&tmp).storage();
+        return Ok(None);
     }
     // The filter holds every key, dead ones too: a superset only adds false positives.
-    let footer = builder.finish(storage, &mut file, &mut source, filter, covered, id, &tmp)?;
-    version.add(storage, id, file, footer)
+    builder.finish(storage, file, source, filter, covered, id, tmp).map(Some)
 }
 
 /// Writes the MemTable's range deletes in start order, overlapping ones merged, as an SSTable's

@@ -1,5 +1,6 @@
 //! Options: what the caller decides when opening a database — its clock, when the WAL is
-//! synced, how far the WAL is extended ahead of the writer, and whether anything may be written.
+//! synced, how far the WAL is extended ahead of the writer, whether anything may be written, and
+//! how much storage it may take and what happens when that runs out.
 
 /// The source of "now" for TTLs, in whatever unit the caller's expiry times use.
 pub trait Clock {
@@ -44,6 +45,31 @@ pub struct Config {
     /// removed), no new WAL, and every write call fails with [`crate::Error::ReadOnly`]. The
     /// state seen is the one on storage when it was opened. Default `false`.
     pub read_only: bool,
+    /// The most bytes the database's files (SSTables and WALs, preallocated tails included) may
+    /// hold after each call; `None` (the default): no cap but the storage's own size. What
+    /// happens at the cap is [`Config::when_full`]; see [`crate::space`] for what counts and the
+    /// room a flush or a compaction takes on top. At least [`crate::space::min_max_bytes`] of
+    /// the MemTable size, or the open fails with [`crate::Error::MaxBytesTooSmall`].
+    pub max_bytes: Option<u64>,
+    /// What happens when the cap ([`Config::max_bytes`]) is reached or the storage itself is
+    /// full. Default [`WhenFull::RefuseWrites`]: data is dropped only when the caller asks for it.
+    pub when_full: WhenFull,
+}
+
+/// What the database does when its space runs out: at [`Config::max_bytes`], or when the
+/// storage reports itself full ([`crate::Storage::is_full`], ENOSPC on a file system). Neither
+/// poisons the database; reads go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WhenFull {
+    /// Writes that add data fail with [`crate::Error::Full`] (nothing of them is stored) until
+    /// deletes and compaction make room; deletes and range deletes are still taken.
+    #[default]
+    RefuseWrites,
+    /// The oldest SSTables are removed whole, oldest first, until the data fits (the newest
+    /// table always stays): a FIFO buffer that keeps the most recent data. What was dropped is
+    /// counted in [`crate::Stats`] (`evicted_tables`, `evicted_entries`, `evicted_bytes`).
+    DropOldest,
 }
 
 impl Default for Config {
@@ -55,6 +81,12 @@ impl Default for Config {
 impl Config {
     /// The default configuration with `sync` as its sync policy.
     pub const fn with_sync(sync: SyncPolicy) -> Self {
-        Config { sync, wal_preallocation: None, read_only: false }
+        Config {
+            sync,
+            wal_preallocation: None,
+            read_only: false,
+            max_bytes: None,
+            when_full: WhenFull::RefuseWrites,
+        }
     }
 }

@@ -20,7 +20,7 @@ use embedded_io::{Error as _, ErrorKind};
 
 use crate::db::{Counters, Db, Result};
 use crate::error::{Error, ResultExt};
-use crate::log::event;
+use crate::log::{event, warn_event};
 use crate::memtable::bytes_needed;
 use crate::memtables::MemTables;
 use crate::names::{file_name, FileKind};
@@ -48,6 +48,7 @@ where
             needed: crate::memtable::MIN_MEMTABLE_BYTES,
             given,
         })?;
+        let space = crate::space::Space::new(&config, mems.buffer_len())?;
         let version = Version::empty();
         let mut db = Db {
             storage,
@@ -59,6 +60,7 @@ where
             poisoned: false,
             counters: Counters::default(),
             order: None,
+            space,
         };
         let mut attempt = 1;
         loop {
@@ -80,12 +82,13 @@ where
 
     fn recover(&mut self) -> Result<(), S> {
         let read_only = self.config.read_only;
-        let (version, found) = Version::recover(&mut self.storage, read_only)?;
-        self.version = version;
+        let found = self.version.recover(&mut self.storage, read_only)?;
         // A database left at the table limit (small MemTables, an older build) must make room
         // before replay may flush.
         if !read_only {
             self.maybe_compact()?;
+            // A smaller cap than the data was written with: drop the oldest data before replay.
+            self.enforce_cap()?;
         }
         let chunk = wal::chunk_for(self.config.wal_preallocation, self.mems.active().arena_capacity());
         let mut wals: Wals<S::File> = Wals::default();
@@ -107,7 +110,7 @@ where
                 // preallocated: it reads as the clean end until records overwrite it.
                 wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk)?);
             } else {
-                wals.push_older(OldWal { id, record_bytes })?;
+                wals.push_older(OldWal { id, record_bytes, file_bytes: end.file_len })?;
                 // Format-1 WALs are never appended to: their entries go to an SSTable.
                 flush_needed |= newest && !read_only;
             }
@@ -123,7 +126,15 @@ where
         // Entries from several WALs now share one MemTable: write them out, so that no more than
         // two WAL files (current and immutable) ever exist.
         if flush_needed || self.wals.has_older() {
-            self.flush()?;
+            match self.flush() {
+                // A full storage must not keep the database from opening: the MemTable keeps
+                // the entries of every WAL, and the next rotation writes them out (and removes
+                // the WALs) once there is room.
+                Err(Error::Full) => {
+                    warn_event!("recovery: no space to flush the replayed WALs");
+                }
+                other => other?,
+            }
         }
         // The WAL's contents were synced when it was adopted (or created), but its directory
         // entry may never have been: make it durable before any new write is acknowledged.
@@ -189,21 +200,20 @@ where
         Ok(())
     }
 
-    /// The active MemTable is full in the middle of replaying WAL `id`. Writing: it goes out as
-    /// an SSTable (the WALs before this one are then wholly in SSTables; this one is not yet).
-    /// Read-only: it becomes the immutable MemTable, if the other one is still free.
+    /// The active MemTable is full in the middle of replaying WAL `id`: it becomes the immutable
+    /// MemTable (holding the WALs before this one), as it was before the crash. Only when the
+    /// immutable one is taken already is it written out first (writing), which needs room on
+    /// the storage; read-only, that means the WALs were written with larger MemTables.
     fn make_room_during_replay(&mut self, id: u64) -> Result<(), S> {
-        if self.config.read_only {
-            if self.mems.immutable_wal().is_some() {
-                // The WALs hold more than both MemTables: written with larger ones.
+        if self.mems.immutable_wal().is_some() {
+            if self.config.read_only {
                 let arenas = 2 * self.mems.active().arena_capacity();
                 return Err(Error::InsufficientMemory { needed: arenas + 1, given: arenas });
             }
-            self.mems.rotate(id - 1);
-            return Ok(());
+            self.flush_immutable()?;
         }
         self.mems.rotate(id - 1);
-        self.flush_immutable()
+        Ok(())
     }
 }
 

@@ -38,4 +38,22 @@ pub struct Stats {
     pub gets: u64,
     /// Compactions (merges of SSTables) since open.
     pub compactions: u64,
+    /// Bytes the database's files take: SSTables, and WAL files with their headers and
+    /// preallocated tails. What counts against [`crate::Config::max_bytes`].
+    pub file_bytes: u64,
+    /// The cap on `file_bytes` ([`crate::Config::max_bytes`]), if any.
+    pub max_bytes: Option<u64>,
+    /// SSTables removed whole to stay under the cap or make room ([`crate::WhenFull::DropOldest`])
+    /// since open.
+    pub evicted_tables: u64,
+    /// Entries (tombstones included) in the evicted tables: keys whose data was dropped, some
+    /// of which may have had newer versions elsewhere.
+    pub evicted_entries: u64,
+    /// Bytes of the evicted tables.
+    pub evicted_bytes: u64,
+    /// Writes refused with [`crate::Error::Full`] since open.
+    pub full_refusals: u64,
+    /// Compactions given up since open because the storage was full (their temporary output
+    /// removed, the tables left as they were).
+    pub compactions_skipped_for_space: u64,
 }

@@ -70,6 +70,15 @@ pub trait Storage {
         Ok(())
     }
 
+    /// True when `error` means the storage has no room left (ENOSPC, a quota, a full flash
+    /// partition): the engine then fails the write with [`crate::Error::Full`], or evicts with
+    /// [`crate::WhenFull::DropOldest`], rather than poisoning the database, wherever the failed
+    /// call left nothing it depends on. The default: `error.kind()` is
+    /// `embedded_io::ErrorKind::OutOfMemory` (what [`crate::MemStorage`] reports).
+    fn is_full(&self, error: &Self::Error) -> bool {
+        embedded_io::Error::kind(error) == embedded_io::ErrorKind::OutOfMemory
+    }
+
     /// Reads up to `buf.len()` bytes at `pos` for a sequential scan; returns how many (fewer at
     /// the end of the file). A hint, like [`Storage::preallocate`]: bytes read this way will not be
     /// read again soon, so a read cache should not keep them (a scan must not push the hot set

@@ -32,6 +32,8 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
     let config = minivault_core::Config {
         wal_preallocation: options.wal_preallocation_bytes,
         read_only: options.read_only,
+        max_bytes: options.max_bytes,
+        when_full: options.when_full,
         ..minivault_core::Config::with_sync(sync)
     };
     Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
@@ -68,6 +70,8 @@ pub struct Db {
     rows: RowCache,
     /// Set by [`Db::close`], which has done the final sync that drop would do.
     closed: bool,
+    /// The engine's `evicted_tables` when the row cache last heard of it.
+    evicted_seen: u64,
     // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
     // None when read-only: a reader takes no lock.
     _lock: Option<DirLock>,
@@ -170,6 +174,7 @@ impl Db {
             buf: vec![0u8; 4096],
             rows: RowCache::new(options.row_cache_bytes),
             closed: false,
+            evicted_seen: 0,
             _lock: lock,
             dir,
         }
@@ -183,6 +188,28 @@ impl Db {
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Runs one engine write, then the row cache and periodic-sync bookkeeping every write needs.
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
+    ) -> Result<(), Error> {
+        let written = write(&mut self.engine);
+        // Also after a failed write: eviction may have run before it gave up.
+        self.forget_evicted();
+        written?;
+        self.after_write()
+    }
+
+    /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since
+    /// the last look: their rows must read as absent, and the cache cannot tell which they were.
+    fn forget_evicted(&mut self) {
+        let evicted = self.engine.stats().evicted_tables;
+        if evicted != self.evicted_seen {
+            self.evicted_seen = evicted;
+            self.rows.clear();
+        }
     }
 
     fn after_write(&mut self) -> Result<(), Error> {
@@ -202,8 +229,7 @@ impl Db {
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
         self.rows.remove(key);
-        self.engine.put(key, value)?;
-        self.after_write()
+        self.write_with(|e| e.put(key, value))
     }
 
     /// Stores `value` under `key` for `ttl`; afterwards the key reads as absent.
@@ -211,15 +237,13 @@ impl Db {
         self.rows.remove(key);
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let expires_at = now_millis().saturating_add(ms.max(1));
-        self.engine.put_expiring(key, value, expires_at)?;
-        self.after_write()
+        self.write_with(|e| e.put_expiring(key, value, expires_at))
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), Error> {
         self.rows.remove(key);
-        self.engine.delete(key)?;
-        self.after_write()
+        self.write_with(|e| e.delete(key))
     }
 
     /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically and with one
@@ -240,16 +264,14 @@ impl Db {
     pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
         // The row cache is keyed by key, not by order: forget it all.
         self.rows.clear();
-        self.engine.delete_range(start, end)?;
-        self.after_write()
+        self.write_with(|e| e.delete_range(start, end))
     }
 
     /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
     /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
     pub fn write_batch(&mut self, batch: &WriteBatch) -> Result<(), Error> {
         self.forget_batch(batch);
-        self.engine.write_batch(batch)?;
-        self.after_write()
+        self.write_with(|e| e.write_batch(batch))
     }
 
     /// Removes every key of `batch` from the row cache; everything, should an entry not decode
@@ -410,7 +432,9 @@ impl Db {
 
     /// Writes the MemTables to SSTables and retires the WAL.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.engine.flush()?;
+        let flushed = self.engine.flush();
+        self.forget_evicted();
+        flushed?;
         self.last_sync = Instant::now();
         Ok(())
     }

@@ -62,7 +62,9 @@ pub mod storage;
 
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
-pub use minivault_core::{BatchError, Corruption, FileName, Stats, TableInfo, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use minivault_core::{
+    BatchError, Corruption, FileName, Stats, TableInfo, WhenFull, MAX_KEY_LEN, MAX_VALUE_LEN,
+};
 pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
 pub use scan::{Keys, Range};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{row_cache, storage, Error};
+use crate::{row_cache, storage, Error, WhenFull};
 
 /// When a write is durable: what a power cut can take. A `kill -9` takes nothing in any mode:
 /// every write reaches the operating system before the call returns.
@@ -63,22 +63,52 @@ pub struct Options {
     /// present and every WAL record then written (handed to the OS), and nothing written since
     /// (open again to see newer writes). Default `false`.
     pub read_only: bool,
+    /// The most bytes the database's files may take on disk (SSTables and WAL files,
+    /// preallocated tails included), checked after every write; `None` (the default): no cap
+    /// but the disk's. At least 16 × `memtable_bytes` (64 MiB with the default MemTables). What
+    /// happens at the cap is [`Options::when_full`]. A compaction's output file may add up to
+    /// an eighth of the cap for a moment with [`WhenFull::DropOldest`] (up to the size of the
+    /// tables it merges with [`WhenFull::RefuseWrites`]): leave that much free beyond the cap.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(tmp.path())?;
+    /// let options = minivault::Options {
+    ///     max_bytes: Some(256 << 20),                  // 256 MiB of files at most
+    ///     when_full: minivault::WhenFull::DropOldest,  // keep the newest data
+    ///     ..Default::default()
+    /// };
+    /// let mut db = minivault::Db::open_with("telemetry-data", options)?;
+    /// db.delete_range(b"log/2026-01", b"log/2026-06")?;   // one record, however many keys
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub max_bytes: Option<u64>,
+    /// What happens at `max_bytes`, and when the disk is full (ENOSPC, EDQUOT): refuse writes
+    /// with [`minivault_core::Error::Full`] ([`WhenFull::RefuseWrites`], the default), or drop
+    /// the oldest SSTables whole ([`WhenFull::DropOldest`], a FIFO buffer; `Stats` counts what
+    /// was dropped). Neither poisons the database, and reads go on.
+    pub when_full: WhenFull,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            memtable_bytes: 4 << 20,
-            durability: Durability::Always,
-            cache_bytes: storage::DEFAULT_CACHE_BYTES,
-            row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
-            wal_preallocation_bytes: None,
-            read_only: false,
-        }
+        Options::DEFAULT
     }
 }
 
 impl Options {
+    /// The defaults, for `const` items (`Options { memtable_bytes: 1 << 20, ..Options::DEFAULT }`).
+    pub const DEFAULT: Options = Options {
+        memtable_bytes: 4 << 20,
+        durability: Durability::Always,
+        cache_bytes: storage::DEFAULT_CACHE_BYTES,
+        row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
+        wal_preallocation_bytes: None,
+        read_only: false,
+        max_bytes: None,
+        when_full: WhenFull::RefuseWrites,
+    };
+
     /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
     /// the engine itself refuses (with [`minivault_core::Error::InsufficientMemory`]).
     ///
@@ -91,6 +121,10 @@ impl Options {
         ROW_CACHE_BYTES.check(self.row_cache_bytes as u64)?;
         if let Some(step) = self.wal_preallocation_bytes {
             WAL_PREALLOCATION_BYTES.check(step)?;
+        }
+        if let Some(cap) = self.max_bytes {
+            let min = minivault_core::space::min_max_bytes(self.memtable_bytes);
+            SizeLimit { name: "max_bytes", min, max: u64::MAX }.check(cap)?;
         }
         Ok(())
     }

@@ -21,20 +21,25 @@ pub use policy::{pick, MIN_MERGE};
 
 use heapless::Vec;
 
-use crate::error::{Error, ResultExt};
-use crate::limits::MAX_TABLES;
+use crate::error::Error;
+use crate::limits::{MAX_MERGE_BYTES, MAX_TABLES};
 use crate::names::{file_name, FileKind};
+use crate::space::{discard_if_full, no_space};
 use crate::storage::Storage;
 use crate::version::Version;
 
 /// Merges the newest tables when the policy ([`pick`]) asks for it, using `scratch` (the idle
 /// MemTable's buffer); `now` is the time at which tombstones and expired entries may be dropped
-/// (when the run includes the oldest table). Returns whether a compaction ran.
+/// (when the run includes the oldest table); `merge_limit` caps the bytes of the inputs (see
+/// [`crate::space::Space::merge_limit`]). Returns whether a compaction ran. On a full storage
+/// the output's temporary file is removed and the error is [`Error::Full`]: the tables are as
+/// they were.
 pub fn run<S: Storage>(
     storage: &mut S,
     version: &mut Version<S::File>,
     scratch: &mut [u8],
     now: u64,
+    merge_limit: Option<u64>,
 ) -> Result<bool, Error<S::Error>> {
     let slot = slot_len(version.tables().iter().map(|t| t.footer()));
     // A merge holds a key slot per input and one more; merging range deletes, at least
@@ -52,7 +57,8 @@ pub fn run<S: Storage>(
         let _ = sizes.push(t.bytes());
     }
     let force = version.len() + 1 >= MAX_TABLES;
-    let Some(start) = pick(&sizes, max_inputs, force) else { return Ok(false) };
+    let max_bytes = merge_limit.map_or(MAX_MERGE_BYTES, |m| m.min(MAX_MERGE_BYTES));
+    let Some(start) = pick(&sizes, max_inputs, max_bytes, force) else { return Ok(false) };
     compact(storage, version, start, scratch, now)?;
     Ok(true)
 }
@@ -73,11 +79,23 @@ fn compact<S: Storage>(
     // Nothing older than the oldest table can hide behind a tombstone or an expired entry.
     let drop_dead_at = (start == 0).then_some(now);
     let tmp = file_name(FileKind::TempTable, id);
-    let mut out = storage.create(&tmp).storage()?;
-    let mut reader = storage.open(&tmp).storage()?;
+    let mut out = storage.create(&tmp).map_err(|e| no_space(storage, e))?;
+    let mut reader = match storage.open(&tmp) {
+        Ok(r) => r,
+        Err(e) => {
+            drop(out);
+            return Err(discard_if_full(storage, &tmp, Error::Storage(e)));
+        }
+    };
     let inputs = version.tables_mut().get_mut(start..).unwrap_or(&mut []);
     let output = Output { file: &mut out, reader: &mut reader, name: &tmp, wal_covered, replaces_from };
-    let footer = merge(storage, inputs, output, scratch, drop_dead_at)?;
+    let merged = merge(storage, inputs, output, scratch, drop_dead_at);
     drop(reader);
-    version.replace(storage, start, out, footer)
+    match merged {
+        Ok(footer) => version.replace(storage, start, out, footer),
+        Err(e) => {
+            drop(out);
+            Err(discard_if_full(storage, &tmp, e))
+        }
+    }
 }

@@ -14,6 +14,7 @@ use crate::limits::MAX_WALS;
 use crate::log::event;
 use crate::names::{file_name, FileKind};
 use crate::options::SyncPolicy;
+use crate::space::no_space;
 use crate::storage::Storage;
 
 type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
@@ -39,10 +40,26 @@ pub struct Wal<F> {
 impl<F> Wal<F> {
     /// Creates WAL `id`: writes its header, syncs it and the directory, so that no record is
     /// ever appended to a WAL whose name or header a power cut could take.
+    ///
+    /// On a full storage ([`Storage::is_full`]) the file is removed again (durably) and the
+    /// error is [`Error::Full`]: no record was ever in it.
     pub fn create<S: Storage<File = F>>(storage: &mut S, id: u64, chunk: u64) -> Result<Self, S> {
-        let file = storage.create(&file_name(FileKind::Wal, id)).storage()?;
+        let name = file_name(FileKind::Wal, id);
+        let file = storage.create(&name).map_err(|e| no_space(storage, e))?;
         let mut wal = Wal { id, file, len: 0, allocated: 0, durable: 0, unsynced: 0, chunk };
-        wal.write_header(storage)?;
+        if let Err(e) = wal.write_header(storage) {
+            let Error::Storage(e) = e else { return Err(e) };
+            if !storage.is_full(&e) {
+                return Err(Error::Storage(e));
+            }
+            // The removal must be durable before anything more is appended to the current WAL:
+            // a new WAL that came back after a power cut would make it an older WAL, whose
+            // unsynced tail would then read as corruption.
+            drop(wal);
+            storage.remove(&name).storage()?;
+            storage.sync_dir().storage()?;
+            return Err(Error::Full);
+        }
         storage.sync_dir().storage()?;
         Ok(wal)
     }
@@ -99,6 +116,11 @@ impl<F> Wal<F> {
         self.unsynced
     }
 
+    /// Bytes the file takes: its header, records and preallocated zero tail.
+    pub fn file_bytes(&self) -> u64 {
+        self.len.max(self.allocated)
+    }
+
     /// Appends one record of `body` (an entry's parts, or a batch) carrying `writes` user writes,
     /// extending the file first when the record would end past its extension; then syncs when
     /// `policy` says so. The record is handed to the operating system before this returns.
@@ -118,11 +140,21 @@ impl<F> Wal<F> {
             // of them) has no file size to persist. Nothing of the record is written yet if it
             // fails.
             let target = preallocation_end(needed, self.chunk);
-            storage.preallocate(&mut self.file, target).storage()?;
+            storage.preallocate(&mut self.file, target).map_err(|e| no_space(storage, e))?;
             self.allocated = target;
         }
-        self.len =
-            append_with_prefix(&mut storage.io(&mut self.file), self.len, &watermark, body).storage()?;
+        let appended = append_with_prefix(&mut storage.io(&mut self.file), self.len, &watermark, body);
+        match appended {
+            Ok(end) => self.len = end,
+            Err(e) if storage.is_full(&e) => {
+                // Out of space part way through the record: cut it off again, so that the next
+                // record starts where this one did and nothing of it can be replayed.
+                storage.truncate(&mut self.file, self.len).storage()?;
+                self.allocated = self.len;
+                return Err(Error::Full);
+            }
+            Err(e) => return Err(Error::Storage(e)),
+        }
         self.unsynced = self.unsynced.saturating_add(writes);
         let due = match policy {
             SyncPolicy::EveryWrite => true,
@@ -151,6 +183,8 @@ pub struct OldWal {
     pub id: u64,
     /// Bytes of records in it.
     pub record_bytes: u64,
+    /// Bytes the file takes (header, records, zero tail).
+    pub file_bytes: u64,
 }
 
 /// The WAL files: the current one (none when the database is read-only) and the older ones whose
@@ -198,6 +232,17 @@ impl<F> Wals<F> {
             + self.older.iter().map(|w| w.record_bytes).sum::<u64>()
     }
 
+    /// How far ahead the current WAL is extended (0: never, or no current WAL).
+    pub fn chunk(&self) -> u64 {
+        self.current.as_ref().map_or(0, |w| w.chunk)
+    }
+
+    /// Bytes every live WAL file takes (headers and preallocated tails included).
+    pub fn file_bytes(&self) -> u64 {
+        self.current.as_ref().map_or(0, Wal::file_bytes)
+            + self.older.iter().map(|w| w.file_bytes).sum::<u64>()
+    }
+
     /// Writes not yet synced in the current WAL.
     pub fn unsynced(&self) -> u32 {
         self.current.as_ref().map_or(0, Wal::unsynced)
@@ -218,7 +263,11 @@ impl<F> Wals<F> {
         // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
         // is removed at the next flush; cutting it would cost a truncate on this write's path.
         let old = core::mem::replace(current, new);
-        let _ = self.older.push(OldWal { id: old.id, record_bytes: old.record_bytes() });
+        let _ = self.older.push(OldWal {
+            id: old.id,
+            record_bytes: old.record_bytes(),
+            file_bytes: old.file_bytes(),
+        });
         let old = old.id;
         event!("rotation: WAL {=u64} closed, WAL {=u64} started", old, id);
         Ok(old)

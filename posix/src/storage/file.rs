@@ -70,6 +70,15 @@ impl PosixFile {
         Ok(done)
     }
 
+    /// Drops buffered bytes at or past file offset `len` (a truncate to `len` is coming).
+    pub(super) fn discard_buffered_from(&mut self, len: u64) {
+        let keep = len.saturating_sub(self.wbuf_start);
+        if keep < self.wbuf.len() as u64 {
+            // `keep` is below `wbuf.len()`, a usize.
+            self.wbuf.truncate(keep as usize);
+        }
+    }
+
     /// Writes the buffer out with `pwrite`, retrying on `EINTR` and short writes.
     ///
     /// On error, the bytes that did reach the OS leave the buffer and the rest stay in it.

@@ -167,6 +167,8 @@ impl Storage for PosixStorage {
 
     fn truncate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {
         self.writable()?;
+        // Buffered bytes past `len` would be cut anyway, and may be what a full disk refused.
+        file.discard_buffered_from(len);
         file.flush_buffer()?;
         lock(&self.cache).forget(file.key);
         sys::ftruncate(file.fd.as_fd(), len)
@@ -185,6 +187,12 @@ impl Storage for PosixStorage {
         // (also after a failure: the extension may have happened part of the way).
         lock(&self.cache).invalidate(file.key, size, len);
         result
+    }
+
+    fn is_full(&self, error: &io::Error) -> bool {
+        error.kind() == io::ErrorKind::StorageFull
+            || error.kind() == io::ErrorKind::QuotaExceeded
+            || matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
     }
 
     fn read_through(&mut self, file: &mut PosixFile, pos: u64, buf: &mut [u8]) -> io::Result<usize> {

@@ -34,7 +34,7 @@ fn main() -> ! {
     let region = app::stack::usage().region;
     if region < OPEN_STACK_LOWER_BOUND {
         defmt::println!(
-            "FAIL: stack region {=usize} B < {=usize} B (3 x the Db value), the least Db::open needs: it would overflow",
+            "FAIL: stack region {=usize} B < {=usize} B (2 x the Db value), the least Db::open needs: it would overflow",
             region,
             OPEN_STACK_LOWER_BOUND
         );

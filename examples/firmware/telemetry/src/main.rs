@@ -36,7 +36,7 @@ fn main() -> ! {
     let region = app::stack::usage().region;
     if region < OPEN_STACK_LOWER_BOUND {
         hprintln!(
-            "FAIL: stack region {} B < {} B (3 x the Db value), the least Db::open needs: it would overflow",
+            "FAIL: stack region {} B < {} B (2 x the Db value), the least Db::open needs: it would overflow",
             region,
             OPEN_STACK_LOWER_BOUND
         );
