@@ -60,6 +60,10 @@ use crate::outbox::{Outbox, Record};
 use crate::{Durability, Error};
 use window::Window;
 
+/// [`Progress::last_error`] while the database refuses to store the cursor.
+const FULL: &str = "the database is full (its max_bytes, or the disk): the cursor cannot be stored; \
+                    records are still sent, and sent again after a restart";
+
 /// The events of one connection's MQTT event loop.
 type Events = tokio::sync::mpsc::UnboundedReceiver<Result<Event, rumqttc::v5::ConnectionError>>;
 
@@ -604,12 +608,25 @@ impl Run {
     fn store(&self, window: &mut Window, cursor: &mut u64) -> Result<(), ForwardError> {
         let acked = window.advance();
         if acked > *cursor {
-            let stored = self.outbox.ack(&self.options.stream, &self.options.consumer, acked)?;
+            let stored = match self.outbox.ack(&self.options.stream, &self.options.consumer, acked) {
+                Ok(stored) => stored,
+                // At a size cap with `WhenFull::RefuseWrites` (or a full disk) the cursor cannot
+                // be stored: go on sending (what was sent goes again after a restart) and try
+                // again at the next acknowledgement.
+                Err(Error::Engine(minivault_core::Error::Full)) => {
+                    self.update(|p| p.last_error = Some(String::from(FULL)));
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let newest = self.outbox.newest(&self.options.stream)?;
             *cursor = stored;
             self.update(|p| {
                 p.cursor = stored;
                 p.newest = newest;
+                if p.last_error.as_deref() == Some(FULL) {
+                    p.last_error = None;
+                }
             });
         }
         Ok(())
