@@ -124,7 +124,7 @@ impl Broker {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
                  persistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\n\
-                 max_inflight_messages 0\nlog_dest file {dir}/mosquitto.log\nlog_type error\n\
+                 log_dest file {dir}/mosquitto.log\nlog_type error\n\
                  log_type warning\nlog_type notice\nlog_type information\n",
                 port = self.port,
                 dir = self.dir.display()

@@ -97,11 +97,13 @@ pub struct ForwardOptions {
     pub client_id: String,
     /// Optional user name and password.
     pub credentials: Option<(String, String)>,
-    /// Messages in flight (published, not yet acknowledged) at most. Default 64; 1 ..= 65,535.
+    /// Messages handed to the MQTT client and not yet acknowledged, at most. Default 256;
+    /// 1 ..= 65,535. How many of them are on the wire at once is the broker's *receive maximum*
+    /// (Mosquitto's `max_inflight_messages`, 20 by default); the rest wait in the client, so
+    /// that a `PUBACK` is answered by the next message at once.
     pub window: usize,
-    /// Bytes of records read from the database per batch, at most (at least one record).
-    /// Default 1 MiB.
-    pub batch_bytes: usize,
+    /// Bytes of those messages at most (at least one message). Default 4 MiB.
+    pub window_bytes: usize,
     /// The first wait after a failed connection; it doubles up to `max_backoff`. Default 100 ms.
     pub min_backoff: Duration,
     /// The longest wait between connection attempts. Default 5 s.
@@ -138,8 +140,8 @@ impl ForwardOptions {
             topic: topic.into(),
             qos: Qos::AtLeastOnce,
             credentials: None,
-            window: 64,
-            batch_bytes: 1 << 20,
+            window: 256,
+            window_bytes: 4 << 20,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             idle_poll: Duration::from_millis(20),
@@ -161,6 +163,9 @@ impl ForwardOptions {
         }
         if !(1..=65_535).contains(&self.window) {
             return bad(format!("window {} is out of range: 1 ..= 65535", self.window));
+        }
+        if self.window_bytes == 0 {
+            return bad(String::from("window_bytes must be at least 1"));
         }
         if self.keep_alive < Duration::from_secs(5) || self.keep_alive.as_secs() > u64::from(u16::MAX) {
             return bad(String::from("keep-alive must be 5 ..= 65535 s"));
@@ -438,6 +443,10 @@ impl Run {
         if let Some((user, password)) = &o.credentials {
             m.set_credentials(user.clone(), password.clone());
         }
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(o.connect_timeout.as_secs().max(1));
+        m.set_network_options(net);
         m
     }
 
@@ -487,11 +496,13 @@ impl Run {
             if stop_deadline.is_none() && self.stopping() {
                 stop_deadline = Some(Instant::now() + o.stop_grace);
             }
-            // Hand over more records when the window is at most half full.
+            // Hand over more records once an eighth of the window is free.
             let mut idle = false;
-            if *connected && stop_deadline.is_none() && window.outstanding() <= o.window / 2 {
-                let room = o.window - window.outstanding();
-                let records = self.outbox.read_bounded(&o.stream, next, room, o.batch_bytes)?;
+            let room = o.window.saturating_sub(window.outstanding());
+            let room_bytes = o.window_bytes.saturating_sub(window.outstanding_bytes());
+            let worth_it = room >= (o.window / 8).max(1) && (room_bytes > 0 || window.outstanding() == 0);
+            if *connected && stop_deadline.is_none() && worth_it {
+                let records = self.outbox.read_bounded(&o.stream, next, room, room_bytes.max(1))?;
                 idle = records.is_empty();
                 if relaxed && !idle {
                     self.outbox.sync()?;
@@ -501,6 +512,7 @@ impl Run {
                 }
                 for Record { seq, value } in records {
                     let skipped = seq.saturating_sub(next);
+                    let len = value.len();
                     if let Err(e) = client.try_publish_with_properties(
                         o.topic.clone(),
                         qos(o.qos),
@@ -510,7 +522,7 @@ impl Run {
                     ) {
                         return Ok(End::Broker(format!("the MQTT client refused a message: {e}")));
                     }
-                    window.handed_over(seq);
+                    window.handed_over(seq, len);
                     next = seq.saturating_add(1);
                     self.update(|p| {
                         p.skipped += skipped;

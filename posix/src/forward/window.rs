@@ -36,8 +36,11 @@ impl std::fmt::Display for Anomaly {
 /// The records of one connection between the cursor and what was handed to the client.
 #[derive(Debug)]
 pub struct Window {
-    /// Every record handed to the client and not yet passed by `acked`, in seq order.
-    order: VecDeque<u64>,
+    /// Every record handed to the client and not yet passed by `acked`, in seq order, with its
+    /// length.
+    order: VecDeque<(u64, usize)>,
+    /// The lengths in `order`, summed.
+    bytes: usize,
     /// Handed to the client, waiting for its packet id (in order).
     queued: VecDeque<u64>,
     /// Packet id → seq: written, waiting for the `PUBACK`.
@@ -54,6 +57,7 @@ impl Window {
     pub fn new(acked: u64) -> Window {
         Window {
             order: VecDeque::new(),
+            bytes: 0,
             queued: VecDeque::new(),
             in_flight: HashMap::new(),
             done: BTreeSet::new(),
@@ -61,9 +65,11 @@ impl Window {
         }
     }
 
-    /// Record `seq` (above every record handed over before) was handed to the client.
-    pub fn handed_over(&mut self, seq: u64) {
-        self.order.push_back(seq);
+    /// Record `seq` (above every record handed over before), of `len` bytes, was handed to the
+    /// client.
+    pub fn handed_over(&mut self, seq: u64, len: usize) {
+        self.order.push_back((seq, len));
+        self.bytes += len;
         self.queued.push_back(seq);
     }
 
@@ -88,11 +94,12 @@ impl Window {
 
     /// Moves the acknowledged point over the done records at the front; returns it.
     pub fn advance(&mut self) -> u64 {
-        while let Some(&front) = self.order.front() {
+        while let Some(&(front, len)) = self.order.front() {
             if !self.done.remove(&front) {
                 break;
             }
             self.order.pop_front();
+            self.bytes -= len;
             self.acked = front;
         }
         self.acked
@@ -101,6 +108,11 @@ impl Window {
     /// Records handed over and not yet passed by the acknowledged point.
     pub fn outstanding(&self) -> usize {
         self.order.len()
+    }
+
+    /// Their bytes.
+    pub fn outstanding_bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -114,8 +126,9 @@ mod tests {
     fn acknowledgements_out_of_order_wait_for_the_records_before_them() {
         let mut w = Window::new(10);
         for seq in [11, 12, 15, 16] {
-            w.handed_over(seq); // 13 and 14 are missing from the stream
+            w.handed_over(seq, 10); // 13 and 14 are missing from the stream
         }
+        assert_eq!(w.outstanding_bytes(), 40);
         for pkid in 1..=4 {
             w.written(pkid).unwrap();
         }
@@ -127,14 +140,14 @@ mod tests {
         assert_eq!(w.advance(), 15, "13 and 14 are passed over");
         assert_eq!(w.outstanding(), 1);
         w.acknowledged(4).unwrap();
-        assert_eq!((w.advance(), w.outstanding()), (16, 0));
+        assert_eq!((w.advance(), w.outstanding(), w.outstanding_bytes()), (16, 0, 0));
     }
 
     #[test]
     fn qos0_records_are_done_once_written() {
         let mut w = Window::new(0);
-        w.handed_over(1);
-        w.handed_over(2);
+        w.handed_over(1, 1);
+        w.handed_over(2, 1);
         w.written(0).unwrap();
         assert_eq!(w.advance(), 1);
         w.written(0).unwrap();
@@ -145,8 +158,8 @@ mod tests {
     fn what_does_not_fit_is_an_anomaly() {
         let mut w = Window::new(0);
         assert_eq!(w.written(1), Err(Anomaly::UnexpectedPublish(1)));
-        w.handed_over(1);
-        w.handed_over(2);
+        w.handed_over(1, 1);
+        w.handed_over(2, 1);
         w.written(7).unwrap();
         assert_eq!(w.written(7), Err(Anomaly::PacketIdInUse(7)));
         assert_eq!(w.acknowledged(8), Err(Anomaly::UnexpectedAck(8)));
