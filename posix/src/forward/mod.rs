@@ -2,18 +2,20 @@
 //! an MQTT broker, beside the application's writers in the same process.
 //!
 //! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use minivault::forward::{ForwardOptions, Forwarder};
 //! use minivault::outbox::Outbox;
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!
 //! let outbox = Outbox::open("gateway-data", minivault::Options::default())?;
+//! // A thread beside the application's writers, over the same handle (clone the Outbox).
 //! let forwarder = Forwarder::spawn(
 //!     outbox.clone(),
-//!     ForwardOptions::new("telemetry", "127.0.0.1", 1883, "site/7/telemetry"),
+//!     ForwardOptions::new("telemetry", "broker.local", 1883, "site/7/telemetry"),
 //! )?;
-//! outbox.append(b"telemetry", b"21.5")?; // the application goes on appending
-//! // ...
-//! let progress = forwarder.stop()?; // waits briefly for PUBACKs, stores the cursor
-//! println!("{} records forwarded", progress.forwarded);
+//! let seq = outbox.append(b"telemetry", br#"{"temp":21.5}"#)?;   // durable on return
+//! outbox.db().lock().unwrap().put(b"config/interval", b"10")?; // the application's own keys
+//! let progress = forwarder.stop()?;                             // cursor stored, connection closed
+//! # let _ = (seq, progress);
 //! # Ok(()) }
 //! ```
 //!

@@ -34,7 +34,7 @@ struct Stream {
 /// The outbox's operations over a database the caller holds, and what they keep in memory of
 /// every stream touched so far (loaded once per stream, then kept up to date here).
 ///
-/// [`super::Outbox`] wraps one of these and a shared [`Db`] for threads; the REPL uses one
+/// [`super::Outbox`] wraps one of these and a shared [`crate::Db`] for threads; the REPL uses one
 /// directly. Keep one `Streams` per database, and write the outbox's keys only through it: two
 /// of them would each hand out the same next seq.
 #[derive(Debug, Default)]
