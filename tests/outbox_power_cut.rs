@@ -2,7 +2,8 @@
 //! device model (`minivault_suite::fault::FaultStorage`) through the outbox's `Store` trait.
 //!
 //! Each seed runs a few hundred random steps on small MemTables (so range deletes, flushes and
-//! compactions come often): appends and batches of appends to two streams, a "forwarder" step
+//! compactions come often): appends, batches of appends to a stream and group commits' writes
+//! (records of both streams in one batch), a "forwarder" step
 //! (sync first in a relaxed mode, as the forwarder does, then read after a consumer's cursor:
 //! the records read count as published), acknowledgements by three consumers (of what was read,
 //! below the cursor, beyond the newest), consumers removed, syncs, flushes, process crashes,
@@ -175,13 +176,27 @@ impl Run {
         let consumer = CONSUMERS[self.rng.below(3) as usize];
         let pick = self.rng.below(100);
         match pick {
-            0..=34 => {
+            0..=32 => {
                 let v = self.value();
                 let seq =
                     self.with_store(|s, db| s.append(db, stream, &v)).map_err(|e| format!("append: {e}"))?;
                 self.log.push(format!("append {} -> {seq}", String::from_utf8_lossy(stream)));
                 let h = self.highest.entry(stream.to_vec()).or_default();
                 *h = (*h).max(seq);
+            }
+            33..=34 => {
+                // A group commit's write: records of both streams in one batch.
+                let n = self.rng.range(1, 6) as usize;
+                let owned: Vec<(&[u8], Vec<u8>)> =
+                    (0..n).map(|_| (STREAMS[self.rng.below(2) as usize], self.value())).collect();
+                let records: Vec<(&[u8], &[u8])> = owned.iter().map(|(s, v)| (*s, v.as_slice())).collect();
+                let seqs = self.with_store(|s, db| s.append_many(db, &records));
+                self.log.push(format!("append_many {n} -> {seqs:?}"));
+                for ((stream, _), seq) in owned.iter().zip(seqs) {
+                    let seq = seq.map_err(|e| format!("append_many: {e}"))?;
+                    let h = self.highest.entry(stream.to_vec()).or_default();
+                    *h = (*h).max(seq);
+                }
             }
             35..=44 => {
                 let n = self.rng.range(2, 12) as usize;

@@ -9,7 +9,9 @@
 //! Workloads, each on a fresh directory, engines interleaved and their order alternated per
 //! round; the report gives the median of the rounds:
 //!
-//! - `append, durable each`: one append per commit;
+//! - `append, durable each`: one append per commit, from one thread, and from four threads at
+//!   once (each call durable before it returns; MiniVaultDB's outbox commits the appends that
+//!   arrive together in one write, SQLite serialises its writers);
 //! - `append, durable per 1,000`: batches of 1,000 appends, one commit each;
 //! - `consume`: read 64 records after the cursor, acknowledge them (store the cursor, trim),
 //!   until the stream is empty: what a forwarder costs the store, without a network;
@@ -261,6 +263,44 @@ fn open(engine: &str, dir: &Path, cap: Option<u64>) -> Box<dyn Peer> {
     }
 }
 
+/// `n` durable appends from `threads` threads at once (each its own connection for SQLite, a
+/// clone of the outbox for MiniVaultDB).
+fn append_each_threads(engine: &str, dir: &Path, n: u64, threads: u64) -> Measure {
+    let d = fresh(dir, "each-threads");
+    let per = n / threads;
+    let start = Instant::now();
+    if engine == "MiniVaultDB" {
+        let outbox = MiniVault::open(&d, None).outbox;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let outbox = outbox.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        outbox.append(STREAM, &reading(t * per + i)).expect("append");
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().expect("writer"));
+    } else {
+        drop(Sqlite::open(&d, None));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let peer = Sqlite::open(&d, None);
+                    peer.conn.busy_timeout(Duration::from_secs(60)).expect("busy_timeout");
+                    for i in 0..per {
+                        peer.insert(&reading(t * per + i));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().expect("writer"));
+    }
+    Measure { per_sec: (per * threads) as f64 / start.elapsed().as_secs_f64(), ..Measure::default() }
+}
+
 fn append_each(engine: &str, dir: &Path, n: u64) -> Measure {
     let mut peer = open(engine, &fresh(dir, "each"), None);
     let start = Instant::now();
@@ -370,6 +410,7 @@ fn main() -> ExitCode {
     let engines = ["MiniVaultDB", "SQLite"];
     // results[workload][engine] = one Measure per round
     let mut each: [Vec<Measure>; 2] = Default::default();
+    let mut each4: [Vec<Measure>; 2] = Default::default();
     let mut batch: [Vec<Measure>; 2] = Default::default();
     let mut consume: [Vec<Measure>; 2] = Default::default();
     let mut space_m: [Vec<Measure>; 2] = Default::default();
@@ -380,6 +421,7 @@ fn main() -> ExitCode {
             let engine = engines[e];
             eprintln!("round {}/{}: {engine}", round + 1, args.rounds);
             each[e].push(append_each(engine, &args.dir, args.sync_records));
+            each4[e].push(append_each_threads(engine, &args.dir, args.sync_records, 4));
             let (b, c) = batch_then_consume(engine, &args.dir, args.records);
             batch[e].push(b);
             consume[e].push(c);
@@ -401,7 +443,8 @@ fn main() -> ExitCode {
     println!("| workload | MiniVaultDB | SQLite (WAL, synchronous=FULL) | ratio |");
     println!("|---|---|---|---|");
     for (name, m) in [
-        ("append, durable each (appends/s)", &each),
+        ("append, durable each, 1 thread (appends/s)", &each),
+        ("append, durable each, 4 threads (appends/s)", &each4),
         ("append, durable per 1,000 (appends/s)", &batch),
         ("consume: read 64 + ack, durable (records/s)", &consume),
     ] {

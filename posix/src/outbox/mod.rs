@@ -52,6 +52,7 @@
 //! database operation (one append, one batch of reads, one acknowledgement) and no longer.
 //! [`Streams`] is the same without the lock, over a `&mut Db`.
 
+mod group;
 pub mod key;
 pub mod store;
 mod streams;
@@ -172,12 +173,13 @@ impl std::error::Error for OutboxError {}
 pub struct Outbox {
     db: SharedDb,
     streams: Arc<Mutex<Streams>>,
+    group: Arc<group::Group>,
 }
 
 impl Outbox {
     /// An outbox over a database shared with the rest of the application.
     pub fn new(db: SharedDb) -> Outbox {
-        Outbox { db, streams: Arc::new(Mutex::new(Streams::new())) }
+        Outbox { db, streams: Arc::new(Mutex::new(Streams::new())), group: Arc::default() }
     }
 
     /// Deletes the records every consumer has acknowledged once there are `step` of them
@@ -185,7 +187,7 @@ impl Outbox {
     /// [`Streams::with_trim_step`]. Call it on a new outbox, before cloning it.
     pub fn with_trim_step(self, step: u64) -> Outbox {
         let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
-        Outbox { db: self.db, streams: Arc::new(Mutex::new(streams.with_trim_step(step))) }
+        Outbox { db: self.db, streams: Arc::new(Mutex::new(streams.with_trim_step(step))), group: self.group }
     }
 
     /// Opens the database in `dir` ([`Db::open_with`]) for an outbox; [`Outbox::db`] gives the
@@ -213,12 +215,20 @@ impl Outbox {
     /// Appends `value` to `stream` and returns its seq: one more than the stream's previous
     /// one (1 for a new stream). Durable on return with [`crate::Durability::Always`].
     ///
+    /// Appends from several threads are committed together (group commit): those that arrive
+    /// while a write is being synced go to the database in the next write, one WAL record and
+    /// one sync for all of them; each call returns once its own record is durable.
+    ///
     /// # Errors
     ///
     /// [`OutboxError::InvalidName`] for a stream name that is empty or over 255 bytes; the
     /// database's errors (a value over [`crate::MAX_VALUE_LEN`], I/O).
     pub fn append(&self, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
-        self.with(|db, s| s.append(db, stream, value))
+        self.group.append(stream, value, |batch| {
+            let records: Vec<(&[u8], &[u8])> =
+                batch.iter().map(|q| (q.stream.as_slice(), q.value.as_slice())).collect();
+            self.with(|db, s| s.append_many(db, &records))
+        })
     }
 
     /// Appends every value of `values` to `stream` as one atomic write batch (one WAL record,

@@ -70,6 +70,16 @@ fn foreign(key: &[u8]) -> Error {
     Error::Outbox(OutboxError::ForeignKey { key: key.to_vec() })
 }
 
+/// True for an error that a write's own contents caused (too large), not the database's state.
+fn refused_for_itself(e: &Error) -> bool {
+    use minivault_core::Error as E;
+    matches!(
+        e,
+        Error::Batch(_)
+            | Error::Engine(E::ValueTooLarge { .. } | E::KeyTooLarge { .. } | E::BatchTooLarge { .. })
+    )
+}
+
 /// Writes `ops` as one batch: atomic, durable per the durability mode.
 fn write_ops<S: Store + ?Sized>(db: &mut S, ops: &[Op]) -> Result<(), Error> {
     let writes: Vec<Write<'_>> = ops
@@ -226,6 +236,69 @@ impl Streams {
                 Err(e)
             }
         }
+    }
+
+    /// Appends each `(stream, value)` of `records` to its stream, all in one write (one WAL
+    /// record, one sync); one result per record, each stream's seqs in the order given. What
+    /// the group commit of [`super::Outbox::append`] writes. A record refused for itself (a
+    /// bad stream name; a value too large for a MemTable: then each record is written alone)
+    /// fails alone; a write that fails fails them all.
+    pub fn append_many<S: Store + ?Sized>(
+        &mut self,
+        db: &mut S,
+        records: &[(&[u8], &[u8])],
+    ) -> Vec<Result<u64, Error>> {
+        let mut results: Vec<Option<Result<u64, Error>>> = Vec::with_capacity(records.len());
+        let mut next: HashMap<&[u8], u64> = HashMap::new();
+        let mut keys: Vec<(usize, Vec<u8>)> = Vec::with_capacity(records.len());
+        for (i, &(stream, _)) in records.iter().enumerate() {
+            if let Err(e) = check_name("stream", stream) {
+                results.push(Some(Err(e)));
+                continue;
+            }
+            let seq = match next.get(stream) {
+                Some(&seq) => seq,
+                None => match self.stream(db, stream) {
+                    Ok(s) => s.next,
+                    Err(e) => {
+                        results.push(Some(Err(e)));
+                        continue;
+                    }
+                },
+            };
+            if seq == u64::MAX {
+                results.push(Some(Err(Error::Outbox(OutboxError::SeqExhausted))));
+                continue;
+            }
+            next.insert(stream, seq + 1);
+            keys.push((i, key::record(stream, seq)));
+            results.push(Some(Ok(seq)));
+        }
+        let writes: Vec<Write<'_>> = keys.iter().map(|(i, k)| Write::Put(k, records[*i].1)).collect();
+        match db.write(&writes) {
+            Ok(()) => {
+                for (stream, seq) in next {
+                    if let Some(s) = self.streams.get_mut(stream) {
+                        s.next = seq;
+                    }
+                }
+            }
+            Err(e) if writes.len() > 1 && refused_for_itself(&e) => {
+                // One record may be too large for the rest to go with it: each on its own.
+                for (i, _) in &keys {
+                    results[*i] = Some(self.append(db, records[*i].0, records[*i].1));
+                }
+            }
+            Err(e) => {
+                for (i, _) in &keys {
+                    results[*i] = Some(Err(super::group::duplicate(&e)));
+                }
+                for stream in next.keys() {
+                    self.streams.remove(*stream);
+                }
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(Error::Outbox(OutboxError::SeqExhausted)))).collect()
     }
 
     /// Up to `limit` records of `stream` from seq `from` on, in order, stopping early once they
