@@ -45,6 +45,8 @@ USAGE: minivault-bench-outbox [OPTIONS]
   --records N          records of the batch, consume and drain workloads (default 200000)
   --cap-mib M          the space cap (default 4); ten times it is written
   --no-drain           skip the drain to Mosquitto
+  --fleet K            also drain K gateways' outboxes (forwarders in this process, --records
+                       split among them) into the one broker at once: its aggregate rate
   -h, --help           this text
 ";
 
@@ -59,6 +61,7 @@ struct Args {
     records: u64,
     cap: u64,
     drain: bool,
+    fleet: u64,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         records: 200_000,
         cap: 4 << 20,
         drain: true,
+        fleet: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -83,6 +87,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--records" => a.records = number("--records", value("--records")?)?.max(1000),
             "--cap-mib" => a.cap = number("--cap-mib", value("--cap-mib")?)?.max(1) << 20,
             "--no-drain" => a.drain = false,
+            "--fleet" => a.fleet = number("--fleet", value("--fleet")?)?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -245,6 +250,8 @@ impl Peer for Sqlite {
 #[derive(Debug, Clone, Copy, Default)]
 struct Measure {
     per_sec: f64,
+    /// Appends per write (MiniVaultDB's group commit).
+    per_write: f64,
     peak_bytes: u64,
     end_bytes: u64,
 }
@@ -282,6 +289,9 @@ fn append_each_threads(engine: &str, dir: &Path, n: u64, threads: u64) -> Measur
             })
             .collect();
         handles.into_iter().for_each(|h| h.join().expect("writer"));
+        let (appends, writes) = outbox.group_commit_counts();
+        let per_sec = (per * threads) as f64 / start.elapsed().as_secs_f64();
+        return Measure { per_sec, per_write: appends as f64 / writes.max(1) as f64, ..Measure::default() };
     } else {
         drop(Sqlite::open(&d, None));
         let handles: Vec<_> = (0..threads)
@@ -375,6 +385,48 @@ fn drain(dir: &Path, n: u64, broker: &minivault_suite::mosquitto::Broker) -> Mea
     Measure { per_sec: n as f64 / elapsed.as_secs_f64(), ..Measure::default() }
 }
 
+/// `k` gateways (an outbox and a forwarder each, in this process) drain `n` records in all into
+/// one broker at once: records/s in all.
+fn fleet(dir: &Path, n: u64, k: u64, broker: &minivault_suite::mosquitto::Broker) -> Measure {
+    let per = n / k;
+    let outboxes: Vec<Outbox> = (0..k)
+        .map(|g| {
+            let d = fresh(dir, &format!("fleet-{g}"));
+            let outbox = Outbox::open(&d, Options { durability: Durability::Always, ..Options::default() })
+                .expect("open");
+            let mut seq = 0;
+            while seq < per {
+                let values: Vec<Vec<u8>> = (seq + 1..=(seq + 1000).min(per)).map(reading).collect();
+                seq += values.len() as u64;
+                outbox.append_batch(STREAM, &values).expect("append");
+            }
+            outbox
+        })
+        .collect();
+    let start = Instant::now();
+    let forwarders: Vec<Forwarder> = outboxes
+        .iter()
+        .enumerate()
+        .map(|(g, o)| {
+            let topic = format!("fleet/{g}/telemetry");
+            let mut options = ForwardOptions::new(STREAM, "127.0.0.1", broker.port(), topic);
+            options.client_id = format!("gateway-{g}");
+            Forwarder::spawn(o.clone(), options).expect("forwarder")
+        })
+        .collect();
+    for f in &forwarders {
+        while !f.drained().expect("drained") {
+            assert!(start.elapsed() < Duration::from_secs(900), "fleet not drained: {:?}", f.progress());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let elapsed = start.elapsed();
+    for f in forwarders {
+        f.stop().expect("stop");
+    }
+    Measure { per_sec: (per * k) as f64 / elapsed.as_secs_f64(), ..Measure::default() }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -415,6 +467,7 @@ fn main() -> ExitCode {
     let mut consume: [Vec<Measure>; 2] = Default::default();
     let mut space_m: [Vec<Measure>; 2] = Default::default();
     let mut drains = Vec::new();
+    let mut fleets = Vec::new();
     for round in 0..args.rounds {
         let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
         for &e in &order {
@@ -429,6 +482,9 @@ fn main() -> ExitCode {
         }
         if let Some(broker) = &broker {
             drains.push(drain(&args.dir, args.records, broker));
+            if args.fleet > 0 {
+                fleets.push(fleet(&args.dir, args.records, args.fleet, broker));
+            }
         }
     }
     let rate = |m: &[Measure]| median(m.iter().map(|m| m.per_sec).collect());
@@ -451,10 +507,19 @@ fn main() -> ExitCode {
         let (a, b) = (rate(&m[0]), rate(&m[1]));
         println!("| {name} | {:.0} | {:.0} | {:.2}x |", a, b, a / b);
     }
+    let per_write = median(each4[0].iter().map(|m| m.per_write).collect());
+    println!("| appends per write, 4 threads (group commit) | {per_write:.2} | 1 | – |");
     if !drains.is_empty() {
         println!(
             "| drain to the local Mosquitto, QoS 1, cursor after PUBACK (records/s) | {:.0} | – | – |",
             rate(&drains)
+        );
+    }
+    if !fleets.is_empty() {
+        println!(
+            "| drain of {} gateways at once into one Mosquitto, in all (records/s) | {:.0} | – | – |",
+            args.fleet,
+            rate(&fleets)
         );
     }
     let peak = |m: &[Measure]| m.iter().map(|m| m.peak_bytes).max().unwrap_or(0);

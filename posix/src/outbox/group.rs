@@ -35,6 +35,9 @@ struct State {
     next_ticket: u64,
     results: HashMap<u64, Result<u64, Error>>,
     leading: bool,
+    /// Appends and the writes that carried them, since the start.
+    appended: u64,
+    writes: u64,
 }
 
 /// The appends waiting to be written, and the results of those written.
@@ -72,11 +75,21 @@ impl Group {
             let results = write(&batch);
             state = lock();
             state.leading = false;
+            state.appended += batch.len() as u64;
+            state.writes += 1;
             for (q, r) in batch.iter().zip(results) {
                 state.results.insert(q.ticket, r);
             }
             self.written.notify_all();
         }
+    }
+}
+
+impl Group {
+    /// (appends, writes that carried them) since the start.
+    pub fn counts(&self) -> (u64, u64) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.appended, state.writes)
     }
 }
 

@@ -330,6 +330,12 @@ impl Outbox {
         self.with(|db, s| s.streams(db))
     }
 
+    /// How many [`Outbox::append`] calls this outbox (and its clones) made, and in how many
+    /// writes (group commits) they went to the database.
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.group.counts()
+    }
+
     /// Makes every write so far durable ([`Db::sync`]).
     ///
     /// # Errors
