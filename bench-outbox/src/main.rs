@@ -353,7 +353,7 @@ fn space(engine: &str, dir: &Path, cap: u64) -> Measure {
         peer.append_batch(&values);
         peak = peak.max(peer.file_bytes());
     }
-    Measure { per_sec: 0.0, peak_bytes: peak, end_bytes: peer.file_bytes() }
+    Measure { peak_bytes: peak, end_bytes: peer.file_bytes(), ..Measure::default() }
 }
 
 fn drain(dir: &Path, n: u64, broker: &minivault_suite::mosquitto::Broker) -> Measure {
