@@ -43,7 +43,10 @@
 
 mod db;
 mod error;
+#[cfg(feature = "mqtt")]
+pub mod forward;
 pub mod options;
+pub mod outbox;
 pub mod scan;
 
 #[doc(hidden)]
