@@ -893,3 +893,106 @@ mod peers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeySpace;
+
+    /// Every engine compiled in answers the scan workloads' questions alike.
+    #[test]
+    fn engines_scan_alike() {
+        let ks = KeySpace { n: 250, key_size: 16, value_size: 8, seed: 3 };
+        let key = |i: u64| {
+            let mut k = Vec::new();
+            ks.dense_key(i, &mut k);
+            k
+        };
+        let base = std::env::temp_dir().join(format!("minivault-bench-scan-test-{}", std::process::id()));
+        for name in ALL.iter().filter(|n| available(n) && !opt_in(n)) {
+            let dir = base.join(name);
+            let _ = fs::remove_dir_all(&dir);
+            // Small write buffers: MiniVaultDB flushes and compacts, so scans read SSTables and MemTables.
+            let opts = EngineOptions { mode: Mode::Relaxed, memtable_bytes: 4 << 10 };
+            let mut e = open(name, &dir, opts).unwrap();
+            let perm = ks.permutation(1);
+            let mut v = Vec::new();
+            for i in 0..ks.n {
+                let id = perm.at(i);
+                ks.value(id, 0, &mut v);
+                e.put(&key(id), &v).unwrap();
+            }
+            e.sync().unwrap();
+            if *name == "minivault" {
+                assert!(e.stats().is_some_and(|s| s.tables >= 1), "the scans should read SSTables");
+            }
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut collect = |k: &[u8], _: &[u8]| {
+                got.push(k.to_vec());
+                true
+            };
+            let scan = e.scan(Bound::Unbounded, 3, false, &mut collect);
+            if name.starts_with("raw") {
+                assert_eq!(scan, Err(NO_ORDERED_READS.to_string()), "{name}");
+                assert!(e.prefix(b"0", &mut |_, _| true).is_err(), "{name}");
+                continue;
+            }
+            assert_eq!(scan, Ok(3), "{name}");
+            assert_eq!(got, vec![key(0), key(1), key(2)], "{name}");
+            let mut all = Vec::new();
+            let n = e
+                .scan(Bound::Unbounded, u64::MAX, true, &mut |k, _| {
+                    all.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!(n, ks.n, "{name}");
+            assert_eq!(all, (0..ks.n).rev().map(key).collect::<Vec<_>>(), "{name}");
+            let mut seek = Vec::new();
+            let n = e
+                .scan(Bound::Included(&key(100)), 11, false, &mut |k, _| {
+                    seek.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!((n, seek), (11, (100..111).map(key).collect::<Vec<_>>()), "{name}");
+            let mut around = Vec::new();
+            e.scan(Bound::Excluded(&key(100)), 2, false, &mut |k, _| {
+                around.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            e.scan(Bound::Excluded(&key(100)), 2, true, &mut |k, _| {
+                around.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            assert_eq!(around, vec![key(101), key(102), key(99), key(98)], "{name}");
+            let mut p = Vec::new();
+            let expected = ks.group_prefix(1, &mut p);
+            let mut in_group = Vec::new();
+            let n = e
+                .prefix(&p, &mut |k, _| {
+                    in_group.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!(n, expected, "{name}");
+            assert_eq!(in_group, (100..200).map(key).collect::<Vec<_>>(), "{name}");
+            let stopped = e.scan(Bound::Unbounded, u64::MAX, false, &mut |_, _| false).unwrap();
+            assert_eq!(stopped, 1, "{name}: a visit that returns false stops the scan");
+            drop(e);
+            let _ = fs::remove_dir_all(&dir);
+        }
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    #[cfg(any(feature = "redb", feature = "rocksdb"))]
+    #[test]
+    fn prefix_end_is_the_successor() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}

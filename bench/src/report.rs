@@ -728,18 +728,21 @@ pub fn ab_markdown(base_label: &str, main_label: &str, base: &[Row], main: &[Row
         "Medians over the rounds where both builds ran; the spread is the lowest and highest \
          round. \"main/base\" compares MiniVaultDB's throughput in the two builds' runs of the same \
          round (run back to back); \"fjall main/base\" is the same for fjall, whose code is identical \
-         in both binaries: how far two runs of one engine drift apart on this machine.\n"
+         in both binaries: how far two runs of one engine drift apart on this machine. \"Anchored\" \
+         divides each round's main/base by fjall's main/base of the same round (MiniVaultDB's ratio \
+         to fjall in main's run over the same in base's run), which cancels what the machine's load \
+         did to both engines between the two runs.\n"
     );
     let _ = writeln!(
         s,
-        "| workload | rounds | minivault {base_label} | minivault {main_label} | main/base (median) | main/base spread | {base_label} vs fjall | {main_label} vs fjall | fjall main/base (median, spread) |"
+        "| workload | rounds | minivault {base_label} | minivault {main_label} | main/base (median) | main/base spread | {base_label} vs fjall | {main_label} vs fjall | fjall main/base (median, spread) | anchored main/base (median, spread) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let workloads = workloads_in(&[base, main].concat());
     let mut per_round = String::new();
     for w in &workloads {
-        let (mut b, mut m, mut ratio, mut bf, mut mf, mut ff) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut b, mut m, mut ratio, mut bf, mut mf, mut ff, mut adjusted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for &r in &rounds {
             let (Some(bm), Some(mm)) = (ops(base, "minivault", w, r), ops(main, "minivault", w, r)) else {
                 continue;
@@ -756,6 +759,7 @@ pub fn ab_markdown(base_label: &str, main_label: &str, base: &[Row], main: &[Row
             }
             if let (Some(bj), Some(mj)) = (bj, mj) {
                 ff.push(mj / bj);
+                adjusted.push((mm / mj) / (bm / bj));
             }
             let cell = |x: Option<f64>| x.map_or("–".to_string(), fmt_rate);
             let _ = writeln!(
@@ -780,9 +784,14 @@ pub fn ab_markdown(base_label: &str, main_label: &str, base: &[Row], main: &[Row
         } else {
             format!("{:.2}× ({})", median(ff.clone()), spread(&ff))
         };
+        let adjusted_cell = if adjusted.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2}× ({})", median(adjusted.clone()), spread(&adjusted))
+        };
         let _ = writeln!(
             s,
-            "| {w} | {} | {} | {} | **{:.2}×** | {} | {:.2}× | {:.2}× | {ff_cell} |",
+            "| {w} | {} | {} | {} | **{:.2}×** | {} | {:.2}× | {:.2}× | {ff_cell} | {adjusted_cell} |",
             ratio.len(),
             fmt_rate(median(b)),
             fmt_rate(median(m)),
