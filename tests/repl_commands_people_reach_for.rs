@@ -85,3 +85,58 @@ fn info_is_readable_sections_ending_with_an_empty_line() {
     assert!(out[end + 2].starts_with("memtable_keys=1/"), "{}", out[end + 2]);
     assert_eq!(out.len(), end + 3);
 }
+
+#[test]
+fn delrange_deletes_from_start_up_to_but_not_including_end_and_survives_reopen() {
+    let cwd = tempfile::tempdir().unwrap();
+    let script = "put log/1 a\nput log/2 b\nput log/3 c\nput log/4 d\nflush\nput log/5 e\n\
+                  delrange log/2 log/4\nscan - +\ndelrange b a\ndelrange x\n";
+    let out = session(cwd.path(), script);
+    assert_eq!(out[..7], ["OK"; 7], "{out:?}");
+    assert_eq!(out[7..11], ["log/1 a", "log/4 d", "log/5 e", "(3 keys)"], "the flushed keys are hidden too");
+    assert!(
+        out[11].starts_with("ERR ") && out[11].contains("range"),
+        "an empty range is refused: {}",
+        out[11]
+    );
+    assert!(out[12].starts_with("ERR ") && out[12].contains("delrange START END"), "{}", out[12]);
+    assert_eq!(session(cwd.path(), "count - +\nget log/3\n"), ["3", "(nil)"], "after reopen");
+}
+
+#[test]
+fn max_bytes_with_drop_oldest_on_the_command_line_keeps_the_files_under_the_cap() {
+    let cwd = tempfile::tempdir().unwrap();
+    let value = "v".repeat(1000);
+    let mut script: String = (0..3000).map(|i| format!("put k{i:05} {value}\n")).collect();
+    script.push_str("get k02999\nget k00000\ninfo\n");
+    let args = [
+        "--memtable-bytes",
+        "64K",
+        "--max-bytes",
+        "1M",
+        "--when-full",
+        "drop-oldest",
+        "--sync",
+        "manual",
+        "db",
+    ];
+    let ran = minivault_in(cwd.path(), args, &script);
+    assert_eq!(ran.code, 0, "stderr: {}", ran.stderr);
+    let out: Vec<&str> = ran.stdout.lines().collect();
+    assert!(out[..3000].iter().all(|l| *l == "OK"), "every put is accepted: {:?}", &out[..3]);
+    assert_eq!(out[3000], value, "the newest key is kept");
+    assert_eq!(out[3001], "(nil)", "the oldest key was dropped");
+    let info = out[3002..].join("\n");
+    assert!(info.contains("of a 1 MiB cap, oldest tables dropped when full"), "{info}");
+    assert!(info.contains("\nevicted    "), "{info}");
+    let files: u64 =
+        std::fs::read_dir(cwd.path().join("db")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(files <= (1 << 20) + (1 << 17), "files take {files} bytes, over the cap and its eighth");
+    let refused = minivault_in(
+        cwd.path(),
+        ["--memtable-bytes", "64K", "--max-bytes", "1M", "db", "put", "a", value.as_str()],
+        "",
+    );
+    assert_eq!(refused.code, 1, "refuse is the default: {}", refused.stdout);
+    assert!(refused.stdout.starts_with("ERR no space"), "{}", refused.stdout);
+}

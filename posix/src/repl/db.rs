@@ -44,6 +44,10 @@ impl ReplBackend for Db {
         }
     }
 
+    fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
+        Db::delete_range(self, start, end)
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         Db::flush(self)
     }
@@ -135,6 +139,38 @@ impl ReplBackend for Db {
             human_bytes(o.row_cache_bytes as u64),
         );
         let _ = writeln!(out, "disk       {}", disk_usage(self));
+        let when_full = match o.when_full {
+            crate::WhenFull::RefuseWrites => "writes refused",
+            crate::WhenFull::DropOldest => "oldest tables dropped",
+        };
+        match o.max_bytes {
+            Some(cap) => {
+                let _ = writeln!(
+                    out,
+                    "space      {} of a {} cap, {when_full} when full; {} full refusals",
+                    human_bytes(s.file_bytes),
+                    human_bytes(cap),
+                    human_count(s.full_refusals),
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "space      {}, no cap; a full disk: {when_full}; {} full refusals",
+                    human_bytes(s.file_bytes),
+                    human_count(s.full_refusals),
+                );
+            }
+        }
+        if s.evicted_tables > 0 {
+            let _ = writeln!(
+                out,
+                "evicted    {} tables, {} entries, {} (oldest first, to stay under the cap)",
+                human_count(s.evicted_tables),
+                human_count(s.evicted_entries),
+                human_bytes(s.evicted_bytes),
+            );
+        }
         let step = minivault_core::wal::chunk_for(o.wal_preallocation_bytes, s.memtable_capacity_bytes);
         let _ = writeln!(
             out,
@@ -218,6 +254,9 @@ impl ReplBackend for Session {
     }
     fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), Error> {
         ReplBackend::delete(&mut self.db, keys)
+    }
+    fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
+        Db::delete_range(&mut self.db, start, end)
     }
     fn flush(&mut self) -> Result<(), Error> {
         Db::flush(&mut self.db)

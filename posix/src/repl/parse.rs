@@ -76,6 +76,13 @@ pub const COMMANDS: &[CommandInfo] = &[
                   existed",
     },
     CommandInfo {
+        name: "delrange",
+        aliases: &[],
+        usage: "delrange START END",
+        summary: "deletes every key from START (inclusive) to END (exclusive) in one write (a range \
+                  tombstone: O(1) whatever the keys); prints OK",
+    },
+    CommandInfo {
         name: "scan",
         aliases: &[],
         usage: "scan START END [LIMIT N] [REV]",
@@ -218,6 +225,13 @@ pub enum Command {
     Del {
         /// The keys, at least one.
         keys: Vec<Vec<u8>>,
+    },
+    /// `delrange START END`: delete the keys from START (inclusive) to END (exclusive).
+    DelRange {
+        /// The first key deleted.
+        start: Vec<u8>,
+        /// The first key kept after the range.
+        end: Vec<u8>,
     },
     /// `scan START END [LIMIT N] [REV]`: the entries from START (inclusive) to END (exclusive).
     Scan {
@@ -440,6 +454,10 @@ fn parse_marked(tokens: Vec<Token>) -> Result<Option<Command>, ParseError> {
         "ttl" => Command::Ttl { key: one(args)?, millis: false },
         "pttl" => Command::Ttl { key: one(args)?, millis: true },
         "del" => Command::Del { keys: some(args)? },
+        "delrange" => match <[Vec<u8>; 2]>::try_from(args) {
+            Ok([start, end]) => Command::DelRange { start, end },
+            Err(_) => return Err(arity),
+        },
         "scan" => parse_scan(args, &quoted, arity)?,
         "prefix" => {
             let (positional, limit, reverse) = scan_options(args, arity.clone())?;

@@ -12,7 +12,7 @@ use crate::Ttl;
 
 /// The reply to `help`: every command with its syntax, on one line.
 pub const HELP: &str = "commands: put KEY VALUE [EX SECONDS | PX MILLISECONDS] (set = put) | get KEY \
-     | mget KEY... | exists KEY... | ttl KEY | pttl KEY | del KEY... | scan START END [LIMIT N] [REV] \
+     | mget KEY... | exists KEY... | ttl KEY | pttl KEY | del KEY... | delrange START END | scan START END [LIMIT N] [REV] \
      | prefix PREFIX [LIMIT N] [REV] | count [START END] | append STREAM VALUE \
      | read STREAM FROM [LIMIT N] | ack STREAM CONSUMER SEQ | lag STREAM | flush | sync | stats | info \
      | help [COMMAND] | quit | exit; quote tokens with \"...\" (escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH) \
@@ -31,6 +31,8 @@ pub trait ReplBackend {
     fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Self::Error>;
     /// Deletes every key of `keys`, all or none (not an error when absent).
     fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), Self::Error>;
+    /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically.
+    fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Self::Error>;
     /// Flushes the memtable.
     fn flush(&mut self) -> Result<(), Self::Error>;
     /// Makes all writes so far durable.
@@ -151,6 +153,7 @@ pub fn respond<B: ReplBackend>(backend: &mut B, cmd: Command) -> Reply {
             Ttl::ExpiresIn(left) => (left.as_millis().saturating_add(500) / 1000).to_string(),
         })),
         Command::Del { keys } => reply(backend.delete(&keys).map(ok)),
+        Command::DelRange { start, end } => reply(backend.delete_range(&start, &end).map(ok)),
         Command::Scan { start, end, limit, reverse } => {
             let query =
                 ScanQuery { start: start.as_deref(), end: end.as_deref(), prefix: None, limit, reverse };

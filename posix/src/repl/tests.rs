@@ -62,6 +62,16 @@ impl ReplBackend for MapBackend {
         }
         Ok(())
     }
+    fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), String> {
+        self.check()?;
+        if start >= end {
+            return Err(String::from("empty range"));
+        }
+        let doomed = |key: &Vec<u8>| start <= key.as_slice() && key.as_slice() < end;
+        self.map.retain(|key, _| !doomed(key));
+        self.ttls.retain(|key, _| !doomed(key));
+        Ok(())
+    }
     fn flush(&mut self) -> Result<(), String> {
         self.check()?;
         self.flushes += 1;
@@ -280,6 +290,8 @@ fn wrong_arity_names_the_usage() {
         "get",
         "get a b",
         "del",
+        "delrange a",
+        "delrange a b c",
         "put k",
         "put k hello world",
         "put k v EX 10 x",

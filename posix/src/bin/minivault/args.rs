@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use minivault::options::{SizeLimit, CACHE_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES, WAL_PREALLOCATION_BYTES};
 use minivault::repl::{human_bytes, COMMANDS};
-use minivault::{Durability, Options};
+use minivault::{Durability, Options, WhenFull};
 
 /// The directory used when none is given.
 pub const DEFAULT_DIR: &str = "minivault-data";
@@ -96,6 +96,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             other => return Err(other.unexpected().to_string()),
         }
     }
+    check_max_bytes(&options)?;
     let command: Vec<OsString> = parser.raw_args().map_err(|e| e.to_string())?.collect();
     let dir_given = dir.is_some();
     let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
@@ -117,6 +118,22 @@ fn database_option(parser: &mut lexopt::Parser, long: &str, options: &mut Option
         "row-cache-bytes" => {
             options.row_cache_bytes = size_option(parser, "--row-cache-bytes", ROW_CACHE_BYTES)?;
         }
+        "max-bytes" => {
+            let text = text_value(parser, "--max-bytes")?;
+            let cap = parse_size(&text).map_err(|why| format!("--max-bytes {text}: {why}"))?;
+            options.max_bytes = Some(cap);
+        }
+        "when-full" => {
+            options.when_full = match text_value(parser, "--when-full")?.as_str() {
+                "refuse" => WhenFull::RefuseWrites,
+                "drop-oldest" => WhenFull::DropOldest,
+                other => {
+                    return Err(format!(
+                        "invalid --when-full value {other:?}: expected refuse or drop-oldest"
+                    ))
+                }
+            };
+        }
         "wal-preallocation-bytes" => {
             let flag = "--wal-preallocation-bytes";
             let step = size_option(parser, flag, WAL_PREALLOCATION_BYTES)?;
@@ -125,6 +142,22 @@ fn database_option(parser: &mut lexopt::Parser, long: &str, options: &mut Option
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `--max-bytes` against the least cap the MemTables need (checked once every option is known,
+/// as `--memtable-bytes` may come after it).
+fn check_max_bytes(options: &Options) -> Result<(), String> {
+    let Some(cap) = options.max_bytes else { return Ok(()) };
+    let min = minivault_core::space::min_max_bytes(options.memtable_bytes);
+    if cap < min {
+        return Err(format!(
+            "--max-bytes {} is below the {} ({min} bytes) that MemTables of {} need (16 x --memtable-bytes)",
+            human_bytes(cap),
+            human_bytes(min),
+            human_bytes(options.memtable_bytes as u64),
+        ));
+    }
+    Ok(())
 }
 
 /// `forward DIR --stream S --mqtt HOST:PORT --topic T [OPTIONS]`, after the word `forward`.
@@ -179,6 +212,7 @@ fn parse_forward(parser: &mut lexopt::Parser, mut options: Options) -> Result<Re
             other => return Err(other.unexpected().to_string()),
         }
     }
+    check_max_bytes(&options)?;
     if options.read_only {
         return Err(String::from("forward writes its cursor: --read-only does not go with it"));
     }
@@ -363,6 +397,11 @@ Options (before DIR):
                            write's fdatasync has no file size to commit (default a quarter
                            MemTable, at most 1 MiB: 896 KiB, which a fresh database takes on
                            disk; 0 turns it off; up to {walpre_max})
+  --max-bytes SIZE         the most the database's files may take on disk (default: no cap;
+                           at least 16 x --memtable-bytes: {cap_min} with the default)
+  --when-full POLICY       at --max-bytes or on a full disk: refuse (default; writes reply
+                           ERR no space: ..., reads go on) or drop-oldest (the oldest
+                           SSTables are deleted whole, a FIFO buffer; stats counts them)
   --strict                 piped input: stop at the first ERR reply, exit code 1
   --read-only              open without writing anything and without the lock: works on a
                            directory you cannot write and while another process writes; sees
@@ -383,6 +422,7 @@ Commands (case-insensitive; type help COMMAND in the REPL):
         rows_max = human_bytes(ROW_CACHE_BYTES.max),
         walpre_max = human_bytes(WAL_PREALLOCATION_BYTES.max),
         memory = human_bytes(d.memory_bytes()),
+        cap_min = human_bytes(minivault_core::space::min_max_bytes(d.memtable_bytes)),
     );
     for c in COMMANDS {
         let _ = writeln!(out, "  {:<45} {}", c.usage, c.summary);
@@ -451,11 +491,36 @@ mod tests {
     }
 
     #[test]
+    fn max_bytes_and_when_full_are_parsed_and_a_cap_below_the_memtables_need_is_an_error() {
+        let a = run(&["--max-bytes", "64M", "--when-full", "drop-oldest", "db"]).unwrap();
+        assert_eq!((a.options.max_bytes, a.options.when_full), (Some(64 << 20), WhenFull::DropOldest));
+        assert_eq!(run(&["--when-full", "refuse"]).unwrap().options.when_full, WhenFull::RefuseWrites);
+        assert_eq!(run(&[]).unwrap().options.max_bytes, None);
+        let e = run(&["--max-bytes", "1M"]).unwrap_err();
+        assert!(e.contains("--max-bytes 1 MiB is below the 64 MiB"), "{e}");
+        // The MemTable size given after the cap counts.
+        assert_eq!(
+            run(&["--max-bytes", "1M", "--memtable-bytes", "64K"]).unwrap().options.max_bytes,
+            Some(1 << 20)
+        );
+        assert!(run(&["--when-full", "evict"]).unwrap_err().contains("refuse or drop-oldest"));
+        assert!(run(&["--max-bytes", "lots"]).unwrap_err().starts_with("--max-bytes lots:"));
+    }
+
+    #[test]
     fn help_lists_every_option_with_its_default_and_every_command() {
         let h = help();
-        for word in
-            ["--sync", "--memtable-bytes", "--cache-bytes", "--row-cache-bytes", "--strict", "4 MiB", "8 MiB"]
-        {
+        for word in [
+            "--sync",
+            "--memtable-bytes",
+            "--cache-bytes",
+            "--row-cache-bytes",
+            "--max-bytes",
+            "--when-full",
+            "--strict",
+            "4 MiB",
+            "8 MiB",
+        ] {
             assert!(h.contains(word), "{word}");
         }
         for c in COMMANDS {
