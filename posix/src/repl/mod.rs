@@ -22,7 +22,10 @@
 //! put KEY VALUE [EX SECONDS | PX MILLISECONDS]   (set: the same) store VALUE, optionally expiring
 //! get KEY | mget KEY... | exists KEY...         read
 //! ttl KEY | pttl KEY                            time left: -1 never expires, -2 absent
-//! del KEY...                                    delete, all or none
+//! del KEY... | delrange START END               delete, all or none; a range (END excluded)
+//! scan START END [LIMIT N] [REV] | prefix P ... | count [START END]   ordered reads
+//! append STREAM VALUE | read STREAM FROM [LIMIT N] | ack STREAM CONSUMER SEQ | lag STREAM
+//!                                               the outbox (store and forward)
 //! flush | sync | stats | info | help [COMMAND] | quit | exit
 //! ```
 //!
@@ -52,11 +55,14 @@
 //! empty one. `quit` / `exit` print nothing and end the loop, as does end of input.
 //!
 //! # Files of this module
+//! - `commands`: the table of commands ([`COMMANDS`]) that `help` prints;
 //! - `parse`: the language (tokens, quotes, escapes) and [`Command`];
 //! - `format`: how values and keys are printed ([`format_value`]);
 //! - `run`: [`ReplBackend`], [`respond`] (one command, one reply) and the loop [`run_lines`];
-//! - `db`: [`ReplBackend`] for [`crate::Db`], with the `stats` line and the `info` report.
+//! - `db`: [`ReplBackend`] for [`crate::Db`], with the `stats` line and the `info` report, and
+//!   [`Session`], which keeps the outbox's streams between commands.
 
+mod commands;
 mod db;
 mod format;
 mod parse;
@@ -64,12 +70,10 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+pub use commands::{command_info, CommandInfo, COMMANDS};
 pub use db::Session;
 pub use format::{format_value, human_bytes, human_count};
-pub use parse::{
-    command_info, parse_line, parse_tokens, Command, CommandInfo, ParseError, COMMANDS, MAX_LINE_LEN,
-    MAX_TTL_MILLIS, MAX_TTL_SECS,
-};
+pub use parse::{parse_line, parse_tokens, Command, ParseError, MAX_LINE_LEN, MAX_TTL_MILLIS, MAX_TTL_SECS};
 pub use run::{
     execute, reply_to_line, respond, run, run_lines, run_reader, LineRead, LineSource, Outcome, ReplBackend,
     Reply, ScanQuery, Settings, HELP,

@@ -4,8 +4,9 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
+use super::commands::command_info;
 use super::format::{format_value, one_line};
-use super::parse::{command_info, parse_line, Command, ParseError, MAX_LINE_LEN};
+use super::parse::{parse_line, Command, ParseError, MAX_LINE_LEN};
 use crate::outbox::{Record, StreamStats};
 use crate::scan::Entry;
 use crate::Ttl;
