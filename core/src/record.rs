@@ -169,9 +169,14 @@ pub type PieceResult<'a, E> = Result<Option<(usize, &'a [u8])>, ReadError<E>>;
 /// the checksum; [`RecordReader::finish`] then says whether the record is intact. Nothing of a
 /// record read this way may be trusted before `finish` returns `Ok`.
 ///
-/// The header and the first piece of the payload come in one read.
+/// The header and the first piece of the payload come in one read. A reader made
+/// [`RecordReader::unverified`] skips the checksum (for a caller that checks the record when it
+/// reads it again); its `finish` reads the record again, verifying it.
 pub struct RecordReader {
     offset: u64,
+    limit: u64,
+    /// False: pieces are not fed through the checksum.
+    verify: bool,
     header: RecordHeader,
     len: usize,
     done: usize,
@@ -204,7 +209,23 @@ impl RecordReader {
             return Err(bad(Corruption::BadLayout));
         }
         let buffered = (got - HEADER_LEN).min(len);
-        Ok(RecordReader { offset, header, len, done: 0, crc: Checksum::new(), buf, buffered })
+        Ok(RecordReader {
+            offset,
+            limit,
+            verify: true,
+            header,
+            len,
+            done: 0,
+            crc: Checksum::new(),
+            buf,
+            buffered,
+        })
+    }
+
+    /// This reader, handing out pieces without checksumming them: nothing it hands out is
+    /// verified. For a caller that reads and verifies the record again before trusting it.
+    pub fn unverified(self) -> Self {
+        RecordReader { verify: false, ..self }
     }
 
     /// Where the record starts.
@@ -244,7 +265,9 @@ impl RecordReader {
             0..n
         };
         let piece = self.buf.get(range).unwrap_or(&[]);
-        self.crc.update(piece);
+        if self.verify {
+            self.crc.update(piece);
+        }
         self.done += piece.len();
         Ok(Some((at, piece)))
     }
@@ -258,6 +281,9 @@ impl RecordReader {
     /// Reads the rest of the payload and checks the checksum: `Ok` means every byte handed out
     /// was the record's own.
     pub fn finish<IO: Read + Seek>(mut self, io: &mut IO) -> Result<RecordHeader, ReadError<IO::Error>> {
+        if !self.verify {
+            return RecordReader::start(io, self.offset, self.limit)?.finish(io);
+        }
         self.skip_rest(io)?;
         let got = self.crc.finish();
         if got == self.header.crc {
@@ -306,6 +332,17 @@ impl EntryReader {
         limit: u64,
     ) -> Result<Self, ReadError<IO::Error>> {
         Ok(EntryReader { record: RecordReader::start(io, offset, limit)?, layout: None })
+    }
+
+    /// [`EntryReader::start`] without the checksum: for reading an entry's header and key that
+    /// the caller verifies later, when it reads the whole record again (compaction's merge orders
+    /// by the key, and the copy checks the record and that key). `finish` reads it again, verified.
+    pub fn start_unverified<IO: Read + Seek>(
+        io: &mut IO,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Self, ReadError<IO::Error>> {
+        Ok(EntryReader { record: RecordReader::start(io, offset, limit)?.unverified(), layout: None })
     }
 
     /// The record's length on storage, header included.
@@ -394,6 +431,62 @@ mod tests {
                 let r = decode(&copy[..n]);
                 assert!(r.is_err(), "flip at byte {byte} bit {bit} decoded as valid");
             }
+        }
+    }
+
+    /// Bytes in memory as `embedded_io` storage.
+    struct SliceIo<'a> {
+        bytes: &'a [u8],
+        pos: usize,
+    }
+
+    impl embedded_io::ErrorType for SliceIo<'_> {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Read for SliceIo<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let rest = self.bytes.get(self.pos..).unwrap_or(&[]);
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Seek for SliceIo<'_> {
+        fn seek(&mut self, pos: embedded_io::SeekFrom) -> Result<u64, Self::Error> {
+            if let embedded_io::SeekFrom::Start(at) = pos {
+                self.pos = at as usize;
+            }
+            Ok(self.pos as u64)
+        }
+    }
+
+    #[test]
+    fn an_unverified_reader_still_verifies_when_it_finishes() {
+        let mut buf = [0u8; 600];
+        let payload = [7u8; 500]; // longer than one piece
+        let n = encode_into(&[&payload], &mut buf).unwrap();
+        let read_all = |bytes: &[u8]| {
+            let io = &mut SliceIo { bytes, pos: 0 };
+            let mut reader = RecordReader::start(io, 0, bytes.len() as u64).unwrap().unverified();
+            let mut got = 0;
+            while let Some((_, piece)) = reader.next(io).unwrap() {
+                got += piece.len();
+            }
+            assert_eq!(got, 500, "every piece handed out, unverified");
+            reader.finish(io)
+        };
+        assert!(read_all(&buf[..n]).is_ok());
+        for at in [HEADER_LEN, HEADER_LEN + 300, n - 1] {
+            let mut bad = buf;
+            bad[at] ^= 0x10;
+            let r = read_all(&bad[..n]);
+            assert!(
+                matches!(r, Err(ReadError::Corrupt { kind: Corruption::ChecksumMismatch { .. }, .. })),
+                "flip at {at}: {r:?}"
+            );
         }
     }
 
