@@ -19,8 +19,12 @@
 //!   record to a local Mosquitto with QoS 1, cursor stored after the PUBACKs, until drained;
 //! - `space under a cap`: ten times the cap appended in batches of 100 while nothing is
 //!   acknowledged: MiniVaultDB with `max_bytes` and `WhenFull::DropOldest` (and MemTables of a
-//!   sixteenth of the cap, the smallest a cap takes), the files sampled every batch; the peer keeps as many rows as fit the cap by deleting the oldest (what a
-//!   gateway has to do by hand), its database and WAL files sampled the same way.
+//!   sixteenth of the cap, the smallest a cap takes), the files sampled every batch; the peer
+//!   keeps as many rows as fit the cap by deleting the oldest (what a gateway has to do by
+//!   hand), its database and WAL files sampled the same way; at the end, the records each
+//!   engine still holds.
+//!
+//! Each round's figures go to stderr as they are measured; the table on stdout has the medians.
 //!
 //! `cargo run --release -p minivault-bench-outbox -- --help` lists the options;
 //! `scripts/bench-outbox.sh` runs it as `docs/BENCHMARKS.md` quotes it.
