@@ -459,9 +459,16 @@ fn fleet(dir: &Path, n: u64, k: u64, broker: &minivault_suite::mosquitto::Broker
     Measure { per_sec: (per * k) as f64 / elapsed.as_secs_f64(), ..Measure::default() }
 }
 
+/// The median; of an even count, the mean of the middle two (not the upper one, which made the
+/// "median" of two rounds their maximum).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n.is_multiple_of(2) {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 fn mib(bytes: u64) -> String {
