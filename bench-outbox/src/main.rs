@@ -19,8 +19,12 @@
 //!   record to a local Mosquitto with QoS 1, cursor stored after the PUBACKs, until drained;
 //! - `space under a cap`: ten times the cap appended in batches of 100 while nothing is
 //!   acknowledged: MiniVaultDB with `max_bytes` and `WhenFull::DropOldest` (and MemTables of a
-//!   sixteenth of the cap, the smallest a cap takes), the files sampled every batch; the peer keeps as many rows as fit the cap by deleting the oldest (what a
-//!   gateway has to do by hand), its database and WAL files sampled the same way.
+//!   sixteenth of the cap, the smallest a cap takes), the files sampled every batch; the peer
+//!   keeps as many rows as fit the cap by deleting the oldest (what a gateway has to do by
+//!   hand), its database and WAL files sampled the same way; at the end, the records each
+//!   engine still holds.
+//!
+//! Each round's figures go to stderr as they are measured; the table on stdout has the medians.
 //!
 //! `cargo run --release -p minivault-bench-outbox -- --help` lists the options;
 //! `scripts/bench-outbox.sh` runs it as `docs/BENCHMARKS.md` quotes it.
@@ -109,6 +113,12 @@ trait Peer {
     fn consume(&mut self, limit: usize) -> usize;
     /// Bytes its files take.
     fn file_bytes(&self) -> u64;
+    /// Records it holds (not yet trimmed, evicted or deleted).
+    fn records(&self) -> u64;
+    /// What the engine did meanwhile, for the per-round log.
+    fn note(&self) -> String {
+        String::new()
+    }
 }
 
 struct MiniVault {
@@ -146,6 +156,13 @@ impl Peer for MiniVault {
     }
     fn file_bytes(&self) -> u64 {
         self.outbox.db().lock().expect("lock").stats().file_bytes
+    }
+    fn records(&self) -> u64 {
+        self.outbox.stats(STREAM).expect("stats").records
+    }
+    fn note(&self) -> String {
+        let s = self.outbox.db().lock().expect("lock").stats();
+        format!(" (flushes {}, compactions {})", s.flushes, s.compactions)
     }
 }
 
@@ -244,6 +261,10 @@ impl Peer for Sqlite {
             .map(|m| m.len())
             .sum()
     }
+    fn records(&self) -> u64 {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)).expect("count");
+        n as u64
+    }
 }
 
 /// What one workload measured for one engine in one round.
@@ -254,6 +275,9 @@ struct Measure {
     per_write: f64,
     peak_bytes: u64,
     end_bytes: u64,
+    /// Records appended and held at the end (the space workload).
+    appended: u64,
+    end_records: u64,
 }
 
 fn fresh(dir: &Path, name: &str) -> PathBuf {
@@ -320,8 +344,9 @@ fn append_each(engine: &str, dir: &Path, n: u64) -> Measure {
     Measure { per_sec: n as f64 / start.elapsed().as_secs_f64(), ..Measure::default() }
 }
 
-/// Appends `n` in batches of 1,000 (measured), then consumes them all (measured).
-fn batch_then_consume(engine: &str, dir: &Path, n: u64) -> (Measure, Measure) {
+/// Appends `n` in batches of 1,000 (measured), then consumes them all (measured); what the
+/// engine did meanwhile ([`Peer::note`]).
+fn batch_then_consume(engine: &str, dir: &Path, n: u64) -> (Measure, Measure, String) {
     let mut peer = open(engine, &fresh(dir, "batch"), None);
     let start = Instant::now();
     let mut seq = 0;
@@ -341,7 +366,8 @@ fn batch_then_consume(engine: &str, dir: &Path, n: u64) -> (Measure, Measure) {
         consumed += got as u64;
     }
     assert_eq!(consumed, n, "{engine} consumed {consumed} of {n}");
-    (batch, Measure { per_sec: n as f64 / start.elapsed().as_secs_f64(), ..Measure::default() })
+    let consume = Measure { per_sec: n as f64 / start.elapsed().as_secs_f64(), ..Measure::default() };
+    (batch, consume, peer.note())
 }
 
 fn space(engine: &str, dir: &Path, cap: u64) -> Measure {
@@ -353,7 +379,13 @@ fn space(engine: &str, dir: &Path, cap: u64) -> Measure {
         peer.append_batch(&values);
         peak = peak.max(peer.file_bytes());
     }
-    Measure { peak_bytes: peak, end_bytes: peer.file_bytes(), ..Measure::default() }
+    Measure {
+        peak_bytes: peak,
+        end_bytes: peer.file_bytes(),
+        appended: seq,
+        end_records: peer.records(),
+        ..Measure::default()
+    }
 }
 
 fn drain(dir: &Path, n: u64, broker: &minivault_suite::mosquitto::Broker) -> Measure {
@@ -427,9 +459,16 @@ fn fleet(dir: &Path, n: u64, k: u64, broker: &minivault_suite::mosquitto::Broker
     Measure { per_sec: (per * k) as f64 / elapsed.as_secs_f64(), ..Measure::default() }
 }
 
+/// The median; of an even count, the mean of the middle two (not the upper one, which made the
+/// "median" of two rounds their maximum).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n.is_multiple_of(2) {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -473,17 +512,37 @@ fn main() -> ExitCode {
         for &e in &order {
             let engine = engines[e];
             eprintln!("round {}/{}: {engine}", round + 1, args.rounds);
-            each[e].push(append_each(engine, &args.dir, args.sync_records));
-            each4[e].push(append_each_threads(engine, &args.dir, args.sync_records, 4));
-            let (b, c) = batch_then_consume(engine, &args.dir, args.records);
+            let one = append_each(engine, &args.dir, args.sync_records);
+            let four = append_each_threads(engine, &args.dir, args.sync_records, 4);
+            let (b, c, note) = batch_then_consume(engine, &args.dir, args.records);
+            let s = space(engine, &args.dir, args.cap);
+            // Every round's figures, so the spread behind the medians is on record.
+            eprintln!(
+                "  each {:.0}/s, 4 threads {:.0}/s ({:.2} per write), per 1,000 {:.0}/s, consume {:.0}/s{note}, \
+                 space peak {} end {} holding {} records",
+                one.per_sec,
+                four.per_sec,
+                four.per_write,
+                b.per_sec,
+                c.per_sec,
+                mib(s.peak_bytes),
+                mib(s.end_bytes),
+                s.end_records
+            );
+            each[e].push(one);
+            each4[e].push(four);
             batch[e].push(b);
             consume[e].push(c);
-            space_m[e].push(space(engine, &args.dir, args.cap));
+            space_m[e].push(s);
         }
         if let Some(broker) = &broker {
-            drains.push(drain(&args.dir, args.records, broker));
+            let d = drain(&args.dir, args.records, broker);
+            eprintln!("  drain {:.0}/s", d.per_sec);
+            drains.push(d);
             if args.fleet > 0 {
-                fleets.push(fleet(&args.dir, args.records, args.fleet, broker));
+                let f = fleet(&args.dir, args.records, args.fleet, broker);
+                eprintln!("  fleet of {} {:.0}/s in all", args.fleet, f.per_sec);
+                fleets.push(f);
             }
         }
     }
@@ -531,6 +590,14 @@ fn main() -> ExitCode {
         mib(end(&space_m[0])),
         mib(peak(&space_m[1])),
         mib(end(&space_m[1]))
+    );
+    let kept = |m: &[Measure]| median(m.iter().map(|m| m.end_records as f64).collect());
+    println!(
+        "| space: records held at the end, of {} appended | {:.0} | {:.0} | {:.2}x |",
+        space_m[0].first().map_or(0, |m| m.appended),
+        kept(&space_m[0]),
+        kept(&space_m[1]),
+        kept(&space_m[0]) / kept(&space_m[1])
     );
     ExitCode::SUCCESS
 }
