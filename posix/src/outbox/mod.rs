@@ -35,7 +35,8 @@
 //! - **Delivery** through a consumer that acknowledges after the receiver has a record (the
 //!   forwarder: after the broker's `PUBACK`) is *at least once*: after a crash, the records
 //!   after the stored cursor are read and sent again. Receivers drop duplicates by `seq`:
-//!   keep the highest seq seen per stream and ignore anything at or below it.
+//!   keep the highest seq seen per stream and ignore anything at or below it, where every hop
+//!   keeps order (a shared subscription or several partitions do not: keep the set of seqs seen).
 //! - **Eviction**: a space cap on the database can drop records nobody has acknowledged.
 //!   [`Outbox::stats`] counts them per consumer ([`ConsumerStats::evicted_before_ack`]), from
 //!   the gap between a cursor and the oldest record left.
