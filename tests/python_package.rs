@@ -3,7 +3,7 @@
 //! package's pytest suite and example run in it. A failing pytest fails this test.
 //!
 //! Needs `python3` with its `venv` module and pip reaching PyPI. Without `venv` the test says so and
-//! passes, unless `MINIVAULT_REQUIRE_PYTHON=1` is set (as `.ci/run` does after installing it).
+//! passes, unless `MINIVAULT_REQUIRE_PYTHON=1` is set (as `.ci/run` does, after installing it).
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,8 @@
 //! a long pasted value does not cost seconds of redrawing; history survives the session in
 //! `~/.minivault_history`; Ctrl-C on an empty line says how to leave, Ctrl-D leaves.
 //!
-//! Needs `tmux`; without it each test says so and passes (`.ci/run` installs it).
+//! Needs `tmux`; without it each test says so and passes (`.ci/run` installs it and sets
+//! `MINIVAULT_REQUIRE_TMUX=1`, which makes a missing tmux a failure).
 
 mod common;
 
@@ -16,6 +17,10 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn tmux_missing() -> bool {
     let missing = !tmux::available();
+    assert!(
+        !(missing && std::env::var_os("MINIVAULT_REQUIRE_TMUX").is_some_and(|v| v == "1")),
+        "tmux is not installed, and MINIVAULT_REQUIRE_TMUX=1 (as .ci/run sets)"
+    );
     if missing {
         eprintln!("SKIPPED: tmux is not installed, so the REPL cannot be tested in a terminal (apt-get install tmux)");
     }
