@@ -97,6 +97,10 @@ else
 fi
 bin="$target/release/minivault-bench"
 data="${BENCH_DIR:-target/bench-data}"
+# Named in the report's label. (Not `$([ "$big" = 1 ] && echo ...)` inside the assignments below:
+# under `set -e` its false test ended the script without a word whenever --with-1e7 was absent.)
+with_1e7=""
+[ "$big" = 1 ] && with_1e7=" --with-1e7"
 
 engines="minivault,fjall,redb,sled,rawfile,rawprealloc"
 [ "$rocksdb" = 1 ] && engines="minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc"
@@ -148,7 +152,7 @@ if [ "$mode" = scans ]; then
   fi
   args=("${large[@]}" --keys "$keys" --rounds 3 --workloads readseq,readreverse,seekrandom,prefix100
         --max-secs 5 --sstables 0 --out docs/bench/scans --doc docs/bench/scans/README.md
-        --label "scans (scripts/bench.sh --scans$([ "$big" = 1 ] && echo ' --with-1e7'))")
+        --label "scans (scripts/bench.sh --scans$with_1e7)")
 elif [ "$mode" = walpre ]; then
   engines="minivault,minivault-walpre64k,minivault-walpre0,rawfile,rawprealloc"
   args=(--keys 100000 --rounds 5 --workloads fillsync,fillrandom --max-secs 5 --sync-ops 20000
@@ -168,7 +172,7 @@ else
   fi
   args=("${large[@]}" --keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
         --sstables 128 --sst-keys 4000 --out docs/bench --doc docs/BENCHMARKS.md
-        --label "full (scripts/bench.sh$([ "$big" = 1 ] && echo ' --with-1e7'))")
+        --label "full (scripts/bench.sh$with_1e7)")
 fi
 
 exec "$bin" --engines "$engines" --dir "$data" "${args[@]}" "${extra[@]}"
