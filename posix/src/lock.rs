@@ -4,17 +4,28 @@
 //! waiting. `flock` locks belong to the open file description, so the lock is released when the
 //! [`DirLock`] is dropped (its descriptor closes) or the process dies, and a second
 //! [`DirLock::acquire`] of the same directory fails even inside the same process.
+//!
+//! A process that starts another one (`fork` or `posix_spawn`, then `exec`) shares its open
+//! descriptors with the child until the child's `exec` closes them (they are `O_CLOEXEC`): for
+//! that moment the child holds the lock too, even after the parent closed its database. So a
+//! busy lock is tried again for up to [`LOCK_RETRY`] before it is reported; a lock held by
+//! another live handle is still refused, only that much later.
 
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::storage::flock_exclusive_now;
 
 /// The name of the lock file inside a database directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// How long a busy lock is tried again before [`DirLock::acquire`] reports it: longer than a
+/// spawned child takes to `exec` on a loaded machine, short enough to go unnoticed by a person.
+pub const LOCK_RETRY: Duration = Duration::from_millis(200);
 
 /// An exclusive lock on a database directory, held until dropped.
 #[derive(Debug)]
@@ -25,7 +36,8 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    /// Locks `dir` for this process, creating `dir/LOCK` if needed. Never waits.
+    /// Locks `dir` for this process, creating `dir/LOCK` if needed. A busy lock is tried again
+    /// for up to [`LOCK_RETRY`] (see the module's docs), never longer.
     ///
     /// If another holder has the lock, the error's kind is [`io::ErrorKind::WouldBlock`] and its
     /// message is `database is locked: <dir> is in use by another process`.
@@ -38,14 +50,25 @@ impl DirLock {
             .mode(0o644)
             .open(dir.join(LOCK_FILE_NAME))?;
         let fd = OwnedFd::from(file);
-        match flock_exclusive_now(fd.as_fd()) {
-            Ok(()) => Ok(DirLock { fd }),
-            // EWOULDBLOCK (== EAGAIN on Linux): someone else holds the lock.
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("database is locked: {} is in use by another process", dir.display()),
-            )),
-            Err(err) => Err(err),
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match flock_exclusive_now(fd.as_fd()) {
+                Ok(()) => return Ok(DirLock { fd }),
+                // EWOULDBLOCK (== EAGAIN on Linux): someone else holds the lock, maybe a child
+                // between its spawn and its exec.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock && started.elapsed() < LOCK_RETRY => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("database is locked: {} is in use by another process", dir.display()),
+                    ))
+                }
+                Err(err) => return Err(err),
+            }
         }
     }
 }
@@ -73,6 +96,17 @@ mod tests {
             err.to_string(),
             format!("database is locked: {} is in use by another process", dir.path().display())
         );
+    }
+
+    #[test]
+    fn a_lock_released_while_a_second_acquire_retries_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        let path = dir.path().to_owned();
+        let second = std::thread::spawn(move || DirLock::acquire(&path));
+        std::thread::sleep(LOCK_RETRY / 4);
+        drop(first);
+        assert!(second.join().unwrap().is_ok(), "released within the retry window: taken");
     }
 
     #[test]
