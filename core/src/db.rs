@@ -40,7 +40,7 @@ use crate::sstable::{Lookup, ReadCounters, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::version::Version;
-use crate::wal::Wals;
+use crate::wal::{SyncTarget, Wals};
 
 pub(crate) type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 
@@ -297,6 +297,43 @@ where
             Some(wal) if wal.unsynced() > 0 => wal.sync(&mut db.storage),
             _ => Ok(()),
         })
+    }
+
+    /// What a sync of the current WAL started now would cover, for a host that syncs the WAL
+    /// outside the engine (group commit; see [`crate::wal::writer`]): the WAL's id (its file is
+    /// `FileName` [`crate::names::FileKind::Wal`] of that id), the end of its records, and the
+    /// writes appended so far. `None` when read-only.
+    pub fn wal_sync_target(&self) -> Option<SyncTarget> {
+        self.wals.current_ref().map(crate::wal::Wal::sync_target)
+    }
+
+    /// Reports the outcome of a sync of `target`'s WAL file that the host made itself, started
+    /// after `target` was taken ([`Db::wal_sync_target`]), through a handle that reports the
+    /// file's write errors (on POSIX, a descriptor of its own: `open` of the file, not a `dup`).
+    ///
+    /// `Ok`: the WAL's durable end and unsynced count move as if [`Db::sync`] had run at that
+    /// moment (nothing changes if the WAL has been rotated away since: rotation synced it). `Err`:
+    /// the database is poisoned, as by any failed sync, and the error comes back as
+    /// [`Error::Storage`].
+    pub fn wal_synced(
+        &mut self,
+        target: SyncTarget,
+        outcome: core::result::Result<(), S::Error>,
+    ) -> Result<(), S> {
+        match outcome {
+            Ok(()) => {
+                if let Some(wal) = self.wals.current() {
+                    wal.note_synced(target);
+                }
+                Ok(())
+            }
+            Err(e) => self.poison(Error::Storage(e)),
+        }
+    }
+
+    /// Writes appended to the current WAL since the last sync (engine's or host's).
+    pub fn wal_unsynced(&self) -> u32 {
+        self.wals.unsynced()
     }
 
     /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable
@@ -747,6 +784,54 @@ mod tests {
             }
             assert_eq!(db.storage().syncs - before, 1);
         }
+    }
+
+    /// The current WAL's name and bytes.
+    fn wal_bytes(db: &mut TestDb) -> (std::string::String, Vec<u8>) {
+        let id = db.wal_sync_target().unwrap().wal;
+        let name = file_name(FileKind::Wal, id);
+        let s = db.storage();
+        let mut f = s.open(&name).unwrap();
+        let len = s.len(&mut f).unwrap() as usize;
+        let mut b = vec![0; len];
+        read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+        (name.as_str().into(), b)
+    }
+
+    #[test]
+    fn a_sync_made_by_the_host_moves_the_watermark_and_a_failed_one_poisons() {
+        let t = Rc::new(Cell::new(0));
+        let config = Config::with_sync(crate::SyncPolicy::Manual);
+        let mut db = Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], config)
+            .unwrap();
+        db.put(b"a", b"1").unwrap();
+        db.put(b"b", b"2").unwrap();
+        assert_eq!(db.wal_unsynced(), 2);
+        let target = db.wal_sync_target().unwrap();
+        // Appended while the host's sync runs: not covered by it.
+        db.put(b"c", b"3").unwrap();
+        let (name, _) = wal_bytes(&mut db);
+        {
+            let s = db.storage();
+            let mut f = s.open(&name).unwrap();
+            s.sync(&mut f).unwrap();
+        }
+        db.wal_synced(target, Ok(())).unwrap();
+        assert_eq!(db.wal_unsynced(), 1, "the write appended after the target is still unsynced");
+        let before = db.wal_sync_target().unwrap().end;
+        db.put(b"d", b"4").unwrap();
+        let (_, bytes) = wal_bytes(&mut db);
+        let at = before as usize + HEADER_LEN;
+        let watermark = u32::from_le_bytes(bytes[at..at + WATERMARK_LEN].try_into().unwrap());
+        assert_eq!(u64::from(watermark), target.end, "the next record claims what the host synced");
+        // A target of a WAL rotated away since changes nothing.
+        let stale = SyncTarget { wal: target.wal + 100, ..target };
+        db.wal_synced(stale, Ok(())).unwrap();
+        assert_eq!(db.wal_unsynced(), 2);
+        assert_eq!(db.wal_synced(target, Err(MemError::Full)), Err(Error::Storage(MemError::Full)));
+        assert!(db.is_poisoned());
+        assert_eq!(db.put(b"e", b"5"), Err(Error::Poisoned));
+        assert_eq!(get(&mut db, b"d").as_deref(), Some(&b"4"[..]), "reads keep working");
     }
 
     #[test]
