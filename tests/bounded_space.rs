@@ -339,7 +339,7 @@ fn posix_drop_oldest_keeps_the_directory_under_the_cap_and_forgets_evicted_rows(
         when_full: WhenFull::DropOldest,
         ..Options::default()
     };
-    let mut db = PosixDb::open_with(&dir, options).unwrap();
+    let db = PosixDb::open_with(&dir, options).unwrap();
     let value = vec![b'v'; 100];
     db.put(b"0000000000", &value).unwrap();
     assert_eq!(db.get(b"0000000000").unwrap().as_deref(), Some(&value[..]), "now in the row cache");

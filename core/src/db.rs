@@ -802,8 +802,8 @@ mod tests {
     fn a_sync_made_by_the_host_moves_the_watermark_and_a_failed_one_poisons() {
         let t = Rc::new(Cell::new(0));
         let config = Config::with_sync(crate::SyncPolicy::Manual);
-        let mut db = Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], config)
-            .unwrap();
+        let mut db =
+            Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], config).unwrap();
         db.put(b"a", b"1").unwrap();
         db.put(b"b", b"2").unwrap();
         assert_eq!(db.wal_unsynced(), 2);

@@ -7,7 +7,7 @@
 //! ```
 //! # let tmp = tempfile::tempdir()?;
 //! # std::env::set_current_dir(tmp.path())?;
-//! let mut db = minivault::Db::open("telemetry-data")?;
+//! let db = minivault::Db::open("telemetry-data")?;
 //! db.put(b"sensor/1", b"21.5")?;
 //! db.put_with_ttl(b"alarm", b"overheat", std::time::Duration::from_secs(60))?;
 //! assert_eq!(db.get(b"sensor/1")?.as_deref(), Some(&b"21.5"[..]));
@@ -43,6 +43,7 @@
 
 mod db;
 mod error;
+mod group_commit;
 pub mod options;
 pub mod scan;
 

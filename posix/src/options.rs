@@ -78,7 +78,7 @@ pub struct Options {
     ///     when_full: minivault::WhenFull::DropOldest,  // keep the newest data
     ///     ..Default::default()
     /// };
-    /// let mut db = minivault::Db::open_with("telemetry-data", options)?;
+    /// let db = minivault::Db::open_with("telemetry-data", options)?;
     /// db.delete_range(b"log/2026-01", b"log/2026-06")?;   // one record, however many keys
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
