@@ -285,9 +285,8 @@ fn durability(cycle: u64) -> (&'static str, Durability) {
 }
 
 fn read_all(dir: &Path, mode: Durability) -> Result<BTreeMap<String, String>, String> {
-    let db =
-        Db::open_with(dir, Options { memtable_bytes: MEMTABLE, durability: mode, ..Options::default() })
-            .map_err(|e| format!("reopen after kill: {e}"))?;
+    let db = Db::open_with(dir, Options { memtable_bytes: MEMTABLE, durability: mode, ..Options::default() })
+        .map_err(|e| format!("reopen after kill: {e}"))?;
     let mut out = BTreeMap::new();
     for i in 0..KEYS {
         let key = format!("k{i:02}");
