@@ -13,6 +13,7 @@
 //! (one measurement), [`report`] (medians and Markdown), [`charts`] (PNG).
 
 mod charts;
+mod concurrent;
 mod engines;
 mod keys;
 mod metrics;
@@ -44,7 +45,9 @@ USAGE: minivault-bench [OPTIONS]
                          minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
                          steps, or not at all)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
-                         readhot,mixed,deleterandom,fillsync,fillbatch,reopen (default: all)
+                         readhot,mixed,deleterandom,fillsync,fillbatch,reopen, and on one shared
+                         handle fillsync1,fillsync4,fillsync16 (durable puts by 1/4/16 threads)
+                         and readwhilewriting (4 reader threads, 1 writer) (default: all)
   --rounds R             rounds per scale; medians are reported (default 3)
   --large-scale N        scales of N keys or more run --large-rounds rounds of --large-engines only
                          (default: off), so that 10^7 keys fits in an afternoon
