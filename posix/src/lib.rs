@@ -30,9 +30,15 @@
 //! - `cli` (default): the `minivault` binary and its dependencies (`lexopt`, `unicode-width`).
 //!   `default-features = false` builds the library alone.
 //!
+//! # Threads
+//! [`Db`] is `Send + Sync` with `&self` methods: share one handle as `Arc<Db>`. Durable writers
+//! running at once share one `fdatasync` (group commit), and reads never wait for one. The
+//! `db` module's docs say what runs under which lock; `docs/ARCHITECTURE.md` draws it.
+//!
 //! # Modules
 //! [`options`] (sizes, their ranges, durability) is public. The others are the handle's
-//! parts — `db` (the [`Db`] handle), `error`, `storage` (files through libc: directory,
+//! parts — `db` (the [`Db`] handle), `group_commit` (durable writers' hand-off to one
+//! leader's sync), `error`, `storage` (files through libc: directory,
 //! file, libc calls), `page_cache` (the read cache of file pages), `row_cache` (recently read
 //! rows), `lock` (the `LOCK` file) and `repl` (the command language) — and not API:
 //! `storage`, `page_cache`, `row_cache`, `lock` and `repl` stay reachable, hidden from the
