@@ -15,7 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use crate::entry::{self, EntryHeader, KIND_BATCH};
-use crate::{MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::limits::{MAX_KEY_LEN, MAX_VALUE_LEN};
 
 /// Bytes before the first item.
 pub const BATCH_HEADER_LEN: usize = 4;

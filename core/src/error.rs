@@ -4,7 +4,6 @@
 
 use core::fmt;
 
-use crate::io::ReadError;
 use crate::log::warn_event;
 use crate::names::{file_name, FileKind, FileName};
 
@@ -53,6 +52,27 @@ impl fmt::Display for Corruption {
                 f.write_str("damaged WAL record followed by valid records")
             }
         }
+    }
+}
+
+/// A failure while reading a file format: the storage failed, or the bytes are wrong.
+#[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReadError<E> {
+    /// The storage failed.
+    Io(E),
+    /// The bytes at `offset` are damaged.
+    Corrupt {
+        /// Where the damaged structure starts.
+        offset: u64,
+        /// What is wrong with it.
+        kind: Corruption,
+    },
+}
+
+impl<E> From<E> for ReadError<E> {
+    fn from(e: E) -> Self {
+        ReadError::Io(e)
     }
 }
 
@@ -107,9 +127,9 @@ pub enum Error<E> {
         /// The value's length.
         needed: usize,
     },
-    /// The database already holds [`crate::MAX_TABLES`] SSTables.
+    /// The database already holds [`crate::limits::MAX_TABLES`] SSTables.
     TooManyTables,
-    /// The directory holds more than [`crate::MAX_WALS`] WAL files.
+    /// The directory holds more than [`crate::limits::MAX_WALS`] WAL files.
     TooManyWals,
     /// The memory given to [`crate::Db::open`] is too small for the configuration.
     InsufficientMemory {
@@ -165,8 +185,8 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::InvalidTtl => f.write_str("expiry time is not in the future"),
             Error::EmptyRange => f.write_str("range delete whose end is not after its start"),
             Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
-            Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::MAX_TABLES),
-            Error::TooManyWals => write!(f, "too many WAL files (max {})", crate::MAX_WALS),
+            Error::TooManyTables => write!(f, "too many SSTables (max {})", crate::limits::MAX_TABLES),
+            Error::TooManyWals => write!(f, "too many WAL files (max {})", crate::limits::MAX_WALS),
             Error::InsufficientMemory { needed, given } => {
                 write!(f, "memory budget of {given} bytes is below the {needed} required")
             }

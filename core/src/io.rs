@@ -1,29 +1,10 @@
-//! Positioned reads and writes over `embedded_io`, and the error that format readers return.
+//! Positioned reads and writes over `embedded_io`. Format readers return [`ReadError`] (defined
+//! with the crate's other errors in [`crate::error`]).
 
 use embedded_io::{Read, ReadExactError, Seek, SeekFrom, Write};
 
 use crate::error::Corruption;
-
-/// A failure while reading a file format: the storage failed, or the bytes are wrong.
-#[derive(Debug)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ReadError<E> {
-    /// The storage failed.
-    Io(E),
-    /// The bytes at `offset` are damaged.
-    Corrupt {
-        /// Where the damaged structure starts.
-        offset: u64,
-        /// What is wrong with it.
-        kind: Corruption,
-    },
-}
-
-impl<E> From<E> for ReadError<E> {
-    fn from(e: E) -> Self {
-        ReadError::Io(e)
-    }
-}
+pub use crate::error::ReadError;
 
 /// Fills as much of `buf` as the file holds from `pos`; returns the bytes read.
 pub fn read_at<IO: Read + Seek>(io: &mut IO, pos: u64, buf: &mut [u8]) -> Result<usize, IO::Error> {

@@ -187,7 +187,7 @@ where
                     return Err(crate::error::corrupted(
                         file_name(FileKind::Wal, id),
                         0,
-                        crate::Corruption::Truncated,
+                        crate::error::Corruption::Truncated,
                     ));
                 }
                 offset = again;

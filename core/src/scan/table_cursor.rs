@@ -165,21 +165,8 @@ impl TableCursor {
         reverse: bool,
     ) -> Result<(), S> {
         let (id, data_end) = (table.id(), table.footer().index_offset);
-        let (layout, record_len) = if window.len() >= MIN_WINDOW {
-            let io = &mut WindowIo {
-                storage,
-                file: table.file(),
-                buf: window,
-                held: &mut self.held,
-                end: data_end,
-                reverse,
-                pos: 0,
-            };
-            read_key(io, offset, data_end, slot)
-        } else {
-            read_key(&mut storage.io(table.file()), offset, data_end, slot)
-        }
-        .in_file(FileKind::Table, id)?;
+        let io = &mut WindowIo::new(storage, table.file(), window, &mut self.held, data_end, reverse);
+        let (layout, record_len) = read_key(io, offset, data_end, slot).in_file(FileKind::Table, id)?;
         *self = TableCursor {
             slot: self.slot,
             window: self.window,
@@ -206,21 +193,8 @@ impl TableCursor {
         reverse: bool,
     ) -> Result<usize, S> {
         let (id, data_end) = (table.id(), table.footer().index_offset);
-        if window.len() >= MIN_WINDOW {
-            let io = &mut WindowIo {
-                storage,
-                file: table.file(),
-                buf: window,
-                held: &mut self.held,
-                end: data_end,
-                reverse,
-                pos: 0,
-            };
-            read_value(io, self.offset, data_end, out)
-        } else {
-            read_value(&mut storage.io(table.file()), self.offset, data_end, out)
-        }
-        .in_file(FileKind::Table, id)
+        let io = &mut WindowIo::new(storage, table.file(), window, &mut self.held, data_end, reverse);
+        read_value(io, self.offset, data_end, out).in_file(FileKind::Table, id)
     }
 }
 
@@ -346,6 +320,21 @@ struct WindowIo<'w, S: Storage> {
     pos: u64,
 }
 
+impl<'w, S: Storage> WindowIo<'w, S> {
+    /// Reads of `file` up to `end` through `buf` (a window of at least [`MIN_WINDOW`] bytes;
+    /// a smaller one is not used: reads then go to the storage as they are).
+    fn new(
+        storage: &'w mut S,
+        file: &'w mut S::File,
+        buf: &'w mut [u8],
+        held: &'w mut WindowState,
+        end: u64,
+        reverse: bool,
+    ) -> Self {
+        WindowIo { storage, file, buf, held, end, reverse, pos: 0 }
+    }
+}
+
 impl<S: Storage> ErrorType for WindowIo<'_, S> {
     type Error = S::Error;
 }
@@ -354,6 +343,13 @@ impl<S: Storage> Read for WindowIo<'_, S> {
     fn read(&mut self, dst: &mut [u8]) -> core::result::Result<usize, S::Error> {
         if dst.is_empty() {
             return Ok(0);
+        }
+        if self.buf.len() < MIN_WINDOW {
+            let io = &mut self.storage.io(self.file);
+            io.seek(SeekFrom::Start(self.pos))?;
+            let n = io.read(dst)?;
+            self.pos += n as u64;
+            return Ok(n);
         }
         let held_end = self.held.start + self.held.filled as u64;
         if self.pos < self.held.start || self.pos >= held_end {

@@ -86,14 +86,21 @@ pub fn ranges_cover<IO: Read + Seek>(
     Ok(false)
 }
 
-/// Reads the range delete at `offset` (ending by `limit`) through its checksum into `start` and
-/// `end`; returns their lengths and the record's length. A key longer than its buffer is damage.
-pub fn read_range<IO: Read + Seek>(
+/// Which key of a range delete a piece of its record belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeKey {
+    Start,
+    End,
+}
+
+/// Streams the range delete at `offset` (ending by `limit`) through its checksum, handing each
+/// piece of its start and end keys to `visit` with the position of the piece in that key; returns
+/// the keys' lengths and the record's length. Nothing of the range is held in memory.
+fn visit_range<IO: Read + Seek>(
     io: &mut IO,
     offset: u64,
     limit: u64,
-    start: &mut [u8],
-    end: &mut [u8],
+    mut visit: impl FnMut(RangeKey, usize, &[u8]) -> Result<(), ReadError<IO::Error>>,
 ) -> Result<(usize, usize, u64), ReadError<IO::Error>> {
     let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
     let mut reader = RecordReader::start(io, offset, limit)?;
@@ -110,11 +117,11 @@ pub fn read_range<IO: Read + Seek>(
                 _ => return Err(bad()),
             },
         };
-        for (from, to, dst) in [(3, 3 + s, &mut *start), (3 + s, len, &mut *end)] {
+        // The start is at payload positions 3..3 + s, the end after it.
+        for (from, to, which) in [(3, 3 + s, RangeKey::Start), (3 + s, len, RangeKey::End)] {
             let (a, b) = (from.max(at), to.min(at + piece.len()));
             if a < b {
-                let src = piece.get(a - at..b - at).ok_or_else(bad)?;
-                dst.get_mut(a - from..b - from).ok_or_else(bad)?.copy_from_slice(src);
+                visit(which, a - from, piece.get(a - at..b - at).ok_or_else(bad)?)?;
             }
         }
     }
@@ -122,6 +129,23 @@ pub fn read_range<IO: Read + Seek>(
     let s = start_len.ok_or_else(bad)?;
     let e = len.checked_sub(3 + s).filter(|&e| e > 0 && s > 0).ok_or_else(bad)?;
     Ok((s, e, record_len))
+}
+
+/// Reads the range delete at `offset` (ending by `limit`) through its checksum into `start` and
+/// `end`; returns their lengths and the record's length. A key longer than its buffer is damage.
+pub fn read_range<IO: Read + Seek>(
+    io: &mut IO,
+    offset: u64,
+    limit: u64,
+    start: &mut [u8],
+    end: &mut [u8],
+) -> Result<(usize, usize, u64), ReadError<IO::Error>> {
+    let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
+    visit_range(io, offset, limit, |which, at, piece| {
+        let dst = if which == RangeKey::Start { &mut *start } else { &mut *end };
+        dst.get_mut(at..at + piece.len()).ok_or_else(bad)?.copy_from_slice(piece);
+        Ok(())
+    })
 }
 
 /// Reads the range delete at `offset` (ending by `limit`) through its checksum; returns whether
@@ -146,35 +170,14 @@ pub fn range_vs_key<IO: Read + Seek>(
     limit: u64,
     key: &[u8],
 ) -> Result<(Ordering, Ordering, u64), ReadError<IO::Error>> {
-    let bad = || ReadError::Corrupt { offset, kind: Corruption::BadEntry };
-    let mut reader = RecordReader::start(io, offset, limit)?;
-    let len = reader.payload_len();
-    let record_len = (crate::record::HEADER_LEN + len) as u64;
-    let mut start_len = None;
     let (mut vs_start, mut vs_end) = (Ordering::Equal, Ordering::Equal);
-    while let Some((at, piece)) = reader.next(io)? {
-        let s = match start_len {
-            Some(s) => s,
-            None => match piece {
-                [crate::entry::KIND_DELETE_RANGE, a, b, ..] => {
-                    *start_len.insert(usize::from(u16::from_le_bytes([*a, *b])))
-                }
-                _ => return Err(bad()),
-            },
-        };
-        // The start is at payload positions 3..3 + s, the end after it.
-        for (from, to, ord) in [(3, 3 + s, &mut vs_start), (3 + s, len, &mut vs_end)] {
-            let (a, b) = (from.max(at), to.min(at + piece.len()));
-            if a < b && *ord == Ordering::Equal {
-                if let Some(stored) = piece.get(a - at..b - at) {
-                    *ord = compare_piece(stored, key, a - from);
-                }
-            }
+    let (s, end_len, record_len) = visit_range(io, offset, limit, |which, at, piece| {
+        let ord = if which == RangeKey::Start { &mut vs_start } else { &mut vs_end };
+        if *ord == Ordering::Equal {
+            *ord = compare_piece(piece, key, at);
         }
-    }
-    reader.finish(io)?;
-    let s = start_len.ok_or_else(bad)?;
-    let end_len = len.checked_sub(3 + s).filter(|&e| e > 0 && s > 0).ok_or_else(bad)?;
+        Ok(())
+    })?;
     let whole = |ord: Ordering, stored: usize| {
         if ord == Ordering::Equal && stored < key.len() {
             Ordering::Less
