@@ -584,6 +584,7 @@ where
             evicted_bytes: self.space.evicted().bytes,
             full_refusals: self.space.refused(),
             compactions_skipped_for_space: self.counters.compactions_skipped_for_space,
+            compactions_running: self.running.len(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::background::{Background, BackgroundStats};
 use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
@@ -34,6 +35,11 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
         read_only: options.read_only,
         max_bytes: options.max_bytes,
         when_full: options.when_full,
+        compaction: if options.background_threads > 0 && !options.read_only {
+            minivault_core::CompactionMode::External
+        } else {
+            minivault_core::CompactionMode::Inline
+        },
         ..minivault_core::Config::with_sync(sync)
     };
     Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
@@ -72,6 +78,8 @@ pub struct Db {
     closed: bool,
     /// The engine's `evicted_tables` when the row cache last heard of it.
     evicted_seen: u64,
+    /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
+    background: Option<Background>,
     // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
     // None when read-only: a reader takes no lock.
     _lock: Option<DirLock>,
@@ -148,8 +156,27 @@ impl Db {
                 open_err(e)
             }
         })?;
-        let engine = open_engine(storage, &options)?;
-        Ok(Db::new(engine, options, Some(lock), dir))
+        let mut engine = open_engine(storage, &options)?;
+        let background = match options.background_threads {
+            0 => None,
+            n => {
+                let bg = Background::start(
+                    &mut engine,
+                    n,
+                    options.memtable_bytes,
+                    options.slowdown_tables,
+                    options.stop_tables,
+                );
+                Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
+            }
+        };
+        let mut db = Db::new(engine, options, Some(lock), dir);
+        db.background = background;
+        // Compactions a database opened with many tables is due for start now.
+        if let Some(bg) = &mut db.background {
+            bg.after_write(&mut db.engine)?;
+        }
+        Ok(db)
     }
 
     /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
@@ -175,6 +202,7 @@ impl Db {
             rows: RowCache::new(options.row_cache_bytes),
             closed: false,
             evicted_seen: 0,
+            background: None,
             _lock: lock,
             dir,
         }
@@ -195,10 +223,20 @@ impl Db {
         &mut self,
         write: impl FnOnce(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Result<(), Error> {
-        let written = write(&mut self.engine);
-        // Also after a failed write: eviction may have run before it gave up.
+        let admitted = match &mut self.background {
+            Some(bg) => bg.before_write(&mut self.engine),
+            None => Ok(()),
+        };
+        let written = admitted.and_then(|()| write(&mut self.engine).map_err(Error::from));
+        let scheduled = match &mut self.background {
+            Some(bg) if written.is_ok() => bg.after_write(&mut self.engine),
+            _ => Ok(()),
+        };
+        // Also after a failed write: eviction may have run before it gave up (and an installed
+        // compaction may have evicted too).
         self.forget_evicted();
         written?;
+        scheduled?;
         self.after_write()
     }
 
@@ -425,6 +463,11 @@ impl Db {
 
     /// Makes every acknowledged write durable.
     pub fn sync(&mut self) -> Result<(), Error> {
+        if let Some(bg) = &mut self.background {
+            let collected = bg.collect(&mut self.engine);
+            self.forget_evicted();
+            collected?;
+        }
         self.engine.sync()?;
         self.last_sync = Instant::now();
         Ok(())
@@ -432,9 +475,14 @@ impl Db {
 
     /// Writes the MemTables to SSTables and retires the WAL.
     pub fn flush(&mut self) -> Result<(), Error> {
-        let flushed = self.engine.flush();
+        let flushed = self.engine.flush().map_err(Error::from);
+        let scheduled = match &mut self.background {
+            Some(bg) => bg.after_write(&mut self.engine),
+            None => Ok(()),
+        };
         self.forget_evicted();
         flushed?;
+        scheduled?;
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -443,6 +491,12 @@ impl Db {
     /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+
+    /// What the background compaction threads have done since open, and how long writes waited
+    /// for them ([`Options::slowdown_tables`], [`Options::stop_tables`]); all zero without them.
+    pub fn background_stats(&self) -> BackgroundStats {
+        self.background.as_ref().map(Background::stats).unwrap_or_default()
     }
 
     /// Counters and sizes of the row cache ([`Options::row_cache_bytes`]).
@@ -473,14 +527,31 @@ impl Db {
     /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
     /// sync failed (what was acknowledged since the last good sync may then be lost).
     pub fn close(mut self) -> Result<(), Error> {
+        let stopped = self.stop_background();
         let synced = if self.is_read_only() { Ok(()) } else { self.engine.sync() };
         self.closed = true;
+        stopped?;
         synced.map_err(Error::from)
+    }
+
+    /// Stops the compaction threads: a merge in progress is given up (its `.tmp` removed),
+    /// complete ones are installed; the threads are joined. Returns a background failure.
+    fn stop_background(&mut self) -> Result<(), Error> {
+        match self.background.take() {
+            Some(mut bg) => {
+                let stopped = bg.shut_down(&mut self.engine);
+                self.forget_evicted();
+                stopped
+            }
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Joins the compaction threads before any file handle or the lock goes.
+        let _ = self.stop_background();
         if !self.closed && !self.is_read_only() {
             // Relaxed modes: a clean close makes everything durable. Errors cannot be reported
             // here; `close` reports them.

@@ -225,7 +225,8 @@ impl<F> Execution<F> {
     }
 
     /// Advances the merge by up to `budget` records ([`Merge`] says what that bounds); `true`
-    /// once the output is complete. After an error, [`Execution::abandon`] it.
+    /// once the output is complete. After an error, [`Execution::abandon`] it; a storage
+    /// out of space ([`Storage::is_full`]) is [`Error::Full`], as for a compaction inline.
     pub fn step<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
@@ -242,7 +243,8 @@ impl<F> Execution<F> {
             wal_covered: self.plan.wal_covered,
             replaces_from: self.plan.replaces_from,
         };
-        self.footer = self.merge.step(storage, &mut self.inputs, out, scratch, budget)?;
+        let stepped = self.merge.step(storage, &mut self.inputs, out, scratch, budget);
+        self.footer = stepped.map_err(|e| full_if_full(storage, e))?;
         Ok(self.footer.is_some())
     }
 
@@ -254,7 +256,8 @@ impl<F> Execution<F> {
     ) -> Result<Result<Compacted<F>, Self>, Error<S::Error>> {
         let Some(footer) = self.footer else { return Ok(Err(self)) };
         let Execution { plan, mut out, .. } = self;
-        storage.sync(&mut out).storage()?;
+        // Nothing depends on the output yet: out of space here only skips the compaction.
+        storage.sync(&mut out).map_err(|e| no_space(storage, e))?;
         Ok(Ok(Compacted { plan, file: out, footer }))
     }
 
@@ -270,6 +273,14 @@ impl<F> Execution<F> {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// `error`, or [`Error::Full`] when it is the storage's "out of space".
+fn full_if_full<S: Storage>(storage: &S, error: Error<S::Error>) -> Error<S::Error> {
+    match error {
+        Error::Storage(e) => no_space(storage, e),
+        other => other,
     }
 }
 
