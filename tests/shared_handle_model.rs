@@ -219,6 +219,10 @@ fn run(durability: Durability, ops: u64, seed: u64) {
         stats.compactions
     );
     assert!(stats.flushes > 0, "the MemTables must have rotated under the readers");
+    // Compactions ran on the background threads (the default), beside the readers and writers.
+    let bg = db.background_stats();
+    eprintln!("{durability:?}: {bg:?}");
+    assert!(bg.installed > 0 && bg.installed == stats.compactions, "{bg:?}, {stats:?}");
     let db = Arc::into_inner(db).expect("every thread is done");
     db.close().unwrap();
     let db = Db::open_with(dir.path(), options).unwrap();

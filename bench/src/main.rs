@@ -43,7 +43,8 @@ USAGE: minivault-bench [OPTIONS]
   --engines LIST         comma-separated, from: minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc
                          (default: every compiled-in engine), and the opt-in MiniVaultDB variants
                          minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
-                         steps, or not at all)
+                         steps, or not at all) and minivault-inline (compactions inside writes,
+                         no background threads)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,fillsync,fillbatch,reopen, and on one shared
                          handle fillsync1,fillsync4,fillsync16 (durable puts by 1/4/16 threads)

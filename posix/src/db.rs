@@ -9,6 +9,7 @@
 //!  Db ─ state: Mutex ─ the engine (MemTables, WAL, SSTables), its read buffer, the ticket count
 //!     ─ rows:  Mutex ─ the row cache
 //!     ─ commit       ─ the group-commit hand-off (crate::group_commit)
+//!     ─ (in state)   ─ the compaction workers' writer side (crate::background)
 //! ```
 //!
 //! - A **write** takes the engine's lock to append its WAL record (handed to the OS, not
@@ -22,11 +23,16 @@
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
 //!   MemTables and SSTables, and caches the row before letting the lock go: a write cannot
 //!   slip between the engine's answer and the cache's copy of it.
+//! - **Compactions** run on background threads ([`Options::background_threads`], default 2;
+//!   `crate::background`): a write installs what they finished and hands them what is due,
+//!   under the engine's lock; their merges run without it. A write held back at
+//!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
-//!   MemTable rotation (with the sync of the old WAL) and the flush and compaction it triggers,
-//!   [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache, or
-//!   `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
-//!   `fdatasync`.
+//!   MemTable rotation (with the sync of the old WAL) and the flush it triggers, a compaction's
+//!   install (rename, directory sync, removals), inline compactions when `background_threads`
+//!   is 0, [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache,
+//!   or `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
+//!   `fdatasync`, a background merge, or a write's wait at the thresholds.
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -39,16 +45,22 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use minivault_core::names::{file_name, FileKind};
 
+use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
+
+/// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
+/// looks again (a wake-up can be missed; see [`Background::reported`]).
+const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
 pub fn now_millis() -> u64 {
@@ -68,6 +80,11 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
         read_only: options.read_only,
         max_bytes: options.max_bytes,
         when_full: options.when_full,
+        compaction: if options.background_threads > 0 && !options.read_only {
+            minivault_core::CompactionMode::External
+        } else {
+            minivault_core::CompactionMode::Inline
+        },
         ..minivault_core::Config::with_sync(sync)
     };
     Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
@@ -130,6 +147,8 @@ struct State {
     /// When the WAL was last synced (for [`Durability::Periodic`]).
     last_sync: Instant,
     sync_hook: Option<WalSyncHook>,
+    /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
+    background: Option<Background>,
 }
 
 /// An open database directory.
@@ -259,8 +278,28 @@ impl Db {
                 open_err(e)
             }
         })?;
-        let engine = open_engine(storage, &options)?;
-        Ok(Db::new(engine, options, Some(lock), dir))
+        let mut engine = open_engine(storage, &options)?;
+        let background = match options.background_threads {
+            0 => None,
+            n => {
+                let bg = Background::start(
+                    &mut engine,
+                    n,
+                    options.memtable_bytes,
+                    options.slowdown_tables,
+                    options.stop_tables,
+                );
+                Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
+            }
+        };
+        let mut db = Db::new(engine, options, Some(lock), dir);
+        let state = db.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.background = background;
+        // Compactions a database opened with many tables is due for start now.
+        if let Some(bg) = &mut state.background {
+            bg.after_write(&mut state.engine)?;
+        }
+        Ok(db)
     }
 
     /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
@@ -288,6 +327,7 @@ impl Db {
                 appended: 0,
                 last_sync: Instant::now(),
                 sync_hook: None,
+                background: None,
             }),
             rows_enabled: !rows.is_disabled(),
             rows: Mutex::new(rows),
@@ -326,14 +366,21 @@ impl Db {
         write: impl FnOnce(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Result<(), Error> {
         let ticket = {
-            let mut state = self.state();
+            let mut guard = self.admit()?;
+            let state = &mut *guard;
             if self.rows_enabled {
                 forget(&mut self.rows());
             }
             let written = write(&mut state.engine);
-            // Also after a failed write: eviction may have run before it gave up.
-            self.forget_evicted(&mut state);
+            let scheduled = match &mut state.background {
+                Some(bg) if written.is_ok() => bg.after_write(&mut state.engine),
+                _ => Ok(()),
+            };
+            // Also after a failed write: eviction may have run before it gave up (and an
+            // installed compaction may have evicted too).
+            self.forget_evicted(state);
             written?;
+            scheduled?;
             state.appended += 1;
             let due = match self.options.durability {
                 Durability::Always => true,
@@ -347,6 +394,56 @@ impl Db {
             Some(ticket) => self.sync_through(ticket),
             None => Ok(()),
         }
+    }
+
+    /// The engine's lock for a write, once the background compactions let it in: installs what
+    /// the workers finished (returning a background failure, which has poisoned the engine),
+    /// then holds the write back while the tables are at the thresholds: at
+    /// [`Options::slowdown_tables`] it sleeps [`SLOWDOWN`] once, at [`Options::stop_tables`] it
+    /// waits for compactions until the tables are below it. Both waits let the lock go, so reads
+    /// and group commits go on meanwhile. Without background threads: the lock, at once.
+    fn admit(&self) -> Result<MutexGuard<'_, State>, Error> {
+        let mut guard = self.state();
+        let mut slept = false;
+        let mut stopped: Option<Instant> = None;
+        let admitted = loop {
+            let state = &mut *guard;
+            let Some(bg) = &mut state.background else { break Ok(()) };
+            let collected = bg.collect(&mut state.engine);
+            self.forget_evicted(state);
+            if let Err(e) = collected {
+                break Err(e);
+            }
+            let Some(bg) = &mut state.background else { break Ok(()) };
+            match bg.pressure(&state.engine) {
+                Pressure::Stop => {
+                    match bg.press(&mut state.engine) {
+                        Ok(true) => {}
+                        // Nothing runs and nothing can be planned: the write goes ahead.
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                    stopped.get_or_insert_with(Instant::now);
+                    let reported = bg.reported();
+                    guard =
+                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                Pressure::Slow if !slept && stopped.is_none() => {
+                    drop(guard);
+                    thread::sleep(SLOWDOWN);
+                    slept = true;
+                    guard = self.state();
+                    if let Some(bg) = &mut guard.background {
+                        bg.note_stall(Pressure::Slow, SLOWDOWN);
+                    }
+                }
+                Pressure::Slow | Pressure::None => break Ok(()),
+            }
+        };
+        if let (Some(started), Some(bg)) = (stopped, &mut guard.background) {
+            bg.note_stall(Pressure::Stop, started.elapsed());
+        }
+        admitted.map(|()| guard)
     }
 
     /// Returns once a sync covers every WAL record up to `ticket`: the group commit.
@@ -606,7 +703,13 @@ impl Db {
     /// meanwhile, share one `fdatasync` (the group commit); readers are not held up by it.
     pub fn sync(&self) -> Result<(), Error> {
         let ticket = {
-            let mut state = self.state();
+            let mut guard = self.state();
+            let state = &mut *guard;
+            if let Some(bg) = &mut state.background {
+                let collected = bg.collect(&mut state.engine);
+                self.forget_evicted(state);
+                collected?;
+            }
             if state.engine.is_poisoned() || self.read_only {
                 // The engine's own answer: Poisoned, or ReadOnly.
                 state.engine.sync()?;
@@ -618,10 +721,16 @@ impl Db {
 
     /// Writes the MemTables to SSTables and retires the WAL.
     pub fn flush(&self) -> Result<(), Error> {
-        let mut state = self.state();
-        let flushed = state.engine.flush();
-        self.forget_evicted(&mut state);
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let flushed = state.engine.flush().map_err(Error::from);
+        let scheduled = match &mut state.background {
+            Some(bg) => bg.after_write(&mut state.engine),
+            None => Ok(()),
+        };
+        self.forget_evicted(state);
         flushed?;
+        scheduled?;
         state.last_sync = Instant::now();
         Ok(())
     }
@@ -630,6 +739,22 @@ impl Db {
     /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
         self.state().engine.stats()
+    }
+
+    /// What the background compaction threads have done since open, and how long writes waited
+    /// for them ([`Options::slowdown_tables`], [`Options::stop_tables`]); all zero without them.
+    pub fn background_stats(&self) -> BackgroundStats {
+        self.state().background.as_ref().map(Background::stats).unwrap_or_default()
+    }
+
+    /// Makes the compaction threads wait before each step of their merges (`true`) or go on
+    /// (`false`): for tests that need a merge to stay in progress. A paused merge still gives
+    /// up at close.
+    #[doc(hidden)]
+    pub fn pause_background(&self, paused: bool) {
+        if let Some(bg) = &self.state().background {
+            bg.pause(paused);
+        }
     }
 
     /// Counters and sizes of the row cache ([`Options::row_cache_bytes`]).
@@ -674,9 +799,30 @@ impl Db {
     /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
     /// sync failed (what was acknowledged since the last good sync may then be lost).
     pub fn close(mut self) -> Result<(), Error> {
+        let stopped = self.stop_background();
         let synced = if self.is_read_only() { Ok(()) } else { self.final_sync() };
         self.closed = true;
+        stopped?;
         synced.map_err(Error::from)
+    }
+
+    /// Stops the compaction threads: a merge in progress is given up (its `.tmp` removed),
+    /// complete ones are installed; the threads are joined. Returns a background failure. Only
+    /// from close and drop, when the handle is ours alone.
+    fn stop_background(&mut self) -> Result<(), Error> {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        match state.background.take() {
+            Some(mut bg) => {
+                let stopped = bg.shut_down(&mut state.engine);
+                let evicted = state.engine.stats().evicted_tables;
+                if evicted != state.evicted_seen {
+                    state.evicted_seen = evicted;
+                    self.rows.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+                }
+                stopped
+            }
+            None => Ok(()),
+        }
     }
 
     /// The sync of close and drop: through the engine, which is ours alone by now.
@@ -705,6 +851,8 @@ fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Joins the compaction threads before any file handle or the lock goes.
+        let _ = self.stop_background();
         if !self.closed && !self.is_read_only() {
             // Relaxed modes: a clean close makes everything durable. Errors cannot be reported
             // here; `close` reports them.

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod background;
 mod db;
 mod error;
 mod group_commit;
@@ -64,6 +65,7 @@ pub mod row_cache;
 #[doc(hidden)]
 pub mod storage;
 
+pub use background::{BackgroundStats, SLOWDOWN};
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
 pub use minivault_core::{

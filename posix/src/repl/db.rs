@@ -107,9 +107,10 @@ impl ReplBackend for Db {
         }
         let _ = writeln!(
             out,
-            "memory     at most {} (2 MemTables of {}, page cache {}, row cache {})",
+            "memory     at most {} (2 MemTables of {}, {} merge buffers as large, page cache {}, row cache {})",
             human_bytes(o.memory_bytes()),
             human_bytes(o.memtable_bytes as u64),
+            if o.read_only { 0 } else { o.background_threads },
             human_bytes(o.cache_bytes as u64),
             human_bytes(o.row_cache_bytes as u64),
         );

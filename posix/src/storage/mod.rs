@@ -137,6 +137,39 @@ impl PosixStorage {
             .map(|fd| (name.to_owned(), WalSyncHandle(Arc::new(fd))));
     }
 
+    /// A second handle on the same directory, for another thread, with a read cache of its own
+    /// of `cache_bytes` (the background compaction of [`crate::Db`] runs on one: its merges read
+    /// every input page once, and must not push the hot set out of the reads' cache). Its own
+    /// directory descriptor (a `dup`), the same read-only flag.
+    ///
+    /// Pages are keyed by device and inode, and a file's writes invalidate only the cache of
+    /// the handle that wrote it: a file written through one handle must be opened through the
+    /// other with [`PosixStorage::open_fresh`], and [`PosixStorage::clear_cache`] forgets what
+    /// a cache may hold of files removed since (their inode numbers are reused).
+    pub fn second_handle(&self, cache_bytes: usize) -> io::Result<Self> {
+        Ok(Self {
+            path: self.path.clone(),
+            dir: self.dir.try_clone()?,
+            cache: Arc::new(Mutex::new(PageCache::new(cache_bytes))),
+            read_only: self.read_only,
+            // Compaction workers write tables, never a WAL.
+            wal_handle: None,
+        })
+    }
+
+    /// Opens the existing file `name` after dropping any page this storage's cache holds for
+    /// its inode: for a file written through another handle ([`PosixStorage::second_handle`]).
+    pub fn open_fresh(&mut self, name: &str) -> io::Result<PosixFile> {
+        let file = self.open(name)?;
+        lock(&self.cache).forget(file.key);
+        Ok(file)
+    }
+
+    /// Drops every page of the read cache.
+    pub fn clear_cache(&mut self) {
+        lock(&self.cache).clear();
+    }
+
     /// True when opened with [`PosixStorage::open_dir_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.read_only
