@@ -9,12 +9,24 @@
 #                                    writes to target/bench-quick/ unless --out/--doc are given
 #   scripts/bench.sh --with-1e7      the full run plus 10^7 keys: one round of MiniVaultDB, fjall,
 #                                    RocksDB and the raw baselines on the workloads the aims name
-#                                    (+ readrandom, readmissing): ~30 min more (all of it: hours)
+#                                    (+ readrandom, readmissing and the four scans): ~40 min more
+#                                    (all of it: hours)
 #   scripts/bench.sh --wal-preallocation
 #                                    MiniVaultDB with its default WAL preallocation step, 64 KiB
 #                                    steps and none, beside the raw log baselines: fillsync and
 #                                    fillrandom at 10^5 keys, 5 rounds (~3 min; no peers);
 #                                    writes docs/bench/wal-preallocation/
+#   scripts/bench.sh --scans         the ordered reads only (readseq, readreverse, seekrandom,
+#                                    prefix100) at 10^5 and 10^6 keys, every engine incl. RocksDB
+#                                    (the raw baselines say n/a), 3 interleaved rounds; with
+#                                    --with-1e7 also 10^7 keys for MiniVaultDB, fjall and RocksDB
+#                                    (1 round); writes docs/bench/scans/
+#   scripts/bench.sh --ab BASE_BIN   two builds side by side: BASE_BIN (a minivault-bench built
+#                                    from an older commit) and this tree's (or AB_MAIN=BIN),
+#                                    alternated round by round (AB_ROUNDS, default 8), MiniVaultDB
+#                                    and fjall (the anchor), fillrandom, readrandom, fillsync and
+#                                    fillbatch at 10^6 keys; writes AB_OUT (default
+#                                    docs/bench/refactor/): base.tsv, main.tsv, log.txt, README.md
 #   scripts/bench.sh --no-rocksdb    skip RocksDB (no C++ build, no libclang needed)
 #   scripts/bench.sh --report-only   rebuild the report and charts from docs/bench/results.tsv
 #   scripts/bench.sh ... -- ARGS     pass ARGS on to minivault-bench (see --help), e.g.
@@ -39,7 +51,9 @@ while [ $# -gt 0 ]; do
     --rocksdb) rocksdb=1 ;;
     --report-only) report_only=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --scans) mode=scans ;;
+    --ab) mode=ab; rocksdb=0; shift; ab_base="${1:?--ab needs the minivault-bench binary of the base build}" ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -53,8 +67,10 @@ have_libclang() {
 [ "$report_only" = 1 ] && rocksdb=0
 
 features="fjall,redb,sled"
-# The preallocation comparison runs MiniVaultDB and the raw baselines only.
+# The preallocation comparison runs MiniVaultDB and the raw baselines only; the A/B comparison
+# MiniVaultDB and fjall.
 [ "$mode" = walpre ] && features=""
+[ "$mode" = ab ] && features="fjall"
 if [ "$rocksdb" = 1 ]; then
   # The rocksdb crate generates its bindings with bindgen, which needs libclang.
   if ! have_libclang; then
@@ -89,7 +105,51 @@ if [ "$report_only" = 1 ]; then
   exec "$bin" --report-only --out docs/bench --doc docs/BENCHMARKS.md "${extra[@]}"
 fi
 
-if [ "$mode" = walpre ]; then
+if [ "$mode" = ab ]; then
+  # Each round runs both builds back to back (which goes first alternates), each with one
+  # round of both engines (their order alternates too), on fresh data in the same --dir.
+  main_bin="${AB_MAIN:-$bin}"
+  rounds="${AB_ROUNDS:-8}"
+  out="${AB_OUT:-docs/bench/refactor}"
+  tmp="$data/ab-runs"
+  mkdir -p "$out"
+  rm -rf "$tmp"
+  : >"$out/base.tsv"
+  : >"$out/main.tsv"
+  {
+    echo "# scripts/bench.sh --ab $ab_base (AB_MAIN=${AB_MAIN:-this tree}, AB_ROUNDS=$rounds) ${extra[*]}"
+    echo "# base: $ab_base ($(stat -c '%y' "$ab_base"))"
+    echo "# main: $main_bin ($(stat -c '%y' "$main_bin"))"
+    echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, --dir $data"
+  } >"$out/log.txt"
+  for r in $(seq 1 "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then order="base main"; engines="minivault,fjall"; else order="main base"; engines="fjall,minivault"; fi
+    for build in $order; do
+      if [ "$build" = base ]; then b="$ab_base"; else b="$main_bin"; fi
+      echo "round $r $build engines=$engines load=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%H:%M:%S)" | tee -a "$out/log.txt" >&2
+      "$b" --engines "$engines" --keys 1000000 --workloads fillrandom,readrandom,fillsync,fillbatch \
+        --rounds 1 --sstables 0 --max-secs 8 --sync-ops 50000 --dir "$data/ab" \
+        --out "$tmp/$build-$r" --doc "$tmp/$build-$r/report.md" --label "ab $build round $r" "${extra[@]}" \
+        2>>"$out/log.txt"
+      grep '^ROW' "$tmp/$build-$r/results.tsv" | sed "s/\tround=0\t/\tround=$r\t/" >>"$out/$build.tsv"
+    done
+  done
+  echo "done $(date -u +%H:%M:%S) load=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/log.txt"
+  rm -rf "$tmp" "$data/ab"
+  exec "$bin" --ab-report "$out" --label "${AB_LABELS:-base,main}"
+fi
+
+if [ "$mode" = scans ]; then
+  keys=100000,1000000
+  large=()
+  if [ "$big" = 1 ]; then
+    keys="$keys,10000000"
+    large=(--large-scale 10000000 --large-rounds 1 --large-engines minivault,fjall,rocksdb)
+  fi
+  args=("${large[@]}" --keys "$keys" --rounds 3 --workloads readseq,readreverse,seekrandom,prefix100
+        --max-secs 5 --sstables 0 --out docs/bench/scans --doc docs/bench/scans/README.md
+        --label "scans (scripts/bench.sh --scans$([ "$big" = 1 ] && echo ' --with-1e7'))")
+elif [ "$mode" = walpre ]; then
   engines="minivault,minivault-walpre64k,minivault-walpre0,rawfile,rawprealloc"
   args=(--keys 100000 --rounds 5 --workloads fillsync,fillrandom --max-secs 5 --sync-ops 20000
         --sstables 0 --out docs/bench/wal-preallocation --doc docs/bench/wal-preallocation/README.md
@@ -104,7 +164,7 @@ else
   if [ "$big" = 1 ]; then
     keys="$keys,10000000"
     large=(--large-scale 10000000 --large-rounds 1 --large-engines minivault,fjall,rocksdb,rawfile,rawprealloc
-           --large-workloads fillrandom,readrandom,readmissing,readhot,fillsync,fillbatch)
+           --large-workloads fillrandom,readrandom,readmissing,readhot,readseq,readreverse,seekrandom,prefix100,fillsync,fillbatch)
   fi
   args=("${large[@]}" --keys "$keys" --rounds 3 --max-secs 5 --sync-ops 20000 --reopen-keys 100000
         --sstables 128 --sst-keys 4000 --out docs/bench --doc docs/BENCHMARKS.md

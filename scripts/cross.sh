@@ -8,13 +8,16 @@
 #      FIRMWARE_BOARDS; it exits 0 only when every check passed;
 #   3. the `minivault` binary, its crate's tests and the root examples for aarch64 and armv7
 #      Linux, run under qemu-user, plus a REPL session whose output must be exactly "OK\n1\n";
+#   4. the C API (capi/: libminivault.a and .so) for aarch64 and armv7 Linux, with the C example
+#      (examples/c/telemetry.c) and the C test program (capi/tests/c/test_minivault.c) built by
+#      the target's gcc against the static library and run under qemu-user;
 #
 # then prints a Markdown table of what was built, run and passed, and the firmware's sizes.
 #
-# Usage: scripts/cross.sh [--skip-setup] [--with-defmt-print] [--only core|firmware|linux]...
+# Usage: scripts/cross.sh [--skip-setup] [--with-defmt-print] [--only core|firmware|linux|capi]...
 #   --skip-setup        do not run scripts/cross-setup.sh (the toolchain is already installed)
 #   --with-defmt-print  let cross-setup install defmt-print, to decode the defmt firmware's log
-#   --only PART         run only this part (repeatable); the default is all three
+#   --only PART         run only this part (repeatable); the default is all four
 # Environment:
 #   FIRMWARE_BOARDS  boards to run the firmware on (default "lm3s6965 netduino2")
 #   FIRMWARE_XFAIL   boards whose firmware is known to fail (default: none, every board counts).
@@ -40,15 +43,15 @@ while [ $# -gt 0 ]; do
     --skip-setup) SETUP=0 ;;
     --with-defmt-print) SETUP_ARGS+=(--with-defmt-print) ;;
     --only)
-      [ $# -ge 2 ] || { echo "cross.sh: --only needs core, firmware or linux" >&2; exit 2; }
-      case "$2" in core|firmware|linux) PARTS+=("$2") ;; *) echo "cross.sh: unknown part $2" >&2; exit 2 ;; esac
+      [ $# -ge 2 ] || { echo "cross.sh: --only needs core, firmware, linux or capi" >&2; exit 2; }
+      case "$2" in core|firmware|linux|capi) PARTS+=("$2") ;; *) echo "cross.sh: unknown part $2" >&2; exit 2 ;; esac
       shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "cross.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
-[ ${#PARTS[@]} -gt 0 ] || PARTS=(core firmware linux)
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(core firmware linux capi)
 want() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 
 FIRMWARE_BOARDS=${FIRMWARE_BOARDS-lm3s6965 netduino2}
@@ -254,6 +257,52 @@ if want linux; then
       fi
     done
     rm -rf "$repl_dir"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. The C API on ARM Linux: the static library cross-built by cargo, the C programs by the
+#    target's gcc, run under qemu-user.
+if want capi; then
+  echo "== the C API on ARM Linux under qemu-user (capi/, examples/c/telemetry.c)"
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+  LX="$OUT/linux"
+  for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+    case "$target" in
+      aarch64-*) qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu); xcc=aarch64-linux-gnu-gcc ;;
+      armv7-*) qemu=(qemu-arm -L /usr/arm-linux-gnueabihf); xcc=arm-linux-gnueabihf-gcc ;;
+    esac
+    lib="$LX/$target/debug"
+    if ! step "capi-$target-build" env CARGO_TARGET_DIR="$LX" "${CARGO[@]}" build --target "$target" \
+        -Zbuild-std=std,panic_abort -p minivault-capi; then
+      row "$target" "C API: \`libminivault.a\` + \`.so\`" FAILED "–" "–"; fail "$target capi build"; continue
+    fi
+    # Rust's std in a static library needs these from the C library (as on the host).
+    c_build() { "$xcc" -std=c11 -Wall -Wextra -Werror -O2 -pthread -I capi/include "$1" "$lib/libminivault.a" \
+      -lpthread -ldl -lm -o "$2"; }
+    if step "capi-$target-build-c" c_build examples/c/telemetry.c "$lib/telemetry-c" &&
+       step "capi-$target-build-c-test" c_build capi/tests/c/test_minivault.c "$lib/test_minivault"; then
+      row "$target" "C API: \`libminivault.a\`, C example and test program (\`$xcc\`)" yes "–" "–"
+    else
+      row "$target" "C API: \`libminivault.a\`, C example and test program (\`$xcc\`)" FAILED "–" "–"
+      fail "$target capi C build"; continue
+    fi
+    c_dir=$(mktemp -d)
+    if step "capi-$target-telemetry" "${qemu[@]}" "$lib/telemetry-c" "$c_dir/telemetry" &&
+       [ "$(tail -n 1 "$LOGS/capi-$target-telemetry.log")" = "reopened: every reading checked, the expired alarm is gone" ]; then
+      row "$target" "C example \`examples/c/telemetry.c\` under ${qemu[0]}" "–" yes PASS \
+        "$(sed -n 3p "$LOGS/capi-$target-telemetry.log" | cut -c1-90)"
+    else
+      row "$target" "C example \`examples/c/telemetry.c\` under ${qemu[0]}" "–" yes FAILED; fail "$target C example"
+    fi
+    mkdir -p "$c_dir/scratch"
+    if step "capi-$target-c-test" "${qemu[@]}" "$lib/test_minivault" "$c_dir/scratch"; then
+      row "$target" "C test program under ${qemu[0]}" "–" yes PASS "$(tail -n 1 "$LOGS/capi-$target-c-test.log")"
+    else
+      row "$target" "C test program under ${qemu[0]}" "–" yes FAILED; fail "$target C test program"
+    fi
+    rm -rf "$c_dir"
   done
 fi
 

@@ -8,3 +8,4 @@ pub use minivault;
 pub use minivault_core;
 
 pub mod fault;
+pub mod mosquitto;

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -58,6 +59,53 @@ pub struct EngineStats {
     pub compactions: u64,
 }
 
+/// What a scan hands each entry to: its key and value; `false` stops the scan.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> bool + 'a;
+
+/// What an engine without ordered reads answers a scan with (the raw baselines: a hash index).
+pub const NO_ORDERED_READS: &str = "no ordered reads (a hash index)";
+
+/// Drives an engine's own iterator of `(key, value)` results through `visit`, at most `limit`
+/// entries; returns how many entries `visit` saw.
+fn visit_items<K, V, E>(
+    items: impl Iterator<Item = std::result::Result<(K, V), E>>,
+    limit: u64,
+    visit: &mut Visit<'_>,
+) -> Result<u64>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let mut seen = 0u64;
+    for item in items {
+        if seen >= limit {
+            break;
+        }
+        let (k, v) = item.map_err(err("scan"))?;
+        seen += 1;
+        if !visit(k.as_ref(), v.as_ref()) {
+            break;
+        }
+    }
+    Ok(seen)
+}
+
+/// The smallest key above every key that starts with `prefix` (`None`: no such key, the
+/// prefix is empty or all `0xFF`): the upper bound of a prefix scan for engines that have no
+/// prefix iterator of their own.
+#[cfg(any(feature = "redb", feature = "rocksdb"))]
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// A key-value engine as the workloads see it.
 pub trait Engine {
     /// Stores `value` under `key` (durable on return in [`Mode::EveryWrite`]).
@@ -72,6 +120,26 @@ pub trait Engine {
     fn sync(&mut self) -> Result<()>;
     /// Engine counters, where the engine has them.
     fn stats(&self) -> Option<EngineStats> {
+        None
+    }
+    /// Ordered reads: visits up to `limit` entries in key order through the engine's own
+    /// iterator, from `start` up (ascending) or, when `reverse`, from `start` down (descending:
+    /// `start` then bounds the keys from above); returns how many entries `visit` saw.
+    /// Engines without ordered reads answer [`NO_ORDERED_READS`] (the default).
+    fn scan(&mut self, start: Bound<&[u8]>, limit: u64, reverse: bool, visit: &mut Visit<'_>) -> Result<u64> {
+        let _ = (start, limit, reverse, visit);
+        Err(NO_ORDERED_READS.into())
+    }
+    /// Ordered reads: visits every entry whose key starts with `prefix`, in key order, through
+    /// the engine's own prefix iterator; returns how many entries `visit` saw.
+    fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+        let _ = (prefix, visit);
+        Err(NO_ORDERED_READS.into())
+    }
+    /// The most memory the engine's configuration lets it hold while a scan of entries of
+    /// `entry_bytes` (key + value) runs, where the engine states such a bound (MiniVaultDB).
+    fn memory_budget(&self, entry_bytes: u64) -> Option<u64> {
+        let _ = entry_bytes;
         None
     }
 }
@@ -208,6 +276,30 @@ impl Engine for MiniVault {
     }
     fn sync(&mut self) -> Result<()> {
         self.db.sync().map_err(err("sync"))
+    }
+    fn scan(&mut self, start: Bound<&[u8]>, limit: u64, reverse: bool, visit: &mut Visit<'_>) -> Result<u64> {
+        // `Db::range`: a double-ended iterator of owned entries, fetched in growing batches.
+        if reverse {
+            visit_items(self.db.range::<&[u8], _>((Bound::Unbounded, start)).rev(), limit, visit)
+        } else {
+            visit_items(self.db.range::<&[u8], _>((start, Bound::Unbounded)), limit, visit)
+        }
+    }
+    fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+        visit_items(self.db.prefix(prefix), u64::MAX, visit)
+    }
+    fn memory_budget(&self, entry_bytes: u64) -> Option<u64> {
+        // The README's bound: 2 MemTables + page cache + row cache (`Options::memory_bytes`),
+        // the scan order buffer (4 B per key the MemTable can hold), and while a scan runs its
+        // read-ahead and one batch of owned entries (two `Vec`s each: 24 B headers and about
+        // 16 B of allocator overhead apiece).
+        let scan_batch = minivault::scan::MAX_BATCH as u64 * (entry_bytes + 2 * (24 + 16));
+        Some(
+            self.db.options().memory_bytes()
+                + 4 * self.db.stats().memtable_key_capacity as u64
+                + minivault::scan::MAX_READ_AHEAD as u64
+                + scan_batch,
+        )
     }
     fn stats(&self) -> Option<EngineStats> {
         let s = self.db.stats();
@@ -423,7 +515,9 @@ impl Drop for RawFile {
 #[cfg(any(feature = "fjall", feature = "redb", feature = "sled", feature = "rocksdb"))]
 mod peers {
     #[allow(unused_imports)]
-    use super::{err, Engine, EngineOptions, Mode, Result};
+    use super::{err, visit_items, Engine, EngineOptions, Mode, Result, Visit};
+    #[allow(unused_imports)]
+    use std::ops::Bound;
     #[allow(unused_imports)]
     use std::path::Path;
 
@@ -479,6 +573,25 @@ mod peers {
         fn sync(&mut self) -> Result<()> {
             self.db.persist(fjall::PersistMode::SyncData).map_err(err("persist"))
         }
+        fn scan(
+            &mut self,
+            start: Bound<&[u8]>,
+            limit: u64,
+            reverse: bool,
+            visit: &mut Visit<'_>,
+        ) -> Result<u64> {
+            // `Keyspace::range`: guards, each read out with `into_inner`.
+            if reverse {
+                let items = self.ks.range::<&[u8], _>((Bound::Unbounded, start)).rev();
+                visit_items(items.map(fjall::Guard::into_inner), limit, visit)
+            } else {
+                let items = self.ks.range::<&[u8], _>((start, Bound::Unbounded));
+                visit_items(items.map(fjall::Guard::into_inner), limit, visit)
+            }
+        }
+        fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+            visit_items(self.ks.prefix(prefix).map(fjall::Guard::into_inner), u64::MAX, visit)
+        }
     }
 
     #[cfg(feature = "redb")]
@@ -501,6 +614,15 @@ mod peers {
             tx.open_table(TABLE).map_err(err("open_table"))?;
             tx.commit().map_err(err("commit"))?;
             Ok(Redb { db, mode: opts.mode, read: None })
+        }
+        /// The table of the cached read transaction (begun after the last write).
+        fn table(&mut self) -> Result<&redb::ReadOnlyTable<&'static [u8], &'static [u8]>> {
+            if self.read.is_none() {
+                use redb::ReadableDatabase;
+                let tx = self.db.begin_read().map_err(err("begin_read"))?;
+                self.read = Some(tx.open_table(TABLE).map_err(err("open_table"))?);
+            }
+            self.read.as_ref().ok_or_else(|| "no read transaction".to_string())
         }
         fn write<F>(&mut self, durable: bool, f: F) -> Result<()>
         where
@@ -525,12 +647,7 @@ mod peers {
             self.write(durable, |t| t.insert(key, value).map(drop).map_err(err("insert")))
         }
         fn get(&mut self, key: &[u8]) -> Result<Option<usize>> {
-            if self.read.is_none() {
-                use redb::ReadableDatabase;
-                let tx = self.db.begin_read().map_err(err("begin_read"))?;
-                self.read = Some(tx.open_table(TABLE).map_err(err("open_table"))?);
-            }
-            let Some(t) = self.read.as_ref() else { return Ok(None) };
+            let t = self.table()?;
             Ok(t.get(key).map_err(err("get"))?.map(|g| g.value().len()))
         }
         fn delete(&mut self, key: &[u8]) -> Result<()> {
@@ -548,6 +665,55 @@ mod peers {
         fn sync(&mut self) -> Result<()> {
             self.write(true, |_| Ok(()))
         }
+        fn scan(
+            &mut self,
+            start: Bound<&[u8]>,
+            limit: u64,
+            reverse: bool,
+            visit: &mut Visit<'_>,
+        ) -> Result<u64> {
+            // `ReadOnlyTable::range` on the cached read transaction: access guards, read in place.
+            let t = self.table()?;
+            let bounds = if reverse { (Bound::Unbounded, start) } else { (start, Bound::Unbounded) };
+            let range = t.range::<&[u8]>(bounds).map_err(err("range"))?;
+            if reverse {
+                visit_guards(range.rev(), limit, visit)
+            } else {
+                visit_guards(range, limit, visit)
+            }
+        }
+        fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+            // redb has no prefix iterator: the range [prefix, the prefix's successor).
+            let t = self.table()?;
+            let end = super::prefix_end(prefix);
+            let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let range = t.range::<&[u8]>((Bound::Included(prefix), upper)).map_err(err("range"))?;
+            visit_guards(range, u64::MAX, visit)
+        }
+    }
+
+    #[cfg(feature = "redb")]
+    type RedbGuard = redb::AccessGuard<'static, &'static [u8]>;
+
+    /// [`super::visit_items`] for redb's guards, whose bytes are borrowed from the guard.
+    #[cfg(feature = "redb")]
+    fn visit_guards(
+        items: impl Iterator<Item = std::result::Result<(RedbGuard, RedbGuard), redb::StorageError>>,
+        limit: u64,
+        visit: &mut Visit<'_>,
+    ) -> Result<u64> {
+        let mut seen = 0u64;
+        for item in items {
+            if seen >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(err("scan"))?;
+            seen += 1;
+            if !visit(k.value(), v.value()) {
+                break;
+            }
+        }
+        Ok(seen)
     }
 
     /// sled 0.34 with its defaults. Its `flush` is not a reliable durability point (sled issue
@@ -599,6 +765,23 @@ mod peers {
         fn sync(&mut self) -> Result<()> {
             self.db.flush().map(drop).map_err(err("flush"))
         }
+        fn scan(
+            &mut self,
+            start: Bound<&[u8]>,
+            limit: u64,
+            reverse: bool,
+            visit: &mut Visit<'_>,
+        ) -> Result<u64> {
+            // `Tree::range`: a double-ended iterator of `IVec` pairs.
+            if reverse {
+                visit_items(self.db.range::<&[u8], _>((Bound::Unbounded, start)).rev(), limit, visit)
+            } else {
+                visit_items(self.db.range::<&[u8], _>((start, Bound::Unbounded)), limit, visit)
+            }
+        }
+        fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+            visit_items(self.db.scan_prefix(prefix), u64::MAX, visit)
+        }
     }
 
     /// RocksDB through the `rocksdb` crate: write buffer sized like MiniVaultDB's MemTable, LZ4
@@ -648,5 +831,182 @@ mod peers {
         fn sync(&mut self) -> Result<()> {
             self.db.flush_wal(true).map_err(err("flush_wal"))
         }
+        fn scan(
+            &mut self,
+            start: Bound<&[u8]>,
+            limit: u64,
+            reverse: bool,
+            visit: &mut Visit<'_>,
+        ) -> Result<u64> {
+            // The raw iterator (db_bench's): a seek, then `next` / `prev`, key and value
+            // borrowed from the iterator.
+            let mut it = self.db.raw_iterator();
+            let skip = match (start, reverse) {
+                (Bound::Unbounded, false) => {
+                    it.seek_to_first();
+                    None
+                }
+                (Bound::Unbounded, true) => {
+                    it.seek_to_last();
+                    None
+                }
+                (Bound::Included(k), false) | (Bound::Excluded(k), false) => {
+                    it.seek(k);
+                    matches!(start, Bound::Excluded(_)).then_some(k)
+                }
+                (Bound::Included(k), true) | (Bound::Excluded(k), true) => {
+                    it.seek_for_prev(k);
+                    matches!(start, Bound::Excluded(_)).then_some(k)
+                }
+            };
+            if let (Some(k), Some(at)) = (skip, it.key()) {
+                if at == k {
+                    step(&mut it, reverse);
+                }
+            }
+            let mut seen = 0u64;
+            while seen < limit {
+                let Some((k, v)) = it.item() else { break };
+                seen += 1;
+                if !visit(k, v) {
+                    break;
+                }
+                step(&mut it, reverse);
+            }
+            it.status().map_err(err("iterator"))?;
+            Ok(seen)
+        }
+        fn prefix(&mut self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<u64> {
+            // No prefix extractor is configured (`prefix_iterator` would need one): a raw
+            // iterator bounded above by the prefix's successor (`iterate_upper_bound`).
+            let mut opts = rocksdb::ReadOptions::default();
+            if let Some(end) = super::prefix_end(prefix) {
+                opts.set_iterate_upper_bound(end);
+            }
+            let mut it = self.db.raw_iterator_opt(opts);
+            it.seek(prefix);
+            let mut seen = 0u64;
+            while let Some((k, v)) = it.item() {
+                seen += 1;
+                if !visit(k, v) {
+                    break;
+                }
+                it.next();
+            }
+            it.status().map_err(err("iterator"))?;
+            Ok(seen)
+        }
+    }
+
+    #[cfg(feature = "rocksdb")]
+    fn step(it: &mut rocksdb::DBRawIterator<'_>, reverse: bool) {
+        if reverse {
+            it.prev();
+        } else {
+            it.next();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeySpace;
+
+    /// Every engine compiled in answers the scan workloads' questions alike.
+    #[test]
+    fn engines_scan_alike() {
+        let ks = KeySpace { n: 250, key_size: 16, value_size: 8, seed: 3 };
+        let key = |i: u64| {
+            let mut k = Vec::new();
+            ks.dense_key(i, &mut k);
+            k
+        };
+        let base = std::env::temp_dir().join(format!("minivault-bench-scan-test-{}", std::process::id()));
+        for name in ALL.iter().filter(|n| available(n) && !opt_in(n)) {
+            let dir = base.join(name);
+            let _ = fs::remove_dir_all(&dir);
+            // Small write buffers: MiniVaultDB flushes and compacts, so scans read SSTables and MemTables.
+            let opts = EngineOptions { mode: Mode::Relaxed, memtable_bytes: 4 << 10 };
+            let mut e = open(name, &dir, opts).unwrap();
+            let perm = ks.permutation(1);
+            let mut v = Vec::new();
+            for i in 0..ks.n {
+                let id = perm.at(i);
+                ks.value(id, 0, &mut v);
+                e.put(&key(id), &v).unwrap();
+            }
+            e.sync().unwrap();
+            if *name == "minivault" {
+                assert!(e.stats().is_some_and(|s| s.tables >= 1), "the scans should read SSTables");
+            }
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut collect = |k: &[u8], _: &[u8]| {
+                got.push(k.to_vec());
+                true
+            };
+            let scan = e.scan(Bound::Unbounded, 3, false, &mut collect);
+            if name.starts_with("raw") {
+                assert_eq!(scan, Err(NO_ORDERED_READS.to_string()), "{name}");
+                assert!(e.prefix(b"0", &mut |_, _| true).is_err(), "{name}");
+                continue;
+            }
+            assert_eq!(scan, Ok(3), "{name}");
+            assert_eq!(got, vec![key(0), key(1), key(2)], "{name}");
+            let mut all = Vec::new();
+            let n = e
+                .scan(Bound::Unbounded, u64::MAX, true, &mut |k, _| {
+                    all.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!(n, ks.n, "{name}");
+            assert_eq!(all, (0..ks.n).rev().map(key).collect::<Vec<_>>(), "{name}");
+            let mut seek = Vec::new();
+            let n = e
+                .scan(Bound::Included(&key(100)), 11, false, &mut |k, _| {
+                    seek.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!((n, seek), (11, (100..111).map(key).collect::<Vec<_>>()), "{name}");
+            let mut around = Vec::new();
+            e.scan(Bound::Excluded(&key(100)), 2, false, &mut |k, _| {
+                around.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            e.scan(Bound::Excluded(&key(100)), 2, true, &mut |k, _| {
+                around.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            assert_eq!(around, vec![key(101), key(102), key(99), key(98)], "{name}");
+            let mut p = Vec::new();
+            let expected = ks.group_prefix(1, &mut p);
+            let mut in_group = Vec::new();
+            let n = e
+                .prefix(&p, &mut |k, _| {
+                    in_group.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!(n, expected, "{name}");
+            assert_eq!(in_group, (100..200).map(key).collect::<Vec<_>>(), "{name}");
+            let stopped = e.scan(Bound::Unbounded, u64::MAX, false, &mut |_, _| false).unwrap();
+            assert_eq!(stopped, 1, "{name}: a visit that returns false stops the scan");
+            drop(e);
+            let _ = fs::remove_dir_all(&dir);
+        }
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    #[cfg(any(feature = "redb", feature = "rocksdb"))]
+    #[test]
+    fn prefix_end_is_the_successor() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
 }

@@ -73,6 +73,28 @@ impl KeySpace {
         self.key_raw(2 * i + 1, out);
     }
 
+    /// Writes key number `i` of the scan workloads' database, where every number `0..n` is
+    /// present (no gaps for missing keys): `i` in zero-padded decimal. The keys `100 m ..
+    /// 100 m + 99` share their first `key_size - 2` bytes, so that prefix names a group of
+    /// 100 keys ([`KeySpace::group_prefix`]).
+    pub fn dense_key(&self, i: u64, out: &mut Vec<u8>) {
+        self.key_raw(i, out);
+    }
+
+    /// Groups of 100 dense keys that are complete (at least one, which holds every key when
+    /// `n < 100`).
+    pub fn groups(&self) -> u64 {
+        (self.n / 100).max(1)
+    }
+
+    /// Writes the prefix of dense-key group `m`: the first `key_size - 2` bytes of dense key
+    /// `100 m`; returns how many keys of `0..n` carry it (100, or `n` when `n < 100`).
+    pub fn group_prefix(&self, m: u64, out: &mut Vec<u8>) -> u64 {
+        self.key_raw(100 * m, out);
+        out.truncate(self.key_size - 2);
+        self.n.saturating_sub(100 * m).min(100)
+    }
+
     fn key_raw(&self, k: u64, out: &mut Vec<u8>) {
         out.clear();
         let digits = k.to_string();
@@ -120,6 +142,24 @@ mod tests {
         ks.key(4, &mut b);
         assert_eq!(a, b"0000000000000006");
         assert!(a < m && m < b);
+    }
+
+    #[test]
+    fn a_group_prefix_holds_100_dense_keys() {
+        let ks = KeySpace { n: 1000, key_size: 16, value_size: 8, seed: 7 };
+        let (mut p, mut k) = (Vec::new(), Vec::new());
+        assert_eq!(ks.groups(), 10);
+        assert_eq!(ks.group_prefix(3, &mut p), 100);
+        assert_eq!(p, b"00000000000003");
+        let holding: Vec<u64> = (0..1000)
+            .filter(|&i| {
+                ks.dense_key(i, &mut k);
+                k.starts_with(&p)
+            })
+            .collect();
+        assert_eq!(holding, (300..400).collect::<Vec<_>>());
+        let few = KeySpace { n: 42, ..ks };
+        assert_eq!((few.groups(), few.group_prefix(0, &mut p)), (1, 42));
     }
 
     #[test]

@@ -46,9 +46,10 @@ USAGE: minivault-bench [OPTIONS]
                          steps, or not at all) and minivault-inline (compactions inside writes,
                          no background threads)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
-                         readhot,mixed,deleterandom,fillsync,fillbatch,reopen, and on one shared
-                         handle fillsync1,fillsync4,fillsync16 (durable puts by 1/4/16 threads)
-                         and readwhilewriting (4 reader threads, 1 writer) (default: all)
+                         readhot,mixed,deleterandom,readseq,readreverse,seekrandom,prefix100,
+                         fillsync,fillbatch,reopen, and on one shared handle fillsync1,fillsync4,
+                         fillsync16 (durable puts by 1/4/16 threads) and readwhilewriting (4 reader
+                         threads, 1 writer) (default: all)
   --rounds R             rounds per scale; medians are reported (default 3)
   --large-scale N        scales of N keys or more run --large-rounds rounds of --large-engines only
                          (default: off), so that 10^7 keys fits in an afternoon
@@ -57,7 +58,7 @@ USAGE: minivault-bench [OPTIONS]
   --large-workloads LIST workloads at large scales (default: all of --workloads)
   --memtable-mib M       write buffer of every engine, MiB (default 4, MiniVaultDB's default)
   --reads N              gets per read workload and ops of `mixed` (default: the key count)
-  --max-secs S           time cap of each read workload, `mixed` and `fillsync` (default 10)
+  --max-secs S           time cap of each read and scan workload, `mixed` and `fillsync` (default 10)
   --sync-ops N           cap on fillsync's puts (default 20000; it does keys/10 at most)
   --reopen-keys N        keys left in the WAL for `reopen` (default 100000)
   --sstables MAX         also sweep MiniVaultDB reads against 1..MAX SSTables (0 = off; default 128)
@@ -66,6 +67,10 @@ USAGE: minivault-bench [OPTIONS]
   --doc FILE             Markdown file whose generated block is replaced (default docs/BENCHMARKS.md)
   --label TEXT           names the run in the report (default: none)
   --report-only          rebuild the report and charts from DIR/results.tsv without running
+  --ab-report DIR        compare two builds run side by side (scripts/bench.sh --ab): reads
+                         DIR/base.tsv and DIR/main.tsv, writes the comparison into --doc's
+                         generated block (default DIR/README.md); --label names the builds
+                         (BASE,MAIN; default base,main)
   -h, --help             this text
 ";
 
@@ -95,6 +100,8 @@ struct Args {
     doc: PathBuf,
     label: String,
     report_only: bool,
+    ab_report: Option<PathBuf>,
+    doc_given: bool,
     // Internal (child processes).
     single_engine: Option<String>,
     reopen_writer: Option<String>,
@@ -132,6 +139,8 @@ impl Default for Args {
             doc: PathBuf::from("docs/BENCHMARKS.md"),
             label: String::new(),
             report_only: false,
+            ab_report: None,
+            doc_given: false,
             single_engine: None,
             reopen_writer: None,
             sstable_sweep: false,
@@ -181,9 +190,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("sstables") => a.sst_tables = p.value()?.parse()?,
             Long("sst-keys") => a.sst_keys = p.value()?.parse()?,
             Long("out") => a.out = p.value()?.into(),
-            Long("doc") => a.doc = p.value()?.into(),
+            Long("doc") => {
+                a.doc = p.value()?.into();
+                a.doc_given = true;
+            }
             Long("label") => a.label = p.value()?.parse()?,
             Long("report-only") => a.report_only = true,
+            Long("ab-report") => a.ab_report = Some(p.value()?.into()),
             Long("single-engine") => a.single_engine = Some(p.value()?.parse()?),
             Long("reopen-writer") => a.reopen_writer = Some(p.value()?.parse()?),
             Long("sstable-sweep") => a.sstable_sweep = true,
@@ -238,6 +251,15 @@ fn main() -> ExitCode {
     }
     if let Some(engine) = &a.single_engine {
         return child(&a, engine);
+    }
+    if let Some(dir) = &a.ab_report {
+        return match ab_report(&a, dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("minivault-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if a.sstable_sweep {
         let cfg = sstables::SweepConfig {
@@ -430,6 +452,19 @@ fn parent(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--ab-report DIR`: the two builds' rows side by side, into `--doc` (default DIR/README.md).
+fn ab_report(a: &Args, dir: &Path) -> Result<(), String> {
+    let (_, base) = report::read_results(&dir.join("base.tsv"))?;
+    let (_, main) = report::read_results(&dir.join("main.tsv"))?;
+    let labels = if a.label.is_empty() { "base,main".to_string() } else { a.label.clone() };
+    let (b, m) = labels.split_once(',').unwrap_or(("base", "main"));
+    let md = report::ab_markdown(b.trim(), m.trim(), &base, &main);
+    let doc = if a.doc_given { a.doc.clone() } else { dir.join("README.md") };
+    report::splice_into(&doc, &md)?;
+    eprintln!("wrote {}", doc.display());
+    Ok(())
+}
+
 /// The run's settings as (name, value) pairs for the report.
 fn settings(a: &Args) -> Vec<(String, String)> {
     let mut s = vec![
@@ -450,7 +485,7 @@ fn settings(a: &Args) -> Vec<(String, String)> {
     s.extend([
         ("write buffer (MemTable) per engine".into(), format!("{} MiB", a.memtable_bytes >> 20)),
         ("gets per read workload".into(), a.reads.map_or("= keys".to_string(), |r| r.to_string())),
-        ("time cap (reads, mixed, fillsync)".into(), format!("{} s", a.max_secs)),
+        ("time cap (reads, scans, mixed, fillsync)".into(), format!("{} s", a.max_secs)),
         ("fillsync puts".into(), format!("min(keys / 10, {})", a.sync_ops)),
         ("reopen keys".into(), format!("min(keys, {})", a.reopen_keys)),
     ]);

@@ -73,6 +73,11 @@ pub fn peak_rss_kib() -> u64 {
     status_kb("VmHWM")
 }
 
+/// Resident set size now, in KiB.
+pub fn rss_kib() -> u64 {
+    status_kb("VmRSS")
+}
+
 /// Resets the peak RSS to the current RSS (Linux ≥ 4.0: `echo 5 > /proc/self/clear_refs`), so
 /// each workload reports its own peak.
 pub fn reset_peak_rss() {

@@ -153,6 +153,10 @@ pub struct Agg {
     pub space_amp: Option<f64>,
     /// Peak RSS, MiB.
     pub rss_mib: f64,
+    /// Scan workloads: RSS before the engine opened, MiB.
+    pub base_rss_mib: Option<f64>,
+    /// Scan workloads: the engine's stated memory bound, MiB.
+    pub budget_mib: Option<f64>,
     /// Read system calls per operation.
     pub syscr_per_op: f64,
     /// MiniVaultDB: SSTables.
@@ -222,6 +226,8 @@ pub fn aggregate(rows: &[&Row]) -> Agg {
             }
         }),
         rss_mib: m(&|r| r.rss_kib as f64 / 1024.0),
+        base_rss_mib: mo(&|r| r.base_rss_kib.map(|k| k as f64 / 1024.0)),
+        budget_mib: mo(&|r| r.budget_kib.map(|k| k as f64 / 1024.0)),
         syscr_per_op: m(&|r| r.syscr as f64 / ops(r)),
         tables: mo(&|r| r.tables.map(|t| t as f64)),
         probes: mo(&|r| r.probes_per_get),
@@ -350,8 +356,10 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
     }
     s.push('\n');
 
-    // The issue's aims, read off this run.
-    if let (Some(&big), Some(&small)) = (scales.last(), scales.first()) {
+    // The issue's aims, read off this run (when it measured their workloads).
+    let aims_measured =
+        workloads.iter().any(|w| ["fillrandom", "fillbatch", "readhot", "fillsync"].contains(&w.as_str()));
+    if let (Some(&big), Some(&small), true) = (scales.last(), scales.first(), aims_measured) {
         let ops = |e: &str, w: &str| {
             t.get(&(big, e.to_string(), w.to_string())).filter(|a| a.error.is_none()).map(|a| a.ops_per_sec)
         };
@@ -401,6 +409,93 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
                 "| peak RSS flat from {} to {} keys | {a:.0} MiB → {b:.0} MiB | {met} |",
                 fmt_keys(small),
                 fmt_keys(big)
+            );
+        }
+        s.push('\n');
+    }
+
+    // The scan aims (issue 11), at every scale where the scans ran.
+    let scan_scales: Vec<u64> = scales
+        .iter()
+        .copied()
+        .filter(|&k| {
+            crate::workloads::SCANS
+                .iter()
+                .any(|w| t.contains_key(&(k, "minivault".to_string(), w.to_string())))
+        })
+        .collect();
+    if !scan_scales.is_empty() {
+        let _ = writeln!(
+            s,
+            "### The scan aims, read off this run
+"
+        );
+        let _ = writeln!(
+            s,
+            "Throughput ratios are MiniVaultDB's over the faster of fjall and RocksDB in this run (entries/s \
+             for readseq and readreverse, seeks/s for seekrandom, scans/s for prefix100). Peak RSS is the \
+             MiniVaultDB process's during the scans, less its RSS before the engine opened, against the \
+             bound its configuration states (`Options::memory_bytes()` + the scan order buffer + a scan's \
+             read-ahead and one batch).\n"
+        );
+        let _ = writeln!(s, "| keys | aim | measured | met |\n|---|---|---|---|");
+        for &k in &scan_scales {
+            let ops = |e: &str, w: &str| {
+                t.get(&(k, e.to_string(), w.to_string())).filter(|a| a.error.is_none()).map(|a| a.ops_per_sec)
+            };
+            for w in ["readseq", "seekrandom", "readreverse", "prefix100"] {
+                let best = ["fjall", "rocksdb"]
+                    .into_iter()
+                    .filter_map(|p| ops(p, w).map(|o| (p, o)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let aim = if matches!(w, "readseq" | "seekrandom") { "aim" } else { "no aim; for reference" };
+                let (measured, met) = match (ops("minivault", w), best) {
+                    (Some(m), Some((p, o))) if o > 0.0 => (
+                        format!("{} vs {p} {} = {:.2}×", fmt_rate(m), fmt_rate(o), m / o),
+                        if aim == "aim" {
+                            if m >= o {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                        } else {
+                            "–"
+                        },
+                    ),
+                    _ => ("not measured".to_string(), "–"),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {w}: ≥ 1.0× the faster of fjall and RocksDB ({aim}) | {measured} | {met} |",
+                    fmt_keys(k)
+                );
+            }
+            let mut peak: Option<(f64, f64, f64)> = None;
+            for w in crate::workloads::SCANS {
+                if let Some(a) =
+                    t.get(&(k, "minivault".to_string(), w.to_string())).filter(|a| a.error.is_none())
+                {
+                    if let (Some(base), Some(budget)) = (a.base_rss_mib, a.budget_mib) {
+                        if peak.is_none_or(|(p, b, _)| a.rss_mib - base > p - b) {
+                            peak = Some((a.rss_mib, base, budget));
+                        }
+                    }
+                }
+            }
+            let (measured, met) = match peak {
+                Some((p, b, budget)) => (
+                    format!(
+                        "{p:.1} MiB peak − {b:.1} MiB before open = {:.1} MiB; bound {budget:.1} MiB",
+                        p - b
+                    ),
+                    if p - b <= budget { "yes" } else { "no" },
+                ),
+                None => ("not measured".to_string(), "–"),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | peak RSS during the scans within the configured bound | {measured} | {met} |",
+                fmt_keys(k)
             );
         }
         s.push('\n');
@@ -501,7 +596,18 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
             s.push_str("---:|");
         }
         s.push('\n');
-        for w in ["fillrandom", "fillbatch", "fillsync", "readrandom", "readhot", "readmissing"] {
+        for w in [
+            "fillrandom",
+            "fillbatch",
+            "fillsync",
+            "readrandom",
+            "readhot",
+            "readmissing",
+            "readseq",
+            "readreverse",
+            "seekrandom",
+            "prefix100",
+        ] {
             if !workloads.iter().any(|x| x == w) {
                 continue;
             }
@@ -597,6 +703,112 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
             let _ = writeln!(s, "![{title}]({path})\n");
         }
     }
+    s
+}
+
+/// Two builds measured side by side (`scripts/bench.sh --ab`): the rows of each build's
+/// single-round runs, rounds numbered 1, 2, … in the order they alternated. MiniVaultDB is
+/// compared build to build round by round, and each build against fjall (the same code in both
+/// binaries: its own build-to-build ratio is the run's noise) within its own run.
+pub fn ab_markdown(base_label: &str, main_label: &str, base: &[Row], main: &[Row]) -> String {
+    let ops = |rows: &[Row], e: &str, w: &str, r: u32| {
+        rows.iter()
+            .find(|x| x.engine == e && x.workload == w && x.round == r && x.error.is_empty())
+            .map(Row::ops_per_sec)
+    };
+    let rounds: BTreeSet<u32> = base.iter().chain(main).map(|r| r.round).collect();
+    let mut s = String::new();
+    let spread = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.2}–{hi:.2}×")
+    };
+    let _ = writeln!(
+        s,
+        "Medians over the rounds where both builds ran; the spread is the lowest and highest \
+         round. \"main/base\" compares MiniVaultDB's throughput in the two builds' runs of the same \
+         round (run back to back); \"fjall main/base\" is the same for fjall, whose code is identical \
+         in both binaries: how far two runs of one engine drift apart on this machine. \"Anchored\" \
+         divides each round's main/base by fjall's main/base of the same round (MiniVaultDB's ratio \
+         to fjall in main's run over the same in base's run), which cancels what the machine's load \
+         did to both engines between the two runs.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | rounds | minivault {base_label} | minivault {main_label} | main/base (median) | main/base spread | {base_label} vs fjall | {main_label} vs fjall | fjall main/base (median, spread) | anchored main/base (median, spread) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let workloads = workloads_in(&[base, main].concat());
+    let mut per_round = String::new();
+    for w in &workloads {
+        let (mut b, mut m, mut ratio, mut bf, mut mf, mut ff, mut adjusted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &r in &rounds {
+            let (Some(bm), Some(mm)) = (ops(base, "minivault", w, r), ops(main, "minivault", w, r)) else {
+                continue;
+            };
+            b.push(bm);
+            m.push(mm);
+            ratio.push(mm / bm);
+            let (bj, mj) = (ops(base, "fjall", w, r), ops(main, "fjall", w, r));
+            if let Some(bj) = bj {
+                bf.push(bm / bj);
+            }
+            if let Some(mj) = mj {
+                mf.push(mm / mj);
+            }
+            if let (Some(bj), Some(mj)) = (bj, mj) {
+                ff.push(mj / bj);
+                adjusted.push((mm / mj) / (bm / bj));
+            }
+            let cell = |x: Option<f64>| x.map_or("–".to_string(), fmt_rate);
+            let _ = writeln!(
+                per_round,
+                "| {w} | {r} | {} | {} | {:.2}× | {} | {} | {} |",
+                fmt_rate(bm),
+                fmt_rate(mm),
+                mm / bm,
+                cell(bj),
+                cell(mj),
+                match (bj, mj) {
+                    (Some(bj), Some(mj)) => format!("{:.2}×", mj / bj),
+                    _ => "–".into(),
+                }
+            );
+        }
+        if ratio.is_empty() {
+            continue;
+        }
+        let ff_cell = if ff.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2}× ({})", median(ff.clone()), spread(&ff))
+        };
+        let adjusted_cell = if adjusted.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2}× ({})", median(adjusted.clone()), spread(&adjusted))
+        };
+        let _ = writeln!(
+            s,
+            "| {w} | {} | {} | {} | **{:.2}×** | {} | {:.2}× | {:.2}× | {ff_cell} | {adjusted_cell} |",
+            ratio.len(),
+            fmt_rate(median(b)),
+            fmt_rate(median(m)),
+            median(ratio.clone()),
+            spread(&ratio),
+            median(bf),
+            median(mf),
+        );
+    }
+    let _ = writeln!(s, "\nEvery round (ops/s):\n");
+    let _ = writeln!(
+        s,
+        "| workload | round | minivault {base_label} | minivault {main_label} | main/base | fjall ({base_label}'s run) | fjall ({main_label}'s run) | fjall main/base |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    s.push_str(&per_round);
+    s.push('\n');
     s
 }
 

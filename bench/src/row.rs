@@ -44,6 +44,10 @@ pub struct Row {
     pub disk_bytes: u64,
     /// Peak RSS during the workload, KiB.
     pub rss_kib: u64,
+    /// Scan workloads: the process's RSS before the engine was opened, KiB.
+    pub base_rss_kib: Option<u64>,
+    /// Scan workloads: the memory bound the engine's configuration states, KiB (MiniVaultDB).
+    pub budget_kib: Option<u64>,
     /// MiniVaultDB: SSTables after the workload.
     pub tables: Option<u64>,
     /// MiniVaultDB: SSTable probes per get during the workload.
@@ -97,6 +101,12 @@ impl Row {
         f("live_bytes", self.live_bytes.to_string());
         f("disk_bytes", self.disk_bytes.to_string());
         f("rss_kib", self.rss_kib.to_string());
+        if let Some(b) = self.base_rss_kib {
+            f("base_rss_kib", b.to_string());
+        }
+        if let Some(b) = self.budget_kib {
+            f("budget_kib", b.to_string());
+        }
         if let Some(t) = self.tables {
             f("tables", t.to_string());
         }
@@ -134,6 +144,8 @@ impl Row {
                 "live_bytes" => r.live_bytes = u(),
                 "disk_bytes" => r.disk_bytes = u(),
                 "rss_kib" => r.rss_kib = u(),
+                "base_rss_kib" => r.base_rss_kib = Some(u()),
+                "budget_kib" => r.budget_kib = Some(u()),
                 "tables" => r.tables = Some(u()),
                 "probes_per_get" => r.probes_per_get = v.parse().ok(),
                 "note" => r.note = v.into(),
@@ -155,11 +167,13 @@ mod tests {
         r.ops = 5;
         r.secs = 0.25;
         r.probes_per_get = Some(1.5);
+        r.budget_kib = Some(21_000);
         r.note = "a\tb".into();
         let d = Row::decode(&r.encode()).unwrap();
         assert_eq!(d.engine, "minivault");
         assert_eq!(d.ops, 5);
         assert_eq!(d.probes_per_get, Some(1.5));
+        assert_eq!((d.budget_kib, d.base_rss_kib), (Some(21_000), None));
         assert_eq!(d.note, "a b");
         assert!(Row::decode("progress line").is_none());
     }

@@ -13,15 +13,25 @@
 //! | readhot | `main/` | gets of random keys from a hot set of 1 % of the keys |
 //! | mixed | `main/` | 90 % gets, 10 % puts (overwrites) of random keys, then `sync` |
 //! | deleterandom | `main/` | deletes of a random half of the keys, then `sync` |
+//! | readseq | `scan/` | every entry (key and value) in key order, through the engine's iterator |
+//! | readreverse | `scan/` | the same from the last key down |
+//! | seekrandom | `scan/` | a seek to a random present key, then 10 nexts (db_bench `--seek_nexts=10`): 11 entries |
+//! | prefix100 | `scan/` | a prefix scan of a random group of 100 keys (the engine's prefix iterator) |
 //! | fillsync | `sync/` (fresh) | puts each durable before the next ([`Mode::EveryWrite`]) |
 //! | fillbatch | `batch/` (fresh) | `n` puts in batches of 1,000, each batch durable on return |
 //! | reopen | `reopen/` (fresh) | a grandchild writes keys, syncs and exits without closing (as if it crashed right after a durable sync: everything is in the WAL); timed: open + one get |
 //! | fillsync1/4/16, readwhilewriting | | several threads on one shared handle: see [`crate::concurrent`] |
 //!
 //! Keys and values of a chunk of 1,000 operations are generated before the chunk's clock starts,
-//! so generation is not timed. Reads, `mixed` and `fillsync` stop at `max_secs`.
+//! so generation is not timed. Reads, `mixed`, `fillsync` and the scans stop at `max_secs`.
+//!
+//! The scan workloads share `scan/`, filled first (not timed, not reported) with the `n` dense
+//! keys `0..n` ([`KeySpace::dense_key`]) in a random order and synced, so that a prefix of the
+//! first `key_size - 2` bytes holds exactly 100 keys. Engines without ordered reads (the raw
+//! baselines) report them n/a without filling.
 
 use std::fs;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,6 +51,10 @@ pub const ALL: &[&str] = &[
     "readhot",
     "mixed",
     "deleterandom",
+    "readseq",
+    "readreverse",
+    "seekrandom",
+    "prefix100",
     "fillsync",
     "fillbatch",
     "reopen",
@@ -52,6 +66,12 @@ pub const ALL: &[&str] = &[
 
 /// Operations per generated (untimed) chunk, and per durable batch in `fillbatch`.
 const CHUNK: usize = 1000;
+
+/// The scan workloads, in the order a child runs them (all in `scan/`).
+pub const SCANS: &[&str] = &["readseq", "readreverse", "seekrandom", "prefix100"];
+
+/// Entries a `seekrandom` operation reads: the one sought, then 10 nexts.
+const SEEK_ENTRIES: u64 = 11;
 
 /// Everything one child needs.
 #[derive(Debug, Clone)]
@@ -344,6 +364,24 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    // The scan workloads, in their own database of dense keys.
+    if SCANS.iter().any(|w| cfg.wants(w)) {
+        let dir = cfg.dir.join("scan");
+        let base_rss = metrics::rss_kib();
+        match fresh_dir(&dir).and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed))) {
+            Ok(mut e) => {
+                run_scans(cfg, e.as_mut(), &dir, base_rss, &mut rows);
+                drop(e);
+            }
+            Err(err) => {
+                for w in SCANS.iter().filter(|w| cfg.wants(w)) {
+                    rows.push(na(cfg, w, &err));
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     // fillsync: each write durable before the next.
     if cfg.wants("fillsync") {
         let dir = cfg.dir.join("sync");
@@ -531,6 +569,229 @@ fn run_main(cfg: &ChildConfig, e: &mut dyn Engine, dir: &Path, rows: &mut Vec<Ro
             });
             rows.push(row);
         }
+    }
+}
+
+/// Checks the order of the entries a scan visits and counts them and their bytes; every engine
+/// pays the same for it.
+struct Seen {
+    /// The first key.
+    first: Vec<u8>,
+    /// The previous key.
+    last: Vec<u8>,
+    /// Entries seen.
+    entries: u64,
+    /// Key and value bytes seen.
+    bytes: u64,
+    /// The first entry out of order, if any.
+    disorder: Option<String>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen { first: Vec::new(), last: Vec::with_capacity(64), entries: 0, bytes: 0, disorder: None }
+    }
+
+    /// Forgets what was seen, keeping the buffers.
+    fn reset(&mut self) {
+        self.first.clear();
+        self.last.clear();
+        self.entries = 0;
+        self.bytes = 0;
+        self.disorder = None;
+    }
+
+    /// Records one entry of a scan in `reverse` order or not.
+    #[inline]
+    fn entry(&mut self, k: &[u8], v: &[u8], reverse: bool) {
+        if self.entries == 0 {
+            self.first.extend_from_slice(k);
+        } else if self.disorder.is_none() {
+            let ordered = if reverse { k < self.last.as_slice() } else { k > self.last.as_slice() };
+            if !ordered {
+                self.disorder = Some(format!(
+                    "{} after {}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(&self.last)
+                ));
+            }
+        }
+        self.last.clear();
+        self.last.extend_from_slice(k);
+        self.entries += 1;
+        self.bytes += (k.len() + v.len()) as u64;
+    }
+}
+
+/// Fills `scan/` with the dense keys (not timed), then runs the scan workloads over it.
+fn run_scans(cfg: &ChildConfig, e: &mut dyn Engine, dir: &Path, base_rss: u64, rows: &mut Vec<Row>) {
+    let ks = &cfg.ks;
+    let n = ks.n;
+    let wanted: Vec<&str> = SCANS.iter().copied().filter(|w| cfg.wants(w)).collect();
+    // An engine without ordered reads says so on an empty scan: n/a, and no fill.
+    if let Err(why) = e.scan(Bound::Unbounded, 1, false, &mut |_, _| true) {
+        for w in wanted {
+            rows.push(na(cfg, w, &why));
+        }
+        return;
+    }
+    let fill = (|| -> Result<(), String> {
+        let perm = ks.permutation(1);
+        let mut chunk = Chunk::new();
+        let mut done = 0u64;
+        while done < n {
+            let m = (n - done).min(CHUNK as u64) as usize;
+            for (j, (k, v)) in chunk.items.iter_mut().take(m).enumerate() {
+                let id = perm.at(done + j as u64);
+                ks.dense_key(id, k);
+                ks.value(id, 0, v);
+            }
+            for (k, v) in chunk.items.iter().take(m) {
+                e.put(k, v)?;
+            }
+            done += m as u64;
+        }
+        e.sync()
+    })();
+    if let Err(why) = fill {
+        for w in wanted {
+            rows.push(na(cfg, w, &format!("filling the scan database failed: {why}")));
+        }
+        return;
+    }
+    let budget = e.memory_budget(ks.entry_bytes());
+    let secs = Duration::from_secs_f64(cfg.max_secs);
+    let reads = cfg.reads.max(1);
+    for w in wanted {
+        let deadline = Instant::now() + secs;
+        let mut row = match w {
+            "readseq" | "readreverse" => {
+                let reverse = w == "readreverse";
+                measure(cfg, w, e, dir, None, |lat, e| {
+                    let mut seen = Seen::new();
+                    let mut stopped = false;
+                    let t0 = Instant::now();
+                    let mut mark = t0;
+                    let visited = e.scan(Bound::Unbounded, reads, reverse, &mut |k, v| {
+                        seen.entry(k, v, reverse);
+                        // The clock every 1,000 entries: the latency columns are per 1,000.
+                        if seen.entries.is_multiple_of(CHUNK as u64) {
+                            let now = Instant::now();
+                            lat.record(now.duration_since(mark).as_nanos() as u64);
+                            mark = now;
+                            if now >= deadline {
+                                stopped = true;
+                                return false;
+                            }
+                        }
+                        true
+                    })?;
+                    let busy = t0.elapsed();
+                    if let Some(d) = seen.disorder {
+                        return Err(format!("out of order: {d}"));
+                    }
+                    let expected = reads.min(n);
+                    if !stopped && (visited != expected || seen.entries != expected) {
+                        return Err(format!("scanned {} entries, expected {expected}", seen.entries));
+                    }
+                    let mut first = Vec::new();
+                    ks.dense_key(if reverse { n - 1 } else { 0 }, &mut first);
+                    if seen.first != first {
+                        return Err(format!("the scan began at {}", String::from_utf8_lossy(&seen.first)));
+                    }
+                    let cap = if stopped { "; stopped at the time cap" } else { "" };
+                    let note = format!("entries/s; latency per 1,000 entries{cap}");
+                    Ok(Outcome { ops: seen.entries, busy, user_bytes: seen.bytes, note })
+                })
+            }
+            "seekrandom" => {
+                let mut picks = Rng::new(ks.seed ^ 0x5EE4);
+                measure(cfg, w, e, dir, None, |lat, e| {
+                    let mut keys: Vec<(u64, Vec<u8>)> = (0..CHUNK).map(|_| (0, Vec::new())).collect();
+                    let (mut busy, mut done, mut bytes) = (Duration::ZERO, 0u64, 0u64);
+                    let mut seen = Seen::new();
+                    while done < reads && Instant::now() < deadline {
+                        let m = (reads - done).min(CHUNK as u64) as usize;
+                        for (id, k) in keys.iter_mut().take(m) {
+                            *id = picks.below(n);
+                            ks.dense_key(*id, k);
+                        }
+                        let t0 = Instant::now();
+                        for (id, k) in keys.iter().take(m) {
+                            seen.reset();
+                            lat.start();
+                            e.scan(Bound::Included(k), SEEK_ENTRIES, false, &mut |key, v| {
+                                seen.entry(key, v, false);
+                                true
+                            })?;
+                            lat.stop();
+                            let expected = SEEK_ENTRIES.min(n - id);
+                            if seen.first != *k || seen.entries != expected || seen.disorder.is_some() {
+                                return Err(format!(
+                                    "seek to {}: {} entries from {} (expected {expected} from the key sought)",
+                                    String::from_utf8_lossy(k),
+                                    seen.entries,
+                                    String::from_utf8_lossy(&seen.first)
+                                ));
+                            }
+                            bytes += seen.bytes;
+                        }
+                        busy += t0.elapsed();
+                        done += m as u64;
+                    }
+                    Ok(Outcome {
+                        ops: done,
+                        busy,
+                        user_bytes: bytes,
+                        note: format!("seeks/s; each a seek and {} nexts", SEEK_ENTRIES - 1),
+                    })
+                })
+            }
+            _ => {
+                let mut picks = Rng::new(ks.seed ^ 0x9F1C);
+                let groups = ks.groups();
+                measure(cfg, w, e, dir, None, |lat, e| {
+                    let mut prefixes: Vec<(u64, Vec<u8>)> = (0..CHUNK).map(|_| (0, Vec::new())).collect();
+                    let (mut busy, mut done, mut bytes) = (Duration::ZERO, 0u64, 0u64);
+                    let mut seen = Seen::new();
+                    while done < reads && Instant::now() < deadline {
+                        let m = (reads - done).min(CHUNK as u64) as usize;
+                        for (expected, p) in prefixes.iter_mut().take(m) {
+                            *expected = ks.group_prefix(picks.below(groups), p);
+                        }
+                        let t0 = Instant::now();
+                        for (expected, p) in prefixes.iter().take(m) {
+                            seen.reset();
+                            lat.start();
+                            e.prefix(p, &mut |k, v| {
+                                seen.entry(k, v, false);
+                                true
+                            })?;
+                            lat.stop();
+                            if seen.entries != *expected || seen.disorder.is_some() {
+                                return Err(format!(
+                                    "prefix {}: {} entries, expected {expected}",
+                                    String::from_utf8_lossy(p),
+                                    seen.entries
+                                ));
+                            }
+                            bytes += seen.bytes;
+                        }
+                        busy += t0.elapsed();
+                        done += m as u64;
+                    }
+                    Ok(Outcome {
+                        ops: done,
+                        busy,
+                        user_bytes: bytes,
+                        note: format!("scans/s; {} keys per prefix", 100.min(n)),
+                    })
+                })
+            }
+        };
+        row.base_rss_kib = Some(base_rss);
+        row.budget_kib = budget.map(|b| b.div_ceil(1024));
+        rows.push(row);
     }
 }
 

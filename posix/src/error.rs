@@ -48,6 +48,9 @@ pub enum Error {
     Engine(minivault_core::Error<io::Error>),
     /// An entry could not be added to a [`crate::WriteBatch`].
     Batch(BatchError),
+    /// An outbox call was refused ([`crate::outbox`]): a bad name, an acknowledgement beyond
+    /// the newest record, a foreign key in the outbox's key space.
+    Outbox(crate::outbox::OutboxError),
 }
 
 impl fmt::Display for Error {
@@ -65,6 +68,7 @@ impl fmt::Display for Error {
             ),
             Error::Engine(e) => e.fmt(f),
             Error::Batch(e) => e.fmt(f),
+            Error::Outbox(e) => e.fmt(f),
         }
     }
 }
@@ -75,6 +79,12 @@ impl std::error::Error for Error {}
 impl From<BatchError> for Error {
     fn from(e: BatchError) -> Self {
         Error::Batch(e)
+    }
+}
+
+impl From<crate::outbox::OutboxError> for Error {
+    fn from(e: crate::outbox::OutboxError) -> Self {
+        Error::Outbox(e)
     }
 }
 

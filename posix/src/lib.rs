@@ -50,8 +50,11 @@
 mod background;
 mod db;
 mod error;
+#[cfg(feature = "mqtt")]
+pub mod forward;
 mod group_commit;
 pub mod options;
+pub mod outbox;
 pub mod scan;
 
 #[doc(hidden)]

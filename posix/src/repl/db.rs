@@ -1,5 +1,6 @@
 //! The REPL over a [`Db`]: [`ReplBackend`] for the handle, with the `stats` line and the
-//! readable `info` report.
+//! readable `info` report, and [`Session`]: the same, keeping the outbox's per-stream state
+//! between commands (what the binary uses).
 
 use std::fmt::Write as _;
 use std::ops::Bound;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use super::format::{human_bytes, human_count};
 use super::run::{ReplBackend, ScanQuery};
+use crate::outbox::{Record, StreamStats, Streams};
 use crate::{Db, Error, Ttl, WriteBatch};
 
 impl ReplBackend for Db {
@@ -91,6 +93,25 @@ impl ReplBackend for Db {
         Db::count::<&[u8], _>(self, (bound(start, true), bound(end, false)))
     }
 
+    // Each outbox command loads the stream afresh (a reverse seek for its next seq, a scan of
+    // its cursors): [`Session`] keeps them between commands.
+    fn append(&mut self, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
+        Streams::new().append(self, stream, value)
+    }
+
+    fn read(&mut self, stream: &[u8], from: u64, limit: Option<u64>) -> Result<Vec<Record>, Error> {
+        let limit = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        Streams::new().read(self, stream, from, limit, usize::MAX)
+    }
+
+    fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
+        Streams::new().with_trim_step(1).ack(self, stream, consumer, seq)
+    }
+
+    fn lag(&mut self, stream: &[u8]) -> Result<StreamStats, Error> {
+        Streams::new().stats(self, stream)
+    }
+
     fn info(&mut self) -> Result<String, Error> {
         let s = Db::stats(self);
         let r = self.row_cache_stats();
@@ -158,6 +179,77 @@ impl ReplBackend for Db {
             let _ = writeln!(out, "poisoned   a write or sync failed: writes are refused until reopened");
         }
         Ok(out)
+    }
+}
+
+/// The REPL over a [`Db`] that keeps the outbox's per-stream state ([`Streams`]) between
+/// commands, so that a script of appends finds each stream's next seq once, not once per
+/// command (a reverse seek, which sorts the active MemTable after every write). The binary
+/// runs its sessions and one-shot commands through it.
+#[derive(Debug)]
+pub struct Session {
+    db: Db,
+    streams: Streams,
+}
+
+impl Session {
+    /// A session over `db`.
+    pub fn new(db: Db) -> Session {
+        // A REPL's acknowledgements are few: each trims what it can at once.
+        Session { db, streams: Streams::new().with_trim_step(1) }
+    }
+
+    /// The database back, to close it.
+    pub fn into_db(self) -> Db {
+        self.db
+    }
+}
+
+impl ReplBackend for Session {
+    type Error = Error;
+
+    fn put(&mut self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        ReplBackend::put(&mut self.db, key, value, ttl)
+    }
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Db::get(&self.db, key)
+    }
+    fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Error> {
+        Db::ttl(&self.db, key)
+    }
+    fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), Error> {
+        ReplBackend::delete(&mut self.db, keys)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        Db::flush(&self.db)
+    }
+    fn sync(&mut self) -> Result<(), Error> {
+        Db::sync(&self.db)
+    }
+    fn stats(&mut self) -> Result<String, Error> {
+        ReplBackend::stats(&mut self.db)
+    }
+    fn info(&mut self) -> Result<String, Error> {
+        ReplBackend::info(&mut self.db)
+    }
+    fn scan(&mut self, query: &ScanQuery<'_>) -> Result<Vec<crate::scan::Entry>, Error> {
+        ReplBackend::scan(&mut self.db, query)
+    }
+    fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, Error> {
+        ReplBackend::count(&mut self.db, start, end)
+    }
+    fn append(&mut self, stream: &[u8], value: &[u8]) -> Result<u64, Error> {
+        self.streams.append(&mut self.db, stream, value)
+    }
+    fn read(&mut self, stream: &[u8], from: u64, limit: Option<u64>) -> Result<Vec<Record>, Error> {
+        let limit = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        self.streams.read(&mut self.db, stream, from, limit, usize::MAX)
+    }
+    fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Error> {
+        self.streams.ack(&mut self.db, stream, consumer, seq)
+    }
+    fn lag(&mut self, stream: &[u8]) -> Result<StreamStats, Error> {
+        self.streams.stats(&mut self.db, stream)
     }
 }
 

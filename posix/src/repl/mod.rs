@@ -64,6 +64,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+pub use db::Session;
 pub use format::{format_value, human_bytes, human_count};
 pub use parse::{
     command_info, parse_line, parse_tokens, Command, CommandInfo, ParseError, COMMANDS, MAX_LINE_LEN,

@@ -97,6 +97,34 @@ pub const COMMANDS: &[CommandInfo] = &[
                   + are open ends)",
     },
     CommandInfo {
+        name: "append",
+        aliases: &[],
+        usage: "append STREAM VALUE",
+        summary: "appends VALUE to the outbox stream STREAM; prints its sequence number (1, 2, ... per \
+                  stream)",
+    },
+    CommandInfo {
+        name: "read",
+        aliases: &[],
+        usage: "read STREAM FROM [LIMIT N]",
+        summary: "prints the records of STREAM from sequence number FROM on, one SEQ VALUE line each \
+                  (quoted as input would need them), then (N records)",
+    },
+    CommandInfo {
+        name: "ack",
+        aliases: &[],
+        usage: "ack STREAM CONSUMER SEQ",
+        summary: "stores CONSUMER's cursor at SEQ (every record up to it is done) and trims what every \
+                  consumer has acknowledged, in one atomic write; prints the cursor (it never moves back)",
+    },
+    CommandInfo {
+        name: "lag",
+        aliases: &[],
+        usage: "lag STREAM",
+        summary: "prints STREAM's oldest and newest seq, records and bytes, then one line per consumer \
+                  (its cursor, lag and records evicted before it acknowledged them), then (N consumers)",
+    },
+    CommandInfo {
         name: "flush",
         aliases: &[],
         usage: "flush",
@@ -218,6 +246,36 @@ pub enum Command {
         /// The key after the last, `None` for `+` or no bounds.
         end: Option<Vec<u8>>,
     },
+    /// `append STREAM VALUE`: append a record to an outbox stream.
+    Append {
+        /// The stream's name.
+        stream: Vec<u8>,
+        /// The record.
+        value: Vec<u8>,
+    },
+    /// `read STREAM FROM [LIMIT N]`: records of a stream from a seq on.
+    Read {
+        /// The stream's name.
+        stream: Vec<u8>,
+        /// The first seq.
+        from: u64,
+        /// At most this many records.
+        limit: Option<u64>,
+    },
+    /// `ack STREAM CONSUMER SEQ`: store a consumer's cursor.
+    Ack {
+        /// The stream's name.
+        stream: Vec<u8>,
+        /// The consumer's name.
+        consumer: Vec<u8>,
+        /// The last seq it is done with.
+        seq: u64,
+    },
+    /// `lag STREAM`: a stream's records and its consumers' positions.
+    Lag {
+        /// The stream's name.
+        stream: Vec<u8>,
+    },
     /// `flush`: write the memtable out.
     Flush,
     /// `sync`: make all writes so far durable.
@@ -267,6 +325,9 @@ pub enum ParseError {
     /// `LIMIT N` of a scan where N is not an integer of at least 1. Holds the offending N, or
     /// `None` when it was missing.
     InvalidLimit(Option<String>),
+    /// A sequence number (`read`'s FROM, `ack`'s SEQ) that is not an integer from 0 to
+    /// 18446744073709551615. Holds it as given.
+    InvalidSeq(String),
     /// The line is not valid UTF-8 outside escapes.
     NotUtf8,
     /// A raw ASCII control byte (such as NUL) where it is not allowed.
@@ -309,6 +370,9 @@ impl fmt::Display for ParseError {
                 write!(f, "invalid LIMIT {given}; LIMIT N needs an integer of at least 1")
             }
             Self::InvalidLimit(None) => f.write_str("invalid LIMIT: LIMIT needs N, an integer of at least 1"),
+            Self::InvalidSeq(given) => {
+                write!(f, "invalid sequence number {given}; expected an integer from 0 to {}", u64::MAX)
+            }
             Self::NotUtf8 => f.write_str("input is not valid UTF-8; use \\xHH escapes for bytes"),
             Self::ControlByte(byte) => {
                 write!(f, "raw control byte 0x{byte:02X} in input; use \\xHH escapes (or \\n \\r \\t \\0)")
@@ -394,6 +458,7 @@ fn parse_marked(tokens: Vec<Token>) -> Result<Option<Command>, ParseError> {
             }
             _ => return Err(arity),
         },
+        "append" | "read" | "ack" | "lag" => parse_outbox(info.name, args, arity)?,
         "flush" => none(Command::Flush)?,
         "sync" => none(Command::Sync)?,
         "stats" => none(Command::Stats)?,
@@ -429,6 +494,38 @@ fn parse_put(args: Vec<Vec<u8>>, arity: ParseError) -> Result<Command, ParseErro
         // `put k hello world` (forgot the quotes) or `put k v EX 10 extra`.
         _ => Err(arity),
     }
+}
+
+/// The outbox's commands: `append`, `read`, `ack`, `lag`.
+fn parse_outbox(name: &str, args: Vec<Vec<u8>>, arity: ParseError) -> Result<Command, ParseError> {
+    let seq = |token: &[u8]| {
+        std::str::from_utf8(token)
+            .ok()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| ParseError::InvalidSeq(quote_for_error(token)))
+    };
+    let mut a = args.into_iter();
+    let command = match (name, a.next(), a.next(), a.next(), a.next(), a.next()) {
+        ("append", Some(stream), Some(value), None, ..) => Command::Append { stream, value },
+        ("read", Some(stream), Some(from), None, ..) => {
+            Command::Read { stream, from: seq(&from)?, limit: None }
+        }
+        ("read", Some(stream), Some(from), Some(kw), Some(n), None) if kw.eq_ignore_ascii_case(b"limit") => {
+            let limit =
+                parse_ttl(&n, u64::MAX).ok_or_else(|| ParseError::InvalidLimit(Some(quote_for_error(&n))))?;
+            Command::Read { stream, from: seq(&from)?, limit: Some(limit) }
+        }
+        ("read", Some(_), Some(_), Some(kw), None, None) if kw.eq_ignore_ascii_case(b"limit") => {
+            return Err(ParseError::InvalidLimit(None))
+        }
+        ("ack", Some(stream), Some(consumer), Some(s), None, _) => {
+            Command::Ack { stream, consumer, seq: seq(&s)? }
+        }
+        ("lag", Some(stream), None, ..) => Command::Lag { stream },
+        _ => return Err(arity),
+    };
+    Ok(command)
 }
 
 /// `START END [LIMIT N] [REV]`.

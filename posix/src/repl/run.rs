@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use super::format::{format_value, one_line};
 use super::parse::{command_info, parse_line, Command, ParseError, MAX_LINE_LEN};
+use crate::outbox::{Record, StreamStats};
 use crate::scan::Entry;
 use crate::Ttl;
 
 /// The reply to `help`: every command with its syntax, on one line.
 pub const HELP: &str = "commands: put KEY VALUE [EX SECONDS | PX MILLISECONDS] (set = put) | get KEY \
      | mget KEY... | exists KEY... | ttl KEY | pttl KEY | del KEY... | scan START END [LIMIT N] [REV] \
-     | prefix PREFIX [LIMIT N] [REV] | count [START END] | flush | sync | stats | info \
+     | prefix PREFIX [LIMIT N] [REV] | count [START END] | append STREAM VALUE \
+     | read STREAM FROM [LIMIT N] | ack STREAM CONSUMER SEQ | lag STREAM | flush | sync | stats | info \
      | help [COMMAND] | quit | exit; quote tokens with \"...\" (escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH) \
      or '...' (literal)";
 
@@ -43,6 +45,14 @@ pub trait ReplBackend {
     fn scan(&mut self, query: &ScanQuery<'_>) -> Result<Vec<Entry>, Self::Error>;
     /// How many keys lie from `start` (inclusive) to `end` (exclusive).
     fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, Self::Error>;
+    /// Appends `value` to the outbox stream `stream`; returns its seq.
+    fn append(&mut self, stream: &[u8], value: &[u8]) -> Result<u64, Self::Error>;
+    /// Up to `limit` records of `stream` from seq `from` on, in order.
+    fn read(&mut self, stream: &[u8], from: u64, limit: Option<u64>) -> Result<Vec<Record>, Self::Error>;
+    /// Stores `consumer`'s cursor on `stream` at `seq` (it never moves back); returns it.
+    fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, Self::Error>;
+    /// `stream`'s records and its consumers' positions.
+    fn lag(&mut self, stream: &[u8]) -> Result<StreamStats, Self::Error>;
 }
 
 /// What a `scan` or `prefix` command asks for.
@@ -153,6 +163,28 @@ pub fn respond<B: ReplBackend>(backend: &mut B, cmd: Command) -> Reply {
         Command::Count { start, end } => {
             reply(backend.count(start.as_deref(), end.as_deref()).map(|n| n.to_string()))
         }
+        Command::Append { stream, value } => {
+            reply(backend.append(&stream, &value).map(|seq| seq.to_string()))
+        }
+        Command::Read { stream, from, limit } => match backend.read(&stream, from, limit) {
+            Ok(records) => {
+                let mut text = String::new();
+                for r in &records {
+                    text.push_str(&format!("{} {}\n", r.seq, format_value(&r.value)));
+                }
+                let n = records.len();
+                text.push_str(&format!("({n} {})", if n == 1 { "record" } else { "records" }));
+                Reply::Text(text)
+            }
+            Err(e) => Reply::Error(one_line(&e.to_string())),
+        },
+        Command::Ack { stream, consumer, seq } => {
+            reply(backend.ack(&stream, &consumer, seq).map(|cursor| cursor.to_string()))
+        }
+        Command::Lag { stream } => match backend.lag(&stream) {
+            Ok(stats) => Reply::Text(lag_reply(&stats)),
+            Err(e) => Reply::Error(one_line(&e.to_string())),
+        },
         Command::Flush => reply(backend.flush().map(ok)),
         Command::Sync => reply(backend.sync().map(ok)),
         Command::Stats => reply(backend.stats()),
@@ -168,6 +200,33 @@ pub fn respond<B: ReplBackend>(backend: &mut B, cmd: Command) -> Reply {
         },
         Command::Quit => Reply::Quit,
     }
+}
+
+/// The reply to `lag`: the stream's line, a line per consumer, then `(N consumers)`.
+fn lag_reply(s: &StreamStats) -> String {
+    let seq = |s: Option<u64>| s.map_or_else(|| String::from("-"), |s| s.to_string());
+    let mut text = format!(
+        "stream {} oldest={} newest={} next={} records={} bytes={} evicted_before_ack={}\n",
+        format_value(&s.stream),
+        seq(s.oldest),
+        seq(s.newest),
+        s.next_seq,
+        s.records,
+        s.bytes,
+        s.evicted_before_ack
+    );
+    for c in &s.consumers {
+        text.push_str(&format!(
+            "consumer {} cursor={} lag={} evicted_before_ack={}\n",
+            format_value(&c.name),
+            c.acked,
+            c.lag,
+            c.evicted_before_ack
+        ));
+    }
+    let n = s.consumers.len();
+    text.push_str(&format!("({n} {})", if n == 1 { "consumer" } else { "consumers" }));
+    text
 }
 
 /// The reply to a scan: a `KEY VALUE` line per entry, each quoted as the REPL reads it back, then

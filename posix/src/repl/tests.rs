@@ -16,6 +16,9 @@ struct MapBackend {
     fail: bool,
     flushes: usize,
     syncs: usize,
+    /// Outbox streams: records in order, and cursors.
+    streams: HashMap<Vec<u8>, Vec<crate::outbox::Record>>,
+    cursors: HashMap<(Vec<u8>, Vec<u8>), u64>,
 }
 
 impl MapBackend {
@@ -98,6 +101,57 @@ impl ReplBackend for MapBackend {
     fn count(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<u64, String> {
         let q = ScanQuery { start, end, prefix: None, limit: None, reverse: false };
         Ok(self.scan(&q)?.len() as u64)
+    }
+    fn append(&mut self, stream: &[u8], value: &[u8]) -> Result<u64, String> {
+        self.check()?;
+        let records = self.streams.entry(stream.to_vec()).or_default();
+        let seq = records.len() as u64 + 1;
+        records.push(crate::outbox::Record { seq, value: value.to_vec() });
+        Ok(seq)
+    }
+    fn read(
+        &mut self,
+        stream: &[u8],
+        from: u64,
+        limit: Option<u64>,
+    ) -> Result<Vec<crate::outbox::Record>, String> {
+        self.check()?;
+        let all = self.streams.get(stream).cloned().unwrap_or_default();
+        let limit = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        Ok(all.into_iter().filter(|r| r.seq >= from).take(limit).collect())
+    }
+    fn ack(&mut self, stream: &[u8], consumer: &[u8], seq: u64) -> Result<u64, String> {
+        self.check()?;
+        let cursor = self.cursors.entry((stream.to_vec(), consumer.to_vec())).or_default();
+        *cursor = (*cursor).max(seq);
+        Ok(*cursor)
+    }
+    fn lag(&mut self, stream: &[u8]) -> Result<crate::outbox::StreamStats, String> {
+        self.check()?;
+        let records = self.streams.get(stream).cloned().unwrap_or_default();
+        let newest = records.len() as u64;
+        let mut consumers: Vec<crate::outbox::ConsumerStats> = self
+            .cursors
+            .iter()
+            .filter(|((s, _), _)| s == stream)
+            .map(|((_, c), &acked)| crate::outbox::ConsumerStats {
+                name: c.clone(),
+                acked,
+                lag: newest - acked,
+                evicted_before_ack: 0,
+            })
+            .collect();
+        consumers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(crate::outbox::StreamStats {
+            stream: stream.to_vec(),
+            oldest: records.first().map(|r| r.seq),
+            newest: records.last().map(|r| r.seq),
+            next_seq: newest + 1,
+            records: newest,
+            bytes: records.iter().map(|r| r.value.len() as u64).sum(),
+            consumers,
+            evicted_before_ack: 0,
+        })
     }
 }
 

@@ -26,6 +26,31 @@ pub enum Request {
     Help,
     /// `--version`.
     Version,
+    /// `minivault forward DIR ...`: drain a stream to an MQTT broker.
+    Forward(ForwardArgs),
+    /// `minivault forward --help`.
+    ForwardHelp,
+}
+
+/// The arguments of `minivault forward`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ForwardArgs {
+    pub dir: PathBuf,
+    pub options: Options,
+    pub stream: Vec<u8>,
+    pub host: String,
+    pub port: u16,
+    pub topic: String,
+    /// QoS 0 or 1.
+    pub qos: u8,
+    pub consumer: Vec<u8>,
+    pub client_id: Option<String>,
+    /// `--until-drained`: exit 0 once nothing is left to send.
+    pub until_drained: bool,
+    /// `--ingest-stdin`: append each line of standard input to the stream.
+    pub ingest_stdin: bool,
+    /// Seconds between progress lines; 0: none.
+    pub progress_secs: u64,
 }
 
 /// The arguments of a run.
@@ -57,25 +82,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
             Long("strict") => strict = true,
-            Long("read-only") => options.read_only = true,
-            Long("sync") => options.durability = parse_sync(&text_value(&mut parser, "--sync")?)?,
-            Long("memtable-bytes") => {
-                options.memtable_bytes = size_option(&mut parser, "--memtable-bytes", MEMTABLE_BYTES)?;
-            }
-            Long("cache-bytes") => {
-                options.cache_bytes = size_option(&mut parser, "--cache-bytes", CACHE_BYTES)?;
-            }
-            Long("row-cache-bytes") => {
-                options.row_cache_bytes = size_option(&mut parser, "--row-cache-bytes", ROW_CACHE_BYTES)?;
-            }
-            Long("wal-preallocation-bytes") => {
-                let flag = "--wal-preallocation-bytes";
-                let step = size_option(&mut parser, flag, WAL_PREALLOCATION_BYTES)?;
-                options.wal_preallocation_bytes = Some(step as u64);
-            }
+            Value(value) if value == "forward" => return parse_forward(&mut parser, options),
             Value(value) => {
                 dir = Some(PathBuf::from(value));
                 break;
+            }
+            Long(name) => {
+                let name = name.to_owned();
+                if !database_option(&mut parser, &name, &mut options)? {
+                    return Err(format!("invalid option '--{name}'"));
+                }
             }
             other => return Err(other.unexpected().to_string()),
         }
@@ -84,6 +100,143 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
     let dir_given = dir.is_some();
     let dir = dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
     Ok(Request::Run(Args { dir, dir_given, options, strict, command }))
+}
+
+/// Applies an option of the database (`--sync`, `--memtable-bytes`, ...; `long` without its
+/// dashes) to `options`; false when it is not one.
+fn database_option(parser: &mut lexopt::Parser, long: &str, options: &mut Options) -> Result<bool, String> {
+    match long {
+        "read-only" => options.read_only = true,
+        "sync" => options.durability = parse_sync(&text_value(parser, "--sync")?)?,
+        "memtable-bytes" => {
+            options.memtable_bytes = size_option(parser, "--memtable-bytes", MEMTABLE_BYTES)?;
+        }
+        "cache-bytes" => {
+            options.cache_bytes = size_option(parser, "--cache-bytes", CACHE_BYTES)?;
+        }
+        "row-cache-bytes" => {
+            options.row_cache_bytes = size_option(parser, "--row-cache-bytes", ROW_CACHE_BYTES)?;
+        }
+        "wal-preallocation-bytes" => {
+            let flag = "--wal-preallocation-bytes";
+            let step = size_option(parser, flag, WAL_PREALLOCATION_BYTES)?;
+            options.wal_preallocation_bytes = Some(step as u64);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `forward DIR --stream S --mqtt HOST:PORT --topic T [OPTIONS]`, after the word `forward`.
+/// The database's options may come before `forward` or among these.
+fn parse_forward(parser: &mut lexopt::Parser, mut options: Options) -> Result<Request, String> {
+    use lexopt::prelude::*;
+    let (mut dir, mut stream, mut mqtt, mut topic) = (None, None, None, None);
+    let (mut qos, mut consumer, mut client_id) = (1u8, b"mqtt".to_vec(), None);
+    let (mut until_drained, mut ingest_stdin, mut progress_secs) = (false, false, 1u64);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Request::ForwardHelp),
+            Long("stream") => stream = Some(name_value(parser, "--stream")?),
+            Long("consumer") => consumer = name_value(parser, "--consumer")?,
+            Long("mqtt") => mqtt = Some(parse_host_port(&text_value(parser, "--mqtt")?)?),
+            Long("topic") => {
+                let t = text_value(parser, "--topic")?;
+                minivault::forward::check_topic(&t).map_err(|why| format!("--topic: {why}"))?;
+                topic = Some(t);
+            }
+            Long("qos") => {
+                qos = match text_value(parser, "--qos")?.as_str() {
+                    "0" => 0,
+                    "1" => 1,
+                    other => return Err(format!("--qos {other}: expected 0 or 1 (QoS 2 is not supported)")),
+                };
+            }
+            Long("client-id") => {
+                let id = text_value(parser, "--client-id")?;
+                if id.is_empty() || id.len() > 65_535 {
+                    return Err(String::from("--client-id: 1 to 65535 bytes"));
+                }
+                client_id = Some(id);
+            }
+            Long("until-drained") => until_drained = true,
+            Long("ingest-stdin") => ingest_stdin = true,
+            Long("progress-secs") => {
+                let text = text_value(parser, "--progress-secs")?;
+                progress_secs = text
+                    .parse()
+                    .ok()
+                    .filter(|&s| s <= 86_400)
+                    .ok_or_else(|| format!("--progress-secs {text}: expected 0 (off) to 86400"))?;
+            }
+            Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
+            Long(name) => {
+                let name = name.to_owned();
+                if !database_option(parser, &name, &mut options)? {
+                    return Err(format!("invalid option '--{name}'"));
+                }
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if options.read_only {
+        return Err(String::from("forward writes its cursor: --read-only does not go with it"));
+    }
+    let missing = |what: &str| format!("forward needs {what} (minivault forward --help)");
+    let (host, port) = mqtt.ok_or_else(|| missing("--mqtt HOST:PORT"))?;
+    Ok(Request::Forward(ForwardArgs {
+        dir: dir.ok_or_else(|| missing("DIR"))?,
+        options,
+        stream: stream.ok_or_else(|| missing("--stream NAME"))?,
+        host,
+        port,
+        topic: topic.ok_or_else(|| missing("--topic TOPIC"))?,
+        qos,
+        consumer,
+        client_id,
+        until_drained,
+        ingest_stdin,
+        progress_secs,
+    }))
+}
+
+/// A stream or consumer name: 1 ..= 255 bytes (any bytes the shell can pass).
+fn name_value(parser: &mut lexopt::Parser, flag: &str) -> Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let name = parser.value().map_err(|e| e.to_string())?.into_vec();
+    if name.is_empty() || name.len() > minivault::outbox::key::MAX_NAME_LEN {
+        return Err(format!("{flag}: a name of 1 to 255 bytes"));
+    }
+    Ok(name)
+}
+
+/// `HOST:PORT` or `HOST` (port 1883); an IPv6 address in brackets: `[::1]:1883`.
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let bad = |why: &str| format!("--mqtt {text:?}: {why}");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad("expected :PORT after ]"))?),
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        match text.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(bad("write an IPv6 address in brackets: [::1]:1883"))
+            }
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (text.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(bad("expected HOST:PORT, e.g. 127.0.0.1:1883"));
+    }
+    let port = match port {
+        None => 1883,
+        Some(p) => p.parse().ok().filter(|&p| p > 0).ok_or_else(|| bad("the port must be 1 to 65535"))?,
+    };
+    Ok((host, port))
 }
 
 fn text_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -138,7 +291,45 @@ fn parse_sync(s: &str) -> Result<Durability, String> {
 }
 
 /// The usage line, printed with argument errors.
-pub const USAGE: &str = "usage: minivault [OPTIONS] [DIR [COMMAND [ARG ...]]]  (minivault --help for more)";
+pub const USAGE: &str = "usage: minivault [OPTIONS] [DIR [COMMAND [ARG ...]]]  (minivault --help for more)
+       minivault [OPTIONS] forward DIR --stream S --mqtt HOST:PORT --topic T [...]  (minivault forward --help)";
+
+/// `minivault forward --help`.
+pub fn forward_help() -> String {
+    String::from(
+        "minivault forward: drain a stream of the database to an MQTT broker (store and forward)
+
+usage: minivault [OPTIONS] forward DIR --stream NAME --mqtt HOST:PORT --topic TOPIC [OPTIONS]
+
+Opens the database in DIR (created if missing) and publishes each record of the stream after
+the consumer's cursor as one MQTT 5 message to TOPIC: the payload is the record, the user
+property `seq` its sequence number (and `stream` the stream's name). The cursor moves only
+after the broker's PUBACK (QoS 1), and records below every consumer's cursor are trimmed.
+When the broker goes away it reconnects (100 ms, doubling to 5 s) and sends again what was
+not acknowledged: delivery is at least once; receivers drop duplicates by seq.
+
+  --stream NAME         the stream to drain (1 to 255 bytes)
+  --mqtt HOST[:PORT]    the broker (port 1883 when not given; IPv6 as [::1]:1883)
+  --topic TOPIC         where to publish (no + or # wildcards)
+  --qos 0|1             1 (default): a record is done on the broker's PUBACK;
+                        0: once written to the socket (a broker that goes away loses some)
+  --consumer NAME       whose cursor to move (default mqtt)
+  --client-id ID        MQTT client id (default minivault-PID-STREAM)
+  --until-drained       exit 0 once nothing is left to send (after standard input ended,
+                        with --ingest-stdin)
+  --ingest-stdin        also append each line of standard input to the stream (without
+                        its line break; lines that arrive together share one sync), so
+                        `sensor-reader | minivault forward ...` is a complete agent
+  --progress-secs N     a progress line every N seconds on stderr (default 1; 0: none)
+  and the database's options (--sync, --memtable-bytes, ...: see minivault --help).
+
+Everything it says goes to stderr. It runs until SIGINT or SIGTERM (the cursor is stored, the
+connection closed; a second signal exits at once).
+Exit status: 0 drained (or stopped by a signal without --until-drained); 1 a runtime failure:
+the database, a line of input it could not store, interrupted before drained with
+--until-drained; 2 bad arguments.",
+    )
+}
 
 /// `--help`: the options with their defaults and ranges, the commands, the exit codes.
 pub fn help() -> String {
@@ -155,6 +346,8 @@ Opens the database in DIR (default ./{DEFAULT_DIR}, created if missing).
   minivault [DIR]                reads commands from standard input: a line editor with
                                  history on a terminal, one reply line per command from a
                                  pipe or file
+  minivault forward DIR --stream S --mqtt HOST:PORT --topic T
+                                 drains a stream to an MQTT broker (minivault forward --help)
 The first argument that is not an option is DIR; the words after it are the command, each
 one token (quote them for your shell: minivault db put \"my key\" \"a b c\").
 

@@ -6,11 +6,15 @@
 //! - otherwise reads commands from standard input, one reply line per command, going on after
 //!   `ERR` unless `--strict`.
 //!
+//! `minivault forward DIR --stream S --mqtt HOST:PORT --topic T ...` drains a stream to an MQTT
+//! broker instead ([`forward`]).
+//!
 //! When the database cannot be opened the reason goes to stderr and the exit code is 1; bad
 //! arguments exit with 2. `minivault --help` lists everything.
 
 mod args;
 mod editor;
+mod forward;
 mod keys;
 mod terminal;
 
@@ -32,6 +36,11 @@ fn main() -> ExitCode {
         }
         Ok(Request::Version) => {
             out(&format!("minivault {}", env!("CARGO_PKG_VERSION")));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Forward(args)) => return forward::run(args),
+        Ok(Request::ForwardHelp) => {
+            out(&args::forward_help());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -65,8 +74,9 @@ fn one_shot(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let Some(mut db) = open(&args) else { return ExitCode::from(1) };
-    let reply = repl::respond(&mut db, command);
+    let Some(db) = open(&args) else { return ExitCode::from(1) };
+    let mut session = repl::Session::new(db);
+    let reply = repl::respond(&mut session, command);
     if reply != Reply::Quit {
         let mut out = io::stdout().lock();
         let printed = writeln!(out, "{}", reply.printed()).and_then(|()| out.flush());
@@ -75,7 +85,7 @@ fn one_shot(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    match (close(db), reply.is_error()) {
+    match (close(session.into_db()), reply.is_error()) {
         (true, false) => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     }
@@ -83,7 +93,8 @@ fn one_shot(args: Args) -> ExitCode {
 
 /// `minivault [DIR]`: the REPL on a terminal, or a script from standard input.
 fn session(args: &Args) -> ExitCode {
-    let Some(mut db) = open(args) else { return ExitCode::from(1) };
+    let Some(db) = open(args) else { return ExitCode::from(1) };
+    let mut db = repl::Session::new(db);
     let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
     let result = if terminal {
         match terminal::TerminalLines::open() {
@@ -100,7 +111,7 @@ fn session(args: &Args) -> ExitCode {
         let settings = Settings { prompt: false, strict: args.strict };
         repl::run_reader(io::stdin().lock(), io::stdout().lock(), &mut db, settings)
     };
-    let closed = close(db);
+    let closed = close(db.into_db());
     match result.filter_broken_pipe() {
         Ok(outcome) if closed && !outcome.is_some_and(|o| o.stopped_at_error) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
