@@ -51,7 +51,10 @@ pub trait SharedReader {
 fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEngine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Arc::new(MiniVault::open(dir, opts)?)),
+        "minivault" => {
+            Ok(Arc::new(MiniVault::open(dir, opts, minivault::Options::DEFAULT.background_threads)?))
+        }
+        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0)?)),
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Arc::new(peers::Fjall::open(dir, opts)?)),
         #[cfg(feature = "redb")]
@@ -66,11 +69,11 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
 }
 
 /// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), caches as in
-/// [`crate::engines`].
+/// [`crate::engines`]; `minivault-inline` with no background compaction threads.
 struct MiniVault(minivault::Db);
 
 impl MiniVault {
-    fn open(dir: &Path, opts: EngineOptions) -> Result<Self> {
+    fn open(dir: &Path, opts: EngineOptions, background_threads: usize) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
             Mode::EveryWrite => minivault::Durability::Always,
@@ -80,6 +83,7 @@ impl MiniVault {
             durability,
             cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+            background_threads,
             ..minivault::Options::DEFAULT
         };
         Ok(MiniVault(minivault::Db::open_with(dir, options).map_err(err("open"))?))

@@ -16,7 +16,7 @@
 //!   synced) and apply it to the MemTable, and removes its keys from the row cache under that
 //!   lock. When its durability mode wants it durable now ([`Durability::Always`]; the write
 //!   that makes an `EveryN` count or a `Periodic` interval due), it then waits, without the
-//!   lock, for a sync that covers it: the **group commit** of [`crate::group_commit`]. One
+//!   lock, for a sync that covers it: the **group commit** of `group_commit` (a private module). One
 //!   leader syncs the WAL file through a descriptor of its own
 //!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
@@ -154,7 +154,7 @@ struct State {
 /// An open database directory.
 ///
 /// `Send + Sync`, every method `&self`: share one handle between threads as `Arc<Db>` (see the
-/// module docs for what runs in parallel, and [`crate::group_commit`] for how concurrent
+/// module docs for what runs in parallel, and the `group_commit` module for how concurrent
 /// durable writers share one `fdatasync`).
 ///
 /// ```
