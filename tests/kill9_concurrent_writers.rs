@@ -167,10 +167,11 @@ fn cycle(dir: &Path, seed: u64, c: u64, rng: &mut Rng, model: &mut BTreeMap<Stri
     let reader = thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let mut parts = line.split_whitespace();
-            if parts.next() != Some("ack") {
-                continue;
-            }
+            // The first acknowledgement shares its line with libtest's `test child_writers ... `
+            // (printed, without a newline, before the test runs): look for it anywhere.
+            let Some(at) = line.find("ack ") else { continue };
+            let mut parts = line.get(at..).unwrap_or_default().split_whitespace();
+            parts.next();
             let t = parts.next().and_then(|x| x.parse().ok()).unwrap();
             let i = parts.next().and_then(|x| x.parse().ok()).unwrap();
             if tx.send((t, i)).is_err() {
