@@ -69,7 +69,9 @@ pub struct Options {
     /// but the disk's. At least 16 × `memtable_bytes` (64 MiB with the default MemTables). What
     /// happens at the cap is [`Options::when_full`]. A compaction's output file may add up to
     /// an eighth of the cap for a moment with [`WhenFull::DropOldest`] (up to the size of the
-    /// tables it merges with [`WhenFull::RefuseWrites`]): leave that much free beyond the cap.
+    /// tables it merges with [`WhenFull::RefuseWrites`]), and up to
+    /// [`Options::background_threads`] compactions run at once, beside a flush's table of up to
+    /// one MemTable: leave that much free beyond the cap.
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
