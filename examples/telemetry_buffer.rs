@@ -24,7 +24,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let options =
         Options { memtable_bytes: 64 * 1024, durability: Durability::EveryN(64), ..Options::default() };
     {
-        let mut db = Db::open_with(dir, options)?;
+        let db = Db::open_with(dir, options)?;
         for tick in 0..TICKS {
             for sensor in 0..SENSORS {
                 let v = reading_value(sensor, tick).to_le_bytes();
@@ -47,7 +47,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     } // dropped: as if the process stopped
 
     std::thread::sleep(Duration::from_millis(60));
-    let mut db = Db::open_with(dir, options)?;
+    let db = Db::open_with(dir, options)?;
     for sensor in 0..SENSORS {
         for tick in (0..TICKS).step_by(7) {
             let got = db.get(&reading_key(sensor, tick))?.ok_or("reading lost")?;

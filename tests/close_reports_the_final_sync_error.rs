@@ -35,11 +35,11 @@ fn close_returns_the_error_that_drop_would_discard() {
     let dir = tempfile::tempdir().unwrap();
 
     // A clean close: Ok, and what Manual durability left unsynced is durable.
-    let mut db = Db::open_with(dir.path(), manual()).unwrap();
+    let db = Db::open_with(dir.path(), manual()).unwrap();
     db.put(b"kept", b"1").unwrap();
     db.close().unwrap();
 
-    let mut db = Db::open_with(dir.path(), manual()).unwrap();
+    let db = Db::open_with(dir.path(), manual()).unwrap();
     assert_eq!(db.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
     db.put(b"small", b"1").unwrap();
     // SAFETY: ignoring SIGXFSZ, so that a write past the limit fails with EFBIG rather than
@@ -59,7 +59,7 @@ fn close_returns_the_error_that_drop_would_discard() {
         other => panic!("close after a failed write: expected Poisoned, got {other:?}"),
     }
     // What was acknowledged before the failure is there after a reopen.
-    let mut db = Db::open_with(dir.path(), manual()).unwrap();
+    let db = Db::open_with(dir.path(), manual()).unwrap();
     assert_eq!(db.get(b"small").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(db.get(b"big").unwrap(), None);
 }

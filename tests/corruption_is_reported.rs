@@ -46,7 +46,7 @@ fn assert_corruption_naming(e: &Error, file: &str, what: &str) {
 /// Opens the database and reads every key. Returns whether the damage was reported; panics on
 /// a wrong value, a key reported absent, or an error that is not corruption naming `file`.
 fn open_and_read_all(dir: &Path, file: &str, what: &str) -> bool {
-    let mut db = match Db::open_with(dir, SMALL) {
+    let db = match Db::open_with(dir, SMALL) {
         Err(e) => {
             assert_corruption_naming(&e, file, what);
             return true;
@@ -68,7 +68,7 @@ fn open_and_read_all(dir: &Path, file: &str, what: &str) -> bool {
 
 /// A database whose only data is one SSTable of `KEYS` entries; returns the table's path.
 fn database_with_one_table(dir: &Path) -> std::path::PathBuf {
-    let mut db = Db::open(dir).unwrap();
+    let db = Db::open(dir).unwrap();
     for i in 0..KEYS {
         db.put(&key(i), &value(i)).unwrap();
     }
@@ -124,7 +124,7 @@ fn every_flipped_byte_of_an_sstable_is_reported() {
 fn damaged_older_sstable_is_reported_for_keys_only_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(b"old-only", b"1").unwrap();
         db.flush().unwrap();
         db.put(b"new-only", b"2").unwrap();
@@ -139,7 +139,7 @@ fn damaged_older_sstable_is_reported_for_keys_only_it_holds() {
     bytes[index_at - 1] ^= 0x20;
     fs::write(&tables[0], &bytes).unwrap();
 
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"new-only").unwrap().as_deref(), Some(&b"2"[..]));
     let e = db.get(b"old-only").unwrap_err();
     assert_corruption_naming(&e, &file_name(&tables[0]), "older table record");
@@ -162,7 +162,7 @@ fn truncated_or_empty_sstable_is_reported_on_open() {
 /// A database whose WAL holds `n` records (one put each) and its zero tail; returns the WAL
 /// and the record offsets (the last is the logical end, where the zero tail starts).
 fn database_with_wal(dir: &Path, n: usize) -> (std::path::PathBuf, Vec<usize>) {
-    let mut db = Db::open(dir).unwrap();
+    let db = Db::open(dir).unwrap();
     for i in 0..n {
         db.put(&key(i), &value(i)).unwrap();
     }
@@ -200,7 +200,7 @@ fn every_flipped_byte_of_a_middle_wal_record_fails_open_naming_the_file() {
         }
     }
     assert_eq!(fs::read(&wal).unwrap(), pristine);
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(&key(3)).unwrap(), Some(value(3)));
 }
 
@@ -210,7 +210,7 @@ fn flipped_length_larger_than_a_memtable_in_a_middle_wal_record_is_corruption() 
     let dir = tempfile::tempdir().unwrap();
     let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
     {
-        let mut db = Db::open_with(dir.path(), options).unwrap();
+        let db = Db::open_with(dir.path(), options).unwrap();
         while db.stats().wal_bytes < 4000 {
             db.put(b"k", b"v").unwrap();
             assert_eq!(db.stats().immutable_keys, 0, "rotated before the WAL grew long enough");
@@ -280,7 +280,7 @@ fn garbage_inside_a_wal_before_valid_records_fails_open() {
 
 /// A database with two WALs (a rotation, no flush yet), closed; returns the WALs, oldest first.
 fn database_with_two_wals(dir: &Path, options: Options) -> Vec<std::path::PathBuf> {
-    let mut db = Db::open_with(dir, options).unwrap();
+    let db = Db::open_with(dir, options).unwrap();
     let mut i = 0;
     while db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
         db.put(format!("k{i:04}").as_bytes(), b"some value").unwrap();

@@ -55,7 +55,7 @@ fn an_os_error_is_named_once_with_the_whole_chain_printed() {
 #[test]
 fn engine_errors_are_matched_through_minivault_alone() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut db = Db::open(tmp.path()).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
     assert!(matches!(db.put(b"", b"v"), Err(Error::Engine(EngineError::EmptyKey))));
     db.put(b"key", &[b'v'; 3000]).unwrap();
     db.flush().unwrap();
@@ -68,7 +68,7 @@ fn engine_errors_are_matched_through_minivault_alone() {
     let mut bytes = fs::read(&table).unwrap();
     bytes[100] ^= 0xFF; // inside the record's value
     fs::write(&table, bytes).unwrap();
-    let mut db = Db::open(tmp.path()).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
     match db.get(b"key") {
         Err(Error::Engine(EngineError::Corrupted {
             file,
@@ -85,7 +85,7 @@ fn engine_errors_are_matched_through_minivault_alone() {
 #[test]
 fn the_handle_is_debug_and_says_where_and_how_it_stands() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut db = Db::open(tmp.path()).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
     db.put(b"k", b"v").unwrap();
     let shown = format!("{db:?}");
     for part in ["Db", tmp.path().to_str().unwrap(), "memtable_bytes", "poisoned: false", "memtable_keys: 1"]

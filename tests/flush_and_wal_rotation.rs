@@ -139,7 +139,7 @@ fn flush_retires_every_wal_and_reopen_replays_nothing() {
 #[test]
 fn flush_with_nothing_to_write_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open_with(dir.path(), options(Durability::Always)).unwrap();
+    let db = Db::open_with(dir.path(), options(Durability::Always)).unwrap();
     db.flush().unwrap();
     assert!(sst_files(dir.path()).is_empty());
     assert!(db.tables().is_empty());
@@ -159,7 +159,7 @@ fn flush_with_nothing_to_write_creates_nothing() {
 #[test]
 fn flushes_count_grows_with_rotations() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open_with(dir.path(), options(Durability::Manual)).unwrap();
+    let db = Db::open_with(dir.path(), options(Durability::Manual)).unwrap();
     assert_eq!(db.stats().flushes, 0);
     let mut seen = vec![0];
     for i in 0..3000 {
@@ -201,7 +201,7 @@ fn reopen_with_larger_memtables_keeps_wals_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = BTreeMap::new();
     {
-        let mut db = Db::open_with(dir.path(), options(Durability::Always)).unwrap();
+        let db = Db::open_with(dir.path(), options(Durability::Always)).unwrap();
         let mut i = 0;
         while db.stats().immutable_keys == 0 {
             db.put(&key(i), &value(i)).unwrap();

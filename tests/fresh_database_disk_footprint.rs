@@ -15,12 +15,12 @@ fn allocated(dir: &Path) -> u64 {
 }
 
 fn three_keys(dir: &Path, wal_preallocation_bytes: Option<u64>) -> u64 {
-    let mut db = Db::open_with(dir, Options { wal_preallocation_bytes, ..Options::default() }).unwrap();
+    let db = Db::open_with(dir, Options { wal_preallocation_bytes, ..Options::default() }).unwrap();
     for (k, v) in [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")] {
         db.put(k, v).unwrap();
     }
     db.close().unwrap();
-    let mut db = Db::open_with(dir, Options { wal_preallocation_bytes, ..Options::default() }).unwrap();
+    let db = Db::open_with(dir, Options { wal_preallocation_bytes, ..Options::default() }).unwrap();
     assert_eq!(db.get(b"c").unwrap().as_deref(), Some(&b"3"[..]), "{wal_preallocation_bytes:?}");
     db.close().unwrap();
     allocated(dir)

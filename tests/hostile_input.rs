@@ -80,7 +80,7 @@ fn posix_open(dir: &Path) -> Result<Db, minivault::Error> {
 
 /// A small database with data in SSTables and in the WAL; returns what it holds.
 fn populate(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let mut db = posix_open(dir).expect("open");
+    let db = posix_open(dir).expect("open");
     let mut want = BTreeMap::new();
     for i in 0..50u32 {
         let (k, v) = (format!("key{i:03}").into_bytes(), format!("value-{i}").repeat(3).into_bytes());
@@ -94,7 +94,7 @@ fn populate(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 fn assert_holds(dir: &Path, want: &BTreeMap<Vec<u8>, Vec<u8>>) {
-    let mut db = posix_open(dir).expect("open");
+    let db = posix_open(dir).expect("open");
     for (k, v) in want {
         assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
     }
@@ -319,7 +319,7 @@ fn repl_answers_hostile_lines_with_errors_and_goes_on() {
     for (got, want) in replies.iter().zip(expected_prefixes) {
         assert!(got.starts_with(want), "reply {got:?} does not start with {want:?}");
     }
-    let mut db = posix_open(&dir).expect("reopen");
+    let db = posix_open(&dir).expect("reopen");
     assert_eq!(db.get(b"good").unwrap().as_deref(), Some(&b"value"[..]));
     assert_eq!(db.get(b"good2").unwrap().as_deref(), Some(&b"two words"[..]));
     assert_eq!(db.get(b"k").unwrap(), None, "no hostile line stored anything");
@@ -476,7 +476,7 @@ fn full_disk_refuses_writes_and_loses_nothing() {
     };
     let dir = mnt.join("db");
     let opts = Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() };
-    let mut db = Db::open_with(&dir, opts).expect("open");
+    let db = Db::open_with(&dir, opts).expect("open");
     let mut acked = BTreeMap::new();
     let mut failure = None;
     for i in 0..100_000u32 {
@@ -509,7 +509,7 @@ fn full_disk_refuses_writes_and_loses_nothing() {
     drop(db);
     // Still full: the database opens (recovery skips a flush it has no room for) and holds every
     // acknowledged write.
-    let mut db = Db::open_with(&dir, opts).expect("open on a full disk");
+    let db = Db::open_with(&dir, opts).expect("open on a full disk");
     for (k, v) in &acked {
         assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
     }
@@ -522,7 +522,7 @@ fn full_disk_refuses_writes_and_loses_nothing() {
         .status()
         .is_ok_and(|s| s.success());
     assert!(grown, "grow the tmpfs");
-    let mut db = Db::open_with(&dir, opts).expect("open once there is room");
+    let db = Db::open_with(&dir, opts).expect("open once there is room");
     for (k, v) in &acked {
         assert_eq!(db.get(k).expect("get").as_ref(), Some(v), "key {}", String::from_utf8_lossy(k));
     }
@@ -564,7 +564,7 @@ fn second_process_on_a_locked_directory_is_refused() {
     drop(stdin); // end of input: the first process exits cleanly and releases the lock
     assert!(first.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(10));
-    let mut db = posix_open(&dir).expect("open after the first process left");
+    let db = posix_open(&dir).expect("open after the first process left");
     assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(db.get(b"b").unwrap(), None);
 }
@@ -579,11 +579,11 @@ fn stray_files_named_with_extreme_ids_do_not_break_open() {
     {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut db = Db::open(dir.path()).unwrap();
+            let db = Db::open(dir.path()).unwrap();
             db.put(b"k", b"v").unwrap();
         }
         std::fs::write(dir.path().join(name), b"\x05\x00\x00\x00garbage").unwrap();
-        let mut db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "{name}");
         db.put(b"k2", b"v2").unwrap();
         assert!(dir.path().join(name).exists(), "{name}: a foreign file is left alone");

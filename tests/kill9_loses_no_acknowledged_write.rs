@@ -190,7 +190,7 @@ fn kill9_cycles(sync: &str, seed: u64, cycles: usize) {
             durability: Durability::Always,
             ..Options::default()
         };
-        let mut db = Db::open_with(dir.path(), options)
+        let db = Db::open_with(dir.path(), options)
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen after kill -9 failed: {e}"));
         let in_flight_key = in_flight.as_ref().map(|op| op.key().to_owned());
         for (k, want) in model.iter().filter(|(k, _)| Some(*k) != in_flight_key.as_ref()) {
@@ -285,9 +285,8 @@ fn durability(cycle: u64) -> (&'static str, Durability) {
 }
 
 fn read_all(dir: &Path, mode: Durability) -> Result<BTreeMap<String, String>, String> {
-    let mut db =
-        Db::open_with(dir, Options { memtable_bytes: MEMTABLE, durability: mode, ..Options::default() })
-            .map_err(|e| format!("reopen after kill: {e}"))?;
+    let db = Db::open_with(dir, Options { memtable_bytes: MEMTABLE, durability: mode, ..Options::default() })
+        .map_err(|e| format!("reopen after kill: {e}"))?;
     let mut out = BTreeMap::new();
     for i in 0..KEYS {
         let key = format!("k{i:02}");

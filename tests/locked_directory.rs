@@ -28,7 +28,7 @@ fn expect_locked(result: Result<Db, Error>, dir: &std::path::Path) {
 fn second_open_in_the_same_process_is_locked_until_the_first_is_dropped() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Db::open(dir.path()).unwrap();
+    let first = Db::open(dir.path()).unwrap();
     first.put(b"k", b"first").unwrap();
 
     expect_locked(Db::open(dir.path()), dir.path());
@@ -39,7 +39,7 @@ fn second_open_in_the_same_process_is_locked_until_the_first_is_dropped() {
     assert_eq!(first.get(b"k").unwrap().as_deref(), Some(&b"first"[..]));
     drop(first);
 
-    let mut second = Db::open(dir.path()).unwrap();
+    let second = Db::open(dir.path()).unwrap();
     assert_eq!(second.get(b"k").unwrap().as_deref(), Some(&b"first"[..]));
     assert_eq!(second.get(b"k2").unwrap().as_deref(), Some(&b"still writable"[..]));
 }
@@ -48,7 +48,7 @@ fn second_open_in_the_same_process_is_locked_until_the_first_is_dropped() {
 fn binary_on_a_locked_directory_reports_it_and_exits_nonzero() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     db.put(b"k", b"v").unwrap();
 
     let out = Command::new(common::minivault_bin())
@@ -70,7 +70,7 @@ fn binary_on_a_locked_directory_reports_it_and_exits_nonzero() {
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     drop(db);
 
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
@@ -98,7 +98,7 @@ fn library_open_while_the_binary_holds_the_directory_is_locked() {
     drop(stdin); // end of input: the binary exits cleanly and releases the lock
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"from").unwrap().as_deref(), Some(&b"binary"[..]));
 }
 
@@ -126,6 +126,6 @@ fn a_killed_holder_releases_the_lock() {
     child.wait().unwrap();
     // The LOCK file stays behind; only the lock on it matters.
     assert!(dir.path().join("LOCK").exists());
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }

@@ -32,13 +32,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use minivault_core::{Error, SyncPolicy, MAX_KEY_LEN};
+use minivault_core::compaction::{Execution, Plan};
+use minivault_core::{CompactionMode, Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
-    show, visible, FaultConfig, FaultError, FaultKind, FaultStorage, History, ManualClock, Mismatch,
-    MismatchKind, ModelOp, PowerCutModel, Rng,
+    show, visible, FaultConfig, FaultError, FaultFile, FaultKind, FaultStorage, History, ManualClock,
+    Mismatch, MismatchKind, ModelOp, PowerCutModel, Rng,
 };
 
-use common::{open_core, read_keys, FaultDb as TestDb};
+use common::{read_keys, FaultDb as TestDb};
 
 type DbError = Error<FaultError>;
 
@@ -109,6 +110,17 @@ struct Run {
     /// What broke, when a restart failed: the database refused to open, or its state broke a
     /// rule of the model (anything else is counted as another failure).
     broken: Option<Broken>,
+    /// Compactions run apart from the engine ([`CompactionMode::External`]): planned, stepped
+    /// and installed between the other steps, on another handle of the same storage.
+    external: bool,
+    execs: Vec<Exec>,
+}
+
+/// A compaction being run apart from the engine, with its scratch memory.
+struct Exec {
+    exec: Execution<FaultFile>,
+    scratch: Vec<u8>,
+    done: bool,
 }
 
 /// How a restart failed.
@@ -121,7 +133,7 @@ enum Broken {
 const MEM_SIZES: [usize; 5] = [512, 640, 1024, 2048, 4096];
 
 impl Run {
-    fn new(seed: u64, policy: SyncPolicy, model: PowerCutModel, trace: bool) -> Self {
+    fn new(seed: u64, policy: SyncPolicy, model: PowerCutModel, trace: bool, external: bool) -> Self {
         let mut rng = Rng::new(seed);
         let config = FaultConfig { power_cut: model, ..FaultConfig::default() };
         let storage = FaultStorage::with_config(rng.next_u64(), config);
@@ -147,6 +159,8 @@ impl Run {
             recent: VecDeque::new(),
             counts: Counts { seeds: 1, ..Counts::default() },
             broken: None,
+            external,
+            execs: Vec::new(),
         }
     }
 
@@ -158,7 +172,92 @@ impl Run {
     }
 
     fn open(&mut self) -> Result<TestDb, DbError> {
-        open_core(self.storage.clone(), &self.clock, self.mem, self.policy)
+        let compaction = if self.external { CompactionMode::External } else { CompactionMode::Inline };
+        let config = Config { compaction, ..Config::with_sync(self.policy) };
+        Db::open(self.storage.clone(), self.clock.clone(), [vec![0u8; self.mem], vec![0u8; self.mem]], config)
+    }
+
+    /// One step of the compactions run apart from the engine: plan and start one, advance one by
+    /// a few records, or install one that is complete.
+    fn compaction_step(&mut self) -> Result<(), String> {
+        let mut storage = self.storage.clone();
+        match self.rng.below(10) {
+            0..=2 => {
+                let scratch_len = [256, 1024, 4096, 16384][self.rng.below(4) as usize];
+                let force = self.rng.chance(1, 3);
+                let db = self.db.as_mut().ok_or("database is not open")?;
+                let Some(plan) = db.plan_compaction(scratch_len, force) else { return Ok(()) };
+                let inputs = db.compaction_inputs(&plan);
+                self.note(format!("plan compaction {plan:?}"));
+                let mut scratch = vec![0u8; scratch_len];
+                match Execution::start(&mut storage, plan, &inputs, &mut scratch) {
+                    Ok(exec) => self.execs.push(Exec { exec, scratch, done: false }),
+                    Err(e) => self.compaction_failed(plan, e)?,
+                }
+            }
+            3..=7 => {
+                if self.execs.is_empty() {
+                    return Ok(());
+                }
+                let i = self.rng.below(self.execs.len() as u64) as usize;
+                let budget = self.rng.range(1, 64) as u32;
+                let x = &mut self.execs[i];
+                match x.exec.step(&mut storage, &mut x.scratch, budget) {
+                    Ok(done) => x.done = done,
+                    Err(e) => {
+                        let x = self.execs.remove(i);
+                        let plan = *x.exec.plan();
+                        let _ = x.exec.abandon(&mut storage);
+                        self.compaction_failed(plan, e)?;
+                    }
+                }
+            }
+            _ => {
+                let Some(i) = self.execs.iter().position(|x| x.done) else { return Ok(()) };
+                let x = self.execs.remove(i);
+                let plan = *x.exec.plan();
+                match x.exec.finish(&mut storage) {
+                    Ok(Ok(done)) => {
+                        let db = self.db.as_mut().ok_or("database is not open")?;
+                        match db.install_compaction(done) {
+                            Ok(installed) => self.note(format!("install {plan:?}: {installed}")),
+                            Err(e) => {
+                                if !self.db().is_poisoned() {
+                                    return Err(format!(
+                                        "install failed with {e:?} but the database takes writes"
+                                    ));
+                                }
+                                self.note(format!("install {plan:?} -> {e:?}"));
+                                self.poisoned = true;
+                                self.counts.injected_errors += 1;
+                            }
+                        }
+                    }
+                    Ok(Err(_)) => return Err("a complete compaction did not finish".into()),
+                    Err(e) => {
+                        let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
+                        self.compaction_failed(plan, e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A compaction run apart from the engine failed with `e`: report it, as its runner must.
+    fn compaction_failed(&mut self, plan: Plan, e: DbError) -> Result<(), String> {
+        self.note(format!("compaction {plan:?} failed: {e:?}"));
+        let db = self.db();
+        let reported = db.fail_compaction(&plan, e.clone());
+        match (&e, reported) {
+            (Error::Full, Ok(())) => self.counts.full += 1,
+            (_, Err(r)) if r == e && db.is_poisoned() => {
+                self.poisoned = true;
+                self.counts.injected_errors += 1;
+            }
+            (_, r) => return Err(format!("fail_compaction({e:?}) returned {r:?}")),
+        }
+        Ok(())
     }
 
     fn db(&mut self) -> &mut TestDb {
@@ -213,6 +312,9 @@ impl Run {
     /// reopens and checks the recovered contents against the model.
     fn restart(&mut self, power_cut: bool) -> Result<(), String> {
         drop(self.db.take());
+        // Compactions running apart from the engine die with the process; their `.tmp` files
+        // stay for open to remove.
+        self.execs.clear();
         if self.persistent_fault {
             self.storage.clear_faults();
             self.persistent_fault = false;
@@ -392,6 +494,9 @@ impl Run {
 
     fn step(&mut self) -> Result<(), String> {
         self.counts.steps += 1;
+        if self.external && self.rng.chance(1, 3) {
+            return self.compaction_step();
+        }
         let now = self.clock.get();
         match self.rng.below(100) {
             0..=1 => {
@@ -540,6 +645,18 @@ fn env_u64(name: &str) -> Option<u64> {
 /// panics with the failing seeds and how to reproduce them. A soak counts every failing seed
 /// (by kind, in the summary line) instead of stopping after five.
 fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds: u64, salt: u64) {
+    run_model_with(test, policy, model, default_seeds, salt, false)
+}
+
+/// [`run_model`], with compactions run apart from the engine when `external`.
+fn run_model_with(
+    test: &str,
+    policy: SyncPolicy,
+    model: PowerCutModel,
+    default_seeds: u64,
+    salt: u64,
+    external: bool,
+) {
     let single = env_u64("MINIVAULT_SEED");
     let soak = env_u64("MINIVAULT_SOAK").map(Duration::from_secs);
     let start = Instant::now();
@@ -566,7 +683,7 @@ fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds
         if done || (failures.len() >= 5 && soak.is_none()) {
             break;
         }
-        let mut run = Run::new(seed ^ salt, policy, model, single.is_some());
+        let mut run = Run::new(seed ^ salt, policy, model, single.is_some(), external);
         let steps = 80 + run.rng.below(220);
         let outcome = catch_unwind(AssertUnwindSafe(|| run.run(steps)));
         let fs = run.storage.stats();
@@ -713,5 +830,36 @@ fn manual_policy_survives_unsynced_writes_reaching_the_disk_out_of_order() {
         PowerCutModel::Wide,
         750,
         0x3A3A_5749,
+    );
+}
+
+/// Compactions planned, run in steps and installed apart from the engine
+/// ([`CompactionMode::External`], what the POSIX background threads do), interleaved with
+/// every other step: writes and flushes add tables while a merge runs, power cuts and crashes
+/// come between any two steps of it (its `.tmp` left for open), faults and a full disk hit its
+/// storage calls too (a failure poisons as a failed write does; out of space only skips it).
+/// The recovered contents are checked against the model after every restart, as above.
+#[test]
+fn external_compactions_interleaved_with_writes_lose_no_acknowledged_write() {
+    run_model_with(
+        "external_compactions_interleaved_with_writes_lose_no_acknowledged_write",
+        SyncPolicy::EveryWrite,
+        PowerCutModel::Wide,
+        1000,
+        0xBAC6,
+        true,
+    );
+}
+
+/// The same in `EveryN(4)` with the narrow model.
+#[test]
+fn external_compactions_in_every_n_lose_at_most_n_minus_one_writes() {
+    run_model_with(
+        "external_compactions_in_every_n_lose_at_most_n_minus_one_writes",
+        SyncPolicy::EveryN(4),
+        PowerCutModel::Narrow,
+        500,
+        0xBAC6_4E4E,
+        true,
     );
 }

@@ -83,7 +83,7 @@ fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
         }
         outbox.ack(b"gone", b"c", 40).unwrap();
         // As a space cap that evicts whole old tables would: every key of the stream is gone.
-        let mut db = outbox.db().lock().unwrap();
+        let db = outbox.db().lock().unwrap();
         let keys: Vec<Vec<u8>> = db.keys(key::stream_prefix(b"gone")..).map(|k| k.unwrap()).collect();
         for k in keys.iter().filter(|k| k.starts_with(&key::stream_prefix(b"gone"))) {
             db.delete(k).unwrap();
@@ -133,7 +133,7 @@ fn records_missing_above_a_cursor_count_as_evicted_before_they_were_acknowledged
     outbox.ack(b"s", b"up", 5).unwrap();
     // What a space cap does to the oldest data: 6..=12 vanish unacknowledged.
     {
-        let mut db = outbox.db().lock().unwrap();
+        let db = outbox.db().lock().unwrap();
         for seq in 6..=12 {
             db.delete(&key::record(b"s", seq)).unwrap();
         }

@@ -9,7 +9,7 @@ use minivault_core::Error as CoreError;
 #[test]
 fn put_get_overwrite_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"k").unwrap(), None);
     db.put(b"k", b"v1").unwrap();
     assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]));
@@ -26,7 +26,7 @@ fn put_get_overwrite_delete() {
 #[test]
 fn absent_keys_read_as_none_and_deleting_them_is_fine() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     db.put(b"b", b"1").unwrap();
     for k in [&b"a"[..], b"c", b"bb", b"B", b"b\0"] {
         assert_eq!(db.get(k).unwrap(), None, "{k:?}");
@@ -39,7 +39,7 @@ fn absent_keys_read_as_none_and_deleting_them_is_fine() {
 #[test]
 fn neighbouring_keys_do_not_interfere() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     let keys: [&[u8]; 6] = [b"a", b"aa", b"ab", b"a\0", b"a\xff", b"b"];
     for (i, k) in keys.iter().enumerate() {
         db.put(k, format!("v{i}").as_bytes()).unwrap();
@@ -67,7 +67,7 @@ fn binary_keys_and_values_with_nul_and_ff_survive_flush_and_reopen() {
         (all_bytes.clone(), b"value for the 256-byte key".to_vec()),
     ];
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         for (k, v) in &pairs {
             db.put(k, v).unwrap();
         }
@@ -79,7 +79,7 @@ fn binary_keys_and_values_with_nul_and_ff_survive_flush_and_reopen() {
             assert_eq!(db.get(k).unwrap().as_ref(), Some(v), "sstable, key {k:?}");
         }
     }
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     for (k, v) in &pairs {
         assert_eq!(db.get(k).unwrap().as_ref(), Some(v), "after reopen, key {k:?}");
     }
@@ -89,7 +89,7 @@ fn binary_keys_and_values_with_nul_and_ff_survive_flush_and_reopen() {
 fn empty_value_is_present_not_absent() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(b"empty", b"").unwrap();
         db.put(b"tomb", b"x").unwrap();
         db.delete(b"tomb").unwrap();
@@ -98,14 +98,14 @@ fn empty_value_is_present_not_absent() {
     }
     {
         // From the WAL.
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.get(b"empty").unwrap(), Some(vec![]));
         assert_eq!(db.get(b"tomb").unwrap(), None);
         db.flush().unwrap();
         assert_eq!(db.get(b"empty").unwrap(), Some(vec![]));
     }
     // From the SSTable.
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"empty").unwrap(), Some(vec![]));
     assert_eq!(db.get(b"tomb").unwrap(), None);
 }
@@ -113,7 +113,7 @@ fn empty_value_is_present_not_absent() {
 #[test]
 fn empty_key_is_an_error_for_every_operation() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert!(matches!(db.put(b"", b"v"), Err(Error::Engine(CoreError::EmptyKey))));
     assert!(matches!(db.get(b""), Err(Error::Engine(CoreError::EmptyKey))));
     assert!(matches!(db.delete(b""), Err(Error::Engine(CoreError::EmptyKey))));
@@ -133,7 +133,7 @@ fn key_of_max_len_works_and_one_more_byte_is_an_error() {
     *other_max_key.last_mut().unwrap() = b'j';
     let too_long = vec![b'k'; MAX_KEY_LEN + 1];
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(&max_key, b"max").unwrap();
         db.put(&other_max_key, b"other").unwrap();
         assert_eq!(db.get(&max_key).unwrap().as_deref(), Some(&b"max"[..]));
@@ -150,7 +150,7 @@ fn key_of_max_len_works_and_one_more_byte_is_an_error() {
         assert!(!db.is_poisoned());
         db.flush().unwrap();
     }
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(&max_key).unwrap().as_deref(), Some(&b"max"[..]));
     assert_eq!(db.get(&other_max_key).unwrap().as_deref(), Some(&b"other"[..]));
     assert_eq!(db.get(&max_key[..MAX_KEY_LEN - 1]).unwrap(), None);
@@ -160,7 +160,7 @@ fn key_of_max_len_works_and_one_more_byte_is_an_error() {
 fn value_larger_than_a_memtable_is_a_clear_error_and_the_largest_allowed_works() {
     let dir = tempfile::tempdir().unwrap();
     let options = common::options(16 * 1024, Durability::Always);
-    let mut db = Db::open_with(dir.path(), options).unwrap();
+    let db = Db::open_with(dir.path(), options).unwrap();
     db.put(b"before", b"1").unwrap();
     let huge = vec![7u8; options.memtable_bytes + 1];
     let max = match db.put(b"big", &huge) {
@@ -189,7 +189,7 @@ fn value_larger_than_a_memtable_is_a_clear_error_and_the_largest_allowed_works()
     db.put(b"after", b"2").unwrap();
     drop(db);
 
-    let mut db = Db::open_with(dir.path(), options).unwrap();
+    let db = Db::open_with(dir.path(), options).unwrap();
     assert_eq!(db.get(b"big").unwrap().as_ref(), Some(&largest));
     assert_eq!(db.get(b"after").unwrap().as_deref(), Some(&b"2"[..]));
     db.flush().unwrap();
@@ -199,7 +199,7 @@ fn value_larger_than_a_memtable_is_a_clear_error_and_the_largest_allowed_works()
 #[test]
 fn value_of_max_value_len_with_default_memtables() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db =
+    let db =
         Db::open_with(dir.path(), Options { durability: Durability::Manual, ..Options::default() }).unwrap();
     let value: Vec<u8> = (0..MAX_VALUE_LEN).map(|i| (i * 7 % 256) as u8).collect();
     db.put(b"m", &value).unwrap();

@@ -127,7 +127,7 @@ fn range_prefix_keys_count_first_and_last_match_a_sorted_model() {
 #[test]
 fn an_expired_entry_is_not_scanned_and_the_expiry_is_read_when_the_scan_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     db.put(b"a", b"1").unwrap();
     db.put_with_ttl(b"b", b"brief", Duration::from_millis(50)).unwrap();
     db.put(b"c", b"3").unwrap();

@@ -35,7 +35,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
 fn a_read_only_open_changes_no_byte_leaves_a_torn_tail_and_refuses_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut db = Db::open_with(&dir, Options { memtable_bytes: 64 << 10, ..Options::default() }).unwrap();
+    let db = Db::open_with(&dir, Options { memtable_bytes: 64 << 10, ..Options::default() }).unwrap();
     for i in 0..300u32 {
         db.put(format!("key{i:04}").as_bytes(), &[b'v'; 100]).unwrap();
     }
@@ -51,7 +51,7 @@ fn a_read_only_open_changes_no_byte_leaves_a_torn_tail_and_refuses_writes() {
     fs::remove_file(dir.join("LOCK")).unwrap();
     let before = snapshot(&dir);
 
-    let mut ro = Db::open_with(&dir, read_only()).unwrap();
+    let ro = Db::open_with(&dir, read_only()).unwrap();
     assert!(ro.is_read_only());
     assert_eq!(ro.get(b"key0299").unwrap().as_deref(), Some(&[b'v'; 100][..]), "from an SSTable");
     assert_eq!(ro.get(b"in-the-wal").unwrap().as_deref(), Some(&b"1"[..]), "from the WAL");
@@ -64,7 +64,7 @@ fn a_read_only_open_changes_no_byte_leaves_a_torn_tail_and_refuses_writes() {
     assert_eq!(snapshot(&dir), before, "no file created, changed, cut or touched; no LOCK");
 
     // A writable open then cuts the torn tail, and everything is there.
-    let mut db = Db::open(&dir).unwrap();
+    let db = Db::open(&dir).unwrap();
     assert_eq!(db.get(b"in-the-wal").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(fs::read(&wal).unwrap() != bytes, "the writer cut the tail the reader left");
 }
@@ -90,7 +90,7 @@ fn read_only_opens_beside_a_busy_writer_see_a_consistent_prefix() {
     let dir = tmp.path().join("db");
     let key = |i: u64| format!("key{i:06}").into_bytes();
     let options = Options { memtable_bytes: 4096, durability: Durability::Manual, ..Options::default() };
-    let mut writer = Db::open_with(&dir, options).unwrap();
+    let writer = Db::open_with(&dir, options).unwrap();
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let writing = {
@@ -142,7 +142,7 @@ fn the_binary_reads_a_directory_it_cannot_write_while_another_process_holds_it()
     let _serial = common::serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut db = Db::open(&dir).unwrap();
+    let db = Db::open(&dir).unwrap();
     db.put(b"key1", b"value1").unwrap();
     // The writer keeps the database open (and locked) while the reader runs.
     let as_nobody = is_root() && has_setpriv();

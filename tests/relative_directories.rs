@@ -53,7 +53,7 @@ fn library_open_with_a_relative_path_creates_the_directory() {
     // working directory is process-wide: the other tests of this file use absolute paths only.
     let cwd = tempfile::tempdir().unwrap();
     std::env::set_current_dir(cwd.path()).unwrap();
-    let mut db = minivault::Db::open("telemetry-data").unwrap();
+    let db = minivault::Db::open("telemetry-data").unwrap();
     db.put(b"sensor/1", b"21.5").unwrap();
     assert_eq!(db.get(b"sensor/1").unwrap().as_deref(), Some(&b"21.5"[..]));
     drop(db);

@@ -259,7 +259,7 @@ fn damage_to_a_synced_record_followed_by_later_records_is_reported() {
         match Db::open_with(&crash, options(durability)) {
             Err(e) if e.is_corruption() => {}
             Err(e) => panic!("{durability:?}: open failed, but not as corruption: {e}"),
-            Ok(mut db) => panic!(
+            Ok(db) => panic!(
                 "{durability:?} (sync again {sync_again}): damage to a synced record was not reported; b reads {:?}",
                 db.get(b"b").map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
             ),

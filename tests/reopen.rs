@@ -150,7 +150,7 @@ fn reopen_with_memtables_too_small_for_a_logged_entry_is_an_error_not_data_loss(
     let dir = tempfile::tempdir().unwrap();
     let big_value = vec![b'v'; 3000];
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(b"big", &big_value).unwrap();
     }
     let tiny = Options { memtable_bytes: 1024, durability: Durability::Always, ..Options::default() };
@@ -161,14 +161,14 @@ fn reopen_with_memtables_too_small_for_a_logged_entry_is_an_error_not_data_loss(
             // The smallest MemTable that holds the entry (its arena is 7/8 of it).
             assert!((3000..4096).contains(&needed), "needed {needed}");
             let fits = Options { memtable_bytes: needed, ..tiny };
-            let mut db = Db::open_with(dir.path(), fits).expect("MemTables of the size the error names");
+            let db = Db::open_with(dir.path(), fits).expect("MemTables of the size the error names");
             assert_eq!(db.get(b"big").unwrap(), Some(big_value.clone()));
         }
         Err(e) => panic!("expected MemTableTooSmall, got {e}"),
         Ok(_) => panic!("opened although an entry in the WAL cannot fit in a MemTable"),
     }
     // Nothing was lost: a large enough budget reads it back.
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"big").unwrap(), Some(big_value));
 }
 
@@ -184,12 +184,12 @@ fn memtable_buffers_below_the_minimum_are_refused() {
         Ok(_) => panic!("opened with a 511-byte MemTable"),
     }
     let options = Options { memtable_bytes: 512, durability: Durability::Always, ..Options::default() };
-    let mut db = Db::open_with(dir.path(), options).unwrap();
+    let db = Db::open_with(dir.path(), options).unwrap();
     for i in 0..50u32 {
         db.put(&i.to_be_bytes(), b"tiny").unwrap();
     }
     drop(db);
-    let mut db = Db::open_with(dir.path(), options).unwrap();
+    let db = Db::open_with(dir.path(), options).unwrap();
     for i in 0..50u32 {
         assert_eq!(db.get(&i.to_be_bytes()).unwrap().as_deref(), Some(&b"tiny"[..]));
     }

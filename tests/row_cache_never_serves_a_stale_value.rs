@@ -131,7 +131,7 @@ fn failed_writes_leave_no_cached_row_and_the_old_value_stands() {
 #[test]
 fn a_key_too_large_to_store_is_never_cached() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = open(dir.path());
+    let db = open(dir.path());
     let long = vec![b'k'; MAX_KEY_LEN + 1];
     assert!(db.put(&long, b"v").is_err());
     assert!(db.get(&long).is_err(), "the engine still rejects the key on read");

@@ -15,7 +15,7 @@ fn database(dir: &std::path::Path, row_cache_bytes: usize) -> Db {
         row_cache_bytes,
         ..Options::default()
     };
-    let mut db = Db::open_with(dir, options).unwrap();
+    let db = Db::open_with(dir, options).unwrap();
     for i in 0..2000 {
         db.put(&key(i), &[i as u8; 100]).unwrap();
     }
@@ -26,7 +26,7 @@ fn database(dir: &std::path::Path, row_cache_bytes: usize) -> Db {
 #[test]
 fn repeated_gets_are_hits_that_skip_the_sstables() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = database(dir.path(), 1 << 20);
+    let db = database(dir.path(), 1 << 20);
     let hot: Vec<u32> = (0..2000).step_by(20).collect();
     for &i in &hot {
         assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]));
@@ -51,7 +51,7 @@ fn repeated_gets_are_hits_that_skip_the_sstables() {
 fn byte_charge_stays_within_the_capacity_when_every_key_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let capacity = 64 * 1024;
-    let mut db = database(dir.path(), capacity);
+    let db = database(dir.path(), capacity);
     for round in 0..3 {
         for i in 0..2000 {
             assert_eq!(db.get(&key(i)).unwrap(), Some(vec![i as u8; 100]), "round {round}");
@@ -68,7 +68,7 @@ fn byte_charge_stays_within_the_capacity_when_every_key_is_read() {
 #[test]
 fn a_hot_set_stays_cached_after_a_scan_of_every_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = database(dir.path(), 64 * 1024);
+    let db = database(dir.path(), 64 * 1024);
     for i in 0..2000 {
         db.get(&key(i)).unwrap();
     }
@@ -89,7 +89,7 @@ fn a_hot_set_stays_cached_after_a_scan_of_every_key() {
 #[test]
 fn zero_row_cache_bytes_disables_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = database(dir.path(), 0);
+    let db = database(dir.path(), 0);
     for _ in 0..3 {
         assert_eq!(db.get(&key(7)).unwrap(), Some(vec![7; 100]));
     }

@@ -38,7 +38,7 @@ fn tombstone_in_memtable_then_sstable_hides_older_sstable_value() {
 fn tombstone_only_in_the_wal_hides_sstable_value_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(b"k", b"old").unwrap();
         db.flush().unwrap();
         db.delete(b"k").unwrap();
@@ -125,7 +125,7 @@ fn many_deletes_over_many_tables() {
     let dir = tempfile::tempdir().unwrap();
     let n = 200;
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         for i in 0..n {
             db.put(format!("key{i:03}").as_bytes(), format!("v{i}").as_bytes()).unwrap();
         }

@@ -33,7 +33,7 @@ fn value(i: usize) -> Vec<u8> {
 /// A fresh database holding keys `0..N`, each acknowledged with `Durability::Always`, closed.
 /// Returns its WAL, which is preallocated: longer than its records, zeros after them.
 fn database_with_n_keys(dir: &Path) -> PathBuf {
-    let mut db = Db::open(dir).unwrap();
+    let db = Db::open(dir).unwrap();
     for i in 0..N {
         db.put(&key(i), &value(i)).unwrap();
     }
@@ -86,7 +86,7 @@ fn append(path: &Path, bytes: &[u8]) {
 /// Opens after damage; checks keys `0..present` are there and `present..N` are not, that one
 /// torn tail was cut and the WAL now ends at `good_len`; then writes more and reopens.
 fn check_recovery(dir: &Path, wal: &Path, present: usize, good_len: usize, what: &str) {
-    let mut db = Db::open(dir).unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
+    let db = Db::open(dir).unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
     assert_eq!(db.stats().torn_tails_truncated, 1, "{what}");
     for i in 0..N {
         let want = (i < present).then(|| value(i));
@@ -101,7 +101,7 @@ fn check_recovery(dir: &Path, wal: &Path, present: usize, good_len: usize, what:
     db.put(&key(N - 1), b"rewritten").unwrap();
     drop(db);
 
-    let mut db = Db::open(dir).unwrap_or_else(|e| panic!("{what}: second open failed: {e}"));
+    let db = Db::open(dir).unwrap_or_else(|e| panic!("{what}: second open failed: {e}"));
     assert_eq!(db.stats().torn_tails_truncated, 0, "{what}: the tail was torn again");
     assert_eq!(db.get(b"after").unwrap().as_deref(), Some(&b"recovery"[..]), "{what}");
     assert_eq!(db.get(&key(N - 1)).unwrap().as_deref(), Some(&b"rewritten"[..]), "{what}");
@@ -135,7 +135,7 @@ fn cut_exactly_at_a_record_boundary_is_not_a_torn_tail() {
         let wal = database_with_n_keys(dir.path());
         let starts = record_starts(&fs::read(&wal).unwrap());
         clear_from(&wal, starts[N - 1], tail);
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.stats().torn_tails_truncated, 0, "{tail:?}");
         assert_eq!(db.get(&key(N - 1)).unwrap(), None, "{tail:?}");
         assert_eq!(db.get(&key(N - 2)).unwrap(), Some(value(N - 2)), "{tail:?}");
@@ -152,7 +152,7 @@ fn zeros_after_the_last_record_are_the_clean_end_not_a_torn_tail() {
         append(&wal, &vec![0u8; zeros]);
         let what = format!("{zeros} zero bytes after the records");
 
-        let mut db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
+        let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{what}: open failed: {e}"));
         assert_eq!(db.stats().torn_tails_truncated, 0, "{what}: a zero tail counted as torn");
         let header = common::wal_header_len(&fs::read(&wal).unwrap());
         assert_eq!(db.stats().wal_bytes, (good - header) as u64, "{what}");
@@ -170,7 +170,7 @@ fn zeros_after_the_last_record_are_the_clean_end_not_a_torn_tail() {
             "{what}: the new record does not follow the others"
         );
 
-        let mut db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{what}: second open failed: {e}"));
+        let db = Db::open(dir.path()).unwrap_or_else(|e| panic!("{what}: second open failed: {e}"));
         assert_eq!(db.stats().torn_tails_truncated, 0, "{what}");
         assert_eq!(db.get(b"after").unwrap().as_deref(), Some(&b"zero tail"[..]), "{what}");
         assert_eq!(db.get(&key(N - 1)).unwrap(), Some(value(N - 1)), "{what}");
@@ -216,7 +216,7 @@ fn torn_tail_of_the_newest_wal_with_an_older_wal_present() {
         let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
         let mut written = Vec::new();
         {
-            let mut db = Db::open_with(dir.path(), options).unwrap();
+            let db = Db::open_with(dir.path(), options).unwrap();
             let mut i = 0;
             // Rotate once, then write a few more into the new WAL.
             while db.stats().immutable_keys == 0 || db.stats().memtable_keys < 5 {
@@ -230,7 +230,7 @@ fn torn_tail_of_the_newest_wal_with_an_older_wal_present() {
         assert_eq!(wals.len(), 2, "{wals:?}");
         let end = wal_logical_len(&fs::read(&wals[1]).unwrap());
         clear_from(&wals[1], end - 3, tail);
-        let mut db = Db::open_with(dir.path(), options).unwrap();
+        let db = Db::open_with(dir.path(), options).unwrap();
         assert_eq!(db.stats().torn_tails_truncated, 1, "{tail:?}");
         let (last, others) = written.split_last().unwrap();
         for (k, v) in others {

@@ -59,7 +59,7 @@ fn unexpired_ttl_value_survives_reopen_from_wal_and_from_sstable() {
     let dir = tempfile::tempdir().unwrap();
     let long = Duration::from_secs(3600);
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put_with_ttl(b"wal", b"w", long).unwrap();
         db.put_with_ttl(b"short", b"s", TTL).unwrap();
     }
@@ -143,7 +143,7 @@ fn ttl_entries_through_memtable_rotation() {
 fn ttl_row_read_from_the_cache_expires() {
     for flushed in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         db.put(b"t", b"older plain value").unwrap();
         db.flush().unwrap();
         let start = Instant::now();

@@ -47,7 +47,7 @@ fn wal_file_is_preallocated_and_appends_inside_it_leave_its_size_alone() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { memtable_bytes: 64 * 1024, durability: Durability::Always, ..Options::default() };
     let chunk = preallocation_chunk(options.memtable_bytes);
-    let mut db = PosixDb::open_with(dir.path(), options).unwrap();
+    let db = PosixDb::open_with(dir.path(), options).unwrap();
     db.put(b"first", b"write").unwrap();
     let wal = &wal_files(dir.path())[0];
     assert_eq!(fs::metadata(wal).unwrap().len(), chunk, "the first append extends by one chunk");
@@ -64,7 +64,7 @@ fn wal_file_is_preallocated_and_appends_inside_it_leave_its_size_alone() {
 fn preallocated_wal_with_a_zero_tail_reopens_with_every_acknowledged_write_and_no_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = PosixDb::open(dir.path()).unwrap();
+        let db = PosixDb::open(dir.path()).unwrap();
         for i in 0..300 {
             db.put(&key(i), &value(i)).unwrap();
         }
@@ -75,7 +75,7 @@ fn preallocated_wal_with_a_zero_tail_reopens_with_every_acknowledged_write_and_n
     let records = wal_logical_len(&bytes);
     assert!(bytes.len() > records, "the WAL has no zero tail: {} bytes, all records", bytes.len());
 
-    let mut db = PosixDb::open(dir.path()).unwrap();
+    let db = PosixDb::open(dir.path()).unwrap();
     assert_eq!(db.stats().torn_tails_truncated, 0, "a zero tail counted as a torn tail");
     assert_eq!(db.stats().wal_bytes, (records - common::wal_header_len(&bytes)) as u64);
     for i in 0..300 {
@@ -84,7 +84,7 @@ fn preallocated_wal_with_a_zero_tail_reopens_with_every_acknowledged_write_and_n
     assert_eq!(fs::metadata(wal).unwrap().len(), bytes.len() as u64, "open kept the preallocated tail");
     db.put(b"after", b"reopen").unwrap();
     drop(db);
-    let mut db = PosixDb::open(dir.path()).unwrap();
+    let db = PosixDb::open(dir.path()).unwrap();
     assert_eq!(db.get(b"after").unwrap().as_deref(), Some(&b"reopen"[..]));
     assert_eq!(db.get(&key(299)).unwrap(), Some(value(299)));
 }
@@ -95,7 +95,7 @@ fn older_wal_with_a_zero_tail_is_replayed_fully() {
     let options = Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() };
     let mut written = 0;
     {
-        let mut db = PosixDb::open_with(dir.path(), options).unwrap();
+        let db = PosixDb::open_with(dir.path(), options).unwrap();
         // One rotation and no flush yet: two WALs, the older one with its zero tail.
         while db.stats().immutable_keys == 0 || db.stats().memtable_keys < 3 {
             db.put(&key(written), &value(written)).unwrap();
@@ -107,7 +107,7 @@ fn older_wal_with_a_zero_tail_is_replayed_fully() {
     let older = fs::read(&wals[0]).unwrap();
     assert!(older.len() > wal_logical_len(&older), "the older WAL has no zero tail");
 
-    let mut db = PosixDb::open_with(dir.path(), options).unwrap();
+    let db = PosixDb::open_with(dir.path(), options).unwrap();
     assert_eq!(db.stats().torn_tails_truncated, 0);
     for i in 0..written {
         assert_eq!(db.get(&key(i)).unwrap(), Some(value(i)), "key {i}");

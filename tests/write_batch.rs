@@ -6,7 +6,7 @@ use minivault::{Db, Options, WriteBatch};
 fn write_batch_is_applied_and_survives_reopen() -> Result<(), minivault::Error> {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
+        let db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
         db.put(b"queue/7", b"pending")?;
         let mut batch = WriteBatch::new(vec![0; 64 * 1024]);
         batch.put(b"job/7", b"done")?;
@@ -18,7 +18,7 @@ fn write_batch_is_applied_and_survives_reopen() -> Result<(), minivault::Error> 
         assert_eq!(db.get(b"job/7")?.as_deref(), Some(&b"done"[..]));
         assert_eq!(db.get(b"queue/7")?, None);
     }
-    let mut db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
+    let db = Db::open_with(dir.path(), Options { memtable_bytes: 16 * 1024, ..Options::default() })?;
     assert_eq!(db.get(b"job/7")?.as_deref(), Some(&b"done"[..]));
     assert_eq!(db.get(b"queue/7")?, None);
     for i in 0..100u32 {
@@ -42,7 +42,7 @@ fn a_batch_of_megabytes_survives_reopen_and_a_larger_one_is_refused() {
     // length replay accepted (about 1 MiB) was acknowledged, then read back as a torn tail: lost.
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut db = Db::open(dir.path()).unwrap();
+        let db = Db::open(dir.path()).unwrap();
         let mut batch = WriteBatch::new(vec![0; 8 << 20]);
         batch.put(b"a", &vec![1u8; 1 << 20]).unwrap();
         batch.put(b"b", &vec![2u8; 1 << 20]).unwrap();
@@ -59,7 +59,7 @@ fn a_batch_of_megabytes_survives_reopen_and_a_larger_one_is_refused() {
         }
         assert!(!db.is_poisoned());
     }
-    let mut db = Db::open(dir.path()).unwrap();
+    let db = Db::open(dir.path()).unwrap();
     assert_eq!(db.get(b"a").unwrap(), Some(vec![1u8; 1 << 20]));
     assert_eq!(db.get(b"b").unwrap(), Some(vec![2u8; 1 << 20]));
     assert_eq!(db.get(&[b'x', 0]).unwrap(), None, "nothing of the refused batch");

@@ -149,6 +149,7 @@ pub const ALL: &[&str] = &[
     "minivault",
     "minivault-walpre64k",
     "minivault-walpre0",
+    "minivault-inline",
     "fjall",
     "redb",
     "sled",
@@ -162,9 +163,14 @@ pub const ALL: &[&str] = &[
 /// `--engines`, to measure what the step costs durable writes (`docs/BENCHMARKS.md`).
 pub const VARIANTS: &[(&str, u64)] = &[("minivault-walpre64k", 64 << 10), ("minivault-walpre0", 0)];
 
+/// MiniVaultDB with every compaction inside the write that calls for it
+/// (`Options::background_threads` = 0), as before background compaction: opt-in, to measure
+/// what the background threads change (`docs/BENCHMARKS.md`).
+pub const INLINE: &str = "minivault-inline";
+
 /// True for an engine that runs only when `--engines` names it.
 pub fn opt_in(name: &str) -> bool {
-    VARIANTS.iter().any(|(variant, _)| *variant == name)
+    name == INLINE || VARIANTS.iter().any(|(variant, _)| *variant == name)
 }
 
 /// True when `name` was compiled in.
@@ -184,10 +190,11 @@ pub fn available(name: &str) -> bool {
 pub fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Box<dyn Engine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None)?)),
+        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None, None)?)),
+        INLINE => Ok(Box::new(MiniVault::open(dir, opts, None, Some(0))?)),
         variant if opt_in(variant) => {
             let step = VARIANTS.iter().find(|(v, _)| *v == variant).map(|(_, step)| *step);
-            Ok(Box::new(MiniVault::open(dir, opts, step)?))
+            Ok(Box::new(MiniVault::open(dir, opts, step, None)?))
         }
         "rawfile" => Ok(Box::new(RawFile::open(dir, opts, false)?)),
         "rawprealloc" => Ok(Box::new(RawFile::open(dir, opts, true)?)),
@@ -213,8 +220,14 @@ pub struct MiniVault {
 }
 
 impl MiniVault {
-    /// Opens with the default WAL preallocation step, or `wal_preallocation_bytes` when given.
-    fn open(dir: &Path, opts: EngineOptions, wal_preallocation_bytes: Option<u64>) -> Result<Self> {
+    /// Opens with the default WAL preallocation step, or `wal_preallocation_bytes` when given,
+    /// and the default compaction threads, or `background_threads` when given.
+    fn open(
+        dir: &Path,
+        opts: EngineOptions,
+        wal_preallocation_bytes: Option<u64>,
+        background_threads: Option<usize>,
+    ) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
             Mode::EveryWrite => minivault::Durability::Always,
@@ -231,6 +244,7 @@ impl MiniVault {
             cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
             row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
             wal_preallocation_bytes,
+            background_threads: background_threads.unwrap_or(minivault::Options::DEFAULT.background_threads),
             ..minivault::Options::DEFAULT
         };
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;

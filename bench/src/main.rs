@@ -13,6 +13,7 @@
 //! (one measurement), [`report`] (medians and Markdown), [`charts`] (PNG).
 
 mod charts;
+mod concurrent;
 mod engines;
 mod keys;
 mod metrics;
@@ -42,10 +43,13 @@ USAGE: minivault-bench [OPTIONS]
   --engines LIST         comma-separated, from: minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc
                          (default: every compiled-in engine), and the opt-in MiniVaultDB variants
                          minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
-                         steps, or not at all)
+                         steps, or not at all) and minivault-inline (compactions inside writes,
+                         no background threads)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,readseq,readreverse,seekrandom,prefix100,
-                         fillsync,fillbatch,reopen (default: all)
+                         fillsync,fillbatch,reopen, and on one shared handle fillsync1,fillsync4,
+                         fillsync16 (durable puts by 1/4/16 threads) and readwhilewriting (4 reader
+                         threads, 1 writer) (default: all)
   --rounds R             rounds per scale; medians are reported (default 3)
   --large-scale N        scales of N keys or more run --large-rounds rounds of --large-engines only
                          (default: off), so that 10^7 keys fits in an afternoon

@@ -131,6 +131,11 @@ impl Latency {
         self.hist.saturating_record(ns.max(1));
     }
 
+    /// Adds `other`'s operations (another thread's) to these.
+    pub fn merge(&mut self, other: &Latency) {
+        let _ = self.hist.add(&other.hist);
+    }
+
     /// The slowest operation, in nanoseconds.
     pub fn max(&self) -> u64 {
         self.hist.max()

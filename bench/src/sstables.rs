@@ -55,7 +55,7 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<Vec<Row>, String> {
         row_cache_bytes: 0,
         ..Default::default()
     };
-    let mut db = minivault::Db::open_with(&cfg.dir, options).map_err(|e| format!("open: {e}"))?;
+    let db = minivault::Db::open_with(&cfg.dir, options).map_err(|e| format!("open: {e}"))?;
     let perm = ks.permutation(1);
     let mut rng = Rng::new(ks.seed ^ 0x55);
     let (mut k, mut v) = (Vec::new(), Vec::new());

@@ -20,6 +20,7 @@
 //! | fillsync | `sync/` (fresh) | puts each durable before the next ([`Mode::EveryWrite`]) |
 //! | fillbatch | `batch/` (fresh) | `n` puts in batches of 1,000, each batch durable on return |
 //! | reopen | `reopen/` (fresh) | a grandchild writes keys, syncs and exits without closing (as if it crashed right after a durable sync: everything is in the WAL); timed: open + one get |
+//! | fillsync1/4/16, readwhilewriting | | several threads on one shared handle: see [`crate::concurrent`] |
 //!
 //! Keys and values of a chunk of 1,000 operations are generated before the chunk's clock starts,
 //! so generation is not timed. Reads, `mixed`, `fillsync` and the scans stop at `max_secs`.
@@ -57,6 +58,10 @@ pub const ALL: &[&str] = &[
     "fillsync",
     "fillbatch",
     "reopen",
+    "fillsync1",
+    "fillsync4",
+    "fillsync16",
+    "readwhilewriting",
 ];
 
 /// Operations per generated (untimed) chunk, and per durable batch in `fillbatch`.
@@ -448,6 +453,7 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
     if cfg.wants("reopen") {
         rows.push(reopen(cfg));
     }
+    rows.extend(crate::concurrent::run(cfg));
     let _ = fs::remove_dir_all(&cfg.dir);
     rows
 }

@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             values.push(x as u8);
         }
     }
-    let mut db = Db::open_with(dir, Options { durability: Durability::Manual, ..Options::default() })?;
+    let db = Db::open_with(dir, Options { durability: Durability::Manual, ..Options::default() })?;
     let t0 = Instant::now();
     for i in 0..n {
         db.put(&keys[i * KEY_LEN..][..KEY_LEN], &values[i * VALUE_LEN..][..VALUE_LEN])?;

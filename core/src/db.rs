@@ -25,22 +25,24 @@
 //! evicts the oldest table and tries the write again.
 
 use crate::batch::WriteBatch;
-use crate::compaction;
+use crate::compaction::{self, Compacted, Input, Plan};
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush;
-use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_VALUE_LEN};
+use crate::limits::{
+    MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_TABLES, MAX_VALUE_LEN,
+};
 use crate::log::{event, warn_event};
 use crate::memtable::MemLookup;
 use crate::memtables::MemTables;
-use crate::options::{Clock, Config};
+use crate::options::{Clock, CompactionMode, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
 use crate::space::Space;
 use crate::sstable::{Lookup, ReadCounters, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::version::Version;
-use crate::wal::Wals;
+use crate::wal::{SyncTarget, Wals};
 
 pub(crate) type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 
@@ -58,6 +60,15 @@ pub(crate) struct Counters {
     pub(crate) reads: ReadCounters,
 }
 
+/// A compaction planned by [`Db::plan_compaction`] and not yet installed: its run of tables,
+/// by id, and whether an eviction took one of them since (then its output is discarded).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Running {
+    first: u64,
+    id: u64,
+    cancelled: bool,
+}
+
 /// A key-value database over storage `S`, clock `C` and MemTable buffers `M`.
 pub struct Db<S: Storage, C, M> {
     pub(crate) storage: S,
@@ -72,6 +83,8 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) order: Option<OrderCache<M>>,
     /// The storage budget and what eviction removed.
     pub(crate) space: Space,
+    /// Compactions running apart from the database ([`CompactionMode::External`]).
+    pub(crate) running: heapless::Vec<Running, MAX_RUNNING>,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -131,6 +144,11 @@ where
     fn evict_oldest(&mut self) -> Result<bool, S> {
         match self.version.evict_oldest(&mut self.storage)? {
             Some(table) => {
+                // A compaction running on this table can no longer be installed: its output
+                // would bring the evicted entries back.
+                for r in self.running.iter_mut().filter(|r| r.first <= table.id && table.id <= r.id) {
+                    r.cancelled = true;
+                }
                 self.space.count_eviction(table);
                 Ok(true)
             }
@@ -299,6 +317,43 @@ where
         })
     }
 
+    /// What a sync of the current WAL started now would cover, for a host that syncs the WAL
+    /// outside the engine (group commit; see [`crate::wal::writer`]): the WAL's id (its file is
+    /// `FileName` [`crate::names::FileKind::Wal`] of that id), the end of its records, and the
+    /// writes appended so far. `None` when read-only.
+    pub fn wal_sync_target(&self) -> Option<SyncTarget> {
+        self.wals.current_ref().map(crate::wal::Wal::sync_target)
+    }
+
+    /// Reports the outcome of a sync of `target`'s WAL file that the host made itself, started
+    /// after `target` was taken ([`Db::wal_sync_target`]), through a handle that reports the
+    /// file's write errors (on POSIX, a descriptor of its own: `open` of the file, not a `dup`).
+    ///
+    /// `Ok`: the WAL's durable end and unsynced count move as if [`Db::sync`] had run at that
+    /// moment (nothing changes if the WAL has been rotated away since: rotation synced it). `Err`:
+    /// the database is poisoned, as by any failed sync, and the error comes back as
+    /// [`Error::Storage`].
+    pub fn wal_synced(
+        &mut self,
+        target: SyncTarget,
+        outcome: core::result::Result<(), S::Error>,
+    ) -> Result<(), S> {
+        match outcome {
+            Ok(()) => {
+                if let Some(wal) = self.wals.current() {
+                    wal.note_synced(target);
+                }
+                Ok(())
+            }
+            Err(e) => self.poison(Error::Storage(e)),
+        }
+    }
+
+    /// Writes appended to the current WAL since the last sync (engine's or host's).
+    pub fn wal_unsynced(&self) -> u32 {
+        self.wals.unsynced()
+    }
+
     /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable
     /// first.
     fn rotate(&mut self) -> Result<(), S> {
@@ -323,13 +378,19 @@ where
         self.enforce_cap()
     }
 
-    /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch.
+    /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch
+    /// ([`CompactionMode::Inline`]; with [`CompactionMode::External`], only when the table limit
+    /// forces it). Tables of a running compaction are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
+        if self.config.compaction == CompactionMode::External && self.version.len() + 1 < MAX_TABLES {
+            return Ok(());
+        }
         loop {
             let now = self.clock.now();
+            let free_from = self.free_from();
             let Some(scratch) = self.mems.idle_scratch() else { return Ok(()) };
             let limit = self.space.merge_limit();
-            let ran = compaction::run(&mut self.storage, &mut self.version, scratch, now, limit);
+            let ran = compaction::run(&mut self.storage, &mut self.version, free_from, scratch, now, limit);
             self.mems.reset_idle();
             match ran {
                 Ok(true) => self.counters.compactions += 1,
@@ -345,6 +406,115 @@ where
             }
             return Ok(());
         }
+    }
+
+    /// The index of the first table newer than every running compaction's inputs: the tables a
+    /// new compaction may take.
+    fn free_from(&self) -> usize {
+        match self.running.iter().map(|r| r.id).max() {
+            None => 0,
+            Some(newest) => {
+                self.version.tables().iter().position(|t| t.id() > newest).unwrap_or(self.version.len())
+            }
+        }
+    }
+
+    /// Decides the next compaction to run apart from the database
+    /// ([`CompactionMode::External`]): the size-tiered policy over the tables newer than every
+    /// compaction already running, for a merge with `scratch_len` bytes of scratch memory
+    /// (`force`: merge the newest tables even when the policy would wait). The plan's tables are
+    /// marked as running: no other plan takes them until [`Db::install_compaction`],
+    /// [`Db::fail_compaction`] or [`Db::abandon_compaction`] is called with it. They stay live
+    /// and readable meanwhile. `None` when nothing is due, the database is read-only or
+    /// poisoned, or [`crate::limits::MAX_RUNNING`] compactions are running.
+    ///
+    /// Run it with [`Db::compaction_inputs`] and [`compaction::execute`] (or
+    /// [`compaction::Execution`]) on a storage handle of its own, then install the output.
+    pub fn plan_compaction(&mut self, scratch_len: usize, force: bool) -> Option<Plan> {
+        if self.poisoned || self.is_read_only() || self.running.is_full() {
+            return None;
+        }
+        let now = self.clock.now();
+        let limit = self.space.merge_limit();
+        let plan = compaction::plan(&self.version, self.free_from(), scratch_len, now, limit, force)?;
+        self.running.push(Running { first: plan.first, id: plan.id, cancelled: false }).ok()?;
+        Some(plan)
+    }
+
+    /// The input tables of `plan` (their ids, footers and sizes), for [`compaction::Execution`].
+    pub fn compaction_inputs(&self, plan: &Plan) -> heapless::Vec<Input, MAX_MERGE> {
+        let mut inputs = heapless::Vec::new();
+        let start = self.version.position(plan.first).unwrap_or(usize::MAX);
+        for t in self.version.tables().iter().skip(start).take(plan.count) {
+            let _ = inputs.push(Input { id: t.id(), footer: *t.footer(), bytes: t.bytes() });
+        }
+        inputs
+    }
+
+    /// Compactions planned and not yet installed, failed or abandoned.
+    pub fn compactions_running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// The running mark of `plan`, removed.
+    fn take_running(&mut self, plan: &Plan) -> Option<Running> {
+        let i = self.running.iter().position(|r| r.first == plan.first && r.id == plan.id)?;
+        Some(self.running.swap_remove(i))
+    }
+
+    /// Makes a finished compaction's output live in place of its inputs (`<id>.tmp` synced,
+    /// renamed over `<id>.sst`, directory synced, older inputs removed), wherever its run now is
+    /// among the tables. `Ok(false)` when the output was discarded instead (its `.tmp` removed):
+    /// an eviction took one of its inputs ([`crate::WhenFull::DropOldest`]), or the database
+    /// was poisoned meanwhile. A failure poisons the database, as any failed change does.
+    pub fn install_compaction(&mut self, done: Compacted<S::File>) -> Result<bool, S> {
+        let Compacted { plan, file, footer } = done;
+        let running = self.take_running(&plan);
+        let start = self.version.position(plan.first).filter(|&i| {
+            self.version.tables().get(i + plan.count.saturating_sub(1)).is_some_and(|t| t.id() == plan.id)
+        });
+        match (running, start) {
+            (Some(r), Some(start)) if !r.cancelled && !self.poisoned && plan.count >= 2 => {
+                match self.version.replace_run(&mut self.storage, start, plan.count, file, footer) {
+                    Ok(()) => {
+                        self.counters.compactions += 1;
+                        self.enforce_cap().or_else(|e| self.poison(e))?;
+                        Ok(true)
+                    }
+                    Err(e) => self.poison(e),
+                }
+            }
+            _ => {
+                drop(file);
+                // Open removes it if this fails.
+                let _ = self.storage.remove(&plan.temp_name());
+                Ok(false)
+            }
+        }
+    }
+
+    /// Reports that running `plan` failed with `error` (its output removed, or left for open to
+    /// remove): the database is poisoned, as by a failed write, and `error` returned; out of
+    /// space ([`Error::Full`]) only counts the compaction as skipped, and a plan an eviction
+    /// cancelled is simply forgotten.
+    pub fn fail_compaction(&mut self, plan: &Plan, error: Error<S::Error>) -> Result<(), S> {
+        match self.take_running(plan) {
+            Some(r) if !r.cancelled => match error {
+                Error::Full => {
+                    warn_event!("compaction skipped: the storage is full");
+                    self.counters.compactions_skipped_for_space += 1;
+                    Ok(())
+                }
+                e => self.poison(e),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets `plan`, which was given up (at close, say); its `.tmp`, if any, is removed by
+    /// whoever ran it or by the next open.
+    pub fn abandon_compaction(&mut self, plan: &Plan) {
+        self.take_running(plan);
     }
 
     /// Writes every MemTable entry to SSTables and retires the WALs: after this, a reopen replays
@@ -451,6 +621,7 @@ where
             evicted_bytes: self.space.evicted().bytes,
             full_refusals: self.space.refused(),
             compactions_skipped_for_space: self.counters.compactions_skipped_for_space,
+            compactions_running: self.running.len(),
         }
     }
 
@@ -671,6 +842,135 @@ mod tests {
         assert_eq!(files(&mut db, ".sst"), 1);
     }
 
+    fn external(storage: Mem, t: &Rc<Cell<u64>>, mem: usize) -> TestDb {
+        let config = Config { compaction: CompactionMode::External, ..Config::default() };
+        Db::open(storage, clock(t), [vec![0; mem], vec![0; mem]], config).unwrap()
+    }
+
+    /// Puts keys `k{i}` for `i` in `range` with values tagged `tag`, then flushes.
+    fn fill(
+        db: &mut TestDb,
+        model: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+        range: core::ops::Range<u32>,
+        tag: &str,
+    ) {
+        for i in range {
+            let (k, v) = (format!("k{:04}", i % 900).into_bytes(), format!("{tag}{i}").into_bytes());
+            if i % 7 == 0 {
+                db.delete(&k).unwrap();
+                model.remove(&k);
+            } else {
+                db.put(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+        }
+        db.flush().unwrap();
+    }
+
+    fn check(db: &mut TestDb, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+        for i in 0..900u32 {
+            let k = format!("k{i:04}").into_bytes();
+            assert_eq!(get(db, &k), model.get(&k).cloned(), "key {i}");
+        }
+    }
+
+    #[test]
+    fn an_external_compaction_installs_behind_tables_flushed_while_it_ran() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 16384);
+        let mut model = BTreeMap::new();
+        for r in 0..4u32 {
+            fill(&mut db, &mut model, r * 300..(r + 1) * 300, "a");
+        }
+        assert_eq!(db.stats().compactions, 0, "external mode compacts nothing by itself");
+        let tables = db.stats().tables;
+        let plan = db.plan_compaction(8192, false).expect("four similar tables are due");
+        assert_eq!((plan.count, plan.drop_dead_at), (tables, Some(0)));
+        assert_eq!(db.plan_compaction(8192, false), None, "no other run is due");
+        let inputs = db.compaction_inputs(&plan);
+        let mut scratch = vec![0u8; 8192];
+        // The merge runs in steps, with flushes (newer tables) between them.
+        let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
+        let mut steps = 0;
+        while !exec.step(db.storage(), &mut scratch, 50).unwrap() {
+            steps += 1;
+            if steps % 10 == 0 {
+                fill(&mut db, &mut model, 2000 + steps * 10..2000 + steps * 10 + 40, "b");
+            }
+            check(&mut db, &model);
+        }
+        assert!(steps > 20, "{steps} steps");
+        let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!("finished") };
+        let before = db.stats().tables;
+        assert!(db.install_compaction(done).unwrap());
+        assert_eq!(db.stats().tables, before - plan.count + 1);
+        assert_eq!(db.stats().compactions, 1);
+        check(&mut db, &model);
+        assert_eq!(files(&mut db, ".tmp"), 0);
+        let (storage, closed) = db.close();
+        closed.unwrap();
+        let mut db = external(storage, &t, 16384);
+        check(&mut db, &model);
+        assert_eq!(db.stats().tables, before - plan.count + 1, "open removed nothing more");
+    }
+
+    #[test]
+    fn a_merge_in_steps_writes_the_same_table_as_one_in_one_go() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 16384);
+        let mut model = BTreeMap::new();
+        for r in 0..4u32 {
+            fill(&mut db, &mut model, r * 250..(r + 1) * 250, "a");
+            db.delete_range(b"k0100", b"k0120").unwrap();
+        }
+        let plan = db.plan_compaction(8192, false).unwrap();
+        let inputs = db.compaction_inputs(&plan);
+        let mut outputs = Vec::new();
+        for budget in [u32::MAX, 1, 7] {
+            let mut scratch = vec![0u8; 8192];
+            let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
+            while !exec.step(db.storage(), &mut scratch, budget).unwrap() {}
+            let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!() };
+            let mut f = done.file;
+            let s = db.storage();
+            let len = s.len(&mut f).unwrap() as usize;
+            let mut b = vec![0; len];
+            read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+            outputs.push((b, done.footer));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        assert_eq!(outputs[0], outputs[2]);
+        db.abandon_compaction(&plan);
+    }
+
+    #[test]
+    fn eviction_of_a_running_input_discards_the_output_and_a_failure_poisons() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 16384);
+        let mut model = BTreeMap::new();
+        for r in 0..4u32 {
+            fill(&mut db, &mut model, r * 300..(r + 1) * 300, "a");
+        }
+        let plan = db.plan_compaction(8192, false).unwrap();
+        let inputs = db.compaction_inputs(&plan);
+        let mut scratch = vec![0u8; 8192];
+        let done = compaction::execute(db.storage(), plan, &inputs, &mut scratch).unwrap();
+        assert!(db.evict_oldest().unwrap());
+        let tables = db.stats().tables;
+        assert!(!db.install_compaction(done).unwrap(), "an input was evicted");
+        assert_eq!(db.stats().tables, tables);
+        assert_eq!(files(&mut db, ".tmp"), 0);
+        assert!(!db.is_poisoned());
+        // A failed compaction poisons the database like a failed write.
+        let plan = db.plan_compaction(8192, true).unwrap();
+        assert_eq!(db.compactions_running(), 1);
+        let err = Error::Storage(MemError::Full);
+        assert_eq!(db.fail_compaction(&plan, err.clone()), Err(err));
+        assert_eq!(db.compactions_running(), 0);
+        assert!(db.is_poisoned());
+        assert_eq!(db.put(b"x", b"y"), Err(Error::Poisoned));
+    }
+
     #[test]
     fn failed_sync_poisons_writes_but_not_reads() {
         struct FailingSync(Mem, bool);
@@ -747,6 +1047,54 @@ mod tests {
             }
             assert_eq!(db.storage().syncs - before, 1);
         }
+    }
+
+    /// The current WAL's name and bytes.
+    fn wal_bytes(db: &mut TestDb) -> (std::string::String, Vec<u8>) {
+        let id = db.wal_sync_target().unwrap().wal;
+        let name = file_name(FileKind::Wal, id);
+        let s = db.storage();
+        let mut f = s.open(&name).unwrap();
+        let len = s.len(&mut f).unwrap() as usize;
+        let mut b = vec![0; len];
+        read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+        (name.as_str().into(), b)
+    }
+
+    #[test]
+    fn a_sync_made_by_the_host_moves_the_watermark_and_a_failed_one_poisons() {
+        let t = Rc::new(Cell::new(0));
+        let config = Config::with_sync(crate::SyncPolicy::Manual);
+        let mut db =
+            Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], config).unwrap();
+        db.put(b"a", b"1").unwrap();
+        db.put(b"b", b"2").unwrap();
+        assert_eq!(db.wal_unsynced(), 2);
+        let target = db.wal_sync_target().unwrap();
+        // Appended while the host's sync runs: not covered by it.
+        db.put(b"c", b"3").unwrap();
+        let (name, _) = wal_bytes(&mut db);
+        {
+            let s = db.storage();
+            let mut f = s.open(&name).unwrap();
+            s.sync(&mut f).unwrap();
+        }
+        db.wal_synced(target, Ok(())).unwrap();
+        assert_eq!(db.wal_unsynced(), 1, "the write appended after the target is still unsynced");
+        let before = db.wal_sync_target().unwrap().end;
+        db.put(b"d", b"4").unwrap();
+        let (_, bytes) = wal_bytes(&mut db);
+        let at = before as usize + HEADER_LEN;
+        let watermark = u32::from_le_bytes(bytes[at..at + WATERMARK_LEN].try_into().unwrap());
+        assert_eq!(u64::from(watermark), target.end, "the next record claims what the host synced");
+        // A target of a WAL rotated away since changes nothing.
+        let stale = SyncTarget { wal: target.wal + 100, ..target };
+        db.wal_synced(stale, Ok(())).unwrap();
+        assert_eq!(db.wal_unsynced(), 2);
+        assert_eq!(db.wal_synced(target, Err(MemError::Full)), Err(Error::Storage(MemError::Full)));
+        assert!(db.is_poisoned());
+        assert_eq!(db.put(b"e", b"5"), Err(Error::Poisoned));
+        assert_eq!(get(&mut db, b"d").as_deref(), Some(&b"4"[..]), "reads keep working");
     }
 
     #[test]

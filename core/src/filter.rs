@@ -102,6 +102,20 @@ impl<'a> FilterBuilder<'a> {
         Some(FilterBuilder { buf })
     }
 
+    /// A filter of `blocks` blocks already begun in the front of `mem` (by [`FilterBuilder::new`],
+    /// with keys added since): its bits are kept. `None` when `blocks` is 0 or `mem` is shorter.
+    pub fn resume(mem: &'a mut [u8], blocks: usize) -> Option<Self> {
+        if blocks == 0 {
+            return None;
+        }
+        Some(FilterBuilder { buf: mem.get_mut(..blocks * BLOCK_LEN)? })
+    }
+
+    /// Blocks in the filter.
+    pub fn blocks(&self) -> usize {
+        self.buf.len() / BLOCK_LEN
+    }
+
     /// Adds the key whose [`key_hash`] is `h`.
     pub fn add(&mut self, h: u64) {
         let blocks = self.buf.len() / BLOCK_LEN;

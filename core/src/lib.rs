@@ -64,7 +64,7 @@ pub use error::{Corruption, Error};
 pub use limits::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
 pub use mem_storage::{MemError, MemFile, MemStorage};
 pub use names::FileName;
-pub use options::{Clock, Config, SyncPolicy, WhenFull};
+pub use options::{Clock, CompactionMode, Config, SyncPolicy, WhenFull};
 pub use scan::{KeyRange, Scan};
 pub use stats::{Stats, TableInfo};
 pub use storage::Storage;

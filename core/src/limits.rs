@@ -43,6 +43,10 @@ pub const MAX_WALS: usize = 8;
 /// The most tables one compaction merges.
 pub const MAX_MERGE: usize = 16;
 
+/// The most compactions running at once apart from the database
+/// ([`crate::CompactionMode::External`]), each on its own run of tables.
+pub const MAX_RUNNING: usize = 4;
+
 /// The most bytes of input one compaction merges: the output must keep its offsets within `u32`.
 pub const MAX_MERGE_BYTES: u64 = 3 << 30;
 

@@ -54,6 +54,26 @@ pub struct Config {
     /// What happens when the cap ([`Config::max_bytes`]) is reached or the storage itself is
     /// full. Default [`WhenFull::RefuseWrites`]: data is dropped only when the caller asks for it.
     pub when_full: WhenFull,
+    /// When compactions run. Default [`CompactionMode::Inline`].
+    pub compaction: CompactionMode,
+}
+
+/// When compactions (merges of SSTables) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CompactionMode {
+    /// Whole compactions, in the write whose flush calls for one (and in [`crate::Db::flush`]
+    /// and at open), with the idle MemTable's buffer as scratch memory. The default: nothing
+    /// else to call, no memory beyond the two MemTables; the write that triggers a compaction
+    /// waits for all of it.
+    #[default]
+    Inline,
+    /// The caller runs them, apart from the database: [`crate::Db::plan_compaction`], then
+    /// [`crate::compaction::execute`] (or [`crate::compaction::Execution`], in steps) on a
+    /// storage handle of its own, perhaps on another thread, then
+    /// [`crate::Db::install_compaction`]. The engine compacts by itself only when the table
+    /// limit forces it ([`crate::MAX_TABLES`]). What the POSIX crate's background thread uses.
+    External,
 }
 
 /// What the database does when its space runs out: at [`Config::max_bytes`], or when the
@@ -87,6 +107,7 @@ impl Config {
             read_only: false,
             max_bytes: None,
             when_full: WhenFull::RefuseWrites,
+            compaction: CompactionMode::Inline,
         }
     }
 }

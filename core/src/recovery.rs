@@ -61,6 +61,7 @@ where
             counters: Counters::default(),
             order: None,
             space,
+            running: heapless::Vec::new(),
         };
         let mut attempt = 1;
         loop {

@@ -22,7 +22,9 @@
 //! The cap holds between calls. While a flush or compaction runs, its temporary table is there
 //! as well as its inputs: up to one MemTable's table for a flush, and up to the inputs' size for a
 //! compaction (at most [`max_merge_bytes`] with `DropOldest`; up to all tables with
-//! `RefuseWrites`). Give the storage that much room beyond the cap; if it has less, the failed
+//! `RefuseWrites`), for each compaction running at once (one at a time inline; with
+//! `CompactionMode::External`, as many as the host runs). Give the storage that much room beyond
+//! the cap; if it has less, the failed
 //! compaction is skipped and the data stays as it was. With `RefuseWrites` the cap can also be
 //! passed by the deletes taken at the cap (each a small record).
 

@@ -56,4 +56,7 @@ pub struct Stats {
     /// Compactions given up since open because the storage was full (their temporary output
     /// removed, the tables left as they were).
     pub compactions_skipped_for_space: u64,
+    /// Compactions planned to run apart from the database ([`crate::CompactionMode::External`])
+    /// and not yet installed, failed or abandoned.
+    pub compactions_running: usize,
 }

@@ -220,9 +220,8 @@ impl<F> Version<F> {
         Ok(())
     }
 
-    /// Makes the table just written by a compaction of the tables `start..` live in their place:
-    /// it takes the newest input's id (`<id>.tmp` renamed over `<id>.sst`), then the older inputs
-    /// are removed.
+    /// Makes the table just written by a compaction of the tables `start..` live in their place
+    /// ([`Version::replace_run`] of the newest run).
     pub fn replace<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
@@ -230,18 +229,46 @@ impl<F> Version<F> {
         file: F,
         footer: Footer,
     ) -> Result<(), S> {
-        let Some(id) = self.tables.last().map(Table::id) else { return Ok(()) };
+        let count = self.tables.len().saturating_sub(start);
+        self.replace_run(storage, start, count, file, footer)
+    }
+
+    /// Makes the table just written by a compaction of the `count` tables from index `start`
+    /// live in their place: it takes the newest input's id (`<id>.tmp` renamed over
+    /// `<id>.sst`), then the older inputs are removed. The run need not be the newest: tables
+    /// flushed since the compaction was planned have larger ids, so the output's
+    /// `[replaces_from, id)` still names exactly its inputs (`docs/FORMAT.md`, *Lineage*).
+    pub fn replace_run<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        start: usize,
+        count: usize,
+        file: F,
+        footer: Footer,
+    ) -> Result<(), S> {
+        let end = start + count;
+        let Some(id) = self.tables.get(start..end).and_then(|run| run.last()).map(Table::id) else {
+            return Ok(());
+        };
         let (file, bytes) = publish(storage, file, id)?;
-        let n = self.tables.len();
         // No directory sync for these removals: an input that comes back after a power cut has
         // an id in the durable output's `[replaces_from, id)`, and open removes it again.
-        for t in self.tables.get(start..n - 1).unwrap_or(&[]) {
+        for t in self.tables.get(start..end - 1).unwrap_or(&[]) {
             storage.remove(&file_name(FileKind::Table, t.id())).storage()?;
         }
-        self.tables.truncate(start);
-        let _ = self.tables.push(Table::new(id, file, footer, bytes));
-        event!("compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)", n - start, id, bytes);
+        for _ in start..end - 1 {
+            self.tables.remove(start);
+        }
+        if let Some(slot) = self.tables.get_mut(start) {
+            *slot = Table::new(id, file, footer, bytes);
+        }
+        event!("compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)", count, id, bytes);
         Ok(())
+    }
+
+    /// The index of the live table `id`, if it is live.
+    pub fn position(&self, id: u64) -> Option<usize> {
+        self.tables.iter().position(|t| t.id() == id)
     }
 }
 

@@ -1,18 +1,66 @@
 //! [`Db`]: an open database directory, the engine over [`PosixStorage`] with the row cache in
-//! front of its reads, the durability modes the engine does not know ([`Durability::Periodic`])
-//! and the directory lock.
+//! front of its reads, the durability modes (applied here, with group commit) and the
+//! directory lock.
+//!
+//! # Sharing one handle between threads
+//! `Db` is `Send + Sync` and every method takes `&self`; share it as `Arc<Db>`. Inside:
+//!
+//! ```text
+//!  Db ─ state: Mutex ─ the engine (MemTables, WAL, SSTables), its read buffer, the ticket count
+//!     ─ rows:  Mutex ─ the row cache
+//!     ─ commit       ─ the group-commit hand-off (crate::group_commit)
+//!     ─ (in state)   ─ the compaction workers' writer side (crate::background)
+//! ```
+//!
+//! - A **write** takes the engine's lock to append its WAL record (handed to the OS, not
+//!   synced) and apply it to the MemTable, and removes its keys from the row cache under that
+//!   lock. When its durability mode wants it durable now ([`Durability::Always`]; the write
+//!   that makes an `EveryN` count or a `Periodic` interval due), it then waits, without the
+//!   lock, for a sync that covers it: the **group commit** of `group_commit` (a private module). One
+//!   leader syncs the WAL file through a descriptor of its own
+//!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
+//!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
+//! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
+//!   MemTables and SSTables, and caches the row before letting the lock go: a write cannot
+//!   slip between the engine's answer and the cache's copy of it.
+//! - **Compactions** run on background threads ([`Options::background_threads`], default 2;
+//!   `crate::background`): a write installs what they finished and hands them what is due,
+//!   under the engine's lock; their merges run without it. A write held back at
+//!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
+//! - What still runs under the engine's lock: the append and MemTable insert of each write, a
+//!   MemTable rotation (with the sync of the old WAL) and the flush it triggers, a compaction's
+//!   install (rename, directory sync, removals), inline compactions when `background_threads`
+//!   is 0, [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache,
+//!   or `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
+//!   `fdatasync`, a background merge, or a write's wait at the thresholds.
+//!
+//! Visibility: a write is visible to reads from the moment its call takes the engine's lock
+//! for it, before it is durable; every read that starts after a write returned sees it (or a
+//! newer value). If the sync then fails, the write's call fails, the database is poisoned, and
+//! reads may still see the write: its record reached the OS, and whether it reached the device
+//! is unknown (the same holds for the unsynced writes of the relaxed modes).
 
 use std::fmt;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use minivault_core::names::{file_name, FileKind};
+
+use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
+use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
+
+/// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
+/// looks again (a wake-up can be missed; see [`Background::reported`]).
+const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
 pub fn now_millis() -> u64 {
@@ -21,19 +69,22 @@ pub fn now_millis() -> u64 {
 
 pub(crate) type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
-/// Opens the engine over `storage` with `options`' durability, WAL step and read-only flag.
+/// Opens the engine over `storage` with `options`' WAL step and read-only flag. The engine syncs
+/// only when told to (or when it rotates a WAL): [`Db`] applies the durability mode itself,
+/// through the group commit.
 fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
-    let sync = match options.durability {
-        Durability::Always => minivault_core::SyncPolicy::EveryWrite,
-        Durability::EveryN(n) => minivault_core::SyncPolicy::EveryN(n.max(1)),
-        Durability::Periodic(_) | Durability::Manual => minivault_core::SyncPolicy::Manual,
-    };
+    let sync = minivault_core::SyncPolicy::Manual;
     let bytes = options.memtable_bytes;
     let config = minivault_core::Config {
         wal_preallocation: options.wal_preallocation_bytes,
         read_only: options.read_only,
         max_bytes: options.max_bytes,
         when_full: options.when_full,
+        compaction: if options.background_threads > 0 && !options.read_only {
+            minivault_core::CompactionMode::External
+        } else {
+            minivault_core::CompactionMode::Inline
+        },
         ..minivault_core::Config::with_sync(sync)
     };
     Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
@@ -56,23 +107,95 @@ pub enum Ttl {
     ExpiresIn(Duration),
 }
 
+/// What a failed WAL sync reports to every writer it was to cover: the OS error, kept so that
+/// each of them gets an `io::Error` of its own.
+#[derive(Debug, Clone)]
+struct SyncFailure {
+    kind: io::ErrorKind,
+    code: Option<i32>,
+    message: String,
+}
+
+impl SyncFailure {
+    fn new(e: &io::Error) -> Self {
+        SyncFailure { kind: e.kind(), code: e.raw_os_error(), message: e.to_string() }
+    }
+
+    fn to_error(&self) -> Error {
+        let io = match self.code {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.kind, self.message.clone()),
+        };
+        Error::Engine(minivault_core::Error::Storage(io))
+    }
+}
+
+/// Called by a group commit's leader, with no lock held, instead of syncing the WAL: for tests
+/// that fail a sync or hold one in progress ([`Db::set_wal_sync_hook`]).
+#[doc(hidden)]
+pub type WalSyncHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The engine and what is used only under its lock.
+struct State {
+    engine: Engine,
+    /// Values read by gets, resized to the largest.
+    buf: Vec<u8>,
+    /// The engine's `evicted_tables` when the row cache last heard of it.
+    evicted_seen: u64,
+    /// WAL records appended since open: the group commit's ticket of the newest.
+    appended: u64,
+    /// When the WAL was last synced (for [`Durability::Periodic`]).
+    last_sync: Instant,
+    sync_hook: Option<WalSyncHook>,
+    /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
+    background: Option<Background>,
+}
+
 /// An open database directory.
+///
+/// `Send + Sync`, every method `&self`: share one handle between threads as `Arc<Db>` (see the
+/// module docs for what runs in parallel, and the `group_commit` module for how concurrent
+/// durable writers share one `fdatasync`).
+///
+/// ```
+/// use std::sync::Arc;
+/// # let tmp = tempfile::tempdir()?;
+/// let db = Arc::new(minivault::Db::open(tmp.path())?);
+/// let writers: Vec<_> = (0..4)
+///     .map(|t| {
+///         let db = Arc::clone(&db);
+///         std::thread::spawn(move || {
+///             for i in 0..10 {
+///                 // Durable on return; the four threads' writes share fdatasyncs.
+///                 db.put(format!("t{t}/{i}").as_bytes(), b"v").unwrap();
+///             }
+///         })
+///     })
+///     .collect();
+/// for w in writers {
+///     w.join().unwrap();
+/// }
+/// assert_eq!(db.count(&b"t"[..]..&b"u"[..])?, 40);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Close it with [`Db::close`] to learn whether the final sync succeeded; dropping it syncs too,
 /// but can only ignore a failure.
 pub struct Db {
-    engine: Engine,
+    state: Mutex<State>,
+    /// Rows read recently. Every write removes its keys from here (under the engine's lock)
+    /// before it reaches the engine, and a get caches what the engine returned before it lets
+    /// the engine's lock go, so a cached row is always what the engine would return.
+    rows: Mutex<RowCache>,
+    /// False when the row cache is disabled: gets then skip its lock.
+    rows_enabled: bool,
+    /// Durable writes wait here for a sync that covers them.
+    commit: GroupCommit<SyncFailure>,
     options: Options,
-    last_sync: Instant,
-    buf: Vec<u8>,
-    /// Rows read recently. Every write removes its keys from here before it reaches the engine,
-    /// so a cached row is always what the engine would return.
-    rows: RowCache,
+    read_only: bool,
     /// Set by [`Db::close`], which has done the final sync that drop would do.
     closed: bool,
-    /// The engine's `evicted_tables` when the row cache last heard of it.
-    evicted_seen: u64,
-    // Dropped after `engine` (fields drop in order), so the lock outlives every file handle.
+    // Dropped after `state` (fields drop in order), so the lock outlives every file handle.
     // None when read-only: a reader takes no lock.
     _lock: Option<DirLock>,
     dir: PathBuf,
@@ -83,11 +206,18 @@ impl fmt::Debug for Db {
         f.debug_struct("Db")
             .field("dir", &self.dir)
             .field("options", &self.options)
-            .field("poisoned", &self.engine.is_poisoned())
-            .field("stats", &self.engine.stats())
-            .field("row_cache", &self.rows.stats())
+            .field("poisoned", &self.is_poisoned())
+            .field("stats", &self.stats())
+            .field("row_cache", &self.row_cache_stats())
             .finish_non_exhaustive()
     }
+}
+
+/// Locks `m`; a poisoned lock (a panic while it was held) still guards the data: the engine
+/// refuses writes after any failure of its own, and a panic in this crate is a bug to fix, not
+/// a state to hide behind a second panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Db {
@@ -96,7 +226,7 @@ impl Db {
     /// ```
     /// # let tmp = tempfile::tempdir()?;
     /// # std::env::set_current_dir(tmp.path())?;
-    /// let mut db = minivault::Db::open("telemetry-data")?; // relative to the working directory
+    /// let db = minivault::Db::open("telemetry-data")?; // relative to the working directory
     /// db.put(b"sensor/1", b"21.5")?;
     /// assert_eq!(db.get(b"sensor/1")?.as_deref(), Some(&b"21.5"[..]));
     /// db.close()?;
@@ -121,7 +251,7 @@ impl Db {
     ///     durability: Durability::EveryN(64),
     ///     ..Options::default()
     /// };
-    /// let mut db = Db::open_with(tmp.path().join("db"), options)?;
+    /// let db = Db::open_with(tmp.path().join("db"), options)?;
     /// db.put(b"k", b"v")?;
     /// db.close()?; // syncs what EveryN left unsynced, and says if that failed
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -148,8 +278,28 @@ impl Db {
                 open_err(e)
             }
         })?;
-        let engine = open_engine(storage, &options)?;
-        Ok(Db::new(engine, options, Some(lock), dir))
+        let mut engine = open_engine(storage, &options)?;
+        let background = match options.background_threads {
+            0 => None,
+            n => {
+                let bg = Background::start(
+                    &mut engine,
+                    n,
+                    options.memtable_bytes,
+                    options.slowdown_tables,
+                    options.stop_tables,
+                );
+                Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
+            }
+        };
+        let mut db = Db::new(engine, options, Some(lock), dir);
+        let state = db.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.background = background;
+        // Compactions a database opened with many tables is due for start now.
+        if let Some(bg) = &mut state.background {
+            bg.after_write(&mut state.engine)?;
+        }
+        Ok(db)
     }
 
     /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
@@ -167,22 +317,40 @@ impl Db {
     fn new(mut engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
         // Scans keep the active MemTable's keys in order here: 4 bytes per key it can hold.
         engine.set_scan_order_buffer(vec![0u8; engine.stats().memtable_key_capacity * 4]);
+        let read_only = engine.is_read_only();
+        let rows = RowCache::new(options.row_cache_bytes);
         Db {
-            engine,
+            state: Mutex::new(State {
+                engine,
+                buf: vec![0u8; 4096],
+                evicted_seen: 0,
+                appended: 0,
+                last_sync: Instant::now(),
+                sync_hook: None,
+                background: None,
+            }),
+            rows_enabled: !rows.is_disabled(),
+            rows: Mutex::new(rows),
+            commit: GroupCommit::new(),
             options,
-            last_sync: Instant::now(),
-            buf: vec![0u8; 4096],
-            rows: RowCache::new(options.row_cache_bytes),
+            read_only,
             closed: false,
-            evicted_seen: 0,
             _lock: lock,
             dir,
         }
     }
 
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn rows(&self) -> MutexGuard<'_, RowCache> {
+        lock(&self.rows)
+    }
+
     /// True when opened with [`Options::read_only`].
     pub fn is_read_only(&self) -> bool {
-        self.engine.is_read_only()
+        self.read_only
     }
 
     /// The database directory.
@@ -190,60 +358,176 @@ impl Db {
         &self.dir
     }
 
-    /// Runs one engine write, then the row cache and periodic-sync bookkeeping every write needs.
+    /// Runs one engine write under the engine's lock, `forget` first (it removes the write's
+    /// keys from the row cache), then waits for a sync when the durability mode wants one now.
     fn write_with(
-        &mut self,
+        &self,
+        forget: impl FnOnce(&mut RowCache),
         write: impl FnOnce(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Result<(), Error> {
-        let written = write(&mut self.engine);
-        // Also after a failed write: eviction may have run before it gave up.
-        self.forget_evicted();
-        written?;
-        self.after_write()
+        let ticket = {
+            let mut guard = self.admit()?;
+            let state = &mut *guard;
+            if self.rows_enabled {
+                forget(&mut self.rows());
+            }
+            let written = write(&mut state.engine);
+            let scheduled = match &mut state.background {
+                Some(bg) if written.is_ok() => bg.after_write(&mut state.engine),
+                _ => Ok(()),
+            };
+            // Also after a failed write: eviction may have run before it gave up (and an
+            // installed compaction may have evicted too).
+            self.forget_evicted(state);
+            written?;
+            scheduled?;
+            state.appended += 1;
+            let due = match self.options.durability {
+                Durability::Always => true,
+                Durability::EveryN(n) => state.engine.wal_unsynced() >= n.max(1),
+                Durability::Periodic(every) => state.last_sync.elapsed() >= every,
+                Durability::Manual => false,
+            };
+            due.then_some(state.appended)
+        };
+        match ticket {
+            Some(ticket) => self.sync_through(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// The engine's lock for a write, once the background compactions let it in: installs what
+    /// the workers finished (returning a background failure, which has poisoned the engine),
+    /// then holds the write back while the tables are at the thresholds: at
+    /// [`Options::slowdown_tables`] it sleeps [`SLOWDOWN`] once, at [`Options::stop_tables`] it
+    /// waits for compactions until the tables are below it. Both waits let the lock go, so reads
+    /// and group commits go on meanwhile. Without background threads: the lock, at once.
+    fn admit(&self) -> Result<MutexGuard<'_, State>, Error> {
+        let mut guard = self.state();
+        let mut slept = false;
+        let mut stopped: Option<Instant> = None;
+        let admitted = loop {
+            let state = &mut *guard;
+            let Some(bg) = &mut state.background else { break Ok(()) };
+            let collected = bg.collect(&mut state.engine);
+            self.forget_evicted(state);
+            if let Err(e) = collected {
+                break Err(e);
+            }
+            let Some(bg) = &mut state.background else { break Ok(()) };
+            match bg.pressure(&state.engine) {
+                Pressure::Stop => {
+                    match bg.press(&mut state.engine) {
+                        Ok(true) => {}
+                        // Nothing runs and nothing can be planned: the write goes ahead.
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                    stopped.get_or_insert_with(Instant::now);
+                    let reported = bg.reported();
+                    guard =
+                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                Pressure::Slow if !slept && stopped.is_none() => {
+                    drop(guard);
+                    thread::sleep(SLOWDOWN);
+                    slept = true;
+                    guard = self.state();
+                    if let Some(bg) = &mut guard.background {
+                        bg.note_stall(Pressure::Slow, SLOWDOWN);
+                    }
+                }
+                Pressure::Slow | Pressure::None => break Ok(()),
+            }
+        };
+        if let (Some(started), Some(bg)) = (stopped, &mut guard.background) {
+            bg.note_stall(Pressure::Stop, started.elapsed());
+        }
+        admitted.map(|()| guard)
+    }
+
+    /// Returns once a sync covers every WAL record up to `ticket`: the group commit.
+    fn sync_through(&self, ticket: u64) -> Result<(), Error> {
+        self.commit.wait_durable(ticket, || self.lead_sync()).map_err(|f| f.to_error())
+    }
+
+    /// The group commit leader's sync: what the WAL holds now, synced with no lock held, then
+    /// reported to the engine. Returns the ticket it covered.
+    fn lead_sync(&self) -> Result<u64, SyncFailure> {
+        let (target, ticket, handle, hook) = {
+            let mut state = self.state();
+            let ticket = state.appended;
+            let Some(target) = state.engine.wal_sync_target() else { return Ok(ticket) };
+            if state.engine.wal_unsynced() == 0 {
+                // Synced already: by a rotation, a flush, or a sync that ended since.
+                return Ok(ticket);
+            }
+            let name = file_name(FileKind::Wal, target.wal);
+            let handle = state.engine.storage().wal_sync_handle(name.as_str());
+            if handle.is_none() && state.sync_hook.is_none() {
+                // No descriptor of its own for this WAL: sync through the engine, under its lock.
+                return match state.engine.sync() {
+                    Ok(()) => {
+                        state.last_sync = Instant::now();
+                        Ok(ticket)
+                    }
+                    Err(minivault_core::Error::Storage(e)) => Err(SyncFailure::new(&e)),
+                    Err(e) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
+                };
+            }
+            (target, ticket, handle, state.sync_hook.clone())
+        };
+        let outcome = match (hook, handle) {
+            (Some(hook), _) => hook(),
+            (None, Some(handle)) => handle.sync_data(),
+            (None, None) => Ok(()),
+        };
+        let failure = outcome.as_ref().err().map(SyncFailure::new);
+        let mut state = self.state();
+        let noted = state.engine.wal_synced(target, outcome);
+        match (failure, noted) {
+            (None, Ok(())) => {
+                state.last_sync = Instant::now();
+                Ok(ticket)
+            }
+            (Some(f), _) => Err(f),
+            (None, Err(e)) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
+        }
     }
 
     /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since
     /// the last look: their rows must read as absent, and the cache cannot tell which they were.
-    fn forget_evicted(&mut self) {
-        let evicted = self.engine.stats().evicted_tables;
-        if evicted != self.evicted_seen {
-            self.evicted_seen = evicted;
-            self.rows.clear();
-        }
-    }
-
-    fn after_write(&mut self) -> Result<(), Error> {
-        if let Durability::Periodic(every) = self.options.durability {
-            if self.last_sync.elapsed() >= every {
-                self.sync()?;
+    fn forget_evicted(&self, state: &mut State) {
+        let evicted = state.engine.stats().evicted_tables;
+        if evicted != state.evicted_seen {
+            state.evicted_seen = evicted;
+            if self.rows_enabled {
+                self.rows().clear();
             }
         }
-        Ok(())
     }
 
-    // Every write removes its keys from the row cache before calling the engine: nothing can
-    // read in between (`&mut self`), and whatever the write does or fails to do (an error, a
-    // poisoned engine, a write that reached the WAL but not the MemTable), the next get of those
-    // keys asks the engine.
+    // Every write removes its keys from the row cache under the engine's lock, before calling
+    // the engine: a get that missed the cache caches what the engine returned under that lock
+    // too, so nothing stale can be cached in between, and whatever the write does or fails to
+    // do (an error, a poisoned engine, a write that reached the WAL but not the MemTable), the
+    // next get of those keys asks the engine.
 
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
-    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        self.rows.remove(key);
-        self.write_with(|e| e.put(key, value))
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.write_with(|rows| rows.remove(key), |e| e.put(key, value))
     }
 
     /// Stores `value` under `key` for `ttl`; afterwards the key reads as absent.
-    pub fn put_with_ttl(&mut self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), Error> {
-        self.rows.remove(key);
+    pub fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), Error> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let expires_at = now_millis().saturating_add(ms.max(1));
-        self.write_with(|e| e.put_expiring(key, value, expires_at))
+        self.write_with(|rows| rows.remove(key), |e| e.put_expiring(key, value, expires_at))
     }
 
     /// Deletes `key`.
-    pub fn delete(&mut self, key: &[u8]) -> Result<(), Error> {
-        self.rows.remove(key);
-        self.write_with(|e| e.delete(key))
+    pub fn delete(&self, key: &[u8]) -> Result<(), Error> {
+        self.write_with(|rows| rows.remove(key), |e| e.delete(key))
     }
 
     /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically and with one
@@ -253,7 +537,7 @@ impl Db {
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
-    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// # let db = minivault::Db::open(tmp.path())?;
     /// for i in 0..100u32 {
     ///     db.put(format!("log/{i:04}").as_bytes(), b"...")?;
     /// }
@@ -261,38 +545,19 @@ impl Db {
     /// assert_eq!(db.count(&b"log/"[..]..&b"log0"[..])?, 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
+    pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<(), Error> {
         // The row cache is keyed by key, not by order: forget it all.
-        self.rows.clear();
-        self.write_with(|e| e.delete_range(start, end))
+        self.write_with(RowCache::clear, |e| e.delete_range(start, end))
     }
 
     /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
     /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
-    pub fn write_batch(&mut self, batch: &WriteBatch) -> Result<(), Error> {
-        self.forget_batch(batch);
-        self.write_with(|e| e.write_batch(batch))
-    }
-
-    /// Removes every key of `batch` from the row cache; everything, should an entry not decode
-    /// (a batch built through [`WriteBatch`]'s methods always does).
-    fn forget_batch(&mut self, batch: &WriteBatch) {
-        if self.rows.is_empty() {
-            return;
-        }
-        for item in batch.entries() {
-            match item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok()) {
-                Some(entry) => self.rows.remove(entry.key),
-                None => {
-                    self.rows.clear();
-                    return;
-                }
-            }
-        }
+    pub fn write_batch(&self, batch: &WriteBatch) -> Result<(), Error> {
+        self.write_with(|rows| forget_batch(rows, batch), |e| e.write_batch(batch))
     }
 
     /// The value of `key`, or `None` when absent, deleted or expired.
-    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.get_expiring_at(key)?.map(|(value, _)| value))
     }
 
@@ -301,7 +566,7 @@ impl Db {
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
-    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// # let db = minivault::Db::open(tmp.path())?;
     /// use std::time::{Duration, SystemTime};
     /// db.put_with_ttl(b"session", b"token", Duration::from_secs(60))?;
     /// let (value, expires) = db.get_with_expiry(b"session")?.expect("just written");
@@ -309,7 +574,7 @@ impl Db {
     /// assert!(expires.expect("has a TTL") > SystemTime::now());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn get_with_expiry(&mut self, key: &[u8]) -> Result<Option<ValueWithExpiry>, Error> {
+    pub fn get_with_expiry(&self, key: &[u8]) -> Result<Option<ValueWithExpiry>, Error> {
         Ok(self
             .get_expiring_at(key)?
             .map(|(value, at)| (value, at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))))
@@ -320,14 +585,14 @@ impl Db {
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
-    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// # let db = minivault::Db::open(tmp.path())?;
     /// use minivault::Ttl;
     /// db.put(b"forever", b"1")?;
     /// assert_eq!(db.ttl(b"forever")?, Ttl::NoExpiry);
     /// assert_eq!(db.ttl(b"never-written")?, Ttl::NoKey);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Error> {
+    pub fn ttl(&self, key: &[u8]) -> Result<Ttl, Error> {
         Ok(match self.get_expiring_at(key)? {
             None => Ttl::NoKey,
             Some((_, None)) => Ttl::NoExpiry,
@@ -337,18 +602,27 @@ impl Db {
 
     /// The value of `key` and its expiry in the engine's clock (ms since the epoch): from the
     /// row cache, or from the engine (and then cached).
-    fn get_expiring_at(&mut self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
-        if let Some((value, expires_at)) = self.rows.get_row(key, now_millis) {
-            return Ok(Some((value.to_vec(), expires_at)));
+    ///
+    /// A row is cached under the engine's lock: a write (which removes its keys from the cache
+    /// under that lock) cannot come between the engine's answer and the cache's copy of it.
+    fn get_expiring_at(&self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
+        if self.rows_enabled {
+            if let Some((value, expires_at)) = self.rows().get_row(key, now_millis) {
+                return Ok(Some((value.to_vec(), expires_at)));
+            }
         }
+        let mut guard = self.state();
+        let state = &mut *guard;
         loop {
-            match self.engine.get_with_expiry(key, &mut self.buf) {
+            match state.engine.get_with_expiry(key, &mut state.buf) {
                 Ok(Some((value, expires_at))) => {
-                    self.rows.insert(key, value, expires_at);
+                    if self.rows_enabled {
+                        self.rows().insert(key, value, expires_at);
+                    }
                     return Ok(Some((value.to_vec(), expires_at)));
                 }
                 Ok(None) => return Ok(None),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
+                Err(minivault_core::Error::BufferTooSmall { needed }) => state.buf.resize(needed, 0),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -360,7 +634,7 @@ impl Db {
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
-    /// # let mut db = minivault::Db::open(tmp.path())?;
+    /// # let db = minivault::Db::open(tmp.path())?;
     /// for (k, v) in [("s1/0003", "21.5"), ("s1/0001", "21.1"), ("s2/0001", "19.0"), ("s1/0002", "21.3")] {
     ///     db.put(k.as_bytes(), v.as_bytes())?;
     /// }
@@ -372,37 +646,39 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// The iterator borrows the database: nothing writes while it lives, so it sees one state.
-    /// It reads in batches (see [`crate::scan`] for the memory it takes). A damaged table or an
-    /// I/O error ends it with one `Err`.
-    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Range<'_> {
+    /// It reads in batches, each under the engine's lock (see [`crate::scan`] for the memory it
+    /// takes and for what it sees of writes made while it lives: each batch is one consistent
+    /// state; later batches may include writes made after the iterator was created; no key is
+    /// returned twice, and none is skipped that existed throughout). A damaged table or an I/O
+    /// error ends it with one `Err`.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Range<'_> {
         Range::new(self, range)
     }
 
     /// The entries whose key starts with `prefix`, in key order (double-ended, like
     /// [`Db::range`]). An empty prefix is every key; a prefix of `0xFF` bytes has no upper bound
     /// to compute, and is handled.
-    pub fn prefix(&mut self, prefix: impl AsRef<[u8]>) -> Range<'_> {
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Range<'_> {
         Range::prefix(self, prefix.as_ref())
     }
 
     /// The keys of `range`, in order, without reading the values (double-ended).
-    pub fn keys<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Keys<'_> {
+    pub fn keys<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Keys<'_> {
         Keys::new(Range::new(self, range))
     }
 
     /// The entry with the smallest key, if any.
-    pub fn first(&mut self) -> Result<Option<Entry>, Error> {
+    pub fn first(&self) -> Result<Option<Entry>, Error> {
         self.range::<&[u8], _>(..).next().transpose()
     }
 
     /// The entry with the largest key, if any.
-    pub fn last(&mut self) -> Result<Option<Entry>, Error> {
+    pub fn last(&self) -> Result<Option<Entry>, Error> {
         self.range::<&[u8], _>(..).next_back().transpose()
     }
 
     /// How many live keys `range` holds (values are not read).
-    pub fn count<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Result<u64, Error> {
+    pub fn count<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<u64, Error> {
         let mut n = 0;
         for k in self.keys(range) {
             k?;
@@ -414,50 +690,100 @@ impl Db {
     /// The page cache's counters: pages found in it, and pages read into it (for tests of what
     /// a scan leaves in the cache).
     #[doc(hidden)]
-    pub fn page_cache_counts(&mut self) -> (u64, u64) {
-        self.engine.storage().page_cache_counts()
+    pub fn page_cache_counts(&self) -> (u64, u64) {
+        self.state().engine.storage().page_cache_counts()
     }
 
-    /// The engine, for the scans of [`crate::scan`].
-    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
+    /// Runs `f` on the engine under its lock: the scans of [`crate::scan`].
+    pub(crate) fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        f(&mut self.state().engine)
     }
 
-    /// Makes every acknowledged write durable.
-    pub fn sync(&mut self) -> Result<(), Error> {
-        self.engine.sync()?;
-        self.last_sync = Instant::now();
-        Ok(())
+    /// Makes every acknowledged write durable. Concurrent calls, and durable writes made
+    /// meanwhile, share one `fdatasync` (the group commit); readers are not held up by it.
+    pub fn sync(&self) -> Result<(), Error> {
+        let ticket = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            if let Some(bg) = &mut state.background {
+                let collected = bg.collect(&mut state.engine);
+                self.forget_evicted(state);
+                collected?;
+            }
+            if state.engine.is_poisoned() || self.read_only {
+                // The engine's own answer: Poisoned, or ReadOnly.
+                state.engine.sync()?;
+            }
+            state.appended
+        };
+        self.sync_through(ticket)
     }
 
     /// Writes the MemTables to SSTables and retires the WAL.
-    pub fn flush(&mut self) -> Result<(), Error> {
-        let flushed = self.engine.flush();
-        self.forget_evicted();
+    pub fn flush(&self) -> Result<(), Error> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let flushed = state.engine.flush().map_err(Error::from);
+        let scheduled = match &mut state.background {
+            Some(bg) => bg.after_write(&mut state.engine),
+            None => Ok(()),
+        };
+        self.forget_evicted(state);
         flushed?;
-        self.last_sync = Instant::now();
+        scheduled?;
+        state.last_sync = Instant::now();
         Ok(())
     }
 
     /// Counters and sizes of the engine. Its `gets` and `table_probes` count only the gets the
     /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
-        self.engine.stats()
+        self.state().engine.stats()
+    }
+
+    /// What the background compaction threads have done since open, and how long writes waited
+    /// for them ([`Options::slowdown_tables`], [`Options::stop_tables`]); all zero without them.
+    pub fn background_stats(&self) -> BackgroundStats {
+        self.state().background.as_ref().map(Background::stats).unwrap_or_default()
+    }
+
+    /// Makes the compaction threads wait before each step of their merges (`true`) or go on
+    /// (`false`): for tests that need a merge to stay in progress. A paused merge still gives
+    /// up at close.
+    #[doc(hidden)]
+    pub fn pause_background(&self, paused: bool) {
+        if let Some(bg) = &self.state().background {
+            bg.pause(paused);
+        }
     }
 
     /// Counters and sizes of the row cache ([`Options::row_cache_bytes`]).
     pub fn row_cache_stats(&self) -> RowCacheStats {
-        self.rows.stats()
+        self.rows().stats()
+    }
+
+    /// Syncs the group commit ran, and durable writes acknowledged after one of them: their
+    /// ratio is how many writes shared each `fdatasync` (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.commit.counts()
+    }
+
+    /// Makes a group commit's leader call `hook` instead of syncing the WAL (`None`: sync
+    /// again), with no lock held: for tests that fail a sync or hold one in progress.
+    #[doc(hidden)]
+    pub fn set_wal_sync_hook(&self, hook: Option<WalSyncHook>) {
+        self.state().sync_hook = hook;
     }
 
     /// The SSTables, oldest first.
     pub fn tables(&self) -> Vec<TableInfo> {
-        self.engine.tables().collect()
+        self.state().engine.tables().collect()
     }
 
     /// True once a failed write or sync has made the database refuse writes until reopened.
     pub fn is_poisoned(&self) -> bool {
-        self.engine.is_poisoned()
+        self.state().engine.is_poisoned()
     }
 
     /// The options the database was opened with.
@@ -473,18 +799,64 @@ impl Db {
     /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
     /// sync failed (what was acknowledged since the last good sync may then be lost).
     pub fn close(mut self) -> Result<(), Error> {
-        let synced = if self.is_read_only() { Ok(()) } else { self.engine.sync() };
+        let stopped = self.stop_background();
+        let synced = if self.is_read_only() { Ok(()) } else { self.final_sync() };
         self.closed = true;
+        stopped?;
         synced.map_err(Error::from)
+    }
+
+    /// Stops the compaction threads: a merge in progress is given up (its `.tmp` removed),
+    /// complete ones are installed; the threads are joined. Returns a background failure. Only
+    /// from close and drop, when the handle is ours alone.
+    fn stop_background(&mut self) -> Result<(), Error> {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        match state.background.take() {
+            Some(mut bg) => {
+                let stopped = bg.shut_down(&mut state.engine);
+                let evicted = state.engine.stats().evicted_tables;
+                if evicted != state.evicted_seen {
+                    state.evicted_seen = evicted;
+                    self.rows.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+                }
+                stopped
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The sync of close and drop: through the engine, which is ours alone by now.
+    fn final_sync(&mut self) -> Result<(), minivault_core::Error<io::Error>> {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.engine.sync()
+    }
+}
+
+/// Removes every key of `batch` from the row cache; everything, should an entry not decode
+/// (a batch built through [`WriteBatch`]'s methods always does).
+fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
+    if rows.is_empty() {
+        return;
+    }
+    for item in batch.entries() {
+        match item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok()) {
+            Some(entry) => rows.remove(entry.key),
+            None => {
+                rows.clear();
+                return;
+            }
+        }
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
+        // Joins the compaction threads before any file handle or the lock goes.
+        let _ = self.stop_background();
         if !self.closed && !self.is_read_only() {
             // Relaxed modes: a clean close makes everything durable. Errors cannot be reported
             // here; `close` reports them.
-            let _ = self.engine.sync();
+            let _ = self.final_sync();
         }
     }
 }

@@ -7,7 +7,7 @@
 //! ```
 //! # let tmp = tempfile::tempdir()?;
 //! # std::env::set_current_dir(tmp.path())?;
-//! let mut db = minivault::Db::open("telemetry-data")?;
+//! let db = minivault::Db::open("telemetry-data")?;
 //! db.put(b"sensor/1", b"21.5")?;
 //! db.put_with_ttl(b"alarm", b"overheat", std::time::Duration::from_secs(60))?;
 //! assert_eq!(db.get(b"sensor/1")?.as_deref(), Some(&b"21.5"[..]));
@@ -30,9 +30,15 @@
 //! - `cli` (default): the `minivault` binary and its dependencies (`lexopt`, `unicode-width`).
 //!   `default-features = false` builds the library alone.
 //!
+//! # Threads
+//! [`Db`] is `Send + Sync` with `&self` methods: share one handle as `Arc<Db>`. Durable writers
+//! running at once share one `fdatasync` (group commit), and reads never wait for one. The
+//! `db` module's docs say what runs under which lock; `docs/ARCHITECTURE.md` draws it.
+//!
 //! # Modules
 //! [`options`] (sizes, their ranges, durability) is public. The others are the handle's
-//! parts — `db` (the [`Db`] handle), `error`, `storage` (files through libc: directory,
+//! parts — `db` (the [`Db`] handle), `group_commit` (durable writers' hand-off to one
+//! leader's sync), `error`, `storage` (files through libc: directory,
 //! file, libc calls), `page_cache` (the read cache of file pages), `row_cache` (recently read
 //! rows), `lock` (the `LOCK` file) and `repl` (the command language) — and not API:
 //! `storage`, `page_cache`, `row_cache`, `lock` and `repl` stay reachable, hidden from the
@@ -41,10 +47,12 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod background;
 mod db;
 mod error;
 #[cfg(feature = "mqtt")]
 pub mod forward;
+mod group_commit;
 pub mod options;
 pub mod outbox;
 pub mod scan;
@@ -60,6 +68,7 @@ pub mod row_cache;
 #[doc(hidden)]
 pub mod storage;
 
+pub use background::{BackgroundStats, SLOWDOWN};
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
 pub use minivault_core::{

@@ -26,9 +26,10 @@ pub enum Durability {
 
 /// Options for [`crate::Db::open_with`].
 ///
-/// Memory: a [`crate::Db`] holds at most `2 × memtable_bytes + cache_bytes + row_cache_bytes`
-/// plus a small fixed overhead (a read buffer as large as the largest value read, the SSTable
-/// list, file handles). With the defaults: 2 × 4 + 8 + 4 = 20 MiB. Each size has a documented
+/// Memory: a [`crate::Db`] holds at most `(2 + background_threads) × memtable_bytes +
+/// cache_bytes + row_cache_bytes` plus a small fixed overhead (a read buffer as large as the
+/// largest value read, the SSTable list, file handles). With the defaults: 4 × 4 + 8 + 4 =
+/// 28 MiB. Each size has a documented
 /// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
 /// [`Error::InvalidOption`], reported before anything is allocated or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,9 @@ pub struct Options {
     /// but the disk's. At least 16 × `memtable_bytes` (64 MiB with the default MemTables). What
     /// happens at the cap is [`Options::when_full`]. A compaction's output file may add up to
     /// an eighth of the cap for a moment with [`WhenFull::DropOldest`] (up to the size of the
-    /// tables it merges with [`WhenFull::RefuseWrites`]): leave that much free beyond the cap.
+    /// tables it merges with [`WhenFull::RefuseWrites`]), and up to
+    /// [`Options::background_threads`] compactions run at once, beside a flush's table of up to
+    /// one MemTable: leave that much free beyond the cap.
     ///
     /// ```
     /// # let tmp = tempfile::tempdir()?;
@@ -78,7 +81,7 @@ pub struct Options {
     ///     when_full: minivault::WhenFull::DropOldest,  // keep the newest data
     ///     ..Default::default()
     /// };
-    /// let mut db = minivault::Db::open_with("telemetry-data", options)?;
+    /// let db = minivault::Db::open_with("telemetry-data", options)?;
     /// db.delete_range(b"log/2026-01", b"log/2026-06")?;   // one record, however many keys
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -88,6 +91,21 @@ pub struct Options {
     /// the oldest SSTables whole ([`WhenFull::DropOldest`], a FIFO buffer; `Stats` counts what
     /// was dropped). Neither poisons the database, and reads go on.
     pub when_full: WhenFull,
+    /// Threads that run compactions in the background (0 ..= 4, default 2): a write then waits
+    /// for a compaction only when the tables reach [`Options::stop_tables`], never because a
+    /// compaction is due. Each holds `memtable_bytes` of scratch memory for its merges. 0: every
+    /// compaction runs inside the write whose flush calls for it, as the engine does on a
+    /// microcontroller (the write waits for all of it: seconds for a merge of gigabytes).
+    /// Flushes (one MemTable each) stay in the write that rotates the MemTable either way.
+    pub background_threads: usize,
+    /// With background compaction, a write first sleeps [`crate::SLOWDOWN`] (1 ms) while the
+    /// database holds at least this many SSTables: flushes are outrunning the compactions, and
+    /// the writer gives them time. Default 20; below [`Options::stop_tables`].
+    pub slowdown_tables: usize,
+    /// With background compaction, a write waits for compactions to finish while the database
+    /// holds at least this many SSTables, so that the engine's limit
+    /// ([`minivault_core::MAX_TABLES`], 32) is never reached. Default 26; at most 30.
+    pub stop_tables: usize,
 }
 
 impl Default for Options {
@@ -107,6 +125,9 @@ impl Options {
         read_only: false,
         max_bytes: None,
         when_full: WhenFull::RefuseWrites,
+        background_threads: 2,
+        slowdown_tables: 20,
+        stop_tables: 26,
     };
 
     /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
@@ -122,6 +143,11 @@ impl Options {
         if let Some(step) = self.wal_preallocation_bytes {
             WAL_PREALLOCATION_BYTES.check(step)?;
         }
+        BACKGROUND_THREADS.check(self.background_threads as u64)?;
+        SizeLimit { name: "stop_tables", min: 2, max: STOP_TABLES_MAX }.check(self.stop_tables as u64)?;
+        let slowdown_max = self.stop_tables.saturating_sub(1) as u64;
+        SizeLimit { name: "slowdown_tables", min: 1, max: slowdown_max }
+            .check(self.slowdown_tables as u64)?;
         if let Some(cap) = self.max_bytes {
             let min = minivault_core::space::min_max_bytes(self.memtable_bytes);
             SizeLimit { name: "max_bytes", min, max: u64::MAX }.check(cap)?;
@@ -130,9 +156,11 @@ impl Options {
     }
 
     /// The most memory a handle opened with these options holds, fixed overhead aside:
-    /// `2 × memtable_bytes + cache_bytes + row_cache_bytes`.
+    /// `(2 + background_threads) × memtable_bytes + cache_bytes + row_cache_bytes` (a
+    /// read-only handle runs no compaction).
     pub fn memory_bytes(&self) -> u64 {
-        2 * self.memtable_bytes as u64 + self.cache_bytes as u64 + self.row_cache_bytes as u64
+        let threads = if self.read_only { 0 } else { self.background_threads as u64 };
+        (2 + threads) * self.memtable_bytes as u64 + self.cache_bytes as u64 + self.row_cache_bytes as u64
     }
 }
 
@@ -175,6 +203,15 @@ pub const CACHE_BYTES: SizeLimit = SizeLimit { name: "cache_bytes", min: 0, max:
 /// [`Options::row_cache_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit
 /// targets).
 pub const ROW_CACHE_BYTES: SizeLimit = SizeLimit { name: "row_cache_bytes", min: 0, max: max_cache() };
+
+/// [`Options::background_threads`]: 0 (compactions inline) ..= 4 (the engine's
+/// [`minivault_core::limits::MAX_RUNNING`]).
+pub const BACKGROUND_THREADS: SizeLimit =
+    SizeLimit { name: "background_threads", min: 0, max: minivault_core::limits::MAX_RUNNING as u64 };
+
+/// The largest [`Options::stop_tables`]: two below the engine's table limit, which a write that
+/// goes ahead may need for its flush.
+pub const STOP_TABLES_MAX: u64 = minivault_core::MAX_TABLES as u64 - 2;
 
 /// [`Options::wal_preallocation_bytes`]: 0 (off) ..= 1 GiB.
 pub const WAL_PREALLOCATION_BYTES: SizeLimit =

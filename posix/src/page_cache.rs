@@ -157,6 +157,11 @@ impl PageCache {
         }
     }
 
+    /// Drops every page.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
     /// Drops every page of `file`.
     pub fn forget(&mut self, file: FileKey) {
         if !self.map.is_empty() {

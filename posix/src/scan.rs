@@ -1,10 +1,23 @@
 //! Ordered reads on the POSIX handle: [`Range`], a double-ended iterator over the entries of a
 //! key range or prefix, and [`Keys`], the same over keys alone.
 //!
-//! An iterator borrows the [`Db`] mutably, so nothing writes while it lives and it sees one
-//! consistent state. It fetches entries in batches through the engine's scan
-//! ([`minivault_core::Scan`]), each batch resuming just past the last key fetched on its side;
-//! the front and the back meet in the middle without returning a key twice. The first batch on
+//! An iterator borrows the [`Db`] shared (`&Db`): other threads read and write while it lives.
+//! It fetches entries in batches through the engine's scan ([`minivault_core::Scan`]), each
+//! batch under the engine's lock and resuming just past the last key fetched on its side; the
+//! front and the back meet in the middle without returning a key twice.
+//!
+//! # What an iterator sees of concurrent writes
+//! Not a snapshot (that needs sequence numbers in the format). Precisely:
+//! - each batch is one consistent state: the database as it was at one moment while the
+//!   engine's lock was held, so every write acknowledged before the batch was fetched is in it;
+//! - a later batch may include writes made after the iterator was created (or after an earlier
+//!   batch), and misses keys deleted meanwhile;
+//! - keys come in strict order, none twice: each batch starts past the last key returned on its
+//!   side (and before the other side's last key);
+//! - none is skipped that existed throughout (present with some value from the iterator's
+//!   creation to its end): every batch that covers its place in the order sees it.
+//!
+//! The same holds with no other thread when the caller writes between two `next` calls. The first batch on
 //! a side is small (a seek and a few entries cost little); later ones grow, and read each
 //! SSTable ahead in chunks outside the page cache, so a long scan is sequential I/O and leaves
 //! the hot set of the page and row caches alone (the row cache is never touched by a scan).
@@ -73,7 +86,7 @@ struct Side {
 /// ends.
 #[derive(Debug)]
 pub struct Range<'db> {
-    db: &'db mut Db,
+    db: &'db Db,
     bounds: Bounds,
     front: Side,
     back: Side,
@@ -82,7 +95,7 @@ pub struct Range<'db> {
 }
 
 impl<'db> Range<'db> {
-    pub(crate) fn new<K: AsRef<[u8]>, R: RangeBounds<K>>(db: &'db mut Db, range: R) -> Self {
+    pub(crate) fn new<K: AsRef<[u8]>, R: RangeBounds<K>>(db: &'db Db, range: R) -> Self {
         let own = |b: Bound<&K>| match b {
             Bound::Included(k) => Bound::Included(k.as_ref().to_vec()),
             Bound::Excluded(k) => Bound::Excluded(k.as_ref().to_vec()),
@@ -92,11 +105,11 @@ impl<'db> Range<'db> {
         Range::with_bounds(db, bounds)
     }
 
-    pub(crate) fn prefix(db: &'db mut Db, prefix: &[u8]) -> Self {
+    pub(crate) fn prefix(db: &'db Db, prefix: &[u8]) -> Self {
         Range::with_bounds(db, Bounds::Prefix(prefix.to_vec()))
     }
 
-    fn with_bounds(db: &'db mut Db, bounds: Bounds) -> Self {
+    fn with_bounds(db: &'db Db, bounds: Bounds) -> Self {
         let side = || Side { batch: FIRST_BATCH, ..Side::default() };
         Range { db, bounds, front: side(), back: side(), keys_only: false, failed: false }
     }
@@ -197,14 +210,27 @@ impl Db {
     /// with `keys_only`, values come back empty; with `read_ahead`, the SSTables are read in
     /// large chunks outside the page cache.
     pub(crate) fn scan_batch(
-        &mut self,
+        &self,
         range: KeyRange<'_>,
         reverse: bool,
         limit: usize,
         keys_only: bool,
         read_ahead: bool,
     ) -> Result<Vec<Entry>, Error> {
-        let engine = self.engine_mut();
+        self.with_engine(|engine| scan_batch(engine, range, reverse, limit, keys_only, read_ahead))
+    }
+}
+
+/// [`Db::scan_batch`] under the engine's lock.
+fn scan_batch(
+    engine: &mut crate::db::Engine,
+    range: KeyRange<'_>,
+    reverse: bool,
+    limit: usize,
+    keys_only: bool,
+    read_ahead: bool,
+) -> Result<Vec<Entry>, Error> {
+    {
         let key_bytes = engine.scan_key_bytes();
         let tables = engine.stats().tables;
         let extra = if read_ahead { (tables * READ_AHEAD_PER_TABLE).min(MAX_READ_AHEAD) } else { 0 };

@@ -17,7 +17,9 @@ use crate::io::{read_exact_at, read_u32_at};
 use crate::limits::{MAX_KEY_LEN, MAX_MERGE};
 use crate::names::{file_name, FileKind, FileName};
 use crate::record::{EntryReader, RecordHeader, HEADER_LEN};
-use crate::sstable::{range_vs_key, ranges_cover, read_range, Footer, ReadBack, SsTableBuilder, Table};
+use crate::sstable::{
+    range_vs_key, ranges_cover, read_range, Finish, Footer, ReadBack, SsTableBuilder, Table,
+};
 use crate::storage::Storage;
 
 #[derive(Default, Clone, Copy)]
@@ -42,7 +44,7 @@ pub fn slot_len<'a>(footers: impl Iterator<Item = &'a Footer>) -> usize {
 
 /// What a merge writes besides its records.
 pub struct Output<'a, F> {
-    /// The output file, empty.
+    /// The output file, empty when the merge starts.
     pub file: &'a mut F,
     /// A second handle on the same file, to read back what was written.
     pub reader: &'a mut F,
@@ -54,9 +56,9 @@ pub struct Output<'a, F> {
     pub replaces_from: u64,
 }
 
-/// Merges `inputs` (oldest first) into `out`. `scratch` must hold `(inputs.len() + 1) *
-/// slot_len` bytes, where [`slot_len`] is the inputs' longest key. With `drop_dead_at =
-/// Some(now)`, tombstones and entries expired at `now` are left out.
+/// Merges `inputs` (oldest first) into `out`, all at once. `scratch` must hold
+/// `(inputs.len() + 1) * slot_len` bytes, where [`slot_len`] is the inputs' longest key. With
+/// `drop_dead_at = Some(now)`, tombstones and entries expired at `now` are left out.
 pub fn merge<S: Storage>(
     storage: &mut S,
     inputs: &mut [Table<S::File>],
@@ -64,26 +66,173 @@ pub fn merge<S: Storage>(
     scratch: &mut [u8],
     drop_dead_at: Option<u64>,
 ) -> Result<Footer, Error<S::Error>> {
+    let mut m = Merge::start(storage, inputs, scratch, drop_dead_at)?;
+    loop {
+        let o = Output { file: &mut *out.file, reader: &mut *out.reader, ..out };
+        if let Some(footer) = m.step(storage, inputs, o, scratch, u32::MAX)? {
+            return Ok(footer);
+        }
+    }
+}
+
+/// Where a merge is: the records being merged, then the end of the table.
+enum Phase {
+    /// Entries are being merged; range deletes (if kept) follow them in the same step.
+    Entries(SsTableBuilder),
+    /// Index and fences: the builder's [`Finish`], and where the read-back of the output is
+    /// (the offset of the next record of the length pass; the last fence key's length).
+    Finishing { finish: Finish, pos: u64, prev_len: Option<usize> },
+    /// The footer was written.
+    Sealed,
+}
+
+/// A merge in progress, run in steps of bounded work ([`Merge::step`]).
+///
+/// It holds no memory of its own beyond this value (a cursor per input, about 40 bytes each):
+/// the key slots and the output's filter live in the caller's scratch memory, and the inputs and
+/// the output stay with the caller. Between steps the caller may do anything else with its
+/// storage, as long as every step is given the same inputs, output and scratch bytes, unchanged.
+///
+/// Work per step: up to `budget` records merged (each a read of every input cursor on that key
+/// and one record copied; a record is at most one MemTable's largest entry), or up to `budget`
+/// index entries or fence keys read back and written. Two parts are not split: the union of the
+/// inputs' range deletes (written in the step that merges the last entry; at most the inputs'
+/// `range_count` in all) and the seal (the filter's block checksums and the footer).
+pub struct Merge {
+    k: usize,
+    sl: usize,
+    keep_ranges: bool,
+    drop_dead_at: Option<u64>,
+    /// Bytes of scratch used by key slots; the filter follows them.
+    slots_len: usize,
+    /// Blocks of the output's filter (0: none).
+    filter_blocks: usize,
+    cursors: [Cursor; MAX_MERGE],
+    /// Length of the last key written, held in slot k.
+    last: Option<usize>,
+    phase: Phase,
+}
+
+impl Merge {
+    /// Starts merging `inputs` (oldest first): checks that `scratch` holds the key slots
+    /// (`(inputs.len() + 1) * slot_len` bytes, at least [`RANGE_SLOTS`] slots when range
+    /// deletes are kept), clears the filter in the rest, and reads each input's first key.
+    pub fn start<S: Storage>(
+        storage: &mut S,
+        inputs: &mut [Table<S::File>],
+        scratch: &mut [u8],
+        drop_dead_at: Option<u64>,
+    ) -> Result<Self, Error<S::Error>> {
+        let k = inputs.len();
+        let sl = slot_len(inputs.iter().map(|t| t.footer()));
+        // Range deletes are kept unless nothing older than the inputs exists. Their merge comes
+        // after the entries', in the same key slots: it needs four.
+        let keep_ranges = drop_dead_at.is_none() && inputs.iter().any(|t| t.footer().range_count > 0);
+        let slots = if keep_ranges { (k + 1).max(RANGE_SLOTS) } else { k + 1 };
+        let needed = slots * sl;
+        if k > MAX_MERGE || scratch.len() < needed {
+            return Err(Error::InsufficientMemory { needed, given: scratch.len() });
+        }
+        // Key slots first; the rest holds the output's filter.
+        let (scratch, filter_mem) = scratch.split_at_mut(needed);
+        let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
+        let filter_blocks = FilterBuilder::new(filter_mem, keys).map_or(0, |f| f.blocks());
+        let mut cursors = [Cursor::default(); MAX_MERGE];
+        for (i, (t, c)) in inputs.iter_mut().zip(cursors.iter_mut()).enumerate() {
+            load(storage, t, c, &mut scratch[i * sl..(i + 1) * sl])?;
+        }
+        Ok(Merge {
+            k,
+            sl,
+            keep_ranges,
+            drop_dead_at,
+            slots_len: needed,
+            filter_blocks,
+            cursors,
+            last: None,
+            phase: Phase::Entries(SsTableBuilder::new()),
+        })
+    }
+
+    /// Advances the merge by up to `budget` records (see the type's docs; at least one);
+    /// returns the output's footer once the table is complete (the caller then syncs it).
+    /// `inputs`, `out` and `scratch` must be those of every earlier step.
+    pub fn step<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        inputs: &mut [Table<S::File>],
+        out: Output<'_, S::File>,
+        scratch: &mut [u8],
+        budget: u32,
+    ) -> Result<Option<Footer>, Error<S::Error>> {
+        if inputs.len() != self.k || scratch.len() < self.slots_len {
+            return Err(Error::InsufficientMemory { needed: self.slots_len, given: scratch.len() });
+        }
+        let (slots, filter_mem) = scratch.split_at_mut(self.slots_len);
+        let mut left = budget.max(1);
+        if let Phase::Entries(builder) = &mut self.phase {
+            let mut filter = FilterBuilder::resume(filter_mem, self.filter_blocks);
+            let more = merge_entries(
+                storage,
+                inputs,
+                out.file,
+                builder,
+                filter.as_mut(),
+                slots,
+                (self.sl, self.drop_dead_at),
+                (&mut self.cursors, &mut self.last),
+                &mut left,
+            )?;
+            if more {
+                return Ok(None);
+            }
+            if self.keep_ranges {
+                merge_ranges(storage, inputs, out.file, builder, slots, self.sl)?;
+            }
+            let builder = core::mem::take(builder);
+            self.phase = Phase::Finishing { finish: builder.into_finish(), pos: 0, prev_len: None };
+        }
+        let sl = self.sl;
+        let Phase::Finishing { finish, pos, prev_len } = &mut self.phase else { return Ok(None) };
+        // The builder reads the output back for its index and fences: two key slots.
+        let (prev, rest) = slots.split_at_mut(sl);
+        let mut readback = OutputReadBack {
+            reader: out.reader,
+            name: out.name,
+            data_len: finish.data_len(),
+            pos: *pos,
+            prev,
+            prev_len: *prev_len,
+            cur: rest.get_mut(..sl).unwrap_or(&mut []),
+        };
+        let done = finish.step(storage, out.file, &mut readback, left, out.name)?;
+        (*pos, *prev_len) = (readback.pos, readback.prev_len);
+        if !done {
+            return Ok(None);
+        }
+        let Phase::Finishing { finish, .. } = core::mem::replace(&mut self.phase, Phase::Sealed) else {
+            return Ok(None);
+        };
+        let filter =
+            FilterBuilder::resume(filter_mem, self.filter_blocks).map_or(&[][..], FilterBuilder::finish);
+        finish.seal(storage, out.file, filter, out.wal_covered, out.replaces_from).map(Some)
+    }
+}
+
+/// Merges entries until `left` runs out (`true`: more remain) or every cursor is done.
+#[allow(clippy::too_many_arguments)]
+fn merge_entries<S: Storage>(
+    storage: &mut S,
+    inputs: &mut [Table<S::File>],
+    out: &mut S::File,
+    builder: &mut SsTableBuilder,
+    mut filter: Option<&mut FilterBuilder<'_>>,
+    scratch: &mut [u8],
+    (sl, drop_dead_at): (usize, Option<u64>),
+    (cursors, last): (&mut [Cursor; MAX_MERGE], &mut Option<usize>),
+    left: &mut u32,
+) -> Result<bool, Error<S::Error>> {
     let k = inputs.len();
-    let sl = slot_len(inputs.iter().map(|t| t.footer()));
-    // Range deletes are kept unless nothing older than the inputs exists. Their merge comes after
-    // the entries', in the same key slots: it needs four.
-    let keep_ranges = drop_dead_at.is_none() && inputs.iter().any(|t| t.footer().range_count > 0);
-    let slots = if keep_ranges { (k + 1).max(RANGE_SLOTS) } else { k + 1 };
-    let needed = slots * sl;
-    if k > MAX_MERGE || scratch.len() < needed {
-        return Err(Error::InsufficientMemory { needed, given: scratch.len() });
-    }
-    // Key slots first; the rest holds the output's filter.
-    let (scratch, filter_mem) = scratch.split_at_mut(needed);
-    let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
-    let mut filter = FilterBuilder::new(filter_mem, keys);
-    let mut cursors = [Cursor::default(); MAX_MERGE];
-    for (i, (t, c)) in inputs.iter_mut().zip(cursors.iter_mut()).enumerate() {
-        load(storage, t, c, &mut scratch[i * sl..(i + 1) * sl])?;
-    }
-    let mut builder = SsTableBuilder::new();
-    let mut last: Option<usize> = None; // length of the last key written, held in slot k
     loop {
         // The smallest current key; on equal keys the newest input wins.
         let mut winner: Option<usize> = None;
@@ -97,11 +246,15 @@ pub fn merge<S: Storage>(
                 _ => Some(i),
             };
         }
-        let Some(w) = winner else { break };
+        let Some(w) = winner else { return Ok(false) };
+        if *left == 0 {
+            return Ok(true);
+        }
+        *left -= 1;
         let c = cursors[w];
         let (head, tail) = scratch.split_at_mut(k * sl);
         let key = &head[w * sl..w * sl + c.key_len];
-        if let Some(l) = last {
+        if let Some(l) = *last {
             if key <= &tail[..l] {
                 return Err(corrupted(
                     file_name(FileKind::Table, inputs[w].id()),
@@ -111,11 +264,11 @@ pub fn merge<S: Storage>(
             }
         }
         tail[..c.key_len].copy_from_slice(key);
-        last = Some(c.key_len);
+        *last = Some(c.key_len);
 
         let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now));
         if !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len])? {
-            copy_record(storage, &mut inputs[w], &c, out.file, &mut builder, &tail[..c.key_len])?;
+            copy_record(storage, &mut inputs[w], &c, out, builder, &tail[..c.key_len])?;
             if let Some(f) = filter.as_mut() {
                 f.add(filter::key_hash(&tail[..c.key_len]));
             }
@@ -131,24 +284,6 @@ pub fn merge<S: Storage>(
             }
         }
     }
-
-    if keep_ranges {
-        merge_ranges(storage, inputs, out.file, &mut builder, scratch, sl)?;
-    }
-
-    // The builder reads the output back for its index and fences: two key slots of the scratch.
-    let (prev, rest) = scratch.split_at_mut(sl);
-    let mut readback = OutputReadBack {
-        reader: out.reader,
-        name: out.name,
-        data_len: builder.data_len(),
-        pos: 0,
-        prev,
-        prev_len: None,
-        cur: rest.get_mut(..sl).unwrap_or(&mut []),
-    };
-    let filter = filter.map_or(&[][..], FilterBuilder::finish);
-    builder.finish(storage, out.file, &mut readback, filter, out.wal_covered, out.replaces_from, out.name)
 }
 
 /// True when a range delete of an input newer than input `w` covers `key`: the entry of `key`

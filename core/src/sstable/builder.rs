@@ -119,6 +119,8 @@ impl SsTableBuilder {
     /// to the data written, and each round of fence keys must give the same lengths. A mismatch
     /// (a misread) is [`Corruption::BadLayout`]: the index and fences are sealed by a checksum,
     /// so a wrong one must fail now, not make a key read as absent later.
+    ///
+    /// All at once; [`SsTableBuilder::into_finish`] does the same in steps of bounded work.
     #[allow(clippy::too_many_arguments)]
     pub fn finish<S: Storage, R: ReadBack<S>>(
         self,
@@ -130,74 +132,189 @@ impl SsTableBuilder {
         replaces_from: u64,
         name: &FileName,
     ) -> Result<Footer, Error<S::Error>> {
-        let misread =
-            || Error::Corrupted { file: name.clone(), offset: self.data_len, kind: Corruption::BadLayout };
-        // The index covers the entry records, which come before the range deletes.
-        let points_end = self.ranges_offset.unwrap_or(self.data_len);
-        let mut crc = Checksum::new();
-        let mut pos = self.data_len;
-        let mut write =
-            |storage: &mut S, file: &mut S::File, parts: &[&[u8]]| -> Result<(), Error<S::Error>> {
-                for p in parts {
-                    crc.update(p);
-                }
-                pos = write_at(&mut storage.io(file), pos, parts).storage()?;
-                Ok(())
-            };
-        // What a read-back reads must have reached the file.
-        embedded_io::Write::flush(&mut storage.io(file)).storage()?;
+        let mut finish = self.into_finish();
+        while !finish.step(storage, file, records, u32::MAX, name)? {}
+        finish.seal(storage, file, filter, wal_covered, replaces_from)
+    }
 
-        // The index: the offset of every record.
-        let mut offset = 0u64;
-        for i in 0..self.count {
-            let len = records.payload_len(storage, i)?;
-            let at = u32::try_from(offset).map_err(|_| misread())?;
-            write(storage, file, &[&at.to_le_bytes()])?;
-            offset += (HEADER_LEN + len) as u64;
+    /// The data is complete: what is left (the index, the fences, the filter and the footer) as
+    /// a [`Finish`] to run in steps.
+    pub fn into_finish(self) -> Finish {
+        Finish {
+            pos: self.data_len,
+            b: self,
+            pass: Pass::Index,
+            i: 0,
+            sum: 0,
+            keys_len: 0,
+            crc: Checksum::new(),
         }
-        if offset != points_end {
-            return Err(misread());
+    }
+}
+
+/// Which section a [`Finish`] is writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The index: one offset per record (`sum`: the data offset reached).
+    Index,
+    /// The fence key offsets (`sum`: the bytes of fence keys so far).
+    FenceOffsets,
+    /// The fence keys (`sum`: the bytes written so far, checked against `keys_len`).
+    FenceKeys,
+    /// Index and fences written; the filter and the footer remain ([`Finish::seal`]).
+    Sealing,
+}
+
+/// The end of an [`SsTableBuilder`]'s table, written in steps: the index, the fence offsets and
+/// the fence keys (each step asks its [`ReadBack`] about at most a given number of records),
+/// then [`Finish::seal`] writes the filter and the footer. Plain data: it can wait between steps
+/// while other files are written, as long as nothing else writes this one.
+pub struct Finish {
+    b: SsTableBuilder,
+    pass: Pass,
+    /// The next record the current pass asks about.
+    i: u32,
+    sum: u64,
+    keys_len: u64,
+    /// Where the next byte of the index or the fences goes.
+    pos: u64,
+    crc: Checksum,
+}
+
+impl Finish {
+    /// Bytes of records (entries and range deletes) in the table: where the index starts.
+    pub fn data_len(&self) -> u64 {
+        self.b.data_len
+    }
+
+    /// Writes up to `budget` more index entries or fence keys (at least one); `true` once the
+    /// index and the fences are complete and [`Finish::seal`] is due. Errors as
+    /// [`SsTableBuilder::finish`].
+    pub fn step<S: Storage, R: ReadBack<S>>(
+        &mut self,
+        storage: &mut S,
+        file: &mut S::File,
+        records: &mut R,
+        budget: u32,
+        name: &FileName,
+    ) -> Result<bool, Error<S::Error>> {
+        let data_len = self.b.data_len;
+        let misread =
+            || Error::Corrupted { file: name.clone(), offset: data_len, kind: Corruption::BadLayout };
+        let count = self.b.count;
+        let mut left = budget.max(1);
+        while left > 0 {
+            match self.pass {
+                Pass::Index => {
+                    if self.i == 0 {
+                        // What a read-back reads must have reached the file.
+                        embedded_io::Write::flush(&mut storage.io(file)).storage()?;
+                    }
+                    if self.i == count {
+                        // The index covers the entry records, which come before the range deletes.
+                        if self.sum != self.b.ranges_offset.unwrap_or(data_len) {
+                            return Err(misread());
+                        }
+                        self.next_pass(Pass::FenceOffsets);
+                        // A read-back of fence keys reads the index just written.
+                        embedded_io::Write::flush(&mut storage.io(file)).storage()?;
+                        continue;
+                    }
+                    let len = records.payload_len(storage, self.i)?;
+                    let at = u32::try_from(self.sum).map_err(|_| misread())?;
+                    self.write(storage, file, &[&at.to_le_bytes()])?;
+                    self.sum += (HEADER_LEN + len) as u64;
+                    self.i += 1;
+                }
+                Pass::FenceOffsets => {
+                    if self.i >= count {
+                        self.keys_len = self.sum;
+                        self.next_pass(Pass::FenceKeys);
+                        continue;
+                    }
+                    let key_len = records.key(storage, self.i)?.len();
+                    let at = u32::try_from(self.sum).map_err(|_| misread())?;
+                    self.write(storage, file, &[&at.to_le_bytes()])?;
+                    self.sum += 2 + key_len as u64;
+                    self.i += FENCE_STRIDE;
+                }
+                Pass::FenceKeys => {
+                    if self.i >= count {
+                        if self.sum != self.keys_len {
+                            return Err(misread());
+                        }
+                        self.pass = Pass::Sealing;
+                        continue;
+                    }
+                    let key = records.key(storage, self.i)?;
+                    let len = u16::try_from(key.len()).map_err(|_| misread())?;
+                    let key_len = key.len() as u64;
+                    // `key` borrows `records`; copy nothing, write it now.
+                    for p in [&len.to_le_bytes()[..], key] {
+                        self.crc.update(p);
+                    }
+                    self.pos =
+                        write_at(&mut storage.io(file), self.pos, &[&len.to_le_bytes(), key]).storage()?;
+                    self.sum += 2 + key_len;
+                    self.i += FENCE_STRIDE;
+                }
+                Pass::Sealing => return Ok(true),
+            }
+            left -= 1;
         }
-        // A read-back of fence keys reads the index just written.
-        embedded_io::Write::flush(&mut storage.io(file)).storage()?;
-        // The fences: the offset of every fence key, then the keys (length-prefixed).
-        let fences = fence_count(self.count);
-        let mut keys_len = 0u64;
-        for i in (0..self.count).step_by(FENCE_STRIDE as usize) {
-            let key_len = records.key(storage, i)?.len();
-            let at = u32::try_from(keys_len).map_err(|_| misread())?;
-            write(storage, file, &[&at.to_le_bytes()])?;
-            keys_len += 2 + key_len as u64;
+        Ok(self.pass == Pass::Sealing)
+    }
+
+    fn next_pass(&mut self, pass: Pass) {
+        self.pass = pass;
+        self.i = 0;
+        self.sum = 0;
+    }
+
+    /// Writes `parts` to the index or fences, feeding them to the checksum.
+    fn write<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        file: &mut S::File,
+        parts: &[&[u8]],
+    ) -> Result<(), Error<S::Error>> {
+        for p in parts {
+            self.crc.update(p);
         }
-        let mut written = 0u64;
-        for i in (0..self.count).step_by(FENCE_STRIDE as usize) {
-            let key = records.key(storage, i)?;
-            let len = u16::try_from(key.len()).map_err(|_| misread())?;
-            let (len_bytes, key_len) = (len.to_le_bytes(), key.len() as u64);
-            // `key` borrows `records`; copy nothing, write it now.
-            write(storage, file, &[&len_bytes, key])?;
-            written += 2 + key_len;
-        }
-        if written != keys_len {
-            return Err(misread());
-        }
-        let index_crc = crc.finish();
-        let filter_offset = self.data_len + self.count as u64 * 4 + fences as u64 * 4 + keys_len;
+        self.pos = write_at(&mut storage.io(file), self.pos, parts).storage()?;
+        Ok(())
+    }
+
+    /// After [`Finish::step`] returned `true`: writes `filter` (a sealed
+    /// [`crate::filter::FilterBuilder`]'s bytes, or empty for none) and the footer, and returns
+    /// the footer. The caller then syncs the file.
+    pub fn seal<S: Storage>(
+        self,
+        storage: &mut S,
+        file: &mut S::File,
+        filter: &[u8],
+        wal_covered: u64,
+        replaces_from: u64,
+    ) -> Result<Footer, Error<S::Error>> {
+        let b = self.b;
+        let index_crc = self.crc.finish();
+        let fences = fence_count(b.count);
+        let filter_offset = b.data_len + b.count as u64 * 4 + fences as u64 * 4 + self.keys_len;
         // A filter whose length the footer cannot state, or not made of whole blocks, is left out.
         let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
-        let filter = if whole && self.count > 0 { filter } else { &[] };
+        let filter = if whole && b.count > 0 { filter } else { &[] };
         let footer = Footer {
-            version: if self.range_count > 0 { VERSION_RANGES } else { VERSION },
-            entry_count: self.count,
-            index_offset: self.data_len,
+            version: if b.range_count > 0 { VERSION_RANGES } else { VERSION },
+            entry_count: b.count,
+            index_offset: b.data_len,
             index_crc,
             wal_covered,
             replaces_from,
-            max_key_len: self.max_key_len,
+            max_key_len: b.max_key_len,
             filter_len: filter.len() as u32,
             filter_offset,
-            range_count: self.range_count,
-            ranges_offset: points_end,
+            range_count: b.range_count,
+            ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
         };
         write_at(&mut storage.io(file), filter_offset, &[filter, &footer.encode()]).storage()?;
         Ok(footer)

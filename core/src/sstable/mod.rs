@@ -42,7 +42,7 @@ pub mod builder;
 pub mod footer;
 pub mod table;
 
-pub use builder::{ReadBack, SsTableBuilder};
+pub use builder::{Finish, ReadBack, SsTableBuilder};
 pub use footer::{open, Footer};
 pub use table::{
     get, lookup, may_contain, probe, range_vs_key, ranges_cover, read_range, Lookup, Probe, ReadCounters,

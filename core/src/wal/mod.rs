@@ -42,7 +42,7 @@ pub mod replay;
 pub mod writer;
 
 pub use replay::{RecordHead, Replayed, WalReader};
-pub use writer::{OldWal, Wal, Wals};
+pub use writer::{OldWal, SyncTarget, Wal, Wals};
 
 use embedded_io::{Seek, Write};
 

@@ -2,6 +2,15 @@
 //! extended, its durable end (the watermark stamped on each new record) and the count of writes
 //! not yet synced, and applies the sync policy. [`Wals`] adds the older WAL files that a
 //! MemTable still needs, and rotation from one WAL to the next.
+//!
+//! # Syncs made outside the engine
+//! A host that shares the engine between threads may sync the WAL without holding the engine
+//! (group commit: one `fdatasync` for many writers, while readers go on). It takes a
+//! [`SyncTarget`] ([`Wal::sync_target`]: the WAL, the end of its records and the writes appended
+//! so far), syncs that WAL's file through a handle of its own, and reports back with
+//! [`Wal::note_synced`]. The durable end moves only to what such a sync covered, so the
+//! watermark of every later record stays true; records appended while the sync ran carry the
+//! older watermark, which claims less than was synced (weaker evidence, never false).
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -31,8 +40,10 @@ pub struct Wal<F> {
     allocated: u64,
     /// The end of the records the last completed sync covered: the watermark of new records.
     durable: u64,
-    /// User writes appended since the last sync.
-    unsynced: u32,
+    /// User writes appended to this WAL.
+    written: u64,
+    /// Of those, the writes a completed sync covered.
+    synced_writes: u64,
     /// How far ahead the file is extended (0: never).
     chunk: u64,
 }
@@ -46,7 +57,7 @@ impl<F> Wal<F> {
     pub fn create<S: Storage<File = F>>(storage: &mut S, id: u64, chunk: u64) -> Result<Self, S> {
         let name = file_name(FileKind::Wal, id);
         let file = storage.create(&name).map_err(|e| no_space(storage, e))?;
-        let mut wal = Wal { id, file, len: 0, allocated: 0, durable: 0, unsynced: 0, chunk };
+        let mut wal = Wal { id, file, len: 0, allocated: 0, durable: 0, written: 0, synced_writes: 0, chunk };
         if let Err(e) = wal.write_header(storage) {
             let Error::Storage(e) = e else { return Err(e) };
             if !storage.is_full(&e) {
@@ -76,8 +87,16 @@ impl<F> Wal<F> {
         end: Replayed,
         chunk: u64,
     ) -> Result<Self, S> {
-        let mut wal =
-            Wal { id, file, len: end.len, allocated: end.file_len, durable: end.len, unsynced: 0, chunk };
+        let mut wal = Wal {
+            id,
+            file,
+            len: end.len,
+            allocated: end.file_len,
+            durable: end.len,
+            written: 0,
+            synced_writes: 0,
+            chunk,
+        };
         if end.len < FILE_HEADER_LEN {
             wal.write_header(storage)?;
         } else {
@@ -113,7 +132,25 @@ impl<F> Wal<F> {
 
     /// User writes appended since the last sync.
     pub fn unsynced(&self) -> u32 {
-        self.unsynced
+        u32::try_from(self.written - self.synced_writes).unwrap_or(u32::MAX)
+    }
+
+    /// What a sync started now would cover: this WAL, the end of its records, and the writes
+    /// appended so far. Every record below `end` has been handed to the operating system.
+    pub fn sync_target(&self) -> SyncTarget {
+        SyncTarget { wal: self.id, end: self.len, writes: self.written }
+    }
+
+    /// Records that a sync of this WAL's file, started after `target` was taken, has completed:
+    /// the durable end (the watermark of later records) moves up to `target.end`, and the writes
+    /// it covered no longer count as unsynced. A target of another WAL (one rotated away since,
+    /// which rotation synced itself) or one older than what is already durable changes nothing.
+    pub fn note_synced(&mut self, target: SyncTarget) {
+        if target.wal != self.id {
+            return;
+        }
+        self.durable = self.durable.max(target.end.min(self.len));
+        self.synced_writes = self.synced_writes.max(target.writes.min(self.written));
     }
 
     /// Bytes the file takes: its header, records and preallocated zero tail.
@@ -155,10 +192,10 @@ impl<F> Wal<F> {
             }
             Err(e) => return Err(Error::Storage(e)),
         }
-        self.unsynced = self.unsynced.saturating_add(writes);
+        self.written += u64::from(writes);
         let due = match policy {
             SyncPolicy::EveryWrite => true,
-            SyncPolicy::EveryN(n) => self.unsynced >= n,
+            SyncPolicy::EveryN(n) => self.unsynced() >= n,
             SyncPolicy::Manual => false,
         };
         if due {
@@ -171,9 +208,20 @@ impl<F> Wal<F> {
     pub fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
         storage.sync(&mut self.file).storage()?;
         self.durable = self.len;
-        self.unsynced = 0;
+        self.synced_writes = self.written;
         Ok(())
     }
+}
+
+/// What a sync of the current WAL made outside the engine covers ([`Wal::sync_target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTarget {
+    /// The WAL's id.
+    pub wal: u64,
+    /// The end of its records when the target was taken.
+    pub end: u64,
+    /// The user writes appended to it by then.
+    pub writes: u64,
 }
 
 /// An older WAL still needed by a MemTable: its id and its bytes of records.
@@ -204,6 +252,11 @@ impl<F> Wals<F> {
     /// The WAL that takes writes, if any.
     pub fn current(&mut self) -> Option<&mut Wal<F>> {
         self.current.as_mut()
+    }
+
+    /// The WAL that takes writes, if any, to look at.
+    pub fn current_ref(&self) -> Option<&Wal<F>> {
+        self.current.as_ref()
     }
 
     /// True when a WAL takes writes.
@@ -256,7 +309,7 @@ impl<F> Wals<F> {
         if self.older.is_full() {
             return Err(Error::TooManyWals);
         }
-        if current.unsynced > 0 {
+        if current.unsynced() > 0 {
             current.sync(storage)?;
         }
         let new = Wal::create(storage, id, current.chunk)?;

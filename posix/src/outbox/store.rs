@@ -94,13 +94,13 @@ impl Store for Db {
         // The engine itself, past the row cache: every write removes its keys from the cache
         // first, so the engine is always what the cache would say.
         let mut buf = vec![0u8; 256];
-        loop {
-            match self.engine_mut().get(key, &mut buf) {
+        self.with_engine(|engine| loop {
+            match engine.get(key, &mut buf) {
                 Ok(found) => return Ok(found.map(<[u8]>::to_vec)),
                 Err(minivault_core::Error::BufferTooSmall { needed }) => buf.resize(needed, 0),
                 Err(e) => return Err(e.into()),
             }
-        }
+        })
     }
 
     fn seek(&mut self, range: KeyBounds<'_>, reverse: bool) -> Result<Option<Vec<u8>>, Error> {

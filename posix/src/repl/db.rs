@@ -132,9 +132,10 @@ impl ReplBackend for Db {
         }
         let _ = writeln!(
             out,
-            "memory     at most {} (2 MemTables of {}, page cache {}, row cache {})",
+            "memory     at most {} (2 MemTables of {}, {} merge buffers as large, page cache {}, row cache {})",
             human_bytes(o.memory_bytes()),
             human_bytes(o.memtable_bytes as u64),
+            if o.read_only { 0 } else { o.background_threads },
             human_bytes(o.cache_bytes as u64),
             human_bytes(o.row_cache_bytes as u64),
         );
@@ -247,10 +248,10 @@ impl ReplBackend for Session {
         ReplBackend::put(&mut self.db, key, value, ttl)
     }
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Db::get(&mut self.db, key)
+        Db::get(&self.db, key)
     }
     fn ttl(&mut self, key: &[u8]) -> Result<Ttl, Error> {
-        Db::ttl(&mut self.db, key)
+        Db::ttl(&self.db, key)
     }
     fn delete(&mut self, keys: &[Vec<u8>]) -> Result<(), Error> {
         ReplBackend::delete(&mut self.db, keys)
@@ -259,10 +260,10 @@ impl ReplBackend for Session {
         Db::delete_range(&mut self.db, start, end)
     }
     fn flush(&mut self) -> Result<(), Error> {
-        Db::flush(&mut self.db)
+        Db::flush(&self.db)
     }
     fn sync(&mut self) -> Result<(), Error> {
-        Db::sync(&mut self.db)
+        Db::sync(&self.db)
     }
     fn stats(&mut self) -> Result<String, Error> {
         ReplBackend::stats(&mut self.db)

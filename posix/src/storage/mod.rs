@@ -65,6 +65,28 @@ pub struct PosixStorage {
     /// Opened with [`PosixStorage::open_dir_read_only`]: files are opened `O_RDONLY`, and every
     /// call that would change the directory or a file fails.
     read_only: bool,
+    /// A second descriptor of the WAL file created or opened last, for syncs made outside the
+    /// engine ([`PosixStorage::wal_sync_handle`]).
+    wal_handle: Option<(String, WalSyncHandle)>,
+}
+
+/// A descriptor of a WAL file of its own, opened when the engine created or opened the file
+/// (before any record was written through this storage), for `fdatasync` by a thread that does
+/// not hold the engine: the group commit of [`crate::Db`].
+///
+/// It is a separate open of the file, not a `dup`: the kernel reports a write-back error to
+/// every open file description that was open when it happened, so a failure seen here is seen
+/// by the engine's own descriptor too (and the other way round), and neither can consume the
+/// other's report and turn a later sync into a false success.
+#[derive(Debug, Clone)]
+pub struct WalSyncHandle(Arc<OwnedFd>);
+
+impl WalSyncHandle {
+    /// `fdatasync` (`fsync` on unixes other than Linux and Android): everything handed to the
+    /// OS for this file before the call is durable when it returns `Ok`.
+    pub fn sync_data(&self) -> io::Result<()> {
+        sys::sync_data(self.0.as_fd())
+    }
 }
 
 impl PosixStorage {
@@ -93,7 +115,59 @@ impl PosixStorage {
         // flags we want, without an `unsafe` block.
         let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
         let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
-        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache, read_only })
+        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache, read_only, wal_handle: None })
+    }
+
+    /// The second descriptor of WAL file `name` ([`WalSyncHandle`]), if it is the WAL this
+    /// storage created or opened last.
+    pub fn wal_sync_handle(&self, name: &str) -> Option<WalSyncHandle> {
+        self.wal_handle.as_ref().filter(|(n, _)| n == name).map(|(_, h)| h.clone())
+    }
+
+    /// After the engine created or opened `name`: a WAL gets its second descriptor now, before
+    /// anything is written to it through this storage. Best effort: without one, the group
+    /// commit syncs through the engine.
+    fn remember_wal(&mut self, name: &str) {
+        if self.read_only || !name.ends_with(".wal") {
+            return;
+        }
+        self.wal_handle = file_name(name)
+            .and_then(|c| sys::open_at(self.dir.as_fd(), &c, libc::O_RDWR))
+            .ok()
+            .map(|fd| (name.to_owned(), WalSyncHandle(Arc::new(fd))));
+    }
+
+    /// A second handle on the same directory, for another thread, with a read cache of its own
+    /// of `cache_bytes` (the background compaction of [`crate::Db`] runs on one: its merges read
+    /// every input page once, and must not push the hot set out of the reads' cache). Its own
+    /// directory descriptor (a `dup`), the same read-only flag.
+    ///
+    /// Pages are keyed by device and inode, and a file's writes invalidate only the cache of
+    /// the handle that wrote it: a file written through one handle must be opened through the
+    /// other with [`PosixStorage::open_fresh`], and [`PosixStorage::clear_cache`] forgets what
+    /// a cache may hold of files removed since (their inode numbers are reused).
+    pub fn second_handle(&self, cache_bytes: usize) -> io::Result<Self> {
+        Ok(Self {
+            path: self.path.clone(),
+            dir: self.dir.try_clone()?,
+            cache: Arc::new(Mutex::new(PageCache::new(cache_bytes))),
+            read_only: self.read_only,
+            // Compaction workers write tables, never a WAL.
+            wal_handle: None,
+        })
+    }
+
+    /// Opens the existing file `name` after dropping any page this storage's cache holds for
+    /// its inode: for a file written through another handle ([`PosixStorage::second_handle`]).
+    pub fn open_fresh(&mut self, name: &str) -> io::Result<PosixFile> {
+        let file = self.open(name)?;
+        lock(&self.cache).forget(file.key);
+        Ok(file)
+    }
+
+    /// Drops every page of the read cache.
+    pub fn clear_cache(&mut self) {
+        lock(&self.cache).clear();
     }
 
     /// True when opened with [`PosixStorage::open_dir_read_only`].
@@ -149,11 +223,15 @@ impl Storage for PosixStorage {
 
     fn create(&mut self, name: &str) -> io::Result<PosixFile> {
         self.writable()?;
-        self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
+        let file = self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)?;
+        self.remember_wal(name);
+        Ok(file)
     }
 
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
-        self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })
+        let file = self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })?;
+        self.remember_wal(name);
+        Ok(file)
     }
 
     fn io<'a>(&'a mut self, file: &'a mut PosixFile) -> &'a mut PosixFile {

@@ -409,7 +409,8 @@ Options (before DIR):
   -h, --help               this text
   -V, --version            the version
 SIZE is a number of bytes, optionally with K, M or G (KiB, MiB, GiB): 64K, 4M, 1G.
-Memory: at most 2 x memtable + cache + row cache ({memory} with the defaults).
+Memory: at most (2 + background threads) x memtable + cache + row cache ({memory} with the
+defaults: 2 compaction threads).
 
 Commands (case-insensitive; type help COMMAND in the REPL):
 ",

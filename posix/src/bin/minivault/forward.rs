@@ -180,7 +180,7 @@ pub fn run(args: ForwardArgs) -> ExitCode {
     }
     // The final sync. The stdin reader may still be blocked in a read: exit while holding the
     // lock, so it cannot append after the sync.
-    let mut db = outbox.db().lock().unwrap_or_else(PoisonError::into_inner);
+    let db = outbox.db().lock().unwrap_or_else(PoisonError::into_inner);
     if let Err(e) = db.sync() {
         err(&format!("minivault: final sync failed: {e}"));
         code = 1;

@@ -1,0 +1,422 @@
+//! Background compaction: merges of SSTables run on worker threads while writes go on, and a
+//! write waits only when flushes outrun the workers.
+//!
+//! The engine runs in [`CompactionMode::External`](minivault_core::CompactionMode::External):
+//! it never compacts inside a write (unless the table limit forces it), and this module plans,
+//! hands out and installs the compactions.
+//!
+//! ```text
+//! the Db's calls (writer side)                     worker thread × background_threads
+//! ────────────────────────────                     ──────────────────────────────────
+//! before a write (engine lock held):               Execution::start: its own PosixStorage
+//!   reports in: done → Engine::install_compaction    handle (same directory, own small page
+//!               failed → Engine::fail_compaction     cache), its own handles on the inputs,
+//!   tables ≥ stop_tables: wait for a report,         its own scratch (memtable_bytes)
+//!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
+//!   tables ≥ slowdown_tables: sleep SLOWDOWN,        looking at the stop flag between steps
+//!     lock let go                                  sync the output, report it, notify
+//! the write (a rotation flushes inline)              `reported`
+//! after it: Engine::plan_compaction → idle worker
+//! ```
+//!
+//! `Background` lives beside the engine under [`crate::Db`]'s engine lock, and every method
+//! here runs under it; a writer held back by the thresholds lets the lock go while it waits, so
+//! gets, scans and other writers' group commits go on. Installing takes the engine (`&mut`): a
+//! rename, a directory sync and the removal of the inputs, in the call that picks the report
+//! up. The merge itself never holds the engine or its lock.
+//!
+//! # Failure
+//! A compaction that fails poisons the database exactly as a failed write does
+//! ([`minivault_core::Db::fail_compaction`]): the next write, `flush`, `sync` or `close`
+//! returns the error, later ones [`minivault_core::Error::Poisoned`]; reads go on. Out of space
+//! only skips that compaction (its output removed), as inline.
+//!
+//! # Shutdown and crashes
+//! [`Background::shut_down`] (from `close` and drop) sets the stop flag: each worker gives its
+//! merge up at the next step (removing its `.tmp`), reports and exits, and is joined; outputs
+//! already complete are installed. Nothing a worker writes is live before the install's
+//! rename: a crash at any point leaves at most a `<id>.tmp`, which the next open removes, and
+//! the inputs as they were.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use minivault_core::compaction::{Compacted, Execution, Input, Plan};
+
+use crate::db::Engine;
+use crate::storage::{PosixFile, PosixStorage};
+use crate::Error;
+
+/// How long a write sleeps when the tables reach [`crate::Options::slowdown_tables`].
+pub const SLOWDOWN: Duration = Duration::from_millis(1);
+
+/// Records a worker merges between two looks at the stop flag: about a millisecond of work, so
+/// that `close` gives a merge up promptly.
+pub const STEP_RECORDS: u32 = 4096;
+
+/// Bytes of each worker's own page cache: enough for the pages its merge is reading in each
+/// input (index and data) and in the output's read-back; the merge reads every page once.
+const WORKER_CACHE_BYTES: usize = 512 << 10;
+
+/// What a worker is asked to merge.
+struct Job {
+    plan: Plan,
+    inputs: Vec<Input>,
+}
+
+/// What a worker reports back.
+enum Report {
+    /// The output, complete and synced (`Ok`), or why the merge failed (its output removed).
+    Done {
+        worker: usize,
+        plan: Plan,
+        result: Result<Compacted<PosixFile>, minivault_core::Error<std::io::Error>>,
+    },
+    /// Given up at the stop flag; its output removed.
+    Abandoned { worker: usize, plan: Plan },
+}
+
+struct Worker {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    /// The plan it is running.
+    busy: Option<Plan>,
+}
+
+/// What the background has done since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackgroundStats {
+    /// Compactions handed to a worker.
+    pub started: u64,
+    /// Compactions whose output was installed.
+    pub installed: u64,
+    /// Compactions that ended otherwise: failed, discarded (an input evicted), or given up at
+    /// close.
+    pub not_installed: u64,
+    /// Writes that slept [`SLOWDOWN`] because the tables reached `slowdown_tables`.
+    pub slowed_writes: u64,
+    /// Writes that waited for a compaction because the tables reached `stop_tables`.
+    pub stopped_writes: u64,
+    /// Time writes spent waiting, both kinds.
+    pub stalled: Duration,
+}
+
+/// How hard the tables press on a write ([`Background::pressure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pressure {
+    /// Below `slowdown_tables`: the write goes ahead.
+    None,
+    /// At `slowdown_tables`: the write sleeps [`SLOWDOWN`] first (once).
+    Slow,
+    /// At `stop_tables`: the write waits for compactions until the tables are below it.
+    Stop,
+}
+
+/// The worker threads and the writer side's view of them.
+pub(crate) struct Background {
+    workers: Vec<Worker>,
+    reports: Receiver<Report>,
+    /// Notified by a worker after each report (see [`Background::reported`]).
+    reported: Arc<Condvar>,
+    stop: Arc<AtomicBool>,
+    /// Set by tests ([`Background::pause`]): workers wait between steps.
+    paused: Arc<AtomicBool>,
+    scratch_len: usize,
+    slowdown_tables: usize,
+    stop_tables: usize,
+    stats: BackgroundStats,
+}
+
+impl Background {
+    /// Starts `threads` workers on second handles of `engine`'s storage, each with
+    /// `scratch_len` bytes of scratch memory for its merges.
+    pub(crate) fn start(
+        engine: &mut Engine,
+        threads: usize,
+        scratch_len: usize,
+        slowdown_tables: usize,
+        stop_tables: usize,
+    ) -> std::io::Result<Background> {
+        let (report_tx, reports) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reported = Arc::new(Condvar::new());
+        let paused = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?;
+            let (jobs, job_rx) = mpsc::channel();
+            let (tx, notify) = (report_tx.clone(), Arc::clone(&reported));
+            let flags = Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused) };
+            let thread = thread::Builder::new()
+                .name(format!("minivault-compaction-{index}"))
+                .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
+            workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
+        }
+        Ok(Background {
+            workers,
+            reports,
+            reported,
+            stop,
+            paused,
+            scratch_len,
+            slowdown_tables,
+            stop_tables,
+            stats: BackgroundStats::default(),
+        })
+    }
+
+    /// Makes the workers wait before each step of their merges (`true`) or go on: for tests
+    /// that need a merge to stay in progress.
+    pub(crate) fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// What the background has done since open.
+    pub(crate) fn stats(&self) -> BackgroundStats {
+        self.stats
+    }
+
+    /// How hard a write must be held back now: [`Pressure::Stop`] at `stop_tables` tables,
+    /// [`Pressure::Slow`] at `slowdown_tables`. The caller ([`crate::Db`]) waits without the
+    /// engine's lock: [`Background::wait_for_report`] for a stop, a sleep of [`SLOWDOWN`] for a
+    /// slowdown.
+    pub(crate) fn pressure(&self, engine: &Engine) -> Pressure {
+        let tables = engine.stats().tables;
+        if tables >= self.stop_tables {
+            Pressure::Stop
+        } else if tables >= self.slowdown_tables {
+            Pressure::Slow
+        } else {
+            Pressure::None
+        }
+    }
+
+    /// At [`Pressure::Stop`]: hands idle workers the newest free tables (even when the policy
+    /// would wait) and reaps workers that died. `false` when no compaction runs (nothing could
+    /// be planned): the write then goes ahead, and at the table limit the engine merges inline.
+    pub(crate) fn press(&mut self, engine: &mut Engine) -> Result<bool, Error> {
+        self.reap_dead_workers(engine)?;
+        self.schedule(engine, true);
+        Ok(self.workers.iter().any(|w| w.busy.is_some()))
+    }
+
+    /// The condition variable a worker notifies after each report: a writer held at
+    /// `stop_tables` waits on it with the engine's lock let go (a wake-up can be missed when a
+    /// report lands between the writer's look and its wait, so it waits with a timeout).
+    pub(crate) fn reported(&self) -> Arc<Condvar> {
+        Arc::clone(&self.reported)
+    }
+
+    /// Counts a write held back by `pressure` for `waited`.
+    pub(crate) fn note_stall(&mut self, pressure: Pressure, waited: Duration) {
+        match pressure {
+            Pressure::Stop => self.stats.stopped_writes += 1,
+            Pressure::Slow => self.stats.slowed_writes += 1,
+            Pressure::None => return,
+        }
+        self.stats.stalled += waited;
+    }
+
+    /// After a write, flush or open: installs what the workers finished and hands idle workers
+    /// the compactions that are due.
+    pub(crate) fn after_write(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        self.collect(engine)?;
+        self.schedule(engine, false);
+        Ok(())
+    }
+
+    /// Installs (or reports the failure of) every compaction the workers finished.
+    pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        let mut first_error = None;
+        while let Ok(report) = self.reports.try_recv() {
+            if let Err(e) = self.handle(engine, report) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A worker that ended without reporting (it panicked: a bug) leaves its plan running
+    /// forever; give the plan up and poison the engine rather than wait on it.
+    fn reap_dead_workers(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        for w in &mut self.workers {
+            if w.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+                w.jobs = None;
+                if let Some(plan) = w.busy.take() {
+                    self.stats.not_installed += 1;
+                    engine.fail_compaction(&plan, minivault_core::Error::Poisoned)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, engine: &mut Engine, report: Report) -> Result<(), Error> {
+        match report {
+            Report::Done { worker, plan, result } => {
+                self.idle(worker);
+                // The output was written through the worker's handle and cache: the engine reads
+                // it through a handle of its own storage.
+                let result = result.and_then(|mut done| {
+                    done.file = engine
+                        .storage()
+                        .open_fresh(&plan.temp_name())
+                        .map_err(minivault_core::Error::Storage)?;
+                    Ok(done)
+                });
+                match result {
+                    Ok(done) => {
+                        let installed = engine.install_compaction(done)?;
+                        if installed {
+                            self.stats.installed += 1;
+                        } else {
+                            self.stats.not_installed += 1;
+                        }
+                    }
+                    Err(e) => {
+                        self.stats.not_installed += 1;
+                        engine.fail_compaction(&plan, e)?;
+                    }
+                }
+            }
+            Report::Abandoned { worker, plan } => {
+                self.idle(worker);
+                self.stats.not_installed += 1;
+                engine.abandon_compaction(&plan);
+            }
+        }
+        Ok(())
+    }
+
+    fn idle(&mut self, worker: usize) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.busy = None;
+        }
+    }
+
+    /// Hands each idle worker the next compaction that is due (`force`: merge the newest free
+    /// tables even when the policy would wait).
+    fn schedule(&mut self, engine: &mut Engine, force: bool) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        for w in self.workers.iter_mut().filter(|w| w.busy.is_none()) {
+            let Some(jobs) = &w.jobs else { continue };
+            let Some(plan) = engine.plan_compaction(self.scratch_len, force) else { return };
+            let inputs = engine.compaction_inputs(&plan).to_vec();
+            if jobs.send(Job { plan, inputs }).is_err() {
+                // The worker is gone (it panicked); forget it and the plan.
+                w.jobs = None;
+                engine.abandon_compaction(&plan);
+                continue;
+            }
+            w.busy = Some(plan);
+            self.stats.started += 1;
+        }
+    }
+
+    /// Stops the workers (each gives its merge up at its next step), joins them, and handles
+    /// their last reports: complete outputs are installed, given-up ones forgotten. Returns the
+    /// first background failure.
+    pub(crate) fn shut_down(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &mut self.workers {
+            w.jobs = None;
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+        let mut first_error = self.collect(engine).err();
+        // Workers that died without reporting.
+        for w in &mut self.workers {
+            if let Some(plan) = w.busy.take() {
+                engine.abandon_compaction(&plan);
+                if first_error.is_none() {
+                    first_error =
+                        engine.fail_compaction(&plan, minivault_core::Error::Poisoned).err().map(Into::into);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// What a worker looks at between steps.
+struct Flags {
+    /// Give the merge up and exit: set by [`Background::shut_down`].
+    stop: Arc<AtomicBool>,
+    /// Wait before the next step: [`Background::pause`].
+    paused: Arc<AtomicBool>,
+}
+
+/// A worker thread: merges the jobs it is given until its job channel closes.
+fn work(
+    worker: usize,
+    mut storage: PosixStorage,
+    jobs: Receiver<Job>,
+    reports: Sender<Report>,
+    reported: &Condvar,
+    flags: &Flags,
+    scratch_len: usize,
+) {
+    let mut scratch = vec![0u8; scratch_len];
+    while let Ok(Job { plan, inputs }) = jobs.recv() {
+        // Pages of inputs merged before may belong to files removed since, whose inode
+        // numbers new tables can take.
+        storage.clear_cache();
+        let report = run(worker, &mut storage, plan, &inputs, &mut scratch, flags);
+        if reports.send(report).is_err() {
+            break;
+        }
+        reported.notify_all();
+    }
+}
+
+/// Runs one compaction in steps, giving it up when `stop` is set.
+fn run(
+    worker: usize,
+    storage: &mut PosixStorage,
+    plan: Plan,
+    inputs: &[Input],
+    scratch: &mut [u8],
+    flags: &Flags,
+) -> Report {
+    let done = |result| Report::Done { worker, plan, result };
+    let mut exec = match Execution::start(storage, plan, inputs, scratch) {
+        Ok(exec) => exec,
+        Err(e) => return done(Err(e)),
+    };
+    loop {
+        while flags.paused.load(Ordering::Relaxed) && !flags.stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        if flags.stop.load(Ordering::Relaxed) {
+            let _ = exec.abandon(storage);
+            return Report::Abandoned { worker, plan };
+        }
+        match exec.step(storage, scratch, STEP_RECORDS) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                let _ = exec.abandon(storage);
+                return done(Err(e));
+            }
+        }
+    }
+    match exec.finish(storage) {
+        Ok(Ok(compacted)) => done(Ok(compacted)),
+        Ok(Err(exec)) => {
+            let _ = exec.abandon(storage);
+            done(Err(minivault_core::Error::Poisoned))
+        }
+        Err(e) => {
+            let _ = minivault_core::Storage::remove(storage, &plan.temp_name());
+            done(Err(e))
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Group commit: writers that appended records to the WAL share one `fdatasync`.
+//!
+//! A durable write ([`crate::Durability::Always`], or the write that makes an `EveryN` count
+//! due) goes through two steps:
+//!
+//! 1. Under the engine's lock: append the record to the WAL (handed to the OS, not synced) and
+//!    apply it to the MemTable; take a **ticket**, the count of records appended so far.
+//! 2. Without it: [`GroupCommit::wait_durable`]. If no sync is running, this writer becomes the
+//!    **leader**: it takes the engine's lock just long enough to read what a sync now would
+//!    cover ([`minivault_core::Db::wal_sync_target`] and the ticket count), syncs the WAL file
+//!    through a descriptor of its own with no lock held, then reports the outcome to the
+//!    engine ([`minivault_core::Db::wal_synced`]) and to the hand-off, and wakes everyone.
+//!    If a sync is running, the writer waits for it to end and looks again: that sync may have
+//!    started before its record was appended, and then the next leader's covers it.
+//!
+//! ```text
+//!  writer A  append#1 ─ lead: target(#1) ─ fdatasync ─────────── durable=1 ─ Ok
+//!  writer B       append#2 ─ wait ─────────────────────────────── lead: target(#3) ─ fdatasync ─ durable=3 ─ Ok
+//!  writer C            append#3 ─ wait ────────────────────────── (covered by B's sync) ──────────────────── Ok
+//!  reader                 get ─ get ─ get ─ get   (the engine's lock is free during every fdatasync)
+//! ```
+//!
+//! Rules it keeps:
+//! - A writer returns `Ok` only after a completed sync covers its ticket (and so its record:
+//!   tickets follow the WAL's order, and an older WAL was synced when it was rotated away).
+//! - A sync that fails fails every writer it was to cover and every later one; none of them
+//!   gets `Ok`. The engine is poisoned by the same failure, as by a failed sync under its lock.
+//! - Every writer leads at most once, and a leader's sync covers everything appended before it
+//!   started: under load a sync covers all the writers that arrived while the previous one ran.
+//!
+//! The hand-off is generic (tickets and a sync closure, no engine, no files) so that it can be
+//! explored exhaustively: `shuttle_tests` compiles `protocol.rs` again over shuttle's `Mutex`
+//! and `Condvar` and runs every interleaving of small groups of writers, with syncs that succeed
+//! and that fail, checking the rules above against a model of what is on the device.
+
+mod protocol;
+
+/// The lock and condition variable the hand-off is built on.
+mod sync {
+    pub use std::sync::{Condvar, Mutex, MutexGuard};
+}
+
+#[cfg(test)]
+mod shuttle_tests;
+
+pub use protocol::GroupCommit;

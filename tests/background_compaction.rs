@@ -1,0 +1,130 @@
+//! Compaction on background threads (`Options::background_threads`, the POSIX default): writes
+//! go on while merges run and nothing written is lost, the thresholds hold writes back when
+//! flushes outrun the merges, and `close` gives a running merge up without leaving anything
+//! behind. (A failed merge poisons the database: `background_compaction_failure_poisons.rs`,
+//! its own process for its file size limit.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use common::Rng;
+use minivault::{Db, Durability, Options};
+
+fn options(memtable_bytes: usize) -> Options {
+    Options { memtable_bytes, durability: Durability::Manual, ..Options::default() }
+}
+
+fn tmp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    common::files_with_ext(dir, "tmp")
+}
+
+fn check(db: &mut Db, model: &BTreeMap<String, String>, keys: u64) {
+    for i in 0..keys {
+        let k = format!("k{i:06}");
+        let got = db.get(k.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(got.as_ref(), model.get(&k), "key {k}");
+    }
+}
+
+#[test]
+fn writes_go_on_while_background_merges_run_and_nothing_is_lost() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(16 << 10);
+    let mut db = Db::open_with(dir.path(), opts).unwrap();
+    let mut rng = Rng::new(0xB6);
+    let mut model = BTreeMap::new();
+    const KEYS: u64 = 20_000;
+    let mut most_tables = 0;
+    for i in 0..80_000u32 {
+        let k = format!("k{:06}", rng.below(KEYS));
+        if rng.chance(1, 10) {
+            db.delete(k.as_bytes()).unwrap();
+            model.remove(&k);
+        } else {
+            let v = format!("v{i}-{}", "x".repeat(rng.below(64) as usize));
+            db.put(k.as_bytes(), v.as_bytes()).unwrap();
+            model.insert(k, v);
+        }
+        most_tables = most_tables.max(db.stats().tables);
+        if i % 20_000 == 0 {
+            for _ in 0..200 {
+                let k = format!("k{:06}", rng.below(KEYS));
+                let got = db.get(k.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap());
+                assert_eq!(got.as_ref(), model.get(&k), "key {k} after {i} writes");
+            }
+        }
+    }
+    let bg = db.background_stats();
+    let stats = db.stats();
+    eprintln!("{bg:?}, {} tables at most, {stats:?}", most_tables);
+    assert!(bg.installed >= 10, "compactions ran in the background: {bg:?}");
+    assert_eq!(stats.compactions, bg.installed, "every compaction was a background one");
+    assert!(most_tables <= opts.stop_tables, "{most_tables} tables");
+    check(&mut db, &model, KEYS);
+    db.close().unwrap();
+    assert_eq!(tmp_files(dir.path()), Vec::<std::path::PathBuf>::new(), "close leaves no .tmp");
+    let mut db = Db::open_with(dir.path(), opts).unwrap();
+    check(&mut db, &model, KEYS);
+}
+
+#[test]
+fn flushes_that_outrun_the_merges_are_held_back_at_the_thresholds() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Small MemTables and low thresholds: the size-tiered policy alone would keep about a dozen
+    // tables, so writes reach both thresholds.
+    let opts = Options { background_threads: 1, slowdown_tables: 4, stop_tables: 6, ..options(8 << 10) };
+    let mut db = Db::open_with(dir.path(), opts).unwrap();
+    let mut model = BTreeMap::new();
+    let mut most_tables = 0;
+    for i in 0..12_000u32 {
+        let k = format!("k{:06}", (i * 7919) % 30_000);
+        let v = format!("v{i}");
+        db.put(k.as_bytes(), v.as_bytes()).unwrap();
+        model.insert(k, v);
+        most_tables = most_tables.max(db.stats().tables);
+    }
+    let bg = db.background_stats();
+    eprintln!("{bg:?}, {most_tables} tables at most");
+    assert!(most_tables <= opts.stop_tables, "{most_tables} tables, stop at {}", opts.stop_tables);
+    assert!(bg.stopped_writes > 0 && bg.slowed_writes > 0, "{bg:?}");
+    check(&mut db, &model, 30_000);
+    db.close().unwrap();
+    let mut db = Db::open_with(dir.path(), opts).unwrap();
+    check(&mut db, &model, 30_000);
+}
+
+#[test]
+fn close_gives_a_running_merge_up_and_reopen_finds_everything() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(1 << 20);
+    let mut model = BTreeMap::new();
+    let mut running_at_close = 0;
+    for round in 0..6u32 {
+        let db = Db::open_with(dir.path(), opts).unwrap();
+        // Four MemTables' worth: the fourth flush makes a merge of about 4 MiB due.
+        for i in 0..36_000u32 {
+            let k = format!("k{:06}", i);
+            let v = format!("r{round}-{i}-{}", "y".repeat(80));
+            db.put(k.as_bytes(), v.as_bytes()).unwrap();
+            model.insert(k, v);
+        }
+        db.flush().unwrap();
+        running_at_close += usize::from(db.stats().compactions_running > 0);
+        let started = Instant::now();
+        db.close().unwrap();
+        let took = started.elapsed();
+        let tmp = tmp_files(dir.path());
+        assert!(tmp.is_empty(), "round {round}: close left {tmp:?}");
+        eprintln!("round {round}: close took {took:?}");
+        let mut db = Db::open_with(dir.path(), opts).unwrap();
+        check(&mut db, &model, 36_000);
+        db.close().unwrap();
+    }
+    eprintln!("{running_at_close} of 6 closes came while a merge ran");
+    assert!(running_at_close > 0);
+}
