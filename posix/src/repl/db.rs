@@ -257,7 +257,7 @@ impl ReplBackend for Session {
         ReplBackend::delete(&mut self.db, keys)
     }
     fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), Error> {
-        Db::delete_range(&mut self.db, start, end)
+        Db::delete_range(&self.db, start, end)
     }
     fn flush(&mut self) -> Result<(), Error> {
         Db::flush(&self.db)
