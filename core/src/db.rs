@@ -907,6 +907,53 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_filter_keeps_ten_bits_per_key_when_it_outgrows_the_scratch() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 32 << 20]), &t, 1 << 18);
+        for r in 0..4u32 {
+            for i in r * 1500..(r + 1) * 1500 {
+                db.put(format!("f{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let plan = db.plan_compaction(1 << 16, false).unwrap();
+        assert_eq!(plan.count, 4);
+        let inputs = db.compaction_inputs(&plan);
+        let want = crate::filter::blocks_for(6000);
+        // Scratch for the whole filter at once, then for a third of it (three windows), merged
+        // at once and in small steps: the same table every time.
+        let mut outputs = Vec::new();
+        for (scratch_len, budget) in [(1 << 16, u32::MAX), (4096, u32::MAX), (4096, 7)] {
+            assert_eq!(compaction::merge::filter_blocks(6000, scratch_len - 64), want);
+            let mut scratch = vec![0u8; scratch_len];
+            let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
+            while !exec.step(db.storage(), &mut scratch, budget).unwrap() {}
+            let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!() };
+            assert_eq!(done.footer.filter_len as usize, want * crate::filter::BLOCK_LEN, "{scratch_len}");
+            let mut f = done.file;
+            let s = db.storage();
+            let mut b = vec![0; s.len(&mut f).unwrap() as usize];
+            read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+            outputs.push(b);
+        }
+        assert!(outputs.iter().all(|o| *o == outputs[0]));
+        // Installed, the windowed table answers every key and rules out absent ones.
+        let mut scratch = vec![0u8; 4096];
+        let done = compaction::execute(db.storage(), plan, &inputs, &mut scratch).unwrap();
+        assert!(db.install_compaction(done).unwrap());
+        assert_eq!(db.stats().tables, 1);
+        for i in 0..6000u32 {
+            assert_eq!(get(&mut db, format!("f{i:06}").as_bytes()), Some(i.to_le_bytes().to_vec()));
+        }
+        let s0 = db.stats();
+        for i in 0..6000u32 {
+            assert_eq!(get(&mut db, format!("g{i:06}").as_bytes()), None);
+        }
+        let searched = db.stats().table_probes - s0.table_probes;
+        assert!(searched < 6000 / 40, "the filter let {searched} of 6000 absent keys through");
+    }
+
+    #[test]
     fn eviction_of_a_running_input_discards_the_output_and_a_failure_poisons() {
         let t = Rc::new(Cell::new(0));
         let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 16384);

@@ -47,6 +47,12 @@ pub const MAX_MERGE: usize = 16;
 /// ([`crate::CompactionMode::External`]), each on its own run of tables.
 pub const MAX_RUNNING: usize = 4;
 
+/// The most windows a compaction builds its output's filter in: a filter larger than its scratch
+/// memory is built one scratch-sized window at a time, each window after the first by one more
+/// pass over the output's records ([`crate::compaction::merge`]). Past this many windows the
+/// filter gets fewer bits per key instead of more passes.
+pub const MAX_FILTER_WINDOWS: usize = 8;
+
 /// The most bytes of input one compaction merges: the output must keep its offsets within `u32`.
 pub const MAX_MERGE_BYTES: u64 = 3 << 30;
 
