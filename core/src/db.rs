@@ -29,9 +29,7 @@ use crate::compaction::{self, Compacted, Input, Plan};
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush;
-use crate::limits::{
-    MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_TABLES, MAX_VALUE_LEN,
-};
+use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_VALUE_LEN};
 use crate::log::{event, warn_event};
 use crate::memtable::MemLookup;
 use crate::memtables::MemTables;
@@ -345,7 +343,8 @@ where
     /// ([`CompactionMode::Inline`]; with [`CompactionMode::External`], only when the table limit
     /// forces it). Tables of a running compaction are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        if self.config.compaction == CompactionMode::External && self.version.len() + 1 < MAX_TABLES {
+        let table_limit = compaction::table_limit(&self.storage);
+        if self.config.compaction == CompactionMode::External && self.version.len() + 1 < table_limit {
             return Ok(());
         }
         loop {
@@ -383,7 +382,7 @@ where
     }
 
     /// Decides the next compaction to run apart from the database
-    /// ([`CompactionMode::External`]): the size-tiered policy over the tables newer than every
+    /// ([`CompactionMode::External`]): the tiered policy over the tables newer than every
     /// compaction already running, for a merge with `scratch_len` bytes of scratch memory
     /// (`force`: merge the newest tables even when the policy would wait). The plan's tables are
     /// marked as running: no other plan takes them until [`Db::install_compaction`],
@@ -399,7 +398,8 @@ where
         }
         let now = self.clock.now();
         let limit = self.space.merge_limit();
-        let plan = compaction::plan(&self.version, self.free_from(), scratch_len, now, limit, force)?;
+        let limits = (limit, compaction::table_limit(&self.storage));
+        let plan = compaction::plan(&self.version, self.free_from(), scratch_len, now, limits, force)?;
         self.running.push(Running { first: plan.first, id: plan.id, cancelled: false }).ok()?;
         Some(plan)
     }
@@ -790,7 +790,7 @@ mod tests {
             b
         };
         db.delete(b"gone").unwrap();
-        for i in 0..3u32 {
+        for i in 0..(compaction::TIER_WIDTH as u32 - 1) {
             db.put(&i.to_be_bytes(), b"x").unwrap();
             db.flush().unwrap();
         }
@@ -910,21 +910,21 @@ mod tests {
     fn a_compaction_filter_keeps_ten_bits_per_key_when_it_outgrows_the_scratch() {
         let t = Rc::new(Cell::new(0));
         let mut db = external(Mem::new(vec![0; 32 << 20]), &t, 1 << 18);
-        for r in 0..4u32 {
-            for i in r * 1500..(r + 1) * 1500 {
+        for r in 0..8u32 {
+            for i in r * 750..(r + 1) * 750 {
                 db.put(format!("f{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
             }
             db.flush().unwrap();
         }
         let plan = db.plan_compaction(1 << 16, false).unwrap();
-        assert_eq!(plan.count, 4);
+        assert_eq!(plan.count, 8);
         let inputs = db.compaction_inputs(&plan);
         let want = crate::filter::blocks_for(6000);
         // Scratch for the whole filter at once, then for a third of it (three windows), merged
         // at once and in small steps: the same table every time.
         let mut outputs = Vec::new();
         for (scratch_len, budget) in [(1 << 16, u32::MAX), (4096, u32::MAX), (4096, 7)] {
-            assert_eq!(compaction::merge::filter_blocks(6000, scratch_len - 64), want);
+            assert_eq!(compaction::merge::filter_blocks(6000, scratch_len - 9 * 7), want);
             let mut scratch = vec![0u8; scratch_len];
             let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
             while !exec.step(db.storage(), &mut scratch, budget).unwrap() {}
@@ -951,6 +951,35 @@ mod tests {
         }
         let searched = db.stats().table_probes - s0.table_probes;
         assert!(searched < 6000 / 40, "the filter let {searched} of 6000 absent keys through");
+    }
+
+    #[test]
+    fn tables_stay_within_a_storage_with_few_files() {
+        // Seven files (the firmware's): two WALs, a table being written, so four tables at most.
+        type Small = MemStorage<Vec<u8>, 7>;
+        assert_eq!(compaction::table_limit(&Small::new(vec![0; 7])), 4);
+        let t = Rc::new(Cell::new(0));
+        let mut db = Db::open(
+            Small::new(vec![0; 7 << 14]),
+            clock(&t),
+            [vec![0; 2048], vec![0; 2048]],
+            Config::default(),
+        )
+        .unwrap();
+        let mut most = 0;
+        for i in 0..3000u32 {
+            db.put(format!("k{:04}", i % 400).as_bytes(), &i.to_le_bytes()).unwrap();
+            most = most.max(db.stats().tables);
+        }
+        assert!(db.stats().compactions > 10, "{:?}", db.stats());
+        assert!(most <= 4, "{most} tables");
+        let mut buf = [0u8; 16];
+        for i in 2600..3000u32 {
+            assert_eq!(
+                db.get(format!("k{:04}", i % 400).as_bytes(), &mut buf).unwrap(),
+                Some(&i.to_le_bytes()[..])
+            );
+        }
     }
 
     #[test]

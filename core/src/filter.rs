@@ -91,7 +91,7 @@ pub fn may_contain(block: &[u8; BLOCK_LEN], h: u64) -> Result<bool, Corruption> 
 /// of blocks `lo .. lo + blocks()` and ignores the keys whose block lies outside it, so the
 /// whole filter is built by adding every key once per window ([`FilterBuilder::window`]). A
 /// compaction whose output's filter does not fit in its scratch memory builds it that way
-/// ([`crate::compaction::merge`]), so the filter keeps [`BITS_PER_KEY`] at any table size.
+/// ([`crate::compaction::merge::Merge`]), so the filter keeps [`BITS_PER_KEY`] at any table size.
 pub struct FilterBuilder<'a> {
     buf: &'a mut [u8],
     /// Blocks of the whole filter.
