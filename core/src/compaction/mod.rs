@@ -15,9 +15,11 @@
 
 pub mod merge;
 pub mod policy;
+pub mod steps;
 
 pub use merge::{merge, slot_len, Merge, Output};
 pub use policy::{pick, MIN_MERGE, TIER_RATIO, TIER_WIDTH};
+pub use steps::Maintenance;
 
 use heapless::Vec;
 
