@@ -80,8 +80,8 @@ pub trait Storage {
     }
 
     /// The most files the storage holds at once, when it has such a limit (a flash partition per
-    /// file): the compaction policy then keeps the tables few enough that two WALs and a table
-    /// being written still fit ([`crate::compaction::table_limit`]). The default: no limit.
+    /// file): the compaction policy then keeps the tables to half of them, the rest for the WALs
+    /// and the tables being written ([`crate::compaction::table_limit`]). The default: no limit.
     fn max_files(&self) -> Option<usize> {
         None
     }

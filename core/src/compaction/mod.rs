@@ -82,11 +82,12 @@ pub struct Compacted<F> {
     pub footer: Footer,
 }
 
-/// The most tables the policy lets a database hold before it merges whatever it must
-/// ([`MAX_TABLES`], fewer on a storage with room for fewer files: two WALs and one table being
-/// written must still fit beside them; at least 2).
+/// The most tables the policy lets a database hold before it merges whatever it must:
+/// [`MAX_TABLES`], or half the files of a storage with a file limit ([`Storage::max_files`]),
+/// so that the WALs (two, more when open finds a rotation cut short) and the tables being
+/// written always have the other half; at least 2.
 pub fn table_limit<S: Storage>(storage: &S) -> usize {
-    storage.max_files().map_or(MAX_TABLES, |files| files.saturating_sub(3).clamp(2, MAX_TABLES))
+    storage.max_files().map_or(MAX_TABLES, |files| (files / 2).clamp(2, MAX_TABLES))
 }
 
 /// Chooses the next compaction among the tables from index `free_from` on (the ones newer
