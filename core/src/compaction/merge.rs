@@ -255,17 +255,20 @@ impl Merge {
         mut left: u32,
     ) -> Result<Option<Footer>, Error<S::Error>> {
         let total = self.filter_blocks;
+        let given = slots.len() + filter_mem.len();
         let key_slot = slots.get_mut(..self.sl).unwrap_or(&mut []);
         loop {
             let Phase::Filter { finish, lo, i, pos } = &mut self.phase else { return Ok(None) };
             if *lo >= total {
                 break;
             }
-            let mut window = if *i == 0 {
+            let window = if *i == 0 {
                 FilterBuilder::window(filter_mem, total, *lo)
             } else {
                 FilterBuilder::resume(filter_mem, total, *lo)
             };
+            // The scratch held a window when the merge started: it is the same scratch.
+            let mut window = window.ok_or(Error::InsufficientMemory { needed: given + BLOCK_LEN, given })?;
             let data_len = finish.data_len();
             while *i < finish.count() {
                 if left == 0 {
@@ -274,16 +277,16 @@ impl Merge {
                 left -= 1;
                 let (key_len, record_len) =
                     read_key(storage, out.reader, out.name, *pos, data_len, key_slot)?;
-                if let (Some(w), Some(key)) = (window.as_mut(), key_slot.get(..key_len)) {
-                    w.add(filter::key_hash(key));
+                if let Some(key) = key_slot.get(..key_len) {
+                    window.add(filter::key_hash(key));
                 }
                 *pos += record_len as u64;
                 *i += 1;
             }
-            let bytes = window.map_or(&[][..], FilterBuilder::finish);
+            let bytes = window.finish();
             let at = finish.filter_offset() + (*lo * BLOCK_LEN) as u64;
             write_at(&mut storage.io(out.file), at, &[bytes]).storage()?;
-            *lo += (bytes.len() / BLOCK_LEN).max(1);
+            *lo += bytes.len() / BLOCK_LEN;
             (*i, *pos) = (0, 0);
         }
         let Phase::Filter { finish, .. } = core::mem::replace(&mut self.phase, Phase::Sealed) else {
