@@ -920,12 +920,15 @@ mod tests {
         assert_eq!(plan.count, 8);
         let inputs = db.compaction_inputs(&plan);
         let want = crate::filter::blocks_for(6000);
-        // Scratch for the whole filter at once, then for a third of it (three windows), merged
-        // at once and in small steps: the same table every time.
+        // Scratch for the whole filter at once, then for half of it (two windows), merged at once
+        // and in small steps, fresh or holding what an earlier merge left: the same table every
+        // time.
         let mut outputs = Vec::new();
-        for (scratch_len, budget) in [(1 << 16, u32::MAX), (4096, u32::MAX), (4096, 7)] {
+        for (scratch_len, budget, fill) in
+            [(1 << 16, u32::MAX, 0), (1 << 16, 1000, 0xFF), (4096, u32::MAX, 0), (4096, 7, 0xA5)]
+        {
             assert_eq!(compaction::merge::filter_blocks(6000, scratch_len - 9 * 7), want);
-            let mut scratch = vec![0u8; scratch_len];
+            let mut scratch = vec![fill; scratch_len];
             let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
             while !exec.step(db.storage(), &mut scratch, budget).unwrap() {}
             let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!() };

@@ -151,6 +151,9 @@ impl Merge {
         let (scratch, filter_mem) = scratch.split_at_mut(needed);
         let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
         let filter_blocks = filter_blocks(keys, filter_mem.len());
+        // The first window is built as the records are merged: cleared here, whatever the
+        // scratch held before (a worker reuses its scratch from one compaction to the next).
+        let _ = FilterBuilder::window(filter_mem, filter_blocks, 0);
         let mut cursors = [Cursor::default(); MAX_MERGE];
         for (i, (t, c)) in inputs.iter_mut().zip(cursors.iter_mut()).enumerate() {
             load(storage, t, c, &mut scratch[i * sl..(i + 1) * sl])?;
