@@ -29,7 +29,9 @@ use crate::compaction::{self, Compacted, Input, Plan};
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush;
-use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_VALUE_LEN};
+use crate::limits::{
+    MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_TABLES, MAX_VALUE_LEN,
+};
 use crate::log::{event, warn_event};
 use crate::memtable::MemLookup;
 use crate::memtables::MemTables;
@@ -344,7 +346,8 @@ where
     /// forces it). Tables of a running compaction are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
         let table_limit = compaction::table_limit(&self.storage);
-        if self.config.compaction == CompactionMode::External && self.version.len() + 1 < table_limit {
+        let len = self.version.len();
+        if self.config.compaction == CompactionMode::External && len + 1 < MAX_TABLES && len < table_limit {
             return Ok(());
         }
         loop {

@@ -120,7 +120,9 @@ pub fn plan<F>(
     for t in tables {
         let _ = sizes.push(t.bytes());
     }
-    let force = force || version.len() + 1 >= table_limit.min(MAX_TABLES);
+    // Near MAX_TABLES a merge must make room before the next flush fails; at a storage's own
+    // limit, once it is reached (the other half of its files leave room for that flush).
+    let force = force || version.len() + 1 >= MAX_TABLES || version.len() >= table_limit;
     let max_bytes = merge_limit.map_or(MAX_MERGE_BYTES, |m| m.min(MAX_MERGE_BYTES));
     let (start, end) = pick(&sizes, max_inputs, max_bytes, force)?;
     let inputs = tables.get(start..end)?;
