@@ -101,12 +101,13 @@ fn flushes_that_outrun_the_merges_are_held_back_at_the_thresholds() {
 fn close_gives_a_running_merge_up_and_reopen_finds_everything() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
-    let opts = options(1 << 20);
+    let opts = options(1 << 19);
     let mut model = BTreeMap::new();
     let mut running_at_close = 0;
     for round in 0..6u32 {
         let db = Db::open_with(dir.path(), opts).unwrap();
-        // Four MemTables' worth: the fourth flush makes a merge of about 4 MiB due.
+        // Eight MemTables' worth: the eighth flush (the tiered policy's width) makes a merge of
+        // about 4 MiB due.
         for i in 0..36_000u32 {
             let k = format!("k{:06}", i);
             let v = format!("r{round}-{i}-{}", "y".repeat(80));

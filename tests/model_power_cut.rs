@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use minivault_core::compaction::{Execution, Plan};
+use minivault_core::compaction::{Execution, Maintenance, Plan};
 use minivault_core::{CompactionMode, Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
     show, visible, FaultConfig, FaultError, FaultFile, FaultKind, FaultStorage, History, ManualClock,
@@ -61,6 +61,8 @@ struct Counts {
     holes: u64,
     dir_ops_dropped: u64,
     storage_calls: u64,
+    /// Compactions `Db::maintain` completed (mode `Maintained`).
+    maintained_compactions: u64,
     /// Failing seeds, by what failed first.
     refusals: u64,
     lost_durable: u64,
@@ -88,6 +90,7 @@ impl Counts {
         self.other_failures += o.other_failures;
         self.dir_ops_dropped += o.dir_ops_dropped;
         self.storage_calls += o.storage_calls;
+        self.maintained_compactions += o.maintained_compactions;
     }
 }
 
@@ -114,6 +117,21 @@ struct Run {
     /// and installed between the other steps, on another handle of the same storage.
     external: bool,
     execs: Vec<Exec>,
+    /// Compactions advanced by `Db::maintain` in small budgets between the other steps (with
+    /// `external`), as a microcontroller's main loop would.
+    maintained: bool,
+    maintenance: Option<Maintenance<FaultFile, Vec<u8>>>,
+}
+
+/// Who runs the compactions in a run of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The engine, inside the write whose flush calls for one.
+    Inline,
+    /// The test, through `plan_compaction`, `Execution` and `install_compaction`.
+    External,
+    /// `Db::maintain`.
+    Maintained,
 }
 
 /// A compaction being run apart from the engine, with its scratch memory.
@@ -133,7 +151,7 @@ enum Broken {
 const MEM_SIZES: [usize; 5] = [512, 640, 1024, 2048, 4096];
 
 impl Run {
-    fn new(seed: u64, policy: SyncPolicy, model: PowerCutModel, trace: bool, external: bool) -> Self {
+    fn new(seed: u64, policy: SyncPolicy, model: PowerCutModel, trace: bool, mode: Mode) -> Self {
         let mut rng = Rng::new(seed);
         let config = FaultConfig { power_cut: model, ..FaultConfig::default() };
         let storage = FaultStorage::with_config(rng.next_u64(), config);
@@ -159,8 +177,10 @@ impl Run {
             recent: VecDeque::new(),
             counts: Counts { seeds: 1, ..Counts::default() },
             broken: None,
-            external,
+            external: mode != Mode::Inline,
             execs: Vec::new(),
+            maintained: mode == Mode::Maintained,
+            maintenance: None,
         }
     }
 
@@ -244,6 +264,34 @@ impl Run {
         Ok(())
     }
 
+    /// `Db::maintain` with a small budget, its scratch memory chosen once per process.
+    fn maintain_step(&mut self) -> Result<(), String> {
+        let budget = self.rng.range(1, 16) as u32;
+        if self.maintenance.is_none() {
+            let scratch_len = [256, 1024, 4096][self.rng.below(3) as usize];
+            self.maintenance = Some(Maintenance::new(vec![0u8; scratch_len]));
+        }
+        let (Some(db), Some(m)) = (self.db.as_mut(), self.maintenance.as_mut()) else {
+            return Err("database is not open".into());
+        };
+        let before = db.stats().compactions;
+        let result = db.maintain(m, budget);
+        self.counts.maintained_compactions += db.stats().compactions - before;
+        let poisoned = db.is_poisoned();
+        let running = m.running().copied();
+        self.note(format!("maintain({budget}) -> {result:?}, running {running:?}"));
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if poisoned => {
+                self.note(format!("  maintain -> {e:?}"));
+                self.poisoned = true;
+                self.counts.injected_errors += 1;
+                Ok(())
+            }
+            Err(e) => Err(format!("maintain failed with {e:?} but the database takes writes")),
+        }
+    }
+
     /// A compaction run apart from the engine failed with `e`: report it, as its runner must.
     fn compaction_failed(&mut self, plan: Plan, e: DbError) -> Result<(), String> {
         self.note(format!("compaction {plan:?} failed: {e:?}"));
@@ -315,6 +363,7 @@ impl Run {
         // Compactions running apart from the engine die with the process; their `.tmp` files
         // stay for open to remove.
         self.execs.clear();
+        self.maintenance = None;
         if self.persistent_fault {
             self.storage.clear_faults();
             self.persistent_fault = false;
@@ -494,6 +543,9 @@ impl Run {
 
     fn step(&mut self) -> Result<(), String> {
         self.counts.steps += 1;
+        if self.maintained && self.rng.chance(1, 2) {
+            return self.maintain_step();
+        }
         if self.external && self.rng.chance(1, 3) {
             return self.compaction_step();
         }
@@ -645,17 +697,17 @@ fn env_u64(name: &str) -> Option<u64> {
 /// panics with the failing seeds and how to reproduce them. A soak counts every failing seed
 /// (by kind, in the summary line) instead of stopping after five.
 fn run_model(test: &str, policy: SyncPolicy, model: PowerCutModel, default_seeds: u64, salt: u64) {
-    run_model_with(test, policy, model, default_seeds, salt, false)
+    run_model_with(test, policy, model, default_seeds, salt, Mode::Inline)
 }
 
-/// [`run_model`], with compactions run apart from the engine when `external`.
+/// [`run_model`], with compactions run as `mode` says.
 fn run_model_with(
     test: &str,
     policy: SyncPolicy,
     model: PowerCutModel,
     default_seeds: u64,
     salt: u64,
-    external: bool,
+    mode: Mode,
 ) {
     let single = env_u64("MINIVAULT_SEED");
     let soak = env_u64("MINIVAULT_SOAK").map(Duration::from_secs);
@@ -683,8 +735,12 @@ fn run_model_with(
         if done || (failures.len() >= 5 && soak.is_none()) {
             break;
         }
-        let mut run = Run::new(seed ^ salt, policy, model, single.is_some(), external);
-        let steps = 80 + run.rng.below(220);
+        let mut run = Run::new(seed ^ salt, policy, model, single.is_some(), mode);
+        let mut steps = 80 + run.rng.below(220);
+        if mode == Mode::Maintained {
+            // Long enough for tiers of eight tables to fill and be merged.
+            steps *= 5;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| run.run(steps)));
         let fs = run.storage.stats();
         run.counts.torn_files += fs.torn_files;
@@ -761,6 +817,10 @@ fn run_model_with(
         totals.other_failures,
         totals.power_cuts
     );
+    if mode == Mode::Maintained {
+        eprintln!("{test}: {} compactions completed by Db::maintain", totals.maintained_compactions);
+        assert!(totals.maintained_compactions > totals.seeds, "maintain compacted too little");
+    }
     let shown: Vec<u64> = failures.iter().copied().take(20).collect();
     assert!(
         failures.is_empty(),
@@ -847,7 +907,7 @@ fn external_compactions_interleaved_with_writes_lose_no_acknowledged_write() {
         PowerCutModel::Wide,
         1000,
         0xBAC6,
-        true,
+        Mode::External,
     );
 }
 
@@ -860,6 +920,22 @@ fn external_compactions_in_every_n_lose_at_most_n_minus_one_writes() {
         PowerCutModel::Narrow,
         500,
         0xBAC6_4E4E,
-        true,
+        Mode::External,
+    );
+}
+
+/// Compactions advanced only by `Db::maintain` in budgets of 1 to 15 records between the other
+/// steps (a microcontroller's main loop), with power cuts, crashes, faults and a full disk
+/// between and inside them: a failed step poisons the database as a failed write does, and the
+/// recovered contents match the model after every restart.
+#[test]
+fn maintained_compactions_lose_no_acknowledged_write() {
+    run_model_with(
+        "maintained_compactions_lose_no_acknowledged_write",
+        SyncPolicy::EveryWrite,
+        PowerCutModel::Wide,
+        400,
+        0x3A17,
+        Mode::Maintained,
     );
 }

@@ -382,7 +382,9 @@ where
     /// ([`CompactionMode::Inline`]; with [`CompactionMode::External`], only when the table limit
     /// forces it). Tables of a running compaction are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        if self.config.compaction == CompactionMode::External && self.version.len() + 1 < MAX_TABLES {
+        let table_limit = compaction::table_limit(&self.storage);
+        let len = self.version.len();
+        if self.config.compaction == CompactionMode::External && len + 1 < MAX_TABLES && len < table_limit {
             return Ok(());
         }
         loop {
@@ -420,7 +422,7 @@ where
     }
 
     /// Decides the next compaction to run apart from the database
-    /// ([`CompactionMode::External`]): the size-tiered policy over the tables newer than every
+    /// ([`CompactionMode::External`]): the tiered policy over the tables newer than every
     /// compaction already running, for a merge with `scratch_len` bytes of scratch memory
     /// (`force`: merge the newest tables even when the policy would wait). The plan's tables are
     /// marked as running: no other plan takes them until [`Db::install_compaction`],
@@ -436,7 +438,8 @@ where
         }
         let now = self.clock.now();
         let limit = self.space.merge_limit();
-        let plan = compaction::plan(&self.version, self.free_from(), scratch_len, now, limit, force)?;
+        let limits = (limit, compaction::table_limit(&self.storage));
+        let plan = compaction::plan(&self.version, self.free_from(), scratch_len, now, limits, force)?;
         self.running.push(Running { first: plan.first, id: plan.id, cancelled: false }).ok()?;
         Some(plan)
     }
@@ -827,7 +830,7 @@ mod tests {
             b
         };
         db.delete(b"gone").unwrap();
-        for i in 0..3u32 {
+        for i in 0..(compaction::TIER_WIDTH as u32 - 1) {
             db.put(&i.to_be_bytes(), b"x").unwrap();
             db.flush().unwrap();
         }
@@ -941,6 +944,86 @@ mod tests {
         assert_eq!(outputs[0], outputs[1]);
         assert_eq!(outputs[0], outputs[2]);
         db.abandon_compaction(&plan);
+    }
+
+    #[test]
+    fn a_compaction_filter_keeps_ten_bits_per_key_when_it_outgrows_the_scratch() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 32 << 20]), &t, 1 << 18);
+        for r in 0..8u32 {
+            for i in r * 750..(r + 1) * 750 {
+                db.put(format!("f{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let plan = db.plan_compaction(1 << 16, false).unwrap();
+        assert_eq!(plan.count, 8);
+        let inputs = db.compaction_inputs(&plan);
+        let want = crate::filter::blocks_for(6000);
+        // Scratch for the whole filter at once, then for half of it (two windows), merged at once
+        // and in small steps, fresh or holding what an earlier merge left: the same table every
+        // time.
+        let mut outputs = Vec::new();
+        for (scratch_len, budget, fill) in
+            [(1 << 16, u32::MAX, 0), (1 << 16, 1000, 0xFF), (4096, u32::MAX, 0), (4096, 7, 0xA5)]
+        {
+            assert_eq!(compaction::merge::filter_blocks(6000, scratch_len - 9 * 7), want);
+            let mut scratch = vec![fill; scratch_len];
+            let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
+            while !exec.step(db.storage(), &mut scratch, budget).unwrap() {}
+            let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!() };
+            assert_eq!(done.footer.filter_len as usize, want * crate::filter::BLOCK_LEN, "{scratch_len}");
+            let mut f = done.file;
+            let s = db.storage();
+            let mut b = vec![0; s.len(&mut f).unwrap() as usize];
+            read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+            outputs.push(b);
+        }
+        assert!(outputs.iter().all(|o| *o == outputs[0]));
+        // Installed, the windowed table answers every key and rules out absent ones.
+        let mut scratch = vec![0u8; 4096];
+        let done = compaction::execute(db.storage(), plan, &inputs, &mut scratch).unwrap();
+        assert!(db.install_compaction(done).unwrap());
+        assert_eq!(db.stats().tables, 1);
+        for i in 0..6000u32 {
+            assert_eq!(get(&mut db, format!("f{i:06}").as_bytes()), Some(i.to_le_bytes().to_vec()));
+        }
+        let s0 = db.stats();
+        for i in 0..6000u32 {
+            assert_eq!(get(&mut db, format!("g{i:06}").as_bytes()), None);
+        }
+        let searched = db.stats().table_probes - s0.table_probes;
+        assert!(searched < 6000 / 40, "the filter let {searched} of 6000 absent keys through");
+    }
+
+    #[test]
+    fn tables_stay_within_a_storage_with_few_files() {
+        // Seven files (the firmware's): three tables at most, the rest for WALs and a table being
+        // written.
+        type Small = MemStorage<Vec<u8>, 7>;
+        assert_eq!(compaction::table_limit(&Small::new(vec![0; 7])), 3);
+        let t = Rc::new(Cell::new(0));
+        let mut db = Db::open(
+            Small::new(vec![0; 7 << 14]),
+            clock(&t),
+            [vec![0; 2048], vec![0; 2048]],
+            Config::default(),
+        )
+        .unwrap();
+        let mut most = 0;
+        for i in 0..3000u32 {
+            db.put(format!("k{:04}", i % 400).as_bytes(), &i.to_le_bytes()).unwrap();
+            most = most.max(db.stats().tables);
+        }
+        assert!(db.stats().compactions > 10, "{:?}", db.stats());
+        assert!(most <= 3, "{most} tables");
+        let mut buf = [0u8; 16];
+        for i in 2600..3000u32 {
+            assert_eq!(
+                db.get(format!("k{:04}", i % 400).as_bytes(), &mut buf).unwrap(),
+                Some(&i.to_le_bytes()[..])
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! stored key into a "not here" (which would read as a lost write); it is reported as corruption.
 //!
 //! The filter is built in caller memory ([`FilterBuilder`] over a byte slice): a flush uses the
-//! free tail of the frozen MemTable's slot table, a compaction the idle MemTable's spare scratch.
-//! With less memory than [`BITS_PER_KEY`] asks for the filter has fewer blocks and more false
+//! free tail of the frozen MemTable's slot table (always room for [`BITS_PER_KEY`]), a compaction
+//! its spare scratch, one window of blocks at a time when the whole filter does not fit
+//! ([`FilterBuilder::window`]). Given too little memory a filter has fewer blocks and more false
 //! positives, never false negatives; with none, the table has no filter.
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
@@ -84,9 +85,19 @@ pub fn may_contain(block: &[u8; BLOCK_LEN], h: u64) -> Result<bool, Corruption> 
     Ok(bits(h).all(|b| data.get(b / 8).is_some_and(|byte| byte & (1 << (b % 8)) != 0)))
 }
 
-/// Builds a filter in a caller's buffer.
+/// Builds a filter, or a window of one, in a caller's buffer.
+///
+/// A filter of `total` blocks can be built in a buffer of fewer: each builder holds the window
+/// of blocks `lo .. lo + blocks()` and ignores the keys whose block lies outside it, so the
+/// whole filter is built by adding every key once per window ([`FilterBuilder::window`]). A
+/// compaction whose output's filter does not fit in its scratch memory builds it that way
+/// ([`crate::compaction::merge::Merge`]), so the filter keeps [`BITS_PER_KEY`] at any table size.
 pub struct FilterBuilder<'a> {
     buf: &'a mut [u8],
+    /// Blocks of the whole filter.
+    total: usize,
+    /// The first block of the window `buf` holds.
+    lo: usize,
 }
 
 impl<'a> FilterBuilder<'a> {
@@ -94,32 +105,47 @@ impl<'a> FilterBuilder<'a> {
     /// as many as `mem` holds. `None` when `mem` cannot hold a single block or `keys` is 0.
     pub fn new(mem: &'a mut [u8], keys: usize) -> Option<Self> {
         let blocks = blocks_for(keys).min(mem.len() / BLOCK_LEN);
+        Self::window(mem, blocks, 0)
+    }
+
+    /// The window of a `total`-block filter that starts at block `lo`, cleared, in the front of
+    /// `mem`: as many blocks as `mem` holds, up to the filter's end. `None` when the window
+    /// would be empty.
+    pub fn window(mem: &'a mut [u8], total: usize, lo: usize) -> Option<Self> {
+        let blocks = total.saturating_sub(lo).min(mem.len() / BLOCK_LEN);
         if blocks == 0 {
             return None;
         }
         let buf = mem.get_mut(..blocks * BLOCK_LEN)?;
         buf.fill(0);
-        Some(FilterBuilder { buf })
+        Some(FilterBuilder { buf, total, lo })
     }
 
-    /// A filter of `blocks` blocks already begun in the front of `mem` (by [`FilterBuilder::new`],
-    /// with keys added since): its bits are kept. `None` when `blocks` is 0 or `mem` is shorter.
-    pub fn resume(mem: &'a mut [u8], blocks: usize) -> Option<Self> {
+    /// The window begun by [`FilterBuilder::window`]`(mem, total, lo)` (or by `new`, whose
+    /// `total` is [`FilterBuilder::total`]), with keys added since: its bits are kept. `None`
+    /// when the window would be empty.
+    pub fn resume(mem: &'a mut [u8], total: usize, lo: usize) -> Option<Self> {
+        let blocks = total.saturating_sub(lo).min(mem.len() / BLOCK_LEN);
         if blocks == 0 {
             return None;
         }
-        Some(FilterBuilder { buf: mem.get_mut(..blocks * BLOCK_LEN)? })
+        Some(FilterBuilder { buf: mem.get_mut(..blocks * BLOCK_LEN)?, total, lo })
     }
 
-    /// Blocks in the filter.
+    /// Blocks in the window (for a builder from [`FilterBuilder::new`], the whole filter).
     pub fn blocks(&self) -> usize {
         self.buf.len() / BLOCK_LEN
     }
 
-    /// Adds the key whose [`key_hash`] is `h`.
+    /// Blocks in the whole filter.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Adds the key whose [`key_hash`] is `h` (nothing when its block is outside the window).
     pub fn add(&mut self, h: u64) {
-        let blocks = self.buf.len() / BLOCK_LEN;
-        let at = block_of(h, blocks) * BLOCK_LEN + 4;
+        let Some(i) = block_of(h, self.total).checked_sub(self.lo) else { return };
+        let at = i * BLOCK_LEN + 4;
         if let Some(data) = self.buf.get_mut(at..at + BLOCK_LEN - 4) {
             for b in bits(h) {
                 if let Some(byte) = data.get_mut(b / 8) {
@@ -129,7 +155,8 @@ impl<'a> FilterBuilder<'a> {
         }
     }
 
-    /// Seals every block with its checksum; returns the filter's bytes.
+    /// Seals every block of the window with its checksum; returns the window's bytes, which
+    /// belong at byte `lo × 64` of the filter.
     pub fn finish(self) -> &'a [u8] {
         for block in self.buf.chunks_exact_mut(BLOCK_LEN) {
             let (crc, data) = block.split_at_mut(4);
@@ -192,6 +219,30 @@ mod tests {
         assert!(ks.iter().all(|k| query(&f, k) == Ok(true)));
         assert!(FilterBuilder::new(&mut [0u8; BLOCK_LEN - 1], 10).is_none());
         assert!(FilterBuilder::new(&mut [0u8; 1024], 0).is_none());
+    }
+
+    #[test]
+    fn a_filter_built_window_by_window_equals_the_filter_built_at_once() {
+        let ks = keys(20_000, "w");
+        let total = blocks_for(ks.len());
+        let mut whole = vec![0u8; total * BLOCK_LEN];
+        let at_once = build(&ks, &mut whole);
+        assert_eq!(at_once.len(), total * BLOCK_LEN);
+        // Windows of 7 blocks (the last one shorter), each fed every key.
+        let mut pieced = Vec::new();
+        let mut mem = vec![0u8; 7 * BLOCK_LEN + 5];
+        let mut lo = 0;
+        while let Some(mut w) = FilterBuilder::window(&mut mem, total, lo) {
+            for k in &ks {
+                w.add(key_hash(k));
+            }
+            let n = w.blocks();
+            pieced.extend_from_slice(w.finish());
+            lo += n;
+        }
+        assert_eq!(lo, total);
+        assert_eq!(pieced, at_once);
+        assert!(ks.iter().all(|k| query(&pieced, k) == Ok(true)));
     }
 
     #[test]

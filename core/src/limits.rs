@@ -27,9 +27,9 @@ pub const MAX_BATCH_LEN: usize = 4 << 20;
 /// batch and its watermark, [`crate::wal`]). A header declaring more is damage.
 pub const MAX_RECORD_LEN: usize = MAX_BATCH_LEN + 4;
 
-/// The most SSTables one database holds. Compaction keeps the count near
-/// log2(data / MemTable size) + 4 (and merges early as the limit nears), so 32 covers a
-/// 10^7-key database with 4 MiB MemTables; the list lives inside [`crate::Db`], 72 bytes per slot
+/// The most SSTables one database holds. The tiered policy keeps the count near
+/// 7 × log8(data / MemTable size) + 8 (and merges early as the limit nears), so 32 covers a
+/// 10^8-key database with 4 MiB MemTables; the list lives inside [`crate::Db`], 72 bytes per slot
 /// on 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
 /// [`crate::Error::TooManyTables`].
 pub const MAX_TABLES: usize = 32;
@@ -46,6 +46,12 @@ pub const MAX_MERGE: usize = 16;
 /// The most compactions running at once apart from the database
 /// ([`crate::CompactionMode::External`]), each on its own run of tables.
 pub const MAX_RUNNING: usize = 4;
+
+/// The most windows a compaction builds its output's filter in: a filter larger than its scratch
+/// memory is built one scratch-sized window at a time, each window after the first by one more
+/// pass over the output's records ([`crate::compaction::merge::Merge`]). Past this many windows the
+/// filter gets fewer bits per key instead of more passes.
+pub const MAX_FILTER_WINDOWS: usize = 8;
 
 /// The most bytes of input one compaction merges: the output must keep its offsets within `u32`.
 pub const MAX_MERGE_BYTES: u64 = 3 << 30;

@@ -308,6 +308,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const FILES: usize> Storage for MemStorage<B,
     where
         Self: 'a;
 
+    fn max_files(&self) -> Option<usize> {
+        Some(FILES)
+    }
+
     fn create(&mut self, name: &str) -> Result<MemFile, MemError> {
         let fname = Self::name_of(name)?;
         let index = match self.find(name) {

@@ -71,8 +71,10 @@ pub enum CompactionMode {
     /// The caller runs them, apart from the database: [`crate::Db::plan_compaction`], then
     /// [`crate::compaction::execute`] (or [`crate::compaction::Execution`], in steps) on a
     /// storage handle of its own, perhaps on another thread, then
-    /// [`crate::Db::install_compaction`]. The engine compacts by itself only when the table
-    /// limit forces it ([`crate::MAX_TABLES`]). What the POSIX crate's background thread uses.
+    /// [`crate::Db::install_compaction`]; or, without threads, [`crate::Db::maintain`] in
+    /// bounded steps (a little after each write: [`crate::compaction::steps`]). The engine
+    /// compacts by itself only when the table limit forces it
+    /// ([`crate::compaction::table_limit`]). What the POSIX crate's background thread uses.
     External,
 }
 

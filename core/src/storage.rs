@@ -79,6 +79,13 @@ pub trait Storage {
         embedded_io::Error::kind(error) == embedded_io::ErrorKind::OutOfMemory
     }
 
+    /// The most files the storage holds at once, when it has such a limit (a flash partition per
+    /// file): the compaction policy then keeps the tables to half of them, the rest for the WALs
+    /// and the tables being written ([`crate::compaction::table_limit`]). The default: no limit.
+    fn max_files(&self) -> Option<usize> {
+        None
+    }
+
     /// Reads up to `buf.len()` bytes at `pos` for a sequential scan; returns how many (fewer at
     /// the end of the file). A hint, like [`Storage::preallocate`]: bytes read this way will not be
     /// read again soon, so a read cache should not keep them (a scan must not push the hot set

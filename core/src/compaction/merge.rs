@@ -5,16 +5,18 @@
 //! as the inputs' longest key, recorded in their footers, per input, plus one slot for the last
 //! key written; borrowed from the idle MemTable), and records are copied piece by piece with
 //! their checksums verified on the way ([`crate::record::EntryReader`]). The rest of the scratch
-//! holds the output's Bloom filter ([`crate::filter`]), sized for the inputs' entry count when it
-//! fits and smaller otherwise. On equal keys the newest input wins and the others are skipped.
+//! holds the output's Bloom filter ([`crate::filter`]), sized for the inputs' entry count at
+//! 10 bits per key, and built a window at a time, with a pass over the output per window after
+//! the first, when it does not fit ([`Merge`]). On equal keys the newest input wins and the others are skipped.
 //! With `drop_dead_at`, tombstones and entries expired then are left out (the caller says so
 //! only when the run includes the oldest table, so nothing older can hide behind them).
 
 use crate::entry::is_dead;
 use crate::error::{corrupted, Corruption, Error, ReadResultExt, ResultExt};
+use crate::filter::BLOCK_LEN;
 use crate::filter::{self, FilterBuilder};
-use crate::io::{read_exact_at, read_u32_at};
-use crate::limits::{MAX_KEY_LEN, MAX_MERGE};
+use crate::io::{read_exact_at, read_u32_at, write_at};
+use crate::limits::{MAX_FILTER_WINDOWS, MAX_KEY_LEN, MAX_MERGE};
 use crate::names::{file_name, FileKind, FileName};
 use crate::record::{EntryReader, RecordHeader, HEADER_LEN};
 use crate::sstable::{
@@ -82,6 +84,9 @@ enum Phase {
     /// Index and fences: the builder's [`Finish`], and where the read-back of the output is
     /// (the offset of the next record of the length pass; the last fence key's length).
     Finishing { finish: Finish, pos: u64, prev_len: Option<usize> },
+    /// Index and fences written, and the filter's windows before `lo`: the pass that builds the
+    /// window from `lo` is at entry record `i`, at offset `pos`.
+    Filter { finish: Finish, lo: usize, i: u32, pos: u64 },
     /// The footer was written.
     Sealed,
 }
@@ -95,9 +100,17 @@ enum Phase {
 ///
 /// Work per step: up to `budget` records merged (each a read of every input cursor on that key
 /// and one record copied; a record is at most one MemTable's largest entry), or up to `budget`
-/// index entries or fence keys read back and written. Two parts are not split: the union of the
-/// inputs' range deletes (written in the step that merges the last entry; at most the inputs'
-/// `range_count` in all) and the seal (the filter's block checksums and the footer).
+/// index entries or fence keys read back and written, or up to `budget` of the output's records
+/// read back (checksums verified) for a window of its filter. Three parts are not split: the
+/// union of the inputs' range deletes (written in the step that merges the last entry; at most
+/// the inputs' `range_count` in all), the checksums and the write of one filter window (at most
+/// the scratch memory), and the footer.
+///
+/// The filter: [`filter::BITS_PER_KEY`] bits per input entry ([`filter_blocks`]). The scratch
+/// after the key slots holds one window of it; the first window is built as the records are
+/// merged, each further one by a pass over the output's records after its index and fences are
+/// written (at most [`MAX_FILTER_WINDOWS`] windows in all: a filter larger than that gets fewer
+/// bits per key). With 4 MiB of scratch, one window covers about 3.3 million keys.
 pub struct Merge {
     k: usize,
     sl: usize,
@@ -105,7 +118,8 @@ pub struct Merge {
     drop_dead_at: Option<u64>,
     /// Bytes of scratch used by key slots; the filter follows them.
     slots_len: usize,
-    /// Blocks of the output's filter (0: none).
+    /// Blocks of the output's filter (0: none); the scratch after the key slots holds a window
+    /// of it at a time ([`FilterBuilder::window`]).
     filter_blocks: usize,
     cursors: [Cursor; MAX_MERGE],
     /// Length of the last key written, held in slot k.
@@ -136,7 +150,10 @@ impl Merge {
         // Key slots first; the rest holds the output's filter.
         let (scratch, filter_mem) = scratch.split_at_mut(needed);
         let keys = inputs.iter().fold(0usize, |n, t| n.saturating_add(t.footer().entry_count as usize));
-        let filter_blocks = FilterBuilder::new(filter_mem, keys).map_or(0, |f| f.blocks());
+        let filter_blocks = filter_blocks(keys, filter_mem.len());
+        // The first window is built as the records are merged: cleared here, whatever the
+        // scratch held before (a worker reuses its scratch from one compaction to the next).
+        let _ = FilterBuilder::window(filter_mem, filter_blocks, 0);
         let mut cursors = [Cursor::default(); MAX_MERGE];
         for (i, (t, c)) in inputs.iter_mut().zip(cursors.iter_mut()).enumerate() {
             load(storage, t, c, &mut scratch[i * sl..(i + 1) * sl])?;
@@ -171,7 +188,8 @@ impl Merge {
         let (slots, filter_mem) = scratch.split_at_mut(self.slots_len);
         let mut left = budget.max(1);
         if let Phase::Entries(builder) = &mut self.phase {
-            let mut filter = FilterBuilder::resume(filter_mem, self.filter_blocks);
+            // The first window of the filter is built as the records are merged.
+            let mut filter = FilterBuilder::resume(filter_mem, self.filter_blocks, 0);
             let more = merge_entries(
                 storage,
                 inputs,
@@ -191,6 +209,9 @@ impl Merge {
             }
             let builder = core::mem::take(builder);
             self.phase = Phase::Finishing { finish: builder.into_finish(), pos: 0, prev_len: None };
+        }
+        if let Phase::Filter { .. } = self.phase {
+            return self.filter_passes(storage, out, slots, filter_mem, left);
         }
         let sl = self.sl;
         let Phase::Finishing { finish, pos, prev_len } = &mut self.phase else { return Ok(None) };
@@ -213,10 +234,106 @@ impl Merge {
         let Phase::Finishing { finish, .. } = core::mem::replace(&mut self.phase, Phase::Sealed) else {
             return Ok(None);
         };
-        let filter =
-            FilterBuilder::resume(filter_mem, self.filter_blocks).map_or(&[][..], FilterBuilder::finish);
-        finish.seal(storage, out.file, filter, out.wal_covered, out.replaces_from).map(Some)
+        if finish.count() == 0 || self.filter_blocks == 0 {
+            return finish.seal(storage, out.file, &[], out.wal_covered, out.replaces_from).map(Some);
+        }
+        // The first window, built during the merge, goes out; the others are built by passes
+        // over the output's records.
+        let first =
+            FilterBuilder::resume(filter_mem, self.filter_blocks, 0).map_or(&[][..], FilterBuilder::finish);
+        write_at(&mut storage.io(out.file), finish.filter_offset(), &[first]).storage()?;
+        self.phase = Phase::Filter { finish, lo: first.len() / BLOCK_LEN, i: 0, pos: 0 };
+        Ok(None)
     }
+
+    /// Builds and writes the windows of the output's filter after the first, one pass over the
+    /// output's entry records per window (each record's checksum verified), up to `left`
+    /// records in this step; then seals the table.
+    fn filter_passes<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        out: Output<'_, S::File>,
+        slots: &mut [u8],
+        filter_mem: &mut [u8],
+        mut left: u32,
+    ) -> Result<Option<Footer>, Error<S::Error>> {
+        let total = self.filter_blocks;
+        let given = slots.len() + filter_mem.len();
+        let key_slot = slots.get_mut(..self.sl).unwrap_or(&mut []);
+        loop {
+            let Phase::Filter { finish, lo, i, pos } = &mut self.phase else { return Ok(None) };
+            if *lo >= total {
+                break;
+            }
+            let window = if *i == 0 {
+                FilterBuilder::window(filter_mem, total, *lo)
+            } else {
+                FilterBuilder::resume(filter_mem, total, *lo)
+            };
+            // The scratch held a window when the merge started: it is the same scratch.
+            let mut window = window.ok_or(Error::InsufficientMemory { needed: given + BLOCK_LEN, given })?;
+            let data_len = finish.data_len();
+            while *i < finish.count() {
+                if left == 0 {
+                    return Ok(None);
+                }
+                left -= 1;
+                let (key_len, record_len) =
+                    read_key(storage, out.reader, out.name, *pos, data_len, key_slot)?;
+                if let Some(key) = key_slot.get(..key_len) {
+                    window.add(filter::key_hash(key));
+                }
+                *pos += record_len as u64;
+                *i += 1;
+            }
+            let bytes = window.finish();
+            let at = finish.filter_offset() + (*lo * BLOCK_LEN) as u64;
+            write_at(&mut storage.io(out.file), at, &[bytes]).storage()?;
+            *lo += bytes.len() / BLOCK_LEN;
+            (*i, *pos) = (0, 0);
+        }
+        let Phase::Filter { finish, .. } = core::mem::replace(&mut self.phase, Phase::Sealed) else {
+            return Ok(None);
+        };
+        let filter_len = u32::try_from(total * BLOCK_LEN).unwrap_or(0);
+        finish.seal_after_filter(storage, out.file, filter_len, out.wal_covered, out.replaces_from).map(Some)
+    }
+}
+
+/// Blocks of the filter of a merge's output for `keys` keys, given `mem` bytes of scratch for
+/// it: [`filter::blocks_for`]`(keys)` ([`filter::BITS_PER_KEY`] bits per key, at any table
+/// size), built [`MAX_FILTER_WINDOWS`] windows of `mem` at most; fewer blocks when even that is
+/// not enough. 0 when `mem` holds no block.
+pub fn filter_blocks(keys: usize, mem: usize) -> usize {
+    let window = mem / BLOCK_LEN;
+    let most = window.saturating_mul(MAX_FILTER_WINDOWS).min(u32::MAX as usize / BLOCK_LEN);
+    filter::blocks_for(keys).min(most)
+}
+
+/// Reads the key of the entry record at `pos` of the output into `key_slot`, verifying the
+/// record's checksum; returns the key's length and the record's length.
+fn read_key<S: Storage>(
+    storage: &mut S,
+    reader: &mut S::File,
+    name: &FileName,
+    pos: u64,
+    data_len: u64,
+    key_slot: &mut [u8],
+) -> Result<(usize, usize), Error<S::Error>> {
+    let io = &mut storage.io(reader);
+    let bad = |kind| corrupted(name.clone(), pos, kind);
+    let mut reader = EntryReader::start(io, pos, data_len).in_named(name)?;
+    let record_len = reader.record_len();
+    while let Some(piece) = reader.next(io).in_named(name)? {
+        if let Some((at, part)) = piece.key() {
+            key_slot
+                .get_mut(at..at + part.len())
+                .ok_or_else(|| bad(Corruption::BadEntry))?
+                .copy_from_slice(part);
+        }
+    }
+    let key_len = reader.finish(io).in_named(name)?.header.key_len;
+    Ok((key_len, record_len))
 }
 
 /// Merges entries until `left` runs out (`true`: more remain) or every cursor is done.

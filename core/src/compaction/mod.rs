@@ -1,4 +1,4 @@
-//! Compaction: merging the newest adjacent SSTables into one, so that the number of tables, the
+//! Compaction: merging adjacent SSTables into one, so that the number of tables, the
 //! probes per `get`, and the space held by overwritten, deleted and expired entries stay bounded.
 //!
 //! Three files, one step each: [`policy`] chooses the tables (from their sizes alone), [`merge`](mod@merge)
@@ -15,9 +15,11 @@
 
 pub mod merge;
 pub mod policy;
+pub mod steps;
 
 pub use merge::{merge, slot_len, Merge, Output};
-pub use policy::{pick, MIN_MERGE};
+pub use policy::{pick, MIN_MERGE, TIER_RATIO, TIER_WIDTH};
+pub use steps::Maintenance;
 
 use heapless::Vec;
 
@@ -80,18 +82,26 @@ pub struct Compacted<F> {
     pub footer: Footer,
 }
 
+/// The most tables the policy lets a database hold before it merges whatever it must:
+/// [`MAX_TABLES`], or half the files of a storage with a file limit ([`Storage::max_files`]),
+/// so that the WALs (two, more when open finds a rotation cut short) and the tables being
+/// written always have the other half; at least 2.
+pub fn table_limit<S: Storage>(storage: &S) -> usize {
+    storage.max_files().map_or(MAX_TABLES, |files| (files / 2).clamp(2, MAX_TABLES))
+}
+
 /// Chooses the next compaction among the tables from index `free_from` on (the ones newer
 /// than every compaction already running), given `scratch_len` bytes of scratch memory for the
 /// merge: the policy ([`pick`]) over their sizes, forced when the table limit is near (or
 /// `force`). `now` is when tombstones and expired entries may be dropped (if the run starts at
 /// the oldest table); `merge_limit` caps the bytes of the inputs (see
-/// [`crate::space::Space::merge_limit`]).
+/// [`crate::space::Space::merge_limit`]); `table_limit` is [`table_limit`]'s.
 pub fn plan<F>(
     version: &Version<F>,
     free_from: usize,
     scratch_len: usize,
     now: u64,
-    merge_limit: Option<u64>,
+    (merge_limit, table_limit): (Option<u64>, usize),
     force: bool,
 ) -> Option<Plan> {
     let tables = version.tables().get(free_from..)?;
@@ -110,10 +120,12 @@ pub fn plan<F>(
     for t in tables {
         let _ = sizes.push(t.bytes());
     }
-    let force = force || version.len() + 1 >= MAX_TABLES;
+    // Near MAX_TABLES a merge must make room before the next flush fails; at a storage's own
+    // limit, once it is reached (the other half of its files leave room for that flush).
+    let force = force || version.len() + 1 >= MAX_TABLES || version.len() >= table_limit;
     let max_bytes = merge_limit.map_or(MAX_MERGE_BYTES, |m| m.min(MAX_MERGE_BYTES));
-    let start = pick(&sizes, max_inputs, max_bytes, force)?;
-    let inputs = tables.get(start..)?;
+    let (start, end) = pick(&sizes, max_inputs, max_bytes, force)?;
+    let inputs = tables.get(start..end)?;
     let (oldest, newest) = (inputs.first()?, inputs.last()?);
     Some(Plan {
         first: oldest.id(),
@@ -139,7 +151,8 @@ pub fn run<S: Storage>(
     now: u64,
     merge_limit: Option<u64>,
 ) -> Result<bool, Error<S::Error>> {
-    let Some(plan) = plan(version, free_from, scratch.len(), now, merge_limit, false) else {
+    let limits = (merge_limit, table_limit(storage));
+    let Some(plan) = plan(version, free_from, scratch.len(), now, limits, false) else {
         return Ok(false);
     };
     let Some(start) = version.position(plan.first) else { return Ok(false) };

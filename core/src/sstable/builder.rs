@@ -285,6 +285,18 @@ impl Finish {
         Ok(())
     }
 
+    /// Where the filter starts once the index and the fences are written ([`Finish::step`]
+    /// returned `true`): a caller that writes the filter in pieces writes them from here, then
+    /// calls [`Finish::seal_after_filter`].
+    pub fn filter_offset(&self) -> u64 {
+        self.b.data_len + self.b.count as u64 * 4 + fence_count(self.b.count) as u64 * 4 + self.keys_len
+    }
+
+    /// Entry records in the table.
+    pub fn count(&self) -> u32 {
+        self.b.count
+    }
+
     /// After [`Finish::step`] returned `true`: writes `filter` (a sealed
     /// [`crate::filter::FilterBuilder`]'s bytes, or empty for none) and the footer, and returns
     /// the footer. The caller then syncs the file.
@@ -296,27 +308,42 @@ impl Finish {
         wal_covered: u64,
         replaces_from: u64,
     ) -> Result<Footer, Error<S::Error>> {
-        let b = self.b;
-        let index_crc = self.crc.finish();
-        let fences = fence_count(b.count);
-        let filter_offset = b.data_len + b.count as u64 * 4 + fences as u64 * 4 + self.keys_len;
         // A filter whose length the footer cannot state, or not made of whole blocks, is left out.
         let whole = filter.len().is_multiple_of(BLOCK_LEN) && u32::try_from(filter.len()).is_ok();
-        let filter = if whole && b.count > 0 { filter } else { &[] };
+        let filter = if whole && self.b.count > 0 { filter } else { &[] };
+        write_at(&mut storage.io(file), self.filter_offset(), &[filter]).storage()?;
+        self.seal_after_filter(storage, file, filter.len() as u32, wal_covered, replaces_from)
+    }
+
+    /// [`Finish::seal`] for a filter the caller already wrote, `filter_len` bytes from
+    /// [`Finish::filter_offset`] (whole blocks; 0 for none, and 0 when the table has no
+    /// entries): writes the footer after it and returns it.
+    pub fn seal_after_filter<S: Storage>(
+        self,
+        storage: &mut S,
+        file: &mut S::File,
+        filter_len: u32,
+        wal_covered: u64,
+        replaces_from: u64,
+    ) -> Result<Footer, Error<S::Error>> {
+        let filter_offset = self.filter_offset();
+        let b = self.b;
+        let filter_len =
+            if (filter_len as usize).is_multiple_of(BLOCK_LEN) && b.count > 0 { filter_len } else { 0 };
         let footer = Footer {
             version: if b.range_count > 0 { VERSION_RANGES } else { VERSION },
             entry_count: b.count,
             index_offset: b.data_len,
-            index_crc,
+            index_crc: self.crc.finish(),
             wal_covered,
             replaces_from,
             max_key_len: b.max_key_len,
-            filter_len: filter.len() as u32,
+            filter_len,
             filter_offset,
             range_count: b.range_count,
             ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
         };
-        write_at(&mut storage.io(file), filter_offset, &[filter, &footer.encode()]).storage()?;
+        write_at(&mut storage.io(file), filter_offset + filter_len as u64, &[&footer.encode()]).storage()?;
         Ok(footer)
     }
 }
