@@ -40,7 +40,8 @@ mod sync {
     pub use std::sync::{Condvar, Mutex, MutexGuard};
 }
 
-#[cfg(test)]
+// shuttle is a dev-dependency of the 64-bit hosts only (posix/Cargo.toml).
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod shuttle_tests;
 
 pub use protocol::GroupCommit;
