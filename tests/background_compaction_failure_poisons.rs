@@ -23,18 +23,6 @@ fn options() -> Options {
     }
 }
 
-/// Sets the soft file size limit of this process; returns the previous one.
-fn set_file_size_limit(bytes: libc::rlim_t) -> libc::rlimit {
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `old` is a valid rlimit to fill, and the new one is a valid value.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut old), 0);
-        let new = libc::rlimit { rlim_cur: bytes, rlim_max: old.rlim_max };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &new), 0);
-    }
-    old
-}
-
 #[test]
 fn a_failed_background_compaction_poisons_and_the_next_write_reports_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,7 +32,7 @@ fn a_failed_background_compaction_poisons_and_the_next_write_reports_it() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // A flush writes a table of about one MemTable (64 KiB) and the WAL about as much; a merge
     // of four such tables writes about 256 KiB.
-    let old = set_file_size_limit(120 << 10);
+    let old = common::set_file_size_limit(120 << 10);
     let mut acked = Vec::new();
     let mut first_error = None;
     let started = Instant::now();

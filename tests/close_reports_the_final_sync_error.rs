@@ -17,18 +17,6 @@ fn manual() -> Options {
     Options { memtable_bytes: MEMTABLE, durability: Durability::Manual, ..Options::default() }
 }
 
-/// Sets the soft file size limit of this process; returns the previous one.
-fn set_file_size_limit(bytes: libc::rlim_t) -> libc::rlimit {
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `old` is a valid rlimit to fill, and the new one is a valid value.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut old), 0);
-        let new = libc::rlimit { rlim_cur: bytes, rlim_max: old.rlim_max };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &new), 0);
-    }
-    old
-}
-
 #[test]
 fn close_returns_the_error_that_drop_would_discard() {
     let _serial = common::serial();
@@ -47,7 +35,7 @@ fn close_returns_the_error_that_drop_would_discard() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // The WAL is preallocated a quarter MemTable (16 KiB) at a time: the next record needs it
     // to grow past the limit.
-    let old = set_file_size_limit(20 << 10);
+    let old = common::set_file_size_limit(20 << 10);
     let failed = db.put(b"big", &[7u8; 20 << 10]);
     let closed = db.close();
     // SAFETY: restoring the limit found above.

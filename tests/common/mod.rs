@@ -254,3 +254,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process limits.
+
+/// Sets the soft file size limit of this process; returns the previous one.
+pub fn set_file_size_limit(bytes: libc::rlim_t) -> libc::rlimit {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `old` is a valid rlimit to fill, and the new one is a valid value.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut old), 0);
+        let new = libc::rlimit { rlim_cur: bytes, rlim_max: old.rlim_max };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &new), 0);
+    }
+    old
+}
