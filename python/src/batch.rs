@@ -53,6 +53,16 @@ impl Batch {
         self.ops.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Puts entries a failed commit took back in front of any added since.
+    fn restore(&self, taken: Ops) {
+        let mut ops = self.ops();
+        let since = std::mem::replace(&mut *ops, taken);
+        if !since.ops.is_empty() {
+            ops.encoded += since.encoded - BATCH_HEADER_LEN;
+            ops.ops.extend(since.ops);
+        }
+    }
+
     fn add(&self, op: Op) -> PyResult<()> {
         let keys: &[&[u8]] = if op.range { &[&op.key, &op.value] } else { &[&op.key] };
         for key in keys {
@@ -160,26 +170,17 @@ impl Batch {
     /// (ValueError when the batch is too large for this database's MemTables: then nothing
     /// is applied, and the batch keeps its entries).
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        let batch = {
-            let ops = self.ops();
-            if ops.ops.is_empty() {
-                return Ok(());
-            }
-            let mut batch = WriteBatch::new(vec![0; ops.encoded]);
-            for op in &ops.ops {
-                let added = match (op.tombstone, op.expires_at) {
-                    _ if op.range => batch.delete_range(&op.key, &op.value),
-                    (true, _) => batch.delete(&op.key),
-                    (false, None) => batch.put(&op.key, &op.value),
-                    (false, Some(at)) => batch.put_expiring(&op.key, &op.value, at),
-                };
-                added.map_err(|e| PyValueError::new_err(e.to_string()))?;
-            }
-            batch
-        };
-        self.db.get().with_db(py, |db| db.write_batch(&batch))?;
-        self.clear();
-        Ok(())
+        // Taken out under the lock, so that an entry another thread adds while the write runs
+        // stays for the next commit instead of being cleared unwritten.
+        let taken = std::mem::take(&mut *self.ops());
+        if taken.ops.is_empty() {
+            return Ok(());
+        }
+        let written = encode(&taken).and_then(|batch| self.db.get().with_db(py, |db| db.write_batch(&batch)));
+        if written.is_err() {
+            self.restore(taken);
+        }
+        written
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -205,4 +206,19 @@ impl Batch {
     fn __repr__(&self) -> String {
         format!("<minivault.Batch of {} entries>", self.ops().ops.len())
     }
+}
+
+/// The entries as one engine batch.
+fn encode(ops: &Ops) -> PyResult<WriteBatch> {
+    let mut batch = WriteBatch::new(vec![0; ops.encoded]);
+    for op in &ops.ops {
+        let added = match (op.tombstone, op.expires_at) {
+            _ if op.range => batch.delete_range(&op.key, &op.value),
+            (true, _) => batch.delete(&op.key),
+            (false, None) => batch.put(&op.key, &op.value),
+            (false, Some(at)) => batch.put_expiring(&op.key, &op.value, at),
+        };
+        added.map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
+    Ok(batch)
 }
