@@ -85,6 +85,17 @@ pub struct PyDb {
     read_only: bool,
 }
 
+impl Drop for PyDb {
+    /// A Db dropped without close(): the engine's own close (joining its compaction threads, the
+    /// final sync) runs with the GIL released, as every other call does.
+    fn drop(&mut self) {
+        let db = self.db.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(db) = db {
+            Python::attach(|py| py.detach(|| drop(db)));
+        }
+    }
+}
+
 impl PyDb {
     /// Locks the database; `Closed` once it is closed.
     fn lock(&self) -> PyResult<MutexGuard<'_, Option<Db>>> {
