@@ -124,7 +124,9 @@ thread_local! {
 fn set_last_error(message: &str) {
     // A message never holds NUL (paths come from C strings), but a CString must not either.
     let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+    // try_with: after this thread's destructors ran (a C thread-exit hook calling us) there is
+    // no slot left, and a panic here would be outside catch_unwind.
+    let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = message);
 }
 
 /// Runs the body of a `minivault_*` call: its `Ok` status is returned as is; a [`Failure`]
