@@ -31,8 +31,10 @@
 //! waits (100 ms, doubling to 5 s; reset by a successful connect) and starts a new one from the
 //! cursor, so the records whose `PUBACK` did not arrive are sent again.
 //!
-//! In a relaxed durability mode it syncs the database before it publishes, so no record a
-//! receiver has seen can be taken back by a power cut (and its seq handed out again).
+//! It syncs the database before it publishes, in every durability mode, so no record a
+//! receiver has seen can be taken back by a power cut (and its seq handed out again): in a
+//! relaxed mode because the record may not be synced yet, and with `Always` because an append
+//! whose sync failed is readable (the database is then poisoned and the sync says so).
 //!
 //! # Delivery
 //!
@@ -59,7 +61,7 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::Outgoing;
 
 use crate::outbox::{Outbox, Record};
-use crate::{Durability, Error};
+use crate::Error;
 use window::Window;
 
 /// [`Progress::last_error`] while the database refuses to store the cursor.
@@ -492,8 +494,6 @@ impl Run {
         let mut last_store = Instant::now();
         let mut last_ack = Instant::now();
         let mut stop_deadline = None;
-        let relaxed = self.outbox.db().lock().unwrap_or_else(PoisonError::into_inner).options().durability
-            != Durability::Always;
         loop {
             if stop_deadline.is_none() && self.stopping() {
                 stop_deadline = Some(Instant::now() + o.stop_grace);
@@ -506,7 +506,11 @@ impl Run {
             if *connected && stop_deadline.is_none() && worth_it {
                 let records = self.outbox.read_bounded(&o.stream, next, room, room_bytes.max(1))?;
                 idle = records.is_empty();
-                if relaxed && !idle {
+                // In every mode: what a read returns is in the MemTable, but with the shared
+                // handle an append is inserted before its sync, so in Always mode too it may be
+                // one whose sync failed (and is gone after a restart). Syncing first publishes
+                // only durable records; when they already are, it returns at once (or Poisoned).
+                if !idle {
                     self.outbox.sync()?;
                 }
                 if window.outstanding() == 0 {
