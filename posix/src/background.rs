@@ -236,6 +236,11 @@ impl Background {
                 first_error.get_or_insert(e);
             }
         }
+        // After the reports: a worker that died (a panic) is reported by the next call, not
+        // only once writes reach stop_tables.
+        if let Err(e) = self.reap_dead_workers(engine) {
+            first_error.get_or_insert(e);
+        }
         first_error.map_or(Ok(()), Err)
     }
 
