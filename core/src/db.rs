@@ -474,7 +474,10 @@ where
         let Compacted { plan, file, footer } = done;
         let running = self.take_running(&plan);
         let start = self.version.position(plan.first).filter(|&i| {
-            self.version.tables().get(i + plan.count.saturating_sub(1)).is_some_and(|t| t.id() == plan.id)
+            // checked: a Plan's fields are public, and a forged count must not overflow.
+            i.checked_add(plan.count.saturating_sub(1))
+                .and_then(|last| self.version.tables().get(last))
+                .is_some_and(|t| t.id() == plan.id)
         });
         match (running, start) {
             (Some(r), Some(start)) if !r.cancelled && !self.poisoned && plan.count >= 2 => {

@@ -528,8 +528,11 @@ fn load<S: Storage>(
     let io = &mut storage.io(table.file());
     let offset =
         read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)? as u64;
-    // Unverified: `copy_record` reads the record again, checks its checksum and that its key is
-    // the one read here (compaction/callgrind.md: checksumming here too doubled the merge's CRC work).
+    // Unverified: a record that is copied is read again by `copy_record`, which checks its
+    // checksum and that its key is the one read here (checksumming here too doubled the merge's
+    // CRC work: docs/bench/refactor/callgrind.md). A record the merge drops (shadowed, or dead
+    // and dropped at the bottom) is decided on these unverified bytes and never verified, as
+    // before this reader existed (the old checksum here was computed but never compared).
     let mut reader =
         EntryReader::start_unverified(io, offset, footer.index_offset).in_file(FileKind::Table, id)?;
     let mut header = None;
