@@ -234,7 +234,7 @@ fn the_application_appends_from_its_threads_while_the_forwarder_drains() {
                 assert_eq!(outbox.append(b"telemetry", &value(seq)).unwrap(), seq);
                 // The application's other keys, beside the outbox's.
                 if seq % 100 == 0 {
-                    outbox.db().lock().unwrap().put(b"latest", &value(seq)).unwrap();
+                    outbox.db().put(b"latest", &value(seq)).unwrap();
                 }
             }
         })
@@ -245,5 +245,5 @@ fn the_application_appends_from_its_threads_while_the_forwarder_drains() {
     check_all_arrived_in_order(&got, N);
     assert_eq!(got.len() as u64, N);
     forwarder.stop().unwrap();
-    assert_eq!(outbox.db().lock().unwrap().get(b"latest").unwrap(), Some(value(N)));
+    assert_eq!(outbox.db().get(b"latest").unwrap(), Some(value(N)));
 }

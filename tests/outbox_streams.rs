@@ -50,7 +50,7 @@ fn the_next_seq_survives_a_reopen_also_when_everything_was_trimmed() {
         for i in 0..300u32 {
             outbox.append(b"s", &i.to_le_bytes()).unwrap();
         }
-        outbox.db().lock().unwrap().flush().unwrap();
+        outbox.db().flush().unwrap();
         outbox.append(b"s", b"after flush").unwrap();
     }
     let outbox = Outbox::open(tmp.path(), options()).unwrap().with_trim_step(1);
@@ -83,7 +83,7 @@ fn a_stream_with_no_key_left_goes_on_above_its_stored_head() {
         }
         outbox.ack(b"gone", b"c", 40).unwrap();
         // As a space cap that evicts whole old tables would: every key of the stream is gone.
-        let db = outbox.db().lock().unwrap();
+        let db = outbox.db();
         let keys: Vec<Vec<u8>> = db.keys(key::stream_prefix(b"gone")..).map(|k| k.unwrap()).collect();
         for k in keys.iter().filter(|k| k.starts_with(&key::stream_prefix(b"gone"))) {
             db.delete(k).unwrap();
@@ -133,7 +133,7 @@ fn records_missing_above_a_cursor_count_as_evicted_before_they_were_acknowledged
     outbox.ack(b"s", b"up", 5).unwrap();
     // What a space cap does to the oldest data: 6..=12 vanish unacknowledged.
     {
-        let db = outbox.db().lock().unwrap();
+        let db = outbox.db();
         for seq in 6..=12 {
             db.delete(&key::record(b"s", seq)).unwrap();
         }
@@ -169,7 +169,7 @@ fn bad_names_and_acknowledgements_are_clear_errors() {
     assert!(e.to_string().contains("exceeds"), "{e}");
     assert_eq!(outbox.append(b"s", b"2").unwrap(), 2, "a refused append takes no seq");
     // A key someone else wrote under the outbox's prefix is reported, not misread.
-    outbox.db().lock().unwrap().put(&[key::record_prefix(b"s"), vec![1, 2]].concat(), b"?").unwrap();
+    outbox.db().put(&[key::record_prefix(b"s"), vec![1, 2]].concat(), b"?").unwrap();
     let e = outbox.stats(b"s").unwrap_err();
     assert!(e.to_string().contains("was not written by it"), "{e}");
     drop(outbox);
@@ -239,4 +239,44 @@ fn by_default_acknowledged_records_are_trimmed_in_steps() {
     let outbox = Outbox::open(tmp.path(), options()).unwrap();
     assert_eq!(outbox.append(b"s", b"next").unwrap(), 3001);
     assert_eq!(outbox.cursor(b"s", b"c").unwrap(), 2500);
+}
+
+#[test]
+fn the_applications_own_reads_do_not_wait_for_an_appends_sync() {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::Always, ..Options::default() };
+    let outbox = Outbox::open(tmp.path(), options).unwrap();
+    outbox.db().put(b"config", b"1").unwrap();
+    // Holds every WAL sync "in progress" until the test lets it go.
+    let (started_tx, started) = channel::<()>();
+    let (go, go_rx) = channel::<()>();
+    let (started_tx, go_rx) = (Mutex::new(started_tx), Mutex::new(go_rx));
+    outbox.db().set_wal_sync_hook(Some(Arc::new(move || {
+        started_tx.lock().unwrap().send(()).unwrap();
+        go_rx.lock().unwrap().recv_timeout(Duration::from_secs(60)).expect("never let go");
+        Ok(())
+    })));
+    let appender = {
+        let outbox = outbox.clone();
+        thread::spawn(move || outbox.append(b"s", b"record").unwrap())
+    };
+    started.recv_timeout(Duration::from_secs(60)).expect("the append's sync began");
+    // The append is waiting for its sync: the application's get on the same handle goes on
+    // meanwhile (with the handle behind a mutex the append held, it waited for the sync).
+    let (done_tx, done) = channel::<Option<Vec<u8>>>();
+    let reader = {
+        let db = Arc::clone(outbox.db());
+        let done_tx: Sender<_> = done_tx;
+        thread::spawn(move || done_tx.send(db.get(b"config").unwrap()).unwrap())
+    };
+    let got = done.recv_timeout(Duration::from_secs(10));
+    go.send(()).unwrap();
+    assert_eq!(got.expect("the get waited for the outbox's sync"), Some(b"1".to_vec()));
+    reader.join().unwrap();
+    assert_eq!(appender.join().unwrap(), 1);
+    outbox.db().set_wal_sync_hook(None);
 }

@@ -42,10 +42,10 @@ fn drop_oldest_keeps_space_flat_and_counts_what_no_consumer_acknowledged() {
     while seq * 1000 < 4 * CAP {
         let values: Vec<Vec<u8>> = (seq + 1..=seq + 20).map(reading).collect();
         seq = outbox.append_batch(b"s", &values).unwrap().end - 1;
-        peak = peak.max(outbox.db().lock().unwrap().stats().file_bytes);
+        peak = peak.max(outbox.db().stats().file_bytes);
     }
     assert!(peak <= CAP + CAP / 8, "files grew to {peak} bytes under a cap of {CAP}");
-    let engine = outbox.db().lock().unwrap().stats();
+    let engine = outbox.db().stats();
     assert!(engine.evicted_tables > 0 && engine.evicted_entries > 0, "{engine:?}");
     let stats = outbox.stats(b"s").unwrap();
     let oldest = stats.oldest.unwrap();
@@ -82,7 +82,7 @@ fn refuse_writes_is_a_clear_error_that_poisons_nothing() {
     };
     assert!(matches!(error, Error::Engine(EngineError::Full)), "{error:?}");
     assert_eq!(error.to_string(), "no space: the database is at its size cap or the storage is full");
-    assert!(!outbox.db().lock().unwrap().is_poisoned());
+    assert!(!outbox.db().is_poisoned());
     assert_eq!(outbox.read(b"s", 1, 2).unwrap()[1].value, reading(2), "reads go on");
     assert_eq!(outbox.newest(b"s").unwrap(), last, "a refused append takes no seq");
     drop(outbox);

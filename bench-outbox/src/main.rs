@@ -155,13 +155,13 @@ impl Peer for MiniVault {
         records.len()
     }
     fn file_bytes(&self) -> u64 {
-        self.outbox.db().lock().expect("lock").stats().file_bytes
+        self.outbox.db().stats().file_bytes
     }
     fn records(&self) -> u64 {
         self.outbox.stats(STREAM).expect("stats").records
     }
     fn note(&self) -> String {
-        let s = self.outbox.db().lock().expect("lock").stats();
+        let s = self.outbox.db().stats();
         format!(" (flushes {}, compactions {})", s.flushes, s.compactions)
     }
 }

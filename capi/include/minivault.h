@@ -6,7 +6,7 @@
  * Every function returns a minivault_status: MINIVAULT_OK (0), a non-negative outcome
  * (MINIVAULT_NOT_FOUND, MINIVAULT_DONE) or a negative MINIVAULT_ERR_* code, whose message
  * minivault_last_error() gives. Keys are 1..1024 bytes, values 0..1 MiB, compared as bytes
- * (memcmp order). A minivault_db may be shared by threads (its calls run one at a time);
+ * (memcmp order). A minivault_db may be shared by threads (its calls run in parallel);
  * batches and iterators belong to one thread at a time.
  */
 
@@ -43,8 +43,9 @@ typedef struct minivault_batch minivault_batch;
 
 // An open database. Opaque: made by `minivault_open`, released by `minivault_close`.
 //
-// Thread safety: a handle may be shared by threads; its calls run one at a time (an internal
-// mutex). `minivault_close` must not race with other calls on the same handle.
+// Thread safety: a handle may be shared by threads, and their calls run in parallel (gets beside
+// a writer; concurrent durable writes share one `fdatasync`). `minivault_close` must not race
+// with other calls on the same handle.
 typedef struct minivault_db minivault_db;
 
 // An iterator. Opaque: made by `minivault_iter_range` or `minivault_iter_prefix`, freed by

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use minivault_posix::options::{CACHE_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES, WAL_PREALLOCATION_BYTES};
@@ -12,28 +12,27 @@ use minivault_posix::{Db, Durability, Options, Ttl, WhenFull};
 use crate::args::{bytes, reference, Buffer, Out};
 use crate::status::*;
 
-/// An open database: the Rust `Db` behind a mutex, so a handle may be used from several threads
-/// (calls on one handle run one at a time). Iterators share it, and see `None` once it is
-/// closed.
-pub(crate) type Shared = Arc<Mutex<Option<Db>>>;
+/// An open database: the Rust `Db` (`Send + Sync`, every call `&self`) behind a read-write
+/// lock that every call takes shared, so calls on one handle from several threads run in
+/// parallel; only `minivault_close` takes it exclusively, to take the `Db` out. Iterators share
+/// it, and see `None` once it is closed.
+pub(crate) type Shared = Arc<RwLock<Option<Db>>>;
 
 /// An open database. Opaque: made by `minivault_open`, released by `minivault_close`.
 ///
-/// Thread safety: a handle may be shared by threads; its calls run one at a time (an internal
-/// mutex). `minivault_close` must not race with other calls on the same handle.
+/// Thread safety: a handle may be shared by threads, and their calls run in parallel (gets beside
+/// a writer; concurrent durable writes share one `fdatasync`). `minivault_close` must not race
+/// with other calls on the same handle.
 pub struct minivault_db {
     pub(crate) shared: Shared,
 }
 
 /// Runs `f` on the open database behind `shared`.
-pub(crate) fn with_db<T>(
-    shared: &Shared,
-    f: impl FnOnce(&mut Db) -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    let mut guard = shared.lock().map_err(|_| {
+pub(crate) fn with_db<T>(shared: &Shared, f: impl FnOnce(&Db) -> Result<T, Failure>) -> Result<T, Failure> {
+    let guard = shared.read().map_err(|_| {
         Failure::new(MINIVAULT_ERR_PANIC, "an earlier call panicked while using this handle: close it")
     })?;
-    match guard.as_mut() {
+    match guard.as_ref() {
         Some(db) => f(db),
         None => Err(Failure::new(MINIVAULT_ERR_CLOSED, "the database handle was closed")),
     }
@@ -211,7 +210,7 @@ pub unsafe extern "C" fn minivault_open(
             unsafe { reference(options, "options") }?.to_options()?
         };
         let opened = Db::open_with(dir, options)?;
-        let handle = Box::new(minivault_db { shared: Arc::new(Mutex::new(Some(opened))) });
+        let handle = Box::new(minivault_db { shared: Arc::new(RwLock::new(Some(opened))) });
         out.write(Box::into_raw(handle));
         Ok(MINIVAULT_OK)
     })
@@ -233,8 +232,8 @@ pub unsafe extern "C" fn minivault_close(db: *mut minivault_db) -> minivault_sta
         }
         // SAFETY: a handle from minivault_open (Box::into_raw), not yet closed: ours to free.
         let handle = unsafe { Box::from_raw(db) };
-        // A mutex poisoned by a panic still holds the Db: close it all the same.
-        let taken = handle.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        // A lock poisoned by a panic still holds the Db: close it all the same.
+        let taken = handle.shared.write().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         match taken {
             Some(db) => db.close()?,
             None => return Err(Failure::new(MINIVAULT_ERR_CLOSED, "the database handle was closed")),

@@ -2,7 +2,7 @@
 //! interpreter detached (the GIL released) while it locks the mutex and does its I/O.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use minivault_posix::{Db, Durability, Options, Ttl, WhenFull};
@@ -75,12 +75,12 @@ fn parse_durability(s: &str) -> PyResult<Durability> {
 /// (``bytearray`` and ``memoryview`` are taken too; ``str`` is refused with TypeError: encode
 /// it). Keys are kept in byte order, so ``range`` and ``prefix`` iterate in order.
 ///
-/// Thread safety: a Db may be shared by threads. Its calls run one at a time (a lock inside),
-/// and each releases the GIL while it waits for that lock and does its I/O, so other Python
-/// threads run meanwhile.
+/// Thread safety: a Db may be shared by threads. Its calls run in parallel (gets beside a writer;
+/// concurrent durable writes share one sync), each with the GIL released while it does its I/O,
+/// so other Python threads run meanwhile; close() waits for the calls in progress.
 #[pyclass(frozen, module = "minivault", name = "Db")]
 pub struct PyDb {
-    db: Mutex<Option<Db>>,
+    db: RwLock<Option<Db>>,
     path: String,
     read_only: bool,
 }
@@ -97,22 +97,27 @@ impl Drop for PyDb {
 }
 
 impl PyDb {
-    /// Locks the database; `Closed` once it is closed.
-    fn lock(&self) -> PyResult<MutexGuard<'_, Option<Db>>> {
+    /// The database, shared with the other calls in progress (`None` once closed).
+    fn read(&self) -> RwLockReadGuard<'_, Option<Db>> {
         // A panic while the lock was held leaves the Db as it was between two engine calls;
         // the engine's own state is checked by the engine, so the Db stays usable.
-        Ok(self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The database alone, once the calls in progress are done: for close.
+    fn write(&self) -> RwLockWriteGuard<'_, Option<Db>> {
+        self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the open database with the GIL released; its error becomes an exception.
     pub(crate) fn with_db<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Db) -> Result<T, minivault_posix::Error> + Send,
+        f: impl FnOnce(&Db) -> Result<T, minivault_posix::Error> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
-            let mut guard = self.lock()?;
-            let db = guard.as_mut().ok_or_else(closed)?;
+            let guard = self.read();
+            let db = guard.as_ref().ok_or_else(closed)?;
             f(db).map_err(to_py)
         })
     }
@@ -180,7 +185,7 @@ pub fn open(
     };
     let shown = path.display().to_string();
     let db = py.detach(|| Db::open_with(&path, options)).map_err(to_py)?;
-    Ok(PyDb { db: Mutex::new(Some(db)), path: shown, read_only })
+    Ok(PyDb { db: RwLock::new(Some(db)), path: shown, read_only })
 }
 
 #[pymethods]
@@ -200,7 +205,7 @@ impl PyDb {
     /// True once close() was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        py.detach(|| Ok(self.lock()?.is_none()))
+        py.detach(|| Ok(self.read().is_none()))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -236,7 +241,7 @@ impl PyDb {
     /// and batches of a closed database raise Closed.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {
-            let taken = self.lock()?.take();
+            let taken = self.write().take();
             match taken {
                 Some(db) => db.close().map_err(to_py),
                 None => Ok(()),

@@ -39,8 +39,8 @@ use pyo3::prelude::*;
 /// or too long key, a too large value or batch, ttl <= 0, options); TypeError for non-bytes
 /// keys and values; KeyError from db[key] and del db[key].
 ///
-/// Threads: a Db may be shared by threads; calls run one at a time and release the GIL while
-/// they wait and do I/O.
+/// Threads: a Db may be shared by threads; calls run in parallel and release the GIL while
+/// they do I/O.
 #[pymodule]
 #[pyo3(name = "minivault")]
 fn minivault(m: &Bound<'_, PyModule>) -> PyResult<()> {

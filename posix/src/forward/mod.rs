@@ -13,7 +13,7 @@
 //!     ForwardOptions::new("telemetry", "broker.local", 1883, "site/7/telemetry"),
 //! )?;
 //! let seq = outbox.append(b"telemetry", br#"{"temp":21.5}"#)?;   // durable on return
-//! outbox.db().lock().unwrap().put(b"config/interval", b"10")?; // the application's own keys
+//! outbox.db().put(b"config/interval", b"10")?; // the application's own keys
 //! let progress = forwarder.stop()?;                             // cursor stored, connection closed
 //! # let _ = (seq, progress);
 //! # Ok(()) }

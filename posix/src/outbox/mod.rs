@@ -48,10 +48,13 @@
 //!
 //! # Threads
 //!
-//! [`Outbox`] is a cheap `Clone` over a [`SharedDb`] (`Arc<Mutex<Db>>`): the application's
-//! writers and a forwarder thread each hold a clone. Every call holds the lock for one
-//! database operation (one append, one batch of reads, one acknowledgement) and no longer.
-//! [`Streams`] is the same without the lock, over a `&mut Db`.
+//! [`Outbox`] is a cheap `Clone` over a [`SharedDb`] (`Arc<Db>`): the application's writers
+//! and a forwarder thread each hold a clone, and the application uses the same handle for its
+//! own keys ([`Outbox::db`]) without waiting for the outbox. The outbox's sequence counters
+//! and cursors sit behind one lock of its own, held for one outbox operation (one group of
+//! appends with its sync, one batch of reads, one acknowledgement) and no longer; the
+//! database's own calls take no lock of the outbox's. [`Streams`] is the same without the
+//! lock, over any [`Store`].
 
 mod group;
 pub mod key;
@@ -68,9 +71,8 @@ pub use streams::{Streams, TRIM_STEP};
 
 use crate::{Db, Error, Options};
 
-/// A database handle shared between threads. When the handle itself becomes shareable
-/// (`Db: Sync`), this becomes `Arc<Db>` and [`Outbox`]'s methods keep their signatures.
-pub type SharedDb = Arc<Mutex<Db>>;
+/// A database handle shared between threads: [`Db`] is `Send + Sync`.
+pub type SharedDb = Arc<Db>;
 
 /// One record of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +200,7 @@ impl Outbox {
     ///
     /// As [`Db::open_with`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Outbox, Error> {
-        Ok(Outbox::new(Arc::new(Mutex::new(Db::open_with(dir, options)?))))
+        Ok(Outbox::new(Arc::new(Db::open_with(dir, options)?)))
     }
 
     /// The shared database.
@@ -206,11 +208,10 @@ impl Outbox {
         &self.db
     }
 
-    /// Runs `f` with the database and the sequence counters locked (in that order).
-    fn with<R>(&self, f: impl FnOnce(&mut Db, &mut Streams) -> R) -> R {
-        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Runs `f` with the database and the sequence counters locked.
+    fn with<R>(&self, f: impl FnOnce(&mut &Db, &mut Streams) -> R) -> R {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut db, &mut streams)
+        f(&mut &*self.db, &mut streams)
     }
 
     /// Appends `value` to `stream` and returns its seq: one more than the stream's previous
@@ -344,5 +345,12 @@ impl Outbox {
     /// As [`Db::sync`].
     pub fn sync(&self) -> Result<(), Error> {
         self.with(|db, _| db.sync())
+    }
+
+    /// Makes every write so far durable ([`Db::sync`]), then runs `f` with the result while
+    /// every other call on this outbox and its clones waits: for a process that exits after its
+    /// final sync, so that no append slips in after it unsynced.
+    pub fn sync_then<R>(&self, f: impl FnOnce(Result<(), Error>) -> R) -> R {
+        self.with(|db, _| f(db.sync()))
     }
 }

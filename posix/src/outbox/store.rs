@@ -62,7 +62,8 @@ pub trait Store {
     fn sync(&mut self) -> Result<(), Error>;
 }
 
-impl Store for Db {
+/// The shared handle: every method takes `&self`, so a `&Db` is a store.
+impl Store for &Db {
     fn write(&mut self, writes: &[Write<'_>]) -> Result<(), Error> {
         match writes {
             [] => Ok(()),
@@ -115,6 +116,29 @@ impl Store for Db {
             f(&k, &v)?;
         }
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        Db::sync(self)
+    }
+}
+
+/// An owned handle, as a `&Db` (named in full: `Db::get` is the cached get, not the store's).
+impl Store for Db {
+    fn write(&mut self, writes: &[Write<'_>]) -> Result<(), Error> {
+        <&Db as Store>::write(&mut &*self, writes)
+    }
+
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        <&Db as Store>::get(&mut &*self, key)
+    }
+
+    fn seek(&mut self, range: KeyBounds<'_>, reverse: bool) -> Result<Option<Vec<u8>>, Error> {
+        <&Db as Store>::seek(&mut &*self, range, reverse)
+    }
+
+    fn for_each(&mut self, range: KeyBounds<'_>, f: &mut Visit<'_>) -> Result<(), Error> {
+        <&Db as Store>::for_each(&mut &*self, range, f)
     }
 
     fn sync(&mut self) -> Result<(), Error> {

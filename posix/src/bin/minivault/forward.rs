@@ -14,7 +14,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -178,15 +177,16 @@ pub fn run(args: ForwardArgs) -> ExitCode {
             code = 1;
         }
     }
-    // The final sync. The stdin reader may still be blocked in a read: exit while holding the
-    // lock, so it cannot append after the sync.
-    let db = outbox.db().lock().unwrap_or_else(PoisonError::into_inner);
-    if let Err(e) = db.sync() {
-        err(&format!("minivault: final sync failed: {e}"));
-        code = 1;
-    }
-    let _ = io::stderr().flush();
-    std::process::exit(i32::from(code));
+    // The final sync. The stdin reader may still be blocked in a read: exit while the outbox is
+    // held, so it cannot append after the sync.
+    outbox.sync_then(|synced| {
+        if let Err(e) = synced {
+            err(&format!("minivault: final sync failed: {e}"));
+            code = 1;
+        }
+        let _ = io::stderr().flush();
+        std::process::exit(i32::from(code));
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
