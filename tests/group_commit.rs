@@ -145,3 +145,38 @@ fn a_failed_sync_fails_every_writer_it_covers_and_poisons() {
     assert_eq!(db.get(b"before").unwrap(), Some(b"1".to_vec()), "reads go on");
     assert_eq!(db.group_commit_counts().0, syncs_before + 1, "one sync, not retried");
 }
+
+#[test]
+fn every_n_writes_arriving_during_its_sync_are_not_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::EveryN(4), ..Options::default() };
+    let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
+    let (started, go) = gate(&db);
+    for i in 0..3 {
+        db.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    // The fourth write is due: it waits for a sync, held in progress.
+    let fourth = {
+        let db = db.clone();
+        thread::spawn(move || db.put(b"k3", b"v"))
+    };
+    started.recv_timeout(STUCK).unwrap();
+    // Three more writes meanwhile: fewer than 4 since the sync asked for, so none waits (before,
+    // each found 4 or more unsynced and asked for a sync of its own, after this one).
+    let db2 = db.clone();
+    finishes("a write arriving during a due sync", move || {
+        for i in 4..7 {
+            db2.put(format!("k{i}").as_bytes(), b"v").unwrap();
+        }
+    });
+    go.send(Ok(())).unwrap();
+    fourth.join().unwrap().unwrap();
+    assert_eq!(db.group_commit_counts().0, 1, "one sync for the seven writes");
+    // The eighth write since the last sync asked for is due again.
+    let db2 = db.clone();
+    let eighth = thread::spawn(move || db2.put(b"k7", b"v"));
+    started.recv_timeout(STUCK).expect("the eighth write asks for a sync");
+    go.send(Ok(())).unwrap();
+    eighth.join().unwrap().unwrap();
+    db.set_wal_sync_hook(None);
+}

@@ -146,6 +146,10 @@ struct State {
     appended: u64,
     /// When the WAL was last synced (for [`Durability::Periodic`]).
     last_sync: Instant,
+    /// The ticket of the last write that asked for a sync ([`Durability::EveryN`]), and when it
+    /// asked ([`Durability::Periodic`]).
+    sync_asked: u64,
+    sync_asked_at: Instant,
     sync_hook: Option<WalSyncHook>,
     /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
     background: Option<Background>,
@@ -326,6 +330,8 @@ impl Db {
                 evicted_seen: 0,
                 appended: 0,
                 last_sync: Instant::now(),
+                sync_asked: 0,
+                sync_asked_at: Instant::now(),
                 sync_hook: None,
                 background: None,
             }),
@@ -382,12 +388,23 @@ impl Db {
             written?;
             scheduled?;
             state.appended += 1;
+            // Counted from the last sync asked for, not the last one finished: writes that
+            // arrive while a due sync runs are not due again (they would sync twice in a row).
             let due = match self.options.durability {
                 Durability::Always => true,
-                Durability::EveryN(n) => state.engine.wal_unsynced() >= n.max(1),
-                Durability::Periodic(every) => state.last_sync.elapsed() >= every,
+                Durability::EveryN(n) => {
+                    state.engine.wal_unsynced() >= n.max(1)
+                        && state.appended - state.sync_asked >= u64::from(n.max(1))
+                }
+                Durability::Periodic(every) => {
+                    state.last_sync.elapsed() >= every && state.sync_asked_at.elapsed() >= every
+                }
                 Durability::Manual => false,
             };
+            if due {
+                state.sync_asked = state.appended;
+                state.sync_asked_at = Instant::now();
+            }
             due.then_some(state.appended)
         };
         match ticket {
