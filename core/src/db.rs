@@ -382,9 +382,7 @@ where
     /// ([`CompactionMode::Inline`]; with [`CompactionMode::External`], only when the table limit
     /// forces it). Tables of a running compaction are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        let table_limit = compaction::table_limit(&self.storage);
-        let len = self.version.len();
-        if self.config.compaction == CompactionMode::External && len + 1 < MAX_TABLES && len < table_limit {
+        if self.config.compaction == CompactionMode::External && !self.compaction_forced() {
             return Ok(());
         }
         loop {
@@ -398,8 +396,13 @@ where
                 Ok(true) => self.counters.compactions += 1,
                 Ok(false) => {}
                 // The tables are as they were; the flush that came before stands. With
-                // DropOldest, the oldest table makes room and the compaction is tried again.
-                Err(Error::Full) if self.space.evicts() && self.evict_oldest()? => continue,
+                // DropOldest, when the table limit forces the compaction, the oldest table makes
+                // room and it is tried again; a compaction that can wait is skipped.
+                Err(Error::Full)
+                    if self.space.evicts() && self.compaction_forced() && self.evict_oldest()? =>
+                {
+                    continue
+                }
                 Err(Error::Full) => {
                     warn_event!("compaction skipped: the storage is full");
                     self.counters.compactions_skipped_for_space += 1;
@@ -408,6 +411,14 @@ where
             }
             return Ok(());
         }
+    }
+
+    /// True when the table count forces a compaction ([`compaction::plan`] then merges the
+    /// newest tables whatever their tiers): the next flush would pass [`MAX_TABLES`], or the
+    /// storage's [`compaction::table_limit`] is reached.
+    fn compaction_forced(&self) -> bool {
+        let len = self.version.len();
+        len + 1 >= MAX_TABLES || len >= compaction::table_limit(&self.storage)
     }
 
     /// The index of the first table newer than every running compaction's inputs: the tables a
