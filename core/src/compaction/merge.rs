@@ -26,14 +26,34 @@ use crate::sstable::{
 };
 use crate::storage::Storage;
 
+/// Where a merge is in one input: 24 bytes on a 32-bit target (the merge holds
+/// [`MAX_MERGE`] of them, and a database in [`crate::CompactionMode::Stepped`] holds its merge).
 #[derive(Default, Clone, Copy)]
 struct Cursor {
+    /// The expiry of the current entry (`has_expiry`), in the clock's units.
+    expires_at: u64,
+    /// The index of the next record.
     next: u32,
+    /// Where the current record starts (an index entry: a `u32`).
+    offset: u32,
+    key_len: u32,
     done: bool,
-    offset: u64,
-    key_len: usize,
     tombstone: bool,
-    expires_at: Option<u64>,
+    has_expiry: bool,
+}
+
+impl Cursor {
+    fn offset(&self) -> u64 {
+        u64::from(self.offset)
+    }
+
+    fn key_len(&self) -> usize {
+        self.key_len as usize
+    }
+
+    fn expires_at(&self) -> Option<u64> {
+        self.has_expiry.then_some(self.expires_at)
+    }
 }
 
 /// Bytes of scratch per key slot for merging tables with these footers: their longest key (range
@@ -361,9 +381,9 @@ fn merge_entries<S: Storage>(
             if cursors[i].done {
                 continue;
             }
-            let key_i = &scratch[i * sl..i * sl + cursors[i].key_len];
+            let key_i = &scratch[i * sl..i * sl + cursors[i].key_len()];
             winner = match winner {
-                Some(w) if key_i > &scratch[w * sl..w * sl + cursors[w].key_len] => Some(w),
+                Some(w) if key_i > &scratch[w * sl..w * sl + cursors[w].key_len()] => Some(w),
                 _ => Some(i),
             };
         }
@@ -374,33 +394,33 @@ fn merge_entries<S: Storage>(
         *left -= 1;
         let c = cursors[w];
         let (head, tail) = scratch.split_at_mut(k * sl);
-        let key = &head[w * sl..w * sl + c.key_len];
+        let key = &head[w * sl..w * sl + c.key_len()];
         if let Some(l) = *last {
             if key <= &tail[..l] {
                 return Err(corrupted(
                     file_name(FileKind::Table, inputs[w].id()),
-                    c.offset,
+                    c.offset(),
                     Corruption::BadLayout,
                 ));
             }
         }
-        tail[..c.key_len].copy_from_slice(key);
-        *last = Some(c.key_len);
+        tail[..c.key_len()].copy_from_slice(key);
+        *last = Some(c.key_len());
 
-        let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now));
-        let copied = !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len])?;
+        let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at(), now));
+        let copied = !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len()])?;
         if copied {
-            copy_record(storage, &mut inputs[w], &c, out, builder, &tail[..c.key_len])?;
+            copy_record(storage, &mut inputs[w], &c, out, builder, &tail[..c.key_len()])?;
             if let Some(f) = filter.as_mut() {
-                f.add(filter::key_hash(&tail[..c.key_len]));
+                f.add(filter::key_hash(&tail[..c.key_len()]));
             }
         }
         // Move every cursor sitting on this key past it (the winner and the entries it shadows),
         // verifying each record that was not copied (copying verified the one that was).
         for i in 0..k {
             let (head, tail) = scratch.split_at_mut(k * sl);
-            let key = &tail[..c.key_len];
-            if cursors[i].done || head[i * sl..i * sl + cursors[i].key_len] != *key {
+            let key = &tail[..c.key_len()];
+            if cursors[i].done || head[i * sl..i * sl + cursors[i].key_len()] != *key {
                 continue;
             }
             if i != w || !copied {
@@ -535,8 +555,8 @@ fn load<S: Storage>(
     }
     let id = table.id();
     let io = &mut storage.io(table.file());
-    let offset =
-        read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)? as u64;
+    let at = read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)?;
+    let offset = u64::from(at);
     // Unverified: every record is read again before the merge moves past it, by `copy_record`
     // if it is copied and by `verify_record` if it is dropped (shadowed, covered by a newer
     // range delete, or dead at the bottom); both check its checksum and that its key is the one
@@ -557,12 +577,13 @@ fn load<S: Storage>(
     }
     let h = header.ok_or_else(bad)?;
     *c = Cursor {
+        expires_at: h.expires_at.unwrap_or(0),
         next: c.next + 1,
+        offset: at,
+        key_len: u32::try_from(h.key_len).map_err(|_| bad())?,
         done: false,
-        offset,
-        key_len: h.key_len,
         tombstone: h.tombstone,
-        expires_at: h.expires_at,
+        has_expiry: h.expires_at.is_some(),
     };
     Ok(())
 }
@@ -581,8 +602,8 @@ fn copy_record<S: Storage>(
 ) -> Result<(), Error<S::Error>> {
     let id = table.id();
     let data_end = table.footer().index_offset;
-    let mut reader =
-        EntryReader::start(&mut storage.io(table.file()), c.offset, data_end).in_file(FileKind::Table, id)?;
+    let mut reader = EntryReader::start(&mut storage.io(table.file()), c.offset(), data_end)
+        .in_file(FileKind::Table, id)?;
     builder.add_raw(storage, out, &reader.header_bytes()).storage()?;
     let mut same_key = true;
     loop {
@@ -597,7 +618,7 @@ fn copy_record<S: Storage>(
     }
     reader.finish(&mut storage.io(table.file())).in_file(FileKind::Table, id)?;
     if !same_key {
-        return Err(corrupted(file_name(FileKind::Table, id), c.offset, Corruption::BadEntry));
+        return Err(corrupted(file_name(FileKind::Table, id), c.offset(), Corruption::BadEntry));
     }
     builder.end_record(key.len());
     Ok(())
@@ -617,7 +638,7 @@ fn verify_record<S: Storage>(
     let id = table.id();
     let data_end = table.footer().index_offset;
     let io = &mut storage.io(table.file());
-    let mut reader = EntryReader::start(io, c.offset, data_end).in_file(FileKind::Table, id)?;
+    let mut reader = EntryReader::start(io, c.offset(), data_end).in_file(FileKind::Table, id)?;
     let mut same_key = true;
     while let Some(piece) = reader.next(io).in_file(FileKind::Table, id)? {
         same_key &= piece.layout.header.key_len == key.len();
@@ -630,7 +651,7 @@ fn verify_record<S: Storage>(
     }
     reader.finish(io).in_file(FileKind::Table, id)?;
     if !same_key {
-        return Err(corrupted(file_name(FileKind::Table, id), c.offset, Corruption::BadEntry));
+        return Err(corrupted(file_name(FileKind::Table, id), c.offset(), Corruption::BadEntry));
     }
     Ok(())
 }
