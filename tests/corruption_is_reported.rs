@@ -362,7 +362,6 @@ fn a_flipped_bit_in_a_record_a_compaction_drops_fails_the_compaction() {
     let mut byte = [0u8; 1];
     read_exact_at(&mut s.io(&mut f), at, &mut byte).unwrap();
     write_at(&mut s.io(&mut f), at, &[&[byte[0] ^ 0x10]]).unwrap();
-    drop(f);
 
     let plan = db.plan_compaction(4096, true).unwrap();
     assert_eq!((plan.first, plan.count), (older, 2), "both tables merged");

@@ -393,15 +393,14 @@ where
     /// and merges whole only when the table limit forces it). Tables of a running compaction
     /// are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        match self.config.compaction {
-            CompactionMode::External if !self.compaction_forced() => return Ok(()),
-            // In steps; whole only when the table limit is reached first.
-            CompactionMode::Stepped { .. } if self.stepped_scratch.is_some() => {
-                if !self.stepped_after_flush()? {
-                    return Ok(());
-                }
-            }
-            _ => {}
+        let mode = self.config.compaction;
+        if mode == CompactionMode::External && !self.compaction_forced() {
+            return Ok(());
+        }
+        // In steps; whole only when the table limit is reached first.
+        let stepped = matches!(mode, CompactionMode::Stepped { .. }) && self.stepped_scratch.is_some();
+        if stepped && !self.stepped_after_flush()? {
+            return Ok(());
         }
         loop {
             let now = self.clock.now();
