@@ -222,6 +222,30 @@ fn a_full_device_with_drop_oldest_evicts_and_keeps_writing() {
     assert_eq!(s.evicted_entries, u64::from(first));
 }
 
+/// A compaction the table limit does not force, which fails for want of space, is skipped:
+/// `DropOldest` evicts only when it must (a flush that would pass the table limit), never to
+/// make room for a merge that can wait.
+#[test]
+fn drop_oldest_skips_a_compaction_that_does_not_fit_when_the_table_limit_is_far() {
+    // 64 files of 12 KiB: a flushed table fits, a merge of eight of them does not.
+    let storage = Mem::new(vec![0; 64 * 12 * 1024]);
+    let clock = ManualClock::new(1);
+    let mut db = open(storage, &clock, config(None, WhenFull::DropOldest, SyncPolicy::EveryWrite)).unwrap();
+    let mut i = 0;
+    while db.stats().flushes < 12 {
+        db.put(&key(i), &value(i)).unwrap_or_else(|e| panic!("put {i}: {e:?} {:?}", db.stats()));
+        i += 1;
+    }
+    let s = db.stats();
+    assert!(s.compactions_skipped_for_space > 0, "the merge of eight tables was tried: {s:?}");
+    assert!(s.tables + 1 < minivault_core::compaction::table_limit(db.storage()), "{s:?}");
+    assert_eq!((s.evicted_tables, s.evicted_entries), (0, 0), "nothing forced an eviction: {s:?}");
+    assert!(!db.is_poisoned());
+    for j in 0..i {
+        assert_eq!(core_get(&mut db, &key(j)), Some(value(j)), "key {j}");
+    }
+}
+
 /// Power cuts at random points of a workload that evicts: sequence keys, each written once in
 /// order, and a few "cursor" keys overwritten all along with an increasing tick.
 #[test]

@@ -333,3 +333,41 @@ fn non_zero_bytes_in_the_zero_tail_of_an_older_wal_are_corruption() {
         Ok(_) => panic!("open succeeded over damage in an older WAL"),
     }
 }
+
+/// A record that a compaction drops (here the older version of an overwritten key, shadowed by
+/// the newer one) is read through its checksum before it is dropped: a flipped bit in it makes
+/// the compaction fail with corruption naming its table, rather than vanish with the record.
+#[test]
+fn a_flipped_bit_in_a_record_a_compaction_drops_fails_the_compaction() {
+    use minivault_core::io::{read_exact_at, write_at};
+    use minivault_core::{compaction, CompactionMode, Config, Storage};
+
+    let config = Config { compaction: CompactionMode::External, ..Config::default() };
+    let mem = [vec![0u8; 4096], vec![0u8; 4096]];
+    let mut db = minivault_core::Db::open(common::Mem::new(vec![0; 64 << 14]), || 1u64, mem, config).unwrap();
+    for version in ["older", "newer"] {
+        for i in 0..KEYS {
+            db.put(&key(i), format!("{version}-{}", value(i).escape_ascii()).as_bytes()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let older = db.tables().next().unwrap().id;
+    let name = minivault_core::names::file_name(minivault_core::names::FileKind::Table, older);
+    // The last byte of the first record's value (the record: an 8-byte header, then the entry).
+    let s = db.storage();
+    let mut f = s.open(&name).unwrap();
+    let mut header = [0u8; 8];
+    read_exact_at(&mut s.io(&mut f), 0, &mut header).unwrap();
+    let at = 8 + u64::from(u32::from_le_bytes(header[..4].try_into().unwrap())) - 1;
+    let mut byte = [0u8; 1];
+    read_exact_at(&mut s.io(&mut f), at, &mut byte).unwrap();
+    write_at(&mut s.io(&mut f), at, &[&[byte[0] ^ 0x10]]).unwrap();
+
+    let plan = db.plan_compaction(4096, true).unwrap();
+    assert_eq!((plan.first, plan.count), (older, 2), "both tables merged");
+    let inputs = db.compaction_inputs(&plan);
+    let mut scratch = vec![0u8; 4096];
+    let err = compaction::execute(db.storage(), plan, &inputs, &mut scratch).err().expect("corruption");
+    assert!(err.is_corruption(), "{err:?}");
+    assert!(err.to_string().contains(name.as_str()), "{err}");
+}

@@ -55,6 +55,7 @@ pub(crate) struct Counters {
     pub(crate) flushes: u64,
     pub(crate) compactions: u64,
     pub(crate) compactions_skipped_for_space: u64,
+    pub(crate) compaction_overruns: u64,
     pub(crate) torn_tails_truncated: u64,
     pub(crate) gets: u64,
     pub(crate) reads: ReadCounters,
@@ -83,8 +84,13 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) order: Option<OrderCache<M>>,
     /// The storage budget and what eviction removed.
     pub(crate) space: Space,
-    /// Compactions running apart from the database ([`CompactionMode::External`]).
+    /// Compactions running apart from the database ([`CompactionMode::External`]), and the
+    /// stepped one ([`CompactionMode::Stepped`]).
     pub(crate) running: heapless::Vec<Running, MAX_RUNNING>,
+    /// The compaction in progress with [`CompactionMode::Stepped`] ([`compaction::steps`]).
+    pub(crate) stepped: Option<compaction::steps::Stepped<S::File>>,
+    /// Its scratch memory ([`Db::set_compaction_scratch`]).
+    pub(crate) stepped_scratch: Option<M>,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -229,6 +235,7 @@ where
             if !db.mems.active().fits_items(len, 0, 1) {
                 db.rotate()?;
             }
+            db.write_step()?;
             db.log(&[&entry::range_header(start.len()), start, end], 1)?;
             db.mems.active_mut().insert_range(start, end).map_err(|_| Error::Poisoned)
         })
@@ -254,6 +261,7 @@ where
             if !db.mems.active().fits(len) {
                 db.rotate()?;
             }
+            db.write_step()?;
             let (hb, hn) = header.encode();
             db.log(&[hb.get(..hn).unwrap_or(&[]), key, value], 1)?;
             // Cannot fail after the `fits` check; refuse further writes rather than diverge.
@@ -294,6 +302,7 @@ where
             if !db.mems.active().fits_items(payload.len(), keys, ranges) {
                 db.rotate()?;
             }
+            db.write_step()?;
             db.log(&[payload], batch.len() as u32)?;
             db.mems.active_mut().insert_batch(payload).map_err(|_| Error::Poisoned)
         })
@@ -380,11 +389,17 @@ where
 
     /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch
     /// ([`CompactionMode::Inline`]; with [`CompactionMode::External`], only when the table limit
-    /// forces it). Tables of a running compaction are left alone.
+    /// forces it; with [`CompactionMode::Stepped`], starts or finishes the stepped compaction,
+    /// and merges whole only when the table limit forces it). Tables of a running compaction
+    /// are left alone.
     pub(crate) fn maybe_compact(&mut self) -> Result<(), S> {
-        let table_limit = compaction::table_limit(&self.storage);
-        let len = self.version.len();
-        if self.config.compaction == CompactionMode::External && len + 1 < MAX_TABLES && len < table_limit {
+        let mode = self.config.compaction;
+        if mode == CompactionMode::External && !self.compaction_forced() {
+            return Ok(());
+        }
+        // In steps; whole only when the table limit is reached first.
+        let stepped = matches!(mode, CompactionMode::Stepped { .. }) && self.stepped_scratch.is_some();
+        if stepped && !self.stepped_after_flush()? {
             return Ok(());
         }
         loop {
@@ -398,8 +413,13 @@ where
                 Ok(true) => self.counters.compactions += 1,
                 Ok(false) => {}
                 // The tables are as they were; the flush that came before stands. With
-                // DropOldest, the oldest table makes room and the compaction is tried again.
-                Err(Error::Full) if self.space.evicts() && self.evict_oldest()? => continue,
+                // DropOldest, when the table limit forces the compaction, the oldest table makes
+                // room and it is tried again; a compaction that can wait is skipped.
+                Err(Error::Full)
+                    if self.space.evicts() && self.compaction_forced() && self.evict_oldest()? =>
+                {
+                    continue
+                }
                 Err(Error::Full) => {
                     warn_event!("compaction skipped: the storage is full");
                     self.counters.compactions_skipped_for_space += 1;
@@ -408,6 +428,14 @@ where
             }
             return Ok(());
         }
+    }
+
+    /// True when the table count forces a compaction ([`compaction::plan`] then merges the
+    /// newest tables whatever their tiers): the next flush would pass [`MAX_TABLES`], or the
+    /// storage's [`compaction::table_limit`] is reached.
+    pub(crate) fn compaction_forced(&self) -> bool {
+        let len = self.version.len();
+        len + 1 >= MAX_TABLES || len >= compaction::table_limit(&self.storage)
     }
 
     /// The index of the first table newer than every running compaction's inputs: the tables a
@@ -628,6 +656,7 @@ where
             full_refusals: self.space.refused(),
             compactions_skipped_for_space: self.counters.compactions_skipped_for_space,
             compactions_running: self.running.len(),
+            compaction_overruns: self.counters.compaction_overruns,
         }
     }
 
@@ -649,6 +678,7 @@ where
     /// Syncs outstanding writes and gives the storage back, with the outcome of that sync
     /// (the storage is returned even when the sync failed, so its contents can still be reached).
     pub fn close(mut self) -> (S, Result<(), S>) {
+        self.abandon_stepped();
         let synced = if self.is_read_only() { Ok(()) } else { self.sync() };
         (self.storage, synced)
     }

@@ -26,6 +26,18 @@
 //!   [`names`];
 //! - the seam: [`storage`], [`io`], [`mem_storage`] (in-memory storage).
 //!
+//! # The worst write
+//! How much one write may do is [`Config::compaction`]'s choice. [`CompactionMode::Inline`]
+//! (the default: nothing else to give) runs a whole compaction in the write whose flush calls
+//! for one, so the worst write grows with the data. [`CompactionMode::Stepped`] (for a device
+//! without threads; give it scratch memory with [`Db::set_compaction_scratch`]) bounds every
+//! write: its WAL record, at most one MemTable flush, at most `4 × budget` units of merge work
+//! (each about two record reads and one record write), and at most one compaction's start and
+//! install (a sync, a rename, a directory sync), whatever the size of the database, as long as
+//! the steps keep up with the flushes; the bound in bytes, and the one exception (counted in
+//! [`Stats::compaction_overruns`]), are in [`compaction::steps`]. [`CompactionMode::External`]
+//! leaves compactions to the caller (threads on POSIX, or [`Db::maintain`]).
+//!
 //! Byte layouts are in `docs/FORMAT.md`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

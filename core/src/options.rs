@@ -76,6 +76,21 @@ pub enum CompactionMode {
     /// compacts by itself only when the table limit forces it
     /// ([`crate::compaction::table_limit`]). What the POSIX crate's background thread uses.
     External,
+    /// Compactions in bounded steps, in the writes themselves, for a device without threads:
+    /// a flush that makes a compaction due starts it, and every write (put, delete, batch,
+    /// range delete) advances it by `budget × (1 + d)` units of merge work, where `d` is the
+    /// flushes since it started (its debt) up to [`crate::compaction::steps::MAX_DEBT`] (3), so
+    /// at most `4 × budget` units; it is installed in
+    /// the write that completes it. [`crate::Db::step_compaction`] advances it when the device
+    /// is idle. Needs scratch memory of its own that stays with the compaction from one write
+    /// to the next ([`crate::Db::set_compaction_scratch`]); until it is given, compactions run
+    /// whole, as [`CompactionMode::Inline`]. What one write then costs at most, and the one case
+    /// in which a write still finishes a compaction: [`crate::compaction::steps`].
+    Stepped {
+        /// Units of merge work per write when the compaction is not behind (a unit: one key
+        /// merged, or one record of the output read back); at least 1.
+        budget: u32,
+    },
 }
 
 /// What the database does when its space runs out: at [`Config::max_bytes`], or when the

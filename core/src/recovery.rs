@@ -62,6 +62,8 @@ where
             order: None,
             space,
             running: heapless::Vec::new(),
+            stepped: None,
+            stepped_scratch: None,
         };
         let mut attempt = 1;
         loop {

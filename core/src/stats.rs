@@ -59,4 +59,8 @@ pub struct Stats {
     /// Compactions planned to run apart from the database ([`crate::CompactionMode::External`])
     /// and not yet installed, failed or abandoned.
     pub compactions_running: usize,
+    /// Writes that finished a compaction whole since open because the table limit was reached
+    /// before its steps completed it ([`crate::CompactionMode::Stepped`]: the steps fell behind
+    /// the flushes); 0 when every write stayed within the bound.
+    pub compaction_overruns: u64,
 }

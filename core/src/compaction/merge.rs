@@ -4,7 +4,9 @@
 //! Each input has a cursor whose current key is held in a slot of scratch memory (as many bytes
 //! as the inputs' longest key, recorded in their footers, per input, plus one slot for the last
 //! key written; borrowed from the idle MemTable), and records are copied piece by piece with
-//! their checksums verified on the way ([`crate::record::EntryReader`]). The rest of the scratch
+//! their checksums verified on the way ([`crate::record::EntryReader`]); a record the merge
+//! drops (shadowed, covered by a range delete, dead) is read through its checksum too, so damage
+//! anywhere in the inputs' records is reported, not dropped with them. The rest of the scratch
 //! holds the output's Bloom filter ([`crate::filter`]), sized for the inputs' entry count at
 //! 10 bits per key, and built a window at a time, with a pass over the output per window after
 //! the first, when it does not fit ([`Merge`]). On equal keys the newest input wins and the others are skipped.
@@ -24,14 +26,34 @@ use crate::sstable::{
 };
 use crate::storage::Storage;
 
+/// Where a merge is in one input: 24 bytes on a 32-bit target (the merge holds
+/// [`MAX_MERGE`] of them, and a database in [`crate::CompactionMode::Stepped`] holds its merge).
 #[derive(Default, Clone, Copy)]
 struct Cursor {
+    /// The expiry of the current entry (`has_expiry`), in the clock's units.
+    expires_at: u64,
+    /// The index of the next record.
     next: u32,
+    /// Where the current record starts (an index entry: a `u32`).
+    offset: u32,
+    key_len: u32,
     done: bool,
-    offset: u64,
-    key_len: usize,
     tombstone: bool,
-    expires_at: Option<u64>,
+    has_expiry: bool,
+}
+
+impl Cursor {
+    fn offset(&self) -> u64 {
+        u64::from(self.offset)
+    }
+
+    fn key_len(&self) -> usize {
+        self.key_len as usize
+    }
+
+    fn expires_at(&self) -> Option<u64> {
+        self.has_expiry.then_some(self.expires_at)
+    }
 }
 
 /// Bytes of scratch per key slot for merging tables with these footers: their longest key (range
@@ -98,8 +120,10 @@ enum Phase {
 /// the output stay with the caller. Between steps the caller may do anything else with its
 /// storage, as long as every step is given the same inputs, output and scratch bytes, unchanged.
 ///
-/// Work per step: up to `budget` records merged (each a read of every input cursor on that key
-/// and one record copied; a record is at most one MemTable's largest entry), or up to `budget`
+/// Work per step: up to `budget` keys merged (for each, every input record of that key read
+/// through its checksum once: the newest copied, the others, which it shadows, verified and
+/// dropped; plus the next record's header and key from each of those inputs; a record is at
+/// most one MemTable's largest entry), or up to `budget`
 /// index entries or fence keys read back and written, or up to `budget` of the output's records
 /// read back (checksums verified) for a window of its filter. Three parts are not split: the
 /// union of the inputs' range deletes (written in the step that merges the last entry; at most
@@ -357,9 +381,9 @@ fn merge_entries<S: Storage>(
             if cursors[i].done {
                 continue;
             }
-            let key_i = &scratch[i * sl..i * sl + cursors[i].key_len];
+            let key_i = &scratch[i * sl..i * sl + cursors[i].key_len()];
             winner = match winner {
-                Some(w) if key_i > &scratch[w * sl..w * sl + cursors[w].key_len] => Some(w),
+                Some(w) if key_i > &scratch[w * sl..w * sl + cursors[w].key_len()] => Some(w),
                 _ => Some(i),
             };
         }
@@ -370,35 +394,39 @@ fn merge_entries<S: Storage>(
         *left -= 1;
         let c = cursors[w];
         let (head, tail) = scratch.split_at_mut(k * sl);
-        let key = &head[w * sl..w * sl + c.key_len];
+        let key = &head[w * sl..w * sl + c.key_len()];
         if let Some(l) = *last {
             if key <= &tail[..l] {
                 return Err(corrupted(
                     file_name(FileKind::Table, inputs[w].id()),
-                    c.offset,
+                    c.offset(),
                     Corruption::BadLayout,
                 ));
             }
         }
-        tail[..c.key_len].copy_from_slice(key);
-        *last = Some(c.key_len);
+        tail[..c.key_len()].copy_from_slice(key);
+        *last = Some(c.key_len());
 
-        let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at, now));
-        if !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len])? {
-            copy_record(storage, &mut inputs[w], &c, out, builder, &tail[..c.key_len])?;
+        let dead = drop_dead_at.is_some_and(|now| is_dead(c.tombstone, c.expires_at(), now));
+        let copied = !dead && !covered_by_newer(storage, inputs, w, &tail[..c.key_len()])?;
+        if copied {
+            copy_record(storage, &mut inputs[w], &c, out, builder, &tail[..c.key_len()])?;
             if let Some(f) = filter.as_mut() {
-                f.add(filter::key_hash(&tail[..c.key_len]));
+                f.add(filter::key_hash(&tail[..c.key_len()]));
             }
         }
-        // Move every cursor sitting on this key past it (the winner and the entries it shadows).
+        // Move every cursor sitting on this key past it (the winner and the entries it shadows),
+        // verifying each record that was not copied (copying verified the one that was).
         for i in 0..k {
-            let on_key = !cursors[i].done && {
-                let (head, tail) = scratch.split_at(k * sl);
-                head[i * sl..i * sl + cursors[i].key_len] == tail[..c.key_len]
-            };
-            if on_key {
-                load(storage, &mut inputs[i], &mut cursors[i], &mut scratch[i * sl..(i + 1) * sl])?;
+            let (head, tail) = scratch.split_at_mut(k * sl);
+            let key = &tail[..c.key_len()];
+            if cursors[i].done || head[i * sl..i * sl + cursors[i].key_len()] != *key {
+                continue;
             }
+            if i != w || !copied {
+                verify_record(storage, &mut inputs[i], &cursors[i], key)?;
+            }
+            load(storage, &mut inputs[i], &mut cursors[i], &mut head[i * sl..(i + 1) * sl])?;
         }
     }
 }
@@ -512,7 +540,8 @@ fn merge_ranges<S: Storage>(
 }
 
 /// Positions `c` on the next record of `table`, with its key in `key_slot`. Reads the entry's
-/// header and key only; the whole record's checksum is checked when it is copied.
+/// header and key only; the whole record's checksum is checked when the merge is done with it:
+/// when it is copied ([`copy_record`]), or when it is dropped ([`verify_record`]).
 fn load<S: Storage>(
     storage: &mut S,
     table: &mut Table<S::File>,
@@ -526,13 +555,13 @@ fn load<S: Storage>(
     }
     let id = table.id();
     let io = &mut storage.io(table.file());
-    let offset =
-        read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)? as u64;
-    // Unverified: a record that is copied is read again by `copy_record`, which checks its
-    // checksum and that its key is the one read here (checksumming here too doubled the merge's
-    // CRC work: docs/bench/refactor/callgrind.md). A record the merge drops (shadowed, or dead
-    // and dropped at the bottom) is decided on these unverified bytes and never verified, as
-    // before this reader existed (the old checksum here was computed but never compared).
+    let at = read_u32_at(io, footer.index_offset + c.next as u64 * 4).in_file(FileKind::Table, id)?;
+    let offset = u64::from(at);
+    // Unverified: every record is read again before the merge moves past it, by `copy_record`
+    // if it is copied and by `verify_record` if it is dropped (shadowed, covered by a newer
+    // range delete, or dead at the bottom); both check its checksum and that its key is the one
+    // read here. Checksumming here too would double the CRC work of the records copied, most of
+    // the merge's (docs/bench/refactor/callgrind.md).
     let mut reader =
         EntryReader::start_unverified(io, offset, footer.index_offset).in_file(FileKind::Table, id)?;
     let mut header = None;
@@ -548,12 +577,13 @@ fn load<S: Storage>(
     }
     let h = header.ok_or_else(bad)?;
     *c = Cursor {
+        expires_at: h.expires_at.unwrap_or(0),
         next: c.next + 1,
+        offset: at,
+        key_len: u32::try_from(h.key_len).map_err(|_| bad())?,
         done: false,
-        offset,
-        key_len: h.key_len,
         tombstone: h.tombstone,
-        expires_at: h.expires_at,
+        has_expiry: h.expires_at.is_some(),
     };
     Ok(())
 }
@@ -572,8 +602,8 @@ fn copy_record<S: Storage>(
 ) -> Result<(), Error<S::Error>> {
     let id = table.id();
     let data_end = table.footer().index_offset;
-    let mut reader =
-        EntryReader::start(&mut storage.io(table.file()), c.offset, data_end).in_file(FileKind::Table, id)?;
+    let mut reader = EntryReader::start(&mut storage.io(table.file()), c.offset(), data_end)
+        .in_file(FileKind::Table, id)?;
     builder.add_raw(storage, out, &reader.header_bytes()).storage()?;
     let mut same_key = true;
     loop {
@@ -588,9 +618,41 @@ fn copy_record<S: Storage>(
     }
     reader.finish(&mut storage.io(table.file())).in_file(FileKind::Table, id)?;
     if !same_key {
-        return Err(corrupted(file_name(FileKind::Table, id), c.offset, Corruption::BadEntry));
+        return Err(corrupted(file_name(FileKind::Table, id), c.offset(), Corruption::BadEntry));
     }
     builder.end_record(key.len());
+    Ok(())
+}
+
+/// Verifies the record under cursor `c`, which the merge drops (it is shadowed by a newer entry
+/// of its key, covered by a newer range delete, or dead at the bottom): its checksum, and that
+/// its key is `key`, the key the merge decided on. The decision was made on the unverified
+/// header and key [`load`] read, so a damaged record is reported here rather than dropped
+/// silently with its damage.
+fn verify_record<S: Storage>(
+    storage: &mut S,
+    table: &mut Table<S::File>,
+    c: &Cursor,
+    key: &[u8],
+) -> Result<(), Error<S::Error>> {
+    let id = table.id();
+    let data_end = table.footer().index_offset;
+    let io = &mut storage.io(table.file());
+    let mut reader = EntryReader::start(io, c.offset(), data_end).in_file(FileKind::Table, id)?;
+    let mut same_key = true;
+    while let Some(piece) = reader.next(io).in_file(FileKind::Table, id)? {
+        same_key &= piece.layout.header.key_len == key.len();
+        if let Some((at, part)) = piece.key() {
+            same_key &= key.get(at..at + part.len()) == Some(part);
+        }
+        if piece.at + piece.bytes.len() >= piece.layout.key_end {
+            break;
+        }
+    }
+    reader.finish(io).in_file(FileKind::Table, id)?;
+    if !same_key {
+        return Err(corrupted(file_name(FileKind::Table, id), c.offset(), Corruption::BadEntry));
+    }
     Ok(())
 }
 

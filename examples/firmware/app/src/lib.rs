@@ -1,7 +1,8 @@
 //! The firmware's application, free of any board: a telemetry logger on MiniVaultDB.
 //!
-//! [`run`] gets every byte the engine may use as three caller-owned buffers (the board crate
-//! takes them from static RAM once, at boot) and then:
+//! [`run`] gets every byte the engine may use as four caller-owned buffers (the board crate
+//! takes them from static RAM once, at boot) and then, with compactions in steps inside the
+//! writes (no write does a whole compaction; the run fails if one had to):
 //! 1. writes [`ROUNDS`] rounds of readings from [`SENSORS`] sensors (4-byte keys, 8-byte values),
 //!    so most writes overwrite an older reading and compaction has to keep storage bounded; it
 //!    also deletes sensors (some for good, some re-added later) and raises alarms with a TTL;
@@ -18,14 +19,16 @@
 use core::cell::Cell;
 
 use heapless::Vec;
-use minivault_core::{Config, Db, Error, FileName, MemError, MemStorage, Stats, Storage, SyncPolicy};
+use minivault_core::{
+    CompactionMode, Config, Db, Error, FileName, MemError, MemStorage, Stats, Storage, SyncPolicy,
+};
 
 #[cfg(all(target_arch = "arm", target_os = "none"))]
 pub mod stack;
 
-/// Bytes of each of the engine's two MemTables: 48 keys and a 3,584-byte arena each. A
-/// compaction borrows the idle one as scratch, one slot of the longest key per merged table plus
-/// one; 4-byte keys need little of it.
+/// Bytes of each of the engine's two MemTables: 48 keys and a 3,584-byte arena each. A whole
+/// compaction (at open) borrows the idle one as scratch; the stepped ones have their own
+/// ([`SCRATCH_BYTES`]).
 pub const MEMTABLE_BYTES: usize = 4 * 1024;
 /// Files the storage holds at once: 2 WALs + SSTables + 1 temporary table during a flush or
 /// compaction. This workload never has more than 6 (counted at every file creation, on the
@@ -41,8 +44,14 @@ pub const STORAGE_FILES: usize = 7;
 pub const FILE_BYTES: usize = 5120;
 /// The storage ("flash", here in RAM): `STORAGE_FILES` regions of `FILE_BYTES`.
 pub const STORAGE_BYTES: usize = STORAGE_FILES * FILE_BYTES;
-/// Everything the engine gets from the caller: two MemTables and the storage buffer.
-pub const ENGINE_RAM_BYTES: usize = 2 * MEMTABLE_BYTES + STORAGE_BYTES;
+/// Scratch memory of the compactions, which run a step in each write
+/// ([`CompactionMode::Stepped`], given by `Db::set_compaction_scratch`): a key slot per merged
+/// table and one more (4-byte keys: at most 68 bytes), the rest a window of the output's filter
+/// (10 bits per key: about 100 bytes for the 80 keys of a merge here).
+pub const SCRATCH_BYTES: usize = 256;
+/// Everything the engine gets from the caller: two MemTables, the compactions' scratch and the
+/// storage buffer.
+pub const ENGINE_RAM_BYTES: usize = 2 * MEMTABLE_BYTES + SCRATCH_BYTES + STORAGE_BYTES;
 
 /// Sensors sampled each round; each one's key is its id (4 bytes, big-endian).
 pub const SENSORS: u32 = 32;
@@ -158,7 +167,12 @@ fn engine(step: &'static str) -> impl FnOnce(Error<MemError>) -> Failure {
 /// the `Db` in the `Result` that `Db::open` returned and borrows it there (`as_mut`), and hands
 /// that `Result` to [`close`]: every move of a `Db` (4 KiB here) is a copy on the stack, and
 /// `let db = Db::open(..)?` and `db.close()` in the phase would each add one to its frame.
-pub fn run(flash: &mut [u8], mem_a: &mut [u8], mem_b: &mut [u8]) -> Result<Report, Failure> {
+pub fn run(
+    flash: &mut [u8],
+    mem_a: &mut [u8],
+    mem_b: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<Report, Failure> {
     if flash.len() != STORAGE_BYTES {
         return Err(Failure::Check("storage buffer is not STORAGE_BYTES long"));
     }
@@ -173,25 +187,32 @@ pub fn run(flash: &mut [u8], mem_a: &mut [u8], mem_b: &mut [u8]) -> Result<Repor
         largest_file: 0,
         after_reboot: Stats::default(),
     };
-    let storage = write_readings(MemStorage::new(flash), &now, [&mut *mem_a, &mut *mem_b], &mut report)?;
+    let mem = [&mut *mem_a, &mut *mem_b];
+    let storage = write_readings(MemStorage::new(flash), &now, mem, &mut *scratch, &mut report)?;
     now.set(u64::from(ROUNDS) * TICKS_PER_ROUND);
-    let storage = reboot_and_check(storage, &now, [&mut *mem_a, &mut *mem_b], &mut report)?;
+    let storage = reboot_and_check(storage, &now, [&mut *mem_a, &mut *mem_b], scratch, &mut report)?;
     recover_wal_and_check(storage, &now, [mem_a, mem_b], &mut report)?;
     Ok(report)
 }
 
-const CONFIG: Config = Config::with_sync(SyncPolicy::EveryN(16));
+/// Compactions in steps of at most 4 × 8 units of merge work per write: a merge here (every
+/// table: the table limit of 7 files is 3, and a merge starts one flush before it) takes about
+/// 180 units, to be done within the 48 writes that fill a MemTable.
+const CONFIG: Config =
+    Config { compaction: CompactionMode::Stepped { budget: 8 }, ..Config::with_sync(SyncPolicy::EveryN(16)) };
 
 /// Phase 1: rounds of readings, deletes and expiring alarms; then flush and close.
 #[inline(never)]
-fn write_readings<'f>(
+fn write_readings<'f, 'm>(
     storage: Flash<'f>,
     now: &Cell<u64>,
-    mem: [&mut [u8]; 2],
+    mem: [&'m mut [u8]; 2],
+    scratch: &'m mut [u8],
     report: &mut Report,
 ) -> Result<Flash<'f>, Failure> {
     let mut opened = Db::open(storage, || now.get(), mem, CONFIG);
     let db = opened.as_mut().map_err(|e| engine("open")(e.clone()))?;
+    db.set_compaction_scratch(scratch);
     for round in 0..ROUNDS {
         now.set(u64::from(round) * TICKS_PER_ROUND);
         for sensor in 0..SENSORS {
@@ -219,6 +240,9 @@ fn write_readings<'f>(
     if report.after_writes.flushes == 0 || report.after_writes.compactions == 0 {
         return Err(Failure::Check("expected flushes and compactions during the writes"));
     }
+    if report.after_writes.compaction_overruns != 0 {
+        return Err(Failure::Check("a write finished a compaction whole: the steps fell behind"));
+    }
     db.flush().map_err(engine("flush"))?;
     let s = db.stats();
     if s.wal_bytes != 0 || s.memtable_keys != 0 || s.immutable_keys != 0 {
@@ -235,14 +259,16 @@ fn write_readings<'f>(
 /// Phase 2: reboot (fresh engine state over the same storage and MemTable buffers), check every
 /// key, then write one more round, synced but not flushed, and close.
 #[inline(never)]
-fn reboot_and_check<'f>(
+fn reboot_and_check<'f, 'm>(
     storage: Flash<'f>,
     now: &Cell<u64>,
-    mem: [&mut [u8]; 2],
+    mem: [&'m mut [u8]; 2],
+    scratch: &'m mut [u8],
     report: &mut Report,
 ) -> Result<Flash<'f>, Failure> {
     let mut opened = Db::open(storage, || now.get(), mem, CONFIG);
     let db = opened.as_mut().map_err(|e| engine("reopen")(e.clone()))?;
+    db.set_compaction_scratch(scratch);
     if db.stats().tables == 0 || db.stats().memtable_keys != 0 {
         return Err(Failure::Check("reopen after a flush found no tables or replayed a WAL"));
     }

@@ -11,7 +11,10 @@ use cortex_m_semihosting::debug;
 use defmt_semihosting as _; // the global defmt logger: semihosting stdout
 use panic_semihosting as _;
 
-use app::{DB_BYTES, ENGINE_RAM_BYTES, MEMTABLE_BYTES, OPEN_STACK_LOWER_BOUND, STORAGE_BYTES, STORAGE_FILES};
+use app::{
+    DB_BYTES, ENGINE_RAM_BYTES, MEMTABLE_BYTES, OPEN_STACK_LOWER_BOUND, SCRATCH_BYTES, STORAGE_BYTES,
+    STORAGE_FILES,
+};
 
 /// The board this image was linked for (`MINIVAULT_BOARD` at build time).
 const BOARD: &str = env!("MINIVAULT_BOARD");
@@ -21,12 +24,14 @@ fn main() -> ! {
     let flash = singleton!(FLASH: [u8; STORAGE_BYTES] = [0; STORAGE_BYTES]).unwrap();
     let mem_a = singleton!(MEM_A: [u8; MEMTABLE_BYTES] = [0; MEMTABLE_BYTES]).unwrap();
     let mem_b = singleton!(MEM_B: [u8; MEMTABLE_BYTES] = [0; MEMTABLE_BYTES]).unwrap();
+    let scratch = singleton!(SCRATCH: [u8; SCRATCH_BYTES] = [0; SCRATCH_BYTES]).unwrap();
 
     defmt::println!(
-        "minivault firmware (defmt) on {=str}: engine RAM {=usize} B = 2 x {=usize} B MemTables + {=usize} B storage ({=usize} files); Db value {=usize} B",
+        "minivault firmware (defmt) on {=str}: engine RAM {=usize} B = 2 x {=usize} B MemTables + {=usize} B compaction scratch + {=usize} B storage ({=usize} files); Db value {=usize} B",
         BOARD,
         ENGINE_RAM_BYTES,
         MEMTABLE_BYTES,
+        SCRATCH_BYTES,
         STORAGE_BYTES,
         STORAGE_FILES,
         DB_BYTES
@@ -41,7 +46,7 @@ fn main() -> ! {
         exit(false);
     }
 
-    let result = app::run(flash, mem_a, mem_b);
+    let result = app::run(flash, mem_a, mem_b, scratch);
     let stack = app::stack::usage();
     defmt::println!("stack: high-water {=usize} B of {=usize} B", stack.high_water, stack.region);
     match result {

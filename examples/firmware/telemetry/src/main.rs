@@ -12,7 +12,10 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use panic_semihosting as _; // a panic prints its message and exits with a failure code
 
-use app::{DB_BYTES, ENGINE_RAM_BYTES, MEMTABLE_BYTES, OPEN_STACK_LOWER_BOUND, STORAGE_BYTES, STORAGE_FILES};
+use app::{
+    DB_BYTES, ENGINE_RAM_BYTES, MEMTABLE_BYTES, OPEN_STACK_LOWER_BOUND, SCRATCH_BYTES, STORAGE_BYTES,
+    STORAGE_FILES,
+};
 
 /// The board this image was linked for (`MINIVAULT_BOARD` at build time).
 const BOARD: &str = env!("MINIVAULT_BOARD");
@@ -23,12 +26,14 @@ fn main() -> ! {
     let flash = singleton!(FLASH: [u8; STORAGE_BYTES] = [0; STORAGE_BYTES]).unwrap();
     let mem_a = singleton!(MEM_A: [u8; MEMTABLE_BYTES] = [0; MEMTABLE_BYTES]).unwrap();
     let mem_b = singleton!(MEM_B: [u8; MEMTABLE_BYTES] = [0; MEMTABLE_BYTES]).unwrap();
+    let scratch = singleton!(SCRATCH: [u8; SCRATCH_BYTES] = [0; SCRATCH_BYTES]).unwrap();
 
     hprintln!(
-        "minivault firmware on {}: engine RAM {} B = 2 x {} B MemTables + {} B storage ({} files); Db value {} B",
+        "minivault firmware on {}: engine RAM {} B = 2 x {} B MemTables + {} B compaction scratch + {} B storage ({} files); Db value {} B",
         BOARD,
         ENGINE_RAM_BYTES,
         MEMTABLE_BYTES,
+        SCRATCH_BYTES,
         STORAGE_BYTES,
         STORAGE_FILES,
         DB_BYTES
@@ -43,7 +48,7 @@ fn main() -> ! {
         exit(false);
     }
 
-    let result = app::run(flash, mem_a, mem_b);
+    let result = app::run(flash, mem_a, mem_b, scratch);
     let stack = app::stack::usage();
     hprintln!("stack: high-water {} B of {} B", stack.high_water, stack.region);
     match result {
