@@ -426,7 +426,9 @@ const char *minivault_version(void);
 
 // Makes an iterator over the keys from `start` (inclusive) to `end` (exclusive) and stores it
 // in `*iter`. A NULL `start` (with length 0) starts at the first key; a NULL `end` ends after
-// the last. The bytes are copied: the caller's buffers may be reused at once.
+// the last. A non-NULL `end` of length 0 is the empty key, below every key: the iterator is
+// empty (pass NULL for no end). The bytes are copied: the caller's buffers may be reused at
+// once.
 //
 // # Safety
 // `db` is NULL or an open handle; `start` points to `start_len` bytes and `end` to `end_len`

@@ -363,6 +363,14 @@ static void test_iterators(void) {
     CHECK(drain(it, 0, "s1/00001") == 2500);
     minivault_iter_free(it);
 
+    /* A non-NULL empty end is the empty key, below every key: nothing. NULL: no end. */
+    CHECK_STATUS(minivault_iter_range(db, (const uint8_t *)"", 0, (const uint8_t *)"", 0, &it), MINIVAULT_OK);
+    CHECK(drain(it, 0, NULL) == 0);
+    minivault_iter_free(it);
+    CHECK_STATUS(minivault_iter_range(db, (const uint8_t *)"", 0, NULL, 0, &it), MINIVAULT_OK);
+    CHECK(drain(it, 0, "s0/00000") == 5000);
+    minivault_iter_free(it);
+
     /* [s0/00100, s0/00200): 50 keys; from both ends, meeting in the middle. */
     CHECK_STATUS(minivault_iter_range(db, KEY("s0/00100"), KEY("s0/00200"), &it), MINIVAULT_OK);
     int front = 0, back = 0;
