@@ -62,6 +62,7 @@ where
             order: None,
             space,
             running: heapless::Vec::new(),
+            flushing: None,
         };
         let mut attempt = 1;
         loop {
