@@ -48,6 +48,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod background;
+mod flusher;
 mod db;
 mod error;
 #[cfg(feature = "mqtt")]
@@ -69,6 +70,8 @@ pub mod row_cache;
 pub mod storage;
 
 pub use background::{BackgroundStats, SLOWDOWN};
+#[doc(hidden)]
+pub use flusher::FlushHook;
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
 pub use minivault_core::{
