@@ -7,6 +7,9 @@
 //! rotate ─────────► Wals::rotate            sync the WAL, start the next
 //!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
 //!                  └► compaction::run       policy, merge, Version::replace
+//! plan_flush ─────► flush::write_temp       the same flush apart from the database (a copy of
+//!   install_flush                           the immutable MemTable, another storage handle);
+//!                                           meanwhile a rotation is Error::FlushPending
 //! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
 //! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
 //! after a flush ──► space                   the cap: evict the oldest tables, or refuse writes

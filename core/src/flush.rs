@@ -76,8 +76,8 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     }
 }
 
-/// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, synced by the builder's
-/// finish, not yet live; `None` (and no file left) when there was nothing to write. On a full
+/// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, not yet live and not synced
+/// (`Version::add` syncs it; a flush apart from the database syncs it first, off the lock); `None` (and no file left) when there was nothing to write. On a full
 /// storage the file is removed and the error is [`Error::Full`]; after another failure the
 /// `.tmp` may be left, for the caller or the next open to remove.
 pub fn write_temp<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(

@@ -1,5 +1,7 @@
-//! Background compaction: merges of SSTables run on worker threads while writes go on, and a
-//! write waits only when flushes outrun the workers.
+//! Background work: merges of SSTables run on worker threads and the frozen MemTable is flushed
+//! on a thread of its own ([`crate::flusher`]) while writes go on. A write waits only when the
+//! disk is slower than the writes: when flushes outrun the merges (the table thresholds below),
+//! or when it fills the next MemTable before the previous flush is installed.
 //!
 //! The engine runs in [`CompactionMode::External`](minivault_core::CompactionMode::External):
 //! it never compacts inside a write (unless the table limit forces it), and this module plans,
@@ -15,8 +17,10 @@
 //!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
 //!   tables ≥ slowdown_tables: sleep SLOWDOWN,        looking at the stop flag between steps
 //!     lock let go                                  sync the output, report it, notify
-//! the write (a rotation flushes inline)              `reported`
-//! after it: Engine::plan_compaction → idle worker
+//! the write (a rotation only freezes the MemTable     `reported`
+//!   and starts the next WAL)
+//! after it: the flush of the frozen MemTable → the flush thread (crate::flusher);
+//!   Engine::plan_compaction → idle worker
 //! ```
 //!
 //! `Background` lives beside the engine under [`crate::Db`]'s engine lock, and every method
@@ -25,8 +29,13 @@
 //! rename, a directory sync and the removal of the inputs, in the call that picks the report
 //! up. The merge itself never holds the engine or its lock.
 //!
+//! `Background` owns the flush thread too: its reports are picked up by the same calls (the
+//! flush first, so the compactions planned next see its table), it notifies the same
+//! `reported`, and it stops in [`Background::shut_down`], after the workers, finishing its
+//! flush.
+//!
 //! # Failure
-//! A compaction that fails poisons the database exactly as a failed write does
+//! A compaction (or a flush) that fails poisons the database exactly as a failed write does
 //! ([`minivault_core::Db::fail_compaction`]): the next write, `flush`, `sync` or `close`
 //! returns the error, later ones [`minivault_core::Error::Poisoned`]; reads go on. Out of space
 //! only skips that compaction (its output removed), as inline.

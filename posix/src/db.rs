@@ -9,7 +9,8 @@
 //!  Db ─ state: Mutex ─ the engine (MemTables, WAL, SSTables), its read buffer, the ticket count
 //!     ─ rows:  Mutex ─ the row cache
 //!     ─ commit       ─ the group-commit hand-off (crate::group_commit)
-//!     ─ (in state)   ─ the compaction workers' writer side (crate::background)
+//!     ─ (in state)   ─ the flush thread's and compaction workers' writer side
+//!                      (crate::background, crate::flusher)
 //! ```
 //!
 //! - A **write** takes the engine's lock to append its WAL record (handed to the OS, not
@@ -27,12 +28,20 @@
 //!   `crate::background`): a write installs what they finished and hands them what is due,
 //!   under the engine's lock; their merges run without it. A write held back at
 //!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
+//! - **Flushes** run on the flush thread (with any background thread; `crate::flusher`): the
+//!   write that fills the active MemTable freezes it and starts the next WAL; in the same
+//!   lock section the frozen MemTable is copied to the flush thread, which writes the SSTable
+//!   without the lock; the next call installs it. The frozen MemTable answers reads until
+//!   then. A write that fills the next MemTable first gets `FlushPending` from the engine
+//!   (nothing logged) and waits for the flush with the lock let go, then runs again.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
-//!   MemTable rotation (with the sync of the old WAL) and the flush it triggers, a compaction's
-//!   install (rename, directory sync, removals), inline compactions when `background_threads`
-//!   is 0, [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache,
-//!   or `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
-//!   `fdatasync`, a background merge, or a write's wait at the thresholds.
+//!   MemTable rotation (the sort of the frozen MemTable, the sync of the old WAL, the new WAL's
+//!   creation, and the copy for the flush thread), a flush's and a compaction's install
+//!   (rename, directory sync, removals), inline flushes and compactions when
+//!   `background_threads` is 0, [`Db::flush`], gets that miss the row cache (SSTable pages
+//!   through the page cache, or `pread`), and each batch of an iterator ([`crate::scan`]).
+//!   Never a group commit's `fdatasync`, a background flush's or merge's writing, or a write's
+//!   wait at the thresholds or for a flush.
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -393,7 +402,8 @@ impl Db {
                 let Some(bg) = &mut state.background else { break written };
                 if bg.flush_running() {
                     let reported = bg.reported();
-                    guard = reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+                    guard =
+                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
                 } else {
                     // Installed (or given up: then the next rotation flushes inline).
                     bg.schedule_flush(&mut state.engine);

@@ -11,7 +11,8 @@
 //!   whether dead entries may be dropped
 //! Engine::copy_immutable into the flush copy ─►  flush::write_temp: filter built in the
 //!   (a memcpy of the used bytes)                   copy, <id>.tmp written and synced through
-//!                                                  its own PosixStorage handle
+//!                                                  its own PosixStorage handle, no lock (the
+//!                                                  install's sync then finds nothing to do)
 //! a later call (or the write waiting for it) ◄─  report, notify `reported`
 //!   Engine::install_flush: rename to <id>.sst,
 //!   directory synced, WALs retired, the frozen
@@ -94,7 +95,11 @@ pub(crate) struct Flusher {
 impl Flusher {
     /// Starts the flush thread on a second handle of `engine`'s storage, with a flush copy of
     /// `buffer_len` bytes (a MemTable buffer's length); it notifies `reported` after each report.
-    pub(crate) fn start(engine: &mut Engine, buffer_len: usize, reported: Arc<Condvar>) -> io::Result<Flusher> {
+    pub(crate) fn start(
+        engine: &mut Engine,
+        buffer_len: usize,
+        reported: Arc<Condvar>,
+    ) -> io::Result<Flusher> {
         let storage = engine.storage().second_handle(FLUSH_CACHE_BYTES)?;
         let (jobs, job_rx) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
@@ -218,7 +223,15 @@ fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>,
         storage.clear_cache();
         let result = match hook.map(|hook| hook()) {
             Some(Err(e)) => Err(CoreError::Storage(e)),
-            _ => flush::write_temp(&mut storage, &plan, &mut mem),
+            _ => flush::write_temp(&mut storage, &plan, &mut mem).and_then(|table| match table {
+                // Synced here, off the lock: the install's sync then finds nothing to write.
+                Some((mut file, footer)) => {
+                    minivault_core::Storage::sync(&mut storage, &mut file)
+                        .map_err(|e| minivault_core::space::no_space(&storage, e))?;
+                    Ok(Some((file, footer)))
+                }
+                None => Ok(None),
+            }),
         };
         if result.is_err() {
             // Open removes it if this fails.

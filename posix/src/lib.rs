@@ -48,9 +48,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod background;
-mod flusher;
 mod db;
 mod error;
+mod flusher;
 #[cfg(feature = "mqtt")]
 pub mod forward;
 mod group_commit;
@@ -70,10 +70,10 @@ pub mod row_cache;
 pub mod storage;
 
 pub use background::{BackgroundStats, SLOWDOWN};
-#[doc(hidden)]
-pub use flusher::FlushHook;
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
+#[doc(hidden)]
+pub use flusher::FlushHook;
 pub use minivault_core::{
     BatchError, Corruption, FileName, Stats, TableInfo, WhenFull, MAX_KEY_LEN, MAX_VALUE_LEN,
 };
