@@ -140,7 +140,7 @@ struct Run {
 struct PendingFlush {
     plan: FlushPlan,
     mem: MemTable<Vec<u8>>,
-    table: Option<Option<(FaultFile, minivault_core::sstable::Footer)>>,
+    table: Option<Option<flush::TempTable<FaultFile>>>,
 }
 
 /// Who runs the compactions in a run of the model.

@@ -45,13 +45,16 @@ impl FlushPlan {
     }
 }
 
-/// A flush's output, written and synced as `<id>.tmp` ([`write_temp`]), to be made live by
+/// A table written as `<id>.tmp` ([`write_temp`]): its file and footer.
+pub type TempTable<F> = (F, Footer);
+
+/// A flush's output, written as `<id>.tmp` ([`write_temp`]), to be made live by
 /// [`crate::Db::install_flush`]; `table` is `None` when every entry was dead (nothing written).
 pub struct Flushed<F> {
     /// The flush this is the output of.
     pub plan: FlushPlan,
     /// The temporary table and its footer.
-    pub table: Option<(F, Footer)>,
+    pub table: Option<TempTable<F>>,
 }
 
 /// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
@@ -84,7 +87,7 @@ pub fn write_temp<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     storage: &mut S,
     plan: &FlushPlan,
     mem: &mut MemTable<M>,
-) -> Result<Option<(S::File, Footer)>, Error<S::Error>> {
+) -> Result<Option<TempTable<S::File>>, Error<S::Error>> {
     let Some((sorted, filter)) = mem.flush_parts() else { return Ok(None) };
     let mut source = Source { sorted, drop_dead_at: plan.drop_dead_at, next: 0, slot: 0 };
     let tmp = plan.temp_name();
