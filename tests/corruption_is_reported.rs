@@ -279,6 +279,8 @@ fn garbage_inside_a_wal_before_valid_records_fails_open() {
 }
 
 /// A database with two WALs (a rotation, no flush yet), closed; returns the WALs, oldest first.
+/// `options` flush inline (`background_threads` = 0): the frozen MemTable waits for the next
+/// rotation, so one rotation leaves two WALs (a flush thread would retire the older at once).
 fn database_with_two_wals(dir: &Path, options: Options) -> Vec<std::path::PathBuf> {
     let db = Db::open_with(dir, options).unwrap();
     let mut i = 0;
@@ -294,7 +296,12 @@ fn database_with_two_wals(dir: &Path, options: Options) -> Vec<std::path::PathBu
 
 #[test]
 fn torn_tail_in_an_older_wal_is_corruption() {
-    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
+    let options = Options {
+        memtable_bytes: 4096,
+        durability: Durability::Always,
+        background_threads: 0,
+        ..Options::default()
+    };
     // The older WAL was synced whole before the newer one was created, so a damaged last record
     // in it is damage, whether the file ends there or its zero tail follows.
     for zero_tail in [false, true] {
@@ -319,7 +326,12 @@ fn torn_tail_in_an_older_wal_is_corruption() {
 
 #[test]
 fn non_zero_bytes_in_the_zero_tail_of_an_older_wal_are_corruption() {
-    let options = Options { memtable_bytes: 4096, durability: Durability::Always, ..Options::default() };
+    let options = Options {
+        memtable_bytes: 4096,
+        durability: Durability::Always,
+        background_threads: 0,
+        ..Options::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let wals = database_with_two_wals(dir.path(), options);
     let bytes = fs::read(&wals[0]).unwrap();

@@ -33,6 +33,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use minivault_core::compaction::{Execution, Maintenance, Plan};
+use minivault_core::flush::{self, FlushPlan, Flushed};
+use minivault_core::memtable::MemTable;
 use minivault_core::{CompactionMode, Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
     show, visible, FaultConfig, FaultError, FaultFile, FaultKind, FaultStorage, History, ManualClock,
@@ -63,6 +65,10 @@ struct Counts {
     storage_calls: u64,
     /// Compactions completed by `Db::maintain` (Mode::Maintained) or by writes (Mode::Stepped).
     maintained_compactions: u64,
+    /// Flushes installed apart from the engine, and writes refused with `FlushPending` (mode
+    /// `Background`).
+    installed_flushes: u64,
+    flush_pending: u64,
     /// Failing seeds, by what failed first.
     refusals: u64,
     lost_durable: u64,
@@ -91,6 +97,8 @@ impl Counts {
         self.dir_ops_dropped += o.dir_ops_dropped;
         self.storage_calls += o.storage_calls;
         self.maintained_compactions += o.maintained_compactions;
+        self.installed_flushes += o.installed_flushes;
+        self.flush_pending += o.flush_pending;
     }
 }
 
@@ -124,6 +132,18 @@ struct Run {
     /// Compactions in steps inside the writes ([`CompactionMode::Stepped`]), with a budget and
     /// scratch memory drawn at each open.
     stepped: bool,
+    /// Flushes run apart from the engine (`Db::plan_flush`, `flush::write_temp`,
+    /// `Db::install_flush`) between the other steps, as the POSIX flush thread runs them.
+    flushes: bool,
+    flush: Option<PendingFlush>,
+}
+
+/// A flush run apart from the engine: its plan, the copy of the frozen MemTable, and once
+/// written, its output (`Some(None)`: nothing to write).
+struct PendingFlush {
+    plan: FlushPlan,
+    mem: MemTable<Vec<u8>>,
+    table: Option<Option<flush::TempTable<FaultFile>>>,
 }
 
 /// Who runs the compactions in a run of the model.
@@ -137,6 +157,9 @@ enum Mode {
     Maintained,
     /// The engine, a step in each write ([`CompactionMode::Stepped`]).
     Stepped,
+    /// The test, as for `External`, and the flushes too (`plan_flush`, `write_temp`,
+    /// `install_flush`): what the POSIX background threads do.
+    Background,
 }
 
 /// A compaction being run apart from the engine, with its scratch memory.
@@ -182,11 +205,13 @@ impl Run {
             recent: VecDeque::new(),
             counts: Counts { seeds: 1, ..Counts::default() },
             broken: None,
-            external: mode == Mode::External || mode == Mode::Maintained,
+            external: matches!(mode, Mode::External | Mode::Maintained | Mode::Background),
             execs: Vec::new(),
             maintained: mode == Mode::Maintained,
             maintenance: None,
             stepped: mode == Mode::Stepped,
+            flushes: mode == Mode::Background,
+            flush: None,
         }
     }
 
@@ -280,6 +305,67 @@ impl Run {
                     Err(e) => {
                         let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
                         self.compaction_failed(plan, e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of the flush run apart from the engine: plan it and copy the frozen MemTable,
+    /// write its table, or install it.
+    fn flush_step(&mut self) -> Result<(), String> {
+        let mut storage = self.storage.clone();
+        let mem_len = self.mem;
+        let Some(mut pending) = self.flush.take() else {
+            let db = self.db.as_mut().ok_or("database is not open")?;
+            let Some(plan) = db.plan_flush() else { return Ok(()) };
+            let mem = db.copy_immutable(vec![0u8; mem_len]).map_err(|_| "no frozen MemTable to copy")?;
+            self.note(format!("plan flush {plan:?}"));
+            self.flush = Some(PendingFlush { plan, mem, table: None });
+            return Ok(());
+        };
+        let plan = pending.plan;
+        match pending.table.take() {
+            None => match flush::write_temp(&mut storage, &plan, &mut pending.mem) {
+                Ok(table) => {
+                    self.note(format!("flush {plan:?} written"));
+                    pending.table = Some(table);
+                    self.flush = Some(pending);
+                }
+                Err(e) => {
+                    let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
+                    self.note(format!("flush {plan:?} failed: {e:?}"));
+                    let db = self.db();
+                    let reported = db.fail_flush(&plan, e.clone());
+                    match (&e, reported) {
+                        (Error::Full, Ok(()) | Err(Error::Full)) if !db.is_poisoned() => {
+                            self.counts.full += 1
+                        }
+                        (_, Err(r)) if r == e && db.is_poisoned() => {
+                            self.poisoned = true;
+                            self.counts.injected_errors += 1;
+                        }
+                        (_, r) => return Err(format!("fail_flush({e:?}) returned {r:?}")),
+                    }
+                }
+            },
+            Some(table) => {
+                let db = self.db();
+                match db.install_flush(Flushed { plan, table }) {
+                    Ok(()) => {
+                        self.note(format!("install flush {plan:?}"));
+                        self.counts.installed_flushes += 1;
+                    }
+                    Err(e) => {
+                        if !db.is_poisoned() {
+                            return Err(format!(
+                                "flush install failed with {e:?} but the database takes writes"
+                            ));
+                        }
+                        self.note(format!("install flush {plan:?} -> {e:?}"));
+                        self.poisoned = true;
+                        self.counts.injected_errors += 1;
                     }
                 }
             }
@@ -387,6 +473,7 @@ impl Run {
         // stay for open to remove.
         self.execs.clear();
         self.maintenance = None;
+        self.flush = None;
         if self.persistent_fault {
             self.storage.clear_faults();
             self.persistent_fault = false;
@@ -473,6 +560,12 @@ impl Run {
                 Ok(())
             }
             Err(Error::BatchTooLarge { len, max }) if matches!(op, ModelOp::Batch(_)) && len > max => Ok(()),
+            // Both MemTables busy while a flush runs apart: refused before its WAL record.
+            Err(Error::FlushPending) if self.flush.is_some() && !self.db().is_poisoned() => {
+                self.note("  -> FlushPending (not stored)".into());
+                self.counts.flush_pending += 1;
+                Ok(())
+            }
             // Out of space where nothing was left behind: not stored (so not in flight: it must be
             // absent after any crash), and not poisoning.
             Err(Error::Full) if !self.db().is_poisoned() => {
@@ -506,6 +599,10 @@ impl Run {
                 Ok(())
             }
             Err(Error::Poisoned) if self.poisoned => Ok(()),
+            Err(Error::FlushPending) if flush && self.flush.is_some() && !self.db().is_poisoned() => {
+                self.note("  -> FlushPending".into());
+                Ok(())
+            }
             Err(Error::Full) if !self.db().is_poisoned() => {
                 self.note("  -> Full".into());
                 self.counts.full += 1;
@@ -572,6 +669,9 @@ impl Run {
         self.counts.steps += 1;
         if self.maintained && self.rng.chance(1, 2) {
             return self.maintain_step();
+        }
+        if self.flushes && self.rng.chance(1, 4) {
+            return self.flush_step();
         }
         if self.external && self.rng.chance(1, 3) {
             return self.compaction_step();
@@ -844,6 +944,14 @@ fn run_model_with(
         totals.other_failures,
         totals.power_cuts
     );
+    if mode == Mode::Background {
+        eprintln!(
+            "{test}: {} flushes installed apart from the engine, {} writes refused with FlushPending",
+            totals.installed_flushes, totals.flush_pending
+        );
+        assert!(totals.installed_flushes > totals.seeds, "too few flushes ran apart");
+        assert!(totals.flush_pending > 0, "no write met a running flush");
+    }
     if mode == Mode::Maintained || mode == Mode::Stepped {
         eprintln!(
             "{test}: {} compactions completed by Db::maintain or writes",
@@ -953,6 +1061,35 @@ fn external_compactions_in_every_n_lose_at_most_n_minus_one_writes() {
         500,
         0xBAC6_4E4E,
         Mode::External,
+    );
+}
+
+/// Flushes and compactions run apart from the engine (what the POSIX flush and compaction
+/// threads do), each split into its steps (plan and copy, write the `.tmp`, install) and
+/// interleaved with writes that are refused with `FlushPending` while a flush runs, with power
+/// cuts, crashes, faults and a full disk between and inside them: no acknowledged write lost.
+#[test]
+fn background_flushes_and_compactions_lose_no_acknowledged_write() {
+    run_model_with(
+        "background_flushes_and_compactions_lose_no_acknowledged_write",
+        SyncPolicy::EveryWrite,
+        PowerCutModel::Wide,
+        1000,
+        0xF1A5,
+        Mode::Background,
+    );
+}
+
+/// The same in `EveryN(4)` with the narrow model.
+#[test]
+fn background_flushes_in_every_n_lose_at_most_n_minus_one_writes() {
+    run_model_with(
+        "background_flushes_in_every_n_lose_at_most_n_minus_one_writes",
+        SyncPolicy::EveryN(4),
+        PowerCutModel::Narrow,
+        500,
+        0xF1A5_4E4E,
+        Mode::Background,
     );
 }
 

@@ -76,7 +76,7 @@ fn info_is_readable_sections_ending_with_an_empty_line() {
     let active = info.iter().find(|l| l.starts_with("active")).unwrap();
     assert!(active.contains("of 3.5 MiB, 1 key"), "{active}");
     let memory = info.iter().find(|l| l.starts_with("memory")).unwrap();
-    assert!(memory.contains("at most 28 MiB"), "{memory}");
+    assert!(memory.contains("at most 32 MiB"), "{memory}");
     let row_cache = info.iter().find(|l| l.starts_with("row cache")).unwrap();
     assert!(row_cache.starts_with("row cache  1 row, "), "{row_cache}");
     assert!(info.iter().any(|l| l.starts_with("disk ")), "{info:?}");

@@ -20,6 +20,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use common::Rng;
 use minivault::{Db, Durability, Options, WriteBatch};
@@ -47,6 +48,21 @@ fn seq_of(k: u64, v: &[u8]) -> u64 {
     let owner = parts.next().and_then(|p| p.parse::<u64>().ok());
     assert_eq!(owner, Some(k), "key {k} holds another key's value {s:?}");
     seq.unwrap_or_else(|| panic!("key {k}: malformed value {s:?}"))
+}
+
+/// On drop (a read's end): counts the read if a flush was held at its start and still is.
+struct HeldRead<'a> {
+    held_before: bool,
+    holding: &'a AtomicBool,
+    reads_while_held: &'a AtomicU64,
+}
+
+impl Drop for HeldRead<'_> {
+    fn drop(&mut self) {
+        if self.held_before && self.holding.load(Ordering::SeqCst) {
+            self.reads_while_held.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What every thread sees of every key.
@@ -126,10 +142,22 @@ fn writer(
     last
 }
 
-fn reader(db: &Db, model: &Model, r: u64, stop: &AtomicBool, seed: u64) -> (u64, u64) {
+/// Reads (gets and scans) checked against the model until `stop`; counts in `reads_while_held`
+/// those that started and ended while `holding` (a flush held in progress) was set.
+fn reader(
+    db: &Db,
+    model: &Model,
+    r: u64,
+    stop: &AtomicBool,
+    seed: u64,
+    holding: &AtomicBool,
+    reads_while_held: &AtomicU64,
+) -> (u64, u64) {
     let mut rng = Rng::new(seed ^ (100 + r));
     let (mut gets, mut scans) = (0, 0);
     while !stop.load(Ordering::SeqCst) {
+        let held_before = holding.load(Ordering::SeqCst);
+        let _count = HeldRead { held_before, holding, reads_while_held };
         if rng.chance(1, 20) {
             let lo = rng.below(KEYS);
             let hi = (lo + 1 + rng.below(20)).min(KEYS);
@@ -166,10 +194,28 @@ fn reader(db: &Db, model: &Model, r: u64, stop: &AtomicBool, seed: u64) -> (u64,
 }
 
 fn run(durability: Durability, ops: u64, seed: u64) {
+    run_with(durability, ops, seed, None);
+}
+
+/// [`run`]; with `flush_hold`, every background flush is held that long before it writes its
+/// table (the frozen MemTable answering the readers meanwhile), and reads made while a flush is
+/// held are counted: some must be.
+fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     // Small MemTables: rotations, flushes and compactions while readers read.
     let options = Options { memtable_bytes: 16 << 10, durability, ..Options::default() };
     let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
+    let holding = Arc::new(AtomicBool::new(false));
+    let reads_while_held = Arc::new(AtomicU64::new(0));
+    if let Some(hold) = flush_hold {
+        let holding = Arc::clone(&holding);
+        db.set_flush_hook(Some(Arc::new(move || {
+            holding.store(true, Ordering::SeqCst);
+            thread::sleep(hold);
+            holding.store(false, Ordering::SeqCst);
+            Ok(())
+        })));
+    }
     let model = Arc::new(Model {
         acked: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
         deletes: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
@@ -178,7 +224,8 @@ fn run(durability: Durability, ops: u64, seed: u64) {
     let readers: Vec<_> = (0..READERS)
         .map(|r| {
             let (db, model, stop) = (db.clone(), model.clone(), stop.clone());
-            thread::spawn(move || reader(&db, &model, r, &stop, seed))
+            let (holding, reads_while_held) = (holding.clone(), reads_while_held.clone());
+            thread::spawn(move || reader(&db, &model, r, &stop, seed, &holding, &reads_while_held))
         })
         .collect();
     let writers: Vec<_> = (0..WRITERS)
@@ -223,6 +270,13 @@ fn run(durability: Durability, ops: u64, seed: u64) {
     let bg = db.background_stats();
     eprintln!("{durability:?}: {bg:?}");
     assert!(bg.installed > 0 && bg.installed == stats.compactions, "{bg:?}, {stats:?}");
+    // Flushes ran on the flush thread.
+    assert!(bg.flushes > 0, "{bg:?}");
+    if flush_hold.is_some() {
+        let held = reads_while_held.load(Ordering::SeqCst);
+        eprintln!("{durability:?}: {held} reads while a flush was held");
+        assert!(held > 0, "no read ran while a flush was in progress");
+    }
     let db = Arc::into_inner(db).expect("every thread is done");
     db.close().unwrap();
     let db = Db::open_with(dir.path(), options).unwrap();
@@ -242,6 +296,11 @@ fn many_threads_against_a_model_syncing_every_8_writes() {
 #[test]
 fn many_threads_against_a_model_syncing_manually() {
     run(Durability::Manual, 1500, 0x5a1e_0003);
+}
+
+#[test]
+fn many_threads_against_a_model_while_each_flush_is_held_in_progress() {
+    run_with(Durability::EveryN(8), 1500, 0x5a1e_0004, Some(Duration::from_millis(3)));
 }
 
 #[test]

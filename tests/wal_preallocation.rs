@@ -92,7 +92,13 @@ fn preallocated_wal_with_a_zero_tail_reopens_with_every_acknowledged_write_and_n
 #[test]
 fn older_wal_with_a_zero_tail_is_replayed_fully() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { memtable_bytes: 16 * 1024, durability: Durability::Always, ..Options::default() };
+    // Flushes inline (no background threads): the frozen MemTable waits for the next rotation.
+    let options = Options {
+        memtable_bytes: 16 * 1024,
+        durability: Durability::Always,
+        background_threads: 0,
+        ..Options::default()
+    };
     let mut written = 0;
     {
         let db = PosixDb::open_with(dir.path(), options).unwrap();

@@ -7,6 +7,9 @@
 //! rotate ─────────► Wals::rotate            sync the WAL, start the next
 //!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
 //!                  └► compaction::run       policy, merge, Version::replace
+//! plan_flush ─────► flush::write_temp       the same flush apart from the database (a copy of
+//!   install_flush                           the immutable MemTable, another storage handle);
+//!                                           meanwhile a rotation is Error::FlushPending
 //! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
 //! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
 //! after a flush ──► space                   the cap: evict the oldest tables, or refuse writes
@@ -28,12 +31,12 @@ use crate::batch::WriteBatch;
 use crate::compaction::{self, Compacted, Input, Plan};
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
-use crate::flush;
+use crate::flush::{self, FlushPlan, Flushed};
 use crate::limits::{
     MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_MERGE, MAX_RUNNING, MAX_TABLES, MAX_VALUE_LEN,
 };
 use crate::log::{event, warn_event};
-use crate::memtable::MemLookup;
+use crate::memtable::{MemLookup, MemTable};
 use crate::memtables::MemTables;
 use crate::options::{Clock, CompactionMode, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
@@ -91,6 +94,10 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) stepped: Option<compaction::steps::Stepped<S::File>>,
     /// Its scratch memory ([`Db::set_compaction_scratch`]).
     pub(crate) stepped_scratch: Option<M>,
+    /// The flush of the immutable MemTable running apart from the database
+    /// ([`Db::plan_flush`]): while it runs, a write that must rotate gets
+    /// [`Error::FlushPending`].
+    pub(crate) flushing: Option<FlushPlan>,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -114,6 +121,8 @@ where
                     Err(e) => return self.poison(e),
                 },
                 Err(Error::Full) => {}
+                // Refused before anything was logged or changed: the caller waits for the flush.
+                Err(Error::FlushPending) => return Err(Error::FlushPending),
                 Err(e) => return self.poison(e),
                 // The write may have extended the WAL past the cap.
                 Ok(_) => return self.enforce_cap().map_or_else(|e| self.poison(e), |()| result),
@@ -364,8 +373,12 @@ where
     }
 
     /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable
-    /// first.
+    /// first (inline, unless a flush apart from the database runs: then
+    /// [`Error::FlushPending`], before anything changed).
     fn rotate(&mut self) -> Result<(), S> {
+        if self.flushing.is_some() {
+            return Err(Error::FlushPending);
+        }
         self.flush_immutable()?;
         let id = self.version.new_id();
         let old = self.wals.rotate(&mut self.storage, id)?;
@@ -551,10 +564,132 @@ where
         self.take_running(plan);
     }
 
+    /// Decides the flush of the immutable MemTable, to run apart from the database (on POSIX,
+    /// the flush thread): the new table's id, the WALs it covers, whether dead entries may be
+    /// left out. Until [`Db::install_flush`], [`Db::fail_flush`] or [`Db::abandon_flush`] is
+    /// called with it, the immutable MemTable stays and answers reads, and a write that must
+    /// rotate gets [`Error::FlushPending`] (refused before its WAL record: nothing stored, not
+    /// poisoning). `None` when there is no immutable MemTable, a flush runs already, the
+    /// database is read-only or poisoned, or the table set is full (the next rotation then
+    /// flushes inline, as without this call).
+    ///
+    /// Run it with [`Db::copy_immutable`] and [`flush::write_temp`] on a storage handle of its
+    /// own.
+    pub fn plan_flush(&mut self) -> Option<FlushPlan> {
+        if self.poisoned || self.is_read_only() || self.flushing.is_some() || self.version.is_full() {
+            return None;
+        }
+        let covered = self.mems.immutable_wal()?;
+        let drop_dead_at = self.version.is_empty().then(|| self.clock.now());
+        let plan = FlushPlan { id: self.version.new_id(), covered, drop_dead_at };
+        self.flushing = Some(plan);
+        Some(plan)
+    }
+
+    /// The flush planned by [`Db::plan_flush`] and not yet installed, failed or abandoned.
+    pub fn flush_running(&self) -> Option<FlushPlan> {
+        self.flushing
+    }
+
+    /// A copy of the immutable MemTable in `buf` (as long as a MemTable buffer), for a flush run
+    /// apart from the database: the copy is the flusher's, which builds the table's filter in
+    /// it, while the database's own keeps answering reads. `Err(buf)` when there is no
+    /// immutable MemTable or `buf`'s length is not a MemTable buffer's.
+    pub fn copy_immutable<N: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        buf: N,
+    ) -> core::result::Result<MemTable<N>, N> {
+        if self.mems.immutable_wal().is_none() {
+            return Err(buf);
+        }
+        self.mems.other().frozen_copy(buf)
+    }
+
+    /// Makes a flush's output live (`<id>.tmp` synced, renamed to `<id>.sst`, directory synced:
+    /// [`crate::version::Version::add`]), then retires the WALs it covers and the immutable
+    /// MemTable, compacts when the table limit forces it, and applies the cap: what the inline
+    /// flush does after writing. A flush whose plan is not the running one, or whose database
+    /// was poisoned meanwhile, is discarded (its `.tmp` removed; the WAL still holds its
+    /// entries). A failure poisons the database, as any failed change does.
+    pub fn install_flush(&mut self, done: Flushed<S::File>) -> Result<(), S> {
+        let Flushed { plan, table } = done;
+        if self.flushing != Some(plan) || self.poisoned {
+            if self.flushing == Some(plan) {
+                self.flushing = None;
+            }
+            if let Some((file, _)) = table {
+                drop(file);
+                // Open removes it if this fails.
+                let _ = self.storage.remove(&plan.temp_name());
+            }
+            return Ok(());
+        }
+        self.flushing = None;
+        let installed = self.finish_flush(plan, table);
+        installed.or_else(|e| self.poison(e))
+    }
+
+    fn finish_flush(
+        &mut self,
+        plan: FlushPlan,
+        table: Option<(S::File, crate::sstable::Footer)>,
+    ) -> Result<(), S> {
+        if let Some((file, footer)) = table {
+            self.version.add(&mut self.storage, plan.id, file, footer)?;
+        }
+        self.counters.flushes += 1;
+        event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", plan.covered);
+        self.wals.retire(&mut self.storage, plan.covered)?;
+        self.mems.retire_immutable();
+        self.maybe_compact()?;
+        self.enforce_cap()
+    }
+
+    /// Reports that running `plan` failed with `error` (its `.tmp` removed, or left for open
+    /// to remove): the database is poisoned, as by a failed write, and `error` returned. Out of
+    /// space ([`Error::Full`]) does not poison: with [`crate::WhenFull::DropOldest`] the oldest
+    /// table is evicted and `Ok` returned, otherwise the refusal is counted and `Full`
+    /// returned; either way the immutable MemTable stays, to be planned again. A plan that is
+    /// not the running one is ignored.
+    pub fn fail_flush(&mut self, plan: &FlushPlan, error: Error<S::Error>) -> Result<(), S> {
+        if self.flushing != Some(*plan) {
+            return Ok(());
+        }
+        self.flushing = None;
+        match error {
+            Error::Full => {
+                warn_event!("flush failed for want of space; its MemTable stays");
+                if self.space.evicts() {
+                    match self.evict_oldest() {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(e) => return self.poison(e),
+                    }
+                }
+                self.space.count_refusal();
+                Err(Error::Full)
+            }
+            e => self.poison(e),
+        }
+    }
+
+    /// Forgets `plan`, which was given up: the immutable MemTable stays (its entries are in the
+    /// WAL), to be planned again; its `.tmp`, if any, is removed by whoever ran it or by the
+    /// next open.
+    pub fn abandon_flush(&mut self, plan: &FlushPlan) {
+        if self.flushing == Some(*plan) {
+            self.flushing = None;
+        }
+    }
+
     /// Writes every MemTable entry to SSTables and retires the WALs: after this, a reopen replays
-    /// nothing.
+    /// nothing. [`Error::FlushPending`] (nothing done) while a flush planned by
+    /// [`Db::plan_flush`] runs.
     pub fn flush(&mut self) -> Result<(), S> {
         self.mutate(|db| {
+            if db.flushing.is_some() {
+                return Err(Error::FlushPending);
+            }
             if !db.mems.active().is_empty() {
                 db.rotate()?;
             }
@@ -1056,6 +1191,80 @@ mod tests {
                 db.get(format!("k{:04}", i % 400).as_bytes(), &mut buf).unwrap(),
                 Some(&i.to_le_bytes()[..])
             );
+        }
+    }
+
+    /// Puts `k{i}` until a write rotates; returns the next `i`.
+    fn put_until_rotation(db: &mut TestDb, model: &mut BTreeMap<Vec<u8>, Vec<u8>>, mut i: u32) -> u32 {
+        let rotations = db.stats().immutable_keys;
+        loop {
+            let (k, v) = (format!("k{i:05}").into_bytes(), format!("v{i}").into_bytes());
+            match db.put(&k, &v) {
+                Ok(()) => {
+                    model.insert(k, v);
+                }
+                Err(Error::FlushPending) => return i,
+                Err(e) => panic!("{e:?}"),
+            }
+            i += 1;
+            if db.stats().immutable_keys != rotations && db.stats().immutable_keys > 0 {
+                return i;
+            }
+        }
+    }
+
+    #[test]
+    fn a_flush_run_apart_is_refused_into_then_installed_and_reads_see_its_memtable_throughout() {
+        let t = Rc::new(Cell::new(0));
+        let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 4096);
+        let mut model = BTreeMap::new();
+        let mut i = put_until_rotation(&mut db, &mut model, 0);
+        let plan = db.plan_flush().expect("an immutable MemTable to flush");
+        assert_eq!(db.plan_flush(), None, "one flush at a time");
+        let mut copy = db.copy_immutable(vec![0u8; 4096]).ok().unwrap();
+        // Fill the active MemTable: the write that must rotate is refused, nothing logged, and
+        // the database is not poisoned.
+        let wal_before = loop {
+            let wal = db.stats().wal_bytes;
+            let (k, v) = (format!("k{i:05}").into_bytes(), format!("v{i}").into_bytes());
+            match db.put(&k, &v) {
+                Ok(()) => {
+                    model.insert(k, v);
+                    i += 1;
+                }
+                Err(Error::FlushPending) => break wal,
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+        assert_eq!(db.stats().wal_bytes, wal_before, "a refused write logs nothing");
+        assert!(!db.is_poisoned());
+        assert_eq!(db.flush(), Err(Error::FlushPending));
+        for (k, v) in &model {
+            assert_eq!(get(&mut db, k).as_ref(), Some(v), "read while the flush runs");
+        }
+        let table = flush::write_temp(db.storage(), &plan, &mut copy).unwrap();
+        assert_eq!(files(&mut db, ".tmp"), 1);
+        db.install_flush(Flushed { plan, table }).unwrap();
+        assert_eq!((files(&mut db, ".tmp"), db.stats().tables, db.stats().immutable_keys), (0, 1, 0));
+        // The refused write goes through now, rotating.
+        let (k, v) = (format!("k{i:05}").into_bytes(), format!("v{i}").into_bytes());
+        db.put(&k, &v).unwrap();
+        model.insert(k, v);
+        assert!(db.stats().immutable_keys > 0);
+        // A failed flush poisons; reads go on.
+        let plan = db.plan_flush().unwrap();
+        let err = Error::Storage(MemError::Full);
+        assert_eq!(db.fail_flush(&plan, err.clone()), Err(err));
+        assert!(db.is_poisoned());
+        assert_eq!(db.put(b"x", b"y"), Err(Error::Poisoned));
+        for (k, v) in &model {
+            assert_eq!(get(&mut db, k).as_ref(), Some(v));
+        }
+        // Reopened: every write is there (the table, then the WALs replayed).
+        let (storage, _) = db.close();
+        let mut db = external(storage, &t, 4096);
+        for (k, v) in &model {
+            assert_eq!(get(&mut db, k).as_ref(), Some(v));
         }
     }
 

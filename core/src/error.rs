@@ -157,6 +157,11 @@ pub enum Error<E> {
     /// poisoned: reads go on, and writes succeed again once there is room (deletes, compaction,
     /// eviction, or space freed on the storage).
     Full,
+    /// Both MemTables are busy: the active one is full and the other is still being written
+    /// out by a flush the caller runs apart from the database ([`crate::Db::plan_flush`]).
+    /// Nothing of the write was stored (it was refused before its WAL record) and the database
+    /// is not poisoned: install the flush ([`crate::Db::install_flush`]), then write again.
+    FlushPending,
     /// [`crate::Config::max_bytes`] is below what the database needs to work within it with
     /// these MemTables ([`crate::space::min_max_bytes`]).
     MaxBytesTooSmall {
@@ -197,6 +202,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             ),
             Error::Poisoned => f.write_str("an earlier write or sync failed; reopen the database"),
             Error::Full => f.write_str("no space: the database is at its size cap or the storage is full"),
+            Error::FlushPending => f.write_str("both MemTables are busy: a flush is still running"),
             Error::MaxBytesTooSmall { needed, given } => {
                 write!(f, "max_bytes of {given} is below the {needed} these MemTables need")
             }

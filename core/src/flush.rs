@@ -4,6 +4,14 @@
 //! in the MemTable's spare slots, then the table set ([`crate::version::Version::add`]) makes it
 //! live. With no older table, nothing can hide behind a tombstone or an expired entry, so those
 //! are left out.
+//!
+//! Inline ([`write_table`], in the write that rotates) all three steps run in one call. Apart
+//! from the database (the POSIX flush thread) they are split: [`crate::Db::plan_flush`] decides
+//! a [`FlushPlan`] under the database, [`write_temp`] writes `<id>.tmp` from a copy of the frozen
+//! MemTable ([`crate::Db::copy_immutable`]) on a storage handle of its own, and
+//! [`crate::Db::install_flush`] makes it live ([`crate::Db::fail_flush`],
+//! [`crate::Db::abandon_flush`] otherwise). Nothing written before the install's rename is live:
+//! a crash leaves at most the `.tmp`, which open removes, and the WAL still holds every entry.
 
 use crate::entry::RangeDelete;
 use crate::entry::{self, is_dead};
@@ -15,6 +23,39 @@ use crate::space::{discard_if_full, no_space};
 use crate::sstable::{Footer, ReadBack, SsTableBuilder};
 use crate::storage::Storage;
 use crate::version::Version;
+
+/// A flush decided under the database ([`crate::Db::plan_flush`]) and run apart from it: the
+/// table's id, the newest WAL its entries came from, and whether dead entries may be left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPlan {
+    /// The new table's id: `<id>.tmp` while it is written, `<id>.sst` once installed.
+    pub id: u64,
+    /// The newest WAL the MemTable's entries came from: the WALs up to it are retired once the
+    /// table is live.
+    pub covered: u64,
+    /// With no older table, nothing can hide behind a tombstone or an expired entry: the clock
+    /// time at which dead entries (and range deletes) are left out; `None` to keep them.
+    pub drop_dead_at: Option<u64>,
+}
+
+impl FlushPlan {
+    /// The name of the table while it is written.
+    pub fn temp_name(&self) -> FileName {
+        file_name(FileKind::TempTable, self.id)
+    }
+}
+
+/// A table written as `<id>.tmp` ([`write_temp`]): its file and footer.
+pub type TempTable<F> = (F, Footer);
+
+/// A flush's output, written as `<id>.tmp` ([`write_temp`]), to be made live by
+/// [`crate::Db::install_flush`]; `table` is `None` when every entry was dead (nothing written).
+pub struct Flushed<F> {
+    /// The flush this is the output of.
+    pub plan: FlushPlan,
+    /// The temporary table and its footer.
+    pub table: Option<TempTable<F>>,
+}
 
 /// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
 /// SSTable; `now` decides what is dead. Writes nothing if every entry is dead.
@@ -28,18 +69,35 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     if version.is_full() {
         return Err(Error::TooManyTables);
     }
-    let drop_dead_at = version.is_empty().then_some(now);
-    let Some((sorted, filter)) = mem.flush_parts() else { return Ok(()) };
-    let mut source = Source { sorted, drop_dead_at, next: 0, slot: 0 };
-    let id = version.new_id();
-    let tmp = file_name(FileKind::TempTable, id);
+    if !mem.is_frozen() {
+        return Ok(());
+    }
+    let plan = FlushPlan { id: version.new_id(), covered, drop_dead_at: version.is_empty().then_some(now) };
+    match write_temp(storage, &plan, mem)? {
+        Some((file, footer)) => version.add(storage, plan.id, file, footer),
+        None => Ok(()),
+    }
+}
+
+/// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, not yet live and not synced
+/// (`Version::add` syncs it; a flush apart from the database syncs it first, off the lock); `None` (and no file left) when there was nothing to write. On a full
+/// storage the file is removed and the error is [`Error::Full`]; after another failure the
+/// `.tmp` may be left, for the caller or the next open to remove.
+pub fn write_temp<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
+    storage: &mut S,
+    plan: &FlushPlan,
+    mem: &mut MemTable<M>,
+) -> Result<Option<TempTable<S::File>>, Error<S::Error>> {
+    let Some((sorted, filter)) = mem.flush_parts() else { return Ok(None) };
+    let mut source = Source { sorted, drop_dead_at: plan.drop_dead_at, next: 0, slot: 0 };
+    let tmp = plan.temp_name();
     let mut file = storage.create(&tmp).map_err(|e| no_space(storage, e))?;
-    let written = write_contents(storage, &mut file, &mut source, filter, covered, id, &tmp);
+    let written = write_contents(storage, &mut file, &mut source, filter, plan.covered, plan.id, &tmp);
     match written {
-        Ok(Some(footer)) => version.add(storage, id, file, footer),
+        Ok(Some(footer)) => Ok(Some((file, footer))),
         Ok(None) => {
             drop(file);
-            storage.remove(&tmp).storage()
+            storage.remove(&tmp).storage().map(|()| None)
         }
         Err(e) => {
             drop(file);

@@ -548,6 +548,38 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         Some((Sorted { slots: used, arena, ranges: &self.ranges }, filter))
     }
 
+    /// A copy of this frozen table in `buf` (of the same length as this table's buffer): its
+    /// slot table and the arena bytes in use, so the copy answers and flushes exactly as this
+    /// one does. `Err(buf)` when this table is not frozen or the lengths differ. For a flush run
+    /// apart from the database ([`crate::Db::copy_immutable`]): the copy is the flusher's own,
+    /// and [`MemTable::flush_parts`] may build its filter there while this one keeps answering
+    /// reads.
+    pub fn frozen_copy<N: AsRef<[u8]> + AsMut<[u8]>>(&self, mut buf: N) -> Result<MemTable<N>, N> {
+        let n = self.slots * SLOT_LEN + self.arena_used;
+        if !self.frozen || buf.as_ref().len() != self.buffer_len() {
+            return Err(buf);
+        }
+        match (buf.as_mut().get_mut(..n), self.mem.as_ref().get(..n)) {
+            (Some(dst), Some(src)) => dst.copy_from_slice(src),
+            _ => return Err(buf),
+        }
+        Ok(MemTable {
+            mem: buf,
+            slots: self.slots,
+            arena_used: self.arena_used,
+            count: self.count,
+            frozen: true,
+            changes: 0,
+            max_key_len: self.max_key_len,
+            ranges: self.ranges.clone(),
+        })
+    }
+
+    /// The buffer back.
+    pub fn into_buffer(self) -> M {
+        self.mem
+    }
+
     /// The whole buffer as scratch memory, while the table is empty and active (compaction
     /// borrows the idle MemTable this way). Call [`MemTable::reset`] afterwards.
     pub fn scratch(&mut self) -> Option<&mut [u8]> {

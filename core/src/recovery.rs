@@ -64,6 +64,7 @@ where
             running: heapless::Vec::new(),
             stepped: None,
             stepped_scratch: None,
+            flushing: None,
         };
         let mut attempt = 1;
         loop {

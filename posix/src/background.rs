@@ -1,5 +1,7 @@
-//! Background compaction: merges of SSTables run on worker threads while writes go on, and a
-//! write waits only when flushes outrun the workers.
+//! Background work: merges of SSTables run on worker threads and the frozen MemTable is flushed
+//! on a thread of its own ([`crate::flusher`]) while writes go on. A write waits only when the
+//! disk is slower than the writes: when flushes outrun the merges (the table thresholds below),
+//! or when it fills the next MemTable before the previous flush is installed.
 //!
 //! The engine runs in [`CompactionMode::External`](minivault_core::CompactionMode::External):
 //! it never compacts inside a write (unless the table limit forces it), and this module plans,
@@ -15,8 +17,10 @@
 //!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
 //!   tables ≥ slowdown_tables: sleep SLOWDOWN,        looking at the stop flag between steps
 //!     lock let go                                  sync the output, report it, notify
-//! the write (a rotation flushes inline)              `reported`
-//! after it: Engine::plan_compaction → idle worker
+//! the write (a rotation only freezes the MemTable     `reported`
+//!   and starts the next WAL)
+//! after it: the flush of the frozen MemTable → the flush thread (crate::flusher);
+//!   Engine::plan_compaction → idle worker
 //! ```
 //!
 //! `Background` lives beside the engine under [`crate::Db`]'s engine lock, and every method
@@ -25,8 +29,13 @@
 //! rename, a directory sync and the removal of the inputs, in the call that picks the report
 //! up. The merge itself never holds the engine or its lock.
 //!
+//! `Background` owns the flush thread too: its reports are picked up by the same calls (the
+//! flush first, so the compactions planned next see its table), it notifies the same
+//! `reported`, and it stops in [`Background::shut_down`], after the workers, finishing its
+//! flush.
+//!
 //! # Failure
-//! A compaction that fails poisons the database exactly as a failed write does
+//! A compaction (or a flush) that fails poisons the database exactly as a failed write does
 //! ([`minivault_core::Db::fail_compaction`]): the next write, `flush`, `sync` or `close`
 //! returns the error, later ones [`minivault_core::Error::Poisoned`]; reads go on. Out of space
 //! only skips that compaction (its output removed), as inline.
@@ -47,6 +56,7 @@ use std::time::Duration;
 use minivault_core::compaction::{Compacted, Execution, Input, Plan};
 
 use crate::db::Engine;
+use crate::flusher::{FlushHook, Flusher};
 use crate::storage::{PosixFile, PosixStorage};
 use crate::Error;
 
@@ -100,7 +110,12 @@ pub struct BackgroundStats {
     pub slowed_writes: u64,
     /// Writes that waited for a compaction because the tables reached `stop_tables`.
     pub stopped_writes: u64,
-    /// Time writes spent waiting, both kinds.
+    /// Flushes the flush thread wrote and that were installed (`crate::flusher`).
+    pub flushes: u64,
+    /// Writes that filled the active MemTable while the previous one was still being flushed,
+    /// and waited for that flush (the engine's lock let go): the stop condition of the flush.
+    pub flush_waits: u64,
+    /// Time writes spent waiting, all three kinds.
     pub stalled: Duration,
 }
 
@@ -118,6 +133,8 @@ pub(crate) enum Pressure {
 /// The worker threads and the writer side's view of them.
 pub(crate) struct Background {
     workers: Vec<Worker>,
+    /// The flush thread.
+    flusher: Flusher,
     reports: Receiver<Report>,
     /// Notified by a worker after each report (see [`Background::reported`]).
     reported: Arc<Condvar>,
@@ -155,8 +172,10 @@ impl Background {
                 .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
             workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
         }
+        let flusher = Flusher::start(engine, scratch_len, Arc::clone(&reported))?;
         Ok(Background {
             workers,
+            flusher,
             reports,
             reported,
             stop,
@@ -176,7 +195,30 @@ impl Background {
 
     /// What the background has done since open.
     pub(crate) fn stats(&self) -> BackgroundStats {
-        self.stats
+        BackgroundStats { flushes: self.flusher.installed, ..self.stats }
+    }
+
+    /// Sets the hook the flush thread calls before each flush (tests).
+    pub(crate) fn set_flush_hook(&mut self, hook: Option<FlushHook>) {
+        self.flusher.set_hook(hook);
+    }
+
+    /// True while the flush thread has a flush not yet reported back.
+    pub(crate) fn flush_running(&self) -> bool {
+        self.flusher.is_running()
+    }
+
+    /// Hands the flush thread the immutable MemTable, if there is one and it is idle.
+    pub(crate) fn schedule_flush(&mut self, engine: &mut Engine) {
+        if !self.stop.load(Ordering::Relaxed) {
+            self.flusher.schedule(engine);
+        }
+    }
+
+    /// Counts a write that waited `waited` for the running flush.
+    pub(crate) fn note_flush_wait(&mut self, waited: Duration) {
+        self.stats.flush_waits += 1;
+        self.stats.stalled += waited;
     }
 
     /// How hard a write must be held back now: [`Pressure::Stop`] at `stop_tables` tables,
@@ -220,17 +262,19 @@ impl Background {
         self.stats.stalled += waited;
     }
 
-    /// After a write, flush or open: installs what the workers finished and hands idle workers
-    /// the compactions that are due.
+    /// After a write, flush or open: installs what the flush thread and the workers finished,
+    /// hands the flush thread a frozen MemTable, and idle workers the compactions that are due.
     pub(crate) fn after_write(&mut self, engine: &mut Engine) -> Result<(), Error> {
         self.collect(engine)?;
+        self.schedule_flush(engine);
         self.schedule(engine, false);
         Ok(())
     }
 
-    /// Installs (or reports the failure of) every compaction the workers finished.
+    /// Installs (or reports the failure of) the flush and every compaction the threads
+    /// finished.
     pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
-        let mut first_error = None;
+        let mut first_error = self.flusher.collect(engine).err();
         while let Ok(report) = self.reports.try_recv() {
             if let Err(e) = self.handle(engine, report) {
                 first_error.get_or_insert(e);
@@ -336,7 +380,10 @@ impl Background {
                 let _ = t.join();
             }
         }
-        let mut first_error = self.collect(engine).err();
+        // The running flush is finished and installed (crate::flusher says why).
+        let flushed = self.flusher.shut_down(engine).err();
+        let collected = self.collect(engine).err();
+        let mut first_error = flushed.or(collected);
         // Workers that died without reporting.
         for w in &mut self.workers {
             if let Some(plan) = w.busy.take() {

@@ -9,7 +9,8 @@
 //!  Db ─ state: Mutex ─ the engine (MemTables, WAL, SSTables), its read buffer, the ticket count
 //!     ─ rows:  Mutex ─ the row cache
 //!     ─ commit       ─ the group-commit hand-off (crate::group_commit)
-//!     ─ (in state)   ─ the compaction workers' writer side (crate::background)
+//!     ─ (in state)   ─ the flush thread's and compaction workers' writer side
+//!                      (crate::background, crate::flusher)
 //! ```
 //!
 //! - A **write** takes the engine's lock to append its WAL record (handed to the OS, not
@@ -27,12 +28,20 @@
 //!   `crate::background`): a write installs what they finished and hands them what is due,
 //!   under the engine's lock; their merges run without it. A write held back at
 //!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
+//! - **Flushes** run on the flush thread (with any background thread; `crate::flusher`): the
+//!   write that fills the active MemTable freezes it and starts the next WAL; in the same
+//!   lock section the frozen MemTable is copied to the flush thread, which writes the SSTable
+//!   without the lock; the next call installs it. The frozen MemTable answers reads until
+//!   then. A write that fills the next MemTable first gets `FlushPending` from the engine
+//!   (nothing logged) and waits for the flush with the lock let go, then runs again.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
-//!   MemTable rotation (with the sync of the old WAL) and the flush it triggers, a compaction's
-//!   install (rename, directory sync, removals), inline compactions when `background_threads`
-//!   is 0, [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache,
-//!   or `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
-//!   `fdatasync`, a background merge, or a write's wait at the thresholds.
+//!   MemTable rotation (the sort of the frozen MemTable, the sync of the old WAL, the new WAL's
+//!   creation, and the copy for the flush thread), a flush's and a compaction's install
+//!   (rename, directory sync, removals), inline flushes and compactions when
+//!   `background_threads` is 0, [`Db::flush`], gets that miss the row cache (SSTable pages
+//!   through the page cache, or `pread`), and each batch of an iterator ([`crate::scan`]).
+//!   Never a group commit's `fdatasync`, a background flush's or merge's writing, or a write's
+//!   wait at the thresholds or for a flush.
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -51,6 +60,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use minivault_core::names::{file_name, FileKind};
 
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
+use crate::flusher::FlushHook;
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
@@ -366,18 +376,49 @@ impl Db {
 
     /// Runs one engine write under the engine's lock, `forget` first (it removes the write's
     /// keys from the row cache), then waits for a sync when the durability mode wants one now.
+    ///
+    /// When the write fills the active MemTable while the previous one is still being flushed
+    /// (the engine answers [`minivault_core::Error::FlushPending`], having logged nothing), it
+    /// waits for that flush with the lock let go, installs it, and runs again.
     fn write_with(
         &self,
-        forget: impl FnOnce(&mut RowCache),
-        write: impl FnOnce(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
+        mut forget: impl FnMut(&mut RowCache),
+        mut write: impl FnMut(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Result<(), Error> {
         let ticket = {
             let mut guard = self.admit()?;
+            let mut waiting: Option<Instant> = None;
+            let written = loop {
+                let state = &mut *guard;
+                if self.rows_enabled {
+                    forget(&mut self.rows());
+                }
+                let written = write(&mut state.engine).map_err(Error::from);
+                let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(bg)) =
+                    (&written, &mut state.background)
+                else {
+                    break written;
+                };
+                waiting.get_or_insert_with(Instant::now);
+                let collected = bg.collect(&mut state.engine);
+                self.forget_evicted(state);
+                if let Err(e) = collected {
+                    break Err(e);
+                }
+                let Some(bg) = &mut state.background else { break written };
+                if bg.flush_running() {
+                    let reported = bg.reported();
+                    guard =
+                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+                } else {
+                    // Installed (or given up: then the next rotation flushes inline).
+                    bg.schedule_flush(&mut state.engine);
+                }
+            };
             let state = &mut *guard;
-            if self.rows_enabled {
-                forget(&mut self.rows());
+            if let (Some(started), Some(bg)) = (waiting, &mut state.background) {
+                bg.note_flush_wait(started.elapsed());
             }
-            let written = write(&mut state.engine);
             let scheduled = match &mut state.background {
                 Some(bg) if written.is_ok() => bg.after_write(&mut state.engine),
                 _ => Ok(()),
@@ -736,9 +777,24 @@ impl Db {
         self.sync_through(ticket)
     }
 
-    /// Writes the MemTables to SSTables and retires the WAL.
+    /// Writes the MemTables to SSTables and retires the WAL. A flush running on the flush
+    /// thread is waited for (the engine's lock let go) and installed first; the rest is
+    /// written in this call.
     pub fn flush(&self) -> Result<(), Error> {
         let mut guard = self.state();
+        loop {
+            let state = &mut *guard;
+            let Some(bg) = &mut state.background else { break };
+            let collected = bg.collect(&mut state.engine);
+            self.forget_evicted(state);
+            collected?;
+            let Some(bg) = &mut state.background else { break };
+            if !bg.flush_running() {
+                break;
+            }
+            let reported = bg.reported();
+            guard = reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+        }
         let state = &mut *guard;
         let flushed = state.engine.flush().map_err(Error::from);
         let scheduled = match &mut state.background {
@@ -791,6 +847,16 @@ impl Db {
     #[doc(hidden)]
     pub fn set_wal_sync_hook(&self, hook: Option<WalSyncHook>) {
         self.state().sync_hook = hook;
+    }
+
+    /// Makes the flush thread call `hook` before it writes each table, with no lock held (an
+    /// `Err` fails that flush with it; `None`: no hook): for tests that hold a flush in progress
+    /// or fail one. No effect without background threads.
+    #[doc(hidden)]
+    pub fn set_flush_hook(&self, hook: Option<FlushHook>) {
+        if let Some(bg) = &mut self.state().background {
+            bg.set_flush_hook(hook);
+        }
     }
 
     /// The SSTables, oldest first.

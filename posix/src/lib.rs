@@ -50,6 +50,7 @@
 mod background;
 mod db;
 mod error;
+mod flusher;
 #[cfg(feature = "mqtt")]
 pub mod forward;
 mod group_commit;
@@ -71,6 +72,8 @@ pub mod storage;
 pub use background::{BackgroundStats, SLOWDOWN};
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
 pub use error::Error;
+#[doc(hidden)]
+pub use flusher::FlushHook;
 pub use minivault_core::{
     BatchError, Corruption, FileName, Stats, TableInfo, WhenFull, MAX_KEY_LEN, MAX_VALUE_LEN,
 };

@@ -26,10 +26,12 @@ pub enum Durability {
 
 /// Options for [`crate::Db::open_with`].
 ///
-/// Memory: a [`crate::Db`] holds at most `(2 + background_threads) × memtable_bytes +
-/// cache_bytes + row_cache_bytes` plus a small fixed overhead (a read buffer as large as the
-/// largest value read, the SSTable list, file handles). With the defaults: 4 × 4 + 8 + 4 =
-/// 28 MiB. Each size has a documented
+/// Memory: a [`crate::Db`] holds at most `(2 + background_threads + 1) × memtable_bytes +
+/// cache_bytes + row_cache_bytes` with background threads (the two MemTables, a merge scratch
+/// per compaction thread, and the flush thread's copy of the frozen MemTable), `2 ×
+/// memtable_bytes + ...` without, plus a small fixed overhead (a read buffer as large as the
+/// largest value read, the SSTable list, file handles). With the defaults: 5 × 4 + 8 + 4 =
+/// 32 MiB. Each size has a documented
 /// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
 /// [`Error::InvalidOption`], reported before anything is allocated or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +95,15 @@ pub struct Options {
     pub when_full: WhenFull,
     /// Threads that run compactions in the background (0 ..= 4, default 2): a write then waits
     /// for a compaction only when the tables reach [`Options::stop_tables`], never because a
-    /// compaction is due. Each holds `memtable_bytes` of scratch memory for its merges. 0: every
-    /// compaction runs inside the write whose flush calls for it, as the engine does on a
+    /// compaction is due. Each holds `memtable_bytes` of scratch memory for its merges. With any
+    /// (and not read-only), one more thread flushes the frozen MemTable: the write that fills
+    /// the active MemTable only freezes it and starts the next WAL, and the flush thread copies
+    /// the frozen one (`memtable_bytes` more memory, held from open) and writes it as an
+    /// SSTable. A write waits for a flush only when it fills the next MemTable before the
+    /// previous flush is installed (the disk is slower than the writes): the stop condition of
+    /// the flush, counted in [`crate::BackgroundStats::flush_waits`]. 0: every flush and
+    /// compaction runs inside the write whose rotation calls for it, as the engine does on a
     /// microcontroller (the write waits for all of it: seconds for a merge of gigabytes).
-    /// Flushes (one MemTable each) stay in the write that rotates the MemTable either way.
     pub background_threads: usize,
     /// With background compaction, a write first sleeps [`crate::SLOWDOWN`] (1 ms) while the
     /// database holds at least this many SSTables: flushes are outrunning the compactions, and
@@ -156,11 +163,15 @@ impl Options {
     }
 
     /// The most memory a handle opened with these options holds, fixed overhead aside:
-    /// `(2 + background_threads) × memtable_bytes + cache_bytes + row_cache_bytes` (a
-    /// read-only handle runs no compaction).
+    /// `(2 + background_threads + 1) × memtable_bytes + cache_bytes + row_cache_bytes` with
+    /// background threads (the last MemTable-sized buffer is the flush thread's copy),
+    /// `2 × memtable_bytes + ...` without (a read-only handle runs neither).
     pub fn memory_bytes(&self) -> u64 {
         let threads = if self.read_only { 0 } else { self.background_threads as u64 };
-        (2 + threads) * self.memtable_bytes as u64 + self.cache_bytes as u64 + self.row_cache_bytes as u64
+        let flush_copy = u64::from(threads > 0);
+        (2 + threads + flush_copy) * self.memtable_bytes as u64
+            + self.cache_bytes as u64
+            + self.row_cache_bytes as u64
     }
 }
 

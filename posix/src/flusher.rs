@@ -1,0 +1,248 @@
+//! The flush thread: the frozen MemTable is written out as an SSTable off the writer's path.
+//!
+//! It owns one buffer of `memtable_bytes` (the *flush copy*) and a storage handle of its own.
+//! The engine keeps the MemTables; the write that fills the active one only freezes it and
+//! starts the next WAL (under the engine's lock, as before). Then, still under the lock:
+//!
+//! ```text
+//! writer side (engine lock held)                 flush thread (no lock of the Db's)
+//! ──────────────────────────────                 ──────────────────────────────────
+//! Engine::plan_flush: table id, WALs covered,
+//!   whether dead entries may be dropped
+//! Engine::copy_immutable into the flush copy ─►  flush::write_temp: filter built in the
+//!   (a memcpy of the used bytes)                   copy, <id>.tmp written and synced through
+//!                                                  its own PosixStorage handle, no lock (the
+//!                                                  install's sync then finds nothing to do)
+//! a later call (or the write waiting for it) ◄─  report, notify `reported`
+//!   Engine::install_flush: rename to <id>.sst,
+//!   directory synced, WALs retired, the frozen
+//!   MemTable emptied, the cap applied
+//!   failed → Engine::fail_flush (poisons)
+//! ```
+//!
+//! The frozen MemTable stays in the engine and answers gets and scans until the install. While
+//! the flush runs, a write that must rotate again gets
+//! [`minivault_core::Error::FlushPending`] from the engine (before its WAL record): [`crate::Db`]
+//! waits for the report with the engine's lock let go, the one stop a write makes for a flush
+//! ([`crate::BackgroundStats::flush_waits`]).
+//!
+//! # Failure
+//! A failed flush poisons the database as a failed write does: the call that picks the report
+//! up returns the error, later writes [`minivault_core::Error::Poisoned`]; reads go on (the
+//! frozen MemTable is still there). Out of space does not poison
+//! ([`minivault_core::Db::fail_flush`]): the MemTable stays and is planned again.
+//!
+//! # Shutdown and crashes
+//! At close the running flush is finished, not abandoned: it is one MemTable (a few
+//! milliseconds of writing), and installed it leaves the next open less WAL to replay. Nothing
+//! the thread writes is live before the install's rename, and the WALs the table covers are
+//! removed only after it: a crash at any point leaves the WAL with every entry and at most a
+//! `<id>.tmp`, which open removes.
+
+use std::io;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar};
+use std::thread::{self, JoinHandle};
+
+use minivault_core::flush::{self, FlushPlan, Flushed};
+use minivault_core::memtable::MemTable;
+use minivault_core::sstable::Footer;
+
+use crate::db::Engine;
+use crate::storage::PosixStorage;
+use crate::Error;
+
+/// Called by the flush thread before it writes a table, with no lock held; an `Err` fails the
+/// flush with it: for tests that hold a flush in progress or fail one ([`crate::Db::set_flush_hook`]).
+#[doc(hidden)]
+pub type FlushHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// Bytes of the flush thread's own page cache: a flush only writes (its read-back comes from
+/// the MemTable copy).
+const FLUSH_CACHE_BYTES: usize = 64 << 10;
+
+type CoreError = minivault_core::Error<io::Error>;
+
+struct Job {
+    plan: FlushPlan,
+    mem: MemTable<Vec<u8>>,
+    hook: Option<FlushHook>,
+}
+
+struct Report {
+    plan: FlushPlan,
+    /// The footer of `<id>.tmp`, written and synced (`None`: every entry was dead, nothing
+    /// written), or why the flush failed (its `.tmp` removed).
+    result: Result<Option<Footer>, CoreError>,
+    /// The flush copy, back for the next flush.
+    buffer: Vec<u8>,
+}
+
+/// The flush thread and the writer side's view of it.
+pub(crate) struct Flusher {
+    jobs: Option<Sender<Job>>,
+    reports: Receiver<Report>,
+    thread: Option<JoinHandle<()>>,
+    /// The flush copy, while no flush runs.
+    buffer: Option<Vec<u8>>,
+    /// The plan the thread runs.
+    running: Option<FlushPlan>,
+    hook: Option<FlushHook>,
+    /// Flushes installed from the thread.
+    pub(crate) installed: u64,
+}
+
+impl Flusher {
+    /// Starts the flush thread on a second handle of `engine`'s storage, with a flush copy of
+    /// `buffer_len` bytes (a MemTable buffer's length); it notifies `reported` after each report.
+    pub(crate) fn start(
+        engine: &mut Engine,
+        buffer_len: usize,
+        reported: Arc<Condvar>,
+    ) -> io::Result<Flusher> {
+        let storage = engine.storage().second_handle(FLUSH_CACHE_BYTES)?;
+        let (jobs, job_rx) = mpsc::channel();
+        let (report_tx, reports) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("minivault-flush".into())
+            .spawn(move || work(storage, job_rx, report_tx, &reported))?;
+        Ok(Flusher {
+            jobs: Some(jobs),
+            reports,
+            thread: Some(thread),
+            buffer: Some(vec![0u8; buffer_len]),
+            running: None,
+            hook: None,
+            installed: 0,
+        })
+    }
+
+    /// Sets the hook the thread calls before each flush ([`FlushHook`]).
+    pub(crate) fn set_hook(&mut self, hook: Option<FlushHook>) {
+        self.hook = hook;
+    }
+
+    /// True while a flush handed to the thread has not been reported back.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Hands the thread the flush of the engine's immutable MemTable, if there is one and the
+    /// thread is idle.
+    pub(crate) fn schedule(&mut self, engine: &mut Engine) {
+        if self.running.is_some() {
+            return;
+        }
+        let (Some(jobs), Some(buffer)) = (&self.jobs, self.buffer.take()) else { return };
+        let Some(plan) = engine.plan_flush() else {
+            self.buffer = Some(buffer);
+            return;
+        };
+        let mem = match engine.copy_immutable(buffer) {
+            Ok(mem) => mem,
+            Err(buffer) => {
+                engine.abandon_flush(&plan);
+                self.buffer = Some(buffer);
+                return;
+            }
+        };
+        match jobs.send(Job { plan, mem, hook: self.hook.clone() }) {
+            Ok(()) => self.running = Some(plan),
+            Err(mpsc::SendError(job)) => {
+                // The thread is gone (it panicked): forget it; the next rotation flushes inline.
+                self.jobs = None;
+                self.buffer = Some(job.mem.into_buffer());
+                engine.abandon_flush(&plan);
+            }
+        }
+    }
+
+    /// Installs (or reports the failure of) the flush the thread finished, if it has; a thread
+    /// that died without reporting fails its flush (poisoning the engine).
+    pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        let mut first_error = None;
+        while let Ok(Report { plan, result, buffer }) = self.reports.try_recv() {
+            self.buffer = Some(buffer);
+            self.running = None;
+            // The table was written through the thread's handle and cache: the engine reads it
+            // through a handle of its own storage.
+            let result = result.and_then(|table| match table {
+                Some(footer) => {
+                    let file = engine.storage().open_fresh(&plan.temp_name()).map_err(CoreError::Storage)?;
+                    Ok(Some((file, footer)))
+                }
+                None => Ok(None),
+            });
+            let handled = match result {
+                Ok(table) => {
+                    let installed = engine.install_flush(Flushed { plan, table });
+                    if installed.is_ok() {
+                        self.installed += 1;
+                    }
+                    installed
+                }
+                Err(e) => engine.fail_flush(&plan, e),
+            };
+            if let Err(e) = handled {
+                first_error.get_or_insert(e.into());
+            }
+        }
+        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.jobs = None;
+            if let Some(plan) = self.running.take() {
+                if let Err(e) = engine.fail_flush(&plan, CoreError::Poisoned) {
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Finishes the running flush (the thread completes it and exits), joins the thread and
+    /// installs the table. Only from close and drop.
+    pub(crate) fn shut_down(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let collected = self.collect(engine);
+        // A thread that died without reporting.
+        if let Some(plan) = self.running.take() {
+            engine.abandon_flush(&plan);
+            collected?;
+            return Err(CoreError::Poisoned.into());
+        }
+        collected
+    }
+}
+
+/// The flush thread: writes the MemTable copies it is given until its job channel closes.
+fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>, reported: &Condvar) {
+    while let Ok(Job { plan, mut mem, hook }) = jobs.recv() {
+        // Pages of files removed since may share inode numbers with new tables.
+        storage.clear_cache();
+        let result = match hook.map(|hook| hook()) {
+            Some(Err(e)) => Err(CoreError::Storage(e)),
+            _ => flush::write_temp(&mut storage, &plan, &mut mem).and_then(|table| match table {
+                // Synced here, off the lock: the install's sync then finds nothing to write.
+                Some((mut file, footer)) => {
+                    minivault_core::Storage::sync(&mut storage, &mut file)
+                        .map_err(|e| minivault_core::space::no_space(&storage, e))?;
+                    Ok(Some((file, footer)))
+                }
+                None => Ok(None),
+            }),
+        };
+        if result.is_err() {
+            // Open removes it if this fails.
+            let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
+        }
+        // The file is synced; the engine reopens it through its own handle.
+        let result = result.map(|table| table.map(|(_file, footer)| footer));
+        let report = Report { plan, result, buffer: mem.into_buffer() };
+        if reports.send(report).is_err() {
+            break;
+        }
+        reported.notify_all();
+    }
+}

@@ -1,0 +1,197 @@
+//! With background threads, a MemTable is flushed off the writer's path: the write that fills
+//! the active MemTable only freezes it and starts the next WAL; the flush thread writes the
+//! table; the frozen MemTable answers reads until the table is installed. A write waits for a
+//! flush only when it fills the next MemTable while that flush still runs (counted in
+//! `BackgroundStats::flush_waits`). A failed flush poisons the database as a failed write does.
+//!
+//! The flush is held in progress (or failed) deterministically through `Db::set_flush_hook`,
+//! which the flush thread calls before it writes a table, with no lock held.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use minivault::{Db, Durability, EngineError, Error, Options};
+
+const MEMTABLE: usize = 64 << 10;
+
+fn options() -> Options {
+    Options {
+        memtable_bytes: MEMTABLE,
+        durability: Durability::Manual,
+        background_threads: 1,
+        ..Options::default()
+    }
+}
+
+/// A gate the flush hook waits at until it is opened, and whether the hook was entered.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicBool,
+}
+
+impl Gate {
+    fn hook(self: &Arc<Self>) -> minivault::FlushHook {
+        let gate = Arc::clone(self);
+        Arc::new(move || {
+            gate.entered.store(true, Ordering::SeqCst);
+            let mut open = gate.open.lock().unwrap();
+            while !*open {
+                open = gate.opened.wait(open).unwrap();
+            }
+            Ok(())
+        })
+    }
+
+    fn wait_entered(&self) {
+        let start = Instant::now();
+        while !self.entered.load(Ordering::SeqCst) {
+            assert!(start.elapsed() < Duration::from_secs(10), "the flush thread never started a flush");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i:06}").into_bytes()
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("value-{i:06}-{}", "x".repeat(80)).into_bytes()
+}
+
+/// Puts keys from `i` until a put freezes the active MemTable (the active one's key count
+/// drops); returns the next key.
+fn put_until_rotation(db: &Db, mut i: u32) -> u32 {
+    loop {
+        let before = db.stats().memtable_keys;
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+        if db.stats().memtable_keys <= before {
+            return i;
+        }
+    }
+}
+
+#[test]
+fn a_put_returns_while_the_flush_of_the_memtable_it_froze_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    let gate = Arc::new(Gate::default());
+    db.set_flush_hook(Some(gate.hook()));
+    // The put that fills the MemTable freezes it and returns; the flush is handed to the thread.
+    let mut i = put_until_rotation(&db, 0);
+    gate.wait_entered();
+    // The flush is held: puts into the new MemTable, gets of the frozen one, a scan, a sync.
+    let frozen = db.stats().immutable_keys;
+    for _ in 0..100 {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+    }
+    db.sync().unwrap();
+    assert_eq!(db.stats().immutable_keys, frozen, "the frozen MemTable is still there");
+    assert_eq!(db.background_stats().flushes, 0, "the flush has not finished: no put waited for it");
+    assert_eq!(db.stats().tables, 0);
+    for j in 0..i {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j} while its flush is held");
+    }
+    assert_eq!(db.count::<&[u8], _>(..).unwrap(), u64::from(i));
+    gate.release();
+    // Installed by the next call once reported; flush() waits for it.
+    db.flush().unwrap();
+    assert_eq!(db.background_stats().flushes, 1);
+    assert_eq!(db.background_stats().flush_waits, 0);
+    for j in 0..i {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)));
+    }
+    db.close().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    assert_eq!(db.count::<&[u8], _>(..).unwrap(), u64::from(i));
+}
+
+#[test]
+fn a_put_that_fills_the_next_memtable_waits_for_the_flush_with_the_lock_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open_with(dir.path(), options()).unwrap());
+    let gate = Arc::new(Gate::default());
+    db.set_flush_hook(Some(gate.hook()));
+    let i = put_until_rotation(&db, 0);
+    gate.wait_entered();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        thread::spawn(move || {
+            // Fills the active MemTable: the put that must rotate waits for the held flush.
+            let end = put_until_rotation(&db, i);
+            done.store(true, Ordering::SeqCst);
+            end
+        })
+    };
+    // While it waits, reads and the lock are free.
+    let start = Instant::now();
+    while db.background_stats().flush_waits == 0 && start.elapsed() < Duration::from_millis(300) {
+        assert_eq!(db.get(&key(0)).unwrap(), Some(value(0)));
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread::sleep(Duration::from_millis(100));
+    assert!(!done.load(Ordering::SeqCst), "the write that needs the frozen MemTable's room waits");
+    assert_eq!(db.get(&key(i - 1)).unwrap(), Some(value(i - 1)));
+    assert!(db.stats().memtable_keys > 0);
+    gate.release();
+    let end = writer.join().unwrap();
+    let stats = db.background_stats();
+    assert_eq!(stats.flush_waits, 1, "{stats:?}");
+    assert!(stats.flushes >= 1, "{stats:?}");
+    for j in 0..end {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)));
+    }
+}
+
+#[test]
+fn a_failed_background_flush_poisons_and_the_next_call_reports_it_while_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    db.set_flush_hook(Some(Arc::new(|| Err(io::Error::other("injected flush failure")))));
+    let mut i = put_until_rotation(&db, 0);
+    // The next call that picks the report up returns the flush's error.
+    let start = Instant::now();
+    let error = loop {
+        match db.put(&key(i), &value(i)) {
+            Ok(()) => i += 1,
+            Err(e) => break e,
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the failure was never reported");
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        matches!(&error, Error::Engine(EngineError::Storage(e)) if e.to_string().contains("injected")),
+        "{error:?}"
+    );
+    assert!(db.is_poisoned());
+    assert!(matches!(db.put(b"x", b"y"), Err(Error::Engine(EngineError::Poisoned))));
+    assert!(matches!(db.sync(), Err(Error::Engine(EngineError::Poisoned))));
+    // Reads go on: the frozen MemTable and the active one answer.
+    for j in 0..i {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j}");
+    }
+    assert!(db.close().is_err());
+    // Nothing of the failed flush is left; every acknowledged write is replayed from the WALs.
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    for j in 0..i {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j} after reopen");
+    }
+}
