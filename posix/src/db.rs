@@ -44,11 +44,14 @@ use std::fmt;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use minivault_core::names::{file_name, FileKind};
+use minivault_core::sstable::ReadCounters;
+use minivault_core::MemGet;
 
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
 use crate::group_commit::GroupCommit;
@@ -56,11 +59,15 @@ use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
+use crate::view::TableView;
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
 
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
 const REPORT_POLL: Duration = Duration::from_millis(5);
+
+/// The first size of a get's buffer for a value read from the tables.
+const VALUE_LEN_HINT: usize = 256;
 
 /// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
 pub fn now_millis() -> u64 {
@@ -135,6 +142,11 @@ impl SyncFailure {
 #[doc(hidden)]
 pub type WalSyncHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
+/// Called by a get that reads the tables, after it let the engine's lock go and before it reads
+/// them: for tests that hold a get there ([`Db::set_get_hook`]).
+#[doc(hidden)]
+pub type GetHook = Arc<dyn Fn() + Send + Sync>;
+
 /// The engine and what is used only under its lock.
 struct State {
     engine: Engine,
@@ -149,6 +161,11 @@ struct State {
     sync_hook: Option<WalSyncHook>,
     /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
     background: Option<Background>,
+    /// The live tables as gets read them without this lock: taken by the first get that needs
+    /// it after the table set changed, let go when the set changes ([`Db::forget_evicted`]).
+    view: Option<Arc<TableView>>,
+    /// Called by a get between letting this lock go and reading the tables (tests).
+    get_hook: Option<GetHook>,
 }
 
 /// An open database directory.
@@ -189,6 +206,13 @@ pub struct Db {
     rows: Mutex<RowCache>,
     /// False when the row cache is disabled: gets then skip its lock.
     rows_enabled: bool,
+    /// Table searches and filter skips of gets that read a [`TableView`] (the engine counts
+    /// the rest): added to [`Db::stats`].
+    table_probes: AtomicU64,
+    filter_skips: AtomicU64,
+    /// The size of the buffer a get reads the tables into: the largest value read so far
+    /// (at least [`VALUE_LEN_HINT`]).
+    value_len_hint: AtomicUsize,
     /// Durable writes wait here for a sync that covers them.
     commit: GroupCommit<SyncFailure>,
     options: Options,
@@ -328,7 +352,12 @@ impl Db {
                 last_sync: Instant::now(),
                 sync_hook: None,
                 background: None,
+                view: None,
+                get_hook: None,
             }),
+            table_probes: AtomicU64::new(0),
+            filter_skips: AtomicU64::new(0),
+            value_len_hint: AtomicUsize::new(VALUE_LEN_HINT),
             rows_enabled: !rows.is_disabled(),
             rows: Mutex::new(rows),
             commit: GroupCommit::new(),
@@ -497,7 +526,12 @@ impl Db {
 
     /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since
     /// the last look: their rows must read as absent, and the cache cannot tell which they were.
+    /// Lets the view of the tables go when the set changed (a flush, a compaction's install, an
+    /// eviction), so that a removed table's disk space is freed once the gets reading it end.
     fn forget_evicted(&self, state: &mut State) {
+        if state.view.as_ref().is_some_and(|v| !v.is_current(&state.engine)) {
+            state.view = None;
+        }
         let evicted = state.engine.stats().evicted_tables;
         if evicted != state.evicted_seen {
             state.evicted_seen = evicted;
@@ -603,26 +637,77 @@ impl Db {
     /// The value of `key` and its expiry in the engine's clock (ms since the epoch): from the
     /// row cache, or from the engine (and then cached).
     ///
-    /// A row is cached under the engine's lock: a write (which removes its keys from the cache
-    /// under that lock) cannot come between the engine's answer and the cache's copy of it.
+    /// Under the engine's lock: the MemTables' answer (cached there, as a write cannot come
+    /// between), or when they know nothing of the key, the view of the live tables and the
+    /// row cache's [`Stamp`](crate::row_cache::Stamp) of the key. Without it: the tables,
+    /// through the view; the answer is cached only if no write of the key came meanwhile.
     fn get_expiring_at(&self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
         if self.rows_enabled {
             if let Some((value, expires_at)) = self.rows().get_row(key, now_millis) {
                 return Ok(Some((value.to_vec(), expires_at)));
             }
         }
-        let mut guard = self.state();
-        let state = &mut *guard;
-        loop {
-            match state.engine.get_with_expiry(key, &mut state.buf) {
-                Ok(Some((value, expires_at))) => {
-                    if self.rows_enabled {
-                        self.rows().insert(key, value, expires_at);
+        let now = now_millis();
+        let (view, stamp, hook) = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            loop {
+                match state.engine.get_from_memtables(key, &mut state.buf, now) {
+                    Ok(MemGet::Found(value, expires_at)) => {
+                        if self.rows_enabled {
+                            self.rows().insert(key, value, expires_at);
+                        }
+                        return Ok(Some((value.to_vec(), expires_at)));
                     }
-                    return Ok(Some((value.to_vec(), expires_at)));
+                    Ok(MemGet::Gone) => return Ok(None),
+                    Ok(MemGet::InTables(_)) => break,
+                    Err(minivault_core::Error::BufferTooSmall { needed }) => state.buf.resize(needed, 0),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let stamp = self.rows_enabled.then(|| self.rows().stamp(key));
+            (current_view(state), stamp, state.get_hook.clone())
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+        let mut counters = ReadCounters::default();
+        let read = self.read_view(&view, key, now, &mut counters);
+        self.table_probes.fetch_add(counters.table_probes, Ordering::Relaxed);
+        self.filter_skips.fetch_add(counters.filter_skips, Ordering::Relaxed);
+        let found = read?;
+        if let (Some((value, expires_at)), Some(stamp)) = (&found, stamp) {
+            self.rows().insert_if_unchanged(key, stamp, value, *expires_at);
+        }
+        Ok(found)
+    }
+
+    /// `key` in the tables of `view` at time `now`, with no lock of the Db's held: the value
+    /// read into a buffer of its own, as large as the largest value read so far.
+    fn read_view(
+        &self,
+        view: &TableView,
+        key: &[u8],
+        now: u64,
+        counters: &mut ReadCounters,
+    ) -> Result<Option<ValueExpiringAt>, Error> {
+        let mut buf = vec![0u8; self.value_len_hint.load(Ordering::Relaxed)];
+        loop {
+            match view.get(key, &mut buf, now, counters) {
+                Ok(Some((value, expires_at))) => {
+                    let len = value.len();
+                    if buf.len() > 2 * len + 64 {
+                        // Shorter than the buffer: give the caller a Vec of its own size.
+                        return Ok(Some((buf[..len].to_vec(), expires_at)));
+                    }
+                    buf.truncate(len);
+                    return Ok(Some((buf, expires_at)));
                 }
                 Ok(None) => return Ok(None),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => state.buf.resize(needed, 0),
+                Err(minivault_core::Error::BufferTooSmall { needed }) => {
+                    self.value_len_hint.fetch_max(needed, Ordering::Relaxed);
+                    buf.resize(needed, 0);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -738,7 +823,10 @@ impl Db {
     /// Counters and sizes of the engine. Its `gets` and `table_probes` count only the gets the
     /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
-        self.state().engine.stats()
+        let mut stats = self.state().engine.stats();
+        stats.table_probes += self.table_probes.load(Ordering::Relaxed);
+        stats.filter_skips += self.filter_skips.load(Ordering::Relaxed);
+        stats
     }
 
     /// What the background compaction threads have done since open, and how long writes waited
@@ -774,6 +862,13 @@ impl Db {
     #[doc(hidden)]
     pub fn set_wal_sync_hook(&self, hook: Option<WalSyncHook>) {
         self.state().sync_hook = hook;
+    }
+
+    /// Makes every get that reads the tables call `hook` after it let the engine's lock go and
+    /// before it reads them (`None`: no hook): for tests that hold a get there.
+    #[doc(hidden)]
+    pub fn set_get_hook(&self, hook: Option<GetHook>) {
+        self.state().get_hook = hook;
     }
 
     /// The SSTables, oldest first.
@@ -832,10 +927,21 @@ impl Db {
     }
 }
 
+/// The view of the engine's live tables: the one `state` keeps while the table set is
+/// unchanged, else a new one (kept from now on).
+fn current_view(state: &mut State) -> Arc<TableView> {
+    match &state.view {
+        Some(view) if view.is_current(&state.engine) => Arc::clone(view),
+        _ => Arc::clone(state.view.insert(Arc::new(TableView::of(&state.engine)))),
+    }
+}
+
 /// Removes every key of `batch` from the row cache; everything, should an entry not decode
 /// (a batch built through [`WriteBatch`]'s methods always does).
 fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
     if rows.is_empty() {
+        // Nothing to drop, but the stamps of gets in progress must change (cheap when empty).
+        rows.clear();
         return;
     }
     for item in batch.entries() {

@@ -67,6 +67,7 @@ pub mod repl;
 pub mod row_cache;
 #[doc(hidden)]
 pub mod storage;
+mod view;
 
 pub use background::{BackgroundStats, SLOWDOWN};
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
