@@ -7,7 +7,7 @@
 //! rotate ─────────► Wals::rotate            sync the WAL, start the next
 //!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
 //!                  └► compaction::run       policy, merge, Version::replace
-//! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
+//! get ────────────► MemTables ─► get_from_tables (tables newest to oldest, through their filters)
 //! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
 //! after a flush ──► space                   the cap: evict the oldest tables, or refuse writes
 //! ```
@@ -191,13 +191,7 @@ where
     }
 
     fn check_key(key: &[u8]) -> Result<(), S> {
-        if key.is_empty() {
-            Err(Error::EmptyKey)
-        } else if key.len() > MAX_KEY_LEN {
-            Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN })
-        } else {
-            Ok(())
-        }
+        check_key(key)
     }
 
     /// Stores `value` under `key`.
@@ -701,11 +695,22 @@ where
     }
 }
 
+/// Refuses an empty key and one longer than [`MAX_KEY_LEN`].
+fn check_key<E>(key: &[u8]) -> core::result::Result<(), Error<E>> {
+    if key.is_empty() {
+        Err(Error::EmptyKey)
+    } else if key.len() > MAX_KEY_LEN {
+        Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN })
+    } else {
+        Ok(())
+    }
+}
+
 /// The tables' part of a get at time `now`: looks `key` up in `tables` (oldest first, as
 /// [`Db::live_tables`] gives them) from the newest down; the newest entry found answers, a
 /// table's range delete covering the key counts as a delete, and the expiry rule applies. A
-/// found value is copied into `buf` ([`Error::BufferTooSmall`] says how much room it needs).
-/// The one table lookup of the engine: [`Db::get_with_expiry`] runs it over the engine's own
+/// found value is copied into `buf` ([`Error::BufferTooSmall`] says how much room it needs);
+/// an empty or too long key is refused, as by [`Db::get`]. The one table lookup of the engine: [`Db::get_with_expiry`] runs it over the engine's own
 /// storage, a host over handles of its own of the same files.
 pub fn get_from_tables<'b, S: Storage>(
     storage: &mut S,
@@ -715,6 +720,7 @@ pub fn get_from_tables<'b, S: Storage>(
     now: u64,
     counters: &mut ReadCounters,
 ) -> Result<Option<ValueWithExpiry<'b>>, S> {
+    check_key(key)?;
     match crate::version::lookup(storage, tables, key, buf, counters)? {
         Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {
             match buf.get(..value_len) {

@@ -21,8 +21,15 @@
 //!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
-//!   MemTables and SSTables, and caches the row before letting the lock go: a write cannot
-//!   slip between the engine's answer and the cache's copy of it.
+//!   MemTables only. When they answer, it caches the row before letting the lock go. When
+//!   they know nothing of the key, it takes a view of the live tables (`crate::view`, a
+//!   shared `Arc`, rebuilt only after a flush, a compaction's install or an eviction) and the
+//!   row cache's stamp of the key, lets the lock go, and probes the tables through the view's
+//!   descriptors (the page cache has its own lock). Its answer is cached only if no write of
+//!   the key (nor a clear of the cache) came meanwhile; a write removes its keys from the cache
+//!   and changes their stamps under the engine's lock, so a value older than a write is never
+//!   cached after it. A table that a compaction or an eviction removes stays readable through
+//!   a view that holds it; its disk space is freed when the last such get ends.
 //! - **Compactions** run on background threads ([`Options::background_threads`], default 2;
 //!   `crate::background`): a write installs what they finished and hands them what is due,
 //!   under the engine's lock; their merges run without it. A write held back at
@@ -30,9 +37,13 @@
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
 //!   MemTable rotation (with the sync of the old WAL) and the flush it triggers, a compaction's
 //!   install (rename, directory sync, removals), inline compactions when `background_threads`
-//!   is 0, [`Db::flush`], gets that miss the row cache (SSTable pages through the page cache,
-//!   or `pread`), and each batch of an iterator ([`crate::scan`]). Never a group commit's
-//!   `fdatasync`, a background merge, or a write's wait at the thresholds.
+//!   is 0, [`Db::flush`], the MemTable lookup of a get that misses the row cache (and taking
+//!   its view of the tables), and each batch of an iterator ([`crate::scan`]). Never a group
+//!   commit's `fdatasync`, a background merge, a write's wait at the thresholds, or a get's
+//!   SSTable probes.
+//!
+//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`) flushes the MemTables and keeps the
+//!   table view of that moment: its reads take no lock of the Db's at all.
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -67,7 +78,7 @@ use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
 const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// The first size of a get's buffer for a value read from the tables.
-const VALUE_LEN_HINT: usize = 256;
+pub(crate) const VALUE_LEN_HINT: usize = 256;
 
 /// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
 pub fn now_millis() -> u64 {
@@ -100,8 +111,7 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
 /// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
 pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);
 
-/// A value and its expiry in the engine's clock (ms since the epoch).
-type ValueExpiringAt = (Vec<u8>, Option<u64>);
+use crate::view::ValueExpiringAt;
 
 /// How long a key has left to live: [`Db::ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,8 +211,9 @@ struct State {
 pub struct Db {
     state: Mutex<State>,
     /// Rows read recently. Every write removes its keys from here (under the engine's lock)
-    /// before it reaches the engine, and a get caches what the engine returned before it lets
-    /// the engine's lock go, so a cached row is always what the engine would return.
+    /// before it reaches the engine; a get caches what the MemTables returned before it lets
+    /// the engine's lock go, and what the tables returned only if the key's stamp, taken under
+    /// that lock, is unchanged: a cached row is always what the engine would return.
     rows: Mutex<RowCache>,
     /// False when the row cache is disabled: gets then skip its lock.
     rows_enabled: bool,
@@ -541,11 +552,12 @@ impl Db {
         }
     }
 
-    // Every write removes its keys from the row cache under the engine's lock, before calling
-    // the engine: a get that missed the cache caches what the engine returned under that lock
-    // too, so nothing stale can be cached in between, and whatever the write does or fails to
-    // do (an error, a poisoned engine, a write that reached the WAL but not the MemTable), the
-    // next get of those keys asks the engine.
+    // Every write removes its keys from the row cache (changing their stamps) under the
+    // engine's lock, before calling the engine: a get that missed the cache caches what the
+    // MemTables returned under that lock, and what the tables returned only with an unchanged
+    // stamp, so nothing stale can be cached in between, and whatever the write does or fails
+    // to do (an error, a poisoned engine, a write that reached the WAL but not the MemTable),
+    // the next get of those keys asks the engine.
 
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
@@ -672,7 +684,7 @@ impl Db {
             hook();
         }
         let mut counters = ReadCounters::default();
-        let read = self.read_view(&view, key, now, &mut counters);
+        let read = view.read(key, now, &self.value_len_hint, &mut counters);
         self.table_probes.fetch_add(counters.table_probes, Ordering::Relaxed);
         self.filter_skips.fetch_add(counters.filter_skips, Ordering::Relaxed);
         let found = read?;
@@ -680,37 +692,6 @@ impl Db {
             self.rows().insert_if_unchanged(key, stamp, value, *expires_at);
         }
         Ok(found)
-    }
-
-    /// `key` in the tables of `view` at time `now`, with no lock of the Db's held: the value
-    /// read into a buffer of its own, as large as the largest value read so far.
-    fn read_view(
-        &self,
-        view: &TableView,
-        key: &[u8],
-        now: u64,
-        counters: &mut ReadCounters,
-    ) -> Result<Option<ValueExpiringAt>, Error> {
-        let mut buf = vec![0u8; self.value_len_hint.load(Ordering::Relaxed)];
-        loop {
-            match view.get(key, &mut buf, now, counters) {
-                Ok(Some((value, expires_at))) => {
-                    let len = value.len();
-                    if buf.len() > 2 * len + 64 {
-                        // Shorter than the buffer: give the caller a Vec of its own size.
-                        return Ok(Some((buf[..len].to_vec(), expires_at)));
-                    }
-                    buf.truncate(len);
-                    return Ok(Some((buf, expires_at)));
-                }
-                Ok(None) => return Ok(None),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => {
-                    self.value_len_hint.fetch_max(needed, Ordering::Relaxed);
-                    buf.resize(needed, 0);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
 
     /// The entries of `range`, in key order: a double-ended iterator (`.rev()` walks it from
@@ -807,7 +788,21 @@ impl Db {
     /// Writes the MemTables to SSTables and retires the WAL.
     pub fn flush(&self) -> Result<(), Error> {
         let mut guard = self.state();
+        self.flush_locked(&mut guard)
+    }
+
+    /// Flushes the MemTables and takes the view of the live tables in one section under the
+    /// engine's lock, so every write acknowledged before is in the view; and the clock then
+    /// ([`Db::snapshot`]).
+    pub(crate) fn flushed_view(&self) -> Result<(Arc<TableView>, u64), Error> {
+        let mut guard = self.state();
         let state = &mut *guard;
+        self.flush_locked(state)?;
+        Ok((current_view(state), now_millis()))
+    }
+
+    /// [`Db::flush`] under the engine's lock.
+    fn flush_locked(&self, state: &mut State) -> Result<(), Error> {
         let flushed = state.engine.flush().map_err(Error::from);
         let scheduled = match &mut state.background {
             Some(bg) => bg.after_write(&mut state.engine),
@@ -936,8 +931,8 @@ fn current_view(state: &mut State) -> Arc<TableView> {
     }
 }
 
-/// Removes every key of `batch` from the row cache; everything, should an entry not decode
-/// (a batch built through [`WriteBatch`]'s methods always does).
+/// Removes every key of `batch` from the row cache and changes their stamps; everything,
+/// should an entry not decode (a batch built through [`WriteBatch`]'s methods always does).
 fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
     if rows.is_empty() {
         // Nothing to drop, but the stamps of gets in progress must change (cheap when empty).

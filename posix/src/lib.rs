@@ -56,6 +56,7 @@ mod group_commit;
 pub mod options;
 pub mod outbox;
 pub mod scan;
+mod snapshot;
 
 #[doc(hidden)]
 pub mod lock;
@@ -78,6 +79,7 @@ pub use minivault_core::{
 pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
 pub use scan::{Keys, Range};
+pub use snapshot::Snapshot;
 
 /// The engine's errors, as [`Error::Engine`] carries them: match on its variants
 /// (`EngineError::Corrupted { file, offset, kind }`, `EngineError::Poisoned`, ...).

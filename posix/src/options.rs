@@ -28,7 +28,9 @@ pub enum Durability {
 ///
 /// Memory: a [`crate::Db`] holds at most `(2 + background_threads) × memtable_bytes +
 /// cache_bytes + row_cache_bytes` plus a small fixed overhead (a read buffer as large as the
-/// largest value read, the SSTable list, file handles). With the defaults: 4 × 4 + 8 + 4 =
+/// largest value read, and one per get in progress that reads the SSTables; the SSTable list
+/// and its file handles, shared with gets in progress, which keep the files of tables a
+/// compaction removed meanwhile open until they end; the row cache's 2 KiB of write stamps). With the defaults: 4 × 4 + 8 + 4 =
 /// 28 MiB. Each size has a documented
 /// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
 /// [`Error::InvalidOption`], reported before anything is allocated or opened.

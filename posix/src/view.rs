@@ -22,6 +22,7 @@
 
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::sstable::{Footer, ReadCounters, Table};
@@ -29,6 +30,10 @@ use minivault_core::{Storage, ValueWithExpiry};
 
 use crate::db::Engine;
 use crate::storage::FileReader;
+use crate::Error;
+
+/// A value read from the tables and its expiry in the engine's clock (ms since the epoch).
+pub(crate) type ValueExpiringAt = (Vec<u8>, Option<u64>);
 
 /// One live table of a view.
 struct ViewTable {
@@ -85,6 +90,42 @@ impl TableView {
     ) -> Result<Option<ValueWithExpiry<'b>>, minivault_core::Error<io::Error>> {
         let mut tables = self.tables();
         minivault_core::get_from_tables(&mut ViewStorage::new(), &mut tables, key, buf, now, counters)
+    }
+
+    /// [`TableView::get`] into a buffer of its own, first as large as `len_hint` says (raised
+    /// to the largest value read): the value, sized to fit, and its expiry.
+    pub(crate) fn read(
+        &self,
+        key: &[u8],
+        now: u64,
+        len_hint: &AtomicUsize,
+        counters: &mut ReadCounters,
+    ) -> Result<Option<ValueExpiringAt>, Error> {
+        let mut buf = vec![0u8; len_hint.load(Ordering::Relaxed)];
+        loop {
+            match self.get(key, &mut buf, now, counters) {
+                Ok(Some((value, expires_at))) => {
+                    let len = value.len();
+                    if buf.len() > 2 * len + 64 {
+                        // Much shorter than the buffer: a Vec of its own size.
+                        return Ok(Some((buf[..len].to_vec(), expires_at)));
+                    }
+                    buf.truncate(len);
+                    return Ok(Some((buf, expires_at)));
+                }
+                Ok(None) => return Ok(None),
+                Err(minivault_core::Error::BufferTooSmall { needed }) => {
+                    len_hint.fetch_max(needed, Ordering::Relaxed);
+                    buf.resize(needed, 0);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The number of tables.
+    pub(crate) fn len(&self) -> usize {
+        self.tables.len()
     }
 }
 
