@@ -70,7 +70,7 @@ use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
-use crate::view::TableView;
+use crate::view::{TableView, ValueExpiringAt};
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
 
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
@@ -110,8 +110,6 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
 
 /// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
 pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);
-
-use crate::view::ValueExpiringAt;
 
 /// How long a key has left to live: [`Db::ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -685,8 +683,12 @@ impl Db {
         }
         let mut counters = ReadCounters::default();
         let read = view.read(key, now, &self.value_len_hint, &mut counters);
-        self.table_probes.fetch_add(counters.table_probes, Ordering::Relaxed);
-        self.filter_skips.fetch_add(counters.filter_skips, Ordering::Relaxed);
+        if counters.table_probes > 0 {
+            self.table_probes.fetch_add(counters.table_probes, Ordering::Relaxed);
+        }
+        if counters.filter_skips > 0 {
+            self.filter_skips.fetch_add(counters.filter_skips, Ordering::Relaxed);
+        }
         let found = read?;
         if let (Some((value, expires_at)), Some(stamp)) = (&found, stamp) {
             self.rows().insert_if_unchanged(key, stamp, value, *expires_at);
