@@ -139,17 +139,19 @@ fn every_console_command_in_the_readme_runs_as_written() {
 fn the_readme_library_snippets_are_doctests() {
     let readme = readme();
     // The first ```rust block of the README (the crate's first doctest), the bounded-space one
-    // (`Options::max_bytes`'s) and the store-and-forward one (the forward module's), with the
-    // file whose doc comments run each.
+    // (`Options::max_bytes`'s), the store-and-forward one (the forward module's) and the
+    // snapshot one (`Db::snapshot`'s), with the file whose doc comments run each.
     let blocks: Vec<&str> =
         readme.split("```rust\n").skip(1).map(|b| &b[..b.find("```").expect("the block's end")]).collect();
     let space = blocks.iter().find(|b| b.contains("max_bytes")).expect("the bounded-space snippet");
     let forward =
         blocks.iter().find(|b| b.contains("Forwarder::spawn")).expect("the store-and-forward snippet");
+    let snapshot = blocks.iter().find(|b| b.contains("db.snapshot()")).expect("the snapshot snippet");
     for (snippet, home) in [
         (blocks[0], "posix/src/lib.rs"),
         (*space, "posix/src/options.rs"),
         (*forward, "posix/src/forward/mod.rs"),
+        (*snapshot, "posix/src/snapshot.rs"),
     ] {
         let text = std::fs::read_to_string(repo().join(home)).unwrap();
         let doc: Vec<&str> = text

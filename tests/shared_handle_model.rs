@@ -12,8 +12,12 @@
 //!
 //! Readers also scan ranges: keys strictly ascending, each value checked as a get's, and every
 //! key missing from the scan justified as an absent get is. Writers put, delete and write
-//! batches of their own keys; MemTables are small, so rotations, flushes and compactions run
-//! under the readers. One test per durability mode (the relaxed ones also call `sync`).
+//! batches of their own keys, and now and then flush; MemTables are small, so rotations,
+//! flushes and compactions run under the readers, whose gets read the tables without the
+//! engine's lock (`posix/src/view.rs`). One test per durability mode (the relaxed ones also
+//! call `sync`), one with compactions inside the writes (no background threads), and one under
+//! a cap whose tables are evicted ([`WhenFull::DropOldest`]): there an acknowledged key may read
+//! as absent once evicted, but never as an older value.
 
 mod common;
 
@@ -23,7 +27,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::Rng;
-use minivault::{Db, Durability, Options, WriteBatch};
+use minivault::{Db, Durability, Options, WhenFull, WriteBatch};
 
 const WRITERS: u64 = 4;
 const READERS: u64 = 3;
@@ -69,6 +73,8 @@ impl Drop for HeldRead<'_> {
 struct Model {
     acked: Vec<AtomicU64>,
     deletes: Vec<AtomicU64>,
+    /// Tables are evicted: an acknowledged write may be gone.
+    evicts: bool,
 }
 
 impl Model {
@@ -85,7 +91,7 @@ impl Model {
             None => {
                 let deleted = self.deletes[k as usize].load(Ordering::SeqCst);
                 assert!(
-                    floor == 0 || deleted >= floor,
+                    floor == 0 || deleted >= floor || self.evicts,
                     "{what}: key {k} read as absent, but s{floor} was acknowledged before the read (newest delete s{deleted})"
                 );
             }
@@ -93,14 +99,8 @@ impl Model {
     }
 }
 
-fn writer(
-    db: &Db,
-    model: &Model,
-    w: u64,
-    ops: u64,
-    durability: Durability,
-    seed: u64,
-) -> Vec<Option<Vec<u8>>> {
+fn writer(db: &Db, model: &Model, w: u64, setup: &Setup, seed: u64) -> Vec<Option<Vec<u8>>> {
+    let (ops, durability, pad) = (setup.ops, setup.options.durability, setup.pad);
     let mut rng = Rng::new(seed ^ w);
     let mine: Vec<u64> = (0..KEYS).filter(|k| k % WRITERS == w).collect();
     // The writer's own view of its keys' final values, indexed like `mine`.
@@ -109,11 +109,11 @@ fn writer(
         let pick = rng.below(100);
         if pick < 10 {
             // A batch of up to three of its keys, one sequence number for all.
-            let mut batch = WriteBatch::new(vec![0; 4096]);
+            let mut batch = WriteBatch::new(vec![0; 4 * (pad as usize + 64)]);
             let mut touched = Vec::new();
             for _ in 0..1 + rng.below(3) {
                 let i = rng.below(mine.len() as u64) as usize;
-                let v = value(mine[i], seq, rng.below(60) as usize);
+                let v = value(mine[i], seq, rng.below(pad) as usize);
                 batch.put(&key(mine[i]), &v).unwrap();
                 touched.push((i, v));
             }
@@ -130,13 +130,17 @@ fn writer(
             last[i] = None;
         } else {
             let i = rng.below(mine.len() as u64) as usize;
-            let v = value(mine[i], seq, rng.below(if pick < 28 { 600 } else { 60 }) as usize);
+            let v =
+                value(mine[i], seq, rng.below(if pick < 28 { (10 * pad).min(8000) } else { pad }) as usize);
             db.put(&key(mine[i]), &v).unwrap();
             model.acked[mine[i] as usize].store(seq, Ordering::SeqCst);
             last[i] = Some(v);
         }
         if durability != Durability::Always && rng.chance(1, 50) {
             db.sync().unwrap();
+        }
+        if setup.flushes && rng.chance(1, 200) {
+            db.flush().unwrap();
         }
     }
     last
@@ -193,21 +197,38 @@ fn reader(
     (gets, scans)
 }
 
-fn run(durability: Durability, ops: u64, seed: u64) {
-    run_with(durability, ops, seed, None);
+/// One run: the handle's options, the writes per writer, the padding of most values (one put
+/// in 25 pads ten times more).
+struct Setup {
+    options: Options,
+    ops: u64,
+    pad: u64,
+    /// Writers also call `flush` now and then.
+    flushes: bool,
+    /// Every background flush is held this long before it writes its table (the frozen MemTable
+    /// answering the readers meanwhile), and reads made while one is held are counted: some must be.
+    flush_hold: Option<Duration>,
 }
 
-/// [`run`]; with `flush_hold`, every background flush is held that long before it writes its
-/// table (the frozen MemTable answering the readers meanwhile), and reads made while a flush is
-/// held are counted: some must be.
-fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Duration>) {
+impl Setup {
+    /// Small MemTables: rotations, flushes and compactions while readers read.
+    fn new(durability: Durability, ops: u64) -> Setup {
+        let options = Options { memtable_bytes: 16 << 10, durability, ..Options::default() };
+        Setup { options, ops, pad: 60, flushes: false, flush_hold: None }
+    }
+
+    fn evicts(&self) -> bool {
+        self.options.max_bytes.is_some()
+    }
+}
+
+fn run(setup: Setup, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    // Small MemTables: rotations, flushes and compactions while readers read.
-    let options = Options { memtable_bytes: 16 << 10, durability, ..Options::default() };
+    let (options, durability) = (setup.options, setup.options.durability);
     let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
     let holding = Arc::new(AtomicBool::new(false));
     let reads_while_held = Arc::new(AtomicU64::new(0));
-    if let Some(hold) = flush_hold {
+    if let Some(hold) = setup.flush_hold {
         let holding = Arc::clone(&holding);
         db.set_flush_hook(Some(Arc::new(move || {
             holding.store(true, Ordering::SeqCst);
@@ -219,7 +240,9 @@ fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Dura
     let model = Arc::new(Model {
         acked: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
         deletes: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
+        evicts: setup.evicts(),
     });
+    let setup = Arc::new(setup);
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..READERS)
         .map(|r| {
@@ -230,8 +253,8 @@ fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Dura
         .collect();
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (db, model) = (db.clone(), model.clone());
-            thread::spawn(move || writer(&db, &model, w, ops, durability, seed))
+            let (db, model, setup) = (db.clone(), model.clone(), setup.clone());
+            thread::spawn(move || writer(&db, &model, w, &setup, seed))
         })
         .collect();
     let finals: Vec<Vec<Option<Vec<u8>>>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -247,32 +270,45 @@ fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Dura
         let i = (0..k).filter(|j| j % WRITERS == w).count();
         finals[w as usize][i].clone()
     };
+    let evicts = setup.evicts();
     let check_all = |db: &Db, when: &str| {
         for k in 0..KEYS {
-            assert_eq!(db.get(&key(k)).unwrap(), want(k), "{when}: key {k}");
+            let got = db.get(&key(k)).unwrap();
+            if !(evicts && got.is_none()) {
+                assert_eq!(got, want(k), "{when}: key {k}");
+            }
         }
         let listed: Vec<Vec<u8>> = db.keys::<&[u8], _>(..).collect::<Result<_, _>>().unwrap();
         let expected: Vec<Vec<u8>> = (0..KEYS).filter(|k| want(*k).is_some()).map(key).collect();
-        assert_eq!(listed, expected, "{when}: the keys a scan lists");
+        if evicts {
+            assert!(listed.iter().all(|k| expected.contains(k)), "{when}: the keys a scan lists");
+        } else {
+            assert_eq!(listed, expected, "{when}: the keys a scan lists");
+        }
     };
     check_all(&db, "final state");
     let stats = db.stats();
     let (syncs, acked) = db.group_commit_counts();
     eprintln!(
         "{durability:?}: {} writes by {WRITERS} threads, {gets} gets and {scans} scans by {READERS}; \
-         {} flushes, {} compactions; group commit: {syncs} syncs for {acked} durable acknowledgements",
-        WRITERS * ops,
+         {} flushes, {} compactions, {} tables evicted; group commit: {syncs} syncs for {acked} durable acknowledgements",
+        WRITERS * setup.ops,
         stats.flushes,
-        stats.compactions
+        stats.compactions,
+        stats.evicted_tables,
     );
     assert!(stats.flushes > 0, "the MemTables must have rotated under the readers");
-    // Compactions ran on the background threads (the default), beside the readers and writers.
+    assert!(stats.compactions > 0, "{stats:?}");
+    assert_eq!(stats.evicted_tables > 0, evicts, "{stats:?}");
     let bg = db.background_stats();
     eprintln!("{durability:?}: {bg:?}");
-    assert!(bg.installed > 0 && bg.installed == stats.compactions, "{bg:?}, {stats:?}");
-    // Flushes ran on the flush thread.
-    assert!(bg.flushes > 0, "{bg:?}");
-    if flush_hold.is_some() {
+    if options.background_threads > 0 {
+        // Compactions ran on the background threads, beside the readers and writers.
+        assert!(bg.installed > 0 && bg.installed == stats.compactions, "{bg:?}, {stats:?}");
+        // Flushes ran on the flush thread.
+        assert!(bg.flushes > 0, "{bg:?}");
+    }
+    if setup.flush_hold.is_some() {
         let held = reads_while_held.load(Ordering::SeqCst);
         eprintln!("{durability:?}: {held} reads while a flush was held");
         assert!(held > 0, "no read ran while a flush was in progress");
@@ -285,22 +321,45 @@ fn run_with(durability: Durability, ops: u64, seed: u64, flush_hold: Option<Dura
 
 #[test]
 fn many_threads_against_a_model_with_every_write_durable() {
-    run(Durability::Always, 600, 0x5a1e_0001);
+    run(Setup::new(Durability::Always, 600), 0x5a1e_0001);
 }
 
 #[test]
 fn many_threads_against_a_model_syncing_every_8_writes() {
-    run(Durability::EveryN(8), 1500, 0x5a1e_0002);
+    run(Setup::new(Durability::EveryN(8), 1500), 0x5a1e_0002);
 }
 
 #[test]
 fn many_threads_against_a_model_syncing_manually() {
-    run(Durability::Manual, 1500, 0x5a1e_0003);
+    let mut setup = Setup::new(Durability::Manual, 1500);
+    setup.flushes = true;
+    run(setup, 0x5a1e_0003);
 }
 
 #[test]
 fn many_threads_against_a_model_while_each_flush_is_held_in_progress() {
-    run_with(Durability::EveryN(8), 1500, 0x5a1e_0004, Some(Duration::from_millis(3)));
+    let mut setup = Setup::new(Durability::EveryN(8), 1500);
+    setup.flush_hold = Some(Duration::from_millis(3));
+    run(setup, 0x5a1e_0006);
+}
+
+#[test]
+fn many_threads_against_a_model_with_compactions_inside_the_writes() {
+    let mut setup = Setup::new(Durability::Manual, 1500);
+    setup.options.background_threads = 0;
+    setup.flushes = true;
+    run(setup, 0x5a1e_0004);
+}
+
+#[test]
+fn many_threads_against_a_model_while_tables_are_evicted() {
+    let mut setup = Setup::new(Durability::Manual, 1500);
+    // Values of about 2 KiB: more live data than the cap (the least for these MemTables) holds.
+    setup.pad = 4000;
+    setup.options.max_bytes = Some(minivault_core::space::min_max_bytes(setup.options.memtable_bytes));
+    setup.options.when_full = WhenFull::DropOldest;
+    setup.flushes = true;
+    run(setup, 0x5a1e_0005);
 }
 
 #[test]

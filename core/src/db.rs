@@ -10,7 +10,7 @@
 //! plan_flush ─────► flush::write_temp       the same flush apart from the database (a copy of
 //!   install_flush                           the immutable MemTable, another storage handle);
 //!                                           meanwhile a rotation is Error::FlushPending
-//! get ────────────► MemTables ─► Version::get (tables newest to oldest, through their filters)
+//! get ────────────► MemTables ─► get_from_tables (tables newest to oldest, through their filters)
 //! open ───────────► recovery                Version::recover, WalReader replay, Wal::adopt
 //! after a flush ──► space                   the cap: evict the oldest tables, or refuse writes
 //! ```
@@ -41,7 +41,7 @@ use crate::memtables::MemTables;
 use crate::options::{Clock, CompactionMode, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
 use crate::space::Space;
-use crate::sstable::{Lookup, ReadCounters, TableInfo};
+use crate::sstable::{Lookup, ReadCounters, Table, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::version::Version;
@@ -51,6 +51,18 @@ pub(crate) type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Err
 
 /// A value read by [`Db::get_with_expiry`], and when it expires (`None`: never).
 pub type ValueWithExpiry<'b> = (&'b [u8], Option<u64>);
+
+/// What the MemTables answer for a key ([`Db::get_from_memtables`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum MemGet<'b> {
+    /// The newest entry is this value (copied into the caller's buffer) with this expiry.
+    Found(&'b [u8], Option<u64>),
+    /// Deleted, expired, or under a range delete of a MemTable: absent, whatever the tables hold.
+    Gone,
+    /// The MemTables know nothing of the key: the tables answer ([`get_from_tables`]). The
+    /// caller's buffer, handed back.
+    InTables(&'b mut [u8]),
+}
 
 /// Counters kept since open.
 #[derive(Default)]
@@ -194,13 +206,7 @@ where
     }
 
     fn check_key(key: &[u8]) -> Result<(), S> {
-        if key.is_empty() {
-            Err(Error::EmptyKey)
-        } else if key.len() > MAX_KEY_LEN {
-            Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN })
-        } else {
-            Ok(())
-        }
+        check_key(key)
     }
 
     /// Stores `value` under `key`.
@@ -710,29 +716,59 @@ where
         key: &[u8],
         buf: &'b mut [u8],
     ) -> Result<Option<ValueWithExpiry<'b>>, S> {
+        let now = self.clock.now();
+        match self.get_from_memtables(key, buf, now)? {
+            MemGet::Found(value, expires_at) => Ok(Some((value, expires_at))),
+            MemGet::Gone => Ok(None),
+            MemGet::InTables(buf) => get_from_tables(
+                &mut self.storage,
+                self.version.tables_mut(),
+                key,
+                buf,
+                now,
+                &mut self.counters.reads,
+            ),
+        }
+    }
+
+    /// The MemTables' part of a get at time `now` (counted as a get in [`Db::stats`]): the value
+    /// (copied into `buf`), gone (deleted, expired, or under a MemTable's range delete), or
+    /// for the tables to answer. [`Db::get_with_expiry`] is this, then [`get_from_tables`] over
+    /// [`Db::live_tables`]; a host that reads the tables through handles of its own, outside
+    /// whatever guards the engine, makes the same two calls.
+    pub fn get_from_memtables<'b>(
+        &mut self,
+        key: &[u8],
+        buf: &'b mut [u8],
+        now: u64,
+    ) -> Result<MemGet<'b>, S> {
         Self::check_key(key)?;
         self.counters.gets += 1;
-        let now = self.clock.now();
         match self.mems.lookup(key) {
-            MemLookup::Found(e) if e.is_dead_at(now) => return Ok(None),
+            MemLookup::Found(e) if e.is_dead_at(now) => Ok(MemGet::Gone),
             MemLookup::Found(e) => {
                 let n = e.value.len();
                 let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall { needed: n })?;
                 dst.copy_from_slice(e.value);
-                return Ok(Some((dst, e.expires_at)));
+                Ok(MemGet::Found(dst, e.expires_at))
             }
-            MemLookup::Deleted => return Ok(None),
-            MemLookup::Absent => {}
+            MemLookup::Deleted => Ok(MemGet::Gone),
+            MemLookup::Absent => Ok(MemGet::InTables(buf)),
         }
-        match self.version.get(&mut self.storage, key, buf, &mut self.counters.reads)? {
-            Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {
-                match buf.get(..value_len) {
-                    Some(v) => Ok(Some((v, expires_at))),
-                    None => Err(Error::BufferTooSmall { needed: value_len }),
-                }
-            }
-            _ => Ok(None),
-        }
+    }
+
+    /// The live tables, oldest first: their ids, footers and open files, for a host that
+    /// probes them through handles of its own ([`get_from_tables`] over its own [`Storage`]).
+    /// A table never changes once live; [`Db::table_set_changes`] says when the set does.
+    pub fn live_tables(&self) -> &[Table<S::File>] {
+        self.version.tables()
+    }
+
+    /// How many times the set of live tables has changed since open (a flush added one, a
+    /// compaction replaced some, an eviction removed one): equal counts, the same
+    /// [`Db::live_tables`].
+    pub fn table_set_changes(&self) -> u64 {
+        self.version.changes()
     }
 
     /// The bytes of key buffer a [`Db::scan`] needs now: a slot per SSTable as long as its
@@ -821,6 +857,43 @@ where
     /// The storage, for inspection.
     pub fn storage(&mut self) -> &mut S {
         &mut self.storage
+    }
+}
+
+/// Refuses an empty key and one longer than [`MAX_KEY_LEN`].
+fn check_key<E>(key: &[u8]) -> core::result::Result<(), Error<E>> {
+    if key.is_empty() {
+        Err(Error::EmptyKey)
+    } else if key.len() > MAX_KEY_LEN {
+        Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN })
+    } else {
+        Ok(())
+    }
+}
+
+/// The tables' part of a get at time `now`: looks `key` up in `tables` (oldest first, as
+/// [`Db::live_tables`] gives them) from the newest down; the newest entry found answers, a
+/// table's range delete covering the key counts as a delete, and the expiry rule applies. A
+/// found value is copied into `buf` ([`Error::BufferTooSmall`] says how much room it needs);
+/// an empty or too long key is refused, as by [`Db::get`]. The one table lookup of the engine: [`Db::get_with_expiry`] runs it over the engine's own
+/// storage, a host over handles of its own of the same files.
+pub fn get_from_tables<'b, S: Storage>(
+    storage: &mut S,
+    tables: &mut [Table<S::File>],
+    key: &[u8],
+    buf: &'b mut [u8],
+    now: u64,
+    counters: &mut ReadCounters,
+) -> Result<Option<ValueWithExpiry<'b>>, S> {
+    check_key(key)?;
+    match crate::version::lookup(storage, tables, key, buf, counters)? {
+        Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {
+            match buf.get(..value_len) {
+                Some(v) => Ok(Some((v, expires_at))),
+                None => Err(Error::BufferTooSmall { needed: value_len }),
+            }
+        }
+        _ => Ok(None),
     }
 }
 

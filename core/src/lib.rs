@@ -71,7 +71,7 @@ pub mod version;
 pub mod wal;
 
 pub use batch::{BatchError, WriteBatch};
-pub use db::{Db, ValueWithExpiry};
+pub use db::{get_from_tables, Db, MemGet, ValueWithExpiry};
 pub use error::{Corruption, Error};
 pub use limits::{MAX_KEY_LEN, MAX_TABLES, MAX_VALUE_LEN, MAX_WALS};
 pub use mem_storage::{MemError, MemFile, MemStorage};

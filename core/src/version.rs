@@ -33,6 +33,8 @@ use crate::storage::Storage;
 pub struct Version<F> {
     tables: Vec<Table<F>, MAX_TABLES>,
     next_id: u64,
+    /// Changes of the table set since open ([`Version::changes`]).
+    changes: u64,
 }
 
 /// What [`Version::recover`] found besides the tables.
@@ -46,7 +48,7 @@ type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 impl<F> Version<F> {
     /// No tables; ids start at 1.
     pub fn empty() -> Self {
-        Version { tables: Vec::new(), next_id: 1 }
+        Version { tables: Vec::new(), next_id: 1, changes: 0 }
     }
 
     /// Reads the table set from the directory into `self` (whatever it held is dropped) and
@@ -65,6 +67,7 @@ impl<F> Version<F> {
     ) -> Result<Recovered, S> {
         self.tables.clear();
         self.next_id = 1;
+        self.changes += 1;
         if !read_only {
             remove_temp_files(storage)?;
         }
@@ -186,6 +189,13 @@ impl<F> Version<F> {
         self.tables.iter().map(|t| t.footer().wal_covered).max().unwrap_or(0)
     }
 
+    /// How many times the set of live tables has changed (a table added, tables replaced by
+    /// a compaction's output, the oldest evicted, the set read again by `recover`): equal
+    /// counts, the same tables.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Looks `key` up in the tables, newest first: the newest table's entry for it, if any.
     pub fn get<S: Storage<File = F>>(
         &mut self,
@@ -194,14 +204,7 @@ impl<F> Version<F> {
         out: &mut [u8],
         counters: &mut ReadCounters,
     ) -> Result<Lookup, S> {
-        let hash = crate::filter::key_hash(key);
-        for t in self.tables.iter_mut().rev() {
-            let found = t.get(storage, key, hash, out, counters)?;
-            if let Lookup::Found { .. } = found {
-                return Ok(found);
-            }
-        }
-        Ok(Lookup::Absent)
+        lookup(storage, &mut self.tables, key, out, counters)
     }
 
     /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`.
@@ -217,6 +220,7 @@ impl<F> Version<F> {
         }
         let (file, bytes) = publish(storage, file, id)?;
         let _ = self.tables.push(Table::new(id, file, footer, bytes));
+        self.changes += 1;
         Ok(())
     }
 
@@ -251,6 +255,8 @@ impl<F> Version<F> {
             return Ok(());
         };
         let (file, bytes) = publish(storage, file, id)?;
+        // From here on the set differs from what it was, whatever fails below.
+        self.changes += 1;
         // No directory sync for these removals: an input that comes back after a power cut has
         // an id in the durable output's `[replaces_from, id)`, and open removes it again.
         for t in self.tables.get(start..end - 1).unwrap_or(&[]) {
@@ -283,6 +289,7 @@ impl<F> Version<F> {
             return Ok(None);
         }
         let table = self.tables.remove(0);
+        self.changes += 1;
         let info = table.info();
         drop(table);
         storage.remove(&file_name(FileKind::Table, info.id)).storage()?;
@@ -295,6 +302,27 @@ impl<F> Version<F> {
         );
         Ok(Some(info))
     }
+}
+
+/// Looks `key` up in `tables` (oldest first), newest first: the newest table's entry for it
+/// (a range delete covering it counts as a delete), if any. Every table lookup of the engine,
+/// over its own table set ([`Version::get`]) or a host's view of it
+/// ([`crate::db::get_from_tables`]).
+pub fn lookup<S: Storage>(
+    storage: &mut S,
+    tables: &mut [Table<S::File>],
+    key: &[u8],
+    out: &mut [u8],
+    counters: &mut ReadCounters,
+) -> Result<Lookup, S> {
+    let hash = crate::filter::key_hash(key);
+    for t in tables.iter_mut().rev() {
+        let found = t.get(storage, key, hash, out, counters)?;
+        if let Lookup::Found { .. } = found {
+            return Ok(found);
+        }
+    }
+    Ok(Lookup::Absent)
 }
 
 /// Makes the finished table `<id>.tmp` durable and live as `<id>.sst`, atomically replacing a

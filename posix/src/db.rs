@@ -22,8 +22,15 @@
 //!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
-//!   MemTables and SSTables, and caches the row before letting the lock go: a write cannot
-//!   slip between the engine's answer and the cache's copy of it.
+//!   MemTables only. When they answer, it caches the row before letting the lock go. When
+//!   they know nothing of the key, it takes a view of the live tables (`crate::view`, a
+//!   shared `Arc`, rebuilt only after a flush, a compaction's install or an eviction) and the
+//!   row cache's stamp of the key, lets the lock go, and probes the tables through the view's
+//!   descriptors (the page cache has its own lock). Its answer is cached only if no write of
+//!   the key (nor a clear of the cache) came meanwhile; a write removes its keys from the cache
+//!   and changes their stamps under the engine's lock, so a value older than a write is never
+//!   cached after it. A table that a compaction or an eviction removes stays readable through
+//!   a view that holds it; its disk space is freed when the last such get ends.
 //! - **Compactions** run on background threads ([`Options::background_threads`], default 2;
 //!   `crate::background`): a write installs what they finished and hands them what is due,
 //!   under the engine's lock; their merges run without it. A write held back at
@@ -38,10 +45,13 @@
 //!   MemTable rotation (the sort of the frozen MemTable, the sync of the old WAL, the new WAL's
 //!   creation, and the copy for the flush thread), a flush's and a compaction's install
 //!   (rename, directory sync, removals), inline flushes and compactions when
-//!   `background_threads` is 0, [`Db::flush`], gets that miss the row cache (SSTable pages
-//!   through the page cache, or `pread`), and each batch of an iterator ([`crate::scan`]).
-//!   Never a group commit's `fdatasync`, a background flush's or merge's writing, or a write's
-//!   wait at the thresholds or for a flush.
+//!   `background_threads` is 0, [`Db::flush`], the MemTable lookup of a get that misses the
+//!   row cache (and taking its view of the tables), and each batch of an iterator
+//!   ([`crate::scan`]). Never a group commit's `fdatasync`, a background flush's or merge's
+//!   writing, a write's wait at the thresholds or for a flush, or a get's SSTable probes.
+//!
+//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`) flushes the MemTables and keeps the
+//!   table view of that moment: its reads take no lock of the Db's at all.
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -53,11 +63,14 @@ use std::fmt;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use minivault_core::names::{file_name, FileKind};
+use minivault_core::sstable::ReadCounters;
+use minivault_core::MemGet;
 
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
 use crate::flusher::FlushHook;
@@ -66,11 +79,15 @@ use crate::lock::DirLock;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
+use crate::view::{TableView, ValueExpiringAt};
 use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
 
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
 const REPORT_POLL: Duration = Duration::from_millis(5);
+
+/// The first size of a get's buffer for a value read from the tables.
+pub(crate) const VALUE_LEN_HINT: usize = 256;
 
 /// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
 pub fn now_millis() -> u64 {
@@ -102,9 +119,6 @@ fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error
 
 /// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
 pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);
-
-/// A value and its expiry in the engine's clock (ms since the epoch).
-type ValueExpiringAt = (Vec<u8>, Option<u64>);
 
 /// How long a key has left to live: [`Db::ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +159,11 @@ impl SyncFailure {
 #[doc(hidden)]
 pub type WalSyncHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
+/// Called by a get that reads the tables, after it let the engine's lock go and before it reads
+/// them: for tests that hold a get there ([`Db::set_get_hook`]).
+#[doc(hidden)]
+pub type GetHook = Arc<dyn Fn() + Send + Sync>;
+
 /// The engine and what is used only under its lock.
 struct State {
     engine: Engine,
@@ -163,6 +182,11 @@ struct State {
     sync_hook: Option<WalSyncHook>,
     /// The compaction threads ([`Options::background_threads`]); none read-only or with 0.
     background: Option<Background>,
+    /// The live tables as gets read them without this lock: taken by the first get that needs
+    /// it after the table set changed, let go when the set changes ([`Db::forget_evicted`]).
+    view: Option<Arc<TableView>>,
+    /// Called by a get between letting this lock go and reading the tables (tests).
+    get_hook: Option<GetHook>,
 }
 
 /// An open database directory.
@@ -198,11 +222,19 @@ struct State {
 pub struct Db {
     state: Mutex<State>,
     /// Rows read recently. Every write removes its keys from here (under the engine's lock)
-    /// before it reaches the engine, and a get caches what the engine returned before it lets
-    /// the engine's lock go, so a cached row is always what the engine would return.
+    /// before it reaches the engine; a get caches what the MemTables returned before it lets
+    /// the engine's lock go, and what the tables returned only if the key's stamp, taken under
+    /// that lock, is unchanged: a cached row is always what the engine would return.
     rows: Mutex<RowCache>,
     /// False when the row cache is disabled: gets then skip its lock.
     rows_enabled: bool,
+    /// Table searches and filter skips of gets that read a [`TableView`] (the engine counts
+    /// the rest): added to [`Db::stats`].
+    table_probes: AtomicU64,
+    filter_skips: AtomicU64,
+    /// The size of the buffer a get reads the tables into: the largest value read so far
+    /// (at least [`VALUE_LEN_HINT`]).
+    value_len_hint: AtomicUsize,
     /// Durable writes wait here for a sync that covers them.
     commit: GroupCommit<SyncFailure>,
     options: Options,
@@ -344,7 +376,12 @@ impl Db {
                 sync_asked_at: Instant::now(),
                 sync_hook: None,
                 background: None,
+                view: None,
+                get_hook: None,
             }),
+            table_probes: AtomicU64::new(0),
+            filter_skips: AtomicU64::new(0),
+            value_len_hint: AtomicUsize::new(VALUE_LEN_HINT),
             rows_enabled: !rows.is_disabled(),
             rows: Mutex::new(rows),
             commit: GroupCommit::new(),
@@ -555,7 +592,12 @@ impl Db {
 
     /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since
     /// the last look: their rows must read as absent, and the cache cannot tell which they were.
+    /// Lets the view of the tables go when the set changed (a flush, a compaction's install, an
+    /// eviction), so that a removed table's disk space is freed once the gets reading it end.
     fn forget_evicted(&self, state: &mut State) {
+        if state.view.as_ref().is_some_and(|v| !v.is_current(&state.engine)) {
+            state.view = None;
+        }
         let evicted = state.engine.stats().evicted_tables;
         if evicted != state.evicted_seen {
             state.evicted_seen = evicted;
@@ -565,11 +607,12 @@ impl Db {
         }
     }
 
-    // Every write removes its keys from the row cache under the engine's lock, before calling
-    // the engine: a get that missed the cache caches what the engine returned under that lock
-    // too, so nothing stale can be cached in between, and whatever the write does or fails to
-    // do (an error, a poisoned engine, a write that reached the WAL but not the MemTable), the
-    // next get of those keys asks the engine.
+    // Every write removes its keys from the row cache (changing their stamps) under the
+    // engine's lock, before calling the engine: a get that missed the cache caches what the
+    // MemTables returned under that lock, and what the tables returned only with an unchanged
+    // stamp, so nothing stale can be cached in between, and whatever the write does or fails
+    // to do (an error, a poisoned engine, a write that reached the WAL but not the MemTable),
+    // the next get of those keys asks the engine.
 
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
@@ -661,29 +704,53 @@ impl Db {
     /// The value of `key` and its expiry in the engine's clock (ms since the epoch): from the
     /// row cache, or from the engine (and then cached).
     ///
-    /// A row is cached under the engine's lock: a write (which removes its keys from the cache
-    /// under that lock) cannot come between the engine's answer and the cache's copy of it.
+    /// Under the engine's lock: the MemTables' answer (cached there, as a write cannot come
+    /// between), or when they know nothing of the key, the view of the live tables and the
+    /// row cache's [`Stamp`](crate::row_cache::Stamp) of the key. Without it: the tables,
+    /// through the view; the answer is cached only if no write of the key came meanwhile.
     fn get_expiring_at(&self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
         if self.rows_enabled {
             if let Some((value, expires_at)) = self.rows().get_row(key, now_millis) {
                 return Ok(Some((value.to_vec(), expires_at)));
             }
         }
-        let mut guard = self.state();
-        let state = &mut *guard;
-        loop {
-            match state.engine.get_with_expiry(key, &mut state.buf) {
-                Ok(Some((value, expires_at))) => {
-                    if self.rows_enabled {
-                        self.rows().insert(key, value, expires_at);
+        let now = now_millis();
+        let (view, stamp, hook) = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            loop {
+                match state.engine.get_from_memtables(key, &mut state.buf, now) {
+                    Ok(MemGet::Found(value, expires_at)) => {
+                        if self.rows_enabled {
+                            self.rows().insert(key, value, expires_at);
+                        }
+                        return Ok(Some((value.to_vec(), expires_at)));
                     }
-                    return Ok(Some((value.to_vec(), expires_at)));
+                    Ok(MemGet::Gone) => return Ok(None),
+                    Ok(MemGet::InTables(_)) => break,
+                    Err(minivault_core::Error::BufferTooSmall { needed }) => state.buf.resize(needed, 0),
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(None) => return Ok(None),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => state.buf.resize(needed, 0),
-                Err(e) => return Err(e.into()),
             }
+            let stamp = self.rows_enabled.then(|| self.rows().stamp(key));
+            (current_view(state), stamp, state.get_hook.clone())
+        };
+        if let Some(hook) = hook {
+            hook();
         }
+        let mut counters = ReadCounters::default();
+        let read = view.read(key, now, &self.value_len_hint, &mut counters);
+        if counters.table_probes > 0 {
+            self.table_probes.fetch_add(counters.table_probes, Ordering::Relaxed);
+        }
+        if counters.filter_skips > 0 {
+            self.filter_skips.fetch_add(counters.filter_skips, Ordering::Relaxed);
+        }
+        let found = read?;
+        if let (Some((value, expires_at)), Some(stamp)) = (&found, stamp) {
+            self.rows().insert_if_unchanged(key, stamp, value, *expires_at);
+        }
+        Ok(found)
     }
 
     /// The entries of `range`, in key order: a double-ended iterator (`.rev()` walks it from
@@ -781,6 +848,13 @@ impl Db {
     /// thread is waited for (the engine's lock let go) and installed first; the rest is
     /// written in this call.
     pub fn flush(&self) -> Result<(), Error> {
+        let mut guard = self.flush_thread_idle()?;
+        self.flush_locked(&mut guard)
+    }
+
+    /// The engine's lock once no flush runs on the flush thread: a running one is waited for
+    /// (the lock let go meanwhile) and installed.
+    fn flush_thread_idle(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut guard = self.state();
         loop {
             let state = &mut *guard;
@@ -795,7 +869,21 @@ impl Db {
             let reported = bg.reported();
             guard = reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
         }
+        Ok(guard)
+    }
+
+    /// Flushes the MemTables and takes the view of the live tables in one section under the
+    /// engine's lock, so every write acknowledged before is in the view; and the clock then
+    /// ([`Db::snapshot`]).
+    pub(crate) fn flushed_view(&self) -> Result<(Arc<TableView>, u64), Error> {
+        let mut guard = self.flush_thread_idle()?;
         let state = &mut *guard;
+        self.flush_locked(state)?;
+        Ok((current_view(state), now_millis()))
+    }
+
+    /// [`Db::flush`] under the engine's lock.
+    fn flush_locked(&self, state: &mut State) -> Result<(), Error> {
         let flushed = state.engine.flush().map_err(Error::from);
         let scheduled = match &mut state.background {
             Some(bg) => bg.after_write(&mut state.engine),
@@ -811,7 +899,10 @@ impl Db {
     /// Counters and sizes of the engine. Its `gets` and `table_probes` count only the gets the
     /// row cache did not answer; see [`Db::row_cache_stats`].
     pub fn stats(&self) -> Stats {
-        self.state().engine.stats()
+        let mut stats = self.state().engine.stats();
+        stats.table_probes += self.table_probes.load(Ordering::Relaxed);
+        stats.filter_skips += self.filter_skips.load(Ordering::Relaxed);
+        stats
     }
 
     /// What the background compaction threads have done since open, and how long writes waited
@@ -857,6 +948,13 @@ impl Db {
         if let Some(bg) = &mut self.state().background {
             bg.set_flush_hook(hook);
         }
+    }
+
+    /// Makes every get that reads the tables call `hook` after it let the engine's lock go and
+    /// before it reads them (`None`: no hook): for tests that hold a get there.
+    #[doc(hidden)]
+    pub fn set_get_hook(&self, hook: Option<GetHook>) {
+        self.state().get_hook = hook;
     }
 
     /// The SSTables, oldest first.
@@ -915,10 +1013,21 @@ impl Db {
     }
 }
 
-/// Removes every key of `batch` from the row cache; everything, should an entry not decode
-/// (a batch built through [`WriteBatch`]'s methods always does).
+/// The view of the engine's live tables: the one `state` keeps while the table set is
+/// unchanged, else a new one (kept from now on).
+fn current_view(state: &mut State) -> Arc<TableView> {
+    match &state.view {
+        Some(view) if view.is_current(&state.engine) => Arc::clone(view),
+        _ => Arc::clone(state.view.insert(Arc::new(TableView::of(&state.engine)))),
+    }
+}
+
+/// Removes every key of `batch` from the row cache and changes their stamps; everything,
+/// should an entry not decode (a batch built through [`WriteBatch`]'s methods always does).
 fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
     if rows.is_empty() {
+        // Nothing to drop, but the stamps of gets in progress must change (cheap when empty).
+        rows.clear();
         return;
     }
     for item in batch.entries() {

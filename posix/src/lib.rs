@@ -57,6 +57,7 @@ mod group_commit;
 pub mod options;
 pub mod outbox;
 pub mod scan;
+mod snapshot;
 
 #[doc(hidden)]
 pub mod lock;
@@ -68,6 +69,7 @@ pub mod repl;
 pub mod row_cache;
 #[doc(hidden)]
 pub mod storage;
+mod view;
 
 pub use background::{BackgroundStats, SLOWDOWN};
 pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
@@ -80,6 +82,7 @@ pub use minivault_core::{
 pub use options::{Durability, Options, SizeLimit};
 pub use row_cache::RowCacheStats;
 pub use scan::{Keys, Range};
+pub use snapshot::Snapshot;
 
 /// The engine's errors, as [`Error::Engine`] carries them: match on its variants
 /// (`EngineError::Corrupted { file, offset, kind }`, `EngineError::Poisoned`, ...).

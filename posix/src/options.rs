@@ -30,8 +30,10 @@ pub enum Durability {
 /// cache_bytes + row_cache_bytes` with background threads (the two MemTables, a merge scratch
 /// per compaction thread, and the flush thread's copy of the frozen MemTable), `2 ×
 /// memtable_bytes + ...` without, plus a small fixed overhead (a read buffer as large as the
-/// largest value read, the SSTable list, file handles). With the defaults: 5 × 4 + 8 + 4 =
-/// 32 MiB. Each size has a documented
+/// largest value read, and one per get in progress that reads the SSTables; the SSTable list
+/// and its file handles, shared with gets in progress, which keep the files of tables a
+/// compaction removed meanwhile open until they end; the row cache's 2 KiB of write stamps).
+/// With the defaults: 5 × 4 + 8 + 4 = 32 MiB. Each size has a documented
 /// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
 /// [`Error::InvalidOption`], reported before anything is allocated or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

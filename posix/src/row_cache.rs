@@ -23,7 +23,12 @@
 //!   that finds an expired row drops it.
 //!
 //! It does not know about writes: the handle removes a key (or everything) before each write
-//! reaches the engine, so a cached row is always the value the engine would return. Absent keys
+//! reaches the engine, so a cached row is always the value the engine would return. A get that
+//! reads the tables without the engine's lock caches its answer only if no write of its key
+//! came in between: it takes a [`Stamp`] of the key's write count under the engine's lock and
+//! inserts with [`RowCache::insert_if_unchanged`]. The counts are kept per stripe of keys
+//! ([`STAMP_STRIPES`] of them, by a hash of the key; a write to another key of the stripe only
+//! costs that get its caching), and [`RowCache::clear`] changes every stamp. Absent keys
 //! are not cached: the hot-key reads this serves find their keys, a stream of misses would push
 //! the hot rows out, and misses are the job of the SSTables' own filters.
 
@@ -54,6 +59,18 @@ const MAP_ENTRY_BYTES: usize = ((size_of::<(Box<[u8]>, usize)>() + 1) * 8).div_c
 /// (the map's key; the slot's key and value) and twice its places in the slot vector and the
 /// hash map (170 bytes on 64-bit targets).
 pub const ENTRY_OVERHEAD: usize = 2 * ALLOC_HEADER + 2 * (SLOT_BYTES + MAP_ENTRY_BYTES);
+
+/// Stripes of the write counts behind [`Stamp`]s: 256 counters, 2 KiB.
+pub const STAMP_STRIPES: usize = 256;
+
+/// The write count of a key's stripe when a get took it ([`RowCache::stamp`]): a row read with
+/// it may be cached only while no write of the stripe (nor a clear) has come since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    epoch: u64,
+    stripe: usize,
+    writes: u64,
+}
 
 /// The index is not shrunk below this many places.
 const MIN_INDEX: usize = 16;
@@ -105,6 +122,22 @@ pub struct RowCache {
     hits: u64,
     misses: u64,
     evictions: u64,
+    /// Keys removed, per stripe ([`RowCache::stamp`]).
+    stripe_writes: Box<[u64; STAMP_STRIPES]>,
+    /// Clears since creation.
+    epoch: u64,
+}
+
+/// The stripe of `key`: a multiply-rotate hash of its bytes. Collisions cost a get its caching,
+/// never a stale row.
+fn stripe_of(key: &[u8]) -> usize {
+    let mut h: u64 = 0;
+    for chunk in key.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    (h >> 56) as usize % STAMP_STRIPES
 }
 
 impl std::fmt::Debug for RowCache {
@@ -125,7 +158,34 @@ impl RowCache {
             hits: 0,
             misses: 0,
             evictions: 0,
+            stripe_writes: Box::new([0; STAMP_STRIPES]),
+            epoch: 0,
         }
+    }
+
+    /// The write count of `key`'s stripe now: taken under the lock writes hold while they
+    /// remove their keys, before a read whose answer is to be cached with
+    /// [`RowCache::insert_if_unchanged`].
+    pub fn stamp(&self, key: &[u8]) -> Stamp {
+        let stripe = stripe_of(key);
+        Stamp { epoch: self.epoch, stripe, writes: self.stripe_writes.get(stripe).copied().unwrap_or(0) }
+    }
+
+    /// [`RowCache::insert`], unless a key of `stamp`'s stripe was removed (a write) or the
+    /// cache cleared since `stamp` was taken: the value may then be older than that write.
+    /// Returns whether the row was offered to the cache.
+    pub fn insert_if_unchanged(
+        &mut self,
+        key: &[u8],
+        stamp: Stamp,
+        value: &[u8],
+        expires_at: Option<u64>,
+    ) -> bool {
+        if stamp != self.stamp(key) {
+            return false;
+        }
+        self.insert(key, value, expires_at);
+        true
     }
 
     /// True when the cache holds nothing, ever (capacity 0).
@@ -234,8 +294,12 @@ impl RowCache {
         }
     }
 
-    /// Drops the row of `key`, if cached.
+    /// Drops the row of `key`, if cached, and changes the stamps of its stripe: a write of
+    /// `key` is coming.
     pub fn remove(&mut self, key: &[u8]) {
+        if let Some(n) = self.stripe_writes.get_mut(stripe_of(key)) {
+            *n = n.wrapping_add(1);
+        }
         if self.slots.is_empty() {
             return;
         }
@@ -245,8 +309,10 @@ impl RowCache {
         }
     }
 
-    /// Drops every row and gives the index's memory back. Counters are kept.
+    /// Drops every row and gives the index's memory back, and changes every stamp. Counters
+    /// are kept.
     pub fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
         self.map = HashMap::new();
         self.slots = Vec::new();
         self.row_bytes = 0;

@@ -4,10 +4,12 @@
 //! An iterator borrows the [`Db`] shared (`&Db`): other threads read and write while it lives.
 //! It fetches entries in batches through the engine's scan ([`minivault_core::Scan`]), each
 //! batch under the engine's lock and resuming just past the last key fetched on its side; the
-//! front and the back meet in the middle without returning a key twice.
+//! front and the back meet in the middle without returning a key twice. The same iterator over
+//! a [`Snapshot`] ([`Snapshot::range`]) fetches its batches through the same scan over the
+//! snapshot's tables, with no lock, and sees the snapshot's state throughout.
 //!
-//! # What an iterator sees of concurrent writes
-//! Not a snapshot (that needs sequence numbers in the format). Precisely:
+//! # What an iterator of a `Db` sees of concurrent writes
+//! Not a snapshot (for one, take a [`Snapshot`] first). Precisely:
 //! - each batch is one consistent state: the database as it was at one moment while the
 //!   engine's lock was held, so every write acknowledged before the batch was fetched is in it;
 //! - a later batch may include writes made after the iterator was created (or after an earlier
@@ -29,9 +31,9 @@
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 
-use minivault_core::KeyRange;
+use minivault_core::{KeyRange, Scan, Storage};
 
-use crate::{Db, Error};
+use crate::{Db, Error, Snapshot};
 
 /// Entries of the first batch on each side.
 pub const FIRST_BATCH: usize = 16;
@@ -81,12 +83,31 @@ struct Side {
     batch: usize,
 }
 
+/// What an iterator reads: a database, or a snapshot of one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Db(&'a Db),
+    Snapshot(&'a Snapshot),
+}
+
+impl<'a> From<&'a Db> for Source<'a> {
+    fn from(db: &'a Db) -> Self {
+        Source::Db(db)
+    }
+}
+
+impl<'a> From<&'a Snapshot> for Source<'a> {
+    fn from(snapshot: &'a Snapshot) -> Self {
+        Source::Snapshot(snapshot)
+    }
+}
+
 /// A double-ended iterator over the entries of a range, in key order: from [`Db::range`] and
-/// [`Db::prefix`]. Yields `Err` once if the engine fails (a damaged table, an I/O error), then
-/// ends.
+/// [`Db::prefix`], or [`Snapshot::range`] and [`Snapshot::prefix`]. Yields `Err` once if the
+/// engine fails (a damaged table, an I/O error), then ends.
 #[derive(Debug)]
 pub struct Range<'db> {
-    db: &'db Db,
+    db: Source<'db>,
     bounds: Bounds,
     front: Side,
     back: Side,
@@ -95,21 +116,21 @@ pub struct Range<'db> {
 }
 
 impl<'db> Range<'db> {
-    pub(crate) fn new<K: AsRef<[u8]>, R: RangeBounds<K>>(db: &'db Db, range: R) -> Self {
+    pub(crate) fn new<K: AsRef<[u8]>, R: RangeBounds<K>>(db: impl Into<Source<'db>>, range: R) -> Self {
         let own = |b: Bound<&K>| match b {
             Bound::Included(k) => Bound::Included(k.as_ref().to_vec()),
             Bound::Excluded(k) => Bound::Excluded(k.as_ref().to_vec()),
             Bound::Unbounded => Bound::Unbounded,
         };
         let bounds = Bounds::Range(own(range.start_bound()), own(range.end_bound()));
-        Range::with_bounds(db, bounds)
+        Range::with_bounds(db.into(), bounds)
     }
 
-    pub(crate) fn prefix(db: &'db Db, prefix: &[u8]) -> Self {
-        Range::with_bounds(db, Bounds::Prefix(prefix.to_vec()))
+    pub(crate) fn prefix(db: impl Into<Source<'db>>, prefix: &[u8]) -> Self {
+        Range::with_bounds(db.into(), Bounds::Prefix(prefix.to_vec()))
     }
 
-    fn with_bounds(db: &'db Db, bounds: Bounds) -> Self {
+    fn with_bounds(db: Source<'db>, bounds: Bounds) -> Self {
         let side = || Side { batch: FIRST_BATCH, ..Side::default() };
         Range { db, bounds, front: side(), back: side(), keys_only: false, failed: false }
     }
@@ -126,7 +147,10 @@ impl<'db> Range<'db> {
             }
         }
         let read_ahead = this.batch > FIRST_BATCH;
-        let fetched = self.db.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?;
+        let fetched = match self.db {
+            Source::Db(db) => db.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
+            Source::Snapshot(s) => s.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
+        };
         if fetched.len() < this.batch {
             this.done = true;
         }
@@ -230,32 +254,46 @@ fn scan_batch(
     keys_only: bool,
     read_ahead: bool,
 ) -> Result<Vec<Entry>, Error> {
-    {
-        let key_bytes = engine.scan_key_bytes();
-        let tables = engine.stats().tables;
-        let extra = if read_ahead { (tables * READ_AHEAD_PER_TABLE).min(MAX_READ_AHEAD) } else { 0 };
-        let mut keys = vec![0u8; key_bytes + extra];
-        let mut scan = engine.scan(range, reverse, &mut keys)?;
-        let (mut k, mut v) = (vec![0u8; 256], vec![0u8; if keys_only { 0 } else { 4096 }]);
-        let mut out = Vec::with_capacity(limit.min(64));
-        while out.len() < limit {
-            let step = if keys_only { scan.next_key(&mut k) } else { scan.next(&mut k, &mut v) };
-            match step {
-                Ok(Some((kl, vl))) => {
-                    let value = if keys_only { Vec::new() } else { v[..vl].to_vec() };
-                    out.push((k[..kl].to_vec(), value));
-                }
-                Ok(None) => break,
-                Err(minivault_core::Error::BufferTooSmall { needed }) => {
-                    // The scan stays where it is: grow whichever buffer was short, then retry.
-                    k.resize(k.len().max(needed), 0);
-                    if !keys_only {
-                        v.resize(v.len().max(needed), 0);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
+    let key_bytes = engine.scan_key_bytes();
+    let mut keys = vec![0u8; key_bytes + read_ahead_bytes(engine.stats().tables, read_ahead)];
+    let scan = engine.scan(range, reverse, &mut keys)?;
+    collect_batch(scan, limit, keys_only)
+}
+
+/// The read-ahead windows' bytes for a batch over `tables` tables.
+pub(crate) fn read_ahead_bytes(tables: usize, read_ahead: bool) -> usize {
+    if read_ahead {
+        (tables * READ_AHEAD_PER_TABLE).min(MAX_READ_AHEAD)
+    } else {
+        0
     }
+}
+
+/// Up to `limit` entries of `scan`, in its order; with `keys_only`, values come back empty.
+pub(crate) fn collect_batch<S: Storage<Error = std::io::Error>, M: AsRef<[u8]> + AsMut<[u8]>>(
+    mut scan: Scan<'_, S, M>,
+    limit: usize,
+    keys_only: bool,
+) -> Result<Vec<Entry>, Error> {
+    let (mut k, mut v) = (vec![0u8; 256], vec![0u8; if keys_only { 0 } else { 4096 }]);
+    let mut out = Vec::with_capacity(limit.min(64));
+    while out.len() < limit {
+        let step = if keys_only { scan.next_key(&mut k) } else { scan.next(&mut k, &mut v) };
+        match step {
+            Ok(Some((kl, vl))) => {
+                let value = if keys_only { Vec::new() } else { v[..vl].to_vec() };
+                out.push((k[..kl].to_vec(), value));
+            }
+            Ok(None) => break,
+            Err(minivault_core::Error::BufferTooSmall { needed }) => {
+                // The scan stays where it is: grow whichever buffer was short, then retry.
+                k.resize(k.len().max(needed), 0);
+                if !keys_only {
+                    v.resize(v.len().max(needed), 0);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }

@@ -137,6 +137,23 @@ pub struct Scan<'a, S: Storage, M> {
 }
 
 impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
+    /// Starts a scan of `range` over `tables` (oldest first) and `mems` (the newer MemTable
+    /// first) apart from a [`crate::Db`]: for a host reading its own view of the tables (a
+    /// snapshot, with MemTables it holds, empty or frozen). `keys`: at least [`key_bytes`] of
+    /// these sources, the rest read-ahead windows. The same merge as [`crate::Db::scan`]:
+    /// newest source wins, range deletes and expiry at `now` applied.
+    pub fn over(
+        storage: &'a mut S,
+        tables: &'a mut [Table<S::File>],
+        mems: [&'a MemTable<M>; 2],
+        keys: &'a mut [u8],
+        range: KeyRange<'a>,
+        reverse: bool,
+        now: u64,
+    ) -> Result<Self, S> {
+        Self::start(storage, tables, mems, None, keys, range, reverse, now)
+    }
+
     /// Positions every source at the first key of `range` (`reverse`: the last).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
@@ -370,8 +387,8 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
     }
 }
 
-/// The key buffer a scan over these tables and MemTables needs.
-pub(crate) fn key_bytes<'t, F: 't, M: AsRef<[u8]> + AsMut<[u8]>>(
+/// The key buffer a scan over these tables and MemTables needs ([`Scan::over`]).
+pub fn key_bytes<'t, F: 't, M: AsRef<[u8]> + AsMut<[u8]>>(
     tables: impl Iterator<Item = &'t Table<F>>,
     mems: [&MemTable<M>; 2],
 ) -> usize {

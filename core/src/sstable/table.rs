@@ -412,6 +412,11 @@ impl<F> Table<F> {
         &mut self.file
     }
 
+    /// The open file, shared: for a host that reads it through a handle of its own.
+    pub fn file_ref(&self) -> &F {
+        &self.file
+    }
+
     /// What [`crate::Db::tables`] reports of it.
     pub fn info(&self) -> TableInfo {
         TableInfo { id: self.id, entries: self.footer.entry_count, bytes: self.bytes }

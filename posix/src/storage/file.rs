@@ -1,12 +1,13 @@
 //! [`PosixFile`]: one open file of a [`super::PosixStorage`], a file descriptor with a logical
-//! position, a small write buffer and reads through the directory's page cache.
+//! position, a small write buffer and reads through the directory's page cache; and
+//! [`FileReader`], a read-only share of one for positioned reads from any thread.
 //!
 //! The buffering and durability rules are in the [`super`] module docs; the libc calls are in
 //! [`super::sys`].
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
@@ -25,8 +26,9 @@ pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 /// [`Write::flush`], by any read, seek, `len`, `truncate` or `sync`, and (best effort, errors
 /// ignored) when the file is dropped.
 pub struct PosixFile {
-    /// The open file.
-    pub(super) fd: OwnedFd,
+    /// The open file, shared with the [`FileReader`]s made of it: it is closed when the last of
+    /// them and the file are dropped.
+    pub(super) fd: Arc<OwnedFd>,
     /// The logical position: where the next read or write happens.
     pos: u64,
     /// Bytes written but not yet handed to the OS; never more than [`WRITE_BUFFER_CAPACITY`].
@@ -41,31 +43,22 @@ pub struct PosixFile {
 
 impl PosixFile {
     pub(super) fn new(fd: OwnedFd, key: FileKey, cache: Arc<Mutex<PageCache>>) -> Self {
-        Self { fd, pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache }
+        Self { fd: Arc::new(fd), pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache }
     }
 
-    /// Reads at `self.pos` through the page cache: whole pages are read and kept, and `buf` is
-    /// filled from them up to the end of the file.
+    /// A read-only share of this file (its descriptor and the storage's page cache) for reads
+    /// from any thread, at positions of their own. Bytes this handle still buffers are not
+    /// seen through it (a table is synced, its buffer empty, before it is live). The descriptor
+    /// stays open while the reader lives, after this file is dropped and after the file is
+    /// removed from the directory.
+    pub fn reader(&self) -> FileReader {
+        let cached = !lock(&self.cache).is_disabled();
+        FileReader { fd: Arc::clone(&self.fd), key: self.key, cache: Arc::clone(&self.cache), cached }
+    }
+
+    /// Reads at `self.pos` through the page cache.
     fn read_cached(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut cache = lock(&self.cache);
-        let mut done = 0;
-        while done < buf.len() {
-            let at = self.pos + done as u64;
-            let (page, within) = (at / PAGE_SIZE as u64, (at % PAGE_SIZE as u64) as usize);
-            let avail = match cache.get(self.key, page) {
-                Some(data) => copy_from(data, within, &mut buf[done..]),
-                None => {
-                    let mut data = [0u8; PAGE_SIZE];
-                    let n = sys::pread_full(self.fd.as_fd(), &mut data, page * PAGE_SIZE as u64)?;
-                    cache.insert(self.key, page, &data[..n]);
-                    copy_from(&data[..n], within, &mut buf[done..])
-                }
-            };
-            if avail == 0 {
-                break; // end of file
-            }
-            done += avail;
-        }
+        let done = read_cached_at(self.fd.as_fd(), self.key, &self.cache, self.pos, buf)?;
         self.pos = checked_end(self.pos, done)?;
         Ok(done)
     }
@@ -182,6 +175,83 @@ impl Seek for PosixFile {
             }
             _ => Err(invalid_input("seek to a negative position or past the largest file offset")),
         }
+    }
+}
+
+/// Reads at `pos` of the file `fd` (`key` in the page cache) through `cache`: whole pages are
+/// read and kept, and `buf` is filled from them up to the end of the file. Returns the bytes read.
+fn read_cached_at(
+    fd: BorrowedFd<'_>,
+    key: FileKey,
+    cache: &Mutex<PageCache>,
+    pos: u64,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut cache = lock(cache);
+    let mut done = 0;
+    while done < buf.len() {
+        let at = pos + done as u64;
+        let (page, within) = (at / PAGE_SIZE as u64, (at % PAGE_SIZE as u64) as usize);
+        let avail = match cache.get(key, page) {
+            Some(data) => copy_from(data, within, &mut buf[done..]),
+            None => {
+                let mut data = [0u8; PAGE_SIZE];
+                let n = sys::pread_full(fd, &mut data, page * PAGE_SIZE as u64)?;
+                cache.insert(key, page, &data[..n]);
+                copy_from(&data[..n], within, &mut buf[done..])
+            }
+        };
+        if avail == 0 {
+            break; // end of file
+        }
+        done += avail;
+    }
+    Ok(done)
+}
+
+/// A read-only share of an open [`PosixFile`] ([`PosixFile::reader`]): its descriptor and its
+/// storage's page cache. Reads are positioned (`pread`), so any number of threads read through
+/// one `FileReader` at once, each at positions of its own; the page cache's own lock is the
+/// only one they take. Cloning it shares the descriptor.
+#[derive(Clone)]
+pub struct FileReader {
+    fd: Arc<OwnedFd>,
+    key: FileKey,
+    cache: Arc<Mutex<PageCache>>,
+    /// The page cache has room (capacity is fixed when the storage opens).
+    cached: bool,
+}
+
+impl fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileReader").field("fd", &self.fd).field("cached", &self.cached).finish()
+    }
+}
+
+impl FileReader {
+    /// Reads up to `buf.len()` bytes at `pos`, through the page cache when it has room; returns
+    /// how many (0 at or past the end of the file; a short count is not the end).
+    pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        checked_end(pos, buf.len())?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.cached {
+            read_cached_at(self.fd.as_fd(), self.key, &self.cache, pos, buf)
+        } else {
+            sys::pread(self.fd.as_fd(), buf, pos)
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `pos` past the page cache (a scan's chunks); returns how
+    /// many, fewer only at the end of the file.
+    pub fn read_through(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        sys::pread_full(self.fd.as_fd(), buf, pos)
+    }
+
+    /// The file's length in bytes.
+    pub fn file_len(&self) -> io::Result<u64> {
+        sys::fstat_size(self.fd.as_fd())
     }
 }
 

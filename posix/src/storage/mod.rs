@@ -33,7 +33,7 @@
 mod file;
 mod sys;
 
-pub use file::{PosixFile, WRITE_BUFFER_CAPACITY};
+pub use file::{FileReader, PosixFile, WRITE_BUFFER_CAPACITY};
 
 use std::ffi::CString;
 use std::fs;
