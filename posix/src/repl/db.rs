@@ -130,12 +130,14 @@ impl ReplBackend for Db {
         } else {
             let _ = writeln!(out, "durability {:?}", o.durability);
         }
+        let threads = if o.read_only { 0 } else { o.background_threads };
         let _ = writeln!(
             out,
-            "memory     at most {} (2 MemTables of {}, {} merge buffers as large, page cache {}, row cache {})",
+            "memory     at most {} (2 MemTables of {}, {} merge buffers and {} flush copy as large, page cache {}, row cache {})",
             human_bytes(o.memory_bytes()),
             human_bytes(o.memtable_bytes as u64),
-            if o.read_only { 0 } else { o.background_threads },
+            threads,
+            usize::from(threads > 0),
             human_bytes(o.cache_bytes as u64),
             human_bytes(o.row_cache_bytes as u64),
         );
