@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use minivault_core::compaction::{Compacted, Execution, Input, Plan};
 
-use crate::db::Engine;
+use crate::engine::Engine;
 use crate::flusher::{FlushHook, Flusher};
 use crate::storage::{PosixFile, PosixStorage};
 use crate::Error;

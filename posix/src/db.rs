@@ -73,6 +73,7 @@ use minivault_core::sstable::ReadCounters;
 use minivault_core::MemGet;
 
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
+use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
@@ -88,34 +89,6 @@ const REPORT_POLL: Duration = Duration::from_millis(5);
 
 /// The first size of a get's buffer for a value read from the tables.
 pub(crate) const VALUE_LEN_HINT: usize = 256;
-
-/// Milliseconds since the Unix epoch: the time base of TTLs on POSIX.
-pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-pub(crate) type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
-
-/// Opens the engine over `storage` with `options`' WAL step and read-only flag. The engine syncs
-/// only when told to (or when it rotates a WAL): [`Db`] applies the durability mode itself,
-/// through the group commit.
-fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
-    let sync = minivault_core::SyncPolicy::Manual;
-    let bytes = options.memtable_bytes;
-    let config = minivault_core::Config {
-        wal_preallocation: options.wal_preallocation_bytes,
-        read_only: options.read_only,
-        max_bytes: options.max_bytes,
-        when_full: options.when_full,
-        compaction: if options.background_threads > 0 && !options.read_only {
-            minivault_core::CompactionMode::External
-        } else {
-            minivault_core::CompactionMode::Inline
-        },
-        ..minivault_core::Config::with_sync(sync)
-    };
-    Ok(Engine::open(storage, now_millis as fn() -> u64, [vec![0u8; bytes], vec![0u8; bytes]], config)?)
-}
 
 /// A value and when it expires (`None`: never), from [`Db::get_with_expiry`].
 pub type ValueWithExpiry = (Vec<u8>, Option<SystemTime>);

@@ -48,7 +48,7 @@ use minivault_core::flush::{self, FlushPlan, Flushed};
 use minivault_core::memtable::MemTable;
 use minivault_core::sstable::Footer;
 
-use crate::db::Engine;
+use crate::engine::Engine;
 use crate::storage::PosixStorage;
 use crate::Error;
 

@@ -49,6 +49,7 @@
 
 mod background;
 mod db;
+mod engine;
 mod error;
 mod flusher;
 #[cfg(feature = "mqtt")]
@@ -72,7 +73,8 @@ pub mod storage;
 mod view;
 
 pub use background::{BackgroundStats, SLOWDOWN};
-pub use db::{now_millis, Db, Ttl, ValueWithExpiry};
+pub use db::{Db, Ttl, ValueWithExpiry};
+pub use engine::now_millis;
 pub use error::Error;
 #[doc(hidden)]
 pub use flusher::FlushHook;

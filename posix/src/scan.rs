@@ -247,7 +247,7 @@ impl Db {
 
 /// [`Db::scan_batch`] under the engine's lock.
 fn scan_batch(
-    engine: &mut crate::db::Engine,
+    engine: &mut crate::engine::Engine,
     range: KeyRange<'_>,
     reverse: bool,
     limit: usize,

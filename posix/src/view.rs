@@ -28,7 +28,7 @@ use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::sstable::{Footer, ReadCounters, Table};
 use minivault_core::{Storage, ValueWithExpiry};
 
-use crate::db::Engine;
+use crate::engine::Engine;
 use crate::storage::FileReader;
 use crate::Error;
 
