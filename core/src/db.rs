@@ -205,10 +205,6 @@ where
         }
     }
 
-    fn check_key(key: &[u8]) -> Result<(), S> {
-        check_key(key)
-    }
-
     /// Stores `value` under `key`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), S> {
         self.write(EntryHeader { tombstone: false, key_len: key.len(), expires_at: None }, key, value)
@@ -234,8 +230,8 @@ where
     /// once, in gets and scans; their space is reclaimed by compaction.
     pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), S> {
         self.check_writable()?;
-        Self::check_key(start)?;
-        Self::check_key(end)?;
+        check_key(start)?;
+        check_key(end)?;
         if start >= end {
             return Err(Error::EmptyRange);
         }
@@ -258,7 +254,7 @@ where
 
     fn write(&mut self, header: EntryHeader, key: &[u8], value: &[u8]) -> Result<(), S> {
         self.check_writable()?;
-        Self::check_key(key)?;
+        check_key(key)?;
         // The entry must fit in either MemTable, or it could be logged and then not applied.
         let room = self.mems.max_payload().saturating_sub(header.encoded_len());
         if key.len() > room {
@@ -449,6 +445,17 @@ where
         }
     }
 
+    /// Where `plan`'s inputs start among the live tables, if they are still there as planned: a
+    /// run of `plan.count` tables from `plan.first` to `plan.id`. Checked arithmetic: a Plan's
+    /// fields are public, and a forged count must not overflow.
+    pub(crate) fn run_start(&self, plan: &Plan) -> Option<usize> {
+        self.version.position(plan.first).filter(|&i| {
+            i.checked_add(plan.count.saturating_sub(1))
+                .and_then(|last| self.version.tables().get(last))
+                .is_some_and(|t| t.id() == plan.id)
+        })
+    }
+
     /// True when the table count forces a compaction ([`compaction::plan`] then merges the
     /// newest tables whatever their tiers): the next flush would pass [`MAX_TABLES`], or the
     /// storage's [`compaction::table_limit`] is reached.
@@ -520,12 +527,7 @@ where
     pub fn install_compaction(&mut self, done: Compacted<S::File>) -> Result<bool, S> {
         let Compacted { plan, file, footer } = done;
         let running = self.take_running(&plan);
-        let start = self.version.position(plan.first).filter(|&i| {
-            // checked: a Plan's fields are public, and a forged count must not overflow.
-            i.checked_add(plan.count.saturating_sub(1))
-                .and_then(|last| self.version.tables().get(last))
-                .is_some_and(|t| t.id() == plan.id)
-        });
+        let start = self.run_start(&plan);
         match (running, start) {
             (Some(r), Some(start)) if !r.cancelled && !self.poisoned && plan.count >= 2 => {
                 match self.version.replace_run(&mut self.storage, start, plan.count, file, footer) {
@@ -742,7 +744,7 @@ where
         buf: &'b mut [u8],
         now: u64,
     ) -> Result<MemGet<'b>, S> {
-        Self::check_key(key)?;
+        check_key(key)?;
         self.counters.gets += 1;
         match self.mems.lookup(key) {
             MemLookup::Found(e) if e.is_dead_at(now) => Ok(MemGet::Gone),

@@ -335,11 +335,7 @@ where
         let Some(mut s) = self.stepped.take() else { return Ok(false) };
         let plan = s.plan;
         let name = plan.temp_name();
-        let start = self.version.position(plan.first).filter(|&i| {
-            i.checked_add(plan.count.saturating_sub(1))
-                .and_then(|last| self.version.tables().get(last))
-                .is_some_and(|t| t.id() == plan.id)
-        });
+        let start = self.run_start(&plan);
         let (Some(start), Some(scratch)) = (start, self.stepped_scratch.as_mut()) else {
             self.stepped = Some(s);
             self.abandon_stepped();
