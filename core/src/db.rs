@@ -766,6 +766,17 @@ where
         self.version.tables()
     }
 
+    /// The number of live tables ([`Stats::tables`], without building the rest of [`Db::stats`]).
+    pub fn table_count(&self) -> usize {
+        self.version.len()
+    }
+
+    /// Tables evicted since open ([`Stats::evicted_tables`], without building the rest of
+    /// [`Db::stats`]): a host that caches rows compares it after each call.
+    pub fn evicted_tables(&self) -> u64 {
+        self.space.evicted().tables
+    }
+
     /// How many times the set of live tables has changed since open (a flush added one, a
     /// compaction replaced some, an eviction removed one): equal counts, the same
     /// [`Db::live_tables`].

@@ -226,7 +226,7 @@ impl Background {
     /// engine's lock: [`Background::wait_for_report`] for a stop, a sleep of [`SLOWDOWN`] for a
     /// slowdown.
     pub(crate) fn pressure(&self, engine: &Engine) -> Pressure {
-        let tables = engine.stats().tables;
+        let tables = engine.table_count();
         if tables >= self.stop_tables {
             Pressure::Stop
         } else if tables >= self.slowdown_tables {

@@ -571,7 +571,7 @@ impl Db {
         if state.view.as_ref().is_some_and(|v| !v.is_current(&state.engine)) {
             state.view = None;
         }
-        let evicted = state.engine.stats().evicted_tables;
+        let evicted = state.engine.evicted_tables();
         if evicted != state.evicted_seen {
             state.evicted_seen = evicted;
             if self.rows_enabled {
@@ -968,7 +968,7 @@ impl Db {
         match state.background.take() {
             Some(mut bg) => {
                 let stopped = bg.shut_down(&mut state.engine);
-                let evicted = state.engine.stats().evicted_tables;
+                let evicted = state.engine.evicted_tables();
                 if evicted != state.evicted_seen {
                     state.evicted_seen = evicted;
                     self.rows.get_mut().unwrap_or_else(PoisonError::into_inner).clear();

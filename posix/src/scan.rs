@@ -255,7 +255,7 @@ fn scan_batch(
     read_ahead: bool,
 ) -> Result<Vec<Entry>, Error> {
     let key_bytes = engine.scan_key_bytes();
-    let mut keys = vec![0u8; key_bytes + read_ahead_bytes(engine.stats().tables, read_ahead)];
+    let mut keys = vec![0u8; key_bytes + read_ahead_bytes(engine.table_count(), read_ahead)];
     let scan = engine.scan(range, reverse, &mut keys)?;
     collect_batch(scan, limit, keys_only)
 }
