@@ -15,12 +15,7 @@ use minivault::{Db, Durability, EngineError, Error, Options};
 const MEMTABLE: usize = 64 << 10;
 
 fn options() -> Options {
-    Options {
-        memtable_bytes: MEMTABLE,
-        durability: Durability::Manual,
-        background_threads: 1,
-        ..Options::default()
-    }
+    Options { background_threads: 1, ..common::options(MEMTABLE, Durability::Manual) }
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! The flush is held in progress (or failed) deterministically through `Db::set_flush_hook`,
 //! which the flush thread calls before it writes a table, with no lock held.
 
+mod common;
+
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,12 +20,7 @@ use minivault::{Db, Durability, EngineError, Error, Options};
 const MEMTABLE: usize = 64 << 10;
 
 fn options() -> Options {
-    Options {
-        memtable_bytes: MEMTABLE,
-        durability: Durability::Manual,
-        background_threads: 1,
-        ..Options::default()
-    }
+    Options { background_threads: 1, ..common::options(MEMTABLE, Durability::Manual) }
 }
 
 /// A gate the flush hook waits at until it is opened, and whether the hook was entered.
