@@ -620,20 +620,23 @@ where
     /// was poisoned meanwhile, is discarded (its `.tmp` removed; the WAL still holds its
     /// entries). A failure poisons the database, as any failed change does.
     pub fn install_flush(&mut self, done: Flushed<S::File>) -> Result<(), S> {
-        let Flushed { plan, table } = done;
+        let Flushed { plan, table, published } = done;
         if self.flushing != Some(plan) || self.poisoned {
             if self.flushing == Some(plan) {
                 self.flushing = None;
             }
             if let Some((file, _)) = table {
                 drop(file);
-                // Open removes it if this fails.
-                let _ = self.storage.remove(&plan.temp_name());
+                // Open removes it if this fails. A published table stays: it is live on disk
+                // already, and holds what the WALs it covers hold (`flush`, *Crash safety*).
+                if !published {
+                    let _ = self.storage.remove(&plan.temp_name());
+                }
             }
             return Ok(());
         }
         self.flushing = None;
-        let installed = self.finish_flush(plan, table);
+        let installed = self.finish_flush(plan, table, published);
         installed.or_else(|e| self.poison(e))
     }
 
@@ -641,9 +644,10 @@ where
         &mut self,
         plan: FlushPlan,
         table: Option<(S::File, crate::sstable::Footer)>,
+        published: bool,
     ) -> Result<(), S> {
         if let Some((file, footer)) = table {
-            self.version.add(&mut self.storage, plan.id, file, footer)?;
+            self.version.add(&mut self.storage, plan.id, file, footer, published)?;
         }
         self.counters.flushes += 1;
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", plan.covered);
@@ -1330,7 +1334,7 @@ mod tests {
         }
         let table = flush::write_temp(db.storage(), &plan, &mut copy).unwrap();
         assert_eq!(files(&mut db, ".tmp"), 1);
-        db.install_flush(Flushed { plan, table }).unwrap();
+        db.install_flush(Flushed { plan, table, published: false }).unwrap();
         assert_eq!((files(&mut db, ".tmp"), db.stats().tables, db.stats().immutable_keys), (0, 1, 0));
         // The refused write goes through now, rotating.
         let (k, v) = (format!("k{i:05}").into_bytes(), format!("v{i}").into_bytes());

@@ -10,8 +10,17 @@
 //! a [`FlushPlan`] under the database, [`write_temp`] writes `<id>.tmp` from a copy of the frozen
 //! MemTable ([`crate::Db::copy_immutable`]) on a storage handle of its own, and
 //! [`crate::Db::install_flush`] makes it live ([`crate::Db::fail_flush`],
-//! [`crate::Db::abandon_flush`] otherwise). Nothing written before the install's rename is live:
-//! a crash leaves at most the `.tmp`, which open removes, and the WAL still holds every entry.
+//! [`crate::Db::abandon_flush`] otherwise). The runner may also [`publish`] the table itself
+//! (sync, rename to `<id>.sst`, directory sync) before it reports, so that the install, under
+//! the database, only adds the table to the set and retires the WALs.
+//!
+//! Crash safety: before the rename, a crash leaves at most the `.tmp`, which open removes, and
+//! the WALs still hold every entry. After it, the table is live on disk whether or not it was
+//! installed: its footer's `wal_covered` names the WALs it holds, which open then skips and
+//! removes, exactly as after an install. A published table the database never installs (it was
+//! poisoned, or the plan abandoned) stays, and is read at the next open: its entries are those of
+//! the WALs it covers, which the database has not retired, and its id is larger than those of
+//! every table holding older entries.
 
 use crate::entry::RangeDelete;
 use crate::entry::{self, is_dead};
@@ -53,8 +62,27 @@ pub type TempTable<F> = (F, Footer);
 pub struct Flushed<F> {
     /// The flush this is the output of.
     pub plan: FlushPlan,
-    /// The temporary table and its footer.
+    /// The table and its footer: `<id>.tmp`, or `<id>.sst` when `published`.
     pub table: Option<TempTable<F>>,
+    /// The runner has already made the table durable and live as `<id>.sst` ([`publish`]).
+    pub published: bool,
+}
+
+/// Makes the table [`write_temp`] wrote durable and live as `<plan.id>.sst`: syncs the file,
+/// renames it, syncs the directory (what the install would do under the database). From then on
+/// a crash leaves the table live, covering the WALs its footer names (see the module's *Crash
+/// safety*). A storage out of space while the file is synced is [`Error::Full`] (the file is
+/// still `<id>.tmp`, for the runner to remove, and the flush may be planned again); a failure of
+/// the rename or the directory sync is a storage error, never `Full`, since the table may be live.
+pub fn publish<S: Storage>(
+    storage: &mut S,
+    plan: &FlushPlan,
+    mut file: S::File,
+) -> Result<S::File, Error<S::Error>> {
+    storage.sync(&mut file).map_err(|e| no_space(storage, e))?;
+    storage.rename(&plan.temp_name(), &file_name(FileKind::Table, plan.id)).storage()?;
+    storage.sync_dir().storage()?;
+    Ok(file)
 }
 
 /// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
@@ -74,13 +102,14 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     }
     let plan = FlushPlan { id: version.new_id(), covered, drop_dead_at: version.is_empty().then_some(now) };
     match write_temp(storage, &plan, mem)? {
-        Some((file, footer)) => version.add(storage, plan.id, file, footer),
+        Some((file, footer)) => version.add(storage, plan.id, file, footer, false),
         None => Ok(()),
     }
 }
 
 /// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, not yet live and not synced
-/// (`Version::add` syncs it; a flush apart from the database syncs it first, off the lock); `None` (and no file left) when there was nothing to write. On a full
+/// (the install's `Version::add` syncs it, or the runner [`publish`]es it first, off the lock);
+/// `None` (and no file left) when there was nothing to write. On a full
 /// storage the file is removed and the error is [`Error::Full`]; after another failure the
 /// `.tmp` may be left, for the caller or the next open to remove.
 pub fn write_temp<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(

@@ -207,18 +207,25 @@ impl<F> Version<F> {
         lookup(storage, &mut self.tables, key, out, counters)
     }
 
-    /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`.
+    /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`; with
+    /// `published`, the caller has already done so ([`publish`]) and the table only joins the set.
     pub fn add<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
         id: u64,
-        file: F,
+        mut file: F,
         footer: Footer,
+        published: bool,
     ) -> Result<(), S> {
         if self.tables.is_full() {
             return Err(Error::TooManyTables);
         }
-        let (file, bytes) = publish(storage, file, id)?;
+        let (file, bytes) = if published {
+            let bytes = storage.len(&mut file).storage()?;
+            (file, bytes)
+        } else {
+            publish(storage, file, id)?
+        };
         let _ = self.tables.push(Table::new(id, file, footer, bytes));
         self.changes += 1;
         Ok(())
@@ -328,7 +335,7 @@ pub fn lookup<S: Storage>(
 /// Makes the finished table `<id>.tmp` durable and live as `<id>.sst`, atomically replacing a
 /// table of that id if there is one: sync the file, rename, sync the directory. Returns the file
 /// and its size.
-fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Result<(S::File, u64), S> {
+pub fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Result<(S::File, u64), S> {
     storage.sync(&mut file).storage()?;
     let bytes = storage.len(&mut file).storage()?;
     storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;

@@ -10,13 +10,13 @@
 //! Engine::plan_flush: table id, WALs covered,
 //!   whether dead entries may be dropped
 //! Engine::copy_immutable into the flush copy ─►  flush::write_temp: filter built in the
-//!   (a memcpy of the used bytes)                   copy, <id>.tmp written and synced through
-//!                                                  its own PosixStorage handle, no lock (the
-//!                                                  install's sync then finds nothing to do)
+//!   (a memcpy of the used bytes)                   copy, <id>.tmp written through its own
+//!                                                  PosixStorage handle; flush::publish: synced,
+//!                                                  renamed to <id>.sst, directory synced
 //! a later call (or the write waiting for it) ◄─  report, notify `reported`
-//!   Engine::install_flush: rename to <id>.sst,
-//!   directory synced, WALs retired, the frozen
-//!   MemTable emptied, the cap applied
+//!   Engine::install_flush: <id>.sst opened and
+//!   added to the table set, WALs retired, the
+//!   frozen MemTable emptied, the cap applied
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
@@ -34,10 +34,12 @@
 //!
 //! # Shutdown and crashes
 //! At close the running flush is finished, not abandoned: it is one MemTable (a few
-//! milliseconds of writing), and installed it leaves the next open less WAL to replay. Nothing
-//! the thread writes is live before the install's rename, and the WALs the table covers are
-//! removed only after it: a crash at any point leaves the WAL with every entry and at most a
-//! `<id>.tmp`, which open removes.
+//! milliseconds of writing), and installed it leaves the next open less WAL to replay. The
+//! thread makes the table live itself (rename and directory sync, so that neither waits under
+//! the engine's lock); the WALs it covers are removed only by the install, after that. A crash
+//! before the rename leaves every WAL and at most a `<id>.tmp`, which open removes; after it, the
+//! table and the WALs it covers, which open recognises from the table's footer and removes
+//! (`minivault_core::flush`, *Crash safety*).
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -46,6 +48,7 @@ use std::thread::{self, JoinHandle};
 
 use minivault_core::flush::{self, FlushPlan, Flushed};
 use minivault_core::memtable::MemTable;
+use minivault_core::names::{file_name, FileKind};
 use minivault_core::sstable::Footer;
 
 use crate::engine::Engine;
@@ -71,8 +74,8 @@ struct Job {
 
 struct Report {
     plan: FlushPlan,
-    /// The footer of `<id>.tmp`, written and synced (`None`: every entry was dead, nothing
-    /// written), or why the flush failed (its `.tmp` removed).
+    /// The footer of `<id>.sst`, written, synced and renamed (`None`: every entry was dead,
+    /// nothing written), or why the flush failed (its `.tmp` removed).
     result: Result<Option<Footer>, CoreError>,
     /// The flush copy, back for the next flush.
     buffer: Vec<u8>,
@@ -168,14 +171,15 @@ impl Flusher {
             // through a handle of its own storage.
             let result = result.and_then(|table| match table {
                 Some(footer) => {
-                    let file = engine.storage().open_fresh(&plan.temp_name()).map_err(CoreError::Storage)?;
+                    let name = file_name(FileKind::Table, plan.id);
+                    let file = engine.storage().open_fresh(&name).map_err(CoreError::Storage)?;
                     Ok(Some((file, footer)))
                 }
                 None => Ok(None),
             });
             let handled = match result {
                 Ok(table) => {
-                    let installed = engine.install_flush(Flushed { plan, table });
+                    let installed = engine.install_flush(Flushed { plan, table, published: true });
                     if installed.is_ok() {
                         self.installed += 1;
                     }
@@ -224,12 +228,8 @@ fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>,
         let result = match hook.map(|hook| hook()) {
             Some(Err(e)) => Err(CoreError::Storage(e)),
             _ => flush::write_temp(&mut storage, &plan, &mut mem).and_then(|table| match table {
-                // Synced here, off the lock: the install's sync then finds nothing to write.
-                Some((mut file, footer)) => {
-                    minivault_core::Storage::sync(&mut storage, &mut file)
-                        .map_err(|e| minivault_core::space::no_space(&storage, e))?;
-                    Ok(Some((file, footer)))
-                }
+                // Live here, off the lock: the install only opens it and retires the WALs.
+                Some((file, footer)) => Ok(Some((flush::publish(&mut storage, &plan, file)?, footer))),
                 None => Ok(None),
             }),
         };
@@ -237,7 +237,7 @@ fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>,
             // Open removes it if this fails.
             let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
         }
-        // The file is synced; the engine reopens it through its own handle.
+        // The table is live; the engine reopens it through its own handle.
         let result = result.map(|table| table.map(|(_file, footer)| footer));
         let report = Report { plan, result, buffer: mem.into_buffer() };
         if reports.send(report).is_err() {
