@@ -154,6 +154,50 @@ fn a_put_that_fills_the_next_memtable_waits_for_the_flush_with_the_lock_let_go()
 }
 
 #[test]
+fn a_put_that_waited_for_a_flush_is_held_at_stop_tables_when_that_flush_reaches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two tables after the first flushes; the held flush's table makes three: the stop threshold.
+    let options = Options { slowdown_tables: 2, stop_tables: 3, ..options() };
+    let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
+    let i = put_until_rotation(&db, 0);
+    db.flush().unwrap();
+    assert_eq!(db.stats().tables, 2);
+    let gate = Arc::new(Gate::default());
+    db.set_flush_hook(Some(gate.hook()));
+    let i = put_until_rotation(&db, i);
+    gate.wait_entered();
+    let writer = {
+        let db = Arc::clone(&db);
+        // The put that must rotate again waits for the held flush.
+        thread::spawn(move || put_until_rotation(&db, i))
+    };
+    // Waiting: the active MemTable stops filling.
+    let start = Instant::now();
+    let mut keys = db.stats().memtable_keys;
+    loop {
+        thread::sleep(Duration::from_millis(50));
+        let now = db.stats().memtable_keys;
+        if now == keys && !writer.is_finished() {
+            break;
+        }
+        keys = now;
+        assert!(start.elapsed() < Duration::from_secs(10), "the writer never waited for the flush");
+    }
+    let stopped_before = db.background_stats().stopped_writes;
+    gate.release();
+    let end = writer.join().unwrap();
+    let stats = db.background_stats();
+    assert_eq!(stats.flush_waits, 1, "{stats:?}");
+    // Once the flush it waited for was installed, the write was held until a compaction took
+    // the tables below `stop_tables`, as any write arriving then would have been.
+    assert_eq!(stats.stopped_writes, stopped_before + 1, "{stats:?}");
+    assert!(stats.installed >= 1, "{stats:?}");
+    for j in 0..end {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)));
+    }
+}
+
+#[test]
 fn a_failed_background_flush_poisons_and_the_next_call_reports_it_while_reads_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_with(dir.path(), options()).unwrap();

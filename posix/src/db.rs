@@ -389,7 +389,8 @@ impl Db {
     ///
     /// When the write fills the active MemTable while the previous one is still being flushed
     /// (the engine answers [`minivault_core::Error::FlushPending`], having logged nothing), it
-    /// waits for that flush with the lock let go, installs it, and runs again.
+    /// waits for that flush with the lock let go, installs it, and runs again once admitted
+    /// again (the table installed counts toward the slowdown and stop thresholds).
     fn write_with(
         &self,
         mut forget: impl FnMut(&mut RowCache),
@@ -421,8 +422,12 @@ impl Db {
                     guard =
                         reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
                 } else {
-                    // Installed (or given up: then the next rotation flushes inline).
+                    // Installed (or given up: then the next rotation flushes inline). The
+                    // installed table may have brought the tables to the thresholds: the write is
+                    // admitted again, as a new one would be.
                     bg.schedule_flush(&mut state.engine);
+                    drop(guard);
+                    guard = self.admit()?;
                 }
             };
             let state = &mut *guard;
