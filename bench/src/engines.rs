@@ -57,6 +57,8 @@ pub struct EngineStats {
     pub table_probes: u64,
     /// Compactions (merges of SSTables).
     pub compactions: u64,
+    /// MiniVaultDB's background counters: writes held at the thresholds or for a flush.
+    pub background: Option<minivault::BackgroundStats>,
 }
 
 /// What a scan hands each entry to: its key and value; `false` stops the scan.
@@ -311,6 +313,7 @@ impl Engine for MiniVault {
             row_cache_hits: rows.hits,
             table_probes: s.table_probes,
             compactions: s.compactions,
+            background: Some(self.db.background_stats()),
         })
     }
 }

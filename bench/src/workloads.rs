@@ -192,8 +192,44 @@ fn measure(
             let sep = if row.note.is_empty() { "" } else { "; " };
             row.note = format!("{}{sep}{merges} compactions", row.note);
         }
+        if let (Some(b0), Some(b1)) = (s0.background, s1.background) {
+            let stalls = stall_note(&b0, &b1);
+            if !stalls.is_empty() {
+                let sep = if row.note.is_empty() { "" } else { "; " };
+                row.note = format!("{}{sep}{stalls}", row.note);
+            }
+        }
     }
     row
+}
+
+/// What held MiniVaultDB's writes back during a workload (the waits that make its slowest puts):
+/// writes held at `stop_tables` and writes that waited for a flush, with their total and
+/// longest waits (the longest since the database was opened).
+fn stall_note(b0: &minivault::BackgroundStats, b1: &minivault::BackgroundStats) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let mut parts = vec![];
+    let stopped = b1.stopped_writes.saturating_sub(b0.stopped_writes);
+    if stopped > 0 {
+        parts.push(format!(
+            "{stopped} writes held at stop_tables ({:.0} ms, longest {:.0} ms)",
+            ms(b1.stopped_time.saturating_sub(b0.stopped_time)),
+            ms(b1.longest_stop)
+        ));
+    }
+    let waits = b1.flush_waits.saturating_sub(b0.flush_waits);
+    if waits > 0 {
+        parts.push(format!(
+            "{waits} flush waits ({:.0} ms, longest {:.0} ms)",
+            ms(b1.flush_wait_time.saturating_sub(b0.flush_wait_time)),
+            ms(b1.longest_flush_wait)
+        ));
+    }
+    let slowed = b1.slowed_writes.saturating_sub(b0.slowed_writes);
+    if slowed > 0 {
+        parts.push(format!("{slowed} writes slowed 1 ms"));
+    }
+    parts.join("; ")
 }
 
 /// Puts (or deletes, when `value_gen` is `None`) the keys `ids(0..count)`, timing each.

@@ -117,6 +117,14 @@ pub struct BackgroundStats {
     pub flush_waits: u64,
     /// Time writes spent waiting, all three kinds.
     pub stalled: Duration,
+    /// Of that, the time writes held at `stop_tables` waited.
+    pub stopped_time: Duration,
+    /// Of that, the time writes waited for a flush.
+    pub flush_wait_time: Duration,
+    /// The longest single wait of a write at `stop_tables`.
+    pub longest_stop: Duration,
+    /// The longest single wait of a write for a flush.
+    pub longest_flush_wait: Duration,
 }
 
 /// How hard the tables press on a write ([`Background::pressure`]).
@@ -219,6 +227,8 @@ impl Background {
     pub(crate) fn note_flush_wait(&mut self, waited: Duration) {
         self.stats.flush_waits += 1;
         self.stats.stalled += waited;
+        self.stats.flush_wait_time += waited;
+        self.stats.longest_flush_wait = self.stats.longest_flush_wait.max(waited);
     }
 
     /// How hard a write must be held back now: [`Pressure::Stop`] at `stop_tables` tables,
@@ -255,7 +265,11 @@ impl Background {
     /// Counts a write held back by `pressure` for `waited`.
     pub(crate) fn note_stall(&mut self, pressure: Pressure, waited: Duration) {
         match pressure {
-            Pressure::Stop => self.stats.stopped_writes += 1,
+            Pressure::Stop => {
+                self.stats.stopped_writes += 1;
+                self.stats.stopped_time += waited;
+                self.stats.longest_stop = self.stats.longest_stop.max(waited);
+            }
             Pressure::Slow => self.stats.slowed_writes += 1,
             Pressure::None => return,
         }
