@@ -19,6 +19,12 @@ use crate::page_cache::{FileKey, PageCache, PAGE_SIZE};
 /// buffer to the OS.
 pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 
+/// Bytes written to a file between two starts of its writeback ([`sys::start_writeback`]): a
+/// table being written (a compaction's output can be hundreds of megabytes) never has more than
+/// this much dirty in the OS before its own sync, so that a WAL's or a flushed table's
+/// `fdatasync` meanwhile does not wait behind it.
+pub const WRITEBACK_STEP: u64 = 1 << 20;
+
 /// An open file of a [`PosixStorage`](super::PosixStorage): a descriptor, a logical position and a write buffer.
 ///
 /// Reads and writes go through `pread`/`pwrite` at the logical position, so the kernel's file
@@ -39,11 +45,13 @@ pub struct PosixFile {
     pub(super) key: FileKey,
     /// The storage's read cache; every write through this handle invalidates what it changes.
     cache: Arc<Mutex<PageCache>>,
+    /// The end of the bytes whose writeback was last started ([`WRITEBACK_STEP`]).
+    writeback_from: u64,
 }
 
 impl PosixFile {
     pub(super) fn new(fd: OwnedFd, key: FileKey, cache: Arc<Mutex<PageCache>>) -> Self {
-        Self { fd: Arc::new(fd), pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache }
+        Self { fd: Arc::new(fd), pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache, writeback_from: 0 }
     }
 
     /// A read-only share of this file (its descriptor and the storage's page cache) for reads
@@ -84,7 +92,21 @@ impl PosixFile {
         self.wbuf.drain(..written);
         // `written` is at most `wbuf.len()`, whose end offset was checked to fit in `off_t`.
         self.wbuf_start = self.wbuf_start.saturating_add(written as u64);
+        self.note_written(self.wbuf_start);
         result
+    }
+
+    /// After bytes up to `end` reached the OS: starts their writeback once [`WRITEBACK_STEP`]
+    /// bytes have accumulated since the last start (sequential writers: tables, WALs). A hint
+    /// only: its failure (a file system without it) is ignored, durability comes from `sync`.
+    fn note_written(&mut self, end: u64) {
+        if end < self.writeback_from {
+            // Written before the last start (a rewrite, or a truncate and refill): start over.
+            self.writeback_from = end;
+        } else if end - self.writeback_from >= WRITEBACK_STEP {
+            let _ = sys::start_writeback(self.fd.as_fd(), self.writeback_from, end - self.writeback_from);
+            self.writeback_from = end;
+        }
     }
 }
 
@@ -141,6 +163,7 @@ impl Write for PosixFile {
             let (written, result) = sys::pwrite_all(self.fd.as_fd(), buf, self.pos);
             lock(&self.cache).invalidate(self.key, self.pos, self.pos + written as u64);
             result?;
+            self.note_written(end);
         } else {
             if self.wbuf.is_empty() {
                 self.wbuf_start = self.pos;
@@ -370,6 +393,29 @@ mod tests {
         let on_disk = fs::metadata(dir.path().join("f")).unwrap().len();
         assert!(on_disk >= 64_000, "only {on_disk} bytes reached the OS");
         assert_eq!(storage.len(&mut file).unwrap(), 100_000);
+    }
+
+    #[test]
+    fn writeback_is_started_every_step_and_restarts_after_a_rewrite_below_it() {
+        let (dir, mut storage) = storage();
+        let mut file = storage.create("f").unwrap();
+        let chunk: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        let mut expected = Vec::new();
+        while (expected.len() as u64) < 3 * WRITEBACK_STEP {
+            file.write_all(&chunk).unwrap();
+            expected.extend_from_slice(&chunk);
+        }
+        file.flush().unwrap();
+        // Started at each step: what is left since the last start is under one step.
+        assert!(file.writeback_from >= 2 * WRITEBACK_STEP, "{}", file.writeback_from);
+        assert!(expected.len() as u64 - file.writeback_from < WRITEBACK_STEP);
+        // A rewrite near the start moves the mark back to it; the bytes are all there.
+        file.seek(SeekFrom::Start(10)).unwrap();
+        file.write_all(b"rewritten").unwrap();
+        file.flush().unwrap();
+        assert_eq!(file.writeback_from, 19);
+        expected[10..19].copy_from_slice(b"rewritten");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), expected);
     }
 
     #[test]
