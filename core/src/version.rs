@@ -267,7 +267,7 @@ impl<F> Version<F> {
         // No directory sync for these removals: an input that comes back after a power cut has
         // an id in the durable output's `[replaces_from, id)`, and open removes it again.
         for t in self.tables.get(start..end - 1).unwrap_or(&[]) {
-            storage.remove(&file_name(FileKind::Table, t.id())).storage()?;
+            storage.remove_obsolete(&file_name(FileKind::Table, t.id())).storage()?;
         }
         for _ in start..end - 1 {
             self.tables.remove(start);

@@ -57,7 +57,7 @@ use minivault_core::compaction::{Compacted, Execution, Input, Plan};
 
 use crate::engine::Engine;
 use crate::flusher::{FlushHook, Flusher};
-use crate::storage::{PosixFile, PosixStorage};
+use crate::storage::{PosixFile, PosixStorage, Reaper};
 use crate::Error;
 
 /// How long a write sleeps when the tables reach [`crate::Options::slowdown_tables`].
@@ -143,6 +143,10 @@ pub(crate) struct Background {
     workers: Vec<Worker>,
     /// The flush thread.
     flusher: Flusher,
+    /// Unlinks the files installs made obsolete, off the engine's lock (`crate::storage`'s
+    /// reaper; not under `max_bytes`); its queue is attached to the engine's storage while it
+    /// runs.
+    reaper: Option<Reaper>,
     reports: Receiver<Report>,
     /// Notified by a worker after each report (see [`Background::reported`]).
     reported: Arc<Condvar>,
@@ -157,13 +161,17 @@ pub(crate) struct Background {
 
 impl Background {
     /// Starts `threads` workers on second handles of `engine`'s storage, each with
-    /// `scratch_len` bytes of scratch memory for its merges.
+    /// `scratch_len` bytes of scratch memory for its merges, and the flush thread. With
+    /// `off_lock` (not under `max_bytes`, where the directory must be under the cap after each
+    /// call, so files appear and go only when the engine counts them), the flush thread makes its
+    /// tables live itself and a reaper thread unlinks obsolete files, both off the engine's lock.
     pub(crate) fn start(
         engine: &mut Engine,
         threads: usize,
         scratch_len: usize,
         slowdown_tables: usize,
         stop_tables: usize,
+        off_lock: bool,
     ) -> std::io::Result<Background> {
         let (report_tx, reports) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -180,10 +188,13 @@ impl Background {
                 .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
             workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
         }
-        let flusher = Flusher::start(engine, scratch_len, Arc::clone(&reported))?;
+        let flusher = Flusher::start(engine, scratch_len, Arc::clone(&reported), off_lock)?;
+        let reaper = if off_lock { Some(Reaper::start(engine.storage().dir_handle()?)?) } else { None };
+        engine.storage().set_removals(reaper.as_ref().and_then(Reaper::queue));
         Ok(Background {
             workers,
             flusher,
+            reaper,
             reports,
             reported,
             stop,
@@ -193,6 +204,13 @@ impl Background {
             stop_tables,
             stats: BackgroundStats::default(),
         })
+    }
+
+    /// Returns once the files the installs so far made obsolete are unlinked.
+    pub(crate) fn settle_removals(&self) {
+        if let Some(reaper) = &self.reaper {
+            reaper.settle();
+        }
     }
 
     /// Makes the workers wait before each step of their merges (`true`) or go on: for tests
@@ -397,6 +415,9 @@ impl Background {
         // The running flush is finished and installed (crate::flusher says why).
         let flushed = self.flusher.shut_down(engine).err();
         let collected = self.collect(engine).err();
+        // What the installs made obsolete is unlinked before close returns.
+        engine.storage().set_removals(None);
+        drop(self.reaper.take());
         let mut first_error = flushed.or(collected);
         // Workers that died without reporting.
         for w in &mut self.workers {

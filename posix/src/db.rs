@@ -307,6 +307,8 @@ impl Db {
                     options.memtable_bytes,
                     options.slowdown_tables,
                     options.stop_tables,
+                    // Under a cap, a file removed later would count against it meanwhile.
+                    options.max_bytes.is_none(),
                 );
                 Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
             }
@@ -824,10 +826,16 @@ impl Db {
 
     /// Writes the MemTables to SSTables and retires the WAL. A flush running on the flush
     /// thread is waited for (the engine's lock let go) and installed first; the rest is
-    /// written in this call.
+    /// written in this call. When it returns, the files this flush and earlier installs made
+    /// obsolete (retired WALs, replaced tables) are gone from the directory (with background
+    /// threads they are unlinked off the engine's lock, by the storage's reaper).
     pub fn flush(&self) -> Result<(), Error> {
         let mut guard = self.flush_thread_idle()?;
-        self.flush_locked(&mut guard)
+        self.flush_locked(&mut guard)?;
+        if let Some(bg) = &guard.background {
+            bg.settle_removals();
+        }
+        Ok(())
     }
 
     /// The engine's lock once no flush runs on the flush thread: a running one is waited for

@@ -36,7 +36,9 @@
 //! At close the running flush is finished, not abandoned: it is one MemTable (a few
 //! milliseconds of writing), and installed it leaves the next open less WAL to replay. The
 //! thread makes the table live itself (rename and directory sync, so that neither waits under
-//! the engine's lock); the WALs it covers are removed only by the install, after that. A crash
+//! the engine's lock), except under `max_bytes`, where a table must not be in the directory
+//! before the engine counts it (the install renames it then); the WALs it covers are removed
+//! only by the install, after that. A crash
 //! before the rename leaves every WAL and at most a `<id>.tmp`, which open removes; after it, the
 //! table and the WALs it covers, which open recognises from the table's footer and removes
 //! (`minivault_core::flush`, *Crash safety*).
@@ -91,6 +93,9 @@ pub(crate) struct Flusher {
     /// The plan the thread runs.
     running: Option<FlushPlan>,
     hook: Option<FlushHook>,
+    /// The thread makes its tables live itself (`flush::publish`); otherwise the install does
+    /// (under `max_bytes`: a table must not be in the directory before the engine counts it).
+    publish: bool,
     /// Flushes installed from the thread.
     pub(crate) installed: u64,
 }
@@ -102,14 +107,16 @@ impl Flusher {
         engine: &mut Engine,
         buffer_len: usize,
         reported: Arc<Condvar>,
+        publish: bool,
     ) -> io::Result<Flusher> {
         let storage = engine.storage().second_handle(FLUSH_CACHE_BYTES)?;
         let (jobs, job_rx) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("minivault-flush".into())
-            .spawn(move || work(storage, job_rx, report_tx, &reported))?;
+            .spawn(move || work(storage, job_rx, report_tx, &reported, publish))?;
         Ok(Flusher {
+            publish,
             jobs: Some(jobs),
             reports,
             thread: Some(thread),
@@ -171,7 +178,10 @@ impl Flusher {
             // through a handle of its own storage.
             let result = result.and_then(|table| match table {
                 Some(footer) => {
-                    let name = file_name(FileKind::Table, plan.id);
+                    let name = match self.publish {
+                        true => file_name(FileKind::Table, plan.id),
+                        false => plan.temp_name(),
+                    };
                     let file = engine.storage().open_fresh(&name).map_err(CoreError::Storage)?;
                     Ok(Some((file, footer)))
                 }
@@ -179,7 +189,7 @@ impl Flusher {
             });
             let handled = match result {
                 Ok(table) => {
-                    let installed = engine.install_flush(Flushed { plan, table, published: true });
+                    let installed = engine.install_flush(Flushed { plan, table, published: self.publish });
                     if installed.is_ok() {
                         self.installed += 1;
                     }
@@ -221,7 +231,13 @@ impl Flusher {
 }
 
 /// The flush thread: writes the MemTable copies it is given until its job channel closes.
-fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>, reported: &Condvar) {
+fn work(
+    mut storage: PosixStorage,
+    jobs: Receiver<Job>,
+    reports: Sender<Report>,
+    reported: &Condvar,
+    publish: bool,
+) {
     while let Ok(Job { plan, mut mem, hook }) = jobs.recv() {
         // Pages of files removed since may share inode numbers with new tables.
         storage.clear_cache();
@@ -229,7 +245,15 @@ fn work(mut storage: PosixStorage, jobs: Receiver<Job>, reports: Sender<Report>,
             Some(Err(e)) => Err(CoreError::Storage(e)),
             _ => flush::write_temp(&mut storage, &plan, &mut mem).and_then(|table| match table {
                 // Live here, off the lock: the install only opens it and retires the WALs.
-                Some((file, footer)) => Ok(Some((flush::publish(&mut storage, &plan, file)?, footer))),
+                Some((file, footer)) if publish => {
+                    Ok(Some((flush::publish(&mut storage, &plan, file)?, footer)))
+                }
+                // Synced here, off the lock: the install's sync then finds nothing to write.
+                Some((mut file, footer)) => {
+                    minivault_core::Storage::sync(&mut storage, &mut file)
+                        .map_err(|e| minivault_core::space::no_space(&storage, e))?;
+                    Ok(Some((file, footer)))
+                }
                 None => Ok(None),
             }),
         };

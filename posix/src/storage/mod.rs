@@ -31,6 +31,7 @@
 //! - `sys`: every libc call, each wrapped once, with the one `EINTR` retry helper.
 
 mod file;
+mod reaper;
 mod sys;
 
 pub use file::{FileReader, PosixFile, WRITE_BUFFER_CAPACITY};
@@ -47,6 +48,7 @@ use minivault_core::Storage;
 
 use crate::page_cache::PageCache;
 use file::lock;
+pub(crate) use reaper::{Reaper, RemovalQueue};
 pub(crate) use sys::flock_exclusive_now;
 
 /// Default size of the read cache shared by a directory's files: 8 MiB.
@@ -68,6 +70,9 @@ pub struct PosixStorage {
     /// A second descriptor of the WAL file created or opened last, for syncs made outside the
     /// engine ([`PosixStorage::wal_sync_handle`]).
     wal_handle: Option<(String, WalSyncHandle)>,
+    /// Where [`Storage::remove_obsolete`] sends its names while a [`Reaper`] runs (the engine's
+    /// storage, with background threads); `None`: they are unlinked at once.
+    removals: Option<RemovalQueue>,
 }
 
 /// A descriptor of a WAL file of its own, opened when the engine created or opened the file
@@ -115,7 +120,14 @@ impl PosixStorage {
         // flags we want, without an `unsafe` block.
         let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
         let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
-        Ok(Self { path: path.to_path_buf(), dir: OwnedFd::from(dir), cache, read_only, wal_handle: None })
+        Ok(Self {
+            path: path.to_path_buf(),
+            dir: OwnedFd::from(dir),
+            cache,
+            read_only,
+            wal_handle: None,
+            removals: None,
+        })
     }
 
     /// The second descriptor of WAL file `name` ([`WalSyncHandle`]), if it is the WAL this
@@ -154,7 +166,19 @@ impl PosixStorage {
             read_only: self.read_only,
             // Compaction workers write tables, never a WAL.
             wal_handle: None,
+            removals: None,
         })
+    }
+
+    /// A descriptor of the directory, for a thread that unlinks in it ([`Reaper::start`]).
+    pub(crate) fn dir_handle(&self) -> io::Result<OwnedFd> {
+        self.dir.try_clone()
+    }
+
+    /// Sends the names of [`Storage::remove_obsolete`] to `queue` from now on (`None`: unlinks
+    /// them at once again).
+    pub(crate) fn set_removals(&mut self, queue: Option<RemovalQueue>) {
+        self.removals = queue;
     }
 
     /// Opens the existing file `name` after dropping any page this storage's cache holds for
@@ -294,6 +318,19 @@ impl Storage for PosixStorage {
     fn remove(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
         sys::unlink_at(self.dir.as_fd(), &file_name(name)?)
+    }
+
+    fn remove_obsolete(&mut self, name: &str) -> io::Result<()> {
+        self.writable()?;
+        let name = file_name(name)?;
+        let name = match &self.removals {
+            Some(queue) => match queue.push(name) {
+                Ok(()) => return Ok(()),
+                Err(name) => name,
+            },
+            None => name,
+        };
+        sys::unlink_at(self.dir.as_fd(), &name)
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {

@@ -1,0 +1,153 @@
+//! [`Reaper`]: a thread that unlinks the files the engine no longer needs (the tables a
+//! compaction replaced, the WALs a flush retired), so that the engine's lock is not held while
+//! the file system frees their blocks: unlinking a table of a few hundred megabytes takes tens of
+//! milliseconds, and an install under the lock removes up to fifteen of them.
+//!
+//! The engine's storage hands such names over ([`minivault_core::Storage::remove_obsolete`])
+//! while a [`RemovalQueue`] is attached to it (with background threads:
+//! `crate::background::Background` starts the reaper and attaches its queue). The names are
+//! never used again, and a file still there at a crash is removed by the next open (core
+//! `Storage::remove_obsolete` says why), so nothing depends on when the unlink happens. A failed
+//! unlink (the file already gone) is left to the next open as well. [`Reaper::settle`] waits
+//! until every queued name has been unlinked ([`crate::Db::flush`], close); dropping the reaper
+//! settles it too.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use super::sys;
+
+/// Names queued and not yet unlinked, and the condition variable that says the count fell.
+#[derive(Default)]
+struct Pending {
+    count: Mutex<usize>,
+    fell: Condvar,
+}
+
+impl Pending {
+    fn add(&self, n: isize) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_add_signed(n);
+        if n < 0 {
+            self.fell.notify_all();
+        }
+    }
+}
+
+/// The sending side, attached to the engine's storage.
+#[derive(Clone)]
+pub(crate) struct RemovalQueue {
+    names: Sender<CString>,
+    pending: Arc<Pending>,
+}
+
+impl std::fmt::Debug for RemovalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemovalQueue")
+    }
+}
+
+impl RemovalQueue {
+    /// Queues `name` for the reaper; gives it back when the reaper is gone.
+    pub(super) fn push(&self, name: CString) -> Result<(), CString> {
+        self.pending.add(1);
+        self.names.send(name).map_err(|e| {
+            self.pending.add(-1);
+            e.0
+        })
+    }
+}
+
+/// The reaper thread and its queue.
+pub(crate) struct Reaper {
+    queue: Option<RemovalQueue>,
+    pending: Arc<Pending>,
+    /// Detached when the reaper is dropped: it ends when the last queue is let go.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    /// Starts the thread; `dir` is a descriptor of the database directory.
+    pub(crate) fn start(dir: OwnedFd) -> io::Result<Reaper> {
+        let (names, received) = mpsc::channel::<CString>();
+        let pending = Arc::new(Pending::default());
+        let counted = Arc::clone(&pending);
+        let thread = thread::Builder::new().name("minivault-reaper".into()).spawn(move || {
+            for name in received {
+                // A file that is already gone, or that cannot be removed, is left to open.
+                let _ = sys::unlink_at(dir.as_fd(), &name);
+                counted.add(-1);
+            }
+        })?;
+        let queue = RemovalQueue { names, pending: Arc::clone(&pending) };
+        Ok(Reaper { queue: Some(queue), pending, thread: Some(thread) })
+    }
+
+    /// The queue to attach to the engine's storage.
+    pub(crate) fn queue(&self) -> Option<RemovalQueue> {
+        self.queue.clone()
+    }
+
+    /// Returns once every name queued so far has been unlinked.
+    pub(crate) fn settle(&self) {
+        let mut count = self.pending.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            count = self.pending.fell.wait(count).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    /// Waits until what is queued is unlinked. The thread itself ends once every queue is let
+    /// go (the storage's too: `PosixStorage::set_removals(None)`, or the storage dropped).
+    fn drop(&mut self) {
+        self.queue = None;
+        self.settle();
+        drop(self.thread.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::fs;
+
+    use minivault_core::Storage;
+
+    use super::*;
+    use crate::storage::tests::storage;
+
+    #[test]
+    fn names_handed_to_the_reaper_are_gone_once_it_settles() {
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        for i in 0..20 {
+            fs::write(dir.path().join(format!("{i}.sst")), vec![7u8; 100_000]).unwrap();
+        }
+        for i in 0..20 {
+            storage.remove_obsolete(&format!("{i}.sst")).unwrap();
+        }
+        // A name already gone is the reaper's to ignore, not the caller's error.
+        storage.remove_obsolete("missing.wal").unwrap();
+        reaper.settle();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn once_the_queue_is_let_go_names_are_unlinked_in_the_call() {
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        storage.set_removals(None);
+        drop(reaper);
+        fs::write(dir.path().join("2.sst"), b"x").unwrap();
+        storage.remove_obsolete("2.sst").unwrap();
+        assert!(!dir.path().join("2.sst").exists(), "unlinked in the call");
+        assert!(storage.remove_obsolete("2.sst").is_err(), "a missing file is the caller's error then");
+    }
+}
