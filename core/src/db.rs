@@ -826,6 +826,12 @@ where
         self.mems.pin()
     }
 
+    /// Forgets the points pinned in the active MemTable, when no reader of them is left: from
+    /// then on overwrites keep no older version.
+    pub fn unpin_memtable(&mut self) {
+        self.mems.unpin();
+    }
+
     /// The active MemTable's generation ([`MemTables::generation`]).
     pub fn memtable_generation(&self) -> u64 {
         self.mems.generation()

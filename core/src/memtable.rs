@@ -244,6 +244,12 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.versions
     }
 
+    /// Forgets every pinned point (no reader of one is left): overwrites keep no version from
+    /// now on; those kept stay until the table is reset.
+    pub fn unpin(&mut self) {
+        self.watermark = 0;
+    }
+
     /// Pins the present as a point (the arena bytes in use) and returns it: from now on an
     /// overwrite keeps the entry a reader as of this point sees. Nothing on a frozen table,
     /// which changes no more.

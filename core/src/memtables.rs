@@ -55,6 +55,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         (self.generation, self.tables[self.active].pin())
     }
 
+    /// Forgets the points pinned in the active MemTable ([`MemTable::unpin`]).
+    pub fn unpin(&mut self) {
+        self.tables[self.active].unpin();
+    }
+
     /// The immutable MemTable, when there is one (not idle).
     pub fn immutable(&self) -> Option<&MemTable<M>> {
         self.immutable_wal.map(|_| &self.tables[self.active ^ 1])

@@ -29,6 +29,7 @@
 //! fetched.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use minivault_core::{KeyRange, Scan, Storage};
@@ -83,16 +84,22 @@ struct Side {
     batch: usize,
 }
 
-/// What an iterator reads: a database, or a snapshot of one.
-#[derive(Debug, Clone, Copy)]
+/// What an iterator reads: a snapshot the caller holds, or its own, taken when it was made
+/// from a [`Db`].
+#[derive(Debug)]
 pub(crate) enum Source<'a> {
-    Db(&'a Db),
     Snapshot(&'a Snapshot),
+    Own(Box<Snapshot>, PhantomData<&'a Db>),
+    /// Taking its snapshot failed: the error, for the first `next`.
+    Failed(Option<Error>),
 }
 
 impl<'a> From<&'a Db> for Source<'a> {
     fn from(db: &'a Db) -> Self {
-        Source::Db(db)
+        match db.snapshot() {
+            Ok(s) => Source::Own(Box::new(s), PhantomData),
+            Err(e) => Source::Failed(Some(e)),
+        }
     }
 }
 
@@ -147,10 +154,14 @@ impl<'db> Range<'db> {
             }
         }
         let read_ahead = this.batch > FIRST_BATCH;
-        let fetched = match self.db {
-            Source::Db(db) => db.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
-            Source::Snapshot(s) => s.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
+        let snapshot: &Snapshot = match &mut self.db {
+            Source::Snapshot(s) => s,
+            Source::Own(s, _) => s,
+            Source::Failed(e) => {
+                return Err(e.take().unwrap_or(Error::SnapshotUnavailable { generation: 0 }))
+            }
         };
+        let fetched = snapshot.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?;
         if fetched.len() < this.batch {
             this.done = true;
         }
@@ -228,37 +239,6 @@ impl DoubleEndedIterator for Keys<'_> {
 }
 
 impl std::iter::FusedIterator for Keys<'_> {}
-
-impl Db {
-    /// One batch of a scan: up to `limit` entries of `range` in order (`reverse`: descending);
-    /// with `keys_only`, values come back empty; with `read_ahead`, the SSTables are read in
-    /// large chunks outside the page cache.
-    pub(crate) fn scan_batch(
-        &self,
-        range: KeyRange<'_>,
-        reverse: bool,
-        limit: usize,
-        keys_only: bool,
-        read_ahead: bool,
-    ) -> Result<Vec<Entry>, Error> {
-        self.with_engine(|engine| scan_batch(engine, range, reverse, limit, keys_only, read_ahead))
-    }
-}
-
-/// [`Db::scan_batch`] under the engine's lock.
-fn scan_batch(
-    engine: &mut crate::engine::Engine,
-    range: KeyRange<'_>,
-    reverse: bool,
-    limit: usize,
-    keys_only: bool,
-    read_ahead: bool,
-) -> Result<Vec<Entry>, Error> {
-    let key_bytes = engine.scan_key_bytes();
-    let mut keys = vec![0u8; key_bytes + read_ahead_bytes(engine.table_count(), read_ahead)];
-    let scan = engine.scan(range, reverse, &mut keys)?;
-    collect_batch(scan, limit, keys_only)
-}
 
 /// The read-ahead windows' bytes for a batch over `tables` tables.
 pub(crate) fn read_ahead_bytes(tables: usize, read_ahead: bool) -> usize {
