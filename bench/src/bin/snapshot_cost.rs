@@ -26,56 +26,75 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let keys: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200_000);
-    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(15);
-    let dir = std::env::temp_dir().join(format!("minivault-snapshot-cost-{}", std::process::id()));
+/// A database of `keys` keys in a table and a twentieth of them in the MemTable again, as a
+/// loaded database is.
+fn loaded(dir: &std::path::Path, keys: u64) -> Result<Db, Box<dyn std::error::Error>> {
     let options = Options { durability: Durability::Manual, ..Options::default() };
-    let db = Db::open_with(&dir, options)?;
+    let db = Db::open_with(dir, options)?;
     let value = [7u8; 100];
     for i in 0..keys {
         db.put(&key(i.wrapping_mul(7919) % keys), &value)?;
     }
     db.flush()?;
-    // A MemTable with some writes in it, as a loaded database has.
     for i in 0..keys / 20 {
         db.put(&key(i.wrapping_mul(104_729) % keys), &value)?;
     }
+    Ok(db)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let keys: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200_000);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(15);
+    let root = std::env::temp_dir().join(format!("minivault-snapshot-cost-{}", std::process::id()));
+    // One database per operation, loaded alike: what one operation leaves behind (tables,
+    // compactions, stalls) falls on its own measurements only.
+    let dbs = ["put", "snapshot", "range"].map(|name| loaded(&root.join(name), keys));
+    let [db_put, db_snap, db_range] = dbs;
+    let (db_put, db_snap, db_range) = (db_put?, db_snap?, db_range?);
+    let value = [7u8; 100];
     let mut rng = Rng::new(42);
     let (mut put, mut snap, mut range) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = 0usize;
     for _ in 0..rounds {
         let t = Instant::now();
         for _ in 0..OPS {
-            db.put(&key(rng.below(keys)), &value)?;
+            db_put.put(&key(rng.below(keys)), &value)?;
         }
         put.push(t.elapsed().as_secs_f64() / OPS as f64);
         let t = Instant::now();
         for _ in 0..OPS {
-            db.put(&key(rng.below(keys)), &value)?;
-            let s = db.snapshot()?;
+            db_snap.put(&key(rng.below(keys)), &value)?;
+            let s = db_snap.snapshot()?;
             seen += usize::from(s.get(&key(0))?.is_some());
         }
         snap.push(t.elapsed().as_secs_f64() / OPS as f64);
         let t = Instant::now();
         for _ in 0..OPS {
-            db.put(&key(rng.below(keys)), &value)?;
+            db_range.put(&key(rng.below(keys)), &value)?;
             let from = key(rng.below(keys));
-            for e in db.range(from..).take(10) {
+            for e in db_range.range(from..).take(10) {
                 seen += e?.0.len();
             }
         }
         range.push(t.elapsed().as_secs_f64() / OPS as f64);
     }
     let (p, s, r) = (median(put), median(snap), median(range));
-    let stats = db.stats();
-    println!("keys {keys}, rounds {rounds} x {OPS} ops; tables {}, flushes {}", stats.tables, stats.flushes);
+    println!("keys {keys}, rounds {rounds} x {OPS} ops");
+    for (name, db) in [("put", &db_put), ("snapshot", &db_snap), ("range", &db_range)] {
+        let stats = db.stats();
+        println!(
+            "  db of {name:<8}: tables {}, flushes {}, compactions {}, MemTable keys {}",
+            stats.tables, stats.flushes, stats.compactions, stats.memtable_keys
+        );
+    }
     println!("put                  {:>9.2} us", p * 1e6);
     println!("put + snapshot       {:>9.2} us  ({:.2} x put)", s * 1e6, s / p);
     println!("put + range(10 keys) {:>9.2} us  ({:.2} x put)", r * 1e6, r / p);
     println!("(checksum {seen})");
-    db.close()?;
-    std::fs::remove_dir_all(&dir)?;
+    for db in [db_put, db_snap, db_range] {
+        db.close()?;
+    }
+    std::fs::remove_dir_all(&root)?;
     Ok(())
 }
