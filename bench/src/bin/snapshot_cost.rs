@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo run --release -p minivault-bench --bin snapshot_cost -- [KEYS] [ROUNDS]`
 //! (defaults 200,000 keys of 16 bytes with 100-byte values, 15 rounds). Rounds interleave the
-//! three operations (1,000 of each per round) so that load on a shared machine falls on all
-//! three alike; it prints each one's median time per operation over the rounds and the ratios
-//! to the put alone.
+//! operations (1,000 of each per round) so that load on a shared machine falls on all alike; it
+//! prints each one's median time per operation over the rounds and the ratios to the put alone.
+//! Also the snapshot and the range with no put before them (nothing changed since the last).
 
 use std::time::Instant;
 
@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let value = [7u8; 100];
     let mut rng = Rng::new(42);
     let (mut put, mut snap, mut range) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut snap_alone, mut range_alone) = (Vec::new(), Vec::new());
     let mut seen = 0usize;
     for _ in 0..rounds {
         let t = Instant::now();
@@ -78,6 +79,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         range.push(t.elapsed().as_secs_f64() / OPS as f64);
+        // Readers between writes: nothing changed since the last one.
+        let t = Instant::now();
+        for _ in 0..OPS {
+            let s = db_snap.snapshot()?;
+            seen += usize::from(s.get(&key(0))?.is_some());
+        }
+        snap_alone.push(t.elapsed().as_secs_f64() / OPS as f64);
+        let t = Instant::now();
+        for _ in 0..OPS {
+            let from = key(rng.below(keys));
+            for e in db_range.range(from..).take(10) {
+                seen += e?.0.len();
+            }
+        }
+        range_alone.push(t.elapsed().as_secs_f64() / OPS as f64);
     }
     let (p, s, r) = (median(put), median(snap), median(range));
     println!("keys {keys}, rounds {rounds} x {OPS} ops");
@@ -91,6 +107,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("put                  {:>9.2} us", p * 1e6);
     println!("put + snapshot       {:>9.2} us  ({:.2} x put)", s * 1e6, s / p);
     println!("put + range(10 keys) {:>9.2} us  ({:.2} x put)", r * 1e6, r / p);
+    let (sa, ra) = (median(snap_alone), median(range_alone));
+    println!("snapshot, no put     {:>9.2} us  ({:.2} x put)", sa * 1e6, sa / p);
+    println!("range(10 keys), no put {:>7.2} us  ({:.2} x put)", ra * 1e6, ra / p);
     println!("(checksum {seen})");
     for db in [db_put, db_snap, db_range] {
         db.close()?;
