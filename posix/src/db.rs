@@ -50,8 +50,10 @@
 //!   ([`crate::scan`]). Never a group commit's `fdatasync`, a background flush's or merge's
 //!   writing, a write's wait at the thresholds or for a flush, or a get's SSTable probes.
 //!
-//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`) flushes the MemTables and keeps the
-//!   table view of that moment: its reads take no lock of the Db's at all.
+//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`; every iterator takes one) pins a point
+//!   in the active MemTable and keeps the table view of that moment, O(1) under the engine's
+//!   lock; its reads take the lock only for the active MemTable, while its generation is still
+//!   the active one (`crate::pins` keeps the copies of generations rotated away).
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -756,11 +758,12 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// It reads in batches, each under the engine's lock (see [`crate::scan`] for the memory it
-    /// takes and for what it sees of writes made while it lives: each batch is one consistent
-    /// state; later batches may include writes made after the iterator was created; no key is
-    /// returned twice, and none is skipped that existed throughout). A damaged table or an I/O
-    /// error ends it with one `Err`.
+    /// It reads a [`crate::Snapshot`] taken when it is made (O(1) under the engine's lock): it
+    /// sees exactly the writes acknowledged before its creation and none made later, however
+    /// long it lives. It reads in batches (see [`crate::scan`] for the memory a batch takes);
+    /// while it lives it may hold up to two MemTable copies (2 ×
+    /// [`crate::Options::memtable_bytes`], shared with the snapshots of the same MemTables: see
+    /// [`Db::snapshot`]). A damaged table or an I/O error ends it with one `Err`.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Range<'_> {
         Range::new(self, range)
     }

@@ -2,31 +2,24 @@
 //! key range or prefix, and [`Keys`], the same over keys alone.
 //!
 //! An iterator borrows the [`Db`] shared (`&Db`): other threads read and write while it lives.
-//! It fetches entries in batches through the engine's scan ([`minivault_core::Scan`]), each
-//! batch under the engine's lock and resuming just past the last key fetched on its side; the
-//! front and the back meet in the middle without returning a key twice. The same iterator over
-//! a [`Snapshot`] ([`Snapshot::range`]) fetches its batches through the same scan over the
-//! snapshot's tables, with no lock, and sees the snapshot's state throughout.
+//! Made from a [`Db`], it takes a [`Snapshot`] first (O(1) under the engine's lock:
+//! `crate::snapshot`); made from a [`Snapshot`], it reads that one. Either way it sees exactly
+//! the writes acknowledged before the snapshot was taken and none made later, however long it
+//! lives and whatever is flushed or compacted meanwhile. It fetches entries in batches through
+//! the engine's scan ([`minivault_core::Scan`]) over the snapshot's MemTables and tables, each
+//! batch resuming just past the last key fetched on its side; the front and the back meet in
+//! the middle without returning a key twice. A batch takes the engine's lock while the
+//! snapshot's MemTable is still the engine's active one, and no lock once it reads a copy.
 //!
-//! # What an iterator of a `Db` sees of concurrent writes
-//! Not a snapshot (for one, take a [`Snapshot`] first). Precisely:
-//! - each batch is one consistent state: the database as it was at one moment while the
-//!   engine's lock was held, so every write acknowledged before the batch was fetched is in it;
-//! - a later batch may include writes made after the iterator was created (or after an earlier
-//!   batch), and misses keys deleted meanwhile;
-//! - keys come in strict order, none twice: each batch starts past the last key returned on its
-//!   side (and before the other side's last key);
-//! - none is skipped that existed throughout (present with some value from the iterator's
-//!   creation to its end): every batch that covers its place in the order sees it.
-//!
-//! The same holds with no other thread when the caller writes between two `next` calls. The first batch on
-//! a side is small (a seek and a few entries cost little); later ones grow, and read each
-//! SSTable ahead in chunks outside the page cache, so a long scan is sequential I/O and leaves
-//! the hot set of the page and row caches alone (the row cache is never touched by a scan).
+//! The first batch on a side is small (a seek and a few entries cost little); later ones grow,
+//! and read each SSTable ahead in chunks outside the page cache, so a long scan is sequential
+//! I/O and leaves the hot set of the page and row caches alone (the row cache is never touched
+//! by a scan).
 //!
 //! Memory: a batch holds at most [`MAX_BATCH`] entries, and the read-ahead windows take
 //! [`READ_AHEAD_PER_TABLE`] per SSTable, at most [`MAX_READ_AHEAD`] in all, while a batch is
-//! fetched.
+//! fetched; the iterator's snapshot may hold up to two MemTable copies while it lives
+//! ([`Db::snapshot`]).
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
