@@ -472,11 +472,11 @@ fn writers_against_snapshots_and_iterators(background_threads: usize) {
             check_seen(&seen, &before, &after, round);
             (seen, Some(s))
         } else {
-            let mut it = db.prefix("w");
+            let it = db.prefix("w");
             let after: Vec<u64> = started.iter().map(|a| a.load(Ordering::SeqCst)).collect();
             // Read slowly: writes go on between the entries.
             let mut got = BTreeMap::new();
-            while let Some(e) = it.next() {
+            for e in it {
                 let (k, v) = e.unwrap();
                 got.insert(k, v);
                 thread::yield_now();

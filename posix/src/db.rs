@@ -66,7 +66,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,12 +79,12 @@ use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
-use crate::pins::{Pinned, Pins};
+use crate::pins::Pins;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
 use crate::view::{TableView, ValueExpiringAt};
-use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
+use crate::{Durability, Error, Options, Snapshot, Stats, TableInfo, WriteBatch};
 
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
@@ -863,11 +863,11 @@ impl Db {
     /// Pins the present for a [`crate::Snapshot`] in one section under the engine's lock: a
     /// point in the active MemTable (and the copy of the one waiting for a flush), the view of
     /// the live tables, and the clock then.
-    pub(crate) fn pin(&self) -> Result<(Weak<Mutex<State>>, Pinned, Arc<TableView>, u64), Error> {
+    pub(crate) fn pin(&self) -> Result<Snapshot, Error> {
         let mut guard = self.state();
         let state = &mut *guard;
         let pinned = state.pins.pin(&mut state.engine)?;
-        Ok((Arc::downgrade(&self.state), pinned, current_view(state), now_millis()))
+        Ok(Snapshot::new(Arc::downgrade(&self.state), pinned, current_view(state), now_millis()))
     }
 
     /// [`Db::flush`] under the engine's lock.

@@ -43,7 +43,7 @@ use minivault_core::sstable::ReadCounters;
 use minivault_core::{KeyRange, Scan};
 
 use crate::db::{State, ValueWithExpiry, VALUE_LEN_HINT};
-use crate::pins::{Generation, MemCopy};
+use crate::pins::{Generation, MemCopy, Pinned};
 use crate::scan::{collect_batch, read_ahead_bytes, Entry, Keys, Range};
 use crate::view::{TableView, ValueExpiringAt, ViewStorage};
 use crate::{Db, Error};
@@ -103,6 +103,13 @@ impl MemAnswer {
 }
 
 impl Snapshot {
+    /// A snapshot reading `pinned` of the database behind `db`, the tables of `view`, TTLs
+    /// judged at `now` (`Db::pin`).
+    pub(crate) fn new(db: Weak<Mutex<State>>, pinned: Pinned, view: Arc<TableView>, now: u64) -> Snapshot {
+        let (generation, point, older) = pinned;
+        Snapshot { db, generation, point, older, view, now, value_len_hint: AtomicUsize::new(VALUE_LEN_HINT) }
+    }
+
     /// The MemTables' answer for `key`: the pinned generation as of the point, then the older
     /// MemTable.
     fn mem_lookup(&self, key: &[u8]) -> Result<MemAnswer, Error> {
@@ -193,9 +200,8 @@ impl Snapshot {
         keys_only: bool,
         read_ahead: bool,
     ) -> Result<Vec<Entry>, Error> {
-        let over_copy = |copy: &MemTable<Vec<u8>>| {
-            self.scan_copy(copy, range.clone(), reverse, limit, keys_only, read_ahead)
-        };
+        let over_copy =
+            |copy: &MemTable<Vec<u8>>| self.scan_copy(copy, range, reverse, limit, keys_only, read_ahead);
         if let Some(copy) = self.generation.copy() {
             return over_copy(copy);
         }
@@ -292,15 +298,6 @@ impl Db {
     /// [`Error::SnapshotUnavailable`] should the MemTable waiting for a flush not copy (not
     /// expected). Reads of a snapshot of a poisoned or read-only handle work.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
-        let (db, (generation, point, older), view, now) = self.pin()?;
-        Ok(Snapshot {
-            db,
-            generation,
-            point,
-            older,
-            view,
-            now,
-            value_len_hint: AtomicUsize::new(VALUE_LEN_HINT),
-        })
+        self.pin()
     }
 }
