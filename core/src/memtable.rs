@@ -1049,6 +1049,33 @@ mod tests {
     }
 
     #[test]
+    fn any_point_and_any_offset_answer_without_a_panic_after_a_reset_too() {
+        let mut m = MemTable::new(vec![0u8; 4096]).unwrap();
+        m.insert(&put(b"a"), b"a", b"1").unwrap();
+        let p = m.pin();
+        m.insert(&put(b"a"), b"a", b"2").unwrap();
+        m.reset();
+        // A point of the dropped generation: the table holds nothing below it.
+        assert_eq!(m.lookup_as_of(b"a", p), MemLookup::Absent);
+        assert_eq!(m.versions(), 0);
+        m.insert(&put(b"b"), b"b", b"1").unwrap();
+        m.pin();
+        m.insert(&put(b"b"), b"b", b"2").unwrap();
+        for frozen in [false, true] {
+            if frozen {
+                m.freeze();
+            }
+            for point in [0, 1, p, 4095, 1 << 20, NEWEST - 1, NEWEST] {
+                let _ = m.lookup_as_of(b"b", point);
+                let _ = m.lookup_as_of(b"zz", point);
+                for offset in [0, 3, 17, 4000, NEWEST] {
+                    let _ = m.visible_at(offset, point);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn many_keys_with_colliding_probes_are_all_found() {
         let mut m = MemTable::new(vec![0u8; 1 << 16]).unwrap();
         let cap = m.key_capacity() as u32;
