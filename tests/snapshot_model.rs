@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::Rng;
-use minivault::{Db, EngineError, Error, Options, Snapshot, WhenFull, WriteBatch};
+use minivault::{Db, Options, Snapshot, WhenFull, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -217,14 +217,157 @@ fn a_snapshot_judges_ttls_when_it_was_taken() {
 }
 
 #[test]
-fn a_snapshot_of_a_read_only_handle_is_refused() {
+fn a_snapshot_of_a_read_only_handle_sees_what_it_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    Db::open(dir.path()).unwrap().close().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.put(b"in-the-wal", b"1").unwrap();
+    db.close().unwrap();
     let db = Db::open_with(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
-    match db.snapshot() {
-        Err(Error::Engine(EngineError::ReadOnly)) => {}
-        other => panic!("expected ReadOnly, got {other:?}"),
+    let snapshot = db.snapshot().unwrap();
+    assert_eq!(snapshot.get(b"in-the-wal").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(snapshot.keys::<&[u8], _>(..).count(), 1);
+}
+
+/// `(key, value)` pairs of `model`, in order.
+fn pairs(model: &Model) -> Vec<(Vec<u8>, Vec<u8>)> {
+    model.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Puts `keys` (key numbers) with `value` into the database and the model.
+fn put_all(db: &Db, model: &mut Model, keys: std::ops::Range<u64>, value: &[u8]) {
+    for k in keys {
+        db.put(&key(k), value).unwrap();
+        model.insert(key(k), value.to_vec());
     }
+}
+
+/// A snapshot takes no flush; reads of keys overwritten, deleted and range-deleted after it in
+/// the same MemTable return what it saw, while that MemTable is still the active one, after it
+/// rotates, after it is flushed, after compactions, and after the handle is dropped.
+fn overwrites_after_a_snapshot_in_its_memtable(background_threads: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { memtable_bytes: 64 << 10, background_threads, ..Options::default() };
+    let db = Db::open_with(dir.path(), options).unwrap();
+    let mut model = Model::new();
+    put_all(&db, &mut model, 200..260, b"in a table");
+    db.flush().unwrap();
+    put_all(&db, &mut model, 0..100, b"in the memtable");
+    put_all(&db, &mut model, 250..260, b"in the memtable too");
+    let (tables, flushes) = (db.tables().len(), db.stats().flushes);
+    let snapshot = db.snapshot().unwrap();
+    let at_snapshot = model.clone();
+    assert_eq!(db.tables().len(), tables, "a snapshot writes no table");
+    assert_eq!(db.stats().flushes, flushes, "a snapshot flushes nothing");
+    assert!(db.stats().memtable_keys > 0, "the MemTable still holds the writes");
+
+    // Overwrites, deletes, a range delete and new keys, all in the same MemTable.
+    put_all(&db, &mut model, 0..10, b"overwritten");
+    put_all(&db, &mut model, 0..5, b"overwritten twice");
+    for k in 10..20 {
+        db.delete(&key(k)).unwrap();
+        model.remove(&key(k));
+    }
+    db.delete_range(&key(20), &key(30)).unwrap();
+    for k in 20..30 {
+        model.remove(&key(k));
+    }
+    put_all(&db, &mut model, 100..110, b"new");
+    put_all(&db, &mut model, 200..205, b"table key overwritten");
+    let mut batch = WriteBatch::new(vec![0; 256]);
+    batch.put(&key(40), b"batch").unwrap();
+    batch.delete(&key(41)).unwrap();
+    db.write_batch(&batch).unwrap();
+    model.insert(key(40), b"batch".to_vec());
+    model.remove(&key(41));
+    assert_eq!(db.stats().flushes, flushes, "all of it in the same MemTable");
+    let later = db.snapshot().unwrap();
+    let at_later = model.clone();
+    check(&snapshot, &at_snapshot, "same MemTable");
+    check(&later, &at_later, "same MemTable, the later snapshot");
+    let db_now: Vec<(Vec<u8>, Vec<u8>)> = db.range::<&[u8], _>(..).collect::<Result<_, _>>().unwrap();
+    assert_eq!(db_now, pairs(&model), "the database itself moved on");
+
+    // Rotations: writes fill the MemTable several times over.
+    let mut step = 0;
+    while db.stats().flushes < flushes + 3 {
+        put_all(&db, &mut model, (step % 5)..(step % 5 + 1), format!("fill {step}").as_bytes());
+        put_all(&db, &mut model, 300 + step % 2000..301 + step % 2000, &[b'.'; 100]);
+        step += 1;
+    }
+    check(&snapshot, &at_snapshot, "after rotations");
+    check(&later, &at_later, "after rotations, the later snapshot");
+    db.flush().unwrap();
+    check(&snapshot, &at_snapshot, "after a flush");
+    for round in 0..12u64 {
+        put_all(&db, &mut model, 0..60, format!("round {round}").as_bytes());
+        db.flush().unwrap();
+    }
+    assert!(db.stats().compactions > 0 || background_threads > 0, "{:?}", db.stats());
+    check(&snapshot, &at_snapshot, "after compactions");
+    check(&later, &at_later, "after compactions, the later snapshot");
+    drop(db);
+    check(&snapshot, &at_snapshot, "after the handle was dropped");
+}
+
+#[test]
+fn a_snapshot_flushes_nothing_and_keeps_what_later_writes_replace_in_its_memtable() {
+    overwrites_after_a_snapshot_in_its_memtable(2);
+}
+
+#[test]
+fn a_snapshot_flushes_nothing_and_keeps_what_later_writes_replace_with_inline_flushes() {
+    overwrites_after_a_snapshot_in_its_memtable(0);
+}
+
+#[test]
+fn a_snapshot_taken_while_a_memtable_waits_for_its_flush_reads_it_after_the_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { memtable_bytes: 16 << 10, background_threads: 0, ..Options::default() };
+    let db = Db::open_with(dir.path(), options).unwrap();
+    let mut model = Model::new();
+    // Inline flushes: the frozen MemTable waits for the next rotation.
+    let flushes = db.stats().flushes;
+    let mut k = 0;
+    while db.stats().immutable_keys == 0 {
+        put_all(&db, &mut model, k % 200..k % 200 + 1, format!("v{k}").as_bytes());
+        k += 1;
+    }
+    assert_eq!(db.stats().flushes, flushes);
+    let snapshot = db.snapshot().unwrap();
+    let at_snapshot = model.clone();
+    for j in 0..400 {
+        put_all(&db, &mut model, j % 200..j % 200 + 1, &[b'x'; 80]);
+    }
+    assert!(db.stats().flushes > flushes, "{:?}", db.stats());
+    check(&snapshot, &at_snapshot, "after the waiting MemTable was flushed");
+}
+
+#[test]
+fn a_range_iterator_sees_no_write_made_after_it_was_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut model = Model::new();
+    put_all(&db, &mut model, 0..200, b"before");
+    let want = pairs(&model);
+    let mut forward = db.range::<&[u8], _>(..);
+    let mut backward = db.range::<&[u8], _>(..).rev();
+    let unread = db.keys::<&[u8], _>(..);
+    let first = forward.next().unwrap().unwrap();
+    let last = backward.next().unwrap().unwrap();
+    // Past the first batch of each side, and before any batch of `unread`.
+    put_all(&db, &mut model, 100..110, b"after");
+    db.delete(&key(120)).unwrap();
+    db.delete_range(&key(130), &key(140)).unwrap();
+    put_all(&db, &mut model, 1000..1010, b"new");
+    let mut got = vec![first];
+    got.extend(forward.map(Result::unwrap));
+    assert_eq!(got, want, "forward");
+    let mut got = vec![last];
+    got.extend(backward.map(Result::unwrap));
+    got.reverse();
+    assert_eq!(got, want, "backward");
+    let keys: Vec<Vec<u8>> = unread.map(Result::unwrap).collect();
+    assert_eq!(keys, want.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), "keys");
 }
 
 /// Descriptors of this process open on files of `dir` that were removed.
@@ -265,4 +408,157 @@ fn the_files_a_snapshot_pins_are_released_when_it_drops() {
     assert_eq!(snapshot.get(&key(5)).unwrap().as_deref(), Some(&b"first"[..]));
     drop(snapshot);
     assert_eq!(removed_files_held_open(dir.path()), 0, "released with the snapshot");
+}
+
+/// The sequence number in `v` (`<seq>:<pad>`).
+fn seq(v: &[u8]) -> u64 {
+    let s = std::str::from_utf8(v).unwrap();
+    s.split(':').next().unwrap().parse().unwrap()
+}
+
+/// Writer threads each own two keys, written together in batches with the same sequence
+/// number, and fill the MemTables with other keys between; a checker takes snapshots and
+/// iterators while they write. Each must see, for every writer, one batch: both keys at the
+/// same number, no older than the last batch acknowledged before its creation and no newer
+/// than the last one started before its creation ended; a snapshot read again later, after
+/// rotations, flushes and compactions, answers the same.
+fn writers_against_snapshots_and_iterators(background_threads: usize) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const WRITERS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { memtable_bytes: 16 << 10, background_threads, ..Options::default() };
+    let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..WRITERS).map(|_| AtomicU64::new(0)).collect());
+    let started: Arc<Vec<AtomicU64>> = Arc::new((0..WRITERS).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|t| {
+            let (db, acked, started, stop) =
+                (Arc::clone(&db), Arc::clone(&acked), Arc::clone(&started), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut rng = Rng::new(0x5ab0_0100 + t as u64);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let v = format!("{n}:{}", ".".repeat(rng.below(40) as usize)).into_bytes();
+                    let mut batch = WriteBatch::new(vec![0; 512]);
+                    batch.put(format!("w{t}/a").as_bytes(), &v).unwrap();
+                    batch.put(format!("w{t}/b").as_bytes(), &v).unwrap();
+                    started[t].store(n, Ordering::SeqCst);
+                    db.write_batch(&batch).unwrap();
+                    acked[t].store(n, Ordering::SeqCst);
+                    let fill = format!("x{t}/{}", rng.below(500));
+                    db.put(fill.as_bytes(), &v).unwrap();
+                    if rng.chance(1, 500) {
+                        db.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut kept: Vec<(Snapshot, Vec<u64>)> = Vec::new();
+    let flushes = db.stats().flushes;
+    for round in 0..300 {
+        let before: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        let as_snapshot = round % 2 == 0;
+        let (seen, snapshot) = if as_snapshot {
+            let s = db.snapshot().unwrap();
+            let after: Vec<u64> = started.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+            let seen = seen_by(|t| {
+                let a = s.get(format!("w{t}/a").as_bytes()).unwrap();
+                let b = s.get(format!("w{t}/b").as_bytes()).unwrap();
+                (a, b)
+            });
+            check_seen(&seen, &before, &after, round);
+            (seen, Some(s))
+        } else {
+            let it = db.prefix("w");
+            let after: Vec<u64> = started.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+            // Read slowly: writes go on between the entries.
+            let mut got = BTreeMap::new();
+            for e in it {
+                let (k, v) = e.unwrap();
+                got.insert(k, v);
+                thread::yield_now();
+            }
+            let seen = seen_by(|t| {
+                (
+                    got.get(format!("w{t}/a").as_bytes()).cloned(),
+                    got.get(format!("w{t}/b").as_bytes()).cloned(),
+                )
+            });
+            check_seen(&seen, &before, &after, round);
+            (seen, None)
+        };
+        if let Some(s) = snapshot {
+            if round % 10 == 0 {
+                kept.push((s, seen));
+            }
+        }
+        for (i, (s, seen)) in kept.iter().enumerate() {
+            if round % 25 == 0 {
+                let again = seen_by(|t| {
+                    (
+                        s.get(format!("w{t}/a").as_bytes()).unwrap(),
+                        s.get(format!("w{t}/b").as_bytes()).unwrap(),
+                    )
+                });
+                assert_eq!(&again, seen, "snapshot {i} read again at round {round}");
+                let scanned = s.prefix("w").count();
+                assert_eq!(scanned, seen.iter().filter(|&&n| n > 0).count() * 2, "snapshot {i} scanned");
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let stats = db.stats();
+    assert!(stats.flushes > flushes + 5, "the MemTables rotated under the readers: {stats:?}");
+    for (i, (s, seen)) in kept.iter().enumerate() {
+        let again = seen_by(|t| {
+            (s.get(format!("w{t}/a").as_bytes()).unwrap(), s.get(format!("w{t}/b").as_bytes()).unwrap())
+        });
+        assert_eq!(&again, seen, "snapshot {i} at the end");
+    }
+}
+
+/// Per writer, the batch number both of its keys hold (0: neither exists); panics when the two
+/// differ.
+fn seen_by(mut read: impl FnMut(usize) -> (Option<Vec<u8>>, Option<Vec<u8>>)) -> Vec<u64> {
+    (0..4)
+        .map(|t| match read(t) {
+            (None, None) => 0,
+            (Some(a), Some(b)) => {
+                let (sa, sb) = (seq(&a), seq(&b));
+                assert_eq!(sa, sb, "writer {t}: the two keys of one batch differ");
+                assert_eq!(a, b, "writer {t}: the two keys of one batch differ");
+                sa
+            }
+            (a, b) => panic!("writer {t}: one key of a batch without the other: {a:?} {b:?}"),
+        })
+        .collect()
+}
+
+fn check_seen(seen: &[u64], before: &[u64], after: &[u64], round: usize) {
+    for t in 0..seen.len() {
+        assert!(
+            before[t] <= seen[t] && seen[t] <= after[t],
+            "round {round}, writer {t}: saw batch {} outside {}..={}",
+            seen[t],
+            before[t],
+            after[t]
+        );
+    }
+}
+
+#[test]
+fn snapshots_and_iterators_see_one_moment_while_many_threads_write() {
+    writers_against_snapshots_and_iterators(2);
+}
+
+#[test]
+fn snapshots_and_iterators_see_one_moment_while_many_threads_write_with_inline_flushes() {
+    writers_against_snapshots_and_iterators(0);
 }

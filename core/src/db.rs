@@ -806,7 +806,66 @@ where
         let now = self.clock.now();
         let (mems, which) = self.mems.both();
         let sorted = self.order.as_mut().and_then(|o| o.update(which, mems[0]));
-        Scan::start(&mut self.storage, self.version.tables_mut(), mems, sorted, keys, range, reverse, now)
+        let points = [crate::memtable::NEWEST; 2];
+        Scan::start(
+            &mut self.storage,
+            self.version.tables_mut(),
+            mems,
+            points,
+            sorted,
+            keys,
+            range,
+            reverse,
+            now,
+        )
+    }
+
+    /// Pins the present in the active MemTable for a reader that reads it later as of that
+    /// moment ([`Db::scan_pinned`], [`MemTable::lookup_as_of`] on [`Db::memtables`]): returns
+    /// the active MemTable's generation and the point. O(1); from then on, until the MemTable
+    /// rotates, an overwrite keeps the entry it replaces when the point sees it (a version slot:
+    /// the MemTable fills sooner). The host keeps its own copy of the MemTable
+    /// ([`MemTable::copy_frozen`]) for reads after the generation has rotated away.
+    pub fn pin_memtable(&mut self) -> (u64, u32) {
+        self.mems.pin()
+    }
+
+    /// Forgets the points pinned in the active MemTable, when no reader of them is left: from
+    /// then on overwrites keep no older version.
+    pub fn unpin_memtable(&mut self) {
+        self.mems.unpin();
+    }
+
+    /// The active MemTable's generation ([`MemTables::generation`]).
+    pub fn memtable_generation(&self) -> u64 {
+        self.mems.generation()
+    }
+
+    /// The active MemTable, and the immutable one when there is one.
+    pub fn memtables(&self) -> (&MemTable<M>, Option<&MemTable<M>>) {
+        (self.mems.active(), self.mems.immutable())
+    }
+
+    /// Starts a scan over the caller's `tables` (read through `storage`: a host's own view of
+    /// an older table set) and two MemTables: this database's active one as of `point` (pinned
+    /// by [`Db::pin_memtable`] in the active generation), through the scan order cache, then
+    /// `older` (all of it). `keys`: at least [`scan::key_bytes`] of these sources.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_pinned<'a, T: Storage>(
+        &'a mut self,
+        storage: &'a mut T,
+        tables: &'a mut [Table<T::File>],
+        point: u32,
+        older: &'a MemTable<M>,
+        keys: &'a mut [u8],
+        range: KeyRange<'a>,
+        reverse: bool,
+        now: u64,
+    ) -> core::result::Result<Scan<'a, T, M>, Error<T::Error>> {
+        let (mems, which) = self.mems.both();
+        let sorted = self.order.as_mut().and_then(|o| o.update(which, mems[0]));
+        let points = [point, crate::memtable::NEWEST];
+        Scan::start(storage, tables, [mems[0], older], points, sorted, keys, range, reverse, now)
     }
 
     /// Gives the database a buffer in which scans keep the active MemTable's keys in order: 4

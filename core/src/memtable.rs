@@ -15,6 +15,20 @@
 //! by binary search, and [`MemTable::sorted`] yields its entries in key order for a flush.
 //! Overwriting a key appends the new entry and repoints the slot; the old bytes stay in the
 //! arena until [`MemTable::reset`].
+//!
+//! # Versions kept for snapshots
+//! Items are only appended, so an arena offset orders the writes of one MemTable: a *point*
+//! (the arena bytes in use at some moment, [`MemTable::pin`]) separates the items written before
+//! it (offset below the point) from those written after. A reader "as of" a point sees, for
+//! each key, its newest entry below the point, and the range deletes below it
+//! ([`MemTable::lookup_as_of`]). The table keeps one watermark, the highest point pinned: an
+//! overwrite that displaces an entry below it keeps that entry in a *version slot* (its hash
+//! with [`VERSION_FLAG`] set) further along the key's probe sequence, so the key's first slot
+//! always holds its newest entry. Version slots count against [`MemTable::key_capacity`] (the
+//! table fills earlier and is flushed: bounded). [`MemTable::freeze`] sorts the newest entries
+//! first (`slots[..len]`, in key order, what a flush writes) and the versions after them, by
+//! key and newest first. Without a pin (WAL replay, a database nobody snapshots) there are no
+//! version slots.
 
 use core::cmp::Ordering;
 
@@ -30,6 +44,13 @@ pub const SLOT_LEN: usize = 8;
 
 /// The smallest buffer a MemTable accepts.
 pub const MIN_MEMTABLE_BYTES: usize = 512;
+
+/// The bit of a slot's hash that marks a version slot (an older entry of a key kept for a
+/// pinned point); the hash of a key never has it.
+pub const VERSION_FLAG: u32 = 1 << 31;
+
+/// The point that sees everything a MemTable holds: its newest entries.
+pub const NEWEST: u32 = u32::MAX;
 
 type Slot = [u8; SLOT_LEN];
 
@@ -107,6 +128,10 @@ pub struct MemTable<M> {
     max_key_len: usize,
     /// The arena offsets of the range deletes held, oldest first.
     ranges: heapless::Vec<u32, MAX_MEMTABLE_RANGES>,
+    /// Version slots in use (older entries kept for pinned points).
+    versions: usize,
+    /// The highest point pinned ([`MemTable::pin`]): an overwrite keeps an entry below it.
+    watermark: u32,
 }
 
 fn hash(key: &[u8]) -> u32 {
@@ -116,7 +141,7 @@ fn hash(key: &[u8]) -> u32 {
         h ^= b as u32;
         h = h.wrapping_mul(0x0100_0193);
     }
-    h
+    h & !VERSION_FLAG
 }
 
 fn slot_offset(slot: &Slot) -> Option<u32> {
@@ -158,6 +183,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             changes: 0,
             max_key_len: 0,
             ranges: heapless::Vec::new(),
+            versions: 0,
+            watermark: 0,
         })
     }
 
@@ -201,9 +228,37 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.mem.as_ref().len() - self.slots * SLOT_LEN
     }
 
-    /// The most distinct keys this table holds before it must be flushed.
+    /// The most slots this table fills before it must be flushed: one per distinct key, and
+    /// one per older version kept for a pinned point.
     pub fn key_capacity(&self) -> usize {
         self.slots / 4 * 3
+    }
+
+    /// Slots in use: distinct keys and kept versions.
+    pub fn used_slots(&self) -> usize {
+        self.count + self.versions
+    }
+
+    /// Older versions kept for pinned points.
+    pub fn versions(&self) -> usize {
+        self.versions
+    }
+
+    /// Forgets every pinned point (no reader of one is left): overwrites keep no version from
+    /// now on; those kept stay until the table is reset.
+    pub fn unpin(&mut self) {
+        self.watermark = 0;
+    }
+
+    /// Pins the present as a point (the arena bytes in use) and returns it: from now on an
+    /// overwrite keeps the entry a reader as of this point sees. Nothing on a frozen table,
+    /// which changes no more.
+    pub fn pin(&mut self) -> u32 {
+        let point = u32::try_from(self.arena_used).unwrap_or(NEWEST - 1);
+        if !self.frozen {
+            self.watermark = self.watermark.max(point);
+        }
+        point
     }
 
     /// The largest entry payload that fits in an empty table.
@@ -225,14 +280,14 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// deletes fits without a flush.
     pub fn fits_items(&self, payload_len: usize, keys: usize, ranges: usize) -> bool {
         !self.frozen
-            && self.count + keys <= self.key_capacity()
+            && self.used_slots() + keys <= self.key_capacity()
             && self.ranges.len() + ranges <= MAX_MEMTABLE_RANGES
             && self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + payload_len
     }
 
     /// True when the table is full enough that the engine should flush it now.
     pub fn needs_flush(&self) -> bool {
-        self.count >= self.key_capacity()
+        self.used_slots() >= self.key_capacity()
             || (self.arena_capacity() - self.arena_used) < self.arena_capacity() / 16
     }
 
@@ -263,9 +318,14 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         let (hb, hn) = header.encode();
         let len = entry::payload_len(header, value.len());
         if !self.fits(len) {
-            // An overwrite needs no new slot, but still needs arena room.
+            // An overwrite needs no new slot (unless it keeps a version), but still needs arena
+            // room.
             let room = self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + len;
-            if self.frozen || !room || self.probe(key, hash(key)).is_err() {
+            let keeps_version = match self.probe(key, hash(key)) {
+                Ok(i) => self.parts().0.get(i).and_then(slot_offset).is_none_or(|o| o < self.watermark),
+                Err(_) => true,
+            };
+            if self.frozen || !room || keeps_version {
                 return Err(Full);
             }
         }
@@ -331,7 +391,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             let (keys, ranges) = item_counts(payload)?;
             (batch::declared_count(payload).is_some(), keys + ranges, keys, ranges)
         };
-        if self.count + keys > self.key_capacity() || self.ranges.len() + ranges > MAX_MEMTABLE_RANGES {
+        if self.used_slots() + keys > self.key_capacity() || self.ranges.len() + ranges > MAX_MEMTABLE_RANGES
+        {
             return Err(Corruption::BadEntry);
         }
         let (_, mut arena) = self.parts_mut();
@@ -368,7 +429,9 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         }
     }
 
-    /// Points the slot of the item's key at the item (adding the key if it is new).
+    /// Points the slot of the item's key at the item (adding the key if it is new). An entry it
+    /// displaces that a pinned point sees moves to a version slot: the first empty slot further
+    /// along the probe sequence.
     fn index_item(&mut self, offset: u32) -> Result<(), Corruption> {
         let (h, pos, key_len) = {
             let (_, arena) = self.parts();
@@ -376,15 +439,30 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             let h = hash(e.key);
             (h, self.probe(e.key, h), e.key.len())
         };
-        if pos.is_err() && self.count >= self.key_capacity() {
+        let displaced = match pos {
+            Ok(i) => self.parts().0.get(i).and_then(slot_offset).filter(|&o| o < self.watermark),
+            Err(_) => None,
+        };
+        if (pos.is_err() || displaced.is_some()) && self.used_slots() >= self.key_capacity() {
             return Err(Corruption::BadEntry);
         }
+        let mask = self.slots - 1;
         let (slots, _) = self.parts_mut();
         let i = match pos {
             Ok(i) | Err(i) => i,
         };
         let slot = slots.get_mut(i).ok_or(Corruption::BadEntry)?;
         *slot = make_slot(h, offset);
+        if let Some(old) = displaced {
+            // At most 3/4 of the slots are used, so an empty slot is always reached.
+            let mut j = (i + 1) & mask;
+            while slots.get(j).and_then(slot_offset).is_some() {
+                j = (j + 1) & mask;
+            }
+            let free = slots.get_mut(j).ok_or(Corruption::BadEntry)?;
+            *free = make_slot(h | VERSION_FLAG, old);
+            self.versions += 1;
+        }
         if pos.is_err() {
             self.count += 1;
         }
@@ -402,10 +480,17 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// What this table says of `key`: its newest entry, unless a range delete written after it
     /// covers it; a covering range delete when it holds no entry of the key; or nothing.
     pub fn lookup(&self, key: &[u8]) -> MemLookup<'_> {
-        match self.get_at(key) {
-            Some((at, _)) if self.range_covers(key, Some(at)) => MemLookup::Deleted,
+        self.lookup_as_of(key, NEWEST)
+    }
+
+    /// [`MemTable::lookup`] as a reader pinned at `point` sees it: the newest entry below the
+    /// point, and the range deletes below it. [`NEWEST`] sees everything; a point this table
+    /// did not pin sees what was below it, as far as the table kept it.
+    pub fn lookup_as_of(&self, key: &[u8], point: u32) -> MemLookup<'_> {
+        match self.get_at_as_of(key, point) {
+            Some((at, _)) if self.range_covers_as_of(key, Some(at), point) => MemLookup::Deleted,
             Some((_, e)) => MemLookup::Found(e),
-            None if self.range_covers(key, None) => MemLookup::Deleted,
+            None if self.range_covers_as_of(key, None, point) => MemLookup::Deleted,
             None => MemLookup::Absent,
         }
     }
@@ -413,7 +498,66 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// True when a range delete held here covers `key` (with `after`: one written after the
     /// item at that arena offset).
     pub fn range_covers(&self, key: &[u8], after: Option<u32>) -> bool {
-        self.ranges().any(|(at, r)| after.is_none_or(|a| at > a) && r.covers(key))
+        self.range_covers_as_of(key, after, NEWEST)
+    }
+
+    /// [`MemTable::range_covers`] among the range deletes written before `point`.
+    pub fn range_covers_as_of(&self, key: &[u8], after: Option<u32>, point: u32) -> bool {
+        self.ranges().any(|(at, r)| at < point && after.is_none_or(|a| at > a) && r.covers(key))
+    }
+
+    /// The newest entry for `key` below `point` and its arena offset.
+    pub fn get_at_as_of(&self, key: &[u8], point: u32) -> Option<(u32, Entry<'_>)> {
+        let (at, e) = self.get_at(key)?;
+        if at < point {
+            return Some((at, e));
+        }
+        let at = self.older_version(key, point)?;
+        Some((at, self.entry_at(at)?))
+    }
+
+    /// The offset of the entry a reader at `point` sees of the key whose newest entry is at
+    /// `newest`: that one if below the point, else the newest kept version below it; `None`
+    /// when the key had no entry before the point.
+    pub fn visible_at(&self, newest: u32, point: u32) -> Option<u32> {
+        if newest < point {
+            return Some(newest);
+        }
+        self.older_version(self.entry_at(newest)?.key, point)
+    }
+
+    /// The newest kept version of `key` below `point`.
+    fn older_version(&self, key: &[u8], point: u32) -> Option<u32> {
+        if self.versions == 0 {
+            return None;
+        }
+        let (slots, arena) = self.parts();
+        let is_key = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).is_some_and(|e| e.key == key);
+        if self.frozen {
+            // Versions follow the newest entries, by key, newest first.
+            let region = slots.get(self.count..self.count + self.versions)?;
+            let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
+            let first = region.partition_point(|s| key_of(s).is_some_and(|k| k < key));
+            return region
+                .get(first..)?
+                .iter()
+                .take_while(|s| is_key(s))
+                .filter_map(slot_offset)
+                .find(|&o| o < point);
+        }
+        let h = hash(key) | VERSION_FLAG;
+        let mask = self.slots - 1;
+        let mut i = (h & !VERSION_FLAG) as usize & mask;
+        let mut best: Option<u32> = None;
+        for _ in 0..self.slots {
+            let slot = slots.get(i)?;
+            let Some(off) = slot_offset(slot) else { break };
+            if slot_hash(slot) == h && off < point && best.is_none_or(|b| off > b) && is_key(slot) {
+                best = Some(off);
+            }
+            i = (i + 1) & mask;
+        }
+        best
     }
 
     /// The range deletes held, oldest first, with their arena offsets.
@@ -452,7 +596,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             let (s, a) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
             (s.as_chunks_mut::<SLOT_LEN>().0, &*a)
         };
-        // Move the used slots to the front, then order them by key.
+        // Move the used slots to the front, then order them: the newest entries by key, then
+        // the versions by key, newest first.
         let mut used = 0;
         for i in 0..slots.len() {
             if slot_offset(&slots[i]).is_some() {
@@ -460,8 +605,12 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
                 used += 1;
             }
         }
-        let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
-        slots[..used].sort_unstable_by(|a, b| key_of(a).cmp(&key_of(b)));
+        let order = |s: &Slot| {
+            let off = slot_offset(s);
+            let key = off.and_then(|o| entry_at(arena, o)).map(|e| e.key);
+            (slot_hash(s) & VERSION_FLAG, key, core::cmp::Reverse(off))
+        };
+        slots[..used].sort_unstable_by(|a, b| order(a).cmp(&order(b)));
         self.frozen = true;
         self.changes += 1;
     }
@@ -487,7 +636,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     pub fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
         let (slots, _) = self.parts();
         let used = if self.frozen { slots.get(..self.count).unwrap_or(&[]) } else { slots };
-        used.iter().filter_map(slot_offset)
+        used.iter().filter(|s| slot_hash(s) & VERSION_FLAG == 0).filter_map(slot_offset)
     }
 
     /// The offset of the `i`-th entry in key order of a frozen table.
@@ -524,15 +673,15 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
 
     /// What a flush writes: a frozen table's entries in key order, and the [`crate::filter`] of
     /// its keys, built in the free tail of its slot table (at least a quarter of the slots are
-    /// free: over 20 bits per key; empty when there is no room for a block). `None` when the
-    /// table is not frozen.
+    /// free: over 20 bits per key; empty when there is no room for a block). Kept versions are
+    /// not written. `None` when the table is not frozen.
     pub fn flush_parts(&mut self) -> Option<(Sorted<'_>, &[u8])> {
         if !self.frozen {
             return None;
         }
         let (slots, arena) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
-        let (used, free) = slots.split_at_mut(self.count * SLOT_LEN);
-        let used = used.as_chunks::<SLOT_LEN>().0;
+        let (used, free) = slots.split_at_mut((self.count + self.versions) * SLOT_LEN);
+        let used = used.as_chunks::<SLOT_LEN>().0.get(..self.count).unwrap_or(&[]);
         let arena = &*arena;
         let filter = match FilterBuilder::new(free, self.count) {
             Some(mut builder) => {
@@ -554,25 +703,40 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// apart from the database ([`crate::Db::copy_immutable`]): the copy is the flusher's own,
     /// and [`MemTable::flush_parts`] may build its filter there while this one keeps answering
     /// reads.
-    pub fn frozen_copy<N: AsRef<[u8]> + AsMut<[u8]>>(&self, mut buf: N) -> Result<MemTable<N>, N> {
+    pub fn frozen_copy<N: AsRef<[u8]> + AsMut<[u8]>>(&self, buf: N) -> Result<MemTable<N>, N> {
+        if !self.frozen {
+            return Err(buf);
+        }
+        self.copy_frozen(buf)
+    }
+
+    /// A copy of this table, active or frozen, in `buf` (of the same length as this table's
+    /// buffer), frozen: what a reader pinned in this table reads once the table itself is
+    /// flushed or dropped. A memcpy of the used bytes, and a sort of the copy's slots when this
+    /// table is active. `Err(buf)` when the lengths differ.
+    pub fn copy_frozen<N: AsRef<[u8]> + AsMut<[u8]>>(&self, mut buf: N) -> Result<MemTable<N>, N> {
         let n = self.slots * SLOT_LEN + self.arena_used;
-        if !self.frozen || buf.as_ref().len() != self.buffer_len() {
+        if buf.as_ref().len() != self.buffer_len() {
             return Err(buf);
         }
         match (buf.as_mut().get_mut(..n), self.mem.as_ref().get(..n)) {
             (Some(dst), Some(src)) => dst.copy_from_slice(src),
             _ => return Err(buf),
         }
-        Ok(MemTable {
+        let mut copy = MemTable {
             mem: buf,
             slots: self.slots,
             arena_used: self.arena_used,
             count: self.count,
-            frozen: true,
+            frozen: self.frozen,
             changes: 0,
             max_key_len: self.max_key_len,
             ranges: self.ranges.clone(),
-        })
+            versions: self.versions,
+            watermark: self.watermark,
+        };
+        copy.freeze();
+        Ok(copy)
     }
 
     /// The buffer back.
@@ -600,6 +764,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.changes += 1;
         self.max_key_len = 0;
         self.ranges.clear();
+        self.versions = 0;
+        self.watermark = 0;
     }
 }
 
@@ -771,6 +937,142 @@ mod tests {
     #[test]
     fn too_small_buffer_is_refused() {
         assert!(MemTable::new(vec![0u8; 100]).is_err());
+    }
+
+    fn value_as_of(m: &MemTable<Vec<u8>>, k: &[u8], point: u32) -> Option<Vec<u8>> {
+        match m.lookup_as_of(k, point) {
+            MemLookup::Found(e) if !e.tombstone => Some(e.value.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_pinned_point_sees_the_entries_written_before_it_after_overwrites_deletes_and_range_deletes() {
+        let mut m = MemTable::new(vec![0u8; 8192]).unwrap();
+        m.insert(&put(b"a"), b"a", b"1").unwrap();
+        m.insert(&put(b"b"), b"b", b"1").unwrap();
+        m.insert(&put(b"c"), b"c", b"1").unwrap();
+        let p1 = m.pin();
+        m.insert(&put(b"a"), b"a", b"2").unwrap();
+        m.insert(&EntryHeader { tombstone: true, key_len: 1, expires_at: None }, b"b", b"").unwrap();
+        m.insert_range(b"c", b"d").unwrap();
+        m.insert(&put(b"n"), b"n", b"new").unwrap();
+        let p2 = m.pin();
+        m.insert(&put(b"a"), b"a", b"3").unwrap();
+        for frozen in [false, true] {
+            if frozen {
+                m.freeze();
+            }
+            assert_eq!(value_as_of(&m, b"a", p1).as_deref(), Some(&b"1"[..]), "frozen {frozen}");
+            assert_eq!(value_as_of(&m, b"b", p1).as_deref(), Some(&b"1"[..]));
+            assert_eq!(value_as_of(&m, b"c", p1).as_deref(), Some(&b"1"[..]));
+            assert_eq!(m.lookup_as_of(b"n", p1), MemLookup::Absent);
+            assert_eq!(value_as_of(&m, b"a", p2).as_deref(), Some(&b"2"[..]));
+            assert!(value_as_of(&m, b"b", p2).is_none());
+            assert_eq!(m.lookup_as_of(b"c", p2), MemLookup::Deleted);
+            assert_eq!(value_as_of(&m, b"n", p2).as_deref(), Some(&b"new"[..]));
+            assert_eq!(value_as_of(&m, b"a", NEWEST).as_deref(), Some(&b"3"[..]));
+            assert_eq!(m.get(b"a").unwrap().value, b"3");
+            // Nothing before the first write.
+            assert_eq!(m.lookup_as_of(b"a", 0), MemLookup::Absent);
+        }
+    }
+
+    #[test]
+    fn versions_are_kept_only_for_a_pinned_point_and_count_against_capacity() {
+        let mut m = MemTable::new(vec![0u8; 64 * 64]).unwrap();
+        assert_eq!(m.key_capacity(), 48);
+        m.insert(&put(b"k"), b"k", b"0").unwrap();
+        m.insert(&put(b"k"), b"k", b"1").unwrap();
+        assert_eq!((m.len(), m.versions(), m.used_slots()), (1, 0, 1));
+        m.pin();
+        m.insert(&put(b"k"), b"k", b"2").unwrap();
+        // The entry displaced was below the point: kept. The next one was not.
+        m.insert(&put(b"k"), b"k", b"3").unwrap();
+        assert_eq!((m.len(), m.versions(), m.used_slots()), (1, 1, 2));
+        let mut n = 0u32;
+        while m.fits(1) {
+            let k = n.to_be_bytes();
+            m.insert(&put(&k), &k, b"").unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 46);
+        assert_eq!(m.used_slots(), 48);
+        assert!(m.needs_flush());
+        // An overwrite that would keep a version finds no slot: refused, nothing changed.
+        m.pin();
+        assert_eq!(m.insert(&put(b"k"), b"k", b"4"), Err(Full));
+        assert_eq!(m.get(b"k").unwrap().value, b"3");
+    }
+
+    #[test]
+    fn freeze_sorts_newest_entries_first_and_a_flush_writes_only_them() {
+        let mut m = MemTable::new(vec![0u8; 8192]).unwrap();
+        for k in [&b"pear"[..], b"apple", b"fig"] {
+            m.insert(&put(k), k, b"old").unwrap();
+        }
+        let p = m.pin();
+        for k in [&b"fig"[..], b"apple", b"kiwi"] {
+            m.insert(&put(k), k, b"new").unwrap();
+        }
+        m.pin();
+        m.insert(&put(b"apple"), b"apple", b"newest").unwrap();
+        assert_eq!(m.versions(), 3);
+        m.freeze();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = m
+            .sorted()
+            .map(|p| entry::decode(p).unwrap())
+            .map(|e| (e.key.to_vec(), e.value.to_vec()))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            [("apple", "newest"), ("fig", "new"), ("kiwi", "new"), ("pear", "old")]
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
+        assert_eq!(entries, want);
+        let (sorted, filter) = m.flush_parts().unwrap();
+        assert_eq!(sorted.len(), 4);
+        assert!(!filter.is_empty());
+        // The filter was built past the versions: they still answer.
+        assert_eq!(value_as_of(&m, b"apple", p).as_deref(), Some(&b"old"[..]));
+        assert_eq!(value_as_of(&m, b"fig", p).as_deref(), Some(&b"old"[..]));
+        assert_eq!(m.lookup_as_of(b"kiwi", p), MemLookup::Absent);
+        // A frozen copy of an active table answers the same.
+        let mut a = MemTable::new(vec![0u8; 8192]).unwrap();
+        a.insert(&put(b"x"), b"x", b"1").unwrap();
+        let q = a.pin();
+        a.insert(&put(b"x"), b"x", b"2").unwrap();
+        let copy = a.copy_frozen(vec![0u8; 8192]).unwrap();
+        assert!(copy.is_frozen() && !a.is_frozen());
+        assert_eq!(value_as_of(&copy, b"x", q).as_deref(), Some(&b"1"[..]));
+        assert_eq!(copy.get(b"x").unwrap().value, b"2");
+    }
+
+    #[test]
+    fn any_point_and_any_offset_answer_without_a_panic_after_a_reset_too() {
+        let mut m = MemTable::new(vec![0u8; 4096]).unwrap();
+        m.insert(&put(b"a"), b"a", b"1").unwrap();
+        let p = m.pin();
+        m.insert(&put(b"a"), b"a", b"2").unwrap();
+        m.reset();
+        // A point of the dropped generation: the table holds nothing below it.
+        assert_eq!(m.lookup_as_of(b"a", p), MemLookup::Absent);
+        assert_eq!(m.versions(), 0);
+        m.insert(&put(b"b"), b"b", b"1").unwrap();
+        m.pin();
+        m.insert(&put(b"b"), b"b", b"2").unwrap();
+        for frozen in [false, true] {
+            if frozen {
+                m.freeze();
+            }
+            for point in [0, 1, p, 4095, 1 << 20, NEWEST - 1, NEWEST] {
+                let _ = m.lookup_as_of(b"b", point);
+                let _ = m.lookup_as_of(b"zz", point);
+                for offset in [0, 3, 17, 4000, NEWEST] {
+                    let _ = m.visible_at(offset, point);
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct MemTables<M> {
     active: usize,
     /// The newest WAL the immutable MemTable's entries came from, when there is one.
     immutable_wal: Option<u64>,
+    /// The active MemTable's generation: rotations since open (the immutable one's is one
+    /// less). A point pinned in the active MemTable ([`MemTables::pin`]) is a point of it.
+    generation: u64,
 }
 
 impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
@@ -22,7 +25,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         let [a, b] = buffers;
         let too_small = |m: M| m.as_ref().len();
         let tables = [MemTable::new(a).map_err(too_small)?, MemTable::new(b).map_err(too_small)?];
-        Ok(MemTables { tables, active: 0, immutable_wal: None })
+        Ok(MemTables { tables, active: 0, immutable_wal: None, generation: 0 })
     }
 
     /// Bytes of one MemTable buffer (the smaller of the two).
@@ -37,6 +40,29 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         }
         self.active = 0;
         self.immutable_wal = None;
+        self.generation += 1;
+    }
+
+    /// The active MemTable's generation: it changes whenever the active MemTable stops being
+    /// the one it was (a rotation, a clear).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Pins the present in the active MemTable ([`MemTable::pin`]): its generation and the
+    /// point, from which on it keeps what a reader as of that point sees.
+    pub fn pin(&mut self) -> (u64, u32) {
+        (self.generation, self.tables[self.active].pin())
+    }
+
+    /// Forgets the points pinned in the active MemTable ([`MemTable::unpin`]).
+    pub fn unpin(&mut self) {
+        self.tables[self.active].unpin();
+    }
+
+    /// The immutable MemTable, when there is one (not idle).
+    pub fn immutable(&self) -> Option<&MemTable<M>> {
+        self.immutable_wal.map(|_| &self.tables[self.active ^ 1])
     }
 
     /// Both MemTables, the active one first, and which of the two is active.
@@ -90,6 +116,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         self.tables[self.active].freeze();
         self.immutable_wal = Some(wal);
         self.active ^= 1;
+        self.generation += 1;
     }
 
     /// The immutable MemTable, to be written out, and the WAL its entries came up to.

@@ -50,8 +50,10 @@
 //!   ([`crate::scan`]). Never a group commit's `fdatasync`, a background flush's or merge's
 //!   writing, a write's wait at the thresholds or for a flush, or a get's SSTable probes.
 //!
-//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`) flushes the MemTables and keeps the
-//!   table view of that moment: its reads take no lock of the Db's at all.
+//! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`; every iterator takes one) pins a point
+//!   in the active MemTable and keeps the table view of that moment, O(1) under the engine's
+//!   lock; its reads take the lock only for the active MemTable, while its generation is still
+//!   the active one (`crate::pins` keeps the copies of generations rotated away).
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock
 //! for it, before it is durable; every read that starts after a write returned sees it (or a
@@ -77,11 +79,12 @@ use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
+use crate::pins::Pins;
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
 use crate::view::{TableView, ValueExpiringAt};
-use crate::{Durability, Error, Options, Stats, TableInfo, WriteBatch};
+use crate::{Durability, Error, Options, Snapshot, Stats, TableInfo, WriteBatch};
 
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
@@ -138,8 +141,8 @@ pub type WalSyncHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 pub type GetHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The engine and what is used only under its lock.
-struct State {
-    engine: Engine,
+pub(crate) struct State {
+    pub(crate) engine: Engine,
     /// Values read by gets, resized to the largest.
     buf: Vec<u8>,
     /// The engine's `evicted_tables` when the row cache last heard of it.
@@ -160,6 +163,8 @@ struct State {
     view: Option<Arc<TableView>>,
     /// Called by a get between letting this lock go and reading the tables (tests).
     get_hook: Option<GetHook>,
+    /// The MemTable generations live snapshots and iterators read ([`Pins`]).
+    pub(crate) pins: Pins,
 }
 
 /// An open database directory.
@@ -193,7 +198,8 @@ struct State {
 /// Close it with [`Db::close`] to learn whether the final sync succeeded; dropping it syncs too,
 /// but can only ignore a failure.
 pub struct Db {
-    state: Mutex<State>,
+    /// Shared with the snapshots (weakly): they read the active MemTable under this lock.
+    state: Arc<Mutex<State>>,
     /// Rows read recently. Every write removes its keys from here (under the engine's lock)
     /// before it reaches the engine; a get caches what the MemTables returned before it lets
     /// the engine's lock go, and what the tables returned only if the key's stamp, taken under
@@ -313,12 +319,15 @@ impl Db {
                 Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
             }
         };
-        let mut db = Db::new(engine, options, Some(lock), dir);
-        let state = db.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        state.background = background;
-        // Compactions a database opened with many tables is due for start now.
-        if let Some(bg) = &mut state.background {
-            bg.after_write(&mut state.engine)?;
+        let db = Db::new(engine, options, Some(lock), dir)?;
+        {
+            let mut guard = db.state();
+            let state = &mut *guard;
+            state.background = background;
+            // Compactions a database opened with many tables is due for start now.
+            if let Some(bg) = &mut state.background {
+                bg.after_write(&mut state.engine)?;
+            }
         }
         Ok(db)
     }
@@ -332,16 +341,17 @@ impl Db {
         let storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
             .map_err(|source| Error::Open { dir: dir.clone(), source })?;
         let engine = open_engine(storage, &options)?;
-        Ok(Db::new(engine, options, None, dir))
+        Db::new(engine, options, None, dir)
     }
 
-    fn new(mut engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Db {
+    fn new(mut engine: Engine, options: Options, lock: Option<DirLock>, dir: PathBuf) -> Result<Db, Error> {
         // Scans keep the active MemTable's keys in order here: 4 bytes per key it can hold.
         engine.set_scan_order_buffer(vec![0u8; engine.stats().memtable_key_capacity * 4]);
         let read_only = engine.is_read_only();
         let rows = RowCache::new(options.row_cache_bytes);
-        Db {
-            state: Mutex::new(State {
+        let pins = Pins::new()?;
+        Ok(Db {
+            state: Arc::new(Mutex::new(State {
                 engine,
                 buf: vec![0u8; 4096],
                 evicted_seen: 0,
@@ -353,7 +363,8 @@ impl Db {
                 background: None,
                 view: None,
                 get_hook: None,
-            }),
+                pins,
+            })),
             table_probes: AtomicU64::new(0),
             filter_skips: AtomicU64::new(0),
             value_len_hint: AtomicUsize::new(VALUE_LEN_HINT),
@@ -365,7 +376,7 @@ impl Db {
             closed: false,
             _lock: lock,
             dir,
-        }
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -403,6 +414,7 @@ impl Db {
             let mut waiting: Option<Instant> = None;
             let written = loop {
                 let state = &mut *guard;
+                state.pins.release_unused(&mut state.engine);
                 if self.rows_enabled {
                     forget(&mut self.rows());
                 }
@@ -433,6 +445,8 @@ impl Db {
                 }
             };
             let state = &mut *guard;
+            // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.
+            state.pins.after_change(&state.engine);
             if let (Some(started), Some(bg)) = (waiting, &mut state.background) {
                 bg.note_flush_wait(started.elapsed());
             }
@@ -751,11 +765,12 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// It reads in batches, each under the engine's lock (see [`crate::scan`] for the memory it
-    /// takes and for what it sees of writes made while it lives: each batch is one consistent
-    /// state; later batches may include writes made after the iterator was created; no key is
-    /// returned twice, and none is skipped that existed throughout). A damaged table or an I/O
-    /// error ends it with one `Err`.
+    /// It reads a [`crate::Snapshot`] taken when it is made (O(1) under the engine's lock): it
+    /// sees exactly the writes acknowledged before its creation and none made later, however
+    /// long it lives. It reads in batches (see [`crate::scan`] for the memory a batch takes);
+    /// while it lives it may hold up to two MemTable copies (2 ×
+    /// [`crate::Options::memtable_bytes`], shared with the snapshots of the same MemTables: see
+    /// [`Db::snapshot`]). A damaged table or an I/O error ends it with one `Err`.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Range<'_> {
         Range::new(self, range)
     }
@@ -858,19 +873,23 @@ impl Db {
         Ok(guard)
     }
 
-    /// Flushes the MemTables and takes the view of the live tables in one section under the
-    /// engine's lock, so every write acknowledged before is in the view; and the clock then
-    /// ([`Db::snapshot`]).
-    pub(crate) fn flushed_view(&self) -> Result<(Arc<TableView>, u64), Error> {
-        let mut guard = self.flush_thread_idle()?;
+    /// Pins the present for a [`crate::Snapshot`] in one section under the engine's lock: a
+    /// point in the active MemTable (and the copy of the one waiting for a flush), the view of
+    /// the live tables, and the clock then.
+    pub(crate) fn pin(&self) -> Result<Snapshot, Error> {
+        let mut guard = self.state();
         let state = &mut *guard;
-        self.flush_locked(state)?;
-        Ok((current_view(state), now_millis()))
+        let pinned = state.pins.pin(&mut state.engine)?;
+        Ok(Snapshot::new(Arc::downgrade(&self.state), pinned, current_view(state), now_millis()))
     }
 
     /// [`Db::flush`] under the engine's lock.
     fn flush_locked(&self, state: &mut State) -> Result<(), Error> {
+        // The flush freezes and writes the active MemTable in one call: a snapshot of it keeps
+        // a copy first.
+        state.pins.keep_active(&state.engine);
         let flushed = state.engine.flush().map_err(Error::from);
+        state.pins.after_change(&state.engine);
         let scheduled = match &mut state.background {
             Some(bg) => bg.after_write(&mut state.engine),
             None => Ok(()),
@@ -977,14 +996,17 @@ impl Db {
     /// complete ones are installed; the threads are joined. Returns a background failure. Only
     /// from close and drop, when the handle is ours alone.
     fn stop_background(&mut self) -> Result<(), Error> {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        // Snapshots that outlive the handle read copies from now on.
+        state.pins.keep_active(&state.engine);
         match state.background.take() {
             Some(mut bg) => {
                 let stopped = bg.shut_down(&mut state.engine);
                 let evicted = state.engine.evicted_tables();
                 if evicted != state.evicted_seen {
                     state.evicted_seen = evicted;
-                    self.rows.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
+                    lock(&self.rows).clear();
                 }
                 stopped
             }
@@ -994,8 +1016,7 @@ impl Db {
 
     /// The sync of close and drop: through the engine, which is ours alone by now.
     fn final_sync(&mut self) -> Result<(), minivault_core::Error<io::Error>> {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        state.engine.sync()
+        lock(&self.state).engine.sync()
     }
 }
 

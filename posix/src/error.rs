@@ -51,6 +51,13 @@ pub enum Error {
     /// An outbox call was refused ([`crate::outbox`]): a bad name, an acknowledgement beyond
     /// the newest record, a foreign key in the outbox's key space.
     Outbox(crate::outbox::OutboxError),
+    /// A snapshot's (or an iterator's) MemTable generation is no longer in the engine and no
+    /// copy of it was kept (`crate::pins`): not expected to happen; reported instead of an answer
+    /// from another moment.
+    SnapshotUnavailable {
+        /// The MemTable generation the snapshot pinned.
+        generation: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -69,6 +76,9 @@ impl fmt::Display for Error {
             Error::Engine(e) => e.fmt(f),
             Error::Batch(e) => e.fmt(f),
             Error::Outbox(e) => e.fmt(f),
+            Error::SnapshotUnavailable { generation } => {
+                write!(f, "the MemTable generation {generation} a snapshot reads is no longer held")
+            }
         }
     }
 }

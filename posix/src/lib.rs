@@ -57,6 +57,7 @@ pub mod forward;
 mod group_commit;
 pub mod options;
 pub mod outbox;
+mod pins;
 pub mod scan;
 mod snapshot;
 

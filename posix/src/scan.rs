@@ -2,33 +2,27 @@
 //! key range or prefix, and [`Keys`], the same over keys alone.
 //!
 //! An iterator borrows the [`Db`] shared (`&Db`): other threads read and write while it lives.
-//! It fetches entries in batches through the engine's scan ([`minivault_core::Scan`]), each
-//! batch under the engine's lock and resuming just past the last key fetched on its side; the
-//! front and the back meet in the middle without returning a key twice. The same iterator over
-//! a [`Snapshot`] ([`Snapshot::range`]) fetches its batches through the same scan over the
-//! snapshot's tables, with no lock, and sees the snapshot's state throughout.
+//! Made from a [`Db`], it takes a [`Snapshot`] first (O(1) under the engine's lock:
+//! `crate::snapshot`); made from a [`Snapshot`], it reads that one. Either way it sees exactly
+//! the writes acknowledged before the snapshot was taken and none made later, however long it
+//! lives and whatever is flushed or compacted meanwhile. It fetches entries in batches through
+//! the engine's scan ([`minivault_core::Scan`]) over the snapshot's MemTables and tables, each
+//! batch resuming just past the last key fetched on its side; the front and the back meet in
+//! the middle without returning a key twice. A batch takes the engine's lock while the
+//! snapshot's MemTable is still the engine's active one, and no lock once it reads a copy.
 //!
-//! # What an iterator of a `Db` sees of concurrent writes
-//! Not a snapshot (for one, take a [`Snapshot`] first). Precisely:
-//! - each batch is one consistent state: the database as it was at one moment while the
-//!   engine's lock was held, so every write acknowledged before the batch was fetched is in it;
-//! - a later batch may include writes made after the iterator was created (or after an earlier
-//!   batch), and misses keys deleted meanwhile;
-//! - keys come in strict order, none twice: each batch starts past the last key returned on its
-//!   side (and before the other side's last key);
-//! - none is skipped that existed throughout (present with some value from the iterator's
-//!   creation to its end): every batch that covers its place in the order sees it.
-//!
-//! The same holds with no other thread when the caller writes between two `next` calls. The first batch on
-//! a side is small (a seek and a few entries cost little); later ones grow, and read each
-//! SSTable ahead in chunks outside the page cache, so a long scan is sequential I/O and leaves
-//! the hot set of the page and row caches alone (the row cache is never touched by a scan).
+//! The first batch on a side is small (a seek and a few entries cost little); later ones grow,
+//! and read each SSTable ahead in chunks outside the page cache, so a long scan is sequential
+//! I/O and leaves the hot set of the page and row caches alone (the row cache is never touched
+//! by a scan).
 //!
 //! Memory: a batch holds at most [`MAX_BATCH`] entries, and the read-ahead windows take
 //! [`READ_AHEAD_PER_TABLE`] per SSTable, at most [`MAX_READ_AHEAD`] in all, while a batch is
-//! fetched.
+//! fetched; the iterator's snapshot may hold up to two MemTable copies while it lives
+//! ([`Db::snapshot`]).
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use minivault_core::{KeyRange, Scan, Storage};
@@ -83,16 +77,22 @@ struct Side {
     batch: usize,
 }
 
-/// What an iterator reads: a database, or a snapshot of one.
-#[derive(Debug, Clone, Copy)]
+/// What an iterator reads: a snapshot the caller holds, or its own, taken when it was made
+/// from a [`Db`].
+#[derive(Debug)]
 pub(crate) enum Source<'a> {
-    Db(&'a Db),
     Snapshot(&'a Snapshot),
+    Own(Box<Snapshot>, PhantomData<&'a Db>),
+    /// Taking its snapshot failed: the error, for the first `next`.
+    Failed(Option<Error>),
 }
 
 impl<'a> From<&'a Db> for Source<'a> {
     fn from(db: &'a Db) -> Self {
-        Source::Db(db)
+        match db.snapshot() {
+            Ok(s) => Source::Own(Box::new(s), PhantomData),
+            Err(e) => Source::Failed(Some(e)),
+        }
     }
 }
 
@@ -147,10 +147,14 @@ impl<'db> Range<'db> {
             }
         }
         let read_ahead = this.batch > FIRST_BATCH;
-        let fetched = match self.db {
-            Source::Db(db) => db.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
-            Source::Snapshot(s) => s.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?,
+        let snapshot: &Snapshot = match &mut self.db {
+            Source::Snapshot(s) => s,
+            Source::Own(s, _) => s,
+            Source::Failed(e) => {
+                return Err(e.take().unwrap_or(Error::SnapshotUnavailable { generation: 0 }))
+            }
         };
+        let fetched = snapshot.scan_batch(range, reverse, this.batch, self.keys_only, read_ahead)?;
         if fetched.len() < this.batch {
             this.done = true;
         }
@@ -228,37 +232,6 @@ impl DoubleEndedIterator for Keys<'_> {
 }
 
 impl std::iter::FusedIterator for Keys<'_> {}
-
-impl Db {
-    /// One batch of a scan: up to `limit` entries of `range` in order (`reverse`: descending);
-    /// with `keys_only`, values come back empty; with `read_ahead`, the SSTables are read in
-    /// large chunks outside the page cache.
-    pub(crate) fn scan_batch(
-        &self,
-        range: KeyRange<'_>,
-        reverse: bool,
-        limit: usize,
-        keys_only: bool,
-        read_ahead: bool,
-    ) -> Result<Vec<Entry>, Error> {
-        self.with_engine(|engine| scan_batch(engine, range, reverse, limit, keys_only, read_ahead))
-    }
-}
-
-/// [`Db::scan_batch`] under the engine's lock.
-fn scan_batch(
-    engine: &mut crate::engine::Engine,
-    range: KeyRange<'_>,
-    reverse: bool,
-    limit: usize,
-    keys_only: bool,
-    read_ahead: bool,
-) -> Result<Vec<Entry>, Error> {
-    let key_bytes = engine.scan_key_bytes();
-    let mut keys = vec![0u8; key_bytes + read_ahead_bytes(engine.table_count(), read_ahead)];
-    let scan = engine.scan(range, reverse, &mut keys)?;
-    collect_batch(scan, limit, keys_only)
-}
 
 /// The read-ahead windows' bytes for a batch over `tables` tables.
 pub(crate) fn read_ahead_bytes(tables: usize, read_ahead: bool) -> usize {

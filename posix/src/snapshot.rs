@@ -1,38 +1,51 @@
 //! [`Snapshot`]: the database as it was when [`Db::snapshot`] was called, readable for as long
-//! as the snapshot lives, whatever is written, flushed, compacted or evicted meanwhile.
+//! as the snapshot lives, whatever is written, flushed, compacted or evicted meanwhile. Every
+//! iterator of a [`Db`] ([`Db::range`], [`Db::prefix`], [`Db::keys`]) takes one when it is
+//! made, and reads through it.
 //!
-//! Made without a format change: `snapshot()` flushes the MemTables (as [`Db::flush`] does),
-//! so that everything acknowledged is in SSTables, then pins the live tables' view
-//! (`crate::view`: their footers and open descriptors) and the clock:
+//! Taking one copies nothing and writes nothing: under the engine's lock it pins a point in the
+//! active MemTable (`crate::pins`, [`minivault_core::Db::pin_memtable`]: its generation and
+//! arena bytes in use, O(1)), the live tables' view (`crate::view`: an `Arc` of their footers
+//! and open descriptors, shared with gets) and the clock:
 //!
 //! ```text
-//!  Db::snapshot   engine lock { flush the MemTables → TableView of the live tables } + now
-//!  Snapshot::get  minivault_core::get_from_tables over the view, expiry judged at `now`
-//!  Snapshot::range  minivault_core::Scan over the view (and two empty MemTables), in batches
+//!  Db::snapshot     engine lock { pin (generation, point) + the MemTable waiting for a flush
+//!                   + TableView of the live tables } + now
+//!  Snapshot::get    the MemTables as of the point (the engine's active one under its lock while
+//!                   the generation is active, else the generation's copy, no lock), then
+//!                   minivault_core::get_from_tables over the view, expiry judged at `now`
+//!  Snapshot::range  minivault_core::Scan over the same MemTables and the view, in batches
 //! ```
 //!
-//! Tables never change once written; a compaction or an eviction removes files from the
-//! directory, and the snapshot's descriptors keep them readable (POSIX unlink semantics). What
-//! it holds: the view (an `Arc` shared with gets that took the same one), two empty MemTables of
-//! [`MIN_MEMTABLE_BYTES`] each (what the engine's scan walks besides the tables), and, through
-//! the descriptors, the disk space of every table it pins that the database has since removed,
-//! freed when the snapshot is dropped. Pinned files do not count against
-//! [`crate::Options::max_bytes`]. It reads through the database's page cache, which it keeps
-//! alive should it outlive the [`Db`].
+//! What it holds: the generation's record (shared by every snapshot of the generation; its
+//! frozen copy once the engine rotates that MemTable away, or before [`Db::flush`], close and
+//! drop), the copy of the MemTable that was waiting for a flush when it was taken (made by the
+//! first snapshot that needs it, shared by the later ones), the view (an `Arc` shared with gets
+//! that took the same one) and, through the view's descriptors, the disk space of every table
+//! it pins that the database has since removed, freed when the snapshot is dropped. So each
+//! live snapshot holds at most two MemTable copies (2 × [`crate::Options::memtable_bytes`]),
+//! shared among the snapshots of the same generations; pinned files do not count against
+//! [`crate::Options::max_bytes`]. While it lives, the active MemTable keeps the entries it sees
+//! that later writes overwrite (version slots): it fills, and is flushed, sooner. It reads
+//! through the database's page cache, which it keeps alive should it outlive the [`Db`].
+//!
+//! Tables never change once written; tables flushed after the snapshot was taken hold only
+//! newer writes and are never read by it.
 
 use std::fmt;
 use std::ops::RangeBounds;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use minivault_core::memtable::{MemTable, MIN_MEMTABLE_BYTES};
+use minivault_core::memtable::{MemLookup, MemTable, NEWEST};
 use minivault_core::sstable::ReadCounters;
 use minivault_core::{KeyRange, Scan};
 
-use crate::db::{ValueWithExpiry, VALUE_LEN_HINT};
+use crate::db::{State, ValueWithExpiry, VALUE_LEN_HINT};
+use crate::pins::{Generation, MemCopy, Pinned};
 use crate::scan::{collect_batch, read_ahead_bytes, Entry, Keys, Range};
-use crate::view::{TableView, ViewStorage};
+use crate::view::{TableView, ValueExpiringAt, ViewStorage};
 use crate::{Db, Error};
 
 /// A read-only view of a [`Db`] at one moment: it sees exactly the writes acknowledged before
@@ -40,39 +53,98 @@ use crate::{Db, Error};
 /// nothing written later, however long it lives. TTLs are judged at its creation: a key alive
 /// then stays readable in it after it expires.
 ///
-/// `Send + Sync`; its reads take no lock of the Db's. See [`Db::snapshot`] for its cost.
+/// `Send + Sync`. Its reads take the engine's lock only for the MemTable part while its
+/// MemTable generation is still the active one. See [`Db::snapshot`] for its cost.
 pub struct Snapshot {
+    /// The database's state, for the active MemTable while its generation is still active.
+    db: Weak<Mutex<State>>,
+    /// The MemTable generation pinned, and its copy once made.
+    generation: Arc<Generation>,
+    /// What the snapshot sees of that generation: entries below this arena offset.
+    point: u32,
+    /// The MemTable that was waiting for a flush when the snapshot was taken (a copy), or an
+    /// empty one.
+    older: MemCopy,
     view: Arc<TableView>,
     /// The engine's clock (ms since the epoch) when the snapshot was taken.
     now: u64,
-    /// What the engine's scan walks besides the tables: nothing.
-    mems: [MemTable<Vec<u8>>; 2],
     /// The buffer size of the next get: the largest value read.
     value_len_hint: AtomicUsize,
 }
 
 impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot").field("tables", &self.view.len()).field("now", &self.now).finish()
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation.id)
+            .field("point", &self.point)
+            .field("tables", &self.view.len())
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// What the MemTables say of a key, owned.
+enum MemAnswer {
+    Value(ValueExpiringAt),
+    Gone,
+    InTables,
+}
+
+impl MemAnswer {
+    /// The answer of one MemTable's lookup, at `now`; `None`: ask the next source.
+    fn of(lookup: MemLookup<'_>, now: u64) -> Option<MemAnswer> {
+        match lookup {
+            MemLookup::Found(e) if e.is_dead_at(now) => Some(MemAnswer::Gone),
+            MemLookup::Found(e) => Some(MemAnswer::Value((e.value.to_vec(), e.expires_at))),
+            MemLookup::Deleted => Some(MemAnswer::Gone),
+            MemLookup::Absent => None,
+        }
     }
 }
 
 impl Snapshot {
-    /// Two empty MemTables, made before the engine's lock is taken.
-    pub(crate) fn empty_mems() -> Result<[MemTable<Vec<u8>>; 2], Error> {
-        let one = || {
-            MemTable::new(vec![0u8; MIN_MEMTABLE_BYTES]).map_err(|m| {
-                Error::Engine(minivault_core::Error::InsufficientMemory {
-                    needed: MIN_MEMTABLE_BYTES,
-                    given: m.len(),
-                })
-            })
-        };
-        Ok([one()?, one()?])
+    /// A snapshot reading `pinned` of the database behind `db`, the tables of `view`, TTLs
+    /// judged at `now` (`Db::pin`).
+    pub(crate) fn new(db: Weak<Mutex<State>>, pinned: Pinned, view: Arc<TableView>, now: u64) -> Snapshot {
+        let (generation, point, older) = pinned;
+        Snapshot { db, generation, point, older, view, now, value_len_hint: AtomicUsize::new(VALUE_LEN_HINT) }
     }
 
-    pub(crate) fn new(view: Arc<TableView>, now: u64, mems: [MemTable<Vec<u8>>; 2]) -> Snapshot {
-        Snapshot { view, now, mems, value_len_hint: AtomicUsize::new(VALUE_LEN_HINT) }
+    /// The MemTables' answer for `key`: the pinned generation as of the point, then the older
+    /// MemTable.
+    fn mem_lookup(&self, key: &[u8]) -> Result<MemAnswer, Error> {
+        let (point, now) = (self.point, self.now);
+        let from_older = || MemAnswer::of(self.older.lookup(key), now).unwrap_or(MemAnswer::InTables);
+        let from = |m: &MemTable<Vec<u8>>| MemAnswer::of(m.lookup_as_of(key, point), now);
+        if let Some(copy) = self.generation.copy() {
+            return Ok(from(copy).unwrap_or_else(from_older));
+        }
+        let state = self.db.upgrade();
+        let guard = state.as_ref().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner));
+        let answer = match (&guard, self.generation.copy()) {
+            (_, Some(copy)) => from(copy),
+            (Some(s), None) if s.engine.memtable_generation() == self.generation.id => {
+                from(s.engine.memtables().0)
+            }
+            _ => return Err(self.unavailable()),
+        };
+        drop(guard);
+        Ok(answer.unwrap_or_else(from_older))
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::SnapshotUnavailable { generation: self.generation.id }
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<ValueExpiringAt>, Error> {
+        match self.mem_lookup(key)? {
+            MemAnswer::Value(v) => Ok(Some(v)),
+            MemAnswer::Gone => Ok(None),
+            MemAnswer::InTables => {
+                let mut counters = ReadCounters::default();
+                self.view.read(key, self.now, &self.value_len_hint, &mut counters)
+            }
+        }
     }
 
     /// The value of `key` when the snapshot was taken, or `None` when it was absent, deleted or
@@ -82,15 +154,13 @@ impl Snapshot {
     ///
     /// As [`Db::get`]: a damaged table ([`minivault_core::Error::Corrupted`]) or an I/O error.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let mut counters = ReadCounters::default();
-        Ok(self.view.read(key, self.now, &self.value_len_hint, &mut counters)?.map(|(v, _)| v))
+        Ok(self.read(key)?.map(|(v, _)| v))
     }
 
     /// [`Snapshot::get`], with when the value expires (`None`: never); a time before now means
     /// it has expired in the database since the snapshot was taken.
     pub fn get_with_expiry(&self, key: &[u8]) -> Result<Option<ValueWithExpiry>, Error> {
-        let mut counters = ReadCounters::default();
-        let read = self.view.read(key, self.now, &self.value_len_hint, &mut counters)?;
+        let read = self.read(key)?;
         Ok(read.map(|(value, at)| (value, at.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))))
     }
 
@@ -101,7 +171,7 @@ impl Snapshot {
 
     /// The entries of `range` when the snapshot was taken, in key order: a double-ended
     /// iterator, as [`Db::range`] (the same type, the same batches and memory), reading the
-    /// snapshot's tables through the engine's own scan, with no lock.
+    /// snapshot's MemTables and tables through the engine's own scan.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Range<'_> {
         Range::new(self, range)
     }
@@ -117,8 +187,11 @@ impl Snapshot {
         Keys::new(Range::new(self, range))
     }
 
-    /// One batch of a scan of the snapshot: as [`Db::scan_batch`](crate::scan), over the
-    /// snapshot's tables.
+    /// One batch of a scan of the snapshot: up to `limit` entries of `range` in order
+    /// (`reverse`: descending); with `keys_only`, values come back empty; with `read_ahead`,
+    /// the SSTables are read in large chunks outside the page cache. Under the engine's lock
+    /// while the pinned generation is the active MemTable (its scan order kept by the engine),
+    /// else with no lock, over the generation's copy.
     pub(crate) fn scan_batch(
         &self,
         range: KeyRange<'_>,
@@ -127,12 +200,63 @@ impl Snapshot {
         keys_only: bool,
         read_ahead: bool,
     ) -> Result<Vec<Entry>, Error> {
+        let over_copy =
+            |copy: &MemTable<Vec<u8>>| self.scan_copy(copy, range, reverse, limit, keys_only, read_ahead);
+        if let Some(copy) = self.generation.copy() {
+            return over_copy(copy);
+        }
+        let Some(state) = self.db.upgrade() else {
+            return match self.generation.copy() {
+                Some(copy) => over_copy(copy),
+                None => Err(self.unavailable()),
+            };
+        };
+        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(copy) = self.generation.copy() {
+            drop(guard);
+            return over_copy(copy);
+        }
         let mut tables = self.view.tables();
-        let [a, b] = &self.mems;
-        let key_bytes = minivault_core::scan::key_bytes(tables.iter(), [a, b]);
-        let mut keys = vec![0u8; key_bytes + read_ahead_bytes(tables.len(), read_ahead)];
         let mut storage = ViewStorage::new();
-        let scan = Scan::over(&mut storage, &mut tables, [a, b], &mut keys, range, reverse, self.now)?;
+        let older: &MemTable<Vec<u8>> = &self.older;
+        let engine = &mut guard.engine;
+        if engine.memtable_generation() != self.generation.id {
+            return Err(self.unavailable());
+        }
+        let key_bytes = minivault_core::scan::key_bytes(tables.iter(), [engine.memtables().0, older]);
+        let mut keys = vec![0u8; key_bytes + read_ahead_bytes(tables.len(), read_ahead)];
+        let scan = engine.scan_pinned(
+            &mut storage,
+            &mut tables,
+            self.point,
+            older,
+            &mut keys,
+            range,
+            reverse,
+            self.now,
+        )?;
+        collect_batch(scan, limit, keys_only)
+    }
+}
+
+impl Snapshot {
+    /// [`Snapshot::scan_batch`] over the generation's copy, with no lock.
+    fn scan_copy(
+        &self,
+        copy: &MemTable<Vec<u8>>,
+        range: KeyRange<'_>,
+        reverse: bool,
+        limit: usize,
+        keys_only: bool,
+        read_ahead: bool,
+    ) -> Result<Vec<Entry>, Error> {
+        let mut tables = self.view.tables();
+        let mut storage = ViewStorage::new();
+        let mems: [&MemTable<Vec<u8>>; 2] = [copy, &self.older];
+        let key_bytes = minivault_core::scan::key_bytes(tables.iter(), mems);
+        let mut keys = vec![0u8; key_bytes + read_ahead_bytes(tables.len(), read_ahead)];
+        let points = [self.point, NEWEST];
+        let scan = Scan::over(&mut storage, &mut tables, mems, points, &mut keys, range, reverse, self.now)?;
         collect_batch(scan, limit, keys_only)
     }
 }
@@ -154,21 +278,26 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
-    /// Cost: it flushes the MemTables first, under the engine's lock, as [`Db::flush`] does
-    /// (each non-empty one becomes an SSTable, the WAL is retired; nothing when they are
-    /// empty), so taking snapshots often makes many small tables for compaction to merge. It
-    /// then holds the tables live at that moment open: a table a compaction or an eviction
-    /// removes afterwards stays on disk, unlisted, until the snapshot is dropped (the disk space
-    /// of pinned files is freed then, and is not counted against [`crate::Options::max_bytes`]).
+    /// Cost: O(1) under the engine's lock, no flush and no copy: a point pinned in the active
+    /// MemTable, the view of the live tables (shared with gets; rebuilt only after the table
+    /// set changed) and the clock. The one exception: the first snapshot taken while a full
+    /// MemTable waits for its flush copies it (a memcpy of its used bytes, at most
+    /// [`crate::Options::memtable_bytes`]); later snapshots share that copy.
+    ///
+    /// Memory while it lives: up to two MemTable copies (2 × `memtable_bytes`), shared by the
+    /// snapshots and iterators of the same MemTable generations: the copy of the MemTable it
+    /// pinned, made when the engine rotates that MemTable away (or at [`Db::flush`], close and
+    /// drop), and the copy of the one that waited for a flush. The active MemTable keeps the
+    /// entries a live snapshot sees when later writes overwrite them, so it fills, and is
+    /// flushed, sooner. Tables live when it was taken stay open: a table a compaction or an
+    /// eviction removes afterwards stays on disk, unlisted, until the snapshot is dropped (its
+    /// space is freed then, and is not counted against [`crate::Options::max_bytes`]).
     ///
     /// # Errors
     ///
-    /// As [`Db::flush`]: [`minivault_core::Error::ReadOnly`] on a handle opened read-only (its
-    /// MemTables cannot be flushed), [`minivault_core::Error::Poisoned`], or the flush's own
-    /// error.
+    /// [`Error::SnapshotUnavailable`] should the MemTable waiting for a flush not copy (not
+    /// expected). Reads of a snapshot of a poisoned or read-only handle work.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
-        let mems = Snapshot::empty_mems()?;
-        let (view, now) = self.flushed_view()?;
-        Ok(Snapshot::new(view, now, mems))
+        self.pin()
     }
 }

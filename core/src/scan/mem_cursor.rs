@@ -4,6 +4,10 @@
 //! visits it through the offsets of its entries sorted into the database's order buffer
 //! (O(n log n) once, kept while the MemTable does not change), or, without one large enough, by
 //! choosing the next key among all entries at every step (O(n) per step, no memory).
+//!
+//! A cursor reads its MemTable as of a point ([`crate::memtable::MemTable::pin`]): it walks the
+//! keys in order by their newest entries, shows each key's entry below the point
+//! ([`MemTable::visible_at`]) and passes over keys that had none.
 
 use super::range::KeyRange;
 use super::Offsets;
@@ -26,20 +30,24 @@ pub(crate) struct MemCursor<'a, M> {
     order: Order<'a>,
     /// Position in `Offsets` / `Frozen` order.
     pos: usize,
-    /// The current entry's offset; `None` once past the end.
+    /// The current key's newest entry's offset; `None` once past the end.
     current: Option<u32>,
+    /// The entry of the current key the cursor shows: the one below `point`.
+    visible: Option<u32>,
+    /// What the cursor sees: entries and range deletes below this arena offset.
+    point: u32,
 }
 
 impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
-    /// A cursor over `mem`, which is frozen, or active with its entries' offsets in key order in
-    /// `sorted` (`None`: choose at each step).
-    pub(crate) fn new(mem: &'a MemTable<M>, sorted: Option<Offsets<'a>>) -> Self {
+    /// A cursor over `mem` as of `point`, which is frozen, or active with its entries' offsets
+    /// in key order in `sorted` (`None`: choose at each step).
+    pub(crate) fn new(mem: &'a MemTable<M>, sorted: Option<Offsets<'a>>, point: u32) -> Self {
         let order = match sorted {
             _ if mem.is_frozen() => Order::Frozen,
             Some(offsets) => Order::Offsets(offsets),
             None => Order::Choose,
         };
-        MemCursor { mem, order, pos: 0, current: None }
+        MemCursor { mem, order, pos: 0, current: None, visible: None, point }
     }
 
     fn len(&self) -> usize {
@@ -80,7 +88,7 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
         let mut best: Option<(u32, &[u8])> = None;
         for o in self.mem.offsets() {
             let Some(e) = self.mem.entry_at(o) else { continue };
-            if !ok(e.key) {
+            if !ok(e.key) || self.mem.visible_at(o, self.point).is_none() {
                 continue;
             }
             let better = best.is_none_or(|(_, b)| if reverse { e.key > b } else { e.key < b });
@@ -95,6 +103,7 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
     pub(crate) fn seek(&mut self, range: &KeyRange<'_>, reverse: bool) {
         if let Order::Choose = self.order {
             self.current = self.choose(reverse, |k| range.contains(k));
+            self.visible = self.current.and_then(|o| self.mem.visible_at(o, self.point));
             return;
         }
         let i = if reverse {
@@ -102,16 +111,28 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
         } else {
             Some(self.partition(|k| !range.before_start(k)))
         };
-        self.set(i);
+        self.set(i, reverse);
     }
 
-    fn set(&mut self, i: Option<usize>) {
-        match i {
-            Some(i) if i < self.len() => {
-                self.pos = i;
-                self.current = self.offset_at(i);
+    /// Moves to the `i`-th key of the order, or on past keys with nothing below the point.
+    fn set(&mut self, mut i: Option<usize>, reverse: bool) {
+        loop {
+            match i {
+                Some(n) if n < self.len() => {
+                    self.pos = n;
+                    self.current = self.offset_at(n);
+                    self.visible = self.current.and_then(|o| self.mem.visible_at(o, self.point));
+                    if self.visible.is_some() || self.current.is_none() {
+                        return;
+                    }
+                    i = if reverse { n.checked_sub(1) } else { Some(n + 1) };
+                }
+                _ => {
+                    self.current = None;
+                    self.visible = None;
+                    return;
+                }
             }
-            _ => self.current = None,
         }
     }
 
@@ -119,12 +140,16 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
     /// written after the current entry).
     pub(crate) fn range_covers(&self, key: &[u8], newer_than_current: bool) -> bool {
         self.mem.range_count() > 0
-            && self.mem.range_covers(key, if newer_than_current { self.current } else { None })
+            && self.mem.range_covers_as_of(
+                key,
+                if newer_than_current { self.visible } else { None },
+                self.point,
+            )
     }
 
     /// The current entry.
     pub(crate) fn entry(&self) -> Option<Entry<'a>> {
-        self.current.and_then(|o| self.mem.entry_at(o))
+        self.visible.and_then(|o| self.mem.entry_at(o))
     }
 
     /// Moves past the current entry.
@@ -132,12 +157,13 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
         if let Order::Choose = self.order {
             let Some(cur) = self.entry().map(|e| e.key) else { return };
             self.current = self.choose(reverse, |k| if reverse { k < cur } else { k > cur });
+            self.visible = self.current.and_then(|o| self.mem.visible_at(o, self.point));
             return;
         }
         if self.current.is_none() {
             return;
         }
         let next = if reverse { self.pos.checked_sub(1) } else { Some(self.pos + 1) };
-        self.set(next);
+        self.set(next, reverse);
     }
 }

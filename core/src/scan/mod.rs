@@ -138,20 +138,23 @@ pub struct Scan<'a, S: Storage, M> {
 
 impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
     /// Starts a scan of `range` over `tables` (oldest first) and `mems` (the newer MemTable
-    /// first) apart from a [`crate::Db`]: for a host reading its own view of the tables (a
-    /// snapshot, with MemTables it holds, empty or frozen). `keys`: at least [`key_bytes`] of
-    /// these sources, the rest read-ahead windows. The same merge as [`crate::Db::scan`]:
-    /// newest source wins, range deletes and expiry at `now` applied.
+    /// first), each read as of its point in `points` ([`crate::memtable::NEWEST`]: all of it),
+    /// apart from a [`crate::Db`]: for a host reading its own view of the tables (a snapshot,
+    /// with MemTables it holds, empty or frozen). `keys`: at least [`key_bytes`] of these
+    /// sources, the rest read-ahead windows. The same merge as [`crate::Db::scan`]: newest
+    /// source wins, range deletes and expiry at `now` applied.
+    #[allow(clippy::too_many_arguments)]
     pub fn over(
         storage: &'a mut S,
         tables: &'a mut [Table<S::File>],
         mems: [&'a MemTable<M>; 2],
+        points: [u32; 2],
         keys: &'a mut [u8],
         range: KeyRange<'a>,
         reverse: bool,
         now: u64,
     ) -> Result<Self, S> {
-        Self::start(storage, tables, mems, None, keys, range, reverse, now)
+        Self::start(storage, tables, mems, points, None, keys, range, reverse, now)
     }
 
     /// Positions every source at the first key of `range` (`reverse`: the last).
@@ -160,6 +163,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         storage: &'a mut S,
         tables: &'a mut [Table<S::File>],
         mems: [&'a MemTable<M>; 2],
+        points: [u32; 2],
         active_order: Option<Offsets<'a>>,
         keys: &'a mut [u8],
         range: KeyRange<'a>,
@@ -182,7 +186,11 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             at += n;
         }
         let [active, immutable] = mems;
-        let mut mems = [MemCursor::new(active, active_order), MemCursor::new(immutable, None)];
+        let [active_point, immutable_point] = points;
+        let mut mems = [
+            MemCursor::new(active, active_order, active_point),
+            MemCursor::new(immutable, None, immutable_point),
+        ];
         for m in &mut mems {
             m.seek(&range, reverse);
         }
