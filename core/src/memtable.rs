@@ -13,6 +13,10 @@
 //! A table is *active* (hash lookups, linear probing, load factor at most 3/4) until
 //! [`MemTable::freeze`] sorts its slots by key; from then on it is *immutable* and answers lookups
 //! by binary search, and [`MemTable::sorted`] yields its entries in key order for a flush.
+//! Frozen, a slot's first four bytes no longer hold the key's hash but its *tag*: the four key
+//! bytes after the prefix every key of the table shares (zero-padded, big-endian), which order
+//! the slots as their keys do wherever they differ; so most steps of a lookup's binary search
+//! compare tags in the slot table and do not reach into the arena.
 //! Overwriting a key appends the new entry and repoints the slot; the old bytes stay in the
 //! arena until [`MemTable::reset`].
 
@@ -107,6 +111,20 @@ pub struct MemTable<M> {
     max_key_len: usize,
     /// The arena offsets of the range deletes held, oldest first.
     ranges: heapless::Vec<u32, MAX_MEMTABLE_RANGES>,
+    /// Frozen: the length of the prefix every key shares, after which the slots' tags start.
+    shared_prefix: usize,
+}
+
+/// A frozen slot's tag for `key`, whose first `shared` bytes every key of the table shares: the
+/// next four bytes, zero-padded, big-endian. Of two keys with that prefix, the one with the
+/// smaller tag is the smaller key; equal tags say nothing.
+fn key_tag(key: &[u8], shared: usize) -> u32 {
+    let mut t = [0u8; 4];
+    let rest = key.get(shared..).unwrap_or(&[]);
+    for (d, b) in t.iter_mut().zip(rest) {
+        *d = *b;
+    }
+    u32::from_be_bytes(t)
 }
 
 fn hash(key: &[u8]) -> u32 {
@@ -158,6 +176,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             changes: 0,
             max_key_len: 0,
             ranges: heapless::Vec::new(),
+            shared_prefix: 0,
         })
     }
 
@@ -431,11 +450,22 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     pub fn get_at(&self, key: &[u8]) -> Option<(u32, Entry<'_>)> {
         let (slots, arena) = self.parts();
         let i = if self.frozen {
-            slots[..self.count]
-                .binary_search_by(|s| {
-                    slot_offset(s).and_then(|o| entry_at(arena, o)).map_or(Ordering::Less, |e| e.key.cmp(key))
-                })
-                .ok()?
+            let sorted = &slots[..self.count];
+            let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
+            let full = |s: &Slot| key_of(s).map_or(Ordering::Less, |k| k.cmp(key));
+            let shared = self.shared_prefix;
+            let prefix = sorted.first().and_then(key_of).and_then(|k| k.get(..shared));
+            if prefix.is_some_and(|p| key.starts_with(p)) {
+                let tag = key_tag(key, shared);
+                sorted
+                    .binary_search_by(|s| match slot_hash(s).cmp(&tag) {
+                        Ordering::Equal => full(s),
+                        decided => decided,
+                    })
+                    .ok()?
+            } else {
+                sorted.binary_search_by(full).ok()?
+            }
         } else {
             self.probe(key, hash(key)).ok()?
         };
@@ -462,6 +492,17 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         }
         let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
         slots[..used].sort_unstable_by(|a, b| key_of(a).cmp(&key_of(b)));
+        // The first and the last key's common prefix is every key's; the tags follow it.
+        let (first, last) = match &slots[..used] {
+            [a, .., b] => (key_of(a).unwrap_or_default(), key_of(b).unwrap_or_default()),
+            _ => (&[][..], &[][..]),
+        };
+        let shared = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        for slot in &mut slots[..used] {
+            let tag = key_tag(key_of(slot).unwrap_or_default(), shared);
+            slot[..4].copy_from_slice(&tag.to_le_bytes());
+        }
+        self.shared_prefix = shared;
         self.frozen = true;
         self.changes += 1;
     }
@@ -572,6 +613,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             changes: 0,
             max_key_len: self.max_key_len,
             ranges: self.ranges.clone(),
+            shared_prefix: self.shared_prefix,
         })
     }
 
@@ -600,6 +642,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.changes += 1;
         self.max_key_len = 0;
         self.ranges.clear();
+        self.shared_prefix = 0;
     }
 }
 
@@ -671,6 +714,47 @@ mod tests {
         assert_eq!(m.get(b"b").unwrap().value, b"2");
         assert!(m.get(b"c").is_none());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn a_frozen_table_finds_every_key_and_no_other_through_its_tags() {
+        // Keys over a tiny alphabet (zero bytes, prefixes of one another, lengths around the
+        // four tag bytes), with and without a long prefix they all share.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for prefix in [&b""[..], b"sensor/0042/"] {
+            for _ in 0..20 {
+                let mut m = MemTable::new(vec![0u8; 16 << 10]).unwrap();
+                let mut model = std::collections::BTreeSet::new();
+                let mut word = |next: &mut dyn FnMut() -> u64| {
+                    let len = 1 + next() as usize % 7;
+                    let mut k = prefix.to_vec();
+                    k.extend((0..len).map(|_| [0u8, 1, b'a', 0xff][next() as usize % 4]));
+                    k
+                };
+                for _ in 0..60 {
+                    let k = word(&mut next);
+                    m.insert(&put(&k), &k, b"v").unwrap();
+                    model.insert(k);
+                }
+                m.freeze();
+                for k in &model {
+                    assert_eq!(m.get(k).map(|e| e.key), Some(&k[..]), "{k:?}");
+                }
+                for _ in 0..300 {
+                    let k = word(&mut next);
+                    assert_eq!(m.get(&k).is_some(), model.contains(&k), "{k:?}");
+                }
+                for k in [&b"a"[..], b"sensor/", b"sensor/0042/\xff\xff\xff\xff\xff\xff\xff\xff", b"zzz"] {
+                    assert_eq!(m.get(k).is_some(), model.contains(k), "{k:?}");
+                }
+            }
+        }
     }
 
     #[test]
