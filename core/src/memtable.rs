@@ -731,7 +731,7 @@ mod tests {
             for _ in 0..20 {
                 let mut m = MemTable::new(vec![0u8; 16 << 10]).unwrap();
                 let mut model = std::collections::BTreeSet::new();
-                let mut word = |next: &mut dyn FnMut() -> u64| {
+                let word = |next: &mut dyn FnMut() -> u64| {
                     let len = 1 + next() as usize % 7;
                     let mut k = prefix.to_vec();
                     k.extend((0..len).map(|_| [0u8, 1, b'a', 0xff][next() as usize % 4]));
