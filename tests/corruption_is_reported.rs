@@ -146,6 +146,35 @@ fn damaged_older_sstable_is_reported_for_keys_only_it_holds() {
 }
 
 #[test]
+fn a_damaged_filter_or_fence_is_reported_when_the_resident_index_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = database_with_one_table(dir.path());
+    let name = file_name(&table);
+    let pristine = fs::read(&table).unwrap();
+    let footer_at = pristine.len() - FOOTER_LEN;
+    let u32_at = |at: usize| u32::from_le_bytes(pristine[at..at + 4].try_into().unwrap()) as usize;
+    let (entries, filter_len) = (u32_at(footer_at + 12), u32_at(footer_at + 28));
+    let index_at = u64::from_le_bytes(pristine[footer_at + 16..footer_at + 24].try_into().unwrap()) as usize;
+    let (fences_at, filter_at) = (index_at + entries * 4, footer_at - filter_len);
+    assert!(filter_len > 0 && fences_at < filter_at, "{entries} entries, filter of {filter_len}");
+    // No page cache: every read reaches the file, damaged after the open checked it.
+    let resident = Options { cache_bytes: 0, row_cache_bytes: 0, ..SMALL };
+    // The last byte of the fence section (of the last fence's key), then a filter bit.
+    for (pos, section) in [(filter_at - 1, "fence"), (filter_at + 10, "filter")] {
+        let db = Db::open_with(dir.path(), resident).unwrap();
+        set_byte(&table, pos, pristine[pos] ^ 0x01);
+        for i in 0..KEYS {
+            let e = db.get(&key(i)).expect_err("the damaged index is reported");
+            assert_corruption_naming(&e, &name, &format!("{section} byte {pos}, key {i}"));
+        }
+        assert_eq!(db.index_stats().resident_tables, 0);
+        set_byte(&table, pos, pristine[pos]);
+        assert_eq!(db.get(&key(0)).unwrap(), Some(value(0)), "{section}: the next get loads it");
+        assert_eq!(db.index_stats().resident_tables, 1);
+    }
+}
+
+#[test]
 fn truncated_or_empty_sstable_is_reported_on_open() {
     for keep in [0usize, 1, FOOTER_LEN - 1, FOOTER_LEN, 100] {
         let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! reported before anything is allocated or created: a MemTable of 100 TB is
 //! `Error::InvalidOption`, not an allocation abort.
 
-use minivault::options::{CACHE_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES};
+use minivault::options::{CACHE_BYTES, INDEX_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES};
 use minivault::{Db, Error, Options};
 
 #[test]
@@ -15,6 +15,7 @@ fn sizes_above_their_range_are_invalid_options_and_create_nothing() {
         ("memtable_bytes", Options { memtable_bytes: (1 << 30) + 1, ..Options::default() }, MEMTABLE_BYTES),
         ("cache_bytes", Options { cache_bytes: huge, ..Options::default() }, CACHE_BYTES),
         ("row_cache_bytes", Options { row_cache_bytes: huge, ..Options::default() }, ROW_CACHE_BYTES),
+        ("index_bytes", Options { index_bytes: huge, ..Options::default() }, INDEX_BYTES),
     ];
     for (name, options, limit) in cases {
         match Db::open_with(&dir, options) {

@@ -41,7 +41,7 @@ use crate::memtables::MemTables;
 use crate::options::{Clock, CompactionMode, Config};
 use crate::scan::{self, KeyRange, OrderCache, Scan};
 use crate::space::Space;
-use crate::sstable::{Lookup, ReadCounters, Table, TableInfo};
+use crate::sstable::{Lookup, ProbeTable, ReadCounters, Table, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
 use crate::version::Version;
@@ -728,7 +728,7 @@ where
             MemGet::Gone => Ok(None),
             MemGet::InTables(buf) => get_from_tables(
                 &mut self.storage,
-                self.version.tables_mut(),
+                self.version.tables_mut().iter_mut(),
                 key,
                 buf,
                 now,
@@ -951,18 +951,24 @@ fn check_key<E>(key: &[u8]) -> core::result::Result<(), Error<E>> {
 /// [`Db::live_tables`] gives them) from the newest down; the newest entry found answers, a
 /// table's range delete covering the key counts as a delete, and the expiry rule applies. A
 /// found value is copied into `buf` ([`Error::BufferTooSmall`] says how much room it needs);
-/// an empty or too long key is refused, as by [`Db::get`]. The one table lookup of the engine: [`Db::get_with_expiry`] runs it over the engine's own
-/// storage, a host over handles of its own of the same files.
-pub fn get_from_tables<'b, S: Storage>(
+/// an empty or too long key is refused, as by [`Db::get`]. The one table lookup of the engine:
+/// [`Db::get_with_expiry`] runs it over the engine's own tables and storage, a host over
+/// handles of its own of the same files (each a [`ProbeTable`], which may hold its filter and
+/// fences in memory: [`crate::sstable::ResidentIndex`]).
+pub fn get_from_tables<'b, S: Storage, T: IntoIterator>(
     storage: &mut S,
-    tables: &mut [Table<S::File>],
+    tables: T,
     key: &[u8],
     buf: &'b mut [u8],
     now: u64,
     counters: &mut ReadCounters,
-) -> Result<Option<ValueWithExpiry<'b>>, S> {
+) -> Result<Option<ValueWithExpiry<'b>>, S>
+where
+    T::IntoIter: DoubleEndedIterator,
+    T::Item: ProbeTable<S>,
+{
     check_key(key)?;
-    match crate::version::lookup(storage, tables, key, buf, counters)? {
+    match crate::version::lookup(storage, tables.into_iter(), key, buf, counters)? {
         Lookup::Found { value_len, tombstone, expires_at } if !is_dead(tombstone, expires_at, now) => {
             match buf.get(..value_len) {
                 Some(v) => Ok(Some((v, expires_at))),

@@ -76,13 +76,26 @@ fn bits(h: u64) -> impl Iterator<Item = usize> {
 
 /// Does the (checked) block admit hash `h`? `Err` when the block fails its checksum.
 pub fn may_contain(block: &[u8; BLOCK_LEN], h: u64) -> Result<bool, Corruption> {
-    let (crc, data) = block.split_at(4);
+    check_block(block)?;
+    Ok(admits(block, h))
+}
+
+/// Checks a block (`BLOCK_LEN` bytes: its CRC, then its bits) against its checksum.
+pub fn check_block(block: &[u8]) -> Result<(), Corruption> {
+    let (crc, data) = block.split_at_checked(4).ok_or(Corruption::BadLayout)?;
     let expected = u32::from_le_bytes(crc.first_chunk().copied().unwrap_or_default());
     let got = crc32c(&[data]);
     if expected != got {
         return Err(Corruption::ChecksumMismatch { expected, got });
     }
-    Ok(bits(h).all(|b| data.get(b / 8).is_some_and(|byte| byte & (1 << (b % 8)) != 0)))
+    Ok(())
+}
+
+/// Does a block already checked by [`check_block`] admit hash `h`? (A block too short for a bit
+/// admits nothing of it.)
+pub fn admits(block: &[u8], h: u64) -> bool {
+    let data = block.get(4..).unwrap_or(&[]);
+    bits(h).all(|b| data.get(b / 8).is_some_and(|byte| byte & (1 << (b % 8)) != 0))
 }
 
 /// Builds a filter, or a window of one, in a caller's buffer.

@@ -22,11 +22,11 @@
 
 use heapless::Vec;
 
-use crate::error::{Error, ResultExt};
+use crate::error::{Error, ReadResultExt, ResultExt};
 use crate::limits::{MAX_TABLES, MAX_WALS};
 use crate::log::event;
 use crate::names::{file_name, parse_name, FileKind};
-use crate::sstable::{Footer, Lookup, ReadCounters, Table, TableInfo};
+use crate::sstable::{Footer, Lookup, ProbeTable, ReadCounters, Table, TableInfo};
 use crate::storage::Storage;
 
 /// The live SSTables and the file-id counter.
@@ -204,7 +204,7 @@ impl<F> Version<F> {
         out: &mut [u8],
         counters: &mut ReadCounters,
     ) -> Result<Lookup, S> {
-        lookup(storage, &mut self.tables, key, out, counters)
+        lookup(storage, self.tables.iter_mut(), key, out, counters)
     }
 
     /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`; with
@@ -315,18 +315,19 @@ impl<F> Version<F> {
 /// (a range delete covering it counts as a delete), if any. Every table lookup of the engine,
 /// over its own table set ([`Version::get`]) or a host's view of it
 /// ([`crate::db::get_from_tables`]).
-pub fn lookup<S: Storage>(
+pub fn lookup<S: Storage, T: ProbeTable<S>>(
     storage: &mut S,
-    tables: &mut [Table<S::File>],
+    tables: impl DoubleEndedIterator<Item = T>,
     key: &[u8],
     out: &mut [u8],
     counters: &mut ReadCounters,
 ) -> Result<Lookup, S> {
     let hash = crate::filter::key_hash(key);
-    for t in tables.iter_mut().rev() {
-        let found = t.get(storage, key, hash, out, counters)?;
-        if let Lookup::Found { .. } = found {
-            return Ok(found);
+    for mut t in tables.rev() {
+        let p = t.probe(storage, key, hash, out).in_file(FileKind::Table, t.id())?;
+        counters.count(p);
+        if let Lookup::Found { .. } = p.lookup {
+            return Ok(p.lookup);
         }
     }
     Ok(Lookup::Absent)

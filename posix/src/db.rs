@@ -80,6 +80,7 @@ use crate::flusher::FlushHook;
 use crate::group_commit::GroupCommit;
 use crate::lock::DirLock;
 use crate::pins::Pins;
+use crate::resident::{IndexStats, ResidentIndexes};
 use crate::row_cache::{RowCache, RowCacheStats};
 use crate::scan::{Entry, Keys, Range};
 use crate::storage::PosixStorage;
@@ -161,6 +162,8 @@ pub(crate) struct State {
     /// The live tables as gets read them without this lock: taken by the first get that needs
     /// it after the table set changed, let go when the set changes ([`Db::forget_evicted`]).
     view: Option<Arc<TableView>>,
+    /// The live tables' resident indexes, which views share ([`Options::index_bytes`]).
+    indexes: ResidentIndexes,
     /// Called by a get between letting this lock go and reading the tables (tests).
     get_hook: Option<GetHook>,
     /// The MemTable generations live snapshots and iterators read ([`Pins`]).
@@ -362,6 +365,7 @@ impl Db {
                 sync_hook: None,
                 background: None,
                 view: None,
+                indexes: ResidentIndexes::new(options.index_bytes),
                 get_hook: None,
                 pins,
             })),
@@ -926,6 +930,12 @@ impl Db {
         }
     }
 
+    /// What the SSTables' resident indexes hold ([`Options::index_bytes`]): loaded bytes
+    /// (never above the budget), tables resident, loads refused for want of room.
+    pub fn index_stats(&self) -> IndexStats {
+        self.state().indexes.stats()
+    }
+
     /// Counters and sizes of the row cache ([`Options::row_cache_bytes`]).
     pub fn row_cache_stats(&self) -> RowCacheStats {
         self.rows().stats()
@@ -1025,7 +1035,7 @@ impl Db {
 fn current_view(state: &mut State) -> Arc<TableView> {
     match &state.view {
         Some(view) if view.is_current(&state.engine) => Arc::clone(view),
-        _ => Arc::clone(state.view.insert(Arc::new(TableView::of(&state.engine)))),
+        _ => Arc::clone(state.view.insert(Arc::new(TableView::of(&state.engine, &mut state.indexes)))),
     }
 }
 

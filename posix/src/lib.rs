@@ -67,6 +67,7 @@ pub mod lock;
 pub mod page_cache;
 #[doc(hidden)]
 pub mod repl;
+mod resident;
 #[doc(hidden)]
 pub mod row_cache;
 #[doc(hidden)]
@@ -83,6 +84,7 @@ pub use minivault_core::{
     BatchError, Corruption, FileName, Stats, TableInfo, WhenFull, MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 pub use options::{Durability, Options, SizeLimit};
+pub use resident::IndexStats;
 pub use row_cache::RowCacheStats;
 pub use scan::{Keys, Range};
 pub use snapshot::Snapshot;

@@ -27,15 +27,16 @@ pub enum Durability {
 /// Options for [`crate::Db::open_with`].
 ///
 /// Memory: a [`crate::Db`] holds at most `(2 + background_threads + 1) × memtable_bytes +
-/// cache_bytes + row_cache_bytes` with background threads (the two MemTables, a merge scratch
-/// per compaction thread, and the flush thread's copy of the frozen MemTable), `2 ×
-/// memtable_bytes + ...` without, plus a small fixed overhead (a read buffer as large as the
-/// largest value read, and one per get in progress that reads the SSTables; the SSTable list
-/// and its file handles, shared with gets in progress, which keep the files of tables a
-/// compaction removed meanwhile open until they end; the row cache's 2 KiB of write stamps).
-/// With the defaults: 5 × 4 + 8 + 4 = 32 MiB. Each size has a documented
-/// range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`], [`ROW_CACHE_BYTES`]); a value outside it is an
-/// [`Error::InvalidOption`], reported before anything is allocated or opened.
+/// cache_bytes + row_cache_bytes + index_bytes` with background threads (the two MemTables, a
+/// merge scratch per compaction thread, and the flush thread's copy of the frozen MemTable),
+/// `2 × memtable_bytes + ...` without, plus a small fixed overhead (a read buffer as large as
+/// the largest value read; per thread that has read the SSTables, a 16 KiB run buffer and a
+/// value buffer as large as the largest value it read; the SSTable list and its file handles,
+/// shared with gets in progress, which keep the files of tables a compaction removed meanwhile
+/// open until they end; the row cache's 2 KiB of write stamps). With the defaults: 5 × 4 + 8 +
+/// 4 + 16 = 48 MiB. Each size has a documented range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`],
+/// [`ROW_CACHE_BYTES`], [`INDEX_BYTES`]); a value outside it is an [`Error::InvalidOption`],
+/// reported before anything is allocated or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Bytes of each of the two MemTables (so the engine's memory is twice this). Bounds the
@@ -51,6 +52,15 @@ pub struct Options {
     /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
     /// most 16 GiB.
     pub row_cache_bytes: usize,
+    /// Bytes of SSTable fences, run starts and filters held in memory for gets (0: none), so
+    /// that a get probes a table with no read but the one of its run of 16 records: about
+    /// `(10 + key length) / 16` bytes per key for the fences and run starts, and 1.25 (10 bits)
+    /// for the filter; 2.9 bytes per key of 16 bytes (2.8 MiB measured for 10^6 such keys in 6
+    /// tables), so the default holds the indexes of about 5.7 million such keys. A table's index
+    /// is loaded by the first get that probes it, if the budget has room; a table whose index
+    /// does not fit is read from storage (correct, slower). [`crate::Db::index_stats`] says what
+    /// is loaded. Default 16 MiB ([`DEFAULT_INDEX_BYTES`]); at most 16 GiB.
+    pub index_bytes: usize,
     /// How far ahead of the writer the WAL file is extended (`fallocate`), so that a durable
     /// write's `fdatasync` has no file size to commit. `None` (the default): a quarter of a
     /// MemTable's arena, rounded up to 4 KiB, at most 1 MiB (896 KiB with the default
@@ -130,6 +140,7 @@ impl Options {
         durability: Durability::Always,
         cache_bytes: storage::DEFAULT_CACHE_BYTES,
         row_cache_bytes: row_cache::DEFAULT_ROW_CACHE_BYTES,
+        index_bytes: DEFAULT_INDEX_BYTES,
         wal_preallocation_bytes: None,
         read_only: false,
         max_bytes: None,
@@ -149,6 +160,7 @@ impl Options {
         SizeLimit { min: 0, ..MEMTABLE_BYTES }.check(self.memtable_bytes as u64)?;
         CACHE_BYTES.check(self.cache_bytes as u64)?;
         ROW_CACHE_BYTES.check(self.row_cache_bytes as u64)?;
+        INDEX_BYTES.check(self.index_bytes as u64)?;
         if let Some(step) = self.wal_preallocation_bytes {
             WAL_PREALLOCATION_BYTES.check(step)?;
         }
@@ -165,15 +177,16 @@ impl Options {
     }
 
     /// The most memory a handle opened with these options holds, fixed overhead aside:
-    /// `(2 + background_threads + 1) × memtable_bytes + cache_bytes + row_cache_bytes` with
-    /// background threads (the last MemTable-sized buffer is the flush thread's copy),
-    /// `2 × memtable_bytes + ...` without (a read-only handle runs neither).
+    /// `(2 + background_threads + 1) × memtable_bytes + cache_bytes + row_cache_bytes +
+    /// index_bytes` with background threads (the last MemTable-sized buffer is the flush
+    /// thread's copy), `2 × memtable_bytes + ...` without (a read-only handle runs neither).
     pub fn memory_bytes(&self) -> u64 {
         let threads = if self.read_only { 0 } else { self.background_threads as u64 };
         let flush_copy = u64::from(threads > 0);
         (2 + threads + flush_copy) * self.memtable_bytes as u64
             + self.cache_bytes as u64
             + self.row_cache_bytes as u64
+            + self.index_bytes as u64
     }
 }
 
@@ -216,6 +229,12 @@ pub const CACHE_BYTES: SizeLimit = SizeLimit { name: "cache_bytes", min: 0, max:
 /// [`Options::row_cache_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit
 /// targets).
 pub const ROW_CACHE_BYTES: SizeLimit = SizeLimit { name: "row_cache_bytes", min: 0, max: max_cache() };
+
+/// [`Options::index_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit targets).
+pub const INDEX_BYTES: SizeLimit = SizeLimit { name: "index_bytes", min: 0, max: max_cache() };
+
+/// The default [`Options::index_bytes`]: 16 MiB.
+pub const DEFAULT_INDEX_BYTES: usize = 16 << 20;
 
 /// [`Options::background_threads`]: 0 (compactions inline) ..= 4 (the engine's
 /// [`minivault_core::limits::MAX_RUNNING`]).

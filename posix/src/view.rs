@@ -18,19 +18,45 @@
 //!
 //! The lookup is the engine's own ([`minivault_core::get_from_tables`]: newest table first, a
 //! table's range deletes over older tables, the expiry rule), run over [`ViewStorage`], a
-//! [`Storage`] that only reads; so is a snapshot's scan.
+//! [`Storage`] that only reads; so is a snapshot's scan. Each table of a view probes through
+//! its resident index ([`crate::resident`]: fences and filter in memory, the run of records
+//! read in one go into the reading thread's run buffer) when the budget holds it, from storage
+//! otherwise.
+//!
+//! Memory per reading thread (kept for the thread's life, [`ReadBuffers`]): a run buffer of
+//! [`RUN_BUFFER_BYTES`] (a run larger than that is streamed from storage record by record) and
+//! a value buffer as large as the largest value the thread read from the tables.
 
+use std::cell::RefCell;
 use std::io;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
-use minivault_core::sstable::{Footer, ReadCounters, Table};
+use minivault_core::io::ReadError;
+use minivault_core::sstable::{probe, probe_with, Footer, Probe, ProbeTable, ReadCounters, Table};
 use minivault_core::{Storage, ValueWithExpiry};
 
 use crate::engine::Engine;
+use crate::resident::{IndexSlot, ResidentIndexes, TableIdentity};
 use crate::storage::FileReader;
 use crate::Error;
+
+/// Bytes of each reading thread's run buffer: a run of 16 records of up to about 1 KiB each is
+/// read in one go; a larger one is streamed from storage.
+pub(crate) const RUN_BUFFER_BYTES: usize = 16 << 10;
+
+/// A reading thread's buffers, kept for its life: no allocation per get but the value returned.
+struct ReadBuffers {
+    /// Where a probe reads a run of records whole.
+    run: Vec<u8>,
+    /// Where the tables' value is copied, as large as the largest value this thread read.
+    value: Vec<u8>,
+}
+
+thread_local! {
+    static READ_BUFFERS: RefCell<ReadBuffers> = const { RefCell::new(ReadBuffers { run: Vec::new(), value: Vec::new() }) };
+}
 
 /// A value read from the tables and its expiry in the engine's clock (ms since the epoch).
 pub(crate) type ValueExpiringAt = (Vec<u8>, Option<u64>);
@@ -41,6 +67,8 @@ struct ViewTable {
     footer: Footer,
     bytes: u64,
     file: FileReader,
+    /// Its resident index, shared with the other views of the table.
+    index: Arc<IndexSlot>,
 }
 
 /// The live tables at one moment, readable from any thread without the engine.
@@ -52,16 +80,27 @@ pub(crate) struct TableView {
 }
 
 impl TableView {
-    /// The engine's live tables now (call it under the engine's lock).
-    pub(crate) fn of(engine: &Engine) -> TableView {
-        let tables = engine
-            .live_tables()
+    /// The engine's live tables now (call it under the engine's lock), each with its slot in
+    /// `indexes` (nothing is loaded here: the first get that probes a table loads its index).
+    pub(crate) fn of(engine: &Engine, indexes: &mut ResidentIndexes) -> TableView {
+        let live = engine.live_tables();
+        let readers: Vec<FileReader> = live.iter().map(|t| t.file_ref().reader()).collect();
+        let slots = indexes.slots(live.iter().zip(&readers).map(|(t, file)| TableIdentity {
+            id: t.id(),
+            file: file.file_key(),
+            bytes: t.bytes(),
+            footer: *t.footer(),
+        }));
+        let tables = live
             .iter()
-            .map(|t| ViewTable {
+            .zip(readers)
+            .zip(slots)
+            .map(|((t, file), index)| ViewTable {
                 id: t.id(),
                 footer: *t.footer(),
                 bytes: t.bytes(),
-                file: t.file_ref().reader(),
+                file,
+                index,
             })
             .collect();
         TableView { changes: engine.table_set_changes(), tables }
@@ -72,8 +111,8 @@ impl TableView {
         self.changes == engine.table_set_changes()
     }
 
-    /// The tables as the engine's lookup and scan take them: each a [`Table`] over a
-    /// [`ViewFile`] of this view.
+    /// The tables as the engine's scan takes them: each a [`Table`] over a [`ViewFile`] of
+    /// this view.
     pub(crate) fn tables(&self) -> Vec<Table<ViewFile<'_>>> {
         self.tables.iter().map(|t| Table::new(t.id, ViewFile(&t.file), t.footer, t.bytes)).collect()
     }
@@ -81,19 +120,22 @@ impl TableView {
     /// The tables' answer for `key` at time `now` ([`minivault_core::get_from_tables`]): the
     /// value copied into `buf` and its expiry, or `None` when absent, deleted or expired.
     /// Damage is [`minivault_core::Error::Corrupted`] naming the table, as from the engine.
+    /// Each table's probe reads its run of records whole into `run` when it fits.
     pub(crate) fn get<'b>(
         &self,
         key: &[u8],
         buf: &'b mut [u8],
+        run: &mut [u8],
         now: u64,
         counters: &mut ReadCounters,
     ) -> Result<Option<ValueWithExpiry<'b>>, minivault_core::Error<io::Error>> {
-        let mut tables = self.tables();
-        minivault_core::get_from_tables(&mut ViewStorage::new(), &mut tables, key, buf, now, counters)
+        let mut storage = ViewStorage { run };
+        minivault_core::get_from_tables(&mut storage, self.tables.iter(), key, buf, now, counters)
     }
 
-    /// [`TableView::get`] into a buffer of its own, first as large as `len_hint` says (raised
-    /// to the largest value read): the value, sized to fit, and its expiry.
+    /// [`TableView::get`] through the calling thread's buffers (the value buffer first as
+    /// large as `len_hint` says, raised to the largest value read): the value, copied out at
+    /// its size, and its expiry.
     pub(crate) fn read(
         &self,
         key: &[u8],
@@ -101,26 +143,26 @@ impl TableView {
         len_hint: &AtomicUsize,
         counters: &mut ReadCounters,
     ) -> Result<Option<ValueExpiringAt>, Error> {
-        let mut buf = vec![0u8; len_hint.load(Ordering::Relaxed)];
-        loop {
-            match self.get(key, &mut buf, now, counters) {
-                Ok(Some((value, expires_at))) => {
-                    let len = value.len();
-                    if buf.len() > 2 * len + 64 {
-                        // Much shorter than the buffer: a Vec of its own size.
-                        return Ok(Some((buf[..len].to_vec(), expires_at)));
-                    }
-                    buf.truncate(len);
-                    return Ok(Some((buf, expires_at)));
-                }
-                Ok(None) => return Ok(None),
-                Err(minivault_core::Error::BufferTooSmall { needed }) => {
-                    len_hint.fetch_max(needed, Ordering::Relaxed);
-                    buf.resize(needed, 0);
-                }
-                Err(e) => return Err(e.into()),
+        READ_BUFFERS.with_borrow_mut(|ReadBuffers { run, value }| {
+            if run.len() < RUN_BUFFER_BYTES {
+                run.resize(RUN_BUFFER_BYTES, 0);
             }
-        }
+            let hint = len_hint.load(Ordering::Relaxed);
+            if value.len() < hint {
+                value.resize(hint, 0);
+            }
+            loop {
+                match self.get(key, value, run, now, counters) {
+                    Ok(Some((found, expires_at))) => return Ok(Some((found.to_vec(), expires_at))),
+                    Ok(None) => return Ok(None),
+                    Err(minivault_core::Error::BufferTooSmall { needed }) => {
+                        len_hint.fetch_max(needed, Ordering::Relaxed);
+                        value.resize(needed, 0);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
     }
 
     /// The number of tables.
@@ -129,17 +171,44 @@ impl TableView {
     }
 }
 
+/// A table of a view as the engine's lookup probes it: through its resident index when loaded
+/// (or loadable now), from storage otherwise.
+impl<'v> ProbeTable<ViewStorage<'v>> for &'v ViewTable {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn probe(
+        &mut self,
+        storage: &mut ViewStorage<'v>,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+    ) -> Result<Probe, ReadError<io::Error>> {
+        let table: &'v ViewTable = self;
+        let io = &mut ViewIo { file: &table.file, pos: 0 };
+        match table.index.get_or_load(io, &table.footer)? {
+            Some(index) => probe_with(io, &table.footer, &index, key, hash, out, storage.run),
+            None => probe(io, &table.footer, key, hash, out),
+        }
+    }
+}
+
 /// A table's file in a view: what [`ViewStorage`] reads.
 pub(crate) struct ViewFile<'v>(&'v FileReader);
 
 /// The [`Storage`] the engine's lookup and scan run over to read a [`TableView`]: reads only,
 /// through each table's [`FileReader`]; every call that would change something fails with
-/// [`io::ErrorKind::PermissionDenied`] (the lookup and the scan make none).
-pub(crate) struct ViewStorage<'v>(PhantomData<&'v FileReader>);
+/// [`io::ErrorKind::PermissionDenied`] (the lookup and the scan make none). A get's holds the
+/// run buffer its probes read runs of records into.
+pub(crate) struct ViewStorage<'v> {
+    run: &'v mut [u8],
+}
 
 impl ViewStorage<'_> {
+    /// For a scan, which reads no runs whole.
     pub(crate) fn new() -> Self {
-        ViewStorage(PhantomData)
+        ViewStorage { run: &mut [] }
     }
 }
 

@@ -34,19 +34,22 @@
 //! hundred bytes of data, usually one page) finds it.
 //!
 //! Files: [`footer`] (the footer and the checks made when a table is opened), [`table`] (an open
-//! table and its point lookup), [`builder`] (writing a table).
+//! table and its point lookup), [`index`] (where a lookup finds the filter and fences: storage,
+//! or memory a host gives it), [`builder`] (writing a table).
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod builder;
 pub mod footer;
+pub mod index;
 pub mod table;
 
 pub use builder::{Finish, ReadBack, SsTableBuilder};
 pub use footer::{open, Footer};
+pub use index::{ResidentIndex, Run, StoredIndex, TableIndex};
 pub use table::{
-    get, lookup, may_contain, probe, range_vs_key, ranges_cover, read_range, Lookup, Probe, ReadCounters,
-    Table, TableInfo,
+    get, lookup, may_contain, probe, probe_with, range_vs_key, ranges_cover, read_range, Lookup, Probe,
+    ProbeTable, ReadCounters, Table, TableInfo,
 };
 
 /// The footer's magic number.
@@ -242,6 +245,79 @@ mod tests {
         }
     }
 
+    /// Looks `key` up through a resident index loaded from the table, with a run buffer of
+    /// `run_len` bytes.
+    fn resident_lookup<IO: embedded_io::Read + embedded_io::Seek>(
+        io: &mut IO,
+        footer: &Footer,
+        loaded: &[u8],
+        key: &[u8],
+        out: &mut [u8],
+        run_len: usize,
+    ) -> Result<Lookup, ReadError<IO::Error>> {
+        let index = ResidentIndex::over(footer, loaded);
+        let mut run = vec![0u8; run_len];
+        Ok(probe_with(io, footer, &index, key, crate::filter::key_hash(key), out, &mut run)?.lookup)
+    }
+
+    #[test]
+    fn the_resident_index_answers_as_storage_does_for_every_key_and_gap() {
+        let es = entries(300);
+        let (mut s, mut f, footer) = build(&es);
+        let mut loaded = vec![0u8; ResidentIndex::len_for(&footer).unwrap()];
+        ResidentIndex::load(&mut s.io(&mut f), &footer, &mut loaded).unwrap();
+        // No run buffer (streamed), one too small for most runs, one that holds every run.
+        for run_len in [0, 200, 8192] {
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            for i in 0..=600 {
+                keys.push(format!("key{i:05}").into_bytes());
+            }
+            keys.extend([
+                b"a".to_vec(),
+                b"key".to_vec(),
+                b"key0".to_vec(),
+                b"zzz".to_vec(),
+                b"key00000\0".to_vec(),
+            ]);
+            for k in &keys {
+                let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+                let stored = lookup(&mut s.io(&mut f), &footer, k, &mut a).unwrap();
+                let resident =
+                    resident_lookup(&mut s.io(&mut f), &footer, &loaded, k, &mut b, run_len).unwrap();
+                assert_eq!(resident, stored, "{k:?} with a run buffer of {run_len}");
+                if let Lookup::Found { value_len, .. } = stored {
+                    assert_eq!(a[..value_len], b[..value_len], "{k:?}");
+                }
+            }
+        }
+        // The filter rules keys out without a search, as the stored one does.
+        let index = ResidentIndex::over(&footer, &loaded);
+        let mut out = [0u8; 256];
+        let skipped = (0..2000)
+            .map(|i| format!("other{i}").into_bytes())
+            .filter(|k| {
+                let h = crate::filter::key_hash(k);
+                !probe_with(&mut s.io(&mut f), &footer, &index, k, h, &mut out, &mut []).unwrap().searched
+            })
+            .count();
+        assert!(skipped > 1800, "the filter ruled out {skipped} of 2000");
+    }
+
+    #[test]
+    fn a_resident_index_of_the_wrong_size_is_refused() {
+        let (mut s, mut f, footer) = build(&entries(40));
+        let len = ResidentIndex::len_for(&footer).unwrap();
+        for wrong in [0, len - 1, len + 1] {
+            let mut buf = vec![0u8; wrong];
+            assert!(matches!(
+                ResidentIndex::load(&mut s.io(&mut f), &footer, &mut buf),
+                Err(ReadError::Corrupt { kind: Corruption::BadLayout, .. })
+            ));
+        }
+        let v1 = Footer { version: 1, filter_len: 0, ..footer };
+        assert_eq!(ResidentIndex::len_for(&v1), None, "a table without fences is read from storage");
+    }
+
     #[test]
     fn value_larger_than_buffer_reports_its_length_without_copying() {
         let es = vec![(b"k".to_vec(), Some(vec![9u8; 100]))];
@@ -279,16 +355,34 @@ mod tests {
                     Err(ReadError::Corrupt { .. }) => continue,
                     Err(e) => panic!("{e:?}"),
                 };
+                // Through storage, then through a resident index (when its load passes its
+                // checks) with a run buffer that holds every run.
+                let mut loaded = vec![0u8; ResidentIndex::len_for(&footer).unwrap_or(0)];
+                let resident = ResidentIndex::len_for(&footer).is_some()
+                    && match ResidentIndex::load(&mut m.io(&mut g), &footer, &mut loaded) {
+                        Ok(_) => true,
+                        Err(ReadError::Corrupt { .. }) => false,
+                        Err(e) => panic!("{e:?}"),
+                    };
                 for (k, v) in &es {
-                    match lookup(&mut m.io(&mut g), &footer, k, &mut out) {
-                        Err(ReadError::Corrupt { .. }) => {}
-                        Ok(Lookup::Found { value_len, tombstone, .. }) => match v {
-                            Some(v) => {
-                                assert!(!tombstone && out[..value_len] == v[..], "wrong value, flip at {pos}")
-                            }
-                            None => assert!(tombstone, "flip at {pos}"),
-                        },
-                        other => panic!("flip at {pos} for {k:?}: {other:?}"),
+                    let mut io = m.io(&mut g);
+                    let mut answers = vec![lookup(&mut io, &footer, k, &mut out).map(|l| (l, out))];
+                    if resident {
+                        let l = resident_lookup(&mut io, &footer, &loaded, k, &mut out, 4096);
+                        answers.push(l.map(|l| (l, out)));
+                    }
+                    for answer in answers {
+                        match answer {
+                            Err(ReadError::Corrupt { .. }) => {}
+                            Ok((Lookup::Found { value_len, tombstone, .. }, out)) => match v {
+                                Some(v) => assert!(
+                                    !tombstone && out[..value_len] == v[..],
+                                    "wrong value, flip at {pos}"
+                                ),
+                                None => assert!(tombstone, "flip at {pos}"),
+                            },
+                            other => panic!("flip at {pos} for {k:?}: {other:?}"),
+                        }
                     }
                 }
             }

@@ -1,6 +1,9 @@
 //! Reading a table: [`Table`], an open SSTable file with its checked footer, and the point
-//! lookup every read of the engine goes through ([`probe`]): the filter, then a binary search
-//! over the fences, then over the run of records they point to.
+//! lookup every read of the engine goes through ([`probe_with`], [`probe`] over the
+//! [`StoredIndex`]): the filter, then a binary search over the fences, then over the run of
+//! records they point to, streamed from storage record by record or, when the
+//! [`TableIndex`] knows the run's bytes and the caller's run buffer holds them, read in one go
+//! and searched in memory. [`ProbeTable`]: a table as a get over several tables probes it.
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -9,12 +12,13 @@ use core::cmp::Ordering;
 use embedded_io::{Read, Seek};
 
 use super::footer::{self, Footer};
+use super::index::{Run, StoredIndex, TableIndex};
 use super::FENCE_STRIDE;
 use crate::error::{Corruption, Error, ReadResultExt, ResultExt};
 use crate::filter::{self, BLOCK_LEN};
 use crate::io::{read_exact_at, read_u32_at, ReadError};
 use crate::names::{file_name, FileKind};
-use crate::record::{EntryReader, RecordReader, PIECE_LEN};
+use crate::record::{EntryReader, RecordHeader, RecordReader, HEADER_LEN, PIECE_LEN};
 use crate::storage::Storage;
 
 /// The result of a point lookup in one table.
@@ -55,8 +59,30 @@ pub fn probe<IO: Read + Seek>(
     hash: u64,
     out: &mut [u8],
 ) -> Result<Probe, ReadError<IO::Error>> {
-    let searched = may_contain(io, footer, hash)?;
-    let lookup = if searched { get(io, footer, key, out)? } else { Lookup::Absent };
+    probe_with(io, footer, &StoredIndex, key, hash, out, &mut [])
+}
+
+/// [`probe`] with the filter and fences found through `index`. When the index knows the bytes
+/// of the run of records that can hold the key and `run_buf` holds them, they are read in one
+/// go and searched in memory; otherwise streamed record by record. Either way each record the
+/// search compares is checked against its checksum.
+pub fn probe_with<IO: Read + Seek, X: TableIndex>(
+    io: &mut IO,
+    footer: &Footer,
+    index: &X,
+    key: &[u8],
+    hash: u64,
+    out: &mut [u8],
+    run_buf: &mut [u8],
+) -> Result<Probe, ReadError<IO::Error>> {
+    let searched = index.may_contain(io, footer, hash)?;
+    let lookup = match searched {
+        true => match index.run_of(io, footer, key)? {
+            Some(run) => search_run(io, footer, run, key, out, run_buf)?,
+            None => Lookup::Absent,
+        },
+        false => Lookup::Absent,
+    };
     // The table's own entries are newer than its range deletes (a flush or a compaction leaves
     // out what a newer range delete covers), which hide only older tables' entries.
     if lookup == Lookup::Absent && footer.range_count > 0 && ranges_cover(io, footer, key)? {
@@ -223,7 +249,32 @@ pub fn get<IO: Read + Seek>(
     key: &[u8],
     out: &mut [u8],
 ) -> Result<Lookup, ReadError<IO::Error>> {
-    let Some((mut lo, mut hi)) = fence_range(io, footer, key)? else { return Ok(Lookup::Absent) };
+    match StoredIndex.run_of(io, footer, key)? {
+        Some(run) => search_run(io, footer, run, key, out, &mut []),
+        None => Ok(Lookup::Absent),
+    }
+}
+
+/// Searches `run` for `key`: read whole into `run_buf` when its bytes are known and fit, else
+/// record by record from storage.
+fn search_run<IO: Read + Seek>(
+    io: &mut IO,
+    footer: &Footer,
+    run: Run,
+    key: &[u8],
+    out: &mut [u8],
+    run_buf: &mut [u8],
+) -> Result<Lookup, ReadError<IO::Error>> {
+    if let Some((start, end)) = run.bytes {
+        let len = end.checked_sub(start).and_then(|n| usize::try_from(n).ok());
+        let bad = ReadError::Corrupt { offset: start, kind: Corruption::BadLayout };
+        let len = len.filter(|_| end <= footer.index_offset).ok_or(bad)?;
+        if let Some(buf) = run_buf.get_mut(..len) {
+            read_exact_at(io, start, buf)?;
+            return search_loaded_run(buf, start, run.end.saturating_sub(run.first), key, out);
+        }
+    }
+    let (mut lo, mut hi) = (run.first, run.end);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let offset = read_u32_at(io, footer.index_offset + mid as u64 * 4)? as u64;
@@ -237,9 +288,58 @@ pub fn get<IO: Read + Seek>(
     Ok(Lookup::Absent)
 }
 
+/// Searches the `count` records of a run read whole into `run` (from data offset `at`) for
+/// `key`, by binary search; each record compared is checked against its checksum, and the
+/// records' lengths must fill `run` exactly.
+fn search_loaded_run<E>(
+    run: &[u8],
+    at: u64,
+    count: u32,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Lookup, ReadError<E>> {
+    let corrupt = |pos: usize, kind| ReadError::Corrupt { offset: at + pos as u64, kind };
+    let mut starts = [0usize; FENCE_STRIDE as usize];
+    let mut pos = 0;
+    for i in 0..count as usize {
+        *starts.get_mut(i).ok_or_else(|| corrupt(pos, Corruption::BadLayout))? = pos;
+        let header = run.get(pos..pos + HEADER_LEN).and_then(|h| h.try_into().ok());
+        let header = RecordHeader::decode(header.ok_or_else(|| corrupt(pos, Corruption::BadLayout))?);
+        pos += HEADER_LEN + header.payload_len().map_err(|kind| corrupt(pos, kind))?;
+    }
+    if pos != run.len() {
+        return Err(corrupt(pos.min(run.len()), Corruption::BadLayout));
+    }
+    let (mut lo, mut hi) = (0, count as usize);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let start = starts.get(mid).copied().unwrap_or_default();
+        let (payload, _) = crate::record::decode(run.get(start..).unwrap_or(&[])).map_err(|e| match e {
+            crate::record::FrameError::Corrupt(kind) => corrupt(start, kind),
+            crate::record::FrameError::Incomplete => corrupt(start, Corruption::BadLayout),
+        })?;
+        let entry = crate::entry::decode(payload).map_err(|kind| corrupt(start, kind))?;
+        match entry.key.cmp(key) {
+            Ordering::Less => lo = mid + 1,
+            Ordering::Greater => hi = mid,
+            Ordering::Equal => {
+                if let Some(dst) = out.get_mut(..entry.value.len()) {
+                    dst.copy_from_slice(entry.value);
+                }
+                return Ok(Lookup::Found {
+                    value_len: entry.value.len(),
+                    tombstone: entry.tombstone,
+                    expires_at: entry.expires_at,
+                });
+            }
+        }
+    }
+    Ok(Lookup::Absent)
+}
+
 /// The run of entries `[lo, hi)` that holds `key` if the table does, from the fences; `None`
 /// when `key` sorts before the table's first key. Version-1 tables: every entry.
-fn fence_range<IO: Read + Seek>(
+pub(super) fn fence_range<IO: Read + Seek>(
     io: &mut IO,
     footer: &Footer,
     key: &[u8],
@@ -431,13 +531,56 @@ impl<F> Table<F> {
         out: &mut [u8],
         counters: &mut ReadCounters,
     ) -> Result<Lookup, Error<S::Error>> {
-        let io = &mut storage.io(&mut self.file);
-        let p = probe(io, &self.footer, key, hash, out).in_file(FileKind::Table, self.id)?;
-        if p.searched {
-            counters.table_probes += 1;
-        } else {
-            counters.filter_skips += 1;
-        }
+        let id = self.id;
+        let p =
+            ProbeTable::<S>::probe(&mut &mut *self, storage, key, hash, out).in_file(FileKind::Table, id)?;
+        counters.count(p);
         Ok(p.lookup)
+    }
+}
+
+impl ReadCounters {
+    /// Counts one table's probe: a search, or a filter's "absent".
+    pub fn count(&mut self, p: Probe) {
+        if p.searched {
+            self.table_probes += 1;
+        } else {
+            self.filter_skips += 1;
+        }
+    }
+}
+
+/// A table as a get over several tables ([`crate::get_from_tables`]) probes it: the engine's
+/// own [`Table`]s read their filter and fences from storage; a host may give each table a
+/// [`TableIndex`] of its own (a [`super::ResidentIndex`]) and a run buffer, and probe it with
+/// [`probe_with`].
+pub trait ProbeTable<S: Storage> {
+    /// The table's id (its file is `<id>.sst`), naming it in errors.
+    fn id(&self) -> u64;
+
+    /// Looks `key` (whose [`filter::key_hash`] is `hash`) up, copying a found value into `out`
+    /// when it fits.
+    fn probe(
+        &mut self,
+        storage: &mut S,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+    ) -> Result<Probe, ReadError<S::Error>>;
+}
+
+impl<S: Storage> ProbeTable<S> for &mut Table<S::File> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn probe(
+        &mut self,
+        storage: &mut S,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+    ) -> Result<Probe, ReadError<S::Error>> {
+        probe(&mut storage.io(&mut self.file), &self.footer, key, hash, out)
     }
 }

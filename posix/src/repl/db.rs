@@ -133,13 +133,14 @@ impl ReplBackend for Db {
         let threads = if o.read_only { 0 } else { o.background_threads };
         let _ = writeln!(
             out,
-            "memory     at most {} (2 MemTables of {}, {} merge buffers and {} flush copy as large, page cache {}, row cache {})",
+            "memory     at most {} (2 MemTables of {}, {} merge buffers and {} flush copy as large, page cache {}, row cache {}, table indexes {})",
             human_bytes(o.memory_bytes()),
             human_bytes(o.memtable_bytes as u64),
             threads,
             usize::from(threads > 0),
             human_bytes(o.cache_bytes as u64),
             human_bytes(o.row_cache_bytes as u64),
+            human_bytes(o.index_bytes as u64),
         );
         let _ = writeln!(out, "disk       {}", disk_usage(self));
         let when_full = match o.when_full {
@@ -204,6 +205,16 @@ impl ReplBackend for Db {
             human_bytes(r.capacity_bytes as u64),
             human_count(r.hits),
             human_count(r.misses),
+        );
+        let ix = self.index_stats();
+        let _ = writeln!(
+            out,
+            "indexes    {} of {} tables resident, {} of {}; {} loads refused for room",
+            ix.resident_tables,
+            s.tables,
+            human_bytes(ix.resident_bytes as u64),
+            human_bytes(ix.budget_bytes as u64),
+            human_count(ix.refused_loads),
         );
         let _ = writeln!(
             out,

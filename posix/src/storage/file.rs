@@ -252,6 +252,11 @@ impl fmt::Debug for FileReader {
 }
 
 impl FileReader {
+    /// The file's identity (device and inode numbers): equal for two readers of one file.
+    pub fn file_key(&self) -> FileKey {
+        self.key
+    }
+
     /// Reads up to `buf.len()` bytes at `pos`, through the page cache when it has room; returns
     /// how many (0 at or past the end of the file; a short count is not the end).
     pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {

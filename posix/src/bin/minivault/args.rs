@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use minivault::options::{SizeLimit, CACHE_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES, WAL_PREALLOCATION_BYTES};
+use minivault::options::{
+    SizeLimit, CACHE_BYTES, INDEX_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES, WAL_PREALLOCATION_BYTES,
+};
 use minivault::repl::{human_bytes, COMMANDS};
 use minivault::{Durability, Options, WhenFull};
 
@@ -117,6 +119,9 @@ fn database_option(parser: &mut lexopt::Parser, long: &str, options: &mut Option
         }
         "row-cache-bytes" => {
             options.row_cache_bytes = size_option(parser, "--row-cache-bytes", ROW_CACHE_BYTES)?;
+        }
+        "index-bytes" => {
+            options.index_bytes = size_option(parser, "--index-bytes", INDEX_BYTES)?;
         }
         "max-bytes" => {
             let text = text_value(parser, "--max-bytes")?;
@@ -392,6 +397,8 @@ Options (before DIR):
                            bounds the largest entry
   --cache-bytes SIZE       SSTable page cache (default {cache}; 0 turns it off; up to {cache_max})
   --row-cache-bytes SIZE   row cache (default {rows}; 0 turns it off; up to {rows_max})
+  --index-bytes SIZE       SSTable fences and filters kept in memory for gets (default
+                           {index}; 0 turns it off; up to {index_max})
   --wal-preallocation-bytes SIZE
                            how far ahead of the writer the WAL is extended, so that a durable
                            write's fdatasync has no file size to commit (default a quarter
@@ -409,8 +416,8 @@ Options (before DIR):
   -h, --help               this text
   -V, --version            the version
 SIZE is a number of bytes, optionally with K, M or G (KiB, MiB, GiB): 64K, 4M, 1G.
-Memory: at most (2 + background threads) x memtable + cache + row cache ({memory} with the
-defaults: 2 compaction threads).
+Memory: at most (2 + background threads + 1) x memtable + cache + row cache + index
+({memory} with the defaults: 2 compaction threads and the flush thread's copy).
 
 Commands (case-insensitive; type help COMMAND in the REPL):
 ",
@@ -421,6 +428,8 @@ Commands (case-insensitive; type help COMMAND in the REPL):
         cache_max = human_bytes(CACHE_BYTES.max),
         rows = human_bytes(d.row_cache_bytes as u64),
         rows_max = human_bytes(ROW_CACHE_BYTES.max),
+        index = human_bytes(d.index_bytes as u64),
+        index_max = human_bytes(INDEX_BYTES.max),
         walpre_max = human_bytes(WAL_PREALLOCATION_BYTES.max),
         memory = human_bytes(d.memory_bytes()),
         cap_min = human_bytes(minivault_core::space::min_max_bytes(d.memtable_bytes)),

@@ -1,0 +1,243 @@
+//! Where a table lookup ([`super::probe_with`]) finds a table's filter and fences: the
+//! [`TableIndex`] trait, read from the file as the lookup goes ([`StoredIndex`], what the engine
+//! itself uses: no memory beyond the lookup's stack), or held in memory, loaded and checked once
+//! ([`ResidentIndex`], over a buffer a host with memory to spare gives it).
+//!
+//! A resident index is one buffer of [`ResidentIndex::len_for`] bytes, filled by
+//! [`ResidentIndex::load`]:
+//!
+//! ```text
+//! [ run starts: fence_count × u32 LE, the data offset of each fence's record (the index       ]
+//! [             entries 0, 16, 32, ...): with the data's end, the bytes of each run of records ]
+//! [ fences    : the fence section as stored (fence_count × u32 LE key offset, then the keys)   ]
+//! [ filter    : the filter as stored (64-byte blocks, each its CRC-32C and its bits)            ]
+//! ```
+//!
+//! The load reads the index and fence sections through `index_crc` and every filter block
+//! through its own CRC, as a lookup from storage would; lookups through the resident index then
+//! read neither again, and read each run of records whole, once ([`Run::bytes`]).
+//!
+//! Memory: `fence_count × 8 + Σ(2 + fence key length) + filter_len` bytes per table, about
+//! `(10 + key length) / 16 + 1.25` bytes per key (10 bits of filter per key).
+// Decodes bytes read from storage: every index is checked.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+use core::cmp::Ordering;
+
+use embedded_io::{Read, Seek};
+
+use super::footer::Footer;
+use super::table::{fence_range, may_contain};
+use super::FENCE_STRIDE;
+use crate::error::Corruption;
+use crate::filter::{self, BLOCK_LEN};
+use crate::io::{read_exact_at, ReadError};
+use crate::record::Checksum;
+
+/// The run of entries a lookup searches for a key: entries `first..end`, which hold the key if
+/// the table does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The run's first entry.
+    pub first: u32,
+    /// One past the run's last entry.
+    pub end: u32,
+    /// The data bytes `start..end` the run's records fill, when the index knows them without a
+    /// read: the lookup then reads them in one go when its run buffer holds them.
+    pub bytes: Option<(u64, u64)>,
+}
+
+/// Where a lookup finds a table's filter and fences.
+pub trait TableIndex {
+    /// Asks the table's filter about the key whose [`filter::key_hash`] is `hash`: `false` when
+    /// the table certainly lacks it, `true` when it may hold it (or has no filter).
+    fn may_contain<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        hash: u64,
+    ) -> Result<bool, ReadError<IO::Error>>;
+
+    /// The run of entries that holds `key` if the table does; `None` when `key` sorts before
+    /// the table's first key.
+    fn run_of<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        key: &[u8],
+    ) -> Result<Option<Run>, ReadError<IO::Error>>;
+}
+
+/// The filter and fences read from the table's file at each lookup: a filter block (checked
+/// against its CRC each time) and a binary search that reads each fence it compares.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredIndex;
+
+impl TableIndex for StoredIndex {
+    fn may_contain<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        hash: u64,
+    ) -> Result<bool, ReadError<IO::Error>> {
+        may_contain(io, footer, hash)
+    }
+
+    fn run_of<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        key: &[u8],
+    ) -> Result<Option<Run>, ReadError<IO::Error>> {
+        Ok(fence_range(io, footer, key)?.map(|(first, end)| Run { first, end, bytes: None }))
+    }
+}
+
+/// A table's run starts, fences and filter held in memory (see the module docs for the layout),
+/// over a buffer [`ResidentIndex::load`] filled and checked.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidentIndex<'a> {
+    starts: &'a [u8],
+    fences: &'a [u8],
+    filter: &'a [u8],
+    fence_count: u32,
+    data_end: u64,
+}
+
+impl<'a> ResidentIndex<'a> {
+    /// The bytes a resident index of the table sealed by `footer` takes; `None` for a table
+    /// without fences (format version 1), which is read from storage.
+    pub fn len_for(footer: &Footer) -> Option<usize> {
+        let n = footer.fence_count();
+        if n == 0 {
+            return None;
+        }
+        let fences = footer.filter_offset.checked_sub(footer.fence_offset())?;
+        let total =
+            u64::from(n).checked_mul(4)?.checked_add(fences)?.checked_add(u64::from(footer.filter_len))?;
+        usize::try_from(total).ok()
+    }
+
+    /// Reads the index of the table sealed by `footer` into `buf` (exactly
+    /// [`ResidentIndex::len_for`] bytes), checking the index and fence sections against
+    /// `index_crc` and each filter block against its CRC. Damage is [`ReadError::Corrupt`].
+    pub fn load<IO: Read + Seek>(
+        io: &mut IO,
+        footer: &Footer,
+        buf: &'a mut [u8],
+    ) -> Result<ResidentIndex<'a>, ReadError<IO::Error>> {
+        let at = footer.index_offset;
+        let bad = || ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
+        if Self::len_for(footer) != Some(buf.len()) {
+            return Err(bad());
+        }
+        let n = footer.fence_count() as usize;
+        let (starts, rest) = buf.split_at_mut_checked(n * 4).ok_or_else(bad)?;
+        let fences_len = rest.len().checked_sub(footer.filter_len as usize).ok_or_else(bad)?;
+        let (fences, filter) = rest.split_at_mut_checked(fences_len).ok_or_else(bad)?;
+        // The index: streamed through the checksum, every FENCE_STRIDE-th entry kept.
+        let mut crc = Checksum::new();
+        let mut chunk = [0u8; 256];
+        let index_len = u64::from(footer.entry_count) * 4;
+        let mut done = 0u64;
+        while done < index_len {
+            let m = usize::try_from(index_len - done).unwrap_or(usize::MAX).min(chunk.len());
+            let piece = chunk.get_mut(..m).ok_or_else(bad)?;
+            read_exact_at(io, footer.index_offset + done, piece)?;
+            crc.update(piece);
+            for (i, entry) in piece.chunks_exact(4).enumerate() {
+                let entry_no = done / 4 + i as u64;
+                if entry_no.is_multiple_of(u64::from(FENCE_STRIDE)) {
+                    let at = (entry_no / u64::from(FENCE_STRIDE)) as usize * 4;
+                    starts.get_mut(at..at + 4).ok_or_else(bad)?.copy_from_slice(entry);
+                }
+            }
+            done += m as u64;
+        }
+        read_exact_at(io, footer.fence_offset(), fences)?;
+        crc.update(fences);
+        let got = crc.finish();
+        if got != footer.index_crc {
+            return Err(ReadError::Corrupt {
+                offset: footer.index_offset,
+                kind: Corruption::ChecksumMismatch { expected: footer.index_crc, got },
+            });
+        }
+        read_exact_at(io, footer.filter_offset, filter)?;
+        for (i, block) in filter.chunks(BLOCK_LEN).enumerate() {
+            let offset = footer.filter_offset + (i * BLOCK_LEN) as u64;
+            filter::check_block(block).map_err(|kind| ReadError::Corrupt { offset, kind })?;
+        }
+        Ok(ResidentIndex::over(footer, buf))
+    }
+
+    /// The resident index in `buf`, which [`ResidentIndex::load`] filled for the table sealed
+    /// by `footer` (nothing is checked again; bytes that were not so loaded give wrong runs or
+    /// [`ReadError::Corrupt`], never a panic).
+    pub fn over(footer: &Footer, buf: &'a [u8]) -> ResidentIndex<'a> {
+        let n = footer.fence_count();
+        let (starts, rest) = buf.split_at(buf.len().min(n as usize * 4));
+        let filter_len = (footer.filter_len as usize).min(rest.len());
+        let (fences, filter) = rest.split_at(rest.len() - filter_len);
+        ResidentIndex { starts, fences, filter, fence_count: n, data_end: footer.ranges_offset }
+    }
+
+    fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+        bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+    }
+
+    /// Fence `i`'s key.
+    fn fence(&self, i: u32) -> Option<&'a [u8]> {
+        let keys = self.fence_count as usize * 4;
+        let at = keys + Self::u32_at(self.fences, i as usize * 4)? as usize;
+        let len = match self.fences.get(at..at + 2)? {
+            [a, b] => usize::from(u16::from_le_bytes([*a, *b])),
+            _ => return None,
+        };
+        self.fences.get(at + 2..at + 2 + len).filter(|k| !k.is_empty())
+    }
+}
+
+impl TableIndex for ResidentIndex<'_> {
+    fn may_contain<IO: Read + Seek>(
+        &self,
+        _io: &mut IO,
+        _footer: &Footer,
+        hash: u64,
+    ) -> Result<bool, ReadError<IO::Error>> {
+        let blocks = self.filter.len() / BLOCK_LEN;
+        if blocks == 0 {
+            return Ok(true);
+        }
+        let at = filter::block_of(hash, blocks) * BLOCK_LEN;
+        Ok(filter::admits(self.filter.get(at..at + BLOCK_LEN).unwrap_or(&[]), hash))
+    }
+
+    fn run_of<IO: Read + Seek>(
+        &self,
+        _io: &mut IO,
+        footer: &Footer,
+        key: &[u8],
+    ) -> Result<Option<Run>, ReadError<IO::Error>> {
+        let at = footer.fence_offset();
+        let bad = || ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
+        // Count the fences whose key is <= `key`.
+        let (mut lo, mut hi) = (0u32, self.fence_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.fence(mid).ok_or_else(bad)?.cmp(key) {
+                Ordering::Greater => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        let Some(j) = lo.checked_sub(1) else { return Ok(None) };
+        let first = j * FENCE_STRIDE;
+        let end = first.saturating_add(FENCE_STRIDE).min(footer.entry_count);
+        let start = Self::u32_at(self.starts, j as usize * 4).ok_or_else(bad)?;
+        let stop = match Self::u32_at(self.starts, lo as usize * 4) {
+            Some(next) if lo < self.fence_count => u64::from(next),
+            _ => self.data_end,
+        };
+        Ok(Some(Run { first, end, bytes: Some((u64::from(start), stop)) }))
+    }
+}
