@@ -343,6 +343,31 @@ fn a_snapshot_taken_while_a_memtable_waits_for_its_flush_reads_it_after_the_flus
 }
 
 #[test]
+fn a_flush_that_rotates_nothing_leaves_later_snapshots_and_iterators_seeing_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let mut model = Model::new();
+    put_all(&db, &mut model, 0..50, b"before");
+    db.flush().unwrap();
+    // A snapshot of the (empty) active MemTable lives on through a flush that has nothing to
+    // rotate: that MemTable stays the active one and takes the writes after it.
+    let held = db.snapshot().unwrap();
+    let at_held = model.clone();
+    db.flush().unwrap();
+    put_all(&db, &mut model, 50..60, b"after");
+    let later = db.snapshot().unwrap();
+    check(&later, &model, "a snapshot taken after the writes");
+    let seen: Vec<(Vec<u8>, Vec<u8>)> = db.range::<&[u8], _>(..).map(Result::unwrap).collect();
+    assert_eq!(seen, pairs(&model), "an iterator made after the writes");
+    check(&held, &at_held, "the snapshot held through the flush");
+    // And once that MemTable is flushed, the next generation's snapshots too.
+    db.flush().unwrap();
+    put_all(&db, &mut model, 60..70, b"next");
+    check(&db.snapshot().unwrap(), &model, "a snapshot of the next generation");
+    check(&held, &at_held, "the held snapshot after it all");
+}
+
+#[test]
 fn a_range_iterator_sees_no_write_made_after_it_was_created() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path()).unwrap();

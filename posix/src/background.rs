@@ -57,7 +57,7 @@ use minivault_core::compaction::{Compacted, Execution, Input, Plan};
 
 use crate::engine::Engine;
 use crate::flusher::{FlushHook, Flusher};
-use crate::storage::{PosixFile, PosixStorage, Reaper};
+use crate::storage::{PosixFile, PosixStorage, Reaper, Settler};
 use crate::Error;
 
 /// How long a write sleeps when the tables reach [`crate::Options::slowdown_tables`].
@@ -206,11 +206,10 @@ impl Background {
         })
     }
 
-    /// Returns once the files the installs so far made obsolete are unlinked.
-    pub(crate) fn settle_removals(&self) {
-        if let Some(reaper) = &self.reaper {
-            reaper.settle();
-        }
+    /// What waits until the tables the installs so far replaced are unlinked (with the
+    /// engine's lock let go first); `None` when they are unlinked at once.
+    pub(crate) fn removals_settler(&self) -> Option<Settler> {
+        self.reaper.as_ref().map(Reaper::settler)
     }
 
     /// Makes the workers wait before each step of their merges (`true`) or go on: for tests

@@ -444,6 +444,10 @@ impl Db {
                     // installed table may have brought the tables to the thresholds: the write is
                     // admitted again, as a new one would be.
                     bg.schedule_flush(&mut state.engine);
+                    // The wait for the flush ends here; a wait at the thresholds is counted apart.
+                    if let Some(started) = waiting.take() {
+                        bg.note_flush_wait(started.elapsed());
+                    }
                     drop(guard);
                     guard = self.admit()?;
                 }
@@ -845,14 +849,18 @@ impl Db {
 
     /// Writes the MemTables to SSTables and retires the WAL. A flush running on the flush
     /// thread is waited for (the engine's lock let go) and installed first; the rest is
-    /// written in this call. When it returns, the files this flush and earlier installs made
-    /// obsolete (retired WALs, replaced tables) are gone from the directory (with background
-    /// threads they are unlinked off the engine's lock, by the storage's reaper).
+    /// written in this call. When it returns, the WALs it retired and the tables earlier
+    /// compactions replaced are gone from the directory (with background threads the replaced
+    /// tables are unlinked off the engine's lock, by the storage's reaper).
     pub fn flush(&self) -> Result<(), Error> {
-        let mut guard = self.flush_thread_idle()?;
-        self.flush_locked(&mut guard)?;
-        if let Some(bg) = &guard.background {
-            bg.settle_removals();
+        let settler = {
+            let mut guard = self.flush_thread_idle()?;
+            self.flush_locked(&mut guard)?;
+            guard.background.as_ref().and_then(Background::removals_settler)
+        };
+        // With the engine's lock let go: the unlinks waited for take tens of milliseconds.
+        if let Some(settler) = settler {
+            settler.settle();
         }
         Ok(())
     }
@@ -890,10 +898,10 @@ impl Db {
     /// [`Db::flush`] under the engine's lock.
     fn flush_locked(&self, state: &mut State) -> Result<(), Error> {
         // The flush freezes and writes the active MemTable in one call: a snapshot of it keeps
-        // a copy first.
-        state.pins.keep_active(&state.engine);
+        // a copy made first, if the flush did rotate it away.
+        let copy = state.pins.copy_active(&state.engine);
         let flushed = state.engine.flush().map_err(Error::from);
-        state.pins.after_change(&state.engine);
+        state.pins.after_flush(&state.engine, copy);
         let scheduled = match &mut state.background {
             Some(bg) => bg.after_write(&mut state.engine),
             None => Ok(()),

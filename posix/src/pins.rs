@@ -133,9 +133,32 @@ impl Pins {
         self.pinned = false;
     }
 
-    /// Before an engine call that freezes and flushes the active MemTable at once
-    /// ([`crate::Db::flush`]), and before the engine goes away (close, drop): a pinned active
-    /// generation is copied now (frozen in the copy; the engine's own stays active).
+    /// Before [`crate::Db::flush`], which freezes and flushes the active MemTable in one call: a
+    /// copy of a pinned active generation that has none yet, for [`Pins::after_flush`] to keep
+    /// should the flush rotate that generation away.
+    pub(crate) fn copy_active(&self, engine: &Engine) -> Option<MemCopy> {
+        let g = self.active.upgrade()?;
+        if g.id != engine.memtable_generation() || g.copy().is_some() {
+            return None;
+        }
+        copy_of(engine.memtables().0)
+    }
+
+    /// After [`crate::Db::flush`]: the generation keeps the copy [`Pins::copy_active`] made only
+    /// if the flush rotated it away. A flush that did not (the active MemTable was empty, or the
+    /// flush failed before its rotation, out of space) leaves it active and taking writes: its
+    /// snapshots go on reading it under the lock, and the copy is dropped.
+    pub(crate) fn after_flush(&mut self, engine: &Engine, copy: Option<MemCopy>) {
+        if let (Some(g), Some(copy)) = (self.active.upgrade(), copy) {
+            if g.id != engine.memtable_generation() {
+                let _ = g.copy.set(copy);
+            }
+        }
+        self.after_change(engine);
+    }
+
+    /// Before the engine goes away (close, drop): a pinned active generation is copied now
+    /// (frozen in the copy), since nothing will write to it again.
     pub(crate) fn keep_active(&mut self, engine: &Engine) {
         let Some(g) = self.active.upgrade() else { return };
         if g.id == engine.memtable_generation() && g.copy().is_none() {

@@ -332,7 +332,7 @@ impl<F> Wals<F> {
     /// `wal_covered` names, and open removes it again.
     pub fn retire<S: Storage<File = F>>(&mut self, storage: &mut S, covered: u64) -> Result<(), S> {
         for w in self.older.iter().filter(|w| w.id <= covered) {
-            storage.remove_obsolete(&file_name(FileKind::Wal, w.id)).storage()?;
+            storage.remove(&file_name(FileKind::Wal, w.id)).storage()?;
         }
         self.older.retain(|w| w.id > covered);
         Ok(())

@@ -48,7 +48,7 @@ use minivault_core::Storage;
 
 use crate::page_cache::PageCache;
 use file::lock;
-pub(crate) use reaper::{Reaper, RemovalQueue};
+pub(crate) use reaper::{Reaper, RemovalQueue, Settler};
 pub(crate) use sys::flock_exclusive_now;
 
 /// Default size of the read cache shared by a directory's files: 8 MiB.

@@ -1,7 +1,6 @@
-//! [`Reaper`]: a thread that unlinks the files the engine no longer needs (the tables a
-//! compaction replaced, the WALs a flush retired), so that the engine's lock is not held while
-//! the file system frees their blocks: unlinking a table of a few hundred megabytes takes tens of
-//! milliseconds, and an install under the lock removes up to fifteen of them.
+//! [`Reaper`]: a thread that unlinks the tables a compaction replaced, so that the engine's lock
+//! is not held while the file system frees their blocks: unlinking a table of a few hundred
+//! megabytes takes tens of milliseconds, and an install under the lock removes up to fifteen.
 //!
 //! The engine's storage hands such names over ([`minivault_core::Storage::remove_obsolete`])
 //! while a [`RemovalQueue`] is attached to it (with background threads:
@@ -94,9 +93,25 @@ impl Reaper {
 
     /// Returns once every name queued so far has been unlinked.
     pub(crate) fn settle(&self) {
-        let mut count = self.pending.count.lock().unwrap_or_else(PoisonError::into_inner);
+        self.settler().settle();
+    }
+
+    /// A handle that waits as [`Reaper::settle`] does, for a caller that must let a lock go
+    /// before it waits (the unlinks it waits for take tens of milliseconds).
+    pub(crate) fn settler(&self) -> Settler {
+        Settler(Arc::clone(&self.pending))
+    }
+}
+
+/// Waits for a [`Reaper`]'s queue to empty ([`Reaper::settler`]).
+pub(crate) struct Settler(Arc<Pending>);
+
+impl Settler {
+    /// Returns once every name queued so far has been unlinked.
+    pub(crate) fn settle(&self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
         while *count > 0 {
-            count = self.pending.fell.wait(count).unwrap_or_else(PoisonError::into_inner);
+            count = self.0.fell.wait(count).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
