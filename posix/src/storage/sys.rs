@@ -173,7 +173,10 @@ pub(crate) fn sync_data(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub(crate) fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let (offset, len) = (to_off_t(offset)?, to_off_t(len)?);
+        // `off64_t` on every Linux target (`off_t` is 32 bits on 32-bit ARM).
+        let too_far = || invalid_input("writeback range past the largest file offset");
+        let offset = libc::off64_t::try_from(offset).map_err(|_| too_far())?;
+        let len = libc::off64_t::try_from(len).map_err(|_| too_far())?;
         // SAFETY: `fd` is an open descriptor borrowed for the whole call; the call takes no
         // pointers.
         check(unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) })
