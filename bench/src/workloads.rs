@@ -207,24 +207,25 @@ fn measure(
 /// writes held at `stop_tables` and writes that waited for a flush, with their total and
 /// longest waits (the longest since the database was opened).
 fn stall_note(b0: &minivault::BackgroundStats, b1: &minivault::BackgroundStats) -> String {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let mut parts = vec![];
-    let stopped = b1.stopped_writes.saturating_sub(b0.stopped_writes);
-    if stopped > 0 {
-        parts.push(format!(
-            "{stopped} writes held at stop_tables ({:.0} ms, longest {:.0} ms)",
-            ms(b1.stopped_time.saturating_sub(b0.stopped_time)),
-            ms(b1.longest_stop)
-        ));
-    }
-    let waits = b1.flush_waits.saturating_sub(b0.flush_waits);
-    if waits > 0 {
-        parts.push(format!(
-            "{waits} flush waits ({:.0} ms, longest {:.0} ms)",
-            ms(b1.flush_wait_time.saturating_sub(b0.flush_wait_time)),
-            ms(b1.longest_flush_wait)
-        ));
-    }
+    let mut waits = |what: &str, count: u64, time: std::time::Duration, longest: std::time::Duration| {
+        if count > 0 {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            parts.push(format!("{count} {what} ({:.0} ms, longest {:.0} ms)", ms(time), ms(longest)));
+        }
+    };
+    waits(
+        "writes held at stop_tables",
+        b1.stopped_writes.saturating_sub(b0.stopped_writes),
+        b1.stopped_time.saturating_sub(b0.stopped_time),
+        b1.longest_stop,
+    );
+    waits(
+        "flush waits",
+        b1.flush_waits.saturating_sub(b0.flush_waits),
+        b1.flush_wait_time.saturating_sub(b0.flush_wait_time),
+        b1.longest_flush_wait,
+    );
     let slowed = b1.slowed_writes.saturating_sub(b0.slowed_writes);
     if slowed > 0 {
         parts.push(format!("{slowed} writes slowed 1 ms"));

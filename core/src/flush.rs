@@ -80,8 +80,7 @@ pub fn publish<S: Storage>(
     mut file: S::File,
 ) -> Result<S::File, Error<S::Error>> {
     storage.sync(&mut file).map_err(|e| no_space(storage, e))?;
-    storage.rename(&plan.temp_name(), &file_name(FileKind::Table, plan.id)).storage()?;
-    storage.sync_dir().storage()?;
+    crate::version::make_live(storage, plan.id)?;
     Ok(file)
 }
 

@@ -339,9 +339,15 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
 pub fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Result<(S::File, u64), S> {
     storage.sync(&mut file).storage()?;
     let bytes = storage.len(&mut file).storage()?;
-    storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;
-    storage.sync_dir().storage()?;
+    make_live(storage, id)?;
     Ok((file, bytes))
+}
+
+/// The second half of [`publish`], for a `<id>.tmp` already synced: renames it to `<id>.sst`
+/// and syncs the directory.
+pub fn make_live<S: Storage>(storage: &mut S, id: u64) -> Result<(), S> {
+    storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;
+    storage.sync_dir().storage()
 }
 
 /// Removes every `*.tmp`: tables whose writing a crash interrupted, never needed.

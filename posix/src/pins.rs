@@ -160,11 +160,8 @@ impl Pins {
     /// Before the engine goes away (close, drop): a pinned active generation is copied now
     /// (frozen in the copy), since nothing will write to it again.
     pub(crate) fn keep_active(&mut self, engine: &Engine) {
-        let Some(g) = self.active.upgrade() else { return };
-        if g.id == engine.memtable_generation() && g.copy().is_none() {
-            if let Some(copy) = copy_of(engine.memtables().0) {
-                let _ = g.copy.set(copy);
-            }
+        if let (Some(g), Some(copy)) = (self.active.upgrade(), self.copy_active(engine)) {
+            let _ = g.copy.set(copy);
         }
     }
 }
