@@ -1,0 +1,162 @@
+//! `SIGKILL` after the flush thread made its table live and before the engine installed it
+//! loses nothing and replays nothing twice.
+//!
+//! The flush thread publishes its own table (`flush::publish`: sync, rename `<id>.tmp` to
+//! `<id>.sst`, directory sync); the engine installs it (opens it, retires the WALs it covers)
+//! only at the next call that collects the thread's report. A process killed in between leaves
+//! the table live on disk beside the WALs its footer's `wal_covered` names: open must read the
+//! table, remove those WALs, and replay only the newer one.
+//!
+//! The child is this test binary again (`child_publishes_a_flush_then_waits`, which does
+//! nothing unless `MINIVAULT_PUBLISH_CHILD` names a directory): it writes a deterministic
+//! program of puts, overwrites and deletes with `Durability::Always` until one write freezes
+//! the active MemTable (the flush is then handed to the thread), makes no further call to the
+//! `Db` (so nothing collects the report), waits until `<id>.sst` is in the directory and no
+//! `<id>.tmp` is, prints how many writes were acknowledged, and sleeps. The parent checks that
+//! the directory holds the published table and both WALs (the install has not run), kills the
+//! child, reopens and checks every acknowledged write, the table set, and the WALs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use minivault::{Db, Durability, Options};
+
+const MEMTABLE: usize = 16 << 10;
+const CHILD_ENV: &str = "MINIVAULT_PUBLISH_CHILD";
+
+fn options() -> Options {
+    Options { background_threads: 1, ..common::options(MEMTABLE, Durability::Always) }
+}
+
+fn key(j: u32) -> String {
+    format!("k{j:06}")
+}
+
+/// Write `i` of the program: a put of a new key, an overwrite of an older one, or a delete.
+enum Op {
+    Put(String, String),
+    Delete(String),
+}
+
+fn op(i: u32) -> Op {
+    let value = |i: u32| format!("v{i:06}-{}", "x".repeat(60));
+    match i {
+        i if i % 9 == 8 => Op::Delete(key(i - 4)),
+        i if i % 5 == 4 => Op::Put(key(i / 2), value(i)),
+        i => Op::Put(key(i), value(i)),
+    }
+}
+
+/// What every key touched by the first `n` writes reads as after them.
+fn model(n: u32) -> BTreeMap<String, Option<String>> {
+    let mut m = BTreeMap::new();
+    for i in 0..n {
+        match op(i) {
+            Op::Put(k, v) => m.insert(k, Some(v)),
+            Op::Delete(k) => m.insert(k, None),
+        };
+    }
+    m
+}
+
+fn file_ids(dir: &Path, ext: &str) -> Vec<u64> {
+    common::files_with_ext(dir, ext)
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The child: writes until a write freezes the MemTable, waits for the flush thread to publish
+/// the table, reports, and waits to be killed. A no-op unless `MINIVAULT_PUBLISH_CHILD` is set.
+#[test]
+fn child_publishes_a_flush_then_waits() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let dir = Path::new(&dir);
+    let db = Db::open_with(dir, options()).unwrap();
+    let mut n = 0;
+    // The frozen MemTable stays until the install; the write that froze it made it non-empty.
+    while db.stats().immutable_keys == 0 {
+        match op(n) {
+            Op::Put(k, v) => db.put(k.as_bytes(), v.as_bytes()),
+            Op::Delete(k) => db.delete(k.as_bytes()),
+        }
+        .expect("child: write");
+        n += 1;
+        assert!(n < 100_000, "child: no write froze the MemTable");
+    }
+    // From here on no call that collects the flush thread's report (stats and file listing only).
+    let start = Instant::now();
+    while file_ids(dir, "sst").is_empty() || !file_ids(dir, "tmp").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "child: the flush thread never published its table"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(db.stats().tables, 0, "child: the table was installed");
+    assert_eq!(db.background_stats().flushes, 0, "child: the table was installed");
+    println!("\npublished {n}");
+    loop {
+        thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn kill9_after_a_flush_is_published_and_before_it_is_installed_loses_nothing_and_replays_nothing_twice() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let _serial = common::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_publishes_a_flush_then_waits", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acked = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("published ") {
+            acked = Some(n.trim().parse::<u32>().unwrap());
+            break;
+        }
+    }
+    let Some(acked) = acked else {
+        let _ = child.kill();
+        child.wait().unwrap();
+        panic!("the child ended before the flush thread published its table");
+    };
+    // The state at the kill: the table live, the WAL it covers and the new one both still there.
+    let tables = file_ids(&dir, "sst");
+    let wals = file_ids(&dir, "wal");
+    assert_eq!(tables.len(), 1, "one published table: {tables:?}");
+    assert_eq!(wals.len(), 2, "the covered WAL and the current one: {wals:?}");
+    assert!(file_ids(&dir, "tmp").is_empty());
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "the child exited instead of being killed");
+
+    let db = Db::open_with(&dir, options()).unwrap();
+    for (k, want) in model(acked) {
+        let got = db.get(k.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(got, want, "acknowledged key {k} ({acked} writes acknowledged)");
+    }
+    let live: Vec<u64> = db.tables().iter().map(|t| t.id).collect();
+    assert_eq!(live, tables, "the published table is the one live table");
+    assert_eq!(file_ids(&dir, "wal"), wals[1..], "the WAL the table covers was removed, the newer one kept");
+    let stats = db.stats();
+    // Only the newer WAL replayed: the write that froze the MemTable went to it. Replaying the
+    // covered one too would bring its writes back into the MemTable (or flush a second table).
+    assert_eq!(stats.memtable_keys, 1, "only the write logged after the rotation replayed");
+    assert_eq!(stats.flushes, 0);
+    assert_eq!(stats.tables, 1);
+    db.close().unwrap();
+}
