@@ -1,8 +1,9 @@
 //! Compaction on background threads (`Options::background_threads`, the POSIX default): writes
 //! go on while merges run and nothing written is lost, the thresholds hold writes back when
 //! flushes outrun the merges, and `close` gives a running merge up without leaving anything
-//! behind. (A failed merge poisons the database: `background_compaction_failure_poisons.rs`,
-//! its own process for its file size limit.)
+//! behind; an input the reaper cannot unlink after the install is counted in
+//! `BackgroundStats::failed_unlinks`. (A failed merge poisons the database:
+//! `background_compaction_failure_poisons.rs`, its own process for its file size limit.)
 
 mod common;
 
@@ -128,4 +129,56 @@ fn close_gives_a_running_merge_up_and_reopen_finds_everything() {
     }
     eprintln!("{running_at_close} of 6 closes came while a merge ran");
     assert!(running_at_close > 0);
+}
+
+#[test]
+fn replaced_tables_the_reaper_cannot_unlink_are_counted_in_background_stats() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { background_threads: 1, ..options(16 << 10) };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    // The worker holds the merge before its first step; each round adds a table until the
+    // policy hands it one.
+    db.pause_background(true);
+    let mut i = 0u32;
+    while db.stats().compactions_running == 0 {
+        for _ in 0..50 {
+            db.put(format!("k{i:06}").as_bytes(), &[b'v'; 100]).unwrap();
+            i += 1;
+        }
+        db.flush().unwrap();
+        assert!(db.stats().tables < 64, "no compaction was planned: {:?}", db.stats());
+    }
+    // The worker opens its inputs, then creates its output `<id>.tmp`, then waits at the pause.
+    let started = Instant::now();
+    while tmp_files(dir.path()).is_empty() {
+        assert!(started.elapsed().as_secs() < 20, "the worker never started its merge");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The merge reads its inputs through the descriptors it holds; the names go behind the
+    // engine's back, so the reaper's unlinks of the replaced inputs fail.
+    for sst in common::sst_files(dir.path()) {
+        std::fs::remove_file(sst).unwrap();
+    }
+    let before = db.stats().tables;
+    db.pause_background(false);
+    let started = Instant::now();
+    while db.background_stats().installed == 0 {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the merge was never installed: {:?}",
+            db.background_stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        db.sync().unwrap();
+    }
+    // flush() waits for the reaper to finish the unlinks the install queued.
+    db.flush().unwrap();
+    let after = db.stats().tables;
+    let bg = db.background_stats();
+    assert_eq!(bg.installed, 1, "{bg:?}");
+    assert!(before - after > 0, "the merge replaced tables: {before} -> {after}");
+    // The output takes the newest input's name; the other inputs were queued for the reaper.
+    assert_eq!(bg.failed_unlinks, (before - after) as u64, "{bg:?}");
+    drop(db);
 }

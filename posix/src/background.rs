@@ -125,6 +125,11 @@ pub struct BackgroundStats {
     pub longest_stop: Duration,
     /// The longest single wait of a write for a flush.
     pub longest_flush_wait: Duration,
+    /// Files the installs made obsolete whose unlink by the storage's reaper failed (already
+    /// gone, or not removable): left in the directory for the next open to remove. Always 0
+    /// without the reaper (under `max_bytes`), where the install unlinks them itself and a
+    /// failure is its error.
+    pub failed_unlinks: u64,
 }
 
 /// How hard the tables press on a write ([`Background::pressure`]).
@@ -220,7 +225,11 @@ impl Background {
 
     /// What the background has done since open.
     pub(crate) fn stats(&self) -> BackgroundStats {
-        BackgroundStats { flushes: self.flusher.installed, ..self.stats }
+        BackgroundStats {
+            flushes: self.flusher.installed,
+            failed_unlinks: self.reaper.as_ref().map_or(0, Reaper::failed_unlinks),
+            ..self.stats
+        }
     }
 
     /// Sets the hook the flush thread calls before each flush (tests).

@@ -7,24 +7,30 @@
 //! `crate::background::Background` starts the reaper and attaches its queue). The names are
 //! never used again, and a file still there at a crash is removed by the next open (core
 //! `Storage::remove_obsolete` says why), so nothing depends on when the unlink happens. A failed
-//! unlink (the file already gone) is left to the next open as well. [`Reaper::settle`] waits
+//! unlink (the file already gone, or not removable) is left to the next open as well, and
+//! counted ([`Reaper::failed_unlinks`], reported as `crate::BackgroundStats::failed_unlinks`).
+//! [`Reaper::settle`] waits
 //! until every queued name has been unlinked ([`crate::Db::flush`], close); dropping the reaper
 //! settles it too.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use super::sys;
 
-/// Names queued and not yet unlinked, and the condition variable that says the count fell.
+/// Names queued and not yet unlinked, the condition variable that says the count fell, and
+/// the unlinks that failed.
 #[derive(Default)]
 struct Pending {
     count: Mutex<usize>,
     fell: Condvar,
+    /// Unlinks that failed since the reaper started (their files left to the next open).
+    failed: AtomicU64,
 }
 
 impl Pending {
@@ -78,7 +84,9 @@ impl Reaper {
         let thread = thread::Builder::new().name("minivault-reaper".into()).spawn(move || {
             for name in received {
                 // A file that is already gone, or that cannot be removed, is left to open.
-                let _ = sys::unlink_at(dir.as_fd(), &name);
+                if sys::unlink_at(dir.as_fd(), &name).is_err() {
+                    counted.failed.fetch_add(1, Ordering::Relaxed);
+                }
                 counted.add(-1);
             }
         })?;
@@ -94,6 +102,12 @@ impl Reaper {
     /// Returns once every name queued so far has been unlinked.
     pub(crate) fn settle(&self) {
         self.settler().settle();
+    }
+
+    /// Unlinks that failed since the reaper started: the name was already gone or could not be
+    /// removed (the next open removes what is left). An unlink still queued is not counted yet.
+    pub(crate) fn failed_unlinks(&self) -> u64 {
+        self.pending.failed.load(Ordering::Relaxed)
     }
 
     /// A handle that waits as [`Reaper::settle`] does, for a caller that must let a lock go
@@ -147,10 +161,27 @@ mod tests {
         for i in 0..20 {
             storage.remove_obsolete(&format!("{i}.sst")).unwrap();
         }
-        // A name already gone is the reaper's to ignore, not the caller's error.
+        reaper.settle();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(reaper.failed_unlinks(), 0);
+    }
+
+    #[test]
+    fn an_unlink_that_fails_is_counted_not_returned() {
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        fs::write(dir.path().join("3.sst"), b"x").unwrap();
+        fs::write(dir.path().join("4.sst"), b"x").unwrap();
+        storage.remove_obsolete("3.sst").unwrap();
+        // Gone behind the reaper's back, or never there: the reaper's to count, not the
+        // caller's error.
+        fs::remove_file(dir.path().join("4.sst")).unwrap();
+        storage.remove_obsolete("4.sst").unwrap();
         storage.remove_obsolete("missing.wal").unwrap();
         reaper.settle();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(reaper.failed_unlinks(), 2);
     }
 
     #[test]
