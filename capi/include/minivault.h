@@ -194,6 +194,11 @@ typedef struct minivault_stats {
 // An internal error (a Rust panic, caught at the boundary). The handle may be unusable.
 #define MINIVAULT_ERR_PANIC -12
 
+// An iterator's snapshot can no longer be read: the MemTable it pinned is gone and no copy of
+// it was kept. Not expected to happen; returned instead of an answer from another moment. It
+// does not poison the handle.
+#define MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE -13
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -48,6 +48,10 @@ pub const MINIVAULT_ERR_POISONED: minivault_status = -10;
 pub const MINIVAULT_ERR_CLOSED: minivault_status = -11;
 /// An internal error (a Rust panic, caught at the boundary). The handle may be unusable.
 pub const MINIVAULT_ERR_PANIC: minivault_status = -12;
+/// An iterator's snapshot can no longer be read: the MemTable it pinned is gone and no copy of
+/// it was kept. Not expected to happen; returned instead of an answer from another moment. It
+/// does not poison the handle.
+pub const MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE: minivault_status = -13;
 
 /// A failed call: its status code and message.
 #[derive(Debug)]
@@ -104,6 +108,7 @@ pub(crate) fn status_of(e: &Error) -> minivault_status {
         },
         Error::Batch(BatchError::EmptyKey | BatchError::EmptyRange) => MINIVAULT_ERR_INVALID_ARGUMENT,
         Error::Batch(_) => MINIVAULT_ERR_TOO_LARGE,
+        Error::SnapshotUnavailable { .. } => MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE,
         _ => MINIVAULT_ERR_IO,
     }
 }
@@ -181,6 +186,7 @@ pub extern "C" fn minivault_status_name(status: minivault_status) -> *const c_ch
         MINIVAULT_ERR_POISONED => c"MINIVAULT_ERR_POISONED",
         MINIVAULT_ERR_CLOSED => c"MINIVAULT_ERR_CLOSED",
         MINIVAULT_ERR_PANIC => c"MINIVAULT_ERR_PANIC",
+        MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE => c"MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE",
         _ => c"MINIVAULT_UNKNOWN_STATUS",
     };
     name.as_ptr()
@@ -229,11 +235,15 @@ mod tests {
         assert_eq!(status_of(&Error::Engine(EngineError::EmptyRange)), MINIVAULT_ERR_INVALID_ARGUMENT);
         assert_eq!(status_of(&Error::Batch(BatchError::Full)), MINIVAULT_ERR_TOO_LARGE);
         assert_eq!(status_of(&Error::Locked { dir: "d".into() }), MINIVAULT_ERR_LOCKED);
+        assert_eq!(
+            status_of(&Error::SnapshotUnavailable { generation: 3 }),
+            MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE
+        );
     }
 
     #[test]
     fn every_status_has_a_name() {
-        for status in -12..=2 {
+        for status in MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE..=MINIVAULT_DONE {
             // SAFETY: minivault_status_name returns a static NUL-terminated string.
             let name = unsafe { CStr::from_ptr(minivault_status_name(status)) }.to_str().unwrap();
             assert!(name.starts_with("MINIVAULT_") && name != "MINIVAULT_UNKNOWN_STATUS", "{status}");

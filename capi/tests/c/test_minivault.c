@@ -103,6 +103,10 @@ static void test_options_and_open_errors(void) {
 
     CHECK_STATUS(minivault_close(NULL), MINIVAULT_ERR_INVALID_ARGUMENT);
     CHECK(strcmp(minivault_status_name(MINIVAULT_ERR_LOCKED), "MINIVAULT_ERR_LOCKED") == 0);
+    /* A code of its own, apart from MINIVAULT_ERR_IO. */
+    CHECK(MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE == -13);
+    CHECK(strcmp(minivault_status_name(MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE),
+                 "MINIVAULT_ERR_SNAPSHOT_UNAVAILABLE") == 0);
     CHECK(strcmp(minivault_status_name(12345), "MINIVAULT_UNKNOWN_STATUS") == 0);
     CHECK(strlen(minivault_version()) > 0);
 }
