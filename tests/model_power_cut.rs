@@ -33,7 +33,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use minivault_core::compaction::{Execution, Maintenance, Plan};
-use minivault_core::flush::{self, FlushPlan, Flushed};
+use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::{CompactionMode, Config, Db, Error, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
@@ -71,6 +71,9 @@ struct Counts {
     flush_pending: u64,
     /// Flushes whose table the runner made live before the install (`flush::publish`).
     published_flushes: u64,
+    /// Flushes whose table the runner only synced before the install (`flush::sync_temp`, as
+    /// the POSIX flush thread does under `max_bytes`).
+    synced_flushes: u64,
     /// Failing seeds, by what failed first.
     refusals: u64,
     lost_durable: u64,
@@ -102,6 +105,7 @@ impl Counts {
         self.installed_flushes += o.installed_flushes;
         self.flush_pending += o.flush_pending;
         self.published_flushes += o.published_flushes;
+        self.synced_flushes += o.synced_flushes;
     }
 }
 
@@ -147,8 +151,9 @@ struct PendingFlush {
     plan: FlushPlan,
     mem: MemTable<Vec<u8>>,
     table: Option<Option<flush::TempTable<FaultFile>>>,
-    /// The table was made live by the runner (`flush::publish`), as the POSIX flush thread does.
-    published: bool,
+    /// How far the runner took the table: synced (`flush::sync_temp`) or made live
+    /// (`flush::publish`), as the POSIX flush thread does under `max_bytes` and without.
+    state: TableState,
 }
 
 /// Who runs the compactions in a run of the model.
@@ -327,7 +332,7 @@ impl Run {
             let Some(plan) = db.plan_flush() else { return Ok(()) };
             let mem = db.copy_immutable(vec![0u8; mem_len]).map_err(|_| "no frozen MemTable to copy")?;
             self.note(format!("plan flush {plan:?}"));
-            self.flush = Some(PendingFlush { plan, mem, table: None, published: false });
+            self.flush = Some(PendingFlush { plan, mem, table: None, state: TableState::Written });
             return Ok(());
         };
         let plan = pending.plan;
@@ -344,15 +349,26 @@ impl Run {
                     self.flush_failed(&plan, e)?;
                 }
             },
-            // Half the time the runner publishes the table itself first, as the POSIX flush
-            // thread does (a power cut may fall between that and the install).
-            Some(Some((file, footer))) if !pending.published && self.rng.below(2) == 0 => {
-                match flush::publish(&mut storage, &plan, file) {
-                    Ok(file) => {
-                        self.note(format!("flush {plan:?} published"));
+            // Half the time the runner publishes the table itself first, or only syncs it, as the
+            // POSIX flush thread does without and under `max_bytes` (a power cut may fall between
+            // that and the install).
+            Some(Some((mut file, footer)))
+                if pending.state == TableState::Written && self.rng.below(2) == 0 =>
+            {
+                // Which of the two by the table's id: the random stream stays as it was.
+                let step = match plan.id % 3 {
+                    0 => flush::sync_temp(&mut storage, &mut file).map(|()| (file, TableState::Synced)),
+                    _ => flush::publish(&mut storage, &plan, file).map(|file| (file, TableState::Published)),
+                };
+                match step {
+                    Ok((file, state)) => {
+                        self.note(format!("flush {plan:?} {state:?}"));
                         pending.table = Some(Some((file, footer)));
-                        pending.published = true;
-                        self.counts.published_flushes += 1;
+                        pending.state = state;
+                        match state {
+                            TableState::Synced => self.counts.synced_flushes += 1,
+                            _ => self.counts.published_flushes += 1,
+                        }
                         self.flush = Some(pending);
                     }
                     Err(e) => {
@@ -364,8 +380,8 @@ impl Run {
             }
             Some(table) => {
                 let db = self.db();
-                let published = pending.published;
-                match db.install_flush(Flushed { plan, table, published }) {
+                let state = pending.state;
+                match db.install_flush(Flushed { plan, table, state }) {
                     Ok(()) => {
                         self.note(format!("install flush {plan:?}"));
                         self.counts.installed_flushes += 1;
@@ -974,11 +990,12 @@ fn run_model_with(
     );
     if mode == Mode::Background {
         eprintln!(
-            "{test}: {} flushes installed apart from the engine ({} made live by the runner first), {} writes refused with FlushPending",
-            totals.installed_flushes, totals.published_flushes, totals.flush_pending
+            "{test}: {} flushes installed apart from the engine ({} made live by the runner first, {} synced by it first), {} writes refused with FlushPending",
+            totals.installed_flushes, totals.published_flushes, totals.synced_flushes, totals.flush_pending
         );
         assert!(totals.installed_flushes > totals.seeds, "too few flushes ran apart");
         assert!(totals.published_flushes * 4 > totals.installed_flushes, "too few tables published apart");
+        assert!(totals.synced_flushes * 8 > totals.installed_flushes, "too few tables synced apart");
         assert!(totals.flush_pending > 0, "no write met a running flush");
     }
     if mode == Mode::Maintained || mode == Mode::Stepped {

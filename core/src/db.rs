@@ -613,14 +613,15 @@ where
         self.mems.other().frozen_copy(buf)
     }
 
-    /// Makes a flush's output live (`<id>.tmp` synced, renamed to `<id>.sst`, directory synced:
+    /// Makes a flush's output live (`<id>.tmp` synced, renamed to `<id>.sst`, directory synced,
+    /// whichever of these [`Flushed::state`] says the runner has not done:
     /// [`crate::version::Version::add`]), then retires the WALs it covers and the immutable
     /// MemTable, compacts when the table limit forces it, and applies the cap: what the inline
     /// flush does after writing. A flush whose plan is not the running one, or whose database
     /// was poisoned meanwhile, is discarded (its `.tmp` removed; the WAL still holds its
     /// entries). A failure poisons the database, as any failed change does.
     pub fn install_flush(&mut self, done: Flushed<S::File>) -> Result<(), S> {
-        let Flushed { plan, table, published } = done;
+        let Flushed { plan, table, state } = done;
         if self.flushing != Some(plan) || self.poisoned {
             if self.flushing == Some(plan) {
                 self.flushing = None;
@@ -629,14 +630,14 @@ where
                 drop(file);
                 // Open removes it if this fails. A published table stays: it is live on disk
                 // already, and holds what the WALs it covers hold (`flush`, *Crash safety*).
-                if !published {
+                if state != flush::TableState::Published {
                     let _ = self.storage.remove(&plan.temp_name());
                 }
             }
             return Ok(());
         }
         self.flushing = None;
-        let installed = self.finish_flush(plan, table, published);
+        let installed = self.finish_flush(plan, table, state);
         installed.or_else(|e| self.poison(e))
     }
 
@@ -644,10 +645,10 @@ where
         &mut self,
         plan: FlushPlan,
         table: Option<(S::File, crate::sstable::Footer)>,
-        published: bool,
+        state: flush::TableState,
     ) -> Result<(), S> {
         if let Some((file, footer)) = table {
-            self.version.add(&mut self.storage, plan.id, file, footer, published)?;
+            self.version.add(&mut self.storage, plan.id, file, footer, state)?;
         }
         self.counters.flushes += 1;
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", plan.covered);
@@ -1399,7 +1400,7 @@ mod tests {
         }
         let table = flush::write_temp(db.storage(), &plan, &mut copy).unwrap();
         assert_eq!(files(&mut db, ".tmp"), 1);
-        db.install_flush(Flushed { plan, table, published: false }).unwrap();
+        db.install_flush(Flushed { plan, table, state: flush::TableState::Written }).unwrap();
         assert_eq!((files(&mut db, ".tmp"), db.stats().tables, db.stats().immutable_keys), (0, 1, 0));
         // The refused write goes through now, rotating.
         let (k, v) = (format!("k{i:05}").into_bytes(), format!("v{i}").into_bytes());
@@ -1420,6 +1421,41 @@ mod tests {
         let mut db = external(storage, &t, 4096);
         for (k, v) in &model {
             assert_eq!(get(&mut db, k).as_ref(), Some(v));
+        }
+    }
+
+    #[test]
+    fn a_flushed_table_is_synced_once_whether_the_runner_synced_published_or_only_wrote_it() {
+        use flush::TableState;
+        for state in [TableState::Written, TableState::Synced, TableState::Published] {
+            let t = Rc::new(Cell::new(0));
+            let mut db = external(Mem::new(vec![0; 8 << 20]), &t, 4096);
+            let mut model = BTreeMap::new();
+            put_until_rotation(&mut db, &mut model, 0);
+            let plan = db.plan_flush().expect("an immutable MemTable to flush");
+            let mut copy = db.copy_immutable(vec![0u8; 4096]).ok().unwrap();
+            let (mut file, footer) = flush::write_temp(db.storage(), &plan, &mut copy).unwrap().unwrap();
+            let before = db.storage().syncs;
+            let file = match state {
+                TableState::Written => file,
+                TableState::Synced => {
+                    flush::sync_temp(db.storage(), &mut file).unwrap();
+                    file
+                }
+                TableState::Published => flush::publish(db.storage(), &plan, file).unwrap(),
+            };
+            db.install_flush(Flushed { plan, table: Some((file, footer)), state }).unwrap();
+            assert_eq!(db.storage().syncs - before, 1, "{state:?}: syncs from the write to the install");
+            assert_eq!((files(&mut db, ".tmp"), db.stats().tables), (0, 1), "{state:?}");
+            // Durable: a power cut right after the install keeps the table and every write.
+            let mut storage = core::mem::replace(db.storage(), Mem::new(Vec::new()));
+            drop(db);
+            storage.power_cut(7);
+            let mut db = external(storage, &t, 4096);
+            assert_eq!(db.stats().tables, 1, "{state:?}");
+            for (k, v) in &model {
+                assert_eq!(get(&mut db, k).as_ref(), Some(v), "{state:?}");
+            }
         }
     }
 

@@ -12,7 +12,9 @@
 //! [`crate::Db::install_flush`] makes it live ([`crate::Db::fail_flush`],
 //! [`crate::Db::abandon_flush`] otherwise). The runner may also [`publish`] the table itself
 //! (sync, rename to `<id>.sst`, directory sync) before it reports, so that the install, under
-//! the database, only adds the table to the set and retires the WALs.
+//! the database, only adds the table to the set and retires the WALs, or only sync it
+//! ([`sync_temp`]), leaving the rename to the install. [`Flushed::state`] says which: the table
+//! is synced once, before its rename, on every path.
 //!
 //! Crash safety: before the rename, a crash leaves at most the `.tmp`, which open removes, and
 //! the WALs still hold every entry. After it, the table is live on disk whether or not it was
@@ -31,6 +33,7 @@ use crate::names::{file_name, FileKind, FileName};
 use crate::space::{discard_if_full, no_space};
 use crate::sstable::{Footer, ReadBack, SsTableBuilder};
 use crate::storage::Storage;
+pub use crate::version::TableState;
 use crate::version::Version;
 
 /// A flush decided under the database ([`crate::Db::plan_flush`]) and run apart from it: the
@@ -62,10 +65,20 @@ pub type TempTable<F> = (F, Footer);
 pub struct Flushed<F> {
     /// The flush this is the output of.
     pub plan: FlushPlan,
-    /// The table and its footer: `<id>.tmp`, or `<id>.sst` when `published`.
+    /// The table and its footer: `<id>.tmp`, or `<id>.sst` once [`TableState::Published`].
     pub table: Option<TempTable<F>>,
-    /// The runner has already made the table durable and live as `<id>.sst` ([`publish`]).
-    pub published: bool,
+    /// How far the runner took the table: only written ([`write_temp`]), synced as well
+    /// ([`sync_temp`]), or made durable and live as `<id>.sst` ([`publish`]). The install does
+    /// the rest, so the table is synced once.
+    pub state: TableState,
+}
+
+/// Makes the table [`write_temp`] wrote durable, still as `<plan.id>.tmp`: for a runner that
+/// must not make it live itself (the install renames it: [`TableState::Synced`]). A storage out
+/// of space is [`Error::Full`] (the `.tmp` left for the runner to remove, the flush may be
+/// planned again).
+pub fn sync_temp<S: Storage>(storage: &mut S, file: &mut S::File) -> Result<(), Error<S::Error>> {
+    storage.sync(file).map_err(|e| no_space(storage, e))
 }
 
 /// Makes the table [`write_temp`] wrote durable and live as `<plan.id>.sst`: syncs the file,
@@ -79,7 +92,7 @@ pub fn publish<S: Storage>(
     plan: &FlushPlan,
     mut file: S::File,
 ) -> Result<S::File, Error<S::Error>> {
-    storage.sync(&mut file).map_err(|e| no_space(storage, e))?;
+    sync_temp(storage, &mut file)?;
     crate::version::make_live(storage, plan.id)?;
     Ok(file)
 }
@@ -101,13 +114,14 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     }
     let plan = FlushPlan { id: version.new_id(), covered, drop_dead_at: version.is_empty().then_some(now) };
     match write_temp(storage, &plan, mem)? {
-        Some((file, footer)) => version.add(storage, plan.id, file, footer, false),
+        Some((file, footer)) => version.add(storage, plan.id, file, footer, TableState::Written),
         None => Ok(()),
     }
 }
 
 /// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, not yet live and not synced
-/// (the install's `Version::add` syncs it, or the runner [`publish`]es it first, off the lock);
+/// (the install's `Version::add` syncs it, or the runner syncs ([`sync_temp`]) or [`publish`]es
+/// it first, off the lock);
 /// `None` (and no file left) when there was nothing to write. On a full
 /// storage the file is removed and the error is [`Error::Full`]; after another failure the
 /// `.tmp` may be left, for the caller or the next open to remove.

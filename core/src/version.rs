@@ -37,6 +37,19 @@ pub struct Version<F> {
     changes: u64,
 }
 
+/// How far a flush's table was taken before [`Version::add`]: what is left for it to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableState {
+    /// `<id>.tmp`, written and not synced: `add` syncs it, renames it to `<id>.sst` and syncs
+    /// the directory.
+    Written,
+    /// `<id>.tmp`, written and synced (`flush::sync_temp`): `add` renames it and syncs the
+    /// directory.
+    Synced,
+    /// `<id>.sst`, synced and live (`flush::publish`): `add` only adds it to the set.
+    Published,
+}
+
 /// What [`Version::recover`] found besides the tables.
 pub struct Recovered {
     /// The WALs no table covers, in id order: they hold writes still to replay.
@@ -207,24 +220,32 @@ impl<F> Version<F> {
         lookup(storage, self.tables.iter_mut(), key, out, counters)
     }
 
-    /// Makes the table just written by a flush to `<id>.tmp` live as `<id>.sst`; with
-    /// `published`, the caller has already done so ([`publish`]) and the table only joins the set.
+    /// Makes the table just written by a flush live as `<id>.sst` and adds it to the set,
+    /// doing what `state` says is left: sync, rename and directory sync ([`TableState::Written`]),
+    /// rename and directory sync ([`TableState::Synced`]), nothing ([`TableState::Published`]).
+    /// The file is synced exactly once on every path, always before the rename.
     pub fn add<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
         id: u64,
         mut file: F,
         footer: Footer,
-        published: bool,
+        state: TableState,
     ) -> Result<(), S> {
         if self.tables.is_full() {
             return Err(Error::TooManyTables);
         }
-        let (file, bytes) = if published {
-            let bytes = storage.len(&mut file).storage()?;
-            (file, bytes)
-        } else {
-            publish(storage, file, id)?
+        let (file, bytes) = match state {
+            TableState::Written => publish(storage, file, id)?,
+            TableState::Synced => {
+                let bytes = storage.len(&mut file).storage()?;
+                make_live(storage, id)?;
+                (file, bytes)
+            }
+            TableState::Published => {
+                let bytes = storage.len(&mut file).storage()?;
+                (file, bytes)
+            }
         };
         let _ = self.tables.push(Table::new(id, file, footer, bytes));
         self.changes += 1;

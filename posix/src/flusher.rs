@@ -48,7 +48,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar};
 use std::thread::{self, JoinHandle};
 
-use minivault_core::flush::{self, FlushPlan, Flushed};
+use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::names::{file_name, FileKind};
 use minivault_core::sstable::Footer;
@@ -76,8 +76,9 @@ struct Job {
 
 struct Report {
     plan: FlushPlan,
-    /// The footer of `<id>.sst`, written, synced and renamed (`None`: every entry was dead,
-    /// nothing written), or why the flush failed (its `.tmp` removed).
+    /// The footer of the table, written and synced, and renamed to `<id>.sst` when the thread
+    /// publishes (`None`: every entry was dead, nothing written), or why the flush failed (its
+    /// `.tmp` removed).
     result: Result<Option<Footer>, CoreError>,
     /// The flush copy, back for the next flush.
     buffer: Vec<u8>,
@@ -189,7 +190,8 @@ impl Flusher {
             });
             let handled = match result {
                 Ok(table) => {
-                    let installed = engine.install_flush(Flushed { plan, table, published: self.publish });
+                    let state = if self.publish { TableState::Published } else { TableState::Synced };
+                    let installed = engine.install_flush(Flushed { plan, table, state });
                     if installed.is_ok() {
                         self.installed += 1;
                     }
@@ -248,10 +250,9 @@ fn work(
                 Some((file, footer)) if publish => {
                     Ok(Some((flush::publish(&mut storage, &plan, file)?, footer)))
                 }
-                // Synced here, off the lock: the install's sync then finds nothing to write.
+                // Synced here, off the lock: the install only renames it (`TableState::Synced`).
                 Some((mut file, footer)) => {
-                    minivault_core::Storage::sync(&mut storage, &mut file)
-                        .map_err(|e| minivault_core::space::no_space(&storage, e))?;
+                    flush::sync_temp(&mut storage, &mut file)?;
                     Ok(Some((file, footer)))
                 }
                 None => Ok(None),
