@@ -5,6 +5,7 @@
 //! ```text
 //! [ slot table: slots × 8 bytes ][ arena: items of `u32 len | entry payload` ]
 //! slot = hash u32 LE | arena offset + 1 u32 LE   (offset 0 = empty slot)
+//! frozen slot's first u32: VERSION_FLAG (bit 31) | tag (bits 30..0)
 //! ```
 //! `slots` is the largest power of two with `slots × 64 ≤ buffer length`, so an eighth of the
 //! buffer indexes the other seven eighths. Entries are stored in the same encoding as WAL and
@@ -13,6 +14,15 @@
 //! A table is *active* (hash lookups, linear probing, load factor at most 3/4) until
 //! [`MemTable::freeze`] sorts its slots by key; from then on it is *immutable* and answers lookups
 //! by binary search, and [`MemTable::sorted`] yields its entries in key order for a flush.
+//! Frozen, a slot's first u32 no longer holds the key's hash but, beside [`VERSION_FLAG`], its
+//! *tag* in the low 31 bits: the four key bytes after the prefix every key of the table shares
+//! (zero-padded, big-endian), shifted right by one. The flag keeps its bit because
+//! [`MemTable::offsets`] and the version lookups tell newest entries from versions by it; the
+//! tag gives up its lowest bit so that the slot stays 8 bytes. Of two keys with the shared
+//! prefix, the one with the smaller tag is the smaller key (equal tags say nothing), so the
+//! binary searches of a frozen table (the newest entries for [`MemTable::get`], the versions
+//! for the lookups as of a point) compare tags in the slot table and reach into the arena only
+//! on equal tags.
 //! Overwriting a key appends the new entry and repoints the slot; the old bytes stay in the
 //! arena until [`MemTable::reset`].
 //!
@@ -132,6 +142,43 @@ pub struct MemTable<M> {
     versions: usize,
     /// The highest point pinned ([`MemTable::pin`]): an overwrite keeps an entry below it.
     watermark: u32,
+    /// Frozen: the length of the prefix every key shares, after which the slots' tags start.
+    shared_prefix: usize,
+}
+
+/// A frozen slot's tag for `key`, whose first `shared` bytes every key of the table shares: the
+/// next four bytes, zero-padded, big-endian, shifted right by one (bit 31 is
+/// [`VERSION_FLAG`]'s). Of two keys with that prefix, the one with the smaller tag is the
+/// smaller key; equal tags say nothing.
+fn key_tag(key: &[u8], shared: usize) -> u32 {
+    let mut t = [0u8; 4];
+    let rest = key.get(shared..).unwrap_or(&[]);
+    for (d, b) in t.iter_mut().zip(rest) {
+        *d = *b;
+    }
+    u32::from_be_bytes(t) >> 1
+}
+
+/// A frozen slot's tag (its first u32 without [`VERSION_FLAG`]).
+fn slot_tag(slot: &Slot) -> u32 {
+    slot_hash(slot) & !VERSION_FLAG
+}
+
+/// How a frozen slot's key compares with `key`, whose tag is `tag` (see
+/// [`MemTable::search_tag`]): by the tags, and by the key bytes in the arena when they are equal
+/// or `key` has none. A slot whose entry does not decode is less.
+fn frozen_cmp(arena: &[u8], slot: &Slot, key: &[u8], tag: Option<u32>) -> Ordering {
+    let full =
+        || slot_offset(slot).and_then(|o| entry_at(arena, o)).map_or(Ordering::Less, |e| e.key.cmp(key));
+    match tag.map(|t| slot_tag(slot).cmp(&t)) {
+        Some(Ordering::Equal) | None => full(),
+        Some(decided) => decided,
+    }
+}
+
+/// The length of the prefix two keys share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn hash(key: &[u8]) -> u32 {
@@ -185,6 +232,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             ranges: heapless::Vec::new(),
             versions: 0,
             watermark: 0,
+            shared_prefix: 0,
         })
     }
 
@@ -536,8 +584,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         if self.frozen {
             // Versions follow the newest entries, by key, newest first.
             let region = slots.get(self.count..self.count + self.versions)?;
-            let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map(|e| e.key);
-            let first = region.partition_point(|s| key_of(s).is_some_and(|k| k < key));
+            let tag = self.search_tag(slots, arena, key);
+            let first = region.partition_point(|s| frozen_cmp(arena, s, key, tag) == Ordering::Less);
             return region
                 .get(first..)?
                 .iter()
@@ -575,16 +623,26 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     pub fn get_at(&self, key: &[u8]) -> Option<(u32, Entry<'_>)> {
         let (slots, arena) = self.parts();
         let i = if self.frozen {
-            slots[..self.count]
-                .binary_search_by(|s| {
-                    slot_offset(s).and_then(|o| entry_at(arena, o)).map_or(Ordering::Less, |e| e.key.cmp(key))
-                })
-                .ok()?
+            let tag = self.search_tag(slots, arena, key);
+            slots.get(..self.count)?.binary_search_by(|s| frozen_cmp(arena, s, key, tag)).ok()?
         } else {
             self.probe(key, hash(key)).ok()?
         };
         let at = slot_offset(slots.get(i)?)?;
         Some((at, entry_at(arena, at)?))
+    }
+
+    /// The tag `key` would have in this frozen table: `None` when it lacks the prefix every
+    /// key here shares (then only the key bytes compare it with a slot's).
+    fn search_tag(&self, slots: &[Slot], arena: &[u8], key: &[u8]) -> Option<u32> {
+        let shared = self.shared_prefix;
+        if shared > 0 {
+            let first = slots.first().and_then(slot_offset).and_then(|o| entry_at(arena, o))?;
+            if first.key.get(..shared) != key.get(..shared) {
+                return None;
+            }
+        }
+        Some(key_tag(key, shared))
     }
 
     /// Makes the table immutable: sorts its entries by key for lookups and for a flush.
@@ -611,6 +669,19 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             (slot_hash(s) & VERSION_FLAG, key, core::cmp::Reverse(off))
         };
         slots[..used].sort_unstable_by(|a, b| order(a).cmp(&order(b)));
+        // Both runs (newest entries, versions) are in key order: the prefix every key shares is
+        // the one the first key shares with each run's first and last.
+        let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map_or(&[][..], |e| e.key);
+        let (newest, versions) = slots[..used].split_at(self.count.min(used));
+        let first = newest.first().map_or(&[][..], key_of);
+        let ends = [newest.last(), versions.first(), versions.last()];
+        let shared =
+            ends.into_iter().flatten().map(|s| common_prefix(first, key_of(s))).min().unwrap_or(first.len());
+        for slot in &mut slots[..used] {
+            let tag = (slot_hash(slot) & VERSION_FLAG) | key_tag(key_of(slot), shared);
+            slot[..4].copy_from_slice(&tag.to_le_bytes());
+        }
+        self.shared_prefix = shared;
         self.frozen = true;
         self.changes += 1;
     }
@@ -734,6 +805,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             ranges: self.ranges.clone(),
             versions: self.versions,
             watermark: self.watermark,
+            shared_prefix: self.shared_prefix,
         };
         copy.freeze();
         Ok(copy)
@@ -766,6 +838,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.ranges.clear();
         self.versions = 0;
         self.watermark = 0;
+        self.shared_prefix = 0;
     }
 }
 
@@ -837,6 +910,78 @@ mod tests {
         assert_eq!(m.get(b"b").unwrap().value, b"2");
         assert!(m.get(b"c").is_none());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn a_frozen_table_finds_every_key_and_version_and_no_other_through_its_tags() {
+        // Keys over a tiny alphabet (zero bytes, bytes one bit apart so that tags tie, prefixes
+        // of one another, lengths around the four tag bytes), with and without a long prefix
+        // they all share, overwritten across pinned points so that version slots of one key
+        // sit side by side; every lookup checked against a model, newest and as of each point.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let word = |prefix: &[u8], next: &mut dyn FnMut() -> u64| {
+            let len = 1 + next() as usize % 7;
+            let mut k = prefix.to_vec();
+            k.extend((0..len).map(|_| [0u8, 1, b'a', 0x80, 0xfe, 0xff][next() as usize % 6]));
+            k
+        };
+        for prefix in [&b""[..], b"sensor/0042/"] {
+            for round in 0..30 {
+                let mut m = MemTable::new(vec![0u8; 32 << 10]).unwrap();
+                let mut model = std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new();
+                let mut points = Vec::new();
+                for i in 0..200u32 {
+                    // Rewrites of a few keys make the versions; new keys the rest.
+                    let k = match model.keys().nth(next() as usize % 4) {
+                        Some(old) if next() % 3 == 0 => old.clone(),
+                        _ => word(prefix, &mut next),
+                    };
+                    let v = i.to_le_bytes();
+                    if m.insert(&put(&k), &k, &v).is_err() {
+                        break;
+                    }
+                    model.insert(k, v.to_vec());
+                    if next() % 16 == 0 {
+                        points.push((m.pin(), model.clone()));
+                    }
+                }
+                // Frozen in place, and a frozen copy of the same table while it was active.
+                let copy = m.copy_frozen(vec![0u8; 32 << 10]).unwrap();
+                m.freeze();
+                assert!(m.versions() > 0 || points.is_empty(), "round {round}");
+                let mut probes: Vec<Vec<u8>> = model.keys().cloned().collect();
+                probes.extend((0..300).map(|_| word(prefix, &mut next)));
+                probes.extend(
+                    [
+                        &b""[..],
+                        b"a",
+                        b"sensor/",
+                        b"sensor/0042/",
+                        b"sensor/0042/\xff\xff\xff\xff\xff\xff\xff\xff",
+                        b"zzz",
+                    ]
+                    .map(|k| k.to_vec()),
+                );
+                for t in [&m, &copy] {
+                    for k in &probes {
+                        assert_eq!(t.get(k).map(|e| e.value), model.get(k).map(|v| &v[..]), "{k:?}");
+                        for (point, seen) in &points {
+                            assert_eq!(
+                                value_as_of(t, k, *point).as_ref(),
+                                seen.get(k),
+                                "{k:?} as of {point}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
