@@ -65,13 +65,6 @@ fn model(n: u32) -> BTreeMap<String, Option<String>> {
     m
 }
 
-fn file_ids(dir: &Path, ext: &str) -> Vec<u64> {
-    common::files_with_ext(dir, ext)
-        .iter()
-        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
-        .collect()
-}
-
 /// The child: writes until a write freezes the MemTable, waits for the flush thread to publish
 /// the table, reports, and waits to be killed. A no-op unless `MINIVAULT_PUBLISH_CHILD` is set.
 #[test]
@@ -92,7 +85,7 @@ fn child_publishes_a_flush_then_waits() {
     }
     // From here on no call that collects the flush thread's report (stats and file listing only).
     let start = Instant::now();
-    while file_ids(dir, "sst").is_empty() || !file_ids(dir, "tmp").is_empty() {
+    while common::file_ids(dir, "sst").is_empty() || !common::file_ids(dir, "tmp").is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "child: the flush thread never published its table"
@@ -136,11 +129,11 @@ fn kill9_after_a_flush_is_published_and_before_it_is_installed_loses_nothing_and
         panic!("the child ended before the flush thread published its table");
     };
     // The state at the kill: the table live, the WAL it covers and the new one both still there.
-    let tables = file_ids(&dir, "sst");
-    let wals = file_ids(&dir, "wal");
+    let tables = common::file_ids(&dir, "sst");
+    let wals = common::file_ids(&dir, "wal");
     assert_eq!(tables.len(), 1, "one published table: {tables:?}");
     assert_eq!(wals.len(), 2, "the covered WAL and the current one: {wals:?}");
-    assert!(file_ids(&dir, "tmp").is_empty());
+    assert!(common::file_ids(&dir, "tmp").is_empty());
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success(), "the child exited instead of being killed");
 
@@ -151,7 +144,11 @@ fn kill9_after_a_flush_is_published_and_before_it_is_installed_loses_nothing_and
     }
     let live: Vec<u64> = db.tables().iter().map(|t| t.id).collect();
     assert_eq!(live, tables, "the published table is the one live table");
-    assert_eq!(file_ids(&dir, "wal"), wals[1..], "the WAL the table covers was removed, the newer one kept");
+    assert_eq!(
+        common::file_ids(&dir, "wal"),
+        wals[1..],
+        "the WAL the table covers was removed, the newer one kept"
+    );
     let stats = db.stats();
     // Only the newer WAL replayed: the write that froze the MemTable went to it. Replaying the
     // covered one too would bring its writes back into the MemTable (or flush a second table).

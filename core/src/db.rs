@@ -44,7 +44,7 @@ use crate::space::Space;
 use crate::sstable::{Lookup, ProbeTable, ReadCounters, Table, TableInfo};
 use crate::stats::Stats;
 use crate::storage::Storage;
-use crate::version::Version;
+use crate::version::{TableState, Version};
 use crate::wal::{SyncTarget, Wals};
 
 pub(crate) type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
@@ -525,12 +525,12 @@ where
     /// an eviction took one of its inputs ([`crate::WhenFull::DropOldest`]), or the database
     /// was poisoned meanwhile. A failure poisons the database, as any failed change does.
     pub fn install_compaction(&mut self, done: Compacted<S::File>) -> Result<bool, S> {
-        let Compacted { plan, file, footer } = done;
+        let Compacted { plan, file, footer, state } = done;
         let running = self.take_running(&plan);
         let start = self.run_start(&plan);
         match (running, start) {
             (Some(r), Some(start)) if !r.cancelled && !self.poisoned && plan.count >= 2 => {
-                match self.version.replace_run(&mut self.storage, start, plan.count, file, footer) {
+                match self.version.replace_run(&mut self.storage, start, plan.count, file, footer, state) {
                     Ok(()) => {
                         self.counters.compactions += 1;
                         self.enforce_cap().or_else(|e| self.poison(e))?;
@@ -541,8 +541,11 @@ where
             }
             _ => {
                 drop(file);
-                // Open removes it if this fails.
-                let _ = self.storage.remove(&plan.temp_name());
+                // Open removes it if this fails. A published output is live on disk already and
+                // holds exactly its inputs' entries: it stays, and the set in memory keeps them.
+                if state != TableState::Published {
+                    let _ = self.storage.remove(&plan.temp_name());
+                }
                 Ok(false)
             }
         }
@@ -630,7 +633,7 @@ where
                 drop(file);
                 // Open removes it if this fails. A published table stays: it is live on disk
                 // already, and holds what the WALs it covers hold (`flush`, *Crash safety*).
-                if state != flush::TableState::Published {
+                if state != TableState::Published {
                     let _ = self.storage.remove(&plan.temp_name());
                 }
             }
@@ -645,7 +648,7 @@ where
         &mut self,
         plan: FlushPlan,
         table: Option<(S::File, crate::sstable::Footer)>,
-        state: flush::TableState,
+        state: TableState,
     ) -> Result<(), S> {
         if let Some((file, footer)) = table {
             self.version.add(&mut self.storage, plan.id, file, footer, state)?;

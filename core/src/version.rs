@@ -37,7 +37,8 @@ pub struct Version<F> {
     changes: u64,
 }
 
-/// How far a flush's table was taken before [`Version::add`]: what is left for it to do.
+/// How far a flush's or a compaction's table was taken before [`Version::add`] or
+/// [`Version::replace_run`]: what is left for them to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableState {
     /// `<id>.tmp`, written and not synced: `add` syncs it, renames it to `<id>.sst` and syncs
@@ -228,25 +229,14 @@ impl<F> Version<F> {
         &mut self,
         storage: &mut S,
         id: u64,
-        mut file: F,
+        file: F,
         footer: Footer,
         state: TableState,
     ) -> Result<(), S> {
         if self.tables.is_full() {
             return Err(Error::TooManyTables);
         }
-        let (file, bytes) = match state {
-            TableState::Written => publish(storage, file, id)?,
-            TableState::Synced => {
-                let bytes = storage.len(&mut file).storage()?;
-                make_live(storage, id)?;
-                (file, bytes)
-            }
-            TableState::Published => {
-                let bytes = storage.len(&mut file).storage()?;
-                (file, bytes)
-            }
-        };
+        let (file, bytes) = finish_publish(storage, file, id, state)?;
         let _ = self.tables.push(Table::new(id, file, footer, bytes));
         self.changes += 1;
         Ok(())
@@ -262,12 +252,13 @@ impl<F> Version<F> {
         footer: Footer,
     ) -> Result<(), S> {
         let count = self.tables.len().saturating_sub(start);
-        self.replace_run(storage, start, count, file, footer)
+        self.replace_run(storage, start, count, file, footer, TableState::Written)
     }
 
     /// Makes the table just written by a compaction of the `count` tables from index `start`
     /// live in their place: it takes the newest input's id (`<id>.tmp` renamed over
-    /// `<id>.sst`), then the older inputs are removed. The run need not be the newest: tables
+    /// `<id>.sst`, or already renamed by whoever ran the merge: `state` says what is left, as
+    /// for [`Version::add`]), then the older inputs are removed. The run need not be the newest: tables
     /// flushed since the compaction was planned have larger ids, so the output's
     /// `[replaces_from, id)` still names exactly its inputs (`docs/FORMAT.md`, *Lineage*).
     pub fn replace_run<S: Storage<File = F>>(
@@ -277,12 +268,13 @@ impl<F> Version<F> {
         count: usize,
         file: F,
         footer: Footer,
+        state: TableState,
     ) -> Result<(), S> {
         let end = start + count;
         let Some(id) = self.tables.get(start..end).and_then(|run| run.last()).map(Table::id) else {
             return Ok(());
         };
-        let (file, bytes) = publish(storage, file, id)?;
+        let (file, bytes) = finish_publish(storage, file, id, state)?;
         // From here on the set differs from what it was, whatever fails below.
         self.changes += 1;
         // No directory sync for these removals: an input that comes back after a power cut has
@@ -362,6 +354,28 @@ pub fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Resul
     let bytes = storage.len(&mut file).storage()?;
     make_live(storage, id)?;
     Ok((file, bytes))
+}
+
+/// What is left of [`publish`] for a table that `state` says was taken that far: the file and
+/// its size, synced and live as `<id>.sst`.
+fn finish_publish<S: Storage>(
+    storage: &mut S,
+    mut file: S::File,
+    id: u64,
+    state: TableState,
+) -> Result<(S::File, u64), S> {
+    match state {
+        TableState::Written => publish(storage, file, id),
+        TableState::Synced => {
+            let bytes = storage.len(&mut file).storage()?;
+            make_live(storage, id)?;
+            Ok((file, bytes))
+        }
+        TableState::Published => {
+            let bytes = storage.len(&mut file).storage()?;
+            Ok((file, bytes))
+        }
+    }
 }
 
 /// The second half of [`publish`], for a `<id>.tmp` already synced: renames it to `<id>.sst`

@@ -168,6 +168,19 @@ pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
+/// The ids of the files in `dir` whose names end in `.{ext}` (`<id>` is 16 hex digits), oldest
+/// first.
+#[allow(dead_code)]
+pub fn file_ids(dir: &Path, ext: &str) -> Vec<u64> {
+    files_with_ext(dir, ext)
+        .iter()
+        .map(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).expect("file name");
+            u64::from_str_radix(stem, 16).unwrap_or_else(|_| panic!("not a file id: {stem}"))
+        })
+        .collect()
+}
+
 /// The `<id>.wal` files in `dir`, oldest first.
 pub fn wal_files(dir: &Path) -> Vec<PathBuf> {
     files_with_ext(dir, "wal")

@@ -29,7 +29,7 @@ use crate::names::{file_name, FileKind, FileName};
 use crate::space::{discard_if_full, no_space};
 use crate::sstable::{Footer, Table};
 use crate::storage::Storage;
-use crate::version::Version;
+use crate::version::{TableState, Version};
 
 /// A compaction decided on ([`plan`]): a run of adjacent live tables, and what its output's
 /// footer will say. Small and `Copy`: the tables themselves stay where they are.
@@ -71,8 +71,9 @@ pub struct Input {
     pub bytes: u64,
 }
 
-/// A finished compaction's output, synced and still named `<id>.tmp`, waiting to be installed
-/// ([`crate::Db::install_compaction`]).
+/// A finished compaction's output, synced, waiting to be installed
+/// ([`crate::Db::install_compaction`]): still named `<id>.tmp` ([`TableState::Synced`]), or
+/// already renamed over `<id>.sst` by whoever ran the merge ([`TableState::Published`]).
 pub struct Compacted<F> {
     /// What was merged.
     pub plan: Plan,
@@ -80,6 +81,8 @@ pub struct Compacted<F> {
     pub file: F,
     /// Its footer.
     pub footer: Footer,
+    /// How far the output was taken: what the install has left to do.
+    pub state: TableState,
 }
 
 /// The most tables the policy lets a database hold before it merges whatever it must:
@@ -176,7 +179,9 @@ pub fn run<S: Storage>(
     let merged = merge(storage, inputs, output, scratch, plan.drop_dead_at);
     drop(reader);
     match merged {
-        Ok(footer) => version.replace_run(storage, start, plan.count, out, footer).map(|()| true),
+        Ok(footer) => {
+            version.replace_run(storage, start, plan.count, out, footer, TableState::Written).map(|()| true)
+        }
         Err(e) => {
             drop(out);
             Err(discard_if_full(storage, &tmp, e))
@@ -271,7 +276,7 @@ impl<F> Execution<F> {
         let Execution { plan, mut out, .. } = self;
         // Nothing depends on the output yet: out of space here only skips the compaction.
         storage.sync(&mut out).map_err(|e| no_space(storage, e))?;
-        Ok(Ok(Compacted { plan, file: out, footer }))
+        Ok(Ok(Compacted { plan, file: out, footer, state: TableState::Synced }))
     }
 
     /// Gives the compaction up: closes every handle and removes the output. What is on storage

@@ -98,6 +98,7 @@ use crate::limits::MAX_TABLES;
 use crate::options::{Clock, CompactionMode};
 use crate::space::{discard_if_full, no_space};
 use crate::storage::Storage;
+use crate::version::TableState;
 
 /// The state of [`crate::Db::maintain`]: scratch memory, and the compaction in progress.
 pub struct Maintenance<F, B> {
@@ -374,7 +375,7 @@ where
             let _ = self.storage.remove(&name);
             return self.fail_compaction(&plan, e).map(|()| false);
         }
-        self.install_compaction(Compacted { plan, file: out, footer })?;
+        self.install_compaction(Compacted { plan, file: out, footer, state: TableState::Synced })?;
         if then_start {
             self.start_stepped()?;
         }
