@@ -18,10 +18,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use common::child;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,37 +33,6 @@ fn options() -> Options {
     Options { background_threads: 1, ..common::options(MEMTABLE, Durability::Always) }
 }
 
-fn key(j: u32) -> String {
-    format!("k{j:06}")
-}
-
-/// Write `i` of the program: a put of a new key, an overwrite of an older one, or a delete.
-enum Op {
-    Put(String, String),
-    Delete(String),
-}
-
-fn op(i: u32) -> Op {
-    let value = |i: u32| format!("v{i:06}-{}", "x".repeat(60));
-    match i {
-        i if i % 9 == 8 => Op::Delete(key(i - 4)),
-        i if i % 5 == 4 => Op::Put(key(i / 2), value(i)),
-        i => Op::Put(key(i), value(i)),
-    }
-}
-
-/// What every key touched by the first `n` writes reads as after them.
-fn model(n: u32) -> BTreeMap<String, Option<String>> {
-    let mut m = BTreeMap::new();
-    for i in 0..n {
-        match op(i) {
-            Op::Put(k, v) => m.insert(k, Some(v)),
-            Op::Delete(k) => m.insert(k, None),
-        };
-    }
-    m
-}
-
 /// The child: writes until a write freezes the MemTable, waits for the flush thread to publish
 /// the table, reports, and waits to be killed. A no-op unless `MINIVAULT_PUBLISH_CHILD` is set.
 #[test]
@@ -75,11 +43,7 @@ fn child_publishes_a_flush_then_waits() {
     let mut n = 0;
     // The frozen MemTable stays until the install; the write that froze it made it non-empty.
     while db.stats().immutable_keys == 0 {
-        match op(n) {
-            Op::Put(k, v) => db.put(k.as_bytes(), v.as_bytes()),
-            Op::Delete(k) => db.delete(k.as_bytes()),
-        }
-        .expect("child: write");
+        child::apply(&db, n).expect("child: write");
         n += 1;
         assert!(n < 100_000, "child: no write froze the MemTable");
     }
@@ -94,10 +58,7 @@ fn child_publishes_a_flush_then_waits() {
     }
     assert_eq!(db.stats().tables, 0, "child: the table was installed");
     assert_eq!(db.background_stats().flushes, 0, "child: the table was installed");
-    println!("\npublished {n}");
-    loop {
-        thread::sleep(Duration::from_secs(60));
-    }
+    child::report_and_wait(n);
 }
 
 #[test]
@@ -108,37 +69,18 @@ fn kill9_after_a_flush_is_published_and_before_it_is_installed_loses_nothing_and
     let _serial = common::serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_publishes_a_flush_then_waits", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut acked = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(n) = line.strip_prefix("published ") {
-            acked = Some(n.trim().parse::<u32>().unwrap());
-            break;
-        }
-    }
-    let Some(acked) = acked else {
-        let _ = child.kill();
-        child.wait().unwrap();
-        panic!("the child ended before the flush thread published its table");
-    };
+    let (child, acked) = child::spawn_until_published("child_publishes_a_flush_then_waits", CHILD_ENV, &dir);
+    let Some(acked) = acked else { panic!("the child ended before the flush thread published its table") };
     // The state at the kill: the table live, the WAL it covers and the new one both still there.
     let tables = common::file_ids(&dir, "sst");
     let wals = common::file_ids(&dir, "wal");
     assert_eq!(tables.len(), 1, "one published table: {tables:?}");
     assert_eq!(wals.len(), 2, "the covered WAL and the current one: {wals:?}");
     assert!(common::file_ids(&dir, "tmp").is_empty());
-    child.kill().unwrap();
-    assert!(!child.wait().unwrap().success(), "the child exited instead of being killed");
+    child::kill(child);
 
     let db = Db::open_with(&dir, options()).unwrap();
-    for (k, want) in model(acked) {
+    for (k, want) in child::model(acked) {
         let got = db.get(k.as_bytes()).unwrap().map(|v| String::from_utf8(v).unwrap());
         assert_eq!(got, want, "acknowledged key {k} ({acked} writes acknowledged)");
     }

@@ -5,6 +5,7 @@
 //! Each test file includes this with `mod common;` and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod child;
 pub mod cli;
 pub mod tmux;
 
