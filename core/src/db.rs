@@ -520,8 +520,10 @@ where
     }
 
     /// Makes a finished compaction's output live in place of its inputs (`<id>.tmp` synced,
-    /// renamed over `<id>.sst`, directory synced, older inputs removed), wherever its run now is
-    /// among the tables. `Ok(false)` when the output was discarded instead (its `.tmp` removed):
+    /// renamed over `<id>.sst`, directory synced, older inputs removed; the first three already
+    /// done when `done.state` says so), wherever its run now is among the tables. `Ok(false)`
+    /// when the output was discarded instead (its `.tmp` removed; an output already published
+    /// stays, see below):
     /// an eviction took one of its inputs ([`crate::WhenFull::DropOldest`]), or the database
     /// was poisoned meanwhile. A failure poisons the database, as any failed change does.
     pub fn install_compaction(&mut self, done: Compacted<S::File>) -> Result<bool, S> {
@@ -541,8 +543,10 @@ where
             }
             _ => {
                 drop(file);
-                // Open removes it if this fails. A published output is live on disk already and
-                // holds exactly its inputs' entries: it stays, and the set in memory keeps them.
+                // Open removes it if this fails. A published output is live on disk already: it
+                // stays, and the set in memory keeps its inputs. It holds exactly their entries
+                // only when no eviction cancelled the plan: a host publishes outputs itself only
+                // where nothing evicts (POSIX: no `max_bytes`, no `WhenFull::DropOldest`).
                 if state != TableState::Published {
                     let _ = self.storage.remove(&plan.temp_name());
                 }

@@ -16,7 +16,7 @@
 //!   tables ≥ stop_tables: wait for a report,         its own scratch (memtable_bytes)
 //!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
 //!   tables ≥ slowdown_tables: sleep SLOWDOWN,        looking at the stop flag between steps
-//!     lock let go                                  sync the output (not under max_bytes:
+//!     lock let go                                  sync the output (when nothing evicts:
 //!                                                  rename it over <id>.sst, sync the
 //!                                                  directory), report it, notify
 //! the write (a rotation only freezes the MemTable     `reported`
@@ -29,8 +29,8 @@
 //! here runs under it; a writer held back by the thresholds lets the lock go while it waits, so
 //! gets, scans and other writers' group commits go on. Installing takes the engine (`&mut`), in
 //! the call that picks the report up: the table set changed and the inputs handed to the reaper
-//! (under `max_bytes`: also the output's rename and directory sync, and the inputs unlinked
-//! there and then). The merge itself never holds the engine or its lock, and neither does the
+//! (under `max_bytes` or with `WhenFull::DropOldest`: also the output's rename and directory
+//! sync; under `max_bytes` the inputs are unlinked there and then). The merge itself never holds the engine or its lock, and neither does the
 //! worker's rename and directory sync: a directory sync commits the file system's journal,
 //! measured at up to 77 ms under the lock at 10^7 keys.
 //!
@@ -88,7 +88,9 @@ struct Job {
 
 /// What a worker reports back.
 enum Report {
-    /// The output, complete and synced (`Ok`), or why the merge failed (its output removed).
+    /// The output, complete and synced (`Ok`; live already when `publish` was set), or why
+    /// the merge failed (its `.tmp` removed; live if only the directory sync after its rename
+    /// failed, which poisons the engine).
     Done {
         worker: usize,
         plan: Plan,
@@ -180,6 +182,8 @@ impl Background {
     /// `off_lock` (not under `max_bytes`, where the directory must be under the cap after each
     /// call, so files appear and go only when the engine counts them), the flush thread makes its
     /// tables live itself and a reaper thread unlinks obsolete files, both off the engine's lock.
+    /// With `publish_outputs` ([`crate::Options`]' `workers_publish_outputs`: `off_lock` and no
+    /// eviction), the workers make their outputs live themselves too.
     pub(crate) fn start(
         engine: &mut Engine,
         threads: usize,
@@ -187,6 +191,7 @@ impl Background {
         slowdown_tables: usize,
         stop_tables: usize,
         off_lock: bool,
+        publish_outputs: bool,
     ) -> std::io::Result<Background> {
         let (report_tx, reports) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -197,7 +202,8 @@ impl Background {
             let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?;
             let (jobs, job_rx) = mpsc::channel();
             let (tx, notify) = (report_tx.clone(), Arc::clone(&reported));
-            let flags = Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused), publish: off_lock };
+            let flags =
+                Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused), publish: publish_outputs };
             let thread = thread::Builder::new()
                 .name(format!("minivault-compaction-{index}"))
                 .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
@@ -460,7 +466,9 @@ struct Flags {
     paused: Arc<AtomicBool>,
     /// Make the output live (rename over `<id>.sst`, directory sync) before reporting it, so
     /// that the install under the engine's lock has only the table set to change: not under
-    /// `max_bytes`, where a file must appear only when the engine counts it.
+    /// `max_bytes`, where a file must appear only when the engine counts it, nor with
+    /// `WhenFull::DropOldest`, where an eviction may cancel the compaction meanwhile
+    /// (`crate::Options::workers_publish_outputs`).
     publish: bool,
 }
 

@@ -318,6 +318,7 @@ impl Db {
                     options.stop_tables,
                     // Under a cap, a file removed later would count against it meanwhile.
                     options.max_bytes.is_none(),
+                    options.workers_publish_outputs(),
                 );
                 Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
             }

@@ -176,6 +176,17 @@ impl Options {
         Ok(())
     }
 
+    /// True when a compaction worker may make its output live itself (rename over the newest
+    /// input's `<id>.sst`, directory sync) before the engine installs it: not under
+    /// `max_bytes` (a file must appear only when the engine counts it against the cap), and not
+    /// with [`WhenFull::DropOldest`], which evicts tables whenever the disk is full, cap or no
+    /// cap: an eviction of a running compaction's input cancels the compaction, and its output
+    /// must then never become live (it would bring the evicted entries back, and take an
+    /// input's name from under the engine's table of that id).
+    pub(crate) fn workers_publish_outputs(&self) -> bool {
+        self.max_bytes.is_none() && self.when_full != WhenFull::DropOldest
+    }
+
     /// The most memory a handle opened with these options holds, fixed overhead aside:
     /// `(2 + background_threads + 1) × memtable_bytes + cache_bytes + row_cache_bytes +
     /// index_bytes` with background threads (the last MemTable-sized buffer is the flush
@@ -255,5 +266,20 @@ const fn max_cache() -> u64 {
         usize::MAX as u64
     } else {
         limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_publish_compaction_outputs_only_where_nothing_evicts() {
+        let plain = Options::default();
+        assert!(plain.workers_publish_outputs());
+        let evicting = Options { when_full: WhenFull::DropOldest, ..Options::default() };
+        assert!(!evicting.workers_publish_outputs(), "DropOldest evicts at a full disk, cap or no cap");
+        let capped = Options { max_bytes: Some(1 << 30), ..Options::default() };
+        assert!(!capped.workers_publish_outputs());
     }
 }
