@@ -3,9 +3,11 @@
 //!
 //! [`Version`] owns the live tables (oldest first), the next file id (WALs and tables share one
 //! counter, so ids order files by age), and the only way a table becomes live or stops being
-//! live: [`Version::add`] after a flush, [`Version::replace`] after a compaction, both through
-//! one atomic publication (`publish`: sync the file, rename `<id>.tmp` to `<id>.sst`, sync the
-//! directory).
+//! live in the set: [`Version::add`] after a flush, [`Version::replace_run`] after a compaction,
+//! both through one atomic publication (`publish`: sync the file, rename `<id>.tmp` to
+//! `<id>.sst`, sync the directory), or after it when whoever ran the flush or the merge made it
+//! already ([`TableState`]: the disk is then as after the install's rename, which the lineage
+//! below makes safe).
 //!
 //! # Lineage
 //! Two footer fields make the table set recoverable from the directory alone, without a
