@@ -6,7 +6,7 @@
 //!                  └► MemTables             insert; full: rotate (flush the immutable one first)
 //! rotate ─────────► Wals::rotate            sync the WAL, start the next
 //!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
-//!                  └► compaction::run       policy, merge, Version::replace
+//!                  └► compaction::run       policy, merge, Version::replace_run
 //! plan_flush ─────► flush::write_temp       the same flush apart from the database (a copy of
 //!   install_flush                           the immutable MemTable, another storage handle);
 //!                                           meanwhile a rotation is Error::FlushPending
@@ -542,16 +542,22 @@ where
                 }
             }
             _ => {
-                drop(file);
-                // Open removes it if this fails. A published output is live on disk already: it
-                // stays, and the set in memory keeps its inputs. It holds exactly their entries
-                // only when no eviction cancelled the plan: a host publishes outputs itself only
-                // where nothing evicts (POSIX: no `max_bytes`, no `WhenFull::DropOldest`).
-                if state != TableState::Published {
-                    let _ = self.storage.remove(&plan.temp_name());
-                }
+                // A published output is live on disk already: it stays, and the set in memory
+                // keeps its inputs. It holds exactly their entries only when no eviction
+                // cancelled the plan: a host publishes outputs itself only where nothing evicts
+                // (POSIX: no `max_bytes`, no `WhenFull::DropOldest`).
+                self.discard_output(file, state, &plan.temp_name());
                 Ok(false)
             }
+        }
+    }
+
+    /// Closes an output that will not be installed and removes its `temp` file unless it was
+    /// published already (open removes the `.tmp` if this removal fails).
+    fn discard_output(&mut self, file: S::File, state: TableState, temp: &crate::names::FileName) {
+        drop(file);
+        if state != TableState::Published {
+            let _ = self.storage.remove(temp);
         }
     }
 
@@ -634,12 +640,9 @@ where
                 self.flushing = None;
             }
             if let Some((file, _)) = table {
-                drop(file);
-                // Open removes it if this fails. A published table stays: it is live on disk
-                // already, and holds what the WALs it covers hold (`flush`, *Crash safety*).
-                if state != TableState::Published {
-                    let _ = self.storage.remove(&plan.temp_name());
-                }
+                // A published table stays: it is live on disk already, and holds what the WALs
+                // it covers hold (`flush`, *Crash safety*).
+                self.discard_output(file, state, &plan.temp_name());
             }
             return Ok(());
         }

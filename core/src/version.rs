@@ -4,7 +4,7 @@
 //! [`Version`] owns the live tables (oldest first), the next file id (WALs and tables share one
 //! counter, so ids order files by age), and the only way a table becomes live or stops being
 //! live in the set: [`Version::add`] after a flush, [`Version::replace_run`] after a compaction,
-//! both through one atomic publication (`publish`: sync the file, rename `<id>.tmp` to
+//! both through one atomic publication (`finish_publish`: sync the file, rename `<id>.tmp` to
 //! `<id>.sst`, sync the directory), or after it when whoever ran the flush or the merge made it
 //! already ([`TableState`]: the disk is then as after the install's rename, which the lineage
 //! below makes safe).
@@ -244,19 +244,6 @@ impl<F> Version<F> {
         Ok(())
     }
 
-    /// Makes the table just written by a compaction of the tables `start..` live in their place
-    /// ([`Version::replace_run`] of the newest run).
-    pub fn replace<S: Storage<File = F>>(
-        &mut self,
-        storage: &mut S,
-        start: usize,
-        file: F,
-        footer: Footer,
-    ) -> Result<(), S> {
-        let count = self.tables.len().saturating_sub(start);
-        self.replace_run(storage, start, count, file, footer, TableState::Written)
-    }
-
     /// Makes the table just written by a compaction of the `count` tables from index `start`
     /// live in their place: it takes the newest input's id (`<id>.tmp` renamed over
     /// `<id>.sst`, or already renamed by whoever ran the merge: `state` says what is left, as
@@ -348,18 +335,9 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
     Ok(Lookup::Absent)
 }
 
-/// Makes the finished table `<id>.tmp` durable and live as `<id>.sst`, atomically replacing a
-/// table of that id if there is one: sync the file, rename, sync the directory. Returns the file
-/// and its size.
-pub fn publish<S: Storage>(storage: &mut S, mut file: S::File, id: u64) -> Result<(S::File, u64), S> {
-    storage.sync(&mut file).storage()?;
-    let bytes = storage.len(&mut file).storage()?;
-    make_live(storage, id)?;
-    Ok((file, bytes))
-}
-
-/// What is left of [`publish`] for a table that `state` says was taken that far: the file and
-/// its size, synced and live as `<id>.sst`.
+/// Makes the finished table durable and live as `<id>.sst` (atomically replacing a table of
+/// that id if there is one), doing what `state` says is left of: sync `<id>.tmp`, rename it,
+/// sync the directory. Returns the file and its size.
 fn finish_publish<S: Storage>(
     storage: &mut S,
     mut file: S::File,
@@ -367,7 +345,12 @@ fn finish_publish<S: Storage>(
     state: TableState,
 ) -> Result<(S::File, u64), S> {
     match state {
-        TableState::Written => publish(storage, file, id),
+        TableState::Written => {
+            storage.sync(&mut file).storage()?;
+            let bytes = storage.len(&mut file).storage()?;
+            make_live(storage, id)?;
+            Ok((file, bytes))
+        }
         TableState::Synced => {
             let bytes = storage.len(&mut file).storage()?;
             make_live(storage, id)?;
@@ -380,8 +363,7 @@ fn finish_publish<S: Storage>(
     }
 }
 
-/// The second half of [`publish`], for a `<id>.tmp` already synced: renames it to `<id>.sst`
-/// and syncs the directory.
+/// The rename and directory sync that make a synced `<id>.tmp` live as `<id>.sst`.
 pub fn make_live<S: Storage>(storage: &mut S, id: u64) -> Result<(), S> {
     storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;
     storage.sync_dir().storage()
