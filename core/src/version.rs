@@ -27,7 +27,7 @@ use heapless::Vec;
 use crate::error::{Error, ReadResultExt, ResultExt};
 use crate::limits::{MAX_TABLES, MAX_WALS};
 use crate::log::event;
-use crate::names::{file_name, parse_name, FileKind};
+use crate::names::{file_name, parse_name, FileKind, FileName};
 use crate::sstable::{Footer, Lookup, ProbeTable, ReadCounters, Table, TableInfo};
 use crate::storage::Storage;
 
@@ -51,6 +51,17 @@ pub enum TableState {
     Synced,
     /// `<id>.sst`, synced and live (`flush::publish`): `add` only adds it to the set.
     Published,
+}
+
+impl TableState {
+    /// The name table `id`'s file has in this state: `<id>.sst` once published, `<id>.tmp`
+    /// before.
+    pub fn file_name(self, id: u64) -> FileName {
+        match self {
+            TableState::Published => file_name(FileKind::Table, id),
+            TableState::Written | TableState::Synced => file_name(FileKind::TempTable, id),
+        }
+    }
 }
 
 /// What [`Version::recover`] found besides the tables.

@@ -61,7 +61,6 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use minivault_core::compaction::{Compacted, Execution, Input, Plan};
-use minivault_core::names::{file_name, FileKind};
 use minivault_core::version::TableState;
 
 use crate::engine::Engine;
@@ -366,10 +365,7 @@ impl Background {
                 // The output was written through the worker's handle and cache: the engine reads
                 // it through a handle of its own storage.
                 let result = (*result).and_then(|mut done| {
-                    let name = match done.state {
-                        TableState::Published => file_name(FileKind::Table, plan.id),
-                        _ => plan.temp_name(),
-                    };
+                    let name = done.state.file_name(plan.id);
                     done.file = engine.storage().open_fresh(&name).map_err(minivault_core::Error::Storage)?;
                     Ok(done)
                 });

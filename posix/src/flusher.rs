@@ -50,7 +50,6 @@ use std::thread::{self, JoinHandle};
 
 use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
-use minivault_core::names::{file_name, FileKind};
 use minivault_core::sstable::Footer;
 
 use crate::engine::Engine;
@@ -138,6 +137,16 @@ impl Flusher {
         self.running.is_some()
     }
 
+    /// How far this thread takes its tables: published itself, or only synced (under
+    /// `max_bytes`, where the install renames them).
+    fn state(&self) -> TableState {
+        if self.publish {
+            TableState::Published
+        } else {
+            TableState::Synced
+        }
+    }
+
     /// Hands the thread the flush of the engine's immutable MemTable, if there is one and the
     /// thread is idle.
     pub(crate) fn schedule(&mut self, engine: &mut Engine) {
@@ -179,10 +188,7 @@ impl Flusher {
             // through a handle of its own storage.
             let result = result.and_then(|table| match table {
                 Some(footer) => {
-                    let name = match self.publish {
-                        true => file_name(FileKind::Table, plan.id),
-                        false => plan.temp_name(),
-                    };
+                    let name = self.state().file_name(plan.id);
                     let file = engine.storage().open_fresh(&name).map_err(CoreError::Storage)?;
                     Ok(Some((file, footer)))
                 }
@@ -190,8 +196,7 @@ impl Flusher {
             });
             let handled = match result {
                 Ok(table) => {
-                    let state = if self.publish { TableState::Published } else { TableState::Synced };
-                    let installed = engine.install_flush(Flushed { plan, table, state });
+                    let installed = engine.install_flush(Flushed { plan, table, state: self.state() });
                     if installed.is_ok() {
                         self.installed += 1;
                     }
