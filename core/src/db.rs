@@ -220,6 +220,15 @@ where
         self.write(h, key, value)
     }
 
+    /// Stores `value` under `key` for `ttl` clock units (at least 1) counted from this call's own
+    /// reading of the clock, so a write that waited (for a lock, for a flush) before reaching the
+    /// engine still gets its whole TTL and never fails with [`Error::InvalidTtl`].
+    pub fn put_with_ttl(&mut self, key: &[u8], value: &[u8], ttl: u64) -> Result<(), S> {
+        let expires_at = self.clock.now().saturating_add(ttl.max(1));
+        let h = EntryHeader { tombstone: false, key_len: key.len(), expires_at: Some(expires_at) };
+        self.write(h, key, value)
+    }
+
     /// Deletes `key` (writes a tombstone, which hides older values in SSTables).
     pub fn delete(&mut self, key: &[u8]) -> Result<(), S> {
         self.write(EntryHeader { tombstone: true, key_len: key.len(), expires_at: None }, key, &[])
@@ -1069,6 +1078,30 @@ mod tests {
         t.set(200);
         assert_eq!(get(&mut db, b"k"), None, "expired entry hides the older value");
         assert_eq!(db.put_expiring(b"x", b"v", 200), Err(Error::InvalidTtl));
+    }
+
+    #[test]
+    fn a_ttl_counts_from_the_engines_own_clock_reading_however_late_the_write_arrives() {
+        let t = Rc::new(Cell::new(100));
+        let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 4096);
+        // A caller read the clock at 100 and reached the engine at 500: an absolute expiry from
+        // its reading is refused, a TTL is counted from the engine's reading.
+        t.set(500);
+        assert_eq!(db.put_expiring(b"late", b"v", 101), Err(Error::InvalidTtl));
+        db.put_with_ttl(b"late", b"v", 1).unwrap();
+        db.put_with_ttl(b"zero", b"v", 0).unwrap();
+        db.put_with_ttl(b"long", b"v", 50).unwrap();
+        db.put_with_ttl(b"max", b"v", u64::MAX).unwrap();
+        for k in [&b"late"[..], b"zero", b"long", b"max"] {
+            assert_eq!(get(&mut db, k).as_deref(), Some(&b"v"[..]), "{k:?}");
+        }
+        t.set(501);
+        assert_eq!(get(&mut db, b"late"), None);
+        assert_eq!(get(&mut db, b"zero"), None, "a TTL of 0 is 1");
+        assert_eq!(get(&mut db, b"long").as_deref(), Some(&b"v"[..]));
+        t.set(550);
+        assert_eq!(get(&mut db, b"long"), None);
+        assert_eq!(get(&mut db, b"max").as_deref(), Some(&b"v"[..]), "saturates, never wraps");
     }
 
     #[test]

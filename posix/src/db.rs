@@ -622,11 +622,12 @@ impl Db {
         self.write_with(|rows| rows.remove(key), |e| e.put(key, value))
     }
 
-    /// Stores `value` under `key` for `ttl`; afterwards the key reads as absent.
+    /// Stores `value` under `key` for `ttl` (at least 1 ms) from when the write is applied;
+    /// afterwards the key reads as absent. A write that waited for the lock or for a flush still
+    /// gets its whole TTL.
     pub fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), Error> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let expires_at = now_millis().saturating_add(ms.max(1));
-        self.write_with(|rows| rows.remove(key), |e| e.put_expiring(key, value, expires_at))
+        self.write_with(|rows| rows.remove(key), |e| e.put_with_ttl(key, value, ms))
     }
 
     /// Deletes `key`.
