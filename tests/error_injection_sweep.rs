@@ -353,8 +353,8 @@ impl Sweep {
         let wal = self.storage.names().into_iter().filter(|n| n.ends_with(".wal")).max();
         if let Some(wal) = wal {
             let mut bytes = self.storage.read_file(&wal).unwrap_or_default();
-            // The WAL's header (format 2: `MVWL`, version, two reserved zero bytes) ends in zeros.
-            let header = if bytes.starts_with(b"MVWL") { 8 } else { 0 };
+            // The WAL's header (`MVWL`, version, reserved zero bytes, ...) may end in zeros.
+            let header = common::wal_header_len(&bytes);
             let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1).max(header);
             let torn = [40, 0, 0, 0, 1, 2, 3, 4, 1, 5];
             bytes.resize(bytes.len().max(end + torn.len()), 0);

@@ -29,8 +29,11 @@ struct Figures {
 
 /// Start offset of the last whole record of a WAL, if any.
 fn last_record_start(wal: &[u8]) -> Option<usize> {
-    // Records follow the file header (format 2: 8 bytes starting `MVWL`).
-    let mut pos = if wal.starts_with(b"MVWL") { 8 } else { 0 };
+    // Records follow the file header: 32 bytes in format 3, 8 in format 2, none in format 1.
+    let mut pos = match wal.get(..6) {
+        Some([b'M', b'V', b'W', b'L', lo, hi]) => minivault_core::wal::header_len(u16::from_le_bytes([*lo, *hi])) as usize,
+        _ => 0,
+    };
     let mut last = None;
     while let Ok((_, used)) = record::decode(&wal[pos..]) {
         last = Some(pos);

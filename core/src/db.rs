@@ -72,6 +72,7 @@ pub(crate) struct Counters {
     pub(crate) compactions_skipped_for_space: u64,
     pub(crate) compaction_overruns: u64,
     pub(crate) torn_tails_truncated: u64,
+    pub(crate) wals_dropped: u64,
     pub(crate) gets: u64,
     pub(crate) reads: ReadCounters,
 }
@@ -331,25 +332,26 @@ where
     /// Appends one record to the current WAL, synced when the policy says so.
     fn log(&mut self, body: &[&[u8]], writes: u32) -> Result<(), S> {
         let policy = self.config.sync;
-        match self.wals.current() {
-            Some(wal) => wal.append(&mut self.storage, body, writes, policy),
-            None => Err(Error::ReadOnly),
-        }
+        self.wals.append(&mut self.storage, body, writes, policy)
     }
 
     /// Makes every acknowledged write durable (for [`crate::SyncPolicy::EveryN`] and
     /// [`crate::SyncPolicy::Manual`]).
     pub fn sync(&mut self) -> Result<(), S> {
-        self.mutate(|db| match db.wals.current() {
-            Some(wal) if wal.unsynced() > 0 => wal.sync(&mut db.storage),
-            _ => Ok(()),
-        })
+        self.mutate(|db| db.wals.sync(&mut db.storage))
     }
 
-    /// What a sync of the current WAL started now would cover, for a host that syncs the WAL
-    /// outside the engine (group commit; see [`crate::wal::writer`]): the WAL's id (its file is
+    /// What a sync started now must cover, for a host that syncs the WAL outside the engine
+    /// (group commit; see [`crate::wal::writer`]), in the order the files must be synced and
+    /// reported: the WAL the current one was rotated from while it is not synced (rotation
+    /// leaves that to the next sync), then the current WAL. Each names the WAL's id (its file is
     /// `FileName` [`crate::names::FileKind::Wal`] of that id), the end of its records, and the
-    /// writes appended so far. `None` when read-only.
+    /// writes appended so far. The current one is `None` when read-only.
+    pub fn wal_sync_targets(&self) -> [Option<SyncTarget>; 2] {
+        self.wals.sync_targets()
+    }
+
+    /// The current WAL's part of [`Db::wal_sync_targets`].
     pub fn wal_sync_target(&self) -> Option<SyncTarget> {
         self.wals.current_ref().map(crate::wal::Wal::sync_target)
     }
@@ -359,7 +361,8 @@ where
     /// file's write errors (on POSIX, a descriptor of its own: `open` of the file, not a `dup`).
     ///
     /// `Ok`: the WAL's durable end and unsynced count move as if [`Db::sync`] had run at that
-    /// moment (nothing changes if the WAL has been rotated away since: rotation synced it). `Err`:
+    /// moment (nothing changes for a WAL that is neither current nor the unsynced predecessor any
+    /// more). A host must report a predecessor's sync before it syncs the current WAL. `Err`:
     /// the database is poisoned, as by any failed sync, and the error comes back as
     /// [`Error::Storage`].
     pub fn wal_synced(
@@ -369,9 +372,7 @@ where
     ) -> Result<(), S> {
         match outcome {
             Ok(()) => {
-                if let Some(wal) = self.wals.current() {
-                    wal.note_synced(target);
-                }
+                self.wals.note_synced(target);
                 Ok(())
             }
             Err(e) => self.poison(Error::Storage(e)),
@@ -911,6 +912,7 @@ where
             wal_bytes: self.wals.record_bytes(),
             flushes: self.counters.flushes,
             torn_tails_truncated: self.counters.torn_tails_truncated,
+            wals_dropped: self.counters.wals_dropped,
             table_probes: self.counters.reads.table_probes,
             filter_skips: self.counters.reads.filter_skips,
             gets: self.counters.gets,

@@ -4,7 +4,10 @@
 //!    flush or compaction left (remove `*.tmp`, replaced tables, covered WALs).
 //! 2. Replay the WALs no table covers, in id order, into the active MemTable ([`WalReader`]
 //!    decides where each WAL ends: a clean end, a cut unsynced tail, or corruption). A MemTable
-//!    that fills during replay is written out as an SSTable.
+//!    that fills during replay is written out as an SSTable. An older WAL may end in an unsynced
+//!    tail only when the WAL after it allows it ([`wal::replay::successor_of`]); when it ends
+//!    before the end that WAL's header names, the later WALs are removed, not replayed: their
+//!    writes followed lost ones (see [`crate::wal`], "predecessor").
 //! 3. Continue the newest WAL at its logical end ([`Wal::adopt`]), or start one; write out the
 //!    MemTable when its entries came from several WALs (or from a WAL of format 1), so that no
 //!    more than the current and the immutable MemTable's WALs ever exist.
@@ -97,27 +100,63 @@ where
         let chunk = wal::chunk_for(self.config.wal_preallocation, self.mems.active().arena_capacity());
         let mut wals: Wals<S::File> = Wals::default();
         let mut flush_needed = false;
-        for (i, &id) in found.wals.iter().enumerate() {
-            let newest = i + 1 == found.wals.len();
-            let mut reader = WalReader::open(&mut self.storage, id, newest, read_only)?;
+        // WALs past `kept` followed writes a power cut took from their predecessor: not replayed.
+        let mut kept = found.wals.len();
+        let mut i = 0;
+        while i < kept {
+            let Some(&id) = found.wals.get(i) else { break };
+            let mut newest = i + 1 == kept;
+            // What the next WAL allows of this one's tail (see `wal::replay::successor_of`).
+            let allowance = match found.wals.get(i + 1) {
+                Some(&next) if !newest => wal::replay::successor_of(&mut self.storage, next, id)?,
+                _ => None,
+            };
+            let mut reader = WalReader::open(&mut self.storage, id, newest || allowance.is_some(), read_only)?;
             self.replay(&mut reader)?;
             let version = reader.version();
-            let (file, end) = reader.finish();
+            let (mut file, end) = reader.finish();
             if end.torn_tail_cut {
                 self.counters.torn_tails_truncated += 1;
             }
             event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, end.len);
-            let header = if version >= 2 { wal::FILE_HEADER_LEN } else { 0 };
-            let record_bytes = end.len.saturating_sub(header);
+            if let Some(Some(link_end)) = allowance {
+                if end.len < link_end {
+                    // This WAL lost records its successor was created after: the later WALs'
+                    // writes followed lost ones, and none of them was synced. They go, durably
+                    // (the directory is synced before open returns), before anything is appended.
+                    warn_event!(
+                        "recovery: WAL {=u64} ends at {=u64} before {=u64}, where its successor began: the later WALs are dropped",
+                        id,
+                        end.len,
+                        link_end
+                    );
+                    if !read_only {
+                        for &later in found.wals.get(i + 1..).unwrap_or(&[]) {
+                            self.storage.remove(&file_name(FileKind::Wal, later)).storage()?;
+                        }
+                    }
+                    let dropped = found.wals.len() - (i + 1);
+                    self.counters.wals_dropped += dropped as u64;
+                    kept = i + 1;
+                    newest = true;
+                }
+            }
+            let record_bytes = end.len.saturating_sub(end.start);
             if newest && !read_only && (version >= 2 || record_bytes == 0) {
                 // Appends continue at the logical end, over the zero tail (if any), which stays
                 // preallocated: it reads as the clean end until records overwrite it.
                 wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk)?);
             } else {
+                if !read_only && !newest {
+                    // Its records may have reached only the page cache before the crash (a
+                    // rotation leaves the old WAL unsynced): synced before anything newer is.
+                    self.storage.sync(&mut file).storage()?;
+                }
                 wals.push_older(OldWal { id, record_bytes, file_bytes: end.file_len })?;
                 // Format-1 WALs are never appended to: their entries go to an SSTable.
                 flush_needed |= newest && !read_only;
             }
+            i += 1;
         }
         self.wals = wals;
         if read_only {
@@ -125,7 +164,7 @@ where
         }
         if !self.wals.has_current() {
             let id = self.version.new_id();
-            self.wals.set_current(Wal::create(&mut self.storage, id, chunk)?);
+            self.wals.set_current(Wal::create(&mut self.storage, id, chunk, None)?);
         }
         // Entries from several WALs now share one MemTable: write them out, so that no more than
         // two WAL files (current and immutable) ever exist.

@@ -550,47 +550,54 @@ impl Db {
     }
 
     /// The group commit leader's sync: what the WAL holds now, synced with no lock held, then
-    /// reported to the engine. Returns the ticket it covered.
+    /// reported to the engine. Returns the ticket it covered. When the current WAL was rotated
+    /// from a WAL that is not synced yet (rotation leaves that to the next sync), that WAL is
+    /// synced and reported first, as the engine requires.
     fn lead_sync(&self) -> Result<u64, SyncFailure> {
-        let (target, ticket, handle, hook) = {
+        let (targets, ticket, hook) = {
             let mut state = self.state();
             let ticket = state.appended;
-            let Some(target) = state.engine.wal_sync_target() else { return Ok(ticket) };
             if state.engine.wal_unsynced() == 0 {
-                // Synced already: by a rotation, a flush, or a sync that ended since.
+                // Synced already: by a flush, or a sync that ended since.
                 return Ok(ticket);
             }
-            let name = file_name(FileKind::Wal, target.wal);
-            let handle = state.engine.storage().wal_sync_handle(name.as_str());
-            if handle.is_none() && state.sync_hook.is_none() {
-                // No descriptor of its own for this WAL: sync through the engine, under its lock.
-                return match state.engine.sync() {
-                    Ok(()) => {
-                        state.last_sync = Instant::now();
-                        Ok(ticket)
-                    }
-                    Err(minivault_core::Error::Storage(e)) => Err(SyncFailure::new(&e)),
-                    Err(e) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
-                };
+            let mut targets = Vec::with_capacity(2);
+            for target in state.engine.wal_sync_targets().into_iter().flatten() {
+                let name = file_name(FileKind::Wal, target.wal);
+                let handle = state.engine.storage().wal_sync_handle(name.as_str());
+                if handle.is_none() && state.sync_hook.is_none() {
+                    // No descriptor of its own for this WAL: sync through the engine, under its
+                    // lock (the engine syncs the older WAL first itself).
+                    return match state.engine.sync() {
+                        Ok(()) => {
+                            state.last_sync = Instant::now();
+                            Ok(ticket)
+                        }
+                        Err(minivault_core::Error::Storage(e)) => Err(SyncFailure::new(&e)),
+                        Err(e) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
+                    };
+                }
+                targets.push((target, handle));
             }
-            (target, ticket, handle, state.sync_hook.clone())
+            (targets, ticket, state.sync_hook.clone())
         };
-        let outcome = match (hook, handle) {
-            (Some(hook), _) => hook(),
-            (None, Some(handle)) => handle.sync_data(),
-            (None, None) => Ok(()),
-        };
-        let failure = outcome.as_ref().err().map(SyncFailure::new);
-        let mut state = self.state();
-        let noted = state.engine.wal_synced(target, outcome);
-        match (failure, noted) {
-            (None, Ok(())) => {
-                state.last_sync = Instant::now();
-                Ok(ticket)
+        for (target, handle) in targets {
+            let outcome = match (&hook, handle) {
+                (Some(hook), _) => hook(),
+                (None, Some(handle)) => handle.sync_data(),
+                (None, None) => Ok(()),
+            };
+            let failure = outcome.as_ref().err().map(SyncFailure::new);
+            let mut state = self.state();
+            let noted = state.engine.wal_synced(target, outcome);
+            match (failure, noted) {
+                (None, Ok(())) => {}
+                (Some(f), _) => return Err(f),
+                (None, Err(e)) => return Err(SyncFailure::new(&io::Error::other(e.to_string()))),
             }
-            (Some(f), _) => Err(f),
-            (None, Err(e)) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
         }
+        self.state().last_sync = Instant::now();
+        Ok(ticket)
     }
 
     /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since

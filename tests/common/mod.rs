@@ -192,13 +192,14 @@ pub fn sst_files(dir: &Path) -> Vec<PathBuf> {
     files_with_ext(dir, "sst")
 }
 
-/// Bytes of the WAL file header: 8 in format 2 (`MVWL`, version, reserved), none in format 1.
-/// The one place besides `core/src/wal/` that knows the WAL's layout.
+/// Bytes of the WAL file header: 32 in format 3 (`MVWL`, version, reserved, predecessor,
+/// checksum), 8 in format 2 (`MVWL`, version, reserved), none in format 1.
 pub fn wal_header_len(wal: &[u8]) -> usize {
-    if wal.starts_with(b"MVWL") {
-        8
-    } else {
-        0
+    match wal.get(..6) {
+        Some([b'M', b'V', b'W', b'L', lo, hi]) => {
+            minivault_core::wal::header_len(u16::from_le_bytes([*lo, *hi])) as usize
+        }
+        _ => 0,
     }
 }
 

@@ -4,17 +4,19 @@
 //! syncs it by the policy ([`writer`]), and replay on open, which decides what a damaged record
 //! is ([`replay`]).
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //! ```text
-//! 0      8                                   logical end                     file length
+//! 0      32                                  logical end                     file length
 //! [header][ record | record | ... | record ][ 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 ]
-//!   "MVWL" u16 version = 2, u16 0           the preallocated, unused tail
+//!                                           the preallocated, unused tail
 //!
+//! header  = "MVWL" | u16 version = 3 | u16 0 | u64 predecessor id | u64 predecessor end
+//!           | u32 crc | u32 0                   (crc: CRC-32C of the first 24 bytes)
 //! record  = u32 len | u32 crc | payload           (crate::record framing; crc covers the payload)
 //! payload = u32 watermark | entry or write batch  (crate::entry, crate::batch)
 //! ```
 //! The **watermark** is the WAL's durable end when the record was written: the end of the last
-//! record a completed sync covered (the header's end, 8, when nothing was synced yet). A valid
+//! record a completed sync covered (the header's end when nothing was synced yet). A valid
 //! record therefore proves that every byte below its watermark reached the disk. That is how
 //! replay tells the two kinds of damage apart from what is on disk (see [`replay`]):
 //! - damage *below* a later record's watermark hit bytes that were synced: corruption;
@@ -23,6 +25,18 @@
 //!   zero and torn pieces, in any order. The WAL is cut there, and what comes back is a prefix of
 //!   the writes.
 //!
+//! The **predecessor** ([`Link`]) is the WAL that was current when this one was created by a
+//! rotation, and the logical end of its records then (id 0: none, a WAL started on open).
+//! Rotation does not sync the predecessor (that would put a sync of up to a MemTable of records
+//! on the path of the write that fills the MemTable); instead, the first sync of the new WAL
+//! syncs the predecessor first ([`writer`]). So a new WAL none of whose records shows a sync
+//! (no watermark past its header) may follow a predecessor whose tail a power cut took; replay
+//! then cuts the predecessor like a newest WAL and, when it ends before the end the link names,
+//! drops the new WAL and every later one: their writes followed lost ones, and none of them had
+//! been synced. Once a record of the new WAL shows a sync, the predecessor is held to be whole.
+//!
+//! Format 2 has an 8-byte header (`"MVWL" | u16 2 | u16 0`) and no predecessor: the rotation
+//! that ended a format-2 WAL synced it whole. It is still replayed and appended to.
 //! Format 1 (before the watermark) has no header (a file whose first four bytes are not `MVWL`):
 //! records of `entry or batch` payloads. It is still replayed, by the old rule (any valid record
 //! after damage makes the damage corruption); the engine never appends to it: a format-1 WAL that
@@ -55,9 +69,30 @@ use crate::record::{crc32c, Checksum, RecordHeader, HEADER_LEN};
 /// The first four bytes of a WAL of format 2 and later.
 pub const MAGIC: [u8; 4] = *b"MVWL";
 /// The WAL format this build writes.
-pub const VERSION: u16 = 2;
-/// Bytes of the file header (format 2).
-pub const FILE_HEADER_LEN: u64 = 8;
+pub const VERSION: u16 = 3;
+/// Bytes of the file header this build writes (format 3).
+pub const FILE_HEADER_LEN: u64 = 32;
+/// Bytes of a format-2 file header.
+pub const V2_HEADER_LEN: u64 = 8;
+
+/// Where the records of a WAL of format `version` start: after its header.
+pub fn header_len(version: u16) -> u64 {
+    match version {
+        0 | 1 => 0,
+        2 => V2_HEADER_LEN,
+        _ => FILE_HEADER_LEN,
+    }
+}
+
+/// A WAL's predecessor: the WAL that was current when a rotation created it, and the logical
+/// end of that WAL's records then (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The predecessor's id.
+    pub id: u64,
+    /// Its logical end (header included) when this WAL was created.
+    pub end: u64,
+}
 /// Bytes of the watermark at the front of every record's payload (format 2): a `u32`, so a WAL
 /// past 4 GiB stamps `u32::MAX` (claiming less was synced than was: weaker evidence, never false).
 pub const WATERMARK_LEN: usize = 4;
@@ -101,15 +136,41 @@ pub fn preallocation_end(needed: u64, chunk: u64) -> u64 {
     needed.div_ceil(chunk).saturating_mul(chunk)
 }
 
-/// The file header of a format-2 WAL.
-pub fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
+/// The file header of a format-3 WAL following `link` (none: a WAL started on open).
+pub fn file_header(link: Option<Link>) -> [u8; FILE_HEADER_LEN as usize] {
     let mut h = [0u8; FILE_HEADER_LEN as usize];
-    let (magic, rest) = h.split_at_mut(MAGIC.len());
-    magic.copy_from_slice(&MAGIC);
-    if let Some(v) = rest.get_mut(..2) {
-        v.copy_from_slice(&VERSION.to_le_bytes());
+    let link = link.unwrap_or(Link { id: 0, end: 0 });
+    let fields: [&[u8]; 5] =
+        [&MAGIC, &VERSION.to_le_bytes(), &[0, 0], &link.id.to_le_bytes(), &link.end.to_le_bytes()];
+    let mut at = 0;
+    for f in fields {
+        if let Some(dst) = h.get_mut(at..at + f.len()) {
+            dst.copy_from_slice(f);
+        }
+        at += f.len();
+    }
+    let crc = crc32c(&[h.get(..at).unwrap_or(&[])]);
+    if let Some(dst) = h.get_mut(at..at + 4) {
+        dst.copy_from_slice(&crc.to_le_bytes());
     }
     h
+}
+
+/// Decodes a format-3 header: `Ok(link)` (`None`: no predecessor), or `Err(())` when its
+/// checksum or reserved bytes are wrong (a header a power cut tore while it was written, or
+/// damage).
+pub fn decode_header(h: &[u8; FILE_HEADER_LEN as usize]) -> Result<Option<Link>, ()> {
+    let u64_at = |at: usize| h.get(at..at + 8).and_then(|b| b.first_chunk()).map(|b| u64::from_le_bytes(*b));
+    let u32_at = |at: usize| h.get(at..at + 4).and_then(|b| b.first_chunk()).map(|b| u32::from_le_bytes(*b));
+    let crc = crc32c(&[h.get(..24).unwrap_or(&[])]);
+    if u32_at(24) != Some(crc) || u32_at(28) != Some(0) || h.get(6..8) != Some(&[0, 0]) {
+        return Err(());
+    }
+    match (u64_at(8), u64_at(16)) {
+        (Some(0), _) => Ok(None),
+        (Some(id), Some(end)) => Ok(Some(Link { id, end })),
+        _ => Err(()),
+    }
 }
 
 /// Appends one record whose payload is the concatenation of `parts` at `end`, and hands it to
@@ -193,7 +254,6 @@ mod tests {
     use crate::error::Error;
     use crate::io::{read_exact_at, write_at};
     use crate::mem_storage::{MemFile, MemStorage};
-    use crate::options::SyncPolicy;
     use crate::record::{self, HEADER_LEN};
     use crate::storage::Storage;
 
@@ -208,11 +268,11 @@ mod tests {
     /// Returns the storage and where each record starts.
     fn wal_with(keys: &[&[u8]], sync_after: usize, chunk: u64) -> (Mem, Vec<u64>) {
         let mut s = Mem::new(vec![0; 1 << 16]);
-        let mut wal = Wal::create(&mut s, 1, chunk).unwrap();
+        let mut wal = Wal::create(&mut s, 1, chunk, None).unwrap();
         let mut starts = vec![];
         for (i, k) in keys.iter().enumerate() {
             starts.push(FILE_HEADER_LEN + wal.record_bytes());
-            wal.append(&mut s, &[&entry(k)], 1, SyncPolicy::Manual).unwrap();
+            wal.append(&mut s, &[&entry(k)], 1).unwrap();
             if i + 1 == sync_after {
                 wal.sync(&mut s).unwrap();
             }

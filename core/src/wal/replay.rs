@@ -9,17 +9,24 @@
 //!    `d`, of either format: format-2 records in a file without a header mean a damaged header):
 //!    the damaged bytes had been synced, so this is **corruption**
 //!    ([`Corruption::WalRecordBeforeValidData`]), reported, nothing skipped.
-//! 3. Otherwise, in the newest WAL, the damage is the **unsynced tail**: writes a power cut took
-//!    in part, in any pattern. The file is cut to `d` (and synced) before anything is appended,
-//!    so what survives is a prefix of the writes. Read-only, the WAL simply ends at `d`.
-//! 4. In an older WAL, which rotation synced whole before the next one was created, any other
-//!    damage is corruption too (`Truncated` when nothing valid follows).
+//! 3. Otherwise, in a WAL whose tail may be unsynced, the damage is the **unsynced tail**:
+//!    writes a power cut took in part, in any pattern. The file is cut to `d` (and synced)
+//!    before anything is appended, so what survives is a prefix of the writes. Read-only, the
+//!    WAL simply ends at `d`. A tail may be unsynced in the newest WAL, and in an older WAL
+//!    when the WAL after it names it as its predecessor and shows no sync of its own
+//!    ([`successor_of`]; the recovery then drops the later WALs if this one ends early).
+//! 4. In any other older WAL, which a sync covered whole before the next one was synced (or, in
+//!    format 2, before the next one was created), any other damage is corruption too
+//!    (`Truncated` when nothing valid follows).
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use embedded_io::{Read, Seek};
 
-use super::{check_body, plausible_body, FILE_HEADER_LEN, MAGIC, VERSION, WATERMARK_LEN};
+use super::{
+    check_body, decode_header, header_len, plausible_body, Link, FILE_HEADER_LEN, MAGIC, V2_HEADER_LEN,
+    VERSION, WATERMARK_LEN,
+};
 use crate::batch;
 use crate::error::{corrupted, Corruption, Error, ReadResultExt, ResultExt};
 use crate::io::{read_at, read_exact_at};
@@ -33,6 +40,9 @@ type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 /// What replaying one WAL found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed {
+    /// Where the records start: the header's length (0: no header, format 1 or a header a power
+    /// cut tore before any record was appended).
+    pub start: u64,
     /// The logical end: the length of the valid prefix (header included).
     pub len: u64,
     /// The file's length after replay (the logical end plus its zero tail, if it has one).
@@ -59,24 +69,28 @@ pub struct WalReader<F> {
     end: u64,
     /// Where the record replay is at starts.
     pos: u64,
-    /// The format: 1 (no header) or 2.
+    /// The format: 1 (no header), 2 or 3.
     version: u16,
+    /// The predecessor a format-3 header names.
+    link: Option<Link>,
     /// The record at `pos`, once [`WalReader::next`] found it.
     head: Option<(RecordHeader, usize)>,
     /// The last record [`WalReader::read`] accepted: where it starts, its header and length.
     last: Option<(u64, RecordHeader, usize)>,
-    newest: bool,
+    /// The WAL may end in an unsynced tail (see the [module documentation](self)).
+    tail_may_be_unsynced: bool,
     read_only: bool,
     done: Option<Replayed>,
 }
 
 impl<F> WalReader<F> {
-    /// Opens WAL `id` for replay; `newest` says whether it is the newest WAL (the only one whose
-    /// tail may be unsynced), `read_only` that nothing may be changed.
+    /// Opens WAL `id` for replay; `tail_may_be_unsynced` says whether its tail may be unsynced
+    /// (the newest WAL, or an older one its successor allows, [`successor_of`]), `read_only`
+    /// that nothing may be changed.
     pub fn open<S: Storage<File = F>>(
         storage: &mut S,
         id: u64,
-        newest: bool,
+        tail_may_be_unsynced: bool,
         read_only: bool,
     ) -> Result<Self, S> {
         let mut file = storage.open(&file_name(FileKind::Wal, id)).storage()?;
@@ -89,37 +103,45 @@ impl<F> WalReader<F> {
             end,
             pos: 0,
             version: 1,
+            link: None,
             head: None,
             last: None,
-            newest,
+            tail_may_be_unsynced,
             read_only,
             done: None,
         };
-        if h.starts_with(&MAGIC) {
-            let version = u16::from_le_bytes([h[4], h[5]]);
-            if got < h.len() || version == 0 {
-                // A header cut short (a version never reads 0): it was being written when the
-                // power went, and is synced before any record is appended, so this WAL held no
-                // record, unless records follow, which makes it corruption (see `end_at`).
+        match read_header(&h, got) {
+            Header::None => {}
+            Header::Torn => {
+                // A header cut short or torn: it was being written when the power went, and is
+                // synced before any record is appended, so this WAL held no record, unless
+                // records follow, which makes it corruption (see `end_at`).
                 reader.end_at(storage, 0)?;
-                return Ok(reader);
             }
-            if version != VERSION || h[6..8] != [0, 0] {
+            Header::Unsupported(version) => {
                 return Err(corrupted(
                     file_name(FileKind::Wal, id),
                     0,
                     Corruption::UnsupportedVersion(version),
                 ));
             }
-            reader.version = VERSION;
-            reader.pos = FILE_HEADER_LEN;
+            Header::Valid { version, link } => {
+                reader.version = version;
+                reader.link = link;
+                reader.pos = header_len(version);
+            }
         }
         Ok(reader)
     }
 
-    /// The WAL's format: 1 or 2.
+    /// The WAL's format: 1, 2 or 3.
     pub fn version(&self) -> u16 {
         self.version
+    }
+
+    /// The predecessor its header names (format 3).
+    pub fn link(&self) -> Option<Link> {
+        self.link
     }
 
     /// The WAL's id.
@@ -143,7 +165,7 @@ impl<F> WalReader<F> {
         }
         let (pos, end, prefix) = (self.pos, self.end, self.prefix_len());
         if pos >= end {
-            self.done = Some(Replayed { len: pos, file_len: end, torn_tail_cut: false });
+            self.done = Some(Replayed { start: header_len(self.version), len: pos, file_len: end, torn_tail_cut: false });
             return Ok(None);
         }
         let mut b = [0u8; HEADER_LEN + WATERMARK_LEN + 4];
@@ -231,17 +253,20 @@ impl<F> WalReader<F> {
 
     /// The file and what replay found; call after [`WalReader::next`] returned `None`.
     pub fn finish(self) -> (F, Replayed) {
-        let end = self.done.unwrap_or(Replayed { len: self.pos, file_len: self.end, torn_tail_cut: false });
+        let start = header_len(self.version);
+        let end = self.done.unwrap_or(Replayed { start, len: self.pos, file_len: self.end, torn_tail_cut: false });
         (self.file, end)
     }
 
     /// Decides what the damage (or end) at `d` is; see the module documentation.
     fn end_at<S: Storage<File = F>>(&mut self, storage: &mut S, d: u64) -> Result<(), S> {
         let (end, version) = (self.end, self.version);
+        // A WAL ended in its header (d = 0) has none: appends start with a new one.
+        let start = if d == 0 { 0 } else { header_len(version) };
         let proof = {
             let io = &mut storage.io(&mut self.file);
             if zeros_to_end(io, d, end).storage()? {
-                self.done = Some(Replayed { len: d, file_len: end, torn_tail_cut: false });
+                self.done = Some(Replayed { start, len: d, file_len: end, torn_tail_cut: false });
                 return Ok(());
             }
             let proof = proof_after(io, d, end, version).storage()?;
@@ -254,18 +279,18 @@ impl<F> WalReader<F> {
                 proof.max(proof_after(io, d, end, VERSION).storage()?)
             }
         };
-        if proof.is_some_and(|w| w > d) || (!self.newest && proof.is_some()) {
+        if proof.is_some_and(|w| w > d) || (!self.tail_may_be_unsynced && proof.is_some()) {
             return Err(corrupted(
                 file_name(FileKind::Wal, self.id),
                 d,
                 Corruption::WalRecordBeforeValidData,
             ));
         }
-        if !self.newest {
+        if !self.tail_may_be_unsynced {
             return Err(corrupted(file_name(FileKind::Wal, self.id), d, Corruption::Truncated));
         }
         if self.read_only {
-            self.done = Some(Replayed { len: d, file_len: self.end, torn_tail_cut: false });
+            self.done = Some(Replayed { start, len: d, file_len: self.end, torn_tail_cut: false });
             return Ok(());
         }
         storage.truncate(&mut self.file, d).storage()?;
@@ -276,7 +301,7 @@ impl<F> WalReader<F> {
             d,
             self.end
         );
-        self.done = Some(Replayed { len: d, file_len: d, torn_tail_cut: true });
+        self.done = Some(Replayed { start, len: d, file_len: d, torn_tail_cut: true });
         Ok(())
     }
 }
@@ -364,7 +389,7 @@ fn record_proof<IO: Read + Seek>(
     let min_len = prefix + 3;
     let len = head.first_chunk().map(|h| RecordHeader::decode(*h)).and_then(|h| h.payload_len().ok());
     if len.is_none_or(|l| l < min_len)
-        || (version >= 2 && !(FILE_HEADER_LEN..=pos).contains(&watermark))
+        || (version >= 2 && !(V2_HEADER_LEN..=pos).contains(&watermark))
         || !plausible_body(body_head)
     {
         return Ok(None);
@@ -378,5 +403,70 @@ fn record_proof<IO: Read + Seek>(
         Ok(_) => Ok(Some(watermark)),
         Err(crate::io::ReadError::Io(e)) => Err(e),
         Err(crate::io::ReadError::Corrupt { .. }) => Ok(None),
+    }
+}
+
+/// What the first bytes of a WAL say it is.
+enum Header {
+    /// No header: format 1 (or a file whose header never reached the disk).
+    None,
+    /// A header that was being written when the power went.
+    Torn,
+    /// A format this build does not read.
+    Unsupported(u16),
+    /// A whole header of format 2 or 3 (with its predecessor).
+    Valid { version: u16, link: Option<Link> },
+}
+
+/// Reads the header from the first `got` bytes of `h`.
+fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
+    if !h.starts_with(&MAGIC) {
+        return Header::None;
+    }
+    let version = u16::from_le_bytes([h[4], h[5]]);
+    let len = header_len(version);
+    match version {
+        // A version never reads 0: the rest of the header was not written yet.
+        _ if got < 6 || version == 0 => Header::Torn,
+        2 if got >= len as usize && h[6..8] == [0, 0] => Header::Valid { version, link: None },
+        VERSION if got < len as usize => Header::Torn,
+        VERSION => match decode_header(h) {
+            Ok(link) => Header::Valid { version, link },
+            Err(()) => Header::Torn,
+        },
+        // A format-2 header cut short is torn; other bytes in its reserved field, or another
+        // version, are a format this build does not know.
+        2 if got < len as usize => Header::Torn,
+        _ => Header::Unsupported(version),
+    }
+}
+
+/// What WAL `id` (the successor of WAL `predecessor` in id order) allows of its predecessor:
+/// `Some(link end)` when the predecessor's tail may be unsynced, `None` when it must be whole.
+/// It may be unsynced when this WAL was created by a rotation that left the predecessor
+/// unsynced (its header names it, [`Link`]) and none of its records shows a sync (a sync of it
+/// syncs the predecessor first, so a watermark past its header proves the predecessor whole);
+/// or when this WAL's header is missing or torn and it holds no record at all: it was being
+/// created when the power went (the end is then `None`).
+pub fn successor_of<S: Storage>(storage: &mut S, id: u64, predecessor: u64) -> Result<Option<Option<u64>>, S> {
+    let mut file = storage.open(&file_name(FileKind::Wal, id)).storage()?;
+    let end = storage.len(&mut file).storage()?;
+    let mut h = [0u8; FILE_HEADER_LEN as usize];
+    let io = &mut storage.io(&mut file);
+    let got = read_at(io, 0, &mut h).storage()?;
+    match read_header(&h, got) {
+        Header::Valid { version: VERSION, link: Some(link) } if link.id == predecessor => {
+            let start = header_len(VERSION);
+            let synced = proof_after(io, start - 1, end, VERSION).storage()?.is_some_and(|w| w > start);
+            Ok((!synced).then_some(Some(link.end)))
+        }
+        Header::None | Header::Torn => {
+            let any_record = !zeros_to_end(io, 0, end).storage()?
+                && (record_proof(io, 0, end, 1).storage()?.is_some()
+                    || proof_after(io, 0, end, 1).storage()?.is_some()
+                    || proof_after(io, 0, end, VERSION).storage()?.is_some());
+            Ok((!any_record).then_some(None))
+        }
+        Header::Valid { .. } | Header::Unsupported(_) => Ok(None),
     }
 }

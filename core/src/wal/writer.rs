@@ -1,7 +1,16 @@
 //! The WAL writer: [`Wal`] owns the current WAL file, its logical end, how far it has been
 //! extended, its durable end (the watermark stamped on each new record) and the count of writes
-//! not yet synced, and applies the sync policy. [`Wals`] adds the older WAL files that a
-//! MemTable still needs, and rotation from one WAL to the next.
+//! not yet synced. [`Wals`] adds the older WAL files that a MemTable still needs, rotation from
+//! one WAL to the next, and the sync policy.
+//!
+//! # Rotation does not sync
+//! Rotation creates the next WAL (its header names the old one and the old one's end, see
+//! [`super::Link`]) and leaves the old WAL's unsynced records as they are: the old WAL is kept
+//! open as the *unsynced predecessor*. Every sync of the current WAL, the engine's own
+//! ([`Wals::sync`], a policy's) or a host's ([`Wals::sync_targets`]), syncs the predecessor
+//! first, so no record of the new WAL is ever durable (and no watermark past its header is ever
+//! written) while a record before it could still be lost. A flush that retires the predecessor
+//! makes its sync unnecessary: its writes are in a durable table.
 //!
 //! # Syncs made outside the engine
 //! A host that shares the engine between threads may sync the WAL without holding the engine
@@ -16,7 +25,7 @@
 
 use heapless::Vec;
 
-use super::{append_with_prefix, file_header, preallocation_end, watermark, Replayed, FILE_HEADER_LEN};
+use super::{append_with_prefix, file_header, preallocation_end, watermark, Link, Replayed};
 use crate::error::{Error, ResultExt};
 use crate::io::write_at;
 use crate::limits::MAX_WALS;
@@ -32,6 +41,8 @@ type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 pub struct Wal<F> {
     id: u64,
     file: F,
+    /// Where the records start: the header's length.
+    start: u64,
     /// The logical end: where the next record goes. Bytes from here to the end of the file are
     /// zeros (the preallocated tail).
     len: u64,
@@ -49,16 +60,23 @@ pub struct Wal<F> {
 }
 
 impl<F> Wal<F> {
-    /// Creates WAL `id`: writes its header, syncs it and the directory, so that no record is
-    /// ever appended to a WAL whose name or header a power cut could take.
+    /// Creates WAL `id` following `link` (see [`Link`]): writes its header, syncs it and the
+    /// directory, so that no record is ever appended to a WAL whose name or header a power cut
+    /// could take.
     ///
     /// On a full storage ([`Storage::is_full`]) the file is removed again (durably) and the
     /// error is [`Error::Full`]: no record was ever in it.
-    pub fn create<S: Storage<File = F>>(storage: &mut S, id: u64, chunk: u64) -> Result<Self, S> {
+    pub fn create<S: Storage<File = F>>(
+        storage: &mut S,
+        id: u64,
+        chunk: u64,
+        link: Option<Link>,
+    ) -> Result<Self, S> {
         let name = file_name(FileKind::Wal, id);
         let file = storage.create(&name).map_err(|e| no_space(storage, e))?;
-        let mut wal = Wal { id, file, len: 0, allocated: 0, durable: 0, written: 0, synced_writes: 0, chunk };
-        if let Err(e) = wal.write_header(storage) {
+        let mut wal =
+            Wal { id, file, start: 0, len: 0, allocated: 0, durable: 0, written: 0, synced_writes: 0, chunk };
+        if let Err(e) = wal.write_header(storage, link) {
             let Error::Storage(e) = e else { return Err(e) };
             if !storage.is_full(&e) {
                 return Err(Error::Storage(e));
@@ -75,8 +93,9 @@ impl<F> Wal<F> {
         Ok(wal)
     }
 
-    /// Continues WAL `id` after replay: its records end at `end.len` in a file `end.file_len`
-    /// bytes long. A WAL with no header yet (an empty or all-zero file) is given one. The file is
+    /// Continues WAL `id` after replay: its records start at `end.start` and end at `end.len`
+    /// in a file `end.file_len` bytes long. A WAL with no header yet (an empty or all-zero file,
+    /// or a header a power cut tore) is given one, naming no predecessor. The file is
     /// synced first: what replay read may have reached only the page cache before a crash, and
     /// this WAL may become an older one (by rotation, or when the open goes on to flush) that
     /// nothing else would sync, whose unsynced tail a power cut could then damage.
@@ -90,6 +109,7 @@ impl<F> Wal<F> {
         let mut wal = Wal {
             id,
             file,
+            start: end.start,
             len: end.len,
             allocated: end.file_len,
             durable: end.len,
@@ -97,8 +117,8 @@ impl<F> Wal<F> {
             synced_writes: 0,
             chunk,
         };
-        if end.len < FILE_HEADER_LEN {
-            wal.write_header(storage)?;
+        if end.start == 0 {
+            wal.write_header(storage, None)?;
         } else {
             wal.sync(storage)?;
         }
@@ -106,14 +126,15 @@ impl<F> Wal<F> {
     }
 
     /// Writes the header at the start of an empty (or all-zero) file and syncs it.
-    fn write_header<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+    fn write_header<S: Storage<File = F>>(&mut self, storage: &mut S, link: Option<Link>) -> Result<(), S> {
         let end = {
             let io = &mut storage.io(&mut self.file);
-            let end = write_at(io, 0, &[&file_header()]).storage()?;
+            let end = write_at(io, 0, &[&file_header(link)]).storage()?;
             embedded_io::Write::flush(io).storage()?;
             end
         };
         storage.sync(&mut self.file).storage()?;
+        self.start = end;
         self.len = end;
         self.allocated = self.allocated.max(end);
         self.durable = end;
@@ -127,7 +148,17 @@ impl<F> Wal<F> {
 
     /// Bytes of records (the logical end, without the header).
     pub fn record_bytes(&self) -> u64 {
-        self.len.saturating_sub(FILE_HEADER_LEN)
+        self.len.saturating_sub(self.start)
+    }
+
+    /// The logical end: where the next record goes (header included).
+    pub fn end(&self) -> u64 {
+        self.len
+    }
+
+    /// True when records past the last completed sync exist.
+    fn has_unsynced(&self) -> bool {
+        self.durable < self.len || self.synced_writes < self.written
     }
 
     /// User writes appended since the last sync.
@@ -143,8 +174,8 @@ impl<F> Wal<F> {
 
     /// Records that a sync of this WAL's file, started after `target` was taken, has completed:
     /// the durable end (the watermark of later records) moves up to `target.end`, and the writes
-    /// it covered no longer count as unsynced. A target of another WAL (one rotated away since,
-    /// which rotation synced itself) or one older than what is already durable changes nothing.
+    /// it covered no longer count as unsynced. A target of another WAL or one older than what is
+    /// already durable changes nothing.
     pub fn note_synced(&mut self, target: SyncTarget) {
         if target.wal != self.id {
             return;
@@ -159,15 +190,9 @@ impl<F> Wal<F> {
     }
 
     /// Appends one record of `body` (an entry's parts, or a batch) carrying `writes` user writes,
-    /// extending the file first when the record would end past its extension; then syncs when
-    /// `policy` says so. The record is handed to the operating system before this returns.
-    pub fn append<S: Storage<File = F>>(
-        &mut self,
-        storage: &mut S,
-        body: &[&[u8]],
-        writes: u32,
-        policy: SyncPolicy,
-    ) -> Result<(), S> {
+    /// extending the file first when the record would end past its extension. The record is
+    /// handed to the operating system before this returns; [`Wals::append`] applies the policy.
+    pub fn append<S: Storage<File = F>>(&mut self, storage: &mut S, body: &[&[u8]], writes: u32) -> Result<(), S> {
         let watermark = watermark(self.durable);
         let record_len = (crate::record::HEADER_LEN + watermark.len()) as u64
             + body.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -193,19 +218,12 @@ impl<F> Wal<F> {
             Err(e) => return Err(Error::Storage(e)),
         }
         self.written += u64::from(writes);
-        let due = match policy {
-            SyncPolicy::EveryWrite => true,
-            SyncPolicy::EveryN(n) => self.unsynced() >= n,
-            SyncPolicy::Manual => false,
-        };
-        if due {
-            self.sync(storage)?;
-        }
         Ok(())
     }
 
-    /// Makes every record appended so far durable; later records carry the new watermark.
-    pub fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+    /// Makes every record appended so far durable; later records carry the new watermark. Only
+    /// through [`Wals`], which syncs an unsynced predecessor first.
+    pub(super) fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
         storage.sync(&mut self.file).storage()?;
         self.durable = self.len;
         self.synced_writes = self.written;
@@ -239,12 +257,15 @@ pub struct OldWal {
 /// writes are not yet in SSTables.
 pub struct Wals<F> {
     current: Option<Wal<F>>,
+    /// The WAL the current one was rotated from, while records of it are not known durable:
+    /// synced before the current WAL is (see the [module documentation](self)).
+    unsynced_predecessor: Option<Wal<F>>,
     older: Vec<OldWal, MAX_WALS>,
 }
 
 impl<F> Default for Wals<F> {
     fn default() -> Self {
-        Wals { current: None, older: Vec::new() }
+        Wals { current: None, unsynced_predecessor: None, older: Vec::new() }
     }
 }
 
@@ -296,23 +317,98 @@ impl<F> Wals<F> {
             + self.older.iter().map(|w| w.file_bytes).sum::<u64>()
     }
 
-    /// Writes not yet synced in the current WAL.
+    /// User writes not yet synced: in the current WAL and its unsynced predecessor.
     pub fn unsynced(&self) -> u32 {
-        self.current.as_ref().map_or(0, Wal::unsynced)
+        let predecessor = self.unsynced_predecessor.as_ref().map_or(0, Wal::unsynced);
+        self.current.as_ref().map_or(0, Wal::unsynced).saturating_add(predecessor)
     }
 
-    /// Starts WAL `id`: syncs the current one first (records must never follow in a new WAL
-    /// while earlier ones could still be lost), then creates the new one. Returns the id of the
-    /// WAL it replaced, which now belongs to the immutable MemTable.
-    pub fn rotate<S: Storage<File = F>>(&mut self, storage: &mut S, id: u64) -> Result<u64, S> {
+    /// Appends one record to the current WAL ([`Wal::append`]), then syncs when `policy` says so
+    /// ([`Wals::sync`]).
+    pub fn append<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        body: &[&[u8]],
+        writes: u32,
+        policy: SyncPolicy,
+    ) -> Result<(), S> {
         let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
+        current.append(storage, body, writes)?;
+        let due = match policy {
+            SyncPolicy::EveryWrite => true,
+            // The predecessor's unsynced writes count: a power cut that takes them takes this
+            // WAL's writes too.
+            SyncPolicy::EveryN(n) => current.unsynced().saturating_add(self.unsynced_predecessor.as_ref().map_or(0, Wal::unsynced)) >= n,
+            SyncPolicy::Manual => false,
+        };
+        if due {
+            self.sync(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable: the unsynced predecessor's first, then the
+    /// current WAL's. Nothing is synced when nothing is unsynced.
+    pub fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+        if let Some(p) = self.unsynced_predecessor.as_mut() {
+            p.sync(storage)?;
+            self.unsynced_predecessor = None;
+        }
+        match self.current.as_mut() {
+            Some(wal) if wal.has_unsynced() => wal.sync(storage),
+            _ => Ok(()),
+        }
+    }
+
+    /// What a sync made outside the engine must cover, in order: the unsynced predecessor (if
+    /// any: its file is synced first, and reported first), then the current WAL. `None` for
+    /// the current one when read-only.
+    pub fn sync_targets(&self) -> [Option<SyncTarget>; 2] {
+        [self.unsynced_predecessor.as_ref().map(Wal::sync_target), self.current.as_ref().map(Wal::sync_target)]
+    }
+
+    /// Records that a sync made outside the engine completed ([`Wal::note_synced`]), of the
+    /// current WAL or of its unsynced predecessor; a predecessor synced to its end is let go.
+    /// A sync of the current WAL reported while the predecessor still waits for its own counts
+    /// for nothing: the current WAL's watermark must never claim a sync before the
+    /// predecessor's (replay reads such a claim as proof that the predecessor is whole).
+    pub fn note_synced(&mut self, target: SyncTarget) {
+        if let Some(p) = self.unsynced_predecessor.as_mut() {
+            p.note_synced(target);
+            if p.has_unsynced() {
+                return;
+            }
+            self.unsynced_predecessor = None;
+            if target.wal != self.current.as_ref().map_or(0, Wal::id) {
+                return;
+            }
+        }
+        if let Some(wal) = self.current.as_mut() {
+            wal.note_synced(target);
+        }
+    }
+
+    /// Starts WAL `id`, whose header names the current WAL and its end, without syncing the
+    /// current one: it becomes the unsynced predecessor (see the
+    /// [module documentation](self)). Returns the id of the WAL it replaced, which now belongs to
+    /// the immutable MemTable.
+    pub fn rotate<S: Storage<File = F>>(&mut self, storage: &mut S, id: u64) -> Result<u64, S> {
+        if self.current.is_none() {
+            return Err(Error::ReadOnly);
+        }
         if self.older.is_full() {
             return Err(Error::TooManyWals);
         }
-        if current.unsynced() > 0 {
-            current.sync(storage)?;
+        // At most one predecessor waits for its sync (the engine flushes the immutable
+        // MemTable, which retires it, before it rotates again); should one still wait, it is
+        // synced here, so that the chain of unsynced WALs stays one long.
+        if let Some(p) = self.unsynced_predecessor.as_mut() {
+            p.sync(storage)?;
+            self.unsynced_predecessor = None;
         }
-        let new = Wal::create(storage, id, current.chunk)?;
+        let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
+        let link = Link { id: current.id, end: current.len };
+        let new = Wal::create(storage, id, current.chunk, Some(link))?;
         // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
         // is removed at the next flush; cutting it would cost a truncate on this write's path.
         let old = core::mem::replace(current, new);
@@ -321,16 +417,24 @@ impl<F> Wals<F> {
             record_bytes: old.record_bytes(),
             file_bytes: old.file_bytes(),
         });
-        let old = old.id;
-        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old, id);
-        Ok(old)
+        let old_id = old.id;
+        if old.has_unsynced() {
+            self.unsynced_predecessor = Some(old);
+        }
+        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old_id, id);
+        Ok(old_id)
     }
 
     /// Removes the older WALs whose writes are all in SSTables: those up to `covered`.
     ///
     /// No directory sync: a WAL that comes back after a power cut is one the durable table's
     /// `wal_covered` names, and open removes it again.
+    /// An unsynced predecessor among them needs no sync any more: its writes are in a durable
+    /// table.
     pub fn retire<S: Storage<File = F>>(&mut self, storage: &mut S, covered: u64) -> Result<(), S> {
+        if self.unsynced_predecessor.as_ref().is_some_and(|p| p.id <= covered) {
+            self.unsynced_predecessor = None;
+        }
         for w in self.older.iter().filter(|w| w.id <= covered) {
             storage.remove(&file_name(FileKind::Wal, w.id)).storage()?;
         }

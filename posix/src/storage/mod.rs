@@ -67,9 +67,9 @@ pub struct PosixStorage {
     /// Opened with [`PosixStorage::open_dir_read_only`]: files are opened `O_RDONLY`, and every
     /// call that would change the directory or a file fails.
     read_only: bool,
-    /// A second descriptor of the WAL file created or opened last, for syncs made outside the
-    /// engine ([`PosixStorage::wal_sync_handle`]).
-    wal_handle: Option<(String, WalSyncHandle)>,
+    /// A second descriptor of the WAL files created or opened last and the one before it (newest
+    /// first), for syncs made outside the engine ([`PosixStorage::wal_sync_handle`]).
+    wal_handles: [Option<(String, WalSyncHandle)>; 2],
     /// Where [`Storage::remove_obsolete`] sends its names while a [`Reaper`] runs (the engine's
     /// storage, with background threads); `None`: they are unlinked at once.
     removals: Option<RemovalQueue>,
@@ -125,15 +125,15 @@ impl PosixStorage {
             dir: OwnedFd::from(dir),
             cache,
             read_only,
-            wal_handle: None,
+            wal_handles: [None, None],
             removals: None,
         })
     }
 
-    /// The second descriptor of WAL file `name` ([`WalSyncHandle`]), if it is the WAL this
-    /// storage created or opened last.
+    /// The second descriptor of WAL file `name` ([`WalSyncHandle`]), if it is one of the two
+    /// WALs this storage created or opened last.
     pub fn wal_sync_handle(&self, name: &str) -> Option<WalSyncHandle> {
-        self.wal_handle.as_ref().filter(|(n, _)| n == name).map(|(_, h)| h.clone())
+        self.wal_handles.iter().flatten().find(|(n, _)| n == name).map(|(_, h)| h.clone())
     }
 
     /// After the engine created or opened `name`: a WAL gets its second descriptor now, before
@@ -143,7 +143,10 @@ impl PosixStorage {
         if self.read_only || !name.ends_with(".wal") {
             return;
         }
-        self.wal_handle = file_name(name)
+        // The WAL before it keeps its handle: a rotation leaves it to the next sync.
+        let [newest, previous] = &mut self.wal_handles;
+        *previous = newest.take().filter(|(n, _)| n != name);
+        *newest = file_name(name)
             .and_then(|c| sys::open_at(self.dir.as_fd(), &c, libc::O_RDWR))
             .ok()
             .map(|fd| (name.to_owned(), WalSyncHandle(Arc::new(fd))));
@@ -165,7 +168,7 @@ impl PosixStorage {
             cache: Arc::new(Mutex::new(PageCache::new(cache_bytes))),
             read_only: self.read_only,
             // Compaction workers write tables, never a WAL.
-            wal_handle: None,
+            wal_handles: [None, None],
             removals: None,
         })
     }
