@@ -31,7 +31,9 @@ struct Figures {
 fn last_record_start(wal: &[u8]) -> Option<usize> {
     // Records follow the file header: 32 bytes in format 3, 8 in format 2, none in format 1.
     let mut pos = match wal.get(..6) {
-        Some([b'M', b'V', b'W', b'L', lo, hi]) => minivault_core::wal::header_len(u16::from_le_bytes([*lo, *hi])) as usize,
+        Some([b'M', b'V', b'W', b'L', lo, hi]) => {
+            minivault_core::wal::header_len(u16::from_le_bytes([*lo, *hi])) as usize
+        }
         _ => 0,
     };
     let mut last = None;

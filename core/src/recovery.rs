@@ -111,7 +111,8 @@ where
                 Some(&next) if !newest => wal::replay::successor_of(&mut self.storage, next, id)?,
                 _ => None,
             };
-            let mut reader = WalReader::open(&mut self.storage, id, newest || allowance.is_some(), read_only)?;
+            let mut reader =
+                WalReader::open(&mut self.storage, id, newest || allowance.is_some(), read_only)?;
             self.replay(&mut reader)?;
             let version = reader.version();
             let (mut file, end) = reader.finish();
@@ -284,6 +285,122 @@ mod tests {
                 (n, b)
             })
             .collect()
+    }
+
+    fn wal_names(s: &mut Mem) -> Vec<std::string::String> {
+        let mut names = Vec::new();
+        s.list(&mut |n| {
+            if n.ends_with(".wal") {
+                names.push(std::string::String::from(n))
+            }
+        })
+        .unwrap();
+        names.sort();
+        names
+    }
+
+    /// A database whose last write rotated the WAL, then `after` more keys in the new WAL, with
+    /// `sync_between` a sync (of both WALs) before the last of them; closed. Returns the storage,
+    /// the keys written before the rotation, and the syncs the rotating write made.
+    fn rotated(after: u32, sync_between: bool) -> (Mem, u32, u64) {
+        let config = Config::with_sync(SyncPolicy::Manual);
+        let mems = [std::vec![0u8; 2048], std::vec![0u8; 2048]];
+        let mut db = Db::open(Mem::new(std::vec![0; 1 << 20]), || 0, mems, config).unwrap();
+        let mut i = 0u32;
+        let rotating_syncs = loop {
+            let syncs = db.storage().syncs;
+            db.put(&i.to_be_bytes(), &[i as u8; 24]).unwrap();
+            i += 1;
+            if db.stats().immutable_keys > 0 {
+                break db.storage().syncs - syncs;
+            }
+        };
+        let before = i - 1;
+        for k in 0..after {
+            if sync_between && k + 1 == after {
+                db.sync().unwrap();
+            }
+            db.put(&(i + k).to_be_bytes(), &[1; 24]).unwrap();
+        }
+        let (storage, closed) = db.close();
+        closed.unwrap();
+        (storage, before, rotating_syncs)
+    }
+
+    /// Damages the last record of the older of the two WALs, as a power cut may have left it.
+    fn tear_predecessor(s: &mut Mem) {
+        let names = wal_names(s);
+        assert_eq!(names.len(), 2, "{names:?}");
+        let mut f = s.open(&names[0]).unwrap();
+        let len = s.len(&mut f).unwrap();
+        let mut bytes = std::vec![0u8; len as usize];
+        read_exact_at(&mut s.io(&mut f), 0, &mut bytes).unwrap();
+        let last = bytes.iter().rposition(|&b| b != 0).unwrap() as u64;
+        crate::io::write_at(&mut s.io(&mut f), last, &[&[0x5a]]).unwrap();
+    }
+
+    fn reopen(s: Mem) -> Result<Db<Mem, fn() -> u64, Vec<u8>>, Mem> {
+        let mems = [std::vec![0u8; 2048], std::vec![0u8; 2048]];
+        Db::open(s, (|| 0) as fn() -> u64, mems, Config::with_sync(SyncPolicy::Manual))
+    }
+
+    #[test]
+    fn rotation_leaves_the_old_wal_unsynced_and_a_torn_predecessor_drops_the_wals_after_it() {
+        let (mut storage, before, rotating_syncs) = rotated(3, false);
+        // The new WAL's header only (the directory sync is counted apart): not the old WAL.
+        assert_eq!(rotating_syncs, 1);
+        tear_predecessor(&mut storage);
+        let mut db = reopen(storage).unwrap();
+        let stats = db.stats();
+        assert_eq!((stats.wals_dropped, stats.torn_tails_truncated), (1, 1), "{stats:?}");
+        let mut buf = [0u8; 64];
+        // The torn record was the last before the rotation; everything before it is there, and
+        // nothing written after it.
+        for k in 0..before - 1 {
+            assert_eq!(db.get(&k.to_be_bytes(), &mut buf).unwrap(), Some(&[k as u8; 24][..]), "key {k}");
+        }
+        for k in before - 1..before + 3 {
+            assert_eq!(db.get(&k.to_be_bytes(), &mut buf).unwrap(), None, "key {k}");
+        }
+        // The dropped WAL is gone and writes go on.
+        db.put(b"next", b"v").unwrap();
+        assert_eq!(db.get(b"next", &mut buf).unwrap(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_damaged_predecessor_is_corruption_once_the_wal_after_it_shows_a_sync() {
+        let (mut storage, _, _) = rotated(3, true);
+        tear_predecessor(&mut storage);
+        match reopen(storage) {
+            Err(Error::Corrupted { kind, .. }) => assert_eq!(kind, crate::Corruption::Truncated),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_format_2_wal_is_replayed_and_appended_to() {
+        let mut s = Mem::new(std::vec![0; 1 << 20]);
+        let mut f = s.create("0000000000000001.wal").unwrap();
+        let mut end =
+            crate::io::write_at(&mut s.io(&mut f), 0, &[b"MVWL", &2u16.to_le_bytes(), &[0, 0]]).unwrap();
+        for k in 0..5u8 {
+            let h = crate::entry::EntryHeader { tombstone: false, key_len: 1, expires_at: None };
+            let (hb, hn) = h.encode();
+            let body: [&[u8]; 3] = [&hb[..hn], &[k], b"old"];
+            end = wal::append_with_prefix(&mut s.io(&mut f), end, &wal::watermark(8), &body).unwrap();
+        }
+        drop(f);
+        let mut db = reopen(s).unwrap();
+        db.put(&[9], b"new").unwrap();
+        let (s, closed) = db.close();
+        closed.unwrap();
+        let mut db = reopen(s).unwrap();
+        let mut buf = [0u8; 16];
+        for k in 0..5u8 {
+            assert_eq!(db.get(&[k], &mut buf).unwrap(), Some(&b"old"[..]), "key {k}");
+        }
+        assert_eq!(db.get(&[9], &mut buf).unwrap(), Some(&b"new"[..]));
+        assert_eq!(db.stats().torn_tails_truncated, 0);
     }
 
     #[test]

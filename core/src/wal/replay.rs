@@ -165,7 +165,12 @@ impl<F> WalReader<F> {
         }
         let (pos, end, prefix) = (self.pos, self.end, self.prefix_len());
         if pos >= end {
-            self.done = Some(Replayed { start: header_len(self.version), len: pos, file_len: end, torn_tail_cut: false });
+            self.done = Some(Replayed {
+                start: header_len(self.version),
+                len: pos,
+                file_len: end,
+                torn_tail_cut: false,
+            });
             return Ok(None);
         }
         let mut b = [0u8; HEADER_LEN + WATERMARK_LEN + 4];
@@ -254,7 +259,8 @@ impl<F> WalReader<F> {
     /// The file and what replay found; call after [`WalReader::next`] returned `None`.
     pub fn finish(self) -> (F, Replayed) {
         let start = header_len(self.version);
-        let end = self.done.unwrap_or(Replayed { start, len: self.pos, file_len: self.end, torn_tail_cut: false });
+        let end =
+            self.done.unwrap_or(Replayed { start, len: self.pos, file_len: self.end, torn_tail_cut: false });
         (self.file, end)
     }
 
@@ -448,7 +454,11 @@ fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
 /// syncs the predecessor first, so a watermark past its header proves the predecessor whole);
 /// or when this WAL's header is missing or torn and it holds no record at all: it was being
 /// created when the power went (the end is then `None`).
-pub fn successor_of<S: Storage>(storage: &mut S, id: u64, predecessor: u64) -> Result<Option<Option<u64>>, S> {
+pub fn successor_of<S: Storage>(
+    storage: &mut S,
+    id: u64,
+    predecessor: u64,
+) -> Result<Option<Option<u64>>, S> {
     let mut file = storage.open(&file_name(FileKind::Wal, id)).storage()?;
     let end = storage.len(&mut file).storage()?;
     let mut h = [0u8; FILE_HEADER_LEN as usize];

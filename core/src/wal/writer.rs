@@ -192,7 +192,12 @@ impl<F> Wal<F> {
     /// Appends one record of `body` (an entry's parts, or a batch) carrying `writes` user writes,
     /// extending the file first when the record would end past its extension. The record is
     /// handed to the operating system before this returns; [`Wals::append`] applies the policy.
-    pub fn append<S: Storage<File = F>>(&mut self, storage: &mut S, body: &[&[u8]], writes: u32) -> Result<(), S> {
+    pub fn append<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        body: &[&[u8]],
+        writes: u32,
+    ) -> Result<(), S> {
         let watermark = watermark(self.durable);
         let record_len = (crate::record::HEADER_LEN + watermark.len()) as u64
             + body.iter().map(|p| p.len() as u64).sum::<u64>();
@@ -338,7 +343,10 @@ impl<F> Wals<F> {
             SyncPolicy::EveryWrite => true,
             // The predecessor's unsynced writes count: a power cut that takes them takes this
             // WAL's writes too.
-            SyncPolicy::EveryN(n) => current.unsynced().saturating_add(self.unsynced_predecessor.as_ref().map_or(0, Wal::unsynced)) >= n,
+            SyncPolicy::EveryN(n) => {
+                current.unsynced().saturating_add(self.unsynced_predecessor.as_ref().map_or(0, Wal::unsynced))
+                    >= n
+            }
             SyncPolicy::Manual => false,
         };
         if due {
@@ -364,7 +372,10 @@ impl<F> Wals<F> {
     /// any: its file is synced first, and reported first), then the current WAL. `None` for
     /// the current one when read-only.
     pub fn sync_targets(&self) -> [Option<SyncTarget>; 2] {
-        [self.unsynced_predecessor.as_ref().map(Wal::sync_target), self.current.as_ref().map(Wal::sync_target)]
+        [
+            self.unsynced_predecessor.as_ref().map(Wal::sync_target),
+            self.current.as_ref().map(Wal::sync_target),
+        ]
     }
 
     /// Records that a sync made outside the engine completed ([`Wal::note_synced`]), of the
