@@ -331,8 +331,9 @@ fn torn_tail_in_an_older_wal_is_corruption() {
         background_threads: 0,
         ..Options::default()
     };
-    // The older WAL was synced whole before the newer one was created, so a damaged last record
-    // in it is damage, whether the file ends there or its zero tail follows.
+    // `Always`: the older WAL was synced whole before the rotation, so the newer one's header does
+    // not name it as an unsynced predecessor, and a damaged last record in it is damage, whether
+    // the file ends there or its zero tail follows.
     for zero_tail in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let wals = database_with_two_wals(dir.path(), options);

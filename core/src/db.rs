@@ -4,7 +4,7 @@
 //! ```text
 //! put/delete/batch ─► Wals (wal/)           append a record, sync by policy
 //!                  └► MemTables             insert; full: rotate (flush the immutable one first)
-//! rotate ─────────► Wals::rotate            sync the WAL, start the next
+//! rotate ─────────► Wals::rotate            start the next WAL (the old one: next sync)
 //!                  └► flush                 immutable MemTable ─► SSTable ─► Version::add
 //!                  └► compaction::run       policy, merge, Version::replace_run
 //! plan_flush ─────► flush::write_temp       the same flush apart from the database (a copy of
@@ -351,30 +351,23 @@ where
         self.wals.sync_targets()
     }
 
-    /// The current WAL's part of [`Db::wal_sync_targets`].
-    pub fn wal_sync_target(&self) -> Option<SyncTarget> {
-        self.wals.current_ref().map(crate::wal::Wal::sync_target)
-    }
-
     /// Reports the outcome of a sync of `target`'s WAL file that the host made itself, started
-    /// after `target` was taken ([`Db::wal_sync_target`]), through a handle that reports the
+    /// after `target` was taken ([`Db::wal_sync_targets`]), through a handle that reports the
     /// file's write errors (on POSIX, a descriptor of its own: `open` of the file, not a `dup`).
     ///
-    /// `Ok`: the WAL's durable end and unsynced count move as if [`Db::sync`] had run at that
-    /// moment (nothing changes for a WAL that is neither current nor the unsynced predecessor any
-    /// more). A host must report a predecessor's sync before it syncs the current WAL. `Err`:
-    /// the database is poisoned, as by any failed sync, and the error comes back as
-    /// [`Error::Storage`].
+    /// `Ok(true)`: the WAL's durable end and unsynced count moved as if [`Db::sync`] had run at
+    /// that moment. `Ok(false)`: the report counted for nothing: a WAL that is neither current
+    /// nor the unsynced predecessor any more, or the current WAL while its predecessor still
+    /// waits for its own sync (a host syncs and reports the targets in order; its writes are not
+    /// durable until a report counts, or [`Db::sync`] runs). `Err`: the database is poisoned, as
+    /// by any failed sync, and the error comes back as [`Error::Storage`].
     pub fn wal_synced(
         &mut self,
         target: SyncTarget,
         outcome: core::result::Result<(), S::Error>,
-    ) -> Result<(), S> {
+    ) -> Result<bool, S> {
         match outcome {
-            Ok(()) => {
-                self.wals.note_synced(target);
-                Ok(())
-            }
+            Ok(()) => Ok(self.wals.note_synced(target)),
             Err(e) => self.poison(Error::Storage(e)),
         }
     }
@@ -1612,7 +1605,7 @@ mod tests {
 
     /// The current WAL's name and bytes.
     fn wal_bytes(db: &mut TestDb) -> (std::string::String, Vec<u8>) {
-        let id = db.wal_sync_target().unwrap().wal;
+        let id = db.wal_sync_targets()[1].unwrap().wal;
         let name = file_name(FileKind::Wal, id);
         let s = db.storage();
         let mut f = s.open(&name).unwrap();
@@ -1631,7 +1624,7 @@ mod tests {
         db.put(b"a", b"1").unwrap();
         db.put(b"b", b"2").unwrap();
         assert_eq!(db.wal_unsynced(), 2);
-        let target = db.wal_sync_target().unwrap();
+        let target = db.wal_sync_targets()[1].unwrap();
         // Appended while the host's sync runs: not covered by it.
         db.put(b"c", b"3").unwrap();
         let (name, _) = wal_bytes(&mut db);
@@ -1640,22 +1633,46 @@ mod tests {
             let mut f = s.open(&name).unwrap();
             s.sync(&mut f).unwrap();
         }
-        db.wal_synced(target, Ok(())).unwrap();
+        assert!(db.wal_synced(target, Ok(())).unwrap());
         assert_eq!(db.wal_unsynced(), 1, "the write appended after the target is still unsynced");
-        let before = db.wal_sync_target().unwrap().end;
+        let before = db.wal_sync_targets()[1].unwrap().end;
         db.put(b"d", b"4").unwrap();
         let (_, bytes) = wal_bytes(&mut db);
         let at = before as usize + HEADER_LEN;
         let watermark = u32::from_le_bytes(bytes[at..at + WATERMARK_LEN].try_into().unwrap());
         assert_eq!(u64::from(watermark), target.end, "the next record claims what the host synced");
-        // A target of a WAL rotated away since changes nothing.
+        // A target of a WAL that is neither current nor waiting changes nothing.
         let stale = SyncTarget { wal: target.wal + 100, ..target };
-        db.wal_synced(stale, Ok(())).unwrap();
+        assert!(!db.wal_synced(stale, Ok(())).unwrap());
         assert_eq!(db.wal_unsynced(), 2);
         assert_eq!(db.wal_synced(target, Err(MemError::Full)), Err(Error::Storage(MemError::Full)));
         assert!(db.is_poisoned());
         assert_eq!(db.put(b"e", b"5"), Err(Error::Poisoned));
         assert_eq!(get(&mut db, b"d").as_deref(), Some(&b"4"[..]), "reads keep working");
+    }
+
+    #[test]
+    fn a_host_sync_of_the_current_wal_counts_only_after_the_wal_it_was_rotated_from() {
+        let t = Rc::new(Cell::new(0));
+        let config = Config::with_sync(crate::SyncPolicy::Manual);
+        let mut db =
+            Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 2048], vec![0; 2048]], config).unwrap();
+        let mut i = 0u32;
+        while db.stats().immutable_keys == 0 {
+            db.put(&i.to_be_bytes(), &[0; 30]).unwrap();
+            i += 1;
+        }
+        let [Some(older), Some(current)] = db.wal_sync_targets() else { panic!("two targets") };
+        assert!(older.wal < current.wal);
+        let unsynced = db.wal_unsynced();
+        assert!(unsynced > 1, "the rotated-from WAL's writes wait: {unsynced}");
+        // Reported out of order: the current WAL's sync counts for nothing yet.
+        assert!(!db.wal_synced(current, Ok(())).unwrap());
+        assert_eq!(db.wal_unsynced(), unsynced);
+        assert!(db.wal_synced(older, Ok(())).unwrap());
+        assert_eq!(db.wal_sync_targets()[0], None, "the older WAL is durable");
+        assert!(db.wal_synced(current, Ok(())).unwrap());
+        assert_eq!(db.wal_unsynced(), 0);
     }
 
     #[test]

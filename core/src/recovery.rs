@@ -108,7 +108,9 @@ where
             let mut newest = i + 1 == kept;
             // What the next WAL allows of this one's tail (see `wal::replay::successor_of`).
             let allowance = match found.wals.get(i + 1) {
-                Some(&next) if !newest => wal::replay::successor_of(&mut self.storage, next, id)?,
+                Some(&next) if !newest => {
+                    wal::replay::successor_of(&mut self.storage, next, id, i + 2 == kept)?
+                }
                 _ => None,
             };
             let mut reader =
@@ -121,6 +123,15 @@ where
             }
             event!("recovery: replayed WAL {=u64} ({=u64} bytes)", id, end.len);
             if let Some(Some(link_end)) = allowance {
+                if end.len > link_end {
+                    // Records past the end the successor was created after: nothing appends to
+                    // a WAL once it is rotated away.
+                    return Err(crate::error::corrupted(
+                        file_name(FileKind::Wal, id),
+                        link_end,
+                        crate::error::Corruption::BadLayout,
+                    ));
+                }
                 if end.len < link_end {
                     // This WAL lost records its successor was created after: the later WALs'
                     // writes followed lost ones, and none of them was synced. They go, durably
@@ -148,7 +159,7 @@ where
                 // preallocated: it reads as the clean end until records overwrite it.
                 wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk)?);
             } else {
-                if !read_only && !newest {
+                if !read_only {
                     // Its records may have reached only the page cache before the crash (a
                     // rotation leaves the old WAL unsynced): synced before anything newer is.
                     self.storage.sync(&mut file).storage()?;

@@ -29,7 +29,7 @@ pub struct Stats {
     /// Torn WAL tails (damaged, unsynced records at the end of the newest WAL) cut off during
     /// open. A zero tail, the unused preallocated end of a WAL, is a clean end and not counted.
     pub torn_tails_truncated: u64,
-    /// WALs removed during open, unreplayed, because the WAL before them lost records they
+    /// WALs left unreplayed by open (and removed, unless read-only) because the WAL before them lost records they
     /// followed: a power cut took the unsynced end of a WAL that a rotation had left to the next
     /// sync, so the writes after it (none of them synced) cannot come back either.
     pub wals_dropped: u64,

@@ -42,8 +42,8 @@
 //!   then. A write that fills the next MemTable first gets `FlushPending` from the engine
 //!   (nothing logged) and waits for the flush with the lock let go, then runs again.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
-//!   MemTable rotation (the sort of the frozen MemTable, the sync of the old WAL, the new WAL's
-//!   creation, and the copy for the flush thread), a flush's and a compaction's install
+//!   MemTable rotation (the sort of the frozen MemTable, the new WAL's creation, and the copy
+//!   for the flush thread; the old WAL is left to the next sync), a flush's and a compaction's install
 //!   (rename, directory sync, removals), inline flushes and compactions when
 //!   `background_threads` is 0, [`Db::flush`], the MemTable lookup of a get that misses the
 //!   row cache (and taking its view of the tables), and each batch of an iterator
@@ -591,7 +591,17 @@ impl Db {
             let mut state = self.state();
             let noted = state.engine.wal_synced(target, outcome);
             match (failure, noted) {
-                (None, Ok(())) => {}
+                (None, Ok(true)) => {}
+                // Flushed or rotated away meanwhile (a flush retired the older WAL: its writes
+                // are in a durable table), or out of order: the engine syncs what is left itself.
+                (None, Ok(false)) => {
+                    if let Err(e) = state.engine.sync() {
+                        return Err(match e {
+                            minivault_core::Error::Storage(e) => SyncFailure::new(&e),
+                            e => SyncFailure::new(&io::Error::other(e.to_string())),
+                        });
+                    }
+                }
                 (Some(f), _) => return Err(f),
                 (None, Err(e)) => return Err(SyncFailure::new(&io::Error::other(e.to_string()))),
             }

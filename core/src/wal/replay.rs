@@ -447,17 +447,22 @@ fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
     }
 }
 
-/// What WAL `id` (the successor of WAL `predecessor` in id order) allows of its predecessor:
-/// `Some(link end)` when the predecessor's tail may be unsynced, `None` when it must be whole.
-/// It may be unsynced when this WAL was created by a rotation that left the predecessor
-/// unsynced (its header names it, [`Link`]) and none of its records shows a sync (a sync of it
-/// syncs the predecessor first, so a watermark past its header proves the predecessor whole);
-/// or when this WAL's header is missing or torn and it holds no record at all: it was being
-/// created when the power went (the end is then `None`).
+/// What WAL `id` (the successor of WAL `predecessor` in id order; `last`: the newest WAL found)
+/// allows of its predecessor: `Some(link end)` when the predecessor's tail may be unsynced,
+/// `None` when it must be whole. It may be unsynced when this WAL was created by a rotation that
+/// left the predecessor unsynced (its header names it, [`Link`]) and none of its records shows a
+/// sync (a sync of it syncs the predecessor first, so a watermark past its header proves the
+/// predecessor whole); or when this WAL is the newest, its header is missing or torn and it
+/// holds no record at all: it was being created when the power went (the end is then `None`).
+///
+/// The records are walked in order from the header, so a value that happens to hold a framed
+/// record is never taken for evidence; only past the first damaged record are the bytes
+/// searched, by the rule replay applies to damage ([`proof_after`]).
 pub fn successor_of<S: Storage>(
     storage: &mut S,
     id: u64,
     predecessor: u64,
+    last: bool,
 ) -> Result<Option<Option<u64>>, S> {
     let mut file = storage.open(&file_name(FileKind::Wal, id)).storage()?;
     let end = storage.len(&mut file).storage()?;
@@ -467,16 +472,35 @@ pub fn successor_of<S: Storage>(
     match read_header(&h, got) {
         Header::Valid { version: VERSION, link: Some(link) } if link.id == predecessor => {
             let start = header_len(VERSION);
-            let synced = proof_after(io, start - 1, end, VERSION).storage()?.is_some_and(|w| w > start);
+            let synced = shows_a_sync(io, start, end).storage()?;
             Ok((!synced).then_some(Some(link.end)))
         }
-        Header::None | Header::Torn => {
+        Header::None | Header::Torn if last => {
             let any_record = !zeros_to_end(io, 0, end).storage()?
                 && (record_proof(io, 0, end, 1).storage()?.is_some()
                     || proof_after(io, 0, end, 1).storage()?.is_some()
                     || proof_after(io, 0, end, VERSION).storage()?.is_some());
             Ok((!any_record).then_some(None))
         }
-        Header::Valid { .. } | Header::Unsupported(_) => Ok(None),
+        _ => Ok(None),
     }
+}
+
+/// True when a record of the format-3 WAL whose records start at `start` carries a watermark
+/// past `start`: one of the chain of whole records from `start`, or, after the first damaged
+/// one, any whole record ([`proof_after`]).
+fn shows_a_sync<IO: Read + Seek>(io: &mut IO, start: u64, end: u64) -> core::result::Result<bool, IO::Error> {
+    let mut pos = start;
+    while let Some(watermark) = record_proof(io, pos, end, VERSION)? {
+        if watermark > start {
+            return Ok(true);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        if read_at(io, pos, &mut h)? < HEADER_LEN {
+            break;
+        }
+        let Ok(len) = RecordHeader::decode(h).payload_len() else { break };
+        pos += (HEADER_LEN + len) as u64;
+    }
+    Ok(proof_after(io, pos, end, VERSION)?.is_some_and(|w| w > start))
 }

@@ -383,24 +383,29 @@ impl<F> Wals<F> {
     /// A sync of the current WAL reported while the predecessor still waits for its own counts
     /// for nothing: the current WAL's watermark must never claim a sync before the
     /// predecessor's (replay reads such a claim as proof that the predecessor is whole).
-    pub fn note_synced(&mut self, target: SyncTarget) {
+    /// Returns whether the report counted.
+    pub fn note_synced(&mut self, target: SyncTarget) -> bool {
         if let Some(p) = self.unsynced_predecessor.as_mut() {
-            p.note_synced(target);
-            if p.has_unsynced() {
-                return;
+            if target.wal == p.id {
+                p.note_synced(target);
+                if !p.has_unsynced() {
+                    self.unsynced_predecessor = None;
+                }
+                return true;
             }
-            self.unsynced_predecessor = None;
-            if target.wal != self.current.as_ref().map_or(0, Wal::id) {
-                return;
-            }
+            return false;
         }
-        if let Some(wal) = self.current.as_mut() {
-            wal.note_synced(target);
+        match self.current.as_mut() {
+            Some(wal) if wal.id == target.wal => {
+                wal.note_synced(target);
+                true
+            }
+            _ => false,
         }
     }
 
-    /// Starts WAL `id`, whose header names the current WAL and its end, without syncing the
-    /// current one: it becomes the unsynced predecessor (see the
+    /// Starts WAL `id` without syncing the current one: when the current WAL holds unsynced
+    /// records, the new header names it and its end, and it becomes the unsynced predecessor (see the
     /// [module documentation](self)). Returns the id of the WAL it replaced, which now belongs to
     /// the immutable MemTable.
     pub fn rotate<S: Storage<File = F>>(&mut self, storage: &mut S, id: u64) -> Result<u64, S> {
@@ -418,8 +423,10 @@ impl<F> Wals<F> {
             self.unsynced_predecessor = None;
         }
         let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
-        let link = Link { id: current.id, end: current.len };
-        let new = Wal::create(storage, id, current.chunk, Some(link))?;
+        // Only a WAL left with unsynced records is named: a whole one stays held to be whole
+        // (damage to it is corruption, never a tail to cut).
+        let link = current.has_unsynced().then_some(Link { id: current.id, end: current.len });
+        let new = Wal::create(storage, id, current.chunk, link)?;
         // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
         // is removed at the next flush; cutting it would cost a truncate on this write's path.
         let old = core::mem::replace(current, new);

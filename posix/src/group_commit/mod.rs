@@ -7,9 +7,11 @@
 //!    apply it to the MemTable; take a **ticket**, the count of records appended so far.
 //! 2. Without it: [`GroupCommit::wait_durable`]. If no sync is running, this writer becomes the
 //!    **leader**: it takes the engine's lock just long enough to read what a sync now would
-//!    cover ([`minivault_core::Db::wal_sync_target`] and the ticket count), syncs the WAL file
-//!    through a descriptor of its own with no lock held, then reports the outcome to the
-//!    engine ([`minivault_core::Db::wal_synced`]) and to the hand-off, and wakes everyone.
+//!    cover ([`minivault_core::Db::wal_sync_targets`]: the WAL a rotation left unsynced, if
+//!    any, then the current one; and the ticket count), syncs those WAL files in that order
+//!    through descriptors of their own with no lock held, reporting each to the engine
+//!    ([`minivault_core::Db::wal_synced`]; one that does not count makes the engine sync what
+//!    is left itself), then to the hand-off, and wakes everyone.
 //!    If a sync is running, the writer waits for it to end and looks again: that sync may have
 //!    started before its record was appended, and then the next leader's covers it.
 //!
@@ -22,7 +24,7 @@
 //!
 //! Rules it keeps:
 //! - A writer returns `Ok` only after a completed sync covers its ticket (and so its record:
-//!   tickets follow the WAL's order, and an older WAL was synced when it was rotated away).
+//!   tickets follow the WAL's order, and the WAL a rotation left unsynced is synced first).
 //! - A sync that fails fails every writer it was to cover and every later one; none of them
 //!   gets `Ok`. The engine is poisoned by the same failure, as by a failed sync under its lock.
 //! - Every writer leads at most once, and a leader's sync covers everything appended before it

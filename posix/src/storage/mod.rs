@@ -320,6 +320,12 @@ impl Storage for PosixStorage {
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
+        // A removed WAL's sync descriptor goes with it: it would hold the file's blocks.
+        for slot in &mut self.wal_handles {
+            if slot.as_ref().is_some_and(|(n, _)| n == name) {
+                *slot = None;
+            }
+        }
         sys::unlink_at(self.dir.as_fd(), &file_name(name)?)
     }
 
