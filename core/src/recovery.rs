@@ -314,6 +314,11 @@ mod tests {
     /// `sync_between` a sync (of both WALs) before the last of them; closed. Returns the storage,
     /// the keys written before the rotation, and the syncs the rotating write made.
     fn rotated(after: u32, sync_between: bool) -> (Mem, u32, u64) {
+        rotated_with(after, sync_between, &[1; 24])
+    }
+
+    /// [`rotated`], with `value` for the keys written after the rotation.
+    fn rotated_with(after: u32, sync_between: bool, value: &[u8]) -> (Mem, u32, u64) {
         let config = Config::with_sync(SyncPolicy::Manual);
         let mems = [std::vec![0u8; 2048], std::vec![0u8; 2048]];
         let mut db = Db::open(Mem::new(std::vec![0; 1 << 20]), || 0, mems, config).unwrap();
@@ -331,7 +336,7 @@ mod tests {
             if sync_between && k + 1 == after {
                 db.sync().unwrap();
             }
-            db.put(&(i + k).to_be_bytes(), &[1; 24]).unwrap();
+            db.put(&(i + k).to_be_bytes(), value).unwrap();
         }
         let (storage, closed) = db.close();
         closed.unwrap();
@@ -376,6 +381,24 @@ mod tests {
         // The dropped WAL is gone and writes go on.
         db.put(b"next", b"v").unwrap();
         assert_eq!(db.get(b"next", &mut buf).unwrap(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_value_holding_a_framed_record_is_no_proof_of_a_sync() {
+        // A value that is itself a whole, checksum-valid WAL record whose watermark (33) lies
+        // past the new WAL's header: only the record chain counts as evidence.
+        let h = crate::entry::EntryHeader { tombstone: false, key_len: 1, expires_at: None };
+        let (hb, hn) = h.encode();
+        let payload = [&33u32.to_le_bytes()[..], &hb[..hn], b"k", b"vv"].concat();
+        let crc = crate::record::crc32c(&[&payload]);
+        let header = crate::record::RecordHeader { len: payload.len() as u32, crc }.encode();
+        let value = [&header[..], &payload].concat();
+        let (mut storage, before, _) = rotated_with(3, false, &value);
+        tear_predecessor(&mut storage);
+        let mut db = reopen(storage).unwrap();
+        assert_eq!(db.stats().wals_dropped, 1);
+        let mut buf = [0u8; 64];
+        assert_eq!(db.get(&before.to_be_bytes(), &mut buf).unwrap(), None);
     }
 
     #[test]
