@@ -997,7 +997,8 @@ fn run_model_with(
     // must tear such a WAL and make open drop the WALs after it; with every write synced, none.
     if policy == SyncPolicy::EveryWrite {
         assert_eq!(totals.wals_dropped, 0, "{test}: a WAL dropped although every write was synced");
-    } else {
+    } else if totals.seeds >= 100 {
+        // (Not for one seed replayed on its own.)
         assert!(totals.wals_dropped > 0, "{test}: no power cut tore a WAL a rotation left unsynced");
     }
     if mode == Mode::Background {

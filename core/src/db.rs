@@ -396,10 +396,10 @@ where
     pub(crate) fn flush_immutable(&mut self) -> Result<(), S> {
         let now = self.clock.now();
         let Some((mem, covered)) = self.mems.immutable_mut() else { return Ok(()) };
-        flush::write_table(&mut self.storage, &mut self.version, mem, covered, now)?;
+        let in_table = flush::write_table(&mut self.storage, &mut self.version, mem, covered, now)?;
         self.counters.flushes += 1;
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
-        self.wals.retire(&mut self.storage, covered)?;
+        self.wals.retire(&mut self.storage, covered, in_table)?;
         self.mems.retire_immutable();
         self.maybe_compact()?;
         self.enforce_cap()
@@ -660,12 +660,13 @@ where
         table: Option<(S::File, crate::sstable::Footer)>,
         state: TableState,
     ) -> Result<(), S> {
+        let in_table = table.is_some();
         if let Some((file, footer)) = table {
             self.version.add(&mut self.storage, plan.id, file, footer, state)?;
         }
         self.counters.flushes += 1;
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", plan.covered);
-        self.wals.retire(&mut self.storage, plan.covered)?;
+        self.wals.retire(&mut self.storage, plan.covered, in_table)?;
         self.mems.retire_immutable();
         self.maybe_compact()?;
         self.enforce_cap()

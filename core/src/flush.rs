@@ -98,24 +98,27 @@ pub fn publish<S: Storage>(
 }
 
 /// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
-/// SSTable; `now` decides what is dead. Writes nothing if every entry is dead.
+/// SSTable; `now` decides what is dead. Writes nothing if every entry is dead. Returns whether
+/// a table was written (and made live).
 pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     storage: &mut S,
     version: &mut Version<S::File>,
     mem: &mut MemTable<M>,
     covered: u64,
     now: u64,
-) -> Result<(), Error<S::Error>> {
+) -> Result<bool, Error<S::Error>> {
     if version.is_full() {
         return Err(Error::TooManyTables);
     }
     if !mem.is_frozen() {
-        return Ok(());
+        return Ok(false);
     }
     let plan = FlushPlan { id: version.new_id(), covered, drop_dead_at: version.is_empty().then_some(now) };
     match write_temp(storage, &plan, mem)? {
-        Some((file, footer)) => version.add(storage, plan.id, file, footer, TableState::Written),
-        None => Ok(()),
+        Some((file, footer)) => {
+            version.add(storage, plan.id, file, footer, TableState::Written).map(|()| true)
+        }
+        None => Ok(false),
     }
 }
 

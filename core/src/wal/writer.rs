@@ -447,10 +447,22 @@ impl<F> Wals<F> {
     ///
     /// No directory sync: a WAL that comes back after a power cut is one the durable table's
     /// `wal_covered` names, and open removes it again.
-    /// An unsynced predecessor among them needs no sync any more: its writes are in a durable
-    /// table.
-    pub fn retire<S: Storage<File = F>>(&mut self, storage: &mut S, covered: u64) -> Result<(), S> {
-        if self.unsynced_predecessor.as_ref().is_some_and(|p| p.id <= covered) {
+    /// An unsynced predecessor among them needs no sync any more when `in_table`: its writes
+    /// are in a durable table, whose `wal_covered` makes open remove the WAL should it come
+    /// back. When the flush wrote no table (every entry was dead), nothing names the WAL, and a
+    /// removal a power cut undoes would bring it back: it is synced first, so that it comes back
+    /// whole and replays to the same (dead) entries, never as a torn predecessor that drops the
+    /// newer WAL's writes while its own last writes are lost.
+    pub fn retire<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        covered: u64,
+        in_table: bool,
+    ) -> Result<(), S> {
+        if let Some(p) = self.unsynced_predecessor.as_mut().filter(|p| p.id <= covered) {
+            if !in_table {
+                p.sync(storage)?;
+            }
             self.unsynced_predecessor = None;
         }
         for w in self.older.iter().filter(|w| w.id <= covered) {
