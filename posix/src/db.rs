@@ -601,6 +601,8 @@ impl Db {
                             e => SyncFailure::new(&io::Error::other(e.to_string())),
                         });
                     }
+                    // That sync covered everything appended so far, the ticket included.
+                    break;
                 }
                 (Some(f), _) => return Err(f),
                 (None, Err(e)) => return Err(SyncFailure::new(&io::Error::other(e.to_string()))),

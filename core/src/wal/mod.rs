@@ -254,6 +254,7 @@ mod tests {
     use crate::error::Error;
     use crate::io::{read_exact_at, write_at};
     use crate::mem_storage::{MemFile, MemStorage};
+    use crate::options::SyncPolicy;
     use crate::record::{self, HEADER_LEN};
     use crate::storage::Storage;
 
@@ -367,6 +368,28 @@ mod tests {
         ));
         let (keys, end) = replay(&mut s, true).unwrap();
         assert_eq!((keys.len(), end.torn_tail_cut), (1, true), "the newest WAL's torn tail is cut");
+    }
+
+    #[test]
+    fn a_record_cut_off_at_a_full_disk_keeps_the_wal_unsynced_until_a_sync() {
+        // Files of 512 bytes: the second record cannot fit and is cut off again.
+        let mut s = Mem::new(vec![0; 4 * 512]);
+        let mut wals = Wals::default();
+        wals.set_current(Wal::create(&mut s, 1, 0, None).unwrap());
+        wals.append(&mut s, &[&entry(b"a")], 1, SyncPolicy::EveryWrite).unwrap();
+        assert_eq!(wals.sync_targets()[1].map(|t| t.writes), Some(1));
+        let end = wals.current_ref().unwrap().end();
+        assert_eq!(wals.append(&mut s, &[&[7u8; 600]], 1, SyncPolicy::Manual), Err(Error::Full));
+        assert_eq!(wals.current_ref().unwrap().end(), end);
+        // The cut is not durable: the rotation names the WAL, and the next sync covers it.
+        wals.rotate(&mut s, 2).unwrap();
+        assert_eq!(wals.sync_targets()[0].map(|t| t.wal), Some(1));
+        let mut f = s.open("0000000000000002.wal").unwrap();
+        let mut h = [0u8; FILE_HEADER_LEN as usize];
+        read_exact_at(&mut s.io(&mut f), 0, &mut h).unwrap();
+        assert_eq!(decode_header(&h), Ok(Some(Link { id: 1, end })));
+        wals.sync(&mut s).unwrap();
+        assert_eq!(wals.sync_targets()[0], None);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct Wal<F> {
     synced_writes: u64,
     /// How far ahead the file is extended (0: never).
     chunk: u64,
+    /// A record cut off again (out of space part way) since the last sync: the cut is not
+    /// durable, so a power cut may bring bytes past `len` back; the WAL counts as unsynced until
+    /// a sync (and a rotation names it, so replay may cut those bytes off again).
+    unsynced_cut: bool,
 }
 
 impl<F> Wal<F> {
@@ -74,8 +78,18 @@ impl<F> Wal<F> {
     ) -> Result<Self, S> {
         let name = file_name(FileKind::Wal, id);
         let file = storage.create(&name).map_err(|e| no_space(storage, e))?;
-        let mut wal =
-            Wal { id, file, start: 0, len: 0, allocated: 0, durable: 0, written: 0, synced_writes: 0, chunk };
+        let mut wal = Wal {
+            id,
+            file,
+            start: 0,
+            len: 0,
+            allocated: 0,
+            durable: 0,
+            written: 0,
+            synced_writes: 0,
+            chunk,
+            unsynced_cut: false,
+        };
         if let Err(e) = wal.write_header(storage, link) {
             let Error::Storage(e) = e else { return Err(e) };
             if !storage.is_full(&e) {
@@ -116,6 +130,7 @@ impl<F> Wal<F> {
             written: 0,
             synced_writes: 0,
             chunk,
+            unsynced_cut: false,
         };
         if end.start == 0 {
             wal.write_header(storage, None)?;
@@ -158,7 +173,7 @@ impl<F> Wal<F> {
 
     /// True when records past the last completed sync exist.
     fn has_unsynced(&self) -> bool {
-        self.durable < self.len || self.synced_writes < self.written
+        self.durable < self.len || self.synced_writes < self.written || self.unsynced_cut
     }
 
     /// User writes appended since the last sync.
@@ -218,6 +233,7 @@ impl<F> Wal<F> {
                 // record starts where this one did and nothing of it can be replayed.
                 storage.truncate(&mut self.file, self.len).storage()?;
                 self.allocated = self.len;
+                self.unsynced_cut = true;
                 return Err(Error::Full);
             }
             Err(e) => return Err(Error::Storage(e)),
@@ -232,6 +248,7 @@ impl<F> Wal<F> {
         storage.sync(&mut self.file).storage()?;
         self.durable = self.len;
         self.synced_writes = self.written;
+        self.unsynced_cut = false;
         Ok(())
     }
 }

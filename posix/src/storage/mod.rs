@@ -145,7 +145,10 @@ impl PosixStorage {
         }
         // The WAL before it keeps its handle: a rotation leaves it to the next sync.
         let [newest, previous] = &mut self.wal_handles;
-        *previous = newest.take().filter(|(n, _)| n != name);
+        // (A WAL created and removed again, out of space, left its slot empty: the one before
+        // it stays.)
+        let before = newest.take().or_else(|| previous.take());
+        *previous = before.filter(|(n, _)| n != name);
         *newest = file_name(name)
             .and_then(|c| sys::open_at(self.dir.as_fd(), &c, libc::O_RDWR))
             .ok()
