@@ -355,7 +355,9 @@ mod tests {
         crate::io::write_at(&mut s.io(&mut f), last, &[&[0x5a]]).unwrap();
     }
 
-    fn reopen(s: Mem) -> Result<Db<Mem, fn() -> u64, Vec<u8>>, Mem> {
+    type MemDb = Db<Mem, fn() -> u64, Vec<u8>>;
+
+    fn reopen(s: Mem) -> Result<MemDb, Mem> {
         let mems = [std::vec![0u8; 2048], std::vec![0u8; 2048]];
         Db::open(s, (|| 0) as fn() -> u64, mems, Config::with_sync(SyncPolicy::Manual))
     }
@@ -423,7 +425,6 @@ mod tests {
             let body: [&[u8]; 3] = [&hb[..hn], &[k], b"old"];
             end = wal::append_with_prefix(&mut s.io(&mut f), end, &wal::watermark(8), &body).unwrap();
         }
-        drop(f);
         let mut db = reopen(s).unwrap();
         db.put(&[9], b"new").unwrap();
         let (s, closed) = db.close();

@@ -156,20 +156,20 @@ pub fn file_header(link: Option<Link>) -> [u8; FILE_HEADER_LEN as usize] {
     h
 }
 
-/// Decodes a format-3 header: `Ok(link)` (`None`: no predecessor), or `Err(())` when its
+/// Decodes a format-3 header: `Ok(link)` (`None`: no predecessor), or `Err(BadLayout)` when its
 /// checksum or reserved bytes are wrong (a header a power cut tore while it was written, or
 /// damage).
-pub fn decode_header(h: &[u8; FILE_HEADER_LEN as usize]) -> Result<Option<Link>, ()> {
+pub fn decode_header(h: &[u8; FILE_HEADER_LEN as usize]) -> Result<Option<Link>, Corruption> {
     let u64_at = |at: usize| h.get(at..at + 8).and_then(|b| b.first_chunk()).map(|b| u64::from_le_bytes(*b));
     let u32_at = |at: usize| h.get(at..at + 4).and_then(|b| b.first_chunk()).map(|b| u32::from_le_bytes(*b));
     let crc = crc32c(&[h.get(..24).unwrap_or(&[])]);
     if u32_at(24) != Some(crc) || u32_at(28) != Some(0) || h.get(6..8) != Some(&[0, 0]) {
-        return Err(());
+        return Err(Corruption::BadLayout);
     }
     match (u64_at(8), u64_at(16)) {
         (Some(0), _) => Ok(None),
         (Some(id), Some(end)) => Ok(Some(Link { id, end })),
-        _ => Err(()),
+        _ => Err(Corruption::BadLayout),
     }
 }
 

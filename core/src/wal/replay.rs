@@ -438,7 +438,7 @@ fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
         VERSION if got < len as usize => Header::Torn,
         VERSION => match decode_header(h) {
             Ok(link) => Header::Valid { version, link },
-            Err(()) => Header::Torn,
+            Err(_) => Header::Torn,
         },
         // A format-2 header cut short is torn; other bytes in its reserved field, or another
         // version, are a format this build does not know.
