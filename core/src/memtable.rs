@@ -663,24 +663,24 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
                 used += 1;
             }
         }
-        let order = |s: &Slot| {
-            let off = slot_offset(s);
-            let key = off.and_then(|o| entry_at(arena, o)).map(|e| e.key);
-            (slot_hash(s) & VERSION_FLAG, key, core::cmp::Reverse(off))
-        };
-        slots[..used].sort_unstable_by(|a, b| order(a).cmp(&order(b)));
-        // Both runs (newest entries, versions) are in key order: the prefix every key shares is
-        // the one the first key shares with each run's first and last.
+        // The prefix every key shares, then each slot's tag (the version flag kept): the tags
+        // order the slots before any key is read, so the sort decodes entries only where two
+        // tags tie (keys alike in their first bytes after the prefix, or versions of one key).
         let key_of = |s: &Slot| slot_offset(s).and_then(|o| entry_at(arena, o)).map_or(&[][..], |e| e.key);
-        let (newest, versions) = slots[..used].split_at(self.count.min(used));
-        let first = newest.first().map_or(&[][..], key_of);
-        let ends = [newest.last(), versions.first(), versions.last()];
+        let first = slots[..used].first().map_or(&[][..], key_of);
         let shared =
-            ends.into_iter().flatten().map(|s| common_prefix(first, key_of(s))).min().unwrap_or(first.len());
+            slots[..used].iter().map(|s| common_prefix(first, key_of(s))).min().unwrap_or(first.len());
         for slot in &mut slots[..used] {
             let tag = (slot_hash(slot) & VERSION_FLAG) | key_tag(key_of(slot), shared);
             slot[..4].copy_from_slice(&tag.to_le_bytes());
         }
+        let order = |s: &Slot| {
+            let off = slot_offset(s);
+            let key = off.and_then(|o| entry_at(arena, o)).map(|e| e.key);
+            (key, core::cmp::Reverse(off))
+        };
+        slots[..used]
+            .sort_unstable_by(|a, b| slot_hash(a).cmp(&slot_hash(b)).then_with(|| order(a).cmp(&order(b))));
         self.shared_prefix = shared;
         self.frozen = true;
         self.changes += 1;
