@@ -122,6 +122,14 @@ impl SyncFailure {
         SyncFailure { kind: e.kind(), code: e.raw_os_error(), message: e.to_string() }
     }
 
+    /// A failed sync through the engine: its storage error as it is, any other by its message.
+    fn from_engine(e: minivault_core::Error<io::Error>) -> Self {
+        match e {
+            minivault_core::Error::Storage(e) => Self::new(&e),
+            e => Self::new(&io::Error::other(e.to_string())),
+        }
+    }
+
     fn to_error(&self) -> Error {
         let io = match self.code {
             Some(code) => io::Error::from_raw_os_error(code),
@@ -568,14 +576,9 @@ impl Db {
                 if handle.is_none() && state.sync_hook.is_none() {
                     // No descriptor of its own for this WAL: sync through the engine, under its
                     // lock (the engine syncs the older WAL first itself).
-                    return match state.engine.sync() {
-                        Ok(()) => {
-                            state.last_sync = Instant::now();
-                            Ok(ticket)
-                        }
-                        Err(minivault_core::Error::Storage(e)) => Err(SyncFailure::new(&e)),
-                        Err(e) => Err(SyncFailure::new(&io::Error::other(e.to_string()))),
-                    };
+                    state.engine.sync().map_err(SyncFailure::from_engine)?;
+                    state.last_sync = Instant::now();
+                    return Ok(ticket);
                 }
                 targets.push((target, handle));
             }
@@ -595,17 +598,12 @@ impl Db {
                 // Flushed or rotated away meanwhile (a flush retired the older WAL: its writes
                 // are in a durable table), or out of order: the engine syncs what is left itself.
                 (None, Ok(false)) => {
-                    if let Err(e) = state.engine.sync() {
-                        return Err(match e {
-                            minivault_core::Error::Storage(e) => SyncFailure::new(&e),
-                            e => SyncFailure::new(&io::Error::other(e.to_string())),
-                        });
-                    }
+                    state.engine.sync().map_err(SyncFailure::from_engine)?;
                     // That sync covered everything appended so far, the ticket included.
                     break;
                 }
                 (Some(f), _) => return Err(f),
-                (None, Err(e)) => return Err(SyncFailure::new(&io::Error::other(e.to_string()))),
+                (None, Err(e)) => return Err(SyncFailure::from_engine(e)),
             }
         }
         self.state().last_sync = Instant::now();

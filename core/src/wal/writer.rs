@@ -358,12 +358,9 @@ impl<F> Wals<F> {
         current.append(storage, body, writes)?;
         let due = match policy {
             SyncPolicy::EveryWrite => true,
-            // The predecessor's unsynced writes count: a power cut that takes them takes this
-            // WAL's writes too.
-            SyncPolicy::EveryN(n) => {
-                current.unsynced().saturating_add(self.unsynced_predecessor.as_ref().map_or(0, Wal::unsynced))
-                    >= n
-            }
+            // The predecessor's unsynced writes count too (`Wals::unsynced`): a power cut that
+            // takes them takes this WAL's writes with them.
+            SyncPolicy::EveryN(n) => self.unsynced() >= n,
             SyncPolicy::Manual => false,
         };
         if due {
@@ -375,14 +372,20 @@ impl<F> Wals<F> {
     /// Makes every record appended so far durable: the unsynced predecessor's first, then the
     /// current WAL's. Nothing is synced when nothing is unsynced.
     pub fn sync<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
-        if let Some(p) = self.unsynced_predecessor.as_mut() {
-            p.sync(storage)?;
-            self.unsynced_predecessor = None;
-        }
+        self.sync_predecessor(storage)?;
         match self.current.as_mut() {
             Some(wal) if wal.has_unsynced() => wal.sync(storage),
             _ => Ok(()),
         }
+    }
+
+    /// Syncs the unsynced predecessor, if any, and lets it go.
+    fn sync_predecessor<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), S> {
+        if let Some(p) = self.unsynced_predecessor.as_mut() {
+            p.sync(storage)?;
+            self.unsynced_predecessor = None;
+        }
+        Ok(())
     }
 
     /// What a sync made outside the engine must cover, in order: the unsynced predecessor (if
@@ -435,10 +438,7 @@ impl<F> Wals<F> {
         // At most one predecessor waits for its sync (the engine flushes the immutable
         // MemTable, which retires it, before it rotates again); should one still wait, it is
         // synced here, so that the chain of unsynced WALs stays one long.
-        if let Some(p) = self.unsynced_predecessor.as_mut() {
-            p.sync(storage)?;
-            self.unsynced_predecessor = None;
-        }
+        self.sync_predecessor(storage)?;
         let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
         // Only a WAL left with unsynced records is named: a whole one stays held to be whole
         // (damage to it is corruption, never a tail to cut).
