@@ -1268,8 +1268,14 @@ mod tests {
         assert!(steps > 20, "{steps} steps");
         let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!("finished") };
         let before = db.stats().tables;
+        let retired = db.storage().retired;
         assert!(db.install_compaction(done).unwrap());
         assert_eq!(db.stats().tables, before - plan.count + 1);
+        assert_eq!(
+            db.storage().retired - retired,
+            plan.count as u64,
+            "every input's file is handed to the storage to close, after its name is gone"
+        );
         assert_eq!(db.stats().compactions, 1);
         check(&mut db, &model);
         assert_eq!(files(&mut db, ".tmp"), 0);

@@ -282,11 +282,14 @@ impl<F> Version<F> {
         for t in self.tables.get(start..end - 1).unwrap_or(&[]) {
             storage.remove_obsolete(&file_name(FileKind::Table, t.id())).storage()?;
         }
+        // The inputs' files are closed by the storage, which may do it off this path: the last
+        // close of a removed file frees its blocks.
         for _ in start..end - 1 {
-            self.tables.remove(start);
+            storage.retire(self.tables.remove(start).into_file());
         }
         if let Some(slot) = self.tables.get_mut(start) {
-            *slot = Table::new(id, file, footer, bytes);
+            let newest = core::mem::replace(slot, Table::new(id, file, footer, bytes));
+            storage.retire(newest.into_file());
         }
         event!("compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)", count, id, bytes);
         Ok(())

@@ -615,9 +615,7 @@ impl Db {
     /// Lets the view of the tables go when the set changed (a flush, a compaction's install, an
     /// eviction), so that a removed table's disk space is freed once the gets reading it end.
     fn forget_evicted(&self, state: &mut State) {
-        if state.view.as_ref().is_some_and(|v| !v.is_current(&state.engine)) {
-            state.view = None;
-        }
+        drop_stale_view(state);
         let evicted = state.engine.evicted_tables();
         if evicted != state.evicted_seen {
             state.evicted_seen = evicted;
@@ -1060,9 +1058,22 @@ impl Db {
 /// The view of the engine's live tables: the one `state` keeps while the table set is
 /// unchanged, else a new one (kept from now on).
 fn current_view(state: &mut State) -> Arc<TableView> {
-    match &state.view {
-        Some(view) if view.is_current(&state.engine) => Arc::clone(view),
-        _ => Arc::clone(state.view.insert(Arc::new(TableView::of(&state.engine, &mut state.indexes)))),
+    drop_stale_view(state);
+    let view = match state.view.take() {
+        Some(view) => view,
+        None => Arc::new(TableView::of(&state.engine, &mut state.indexes)),
+    };
+    Arc::clone(state.view.insert(view))
+}
+
+/// Lets the kept view of the tables go when the table set changed since it was taken. It may
+/// hold the last descriptors of tables a compaction removed, whose close frees their blocks:
+/// it is dropped on the storage's reaper thread when one runs, not under the engine's lock.
+fn drop_stale_view(state: &mut State) {
+    if state.view.as_ref().is_some_and(|v| !v.is_current(&state.engine)) {
+        if let Some(view) = state.view.take() {
+            state.engine.storage().drop_later(view);
+        }
     }
 }
 

@@ -517,6 +517,11 @@ impl<F> Table<F> {
         &self.file
     }
 
+    /// The open file, the table let go: to close it ([`Storage::retire`]).
+    pub fn into_file(self) -> F {
+        self.file
+    }
+
     /// What [`crate::Db::tables`] reports of it.
     pub fn info(&self) -> TableInfo {
         TableInfo { id: self.id, entries: self.footer.entry_count, bytes: self.bytes }

@@ -187,6 +187,16 @@ impl PosixStorage {
         self.removals = queue;
     }
 
+    /// Drops `value` on the reaper's thread while a [`RemovalQueue`] is attached (after the
+    /// removals queued before it), here and now otherwise: for what may hold the last
+    /// descriptor of a removed table, whose close frees the table's blocks.
+    pub(crate) fn drop_later<T: Send + 'static>(&self, value: T) {
+        match &self.removals {
+            Some(queue) => queue.drop_later(value),
+            None => drop(value),
+        }
+    }
+
     /// Opens the existing file `name` after dropping any page this storage's cache holds for
     /// its inode: for a file written through another handle ([`PosixStorage::second_handle`]).
     pub fn open_fresh(&mut self, name: &str) -> io::Result<PosixFile> {
@@ -343,6 +353,10 @@ impl Storage for PosixStorage {
             None => name,
         };
         sys::unlink_at(self.dir.as_fd(), &name)
+    }
+
+    fn retire(&mut self, file: PosixFile) {
+        self.drop_later(file);
     }
 
     fn sync_dir(&mut self) -> io::Result<()> {

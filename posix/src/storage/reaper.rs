@@ -1,17 +1,21 @@
-//! [`Reaper`]: a thread that unlinks the tables a compaction replaced, so that the engine's lock
-//! is not held while the file system frees their blocks: unlinking a table of a few hundred
-//! megabytes takes tens of milliseconds, and an install under the lock removes up to fifteen.
+//! [`Reaper`]: a thread that unlinks the tables a compaction replaced and closes their files, so
+//! that the engine's lock is not held while the file system frees their blocks: the last close
+//! of a removed table of a few hundred megabytes (or its unlink, when nothing holds it open)
+//! takes tens of milliseconds, and an install under the lock replaces up to fifteen.
 //!
-//! The engine's storage hands such names over ([`minivault_core::Storage::remove_obsolete`])
-//! while a [`RemovalQueue`] is attached to it (with background threads:
+//! The engine's storage hands such names over ([`minivault_core::Storage::remove_obsolete`]),
+//! and then the files ([`minivault_core::Storage::retire`]); the engine's lock holder hands
+//! over what else may hold the last descriptor of such a file (a view of the tables that was
+//! replaced, [`RemovalQueue::drop_later`]). All of it while a [`RemovalQueue`] is attached to
+//! the storage (with background threads:
 //! `crate::background::Background` starts the reaper and attaches its queue). The names are
 //! never used again, and a file still there at a crash is removed by the next open (core
 //! `Storage::remove_obsolete` says why), so nothing depends on when the unlink happens. A failed
 //! unlink (the file already gone, or not removable) is left to the next open as well, and
 //! counted ([`Reaper::failed_unlinks`], reported as `crate::BackgroundStats::failed_unlinks`).
 //! [`Reaper::settle`] waits
-//! until every queued name has been unlinked ([`crate::Db::flush`], close); dropping the reaper
-//! settles it too.
+//! until every queued name has been unlinked and every queued file closed ([`crate::Db::flush`],
+//! close); dropping the reaper settles it too.
 
 use std::ffi::CString;
 use std::io;
@@ -23,8 +27,8 @@ use std::thread::{self, JoinHandle};
 
 use super::sys;
 
-/// Names queued and not yet unlinked, the condition variable that says the count fell, and
-/// the unlinks that failed.
+/// Jobs queued and not yet done, the condition variable that says the count fell, and the
+/// unlinks that failed.
 #[derive(Default)]
 struct Pending {
     count: Mutex<usize>,
@@ -43,10 +47,18 @@ impl Pending {
     }
 }
 
+/// What the reaper is handed.
+enum Job {
+    /// A name to unlink.
+    Unlink(CString),
+    /// Something that may hold the last descriptor of a removed file, to drop.
+    Drop(Box<dyn Send>),
+}
+
 /// The sending side, attached to the engine's storage.
 #[derive(Clone)]
 pub(crate) struct RemovalQueue {
-    names: Sender<CString>,
+    jobs: Sender<Job>,
     pending: Arc<Pending>,
 }
 
@@ -57,13 +69,31 @@ impl std::fmt::Debug for RemovalQueue {
 }
 
 impl RemovalQueue {
-    /// Queues `name` for the reaper; gives it back when the reaper is gone.
+    /// Queues `name` for the reaper to unlink; gives it back when the reaper is gone.
     pub(super) fn push(&self, name: CString) -> Result<(), CString> {
+        if self.send(Job::Unlink(name.clone())) {
+            Ok(())
+        } else {
+            Err(name)
+        }
+    }
+
+    /// Hands `value` to the reaper to drop, after the names and values queued before it: a
+    /// file of a removed table, or what shares its descriptor. Dropped here and now when the
+    /// reaper is gone.
+    pub(crate) fn drop_later<T: Send + 'static>(&self, value: T) {
+        // A job the reaper cannot take any more is dropped as the send fails.
+        self.send(Job::Drop(Box::new(value)));
+    }
+
+    /// Queues `job`; false (and `job` dropped) when the reaper is gone.
+    fn send(&self, job: Job) -> bool {
         self.pending.add(1);
-        self.names.send(name).map_err(|e| {
+        let sent = self.jobs.send(job).is_ok();
+        if !sent {
             self.pending.add(-1);
-            e.0
-        })
+        }
+        sent
     }
 }
 
@@ -78,19 +108,24 @@ pub(crate) struct Reaper {
 impl Reaper {
     /// Starts the thread; `dir` is a descriptor of the database directory.
     pub(crate) fn start(dir: OwnedFd) -> io::Result<Reaper> {
-        let (names, received) = mpsc::channel::<CString>();
+        let (jobs, received) = mpsc::channel::<Job>();
         let pending = Arc::new(Pending::default());
         let counted = Arc::clone(&pending);
         let thread = thread::Builder::new().name("minivault-reaper".into()).spawn(move || {
-            for name in received {
-                // A file that is already gone, or that cannot be removed, is left to open.
-                if sys::unlink_at(dir.as_fd(), &name).is_err() {
-                    counted.failed.fetch_add(1, Ordering::Relaxed);
+            for job in received {
+                match job {
+                    Job::Unlink(name) => {
+                        // A file that is already gone, or that cannot be removed, is left to open.
+                        if sys::unlink_at(dir.as_fd(), &name).is_err() {
+                            counted.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Job::Drop(value) => drop(value),
                 }
                 counted.add(-1);
             }
         })?;
-        let queue = RemovalQueue { names, pending: Arc::clone(&pending) };
+        let queue = RemovalQueue { jobs, pending: Arc::clone(&pending) };
         Ok(Reaper { queue: Some(queue), pending, thread: Some(thread) })
     }
 
@@ -99,7 +134,7 @@ impl Reaper {
         self.queue.clone()
     }
 
-    /// Returns once every name queued so far has been unlinked.
+    /// Returns once every name queued so far has been unlinked and every value dropped.
     pub(crate) fn settle(&self) {
         self.settler().settle();
     }
@@ -121,7 +156,7 @@ impl Reaper {
 pub(crate) struct Settler(Arc<Pending>);
 
 impl Settler {
-    /// Returns once every name queued so far has been unlinked.
+    /// Returns once every name queued so far has been unlinked and every value dropped.
     pub(crate) fn settle(&self) {
         let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
         while *count > 0 {
@@ -182,6 +217,54 @@ mod tests {
         reaper.settle();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(reaper.failed_unlinks(), 2);
+    }
+
+    /// What a [`Witness`] saw as it was dropped: the thread's name, and whether its file was gone.
+    type Seen = Arc<Mutex<Vec<(Option<String>, bool)>>>;
+
+    /// Records, as it is dropped, the thread it is dropped on and whether `name` was gone.
+    struct Witness {
+        name: std::path::PathBuf,
+        seen: Seen,
+    }
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            let thread = thread::current().name().map(str::to_owned);
+            self.seen.lock().unwrap().push((thread, !self.name.exists()));
+        }
+    }
+
+    #[test]
+    fn retired_files_are_closed_on_the_reapers_thread_after_the_unlinks_queued_before_them() {
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..5 {
+            let name = format!("{i}.sst");
+            let file = storage.create(&name).unwrap();
+            storage.remove_obsolete(&name).unwrap();
+            storage.retire(file);
+            storage.drop_later(Witness { name: dir.path().join(&name), seen: Arc::clone(&seen) });
+        }
+        reaper.settle();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 5, "settle waits for the drops too");
+        for (thread, gone) in seen.iter() {
+            assert_eq!(thread.as_deref(), Some("minivault-reaper"));
+            assert!(gone, "dropped after the unlink queued before it");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn without_a_reaper_a_retired_file_is_closed_in_the_call() {
+        let (dir, storage) = storage();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        storage.drop_later(Witness { name: dir.path().join("0.sst"), seen: Arc::clone(&seen) });
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(seen.lock().unwrap()[0].0, thread::current().name().map(str::to_owned));
     }
 
     #[test]
