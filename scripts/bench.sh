@@ -59,8 +59,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# libclang itself, not libclang-cpp (which LLVM packages install alone, and bindgen cannot use).
 have_libclang() {
-  ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+  ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && return 0
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
 }
 
 # Re-rendering the report needs no engine: skip RocksDB's C++ build.
