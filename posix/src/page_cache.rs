@@ -59,6 +59,8 @@ pub struct PageCache {
     pub hits: u64,
     /// Pages read from the file.
     pub misses: u64,
+    /// Counts every invalidation ([`PageCache::generation`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for PageCache {
@@ -82,7 +84,15 @@ impl PageCache {
             hand: 0,
             hits: 0,
             misses: 0,
+            generation: 0,
         }
+    }
+
+    /// A count that changes whenever pages are invalidated, forgotten or cleared: a reader that
+    /// read pages from a file with the cache unlocked keeps them only if it did not change
+    /// meanwhile (a write may have changed those bytes after the read).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// True when the cache holds no page at all (capacity 0).
@@ -144,6 +154,7 @@ impl PageCache {
 
     /// Drops the pages of `file` that overlap bytes `start..end`.
     pub fn invalidate(&mut self, file: FileKey, start: u64, end: u64) {
+        self.generation += 1;
         if self.map.is_empty() || end <= start {
             return;
         }
@@ -159,11 +170,13 @@ impl PageCache {
 
     /// Drops every page.
     pub fn clear(&mut self) {
+        self.generation += 1;
         self.map.clear();
     }
 
     /// Drops every page of `file`.
     pub fn forget(&mut self, file: FileKey) {
+        self.generation += 1;
         if !self.map.is_empty() {
             self.map.retain(|k, _| !(k.0 == file.0 && k.1 == file.1));
         }
@@ -173,6 +186,22 @@ impl PageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_invalidation_changes_the_generation() {
+        let mut c = PageCache::new(4 * PAGE_SIZE);
+        let g0 = c.generation();
+        c.insert((1, 2), 0, b"abc");
+        assert_eq!(c.generation(), g0, "an insert is no invalidation");
+        c.invalidate((1, 2), 0, 1);
+        let g1 = c.generation();
+        assert_ne!(g1, g0);
+        c.forget((1, 3));
+        let g2 = c.generation();
+        assert_ne!(g2, g1, "also for a file with no pages cached");
+        c.clear();
+        assert_ne!(c.generation(), g2);
+    }
 
     #[test]
     fn cached_page_is_returned_until_invalidated() {

@@ -201,8 +201,17 @@ impl Seek for PosixFile {
     }
 }
 
+/// The most pages [`read_cached_at`] reads with one `pread` (16 KiB: a run of records that
+/// straddles pages, or a short scan read, costs one system call).
+const MAX_READ_PAGES: usize = 4;
+
 /// Reads at `pos` of the file `fd` (`key` in the page cache) through `cache`: whole pages are
 /// read and kept, and `buf` is filled from them up to the end of the file. Returns the bytes read.
+///
+/// The cache's lock is held only to look pages up and to store them, never across a `pread`:
+/// gets on other threads go on meanwhile. The pages from the first one missing to the last one
+/// `buf` needs (at most [`MAX_READ_PAGES`]) are read with one `pread`, and kept only when no
+/// invalidation happened while the lock was let go ([`PageCache::generation`]).
 fn read_cached_at(
     fd: BorrowedFd<'_>,
     key: FileKey,
@@ -210,24 +219,44 @@ fn read_cached_at(
     pos: u64,
     buf: &mut [u8],
 ) -> io::Result<usize> {
-    let mut cache = lock(cache);
+    let page_size = PAGE_SIZE as u64;
     let mut done = 0;
+    let mut block = [0u8; PAGE_SIZE * MAX_READ_PAGES];
     while done < buf.len() {
-        let at = pos + done as u64;
-        let (page, within) = (at / PAGE_SIZE as u64, (at % PAGE_SIZE as u64) as usize);
-        let avail = match cache.get(key, page) {
-            Some(data) => copy_from(data, within, &mut buf[done..]),
-            None => {
-                let mut data = [0u8; PAGE_SIZE];
-                let n = sys::pread_full(fd, &mut data, page * PAGE_SIZE as u64)?;
-                cache.insert(key, page, &data[..n]);
-                copy_from(&data[..n], within, &mut buf[done..])
+        // What the cache holds, from `done` on.
+        let generation = {
+            let mut cache = lock(cache);
+            loop {
+                let at = pos + done as u64;
+                let Some(data) = cache.get(key, at / page_size) else { break cache.generation() };
+                let copied = copy_from(data, (at % page_size) as usize, &mut buf[done..]);
+                done += copied;
+                if copied == 0 || done == buf.len() {
+                    // The end of the file, or of `buf`.
+                    return Ok(done);
+                }
             }
         };
-        if avail == 0 {
+        let at = pos + done as u64;
+        let first = at / page_size;
+        let last = (pos + buf.len() as u64 - 1) / page_size;
+        let pages = usize::try_from(last - first + 1).map_or(MAX_READ_PAGES, |p| p.min(MAX_READ_PAGES));
+        let read = &mut block[..pages * PAGE_SIZE];
+        let n = sys::pread_full(fd, read, first * page_size)?;
+        let read = &read[..n];
+        {
+            let mut cache = lock(cache);
+            if cache.generation() == generation {
+                for (i, page) in (first..).zip(read.chunks(PAGE_SIZE)) {
+                    cache.insert(key, i, page);
+                }
+            }
+        }
+        let copied = copy_from(read, (at % page_size) as usize, &mut buf[done..]);
+        if copied == 0 {
             break; // end of file
         }
-        done += avail;
+        done += copied;
     }
     Ok(done)
 }
@@ -492,6 +521,34 @@ mod tests {
             let end = (at as usize + len).min(data.len());
             assert_eq!(&buf[..n], &data[at as usize..end], "at {at} len {len}");
         }
+    }
+
+    #[test]
+    fn a_read_over_cached_and_missing_pages_returns_the_files_bytes_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = PosixStorage::open_dir(dir.path()).unwrap();
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        fs::write(dir.path().join("f"), &data).unwrap();
+        let mut f = storage.open("f").unwrap();
+        // Page 2 cached, then a read from inside page 0 to inside page 8: missing pages on both
+        // sides of a cached one, more of them than one `pread` takes.
+        f.seek(SeekFrom::Start(2 * PAGE_SIZE as u64 + 7)).unwrap();
+        read_up_to(&mut f, &mut [0u8; 10]);
+        let mut buf = vec![0u8; 8 * PAGE_SIZE + 100];
+        f.seek(SeekFrom::Start(100)).unwrap();
+        assert_eq!(read_up_to(&mut f, &mut buf), buf.len());
+        assert_eq!(buf, &data[100..100 + buf.len()]);
+        // Every page it touched is cached now: the same read again is all hits.
+        let (hits, misses) = storage.page_cache_counts();
+        f.seek(SeekFrom::Start(100)).unwrap();
+        read_up_to(&mut f, &mut buf);
+        assert_eq!(buf, &data[100..100 + buf.len()]);
+        assert_eq!(storage.page_cache_counts(), (hits + 9, misses));
+        // A read past the end of the file stops there.
+        let mut tail = vec![0u8; 3 * PAGE_SIZE];
+        f.seek(SeekFrom::Start(39_000)).unwrap();
+        assert_eq!(read_up_to(&mut f, &mut tail), 1000);
+        assert_eq!(&tail[..1000], &data[39_000..]);
     }
 
     fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {
