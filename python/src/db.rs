@@ -449,6 +449,7 @@ impl PyDb {
         d.set_item("flushes", s.flushes)?;
         d.set_item("compactions", s.compactions)?;
         d.set_item("torn_tails_truncated", s.torn_tails_truncated)?;
+        d.set_item("wals_dropped", s.wals_dropped)?;
         d.set_item("gets", s.gets)?;
         d.set_item("table_probes", s.table_probes)?;
         d.set_item("filter_skips", s.filter_skips)?;

@@ -163,6 +163,8 @@ def test_sync_flush_and_stats(db):
     assert s["tables"] >= 1 and s["flushes"] >= 1 and s["memtable_keys"] == 0
     for name in ("gets", "table_probes", "row_cache_hits", "row_cache_misses", "wal_bytes", "compactions"):
         assert isinstance(s[name], int)
+    # Nothing was torn: no WAL was cut or dropped on open.
+    assert (s["torn_tails_truncated"], s["wals_dropped"]) == (0, 0)
     db[b"key000"]
     db[b"key000"]
     assert db.stats()["row_cache_hits"] >= 1
