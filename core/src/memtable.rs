@@ -134,6 +134,8 @@ pub struct MemTable<M> {
     frozen: bool,
     /// Counts changes (inserts, freezes, resets): see [`MemTable::changes`].
     changes: u64,
+    /// Counts freezes and resets: see [`MemTable::epoch`].
+    epoch: u32,
     /// The longest key held (0 when empty), range deletes' keys included.
     max_key_len: usize,
     /// The arena offsets of the range deletes held, oldest first.
@@ -228,6 +230,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             count: 0,
             frozen: false,
             changes: 0,
+            epoch: 0,
             max_key_len: 0,
             ranges: heapless::Vec::new(),
             versions: 0,
@@ -684,12 +687,20 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.shared_prefix = shared;
         self.frozen = true;
         self.changes += 1;
+        self.epoch = self.epoch.wrapping_add(1);
     }
 
     /// A count of the changes made to the table (each insert, freeze and reset adds one): equal
     /// counts of the same table mean the same contents.
     pub fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// A count of the table's freezes and resets. While it stays the same the table only
+    /// grows: every entry written since an earlier look has an arena offset at or past
+    /// [`MemTable::arena_used`] as it was then, and no key loses its entry.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// The longest key held.
@@ -801,6 +812,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             count: self.count,
             frozen: self.frozen,
             changes: 0,
+            epoch: 0,
             max_key_len: self.max_key_len,
             ranges: self.ranges.clone(),
             versions: self.versions,
@@ -834,6 +846,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.count = 0;
         self.frozen = false;
         self.changes += 1;
+        self.epoch = self.epoch.wrapping_add(1);
         self.max_key_len = 0;
         self.ranges.clear();
         self.versions = 0;
