@@ -119,7 +119,8 @@ pub trait Storage {
     }
 
     /// Closes `file`, which the database will not use again: a table a compaction replaced,
-    /// whose name went to [`Storage::remove_obsolete`] first. The last close of a removed file
+    /// whose name went to [`Storage::remove_obsolete`] first (or, for the run's newest table,
+    /// was taken over by the output's rename). The last close of a removed file
     /// is where a file system frees its blocks (tens of milliseconds for a large table), so a
     /// storage may close it later, off the caller's path, as it may remove it later. Nothing is
     /// read or written through `file` any more. The default closes it now.

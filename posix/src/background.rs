@@ -159,9 +159,9 @@ pub(crate) struct Background {
     workers: Vec<Worker>,
     /// The flush thread.
     flusher: Flusher,
-    /// Unlinks the files installs made obsolete, off the engine's lock (`crate::storage`'s
-    /// reaper; not under `max_bytes`); its queue is attached to the engine's storage while it
-    /// runs.
+    /// Unlinks the files installs made obsolete and closes them (and the views of the tables
+    /// that shared their descriptors), off the engine's lock (`crate::storage`'s reaper; not
+    /// under `max_bytes`); its queue is attached to the engine's storage while it runs.
     reaper: Option<Reaper>,
     reports: Receiver<Report>,
     /// Notified by a worker after each report (see [`Background::reported`]).
@@ -226,8 +226,8 @@ impl Background {
         })
     }
 
-    /// What waits until the tables the installs so far replaced are unlinked (with the
-    /// engine's lock let go first); `None` when they are unlinked at once.
+    /// What waits until the tables the installs so far replaced are unlinked and closed (with
+    /// the engine's lock let go first); `None` when that happens at once.
     pub(crate) fn removals_settler(&self) -> Option<Settler> {
         self.reaper.as_ref().map(Reaper::settler)
     }

@@ -613,7 +613,8 @@ impl Db {
     /// Empties the row cache when the engine has evicted tables ([`crate::WhenFull::DropOldest`]) since
     /// the last look: their rows must read as absent, and the cache cannot tell which they were.
     /// Lets the view of the tables go when the set changed (a flush, a compaction's install, an
-    /// eviction), so that a removed table's disk space is freed once the gets reading it end.
+    /// eviction), so that a removed table's disk space is freed once the gets reading it end
+    /// (and the reaper has dropped the view, when one runs: `drop_stale_view`).
     fn forget_evicted(&self, state: &mut State) {
         drop_stale_view(state);
         let evicted = state.engine.evicted_tables();

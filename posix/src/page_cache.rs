@@ -5,9 +5,13 @@
 //! a hash lookup and a copy instead of a `pread` each. The cache owns:
 //! - pages keyed by (device, inode, page number), so every handle on a file shares them;
 //! - CLOCK eviction over a fixed number of slots: memory is `capacity` pages, allocated as used;
-//! - invalidation: every `pwrite` and `ftruncate`, through any handle, drops the pages it
-//!   touches, and creating a file drops every page of its inode, so a reused inode number can
-//!   never serve another file's bytes.
+//! - invalidation: every `pwrite` and `ftruncate` through a handle of the storage that owns
+//!   the cache drops the pages it touches, and creating a file drops every page of its inode, so
+//!   a reused inode number can never serve another file's bytes (a file written through another
+//!   storage handle, with a cache of its own, is opened with `PosixStorage::open_fresh`);
+//! - a short record of the latest invalidations ([`PageCache::unchanged_since`]), so that a
+//!   reader that read pages from a file with the cache unlocked keeps them only when no
+//!   invalidation of that file came meanwhile.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -57,11 +61,17 @@ pub struct PageCache {
     hand: usize,
     /// Reads served from memory.
     pub hits: u64,
-    /// Pages read from the file.
+    /// Pages read from the file and stored (a page read twice at once counts twice; one read
+    /// across an invalidation of its file is not stored and not counted).
     pub misses: u64,
     /// Counts every invalidation ([`PageCache::generation`]).
     generation: u64,
+    /// The latest invalidations: generation `g`'s file at `g % RECENT` (`None`: every file).
+    recent: [(u64, Option<FileKey>); RECENT],
 }
+
+/// Invalidations [`PageCache::unchanged_since`] can look back over.
+const RECENT: usize = 16;
 
 impl std::fmt::Debug for PageCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,14 +95,36 @@ impl PageCache {
             hits: 0,
             misses: 0,
             generation: 0,
+            recent: [(0, None); RECENT],
         }
     }
 
-    /// A count that changes whenever pages are invalidated, forgotten or cleared: a reader that
-    /// read pages from a file with the cache unlocked keeps them only if it did not change
-    /// meanwhile (a write may have changed those bytes after the read).
+    /// A count that grows with every invalidation, forget and clear: what a reader notes
+    /// before it lets the lock go to read pages from a file ([`PageCache::unchanged_since`]).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// True when no invalidation since `generation` can have touched `file`: pages of it read
+    /// from the file after that generation was noted may be stored. False also when more
+    /// invalidations came than the cache remembers.
+    pub fn unchanged_since(&self, file: FileKey, generation: u64) -> bool {
+        let since = self.generation.saturating_sub(generation);
+        since == 0
+            || (since <= RECENT as u64
+                && (generation + 1..=self.generation).all(|g| {
+                    self.recent
+                        .get((g % RECENT as u64) as usize)
+                        .is_some_and(|&(at, which)| at == g && which.is_some_and(|f| f != file))
+                }))
+    }
+
+    /// Counts an invalidation of `file` (`None`: of every file).
+    fn note_invalidation(&mut self, file: Option<FileKey>) {
+        self.generation += 1;
+        if let Some(slot) = self.recent.get_mut((self.generation % RECENT as u64) as usize) {
+            *slot = (self.generation, file);
+        }
     }
 
     /// True when the cache holds no page at all (capacity 0).
@@ -154,7 +186,7 @@ impl PageCache {
 
     /// Drops the pages of `file` that overlap bytes `start..end`.
     pub fn invalidate(&mut self, file: FileKey, start: u64, end: u64) {
-        self.generation += 1;
+        self.note_invalidation(Some(file));
         if self.map.is_empty() || end <= start {
             return;
         }
@@ -170,13 +202,13 @@ impl PageCache {
 
     /// Drops every page.
     pub fn clear(&mut self) {
-        self.generation += 1;
+        self.note_invalidation(None);
         self.map.clear();
     }
 
     /// Drops every page of `file`.
     pub fn forget(&mut self, file: FileKey) {
-        self.generation += 1;
+        self.note_invalidation(Some(file));
         if !self.map.is_empty() {
             self.map.retain(|k, _| !(k.0 == file.0 && k.1 == file.1));
         }
@@ -188,19 +220,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_invalidation_changes_the_generation() {
+    fn pages_read_across_an_invalidation_of_their_file_are_not_kept_and_others_are() {
         let mut c = PageCache::new(4 * PAGE_SIZE);
-        let g0 = c.generation();
-        c.insert((1, 2), 0, b"abc");
-        assert_eq!(c.generation(), g0, "an insert is no invalidation");
-        c.invalidate((1, 2), 0, 1);
-        let g1 = c.generation();
-        assert_ne!(g1, g0);
-        c.forget((1, 3));
-        let g2 = c.generation();
-        assert_ne!(g2, g1, "also for a file with no pages cached");
+        let (table, wal) = ((1, 2), (1, 3));
+        let g = c.generation();
+        c.insert(table, 0, b"abc");
+        assert!(c.unchanged_since(table, g), "an insert is no invalidation");
+        // Writes to another file (a WAL's appends) do not stop a table's reads from being kept.
+        c.invalidate(wal, 0, 100);
+        c.forget(wal);
+        assert!(c.unchanged_since(table, g));
+        assert!(!c.unchanged_since(wal, g));
+        c.invalidate(table, 0, 1);
+        assert!(!c.unchanged_since(table, g));
+        let g = c.generation();
         c.clear();
-        assert_ne!(c.generation(), g2);
+        assert!(!c.unchanged_since(table, g), "a clear touches every file");
+        // More invalidations than it remembers: nothing is known, nothing kept.
+        let g = c.generation();
+        for _ in 0..=RECENT {
+            c.invalidate(wal, 0, 1);
+        }
+        assert!(!c.unchanged_since(table, g));
+        let g = c.generation();
+        for _ in 0..RECENT {
+            c.invalidate(wal, 0, 1);
+        }
+        assert!(c.unchanged_since(table, g));
     }
 
     #[test]

@@ -205,13 +205,29 @@ impl Seek for PosixFile {
 /// straddles pages, or a short scan read, costs one system call).
 const MAX_READ_PAGES: usize = 4;
 
+thread_local! {
+    /// Where [`read_cached_at`] reads pages that are not cached: one per thread, zeroed once.
+    static READ_BLOCK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; PAGE_SIZE * MAX_READ_PAGES]);
+}
+
+/// Runs `f` on the thread's read block (on a fresh one should it be in use, or gone as the
+/// thread ends).
+fn with_read_block<T>(mut f: impl FnMut(&mut [u8]) -> T) -> T {
+    let ran = READ_BLOCK.try_with(|cell| cell.try_borrow_mut().ok().map(|mut block| f(&mut block)));
+    match ran {
+        Ok(Some(done)) => done,
+        _ => f(&mut vec![0; PAGE_SIZE * MAX_READ_PAGES]),
+    }
+}
+
 /// Reads at `pos` of the file `fd` (`key` in the page cache) through `cache`: whole pages are
 /// read and kept, and `buf` is filled from them up to the end of the file. Returns the bytes read.
 ///
 /// The cache's lock is held only to look pages up and to store them, never across a `pread`:
 /// gets on other threads go on meanwhile. The pages from the first one missing to the last one
-/// `buf` needs (at most [`MAX_READ_PAGES`]) are read with one `pread`, and kept only when no
-/// invalidation happened while the lock was let go ([`PageCache::generation`]).
+/// `buf` needs (at most [`MAX_READ_PAGES`]) are read with one `pread` into the thread's own
+/// block, and kept only when no invalidation of this file came while the lock was let go
+/// ([`PageCache::unchanged_since`]).
 fn read_cached_at(
     fd: BorrowedFd<'_>,
     key: FileKey,
@@ -221,7 +237,6 @@ fn read_cached_at(
 ) -> io::Result<usize> {
     let page_size = PAGE_SIZE as u64;
     let mut done = 0;
-    let mut block = [0u8; PAGE_SIZE * MAX_READ_PAGES];
     while done < buf.len() {
         // What the cache holds, from `done` on.
         let generation = {
@@ -241,18 +256,20 @@ fn read_cached_at(
         let first = at / page_size;
         let last = (pos + buf.len() as u64 - 1) / page_size;
         let pages = usize::try_from(last - first + 1).map_or(MAX_READ_PAGES, |p| p.min(MAX_READ_PAGES));
-        let read = &mut block[..pages * PAGE_SIZE];
-        let n = sys::pread_full(fd, read, first * page_size)?;
-        let read = &read[..n];
-        {
-            let mut cache = lock(cache);
-            if cache.generation() == generation {
-                for (i, page) in (first..).zip(read.chunks(PAGE_SIZE)) {
-                    cache.insert(key, i, page);
+        let copied = with_read_block(|block| {
+            let read = block.get_mut(..pages * PAGE_SIZE).unwrap_or_default();
+            let n = sys::pread_full(fd, read, first * page_size)?;
+            let read = read.get(..n).unwrap_or_default();
+            {
+                let mut cache = lock(cache);
+                if cache.unchanged_since(key, generation) {
+                    for (i, page) in (first..).zip(read.chunks(PAGE_SIZE)) {
+                        cache.insert(key, i, page);
+                    }
                 }
             }
-        }
-        let copied = copy_from(read, (at % page_size) as usize, &mut buf[done..]);
+            io::Result::Ok(copy_from(read, (at % page_size) as usize, &mut buf[done..]))
+        })?;
         if copied == 0 {
             break; // end of file
         }

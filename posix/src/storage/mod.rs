@@ -181,8 +181,9 @@ impl PosixStorage {
         self.dir.try_clone()
     }
 
-    /// Sends the names of [`Storage::remove_obsolete`] to `queue` from now on (`None`: unlinks
-    /// them at once again).
+    /// Sends the names of [`Storage::remove_obsolete`], the files of [`Storage::retire`] and
+    /// what [`PosixStorage::drop_later`] is given to `queue` from now on (`None`: unlinks,
+    /// closes and drops them at once again).
     pub(crate) fn set_removals(&mut self, queue: Option<RemovalQueue>) {
         self.removals = queue;
     }
@@ -288,8 +289,10 @@ impl Storage for PosixStorage {
         // Buffered bytes past `len` would be cut anyway, and may be what a full disk refused.
         file.discard_buffered_from(len);
         file.flush_buffer()?;
+        let truncated = sys::ftruncate(file.fd.as_fd(), len);
+        // After the cut: a page read meanwhile by another thread is then not kept.
         lock(&self.cache).forget(file.key);
-        sys::ftruncate(file.fd.as_fd(), len)
+        truncated
     }
 
     fn preallocate(&mut self, file: &mut PosixFile, len: u64) -> io::Result<()> {

@@ -20,6 +20,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -113,14 +114,18 @@ impl Reaper {
         let counted = Arc::clone(&pending);
         let thread = thread::Builder::new().name("minivault-reaper".into()).spawn(move || {
             for job in received {
-                match job {
-                    Job::Unlink(name) => {
-                        // A file that is already gone, or that cannot be removed, is left to open.
-                        if sys::unlink_at(dir.as_fd(), &name).is_err() {
-                            counted.failed.fetch_add(1, Ordering::Relaxed);
-                        }
+                // A drop that panics (a bug) must neither end the thread, leaving the jobs
+                // behind it queued, nor leave `settle` (so `Db::flush` and close) waiting.
+                let ran = panic::catch_unwind(AssertUnwindSafe(|| match job {
+                    Job::Unlink(name) => sys::unlink_at(dir.as_fd(), &name).is_ok(),
+                    Job::Drop(value) => {
+                        drop(value);
+                        true
                     }
-                    Job::Drop(value) => drop(value),
+                }));
+                // A file that is already gone, or that cannot be removed, is left to open.
+                if matches!(ran, Ok(false)) {
+                    counted.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 counted.add(-1);
             }
@@ -166,8 +171,9 @@ impl Settler {
 }
 
 impl Drop for Reaper {
-    /// Waits until what is queued is unlinked. The thread itself ends once every queue is let
-    /// go (the storage's too: `PosixStorage::set_removals(None)`, or the storage dropped).
+    /// Waits until what is queued is unlinked and dropped. The thread itself ends once every
+    /// queue is let go (the storage's too: `PosixStorage::set_removals(None)`, or the storage
+    /// dropped).
     fn drop(&mut self) {
         self.queue = None;
         self.settle();
@@ -256,6 +262,25 @@ mod tests {
             assert!(gone, "dropped after the unlink queued before it");
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_drop_that_panics_neither_stops_the_reaper_nor_hangs_settle() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("a bug in a dropped value");
+            }
+        }
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        storage.drop_later(Bomb);
+        fs::write(dir.path().join("5.sst"), b"x").unwrap();
+        storage.remove_obsolete("5.sst").unwrap();
+        reaper.settle();
+        assert!(!dir.path().join("5.sst").exists(), "the job after the panic ran");
+        assert_eq!(reaper.failed_unlinks(), 0);
     }
 
     #[test]
