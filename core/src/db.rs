@@ -886,8 +886,10 @@ where
     /// Gives the database a buffer in which scans keep the active MemTable's keys in order: 4
     /// bytes per key, so [`Stats::memtable_key_capacity`] × 4 bytes for every scan to use it.
     /// Without it, a scan visits the active MemTable by choosing the next key among all of its
-    /// keys at every step (O(n) per step); with it, by sorting them once per change of the
-    /// MemTable (O(n log n)). Returns the buffer it replaces.
+    /// keys at every step (O(n) per step); with it, through their order, sorted once
+    /// (O(n log n)) and then brought up to date with what later writes added (O(k log n) for
+    /// k new entries, up to 64; more, or a rotation, sorts again). Returns the buffer it
+    /// replaces.
     pub fn set_scan_order_buffer(&mut self, buf: M) -> Option<M> {
         self.order.replace(OrderCache::new(buf)).map(OrderCache::into_buffer)
     }

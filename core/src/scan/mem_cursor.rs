@@ -2,7 +2,8 @@
 //!
 //! A frozen MemTable is sorted already (its slots). The active one is a hash table: the scan
 //! visits it through the offsets of its entries sorted into the database's order buffer
-//! (O(n log n) once, kept while the MemTable does not change), or, without one large enough, by
+//! (sorted once, then kept up to date as writes add entries: `super::OrderCache`), or,
+//! without one large enough, by
 //! choosing the next key among all entries at every step (O(n) per step, no memory).
 //!
 //! A cursor reads its MemTable as of a point ([`crate::memtable::MemTable::pin`]): it walks the

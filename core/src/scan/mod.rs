@@ -14,9 +14,11 @@
 //!   and does not push the hot set out of the cache;
 //! - for the active MemTable, which is a hash table, an order buffer given to the database once
 //!   ([`crate::Db::set_scan_order_buffer`]): 4 bytes per key, at most the MemTable's key capacity
-//!   (3/64 of a MemTable buffer). A scan sorts the active MemTable's keys into it when it starts
-//!   (O(n log n)), and the order is kept while the MemTable does not change, so scans between
-//!   writes pay it once. Without it (or with less room than the MemTable holds keys), the scan
+//!   (3/64 of a MemTable buffer). The first scan sorts the active MemTable's keys into it
+//!   (O(n log n)); the order is kept while the MemTable does not change, and a scan after writes
+//!   merges the entries they added into it (`OrderCache`: O(k log n) comparisons and a pass of
+//!   moves for k ≤ 64 new entries), sorting whole again only after a rotation, a larger burst of
+//!   writes, or when the buffer is too full to merge in. Without it (or with less room than the MemTable holds keys), the scan
 //!   chooses the next key among all of them at every step instead: O(n) per step, no memory;
 //! - its own state on the stack: about 48 bytes per SSTable.
 //!
@@ -526,6 +528,21 @@ mod tests {
                 }
                 1 => {
                     m.pin();
+                }
+                // A range delete (no point entry) and a batch (one arena item, its entries
+                // inside it, a key twice).
+                2 => {
+                    let _ = m.insert_range(b"k01000", b"k01010");
+                }
+                3 => {
+                    let mut batch = crate::batch::WriteBatch::new(vec![0u8; 512]);
+                    for _ in 0..5 {
+                        let key = format!("k{:05}", next() % 3000);
+                        batch.put(key.as_bytes(), b"batched").unwrap();
+                    }
+                    batch.put(b"k00007", b"twice").unwrap();
+                    batch.put(b"k00007", b"thrice").unwrap();
+                    let _ = m.insert_batch(batch.payload());
                 }
                 _ => {}
             }
