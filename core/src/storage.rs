@@ -108,7 +108,8 @@ pub trait Storage {
     /// Removes `name`. Removing a missing file is an error of kind `NotFound`.
     fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
 
-    /// Removes `name`, a file nothing waits for the removal of: a table a compaction replaced.
+    /// Removes `name`, a file nothing waits for the removal of: a table a compaction replaced,
+    /// or a WAL whose writes a flush put in a table.
     /// The database never uses the name again,
     /// never syncs the directory for this removal, and open removes such a file should it still
     /// be there (or come back after a power cut). So a storage may remove it later, off the

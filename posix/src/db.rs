@@ -868,19 +868,29 @@ impl Db {
     /// Writes the MemTables to SSTables and retires the WAL. A flush running on the flush
     /// thread is waited for (the engine's lock let go) and installed first; the rest is
     /// written in this call. When it returns, the WALs it retired and the tables earlier
-    /// compactions replaced are gone from the directory (with background threads the replaced
-    /// tables are unlinked off the engine's lock, by the storage's reaper).
+    /// compactions replaced are gone from the directory ([`Db::settle_removals`]).
     pub fn flush(&self) -> Result<(), Error> {
-        let settler = {
+        {
             let mut guard = self.flush_thread_idle()?;
             self.flush_locked(&mut guard)?;
-            guard.background.as_ref().and_then(Background::removals_settler)
-        };
+        }
+        self.settle_removals();
+        Ok(())
+    }
+
+    /// Returns once the files the database no longer needs are gone from the directory: the
+    /// tables compactions replaced and the WALs flushes made obsolete. With background threads
+    /// (and no `max_bytes`) they are unlinked and closed by a thread of their own, off the
+    /// engine's lock, a few milliseconds after the change that made them obsolete (the file
+    /// system frees a large file's blocks then); until then a directory listing still shows
+    /// them. Writes go on meanwhile. For a caller that inspects the directory or measures its
+    /// size; [`Db::flush`] and [`Db::close`] wait for it too.
+    pub fn settle_removals(&self) {
+        let settler = self.state().background.as_ref().and_then(Background::removals_settler);
         // With the engine's lock let go: the unlinks waited for take tens of milliseconds.
         if let Some(settler) = settler {
             settler.settle();
         }
-        Ok(())
     }
 
     /// The engine's lock once no flush runs on the flush thread: a running one is waited for

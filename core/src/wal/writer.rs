@@ -482,8 +482,10 @@ impl<F> Wals<F> {
             }
             self.unsynced_predecessor = None;
         }
+        // Obsolete: never named again, and open removes such a WAL should it come back (see
+        // above), so the storage may unlink it off this path ([`Storage::remove_obsolete`]).
         for w in self.older.iter().filter(|w| w.id <= covered) {
-            storage.remove(&file_name(FileKind::Wal, w.id)).storage()?;
+            storage.remove_obsolete(&file_name(FileKind::Wal, w.id)).storage()?;
         }
         self.older.retain(|w| w.id > covered);
         Ok(())

@@ -188,6 +188,16 @@ impl PosixStorage {
         self.removals = queue;
     }
 
+    /// Lets the sync descriptor of WAL `name` go, if it is kept: a removed WAL's descriptor
+    /// would hold the file's blocks.
+    fn forget_wal_handle(&mut self, name: &str) {
+        for slot in &mut self.wal_handles {
+            if slot.as_ref().is_some_and(|(n, _)| n == name) {
+                *slot = None;
+            }
+        }
+    }
+
     /// Drops `value` on the reaper's thread while a [`RemovalQueue`] is attached (after the
     /// removals queued before it), here and now otherwise: for what may hold the last
     /// descriptor of a removed table, whose close frees the table's blocks.
@@ -336,17 +346,13 @@ impl Storage for PosixStorage {
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
-        // A removed WAL's sync descriptor goes with it: it would hold the file's blocks.
-        for slot in &mut self.wal_handles {
-            if slot.as_ref().is_some_and(|(n, _)| n == name) {
-                *slot = None;
-            }
-        }
+        self.forget_wal_handle(name);
         sys::unlink_at(self.dir.as_fd(), &file_name(name)?)
     }
 
     fn remove_obsolete(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
+        self.forget_wal_handle(name);
         let name = file_name(name)?;
         let name = match &self.removals {
             Some(queue) => match queue.push(name) {
