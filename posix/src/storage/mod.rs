@@ -44,9 +44,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use minivault_core::names::{parse_name, FileKind};
 use minivault_core::Storage;
 
 use crate::page_cache::PageCache;
+
+/// Fewer jobs than this queued at the reaper, and an obsolete WAL goes to it too (else it is
+/// unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and those
+/// unlinked since the last directory sync) stay well within the WALs open accepts
+/// ([`minivault_core::MAX_WALS`]) beside the live ones.
+const MAX_QUEUED_WAL_UNLINKS: usize = 2;
 use file::lock;
 pub(crate) use reaper::{Reaper, RemovalQueue, Settler};
 pub(crate) use sys::flock_exclusive_now;
@@ -353,8 +360,13 @@ impl Storage for PosixStorage {
     fn remove_obsolete(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
         self.forget_wal_handle(name);
+        // An obsolete WAL still in the directory counts against the WALs open accepts
+        // (`MAX_WALS`) until open removes it: one goes to the reaper only while it has next to
+        // nothing queued, so that a crash never leaves more than a couple of them behind.
+        let is_wal = matches!(parse_name(name), Some((FileKind::Wal, _)));
+        let queue = self.removals.as_ref().filter(|q| !is_wal || q.pending() < MAX_QUEUED_WAL_UNLINKS);
         let name = file_name(name)?;
-        let name = match &self.removals {
+        let name = match queue {
             Some(queue) => match queue.push(name) {
                 Ok(()) => return Ok(()),
                 Err(name) => name,

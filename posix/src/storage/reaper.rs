@@ -80,6 +80,11 @@ impl RemovalQueue {
         }
     }
 
+    /// Jobs queued and not yet done.
+    pub(crate) fn pending(&self) -> usize {
+        *self.pending.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Hands `value` to the reaper to drop, after the names and values queued before it: a
     /// file of a removed table, or what shares its descriptor. Dropped here and now when the
     /// reaper is gone.
@@ -187,6 +192,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::fs;
 
+    use minivault_core::names::{file_name, FileKind};
     use minivault_core::Storage;
 
     use super::*;
@@ -282,6 +288,38 @@ mod tests {
         reaper.settle();
         assert!(!dir.path().join("5.sst").exists(), "the job after the panic ran");
         assert_eq!(reaper.failed_unlinks(), 0);
+    }
+
+    #[test]
+    fn an_obsolete_wal_is_unlinked_in_the_call_while_the_reaper_is_busy() {
+        /// Holds the reaper in its drop until the test lets it go.
+        struct Gate(mpsc::Receiver<()>);
+        impl Drop for Gate {
+            fn drop(&mut self) {
+                let _ = self.0.recv();
+            }
+        }
+        let (dir, mut storage) = storage();
+        let reaper = Reaper::start(storage.dir_handle().unwrap()).unwrap();
+        storage.set_removals(reaper.queue());
+        let (open, gate) = mpsc::channel();
+        storage.drop_later(Gate(gate));
+        let [wal1, wal2, table] =
+            [(FileKind::Wal, 1), (FileKind::Wal, 2), (FileKind::Table, 3)].map(|(k, id)| file_name(k, id));
+        for name in [&wal1, &wal2, &table] {
+            fs::write(dir.path().join(name.as_str()), b"x").unwrap();
+        }
+        // One job queued: a WAL still goes to the reaper.
+        storage.remove_obsolete(&wal1).unwrap();
+        assert!(dir.path().join(wal1.as_str()).exists(), "queued behind the gate");
+        // Two: the next WAL is unlinked here; a table still waits its turn.
+        storage.remove_obsolete(&wal2).unwrap();
+        assert!(!dir.path().join(wal2.as_str()).exists(), "unlinked in the call");
+        storage.remove_obsolete(&table).unwrap();
+        assert!(dir.path().join(table.as_str()).exists());
+        open.send(()).unwrap();
+        reaper.settle();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
