@@ -221,6 +221,7 @@ fn reopen_with_larger_memtables_keeps_wals_bounded() {
         let (k, v) = (format!("new{i}").into_bytes(), value(i));
         db.put(&k, &v).unwrap();
         model.insert(k, v);
+        db.settle_removals();
         let wals = wal_files(dir.path());
         assert!(
             wals.len() <= 2,

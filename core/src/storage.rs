@@ -109,7 +109,7 @@ pub trait Storage {
     fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
 
     /// Removes `name`, a file nothing waits for the removal of: a table a compaction replaced,
-    /// or a WAL whose writes a flush put in a table.
+    /// or a WAL whose writes a flush put in a durable table (whose `wal_covered` names it).
     /// The database never uses the name again,
     /// never syncs the directory for this removal, and open removes such a file should it still
     /// be there (or come back after a power cut). So a storage may remove it later, off the

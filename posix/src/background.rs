@@ -226,8 +226,9 @@ impl Background {
         })
     }
 
-    /// What waits until the tables the installs so far replaced are unlinked and closed (with
-    /// the engine's lock let go first); `None` when that happens at once.
+    /// What waits until the tables the installs so far replaced and the WALs their flushes
+    /// covered are unlinked, and the tables closed (with the engine's lock let go first);
+    /// `None` when that happens at once.
     pub(crate) fn removals_settler(&self) -> Option<Settler> {
         self.reaper.as_ref().map(Reaper::settler)
     }

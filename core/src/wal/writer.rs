@@ -482,10 +482,18 @@ impl<F> Wals<F> {
             }
             self.unsynced_predecessor = None;
         }
-        // Obsolete: never named again, and open removes such a WAL should it come back (see
-        // above), so the storage may unlink it off this path ([`Storage::remove_obsolete`]).
+        // Covered by the flush's durable table: never named again, and open removes such a WAL
+        // should it come back, so the storage may unlink it off this path
+        // ([`Storage::remove_obsolete`]). Without a table, open would replay it: it goes now,
+        // before a rotation can add a WAL beside it (a read-only open replays every WAL it finds
+        // in two MemTables).
         for w in self.older.iter().filter(|w| w.id <= covered) {
-            storage.remove_obsolete(&file_name(FileKind::Wal, w.id)).storage()?;
+            let name = file_name(FileKind::Wal, w.id);
+            if in_table {
+                storage.remove_obsolete(&name).storage()?;
+            } else {
+                storage.remove(&name).storage()?;
+            }
         }
         self.older.retain(|w| w.id > covered);
         Ok(())

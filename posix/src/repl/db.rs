@@ -323,6 +323,8 @@ fn counted(n: u64, noun: &str) -> String {
 /// many there are; `unknown` when the directory cannot be listed.
 fn disk_usage(db: &Db) -> String {
     use std::os::unix::fs::MetadataExt;
+    // Files the database no longer needs are unlinked by a thread of their own: not counted.
+    db.settle_removals();
     let Ok(entries) = std::fs::read_dir(db.path()) else {
         return String::from("unknown");
     };

@@ -49,8 +49,8 @@ use minivault_core::Storage;
 
 use crate::page_cache::PageCache;
 
-/// Fewer jobs than this queued at the reaper, and an obsolete WAL goes to it too (else it is
-/// unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and those
+/// Fewer WAL unlinks than this queued at the reaper, and an obsolete WAL goes to it too (else
+/// it is unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and those
 /// unlinked since the last directory sync) stay well within the WALs open accepts
 /// ([`minivault_core::MAX_WALS`]) beside the live ones.
 const MAX_QUEUED_WAL_UNLINKS: usize = 2;
@@ -361,13 +361,14 @@ impl Storage for PosixStorage {
         self.writable()?;
         self.forget_wal_handle(name);
         // An obsolete WAL still in the directory counts against the WALs open accepts
-        // (`MAX_WALS`) until open removes it: one goes to the reaper only while it has next to
-        // nothing queued, so that a crash never leaves more than a couple of them behind.
+        // (`MAX_WALS`) until open removes it: one goes to the reaper only while fewer than
+        // MAX_QUEUED_WAL_UNLINKS WALs wait there, so that a crash never leaves more than a
+        // couple of them behind.
         let is_wal = matches!(parse_name(name), Some((FileKind::Wal, _)));
-        let queue = self.removals.as_ref().filter(|q| !is_wal || q.pending() < MAX_QUEUED_WAL_UNLINKS);
+        let queue = self.removals.as_ref().filter(|q| !is_wal || q.pending_wals() < MAX_QUEUED_WAL_UNLINKS);
         let name = file_name(name)?;
         let name = match queue {
-            Some(queue) => match queue.push(name) {
+            Some(queue) => match queue.push(name, is_wal) {
                 Ok(()) => return Ok(()),
                 Err(name) => name,
             },

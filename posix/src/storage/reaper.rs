@@ -11,7 +11,9 @@
 //! the storage (with background threads:
 //! `crate::background::Background` starts the reaper and attaches its queue). The names are
 //! never used again, and a file still there at a crash is removed by the next open (core
-//! `Storage::remove_obsolete` says why), so nothing depends on when the unlink happens. A failed
+//! `Storage::remove_obsolete` says why), so no answer depends on when the unlink happens; only
+//! how many obsolete WALs a crash can leave does (open accepts `minivault_core::MAX_WALS` WAL
+//! files), which the storage bounds by queuing a WAL only while fewer than two are queued. A failed
 //! unlink (the file already gone, or not removable) is left to the next open as well, and
 //! counted ([`Reaper::failed_unlinks`], reported as `crate::BackgroundStats::failed_unlinks`).
 //! [`Reaper::settle`] waits
@@ -22,18 +24,20 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use super::sys;
 
-/// Jobs queued and not yet done, the condition variable that says the count fell, and the
-/// unlinks that failed.
+/// Jobs queued and not yet done, the condition variable that says the count fell, the unlinks
+/// that failed, and how many of the jobs are unlinks of WALs.
 #[derive(Default)]
 struct Pending {
     count: Mutex<usize>,
+    /// WAL unlinks queued and not yet done ([`RemovalQueue::pending_wals`]).
+    wals: AtomicUsize,
     fell: Condvar,
     /// Unlinks that failed since the reaper started (their files left to the next open).
     failed: AtomicU64,
@@ -51,8 +55,8 @@ impl Pending {
 
 /// What the reaper is handed.
 enum Job {
-    /// A name to unlink.
-    Unlink(CString),
+    /// A name to unlink, and whether it is a WAL's.
+    Unlink(CString, bool),
     /// Something that may hold the last descriptor of a removed file, to drop.
     Drop(Box<dyn Send>),
 }
@@ -71,18 +75,25 @@ impl std::fmt::Debug for RemovalQueue {
 }
 
 impl RemovalQueue {
-    /// Queues `name` for the reaper to unlink; gives it back when the reaper is gone.
-    pub(super) fn push(&self, name: CString) -> Result<(), CString> {
-        if self.send(Job::Unlink(name.clone())) {
+    /// Queues `name` (a WAL's when `wal`) for the reaper to unlink; gives it back when the
+    /// reaper is gone.
+    pub(super) fn push(&self, name: CString, wal: bool) -> Result<(), CString> {
+        if wal {
+            self.pending.wals.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.send(Job::Unlink(name.clone(), wal)) {
             Ok(())
         } else {
+            if wal {
+                self.pending.wals.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(name)
         }
     }
 
-    /// Jobs queued and not yet done.
-    pub(crate) fn pending(&self) -> usize {
-        *self.pending.count.lock().unwrap_or_else(PoisonError::into_inner)
+    /// WAL unlinks queued and not yet done.
+    pub(crate) fn pending_wals(&self) -> usize {
+        self.pending.wals.load(Ordering::Relaxed)
     }
 
     /// Hands `value` to the reaper to drop, after the names and values queued before it: a
@@ -123,7 +134,13 @@ impl Reaper {
                 // A drop that panics (a bug) must neither end the thread, leaving the jobs
                 // behind it queued, nor leave `settle` (so `Db::flush` and close) waiting.
                 let ran = panic::catch_unwind(AssertUnwindSafe(|| match job {
-                    Job::Unlink(name) => sys::unlink_at(dir.as_fd(), &name).is_ok(),
+                    Job::Unlink(name, wal) => {
+                        let unlinked = sys::unlink_at(dir.as_fd(), &name).is_ok();
+                        if wal {
+                            counted.wals.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        unlinked
+                    }
                     Job::Drop(value) => {
                         drop(value);
                         true
@@ -192,7 +209,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use std::fs;
 
-    use minivault_core::names::{file_name, FileKind};
+    use minivault_core::names::{file_name, FileKind, FileName};
     use minivault_core::Storage;
 
     use super::*;
@@ -291,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn an_obsolete_wal_is_unlinked_in_the_call_while_the_reaper_is_busy() {
+    fn an_obsolete_wal_is_unlinked_in_the_call_once_two_wals_wait_at_the_reaper() {
         /// Holds the reaper in its drop until the test lets it go.
         struct Gate(mpsc::Receiver<()>);
         impl Drop for Gate {
@@ -304,22 +321,25 @@ mod tests {
         storage.set_removals(reaper.queue());
         let (open, gate) = mpsc::channel();
         storage.drop_later(Gate(gate));
-        let [wal1, wal2, table] =
-            [(FileKind::Wal, 1), (FileKind::Wal, 2), (FileKind::Table, 3)].map(|(k, id)| file_name(k, id));
-        for name in [&wal1, &wal2, &table] {
+        let wal = |id| file_name(FileKind::Wal, id);
+        let table = |id| file_name(FileKind::Table, id);
+        let names = [table(1), table(2), table(3), wal(4), wal(5), wal(6)];
+        for name in &names {
             fs::write(dir.path().join(name.as_str()), b"x").unwrap();
         }
-        // One job queued: a WAL still goes to the reaper.
-        storage.remove_obsolete(&wal1).unwrap();
-        assert!(dir.path().join(wal1.as_str()).exists(), "queued behind the gate");
-        // Two: the next WAL is unlinked here; a table still waits its turn.
-        storage.remove_obsolete(&wal2).unwrap();
-        assert!(!dir.path().join(wal2.as_str()).exists(), "unlinked in the call");
-        storage.remove_obsolete(&table).unwrap();
-        assert!(dir.path().join(table.as_str()).exists());
+        let exists = |name: &FileName| dir.path().join(name.as_str()).exists();
+        // Tables queued behind the gate do not count against WALs.
+        for name in &names[..5] {
+            storage.remove_obsolete(name).unwrap();
+        }
+        assert!(names[..5].iter().all(exists), "all queued behind the gate");
+        // Two WALs wait: the third is unlinked here.
+        storage.remove_obsolete(&names[5]).unwrap();
+        assert!(!exists(&names[5]), "unlinked in the call");
         open.send(()).unwrap();
         reaper.settle();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(reaper.queue().map(|q| q.pending_wals()), Some(0));
     }
 
     #[test]
