@@ -5,7 +5,7 @@
 //! a scan used to sort the active MemTable's keys whenever it changed since the last scan
 //! (O(n log n) in its keys), and the forwarder writes (acknowledges) between any two reads.
 //! (Since the core merges what writes added into the kept order, a scan after a few writes is
-//! cheap; reading a batch with one scan is measured in docs/BENCHMARKS.md but not built.) Records are
+//! cheap: reading a batch with one scan may now pay off; not built yet.) Records are
 //! read by their keys, seq after seq (the seqs of a stream are dense); a scan runs only to find
 //! where a stream starts, to step over a gap (records evicted by a space cap), to load a
 //! stream's cursors once, and for [`Streams::stats`].
