@@ -48,15 +48,15 @@ use minivault_core::names::{parse_name, FileKind};
 use minivault_core::Storage;
 
 use crate::page_cache::PageCache;
-
-/// Fewer WAL unlinks than this queued at the reaper, and an obsolete WAL goes to it too (else
-/// it is unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and those
-/// unlinked since the last directory sync) stay well within the WALs open accepts
-/// ([`minivault_core::MAX_WALS`]) beside the live ones.
-const MAX_QUEUED_WAL_UNLINKS: usize = 2;
 use file::lock;
 pub(crate) use reaper::{Reaper, RemovalQueue, Settler};
 pub(crate) use sys::flock_exclusive_now;
+
+/// Fewer WAL unlinks than this queued at the reaper, and an obsolete WAL goes to it too (else
+/// it is unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and
+/// those unlinked since the last directory sync) stay well within the WALs open accepts
+/// ([`minivault_core::MAX_WALS`]) beside the live ones.
+const MAX_QUEUED_WAL_UNLINKS: usize = 2;
 
 /// Default size of the read cache shared by a directory's files: 8 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
