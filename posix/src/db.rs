@@ -1070,11 +1070,8 @@ impl Db {
 /// unchanged, else a new one (kept from now on).
 fn current_view(state: &mut State) -> Arc<TableView> {
     drop_stale_view(state);
-    let view = match state.view.take() {
-        Some(view) => view,
-        None => Arc::new(TableView::of(&state.engine, &mut state.indexes)),
-    };
-    Arc::clone(state.view.insert(view))
+    let view = state.view.get_or_insert_with(|| Arc::new(TableView::of(&state.engine, &mut state.indexes)));
+    Arc::clone(view)
 }
 
 /// Lets the kept view of the tables go when the table set changed since it was taken. It may
