@@ -1,8 +1,9 @@
 //! Gets through the SSTables' resident indexes (`Options::index_bytes`: fences, run starts and
 //! filters in memory, each run of records read in one go) answer exactly as gets that read the
 //! tables from storage: on every key of a model (present, absent, overwritten, tombstoned,
-//! range-deleted, expired), with every table resident, none, or only those the budget holds; and
-//! what is loaded never exceeds the budget.
+//! range-deleted, expired), with every table resident, none, or only those the budget holds;
+//! what is loaded never exceeds the budget; and a budget short of everything holds the filters
+//! first.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -117,6 +118,39 @@ fn every_key_reads_the_same_through_resident_indexes_storage_and_a_partial_budge
     let part = db.index_stats();
     assert!(part.resident_tables >= 1 && part.resident_tables < tables, "{part:?} of {tables} tables");
     assert!(part.refused_loads > 0 && part.resident_bytes <= budget, "{part:?}");
+}
+
+#[test]
+fn a_budget_short_of_every_index_holds_every_filter_before_any_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = build(dir.path());
+    let db = Db::open_with(dir.path(), options(64 << 20)).unwrap();
+    let tables = db.stats().tables;
+    check_every_key(&db, &model, "all resident");
+    let all = db.index_stats();
+    assert_eq!((all.resident_tables, all.resident_filters), (tables, tables), "{all:?}");
+    let (filters, fences) = (all.filter_bytes, all.resident_bytes - all.filter_bytes);
+    assert!(filters > 0 && fences > 0, "{all:?}");
+    drop(db);
+
+    // Room for every filter and half the fences: the gets probe the newest tables first, and
+    // their fences must not take the room the older tables' filters need.
+    let budget = filters + fences / 2;
+    let db = Db::open_with(dir.path(), options(budget)).unwrap();
+    check_every_key(&db, &model, "filters and some fences");
+    let s = db.index_stats();
+    assert_eq!(s.resident_filters, tables, "every filter: {s:?}");
+    assert!(s.resident_tables < tables && s.resident_bytes <= budget, "{s:?}");
+    drop(db);
+
+    // One byte short of the filters: no fences at all, and all but one filter.
+    let budget = filters - 1;
+    let db = Db::open_with(dir.path(), options(budget)).unwrap();
+    check_every_key(&db, &model, "filters only");
+    let s = db.index_stats();
+    assert_eq!(s.resident_tables, 0, "no fences: {s:?}");
+    assert!(s.resident_filters >= 1 && s.resident_filters < tables, "{s:?}");
+    assert_eq!(s.resident_bytes, s.filter_bytes, "{s:?}");
 }
 
 #[test]

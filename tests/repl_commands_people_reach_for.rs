@@ -84,7 +84,7 @@ fn info_is_readable_sections_ending_with_an_empty_line() {
         "{memory}"
     );
     let indexes = info.iter().find(|l| l.starts_with("indexes")).unwrap();
-    assert!(indexes.starts_with("indexes    0 of 0 tables resident, 0 B of 16 MiB"), "{indexes}");
+    assert!(indexes.starts_with("indexes    0 of 0 tables resident (0 filters), 0 B of 16 MiB"), "{indexes}");
     let row_cache = info.iter().find(|l| l.starts_with("row cache")).unwrap();
     assert!(row_cache.starts_with("row cache  1 row, "), "{row_cache}");
     assert!(info.iter().any(|l| l.starts_with("disk ")), "{info:?}");

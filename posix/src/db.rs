@@ -967,7 +967,8 @@ impl Db {
     }
 
     /// What the SSTables' resident indexes hold ([`Options::index_bytes`]): loaded bytes
-    /// (never above the budget), tables resident, loads refused for want of room.
+    /// (never above the budget), tables whose fences and whose filters are resident, loads
+    /// refused for want of room.
     pub fn index_stats(&self) -> IndexStats {
         self.state().indexes.stats()
     }

@@ -1,25 +1,38 @@
-//! [`ResidentIndexes`]: the fences, run starts and filters of the live SSTables held in memory
+//! [`ResidentIndexes`]: the filters, fences and run starts of the live SSTables held in memory
 //! for gets ([`minivault_core::sstable::ResidentIndex`]), within [`crate::Options::index_bytes`].
 //!
-//! Owns the budget ([`IndexBudget`]: the bytes loaded, the tables resident, the loads refused)
-//! and one [`IndexSlot`] per live table, shared by every [`crate::view::TableView`] that shows
-//! the table, so an index is loaded once however many views a flush or a compaction makes.
+//! Owns the budget ([`IndexBudget`]: the bytes loaded, the filters and fences resident, the
+//! loads refused) and one [`IndexSlot`] per live table, shared by every
+//! [`crate::view::TableView`] that shows the table, so an index is loaded once however many
+//! views a flush or a compaction makes.
 //!
-//! A table's index is loaded by the first get that probes the table, with no lock of the Db's
-//! (never under the engine's lock, where a large table's load would stall writers), if the
-//! budget has room for it: [`ResidentIndex::len_for`] bytes, about `(10 + key length) / 16 +
-//! 1.25` bytes per key. A get that finds another get loading the table, or no room, reads that
-//! table from storage (the same lookup, slower); a later get tries again, so a table gets
-//! resident once compactions free room. The load checks what a lookup from storage checks
-//! (the index and fence sections against their CRC, each filter block against its own), and
-//! reports damage as the get's error, naming the table. The bytes are given back when the last
-//! view holding the table is dropped: the sum loaded never exceeds the budget.
+//! A table's index is held in two parts, loaded by the first get that probes the table, with no
+//! lock of the Db's (never under the engine's lock, where a large table's load would stall
+//! writers), each if the budget has room for it:
+//! - its **filter** (1.25 bytes per key), which every probe of the table asks, so that a key the
+//!   table lacks costs no read at all; the filter's 64-byte blocks are placed on 64-byte
+//!   boundaries, so a question reads one cache line;
+//! - its **fences and run starts** (about `(10 + key length) / 16` bytes per key), which only a
+//!   probe the filter lets through uses. **Filters come first**: fences are loaded only into
+//!   room that the filters of every live table leave (loaded or not yet), so a budget too small
+//!   for everything holds every filter it can before any fence. At 10^7 keys of 16 bytes the
+//!   filters take about 12 MiB and the fences 26 MiB: the default 16 MiB holds the filters, so a
+//!   missing key reads nothing, and the fences of the tables loaded first.
+//!
+//! A get that finds another get loading the table, or no room, reads that part from storage
+//! (the same lookup, slower); once room is given back (a table dropped) a later get tries
+//! again, so a part gets resident once compactions free room. A part loaded stays until its table is dropped (fences loaded early
+//! may keep a newer table's filter out until then). The loads check what a lookup from storage
+//! checks (the index and fence sections against their CRC, each filter block against its own),
+//! and report damage as the get's error, naming the table. The bytes are given back when the
+//! last view holding the table is dropped: the sum loaded never exceeds the budget.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use embedded_io::{Read, Seek};
+use minivault_core::filter::BLOCK_LEN;
 use minivault_core::io::ReadError;
 use minivault_core::sstable::{Footer, ResidentIndex};
 
@@ -30,11 +43,16 @@ use crate::page_cache::FileKey;
 pub struct IndexStats {
     /// The budget, [`crate::Options::index_bytes`].
     pub budget_bytes: usize,
-    /// Bytes of fences, run starts and filters loaded now (at most `budget_bytes`).
+    /// Bytes of filters, fences and run starts loaded now (at most `budget_bytes`).
     pub resident_bytes: usize,
-    /// Tables whose index is loaded now.
+    /// Tables whose fences are loaded now (their filter, which comes first, almost always is).
     pub resident_tables: usize,
-    /// Loads refused since open for want of room (each such get read the table from storage).
+    /// Tables whose filter is loaded now.
+    pub resident_filters: usize,
+    /// Bytes of the filters loaded now (part of `resident_bytes`).
+    pub filter_bytes: usize,
+    /// Loads of a filter or of fences refused since open for want of room. The table's gets
+    /// then read that part from storage, without asking again until room is given back.
     pub refused_loads: u64,
 }
 
@@ -43,79 +61,237 @@ pub struct IndexStats {
 pub(crate) struct IndexBudget {
     limit: usize,
     used: AtomicUsize,
-    tables: AtomicUsize,
+    /// Bytes the filters of the live tables' slots take, loaded or not: the room fences leave.
+    filters_wanted: AtomicUsize,
+    fences: AtomicUsize,
+    filters: AtomicUsize,
+    filter_bytes: AtomicUsize,
     refused: AtomicU64,
+    /// Times room was given back (a part released, a slot dropped with its filter unloaded):
+    /// a slot refused room asks again only once this moved.
+    freed: AtomicU64,
+}
+
+/// Which part of a table's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Filter,
+    Fences,
 }
 
 impl IndexBudget {
-    /// Takes `len` bytes if they fit.
-    fn reserve(&self, len: usize) -> bool {
+    /// Takes `len` bytes for `part` if they fit: a filter within the limit, fences within the
+    /// limit less the filters of every live table.
+    fn reserve(&self, part: Part, len: usize) -> bool {
+        let keep = match part {
+            Part::Filter => 0,
+            Part::Fences => self.filters_wanted.load(Ordering::Acquire),
+        };
         let fits = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(len).filter(|&total| total <= self.limit)
+                used.checked_add(len).filter(|&total| total.saturating_add(keep) <= self.limit)
             })
             .is_ok();
         if fits {
-            self.tables.fetch_add(1, Ordering::Relaxed);
+            self.count(part).fetch_add(1, Ordering::Relaxed);
+            if part == Part::Filter {
+                self.filter_bytes.fetch_add(len, Ordering::Relaxed);
+            }
         } else {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         fits
     }
 
-    /// Gives back `len` bytes taken by [`IndexBudget::reserve`].
-    fn release(&self, len: usize) {
+    /// Gives back `len` bytes taken by [`IndexBudget::reserve`] for `part`.
+    fn release(&self, part: Part, len: usize) {
         self.used.fetch_sub(len, Ordering::AcqRel);
-        self.tables.fetch_sub(1, Ordering::Relaxed);
+        self.freed.fetch_add(1, Ordering::AcqRel);
+        self.count(part).fetch_sub(1, Ordering::Relaxed);
+        if part == Part::Filter {
+            self.filter_bytes.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self, part: Part) -> &AtomicUsize {
+        match part {
+            Part::Filter => &self.filters,
+            Part::Fences => &self.fences,
+        }
     }
 }
 
-/// One live table's place for its resident index: empty until a get loads it.
+/// A filter held in memory with its blocks on 64-byte boundaries: `len` bytes from `at` in
+/// `buf`, which has room to spare for the shift.
+#[derive(Debug)]
+struct AlignedFilter {
+    buf: Box<[u8]>,
+    at: usize,
+    len: usize,
+}
+
+impl AlignedFilter {
+    /// The bytes a filter of `len` bytes takes: itself, and room to shift it onto a block
+    /// boundary.
+    fn footprint(len: usize) -> usize {
+        len + BLOCK_LEN - 1
+    }
+
+    fn zeroed(len: usize) -> AlignedFilter {
+        let buf = vec![0u8; Self::footprint(len)].into_boxed_slice();
+        // Where the buffer's first block boundary is (`align_offset` may, in principle, not
+        // know: the filter then starts at 0, correct and a little slower).
+        let at = buf.as_ptr().align_offset(BLOCK_LEN).min(BLOCK_LEN - 1);
+        AlignedFilter { buf, at, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.at..self.at + self.len).unwrap_or(&[])
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.buf.get_mut(self.at..self.at + self.len).unwrap_or(&mut [])
+    }
+}
+
+/// One live table's place for its resident index: empty until a get loads a part.
 #[derive(Debug)]
 pub(crate) struct IndexSlot {
-    /// [`ResidentIndex::len_for`] the table; `None`: a table without fences, never resident.
-    len: Option<usize>,
-    loaded: OnceLock<Box<[u8]>>,
-    /// Held by the get that loads it.
+    /// [`ResidentIndex::fences_len`] of the table; `None`: a table without fences.
+    fences_len: Option<usize>,
+    /// [`ResidentIndex::filter_len`] of the table; `None`: a table without a filter.
+    filter_len: Option<usize>,
+    fences: OnceLock<Box<[u8]>>,
+    filter: OnceLock<AlignedFilter>,
+    /// Held by the get that loads a part.
     loading: Mutex<()>,
+    /// [`IndexBudget::freed`] when a part of this table was last refused room (`u64::MAX`:
+    /// never): until room is given back, gets read the missing part from storage without asking.
+    refused_at: AtomicU64,
     budget: Arc<IndexBudget>,
 }
 
 impl IndexSlot {
-    /// The table's resident index, loaded through `io` first if it is not yet and the budget
-    /// has room; `None`: probe the table from storage.
+    fn new(footer: &Footer, budget: &Arc<IndexBudget>) -> IndexSlot {
+        let filter_len = ResidentIndex::filter_len(footer);
+        if let Some(len) = filter_len {
+            budget.filters_wanted.fetch_add(AlignedFilter::footprint(len), Ordering::AcqRel);
+        }
+        IndexSlot {
+            fences_len: ResidentIndex::fences_len(footer),
+            filter_len,
+            fences: OnceLock::new(),
+            filter: OnceLock::new(),
+            loading: Mutex::new(()),
+            refused_at: AtomicU64::new(u64::MAX),
+            budget: Arc::clone(budget),
+        }
+    }
+
+    /// The table's index: the parts resident, loaded through `io` first if they are not yet
+    /// and the budget has room (the filter first); a part not resident is read from storage.
     pub(crate) fn get_or_load<IO: Read + Seek<Error = io::Error>>(
         &self,
         io: &mut IO,
         footer: &Footer,
-    ) -> Result<Option<ResidentIndex<'_>>, ReadError<io::Error>> {
-        if let Some(bytes) = self.loaded.get() {
-            return Ok(Some(ResidentIndex::over(footer, bytes)));
+    ) -> Result<ResidentIndex<'_>, ReadError<io::Error>> {
+        let missing = |len: Option<usize>, loaded: bool| len.is_some() && !loaded;
+        if (missing(self.filter_len, self.filter.get().is_some())
+            || missing(self.fences_len, self.fences.get().is_some()))
+            && self.refused_at.load(Ordering::Acquire) != self.budget.freed.load(Ordering::Acquire)
+        {
+            // Another get is loading a part: this one reads from storage rather than wait.
+            if let Ok(_loading) = self.loading.try_lock() {
+                // Read before asking: room given back meanwhile makes the next get ask again.
+                let freed = self.budget.freed.load(Ordering::Acquire);
+                let filter = self.load_filter(io, footer)?;
+                let fences = self.load_fences(io, footer)?;
+                if !(filter && fences) {
+                    self.refused_at.store(freed, Ordering::Release);
+                }
+            }
         }
-        let Some(len) = self.len else { return Ok(None) };
-        // Another get is loading it: this one reads from storage rather than wait.
-        let Ok(_loading) = self.loading.try_lock() else { return Ok(None) };
-        if let Some(bytes) = self.loaded.get() {
-            return Ok(Some(ResidentIndex::over(footer, bytes)));
+        let fences = self.fences.get().map(|b| &b[..]);
+        Ok(ResidentIndex::over(footer, fences, self.filter.get().map(AlignedFilter::bytes)))
+    }
+
+    /// The first byte of the block of the resident filter that hash `hash` asks (0 when the
+    /// filter is not resident): read only to bring the block into the CPU's cache.
+    pub(crate) fn filter_byte(&self, hash: u64) -> u8 {
+        let Some(filter) = self.filter.get().map(AlignedFilter::bytes) else { return 0 };
+        let blocks = filter.len() / BLOCK_LEN;
+        if blocks == 0 {
+            return 0;
         }
-        if !self.budget.reserve(len) {
-            return Ok(None);
+        let at = minivault_core::filter::block_of(hash, blocks) * BLOCK_LEN;
+        filter.get(at).copied().unwrap_or(0)
+    }
+
+    /// Loads the filter if it is not loaded and fits (call it holding `loading`); false when
+    /// it was refused room.
+    fn load_filter<IO: Read + Seek<Error = io::Error>>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+    ) -> Result<bool, ReadError<io::Error>> {
+        let Some(len) = self.filter_len else { return Ok(true) };
+        let footprint = AlignedFilter::footprint(len);
+        if self.filter.get().is_some() {
+            return Ok(true);
         }
-        let mut bytes = vec![0u8; len].into_boxed_slice();
-        if let Err(e) = ResidentIndex::load(io, footer, &mut bytes) {
-            self.budget.release(len);
+        if !self.budget.reserve(Part::Filter, footprint) {
+            return Ok(false);
+        }
+        let mut filter = AlignedFilter::zeroed(len);
+        if let Err(e) = ResidentIndex::load_filter(io, footer, filter.bytes_mut()) {
+            self.budget.release(Part::Filter, footprint);
             return Err(e);
         }
-        let bytes = self.loaded.get_or_init(|| bytes);
-        Ok(Some(ResidentIndex::over(footer, bytes)))
+        let _ = self.filter.set(filter);
+        // Its room is held now, no longer kept for it.
+        self.budget.filters_wanted.fetch_sub(footprint, Ordering::AcqRel);
+        Ok(true)
+    }
+
+    /// Loads the fences if they are not loaded and fit beside every live table's filter (call
+    /// it holding `loading`); false when they were refused room.
+    fn load_fences<IO: Read + Seek<Error = io::Error>>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+    ) -> Result<bool, ReadError<io::Error>> {
+        let Some(len) = self.fences_len else { return Ok(true) };
+        if self.fences.get().is_some() {
+            return Ok(true);
+        }
+        if !self.budget.reserve(Part::Fences, len) {
+            return Ok(false);
+        }
+        let mut bytes = vec![0u8; len].into_boxed_slice();
+        if let Err(e) = ResidentIndex::load_fences(io, footer, &mut bytes) {
+            self.budget.release(Part::Fences, len);
+            return Err(e);
+        }
+        let _ = self.fences.set(bytes);
+        Ok(true)
     }
 }
 
 impl Drop for IndexSlot {
     fn drop(&mut self) {
-        if let (Some(_), Some(len)) = (self.loaded.get(), self.len) {
-            self.budget.release(len);
+        if let (Some(_), Some(len)) = (self.fences.get(), self.fences_len) {
+            self.budget.release(Part::Fences, len);
+        }
+        if let Some(len) = self.filter_len {
+            let footprint = AlignedFilter::footprint(len);
+            match self.filter.get() {
+                Some(_) => self.budget.release(Part::Filter, footprint),
+                None => {
+                    self.budget.filters_wanted.fetch_sub(footprint, Ordering::AcqRel);
+                    self.budget.freed.fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
     }
 }
@@ -144,8 +320,12 @@ impl ResidentIndexes {
         let budget = IndexBudget {
             limit,
             used: AtomicUsize::new(0),
-            tables: AtomicUsize::new(0),
+            filters_wanted: AtomicUsize::new(0),
+            fences: AtomicUsize::new(0),
+            filters: AtomicUsize::new(0),
+            filter_bytes: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
+            freed: AtomicU64::new(0),
         };
         ResidentIndexes { budget: Arc::new(budget), live: Vec::new() }
     }
@@ -158,12 +338,7 @@ impl ResidentIndexes {
             .map(|id| {
                 let slot = match self.live.iter().find(|(had, _)| *had == id) {
                     Some((_, slot)) => Arc::clone(slot),
-                    None => Arc::new(IndexSlot {
-                        len: ResidentIndex::len_for(&id.footer),
-                        loaded: OnceLock::new(),
-                        loading: Mutex::new(()),
-                        budget: Arc::clone(&self.budget),
-                    }),
+                    None => Arc::new(IndexSlot::new(&id.footer, &self.budget)),
                 };
                 (id, slot)
             })
@@ -178,7 +353,9 @@ impl ResidentIndexes {
         IndexStats {
             budget_bytes: b.limit,
             resident_bytes: b.used.load(Ordering::Acquire),
-            resident_tables: b.tables.load(Ordering::Relaxed),
+            resident_tables: b.fences.load(Ordering::Relaxed),
+            resident_filters: b.filters.load(Ordering::Relaxed),
+            filter_bytes: b.filter_bytes.load(Ordering::Relaxed),
             refused_loads: b.refused.load(Ordering::Relaxed),
         }
     }

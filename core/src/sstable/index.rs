@@ -1,24 +1,28 @@
 //! Where a table lookup ([`super::probe_with`]) finds a table's filter and fences: the
 //! [`TableIndex`] trait, read from the file as the lookup goes ([`StoredIndex`], what the engine
 //! itself uses: no memory beyond the lookup's stack), or held in memory, loaded and checked once
-//! ([`ResidentIndex`], over a buffer a host with memory to spare gives it).
+//! ([`ResidentIndex`], over buffers a host with memory to spare gives it).
 //!
-//! A resident index is one buffer of [`ResidentIndex::len_for`] bytes, filled by
-//! [`ResidentIndex::load`]:
+//! A resident index is held in two parts, each in its own buffer, so that a host short of memory
+//! can hold the part every lookup needs (the filter: asked by every probe of the table) without
+//! the part only a lookup that finds the key needs (the fences):
 //!
 //! ```text
-//! [ run starts: fence_count × u32 LE, the data offset of each fence's record (the index       ]
-//! [             entries 0, 16, 32, ...): with the data's end, the bytes of each run of records ]
-//! [ fences    : the fence section as stored (fence_count × u32 LE key offset, then the keys)   ]
-//! [ filter    : the filter as stored (64-byte blocks, each its CRC-32C and its bits)            ]
+//! fences: [ run starts: fence_count × u32 LE, the data offset of each fence's record (the      ]
+//!         [             index entries 0, 16, 32, ...): with the data's end, the bytes of each  ]
+//!         [             run of records                                                         ]
+//!         [ fences    : the fence section as stored (fence_count × u32 LE key offset, then the ]
+//!         [             keys)                                                                  ]
+//! filter: [ the filter as stored (64-byte blocks, each its CRC-32C and its bits)               ]
 //! ```
 //!
-//! The load reads the index and fence sections through `index_crc` and every filter block
-//! through its own CRC, as a lookup from storage would; lookups through the resident index then
-//! read neither again, and read each run of records whole, once ([`Run::bytes`]).
+//! [`ResidentIndex::load_fences`] reads the index and fence sections through `index_crc`,
+//! [`ResidentIndex::load_filter`] every filter block through its own CRC, as a lookup from
+//! storage would; lookups through the resident parts then read neither again, and read each
+//! run of records whole, once ([`Run::bytes`]). A part not held is read from storage.
 //!
-//! Memory: `fence_count × 8 + Σ(2 + fence key length) + filter_len` bytes per table, about
-//! `(10 + key length) / 16 + 1.25` bytes per key (10 bits of filter per key).
+//! Memory: fences `fence_count × 8 + Σ(2 + fence key length)` bytes per table, about
+//! `(10 + key length) / 16` bytes per key; filter `filter_len`, 1.25 bytes per key (10 bits).
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -93,48 +97,59 @@ impl TableIndex for StoredIndex {
     }
 }
 
-/// A table's run starts, fences and filter held in memory (see the module docs for the layout),
-/// over a buffer [`ResidentIndex::load`] filled and checked.
+/// A table's run starts and fences, or its filter, or both, held in memory (see the module docs
+/// for the two parts), over buffers [`ResidentIndex::load_fences`] and
+/// [`ResidentIndex::load_filter`] filled and checked; a part not held is read from storage at
+/// each lookup, as [`StoredIndex`] reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct ResidentIndex<'a> {
+    fences: Option<Fences<'a>>,
+    filter: Option<&'a [u8]>,
+}
+
+/// The resident run starts and fences of a table.
+#[derive(Debug, Clone, Copy)]
+struct Fences<'a> {
     starts: &'a [u8],
     fences: &'a [u8],
-    filter: &'a [u8],
     fence_count: u32,
     data_end: u64,
 }
 
 impl<'a> ResidentIndex<'a> {
-    /// The bytes a resident index of the table sealed by `footer` takes; `None` for a table
-    /// without fences (format version 1), which is read from storage.
-    pub fn len_for(footer: &Footer) -> Option<usize> {
+    /// The bytes the run starts and fences of the table sealed by `footer` take in memory;
+    /// `None` for a table without fences (format version 1), whose fences are read from storage.
+    pub fn fences_len(footer: &Footer) -> Option<usize> {
         let n = footer.fence_count();
         if n == 0 {
             return None;
         }
         let fences = footer.filter_offset.checked_sub(footer.fence_offset())?;
-        let total =
-            u64::from(n).checked_mul(4)?.checked_add(fences)?.checked_add(u64::from(footer.filter_len))?;
-        usize::try_from(total).ok()
+        usize::try_from(u64::from(n).checked_mul(4)?.checked_add(fences)?).ok()
     }
 
-    /// Reads the index of the table sealed by `footer` into `buf` (exactly
-    /// [`ResidentIndex::len_for`] bytes), checking the index and fence sections against
-    /// `index_crc` and each filter block against its CRC. Damage is [`ReadError::Corrupt`].
-    pub fn load<IO: Read + Seek>(
+    /// The bytes the filter of the table sealed by `footer` takes in memory; `None` for a table
+    /// without a filter.
+    pub fn filter_len(footer: &Footer) -> Option<usize> {
+        let len = footer.filter_len as usize;
+        (len >= BLOCK_LEN).then_some(len)
+    }
+
+    /// Reads the run starts and fences of the table sealed by `footer` into `buf` (exactly
+    /// [`ResidentIndex::fences_len`] bytes), checking the index and fence sections against
+    /// `index_crc`. Damage is [`ReadError::Corrupt`].
+    pub fn load_fences<IO: Read + Seek>(
         io: &mut IO,
         footer: &Footer,
-        buf: &'a mut [u8],
-    ) -> Result<ResidentIndex<'a>, ReadError<IO::Error>> {
+        buf: &mut [u8],
+    ) -> Result<(), ReadError<IO::Error>> {
         let at = footer.index_offset;
         let bad = || ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
-        if Self::len_for(footer) != Some(buf.len()) {
+        if Self::fences_len(footer) != Some(buf.len()) {
             return Err(bad());
         }
         let n = footer.fence_count() as usize;
-        let (starts, rest) = buf.split_at_mut_checked(n * 4).ok_or_else(bad)?;
-        let fences_len = rest.len().checked_sub(footer.filter_len as usize).ok_or_else(bad)?;
-        let (fences, filter) = rest.split_at_mut_checked(fences_len).ok_or_else(bad)?;
+        let (starts, fences) = buf.split_at_mut_checked(n * 4).ok_or_else(bad)?;
         // The index: streamed through the checksum, every FENCE_STRIDE-th entry kept.
         let mut crc = Checksum::new();
         let mut chunk = [0u8; 256];
@@ -163,25 +178,44 @@ impl<'a> ResidentIndex<'a> {
                 kind: Corruption::ChecksumMismatch { expected: footer.index_crc, got },
             });
         }
-        read_exact_at(io, footer.filter_offset, filter)?;
-        for (i, block) in filter.chunks(BLOCK_LEN).enumerate() {
+        Ok(())
+    }
+
+    /// Reads the filter of the table sealed by `footer` into `buf` (exactly
+    /// [`ResidentIndex::filter_len`] bytes), checking each block against its CRC. Damage is
+    /// [`ReadError::Corrupt`].
+    pub fn load_filter<IO: Read + Seek>(
+        io: &mut IO,
+        footer: &Footer,
+        buf: &mut [u8],
+    ) -> Result<(), ReadError<IO::Error>> {
+        if Self::filter_len(footer) != Some(buf.len()) {
+            return Err(ReadError::Corrupt { offset: footer.filter_offset, kind: Corruption::BadLayout });
+        }
+        read_exact_at(io, footer.filter_offset, buf)?;
+        for (i, block) in buf.chunks(BLOCK_LEN).enumerate() {
             let offset = footer.filter_offset + (i * BLOCK_LEN) as u64;
             filter::check_block(block).map_err(|kind| ReadError::Corrupt { offset, kind })?;
         }
-        Ok(ResidentIndex::over(footer, buf))
+        Ok(())
     }
 
-    /// The resident index in `buf`, which [`ResidentIndex::load`] filled for the table sealed
-    /// by `footer` (nothing is checked again; bytes that were not so loaded give wrong runs or
-    /// [`ReadError::Corrupt`], never a panic).
-    pub fn over(footer: &Footer, buf: &'a [u8]) -> ResidentIndex<'a> {
-        let n = footer.fence_count();
-        let (starts, rest) = buf.split_at(buf.len().min(n as usize * 4));
-        let filter_len = (footer.filter_len as usize).min(rest.len());
-        let (fences, filter) = rest.split_at(rest.len() - filter_len);
-        ResidentIndex { starts, fences, filter, fence_count: n, data_end: footer.ranges_offset }
+    /// The index of the table sealed by `footer` with the parts given in memory: `fences` as
+    /// [`ResidentIndex::load_fences`] filled it, `filter` as [`ResidentIndex::load_filter`] did
+    /// (nothing is checked again; bytes that were not so loaded give wrong runs, a wrong filter
+    /// answer or [`ReadError::Corrupt`], never a panic). A part given as `None` is read from
+    /// storage at each lookup.
+    pub fn over(footer: &Footer, fences: Option<&'a [u8]>, filter: Option<&'a [u8]>) -> ResidentIndex<'a> {
+        let fences = fences.map(|buf| {
+            let n = footer.fence_count();
+            let (starts, fences) = buf.split_at(buf.len().min(n as usize * 4));
+            Fences { starts, fences, fence_count: n, data_end: footer.ranges_offset }
+        });
+        ResidentIndex { fences, filter }
     }
+}
 
+impl<'a> Fences<'a> {
     fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
         bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
     }
@@ -196,29 +230,9 @@ impl<'a> ResidentIndex<'a> {
         };
         self.fences.get(at + 2..at + 2 + len).filter(|k| !k.is_empty())
     }
-}
 
-impl TableIndex for ResidentIndex<'_> {
-    fn may_contain<IO: Read + Seek>(
-        &self,
-        _io: &mut IO,
-        _footer: &Footer,
-        hash: u64,
-    ) -> Result<bool, ReadError<IO::Error>> {
-        let blocks = self.filter.len() / BLOCK_LEN;
-        if blocks == 0 {
-            return Ok(true);
-        }
-        let at = filter::block_of(hash, blocks) * BLOCK_LEN;
-        Ok(filter::admits(self.filter.get(at..at + BLOCK_LEN).unwrap_or(&[]), hash))
-    }
-
-    fn run_of<IO: Read + Seek>(
-        &self,
-        _io: &mut IO,
-        footer: &Footer,
-        key: &[u8],
-    ) -> Result<Option<Run>, ReadError<IO::Error>> {
+    /// The run of entries that holds `key` if the table does (see [`TableIndex::run_of`]).
+    fn run_of<E>(&self, footer: &Footer, key: &[u8]) -> Result<Option<Run>, ReadError<E>> {
         let at = footer.fence_offset();
         let bad = || ReadError::Corrupt { offset: at, kind: Corruption::BadLayout };
         // Count the fences whose key is <= `key`.
@@ -239,5 +253,34 @@ impl TableIndex for ResidentIndex<'_> {
             _ => self.data_end,
         };
         Ok(Some(Run { first, end, bytes: Some((u64::from(start), stop)) }))
+    }
+}
+
+impl TableIndex for ResidentIndex<'_> {
+    fn may_contain<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        hash: u64,
+    ) -> Result<bool, ReadError<IO::Error>> {
+        let Some(filter) = self.filter else { return may_contain(io, footer, hash) };
+        let blocks = filter.len() / BLOCK_LEN;
+        if blocks == 0 {
+            return Ok(true);
+        }
+        let at = filter::block_of(hash, blocks) * BLOCK_LEN;
+        Ok(filter::admits(filter.get(at..at + BLOCK_LEN).unwrap_or(&[]), hash))
+    }
+
+    fn run_of<IO: Read + Seek>(
+        &self,
+        io: &mut IO,
+        footer: &Footer,
+        key: &[u8],
+    ) -> Result<Option<Run>, ReadError<IO::Error>> {
+        match &self.fences {
+            Some(fences) => fences.run_of(footer, key),
+            None => StoredIndex.run_of(io, footer, key),
+        }
     }
 }

@@ -245,77 +245,132 @@ mod tests {
         }
     }
 
-    /// Looks `key` up through a resident index loaded from the table, with a run buffer of
-    /// `run_len` bytes.
+    /// A table's resident parts, each loaded when asked for (`None`: read from storage).
+    struct Parts {
+        fences: Option<Vec<u8>>,
+        filter: Option<Vec<u8>>,
+    }
+
+    impl Parts {
+        /// Loads the parts asked for; a part whose load finds damage is left out when
+        /// `keep_sound` (the damage is then met, or not, through storage), an error otherwise.
+        fn load<IO: embedded_io::Read + embedded_io::Seek>(
+            io: &mut IO,
+            footer: &Footer,
+            (fences, filter): (bool, bool),
+            keep_sound: bool,
+        ) -> Result<Parts, ReadError<IO::Error>> {
+            let mut parts = Parts { fences: None, filter: None };
+            if let (true, Some(len)) = (fences, ResidentIndex::fences_len(footer)) {
+                let mut buf = vec![0u8; len];
+                match ResidentIndex::load_fences(io, footer, &mut buf) {
+                    Ok(()) => parts.fences = Some(buf),
+                    Err(ReadError::Corrupt { .. }) if keep_sound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if let (true, Some(len)) = (filter, ResidentIndex::filter_len(footer)) {
+                let mut buf = vec![0u8; len];
+                match ResidentIndex::load_filter(io, footer, &mut buf) {
+                    Ok(()) => parts.filter = Some(buf),
+                    Err(ReadError::Corrupt { .. }) if keep_sound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(parts)
+        }
+
+        fn index(&self, footer: &Footer) -> ResidentIndex<'_> {
+            ResidentIndex::over(footer, self.fences.as_deref(), self.filter.as_deref())
+        }
+    }
+
+    /// Every way a host may hold a table's index: both parts, the fences alone, the filter
+    /// alone, neither.
+    const PART_CHOICES: [(bool, bool); 4] = [(true, true), (true, false), (false, true), (false, false)];
+
+    /// Looks `key` up through the resident `parts` of the table, with a run buffer of `run_len`
+    /// bytes.
     fn resident_lookup<IO: embedded_io::Read + embedded_io::Seek>(
         io: &mut IO,
         footer: &Footer,
-        loaded: &[u8],
+        parts: &Parts,
         key: &[u8],
         out: &mut [u8],
         run_len: usize,
     ) -> Result<Lookup, ReadError<IO::Error>> {
-        let index = ResidentIndex::over(footer, loaded);
         let mut run = vec![0u8; run_len];
+        let index = parts.index(footer);
         Ok(probe_with(io, footer, &index, key, crate::filter::key_hash(key), out, &mut run)?.lookup)
     }
 
     #[test]
-    fn the_resident_index_answers_as_storage_does_for_every_key_and_gap() {
+    fn the_resident_index_answers_as_storage_does_for_every_key_and_gap_whichever_parts_are_held() {
         let es = entries(300);
         let (mut s, mut f, footer) = build(&es);
-        let mut loaded = vec![0u8; ResidentIndex::len_for(&footer).unwrap()];
-        ResidentIndex::load(&mut s.io(&mut f), &footer, &mut loaded).unwrap();
-        // No run buffer (streamed), one too small for most runs, one that holds every run.
-        for run_len in [0, 200, 8192] {
-            let mut keys: Vec<Vec<u8>> = Vec::new();
-            for i in 0..=600 {
-                keys.push(format!("key{i:05}").into_bytes());
-            }
-            keys.extend([
-                b"a".to_vec(),
-                b"key".to_vec(),
-                b"key0".to_vec(),
-                b"zzz".to_vec(),
-                b"key00000\0".to_vec(),
-            ]);
-            for k in &keys {
-                let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
-                let stored = lookup(&mut s.io(&mut f), &footer, k, &mut a).unwrap();
-                let resident =
-                    resident_lookup(&mut s.io(&mut f), &footer, &loaded, k, &mut b, run_len).unwrap();
-                assert_eq!(resident, stored, "{k:?} with a run buffer of {run_len}");
-                if let Lookup::Found { value_len, .. } = stored {
-                    assert_eq!(a[..value_len], b[..value_len], "{k:?}");
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for i in 0..=600 {
+            keys.push(format!("key{i:05}").into_bytes());
+        }
+        keys.extend([
+            b"a".to_vec(),
+            b"key".to_vec(),
+            b"key0".to_vec(),
+            b"zzz".to_vec(),
+            b"key00000\0".to_vec(),
+        ]);
+        for choice in PART_CHOICES {
+            let parts = Parts::load(&mut s.io(&mut f), &footer, choice, false).unwrap();
+            assert_eq!((parts.fences.is_some(), parts.filter.is_some()), choice);
+            // No run buffer (streamed), one too small for most runs, one that holds every run.
+            for run_len in [0, 200, 8192] {
+                for k in &keys {
+                    let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+                    let stored = lookup(&mut s.io(&mut f), &footer, k, &mut a).unwrap();
+                    let resident =
+                        resident_lookup(&mut s.io(&mut f), &footer, &parts, k, &mut b, run_len).unwrap();
+                    assert_eq!(resident, stored, "{k:?} with a run buffer of {run_len}, parts {choice:?}");
+                    if let Lookup::Found { value_len, .. } = stored {
+                        assert_eq!(a[..value_len], b[..value_len], "{k:?}, parts {choice:?}");
+                    }
                 }
             }
+            // The filter rules keys out without a search, as the stored one does.
+            let index = parts.index(&footer);
+            let mut out = [0u8; 256];
+            let skipped = (0..2000)
+                .map(|i| format!("other{i}").into_bytes())
+                .filter(|k| {
+                    let h = crate::filter::key_hash(k);
+                    !probe_with(&mut s.io(&mut f), &footer, &index, k, h, &mut out, &mut []).unwrap().searched
+                })
+                .count();
+            assert!(skipped > 1800, "the filter ruled out {skipped} of 2000, parts {choice:?}");
         }
-        // The filter rules keys out without a search, as the stored one does.
-        let index = ResidentIndex::over(&footer, &loaded);
-        let mut out = [0u8; 256];
-        let skipped = (0..2000)
-            .map(|i| format!("other{i}").into_bytes())
-            .filter(|k| {
-                let h = crate::filter::key_hash(k);
-                !probe_with(&mut s.io(&mut f), &footer, &index, k, h, &mut out, &mut []).unwrap().searched
-            })
-            .count();
-        assert!(skipped > 1800, "the filter ruled out {skipped} of 2000");
     }
 
     #[test]
-    fn a_resident_index_of_the_wrong_size_is_refused() {
+    fn a_resident_part_of_the_wrong_size_is_refused() {
         let (mut s, mut f, footer) = build(&entries(40));
-        let len = ResidentIndex::len_for(&footer).unwrap();
+        let len = ResidentIndex::fences_len(&footer).unwrap();
         for wrong in [0, len - 1, len + 1] {
             let mut buf = vec![0u8; wrong];
             assert!(matches!(
-                ResidentIndex::load(&mut s.io(&mut f), &footer, &mut buf),
+                ResidentIndex::load_fences(&mut s.io(&mut f), &footer, &mut buf),
+                Err(ReadError::Corrupt { kind: Corruption::BadLayout, .. })
+            ));
+        }
+        let len = ResidentIndex::filter_len(&footer).unwrap();
+        for wrong in [0, len - 1, len + 1] {
+            let mut buf = vec![0u8; wrong];
+            assert!(matches!(
+                ResidentIndex::load_filter(&mut s.io(&mut f), &footer, &mut buf),
                 Err(ReadError::Corrupt { kind: Corruption::BadLayout, .. })
             ));
         }
         let v1 = Footer { version: 1, filter_len: 0, ..footer };
-        assert_eq!(ResidentIndex::len_for(&v1), None, "a table without fences is read from storage");
+        assert_eq!(ResidentIndex::fences_len(&v1), None, "a table without fences is read from storage");
+        assert_eq!(ResidentIndex::filter_len(&v1), None, "nor has it a filter to hold");
     }
 
     #[test]
@@ -355,20 +410,17 @@ mod tests {
                     Err(ReadError::Corrupt { .. }) => continue,
                     Err(e) => panic!("{e:?}"),
                 };
-                // Through storage, then through a resident index (when its load passes its
-                // checks) with a run buffer that holds every run.
-                let mut loaded = vec![0u8; ResidentIndex::len_for(&footer).unwrap_or(0)];
-                let resident = ResidentIndex::len_for(&footer).is_some()
-                    && match ResidentIndex::load(&mut m.io(&mut g), &footer, &mut loaded) {
-                        Ok(_) => true,
-                        Err(ReadError::Corrupt { .. }) => false,
-                        Err(e) => panic!("{e:?}"),
-                    };
+                // Through storage, then through the resident parts whose loads pass their checks
+                // (each part on its own, then both) with a run buffer that holds every run.
+                let held: Vec<Parts> = [(true, false), (false, true), (true, true)]
+                    .into_iter()
+                    .map(|choice| Parts::load(&mut m.io(&mut g), &footer, choice, true).unwrap())
+                    .collect();
                 for (k, v) in &es {
                     let mut io = m.io(&mut g);
                     let mut answers = vec![lookup(&mut io, &footer, k, &mut out).map(|l| (l, out))];
-                    if resident {
-                        let l = resident_lookup(&mut io, &footer, &loaded, k, &mut out, 4096);
+                    for parts in &held {
+                        let l = resident_lookup(&mut io, &footer, parts, k, &mut out, 4096);
                         answers.push(l.map(|l| (l, out)));
                     }
                     for answer in answers {

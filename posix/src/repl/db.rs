@@ -209,9 +209,10 @@ impl ReplBackend for Db {
         let ix = self.index_stats();
         let _ = writeln!(
             out,
-            "indexes    {} of {} tables resident, {} of {}; {} loads refused for room",
+            "indexes    {} of {} tables resident ({} filters), {} of {}; {} loads refused for room",
             ix.resident_tables,
             s.tables,
+            ix.resident_filters,
             human_bytes(ix.resident_bytes as u64),
             human_bytes(ix.budget_bytes as u64),
             human_count(ix.refused_loads),
