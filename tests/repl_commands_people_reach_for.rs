@@ -76,15 +76,15 @@ fn info_is_readable_sections_ending_with_an_empty_line() {
     let active = info.iter().find(|l| l.starts_with("active")).unwrap();
     assert!(active.contains("of 3.5 MiB, 1 key"), "{active}");
     let memory = info.iter().find(|l| l.starts_with("memory")).unwrap();
-    assert!(memory.contains("at most 48 MiB"), "{memory}");
+    assert!(memory.contains("at most 64 MiB"), "{memory}");
     // The parts it names add up to the total: 2 MemTables, 2 merge buffers and 1 flush copy of
-    // 4 MiB each, 8 MiB of pages, 4 MiB of rows, 16 MiB of table indexes.
+    // 4 MiB each, 8 MiB of pages, 4 MiB of rows, 32 MiB of table indexes.
     assert!(
-        memory.contains("(2 MemTables of 4 MiB, 2 merge buffers and 1 flush copy as large, page cache 8 MiB, row cache 4 MiB, table indexes 16 MiB)"),
+        memory.contains("(2 MemTables of 4 MiB, 2 merge buffers and 1 flush copy as large, page cache 8 MiB, row cache 4 MiB, table indexes 32 MiB)"),
         "{memory}"
     );
     let indexes = info.iter().find(|l| l.starts_with("indexes")).unwrap();
-    assert!(indexes.starts_with("indexes    0 of 0 tables resident (0 filters), 0 B of 16 MiB"), "{indexes}");
+    assert!(indexes.starts_with("indexes    0 of 0 tables resident (0 filters), 0 B of 32 MiB"), "{indexes}");
     let row_cache = info.iter().find(|l| l.starts_with("row cache")).unwrap();
     assert!(row_cache.starts_with("row cache  1 row, "), "{row_cache}");
     assert!(info.iter().any(|l| l.starts_with("disk ")), "{info:?}");

@@ -34,7 +34,7 @@ pub enum Durability {
 /// value buffer as large as the largest value it read; the SSTable list and its file handles,
 /// shared with gets in progress, which keep the files of tables a compaction removed meanwhile
 /// open until they end; the row cache's 2 KiB of write stamps). With the defaults: 5 × 4 + 8 +
-/// 4 + 16 = 48 MiB. Each size has a documented range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`],
+/// 4 + 32 = 64 MiB. Each size has a documented range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`],
 /// [`ROW_CACHE_BYTES`], [`INDEX_BYTES`]); a value outside it is an [`Error::InvalidOption`],
 /// reported before anything is allocated or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +52,16 @@ pub struct Options {
     /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
     /// most 16 GiB.
     pub row_cache_bytes: usize,
-    /// Bytes of SSTable fences, run starts and filters held in memory for gets (0: none), so
-    /// that a get probes a table with no read but the one of its run of 16 records: about
-    /// `(10 + key length) / 16` bytes per key for the fences and run starts, and 1.25 (10 bits)
-    /// for the filter; 2.9 bytes per key of 16 bytes (2.8 MiB measured for 10^6 such keys in 6
-    /// tables), so the default holds the indexes of about 5.7 million such keys. A table's index
-    /// is loaded by the first get that probes it, if the budget has room; a table whose index
+    /// Bytes of SSTable filters, fences and run starts held in memory for gets (0: none), so
+    /// that a get probes a table with no read but the one of its run of 16 records: 1.25 bytes
+    /// per key (10 bits) for the filter and about `(10 + key length) / 16` for the fences and run
+    /// starts; 2.9 bytes per key of 16 bytes (2.8 MiB measured for 10^6 such keys in 6 tables),
+    /// so the default holds the whole indexes of about 11 million such keys. A table's filter and
+    /// its fences are loaded apart by the first get that probes it, each if the budget has room,
+    /// **filters first**: fences only into room the filters of every live table leave, so a
+    /// budget short of everything still answers most missing keys without a read. A part that
     /// does not fit is read from storage (correct, slower). [`crate::Db::index_stats`] says what
-    /// is loaded. Default 16 MiB ([`DEFAULT_INDEX_BYTES`]); at most 16 GiB.
+    /// is loaded. Default 32 MiB ([`DEFAULT_INDEX_BYTES`]); at most 16 GiB.
     pub index_bytes: usize,
     /// How far ahead of the writer the WAL file is extended (`fallocate`), so that a durable
     /// write's `fdatasync` has no file size to commit. `None` (the default): a quarter of a
@@ -244,8 +246,9 @@ pub const ROW_CACHE_BYTES: SizeLimit = SizeLimit { name: "row_cache_bytes", min:
 /// [`Options::index_bytes`]: 0 (off) ..= 16 GiB (and what a `usize` holds on 32-bit targets).
 pub const INDEX_BYTES: SizeLimit = SizeLimit { name: "index_bytes", min: 0, max: max_cache() };
 
-/// The default [`Options::index_bytes`]: 16 MiB.
-pub const DEFAULT_INDEX_BYTES: usize = 16 << 20;
+/// The default [`Options::index_bytes`]: 32 MiB, the filters and fences of about 11 million
+/// keys of 16 bytes.
+pub const DEFAULT_INDEX_BYTES: usize = 32 << 20;
 
 /// [`Options::background_threads`]: 0 (compactions inline) ..= 4 (the engine's
 /// [`minivault_core::limits::MAX_RUNNING`]).

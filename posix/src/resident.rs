@@ -16,8 +16,8 @@
 //!   probe the filter lets through uses. **Filters come first**: fences are loaded only into
 //!   room that the filters of every live table leave (loaded or not yet), so a budget too small
 //!   for everything holds every filter it can before any fence. At 10^7 keys of 16 bytes the
-//!   filters take about 12 MiB and the fences 26 MiB: the default 16 MiB holds the filters, so a
-//!   missing key reads nothing, and the fences of the tables loaded first.
+//!   filters take about 12 MiB and the fences about 16 MiB: a budget of 16 MiB holds the
+//!   filters, so a missing key rarely reads anything, and the fences of the tables loaded first.
 //!
 //! A get that finds another get loading the table, or no room, reads that part from storage
 //! (the same lookup, slower); once room is given back (a table dropped) a later get tries
@@ -49,7 +49,8 @@ pub struct IndexStats {
     pub resident_tables: usize,
     /// Tables whose filter is loaded now.
     pub resident_filters: usize,
-    /// Bytes of the filters loaded now (part of `resident_bytes`).
+    /// Bytes of the filters loaded now (part of `resident_bytes`; each filter counts 63 bytes
+    /// more than its size, the room to place its blocks on 64-byte boundaries).
     pub filter_bytes: usize,
     /// Loads of a filter or of fences refused since open for want of room. The table's gets
     /// then read that part from storage, without asking again until room is given back.
@@ -141,7 +142,7 @@ impl AlignedFilter {
     fn zeroed(len: usize) -> AlignedFilter {
         let buf = vec![0u8; Self::footprint(len)].into_boxed_slice();
         // Where the buffer's first block boundary is (`align_offset` may, in principle, not
-        // know: the filter then starts at 0, correct and a little slower).
+        // know: the filter then starts at byte 63 of the buffer, correct and a little slower).
         let at = buf.as_ptr().align_offset(BLOCK_LEN).min(BLOCK_LEN - 1);
         AlignedFilter { buf, at, len }
     }
@@ -243,14 +244,16 @@ impl IndexSlot {
         if !self.budget.reserve(Part::Filter, footprint) {
             return Ok(false);
         }
+        // Its room is held now, no longer kept for it: at once, not after the read, or fences
+        // asking meanwhile would see the filter counted twice and be refused room they have.
+        self.budget.filters_wanted.fetch_sub(footprint, Ordering::AcqRel);
         let mut filter = AlignedFilter::zeroed(len);
         if let Err(e) = ResidentIndex::load_filter(io, footer, filter.bytes_mut()) {
+            self.budget.filters_wanted.fetch_add(footprint, Ordering::AcqRel);
             self.budget.release(Part::Filter, footprint);
             return Err(e);
         }
         let _ = self.filter.set(filter);
-        // Its room is held now, no longer kept for it.
-        self.budget.filters_wanted.fetch_sub(footprint, Ordering::AcqRel);
         Ok(true)
     }
 
@@ -358,5 +361,126 @@ impl ResidentIndexes {
             filter_bytes: b.filter_bytes.load(Ordering::Relaxed),
             refused_loads: b.refused.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use embedded_io::{ErrorType, SeekFrom};
+
+    /// A table's bytes, read as a file.
+    struct MemIo {
+        bytes: Vec<u8>,
+        pos: u64,
+    }
+
+    impl ErrorType for MemIo {
+        type Error = io::Error;
+    }
+
+    impl Read for MemIo {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let from = (self.pos as usize).min(self.bytes.len());
+            let n = buf.len().min(self.bytes.len() - from);
+            buf[..n].copy_from_slice(&self.bytes[from..from + n]);
+            self.pos += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for MemIo {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.pos = match pos {
+                SeekFrom::Start(at) => at,
+                SeekFrom::Current(d) => self.pos.checked_add_signed(d).unwrap(),
+                SeekFrom::End(d) => (self.bytes.len() as u64).checked_add_signed(d).unwrap(),
+            };
+            Ok(self.pos)
+        }
+    }
+
+    /// The bytes and footer of a table of 2,000 keys, written by a Db.
+    fn table() -> (Vec<u8>, Footer) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::open(dir.path()).unwrap();
+        for i in 0..2000 {
+            db.put(format!("key{i:06}").as_bytes(), b"value").unwrap();
+        }
+        db.flush().unwrap();
+        db.close().unwrap();
+        let sst = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "sst"))
+            .unwrap();
+        let bytes = std::fs::read(sst).unwrap();
+        let footer =
+            minivault_core::sstable::open(&mut MemIo { bytes: bytes.clone(), pos: 0 }, bytes.len() as u64)
+                .unwrap();
+        (bytes, footer)
+    }
+
+    fn counts(b: &IndexBudget) -> (usize, usize, usize, usize) {
+        let load = |a: &AtomicUsize| a.load(Ordering::Acquire);
+        (load(&b.used), load(&b.filters_wanted), load(&b.filters), load(&b.fences))
+    }
+
+    #[test]
+    fn fences_refused_room_are_loaded_once_room_is_given_back_and_every_count_returns_to_zero() {
+        let (bytes, footer) = table();
+        let mut io = MemIo { bytes, pos: 0 };
+        let filter = AlignedFilter::footprint(ResidentIndex::filter_len(&footer).unwrap());
+        let fences = ResidentIndex::fences_len(&footer).unwrap();
+        // Room for two filters and one table's fences.
+        let indexes = ResidentIndexes::new(2 * filter + fences);
+        let budget = &indexes.budget;
+        let a = IndexSlot::new(&footer, budget);
+        let b = IndexSlot::new(&footer, budget);
+        assert_eq!(counts(budget), (0, 2 * filter, 0, 0), "both filters wanted");
+
+        a.get_or_load(&mut io, &footer).unwrap();
+        assert_eq!(counts(budget), (filter + fences, filter, 1, 1), "a: filter and fences");
+        b.get_or_load(&mut io, &footer).unwrap();
+        assert_eq!(counts(budget), (2 * filter + fences, 0, 2, 1), "b: its filter, no room for fences");
+        let refused = budget.refused.load(Ordering::Acquire);
+        assert_eq!(refused, 1);
+        for _ in 0..3 {
+            b.get_or_load(&mut io, &footer).unwrap();
+        }
+        assert_eq!(
+            budget.refused.load(Ordering::Acquire),
+            refused,
+            "not asked again while no room came back"
+        );
+
+        drop(a);
+        assert_eq!(counts(budget), (filter, 0, 1, 0));
+        b.get_or_load(&mut io, &footer).unwrap();
+        assert_eq!(counts(budget), (filter + fences, 0, 1, 1), "b's fences, once a gave room back");
+        drop(b);
+        assert_eq!(counts(budget), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_damaged_filter_is_an_error_that_takes_no_room_and_keeps_its_room_wanted() {
+        let (mut bytes, footer) = table();
+        let filter = AlignedFilter::footprint(ResidentIndex::filter_len(&footer).unwrap());
+        let at = footer.filter_offset as usize + 10;
+        bytes[at] ^= 0x01;
+        let mut io = MemIo { bytes, pos: 0 };
+        let indexes = ResidentIndexes::new(1 << 20);
+        let budget = &indexes.budget;
+        let slot = IndexSlot::new(&footer, budget);
+        assert!(matches!(slot.get_or_load(&mut io, &footer), Err(ReadError::Corrupt { .. })));
+        assert_eq!(counts(budget), (0, filter, 0, 0));
+        // Mended, the next get loads it.
+        io.bytes[at] ^= 0x01;
+        slot.get_or_load(&mut io, &footer).unwrap();
+        let fences = ResidentIndex::fences_len(&footer).unwrap();
+        assert_eq!(counts(budget), (filter + fences, 0, 1, 1));
+        drop(slot);
+        assert_eq!(counts(budget), (0, 0, 0, 0));
     }
 }

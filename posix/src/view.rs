@@ -19,9 +19,10 @@
 //! The lookup is the engine's own ([`minivault_core::get_from_tables`]: newest table first, a
 //! table's range deletes over older tables, the expiry rule), run over [`ViewStorage`], a
 //! [`Storage`] that only reads; so is a snapshot's scan. Each table of a view probes through
-//! its resident index ([`crate::resident`]: fences and filter in memory, the run of records
-//! read in one go into the reading thread's run buffer) when the budget holds it, from storage
-//! otherwise.
+//! its resident index ([`crate::resident`]: filter, fences or both in memory, the run of records
+//! read in one go into the reading thread's run buffer) as far as the budget holds it, from
+//! storage otherwise. Before the lookup a get touches the block of every resident filter its key
+//! will ask, so that those memory fetches overlap.
 //!
 //! Memory per reading thread (kept for the thread's life, [`ReadBuffers`]): a run buffer of
 //! [`RUN_BUFFER_BYTES`] (a run larger than that is streamed from storage record by record) and

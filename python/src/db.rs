@@ -131,8 +131,10 @@ impl PyDb {
 /// ``close()`` sync). A process crash loses nothing in any mode; a power cut loses what was
 /// not synced.
 ///
-/// Memory: at most 2 x memtable_bytes + cache_bytes + row_cache_bytes plus a little; 20 MiB
-/// with the defaults. memtable_bytes is 512 B to 1 GiB and bounds the largest entry.
+/// Memory: at most (2 + background threads + 1) x memtable_bytes + cache_bytes +
+/// row_cache_bytes + the SSTable index budget (32 MiB, filters first) plus a little; 64 MiB
+/// with the defaults (the Rust ``Options`` doc says more). memtable_bytes is 512 B to 1 GiB and
+/// bounds the largest entry.
 ///
 /// read_only: open without writing anything (no lock, works beside a writer in another
 /// process; writes raise ReadOnly).

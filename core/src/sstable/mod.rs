@@ -350,6 +350,52 @@ mod tests {
     }
 
     #[test]
+    fn a_resident_part_is_read_from_memory_not_from_storage() {
+        let es = entries(300);
+        let (mut s, mut f, footer) = build(&es);
+        let parts: Vec<Parts> = PART_CHOICES
+            .iter()
+            .map(|&choice| Parts::load(&mut s.io(&mut f), &footer, choice, false).unwrap())
+            .collect();
+        // The file's filter, then its fences, overwritten after the loads: a part held in memory
+        // answers as before, a part read from storage reports the damage.
+        let len = s.len(&mut f).unwrap() as usize;
+        let mut bytes = vec![0u8; len];
+        crate::io::read_exact_at(&mut s.io(&mut f), 0, &mut bytes).unwrap();
+        let filter =
+            footer.filter_offset as usize..footer.filter_offset as usize + footer.filter_len as usize;
+        let fences = footer.fence_offset() as usize..footer.filter_offset as usize;
+        for (section, range) in [("filter", filter), ("fences", fences)] {
+            let mut m = Mem::new(vec![0; 1 << 20]);
+            let mut g = m.create("t.sst").unwrap();
+            let mut damaged = bytes.clone();
+            damaged[range].iter_mut().for_each(|b| *b ^= 0xa5);
+            embedded_io::Write::write_all(&mut m.io(&mut g), &damaged).unwrap();
+            for (choice, parts) in PART_CHOICES.iter().zip(&parts) {
+                let held = match section {
+                    "filter" => choice.1,
+                    _ => choice.0,
+                };
+                let mut out = [0u8; 256];
+                let answers: Vec<_> = es
+                    .iter()
+                    .map(|(k, _)| resident_lookup(&mut m.io(&mut g), &footer, parts, k, &mut out, 8192))
+                    .collect();
+                let corrupt = answers.iter().filter(|a| matches!(a, Err(ReadError::Corrupt { .. }))).count();
+                if held {
+                    assert_eq!(corrupt, 0, "{section} held in memory, parts {choice:?}");
+                    assert!(
+                        answers.iter().all(|a| matches!(a, Ok(Lookup::Found { .. }))),
+                        "{section}, {choice:?}"
+                    );
+                } else {
+                    assert_eq!(corrupt, es.len(), "{section} read from storage, parts {choice:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_resident_part_of_the_wrong_size_is_refused() {
         let (mut s, mut f, footer) = build(&entries(40));
         let len = ResidentIndex::fences_len(&footer).unwrap();
