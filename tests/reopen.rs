@@ -248,3 +248,66 @@ fn core_drop_without_close_keeps_the_writes_in_mem_storage() {
     assert_eq!(core_get(&mut db, b"a").as_deref(), Some(&b"1"[..]));
     assert_eq!(core_get(&mut db, b"b").as_deref(), Some(&b"2"[..]));
 }
+
+/// Copies every `.sst` and `.wal` file of `dir` that `saved` lacks into `saved`: each file as
+/// first seen.
+fn save_new_files(dir: &std::path::Path, saved: &std::path::Path) {
+    for path in sst_files(dir).into_iter().chain(wal_files(dir)) {
+        let into = saved.join(path.file_name().unwrap());
+        if !into.exists() {
+            std::fs::copy(&path, &into).unwrap();
+        }
+    }
+}
+
+#[test]
+fn replaced_tables_and_covered_wals_a_power_cut_brings_back_never_stop_open_however_many() {
+    // Every removal since the last directory sync can come back after a power cut: compactions'
+    // inputs and flushed WALs. Far more than the table list (32) and WAL list (8) hold.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let opts = Options {
+        memtable_bytes: 64 << 10,
+        durability: Durability::Manual,
+        background_threads: 0,
+        ..Options::default()
+    };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    let mut model = BTreeMap::new();
+    for round in 0..90usize {
+        for i in 0..150usize {
+            let k = format!("key{:05}", (i * 7919 + round * 131) % 6000).into_bytes();
+            let v = format!("round {round} value {i}").into_bytes();
+            db.put(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        db.flush().unwrap();
+        save_new_files(dir.path(), saved.path());
+    }
+    db.close().unwrap();
+    let live_tables = sst_files(dir.path()).len();
+    let (mut tables, mut wals) = (0, 0);
+    for path in sst_files(saved.path()).into_iter().chain(wal_files(saved.path())) {
+        let back = dir.path().join(path.file_name().unwrap());
+        if !back.exists() {
+            std::fs::copy(&path, &back).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("sst") => tables += 1,
+                _ => wals += 1,
+            }
+        }
+    }
+    assert!(tables > minivault_core::limits::MAX_TABLES, "{tables} replaced tables brought back");
+    assert!(wals > minivault_core::limits::MAX_WALS, "{wals} covered WALs brought back");
+
+    // A read-only open leaves them, the next open removes them; both read every key.
+    for read_only in [true, false] {
+        let db = Db::open_with(dir.path(), Options { read_only, ..opts }).unwrap();
+        for (k, v) in &model {
+            assert_eq!(db.get(k).unwrap().as_ref(), Some(v), "read_only {read_only}");
+        }
+        drop(db);
+    }
+    assert_eq!(sst_files(dir.path()).len(), live_tables, "the replaced tables are removed");
+    assert!(wal_files(dir.path()).len() <= 2, "{:?}", wal_files(dir.path()));
+}

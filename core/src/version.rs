@@ -83,6 +83,12 @@ impl<F> Version<F> {
     /// compacted table replaces, and WALs the tables cover. With `read_only`, nothing is removed:
     /// such files are only left out.
     ///
+    /// However many replaced tables and covered WALs a crash left (a power cut can undo every
+    /// removal since the last directory sync), open needs room for the newest
+    /// [`MAX_TABLES`] tables and [`MAX_WALS`] WALs only: it opens those, and every older file
+    /// must be one they replace or cover ([`Error::TooManyTables`] or [`Error::TooManyWals`]
+    /// otherwise).
+    ///
     /// It fills `self` in place rather than returning a new `Version`: the table list is most of
     /// a `Db` (3 KiB on a 32-bit target), and built here and returned it took a frame of three
     /// copies (10,400 B on thumbv7m) plus one more in the caller, on the deepest stack path of
@@ -98,30 +104,31 @@ impl<F> Version<F> {
         if !read_only {
             remove_temp_files(storage)?;
         }
+        // The newest ids of each kind: a directory may hold more files than the engine keeps
+        // (inputs of compactions and covered WALs whose removal a crash or a power cut undid,
+        // or that the reaper had not removed yet); the older ones must then all be stale, which
+        // only the newer tables' lineage can tell.
         let mut wal_ids: Vec<u64, MAX_WALS> = Vec::new();
         let mut table_ids: Vec<u64, MAX_TABLES> = Vec::new();
-        let mut overflow: Option<Error<S::Error>> = None;
+        let (mut wals_seen, mut tables_seen) = (0usize, 0usize);
         let mut max_id = 0;
         storage
             .list(&mut |name| {
                 let Some((kind, id)) = parse_name(name) else { return };
                 max_id = max_id.max(id);
-                let full = match kind {
-                    FileKind::Wal => wal_ids.push(id).is_err(),
-                    FileKind::Table => table_ids.push(id).is_err(),
-                    FileKind::TempTable => false,
-                };
-                if full {
-                    overflow = Some(match kind {
-                        FileKind::Wal => Error::TooManyWals,
-                        _ => Error::TooManyTables,
-                    });
+                match kind {
+                    FileKind::Wal => {
+                        wals_seen += 1;
+                        keep_newest(&mut wal_ids, id);
+                    }
+                    FileKind::Table => {
+                        tables_seen += 1;
+                        keep_newest(&mut table_ids, id);
+                    }
+                    FileKind::TempTable => {}
                 }
             })
             .storage()?;
-        if let Some(e) = overflow {
-            return Err(e);
-        }
         wal_ids.sort_unstable();
         table_ids.sort_unstable();
 
@@ -133,12 +140,35 @@ impl<F> Version<F> {
 
         let stale = self.replaced_tables();
         let covered = self.wal_covered();
+        // Files older than every one kept: each must be a table a kept table replaces or a WAL
+        // the tables cover, or the directory holds more than the engine can.
+        let older = Older {
+            table_floor: (tables_seen > table_ids.len()).then(|| table_ids.first().copied()).flatten(),
+            wal_floor: (wals_seen > wal_ids.len()).then(|| wal_ids.first().copied()).flatten(),
+        };
+        if older.table_floor.is_some() || older.wal_floor.is_some() {
+            let (mut tables_left, mut wals_left) = (false, false);
+            storage
+                .list(&mut |name| match older.of(name) {
+                    Some((FileKind::Table, id)) => tables_left |= !self.replaces(id),
+                    Some((_, id)) => wals_left |= id > covered,
+                    None => {}
+                })
+                .storage()?;
+            if tables_left {
+                return Err(Error::TooManyTables);
+            }
+            if wals_left {
+                return Err(Error::TooManyWals);
+            }
+        }
         if !read_only {
             // The removals below rely on newer tables, which a run whose directory sync failed
             // may have renamed into place without making the rename durable. Sync the directory
             // first: otherwise a power cut could keep a removal and drop the rename that made it
             // safe.
-            if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) {
+            let any_older = older.table_floor.is_some() || older.wal_floor.is_some();
+            if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) || any_older {
                 storage.sync_dir().storage()?;
             }
             for &id in &stale {
@@ -149,6 +179,26 @@ impl<F> Version<F> {
                 storage.remove(&file_name(FileKind::Wal, id)).storage()?;
                 removed = true;
             }
+            // The older files, a few at a time (each listing finds those still there).
+            loop {
+                let mut batch: Vec<(FileKind, u64), 8> = Vec::new();
+                if any_older {
+                    storage
+                        .list(&mut |name| {
+                            if let Some(file) = older.of(name) {
+                                let _ = batch.push(file);
+                            }
+                        })
+                        .storage()?;
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                for (kind, id) in batch {
+                    storage.remove(&file_name(kind, id)).storage()?;
+                    removed = true;
+                }
+            }
             if removed {
                 storage.sync_dir().storage()?;
             }
@@ -158,11 +208,16 @@ impl<F> Version<F> {
         Ok(Recovered { wals: wal_ids })
     }
 
+    /// True when a table replaces (is the compacted form of) table `id`.
+    fn replaces(&self, id: u64) -> bool {
+        self.tables.iter().any(|u| u.footer().replaces_from <= id && id < u.id())
+    }
+
     /// Tables that a newer, compacted table replaces.
     fn replaced_tables(&self) -> Vec<u64, MAX_TABLES> {
         let mut stale = Vec::new();
         for t in &self.tables {
-            if self.tables.iter().any(|u| u.footer().replaces_from <= t.id() && t.id() < u.id()) {
+            if self.replaces(t.id()) {
                 let _ = stale.push(t.id());
             }
         }
@@ -381,6 +436,42 @@ fn finish_publish<S: Storage>(
 pub fn make_live<S: Storage>(storage: &mut S, id: u64) -> Result<(), S> {
     storage.rename(&file_name(FileKind::TempTable, id), &file_name(FileKind::Table, id)).storage()?;
     storage.sync_dir().storage()
+}
+
+/// Keeps the `N` largest ids seen in `ids`: `id` goes in while there is room, or in place of
+/// the smallest kept when it is larger.
+fn keep_newest<const N: usize>(ids: &mut Vec<u64, N>, id: u64) {
+    if ids.push(id).is_ok() {
+        return;
+    }
+    let smallest = ids.iter().enumerate().min_by_key(|&(_, &kept)| kept).map(|(i, &kept)| (i, kept));
+    if let Some((i, kept)) = smallest {
+        if id > kept {
+            if let Some(slot) = ids.get_mut(i) {
+                *slot = id;
+            }
+        }
+    }
+}
+
+/// The files [`Version::recover`] did not keep because newer ones filled the table list or the
+/// WAL list: those older than the oldest kept of their kind (`None`: all were kept).
+struct Older {
+    table_floor: Option<u64>,
+    wal_floor: Option<u64>,
+}
+
+impl Older {
+    /// The kind and id of file `name` if it is one of those left out.
+    fn of(&self, name: &str) -> Option<(FileKind, u64)> {
+        let (kind, id) = parse_name(name)?;
+        let floor = match kind {
+            FileKind::Table => self.table_floor?,
+            FileKind::Wal => self.wal_floor?,
+            FileKind::TempTable => return None,
+        };
+        (id < floor).then_some((kind, id))
+    }
 }
 
 /// Removes every `*.tmp`: tables whose writing a crash interrupted, never needed.
