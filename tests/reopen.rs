@@ -274,7 +274,7 @@ fn replaced_tables_and_covered_wals_a_power_cut_brings_back_never_stop_open_howe
     };
     let db = Db::open_with(dir.path(), opts).unwrap();
     let mut model = BTreeMap::new();
-    for round in 0..90usize {
+    for round in 0..160usize {
         for i in 0..150usize {
             let k = format!("key{:05}", (i * 7919 + round * 131) % 6000).into_bytes();
             let v = format!("round {round} value {i}").into_bytes();
@@ -285,7 +285,7 @@ fn replaced_tables_and_covered_wals_a_power_cut_brings_back_never_stop_open_howe
         save_new_files(dir.path(), saved.path());
     }
     db.close().unwrap();
-    let live_tables = sst_files(dir.path()).len();
+    let live: Vec<u64> = common::file_ids(dir.path(), "sst");
     let (mut tables, mut wals) = (0, 0);
     for path in sst_files(saved.path()).into_iter().chain(wal_files(saved.path())) {
         let back = dir.path().join(path.file_name().unwrap());
@@ -299,6 +299,11 @@ fn replaced_tables_and_covered_wals_a_power_cut_brings_back_never_stop_open_howe
     }
     assert!(tables > minivault_core::limits::MAX_TABLES, "{tables} replaced tables brought back");
     assert!(wals > minivault_core::limits::MAX_WALS, "{wals} covered WALs brought back");
+    // The oldest live table is older than the 32 newest files: an open that kept the newest ids
+    // would leave it out.
+    let all = common::file_ids(dir.path(), "sst");
+    let newest_32 = all[all.len() - minivault_core::limits::MAX_TABLES];
+    assert!(live[0] < newest_32, "live {live:?}, the 32 newest of {} from {newest_32}", all.len());
 
     // A read-only open leaves them, the next open removes them; both read every key.
     for read_only in [true, false] {
@@ -306,8 +311,12 @@ fn replaced_tables_and_covered_wals_a_power_cut_brings_back_never_stop_open_howe
         for (k, v) in &model {
             assert_eq!(db.get(k).unwrap().as_ref(), Some(v), "read_only {read_only}");
         }
+        assert_eq!(db.stats().tables, live.len(), "read_only {read_only}");
         drop(db);
+        if read_only {
+            assert_eq!(common::file_ids(dir.path(), "sst"), all, "a read-only open removes nothing");
+        }
     }
-    assert_eq!(sst_files(dir.path()).len(), live_tables, "the replaced tables are removed");
+    assert_eq!(common::file_ids(dir.path(), "sst"), live, "the replaced tables are removed");
     assert!(wal_files(dir.path()).len() <= 2, "{:?}", wal_files(dir.path()));
 }

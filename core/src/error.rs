@@ -127,8 +127,8 @@ pub enum Error<E> {
         /// The value's length.
         needed: usize,
     },
-    /// The database already holds [`crate::limits::MAX_TABLES`] SSTables (on open: more than
-    /// that many live ones; replaced tables a crash left beside them do not count).
+    /// The database already holds [`crate::limits::MAX_TABLES`] SSTables (on open: the
+    /// directory holds more live ones; replaced tables a crash left beside them do not count).
     TooManyTables,
     /// The directory holds more than [`crate::limits::MAX_WALS`] WAL files still to replay
     /// (WALs the tables already cover do not count).

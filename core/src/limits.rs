@@ -31,13 +31,15 @@ pub const MAX_RECORD_LEN: usize = MAX_BATCH_LEN + 4;
 /// 7 × log8(data / MemTable size) + 8 (and merges early as the limit nears), so 32 covers a
 /// 10^8-key database with 4 MiB MemTables; the list lives inside [`crate::Db`], 72 bytes per slot
 /// on 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
-/// [`crate::Error::TooManyTables`].
+/// [`crate::Error::TooManyTables`], as does an open of a directory with more live tables
+/// (replaced tables a crash left do not count).
 pub const MAX_TABLES: usize = 32;
 
 /// The most range deletes one MemTable holds; the next one rotates it (writes it out).
 pub const MAX_MEMTABLE_RANGES: usize = 32;
 
-/// The most WAL files one database may hold on open.
+/// The most WAL files still to replay (not yet covered by a table) one database may hold on
+/// open; covered WALs a crash left beside them are removed however many.
 pub const MAX_WALS: usize = 8;
 
 /// The most tables one compaction merges.

@@ -20,7 +20,8 @@
 //!   compaction dropped tombstones for).
 //!
 //! Removals need no directory sync of their own: a removal lost to a power cut leaves a file
-//! that these rules remove again.
+//! that these rules remove again, however many such files come back ([`Version::recover`] finds
+//! the live tables by their lineage, so replaced ones take no place in the table list).
 
 use heapless::Vec;
 
@@ -83,11 +84,16 @@ impl<F> Version<F> {
     /// compacted table replaces, and WALs the tables cover. With `read_only`, nothing is removed:
     /// such files are only left out.
     ///
-    /// However many replaced tables and covered WALs a crash left (a power cut can undo every
-    /// removal since the last directory sync), open needs room for the newest
-    /// [`MAX_TABLES`] tables and [`MAX_WALS`] WALs only: it opens those, and every older file
-    /// must be one they replace or cover ([`Error::TooManyTables`] or [`Error::TooManyWals`]
-    /// otherwise).
+    /// The live tables are found by their lineage, newest first, so that however many replaced
+    /// tables a crash left beside them (a kill -9 with unlinks queued, a power cut undoing the
+    /// removals since the last directory sync) only the live ones take a place in the table
+    /// list: the newest table is live (only a newer table can replace one); below the ids it
+    /// replaces, the newest table left is live too; and so on. Every table passed over lies
+    /// inside a live table's interval. When the table files fit the list (the usual case) they
+    /// are all opened from one listing and those a newer one replaces are left out; past that,
+    /// the walk takes one listing per live table ([`Version::find_live`]). Of the WALs, the
+    /// newest [`MAX_WALS`] are kept and every older one must be covered by the tables
+    /// ([`Error::TooManyWals`] otherwise).
     ///
     /// It fills `self` in place rather than returning a new `Version`: the table list is most of
     /// a `Db` (3 KiB on a 32-bit target), and built here and returned it took a frame of three
@@ -104,10 +110,6 @@ impl<F> Version<F> {
         if !read_only {
             remove_temp_files(storage)?;
         }
-        // The newest ids of each kind: a directory may hold more files than the engine keeps
-        // (inputs of compactions and covered WALs whose removal a crash or a power cut undid,
-        // or that the reaper had not removed yet); the older ones must then all be stale, which
-        // only the newer tables' lineage can tell.
         let mut wal_ids: Vec<u64, MAX_WALS> = Vec::new();
         let mut table_ids: Vec<u64, MAX_TABLES> = Vec::new();
         let (mut wals_seen, mut tables_seen) = (0usize, 0usize);
@@ -123,105 +125,113 @@ impl<F> Version<F> {
                     }
                     FileKind::Table => {
                         tables_seen += 1;
-                        keep_newest(&mut table_ids, id);
+                        let _ = table_ids.push(id);
                     }
                     FileKind::TempTable => {}
                 }
             })
             .storage()?;
         wal_ids.sort_unstable();
-        table_ids.sort_unstable();
-
-        for &id in &table_ids {
-            // Cannot fail: table_ids has the same capacity.
-            let _ = self.tables.push(Table::open(storage, id)?);
-        }
         self.next_id = max_id + 1;
 
-        let stale = self.replaced_tables();
-        let covered = self.wal_covered();
-        // Files older than every one kept: each must be a table a kept table replaces or a WAL
-        // the tables cover, or the directory holds more than the engine can.
-        let older = Older {
-            table_floor: (tables_seen > table_ids.len()).then(|| table_ids.first().copied()).flatten(),
-            wal_floor: (wals_seen > wal_ids.len()).then(|| wal_ids.first().copied()).flatten(),
+        let covered = if tables_seen <= MAX_TABLES {
+            // Every table from the one listing, the replaced ones too: beside a writer (a
+            // read-only open) a table it replaced since is a table that is gone when opened, and
+            // the open starts over (`crate::recovery`).
+            table_ids.sort_unstable();
+            for &id in &table_ids {
+                // Cannot fail: table_ids has the same capacity.
+                let _ = self.tables.push(Table::open(storage, id)?);
+            }
+            let covered = self.wal_covered();
+            let stale = self.replaced_tables();
+            self.tables.retain(|t| !stale.contains(&t.id()));
+            covered
+        } else {
+            self.find_live(storage, read_only)?;
+            self.tables.reverse();
+            self.wal_covered()
         };
-        if older.table_floor.is_some() || older.wal_floor.is_some() {
-            let (mut tables_left, mut wals_left) = (false, false);
+        if wals_seen > wal_ids.len() {
+            let floor = wal_ids.first().copied().unwrap_or(0);
+            let mut uncovered = false;
             storage
-                .list(&mut |name| match older.of(name) {
-                    Some((FileKind::Table, id)) => tables_left |= !self.replaces(id),
-                    Some((_, id)) => wals_left |= id > covered,
-                    None => {}
+                .list(&mut |name| {
+                    if let Some((FileKind::Wal, id)) = parse_name(name) {
+                        uncovered |= id < floor && id > covered;
+                    }
                 })
                 .storage()?;
-            if tables_left {
-                return Err(Error::TooManyTables);
-            }
-            if wals_left {
+            if uncovered {
                 return Err(Error::TooManyWals);
             }
         }
-        if !read_only {
+        let replaced = tables_seen - self.tables.len();
+        let covered_wals = wals_seen - wal_ids.iter().filter(|&&id| id > covered).count();
+        if !read_only && (replaced > 0 || covered_wals > 0) {
             // The removals below rely on newer tables, which a run whose directory sync failed
             // may have renamed into place without making the rename durable. Sync the directory
             // first: otherwise a power cut could keep a removal and drop the rename that made it
             // safe.
-            let any_older = older.table_floor.is_some() || older.wal_floor.is_some();
-            if !stale.is_empty() || wal_ids.iter().any(|&id| id <= covered) || any_older {
-                storage.sync_dir().storage()?;
-            }
-            for &id in &stale {
-                storage.remove(&file_name(FileKind::Table, id)).storage()?;
-            }
-            let mut removed = !stale.is_empty();
-            for &id in wal_ids.iter().filter(|&&id| id <= covered) {
-                storage.remove(&file_name(FileKind::Wal, id)).storage()?;
-                removed = true;
-            }
-            // The older files, a few at a time (each listing finds those still there).
-            loop {
-                let mut batch: Vec<(FileKind, u64), 8> = Vec::new();
-                if any_older {
-                    storage
-                        .list(&mut |name| {
-                            if let Some(file) = older.of(name) {
-                                let _ = batch.push(file);
-                            }
-                        })
-                        .storage()?;
-                }
-                if batch.is_empty() {
-                    break;
-                }
-                for (kind, id) in batch {
-                    storage.remove(&file_name(kind, id)).storage()?;
-                    removed = true;
-                }
-            }
-            if removed {
-                storage.sync_dir().storage()?;
-            }
+            storage.sync_dir().storage()?;
+            let live = &self.tables;
+            remove_each(storage, FileKind::Table, replaced, |id| live.iter().all(|t| t.id() != id))?;
+            remove_each(storage, FileKind::Wal, covered_wals, |id| id <= covered)?;
+            storage.sync_dir().storage()?;
         }
-        self.tables.retain(|t| !stale.contains(&t.id()));
         wal_ids.retain(|&id| id > covered);
         Ok(Recovered { wals: wal_ids })
-    }
-
-    /// True when a table replaces (is the compacted form of) table `id`.
-    fn replaces(&self, id: u64) -> bool {
-        self.tables.iter().any(|u| u.footer().replaces_from <= id && id < u.id())
     }
 
     /// Tables that a newer, compacted table replaces.
     fn replaced_tables(&self) -> Vec<u64, MAX_TABLES> {
         let mut stale = Vec::new();
         for t in &self.tables {
-            if self.replaces(t.id()) {
+            if self.tables.iter().any(|u| u.footer().replaces_from <= t.id() && t.id() < u.id()) {
                 let _ = stale.push(t.id());
             }
         }
         stale
+    }
+
+    /// Opens table `id`, which the lineage says is live, into the list (newest first until
+    /// `recover` turns it); returns the id below which the next live table lies.
+    fn open_live<S: Storage<File = F>>(&mut self, storage: &mut S, id: u64) -> Result<u64, S> {
+        let table = Table::open(storage, id)?;
+        let below = table.footer().replaces_from.min(id);
+        self.tables.push(table).map_err(|_| Error::TooManyTables)?;
+        Ok(below)
+    }
+
+    /// The live tables of a directory holding more table files than the list: one listing per
+    /// live table, each finding the newest table below the ids the last one replaces. A
+    /// read-only open (a writer may be replacing tables meanwhile) checks that the table files
+    /// are the same ones after the walk as before it, and walks again if not; a directory that
+    /// changes under [`READ_ONLY_WALKS`] walks is [`Error::TooManyTables`].
+    fn find_live<S: Storage<File = F>>(&mut self, storage: &mut S, read_only: bool) -> Result<(), S> {
+        for _ in 0..READ_ONLY_WALKS {
+            self.tables.clear();
+            let before = table_files(storage)?;
+            let mut below = u64::MAX;
+            loop {
+                let mut newest: Option<u64> = None;
+                storage
+                    .list(&mut |name| {
+                        if let Some((FileKind::Table, id)) = parse_name(name) {
+                            if id < below && newest.is_none_or(|n| id > n) {
+                                newest = Some(id);
+                            }
+                        }
+                    })
+                    .storage()?;
+                let Some(id) = newest else { break };
+                below = self.open_live(storage, id)?;
+            }
+            if !read_only || table_files(storage)? == before {
+                return Ok(());
+            }
+        }
+        Err(Error::TooManyTables)
     }
 
     /// A new file id, for a WAL or a table.
@@ -454,24 +464,52 @@ fn keep_newest<const N: usize>(ids: &mut Vec<u64, N>, id: u64) {
     }
 }
 
-/// The files [`Version::recover`] did not keep because newer ones filled the table list or the
-/// WAL list: those older than the oldest kept of their kind (`None`: all were kept).
-struct Older {
-    table_floor: Option<u64>,
-    wal_floor: Option<u64>,
+/// How many times a read-only open walks the lineage of a directory with more table files than
+/// the list while a writer changes them ([`Version::recover`]).
+const READ_ONLY_WALKS: usize = 16;
+
+/// What tells one set of table files from another: their count, and two sums over their ids.
+fn table_files<S: Storage>(storage: &mut S) -> Result<(usize, u64, u64), S> {
+    let mut seen = (0usize, 0u64, 0u64);
+    storage
+        .list(&mut |name| {
+            if let Some((FileKind::Table, id)) = parse_name(name) {
+                seen.0 += 1;
+                seen.1 = seen.1.wrapping_add(id);
+                seen.2 = seen.2.wrapping_add(id.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31));
+            }
+        })
+        .storage()?;
+    Ok(seen)
 }
 
-impl Older {
-    /// The kind and id of file `name` if it is one of those left out.
-    fn of(&self, name: &str) -> Option<(FileKind, u64)> {
-        let (kind, id) = parse_name(name)?;
-        let floor = match kind {
-            FileKind::Table => self.table_floor?,
-            FileKind::Wal => self.wal_floor?,
-            FileKind::TempTable => return None,
-        };
-        (id < floor).then_some((kind, id))
+/// Removes every file of `kind` whose id is `doomed`, a few at a time (each listing finds those
+/// still there): `expected` of them, so at most `expected / 8 + 1` listings, even on a storage
+/// that lists a removed file again.
+fn remove_each<S: Storage>(
+    storage: &mut S,
+    kind: FileKind,
+    expected: usize,
+    doomed: impl Fn(u64) -> bool,
+) -> Result<(), S> {
+    for _ in 0..=expected.div_ceil(8) {
+        let mut batch: Vec<u64, 8> = Vec::new();
+        storage
+            .list(&mut |name| match parse_name(name) {
+                Some((k, id)) if k == kind && doomed(id) => {
+                    let _ = batch.push(id);
+                }
+                _ => {}
+            })
+            .storage()?;
+        if batch.is_empty() {
+            break;
+        }
+        for id in batch {
+            storage.remove(&file_name(kind, id)).storage()?;
+        }
     }
+    Ok(())
 }
 
 /// Removes every `*.tmp`: tables whose writing a crash interrupted, never needed.

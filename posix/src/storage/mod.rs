@@ -53,9 +53,10 @@ pub(crate) use reaper::{Reaper, RemovalQueue, Settler};
 pub(crate) use sys::flock_exclusive_now;
 
 /// Fewer WAL unlinks than this queued at the reaper, and an obsolete WAL goes to it too (else
-/// it is unlinked in the call): the obsolete WALs a crash can leave in the directory (these, and
-/// those unlinked since the last directory sync) stay well within the WALs open accepts
-/// ([`minivault_core::MAX_WALS`]) beside the live ones.
+/// it is unlinked in the call): the obsolete WALs a crash leaves in the directory stay few.
+/// Open removes any number of them (core `Version::recover` keeps the newest
+/// [`minivault_core::MAX_WALS`] WALs and needs every older one covered, which an obsolete WAL
+/// is); the bound keeps the reaper's backlog, and what a crash leaves to list and remove, small.
 const MAX_QUEUED_WAL_UNLINKS: usize = 2;
 
 /// Default size of the read cache shared by a directory's files: 8 MiB.
@@ -360,10 +361,8 @@ impl Storage for PosixStorage {
     fn remove_obsolete(&mut self, name: &str) -> io::Result<()> {
         self.writable()?;
         self.forget_wal_handle(name);
-        // An obsolete WAL still in the directory counts against the WALs open accepts
-        // (`MAX_WALS`) until open removes it: one goes to the reaper only while fewer than
-        // MAX_QUEUED_WAL_UNLINKS WALs wait there, so that a crash never leaves more than a
-        // couple of them behind.
+        // One goes to the reaper only while fewer than MAX_QUEUED_WAL_UNLINKS WALs wait there,
+        // so that a crash leaves few of them behind for open to remove.
         let is_wal = matches!(parse_name(name), Some((FileKind::Wal, _)));
         let queue = self.removals.as_ref().filter(|q| !is_wal || q.pending_wals() < MAX_QUEUED_WAL_UNLINKS);
         let name = file_name(name)?;

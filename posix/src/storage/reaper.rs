@@ -11,9 +11,9 @@
 //! the storage (with background threads:
 //! `crate::background::Background` starts the reaper and attaches its queue). The names are
 //! never used again, and a file still there at a crash is removed by the next open (core
-//! `Storage::remove_obsolete` says why), so no answer depends on when the unlink happens; only
-//! how many obsolete WALs a crash can leave does (open accepts `minivault_core::MAX_WALS` WAL
-//! files), which the storage bounds by queuing a WAL only while fewer than two are queued. A failed
+//! `Storage::remove_obsolete` says why), so no answer depends on when the unlink happens; the
+//! storage still bounds how many obsolete WALs a crash can leave, by queuing a WAL only while
+//! fewer than two are queued (open removes any number, but each is a file to list and remove). A failed
 //! unlink (the file already gone, or not removable) is left to the next open as well, and
 //! counted ([`Reaper::failed_unlinks`], reported as `crate::BackgroundStats::failed_unlinks`).
 //! [`Reaper::settle`] waits
