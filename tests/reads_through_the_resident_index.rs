@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use minivault::{Db, Durability, Options};
+use minivault::{Db, Durability, IndexStats, Options};
 
 /// No row cache: every get reaches the tables. No background threads: the tables stay as the
 /// flushes below make them.
@@ -90,19 +90,23 @@ fn check_every_key(db: &Db, model: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) {
     }
 }
 
+/// Reads every key of the model with room for every index: what is then loaded (every filter
+/// and every table's fences, nothing refused) and the number of tables.
+fn all_resident(dir: &Path, model: &BTreeMap<Vec<u8>, Vec<u8>>) -> (IndexStats, usize) {
+    let db = Db::open_with(dir, options(64 << 20)).unwrap();
+    let tables = db.stats().tables;
+    check_every_key(&db, model, "all resident");
+    let all = db.index_stats();
+    assert_eq!((all.resident_tables, all.resident_filters), (tables, tables), "{all:?}");
+    assert_eq!(all.refused_loads, 0, "{all:?}");
+    (all, tables)
+}
+
 #[test]
 fn every_key_reads_the_same_through_resident_indexes_storage_and_a_partial_budget() {
     let dir = tempfile::tempdir().unwrap();
     let model = build(dir.path());
-
-    // Every index resident.
-    let db = Db::open_with(dir.path(), options(64 << 20)).unwrap();
-    let tables = db.stats().tables;
-    check_every_key(&db, &model, "all resident");
-    let all = db.index_stats();
-    assert_eq!(all.resident_tables, tables, "{all:?}");
-    assert_eq!(all.refused_loads, 0, "{all:?}");
-    drop(db);
+    let (all, tables) = all_resident(dir.path(), &model);
 
     // None: every table read from storage.
     let db = Db::open_with(dir.path(), options(0)).unwrap();
@@ -124,14 +128,9 @@ fn every_key_reads_the_same_through_resident_indexes_storage_and_a_partial_budge
 fn a_budget_short_of_every_index_holds_every_filter_before_any_fence() {
     let dir = tempfile::tempdir().unwrap();
     let model = build(dir.path());
-    let db = Db::open_with(dir.path(), options(64 << 20)).unwrap();
-    let tables = db.stats().tables;
-    check_every_key(&db, &model, "all resident");
-    let all = db.index_stats();
-    assert_eq!((all.resident_tables, all.resident_filters), (tables, tables), "{all:?}");
+    let (all, tables) = all_resident(dir.path(), &model);
     let (filters, fences) = (all.filter_bytes, all.resident_bytes - all.filter_bytes);
     assert!(filters > 0 && fences > 0, "{all:?}");
-    drop(db);
 
     // Room for every filter and half the fences: the gets probe the newest tables first, and
     // their fences must not take the room the older tables' filters need.

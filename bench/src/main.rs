@@ -43,8 +43,9 @@ USAGE: minivault-bench [OPTIONS]
   --engines LIST         comma-separated, from: minivault,fjall,redb,sled,rocksdb,rawfile,rawprealloc
                          (default: every compiled-in engine), and the opt-in MiniVaultDB variants
                          minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
-                         steps, or not at all) and minivault-inline (compactions inside writes,
-                         no background threads)
+                         steps, or not at all), minivault-inline (compactions inside writes,
+                         no background threads) and minivault-bigcache (a 144 MiB page cache
+                         and a 48 MiB row cache: about the memory redb takes at 10^6 keys)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,readseq,readreverse,seekrandom,prefix100,
                          fillsync,fillbatch,reopen, and on one shared handle fillsync1,fillsync4,
