@@ -52,9 +52,14 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
         "minivault" => {
-            Ok(Arc::new(MiniVault::open(dir, opts, minivault::Options::DEFAULT.background_threads)?))
+            Ok(Arc::new(MiniVault::open(dir, opts, minivault::Options::DEFAULT.background_threads, None)?))
         }
-        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0)?)),
+        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0, None)?)),
+        crate::engines::BIG_CACHES => {
+            let (threads, caches) =
+                (minivault::Options::DEFAULT.background_threads, crate::engines::BIG_CACHE_BYTES);
+            Ok(Arc::new(MiniVault::open(dir, opts, threads, Some(caches))?))
+        }
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Arc::new(peers::Fjall::open(dir, opts)?)),
         #[cfg(feature = "redb")]
@@ -69,20 +74,31 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
 }
 
 /// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), caches as in
-/// [`crate::engines`]; `minivault-inline` with no background compaction threads.
+/// [`crate::engines`]; `minivault-inline` with no background compaction threads,
+/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`].
 struct MiniVault(minivault::Db);
 
 impl MiniVault {
-    fn open(dir: &Path, opts: EngineOptions, background_threads: usize) -> Result<Self> {
+    /// `caches`: page cache and row cache bytes, the defaults when `None`.
+    fn open(
+        dir: &Path,
+        opts: EngineOptions,
+        background_threads: usize,
+        caches: Option<(usize, usize)>,
+    ) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
             Mode::EveryWrite => minivault::Durability::Always,
         };
+        let (cache_bytes, row_cache_bytes) = caches.unwrap_or((
+            minivault::storage::DEFAULT_CACHE_BYTES,
+            minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+        ));
         let options = minivault::Options {
             memtable_bytes: opts.memtable_bytes,
             durability,
-            cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
-            row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+            cache_bytes,
+            row_cache_bytes,
             background_threads,
             ..minivault::Options::DEFAULT
         };

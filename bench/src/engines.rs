@@ -152,6 +152,7 @@ pub const ALL: &[&str] = &[
     "minivault-walpre64k",
     "minivault-walpre0",
     "minivault-inline",
+    "minivault-bigcache",
     "fjall",
     "redb",
     "sled",
@@ -178,7 +179,7 @@ pub const INLINE: &str = "minivault-inline";
 pub const BIG_CACHES: &str = "minivault-bigcache";
 
 /// The page cache and row cache of [`BIG_CACHES`].
-const BIG_CACHE_BYTES: (usize, usize) = (144 << 20, 48 << 20);
+pub const BIG_CACHE_BYTES: (usize, usize) = (144 << 20, 48 << 20);
 
 /// True for an engine that runs only when `--engines` names it.
 pub fn opt_in(name: &str) -> bool {
