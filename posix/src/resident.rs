@@ -161,7 +161,8 @@ impl AlignedFilter {
 pub(crate) struct IndexSlot {
     /// [`ResidentIndex::fences_len`] of the table; `None`: a table without fences.
     fences_len: Option<usize>,
-    /// [`ResidentIndex::filter_len`] of the table; `None`: a table without a filter.
+    /// [`ResidentIndex::filter_len`] of the table; `None`: a table without a filter, or with one
+    /// larger than the whole budget (read from storage).
     filter_len: Option<usize>,
     fences: OnceLock<Box<[u8]>>,
     filter: OnceLock<AlignedFilter>,
@@ -175,7 +176,9 @@ pub(crate) struct IndexSlot {
 
 impl IndexSlot {
     fn new(footer: &Footer, budget: &Arc<IndexBudget>) -> IndexSlot {
-        let filter_len = ResidentIndex::filter_len(footer);
+        // A filter larger than the whole budget is never loaded, and keeps no room from fences.
+        let filter_len =
+            ResidentIndex::filter_len(footer).filter(|&len| AlignedFilter::footprint(len) <= budget.limit);
         if let Some(len) = filter_len {
             budget.filters_wanted.fetch_add(AlignedFilter::footprint(len), Ordering::AcqRel);
         }
@@ -460,6 +463,23 @@ mod tests {
         b.get_or_load(&mut io, &footer).unwrap();
         assert_eq!(counts(budget), (filter + fences, 0, 1, 1), "b's fences, once a gave room back");
         drop(b);
+        assert_eq!(counts(budget), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_filter_larger_than_the_whole_budget_keeps_no_room_from_the_fences() {
+        let (bytes, footer) = table();
+        let mut io = MemIo { bytes, pos: 0 };
+        let filter = AlignedFilter::footprint(ResidentIndex::filter_len(&footer).unwrap());
+        let fences = ResidentIndex::fences_len(&footer).unwrap();
+        assert!(filter > fences, "{filter} {fences}");
+        let indexes = ResidentIndexes::new(fences);
+        let budget = &indexes.budget;
+        let slot = IndexSlot::new(&footer, budget);
+        assert_eq!(counts(budget), (0, 0, 0, 0), "no room kept for a filter that cannot fit");
+        slot.get_or_load(&mut io, &footer).unwrap();
+        assert_eq!(counts(budget), (fences, 0, 0, 1), "the fences fit");
+        drop(slot);
         assert_eq!(counts(budget), (0, 0, 0, 0));
     }
 
