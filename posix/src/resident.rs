@@ -21,11 +21,13 @@
 //!
 //! A get that finds another get loading the table, or no room, reads that part from storage
 //! (the same lookup, slower); once room is given back (a table dropped) a later get tries
-//! again, so a part gets resident once compactions free room. A part loaded stays until its table is dropped (fences loaded early
-//! may keep a newer table's filter out until then). The loads check what a lookup from storage
-//! checks (the index and fence sections against their CRC, each filter block against its own),
-//! and report damage as the get's error, naming the table. The bytes are given back when the
-//! last view holding the table is dropped: the sum loaded never exceeds the budget.
+//! again, so a part gets resident once compactions free room. A part loaded stays until its
+//! table is dropped (fences loaded early may keep a newer table's filter out until then). A
+//! filter larger than the whole budget is never loaded and keeps no room. The loads check what
+//! a lookup from storage checks (the index and fence sections against their CRC, each filter
+//! block against its own), and report damage as the get's error, naming the table. The bytes
+//! are given back when the last view holding the table is dropped: the sum loaded never exceeds
+//! the budget.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
