@@ -267,8 +267,10 @@ impl PosixStorage {
         let name = file_name(name)?;
         let fd = sys::open_at(self.dir.as_fd(), &name, flags)?;
         let key = sys::fstat_key(fd.as_fd())?;
-        if flags & libc::O_TRUNC != 0 {
-            // A new file may reuse the inode number of a removed one.
+        if flags & libc::O_TRUNC != 0 || self.read_only {
+            // A new file may reuse the inode number of a removed one; and a read-only handle
+            // beside a writer sees none of the writer's removals, so what it cached under this
+            // inode (in an open that started over) may be another file's.
             lock(&self.cache).forget(key);
         }
         Ok(PosixFile::new(fd, key, Arc::clone(&self.cache)))
@@ -458,6 +460,24 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = PosixStorage::open_dir(dir.path()).unwrap();
         (dir, storage)
+    }
+
+    #[test]
+    fn a_read_only_handle_never_reads_a_removed_files_pages_for_a_new_file_on_its_inode() {
+        let (dir, mut writer) = storage();
+        let mut reader = PosixStorage::open_dir_read_only(dir.path(), 1 << 20).unwrap();
+        for round in 0..20u8 {
+            let mut f = writer.create("a.sst").unwrap();
+            writer.io(&mut f).write_all(&[round; 3000]).unwrap();
+            writer.sync(&mut f).unwrap();
+            drop(f);
+            // The reader caches the file's pages; the writer removes it, and the next file may
+            // take its inode number.
+            let mut r = reader.open("a.sst").unwrap();
+            assert_eq!(read_all(&mut reader, &mut r), vec![round; 3000], "round {round}");
+            drop(r);
+            writer.remove("a.sst").unwrap();
+        }
     }
 
     /// Reads the whole file from the start through the storage's own I/O view.
