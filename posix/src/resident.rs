@@ -222,16 +222,16 @@ impl IndexSlot {
         Ok(ResidentIndex::over(footer, fences, self.filter.get().map(AlignedFilter::bytes)))
     }
 
-    /// The first byte of the block of the resident filter that hash `hash` asks (0 when the
-    /// filter is not resident): read only to bring the block into the CPU's cache.
-    pub(crate) fn filter_byte(&self, hash: u64) -> u8 {
-        let Some(filter) = self.filter.get().map(AlignedFilter::bytes) else { return 0 };
+    /// True when the table's filter is resident and rules hash `hash` out (the same answer
+    /// [`ResidentIndex`] gives a probe); false when it may hold the key or is not resident.
+    pub(crate) fn rules_out(&self, hash: u64) -> bool {
+        let Some(filter) = self.filter.get().map(AlignedFilter::bytes) else { return false };
         let blocks = filter.len() / BLOCK_LEN;
         if blocks == 0 {
-            return 0;
+            return false;
         }
         let at = minivault_core::filter::block_of(hash, blocks) * BLOCK_LEN;
-        filter.get(at).copied().unwrap_or(0)
+        filter.get(at..at + BLOCK_LEN).is_some_and(|block| !minivault_core::filter::admits(block, hash))
     }
 
     /// Loads the filter if it is not loaded and fits (call it holding `loading`); false when

@@ -21,8 +21,9 @@
 //! [`Storage`] that only reads; so is a snapshot's scan. Each table of a view probes through
 //! its resident index ([`crate::resident`]: filter, fences or both in memory, the run of records
 //! read in one go into the reading thread's run buffer) as far as the budget holds it, from
-//! storage otherwise. Before the lookup a get touches the block of every resident filter its key
-//! will ask, so that those memory fetches overlap.
+//! storage otherwise. Before the lookup a get asks every resident filter at once
+//! ([`TableView::ruled_out`]), so that their memory fetches overlap, and the probes of the tables
+//! they ruled out read nothing.
 //!
 //! Memory per reading thread (kept for the thread's life, [`ReadBuffers`]): a run buffer of
 //! [`RUN_BUFFER_BYTES`] (a run larger than that is streamed from storage record by record) and
@@ -35,7 +36,7 @@ use std::sync::Arc;
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::io::ReadError;
-use minivault_core::sstable::{probe_with, Footer, Probe, ProbeTable, ReadCounters, Table};
+use minivault_core::sstable::{probe_with, Footer, Lookup, Probe, ProbeTable, ReadCounters, Table};
 use minivault_core::{Storage, ValueWithExpiry};
 
 use crate::engine::Engine;
@@ -70,6 +71,8 @@ struct ViewTable {
     file: FileReader,
     /// Its resident index, shared with the other views of the table.
     index: Arc<IndexSlot>,
+    /// Its place in the view (oldest first): its bit in [`ViewStorage::ruled_out`].
+    pos: usize,
 }
 
 /// The live tables at one moment, readable from any thread without the engine.
@@ -96,12 +99,14 @@ impl TableView {
             .iter()
             .zip(readers)
             .zip(slots)
-            .map(|((t, file), index)| ViewTable {
+            .enumerate()
+            .map(|(pos, ((t, file), index))| ViewTable {
                 id: t.id(),
                 footer: *t.footer(),
                 bytes: t.bytes(),
                 file,
                 index,
+                pos,
             })
             .collect();
         TableView { changes: engine.table_set_changes(), tables }
@@ -130,22 +135,25 @@ impl TableView {
         now: u64,
         counters: &mut ReadCounters,
     ) -> Result<Option<ValueWithExpiry<'b>>, minivault_core::Error<io::Error>> {
-        self.touch_filters(key);
-        let mut storage = ViewStorage { run };
+        let ruled_out = self.ruled_out(key);
+        let mut storage = ViewStorage { run, ruled_out };
         minivault_core::get_from_tables(&mut storage, self.tables.iter(), key, buf, now, counters)
     }
 
-    /// Reads the byte of each resident filter that the lookup of `key` will ask first, every
-    /// table at once, before the lookup asks them one by one: the reads do not wait on each
-    /// other, so the memory fetches of a dozen filter blocks overlap instead of following one
-    /// another (a filter block of a large table is rarely in the CPU's caches).
-    fn touch_filters(&self, key: &[u8]) {
+    /// The tables (a bit per [`ViewTable::pos`], the first 64) whose resident filter rules `key`
+    /// out, asked all at once before the lookup probes the tables one by one: the questions do
+    /// not wait on each other, so the memory fetches of a dozen filter blocks (a large table's
+    /// are rarely in the CPU's caches) overlap instead of following one another. A table with
+    /// range deletes is left to its probe, which asks them when the filter rules the key out.
+    fn ruled_out(&self, key: &[u8]) -> u64 {
         let hash = minivault_core::filter::key_hash(key);
-        let mut seen = 0u8;
-        for table in &self.tables {
-            seen ^= table.index.filter_byte(hash);
+        let mut out = 0u64;
+        for table in self.tables.iter().take(64) {
+            if table.footer.range_count == 0 && table.index.rules_out(hash) {
+                out |= 1 << table.pos;
+            }
         }
-        std::hint::black_box(seen);
+        out
     }
 
     /// [`TableView::get`] through the calling thread's buffers (the value buffer first as
@@ -201,6 +209,11 @@ impl<'v> ProbeTable<ViewStorage<'v>> for &'v ViewTable {
         out: &mut [u8],
     ) -> Result<Probe, ReadError<io::Error>> {
         let table: &'v ViewTable = self;
+        if table.pos < 64 && storage.ruled_out & (1 << table.pos) != 0 {
+            // Its resident filter, asked before the lookup, ruled the key out (`probe_with`
+            // would answer the same without reading anything).
+            return Ok(Probe { lookup: Lookup::Absent, searched: false });
+        }
         let io = &mut ViewIo { file: &table.file, pos: 0 };
         let index = table.index.get_or_load(io, &table.footer)?;
         probe_with(io, &table.footer, &index, key, hash, out, storage.run)
@@ -216,12 +229,14 @@ pub(crate) struct ViewFile<'v>(&'v FileReader);
 /// run buffer its probes read runs of records into.
 pub(crate) struct ViewStorage<'v> {
     run: &'v mut [u8],
+    /// The tables whose resident filter ruled the key of the get out ([`TableView::ruled_out`]).
+    ruled_out: u64,
 }
 
 impl ViewStorage<'_> {
     /// For a scan, which reads no runs whole.
     pub(crate) fn new() -> Self {
-        ViewStorage { run: &mut [] }
+        ViewStorage { run: &mut [], ruled_out: 0 }
     }
 }
 
