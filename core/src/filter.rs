@@ -91,6 +91,17 @@ pub fn check_block(block: &[u8]) -> Result<(), Corruption> {
     Ok(())
 }
 
+/// Does a whole filter (blocks already checked by [`check_block`], held in memory) admit hash
+/// `h`? A filter without a block admits everything.
+pub fn filter_admits(filter: &[u8], h: u64) -> bool {
+    let blocks = filter.len() / BLOCK_LEN;
+    if blocks == 0 {
+        return true;
+    }
+    let at = block_of(h, blocks) * BLOCK_LEN;
+    admits(filter.get(at..at + BLOCK_LEN).unwrap_or(&[]), h)
+}
+
 /// Does a block already checked by [`check_block`] admit hash `h`? (A block too short for a bit
 /// admits nothing of it.)
 pub fn admits(block: &[u8], h: u64) -> bool {

@@ -6,8 +6,9 @@
 //! - pages keyed by (device, inode, page number), so every handle on a file shares them;
 //! - CLOCK eviction over a fixed number of slots: memory is `capacity` pages, allocated as used;
 //! - invalidation: every `pwrite` and `ftruncate` through a handle of the storage that owns
-//!   the cache drops the pages it touches, and creating a file drops every page of its inode, so
-//!   a reused inode number can never serve another file's bytes (a file written through another
+//!   the cache drops the pages it touches, and creating a file drops every page of its inode, as
+//!   does every open through a read-only handle (which sees none of a writer's removals), so a
+//!   reused inode number can never serve another file's bytes (a file written through another
 //!   storage handle, with a cache of its own, is opened with `PosixStorage::open_fresh`);
 //! - a short record of the latest invalidations ([`PageCache::unchanged_since`]), so that a
 //!   reader that read pages from a file with the cache unlocked keeps them only when no

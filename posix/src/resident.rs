@@ -19,6 +19,10 @@
 //!   filters take about 12 MiB and the fences about 16 MiB: a budget of 16 MiB holds the
 //!   filters, so a missing key rarely reads anything, and the fences of the tables loaded first.
 //!
+//! A table whose resident filter rules a get's key out is not probed at all
+//! ([`crate::view::TableView`] asks the filters first), so its fences load with the first get
+//! the filter lets through.
+//!
 //! A get that finds another get loading the table, or no room, reads that part from storage
 //! (the same lookup, slower); once room is given back (a table dropped) a later get tries
 //! again, so a part gets resident once compactions free room. A part loaded stays until its
@@ -225,13 +229,8 @@ impl IndexSlot {
     /// True when the table's filter is resident and rules hash `hash` out (the same answer
     /// [`ResidentIndex`] gives a probe); false when it may hold the key or is not resident.
     pub(crate) fn rules_out(&self, hash: u64) -> bool {
-        let Some(filter) = self.filter.get().map(AlignedFilter::bytes) else { return false };
-        let blocks = filter.len() / BLOCK_LEN;
-        if blocks == 0 {
-            return false;
-        }
-        let at = minivault_core::filter::block_of(hash, blocks) * BLOCK_LEN;
-        filter.get(at..at + BLOCK_LEN).is_some_and(|block| !minivault_core::filter::admits(block, hash))
+        let filter = self.filter.get().map(AlignedFilter::bytes);
+        filter.is_some_and(|filter| !minivault_core::filter::filter_admits(filter, hash))
     }
 
     /// Loads the filter if it is not loaded and fits (call it holding `loading`); false when

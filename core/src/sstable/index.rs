@@ -263,13 +263,10 @@ impl TableIndex for ResidentIndex<'_> {
         footer: &Footer,
         hash: u64,
     ) -> Result<bool, ReadError<IO::Error>> {
-        let Some(filter) = self.filter else { return may_contain(io, footer, hash) };
-        let blocks = filter.len() / BLOCK_LEN;
-        if blocks == 0 {
-            return Ok(true);
+        match self.filter {
+            Some(filter) => Ok(filter::filter_admits(filter, hash)),
+            None => may_contain(io, footer, hash),
         }
-        let at = filter::block_of(hash, blocks) * BLOCK_LEN;
-        Ok(filter::admits(filter.get(at..at + BLOCK_LEN).unwrap_or(&[]), hash))
     }
 
     fn run_of<IO: Read + Seek>(
