@@ -91,7 +91,7 @@ impl<F> Version<F> {
     /// replaces, the newest table left is live too; and so on. Every table passed over lies
     /// inside a live table's interval. When the table files fit the list (the usual case) they
     /// are all opened from one listing and those a newer one replaces are left out; past that,
-    /// the walk takes one listing per live table ([`Version::find_live`]). Of the WALs, the
+    /// the walk takes one listing per live table (`Version::find_live`). Of the WALs, the
     /// newest [`MAX_WALS`] are kept and every older one must be covered by the tables
     /// ([`Error::TooManyWals`] otherwise).
     ///
