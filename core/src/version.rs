@@ -485,13 +485,14 @@ fn table_files<S: Storage>(storage: &mut S) -> Result<(usize, u64, u64), S> {
 
 /// Removes every file of `kind` whose id is `doomed`, a few at a time (each listing finds those
 /// still there): `expected` of them, so at most `expected / 8 + 1` listings, even on a storage
-/// that lists a removed file again.
+/// that lists a removed file again. Returns how many it removed.
 fn remove_each<S: Storage>(
     storage: &mut S,
     kind: FileKind,
     expected: usize,
     doomed: impl Fn(u64) -> bool,
-) -> Result<(), S> {
+) -> Result<usize, S> {
+    let mut removed = 0;
     for _ in 0..=expected.div_ceil(8) {
         let mut batch: Vec<u64, 8> = Vec::new();
         storage
@@ -507,32 +508,15 @@ fn remove_each<S: Storage>(
         }
         for id in batch {
             storage.remove(&file_name(kind, id)).storage()?;
+            removed += 1;
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Removes every `*.tmp`: tables whose writing a crash interrupted, never needed.
 fn remove_temp_files<S: Storage>(storage: &mut S) -> Result<(), S> {
-    let mut removed = false;
-    loop {
-        let mut batch: Vec<u64, 8> = Vec::new();
-        storage
-            .list(&mut |name| {
-                if let Some((FileKind::TempTable, id)) = parse_name(name) {
-                    let _ = batch.push(id);
-                }
-            })
-            .storage()?;
-        if batch.is_empty() {
-            break;
-        }
-        for id in batch {
-            storage.remove(&file_name(FileKind::TempTable, id)).storage()?;
-            removed = true;
-        }
-    }
-    if removed {
+    if remove_each(storage, FileKind::TempTable, usize::MAX, |_| true)? > 0 {
         storage.sync_dir().storage()?;
     }
     Ok(())
