@@ -182,3 +182,49 @@ fn replaced_tables_the_reaper_cannot_unlink_are_counted_in_background_stats() {
     assert_eq!(bg.failed_unlinks, (before - after) as u64, "{bg:?}");
     drop(db);
 }
+
+#[test]
+fn a_database_no_longer_written_ends_its_compactions_without_another_call() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(16 << 10);
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    // Writes stop the moment a merge is handed out (more come due when it is installed).
+    let mut i = 0u32;
+    while db.background_stats().started == 0 {
+        db.put(format!("k{:06}", i % 5_000).as_bytes(), format!("v{i}-{}", "x".repeat(48)).as_bytes())
+            .unwrap();
+        i += 1;
+        assert!(i < 200_000, "no merge was started: {:?}", db.stats());
+    }
+    // From here on only stats and the directory: the threads install their own work, and hand
+    // out what that makes due, until nothing runs, no flush waits and only live tables are left.
+    let start = Instant::now();
+    loop {
+        let (bg, stats) = (db.background_stats(), db.stats());
+        let on_disk = common::sst_files(dir.path()).len();
+        let settled = bg.started == bg.installed + bg.not_installed
+            && stats.immutable_keys == 0
+            && on_disk == stats.tables
+            && common::wal_files(dir.path()).len() == 1
+            && tmp_files(dir.path()).is_empty();
+        if settled {
+            assert!(bg.installed >= 1 && bg.not_installed == 0, "{bg:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the background never settled without a write: {bg:?}, {stats:?}, {on_disk} table files"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    for j in 0..i.min(5_000) {
+        let last = j + (i - 1 - j) / 5_000 * 5_000;
+        let want = format!("v{last}-{}", "x".repeat(48));
+        assert_eq!(
+            db.get(format!("k{j:06}").as_bytes()).unwrap().as_deref(),
+            Some(want.as_bytes()),
+            "key {j}"
+        );
+    }
+}

@@ -236,3 +236,65 @@ fn a_failed_background_flush_poisons_and_the_next_call_reports_it_while_reads_go
         assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j} after reopen");
     }
 }
+
+#[test]
+fn a_database_no_longer_written_installs_its_last_flush_and_retires_the_wals_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    // Held first: the report waits for a write, as it always did before the threads' nudge.
+    db.hold_background_installs(true);
+    let end = put_until_rotation(&db, 0);
+    let start = Instant::now();
+    while db.background_stats().flushes == 0 && start.elapsed() < Duration::from_millis(300) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(db.background_stats().flushes, 0, "installed while installs were held");
+    assert_eq!(common::wal_files(dir.path()).len(), 2, "the covered WAL stays until the install");
+    // Let go: the next write installs the held report; the flush it later triggers is installed
+    // without another call, by the flush thread's nudge (only stats and the directory are read).
+    db.hold_background_installs(false);
+    let end = put_until_rotation(&db, end);
+    let start = Instant::now();
+    while db.stats().immutable_keys > 0
+        || db.background_stats().flushes < 2
+        || common::wal_files(dir.path()).len() > 1
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the flush was not installed without a write: {:?}, {:?}, WALs {:?}",
+            db.stats(),
+            db.background_stats(),
+            common::wal_files(dir.path())
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(db.stats().tables, 2);
+    for j in 0..end {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j}");
+    }
+}
+
+#[test]
+fn a_flush_failure_the_thread_installs_itself_is_returned_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    db.set_flush_hook(Some(Arc::new(|| Err(io::Error::other("injected flush failure")))));
+    let end = put_until_rotation(&db, 0);
+    // No write from here on: the flush thread's nudge picks its own failure up and poisons.
+    let start = Instant::now();
+    while !db.is_poisoned() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the failure was never picked up");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // A get goes on, and does not take the failure for itself.
+    assert_eq!(db.get(&key(0)).unwrap(), Some(value(0)));
+    let error = db.put(b"x", b"y").unwrap_err();
+    assert!(
+        matches!(&error, Error::Engine(EngineError::Storage(e)) if e.to_string().contains("injected")),
+        "{error:?}"
+    );
+    assert!(matches!(db.put(b"x", b"y"), Err(Error::Engine(EngineError::Poisoned))));
+    for j in 0..end {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j}");
+    }
+}

@@ -3,7 +3,9 @@
 //!
 //! With background threads and no `max_bytes`, the worker renames its output over the newest
 //! input's `<id>.sst` and syncs the directory itself; the engine installs it (changes the table
-//! set, hands the older inputs to the reaper) only at the next call that collects the report. A
+//! set, hands the older inputs to the reaper) when the worker's nudge finds the engine's lock
+//! free, or at the next call; with installs held (`Db::hold_background_installs`, as the child
+//! does), only at the next write. A
 //! process killed in between leaves the output live beside the older inputs, which its footer's
 //! `[replaces_from, id)` names: open must read the output and remove them.
 //!
@@ -49,6 +51,7 @@ fn child_publishes_a_compaction_then_waits() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
     let dir = Path::new(&dir);
     let db = Db::open_with(dir, options()).unwrap();
+    db.hold_background_installs(true);
     let mut n = 0;
     // The tables as they were before the write that started the compaction: the worker may
     // publish before the next look at the directory.

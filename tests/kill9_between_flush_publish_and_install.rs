@@ -3,13 +3,14 @@
 //!
 //! The flush thread publishes its own table (`flush::publish`: sync, rename `<id>.tmp` to
 //! `<id>.sst`, directory sync); the engine installs it (opens it, retires the WALs it covers)
-//! only at the next call that collects the thread's report. A process killed in between leaves
+//! when the thread's nudge finds the engine's lock free, or at the next call; with installs held
+//! (`Db::hold_background_installs`), only at the next write. A process killed in between leaves
 //! the table live on disk beside the WALs its footer's `wal_covered` names: open must read the
 //! table, remove those WALs, and replay only the newer one.
 //!
 //! The child is this test binary again (`child_publishes_a_flush_then_waits`, which does
 //! nothing unless `MINIVAULT_PUBLISH_CHILD` names a directory): it writes a deterministic
-//! program of puts, overwrites and deletes with `Durability::Always` until one write freezes
+//! program (installs held) of puts, overwrites and deletes with `Durability::Always` until one write freezes
 //! the active MemTable (the flush is then handed to the thread), makes no further call to the
 //! `Db` (so nothing collects the report), waits until `<id>.sst` is in the directory and no
 //! `<id>.tmp` is, prints how many writes were acknowledged, and sleeps. The parent checks that
@@ -40,6 +41,7 @@ fn child_publishes_a_flush_then_waits() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
     let dir = Path::new(&dir);
     let db = Db::open_with(dir, options()).unwrap();
+    db.hold_background_installs(true);
     let mut n = 0;
     // The frozen MemTable stays until the install; the write that froze it made it non-empty.
     while db.stats().immutable_keys == 0 {

@@ -56,7 +56,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar};
+use std::sync::{Arc, Condvar, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -74,6 +74,49 @@ pub const SLOWDOWN: Duration = Duration::from_millis(1);
 /// Records a worker merges between two looks at the stop flag: about a millisecond of work, so
 /// that `close` gives a merge up promptly.
 pub const STEP_RECORDS: u32 = 4096;
+
+/// How often a thread that reported tries the engine's lock for its nudge
+/// ([`Signal::reported`]) while the report waits, and how long it pauses between tries: a
+/// busy lock is let go between two writes or gets; at worst (the handle closing, which holds
+/// the lock while it joins the threads) the thread gives up after about 10 ms.
+const NUDGE_TRIES: u32 = 20;
+const NUDGE_PAUSE: Duration = Duration::from_micros(500);
+
+/// What the handle gives the threads to install their reports without waiting for a call
+/// ([`Background::set_nudge`]): it settles ([`Background::settle`]) if the engine's lock is
+/// free, and returns `false` when the lock was held (then tried again).
+pub(crate) type Nudge = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// How a background thread (a worker, the flush thread) says it reported: it raises the flag
+/// [`Background::report_waiting`] reads, notifies the writes that wait for a report, and
+/// nudges the handle, which installs the report at once when the engine's lock is free, so
+/// that a database that stops being written still finishes its flush and its compactions.
+#[derive(Clone)]
+pub(crate) struct Signal {
+    reported: Arc<Condvar>,
+    waiting: Arc<AtomicBool>,
+    nudge: Arc<OnceLock<Nudge>>,
+}
+
+impl Signal {
+    fn new() -> Signal {
+        Signal { reported: Arc::new(Condvar::new()), waiting: Arc::default(), nudge: Arc::default() }
+    }
+
+    /// Called by a thread after each report it sent.
+    pub(crate) fn reported(&self) {
+        self.waiting.store(true, Ordering::Release);
+        self.reported.notify_all();
+        let Some(nudge) = self.nudge.get() else { return };
+        for _ in 0..NUDGE_TRIES {
+            // Cleared: a write, a get or another thread's nudge picked the report up.
+            if !self.waiting.load(Ordering::Acquire) || nudge() {
+                return;
+            }
+            thread::sleep(NUDGE_PAUSE);
+        }
+    }
+}
 
 /// Bytes of each worker's own page cache: enough for the pages its merge is reading in each
 /// input (index and data) and in the output's read-back; the merge reads every page once.
@@ -164,8 +207,12 @@ pub(crate) struct Background {
     /// under `max_bytes`); its queue is attached to the engine's storage while it runs.
     reaper: Option<Reaper>,
     reports: Receiver<Report>,
-    /// Notified by a worker after each report (see [`Background::reported`]).
-    reported: Arc<Condvar>,
+    /// Raised by a worker or the flush thread after each report (see [`Background::reported`]).
+    signal: Signal,
+    /// A failure [`Background::settle`] met, for the next call that collects to return.
+    held_error: Option<Error>,
+    /// Set by tests ([`Background::hold_installs`]): reports wait for a write to install them.
+    installs_held: bool,
     stop: Arc<AtomicBool>,
     /// Set by tests ([`Background::pause`]): workers wait between steps.
     paused: Arc<AtomicBool>,
@@ -194,13 +241,13 @@ impl Background {
     ) -> std::io::Result<Background> {
         let (report_tx, reports) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let reported = Arc::new(Condvar::new());
+        let signal = Signal::new();
         let paused = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
             let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?;
             let (jobs, job_rx) = mpsc::channel();
-            let (tx, notify) = (report_tx.clone(), Arc::clone(&reported));
+            let (tx, notify) = (report_tx.clone(), signal.clone());
             let flags =
                 Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused), publish: publish_outputs };
             let thread = thread::Builder::new()
@@ -208,7 +255,7 @@ impl Background {
                 .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
             workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
         }
-        let flusher = Flusher::start(engine, scratch_len, Arc::clone(&reported), off_lock)?;
+        let flusher = Flusher::start(engine, scratch_len, signal.clone(), off_lock)?;
         let reaper = if off_lock { Some(Reaper::start(engine.storage().dir_handle()?)?) } else { None };
         engine.storage().set_removals(reaper.as_ref().and_then(Reaper::queue));
         Ok(Background {
@@ -216,7 +263,9 @@ impl Background {
             flusher,
             reaper,
             reports,
-            reported,
+            signal,
+            held_error: None,
+            installs_held: false,
             stop,
             paused,
             scratch_len,
@@ -301,7 +350,7 @@ impl Background {
     /// `stop_tables` waits on it with the engine's lock let go (a wake-up can be missed when a
     /// report lands between the writer's look and its wait, so it waits with a timeout).
     pub(crate) fn reported(&self) -> Arc<Condvar> {
-        Arc::clone(&self.reported)
+        Arc::clone(&self.signal.reported)
     }
 
     /// Counts a write held back by `pressure` for `waited`.
@@ -327,10 +376,44 @@ impl Background {
         Ok(())
     }
 
+    /// Gives the threads what installs their reports when no call comes ([`Signal::reported`]);
+    /// set once, by the handle that owns this.
+    pub(crate) fn set_nudge(&self, nudge: Nudge) {
+        let _ = self.signal.nudge.set(nudge);
+    }
+
+    /// True when a thread reported since the last [`Background::collect`] (and installs are not
+    /// held): a get or a snapshot then settles ([`Background::settle`]) under the lock it took.
+    pub(crate) fn report_waiting(&self) -> bool {
+        !self.installs_held && self.signal.waiting.load(Ordering::Acquire)
+    }
+
+    /// Makes reports wait for the next write, flush or close to install them (`true`), as
+    /// before any nudge, or installs them at once again: for tests that need a window between a
+    /// thread's report and its install.
+    pub(crate) fn hold_installs(&mut self, held: bool) {
+        self.installs_held = held;
+    }
+
+    /// [`Background::after_write`] for a call that is not a write (a get, a snapshot, a
+    /// thread's nudge): installs what the threads reported and hands out the work due next. A
+    /// failure (which has poisoned the engine) is kept for the next write, flush, sync or close
+    /// to return, as if that call had collected the report.
+    pub(crate) fn settle(&mut self, engine: &mut Engine) {
+        if let Err(e) = self.after_write(engine) {
+            self.held_error.get_or_insert(e);
+        }
+    }
+
     /// Installs (or reports the failure of) the flush and every compaction the threads
-    /// finished.
+    /// finished; returns the first failure, or one [`Background::settle`] kept.
     pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
-        let mut first_error = self.flusher.collect(engine).err();
+        // Lowered before the reports are read: a report sent from here on raises it again.
+        self.signal.waiting.store(false, Ordering::Release);
+        let mut first_error = self.held_error.take();
+        if let Err(e) = self.flusher.collect(engine) {
+            first_error.get_or_insert(e);
+        }
         while let Ok(report) = self.reports.try_recv() {
             if let Err(e) = self.handle(engine, report) {
                 first_error.get_or_insert(e);
@@ -475,7 +558,7 @@ fn work(
     mut storage: PosixStorage,
     jobs: Receiver<Job>,
     reports: Sender<Report>,
-    reported: &Condvar,
+    signal: &Signal,
     flags: &Flags,
     scratch_len: usize,
 ) {
@@ -488,7 +571,7 @@ fn work(
         if reports.send(report).is_err() {
             break;
         }
-        reported.notify_all();
+        signal.reported();
     }
 }
 

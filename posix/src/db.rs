@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  Db ─ state: Mutex ─ the engine (MemTables, WAL, SSTables), its read buffer, the ticket count
-//!     ─ rows:  Mutex ─ the row cache
+//!     ─ rows:  Mutex ─ the row cache (shared, weakly, with the background threads' nudge)
 //!     ─ commit       ─ the group-commit hand-off (crate::group_commit)
 //!     ─ (in state)   ─ the flush thread's and compaction workers' writer side
 //!                      (crate::background, crate::flusher)
@@ -32,14 +32,17 @@
 //!   cached after it. A table that a compaction or an eviction removes stays readable through
 //!   a view that holds it; its disk space is freed when the last such get ends.
 //! - **Compactions** run on background threads ([`Options::background_threads`], default 2;
-//!   `crate::background`): a write installs what they finished and hands them what is due,
-//!   under the engine's lock; their merges run without it. A write held back at
+//!   `crate::background`): what they finish is installed under the engine's lock, and what
+//!   is due next handed out, by the next write, or at once by the thread that finished it
+//!   when the lock is free (else by the next get or snapshot that takes it: a report raises a
+//!   flag they look at), so a database no longer written still ends its compactions; their
+//!   merges run without the lock. A write held back at
 //!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
 //! - **Flushes** run on the flush thread (with any background thread; `crate::flusher`): the
 //!   write that fills the active MemTable freezes it and starts the next WAL; in the same
 //!   lock section the frozen MemTable is copied to the flush thread, which writes the SSTable
-//!   without the lock; the next call installs it. The frozen MemTable answers reads until
-//!   then. A write that fills the next MemTable first gets `FlushPending` from the engine
+//!   without the lock; it is installed as a compaction is. The frozen MemTable answers reads
+//!   until then. A write that fills the next MemTable first gets `FlushPending` from the engine
 //!   (nothing logged) and waits for the flush with the lock let go, then runs again.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
 //!   MemTable rotation (the sort of the frozen MemTable, the new WAL's creation, and the copy
@@ -66,7 +69,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -215,7 +218,7 @@ pub struct Db {
     /// before it reaches the engine; a get caches what the MemTables returned before it lets
     /// the engine's lock go, and what the tables returned only if the key's stamp, taken under
     /// that lock, is unchanged: a cached row is always what the engine would return.
-    rows: Mutex<RowCache>,
+    rows: Arc<Mutex<RowCache>>,
     /// False when the row cache is disabled: gets then skip its lock.
     rows_enabled: bool,
     /// Table searches and filter skips of gets that read a [`TableView`] (the engine counts
@@ -338,6 +341,9 @@ impl Db {
             state.background = background;
             // Compactions a database opened with many tables is due for start now.
             if let Some(bg) = &mut state.background {
+                let (shared, rows) =
+                    (Arc::downgrade(&db.state), db.rows_enabled.then(|| Arc::downgrade(&db.rows)));
+                bg.set_nudge(Box::new(move || nudge(&shared, rows.as_ref())));
                 bg.after_write(&mut state.engine)?;
             }
         }
@@ -382,7 +388,7 @@ impl Db {
             filter_skips: AtomicU64::new(0),
             value_len_hint: AtomicUsize::new(VALUE_LEN_HINT),
             rows_enabled: !rows.is_disabled(),
-            rows: Mutex::new(rows),
+            rows: Arc::new(Mutex::new(rows)),
             commit: GroupCommit::new(),
             options,
             read_only,
@@ -448,18 +454,24 @@ impl Db {
                     let reported = bg.reported();
                     guard =
                         reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
-                } else {
-                    // Installed (or given up: then the next rotation flushes inline). The
-                    // installed table may have brought the tables to the thresholds: the write is
-                    // admitted again, as a new one would be.
-                    bg.schedule_flush(&mut state.engine);
-                    // The wait for the flush ends here; a wait at the thresholds is counted apart.
-                    if let Some(started) = waiting.take() {
-                        bg.note_flush_wait(started.elapsed());
+                    // Still running: wait on. Else the flush thread's nudge (or a get) installed
+                    // it meanwhile, and the write is admitted again as below.
+                    if guard.background.as_ref().is_some_and(Background::flush_running) {
+                        continue;
                     }
-                    drop(guard);
-                    guard = self.admit()?;
                 }
+                let state = &mut *guard;
+                let Some(bg) = &mut state.background else { break written };
+                // Installed (or given up: then the next rotation flushes inline). The installed
+                // table may have brought the tables to the thresholds: the write is admitted
+                // again, as a new one would be.
+                bg.schedule_flush(&mut state.engine);
+                // The wait for the flush ends here; a wait at the thresholds is counted apart.
+                if let Some(started) = waiting.take() {
+                    bg.note_flush_wait(started.elapsed());
+                }
+                drop(guard);
+                guard = self.admit()?;
             };
             let state = &mut *guard;
             // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.
@@ -616,14 +628,14 @@ impl Db {
     /// eviction), so that a removed table's disk space is freed once the gets reading it end
     /// (and the reaper has dropped the view, when one runs: `drop_stale_view`).
     fn forget_evicted(&self, state: &mut State) {
-        drop_stale_view(state);
-        let evicted = state.engine.evicted_tables();
-        if evicted != state.evicted_seen {
-            state.evicted_seen = evicted;
-            if self.rows_enabled {
-                self.rows().clear();
-            }
-        }
+        forget_evicted(state, self.rows_enabled.then_some(&*self.rows));
+    }
+
+    /// Installs what the background threads reported, when a report waits: for calls that
+    /// take the engine's lock but do not write (gets, snapshots), so that reads after the
+    /// last write do not search a frozen MemTable and more tables than the compactions left.
+    fn settle(&self, state: &mut State) {
+        settle(state, self.rows_enabled.then_some(&*self.rows));
     }
 
     // Every write removes its keys from the row cache (changing their stamps) under the
@@ -738,6 +750,7 @@ impl Db {
         let (view, stamp, hook) = {
             let mut guard = self.state();
             let state = &mut *guard;
+            self.settle(state);
             loop {
                 match state.engine.get_from_memtables(key, &mut state.buf, now) {
                     Ok(MemGet::Found(value, expires_at)) => {
@@ -919,6 +932,7 @@ impl Db {
     pub(crate) fn pin(&self) -> Result<Snapshot, Error> {
         let mut guard = self.state();
         let state = &mut *guard;
+        self.settle(state);
         let pinned = state.pins.pin(&mut state.engine)?;
         Ok(Snapshot::new(Arc::downgrade(&self.state), pinned, current_view(state), now_millis()))
     }
@@ -963,6 +977,16 @@ impl Db {
     pub fn pause_background(&self, paused: bool) {
         if let Some(bg) = &self.state().background {
             bg.pause(paused);
+        }
+    }
+
+    /// Makes what the background threads report wait for the next write, flush, sync or close
+    /// to install it (`true`), or lets the threads, gets and snapshots install it at once again
+    /// (`false`, the default): for tests that need a thread's finished work left uninstalled.
+    #[doc(hidden)]
+    pub fn hold_background_installs(&self, held: bool) {
+        if let Some(bg) = &mut self.state().background {
+            bg.hold_installs(held);
         }
     }
 
@@ -1084,6 +1108,42 @@ fn drop_stale_view(state: &mut State) {
             state.engine.storage().drop_later(view);
         }
     }
+}
+
+/// Lets the stale view go and, when tables were evicted since the row cache last heard of it,
+/// empties the row cache (`rows`: `None` when it is disabled).
+fn forget_evicted(state: &mut State, rows: Option<&Mutex<RowCache>>) {
+    drop_stale_view(state);
+    let evicted = state.engine.evicted_tables();
+    if evicted != state.evicted_seen {
+        state.evicted_seen = evicted;
+        if let Some(rows) = rows {
+            lock(rows).clear();
+        }
+    }
+}
+
+/// [`Db::settle`] with the row cache given (`None`: disabled).
+fn settle(state: &mut State, rows: Option<&Mutex<RowCache>>) {
+    let Some(bg) = &mut state.background else { return };
+    if bg.report_waiting() {
+        bg.settle(&mut state.engine);
+        forget_evicted(state, rows);
+    }
+}
+
+/// A background thread's nudge ([`crate::background::Signal`]): settles if the handle is still
+/// there and its engine's lock is free; `false` when the lock is held (the thread tries again).
+fn nudge(state: &Weak<Mutex<State>>, rows: Option<&Weak<Mutex<RowCache>>>) -> bool {
+    let Some(shared) = state.upgrade() else { return true };
+    let mut guard = match shared.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return false,
+    };
+    let rows = rows.and_then(Weak::upgrade);
+    settle(&mut guard, rows.as_deref());
+    true
 }
 
 /// Removes every key of `batch` from the row cache and changes their stamps; everything,

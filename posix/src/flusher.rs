@@ -13,14 +13,17 @@
 //!   (a memcpy of the used bytes)                   copy, <id>.tmp written through its own
 //!                                                  PosixStorage handle; flush::publish: synced,
 //!                                                  renamed to <id>.sst, directory synced
-//! a later call (or the write waiting for it) ◄─  report, notify `reported`
+//! the thread's nudge, a later call (or the ◄─     report, notify `reported`, nudge
+//!   write waiting for it), under the lock:       (crate::background::Signal)
 //!   Engine::install_flush: <id>.sst opened and
 //!   added to the table set, WALs retired, the
 //!   frozen MemTable emptied, the cap applied
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
-//! The frozen MemTable stays in the engine and answers gets and scans until the install. While
+//! The frozen MemTable stays in the engine and answers gets and scans until the install, which
+//! the thread asks for itself when the engine's lock is free (a database no longer written
+//! still installs its last flush; a held lock's get, or the next write, installs it otherwise). While
 //! the flush runs, a write that must rotate again gets
 //! [`minivault_core::Error::FlushPending`] from the engine (before its WAL record): [`crate::Db`]
 //! waits for the report with the engine's lock let go, the one stop a write makes for a flush
@@ -45,13 +48,14 @@
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::sstable::Footer;
 
+use crate::background::Signal;
 use crate::engine::Engine;
 use crate::storage::PosixStorage;
 use crate::Error;
@@ -102,11 +106,11 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// Starts the flush thread on a second handle of `engine`'s storage, with a flush copy of
-    /// `buffer_len` bytes (a MemTable buffer's length); it notifies `reported` after each report.
+    /// `buffer_len` bytes (a MemTable buffer's length); it raises `signal` after each report.
     pub(crate) fn start(
         engine: &mut Engine,
         buffer_len: usize,
-        reported: Arc<Condvar>,
+        signal: Signal,
         publish: bool,
     ) -> io::Result<Flusher> {
         let storage = engine.storage().second_handle(FLUSH_CACHE_BYTES)?;
@@ -114,7 +118,7 @@ impl Flusher {
         let (report_tx, reports) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("minivault-flush".into())
-            .spawn(move || work(storage, job_rx, report_tx, &reported, publish))?;
+            .spawn(move || work(storage, job_rx, report_tx, &signal, publish))?;
         Ok(Flusher {
             publish,
             jobs: Some(jobs),
@@ -242,7 +246,7 @@ fn work(
     mut storage: PosixStorage,
     jobs: Receiver<Job>,
     reports: Sender<Report>,
-    reported: &Condvar,
+    signal: &Signal,
     publish: bool,
 ) {
     while let Ok(Job { plan, mut mem, hook }) = jobs.recv() {
@@ -273,6 +277,6 @@ fn work(
         if reports.send(report).is_err() {
             break;
         }
-        reported.notify_all();
+        signal.reported();
     }
 }
