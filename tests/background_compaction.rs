@@ -58,6 +58,8 @@ fn writes_go_on_while_background_merges_run_and_nothing_is_lost() {
             }
         }
     }
+    // No install from here on (the threads' nudges would add one between the two counts).
+    db.hold_background_installs(true);
     let bg = db.background_stats();
     let stats = db.stats();
     eprintln!("{bg:?}, {} tables at most, {stats:?}", most_tables);
@@ -161,6 +163,8 @@ fn replaced_tables_the_reaper_cannot_unlink_are_counted_in_background_stats() {
         std::fs::remove_file(sst).unwrap();
     }
     let before = db.stats().tables;
+    // Only the calls below install (not the threads' nudges): one merge, counted exactly.
+    db.hold_background_installs(true);
     db.pause_background(false);
     let started = Instant::now();
     while db.background_stats().installed == 0 {

@@ -287,6 +287,8 @@ fn run(setup: Setup, seed: u64) {
         }
     };
     check_all(&db, "final state");
+    // No install from here on (the threads' nudges would add one between the two counts).
+    db.hold_background_installs(true);
     let stats = db.stats();
     let (syncs, acked) = db.group_commit_counts();
     eprintln!(

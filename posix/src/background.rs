@@ -19,23 +19,30 @@
 //!     lock let go                                  sync the output (when nothing evicts:
 //!                                                  rename it over <id>.sst, sync the
 //!                                                  directory), report it, notify
-//! the write (a rotation only freezes the MemTable     `reported`
-//!   and starts the next WAL)
-//! after it: the flush of the frozen MemTable → the flush thread (crate::flusher);
-//!   Engine::plan_compaction → idle worker
+//! the write (a rotation only freezes the MemTable     `reported`, raise `waiting` and
+//!   and starts the next WAL)                         nudge: try the engine's lock, and
+//! after it: the flush of the frozen MemTable →       with it settle (what a write does
+//!   the flush thread (crate::flusher);               before and after it: reports in,
+//!   Engine::plan_compaction → idle worker            work handed out)
+//! a get or snapshot with `waiting` up: settle
 //! ```
+//!
+//! The nudge ([`Signal`]) is what lets a database that is no longer written finish: without
+//! it a report waited for the next write, and with it the frozen MemTable (searched by every
+//! get), the covered WALs and the merged tables stayed until then. A failure a settle meets
+//! is held ([`Background::settle`]) for the next call that collects to return.
 //!
 //! `Background` lives beside the engine under [`crate::Db`]'s engine lock, and every method
 //! here runs under it; a writer held back by the thresholds lets the lock go while it waits, so
 //! gets, scans and other writers' group commits go on. Installing takes the engine (`&mut`), in
-//! the call that picks the report up: the table set changed and the inputs handed to the reaper
+//! the call (or the nudge) that picks the report up: the table set changed and the inputs handed to the reaper
 //! (under `max_bytes` or with `WhenFull::DropOldest`: also the output's rename and directory
 //! sync; under `max_bytes` the inputs are unlinked there and then). The merge itself never holds the engine or its lock, and neither does the
 //! worker's rename and directory sync: a directory sync commits the file system's journal,
 //! measured at up to 77 ms under the lock at 10^7 keys.
 //!
-//! `Background` owns the flush thread too: its reports are picked up by the same calls (the
-//! flush first, so the compactions planned next see its table), it notifies the same
+//! `Background` owns the flush thread too: its reports are picked up by the same calls and
+//! nudges (the flush first, so the compactions planned next see its table), it notifies the same
 //! `reported`, and it stops in [`Background::shut_down`], after the workers, finishing its
 //! flush.
 //!
@@ -46,7 +53,7 @@
 //! only skips that compaction (its output removed), as inline.
 //!
 //! # Shutdown and crashes
-//! [`Background::shut_down`] (from `close` and drop) sets the stop flag: each worker gives its
+//! [`Background::shut_down`] (from `close` and drop) ends the nudges and sets the stop flag: each worker gives its
 //! merge up at the next step (removing its `.tmp`), reports and exits, and is joined; outputs
 //! already complete are installed. A crash before the output's rename leaves at most a
 //! `<id>.tmp`, which the next open removes, and the inputs as they were; after it (the worker's
@@ -77,10 +84,11 @@ pub const STEP_RECORDS: u32 = 4096;
 
 /// How often a thread that reported tries the engine's lock for its nudge
 /// ([`Signal::reported`]) while the report waits, and how long it pauses between tries: a
-/// busy lock is let go between two writes or gets; at worst (the handle closing, which holds
-/// the lock while it joins the threads) the thread gives up after about 10 ms.
-const NUDGE_TRIES: u32 = 20;
-const NUDGE_PAUSE: Duration = Duration::from_micros(500);
+/// busy lock is let go between two writes or gets. A thread gives up after about 10 ms (the
+/// report then waits for the next get, snapshot or write), at once when the handle closes
+/// (which holds the lock while it joins the threads, and installs what they reported).
+const NUDGE_TRIES: u32 = 100;
+const NUDGE_PAUSE: Duration = Duration::from_micros(100);
 
 /// What the handle gives the threads to install their reports without waiting for a call
 /// ([`Background::set_nudge`]): it settles ([`Background::settle`]) if the engine's lock is
@@ -96,11 +104,18 @@ pub(crate) struct Signal {
     reported: Arc<Condvar>,
     waiting: Arc<AtomicBool>,
     nudge: Arc<OnceLock<Nudge>>,
+    /// Set by [`Background::shut_down`] before it joins the threads: no more nudges.
+    closing: Arc<AtomicBool>,
 }
 
 impl Signal {
     fn new() -> Signal {
-        Signal { reported: Arc::new(Condvar::new()), waiting: Arc::default(), nudge: Arc::default() }
+        Signal {
+            reported: Arc::new(Condvar::new()),
+            waiting: Arc::default(),
+            nudge: Arc::default(),
+            closing: Arc::default(),
+        }
     }
 
     /// Called by a thread after each report it sent.
@@ -109,8 +124,9 @@ impl Signal {
         self.reported.notify_all();
         let Some(nudge) = self.nudge.get() else { return };
         for _ in 0..NUDGE_TRIES {
-            // Cleared: a write, a get or another thread's nudge picked the report up.
-            if !self.waiting.load(Ordering::Acquire) || nudge() {
+            // Cleared: a write, a get or another thread's nudge picked the report up; or the
+            // handle is closing, and installs it after the joins.
+            if !self.waiting.load(Ordering::Acquire) || self.closing.load(Ordering::Acquire) || nudge() {
                 return;
             }
             thread::sleep(NUDGE_PAUSE);
@@ -508,6 +524,9 @@ impl Background {
     /// their last reports: complete outputs are installed, given-up ones forgotten. Returns the
     /// first background failure.
     pub(crate) fn shut_down(&mut self, engine: &mut Engine) -> Result<(), Error> {
+        // A failure a nudge picked up is older than any met here.
+        let held = self.held_error.take();
+        self.signal.closing.store(true, Ordering::Release);
         self.stop.store(true, Ordering::Relaxed);
         for w in &mut self.workers {
             w.jobs = None;
@@ -523,7 +542,7 @@ impl Background {
         // What the installs made obsolete is unlinked before close returns.
         engine.storage().set_removals(None);
         drop(self.reaper.take());
-        let mut first_error = flushed.or(collected);
+        let mut first_error = held.or(flushed).or(collected);
         // Workers that died without reporting.
         for w in &mut self.workers {
             if let Some(plan) = w.busy.take() {

@@ -22,7 +22,9 @@
 //!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
-//!   MemTables only. When they answer, it caches the row before letting the lock go. When
+//!   MemTables only (and, when a background thread reported and could not take the lock
+//!   itself, installs the report first, as a write would: under `max_bytes` that can include
+//!   a rename and a directory sync). When they answer, it caches the row before letting the lock go. When
 //!   they know nothing of the key, it takes a view of the live tables (`crate::view`, a
 //!   shared `Arc`, rebuilt only after a flush, a compaction's install or an eviction) and the
 //!   row cache's stamp of the key, lets the lock go, and probes the tables through the view's
@@ -454,9 +456,18 @@ impl Db {
                     let reported = bg.reported();
                     guard =
                         reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
-                    // Still running: wait on. Else the flush thread's nudge (or a get) installed
-                    // it meanwhile, and the write is admitted again as below.
+                    // Still running: wait on, once what a nudge may have picked up meanwhile (a
+                    // failed compaction) is returned. Else the flush thread's nudge (or a get)
+                    // installed it meanwhile, and the write is admitted again as below.
                     if guard.background.as_ref().is_some_and(Background::flush_running) {
+                        let state = &mut *guard;
+                        if let Some(bg) = &mut state.background {
+                            let collected = bg.collect(&mut state.engine);
+                            self.forget_evicted(state);
+                            if let Err(e) = collected {
+                                break Err(e);
+                            }
+                        }
                         continue;
                     }
                 }

@@ -47,8 +47,8 @@ pub struct Options {
     /// Bytes of SSTable pages kept in memory for reads (0: none). Default 8 MiB; at most 16 GiB.
     pub cache_bytes: usize,
     /// Bytes of recently read rows (key → value) kept in memory, so that a hot key is read
-    /// without searching the SSTables (0: none). A row is charged twice its key, its value and
-    /// [`crate::ROW_CACHE_ENTRY_OVERHEAD`] (170 on 64-bit targets) bytes for its allocations and
+    /// without searching the SSTables (0: none). A row is charged its key, its value and
+    /// [`crate::ROW_CACHE_ENTRY_OVERHEAD`] (124 on 64-bit targets) bytes for its allocation and
     /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
     /// most 16 GiB.
     pub row_cache_bytes: usize,

@@ -7,12 +7,16 @@
 //! - rows keyed by the user's key, each holding the value and the expiry the engine reported
 //!   for it ([`minivault_core::Db::get_with_expiry`]);
 //! - the byte bound: the rows' charges ([`RowCache::bytes`]) never exceed the capacity. A row is
-//!   charged `2 × key + value + ENTRY_OVERHEAD` ([`RowCache::row_charge`]): the key is held twice
-//!   (as the hash map's key, and in the row's slot, where eviction finds it), and
-//!   [`ENTRY_OVERHEAD`] is the allocator's headers of the row's two allocations plus twice the
-//!   row's place in the slot vector and in the hash map, which grow by doubling (and are shrunk
-//!   once four times larger than the rows need). On 64-bit targets a row of a 16-byte key and a
-//!   100-byte value is charged 302 bytes. A row charged more than 1/[`MAX_ROW_SHARE`] of the
+//!   charged `key + value + ENTRY_OVERHEAD` ([`RowCache::row_charge`]): the key and value are
+//!   one allocation, held in the row's slot with the key's hash; the index is a hash table of
+//!   slot numbers (`hashbrown::HashTable`), which finds a key by its hash and the slot's bytes
+//!   and an evicted row's place by the stored hash, so a get that misses and caches its answer
+//!   hashes the key twice (the lookup, the insert) and never an evicted key. [`ENTRY_OVERHEAD`]
+//!   is the allocator's header of that allocation plus twice the row's place in the slot vector
+//!   and in the index, which grow by doubling (and are shrunk once four times larger than the
+//!   rows need). On 64-bit targets a row of a 16-byte key and a 100-byte value is charged 240
+//!   bytes (302 before the index held slot numbers). The hash is std's SipHash with keys chosen at random per cache: the keys are the
+//!   user's, possibly chosen by whoever feeds the device. A row charged more than 1/[`MAX_ROW_SHARE`] of the
 //!   capacity is not cached, so one large value cannot push out the hot set. The charges are
 //!   the bound; the heap follows them up to the allocator's rounding;
 //! - CLOCK eviction, as in the page cache: a hit sets the row's reference bit; to make room the
@@ -32,13 +36,15 @@
 //! are not cached: the hot-key reads this serves find their keys, a stream of misses would push
 //! the hot rows out, and misses are the job of the SSTables' own filters.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::mem::size_of;
+
+use hashbrown::HashTable;
 
 use minivault_core::entry;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
-/// MemTable. At 16-byte keys and 100-byte values that is about 13,900 rows (on 64-bit targets).
+/// MemTable. At 16-byte keys and 100-byte values that is about 17,400 rows (on 64-bit targets).
 pub const DEFAULT_ROW_CACHE_BYTES: usize = 4 << 20;
 
 /// Rows charged more than `capacity / MAX_ROW_SHARE` bytes are not cached.
@@ -51,14 +57,13 @@ const ALLOC_HEADER: usize = 16;
 /// Bytes of one place in the slot vector.
 const SLOT_BYTES: usize = size_of::<Slot>();
 
-/// Bytes of one place in the hash map: an entry and its control byte, in a table at most 7/8
-/// full (the layout of std's `HashMap`).
-const MAP_ENTRY_BYTES: usize = ((size_of::<(Box<[u8]>, usize)>() + 1) * 8).div_ceil(7);
+/// Bytes of one place in the index: a slot number and its control byte, in a table at most 7/8
+/// full (hashbrown's layout).
+const INDEX_ENTRY_BYTES: usize = ((size_of::<u32>() + 1) * 8).div_ceil(7);
 
-/// Bytes charged per row beyond its key (twice) and value: the headers of its two allocations
-/// (the map's key; the slot's key and value) and twice its places in the slot vector and the
-/// hash map (170 bytes on 64-bit targets).
-pub const ENTRY_OVERHEAD: usize = 2 * ALLOC_HEADER + 2 * (SLOT_BYTES + MAP_ENTRY_BYTES);
+/// Bytes charged per row beyond its key and value: the header of its allocation (the key and
+/// value) and twice its places in the slot vector and the index (124 bytes on 64-bit targets).
+pub const ENTRY_OVERHEAD: usize = ALLOC_HEADER + 2 * (SLOT_BYTES + INDEX_ENTRY_BYTES);
 
 /// Stripes of the write counts behind [`Stamp`]s: 256 counters, 2 KiB.
 pub const STAMP_STRIPES: usize = 256;
@@ -72,12 +77,17 @@ pub struct Stamp {
     writes: u64,
 }
 
+/// A slot number no row has (rows are fewer than `u32::MAX`): an index entry parked there
+/// while two rows swap slots.
+const PARKED: usize = u32::MAX as usize;
+
 /// The index is not shrunk below this many places.
 const MIN_INDEX: usize = 16;
 
-/// One cached row: `data` is the key followed by the value.
+/// One cached row: `data` is the key followed by the value; `hash` is the key's.
 struct Slot {
     data: Box<[u8]>,
+    hash: u64,
     expires_at: Option<u64>,
     key_len: u32,
     referenced: bool,
@@ -113,7 +123,9 @@ pub struct RowCacheStats {
 
 /// The cache. `capacity` is in bytes; 0 disables it.
 pub struct RowCache {
-    map: HashMap<Box<[u8]>, usize>,
+    /// Slot numbers, found by their rows' key hashes.
+    index: HashTable<u32>,
+    hasher: RandomState,
     slots: Vec<Slot>,
     capacity: usize,
     /// Sum of [`RowCache::row_charge`] over the cached rows.
@@ -150,7 +162,8 @@ impl RowCache {
     /// A cache of at most `bytes` bytes (0: disabled).
     pub fn new(bytes: usize) -> Self {
         RowCache {
-            map: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             slots: Vec::new(),
             capacity: bytes,
             row_bytes: 0,
@@ -198,9 +211,33 @@ impl RowCache {
         self.slots.is_empty()
     }
 
-    /// Bytes a row of these sizes is charged: `2 × key + value +` [`ENTRY_OVERHEAD`].
+    /// Bytes a row of these sizes is charged: `key + value +` [`ENTRY_OVERHEAD`].
     pub fn row_charge(key_len: usize, value_len: usize) -> usize {
-        key_len.saturating_mul(2).saturating_add(value_len).saturating_add(ENTRY_OVERHEAD)
+        key_len.saturating_add(value_len).saturating_add(ENTRY_OVERHEAD)
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot of `key`'s row, whose hash is `hash`.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let slots = &self.slots;
+        let at = self.index.find(hash, |&i| slots.get(i as usize).is_some_and(|s| s.key() == key))?;
+        Some(*at as usize)
+    }
+
+    /// Points the index entry of the row now in slot `i`, which says `was`, at `i`.
+    fn repoint(&mut self, i: usize, was: usize) {
+        self.repoint_to(i, was, i);
+    }
+
+    /// Points the index entry of the row now in slot `i`, which says `was`, at `to`.
+    fn repoint_to(&mut self, i: usize, was: usize, to: usize) {
+        let Some(hash) = self.slots.get(i).map(|s| s.hash) else { return };
+        if let Some(at) = self.index.find_mut(hash, |&j| j as usize == was) {
+            *at = to as u32;
+        }
     }
 
     /// Bytes counted against the capacity: the sum of the cached rows' charges.
@@ -231,7 +268,7 @@ impl RowCache {
         if self.capacity == 0 {
             return None;
         }
-        let Some(&i) = self.map.get(key) else {
+        let Some(i) = self.find(self.hash(key), key) else {
             self.misses += 1;
             return None;
         };
@@ -258,10 +295,13 @@ impl RowCache {
         if self.capacity == 0 {
             return;
         }
-        self.remove(key);
+        let hash = self.hash(key);
+        self.bump(key);
+        self.drop_row(hash, key);
         let charge = Self::row_charge(key.len(), value.len());
         let Ok(key_len) = u32::try_from(key.len()) else { return };
-        if charge > self.capacity / MAX_ROW_SHARE {
+        // Slot numbers are `u32` (below `PARKED`): a cache of that many rows takes no more.
+        if charge > self.capacity / MAX_ROW_SHARE || self.slots.len() >= PARKED - 1 {
             return;
         }
         let mut victim = None;
@@ -274,20 +314,21 @@ impl RowCache {
         let mut data = Vec::with_capacity(key.len() + value.len());
         data.extend_from_slice(key);
         data.extend_from_slice(value);
-        self.slots.push(Slot { data: data.into_boxed_slice(), expires_at, key_len, referenced: false });
+        self.slots.push(Slot { data: data.into_boxed_slice(), hash, expires_at, key_len, referenced: false });
         let last = self.slots.len() - 1;
-        self.map.insert(key.into(), last);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, last as u32, |&i| slots.get(i as usize).map_or(0, |s| s.hash));
         self.row_bytes += charge;
         // CLOCK puts the new row in the last victim's slot, just behind the hand, so it gets a
         // whole turn to be read again. (Left at the end, where the victim's slot sent the last
         // row, it would be the next victim: every insert would evict the one before it.)
         if let Some(h) = victim.filter(|&h| h < last) {
             self.slots.swap(h, last);
-            for i in [h, last] {
-                if let Some(index) = self.slots.get(i).and_then(|s| self.map.get_mut(s.key())) {
-                    *index = i;
-                }
-            }
+            // The new row's entry is parked on a number no slot has while the other row's
+            // entry moves from `h` to `last`: slot numbers pick an entry out, so never two alike.
+            self.repoint_to(h, last, PARKED);
+            self.repoint(last, h);
+            self.repoint(h, PARKED);
         }
         if let Some(h) = victim {
             self.hand = h + 1;
@@ -297,13 +338,22 @@ impl RowCache {
     /// Drops the row of `key`, if cached, and changes the stamps of its stripe: a write of
     /// `key` is coming.
     pub fn remove(&mut self, key: &[u8]) {
+        self.bump(key);
+        if !self.slots.is_empty() {
+            self.drop_row(self.hash(key), key);
+        }
+    }
+
+    /// Changes the stamps of `key`'s stripe.
+    fn bump(&mut self, key: &[u8]) {
         if let Some(n) = self.stripe_writes.get_mut(stripe_of(key)) {
             *n = n.wrapping_add(1);
         }
-        if self.slots.is_empty() {
-            return;
-        }
-        if let Some(&i) = self.map.get(key) {
+    }
+
+    /// Drops the row of `key` (whose hash is `hash`), if cached.
+    fn drop_row(&mut self, hash: u64, key: &[u8]) {
+        if let Some(i) = self.find(hash, key) {
             self.remove_slot(i);
             self.shrink_index();
         }
@@ -313,7 +363,7 @@ impl RowCache {
     /// are kept.
     pub fn clear(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
-        self.map = HashMap::new();
+        self.index = HashTable::new();
         self.slots = Vec::new();
         self.row_bytes = 0;
         self.hand = 0;
@@ -347,13 +397,13 @@ impl RowCache {
             return;
         }
         let slot = self.slots.swap_remove(i);
-        self.map.remove(slot.key());
-        self.row_bytes -= Self::row_charge(slot.key().len(), slot.value().len());
-        if let Some(moved) = self.slots.get(i) {
-            if let Some(index) = self.map.get_mut(moved.key()) {
-                *index = i;
-            }
+        if let Ok(entry) = self.index.find_entry(slot.hash, |&j| j as usize == i) {
+            entry.remove();
         }
+        self.row_bytes -= Self::row_charge(slot.key().len(), slot.value().len());
+        // The last row, moved into slot `i`.
+        let was = self.slots.len();
+        self.repoint(i, was);
     }
 
     /// Gives back an index four times larger than the rows need, keeping room to grow again (a
@@ -363,15 +413,17 @@ impl RowCache {
         let len = self.slots.len();
         if self.slots.capacity() > 4 * len.max(MIN_INDEX) {
             self.slots.shrink_to(2 * len);
-            self.map.shrink_to(2 * len);
+            let slots = &self.slots;
+            self.index.shrink_to(2 * len, |&i| slots.get(i as usize).map_or(0, |s| s.hash));
         }
     }
 
     #[cfg(test)]
     fn check_invariants(&self) {
-        assert_eq!(self.map.len(), self.slots.len());
+        assert_eq!(self.index.len(), self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
-            assert_eq!(self.map.get(slot.key()), Some(&i), "map points at the row's slot");
+            assert_eq!(slot.hash, self.hash(slot.key()));
+            assert_eq!(self.find(slot.hash, slot.key()), Some(i), "the index points at the row's slot");
         }
         let charged: usize =
             self.slots.iter().map(|s| Self::row_charge(s.key().len(), s.value().len())).sum();
@@ -492,8 +544,8 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn the_default_capacity_holds_the_rows_its_doc_promises() {
-        assert_eq!(RowCache::row_charge(16, 100), 302);
-        assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 13_888);
+        assert_eq!(RowCache::row_charge(16, 100), 240);
+        assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 17_476);
     }
 
     #[test]
@@ -526,7 +578,7 @@ mod tests {
             c.remove(&key(i));
         }
         assert!(c.slots.capacity() * 4 < full, "{} of {full}", c.slots.capacity());
-        assert!(c.map.capacity() * 4 < full, "{} of {full}", c.map.capacity());
+        assert!(c.index.capacity() * 4 < full, "{} of {full}", c.index.capacity());
         assert!((1990..2000).all(|i| c.get(&key(i), || 0).is_some()));
         c.check_invariants();
     }
