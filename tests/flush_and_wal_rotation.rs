@@ -43,6 +43,9 @@ fn write_checking_wals(
     model: &mut BTreeMap<Vec<u8>, Vec<u8>>,
     range: std::ops::Range<usize>,
 ) -> u64 {
+    // Installs come with writes only (not from the threads' nudges), so that the files listed
+    // and the stats read after a write describe the same moment.
+    db.hold_background_installs(true);
     let mut written = 0u64;
     let mut last_flushes = db.stats().flushes;
     let mut retired: BTreeSet<PathBuf> = BTreeSet::new();

@@ -103,6 +103,6 @@ pub const DEFAULT_CACHE_BYTES: usize = storage::DEFAULT_CACHE_BYTES;
 /// Default of [`Options::row_cache_bytes`]: 4 MiB.
 pub const DEFAULT_ROW_CACHE_BYTES: usize = row_cache::DEFAULT_ROW_CACHE_BYTES;
 
-/// Bytes the row cache charges each row beyond its key and its value (124 on 64-bit
+/// Bytes the row cache charges each row beyond its key and its value (120 on 64-bit
 /// targets): see [`Options::row_cache_bytes`].
 pub const ROW_CACHE_ENTRY_OVERHEAD: usize = row_cache::ENTRY_OVERHEAD;

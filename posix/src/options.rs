@@ -48,8 +48,8 @@ pub struct Options {
     pub cache_bytes: usize,
     /// Bytes of recently read rows (key → value) kept in memory, so that a hot key is read
     /// without searching the SSTables (0: none). A row is charged its key, its value and
-    /// [`crate::ROW_CACHE_ENTRY_OVERHEAD`] (124 on 64-bit targets) bytes for its allocation and
-    /// its places in the cache's index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
+    /// [`crate::ROW_CACHE_ENTRY_OVERHEAD`] (120 on 64-bit targets) bytes for its allocation and
+    /// its places in the slot vector and the index. Default 4 MiB ([`crate::DEFAULT_ROW_CACHE_BYTES`]); at
     /// most 16 GiB.
     pub row_cache_bytes: usize,
     /// Bytes of SSTable filters, fences and run starts held in memory for gets (0: none), so

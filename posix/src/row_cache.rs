@@ -12,13 +12,15 @@
 //!   slot numbers (`hashbrown::HashTable`), which finds a key by its hash and the slot's bytes
 //!   and an evicted row's place by the stored hash, so a get that misses and caches its answer
 //!   hashes the key twice (the lookup, the insert) and never an evicted key. [`ENTRY_OVERHEAD`]
-//!   is the allocator's header of that allocation plus twice the row's place in the slot vector
-//!   and in the index, which grow by doubling (and are shrunk once four times larger than the
-//!   rows need). On 64-bit targets a row of a 16-byte key and a 100-byte value is charged 240
-//!   bytes (302 before the index held slot numbers). The hash is std's SipHash with keys chosen at random per cache: the keys are the
-//!   user's, possibly chosen by whoever feeds the device. A row charged more than 1/[`MAX_ROW_SHARE`] of the
-//!   capacity is not cached, so one large value cannot push out the hot set. The charges are
-//!   the bound; the heap follows them up to the allocator's rounding;
+//!   is the allocator's header of that allocation, twice the row's place in the slot vector
+//!   (which grows by doubling) and four times its place in the index (which also doubles when
+//!   removals left it full of deleted marks); both are shrunk once four times larger than the
+//!   rows need. On 64-bit targets a row of a 16-byte key and a 100-byte value is charged 236
+//!   bytes (302 before the index held slot numbers). The hash is std's SipHash, keyed at
+//!   random per cache: the keys are the user's, possibly chosen by whoever feeds the device. A
+//!   row charged more than 1/[`MAX_ROW_SHARE`] of the capacity is not cached, so one large
+//!   value cannot push out the hot set. The charges are the bound; the heap follows them up to
+//!   the allocator's rounding;
 //! - CLOCK eviction, as in the page cache: a hit sets the row's reference bit; to make room the
 //!   hand clears set bits and evicts the first row whose bit is already clear, and the new row
 //!   takes the victim's slot, just behind the hand, so it has a whole turn to be read again.
@@ -44,7 +46,7 @@ use hashbrown::HashTable;
 use minivault_core::entry;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
-/// MemTable. At 16-byte keys and 100-byte values that is about 17,400 rows (on 64-bit targets).
+/// MemTable. At 16-byte keys and 100-byte values that is about 17,700 rows (on 64-bit targets).
 pub const DEFAULT_ROW_CACHE_BYTES: usize = 4 << 20;
 
 /// Rows charged more than `capacity / MAX_ROW_SHARE` bytes are not cached.
@@ -62,8 +64,13 @@ const SLOT_BYTES: usize = size_of::<Slot>();
 const INDEX_ENTRY_BYTES: usize = ((size_of::<u32>() + 1) * 8).div_ceil(7);
 
 /// Bytes charged per row beyond its key and value: the header of its allocation (the key and
-/// value) and twice its places in the slot vector and the index (124 bytes on 64-bit targets).
-pub const ENTRY_OVERHEAD: usize = ALLOC_HEADER + 2 * (SLOT_BYTES + INDEX_ENTRY_BYTES);
+/// value), twice its place in the slot vector and four times its place in the index (a table
+/// that churns at one size fills with deleted marks and then doubles; 120 bytes on 64-bit
+/// targets).
+pub const ENTRY_OVERHEAD: usize = ALLOC_HEADER + 2 * SLOT_BYTES + 4 * INDEX_ENTRY_BYTES;
+
+/// A slot's `expires_at` for a row that never expires (an expiry this far off reads as never).
+const NEVER: u64 = u64::MAX;
 
 /// Stripes of the write counts behind [`Stamp`]s: 256 counters, 2 KiB.
 pub const STAMP_STRIPES: usize = 256;
@@ -88,7 +95,8 @@ const MIN_INDEX: usize = 16;
 struct Slot {
     data: Box<[u8]>,
     hash: u64,
-    expires_at: Option<u64>,
+    /// In the engine's clock; [`NEVER`] for none.
+    expires_at: u64,
     key_len: u32,
     referenced: bool,
 }
@@ -235,9 +243,8 @@ impl RowCache {
     /// Points the index entry of the row now in slot `i`, which says `was`, at `to`.
     fn repoint_to(&mut self, i: usize, was: usize, to: usize) {
         let Some(hash) = self.slots.get(i).map(|s| s.hash) else { return };
-        if let Some(at) = self.index.find_mut(hash, |&j| j as usize == was) {
-            *at = to as u32;
-        }
+        let found = self.index.find_mut(hash, |&j| j as usize == was).map(|at| *at = to as u32);
+        debug_assert!(found.is_some(), "slot {i}'s index entry (at {was}) is missing");
     }
 
     /// Bytes counted against the capacity: the sum of the cached rows' charges.
@@ -274,7 +281,7 @@ impl RowCache {
         };
         let expired = match self.slots.get(i) {
             // The engine's one expiry rule; the clock is read only for a row that expires.
-            Some(slot) => slot.expires_at.is_some() && entry::is_expired(slot.expires_at, now()),
+            Some(slot) => slot.expires_at != NEVER && entry::is_expired(Some(slot.expires_at), now()),
             None => true,
         };
         if expired {
@@ -286,7 +293,7 @@ impl RowCache {
         let slot = self.slots.get_mut(i)?;
         slot.referenced = true;
         self.hits += 1;
-        Some((slot.value(), slot.expires_at))
+        Some((slot.value(), (slot.expires_at != NEVER).then_some(slot.expires_at)))
     }
 
     /// Caches `value` (which expires at `expires_at`, if ever) under `key`, replacing any row of
@@ -314,6 +321,7 @@ impl RowCache {
         let mut data = Vec::with_capacity(key.len() + value.len());
         data.extend_from_slice(key);
         data.extend_from_slice(value);
+        let expires_at = expires_at.unwrap_or(NEVER);
         self.slots.push(Slot { data: data.into_boxed_slice(), hash, expires_at, key_len, referenced: false });
         let last = self.slots.len() - 1;
         let slots = &self.slots;
@@ -407,14 +415,16 @@ impl RowCache {
     }
 
     /// Gives back an index four times larger than the rows need, keeping room to grow again (a
-    /// row is charged twice its places). Not called while [`RowCache::insert`] evicts: the row
-    /// that follows takes the room back.
+    /// row is charged twice its place in the slots, four times in the index), never below
+    /// [`MIN_INDEX`] places. Not called while [`RowCache::insert`] evicts: the row that follows
+    /// takes the room back.
     fn shrink_index(&mut self) {
         let len = self.slots.len();
         if self.slots.capacity() > 4 * len.max(MIN_INDEX) {
-            self.slots.shrink_to(2 * len);
+            let keep = (2 * len).max(MIN_INDEX);
+            self.slots.shrink_to(keep);
             let slots = &self.slots;
-            self.index.shrink_to(2 * len, |&i| slots.get(i as usize).map_or(0, |s| s.hash));
+            self.index.shrink_to(keep, |&i| slots.get(i as usize).map_or(0, |s| s.hash));
         }
     }
 
@@ -472,6 +482,7 @@ mod tests {
         assert_eq!(c.get(b"k", || 100), None, "at the expiry instant, as the engine");
         assert_eq!(c.stats().rows, 0, "the expired row was dropped");
         assert_eq!(c.get(b"k", || 0), None, "not even when the clock goes back");
+        c.check_invariants();
     }
 
     #[test]
@@ -544,8 +555,8 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn the_default_capacity_holds_the_rows_its_doc_promises() {
-        assert_eq!(RowCache::row_charge(16, 100), 240);
-        assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 17_476);
+        assert_eq!(RowCache::row_charge(16, 100), 236);
+        assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 17_772);
     }
 
     #[test]
@@ -596,25 +607,36 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        for capacity in [0, 1000, 4096, 20_000, 100_000] {
+        // 2000: one row at a time at most (a row is charged over 125 bytes, 1/16 of it).
+        for capacity in [0, 2000, 4096, 20_000, 100_000] {
             let mut c = RowCache::new(capacity);
-            let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+            // Each value with its expiry (`None`: never); the clock is the step.
+            let mut model: HashMap<Vec<u8>, (Vec<u8>, Option<u64>)> = HashMap::new();
             for step in 0..20_000u64 {
                 let k = key(next(1000) as u32);
                 match next(10) {
                     0..=3 => {
                         let v = vec![step as u8; next(400) as usize];
-                        c.insert(&k, &v, None);
-                        model.insert(k, v);
+                        let expires_at = (next(4) == 0).then(|| step + next(2000));
+                        c.insert(&k, &v, expires_at);
+                        model.insert(k, (v, expires_at));
                     }
                     4 => {
                         c.remove(&k);
                         model.remove(&k);
                     }
                     5 if next(100) == 0 => c.clear(),
+                    // Now and then most rows go: the index shrinks.
+                    6 if next(500) == 0 => {
+                        for i in 0..900 {
+                            c.remove(&key(i));
+                            model.remove(&key(i));
+                        }
+                    }
                     _ => {
-                        if let Some(v) = c.get(&k, || 0) {
-                            assert_eq!(Some(&v.to_vec()), model.get(&k), "step {step}");
+                        if let Some((v, at)) = c.get_row(&k, || step) {
+                            let want = model.get(&k).filter(|(_, at)| !entry::is_expired(*at, step));
+                            assert_eq!(Some(&(v.to_vec(), at)), want, "step {step}");
                         }
                     }
                 }
