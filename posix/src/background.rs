@@ -393,7 +393,8 @@ impl Background {
     }
 
     /// Gives the threads what installs their reports when no call comes ([`Signal::reported`]);
-    /// set once, by the handle that owns this.
+    /// set once, by the handle that owns this (not under `max_bytes`, where only calls may
+    /// change the directory).
     pub(crate) fn set_nudge(&self, nudge: Nudge) {
         let _ = self.signal.nudge.set(nudge);
     }

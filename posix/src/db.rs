@@ -38,7 +38,9 @@
 //!   is due next handed out, by the next write, or at once by the thread that finished it
 //!   when the lock is free (else by the next get or snapshot that takes it: a report raises a
 //!   flag they look at), so a database no longer written still ends its compactions; their
-//!   merges run without the lock. A write held back at
+//!   merges run without the lock. Under [`Options::max_bytes`] only calls install (the
+//!   directory is under the cap after each call, so it changes only within one). A write
+//!   held back at
 //!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
 //! - **Flushes** run on the flush thread (with any background thread; `crate::flusher`): the
 //!   write that fills the active MemTable freezes it and starts the next WAL; in the same
@@ -343,9 +345,13 @@ impl Db {
             state.background = background;
             // Compactions a database opened with many tables is due for start now.
             if let Some(bg) = &mut state.background {
-                let (shared, rows) =
-                    (Arc::downgrade(&db.state), db.rows_enabled.then(|| Arc::downgrade(&db.rows)));
-                bg.set_nudge(Box::new(move || nudge(&shared, rows.as_ref())));
+                // Under a cap the directory must be under it after each call: an install (a
+                // table renamed in before an eviction) is made by a call, never between calls.
+                if db.options.max_bytes.is_none() {
+                    let (shared, rows) =
+                        (Arc::downgrade(&db.state), db.rows_enabled.then(|| Arc::downgrade(&db.rows)));
+                    bg.set_nudge(Box::new(move || nudge(&shared, rows.as_ref())));
+                }
                 bg.after_write(&mut state.engine)?;
             }
         }
