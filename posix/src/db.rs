@@ -24,8 +24,8 @@
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
 //!   MemTables only (and, when a background thread reported and could not take the lock
 //!   itself, installs the report first, as a write would: under `max_bytes` that can include
-//!   a rename and a directory sync). When they answer, it caches the row before letting the lock go. When
-//!   they know nothing of the key, it takes a view of the live tables (`crate::view`, a
+//!   a rename and a directory sync). When they answer, it caches the row before letting the
+//!   lock go. When they know nothing of the key, it takes a view of the live tables (`crate::view`, a
 //!   shared `Arc`, rebuilt only after a flush, a compaction's install or an eviction) and the
 //!   row cache's stamp of the key, lets the lock go, and probes the tables through the view's
 //!   descriptors (the page cache has its own lock). Its answer is cached only if no write of
