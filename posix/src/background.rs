@@ -35,15 +35,16 @@
 //! `Background` lives beside the engine under [`crate::Db`]'s engine lock, and every method
 //! here runs under it; a writer held back by the thresholds lets the lock go while it waits, so
 //! gets, scans and other writers' group commits go on. Installing takes the engine (`&mut`), in
-//! the call (or the nudge) that picks the report up: the table set changed and the inputs handed to the reaper
-//! (under `max_bytes` or with `WhenFull::DropOldest`: also the output's rename and directory
-//! sync; under `max_bytes` the inputs are unlinked there and then). The merge itself never holds the engine or its lock, and neither does the
-//! worker's rename and directory sync: a directory sync commits the file system's journal,
-//! measured at up to 77 ms under the lock at 10^7 keys.
+//! the call (or the nudge) that picks the report up: the table set changed and the inputs
+//! handed to the reaper (under `max_bytes` or with `WhenFull::DropOldest`: also the output's
+//! rename and directory sync; under `max_bytes` the inputs are unlinked there and then). The
+//! merge itself never holds the engine or its lock, and neither does the worker's rename and
+//! directory sync: a directory sync commits the file system's journal, measured at up to 77 ms
+//! under the lock at 10^7 keys.
 //!
 //! `Background` owns the flush thread too: its reports are picked up by the same calls and
-//! nudges (the flush first, so the compactions planned next see its table), it notifies the same
-//! `reported`, and it stops in [`Background::shut_down`], after the workers, finishing its
+//! nudges (the flush first, so the compactions planned next see its table), it notifies the
+//! same `reported`, and it stops in [`Background::shut_down`], after the workers, finishing its
 //! flush.
 //!
 //! # Failure
@@ -53,8 +54,8 @@
 //! only skips that compaction (its output removed), as inline.
 //!
 //! # Shutdown and crashes
-//! [`Background::shut_down`] (from `close` and drop) ends the nudges and sets the stop flag: each worker gives its
-//! merge up at the next step (removing its `.tmp`), reports and exits, and is joined; outputs
+//! [`Background::shut_down`] (from `close` and drop) ends the nudges and sets the stop flag:
+//! each worker gives its merge up at the next step (removing its `.tmp`), reports and exits, and is joined; outputs
 //! already complete are installed. A crash before the output's rename leaves at most a
 //! `<id>.tmp`, which the next open removes, and the inputs as they were; after it (the worker's
 //! or the install's), the output live in place of its newest input, whose lineage
