@@ -394,8 +394,8 @@ impl Background {
     }
 
     /// Gives the threads what installs their reports when no call comes ([`Signal::reported`]);
-    /// set once, by the handle that owns this (not under `max_bytes`, where only calls may
-    /// change the directory).
+    /// set once, by the handle that owns this (not under `max_bytes`, where only writes install:
+    /// the directory may change only within a call).
     pub(crate) fn set_nudge(&self, nudge: Nudge) {
         let _ = self.signal.nudge.set(nudge);
     }

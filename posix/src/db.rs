@@ -23,9 +23,8 @@
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
 //!   MemTables only (and, when a background thread reported and could not take the lock
-//!   itself, installs the report first, as a write would: under `max_bytes` that can include
-//!   a rename and a directory sync). When they answer, it caches the row before letting the
-//!   lock go. When they know nothing of the key, it takes a view of the live tables (`crate::view`, a
+//!   itself, installs the report first, as a write would; not under `max_bytes`). When they
+//!   answer, it caches the row before letting the lock go. When they know nothing of the key, it takes a view of the live tables (`crate::view`, a
 //!   shared `Arc`, rebuilt only after a flush, a compaction's install or an eviction) and the
 //!   row cache's stamp of the key, lets the lock go, and probes the tables through the view's
 //!   descriptors (the page cache has its own lock). Its answer is cached only if no write of
@@ -38,9 +37,10 @@
 //!   is due next handed out, by the next write, or at once by the thread that finished it
 //!   when the lock is free (else by the next get or snapshot that takes it: a report raises a
 //!   flag they look at), so a database no longer written still ends its compactions; their
-//!   merges run without the lock. Under [`Options::max_bytes`] only calls install (the
-//!   directory is under the cap after each call, so it changes only within one). A write
-//!   held back at
+//!   merges run without the lock. Under [`Options::max_bytes`] only writes (and `flush`,
+//!   `sync`, `close`) install, as before: the directory is under the cap after each call, so
+//!   it changes only within one, and an install there can rename a table in and sync the
+//!   directory, which a read should not wait for. A write held back at
 //!   [`Options::slowdown_tables`] / [`Options::stop_tables`] waits with the lock let go.
 //! - **Flushes** run on the flush thread (with any background thread; `crate::flusher`): the
 //!   write that fills the active MemTable freezes it and starts the next WAL; in the same
@@ -652,7 +652,10 @@ impl Db {
     /// take the engine's lock but do not write (gets, snapshots), so that reads after the
     /// last write do not search a frozen MemTable and more tables than the compactions left.
     fn settle(&self, state: &mut State) {
-        settle(state, self.rows_enabled.then_some(&*self.rows));
+        // Under a cap an install may rename a table in and sync the directory: left to writes.
+        if self.options.max_bytes.is_none() {
+            settle(state, self.rows_enabled.then_some(&*self.rows));
+        }
     }
 
     // Every write removes its keys from the row cache (changing their stamps) under the
