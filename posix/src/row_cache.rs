@@ -607,7 +607,8 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        // 2000: one row at a time at most (a row is charged over 125 bytes, 1/16 of it).
+        // 2000: a handful of rows (a row is charged at least 129 bytes here, and is cached only
+        // up to 250, an eighth of the capacity).
         for capacity in [0, 2000, 4096, 20_000, 100_000] {
             let mut c = RowCache::new(capacity);
             // Each value with its expiry (`None`: never); the clock is the step.
