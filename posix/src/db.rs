@@ -446,36 +446,36 @@ impl Db {
                     forget(&mut self.rows());
                 }
                 let written = write(&mut state.engine).map_err(Error::from);
-                let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(bg)) =
+                let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(_)) =
                     (&written, &mut state.background)
                 else {
                     break written;
                 };
                 waiting.get_or_insert_with(Instant::now);
-                let collected = bg.collect(&mut state.engine);
-                self.forget_evicted(state);
+                // Wait for the flush with the lock let go. Each turn collects what the threads
+                // reported (the flush may be installed here, or meanwhile by the flush thread's
+                // nudge or a get), so a failure a nudge picked up ends this write with its own
+                // error rather than `Poisoned`.
+                let collected = loop {
+                    let state = &mut *guard;
+                    let collected = match &mut state.background {
+                        Some(bg) => bg.collect(&mut state.engine),
+                        None => break Ok(()),
+                    };
+                    self.forget_evicted(state);
+                    match &state.background {
+                        Some(bg) if collected.is_ok() && bg.flush_running() => {
+                            let reported = bg.reported();
+                            guard = reported
+                                .wait_timeout(guard, REPORT_POLL)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                        }
+                        _ => break collected,
+                    }
+                };
                 if let Err(e) = collected {
                     break Err(e);
-                }
-                let Some(bg) = &mut state.background else { break written };
-                if bg.flush_running() {
-                    let reported = bg.reported();
-                    guard =
-                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
-                    // Still running: wait on, once what a nudge may have picked up meanwhile (a
-                    // failed compaction) is returned. Else the flush thread's nudge (or a get)
-                    // installed it meanwhile, and the write is admitted again as below.
-                    if guard.background.as_ref().is_some_and(Background::flush_running) {
-                        let state = &mut *guard;
-                        if let Some(bg) = &mut state.background {
-                            let collected = bg.collect(&mut state.engine);
-                            self.forget_evicted(state);
-                            if let Err(e) = collected {
-                                break Err(e);
-                            }
-                        }
-                        continue;
-                    }
                 }
                 let state = &mut *guard;
                 let Some(bg) = &mut state.background else { break written };
