@@ -2,7 +2,7 @@
 //! reported before anything is allocated or created: a MemTable of 100 TB is
 //! `Error::InvalidOption`, not an allocation abort.
 
-use minivault::options::{CACHE_BYTES, INDEX_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES};
+use minivault::options::{CACHE_BYTES, COMPACTION_NICE, INDEX_BYTES, MEMTABLE_BYTES, ROW_CACHE_BYTES};
 use minivault::{Db, Error, Options};
 
 #[test]
@@ -16,6 +16,7 @@ fn sizes_above_their_range_are_invalid_options_and_create_nothing() {
         ("cache_bytes", Options { cache_bytes: huge, ..Options::default() }, CACHE_BYTES),
         ("row_cache_bytes", Options { row_cache_bytes: huge, ..Options::default() }, ROW_CACHE_BYTES),
         ("index_bytes", Options { index_bytes: huge, ..Options::default() }, INDEX_BYTES),
+        ("compaction_nice", Options { compaction_nice: 20, ..Options::default() }, COMPACTION_NICE),
     ];
     for (name, options, limit) in cases {
         match Db::open_with(&dir, options) {

@@ -253,6 +253,7 @@ impl Background {
         scratch_len: usize,
         slowdown_tables: usize,
         stop_tables: usize,
+        nice: u8,
         off_lock: bool,
         publish_outputs: bool,
     ) -> std::io::Result<Background> {
@@ -267,9 +268,11 @@ impl Background {
             let (tx, notify) = (report_tx.clone(), signal.clone());
             let flags =
                 Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused), publish: publish_outputs };
-            let thread = thread::Builder::new()
-                .name(format!("minivault-compaction-{index}"))
-                .spawn(move || work(index, storage, job_rx, tx, &notify, &flags, scratch_len))?;
+            let thread =
+                thread::Builder::new().name(format!("minivault-compaction-{index}")).spawn(move || {
+                    lower_priority(nice);
+                    work(index, storage, job_rx, tx, &notify, &flags, scratch_len)
+                })?;
             workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
         }
         let flusher = Flusher::start(engine, scratch_len, signal.clone(), off_lock)?;
@@ -574,6 +577,23 @@ struct Flags {
 }
 
 /// A worker thread: merges the jobs it is given until its job channel closes.
+/// Raises the calling thread's nice value by `by` (at most to 19): [`crate::Options::compaction_nice`].
+/// On Linux the nice value belongs to the thread (`nice(2)`); elsewhere to the whole
+/// process, so nothing is changed there. A scheduling hint: a failure is ignored.
+fn lower_priority(by: u8) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if by > 0 {
+        // SAFETY: `nice` takes an integer and changes only the calling thread's scheduling
+        // priority; no memory is passed. Its result (the new value, or -1 and `errno`) is not
+        // needed: a thread left at the process's priority still works, only sooner.
+        unsafe {
+            libc::nice(libc::c_int::from(by));
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = by;
+}
+
 fn work(
     worker: usize,
     mut storage: PosixStorage,

@@ -331,6 +331,7 @@ impl Db {
                     options.memtable_bytes,
                     options.slowdown_tables,
                     options.stop_tables,
+                    options.compaction_nice,
                     // Under a cap, a file removed later would count against it meanwhile.
                     options.max_bytes.is_none(),
                     options.workers_publish_outputs(),

@@ -127,6 +127,17 @@ pub struct Options {
     /// holds at least this many SSTables, so that the engine's limit
     /// ([`minivault_core::MAX_TABLES`], 32) is never reached. Default 26; at most 30.
     pub stop_tables: usize,
+    /// How much lower the CPU priority of the compaction threads is than the process's: their
+    /// nice value is raised by this much (0 ..= 19, default 10; on Linux, where the nice value
+    /// belongs to a thread; ignored elsewhere). On a machine with few cores a merge otherwise
+    /// takes its share of a core from the writer and the readers: a put that rotates the
+    /// MemTable (a few milliseconds of CPU under the engine's lock) could wait tens of
+    /// milliseconds for the scheduler behind two merges. Merges still get every idle cycle, and a
+    /// writer that outruns them is held at [`Options::slowdown_tables`] and
+    /// [`Options::stop_tables`], where it sleeps and leaves them the CPU. The flush thread keeps
+    /// the process's priority: a write that fills the next MemTable waits for it. 0 keeps the
+    /// compaction threads at the process's priority too.
+    pub compaction_nice: u8,
 }
 
 impl Default for Options {
@@ -150,6 +161,7 @@ impl Options {
         background_threads: 2,
         slowdown_tables: 20,
         stop_tables: 26,
+        compaction_nice: 10,
     };
 
     /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
@@ -171,6 +183,7 @@ impl Options {
         let slowdown_max = self.stop_tables.saturating_sub(1) as u64;
         SizeLimit { name: "slowdown_tables", min: 1, max: slowdown_max }
             .check(self.slowdown_tables as u64)?;
+        COMPACTION_NICE.check(u64::from(self.compaction_nice))?;
         if let Some(cap) = self.max_bytes {
             let min = minivault_core::space::min_max_bytes(self.memtable_bytes);
             SizeLimit { name: "max_bytes", min, max: u64::MAX }.check(cap)?;
@@ -254,6 +267,9 @@ pub const DEFAULT_INDEX_BYTES: usize = 32 << 20;
 /// [`minivault_core::limits::MAX_RUNNING`]).
 pub const BACKGROUND_THREADS: SizeLimit =
     SizeLimit { name: "background_threads", min: 0, max: minivault_core::limits::MAX_RUNNING as u64 };
+
+/// [`Options::compaction_nice`]: 0 ..= 19 (the range of a nice value's increments above 0).
+pub const COMPACTION_NICE: SizeLimit = SizeLimit { name: "compaction_nice", min: 0, max: 19 };
 
 /// The largest [`Options::stop_tables`]: two below the engine's table limit, which a write that
 /// goes ahead may need for its flush.
