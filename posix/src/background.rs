@@ -74,7 +74,7 @@ use minivault_core::version::TableState;
 use crate::engine::Engine;
 use crate::flusher::{FlushHook, Flusher};
 use crate::storage::{PosixFile, PosixStorage, Reaper, Settler};
-use crate::Error;
+use crate::{Error, Options};
 
 /// How long a write sleeps when the tables reach [`crate::Options::slowdown_tables`].
 pub const SLOWDOWN: Duration = Duration::from_millis(1);
@@ -240,23 +240,21 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// Starts `threads` workers on second handles of `engine`'s storage, each with
-    /// `scratch_len` bytes of scratch memory for its merges, and the flush thread. With
-    /// `off_lock` (not under `max_bytes`, where the directory must be under the cap after each
-    /// call, so files appear and go only when the engine counts them), the flush thread makes its
-    /// tables live itself and a reaper thread unlinks obsolete files, both off the engine's lock.
-    /// With `publish_outputs` ([`crate::Options`]' `workers_publish_outputs`: `off_lock` and no
-    /// eviction), the workers make their outputs live themselves too.
-    pub(crate) fn start(
-        engine: &mut Engine,
-        threads: usize,
-        scratch_len: usize,
-        slowdown_tables: usize,
-        stop_tables: usize,
-        nice: u8,
-        off_lock: bool,
-        publish_outputs: bool,
-    ) -> std::io::Result<Background> {
+    /// Starts `options.background_threads` workers on second handles of `engine`'s storage,
+    /// each with `memtable_bytes` of scratch memory for its merges and lowered by
+    /// `compaction_nice`, and the flush thread. Not under `max_bytes` (where the directory must
+    /// be under the cap after each call, so files appear and go only when the engine counts
+    /// them), the flush thread makes its tables live itself and a reaper thread unlinks obsolete
+    /// files, both off the engine's lock. With [`Options::workers_publish_outputs`] (that, and
+    /// no eviction), the workers make their outputs live themselves too.
+    pub(crate) fn start(engine: &mut Engine, options: &Options) -> std::io::Result<Background> {
+        let threads = options.background_threads;
+        let scratch_len = options.memtable_bytes;
+        let (slowdown_tables, stop_tables) = (options.slowdown_tables, options.stop_tables);
+        let nice = options.compaction_nice;
+        // Under a cap, a file removed later would count against it meanwhile.
+        let off_lock = options.max_bytes.is_none();
+        let publish_outputs = options.workers_publish_outputs();
         let (report_tx, reports) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let signal = Signal::new();

@@ -324,18 +324,8 @@ impl Db {
         let mut engine = open_engine(storage, &options)?;
         let background = match options.background_threads {
             0 => None,
-            n => {
-                let bg = Background::start(
-                    &mut engine,
-                    n,
-                    options.memtable_bytes,
-                    options.slowdown_tables,
-                    options.stop_tables,
-                    options.compaction_nice,
-                    // Under a cap, a file removed later would count against it meanwhile.
-                    options.max_bytes.is_none(),
-                    options.workers_publish_outputs(),
-                );
+            _ => {
+                let bg = Background::start(&mut engine, &options);
                 Some(bg.map_err(|source| Error::Open { dir: dir.clone(), source })?)
             }
         };
