@@ -51,14 +51,22 @@ pub trait SharedReader {
 fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEngine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => {
-            Ok(Arc::new(MiniVault::open(dir, opts, minivault::Options::DEFAULT.background_threads, None)?))
-        }
-        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0, None)?)),
+        "minivault" => Ok(Arc::new(MiniVault::open(
+            dir,
+            opts,
+            minivault::Options::DEFAULT.background_threads,
+            None,
+            None,
+        )?)),
+        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0, None, None)?)),
         crate::engines::BIG_CACHES => {
             let (threads, caches) =
                 (minivault::Options::DEFAULT.background_threads, crate::engines::BIG_CACHE_BYTES);
-            Ok(Arc::new(MiniVault::open(dir, opts, threads, Some(caches))?))
+            Ok(Arc::new(MiniVault::open(dir, opts, threads, Some(caches), None)?))
+        }
+        crate::engines::SAME_PRIORITY => {
+            let threads = minivault::Options::DEFAULT.background_threads;
+            Ok(Arc::new(MiniVault::open(dir, opts, threads, None, Some(0))?))
         }
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Arc::new(peers::Fjall::open(dir, opts)?)),
@@ -75,16 +83,19 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
 
 /// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), caches as in
 /// [`crate::engines`]; `minivault-inline` with no background compaction threads,
-/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`].
+/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`], `minivault-samepriority` with
+/// its compaction threads at the process's priority.
 struct MiniVault(minivault::Db);
 
 impl MiniVault {
-    /// `caches`: page cache and row cache bytes, the defaults when `None`.
+    /// `caches`: page cache and row cache bytes, the defaults when `None`; `compaction_nice`:
+    /// the default when `None`.
     fn open(
         dir: &Path,
         opts: EngineOptions,
         background_threads: usize,
         caches: Option<(usize, usize)>,
+        compaction_nice: Option<u8>,
     ) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
@@ -100,6 +111,7 @@ impl MiniVault {
             cache_bytes,
             row_cache_bytes,
             background_threads,
+            compaction_nice: compaction_nice.unwrap_or(minivault::Options::DEFAULT.compaction_nice),
             ..minivault::Options::DEFAULT
         };
         Ok(MiniVault(minivault::Db::open_with(dir, options).map_err(err("open"))?))

@@ -153,6 +153,7 @@ pub const ALL: &[&str] = &[
     "minivault-walpre0",
     "minivault-inline",
     "minivault-bigcache",
+    "minivault-samepriority",
     "fjall",
     "redb",
     "sled",
@@ -178,12 +179,20 @@ pub const INLINE: &str = "minivault-inline";
 /// 48 MiB, so `Options::memory_bytes` is 244 MiB with the default index budget. Opt-in.
 pub const BIG_CACHES: &str = "minivault-bigcache";
 
+/// MiniVaultDB with its compaction threads at the process's CPU priority
+/// (`Options::compaction_nice` = 0, the behaviour before that option): opt-in, to measure what
+/// the lower priority changes for the slowest puts and the rates (`docs/BENCHMARKS.md`).
+pub const SAME_PRIORITY: &str = "minivault-samepriority";
+
 /// The page cache and row cache of [`BIG_CACHES`].
 pub const BIG_CACHE_BYTES: (usize, usize) = (144 << 20, 48 << 20);
 
 /// True for an engine that runs only when `--engines` names it.
 pub fn opt_in(name: &str) -> bool {
-    name == INLINE || name == BIG_CACHES || VARIANTS.iter().any(|(variant, _)| *variant == name)
+    name == INLINE
+        || name == BIG_CACHES
+        || name == SAME_PRIORITY
+        || VARIANTS.iter().any(|(variant, _)| *variant == name)
 }
 
 /// True when `name` was compiled in.
@@ -203,12 +212,13 @@ pub fn available(name: &str) -> bool {
 pub fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Box<dyn Engine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None, None, None)?)),
-        INLINE => Ok(Box::new(MiniVault::open(dir, opts, None, Some(0), None)?)),
-        BIG_CACHES => Ok(Box::new(MiniVault::open(dir, opts, None, None, Some(BIG_CACHE_BYTES))?)),
+        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None, None, None, None)?)),
+        INLINE => Ok(Box::new(MiniVault::open(dir, opts, None, Some(0), None, None)?)),
+        BIG_CACHES => Ok(Box::new(MiniVault::open(dir, opts, None, None, Some(BIG_CACHE_BYTES), None)?)),
+        SAME_PRIORITY => Ok(Box::new(MiniVault::open(dir, opts, None, None, None, Some(0))?)),
         variant if opt_in(variant) => {
             let step = VARIANTS.iter().find(|(v, _)| *v == variant).map(|(_, step)| *step);
-            Ok(Box::new(MiniVault::open(dir, opts, step, None, None)?))
+            Ok(Box::new(MiniVault::open(dir, opts, step, None, None, None)?))
         }
         "rawfile" => Ok(Box::new(RawFile::open(dir, opts, false)?)),
         "rawprealloc" => Ok(Box::new(RawFile::open(dir, opts, true)?)),
@@ -236,13 +246,15 @@ pub struct MiniVault {
 impl MiniVault {
     /// Opens with the default WAL preallocation step, or `wal_preallocation_bytes` when given,
     /// the default compaction threads, or `background_threads` when given, and the default
-    /// read caches, or `caches` (page cache, row cache bytes) when given.
+    /// read caches, or `caches` (page cache, row cache bytes) when given, and the default
+    /// compaction threads' priority, or `compaction_nice` when given.
     fn open(
         dir: &Path,
         opts: EngineOptions,
         wal_preallocation_bytes: Option<u64>,
         background_threads: Option<usize>,
         caches: Option<(usize, usize)>,
+        compaction_nice: Option<u8>,
     ) -> Result<Self> {
         let durability = match opts.mode {
             Mode::Relaxed => minivault::Durability::Manual,
@@ -265,6 +277,7 @@ impl MiniVault {
             row_cache_bytes,
             wal_preallocation_bytes,
             background_threads: background_threads.unwrap_or(minivault::Options::DEFAULT.background_threads),
+            compaction_nice: compaction_nice.unwrap_or(minivault::Options::DEFAULT.compaction_nice),
             ..minivault::Options::DEFAULT
         };
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
