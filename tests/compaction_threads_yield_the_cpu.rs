@@ -1,6 +1,6 @@
-//! The compaction threads run at a lower CPU priority than the writer and the readers
-//! (`Options::compaction_nice`), on Linux where a nice value belongs to one thread; the flush
-//! thread keeps the process's. Its own test binary: the threads are found by name among the
+//! The compaction threads run as many nice levels below the writer and the readers as
+//! `Options::compaction_nice` asks (none by default), on Linux where a nice value belongs to
+//! one thread; the flush thread keeps the process's priority. Its own test binary: the threads are found by name among the
 //! process's, and no other test's database may have any then.
 
 use std::fs;
@@ -37,11 +37,11 @@ fn nice_of(prefix: &str) -> Vec<i64> {
 
 #[test]
 #[cfg(target_os = "linux")]
-fn compaction_threads_run_below_the_process_and_the_flush_thread_at_its_priority() {
+fn compaction_threads_run_as_far_below_the_process_as_asked_and_the_flush_thread_level() {
     let tmp = tempfile::tempdir().unwrap();
     // What the process runs at (its main thread's nice value, whatever the runner gave it).
     let base = nice_in(&fs::read_to_string("/proc/self/stat").unwrap());
-    for (nice, expected) in [(Options::DEFAULT.compaction_nice, 10), (0, 0), (19, 19)] {
+    for (nice, expected) in [(Options::DEFAULT.compaction_nice, 0), (10, 10), (19, 19)] {
         let db = Db::open_with(
             tmp.path().join(format!("db{nice}")),
             Options { compaction_nice: nice, ..Options::default() },

@@ -25,7 +25,7 @@ fn color(engine: &str) -> RGBColor {
         "minivault-walpre0" => RGBColor(120, 20, 20),
         "minivault-inline" => RGBColor(250, 180, 60),
         "minivault-bigcache" => RGBColor(180, 0, 120),
-        "minivault-samepriority" => RGBColor(200, 90, 160),
+        "minivault-lowpriority" => RGBColor(200, 90, 160),
         "fjall" => RGBColor(31, 119, 180),
         "redb" => RGBColor(44, 160, 44),
         "sled" => RGBColor(148, 103, 189),

@@ -64,9 +64,10 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
                 (minivault::Options::DEFAULT.background_threads, crate::engines::BIG_CACHE_BYTES);
             Ok(Arc::new(MiniVault::open(dir, opts, threads, Some(caches), None)?))
         }
-        crate::engines::SAME_PRIORITY => {
-            let threads = minivault::Options::DEFAULT.background_threads;
-            Ok(Arc::new(MiniVault::open(dir, opts, threads, None, Some(0))?))
+        crate::engines::LOW_PRIORITY => {
+            let (threads, nice) =
+                (minivault::Options::DEFAULT.background_threads, crate::engines::LOW_PRIORITY_NICE);
+            Ok(Arc::new(MiniVault::open(dir, opts, threads, None, Some(nice))?))
         }
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Arc::new(peers::Fjall::open(dir, opts)?)),
@@ -83,8 +84,8 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
 
 /// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), caches as in
 /// [`crate::engines`]; `minivault-inline` with no background compaction threads,
-/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`], `minivault-samepriority` with
-/// its compaction threads at the process's priority.
+/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`], `minivault-lowpriority` with
+/// its compaction threads 10 nice levels down.
 struct MiniVault(minivault::Db);
 
 impl MiniVault {

@@ -46,7 +46,7 @@ USAGE: minivault-bench [OPTIONS]
                          steps, or not at all), minivault-inline (compactions inside writes,
                          no background threads), minivault-bigcache (a 144 MiB page cache
                          and a 48 MiB row cache: about the memory redb takes at 10^6 keys) and
-                         minivault-samepriority (compaction threads at the process's priority)
+                         minivault-lowpriority (compaction threads 10 nice levels down)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,readseq,readreverse,seekrandom,prefix100,
                          fillsync,fillbatch,reopen, and on one shared handle fillsync1,fillsync4,

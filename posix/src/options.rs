@@ -128,15 +128,17 @@ pub struct Options {
     /// ([`minivault_core::MAX_TABLES`], 32) is never reached. Default 26; at most 30.
     pub stop_tables: usize,
     /// How much lower the CPU priority of the compaction threads is than the process's: their
-    /// nice value is raised by this much (0 ..= 19, default 10; on Linux, where the nice value
-    /// belongs to a thread; ignored elsewhere). On a machine with few cores a merge otherwise
-    /// takes its share of a core from the writer and the readers: a put that rotates the
-    /// MemTable (a few milliseconds of CPU under the engine's lock) could wait tens of
-    /// milliseconds for the scheduler behind two merges. Merges still get every idle cycle, and a
-    /// writer that outruns them is held at [`Options::slowdown_tables`] and
-    /// [`Options::stop_tables`], where it sleeps and leaves them the CPU. The flush thread keeps
-    /// the process's priority: a write that fills the next MemTable waits for it. 0 keeps the
-    /// compaction threads at the process's priority too.
+    /// nice value is raised by this much (0 ..= 19, default 0: the process's priority; on Linux,
+    /// where the nice value belongs to a thread; ignored elsewhere). On a machine with few cores
+    /// a merge takes its share of a core from the writer and the readers: a put that rotates
+    /// the MemTable (a few milliseconds of CPU under the engine's lock) can wait tens of
+    /// milliseconds for the scheduler behind two merges. With 10, on two cores, 10^7 random puts
+    /// had 4–9 puts over 15 ms where the default had 19–21, but the bench's slowest put did not
+    /// change and its 99.9th percentile rose by about a third (docs/BENCHMARKS.md): opt-in, for
+    /// a writer whose long stalls matter more. Merges still get every idle cycle, and a writer
+    /// that outruns them is held at [`Options::slowdown_tables`] and [`Options::stop_tables`],
+    /// where it sleeps and leaves them the CPU. The flush thread keeps the process's priority:
+    /// a write that fills the next MemTable waits for it.
     pub compaction_nice: u8,
 }
 
@@ -161,7 +163,7 @@ impl Options {
         background_threads: 2,
         slowdown_tables: 20,
         stop_tables: 26,
-        compaction_nice: 10,
+        compaction_nice: 0,
     };
 
     /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which
