@@ -48,11 +48,15 @@ fn compaction_threads_run_as_far_below_the_process_as_asked_and_the_flush_thread
         )
         .unwrap();
         let want = (base + expected).min(19);
-        // Each thread lowers its own priority once it runs: wait for that (5 s at most).
+        // Each thread names itself and lowers its own priority once it runs (until it names
+        // itself it has the name of the thread that started it): wait for both (5 s at most).
         let deadline = Instant::now() + Duration::from_secs(5);
         let compaction = loop {
             let compaction = nice_of("minivault-compa");
-            if compaction.iter().all(|&n| n == want) || Instant::now() > deadline {
+            let settled = compaction.len() == Options::DEFAULT.background_threads
+                && compaction.iter().all(|&n| n == want)
+                && !nice_of("minivault-flush").is_empty();
+            if settled || Instant::now() > deadline {
                 break compaction;
             }
             thread::sleep(Duration::from_millis(5));
