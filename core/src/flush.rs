@@ -110,7 +110,7 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     if version.is_full() {
         return Err(Error::TooManyTables);
     }
-    if !mem.is_frozen() {
+    if !mem.is_sealed() {
         return Ok(false);
     }
     let plan = FlushPlan { id: version.new_id(), covered, drop_dead_at: version.is_empty().then_some(now) };

@@ -12,8 +12,12 @@
 //! SSTable payloads ([`crate::entry`]), so a flush copies bytes without re-encoding.
 //!
 //! A table is *active* (hash lookups, linear probing, load factor at most 3/4) until
-//! [`MemTable::freeze`] sorts its slots by key; from then on it is *immutable* and answers lookups
-//! by binary search, and [`MemTable::sorted`] yields its entries in key order for a flush.
+//! [`MemTable::seal`] makes it *immutable*: it takes no more writes and still answers lookups
+//! through its hash slots (O(1): what a rotation does under the engine's lock). Its order is made
+//! when something needs it: [`MemTable::freeze`] sorts its slots by key (a flush does, through
+//! [`MemTable::flush_parts`], on its own copy when it runs on another thread; a scan does);
+//! from then on it answers lookups by binary search, and [`MemTable::sorted`] yields its entries
+//! in key order for a flush.
 //! Frozen, a slot's first u32 no longer holds the key's hash but, beside [`VERSION_FLAG`], its
 //! *tag* in the low 31 bits: the four key bytes after the prefix every key of the table shares
 //! (zero-padded, big-endian), shifted right by one. The flag keeps its bit because
@@ -131,6 +135,9 @@ pub struct MemTable<M> {
     slots: usize,
     arena_used: usize,
     count: usize,
+    /// Takes no more writes ([`MemTable::seal`], or frozen).
+    sealed: bool,
+    /// Sorted ([`MemTable::freeze`]; implies `sealed`).
     frozen: bool,
     /// Counts changes (inserts, freezes, resets): see [`MemTable::changes`].
     changes: u64,
@@ -228,6 +235,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             slots,
             arena_used: 0,
             count: 0,
+            sealed: false,
             frozen: false,
             changes: 0,
             epoch: 0,
@@ -269,6 +277,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.frozen
     }
 
+    /// True once the table takes no more writes ([`MemTable::seal`], [`MemTable::freeze`]).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
     /// Arena bytes in use, including overwritten entries.
     pub fn arena_used(&self) -> usize {
         self.arena_used
@@ -302,11 +315,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     }
 
     /// Pins the present as a point (the arena bytes in use) and returns it: from now on an
-    /// overwrite keeps the entry a reader as of this point sees. Nothing on a frozen table,
+    /// overwrite keeps the entry a reader as of this point sees. Nothing on a sealed table,
     /// which changes no more.
     pub fn pin(&mut self) -> u32 {
         let point = u32::try_from(self.arena_used).unwrap_or(NEWEST - 1);
-        if !self.frozen {
+        if !self.sealed {
             self.watermark = self.watermark.max(point);
         }
         point
@@ -330,7 +343,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// True when one item of `payload_len` bytes holding `keys` entries and `ranges` range
     /// deletes fits without a flush.
     pub fn fits_items(&self, payload_len: usize, keys: usize, ranges: usize) -> bool {
-        !self.frozen
+        !self.sealed
             && self.used_slots() + keys <= self.key_capacity()
             && self.ranges.len() + ranges <= MAX_MEMTABLE_RANGES
             && self.arena_capacity() - self.arena_used >= ITEM_HEADER_LEN + payload_len
@@ -376,7 +389,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
                 Ok(i) => self.parts().0.get(i).and_then(slot_offset).is_none_or(|o| o < self.watermark),
                 Err(_) => true,
             };
-            if self.frozen || !room || keeps_version {
+            if self.sealed || !room || keeps_version {
                 return Err(Full);
             }
         }
@@ -417,7 +430,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// kept only if [`MemTable::commit_reserved`] accepts it. The caller checks key room first
     /// ([`MemTable::fits_many`]).
     pub fn reserve(&mut self, len: usize) -> Option<(u32, &mut [u8])> {
-        if self.frozen {
+        if self.sealed {
             return None;
         }
         let (_, mut arena) = self.parts_mut();
@@ -648,11 +661,23 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         Some(key_tag(key, shared))
     }
 
-    /// Makes the table immutable: sorts its entries by key for lookups and for a flush.
+    /// Makes the table immutable without sorting it: it takes no more writes, and answers
+    /// lookups through its hash slots as before. O(1).
+    pub fn seal(&mut self) {
+        if !self.sealed {
+            self.sealed = true;
+            self.changes += 1;
+        }
+    }
+
+    /// Makes the table immutable and sorts its entries by key, for a flush and for scans (a few
+    /// milliseconds for a full 4 MiB table: an unsorted sealed table is sorted where a flush or a
+    /// scan needs it, not in the rotation).
     pub fn freeze(&mut self) {
         if self.frozen {
             return;
         }
+        self.sealed = true;
         let (slots, arena) = {
             let (s, a) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
             (s.as_chunks_mut::<SLOT_LEN>().0, &*a)
@@ -756,11 +781,13 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// What a flush writes: a frozen table's entries in key order, and the [`crate::filter`] of
     /// its keys, built in the free tail of its slot table (at least a quarter of the slots are
     /// free: over 20 bits per key; empty when there is no room for a block). Kept versions are
-    /// not written. `None` when the table is not frozen.
+    /// not written. Sorts a sealed table first ([`MemTable::freeze`]); `None` when the table is
+    /// not sealed.
     pub fn flush_parts(&mut self) -> Option<(Sorted<'_>, &[u8])> {
-        if !self.frozen {
+        if !self.sealed {
             return None;
         }
+        self.freeze();
         let (slots, arena) = self.mem.as_mut().split_at_mut(self.slots * SLOT_LEN);
         let (used, free) = slots.split_at_mut((self.count + self.versions) * SLOT_LEN);
         let used = used.as_chunks::<SLOT_LEN>().0.get(..self.count).unwrap_or(&[]);
@@ -779,24 +806,32 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         Some((Sorted { slots: used, arena, ranges: &self.ranges }, filter))
     }
 
-    /// A copy of this frozen table in `buf` (of the same length as this table's buffer): its
-    /// slot table and the arena bytes in use, so the copy answers and flushes exactly as this
-    /// one does. `Err(buf)` when this table is not frozen or the lengths differ. For a flush run
-    /// apart from the database ([`crate::Db::copy_immutable`]): the copy is the flusher's own,
-    /// and [`MemTable::flush_parts`] may build its filter there while this one keeps answering
-    /// reads.
-    pub fn frozen_copy<N: AsRef<[u8]> + AsMut<[u8]>>(&self, buf: N) -> Result<MemTable<N>, N> {
-        if !self.frozen {
+    /// A copy of this sealed table in `buf` (of the same length as this table's buffer), as it
+    /// is (sorted or not): its slot table and the arena bytes in use, so the copy answers and
+    /// flushes exactly as this one does. A memcpy. `Err(buf)` when this table is not sealed or
+    /// the lengths differ. For a flush run apart from the database
+    /// ([`crate::Db::copy_immutable`]): the copy is the flusher's own, which
+    /// [`MemTable::flush_parts`] sorts and builds its filter in, off the engine's lock, while
+    /// this one keeps answering reads.
+    pub fn sealed_copy<N: AsRef<[u8]> + AsMut<[u8]>>(&self, buf: N) -> Result<MemTable<N>, N> {
+        if !self.sealed {
             return Err(buf);
         }
-        self.copy_frozen(buf)
+        self.copy_into(buf)
     }
 
     /// A copy of this table, active or frozen, in `buf` (of the same length as this table's
     /// buffer), frozen: what a reader pinned in this table reads once the table itself is
     /// flushed or dropped. A memcpy of the used bytes, and a sort of the copy's slots when this
     /// table is active. `Err(buf)` when the lengths differ.
-    pub fn copy_frozen<N: AsRef<[u8]> + AsMut<[u8]>>(&self, mut buf: N) -> Result<MemTable<N>, N> {
+    pub fn copy_frozen<N: AsRef<[u8]> + AsMut<[u8]>>(&self, buf: N) -> Result<MemTable<N>, N> {
+        let mut copy = self.copy_into(buf)?;
+        copy.freeze();
+        Ok(copy)
+    }
+
+    /// This table's used bytes and state copied into `buf` (of the same length), unchanged.
+    fn copy_into<N: AsRef<[u8]> + AsMut<[u8]>>(&self, mut buf: N) -> Result<MemTable<N>, N> {
         let n = self.slots * SLOT_LEN + self.arena_used;
         if buf.as_ref().len() != self.buffer_len() {
             return Err(buf);
@@ -805,11 +840,12 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             (Some(dst), Some(src)) => dst.copy_from_slice(src),
             _ => return Err(buf),
         }
-        let mut copy = MemTable {
+        Ok(MemTable {
             mem: buf,
             slots: self.slots,
             arena_used: self.arena_used,
             count: self.count,
+            sealed: self.sealed,
             frozen: self.frozen,
             changes: 0,
             epoch: 0,
@@ -818,9 +854,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
             versions: self.versions,
             watermark: self.watermark,
             shared_prefix: self.shared_prefix,
-        };
-        copy.freeze();
-        Ok(copy)
+        })
     }
 
     /// The buffer back.
@@ -831,7 +865,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
     /// The whole buffer as scratch memory, while the table is empty and active (compaction
     /// borrows the idle MemTable this way). Call [`MemTable::reset`] afterwards.
     pub fn scratch(&mut self) -> Option<&mut [u8]> {
-        if self.is_empty() && !self.frozen {
+        if self.is_empty() && !self.sealed {
             Some(self.mem.as_mut())
         } else {
             None
@@ -844,6 +878,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.mem.as_mut()[..n].fill(0);
         self.arena_used = 0;
         self.count = 0;
+        self.sealed = false;
         self.frozen = false;
         self.changes += 1;
         self.epoch = self.epoch.wrapping_add(1);
@@ -964,9 +999,14 @@ mod tests {
                         points.push((m.pin(), model.clone()));
                     }
                 }
-                // Frozen in place, and a frozen copy of the same table while it was active.
+                // Frozen in place, a frozen copy of the same table while it was active, and a
+                // copy of it sealed (as a rotation leaves it): unsorted, answering by its hash.
                 let copy = m.copy_frozen(vec![0u8; 32 << 10]).unwrap();
+                m.seal();
+                assert!(m.insert(&put(b"late"), b"late", b"v").is_err(), "a sealed table takes no writes");
+                let mut sealed = m.sealed_copy(vec![0u8; 32 << 10]).ok().unwrap();
                 m.freeze();
+                assert!(sealed.is_sealed() && !sealed.is_frozen() && m.is_frozen());
                 assert!(m.versions() > 0 || points.is_empty(), "round {round}");
                 let mut probes: Vec<Vec<u8>> = model.keys().cloned().collect();
                 probes.extend((0..300).map(|_| word(prefix, &mut next)));
@@ -981,7 +1021,7 @@ mod tests {
                     ]
                     .map(|k| k.to_vec()),
                 );
-                for t in [&m, &copy] {
+                for t in [&m, &copy, &sealed] {
                     for k in &probes {
                         assert_eq!(t.get(k).map(|e| e.value), model.get(k).map(|v| &v[..]), "{k:?}");
                         for (point, seen) in &points {
@@ -993,6 +1033,11 @@ mod tests {
                         }
                     }
                 }
+                // A flush of the sealed copy sorts it: the same entries in the same order.
+                let in_place: Vec<Vec<u8>> = m.sorted().map(<[u8]>::to_vec).collect();
+                let (order, _) = sealed.flush_parts().unwrap();
+                assert_eq!(order.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(), in_place);
+                assert!(sealed.is_frozen() && in_place.len() == model.len());
             }
         }
     }

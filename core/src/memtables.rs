@@ -110,10 +110,10 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
         }
     }
 
-    /// Freezes the active MemTable, whose entries came from WALs up to `wal`, and makes the idle
-    /// one active. The other MemTable must be idle.
+    /// Seals the active MemTable, whose entries came from WALs up to `wal` (no sort: see
+    /// [`MemTable::seal`]), and makes the idle one active. The other MemTable must be idle.
     pub fn rotate(&mut self, wal: u64) {
-        self.tables[self.active].freeze();
+        self.tables[self.active].seal();
         self.immutable_wal = Some(wal);
         self.active ^= 1;
         self.generation += 1;
@@ -123,6 +123,14 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTables<M> {
     pub fn immutable_mut(&mut self) -> Option<(&mut MemTable<M>, u64)> {
         let wal = self.immutable_wal?;
         Some((&mut self.tables[self.active ^ 1], wal))
+    }
+
+    /// Sorts the immutable MemTable, if there is one and it is not sorted yet: for a scan of it,
+    /// or a copy that a scan will read.
+    pub fn sort_immutable(&mut self) {
+        if self.immutable_wal.is_some() {
+            self.tables[self.active ^ 1].freeze();
+        }
     }
 
     /// The immutable MemTable was written out: it becomes idle.

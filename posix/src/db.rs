@@ -483,7 +483,7 @@ impl Db {
             };
             let state = &mut *guard;
             // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.
-            state.pins.after_change(&state.engine);
+            state.pins.after_change(&mut state.engine);
             if let (Some(started), Some(bg)) = (waiting, &mut state.background) {
                 bg.note_flush_wait(started.elapsed());
             }
@@ -954,7 +954,7 @@ impl Db {
         // a copy made first, if the flush did rotate it away.
         let copy = state.pins.copy_active(&state.engine);
         let flushed = state.engine.flush().map_err(Error::from);
-        state.pins.after_flush(&state.engine, copy);
+        state.pins.after_flush(&mut state.engine, copy);
         let scheduled = match &mut state.background {
             Some(bg) => bg.after_write(&mut state.engine),
             None => Ok(()),

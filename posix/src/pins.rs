@@ -83,23 +83,25 @@ impl Pins {
                 g
             }
         };
+        let shared = match &self.immutable {
+            (g, copy) if g + 1 == id => copy.upgrade(),
+            _ => None,
+        };
+        if shared.is_none() {
+            // Sorted once in place (a rotation only seals it), so that later copies are memcpys.
+            engine.sort_immutable_memtable();
+        }
         let older = match engine.memtables().1 {
             None => Arc::clone(&self.empty),
-            Some(immutable) => {
-                let shared = match &self.immutable {
-                    (g, copy) if g + 1 == id => copy.upgrade(),
-                    _ => None,
-                };
-                match shared {
-                    Some(copy) => copy,
-                    None => {
-                        let copy = copy_of(immutable)
-                            .ok_or(Error::SnapshotUnavailable { generation: id.wrapping_sub(1) })?;
-                        self.immutable = (id.wrapping_sub(1), Arc::downgrade(&copy));
-                        copy
-                    }
+            Some(immutable) => match shared {
+                Some(copy) => copy,
+                None => {
+                    let copy = copy_of(immutable)
+                        .ok_or(Error::SnapshotUnavailable { generation: id.wrapping_sub(1) })?;
+                    self.immutable = (id.wrapping_sub(1), Arc::downgrade(&copy));
+                    copy
                 }
-            }
+            },
         };
         Ok((generation, point, older))
     }
@@ -115,13 +117,15 @@ impl Pins {
 
     /// After an engine call that may have rotated the MemTables (one rotation at most): a
     /// pinned generation the rotation froze is copied from the engine's immutable MemTable.
-    pub(crate) fn after_change(&mut self, engine: &Engine) {
+    pub(crate) fn after_change(&mut self, engine: &mut Engine) {
         let Some(g) = self.active.upgrade() else { return };
         let now = engine.memtable_generation();
         if g.id == now {
             return;
         }
         if g.copy().is_none() && g.id.wrapping_add(1) == now {
+            // Sorted once in place (the rotation only sealed it), then copied.
+            engine.sort_immutable_memtable();
             if let Some(copy) = engine.memtables().1.and_then(copy_of) {
                 let _ = g.copy.set(copy);
             }
@@ -148,7 +152,7 @@ impl Pins {
     /// if the flush rotated it away. A flush that did not (the active MemTable was empty, or the
     /// flush failed before its rotation, out of space) leaves it active and taking writes: its
     /// snapshots go on reading it under the lock, and the copy is dropped.
-    pub(crate) fn after_flush(&mut self, engine: &Engine, copy: Option<MemCopy>) {
+    pub(crate) fn after_flush(&mut self, engine: &mut Engine, copy: Option<MemCopy>) {
         if let (Some(g), Some(copy)) = (self.active.upgrade(), copy) {
             if g.id != engine.memtable_generation() {
                 let _ = g.copy.set(copy);

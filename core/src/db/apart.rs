@@ -200,7 +200,7 @@ where
         if self.mems.immutable_wal().is_none() {
             return Err(buf);
         }
-        self.mems.other().frozen_copy(buf)
+        self.mems.other().sealed_copy(buf)
     }
 
     /// Makes a flush's output live (`<id>.tmp` synced, renamed to `<id>.sst`, directory synced,

@@ -559,6 +559,8 @@ where
         keys: &'a mut [u8],
     ) -> Result<Scan<'a, S, M>, S> {
         let now = self.clock.now();
+        // The immutable MemTable is sealed unsorted at rotation: a scan sorts it (once).
+        self.mems.sort_immutable();
         let (mems, which) = self.mems.both();
         let sorted = self.order.as_mut().and_then(|o| o.update(which, mems[0]));
         let points = [crate::memtable::NEWEST; 2];
@@ -599,6 +601,13 @@ where
     /// The active MemTable, and the immutable one when there is one.
     pub fn memtables(&self) -> (&MemTable<M>, Option<&MemTable<M>>) {
         (self.mems.active(), self.mems.immutable())
+    }
+
+    /// Sorts the immutable MemTable in place if it is not yet ([`MemTable::freeze`]; a rotation
+    /// only seals it): before a host copies it for readers that scan it, so that the sort is
+    /// done once and each copy is a memcpy.
+    pub fn sort_immutable_memtable(&mut self) {
+        self.mems.sort_immutable();
     }
 
     /// Starts a scan over the caller's `tables` (read through `storage`: a host's own view of
