@@ -1,7 +1,8 @@
-//! Flush: writing a frozen MemTable out as a new SSTable.
+//! Flush: writing a sealed (frozen) MemTable out as a new SSTable.
 //!
-//! The table is written as `<id>.tmp` from the MemTable's sorted entries, with the filter built
-//! in the MemTable's spare slots, then the table set ([`crate::version::Version::add`]) makes it
+//! The table is written as `<id>.tmp` from the MemTable's sorted entries (a rotation only seals
+//! it: [`crate::memtable::MemTable::flush_parts`] sorts it here), with the filter built in the
+//! MemTable's spare slots, then the table set ([`crate::version::Version::add`]) makes it
 //! live. With no older table, nothing can hide behind a tombstone or an expired entry, so those
 //! are left out.
 //!
@@ -97,7 +98,7 @@ pub fn publish<S: Storage>(
     Ok(file)
 }
 
-/// Writes the frozen MemTable `mem`, whose entries are all from WALs up to `covered`, as a new
+/// Writes the sealed MemTable `mem` (sorting it first), whose entries are all from WALs up to `covered`, as a new
 /// SSTable; `now` decides what is dead. Writes nothing if every entry is dead. Returns whether
 /// a table was written (and made live).
 pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
@@ -122,7 +123,7 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     }
 }
 
-/// Writes the frozen MemTable `mem` as the table `<plan.id>.tmp`, not yet live and not synced
+/// Writes the sealed MemTable `mem` (sorting it first) as the table `<plan.id>.tmp`, not yet live and not synced
 /// (the install's `Version::add` syncs it, or the runner syncs ([`sync_temp`]) or [`publish`]es
 /// it first, off the lock);
 /// `None` (and no file left) when there was nothing to write. On a full

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! put/delete ──► WAL (<id>.wal, framed records) ──► active MemTable (hash, arena)
-//!                                                        │ full: freeze, new WAL
+//!                                                        │ full: seal, new WAL
 //!                                                        ▼
 //!                                               immutable MemTable ──► SSTable (<id>.sst)
 //! get ──► active MemTable ──► immutable MemTable ──► SSTables, newest to oldest

@@ -139,7 +139,7 @@ pub struct MemTable<M> {
     sealed: bool,
     /// Sorted ([`MemTable::freeze`]; implies `sealed`).
     frozen: bool,
-    /// Counts changes (inserts, freezes, resets): see [`MemTable::changes`].
+    /// Counts changes (inserts, seals, freezes, resets): see [`MemTable::changes`].
     changes: u64,
     /// Counts freezes and resets: see [`MemTable::epoch`].
     epoch: u32,
@@ -715,8 +715,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.epoch = self.epoch.wrapping_add(1);
     }
 
-    /// A count of the changes made to the table (each insert, freeze and reset adds one): equal
-    /// counts of the same table mean the same contents.
+    /// A count of the changes made to the table (each insert, seal, freeze and reset adds one):
+    /// equal counts of the same table mean the same contents.
     pub fn changes(&self) -> u64 {
         self.changes
     }
@@ -820,10 +820,10 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         self.copy_into(buf)
     }
 
-    /// A copy of this table, active or frozen, in `buf` (of the same length as this table's
-    /// buffer), frozen: what a reader pinned in this table reads once the table itself is
-    /// flushed or dropped. A memcpy of the used bytes, and a sort of the copy's slots when this
-    /// table is active. `Err(buf)` when the lengths differ.
+    /// A copy of this table, active, sealed or frozen, in `buf` (of the same length as this
+    /// table's buffer), frozen: what a reader pinned in this table reads once the table itself
+    /// is flushed or dropped. A memcpy of the used bytes, and a sort of the copy's slots when
+    /// this table is not frozen (active or sealed). `Err(buf)` when the lengths differ.
     pub fn copy_frozen<N: AsRef<[u8]> + AsMut<[u8]>>(&self, buf: N) -> Result<MemTable<N>, N> {
         let mut copy = self.copy_into(buf)?;
         copy.freeze();

@@ -19,7 +19,7 @@
 //!     lock let go                                  sync the output (when nothing evicts:
 //!                                                  rename it over <id>.sst, sync the
 //!                                                  directory), report it, notify
-//! the write (a rotation only freezes the MemTable     `reported`, raise `waiting` and
+//! the write (a rotation only seals the MemTable       `reported`, raise `waiting` and
 //!   and starts the next WAL)                         nudge: try the engine's lock, and
 //! after it: the flush of the frozen MemTable →       with it settle (what a write does
 //!   the flush thread (crate::flusher);               before and after it: reports in,

@@ -1,16 +1,16 @@
 //! The flush thread: the frozen MemTable is written out as an SSTable off the writer's path.
 //!
 //! It owns one buffer of `memtable_bytes` (the *flush copy*) and a storage handle of its own.
-//! The engine keeps the MemTables; the write that fills the active one only freezes it and
-//! starts the next WAL (under the engine's lock, as before). Then, still under the lock:
+//! The engine keeps the MemTables; the write that fills the active one only seals it (no more
+//! writes, no sort) and starts the next WAL (under the engine's lock, as before). Then, still under the lock:
 //!
 //! ```text
 //! writer side (engine lock held)                 flush thread (no lock of the Db's)
 //! ──────────────────────────────                 ──────────────────────────────────
 //! Engine::plan_flush: table id, WALs covered,
 //!   whether dead entries may be dropped
-//! Engine::copy_immutable into the flush copy ─►  flush::write_temp: filter built in the
-//!   (a memcpy of the used bytes)                   copy, <id>.tmp written through its own
+//! Engine::copy_immutable into the flush copy ─►  flush::write_temp: the copy sorted, its
+//!   (a memcpy of the used bytes)                   filter built in it, <id>.tmp written by its own
 //!                                                  PosixStorage handle; flush::publish: synced,
 //!                                                  renamed to <id>.sst, directory synced
 //! the thread's nudge, a later call (or the ◄─     report, notify `reported`, nudge

@@ -111,8 +111,8 @@ pub struct Options {
     /// for a compaction only when the tables reach [`Options::stop_tables`], never because a
     /// compaction is due. Each holds `memtable_bytes` of scratch memory for its merges. With any
     /// (and not read-only), one more thread flushes the frozen MemTable: the write that fills
-    /// the active MemTable only freezes it and starts the next WAL, and the flush thread copies
-    /// the frozen one (`memtable_bytes` more memory, held from open) and writes it as an
+    /// the active MemTable only seals it (no sort) and starts the next WAL, and the flush thread
+    /// copies the sealed one (`memtable_bytes` more memory, held from open) and writes it as an
     /// SSTable. A write waits for a flush only when it fills the next MemTable before the
     /// previous flush is installed (the disk is slower than the writes): the stop condition of
     /// the flush, counted in [`crate::BackgroundStats::flush_waits`]. 0: every flush and

@@ -71,7 +71,8 @@ impl Pins {
     }
 
     /// Pins the engine's present for a snapshot: O(1) but for the first snapshot that needs the
-    /// MemTable waiting for a flush, which copies it (a memcpy of its used bytes).
+    /// MemTable waiting for a flush, which sorts it in place (a rotation only seals it; 3–8 ms
+    /// for a full 4 MiB MemTable, once per rotation) and copies it (a memcpy of its used bytes).
     pub(crate) fn pin(&mut self, engine: &mut Engine) -> Result<Pinned, Error> {
         let (id, point) = engine.pin_memtable();
         self.pinned = true;
@@ -116,7 +117,9 @@ impl Pins {
     }
 
     /// After an engine call that may have rotated the MemTables (one rotation at most): a
-    /// pinned generation the rotation froze is copied from the engine's immutable MemTable.
+    /// pinned generation the rotation froze is copied from the engine's immutable MemTable,
+    /// sorted in place first (so a write that rotates while a snapshot of the active MemTable
+    /// lives still sorts it under the lock, as every rotation did before it was only sealed).
     pub(crate) fn after_change(&mut self, engine: &mut Engine) {
         let Some(g) = self.active.upgrade() else { return };
         let now = engine.memtable_generation();

@@ -281,8 +281,9 @@ impl Db {
     /// Cost: O(1) under the engine's lock, no flush and no copy: a point pinned in the active
     /// MemTable, the view of the live tables (shared with gets; rebuilt only after the table
     /// set changed) and the clock. The one exception: the first snapshot taken while a full
-    /// MemTable waits for its flush copies it (a memcpy of its used bytes, at most
-    /// [`crate::Options::memtable_bytes`]); later snapshots share that copy.
+    /// MemTable waits for its flush sorts it in place (the rotation only sealed it: a few
+    /// milliseconds for a full default MemTable) and copies it (a memcpy of its used bytes, at
+    /// most [`crate::Options::memtable_bytes`]); later snapshots share that copy.
     ///
     /// Memory while it lives: up to two MemTable copies (2 × `memtable_bytes`), shared by the
     /// snapshots and iterators of the same MemTable generations: the copy of the MemTable it

@@ -378,7 +378,7 @@ where
         self.wals.unsynced()
     }
 
-    /// Freezes the active MemTable and starts a new WAL, flushing the older immutable MemTable
+    /// Seals the active MemTable (no sort) and starts a new WAL, flushing the older immutable MemTable
     /// first (inline, unless a flush apart from the database runs: then
     /// [`Error::FlushPending`], before anything changed).
     fn rotate(&mut self) -> Result<(), S> {

@@ -419,6 +419,9 @@ fn a_flush_run_apart_is_refused_into_then_installed_and_reads_see_its_memtable_t
     let plan = db.plan_flush().expect("an immutable MemTable to flush");
     assert_eq!(db.plan_flush(), None, "one flush at a time");
     let mut copy = db.copy_immutable(vec![0u8; 4096]).ok().unwrap();
+    // The rotation sealed the MemTable without sorting it, and the flusher's copy is a memcpy.
+    let unsorted = |m: Option<&MemTable<Vec<u8>>>| m.is_some_and(|m| m.is_sealed() && !m.is_frozen());
+    assert!(unsorted(db.memtables().1) && unsorted(Some(&copy)));
     // Fill the active MemTable: the write that must rotate is refused, nothing logged, and
     // the database is not poisoned.
     let wal_before = loop {
@@ -439,7 +442,18 @@ fn a_flush_run_apart_is_refused_into_then_installed_and_reads_see_its_memtable_t
     for (k, v) in &model {
         assert_eq!(get(&mut db, k).as_ref(), Some(v), "read while the flush runs");
     }
+    // A scan sorts the sealed MemTable in place first, and sees every write in order.
+    let mut keys = vec![0u8; db.scan_key_bytes()];
+    let (mut key, mut value, mut seen) = ([0u8; 64], [0u8; 64], Vec::new());
+    let mut scan = db.scan(KeyRange::all(), false, &mut keys).unwrap();
+    while let Some((k, v)) = scan.next(&mut key, &mut value).unwrap() {
+        seen.push((key[..k].to_vec(), value[..v].to_vec()));
+    }
+    drop(scan);
+    assert_eq!(seen, model.clone().into_iter().collect::<Vec<_>>());
+    assert!(db.memtables().1.is_some_and(MemTable::is_frozen));
     let table = flush::write_temp(db.storage(), &plan, &mut copy).unwrap();
+    assert!(copy.is_frozen(), "the flush sorted its copy");
     assert_eq!(files(&mut db, ".tmp"), 1);
     db.install_flush(Flushed { plan, table, state: flush::TableState::Written }).unwrap();
     assert_eq!((files(&mut db, ".tmp"), db.stats().tables, db.stats().immutable_keys), (0, 1, 0));

@@ -1,6 +1,8 @@
 //! A scan's cursor over one MemTable: its entries in key order, forward or backward.
 //!
-//! A frozen MemTable is sorted already (its slots). The active one is a hash table: the scan
+//! A frozen MemTable is sorted already (its slots); a sealed one (a rotation's, not sorted yet) is
+//! sorted by [`crate::Db::scan`] first, and a copy by `copy_frozen`. The active one is a hash
+//! table: the scan
 //! visits it through the offsets of its entries sorted into the database's order buffer
 //! (sorted once, then kept up to date as writes add entries: `super::OrderCache`), or,
 //! without one large enough, by
@@ -43,6 +45,8 @@ impl<'a, M: AsRef<[u8]> + AsMut<[u8]>> MemCursor<'a, M> {
     /// A cursor over `mem` as of `point`, which is frozen, or active with its entries' offsets
     /// in key order in `sorted` (`None`: choose at each step).
     pub(crate) fn new(mem: &'a MemTable<M>, sorted: Option<Offsets<'a>>, point: u32) -> Self {
+        // A sealed table is sorted before a scan reads it (else `Choose`: O(n) per step).
+        debug_assert!(mem.is_frozen() || !mem.is_sealed() || mem.is_empty());
         let order = match sorted {
             _ if mem.is_frozen() => Order::Frozen,
             Some(offsets) => Order::Offsets(offsets),
