@@ -1,7 +1,7 @@
 //! The compaction threads run as many nice levels below the writer and the readers as
 //! `Options::compaction_nice` asks (none by default), on Linux where a nice value belongs to
-//! one thread; the flush thread keeps the process's priority. Its own test binary: the threads are found by name among the
-//! process's, and no other test's database may have any then.
+//! one thread; the flush thread keeps the process's priority. Its own test binary: the threads
+//! are found by name among the process's, and no other test's database may have any then.
 
 use std::fs;
 use std::thread;

@@ -98,7 +98,8 @@ pub fn publish<S: Storage>(
     Ok(file)
 }
 
-/// Writes the sealed MemTable `mem` (sorting it first), whose entries are all from WALs up to `covered`, as a new
+/// Writes the sealed MemTable `mem` (sorting it first), whose entries are all from WALs up to
+/// `covered`, as a new
 /// SSTable; `now` decides what is dead. Writes nothing if every entry is dead. Returns whether
 /// a table was written (and made live).
 pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
@@ -123,7 +124,8 @@ pub fn write_table<S: Storage, M: AsRef<[u8]> + AsMut<[u8]>>(
     }
 }
 
-/// Writes the sealed MemTable `mem` (sorting it first) as the table `<plan.id>.tmp`, not yet live and not synced
+/// Writes the sealed MemTable `mem` (sorting it first) as the table `<plan.id>.tmp`, not yet
+/// live and not synced
 /// (the install's `Version::add` syncs it, or the runner syncs ([`sync_temp`]) or [`publish`]es
 /// it first, off the lock);
 /// `None` (and no file left) when there was nothing to write. On a full

@@ -1,6 +1,7 @@
 //! The two MemTables: the *active* one takes writes; the other is either *immutable* (sealed at
-//! rotation, sorted only when a flush or a scan needs its order, still answering reads, waiting to be written out as an SSTable, with the id of the newest WAL
-//! its entries came from) or *idle* (empty, its buffer lent to compaction as scratch memory).
+//! rotation, sorted only when a flush or a scan needs its order, still answering reads, waiting
+//! to be written out as an SSTable, with the id of the newest WAL its entries came from) or
+//! *idle* (empty, its buffer lent to compaction as scratch memory).
 //!
 //! [`MemTables`] owns which is which; the buffers come from the caller ([`crate::Db::open`]), so
 //! the engine's memory is two MemTable buffers and nothing else.

@@ -51,7 +51,8 @@
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
 //!   MemTable rotation (the new WAL's creation and the copy for the flush thread: the frozen
 //!   MemTable is sealed, not sorted, and the flush thread sorts its copy; the first snapshot or
-//!   iterator that reads it sorts the engine's table once; the old WAL is left to the next sync), a flush's and a compaction's install
+//!   iterator that reads it sorts the engine's table once; the old WAL is left to the next
+//!   sync), a flush's and a compaction's install
 //!   (rename, directory sync, removals), inline flushes and compactions when
 //!   `background_threads` is 0, [`Db::flush`], the MemTable lookup of a get that misses the
 //!   row cache (and taking its view of the tables), and each batch of an iterator
@@ -60,7 +61,8 @@
 //!
 //! - A **snapshot** ([`Db::snapshot`], `crate::snapshot`; every iterator takes one) pins a point
 //!   in the active MemTable and keeps the table view of that moment, O(1) under the engine's
-//!   lock (but for the first one after a rotation: `crate::pins`); its reads take the lock only for the active MemTable, while its generation is still
+//!   lock (but for the first one after a rotation: `crate::pins`); its reads take the lock
+//!   only for the active MemTable, while its generation is still
 //!   the active one (`crate::pins` keeps the copies of generations rotated away).
 //!
 //! Visibility: a write is visible to reads from the moment its call takes the engine's lock

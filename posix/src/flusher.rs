@@ -2,7 +2,8 @@
 //!
 //! It owns one buffer of `memtable_bytes` (the *flush copy*) and a storage handle of its own.
 //! The engine keeps the MemTables; the write that fills the active one only seals it (no more
-//! writes, no sort) and starts the next WAL (under the engine's lock, as before). Then, still under the lock:
+//! writes, no sort) and starts the next WAL (under the engine's lock, as before). Then, still
+//! under the lock:
 //!
 //! ```text
 //! writer side (engine lock held)                 flush thread (no lock of the Db's)

@@ -130,12 +130,12 @@ pub struct Options {
     /// How much lower the CPU priority of the compaction threads is than the process's: their
     /// nice value is raised by this much (0 ..= 19, default 0: the process's priority; on Linux,
     /// where the nice value belongs to a thread; ignored elsewhere). On a machine with few cores
-    /// a merge takes its share of a core from the writer and the readers: a put that rotates
-    /// the MemTable (a few milliseconds of CPU under the engine's lock) can wait tens of
-    /// milliseconds for the scheduler behind two merges. With 10, on two cores, 10^7 random puts
-    /// had 4–9 puts over 15 ms where the default had 19–21, but the bench's slowest put did not
-    /// change and its 99.9th percentile rose by about a third (docs/BENCHMARKS.md): opt-in, for
-    /// a writer whose long stalls matter more. Merges still get every idle cycle, and a writer
+    /// a merge takes its share of a core from the writer and the readers, whose CPU work under
+    /// the engine's lock can then wait for the scheduler behind two merges. With 10, on two
+    /// cores, 10^7 random puts had 4–9 puts over 15 ms where the default had 19–21 (measured
+    /// while a rotation still sorted the MemTable under the lock), but the bench's slowest put
+    /// did not change and its 99.9th percentile rose by about a third (docs/BENCHMARKS.md):
+    /// opt-in, for a writer whose long stalls matter more. Merges still get every idle cycle, and a writer
     /// that outruns them is held at [`Options::slowdown_tables`] and [`Options::stop_tables`],
     /// where it sleeps and leaves them the CPU. The flush thread keeps the process's priority:
     /// a write that fills the next MemTable waits for it.

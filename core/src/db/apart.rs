@@ -192,8 +192,9 @@ where
     /// A copy of the immutable MemTable in `buf` (as long as a MemTable buffer), for a flush run
     /// apart from the database: a memcpy, unsorted as the rotation left it
     /// ([`MemTable::sealed_copy`]); the copy is the flusher's, which [`crate::flush::write_temp`]
-    /// sorts and builds the table's filter in, while the database's own keeps answering reads. `Err(buf)` when there is no
-    /// immutable MemTable or `buf`'s length is not a MemTable buffer's.
+    /// sorts and builds the table's filter in, while the database's own keeps answering reads.
+    /// `Err(buf)` when there is no immutable MemTable or `buf`'s length is not a MemTable
+    /// buffer's.
     pub fn copy_immutable<N: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         buf: N,
