@@ -711,15 +711,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>> MemTable<M> {
         // entries are decoded only for comparisons inside a run.
         let used = &mut slots[..used];
         used.sort_unstable_by_key(slot_hash);
-        let mut start = 0;
-        while let Some(first) = used.get(start) {
-            let tag = slot_hash(first);
-            let len =
-                used.get(start..).map_or(0, |rest| rest.iter().take_while(|s| slot_hash(s) == tag).count());
-            if let Some(run) = used.get_mut(start..start + len).filter(|run| run.len() > 1) {
-                run.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
-            }
-            start += len.max(1);
+        for run in used.chunk_by_mut(|a, b| slot_hash(a) == slot_hash(b)).filter(|run| run.len() > 1) {
+            run.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
         }
         self.shared_prefix = shared;
         self.frozen = true;
