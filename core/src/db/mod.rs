@@ -551,7 +551,10 @@ where
 
     /// Starts a scan of `range`, in key order (`reverse`: from the last key down). `keys` is the
     /// scan's key buffer (at least [`Db::scan_key_bytes`]). See [`crate::scan`] for the memory a
-    /// scan takes and how to resume one after writing, and [`Db::set_scan_order_buffer`].
+    /// scan takes and how to resume one after writing, and [`Db::set_scan_order_buffer`]. The
+    /// first scan after a rotation sorts the immutable MemTable in place (the rotation only
+    /// sealed it: O(n log n) in its keys, once; the flush that writes it out would sort it
+    /// otherwise).
     pub fn scan<'a>(
         &'a mut self,
         range: KeyRange<'a>,
