@@ -51,23 +51,8 @@ pub trait SharedReader {
 fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEngine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Arc::new(MiniVault::open(
-            dir,
-            opts,
-            minivault::Options::DEFAULT.background_threads,
-            None,
-            None,
-        )?)),
-        crate::engines::INLINE => Ok(Arc::new(MiniVault::open(dir, opts, 0, None, None)?)),
-        crate::engines::BIG_CACHES => {
-            let (threads, caches) =
-                (minivault::Options::DEFAULT.background_threads, crate::engines::BIG_CACHE_BYTES);
-            Ok(Arc::new(MiniVault::open(dir, opts, threads, Some(caches), None)?))
-        }
-        crate::engines::LOW_PRIORITY => {
-            let (threads, nice) =
-                (minivault::Options::DEFAULT.background_threads, crate::engines::LOW_PRIORITY_NICE);
-            Ok(Arc::new(MiniVault::open(dir, opts, threads, None, Some(nice))?))
+        name if let Some(options) = crate::engines::minivault_options(name, opts) => {
+            Ok(Arc::new(MiniVault(minivault::Db::open_with(dir, options).map_err(err("open"))?)))
         }
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Arc::new(peers::Fjall::open(dir, opts)?)),
@@ -82,42 +67,9 @@ fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Arc<dyn SharedEng
     }
 }
 
-/// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), caches as in
-/// [`crate::engines`]; `minivault-inline` with no background compaction threads,
-/// `minivault-bigcache` with [`crate::engines::BIG_CACHE_BYTES`], `minivault-lowpriority` with
-/// its compaction threads 10 nice levels down.
+/// MiniVaultDB: one `minivault::Db` (`Send + Sync`, `&self` methods), opened with the options
+/// of its variant ([`crate::engines::minivault_options`]).
 struct MiniVault(minivault::Db);
-
-impl MiniVault {
-    /// `caches`: page cache and row cache bytes, the defaults when `None`; `compaction_nice`:
-    /// the default when `None`.
-    fn open(
-        dir: &Path,
-        opts: EngineOptions,
-        background_threads: usize,
-        caches: Option<(usize, usize)>,
-        compaction_nice: Option<u8>,
-    ) -> Result<Self> {
-        let durability = match opts.mode {
-            Mode::Relaxed => minivault::Durability::Manual,
-            Mode::EveryWrite => minivault::Durability::Always,
-        };
-        let (cache_bytes, row_cache_bytes) = caches.unwrap_or((
-            minivault::storage::DEFAULT_CACHE_BYTES,
-            minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
-        ));
-        let options = minivault::Options {
-            memtable_bytes: opts.memtable_bytes,
-            durability,
-            cache_bytes,
-            row_cache_bytes,
-            background_threads,
-            compaction_nice: compaction_nice.unwrap_or(minivault::Options::DEFAULT.compaction_nice),
-            ..minivault::Options::DEFAULT
-        };
-        Ok(MiniVault(minivault::Db::open_with(dir, options).map_err(err("open"))?))
-    }
-}
 
 impl SharedEngine for MiniVault {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -215,14 +215,7 @@ pub fn available(name: &str) -> bool {
 pub fn open(name: &str, dir: &Path, opts: EngineOptions) -> Result<Box<dyn Engine>> {
     fs::create_dir_all(dir).map_err(err("create dir"))?;
     match name {
-        "minivault" => Ok(Box::new(MiniVault::open(dir, opts, None, None, None, None)?)),
-        INLINE => Ok(Box::new(MiniVault::open(dir, opts, None, Some(0), None, None)?)),
-        BIG_CACHES => Ok(Box::new(MiniVault::open(dir, opts, None, None, Some(BIG_CACHE_BYTES), None)?)),
-        LOW_PRIORITY => Ok(Box::new(MiniVault::open(dir, opts, None, None, None, Some(LOW_PRIORITY_NICE))?)),
-        variant if opt_in(variant) => {
-            let step = VARIANTS.iter().find(|(v, _)| *v == variant).map(|(_, step)| *step);
-            Ok(Box::new(MiniVault::open(dir, opts, step, None, None, None)?))
-        }
+        name if minivault_options(name, opts).is_some() => Ok(Box::new(MiniVault::open(dir, name, opts)?)),
         "rawfile" => Ok(Box::new(RawFile::open(dir, opts, false)?)),
         "rawprealloc" => Ok(Box::new(RawFile::open(dir, opts, true)?)),
         #[cfg(feature = "fjall")]
@@ -246,43 +239,45 @@ pub struct MiniVault {
     batch: minivault::WriteBatch,
 }
 
+/// The `minivault::Options` of MiniVaultDB engine `name` (`minivault` or one of its opt-in
+/// variants) for `opts`; `None` for another engine. The one place each variant's settings are
+/// written down: the single-handle workloads ([`open`]) and the shared-handle ones
+/// (`crate::concurrent`) open them alike.
+pub fn minivault_options(name: &str, opts: EngineOptions) -> Option<minivault::Options> {
+    let durability = match opts.mode {
+        Mode::Relaxed => minivault::Durability::Manual,
+        Mode::EveryWrite => minivault::Durability::Always,
+    };
+    // Read caches, spelled out so that a change of default shows up here. Every engine keeps
+    // its default caches (docs/BENCHMARKS.md, "Engines and durability"), and MiniVaultDB's
+    // together stay below each peer's: 8 MiB of SSTable pages + 4 MiB of rows = 12 MiB,
+    // against fjall's 32 MiB block cache (fjall 3.1 `Config` default), RocksDB's 32 MiB
+    // block cache (its default when none is configured), and redb's and sled's in-process
+    // caches of up to 1 GiB (their defaults).
+    let mut options = minivault::Options {
+        memtable_bytes: opts.memtable_bytes,
+        durability,
+        cache_bytes: minivault::storage::DEFAULT_CACHE_BYTES,
+        row_cache_bytes: minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
+        ..minivault::Options::DEFAULT
+    };
+    match name {
+        "minivault" => {}
+        INLINE => options.background_threads = 0,
+        BIG_CACHES => (options.cache_bytes, options.row_cache_bytes) = BIG_CACHE_BYTES,
+        LOW_PRIORITY => options.compaction_nice = LOW_PRIORITY_NICE,
+        variant => {
+            let (_, step) = VARIANTS.iter().find(|(v, _)| *v == variant)?;
+            options.wal_preallocation_bytes = Some(*step);
+        }
+    }
+    Some(options)
+}
+
 impl MiniVault {
-    /// Opens with the default WAL preallocation step, or `wal_preallocation_bytes` when given,
-    /// the default compaction threads, or `background_threads` when given, and the default
-    /// read caches, or `caches` (page cache, row cache bytes) when given, and the default
-    /// compaction threads' priority, or `compaction_nice` when given.
-    fn open(
-        dir: &Path,
-        opts: EngineOptions,
-        wal_preallocation_bytes: Option<u64>,
-        background_threads: Option<usize>,
-        caches: Option<(usize, usize)>,
-        compaction_nice: Option<u8>,
-    ) -> Result<Self> {
-        let durability = match opts.mode {
-            Mode::Relaxed => minivault::Durability::Manual,
-            Mode::EveryWrite => minivault::Durability::Always,
-        };
-        // Read caches, spelled out so that a change of default shows up here. Every engine keeps
-        // its default caches (docs/BENCHMARKS.md, "Engines and durability"), and MiniVaultDB's
-        // together stay below each peer's: 8 MiB of SSTable pages + 4 MiB of rows = 12 MiB,
-        // against fjall's 32 MiB block cache (fjall 3.1 `Config` default), RocksDB's 32 MiB
-        // block cache (its default when none is configured), and redb's and sled's in-process
-        // caches of up to 1 GiB (their defaults).
-        let (cache_bytes, row_cache_bytes) = caches.unwrap_or((
-            minivault::storage::DEFAULT_CACHE_BYTES,
-            minivault::row_cache::DEFAULT_ROW_CACHE_BYTES,
-        ));
-        let options = minivault::Options {
-            memtable_bytes: opts.memtable_bytes,
-            durability,
-            cache_bytes,
-            row_cache_bytes,
-            wal_preallocation_bytes,
-            background_threads: background_threads.unwrap_or(minivault::Options::DEFAULT.background_threads),
-            compaction_nice: compaction_nice.unwrap_or(minivault::Options::DEFAULT.compaction_nice),
-            ..minivault::Options::DEFAULT
-        };
+    /// Opens MiniVaultDB engine `name` ([`minivault_options`]).
+    fn open(dir: &Path, name: &str, opts: EngineOptions) -> Result<Self> {
+        let options = minivault_options(name, opts).ok_or_else(|| format!("{name} is not MiniVaultDB"))?;
         let db = minivault::Db::open_with(dir, options).map_err(err("open"))?;
         Ok(MiniVault { db, batch: minivault::WriteBatch::new(vec![0u8; 512 << 10]) })
     }
