@@ -237,6 +237,19 @@ pub(crate) struct Background {
     slowdown_tables: usize,
     stop_tables: usize,
     stats: BackgroundStats,
+    /// What the engine looked like when the policy last found nothing due
+    /// ([`Background::schedule`]): the plan depends on nothing else, so while it is unchanged
+    /// the writes that follow do not ask again.
+    nothing_due: Option<PlanInputs>,
+}
+
+/// What [`minivault_core::Db::plan_compaction`] decides from, besides `force`: the table set
+/// (its change count), the compactions running (their tables are not planned again), and
+/// whether the engine is poisoned (nothing is planned then).
+type PlanInputs = (u64, usize, bool);
+
+fn plan_inputs(engine: &Engine) -> PlanInputs {
+    (engine.table_set_changes(), engine.compactions_running(), engine.is_poisoned())
 }
 
 impl Background {
@@ -290,6 +303,7 @@ impl Background {
             slowdown_tables,
             stop_tables,
             stats: BackgroundStats::default(),
+            nothing_due: None,
         })
     }
 
@@ -428,12 +442,15 @@ impl Background {
     /// finished; returns the first failure, or one [`Background::settle`] kept.
     pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
         // Lowered before the reports are read: a report sent from here on raises it again.
-        self.signal.waiting.store(false, Ordering::Release);
+        // Every report is sent before its thread raises the flag (`Signal::reported`), so
+        // with the flag down there is none to read, bar one whose flag is about to rise (the
+        // next call reads it): most writes look at one atomic instead of two channels.
+        let reported = self.signal.waiting.swap(false, Ordering::AcqRel);
         let mut first_error = self.held_error.take();
-        if let Err(e) = self.flusher.collect(engine) {
+        if let Err(e) = self.flusher.collect(engine, reported) {
             first_error.get_or_insert(e);
         }
-        while let Ok(report) = self.reports.try_recv() {
+        while let Some(report) = reported.then(|| self.reports.try_recv().ok()).flatten() {
             if let Err(e) = self.handle(engine, report) {
                 first_error.get_or_insert(e);
             }
@@ -508,9 +525,17 @@ impl Background {
         if self.stop.load(Ordering::Relaxed) {
             return;
         }
+        if !force && self.nothing_due == Some(plan_inputs(engine)) {
+            return;
+        }
         for w in self.workers.iter_mut().filter(|w| w.busy.is_none()) {
             let Some(jobs) = &w.jobs else { continue };
-            let Some(plan) = engine.plan_compaction(self.scratch_len, force) else { return };
+            let Some(plan) = engine.plan_compaction(self.scratch_len, force) else {
+                if !force {
+                    self.nothing_due = Some(plan_inputs(engine));
+                }
+                return;
+            };
             let inputs = engine.compaction_inputs(&plan).to_vec();
             if jobs.send(Job { plan, inputs }).is_err() {
                 // The worker is gone (it panicked); forget it and the plan.
@@ -541,6 +566,9 @@ impl Background {
         }
         // The running flush is finished and installed (crate::flusher says why).
         let flushed = self.flusher.shut_down(engine).err();
+        // Joined: every report is in the channel and its flag raised; raised again here so
+        // that the collect reads the channel whoever lowered the flag last.
+        self.signal.waiting.store(true, Ordering::Release);
         let collected = self.collect(engine).err();
         // What the installs made obsolete is unlinked before close returns.
         engine.storage().set_removals(None);

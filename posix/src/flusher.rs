@@ -182,11 +182,14 @@ impl Flusher {
         }
     }
 
-    /// Installs (or reports the failure of) the flush the thread finished, if it has; a thread
-    /// that died without reporting fails its flush (poisoning the engine).
-    pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
+    /// Installs (or reports the failure of) the flush the thread finished, if it has and
+    /// `reported` (a thread raised the report flag: its report is sent before); a thread that
+    /// died without reporting fails its flush (poisoning the engine).
+    pub(crate) fn collect(&mut self, engine: &mut Engine, reported: bool) -> Result<(), Error> {
         let mut first_error = None;
-        while let Ok(Report { plan, result, buffer }) = self.reports.try_recv() {
+        while let Some(Report { plan, result, buffer }) =
+            reported.then(|| self.reports.try_recv().ok()).flatten()
+        {
             self.buffer = Some(buffer);
             self.running = None;
             // The table was written through the thread's handle and cache: the engine reads it
@@ -231,7 +234,8 @@ impl Flusher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let collected = self.collect(engine);
+        // Joined: whatever it reported is in the channel.
+        let collected = self.collect(engine, true);
         // A thread that died without reporting.
         if let Some(plan) = self.running.take() {
             engine.abandon_flush(&plan);
