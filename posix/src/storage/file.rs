@@ -47,11 +47,24 @@ pub struct PosixFile {
     cache: Arc<Mutex<PageCache>>,
     /// The end of the bytes whose writeback was last started ([`WRITEBACK_STEP`]).
     writeback_from: u64,
+    /// The page cache has room (its capacity is fixed when the storage opens): read once here
+    /// rather than under its lock on every read.
+    cached: bool,
 }
 
 impl PosixFile {
     pub(super) fn new(fd: OwnedFd, key: FileKey, cache: Arc<Mutex<PageCache>>) -> Self {
-        Self { fd: Arc::new(fd), pos: 0, wbuf: Vec::new(), wbuf_start: 0, key, cache, writeback_from: 0 }
+        let cached = !lock(&cache).is_disabled();
+        Self {
+            fd: Arc::new(fd),
+            pos: 0,
+            wbuf: Vec::new(),
+            wbuf_start: 0,
+            key,
+            cache,
+            writeback_from: 0,
+            cached,
+        }
     }
 
     /// A read-only share of this file (its descriptor and the storage's page cache) for reads
@@ -60,8 +73,12 @@ impl PosixFile {
     /// stays open while the reader lives, after this file is dropped and after the file is
     /// removed from the directory.
     pub fn reader(&self) -> FileReader {
-        let cached = !lock(&self.cache).is_disabled();
-        FileReader { fd: Arc::clone(&self.fd), key: self.key, cache: Arc::clone(&self.cache), cached }
+        FileReader {
+            fd: Arc::clone(&self.fd),
+            key: self.key,
+            cache: Arc::clone(&self.cache),
+            cached: self.cached,
+        }
     }
 
     /// Reads at `self.pos` through the page cache.
@@ -137,7 +154,7 @@ impl Read for PosixFile {
         if buf.is_empty() {
             return Ok(0);
         }
-        if !lock(&self.cache).is_disabled() {
+        if self.cached {
             return self.read_cached(buf);
         }
         let n = sys::pread(self.fd.as_fd(), buf, self.pos)?;
