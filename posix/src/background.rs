@@ -274,7 +274,8 @@ impl Background {
         let paused = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
-            let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?;
+            // Its inputs are read from start to end through a read-ahead window each.
+            let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?.with_read_ahead();
             let (jobs, job_rx) = mpsc::channel();
             let (tx, notify) = (report_tx.clone(), signal.clone());
             let flags =

@@ -25,6 +25,12 @@ pub const WRITE_BUFFER_CAPACITY: usize = 64 * 1024;
 /// `fdatasync` meanwhile does not wait behind it.
 pub const WRITEBACK_STEP: u64 = 1 << 20;
 
+/// Bytes of each of the two windows of a [`PosixFile`] with read-ahead
+/// ([`PosixFile::read_ahead`]): a compaction worker's input tables, each read from start to end a
+/// few dozen bytes at a time in two streams, the record offsets and the records (at most 16
+/// inputs: 512 KiB per worker, beside its page cache).
+pub const READ_AHEAD_BYTES: usize = 16 * 1024;
+
 /// An open file of a [`PosixStorage`](super::PosixStorage): a descriptor, a logical position and a write buffer.
 ///
 /// Reads and writes go through `pread`/`pwrite` at the logical position, so the kernel's file
@@ -50,6 +56,36 @@ pub struct PosixFile {
     /// The page cache has room (its capacity is fixed when the storage opens): read once here
     /// rather than under its lock on every read.
     cached: bool,
+    /// Reads served from windows of the handle's own ([`PosixFile::read_ahead`]); `None`: every
+    /// read goes through the page cache.
+    ahead: Option<[Window; 2]>,
+}
+
+/// [`READ_AHEAD_BYTES`] of a file read with one `pread`, private to one handle: reads inside it
+/// take no lock and no page-cache lookup. Only for files nothing else writes while the handle
+/// reads them (a table, which is never changed once written); writes and cuts through the
+/// handle itself empty it.
+#[derive(Default)]
+struct Window {
+    /// Empty until first filled (a handle that is never read costs nothing).
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    start: u64,
+    /// Bytes of `buf` read from the file.
+    len: usize,
+    /// When it last served a read (the handle's count of window reads): the window a read that
+    /// continues neither stream refills is the one used least recently.
+    used: u64,
+}
+
+impl Window {
+    fn end(&self) -> u64 {
+        self.start + self.len as u64
+    }
+
+    fn holds(&self, pos: u64) -> bool {
+        self.start <= pos && pos < self.end()
+    }
 }
 
 impl PosixFile {
@@ -64,7 +100,59 @@ impl PosixFile {
             cache,
             writeback_from: 0,
             cached,
+            ahead: None,
         }
+    }
+
+    /// Serves every read smaller than [`READ_AHEAD_BYTES`] from one of two windows of that size
+    /// of the handle's own, each read with one `pread`, instead of through the page cache: for a
+    /// handle that reads a file from start to end in at most two interleaved forward streams
+    /// (a merge reads an input's record offsets and its records), and that nothing writes
+    /// meanwhile through another handle: a compaction's input tables.
+    pub(super) fn read_ahead(mut self) -> Self {
+        self.ahead = Some(Default::default());
+        self
+    }
+
+    /// Forgets what the read-ahead windows hold (a write or a cut through this handle).
+    fn drop_read_ahead(&mut self) {
+        for w in self.ahead.iter_mut().flatten() {
+            w.len = 0;
+        }
+    }
+
+    /// Serves a read at `self.pos` from a read-ahead window: the one that holds `pos`, or else
+    /// one refilled from `pos` (the window whose stream the read continues, else the one used
+    /// least recently). `None` when the handle has no windows or the read is as large as one.
+    fn read_from_window(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let Some(windows) = &mut self.ahead else { return Ok(None) };
+        if buf.len() >= READ_AHEAD_BYTES {
+            return Ok(None);
+        }
+        let pos = self.pos;
+        let tick = windows.iter().map(|w| w.used).max().unwrap_or(0) + 1;
+        let i = match windows.iter().position(|w| w.holds(pos)) {
+            Some(i) => i,
+            None => {
+                let continues =
+                    |w: &Window| w.len > 0 && w.start <= pos && pos - w.end() < READ_AHEAD_BYTES as u64;
+                let i = windows.iter().position(continues).unwrap_or_else(|| {
+                    windows.iter().enumerate().min_by_key(|(_, w)| w.used).map_or(0, |(i, _)| i)
+                });
+                let Some(w) = windows.get_mut(i) else { return Ok(None) };
+                if w.buf.is_empty() {
+                    w.buf = vec![0; READ_AHEAD_BYTES];
+                }
+                w.len = 0;
+                let n = sys::pread_full(self.fd.as_fd(), &mut w.buf, pos)?;
+                (w.start, w.len) = (pos, n);
+                i
+            }
+        };
+        let Some(w) = windows.get_mut(i) else { return Ok(None) };
+        w.used = tick;
+        let within = usize::try_from(pos - w.start).unwrap_or(usize::MAX);
+        Ok(Some(copy_from(w.buf.get(..w.len).unwrap_or_default(), within, buf)))
     }
 
     /// A read-only share of this file (its descriptor and the storage's page cache) for reads
@@ -90,6 +178,7 @@ impl PosixFile {
 
     /// Drops buffered bytes at or past file offset `len` (a truncate to `len` is coming).
     pub(super) fn discard_buffered_from(&mut self, len: u64) {
+        self.drop_read_ahead();
         let keep = len.saturating_sub(self.wbuf_start);
         if keep < self.wbuf.len() as u64 {
             // `keep` is below `wbuf.len()`, a usize.
@@ -106,6 +195,7 @@ impl PosixFile {
         }
         let (written, result) = sys::pwrite_all(self.fd.as_fd(), &self.wbuf, self.wbuf_start);
         lock(&self.cache).invalidate(self.key, self.wbuf_start, self.wbuf_start + written as u64);
+        self.drop_read_ahead();
         self.wbuf.drain(..written);
         // `written` is at most `wbuf.len()`, whose end offset was checked to fit in `off_t`.
         self.wbuf_start = self.wbuf_start.saturating_add(written as u64);
@@ -154,6 +244,10 @@ impl Read for PosixFile {
         if buf.is_empty() {
             return Ok(0);
         }
+        if let Some(n) = self.read_from_window(buf)? {
+            self.pos = checked_end(self.pos, n)?;
+            return Ok(n);
+        }
         if self.cached {
             return self.read_cached(buf);
         }
@@ -179,6 +273,7 @@ impl Write for PosixFile {
             // Too big to buffer: it goes out in one `pwrite` of its own.
             let (written, result) = sys::pwrite_all(self.fd.as_fd(), buf, self.pos);
             lock(&self.cache).invalidate(self.key, self.pos, self.pos + written as u64);
+            self.drop_read_ahead();
             result?;
             self.note_written(end);
         } else {
@@ -366,6 +461,7 @@ mod tests {
     use super::*;
     use crate::storage::tests::{read_all, storage};
     use crate::storage::PosixStorage;
+    use minivault_core::names::{file_name, FileKind};
     use minivault_core::Storage;
     use std::fs;
 
@@ -382,6 +478,88 @@ mod tests {
         // Flushed bytes are visible to anyone reading the file, not just this handle.
         assert_eq!(fs::read(dir.path().join("wal-1")).unwrap(), b"hello world");
         assert_eq!(read_all(&mut storage, &mut file), b"hello world");
+    }
+
+    /// Reads `len` bytes at `at` through `file` (a seek, then reads until done or the end).
+    fn read_at(file: &mut PosixFile, at: u64, len: usize) -> Vec<u8> {
+        file.seek(SeekFrom::Start(at)).unwrap();
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match file.read(&mut out[done..]).unwrap() {
+                0 => break,
+                n => done += n,
+            }
+        }
+        out.truncate(done);
+        out
+    }
+
+    #[test]
+    fn read_ahead_serves_sequential_and_scattered_reads_as_the_file_holds_them() {
+        let (dir, _) = storage();
+        // Three windows and a bit: reads cross window boundaries and the end of the file.
+        let data: Vec<u8> = (0..READ_AHEAD_BYTES * 3 + 1000).map(|i| (i * 31 % 251) as u8).collect();
+        let name = file_name(FileKind::Table, 7);
+        fs::write(dir.path().join(name.as_str()), &data).unwrap();
+        for cache_bytes in [0, 1 << 20] {
+            let mut storage =
+                PosixStorage::open_dir_with_cache(dir.path(), cache_bytes).unwrap().with_read_ahead();
+            let mut file = storage.open(&name).unwrap();
+            assert!(file.ahead.is_some());
+            // Sequential pieces of varied sizes, as a merge reads records.
+            let (mut at, mut step) = (0usize, 1usize);
+            while at < data.len() {
+                let want = step.min(data.len() - at);
+                assert_eq!(read_at(&mut file, at as u64, step), &data[at..at + want], "at {at}");
+                at += want;
+                step = step * 7 % 601 + 1;
+            }
+            assert!(read_at(&mut file, data.len() as u64, 10).is_empty(), "the end of the file");
+            // Scattered reads (an index, a footer) and a jump back into the window.
+            for at in [data.len() - 60, 5, READ_AHEAD_BYTES * 2 - 3, data.len() - 3000, 7, 8] {
+                let want = 200.min(data.len() - at);
+                assert_eq!(read_at(&mut file, at as u64, 200), &data[at..at + want], "at {at}");
+            }
+            // Two interleaved forward streams, as a merge reads an input: a 4-byte offset from
+            // the end part, then a record from the start part, and a third stream now and then.
+            for i in 0..3000usize {
+                let slot = data.len() - 12_000 + i * 4;
+                assert_eq!(read_at(&mut file, slot as u64, 4), &data[slot..slot + 4], "slot {i}");
+                let record = i * 13;
+                assert_eq!(read_at(&mut file, record as u64, 13), &data[record..record + 13], "record {i}");
+                if i % 500 == 0 {
+                    let far = (i * 7919) % (data.len() - 100);
+                    assert_eq!(read_at(&mut file, far as u64, 100), &data[far..far + 100], "far {i}");
+                }
+            }
+            // A read larger than the window goes around it.
+            assert_eq!(read_at(&mut file, 3, READ_AHEAD_BYTES + 10), &data[3..READ_AHEAD_BYTES + 13]);
+        }
+    }
+
+    #[test]
+    fn read_ahead_window_forgets_what_the_handle_writes_or_cuts() {
+        let (dir, _) = storage();
+        let name = file_name(FileKind::Table, 7);
+        fs::write(dir.path().join(name.as_str()), vec![1u8; 10_000]).unwrap();
+        let mut storage = PosixStorage::open_dir(dir.path()).unwrap().with_read_ahead();
+        let mut file = storage.open(&name).unwrap();
+        assert_eq!(read_at(&mut file, 0, 100), vec![1u8; 100]);
+        // The window holds bytes 0..10000 now; a write through the handle changes some of them.
+        file.seek(SeekFrom::Start(50)).unwrap();
+        file.write_all(&[2u8; 10]).unwrap();
+        assert_eq!(read_at(&mut file, 40, 30), [[1u8; 10], [2u8; 10], [1u8; 10]].concat());
+        file.seek(SeekFrom::Start(200)).unwrap();
+        file.write_all(&[3u8; 100_000]).unwrap();
+        assert_eq!(read_at(&mut file, 190, 20), [[1u8; 10], [3u8; 10]].concat());
+        storage.truncate(&mut file, 195).unwrap();
+        assert_eq!(read_at(&mut file, 190, 20), vec![1u8; 5]);
+        // Only tables get windows: not a created file, nor the output a merge reads back
+        // through a second handle while the first one writes it.
+        let tmp = file_name(FileKind::TempTable, 8);
+        assert!(storage.create(&tmp).unwrap().ahead.is_none());
+        assert!(storage.open(&tmp).unwrap().ahead.is_none());
     }
 
     #[test]

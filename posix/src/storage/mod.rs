@@ -81,6 +81,8 @@ pub struct PosixStorage {
     /// Where [`Storage::remove_obsolete`] sends its names while a [`Reaper`] runs (the engine's
     /// storage, with background threads); `None`: they are unlinked at once.
     removals: Option<RemovalQueue>,
+    /// Tables opened get read-ahead windows ([`PosixStorage::with_read_ahead`]).
+    read_ahead: bool,
 }
 
 /// A descriptor of a WAL file of its own, opened when the engine created or opened the file
@@ -135,6 +137,7 @@ impl PosixStorage {
             read_only,
             wal_handles: [None, None],
             removals: None,
+            read_ahead: false,
         })
     }
 
@@ -181,7 +184,20 @@ impl PosixStorage {
             // Compaction workers write tables, never a WAL.
             wal_handles: [None, None],
             removals: None,
+            read_ahead: false,
         })
+    }
+
+    /// This storage, with read-ahead windows ([`file::READ_AHEAD_BYTES`]) on every table
+    /// (`<id>.sst`) it opens: reads are served from them, with one `pread` per window and
+    /// neither the page cache's lock nor a lookup per read. For a compaction worker, whose
+    /// input tables are read once from start to end. Only tables: a table never changes once
+    /// its name is given (by the rename that publishes it), so what a window holds cannot go
+    /// stale; the output's `<id>.tmp`, read back through a second handle while the first one
+    /// writes it, goes through the page cache, which writes invalidate.
+    pub(crate) fn with_read_ahead(mut self) -> Self {
+        self.read_ahead = true;
+        self
     }
 
     /// A descriptor of the directory, for a thread that unlinks in it ([`Reaper::start`]).
@@ -292,7 +308,8 @@ impl Storage for PosixStorage {
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
         let file = self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })?;
         self.remember_wal(name);
-        Ok(file)
+        let table = matches!(parse_name(name), Some((FileKind::Table, _)));
+        Ok(if self.read_ahead && table { file.read_ahead() } else { file })
     }
 
     fn io<'a>(&'a mut self, file: &'a mut PosixFile) -> &'a mut PosixFile {
