@@ -121,7 +121,10 @@ impl Signal {
 
     /// Called by a thread after each report it sent.
     pub(crate) fn reported(&self) {
-        self.waiting.store(true, Ordering::Release);
+        // A read-modify-write, not a store: a second thread's report then continues the first
+        // one's release sequence, so the collect whose swap reads the flag sees both reports
+        // (with a plain store it could see only the second, and the first would wait unread).
+        let _ = self.waiting.swap(true, Ordering::AcqRel);
         self.reported.notify_all();
         let Some(nudge) = self.nudge.get() else { return };
         for _ in 0..NUDGE_TRIES {

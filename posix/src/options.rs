@@ -34,7 +34,8 @@ pub enum Durability {
 /// value buffer as large as the largest value it read; the SSTable list and its file handles,
 /// shared with gets in progress, which keep the files of tables a compaction removed meanwhile
 /// open until they end; the row cache's 2 KiB of write stamps; per compaction thread a 512 KiB
-/// page cache and two 16 KiB read-ahead windows per input table, at most 512 KiB). With the defaults: 5 × 4 + 8 +
+/// page cache and, while it merges, two 16 KiB read-ahead windows per input table, at most 512
+/// KiB; the flush thread's 64 KiB page cache). With the defaults: 5 × 4 + 8 +
 /// 4 + 32 = 64 MiB. Each size has a documented range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`],
 /// [`ROW_CACHE_BYTES`], [`INDEX_BYTES`]); a value outside it is an [`Error::InvalidOption`],
 /// reported before anything is allocated or opened.

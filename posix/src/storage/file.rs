@@ -58,8 +58,23 @@ pub struct PosixFile {
     cached: bool,
     /// Reads served from windows of the handle's own ([`PosixFile::read_ahead`]); `None`: every
     /// read goes through the page cache.
-    ahead: Option<[Window; 2]>,
+    ahead: Option<ReadAhead>,
 }
+
+/// The read-ahead of one handle: two [`Window`]s, and a count of the reads it was asked for.
+#[derive(Default)]
+struct ReadAhead {
+    windows: [Window; 2],
+    reads: u64,
+}
+
+/// Reads after which a window that served none of them may be refilled for another stream:
+/// one filled for a read that no read continued (a footer, a fence) is given back this way.
+const IDLE_READS: u64 = 64;
+
+/// How far past a window's end a read may start and still continue the window's stream (a
+/// record whose value a merge did not need to read, between two it did).
+const STREAM_GAP: u64 = 4096;
 
 /// [`READ_AHEAD_BYTES`] of a file read with one `pread`, private to one handle: reads inside it
 /// take no lock and no page-cache lookup. Only for files nothing else writes while the handle
@@ -73,8 +88,7 @@ struct Window {
     start: u64,
     /// Bytes of `buf` read from the file.
     len: usize,
-    /// When it last served a read (the handle's count of window reads): the window a read that
-    /// continues neither stream refills is the one used least recently.
+    /// When it last served a read ([`ReadAhead::reads`] then).
     used: u64,
 }
 
@@ -104,11 +118,13 @@ impl PosixFile {
         }
     }
 
-    /// Serves every read smaller than [`READ_AHEAD_BYTES`] from one of two windows of that size
-    /// of the handle's own, each read with one `pread`, instead of through the page cache: for a
-    /// handle that reads a file from start to end in at most two interleaved forward streams
-    /// (a merge reads an input's record offsets and its records), and that nothing writes
-    /// meanwhile through another handle: a compaction's input tables.
+    /// Serves reads smaller than [`READ_AHEAD_BYTES`] from two windows of that size of the
+    /// handle's own, each read with one `pread`, instead of through the page cache: for a handle
+    /// that reads a file from start to end in two interleaved forward streams (a merge reads an
+    /// input's record offsets and its records), and that nothing writes meanwhile through
+    /// another handle: a compaction's input tables. Reads of a third stream (an input's range
+    /// deletes, walked again from their start for each key of an older input) go through the
+    /// page cache, not through the windows.
     pub(super) fn read_ahead(mut self) -> Self {
         self.ahead = Some(Default::default());
         self
@@ -116,29 +132,33 @@ impl PosixFile {
 
     /// Forgets what the read-ahead windows hold (a write or a cut through this handle).
     fn drop_read_ahead(&mut self) {
-        for w in self.ahead.iter_mut().flatten() {
+        for w in self.ahead.iter_mut().flat_map(|a| &mut a.windows) {
             w.len = 0;
         }
     }
 
     /// Serves a read at `self.pos` from a read-ahead window: the one that holds `pos`, or else
-    /// one refilled from `pos` (the window whose stream the read continues, else the one used
-    /// least recently). `None` when the handle has no windows or the read is as large as one.
+    /// one refilled from `pos`: the window whose stream the read continues (it starts at most
+    /// [`STREAM_GAP`] past its end), else one that is empty or served none of the last
+    /// [`IDLE_READS`] reads. `None` (the page cache serves the read) when the handle has no
+    /// windows, the read is as large as one, or both windows serve other streams.
     fn read_from_window(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let Some(windows) = &mut self.ahead else { return Ok(None) };
+        let Some(ahead) = &mut self.ahead else { return Ok(None) };
         if buf.len() >= READ_AHEAD_BYTES {
             return Ok(None);
         }
-        let pos = self.pos;
-        let tick = windows.iter().map(|w| w.used).max().unwrap_or(0) + 1;
+        ahead.reads += 1;
+        let (pos, now) = (self.pos, ahead.reads);
+        let windows = &mut ahead.windows;
         let i = match windows.iter().position(|w| w.holds(pos)) {
             Some(i) => i,
             None => {
-                let continues =
-                    |w: &Window| w.len > 0 && w.start <= pos && pos - w.end() < READ_AHEAD_BYTES as u64;
-                let i = windows.iter().position(continues).unwrap_or_else(|| {
-                    windows.iter().enumerate().min_by_key(|(_, w)| w.used).map_or(0, |(i, _)| i)
-                });
+                let continues = |w: &Window| w.len > 0 && w.start <= pos && pos - w.end() <= STREAM_GAP;
+                let free = |w: &Window| w.len == 0 || now - w.used > IDLE_READS;
+                let Some(i) = windows.iter().position(continues).or_else(|| windows.iter().position(free))
+                else {
+                    return Ok(None);
+                };
                 let Some(w) = windows.get_mut(i) else { return Ok(None) };
                 if w.buf.is_empty() {
                     w.buf = vec![0; READ_AHEAD_BYTES];
@@ -150,7 +170,7 @@ impl PosixFile {
             }
         };
         let Some(w) = windows.get_mut(i) else { return Ok(None) };
-        w.used = tick;
+        w.used = now;
         let within = usize::try_from(pos - w.start).unwrap_or(usize::MAX);
         Ok(Some(copy_from(w.buf.get(..w.len).unwrap_or_default(), within, buf)))
     }
@@ -521,16 +541,29 @@ mod tests {
                 let want = 200.min(data.len() - at);
                 assert_eq!(read_at(&mut file, at as u64, 200), &data[at..at + want], "at {at}");
             }
-            // Two interleaved forward streams, as a merge reads an input: a 4-byte offset from
-            // the end part, then a record from the start part, and a third stream now and then.
+            // As a merge reads an input: a 4-byte record offset from the end part, then a record
+            // from the start part (two forward streams), and a third stream that starts over
+            // each time (range deletes walked again for each key), now and then a far read.
+            let ranges = 30_000;
             for i in 0..3000usize {
                 let slot = data.len() - 12_000 + i * 4;
                 assert_eq!(read_at(&mut file, slot as u64, 4), &data[slot..slot + 4], "slot {i}");
-                let record = i * 13;
-                assert_eq!(read_at(&mut file, record as u64, 13), &data[record..record + 13], "record {i}");
+                let record = i * 9;
+                assert_eq!(read_at(&mut file, record as u64, 9), &data[record..record + 9], "record {i}");
+                for r in (ranges..ranges + 40 * (i % 3)).step_by(20) {
+                    assert_eq!(read_at(&mut file, r as u64, 20), &data[r..r + 20], "range {i}");
+                }
                 if i % 500 == 0 {
                     let far = (i * 7919) % (data.len() - 100);
                     assert_eq!(read_at(&mut file, far as u64, 100), &data[far..far + 100], "far {i}");
+                }
+                // The two streams keep their windows (once the windows the reads before this
+                // loop took are idle); the third and the far reads take none.
+                let windows = &file.ahead.as_ref().unwrap().windows;
+                if i >= IDLE_READS as usize {
+                    // The last byte each stream read (the first may lie in the window before).
+                    assert!(windows.iter().any(|w| w.holds(slot as u64 + 3)), "slot {i}");
+                    assert!(windows.iter().any(|w| w.holds(record as u64 + 8)), "record {i}");
                 }
             }
             // A read larger than the window goes around it.
