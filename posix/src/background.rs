@@ -449,7 +449,9 @@ impl Background {
         // Every report is sent before its thread raises the flag (`Signal::reported`), so
         // with the flag down there is none to read, bar one whose flag is about to rise (the
         // next call reads it): most writes look at one atomic instead of two channels.
-        let reported = self.signal.waiting.swap(false, Ordering::AcqRel);
+        // A thread that ended is read too, whatever the flag: a report it sent before it ended
+        // goes in before the thread is found dead.
+        let reported = self.signal.waiting.swap(false, Ordering::AcqRel) || self.thread_ended();
         let mut first_error = self.held_error.take();
         if let Err(e) = self.flusher.collect(engine, reported) {
             first_error.get_or_insert(e);
@@ -465,6 +467,13 @@ impl Background {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// True when the flush thread or a worker is no longer running (it panicked, or the handle
+    /// is closing).
+    fn thread_ended(&self) -> bool {
+        self.flusher.thread_ended()
+            || self.workers.iter().any(|w| w.thread.as_ref().is_some_and(JoinHandle::is_finished))
     }
 
     /// A worker that ended without reporting (it panicked: a bug) leaves its plan running

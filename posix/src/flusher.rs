@@ -182,6 +182,11 @@ impl Flusher {
         }
     }
 
+    /// True when the thread is no longer running (it panicked).
+    pub(crate) fn thread_ended(&self) -> bool {
+        self.thread.as_ref().is_some_and(JoinHandle::is_finished)
+    }
+
     /// Installs (or reports the failure of) the flush the thread finished, if it has and
     /// `reported` (a thread raised the report flag: its report is sent before); a thread that
     /// died without reporting fails its flush (poisoning the engine).
