@@ -170,6 +170,13 @@ struct Worker {
     busy: Option<Plan>,
 }
 
+impl Worker {
+    /// True when its thread is no longer running (it panicked; joined threads are taken).
+    fn ended(&self) -> bool {
+        self.thread.as_ref().is_some_and(JoinHandle::is_finished)
+    }
+}
+
 /// What the background has done since open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BackgroundStats {
@@ -277,7 +284,7 @@ impl Background {
         let paused = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
-            // Its inputs are read from start to end through a read-ahead window each.
+            // It reads its input tables from start to end through read-ahead windows.
             let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?.with_read_ahead();
             let (jobs, job_rx) = mpsc::channel();
             let (tx, notify) = (report_tx.clone(), signal.clone());
@@ -472,15 +479,14 @@ impl Background {
     /// True when the flush thread or a worker is no longer running (it panicked, or the handle
     /// is closing).
     fn thread_ended(&self) -> bool {
-        self.flusher.thread_ended()
-            || self.workers.iter().any(|w| w.thread.as_ref().is_some_and(JoinHandle::is_finished))
+        self.flusher.thread_ended() || self.workers.iter().any(Worker::ended)
     }
 
     /// A worker that ended without reporting (it panicked: a bug) leaves its plan running
     /// forever; give the plan up and poison the engine rather than wait on it.
     fn reap_dead_workers(&mut self, engine: &mut Engine) -> Result<(), Error> {
         for w in &mut self.workers {
-            if w.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            if w.ended() {
                 w.jobs = None;
                 if let Some(plan) = w.busy.take() {
                     self.stats.not_installed += 1;
