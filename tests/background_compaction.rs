@@ -145,7 +145,7 @@ fn replaced_tables_the_reaper_cannot_unlink_are_counted_in_background_stats() {
     let mut i = 0u32;
     while db.stats().compactions_running == 0 {
         for _ in 0..50 {
-            db.put(format!("k{i:06}").as_bytes(), &[b'v'; 100]).unwrap();
+            db.put(format!("k{:08x}", common::scattered(i)).as_bytes(), &[b'v'; 100]).unwrap();
             i += 1;
         }
         db.flush().unwrap();

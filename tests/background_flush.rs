@@ -58,8 +58,9 @@ impl Gate {
     }
 }
 
+/// Key `i`: scattered, so that the tables overlap and the policy merges them.
 fn key(i: u32) -> Vec<u8> {
-    format!("k{i:06}").into_bytes()
+    format!("k{:08x}", common::scattered(i)).into_bytes()
 }
 
 fn value(i: u32) -> Vec<u8> {

@@ -2,6 +2,8 @@
 //! the engine's lock (gets, scans, stats and other calls go on meanwhile), many writer threads
 //! pass the thresholds together, and whatever was acknowledged is there after reopen.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::channel;
@@ -14,8 +16,9 @@ use minivault::{Db, Durability, Options};
 /// Longer than any call takes when it is not blocked behind a stalled write.
 const STUCK: Duration = Duration::from_secs(10);
 
+/// Key `i`: scattered, so that the tables overlap and the policy merges them.
 fn key(i: u64) -> Vec<u8> {
-    format!("k{i:06}").into_bytes()
+    format!("k{:08x}", common::scattered(i as u32)).into_bytes()
 }
 
 fn value(i: u64) -> Vec<u8> {

@@ -1006,7 +1006,10 @@ fn run_model_with(
             "{test}: {} flushes installed apart from the engine ({} made live by the runner first, {} synced by it first), {} writes refused with FlushPending",
             totals.installed_flushes, totals.published_flushes, totals.synced_flushes, totals.flush_pending
         );
-        assert!(totals.installed_flushes > totals.seeds, "too few flushes ran apart");
+        // About one per seed: the exact count follows the random stream, which the policy's
+        // choice of compactions shifts (1,023 for 1,000 seeds before tables that overlap nothing
+        // were kept, 995 after).
+        assert!(totals.installed_flushes * 5 > totals.seeds * 4, "too few flushes ran apart");
         assert!(totals.published_flushes * 4 > totals.installed_flushes, "too few tables published apart");
         assert!(totals.synced_flushes * 8 > totals.installed_flushes, "too few tables synced apart");
         assert!(totals.flush_pending > 0, "no write met a running flush");

@@ -33,7 +33,35 @@ pub const MAX_RECORD_LEN: usize = MAX_BATCH_LEN + 4;
 /// on 32-bit targets, so this bounds the engine's RAM too. A flush beyond it fails with
 /// [`crate::Error::TooManyTables`], as does an open of a directory with more live tables
 /// (replaced tables a crash left do not count).
+///
+/// With the `many-tables` feature (hosts with memory and file descriptors to spare: the POSIX
+/// crate), 512: tables that overlap no other are then kept as they are rather than merged
+/// (*trivial moves*, [`crate::compaction::policy`]), so sequentially written keys are written
+/// once, and a table set of sequential data holds one table per flush up to
+/// [`CROWDED_TABLES`].
+#[cfg(not(feature = "many-tables"))]
 pub const MAX_TABLES: usize = 32;
+/// See above: the limit with the `many-tables` feature.
+#[cfg(feature = "many-tables")]
+pub const MAX_TABLES: usize = 512;
+
+/// Past this many tables the policy also merges runs of tables that overlap nothing (the
+/// cheapest adjacent ones first), so that the table limit is never reached by them; without
+/// `many-tables`, [`MAX_TABLES`] (the force near the limit does it).
+#[cfg(not(feature = "many-tables"))]
+pub const CROWDED_TABLES: usize = MAX_TABLES;
+/// See above: with `many-tables`, three quarters of [`MAX_TABLES`].
+#[cfg(feature = "many-tables")]
+pub const CROWDED_TABLES: usize = MAX_TABLES / 4 * 3;
+
+/// Bytes of a key kept for a table's key bounds ([`crate::sstable::KeyBounds`]): 16 with
+/// `many-tables`; none without (a microcontroller's table list stays as it was: no bounds, no
+/// trivial moves).
+#[cfg(feature = "many-tables")]
+pub const BOUND_BYTES: usize = 16;
+/// See above: without `many-tables`.
+#[cfg(not(feature = "many-tables"))]
+pub const BOUND_BYTES: usize = 0;
 
 /// The most range deletes one MemTable holds; the next one rotates it (writes it out).
 pub const MAX_MEMTABLE_RANGES: usize = 32;
@@ -62,4 +90,5 @@ const _: () = assert!(MAX_KEY_LEN <= u16::MAX as usize, "entry and fence keys st
 const _: () = assert!(MAX_ENTRY_LEN <= MAX_RECORD_LEN, "an SSTable record is a record");
 const _: () = assert!(MAX_RECORD_LEN < u32::MAX as usize, "record lengths are u32");
 const _: () = assert!(MAX_MERGE <= MAX_TABLES);
+const _: () = assert!(CROWDED_TABLES <= MAX_TABLES);
 const _: () = assert!(MAX_MERGE_BYTES < u32::MAX as u64, "SSTable offsets are u32");

@@ -36,7 +36,8 @@ pub struct Stats {
     /// SSTable searches performed by `get` since open (read amplification = this / gets): the
     /// lookups a table's filter did not rule out.
     pub table_probes: u64,
-    /// SSTable lookups a table's Bloom filter answered "absent" without a search, since open.
+    /// SSTable lookups a table's Bloom filter (or its key bounds) answered "absent" without a
+    /// search, since open.
     pub filter_skips: u64,
     /// Calls to `get` since open.
     pub gets: u64,

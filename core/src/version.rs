@@ -26,10 +26,13 @@
 use heapless::Vec;
 
 use crate::error::{Error, ReadResultExt, ResultExt};
-use crate::limits::{MAX_TABLES, MAX_WALS};
+use crate::limits::{BOUND_BYTES, MAX_TABLES, MAX_WALS};
 use crate::log::event;
 use crate::names::{file_name, parse_name, FileKind, FileName};
-use crate::sstable::{Footer, Lookup, ProbeTable, ReadCounters, Table, TableInfo};
+use crate::sstable::bounds::read_bounds;
+use crate::sstable::{
+    key_prefix, Footer, KeyBounds, KeyPrefix, Lookup, ProbeTable, ReadCounters, Table, TableInfo,
+};
 use crate::storage::Storage;
 
 /// The live SSTables and the file-id counter.
@@ -38,6 +41,8 @@ pub struct Version<F> {
     next_id: u64,
     /// Changes of the table set since open ([`Version::changes`]).
     changes: u64,
+    /// Runs among the tables ([`Version::runs`]), counted at each change.
+    runs: usize,
 }
 
 /// How far a flush's or a compaction's table was taken before [`Version::add`] or
@@ -76,7 +81,7 @@ type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
 impl<F> Version<F> {
     /// No tables; ids start at 1.
     pub fn empty() -> Self {
-        Version { tables: Vec::new(), next_id: 1, changes: 0 }
+        Version { tables: Vec::new(), next_id: 1, changes: 0, runs: 0 }
     }
 
     /// Reads the table set from the directory into `self` (whatever it held is dropped) and
@@ -180,6 +185,7 @@ impl<F> Version<F> {
             storage.sync_dir().storage()?;
         }
         wal_ids.retain(|&id| id > covered);
+        self.runs = count_runs(&self.tables);
         Ok(Recovered { wals: wal_ids })
     }
 
@@ -288,6 +294,18 @@ impl<F> Version<F> {
         self.changes
     }
 
+    /// The runs among the live tables ([`runs_of`]): what the compaction policy merges, and
+    /// what a host's write throttling counts.
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    /// Counts a change of the table set.
+    fn changed(&mut self) {
+        self.changes += 1;
+        self.runs = count_runs(&self.tables);
+    }
+
     /// Looks `key` up in the tables, newest first: the newest table's entry for it, if any.
     pub fn get<S: Storage<File = F>>(
         &mut self,
@@ -307,16 +325,17 @@ impl<F> Version<F> {
         &mut self,
         storage: &mut S,
         id: u64,
-        file: F,
+        mut file: F,
         footer: Footer,
         state: TableState,
     ) -> Result<(), S> {
         if self.tables.is_full() {
             return Err(Error::TooManyTables);
         }
+        let bounds = bounds_of(storage, &mut file, &footer, id)?;
         let (file, bytes) = finish_publish(storage, file, id, state)?;
-        let _ = self.tables.push(Table::new(id, file, footer, bytes));
-        self.changes += 1;
+        let _ = self.tables.push(Table::new(id, file, footer, bytes).with_bounds(bounds));
+        self.changed();
         Ok(())
     }
 
@@ -331,7 +350,7 @@ impl<F> Version<F> {
         storage: &mut S,
         start: usize,
         count: usize,
-        file: F,
+        mut file: F,
         footer: Footer,
         state: TableState,
     ) -> Result<(), S> {
@@ -339,6 +358,7 @@ impl<F> Version<F> {
         let Some(id) = self.tables.get(start..end).and_then(|run| run.last()).map(Table::id) else {
             return Ok(());
         };
+        let bounds = bounds_of(storage, &mut file, &footer, id)?;
         let (file, bytes) = finish_publish(storage, file, id, state)?;
         // From here on the set differs from what it was, whatever fails below.
         self.changes += 1;
@@ -353,9 +373,10 @@ impl<F> Version<F> {
             storage.retire(self.tables.remove(start).into_file());
         }
         if let Some(slot) = self.tables.get_mut(start) {
-            let newest = core::mem::replace(slot, Table::new(id, file, footer, bytes));
+            let newest = core::mem::replace(slot, Table::new(id, file, footer, bytes).with_bounds(bounds));
             storage.retire(newest.into_file());
         }
+        self.runs = count_runs(&self.tables);
         event!("compaction: {=usize} tables merged into SSTable {=u64} ({=u64} bytes)", count, id, bytes);
         Ok(())
     }
@@ -377,7 +398,7 @@ impl<F> Version<F> {
             return Ok(None);
         }
         let table = self.tables.remove(0);
-        self.changes += 1;
+        self.changed();
         let info = table.info();
         drop(table);
         storage.remove(&file_name(FileKind::Table, info.id)).storage()?;
@@ -393,9 +414,9 @@ impl<F> Version<F> {
 }
 
 /// Looks `key` up in `tables` (oldest first), newest first: the newest table's entry for it
-/// (a range delete covering it counts as a delete), if any. Every table lookup of the engine,
-/// over its own table set ([`Version::get`]) or a host's view of it
-/// ([`crate::db::get_from_tables`]).
+/// (a range delete covering it counts as a delete), if any. Tables whose key bounds rule the
+/// key out are passed over. Every table lookup of the engine, over its own table set
+/// ([`Version::get`]) or a host's view of it ([`crate::db::get_from_tables`]).
 pub fn lookup<S: Storage, T: ProbeTable<S>>(
     storage: &mut S,
     tables: impl DoubleEndedIterator<Item = T>,
@@ -404,7 +425,13 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
     counters: &mut ReadCounters,
 ) -> Result<Lookup, S> {
     let hash = crate::filter::key_hash(key);
+    let prefix = key_prefix(key);
     for mut t in tables.rev() {
+        if !t.bounds().may_hold(prefix) {
+            // Ruled out without a search, as by a filter.
+            counters.filter_skips += 1;
+            continue;
+        }
         let p = t.probe(storage, key, hash, out).in_file(FileKind::Table, t.id())?;
         counters.count(p);
         if let Lookup::Found { .. } = p.lookup {
@@ -412,6 +439,68 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
         }
     }
     Ok(Lookup::Absent)
+}
+
+/// Which of `tables` (oldest first) continue the run of the table before them. A table is
+/// *apart* when its key bounds ([`KeyBounds`]) are disjoint from every other live table's: no
+/// other table holds any of its keys, so it hides nothing and nothing in it is hidden. Adjacent
+/// tables that are apart form a *run* (sequentially written keys flush into such tables); every
+/// other table is a run of its own, and so is every table without `many-tables` (no bounds).
+/// What the compaction policy merges ([`crate::compaction::policy`]).
+pub fn run_flags<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
+    let apart = apart(tables);
+    let mut flags: Vec<bool, MAX_TABLES> = Vec::new();
+    let mut previous = false;
+    for &a in &apart {
+        let _ = flags.push(a && previous);
+        previous = a;
+    }
+    flags
+}
+
+/// Which of `tables` are apart (see [`run_flags`]): sorted by their least key prefix, a table is
+/// apart when it starts after every table before it ends and ends before the next one starts.
+fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
+    let mut apart: Vec<bool, MAX_TABLES> = Vec::new();
+    for _ in tables {
+        let _ = apart.push(false);
+    }
+    if BOUND_BYTES == 0 || tables.len() < 2 {
+        return apart;
+    }
+    let bounds = |i: u16| tables.get(usize::from(i)).map_or(KeyBounds::ALL, Table::bounds);
+    let mut order: Vec<u16, MAX_TABLES> = Vec::new();
+    for i in 0..tables.len() {
+        let _ = order.push(i as u16);
+    }
+    order.sort_unstable_by_key(|&i| bounds(i).least());
+    let mut reach: Option<KeyPrefix> = None;
+    for (pos, &i) in order.iter().enumerate() {
+        let b = bounds(i);
+        let after_earlier = reach.is_none_or(|r| r < b.least());
+        let before_next = order.get(pos + 1).is_none_or(|&j| b.greatest() < bounds(j).least());
+        if let Some(slot) = apart.get_mut(usize::from(i)) {
+            *slot = after_earlier && before_next;
+        }
+        reach = Some(reach.map_or(b.greatest(), |r| r.max(b.greatest())));
+    }
+    apart
+}
+
+/// How many runs ([`run_flags`]) `tables` form.
+fn count_runs<F>(tables: &[Table<F>]) -> usize {
+    run_flags(tables).iter().filter(|&&joins| !joins).count()
+}
+
+/// The key bounds of table `id`, just written into `file` and sealed by `footer`, read before it
+/// is published: a table is never live without them.
+fn bounds_of<S: Storage>(
+    storage: &mut S,
+    file: &mut S::File,
+    footer: &Footer,
+    id: u64,
+) -> Result<KeyBounds, S> {
+    read_bounds(&mut storage.io(file), footer).in_file(FileKind::Table, id)
 }
 
 /// Makes the finished table durable and live as `<id>.sst` (atomically replacing a table of

@@ -370,7 +370,7 @@ impl Background {
     /// engine's lock: [`Background::wait_for_report`] for a stop, a sleep of [`SLOWDOWN`] for a
     /// slowdown.
     pub(crate) fn pressure(&self, engine: &Engine) -> Pressure {
-        let tables = engine.table_count();
+        let tables = engine.compaction_backlog();
         if tables >= self.stop_tables {
             Pressure::Stop
         } else if tables >= self.slowdown_tables {

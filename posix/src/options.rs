@@ -122,12 +122,15 @@ pub struct Options {
     /// microcontroller (the write waits for all of it: seconds for a merge of gigabytes).
     pub background_threads: usize,
     /// With background compaction, a write first sleeps [`crate::SLOWDOWN`] (1 ms) while the
-    /// database holds at least this many SSTables: flushes are outrunning the compactions, and
-    /// the writer gives them time. Default 20; below [`Options::stop_tables`].
+    /// compaction backlog ([`minivault_core::Db::compaction_backlog`]) is at least this: flushes
+    /// are outrunning the compactions, and the writer gives them time. The backlog counts the
+    /// SSTables, except that tables which overlap no other (sequential keys, kept as flushed)
+    /// count once together, and every table past [`minivault_core::limits::CROWDED_TABLES`]
+    /// (384) counts again. Default 20; below [`Options::stop_tables`].
     pub slowdown_tables: usize,
-    /// With background compaction, a write waits for compactions to finish while the database
-    /// holds at least this many SSTables, so that the engine's limit
-    /// ([`minivault_core::MAX_TABLES`], 32) is never reached. Default 26; at most 30.
+    /// With background compaction, a write waits for compactions to finish while the compaction
+    /// backlog (see [`Options::slowdown_tables`]) is at least this, so that the engine's limit
+    /// ([`minivault_core::MAX_TABLES`], 512) is never reached. Default 26; at most 126.
     pub stop_tables: usize,
     /// How much lower the CPU priority of the compaction threads is than the process's: their
     /// nice value is raised by this much (0 ..= 19, default 0: the process's priority; on Linux,
@@ -275,9 +278,11 @@ pub const BACKGROUND_THREADS: SizeLimit =
 /// [`Options::compaction_nice`]: 0 ..= 19 (the range of a nice value's increments above 0).
 pub const COMPACTION_NICE: SizeLimit = SizeLimit { name: "compaction_nice", min: 0, max: 19 };
 
-/// The largest [`Options::stop_tables`]: two below the engine's table limit, which a write that
-/// goes ahead may need for its flush.
-pub const STOP_TABLES_MAX: u64 = minivault_core::MAX_TABLES as u64 - 2;
+/// The largest [`Options::stop_tables`]: a backlog below it leaves at least two of the engine's
+/// table slots free past [`minivault_core::limits::CROWDED_TABLES`] (every table there counts
+/// in the backlog), which a write that goes ahead may need for its flush.
+pub const STOP_TABLES_MAX: u64 =
+    (minivault_core::MAX_TABLES - minivault_core::limits::CROWDED_TABLES) as u64 - 2;
 
 /// [`Options::wal_preallocation_bytes`]: 0 (off) ..= 1 GiB.
 pub const WAL_PREALLOCATION_BYTES: SizeLimit =

@@ -36,7 +36,9 @@ use std::sync::Arc;
 
 use embedded_io::{ErrorType, Read, Seek, SeekFrom, Write};
 use minivault_core::io::ReadError;
-use minivault_core::sstable::{probe_with, Footer, Lookup, Probe, ProbeTable, ReadCounters, Table};
+use minivault_core::sstable::{
+    key_prefix, probe_with, Footer, KeyBounds, Lookup, Probe, ProbeTable, ReadCounters, Table,
+};
 use minivault_core::{Storage, ValueWithExpiry};
 
 use crate::engine::Engine;
@@ -68,6 +70,8 @@ struct ViewTable {
     id: u64,
     footer: Footer,
     bytes: u64,
+    /// The prefixes of its least and greatest keys: a get skips it when they rule the key out.
+    bounds: KeyBounds,
     file: FileReader,
     /// Its resident index, shared with the other views of the table.
     index: Arc<IndexSlot>,
@@ -104,6 +108,7 @@ impl TableView {
                 id: t.id(),
                 footer: *t.footer(),
                 bytes: t.bytes(),
+                bounds: t.bounds(),
                 file,
                 index,
                 pos,
@@ -120,7 +125,10 @@ impl TableView {
     /// The tables as the engine's scan takes them: each a [`Table`] over a [`ViewFile`] of
     /// this view.
     pub(crate) fn tables(&self) -> Vec<Table<ViewFile<'_>>> {
-        self.tables.iter().map(|t| Table::new(t.id, ViewFile(&t.file), t.footer, t.bytes)).collect()
+        self.tables
+            .iter()
+            .map(|t| Table::new(t.id, ViewFile(&t.file), t.footer, t.bytes).with_bounds(t.bounds))
+            .collect()
     }
 
     /// The tables' answer for `key` at time `now` ([`minivault_core::get_from_tables`]): the
@@ -147,9 +155,11 @@ impl TableView {
     /// range deletes is left to its probe, which asks them when the filter rules the key out.
     fn ruled_out(&self, key: &[u8]) -> u64 {
         let hash = minivault_core::filter::key_hash(key);
+        let prefix = key_prefix(key);
         let mut out = 0u64;
         for table in self.tables.iter().take(64) {
-            if table.footer.range_count == 0 && table.index.rules_out(hash) {
+            // A table whose bounds rule the key out is passed over by the lookup itself.
+            if table.bounds.may_hold(prefix) && table.footer.range_count == 0 && table.index.rules_out(hash) {
                 out |= 1 << table.pos;
             }
         }
@@ -199,6 +209,10 @@ impl TableView {
 impl<'v> ProbeTable<ViewStorage<'v>> for &'v ViewTable {
     fn id(&self) -> u64 {
         self.id
+    }
+
+    fn bounds(&self) -> KeyBounds {
+        self.bounds
     }
 
     fn probe(

@@ -99,6 +99,14 @@ pub fn read_keys<S: Storage, C: Clock, M: AsRef<[u8]> + AsMut<[u8]>>(
     Ok(out)
 }
 
+/// `i` scattered over the `u32`s (a bijection): keys numbered by it in the order they are written
+/// land all over the key space, so that every flushed table overlaps the others and the policy
+/// merges them as it merges random writes. Sequential keys flush into tables that overlap
+/// nothing, which the policy keeps as they are (`minivault_core::compaction::policy`).
+pub fn scattered(i: u32) -> u32 {
+    i.wrapping_mul(0x9E37_79B1)
+}
+
 /// POSIX options: MemTables of `memtable_bytes`, `durability`, the rest default.
 pub fn options(memtable_bytes: usize, durability: Durability) -> Options {
     Options { memtable_bytes, durability, ..Options::default() }

@@ -24,12 +24,12 @@ pub use steps::Maintenance;
 use heapless::Vec;
 
 use crate::error::{Error, ResultExt};
-use crate::limits::{MAX_MERGE, MAX_MERGE_BYTES, MAX_TABLES};
+use crate::limits::{CROWDED_TABLES, MAX_MERGE, MAX_MERGE_BYTES, MAX_TABLES};
 use crate::names::{file_name, FileKind, FileName};
 use crate::space::{discard_if_full, no_space};
 use crate::sstable::{Footer, Table};
 use crate::storage::Storage;
-use crate::version::{TableState, Version};
+use crate::version::{run_flags, TableState, Version};
 
 /// A compaction decided on ([`plan`]): a run of adjacent live tables, and what its output's
 /// footer will say. Small and `Copy`: the tables themselves stay where they are.
@@ -123,11 +123,15 @@ pub fn plan<F>(
     for t in tables {
         let _ = sizes.push(t.bytes());
     }
+    // Whether a table is apart depends on every live table, the running compactions' too.
+    let flags = run_flags(version.tables());
+    let joins = flags.get(free_from..).unwrap_or(&[]);
     // Near MAX_TABLES a merge must make room before the next flush fails; at a storage's own
     // limit, once it is reached (the other half of its files leave room for that flush).
     let force = force || version.len() + 1 >= MAX_TABLES || version.len() >= table_limit;
+    let crowded = version.len() >= CROWDED_TABLES;
     let max_bytes = merge_limit.map_or(MAX_MERGE_BYTES, |m| m.min(MAX_MERGE_BYTES));
-    let (start, end) = pick(&sizes, max_inputs, max_bytes, force)?;
+    let (start, end) = pick(&sizes, joins, max_inputs, max_bytes, force, crowded)?;
     let inputs = tables.get(start..end)?;
     let (oldest, newest) = (inputs.first()?, inputs.last()?);
     Some(Plan {

@@ -19,13 +19,23 @@
 //! Near the table limit ([`super::table_limit`]: [`crate::limits::MAX_TABLES`], or fewer on a
 //! storage with few files) the caller forces a merge of the newest tables whatever their tiers.
 //!
-//! Not done here: *trivial moves*. A table that overlaps nothing could be kept as it is rather
-//! than merged (sequential keys would then be written once), but only in a table set that holds
-//! runs of many non-overlapping tables: more than [`crate::limits::MAX_TABLES`] slots, the key
-//! bounds of each table at hand for reads, and a lineage in which one compaction may leave
-//! several outputs. The table set is one sequence of tables ordered by age, each the merge of an
-//! interval of ids ([`crate::version`]); with at most 32 of them, every flushed table must
-//! eventually be merged.
+//! # Runs and trivial moves
+//! The tiers are made of *runs*, not tables: a run is a sequence of adjacent tables each of which
+//! overlaps no other live table ([`crate::version::run_flags`], from the prefixes of each table's
+//! least and greatest keys); every other table is a run of its own. Sequentially written keys
+//! flush into tables that overlap nothing, so they form one run, which never fills a tier by
+//! itself: such tables are kept as they were flushed (a *trivial move*: never rewritten), and
+//! sequential keys are written once. A table that overlaps nothing holds no key another table
+//! holds, so keeping it keeps no overwritten or deleted entry alive; once a newer write overlaps
+//! it (an overwrite, a delete, a range delete: a table with range deletes overlaps every table),
+//! it is a run of its own again and merged as before. A merge takes whole runs (each one's tables
+//! adjacent, so the lineage rule holds), at most `max_inputs` tables.
+//!
+//! Tables kept so take slots: past [`crate::limits::CROWDED_TABLES`] the policy, when no tier is
+//! due, merges the adjacent tables that hold the fewest bytes (`max_inputs` of them, or as many
+//! as fit `max_bytes`), so the limit is never reached by them and each such merge rewrites
+//! the least. Without the `many-tables` feature (a microcontroller: 32 tables, no key bounds)
+//! every table is a run of its own and the policy is the size-ratio tiering above.
 
 use crate::limits::MAX_MERGE;
 
@@ -39,11 +49,20 @@ pub const TIER_RATIO: u64 = 4;
 /// Fewest tables merged at once when nothing forces a merge.
 pub const MIN_MERGE: usize = TIER_WIDTH;
 
-/// Chooses the run of adjacent tables to merge, given table sizes oldest first; returns the
-/// run `start..end` (indices into `sizes`), at most `max_inputs` tables holding at most
-/// `max_bytes` in all. `force` merges the newest `max_inputs` (at least two) even when the
-/// policy would wait (used when the table limit is near).
-pub fn pick(sizes: &[u64], max_inputs: usize, max_bytes: u64, force: bool) -> Option<(usize, usize)> {
+/// Chooses the tables to merge, given table sizes oldest first and, for each, whether it
+/// continues the run of the table before it (`joins`; all `false`: every table its own run);
+/// returns the tables `start..end` (indices into `sizes`), at most `max_inputs` of them holding
+/// at most `max_bytes` in all. `force` merges the newest `max_inputs` (at least two) even when the
+/// policy would wait (used when the table limit is near); `crowded` (past
+/// [`crate::limits::CROWDED_TABLES`]) merges the cheapest adjacent tables when no tier is due.
+pub fn pick(
+    sizes: &[u64],
+    joins: &[bool],
+    max_inputs: usize,
+    max_bytes: u64,
+    force: bool,
+    crowded: bool,
+) -> Option<(usize, usize)> {
     let n = sizes.len();
     let max_inputs = max_inputs.min(MAX_MERGE);
     if max_inputs < 2 {
@@ -52,37 +71,78 @@ pub fn pick(sizes: &[u64], max_inputs: usize, max_bytes: u64, force: bool) -> Op
     if force {
         return newest_within(sizes, 0, n, max_inputs, max_bytes, 2);
     }
-    // With little scratch memory, merge fewer tables rather than none.
+    let runs = Runs { sizes, joins };
+    // With little scratch memory, merge fewer runs rather than none.
     let width = TIER_WIDTH.min(max_inputs);
     let mut end = n;
-    while end > 0 {
-        let mut start = end - 1;
-        let mut least = sizes.get(start).copied().unwrap_or(0);
-        while let Some(&s) = start.checked_sub(1).and_then(|i| sizes.get(i)) {
-            if s >= least.saturating_mul(TIER_RATIO) {
+    while let Some((mut start, mut least)) = runs.before(end) {
+        let mut count = 1;
+        while let Some((from, bytes)) = runs.before(start) {
+            if bytes >= least.saturating_mul(TIER_RATIO) {
                 break;
             }
-            least = least.min(s);
-            start -= 1;
+            least = least.min(bytes);
+            start = from;
+            count += 1;
         }
-        if end - start >= width {
-            // A tier larger than the byte limit: its newest tables that fit, if they hold over
+        if count >= width {
+            // A tier larger than the byte limit: its newest runs that fit, if they hold over
             // half of the limit (their output is then too large to be merged again under it,
             // so no table is rewritten forever).
             let sum: u64 = sizes.get(start..end).map_or(0, |t| t.iter().sum());
-            if sum <= max_bytes {
-                return Some((end - (end - start).min(max_inputs), end));
-            }
-            if let Some(run) = newest_within(sizes, start, end, max_inputs, max_bytes, 2) {
-                let held: u64 = sizes.get(run.0..run.1).map_or(0, |t| t.iter().sum());
-                if held * 2 > max_bytes {
-                    return Some(run);
+            if let Some((from, held)) = runs.newest_within(start, end, max_inputs, max_bytes) {
+                if sum <= max_bytes || held * 2 > max_bytes {
+                    return Some((from, end));
                 }
             }
         }
         end = start;
     }
+    if crowded {
+        // Every table a run of its own: the tiering of tables, which keeps the count bounded
+        // at the cost of rewriting them.
+        return pick(sizes, &[], max_inputs, max_bytes, false, false);
+    }
     None
+}
+
+/// The runs of a table list, walked from the newest.
+struct Runs<'a> {
+    sizes: &'a [u64],
+    joins: &'a [bool],
+}
+
+impl Runs<'_> {
+    /// The run that ends before table `end`: where it starts, and its bytes; `None` at 0.
+    fn before(&self, end: usize) -> Option<(usize, u64)> {
+        let mut start = end.checked_sub(1)?;
+        let mut bytes = *self.sizes.get(start)?;
+        while self.joins.get(start).copied().unwrap_or(false) && start > 0 {
+            start -= 1;
+            bytes = bytes.saturating_add(self.sizes.get(start).copied().unwrap_or(0));
+        }
+        Some((start, bytes))
+    }
+
+    /// The newest whole runs of tables `start..end`, at least two, at most `max_inputs` tables
+    /// and `max_bytes` in all: where they start, and their bytes.
+    fn newest_within(
+        &self,
+        start: usize,
+        end: usize,
+        max_inputs: usize,
+        max_bytes: u64,
+    ) -> Option<(usize, u64)> {
+        let (mut from, mut held, mut count) = (end, 0u64, 0);
+        while from > start {
+            let Some((s, bytes)) = self.before(from) else { break };
+            if end - s > max_inputs || held.saturating_add(bytes) > max_bytes {
+                break;
+            }
+            (from, held, count) = (s, held + bytes, count + 1);
+        }
+        (count >= 2).then_some((from, held))
+    }
 }
 
 /// The newest tables of `sizes[start..end]`, at most `max_inputs` of them and `max_bytes` in all;
@@ -113,6 +173,59 @@ mod tests {
     use super::*;
     use crate::limits::{MAX_MERGE_BYTES, MAX_TABLES};
 
+    /// [`pick`] with every table a run of its own and no crowding: the size-ratio tiering alone.
+    fn pick_tables(sizes: &[u64], max_inputs: usize, max_bytes: u64, force: bool) -> Option<(usize, usize)> {
+        pick(sizes, &vec![false; sizes.len()], max_inputs, max_bytes, force, false)
+    }
+
+    #[cfg(feature = "many-tables")]
+    /// Whether each table (its keys from `.0` to `.1`) continues the run before it, as
+    /// `crate::version::run_flags` decides from key bounds: it and the table before it overlap
+    /// no other table.
+    fn joins_of(spans: &[(u64, u64)]) -> Vec<bool> {
+        let apart: Vec<bool> = (0..spans.len())
+            .map(|i| (0..spans.len()).all(|j| j == i || spans[j].1 < spans[i].0 || spans[i].1 < spans[j].0))
+            .collect();
+        (0..spans.len()).map(|i| i > 0 && apart[i] && apart[i - 1]).collect()
+    }
+
+    #[cfg(feature = "many-tables")]
+    /// A simulated table: its size, and its least and greatest keys.
+    type Shape = (u64, (u64, u64));
+
+    #[cfg(feature = "many-tables")]
+    /// Flushes `flushes` tables of size 1, the `i`th holding keys `span(i)`, and compacts as the
+    /// policy says after each (runs from the spans, crowded past `crowded` tables); returns the
+    /// bytes written per byte flushed (flushes included), the most tables seen, and the final
+    /// tables.
+    fn simulate_spans(
+        flushes: u64,
+        span: impl Fn(u64) -> (u64, u64),
+        crowded: usize,
+    ) -> (f64, usize, Vec<Shape>) {
+        let mut tables: Vec<Shape> = vec![];
+        let (mut written, mut most) = (0u64, 0);
+        for i in 0..flushes {
+            tables.push((1, span(i)));
+            written += 1;
+            loop {
+                let sizes: Vec<u64> = tables.iter().map(|t| t.0).collect();
+                let spans: Vec<(u64, u64)> = tables.iter().map(|t| t.1).collect();
+                let force = tables.len() + 1 >= MAX_TABLES;
+                let picked =
+                    pick(&sizes, &joins_of(&spans), 16, MAX_MERGE_BYTES, force, tables.len() >= crowded);
+                let Some((start, end)) = picked else { break };
+                let merged: u64 = sizes[start..end].iter().sum();
+                let lo = spans[start..end].iter().map(|s| s.0).min().unwrap();
+                let hi = spans[start..end].iter().map(|s| s.1).max().unwrap();
+                written += merged;
+                tables.splice(start..end, [(merged, (lo, hi))]);
+            }
+            most = most.max(tables.len());
+        }
+        (written as f64 / flushes as f64, most, tables)
+    }
+
     /// Flushes `flushes` tables of size 1 and compacts as the policy says after each (all due
     /// merges, as a writer and its background workers would); returns the bytes written per byte
     /// flushed (flushes included), the most tables seen, and the final sizes.
@@ -124,7 +237,7 @@ mod tests {
             written += 1;
             loop {
                 let force = sizes.len() + 1 >= MAX_TABLES;
-                let Some((start, end)) = pick(&sizes, max_inputs, max_bytes, force) else { break };
+                let Some((start, end)) = pick_tables(&sizes, max_inputs, max_bytes, force) else { break };
                 let merged: u64 = sizes[start..end].iter().sum();
                 assert!(end - start >= 2 && end - start <= max_inputs.min(MAX_MERGE));
                 assert!(merged <= max_bytes);
@@ -139,22 +252,29 @@ mod tests {
 
     #[test]
     fn a_tier_is_merged_once_it_holds_tier_width_tables() {
-        assert_eq!(pick(&[10; 8], 16, MAX_MERGE_BYTES, false), Some((0, 8)));
-        assert_eq!(pick(&[10; 7], 16, MAX_MERGE_BYTES, false), None);
+        assert_eq!(pick_tables(&[10; 8], 16, MAX_MERGE_BYTES, false), Some((0, 8)));
+        assert_eq!(pick_tables(&[10; 7], 16, MAX_MERGE_BYTES, false), None);
         // Similar sizes form one tier.
-        assert_eq!(pick(&[12, 9, 10, 11, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false), Some((0, 8)));
+        assert_eq!(pick_tables(&[12, 9, 10, 11, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false), Some((0, 8)));
     }
 
     #[test]
     fn a_much_larger_older_table_starts_another_tier() {
-        assert_eq!(pick(&[80, 10, 10, 10, 10, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false), Some((1, 9)));
-        assert_eq!(pick(&[80, 10, 10, 10, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false), None);
+        assert_eq!(
+            pick_tables(&[80, 10, 10, 10, 10, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false),
+            Some((1, 9))
+        );
+        assert_eq!(pick_tables(&[80, 10, 10, 10, 10, 10, 10, 10], 16, MAX_MERGE_BYTES, false), None);
         // A full tier in the middle is merged where it lies, newer small tables left alone.
         let mut sizes = vec![640, 80, 80, 80, 80, 80, 80, 80, 80, 10, 10, 10];
-        assert_eq!(pick(&sizes, 16, MAX_MERGE_BYTES, false), Some((1, 9)));
+        assert_eq!(pick_tables(&sizes, 16, MAX_MERGE_BYTES, false), Some((1, 9)));
         sizes.truncate(9);
         sizes.extend([10; 8]);
-        assert_eq!(pick(&sizes, 16, MAX_MERGE_BYTES, false), Some((9, 17)), "the newest full tier first");
+        assert_eq!(
+            pick_tables(&sizes, 16, MAX_MERGE_BYTES, false),
+            Some((9, 17)),
+            "the newest full tier first"
+        );
     }
 
     #[test]
@@ -170,10 +290,10 @@ mod tests {
     #[test]
     fn a_byte_limit_merges_the_newest_tables_of_a_tier_that_fit_when_they_hold_over_half_of_it() {
         let tier = [30u64; 8];
-        assert_eq!(pick(&tier, 16, 100, false), Some((5, 8)), "90 of 100");
-        assert_eq!(pick(&tier, 16, 1000, false), Some((0, 8)));
+        assert_eq!(pick_tables(&tier, 16, 100, false), Some((5, 8)), "90 of 100");
+        assert_eq!(pick_tables(&tier, 16, 1000, false), Some((0, 8)));
         // Two tables over the limit together are left alone.
-        assert_eq!(pick(&[60; 8], 16, 100, false), None);
+        assert_eq!(pick_tables(&[60; 8], 16, 100, false), None);
         // Under a limit, tables end up between half of it and all of it, and stay few.
         let (_, most, sizes) = simulate(1000, 16, 100);
         assert!(most <= 31, "{most} tables");
@@ -184,13 +304,56 @@ mod tests {
 
     #[test]
     fn input_count_is_capped_and_force_takes_two() {
-        assert_eq!(pick(&[1; 10], 3, MAX_MERGE_BYTES, false), Some((7, 10)));
-        assert_eq!(pick(&[1; 10], 1, MAX_MERGE_BYTES, false), None);
-        assert_eq!(pick(&[1; 10], 16, MAX_MERGE_BYTES, false), Some((0, 10)));
-        assert_eq!(pick(&[100, 1], 4, MAX_MERGE_BYTES, true), Some((0, 2)));
-        assert_eq!(pick(&[100, 1], 4, 50, true), None);
+        assert_eq!(pick_tables(&[1; 10], 3, MAX_MERGE_BYTES, false), Some((7, 10)));
+        assert_eq!(pick_tables(&[1; 10], 1, MAX_MERGE_BYTES, false), None);
+        assert_eq!(pick_tables(&[1; 10], 16, MAX_MERGE_BYTES, false), Some((0, 10)));
+        assert_eq!(pick_tables(&[100, 1], 4, MAX_MERGE_BYTES, true), Some((0, 2)));
+        assert_eq!(pick_tables(&[100, 1], 4, 50, true), None);
         // With few inputs allowed the table count still stays bounded.
         let (_, most, _) = simulate(2000, 3, MAX_MERGE_BYTES);
         assert!(most < MAX_TABLES, "{most} tables");
+    }
+
+    #[test]
+    #[cfg(feature = "many-tables")]
+    fn sequential_tables_form_one_run_and_are_never_rewritten() {
+        // 290 flushes of ascending keys (10^7 keys with 4 MiB MemTables): kept as flushed.
+        let (written, most, tables) = simulate_spans(290, |i| (i * 10, i * 10 + 9), MAX_TABLES);
+        assert_eq!(written, 1.0, "{tables:?}");
+        assert_eq!(most, 290);
+        // Descending keys too.
+        let (written, _, _) = simulate_spans(100, |i| (10_000 - i * 10, 10_009 - i * 10), MAX_TABLES);
+        assert_eq!(written, 1.0);
+        // Overlapping tables are merged as before (the tiering alone).
+        let (written, most, _) = simulate_spans(290, |_| (0, 1_000), MAX_TABLES);
+        assert!(written > 2.0 && written <= 3.0 && most <= 20, "{written} {most}");
+    }
+
+    #[test]
+    fn a_tier_of_runs_is_merged_whole_runs_at_a_time() {
+        // Eight runs of two tables each (each run's two tables disjoint, every run over the
+        // last): one tier, merged whole; with room for only five inputs, the newest two runs.
+        let sizes = [5u64; 16];
+        let joins: Vec<bool> = (0..16).map(|i| i % 2 == 1).collect();
+        assert_eq!(pick(&sizes, &joins, 16, MAX_MERGE_BYTES, false, false), Some((0, 16)));
+        assert_eq!(pick(&sizes, &joins, 5, MAX_MERGE_BYTES, false, false), Some((12, 16)));
+        // Seven runs are not yet a tier, however many tables they hold.
+        assert_eq!(pick(&sizes[..14], &joins[..14], 16, MAX_MERGE_BYTES, false, false), None);
+        // A run too large for the inputs is never merged in parts.
+        let one_run: Vec<bool> = (0..20).map(|i| i > 0).collect();
+        assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, false), None);
+    }
+
+    #[test]
+    #[cfg(feature = "many-tables")]
+    fn a_crowded_table_set_merges_its_tables_as_if_each_were_a_run() {
+        let one_run: Vec<bool> = (0..20).map(|i| i > 0).collect();
+        assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, false), None);
+        assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, true), Some((4, 20)));
+        // Sequential flushes past the crowding point: the tables stay near it, and the writes
+        // are at most the tiering's.
+        let (written, most, _) = simulate_spans(1000, |i| (i * 10, i * 10 + 9), 100);
+        assert!(written <= 3.5, "{written} bytes written per byte flushed");
+        assert!(most <= 100, "{most} tables");
     }
 }

@@ -33,7 +33,9 @@ use crate::compaction;
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush::{self, FlushPlan};
-use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_RUNNING, MAX_VALUE_LEN};
+use crate::limits::{
+    CROWDED_TABLES, MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_RUNNING, MAX_VALUE_LEN,
+};
 use crate::log::{event, warn_event};
 use crate::memtable::{MemLookup, MemTable};
 use crate::memtables::MemTables;
@@ -528,6 +530,14 @@ where
     /// The number of live tables ([`Stats::tables`], without building the rest of [`Db::stats`]).
     pub fn table_count(&self) -> usize {
         self.version.len()
+    }
+
+    /// How far compaction is behind: the runs of tables (tables that overlap no other count
+    /// once together: [`crate::compaction::policy`]), plus every table past
+    /// [`crate::limits::CROWDED_TABLES`]. What a host throttles writes by; without
+    /// `many-tables`, the number of tables.
+    pub fn compaction_backlog(&self) -> usize {
+        self.version.runs() + self.version.len().saturating_sub(CROWDED_TABLES)
     }
 
     /// Tables evicted since open ([`Stats::evicted_tables`], without building the rest of

@@ -243,15 +243,27 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         if keys.len() < needed {
             return Err(Error::InsufficientMemory { needed, given: keys.len() });
         }
-        // What lies beyond the key slots is shared out among the tables as read-ahead windows.
+        // What lies beyond the key slots is shared out as read-ahead windows among the tables
+        // that may hold keys of the range; the others are never positioned (their cursors stay
+        // past the end).
         let (keys, windows) = keys.split_at_mut(needed);
-        let share = if tables.is_empty() { 0 } else { windows.len() / tables.len() };
+        let (lo, hi) = range.prefix_span();
+        let meets = |t: &Table<S::File>| t.bounds().may_meet(lo, hi);
+        let sharing = tables.iter().filter(|t| meets(t)).count();
+        let share = windows.len().checked_div(sharing).unwrap_or(0);
         let share = if share >= table_cursor::MIN_WINDOW { share } else { 0 };
         let mut cursors: Vec<TableCursor, MAX_TABLES> = Vec::new();
-        let mut at = 0;
-        for (i, t) in tables.iter().enumerate() {
+        let (mut at, mut shared) = (0, 0);
+        for t in tables.iter() {
             let n = table_cursor::slot_len(t.footer());
-            let _ = cursors.push(TableCursor::with_slot(at, n).with_window(i * share, share));
+            let cursor = TableCursor::with_slot(at, n);
+            let cursor = if meets(t) {
+                shared += 1;
+                cursor.with_window((shared - 1) * share, share)
+            } else {
+                cursor.outside()
+            };
+            let _ = cursors.push(cursor);
             at += n;
         }
         let [active, immutable] = mems;
@@ -263,7 +275,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         for m in &mut mems {
             m.seek(&range, reverse);
         }
-        for (c, t) in cursors.iter_mut().zip(tables.iter_mut()) {
+        for (c, t) in cursors.iter_mut().zip(tables.iter_mut()).filter(|(c, _)| !c.is_outside()) {
             let slot = keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
             let window = windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
             c.seek(storage, t, slot, window, &range, reverse)?;

@@ -4,6 +4,8 @@
 use core::cmp::Ordering;
 use core::ops::Bound;
 
+use crate::sstable::bounds::{key_prefix, prefix_ceiling, KeyPrefix, PREFIX_MIN_MAX};
+
 /// The upper end of a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End<'k> {
@@ -78,6 +80,22 @@ impl<'k> KeyRange<'k> {
             End::Excluded(e) => key >= e,
             End::PrefixOf(p) => key.cmp(p) == Ordering::Greater && !key.starts_with(p),
         }
+    }
+
+    /// The least and greatest [`KeyPrefix`] of the range's keys: a table whose
+    /// [`crate::sstable::KeyBounds`] do not meet them holds none of its keys.
+    pub fn prefix_span(&self) -> (KeyPrefix, KeyPrefix) {
+        let (least, greatest) = PREFIX_MIN_MAX;
+        let lo = match self.start {
+            Bound::Unbounded => least,
+            Bound::Included(s) | Bound::Excluded(s) => key_prefix(s),
+        };
+        let hi = match self.end {
+            End::Unbounded => greatest,
+            End::Included(e) | End::Excluded(e) => key_prefix(e),
+            End::PrefixOf(p) => prefix_ceiling(p),
+        };
+        (lo, hi)
     }
 
     /// True when `key` lies in the range.

@@ -60,6 +60,8 @@ pub(crate) struct TableCursor {
     key_len: usize,
     value_len: usize,
     pub(crate) header: Option<EntryHeader>,
+    /// The table holds no key of the scan's range (its key bounds say so): never positioned.
+    outside: bool,
 }
 
 type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
@@ -68,6 +70,16 @@ impl TableCursor {
     /// A cursor whose key slot is `len` bytes at `at` of the key buffer, not yet positioned.
     pub(crate) fn with_slot(at: usize, len: usize) -> Self {
         TableCursor { slot: (at, len), ..TableCursor::default() }
+    }
+
+    /// A cursor over a table that holds no key of the scan's range: it stays past the end.
+    pub(crate) fn outside(self) -> Self {
+        TableCursor { outside: true, valid: false, ..self }
+    }
+
+    /// True for a cursor made by [`TableCursor::outside`].
+    pub(crate) fn is_outside(&self) -> bool {
+        self.outside
     }
 
     /// Gives the cursor the read-ahead window of `len` bytes at `at` of the window buffer.
@@ -178,6 +190,7 @@ impl TableCursor {
             key_len: layout.header.key_len,
             value_len: layout.value_len(),
             header: Some(layout.header),
+            outside: false,
         };
         Ok(())
     }

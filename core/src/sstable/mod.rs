@@ -34,16 +34,19 @@
 //! hundred bytes of data, usually one page) finds it.
 //!
 //! Files: [`footer`] (the footer and the checks made when a table is opened), [`table`] (an open
-//! table and its point lookup), [`index`] (where a lookup finds the filter and fences: storage,
+//! table and its point lookup), [`bounds`] (the prefixes of a table's least and greatest keys,
+//! which let a lookup skip it and the policy keep tables that overlap nothing), [`index`] (where a lookup finds the filter and fences: storage,
 //! or memory a host gives it), [`builder`] (writing a table).
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod bounds;
 pub mod builder;
 pub mod footer;
 pub mod index;
 pub mod table;
 
+pub use bounds::{key_prefix, KeyBounds, KeyPrefix};
 pub use builder::{Finish, ReadBack, SsTableBuilder};
 pub use footer::{open, Footer};
 pub use index::{ResidentIndex, Run, StoredIndex, TableIndex};

@@ -11,6 +11,7 @@ use core::cmp::Ordering;
 
 use embedded_io::{Read, Seek};
 
+use super::bounds::{read_bounds, KeyBounds};
 use super::footer::{self, Footer};
 use super::index::{Run, StoredIndex, TableIndex};
 use super::FENCE_STRIDE;
@@ -465,7 +466,7 @@ pub struct TableInfo {
 pub struct ReadCounters {
     /// Table searches (lookups the filter did not rule out).
     pub table_probes: u64,
-    /// Lookups a filter answered "absent" without a search.
+    /// Lookups a filter (or the table's key bounds) answered "absent" without a search.
     pub filter_skips: u64,
 }
 
@@ -476,20 +477,43 @@ pub struct Table<F> {
     file: F,
     footer: Footer,
     bytes: u64,
+    bounds: KeyBounds,
 }
 
 impl<F> Table<F> {
-    /// Opens table `id` and checks its footer, index and fences.
+    /// Opens table `id` and checks its footer, index and fences; reads its key bounds.
     pub fn open<S: Storage<File = F>>(storage: &mut S, id: u64) -> Result<Self, Error<S::Error>> {
         let mut file = storage.open(&file_name(FileKind::Table, id)).storage()?;
         let bytes = storage.len(&mut file).storage()?;
-        let footer = footer::open(&mut storage.io(&mut file), bytes).in_file(FileKind::Table, id)?;
-        Ok(Table { id, file, footer, bytes })
+        let (footer, bounds) = {
+            let io = &mut storage.io(&mut file);
+            let footer = footer::open(io, bytes).in_file(FileKind::Table, id)?;
+            (footer, read_bounds(io, &footer).in_file(FileKind::Table, id)?)
+        };
+        Ok(Table { id, file, footer, bytes, bounds })
     }
 
-    /// A table just written: `file` holds `bytes` bytes sealed by `footer`.
+    /// A table just written: `file` holds `bytes` bytes sealed by `footer`. Its bounds are
+    /// [`KeyBounds::ALL`] until [`Table::with_bounds`] or [`Table::read_bounds`].
     pub fn new(id: u64, file: F, footer: Footer, bytes: u64) -> Self {
-        Table { id, file, footer, bytes }
+        Table { id, file, footer, bytes, bounds: KeyBounds::ALL }
+    }
+
+    /// The table with key bounds known already (a host's copy of an engine's table).
+    pub fn with_bounds(self, bounds: KeyBounds) -> Self {
+        Table { bounds, ..self }
+    }
+
+    /// Reads the table's key bounds from its file ([`read_bounds`]).
+    pub fn read_bounds<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), Error<S::Error>> {
+        self.bounds =
+            read_bounds(&mut storage.io(&mut self.file), &self.footer).in_file(FileKind::Table, self.id)?;
+        Ok(())
+    }
+
+    /// The prefixes of the table's least and greatest keys ([`KeyBounds`]).
+    pub fn bounds(&self) -> KeyBounds {
+        self.bounds
     }
 
     /// The table's id (its file is `<id>.sst`).
@@ -563,6 +587,9 @@ pub trait ProbeTable<S: Storage> {
     /// The table's id (its file is `<id>.sst`), naming it in errors.
     fn id(&self) -> u64;
 
+    /// The table's key bounds: a lookup skips the table when they rule its key out.
+    fn bounds(&self) -> KeyBounds;
+
     /// Looks `key` (whose [`filter::key_hash`] is `hash`) up, copying a found value into `out`
     /// when it fits.
     fn probe(
@@ -577,6 +604,10 @@ pub trait ProbeTable<S: Storage> {
 impl<S: Storage> ProbeTable<S> for &mut Table<S::File> {
     fn id(&self) -> u64 {
         self.id
+    }
+
+    fn bounds(&self) -> KeyBounds {
+        self.bounds
     }
 
     fn probe(
