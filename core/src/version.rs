@@ -294,8 +294,8 @@ impl<F> Version<F> {
         self.changes
     }
 
-    /// The runs among the live tables ([`runs_of`]): what the compaction policy merges, and
-    /// what a host's write throttling counts.
+    /// The runs by age among the live tables (`count_runs`): what a host's write throttle
+    /// counts ([`crate::Db::compaction_backlog`]).
     pub fn runs(&self) -> usize {
         self.runs
     }
@@ -487,9 +487,24 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
     apart
 }
 
-/// How many runs ([`run_flags`]) `tables` form.
+/// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one
+/// before it when its key bounds lie wholly outside those of every older table (below or above
+/// all of them: an ascending or descending sequence). Unlike [`run_flags`], a newer table never
+/// changes how the older ones count, so the count grows by at most one per flush and falls as
+/// merges remove tables; it is what a host's write throttle counts ([`Version::runs`]), while
+/// the policy merges older tables a newer one overlaps.
 fn count_runs<F>(tables: &[Table<F>]) -> usize {
-    run_flags(tables).iter().filter(|&&joins| !joins).count()
+    let mut hull: Option<KeyBounds> = None;
+    let mut runs = 0;
+    for t in tables {
+        let b = t.bounds();
+        match hull {
+            Some(h) if b.greatest() < h.least() || h.greatest() < b.least() => {}
+            _ => runs += 1,
+        }
+        hull = Some(hull.map_or(b, |h| h.union(&b)));
+    }
+    runs
 }
 
 /// The key bounds of table `id`, just written into `file` and sealed by `footer`, read before it

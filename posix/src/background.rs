@@ -13,9 +13,9 @@
 //! before a write (engine lock held):               Execution::start: its own PosixStorage
 //!   reports in: done → Engine::install_compaction    handle (same directory, own small page
 //!               failed → Engine::fail_compaction     cache), its own handles on the inputs,
-//!   tables ≥ stop_tables: wait for a report,         its own scratch (memtable_bytes)
+//!   backlog ≥ stop_tables: wait for a report,        its own scratch (memtable_bytes)
 //!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
-//!   tables ≥ slowdown_tables: sleep SLOWDOWN,        looking at the stop flag between steps
+//!   backlog ≥ slowdown_tables: sleep SLOWDOWN,       looking at the stop flag between steps
 //!     lock let go                                  sync the output (when nothing evicts:
 //!                                                  rename it over <id>.sst, sync the
 //!                                                  directory), report it, notify
@@ -213,14 +213,15 @@ pub struct BackgroundStats {
     pub failed_unlinks: u64,
 }
 
-/// How hard the tables press on a write ([`Background::pressure`]).
+/// How hard the tables press on a write ([`Background::pressure`]), by the compaction backlog
+/// ([`minivault_core::Db::compaction_backlog`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pressure {
     /// Below `slowdown_tables`: the write goes ahead.
     None,
     /// At `slowdown_tables`: the write sleeps [`SLOWDOWN`] first (once).
     Slow,
-    /// At `stop_tables`: the write waits for compactions until the tables are below it.
+    /// At `stop_tables`: the write waits for compactions until the backlog is below it.
     Stop,
 }
 
@@ -365,15 +366,15 @@ impl Background {
         self.stats.longest_flush_wait = self.stats.longest_flush_wait.max(waited);
     }
 
-    /// How hard a write must be held back now: [`Pressure::Stop`] at `stop_tables` tables,
-    /// [`Pressure::Slow`] at `slowdown_tables`. The caller ([`crate::Db`]) waits without the
+    /// How hard a write must be held back now: [`Pressure::Stop`] at a compaction backlog of
+    /// `stop_tables`, [`Pressure::Slow`] at `slowdown_tables`. The caller ([`crate::Db`]) waits without the
     /// engine's lock: [`Background::wait_for_report`] for a stop, a sleep of [`SLOWDOWN`] for a
     /// slowdown.
     pub(crate) fn pressure(&self, engine: &Engine) -> Pressure {
-        let tables = engine.compaction_backlog();
-        if tables >= self.stop_tables {
+        let backlog = engine.compaction_backlog();
+        if backlog >= self.stop_tables {
             Pressure::Stop
-        } else if tables >= self.slowdown_tables {
+        } else if backlog >= self.slowdown_tables {
             Pressure::Slow
         } else {
             Pressure::None

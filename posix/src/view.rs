@@ -75,7 +75,8 @@ struct ViewTable {
     file: FileReader,
     /// Its resident index, shared with the other views of the table.
     index: Arc<IndexSlot>,
-    /// Its place in the view (oldest first): its bit in [`ViewStorage::ruled_out`].
+    /// Its place in the view (oldest first): its bit in [`ViewStorage::ruled_out`], counted
+    /// from [`ViewStorage::ruled_out_from`].
     pos: usize,
 }
 
@@ -143,24 +144,32 @@ impl TableView {
         now: u64,
         counters: &mut ReadCounters,
     ) -> Result<Option<ValueWithExpiry<'b>>, minivault_core::Error<io::Error>> {
-        let ruled_out = self.ruled_out(key);
-        let mut storage = ViewStorage { run, ruled_out };
+        let ruled_out_from = self.ruled_out_from();
+        let ruled_out = self.ruled_out(key, ruled_out_from);
+        let mut storage = ViewStorage { run, ruled_out, ruled_out_from };
         minivault_core::get_from_tables(&mut storage, self.tables.iter(), key, buf, now, counters)
     }
 
-    /// The tables (a bit per [`ViewTable::pos`], the first 64) whose resident filter rules `key`
-    /// out, asked all at once before the lookup probes the tables one by one: the questions do
-    /// not wait on each other, so the memory fetches of a dozen filter blocks (a large table's
-    /// are rarely in the CPU's caches) overlap instead of following one another. A table with
-    /// range deletes is left to its probe, which asks them when the filter rules the key out.
-    fn ruled_out(&self, key: &[u8]) -> u64 {
+    /// The first table [`TableView::ruled_out`] asks about: the newest 64 are asked (a lookup
+    /// probes the newest first).
+    fn ruled_out_from(&self) -> usize {
+        self.tables.len().saturating_sub(64)
+    }
+
+    /// The tables (a bit per [`ViewTable::pos`] from `from`, the newest 64) whose resident filter
+    /// rules `key` out, asked all at once before the lookup probes the tables one by one: the
+    /// questions do not wait on each other, so the memory fetches of a dozen filter blocks (a
+    /// large table's are rarely in the CPU's caches) overlap instead of following one another. A
+    /// table with range deletes is left to its probe, which asks them when the filter rules the
+    /// key out.
+    fn ruled_out(&self, key: &[u8], from: usize) -> u64 {
         let hash = minivault_core::filter::key_hash(key);
         let prefix = key_prefix(key);
         let mut out = 0u64;
-        for table in self.tables.iter().take(64) {
+        for table in self.tables.iter().skip(from) {
             // A table whose bounds rule the key out is passed over by the lookup itself.
             if table.bounds.may_hold(prefix) && table.footer.range_count == 0 && table.index.rules_out(hash) {
-                out |= 1 << table.pos;
+                out |= 1 << (table.pos - from);
             }
         }
         out
@@ -223,7 +232,8 @@ impl<'v> ProbeTable<ViewStorage<'v>> for &'v ViewTable {
         out: &mut [u8],
     ) -> Result<Probe, ReadError<io::Error>> {
         let table: &'v ViewTable = self;
-        if table.pos < 64 && storage.ruled_out & (1 << table.pos) != 0 {
+        let bit = table.pos.checked_sub(storage.ruled_out_from).filter(|&b| b < 64);
+        if bit.is_some_and(|b| storage.ruled_out & (1 << b) != 0) {
             // Its resident filter, asked before the lookup, ruled the key out (`probe_with`
             // would answer the same without reading anything).
             return Ok(Probe { lookup: Lookup::Absent, searched: false });
@@ -245,12 +255,14 @@ pub(crate) struct ViewStorage<'v> {
     run: &'v mut [u8],
     /// The tables whose resident filter ruled the key of the get out ([`TableView::ruled_out`]).
     ruled_out: u64,
+    /// The view position of the table `ruled_out`'s bit 0 stands for.
+    ruled_out_from: usize,
 }
 
 impl ViewStorage<'_> {
     /// For a scan, which reads no runs whole.
     pub(crate) fn new() -> Self {
-        ViewStorage { run: &mut [], ruled_out: 0 }
+        ViewStorage { run: &mut [], ruled_out: 0, ruled_out_from: 0 }
     }
 }
 

@@ -93,6 +93,22 @@ pub fn table_limit<S: Storage>(storage: &S) -> usize {
     storage.max_files().map_or(MAX_TABLES, |files| (files / 2).clamp(2, MAX_TABLES))
 }
 
+/// Where the table set becomes crowded ([`policy`]: past it the tables are tiered one by one):
+/// [`CROWDED_TABLES`], or three quarters of a smaller [`table_limit`]; never without
+/// `many-tables` (the limit itself).
+pub fn crowded_tables<S: Storage>(storage: &S) -> usize {
+    crowded_at(table_limit(storage))
+}
+
+/// [`crowded_tables`] for a table limit of `limit`.
+fn crowded_at(limit: usize) -> usize {
+    if CROWDED_TABLES >= MAX_TABLES {
+        limit
+    } else {
+        CROWDED_TABLES.min(limit - limit / 4)
+    }
+}
+
 /// Chooses the next compaction among the tables from index `free_from` on (the ones newer
 /// than every compaction already running), given `scratch_len` bytes of scratch memory for the
 /// merge: the policy ([`pick`]) over their sizes, forced when the table limit is near (or
@@ -129,7 +145,7 @@ pub fn plan<F>(
     // Near MAX_TABLES a merge must make room before the next flush fails; at a storage's own
     // limit, once it is reached (the other half of its files leave room for that flush).
     let force = force || version.len() + 1 >= MAX_TABLES || version.len() >= table_limit;
-    let crowded = version.len() >= CROWDED_TABLES;
+    let crowded = version.len() >= crowded_at(table_limit);
     let max_bytes = merge_limit.map_or(MAX_MERGE_BYTES, |m| m.min(MAX_MERGE_BYTES));
     let (start, end) = pick(&sizes, joins, max_inputs, max_bytes, force, crowded)?;
     let inputs = tables.get(start..end)?;

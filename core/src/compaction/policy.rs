@@ -31,10 +31,13 @@
 //! it is a run of its own again and merged as before. A merge takes whole runs (each one's tables
 //! adjacent, so the lineage rule holds), at most `max_inputs` tables.
 //!
-//! Tables kept so take slots: past [`crate::limits::CROWDED_TABLES`] the policy, when no tier is
-//! due, merges the adjacent tables that hold the fewest bytes (`max_inputs` of them, or as many
-//! as fit `max_bytes`), so the limit is never reached by them and each such merge rewrites
-//! the least. Without the `many-tables` feature (a microcontroller: 32 tables, no key bounds)
+//! A run weighs in the tiers as its largest table, so that a run of many small flushes tiers with
+//! tables of their size (as the same flushes would, had they overlapped) rather than standing
+//! apart as one large table that nothing merges with.
+//!
+//! Tables kept so take slots: past the crowding point ([`crate::limits::CROWDED_TABLES`], or
+//! three quarters of a storage's table limit) the policy, when no tier of runs is due, tiers the
+//! tables one by one (every table a run of its own), so the limit is never reached by them. Without the `many-tables` feature (a microcontroller: 32 tables, no key bounds)
 //! every table is a run of its own and the policy is the size-ratio tiering above.
 
 use crate::limits::MAX_MERGE;
@@ -75,13 +78,13 @@ pub fn pick(
     // With little scratch memory, merge fewer runs rather than none.
     let width = TIER_WIDTH.min(max_inputs);
     let mut end = n;
-    while let Some((mut start, mut least)) = runs.before(end) {
+    while let Some((mut start, _, mut least)) = runs.before(end) {
         let mut count = 1;
-        while let Some((from, bytes)) = runs.before(start) {
-            if bytes >= least.saturating_mul(TIER_RATIO) {
+        while let Some((from, _, weight)) = runs.before(start) {
+            if weight >= least.saturating_mul(TIER_RATIO) {
                 break;
             }
-            least = least.min(bytes);
+            least = least.min(weight);
             start = from;
             count += 1;
         }
@@ -90,8 +93,20 @@ pub fn pick(
             // half of the limit (their output is then too large to be merged again under it,
             // so no table is rewritten forever).
             let sum: u64 = sizes.get(start..end).map_or(0, |t| t.iter().sum());
-            if let Some((from, held)) = runs.newest_within(start, end, max_inputs, max_bytes) {
-                if sum <= max_bytes || held * 2 > max_bytes {
+            if sum <= max_bytes {
+                // More tables than one merge takes: its oldest runs, so that the newer ones
+                // (no larger) tier with the flushes that follow rather than being left behind
+                // a table many times their size.
+                if let Some(to) = runs.oldest_within(start, end, max_inputs) {
+                    return Some((start, to));
+                }
+                // Runs too long to be merged whole (more tables than one merge takes) between
+                // the tier's other runs: its newest tables, runs cut, as if each were a run of
+                // its own (without this, tables that overlap keep adding to the tier behind
+                // runs that no merge can take).
+                return Some((end - (end - start).min(max_inputs), end));
+            } else if let Some((from, held)) = runs.newest_within(start, end, max_inputs, max_bytes) {
+                if held * 2 > max_bytes {
                     return Some((from, end));
                 }
             }
@@ -113,15 +128,43 @@ struct Runs<'a> {
 }
 
 impl Runs<'_> {
-    /// The run that ends before table `end`: where it starts, and its bytes; `None` at 0.
-    fn before(&self, end: usize) -> Option<(usize, u64)> {
+    /// The run that ends before table `end`: where it starts, its bytes, and its weight in the
+    /// tiers (its largest table: a run of many small flushes tiers with tables of their size,
+    /// not with tables as large as all of them); `None` at 0.
+    fn before(&self, end: usize) -> Option<(usize, u64, u64)> {
         let mut start = end.checked_sub(1)?;
         let mut bytes = *self.sizes.get(start)?;
+        let mut weight = bytes;
         while self.joins.get(start).copied().unwrap_or(false) && start > 0 {
             start -= 1;
-            bytes = bytes.saturating_add(self.sizes.get(start).copied().unwrap_or(0));
+            let size = self.sizes.get(start).copied().unwrap_or(0);
+            bytes = bytes.saturating_add(size);
+            weight = weight.max(size);
         }
-        Some((start, bytes))
+        Some((start, bytes, weight))
+    }
+
+    /// The oldest whole runs of tables `start..end`, at least two, at most `max_inputs` tables:
+    /// where they end.
+    fn oldest_within(&self, start: usize, end: usize, max_inputs: usize) -> Option<usize> {
+        let (mut to, mut count) = (start, 0);
+        while to < end {
+            let next = self.after(to, end);
+            if next - start > max_inputs {
+                break;
+            }
+            (to, count) = (next, count + 1);
+        }
+        (count >= 2).then_some(to)
+    }
+
+    /// Where the run that starts at table `start` ends (at most `end`).
+    fn after(&self, start: usize, end: usize) -> usize {
+        let mut next = start + 1;
+        while next < end && self.joins.get(next).copied().unwrap_or(false) {
+            next += 1;
+        }
+        next
     }
 
     /// The newest whole runs of tables `start..end`, at least two, at most `max_inputs` tables
@@ -135,7 +178,7 @@ impl Runs<'_> {
     ) -> Option<(usize, u64)> {
         let (mut from, mut held, mut count) = (end, 0u64, 0);
         while from > start {
-            let Some((s, bytes)) = self.before(from) else { break };
+            let Some((s, bytes, _)) = self.before(from) else { break };
             if end - s > max_inputs || held.saturating_add(bytes) > max_bytes {
                 break;
             }
@@ -304,7 +347,8 @@ mod tests {
 
     #[test]
     fn input_count_is_capped_and_force_takes_two() {
-        assert_eq!(pick_tables(&[1; 10], 3, MAX_MERGE_BYTES, false), Some((7, 10)));
+        // The oldest three of the tier first.
+        assert_eq!(pick_tables(&[1; 10], 3, MAX_MERGE_BYTES, false), Some((0, 3)));
         assert_eq!(pick_tables(&[1; 10], 1, MAX_MERGE_BYTES, false), None);
         assert_eq!(pick_tables(&[1; 10], 16, MAX_MERGE_BYTES, false), Some((0, 10)));
         assert_eq!(pick_tables(&[100, 1], 4, MAX_MERGE_BYTES, true), Some((0, 2)));
@@ -332,11 +376,11 @@ mod tests {
     #[test]
     fn a_tier_of_runs_is_merged_whole_runs_at_a_time() {
         // Eight runs of two tables each (each run's two tables disjoint, every run over the
-        // last): one tier, merged whole; with room for only five inputs, the newest two runs.
+        // last): one tier, merged whole; with room for only five inputs, the oldest two runs.
         let sizes = [5u64; 16];
         let joins: Vec<bool> = (0..16).map(|i| i % 2 == 1).collect();
         assert_eq!(pick(&sizes, &joins, 16, MAX_MERGE_BYTES, false, false), Some((0, 16)));
-        assert_eq!(pick(&sizes, &joins, 5, MAX_MERGE_BYTES, false, false), Some((12, 16)));
+        assert_eq!(pick(&sizes, &joins, 5, MAX_MERGE_BYTES, false, false), Some((0, 4)));
         // Seven runs are not yet a tier, however many tables they hold.
         assert_eq!(pick(&sizes[..14], &joins[..14], 16, MAX_MERGE_BYTES, false, false), None);
         // A run too large for the inputs is never merged in parts.
@@ -349,11 +393,26 @@ mod tests {
     fn a_crowded_table_set_merges_its_tables_as_if_each_were_a_run() {
         let one_run: Vec<bool> = (0..20).map(|i| i > 0).collect();
         assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, false), None);
-        assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, true), Some((4, 20)));
+        assert_eq!(pick(&[1; 20], &one_run, 16, MAX_MERGE_BYTES, false, true), Some((0, 16)));
         // Sequential flushes past the crowding point: the tables stay near it, and the writes
         // are at most the tiering's.
         let (written, most, _) = simulate_spans(1000, |i| (i * 10, i * 10 + 9), 100);
         assert!(written <= 3.5, "{written} bytes written per byte flushed");
         assert!(most <= 100, "{most} tables");
+    }
+
+    #[test]
+    #[cfg(feature = "many-tables")]
+    fn runs_between_overlapping_flushes_still_fill_tiers() {
+        // Groups of sequential flushes into fresh keys, each group followed by a flush that
+        // overlaps the first table: the runs weigh as their largest table, so they tier with
+        // the single flushes around them (whole, or cut when longer than a merge takes) and the
+        // table count stays bounded without forcing.
+        for group in [4u64, 8, 20, 40] {
+            let span = |i: u64| if i % (group + 1) == group { (0, 5) } else { (i * 10 + 100, i * 10 + 109) };
+            let (written, most, _) = simulate_spans(2000, span, 384);
+            assert!(written <= 4.5, "group {group}: {written} bytes written per byte flushed");
+            assert!(most < 384, "group {group}: {most} tables: never crowded");
+        }
     }
 }

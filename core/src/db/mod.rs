@@ -33,9 +33,7 @@ use crate::compaction;
 use crate::entry::{self, is_dead, EntryHeader};
 use crate::error::Error;
 use crate::flush::{self, FlushPlan};
-use crate::limits::{
-    CROWDED_TABLES, MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_RUNNING, MAX_VALUE_LEN,
-};
+use crate::limits::{MAX_BATCH_LEN, MAX_KEY_LEN, MAX_MEMTABLE_RANGES, MAX_RUNNING, MAX_VALUE_LEN};
 use crate::log::{event, warn_event};
 use crate::memtable::{MemLookup, MemTable};
 use crate::memtables::MemTables;
@@ -532,12 +530,14 @@ where
         self.version.len()
     }
 
-    /// How far compaction is behind: the runs of tables (tables that overlap no other count
-    /// once together: [`crate::compaction::policy`]), plus every table past
-    /// [`crate::limits::CROWDED_TABLES`]. What a host throttles writes by; without
-    /// `many-tables`, the number of tables.
+    /// How far compaction is behind: the runs of tables by age (a table whose keys lie wholly
+    /// below or above those of every older table continues the run before it: sequential keys
+    /// count once together), plus every table past the crowding point
+    /// ([`crate::limits::CROWDED_TABLES`], or three quarters of a storage's table limit). What a
+    /// host throttles writes by; it grows by at most one per flush. Without `many-tables`, the
+    /// number of tables.
     pub fn compaction_backlog(&self) -> usize {
-        self.version.runs() + self.version.len().saturating_sub(CROWDED_TABLES)
+        self.version.runs() + self.version.len().saturating_sub(compaction::crowded_tables(&self.storage))
     }
 
     /// Tables evicted since open ([`Stats::evicted_tables`], without building the rest of

@@ -35,6 +35,9 @@ pub struct KeyPrefix;
 
 #[cfg(feature = "many-tables")]
 const _: () = assert!(BOUND_BYTES == core::mem::size_of::<KeyPrefix>());
+// Without the feature a table's bounds take no memory (a microcontroller's table list).
+#[cfg(not(feature = "many-tables"))]
+const _: () = assert!(core::mem::size_of::<KeyBounds>() == 0);
 
 /// The least and greatest prefixes.
 #[cfg(feature = "many-tables")]
@@ -108,6 +111,11 @@ impl KeyBounds {
     /// The prefix of the greatest key.
     pub fn greatest(&self) -> KeyPrefix {
         self.hi
+    }
+
+    /// The least bounds holding both.
+    pub fn union(&self, other: &KeyBounds) -> KeyBounds {
+        KeyBounds { lo: self.lo.min(other.lo), hi: self.hi.max(other.hi) }
     }
 
     /// False only when no key with prefix `key` lies within the bounds.

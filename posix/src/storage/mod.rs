@@ -83,6 +83,9 @@ pub struct PosixStorage {
     removals: Option<RemovalQueue>,
     /// Tables opened get read-ahead windows ([`PosixStorage::with_read_ahead`]).
     read_ahead: bool,
+    /// [`Storage::max_files`]: what the process's limit on open files leaves the database, read
+    /// once when the storage is opened.
+    max_files: Option<usize>,
 }
 
 /// A descriptor of a WAL file of its own, opened when the engine created or opened the file
@@ -138,6 +141,7 @@ impl PosixStorage {
             wal_handles: [None, None],
             removals: None,
             read_ahead: false,
+            max_files: files_for_the_database(),
         })
     }
 
@@ -185,6 +189,7 @@ impl PosixStorage {
             wal_handles: [None, None],
             removals: None,
             read_ahead: false,
+            max_files: self.max_files,
         })
     }
 
@@ -293,10 +298,28 @@ impl PosixStorage {
     }
 }
 
+/// Descriptors of the process's limit on open files (`RLIMIT_NOFILE`, the soft one) kept for
+/// everything but the database's files: the standard streams, sockets, the other files of the
+/// program.
+const FILES_KEPT_FOR_THE_PROCESS: u64 = 64;
+
+/// How many files a database may hold open at once ([`Storage::max_files`]): the process's limit
+/// on open files less [`FILES_KEPT_FOR_THE_PROCESS`] (at least 8); `None` when unlimited or
+/// unknown. The engine keeps its tables to half of that (each table is an open file; the rest
+/// are for the WALs, the tables being written, and a compaction's inputs opened again).
+fn files_for_the_database() -> Option<usize> {
+    let soft = sys::open_files_limit()?;
+    usize::try_from(soft.saturating_sub(FILES_KEPT_FOR_THE_PROCESS).max(8)).ok()
+}
+
 impl Storage for PosixStorage {
     type Error = io::Error;
     type File = PosixFile;
     type Io<'a> = &'a mut PosixFile;
+
+    fn max_files(&self) -> Option<usize> {
+        self.max_files
+    }
 
     fn create(&mut self, name: &str) -> io::Result<PosixFile> {
         self.writable()?;

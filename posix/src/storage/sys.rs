@@ -232,6 +232,20 @@ pub(crate) fn allocate(fd: BorrowedFd<'_>, size: u64, len: u64) -> io::Result<()
     }
 }
 
+/// The soft limit on the process's open files (`RLIMIT_NOFILE`); `None` when unlimited or when
+/// it cannot be read.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable `rlimit` for the whole call, which only fills it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    // `rlim_t` is 32 bits wide on some targets (ARMv7 Linux).
+    #[allow(clippy::useless_conversion)]
+    u64::try_from(limit.rlim_cur).ok()
+}
+
 /// An exclusive `flock` on the open file, taken without waiting: fails with
 /// [`io::ErrorKind::WouldBlock`] while another open file description holds it.
 pub(crate) fn flock_exclusive_now(fd: BorrowedFd<'_>) -> io::Result<()> {
