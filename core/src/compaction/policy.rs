@@ -37,8 +37,10 @@
 //!
 //! Tables kept so take slots: past the crowding point ([`crate::limits::CROWDED_TABLES`], or
 //! three quarters of a storage's table limit) the policy, when no tier of runs is due, tiers the
-//! tables one by one (every table a run of its own), so the limit is never reached by them. Without the `many-tables` feature (a microcontroller: 32 tables, no key bounds)
-//! every table is a run of its own and the policy is the size-ratio tiering above.
+//! tables one by one (every table a run of its own), so the limit is never reached by them.
+//!
+//! Without the `many-tables` feature (a microcontroller: 32 tables, no key bounds) every table is
+//! a run of its own and the policy is the size-ratio tiering above.
 
 use crate::limits::MAX_MERGE;
 
@@ -56,8 +58,8 @@ pub const MIN_MERGE: usize = TIER_WIDTH;
 /// continues the run of the table before it (`joins`; all `false`: every table its own run);
 /// returns the tables `start..end` (indices into `sizes`), at most `max_inputs` of them holding
 /// at most `max_bytes` in all. `force` merges the newest `max_inputs` (at least two) even when the
-/// policy would wait (used when the table limit is near); `crowded` (past
-/// [`crate::limits::CROWDED_TABLES`]) merges the cheapest adjacent tables when no tier is due.
+/// policy would wait (used when the table limit is near); `crowded` (past the crowding point,
+/// [`super::crowded_tables`]) tiers the tables one by one when no tier of runs is due.
 pub fn pick(
     sizes: &[u64],
     joins: &[bool],

@@ -41,27 +41,26 @@ const _: () = assert!(core::mem::size_of::<KeyBounds>() == 0);
 
 /// The least and greatest prefixes.
 #[cfg(feature = "many-tables")]
-const PREFIX_RANGE: (KeyPrefix, KeyPrefix) = (KeyPrefix(u128::MIN), KeyPrefix(u128::MAX));
+pub const PREFIX_MIN_MAX: (KeyPrefix, KeyPrefix) = (KeyPrefix(u128::MIN), KeyPrefix(u128::MAX));
+/// The least and greatest prefixes.
 #[cfg(not(feature = "many-tables"))]
-const PREFIX_RANGE: (KeyPrefix, KeyPrefix) = (KeyPrefix, KeyPrefix);
+pub const PREFIX_MIN_MAX: (KeyPrefix, KeyPrefix) = (KeyPrefix, KeyPrefix);
 
 /// The prefix of `key` (see the [module documentation](self)).
 pub fn key_prefix(key: &[u8]) -> KeyPrefix {
-    prefix_of(key.get(..BOUND_BYTES).unwrap_or(key))
+    padded(key.get(..BOUND_BYTES).unwrap_or(key), 0)
 }
 
 /// The greatest prefix of a key that starts with `head`: `head`'s first [`BOUND_BYTES`] bytes,
 /// padded with `0xFF`.
 pub fn prefix_ceiling(head: &[u8]) -> KeyPrefix {
-    ceiling_of(head.get(..BOUND_BYTES).unwrap_or(head))
+    padded(head.get(..BOUND_BYTES).unwrap_or(head), 0xFF)
 }
 
-/// The least and greatest prefixes.
-pub const PREFIX_MIN_MAX: (KeyPrefix, KeyPrefix) = PREFIX_RANGE;
-
+/// `head` (at most [`BOUND_BYTES`] bytes) padded with `fill` to a prefix.
 #[cfg(feature = "many-tables")]
-fn ceiling_of(head: &[u8]) -> KeyPrefix {
-    let mut b = [0xFFu8; BOUND_BYTES];
+fn padded(head: &[u8], fill: u8) -> KeyPrefix {
+    let mut b = [fill; BOUND_BYTES];
     if let Some(dst) = b.get_mut(..head.len()) {
         dst.copy_from_slice(head);
     }
@@ -69,21 +68,7 @@ fn ceiling_of(head: &[u8]) -> KeyPrefix {
 }
 
 #[cfg(not(feature = "many-tables"))]
-fn ceiling_of(_head: &[u8]) -> KeyPrefix {
-    KeyPrefix
-}
-
-#[cfg(feature = "many-tables")]
-fn prefix_of(head: &[u8]) -> KeyPrefix {
-    let mut b = [0u8; BOUND_BYTES];
-    if let Some(dst) = b.get_mut(..head.len()) {
-        dst.copy_from_slice(head);
-    }
-    KeyPrefix(u128::from_be_bytes(b))
-}
-
-#[cfg(not(feature = "many-tables"))]
-fn prefix_of(_head: &[u8]) -> KeyPrefix {
+fn padded(_head: &[u8], _fill: u8) -> KeyPrefix {
     KeyPrefix
 }
 
@@ -96,7 +81,7 @@ pub struct KeyBounds {
 
 impl KeyBounds {
     /// Bounds that rule nothing out.
-    pub const ALL: KeyBounds = KeyBounds { lo: PREFIX_RANGE.0, hi: PREFIX_RANGE.1 };
+    pub const ALL: KeyBounds = KeyBounds { lo: PREFIX_MIN_MAX.0, hi: PREFIX_MIN_MAX.1 };
 
     /// The bounds of a table whose least key is `least` and greatest `greatest`.
     pub fn of_keys(least: &[u8], greatest: &[u8]) -> Self {
@@ -153,7 +138,7 @@ pub fn read_bounds<IO: Read + Seek>(io: &mut IO, footer: &Footer) -> Result<KeyB
         }
         let layout = reader.finish(io)?;
         // A key longer than the head: its first BOUND_BYTES bytes.
-        Ok(prefix_of(head.get(..layout.header.key_len).unwrap_or(&head)))
+        Ok(padded(head.get(..layout.header.key_len).unwrap_or(&head), 0))
     };
     match (prefix(0), prefix(last)) {
         (Ok(lo), Ok(hi)) => Ok(KeyBounds { lo, hi }),

@@ -494,7 +494,8 @@ impl<F> Table<F> {
     }
 
     /// A table just written: `file` holds `bytes` bytes sealed by `footer`. Its bounds are
-    /// [`KeyBounds::ALL`] until [`Table::with_bounds`] or [`Table::read_bounds`].
+    /// [`KeyBounds::ALL`] (they rule nothing out) unless given by [`Table::with_bounds`]: the
+    /// table set reads them before it publishes a table ([`crate::version::Version::add`]).
     pub fn new(id: u64, file: F, footer: Footer, bytes: u64) -> Self {
         Table { id, file, footer, bytes, bounds: KeyBounds::ALL }
     }
@@ -502,13 +503,6 @@ impl<F> Table<F> {
     /// The table with key bounds known already (a host's copy of an engine's table).
     pub fn with_bounds(self, bounds: KeyBounds) -> Self {
         Table { bounds, ..self }
-    }
-
-    /// Reads the table's key bounds from its file ([`read_bounds`]).
-    pub fn read_bounds<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<(), Error<S::Error>> {
-        self.bounds =
-            read_bounds(&mut storage.io(&mut self.file), &self.footer).in_file(FileKind::Table, self.id)?;
-        Ok(())
     }
 
     /// The prefixes of the table's least and greatest keys ([`KeyBounds`]).
