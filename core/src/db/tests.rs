@@ -860,6 +860,19 @@ fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
         assert_eq!(scan(&mut db, range, false), want);
         assert_eq!(scan(&mut db, range, true), want.into_iter().rev().collect::<Vec<_>>());
     }
+    // Scans resumed past a key (as a batched iterator resumes), with newer versions of some
+    // keys in the MemTable: a table is positioned only when it may hold the next key, and every
+    // key comes once, at its newest version.
+    for i in (7..3000u32).step_by(301) {
+        db.put(&key(i), b"mem").unwrap();
+        model.insert(key(i), b"mem".to_vec());
+    }
+    let from = key(1500);
+    let after: Vec<_> = model.range(key(1501)..).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(scan(&mut db, KeyRange::all().after(&from), false), after);
+    let before: Vec<_> = model.range(..from.clone()).rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(scan(&mut db, KeyRange::all().before(&from), true), before);
+    assert_eq!(scan(&mut db, KeyRange::all(), false), model.clone().into_iter().collect::<Vec<_>>());
     // Overwrites spread over the keys: every table overlaps one of theirs, and the policy
     // merges again.
     for r in 0..compaction::TIER_WIDTH as u32 * 2 {

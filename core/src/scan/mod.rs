@@ -45,7 +45,7 @@ use crate::entry::is_dead;
 use crate::error::{Error, ReadResultExt};
 use crate::limits::MAX_TABLES;
 use crate::memtable::MemTable;
-use crate::sstable::Table;
+use crate::sstable::{key_prefix, KeyPrefix, Table};
 use crate::storage::Storage;
 use mem_cursor::MemCursor;
 use table_cursor::TableCursor;
@@ -191,6 +191,12 @@ pub struct Scan<'a, S: Storage, M> {
     tables: &'a mut [Table<S::File>],
     mems: [MemCursor<'a, M>; 2],
     cursors: Vec<TableCursor, MAX_TABLES>,
+    /// The positioned cursors that still have a key, newest table first: the only table
+    /// sources a step looks at.
+    active: Vec<u16, MAX_TABLES>,
+    /// The least key prefix (reverse: greatest) a pending table may start with, if any table
+    /// is pending ([`Scan::settle`]).
+    pending_edge: Option<KeyPrefix>,
     /// Table key slots, then the slot of the key being returned.
     keys: &'a mut [u8],
     /// The tables' read-ahead windows (the rest of the caller's buffer).
@@ -244,8 +250,8 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             return Err(Error::InsufficientMemory { needed, given: keys.len() });
         }
         // What lies beyond the key slots is shared out as read-ahead windows among the tables
-        // that may hold keys of the range; the others are never positioned (their cursors stay
-        // past the end).
+        // that may hold keys of the range, which are positioned only when they may hold the next
+        // key (`settle`); the others never are (their cursors stay past the end).
         let (keys, windows) = keys.split_at_mut(needed);
         let (lo, hi) = range.prefix_span();
         let meets = |t: &Table<S::File>| t.bounds().may_meet(lo, hi);
@@ -257,11 +263,13 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         for t in tables.iter() {
             let n = table_cursor::slot_len(t.footer());
             let cursor = TableCursor::with_slot(at, n);
+            // A table the range does not meet keeps a cursor that is never positioned: past the
+            // end from the start.
             let cursor = if meets(t) {
                 shared += 1;
-                cursor.with_window((shared - 1) * share, share)
+                cursor.with_window((shared - 1) * share, share).pending()
             } else {
-                cursor.outside()
+                cursor
             };
             let _ = cursors.push(cursor);
             at += n;
@@ -275,17 +283,14 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         for m in &mut mems {
             m.seek(&range, reverse);
         }
-        for (c, t) in cursors.iter_mut().zip(tables.iter_mut()).filter(|(c, _)| !c.is_outside()) {
-            let slot = keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
-            let window = windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
-            c.seek(storage, t, slot, window, &range, reverse)?;
-        }
         let current_cap = needed - at;
-        Ok(Scan {
+        let mut scan = Scan {
             storage,
             tables,
             mems,
             cursors,
+            active: Vec::new(),
+            pending_edge: None,
             keys,
             windows,
             current_at: at,
@@ -294,7 +299,26 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             range,
             reverse,
             now,
-        })
+        };
+        scan.pending_edge = scan.first_pending().map(|(_, edge)| edge);
+        Ok(scan)
+    }
+
+    /// The pending table that starts first (reverse: ends last), and where.
+    fn first_pending(&self) -> Option<(usize, KeyPrefix)> {
+        let reverse = self.reverse;
+        let mut first: Option<(usize, KeyPrefix)> = None;
+        for (i, (c, t)) in self.cursors.iter().zip(self.tables.iter()).enumerate() {
+            if !c.is_pending() {
+                continue;
+            }
+            let b = t.bounds();
+            let edge = if reverse { b.greatest() } else { b.least() };
+            if first.is_none_or(|(_, e)| if reverse { edge > e } else { edge < e }) {
+                first = Some((i, edge));
+            }
+        }
+        first
     }
 
     /// The current key of `source`.
@@ -310,7 +334,16 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
 
     /// The source holding the next key (newest source on ties), if any key is left in range.
     fn winner(&self) -> Option<Source> {
-        let sources = (0..2).map(Source::Mem).chain((0..self.cursors.len()).rev().map(Source::Table));
+        let (s, k) = self.best()?;
+        let outside = if self.reverse { self.range.before_start(k) } else { self.range.after_end(k) };
+        (!outside).then_some(s)
+    }
+
+    /// The positioned source holding the least key (reverse: the greatest; the newest source on
+    /// ties), and that key, in range or not.
+    fn best(&self) -> Option<(Source, &[u8])> {
+        let tables = self.active.iter().map(|&i| Source::Table(usize::from(i)));
+        let sources = (0..2).map(Source::Mem).chain(tables);
         let mut best: Option<(Source, &[u8])> = None;
         for s in sources {
             let Some(k) = self.key_of(s) else { continue };
@@ -323,9 +356,37 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                 best = Some((s, k));
             }
         }
-        let (s, k) = best?;
-        let outside = if self.reverse { self.range.before_start(k) } else { self.range.after_end(k) };
-        (!outside).then_some(s)
+        best
+    }
+
+    /// Positions every pending table that may hold the next key: one whose least key prefix
+    /// (reverse: greatest) is not past the best key of the positioned sources, the table that
+    /// starts first each time, until none is left that may (or, with no key at all, the one
+    /// that starts first). A table of many that overlap nothing (sequential keys) is so
+    /// positioned only when the scan reaches it: a scan from a key reads the table that holds
+    /// it and the next ones it walks into, not every table above it. Bounds rule out with
+    /// strict comparisons only, so no table that may hold a key before the best one is left.
+    fn settle(&mut self) -> Result<(), S> {
+        let reverse = self.reverse;
+        while let Some(edge) = self.pending_edge {
+            let best = self.best().map(|(_, k)| key_prefix(k));
+            if best.is_some_and(|p| if reverse { edge < p } else { edge > p }) {
+                return Ok(());
+            }
+            let Some((i, _)) = self.first_pending() else { break };
+            let (Some(c), Some(t)) = (self.cursors.get_mut(i), self.tables.get_mut(i)) else { break };
+            let slot = self.keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
+            let window = self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
+            c.seek(self.storage, t, slot, window, &self.range, reverse)?;
+            if c.is_valid() {
+                // Newest (highest index) first.
+                let at = self.active.iter().position(|&a| usize::from(a) < i).unwrap_or(self.active.len());
+                let _ = self.active.insert(at, i as u16);
+            }
+            self.pending_edge = self.first_pending().map(|(_, edge)| edge);
+        }
+        self.pending_edge = None;
+        Ok(())
     }
 
     /// Moves every source whose current key is the key in the `current` slot past it.
@@ -338,7 +399,9 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                 m.advance(reverse);
             }
         }
-        for (c, t) in self.cursors.iter_mut().zip(self.tables.iter_mut()) {
+        for &i in &self.active {
+            let i = usize::from(i);
+            let (Some(c), Some(t)) = (self.cursors.get_mut(i), self.tables.get_mut(i)) else { continue };
             let (head, tail) = self.keys.split_at_mut(at);
             let key = tail.get(..n).unwrap_or(&[]);
             let slot = head.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
@@ -347,6 +410,8 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
                 c.advance(self.storage, t, slot, window, reverse)?;
             }
         }
+        let cursors = &self.cursors;
+        self.active.retain(|&i| cursors.get(usize::from(i)).is_some_and(TableCursor::is_valid));
         Ok(())
     }
 
@@ -364,6 +429,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
 
     fn step(&mut self, key: &mut [u8], mut value: Option<&mut [u8]>) -> Result<Option<Lengths>, S> {
         loop {
+            self.settle()?;
             let Some(source) = self.winner() else { return Ok(None) };
             // The winner's key goes to the `current` slot, for comparisons while sources move.
             let (at, slot_len) = (self.current_at, self.current_cap);

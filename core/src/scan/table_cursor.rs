@@ -60,8 +60,9 @@ pub(crate) struct TableCursor {
     key_len: usize,
     value_len: usize,
     pub(crate) header: Option<EntryHeader>,
-    /// The table holds no key of the scan's range (its key bounds say so): never positioned.
-    outside: bool,
+    /// The table may hold keys of the range but is not positioned yet: the scan positions it
+    /// once its key bounds say it may hold the next key ([`super::Scan`]'s `settle`).
+    pending: bool,
 }
 
 type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
@@ -72,14 +73,19 @@ impl TableCursor {
         TableCursor { slot: (at, len), ..TableCursor::default() }
     }
 
-    /// A cursor over a table that holds no key of the scan's range: it stays past the end.
-    pub(crate) fn outside(self) -> Self {
-        TableCursor { outside: true, valid: false, ..self }
+    /// A cursor over a table the scan positions later, when it may hold the next key.
+    pub(crate) fn pending(self) -> Self {
+        TableCursor { pending: true, valid: false, ..self }
     }
 
-    /// True for a cursor made by [`TableCursor::outside`].
-    pub(crate) fn is_outside(&self) -> bool {
-        self.outside
+    /// True while the cursor is on a record.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    /// True until a cursor made by [`TableCursor::pending`] is positioned.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending
     }
 
     /// Gives the cursor the read-ahead window of `len` bytes at `at` of the window buffer.
@@ -111,6 +117,7 @@ impl TableCursor {
         range: &KeyRange<'_>,
         reverse: bool,
     ) -> Result<(), S> {
+        self.pending = false;
         let i = if reverse {
             partition(storage, table, slot, |k| range.after_end(k))?.checked_sub(1)
         } else {
@@ -190,7 +197,7 @@ impl TableCursor {
             key_len: layout.header.key_len,
             value_len: layout.value_len(),
             header: Some(layout.header),
-            outside: false,
+            pending: false,
         };
         Ok(())
     }
