@@ -20,7 +20,8 @@
 //!   moves for k ≤ 64 new entries), sorting whole again only after a rotation, a larger burst of
 //!   writes, or when the buffer is too full to merge in. Without it (or with less room than the MemTable holds keys), the scan
 //!   chooses the next key among all of them at every step instead: O(n) per step, no memory;
-//! - its own state on the stack: about 48 bytes per SSTable.
+//! - its own state on the stack: about 50 bytes per SSTable (its cursor, and its place in the
+//!   list of positioned cursors).
 //!
 //! # Resuming
 //! A [`Scan`] borrows the database. To scan in bounded steps with writes in between (a
@@ -232,7 +233,10 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         Self::start(storage, tables, mems, points, None, keys, range, reverse, now)
     }
 
-    /// Positions every source at the first key of `range` (`reverse`: the last).
+    /// Positions the MemTables at the first key of `range` (`reverse`: the last); the tables
+    /// are positioned by the steps, each when it may hold the next key (`settle`), so a table's
+    /// read errors come from [`Scan::next`] (a failed table stays pending and is sought again
+    /// if the scan is asked again).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         storage: &'a mut S,
@@ -312,8 +316,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             if !c.is_pending() {
                 continue;
             }
-            let b = t.bounds();
-            let edge = if reverse { b.greatest() } else { b.least() };
+            let edge = self.edge(t);
             if first.is_none_or(|(_, e)| if reverse { edge > e } else { edge < e }) {
                 first = Some((i, edge));
             }
@@ -368,24 +371,56 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
     /// strict comparisons only, so no table that may hold a key before the best one is left.
     fn settle(&mut self) -> Result<(), S> {
         let reverse = self.reverse;
+        let comes_first =
+            |edge: KeyPrefix, best: KeyPrefix| if reverse { edge >= best } else { edge <= best };
         while let Some(edge) = self.pending_edge {
-            let best = self.best().map(|(_, k)| key_prefix(k));
-            if best.is_some_and(|p| if reverse { edge < p } else { edge > p }) {
-                return Ok(());
-            }
-            let Some((i, _)) = self.first_pending() else { break };
-            let (Some(c), Some(t)) = (self.cursors.get_mut(i), self.tables.get_mut(i)) else { break };
-            let slot = self.keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
-            let window = self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
-            c.seek(self.storage, t, slot, window, &self.range, reverse)?;
-            if c.is_valid() {
-                // Newest (highest index) first.
-                let at = self.active.iter().position(|&a| usize::from(a) < i).unwrap_or(self.active.len());
-                let _ = self.active.insert(at, i as u16);
+            match self.best().map(|(_, k)| key_prefix(k)) {
+                Some(best) if !comes_first(edge, best) => return Ok(()),
+                // Every pending table that may come first, in one pass (positioning one may
+                // lower the best key, which leaves the others merely positioned early).
+                Some(best) => {
+                    for i in 0..self.cursors.len() {
+                        let pending = self.cursors.get(i).is_some_and(TableCursor::is_pending);
+                        if pending && self.tables.get(i).is_some_and(|t| comes_first(self.edge(t), best)) {
+                            self.position(i)?;
+                        }
+                    }
+                }
+                // No key yet: the table that starts first.
+                None => match self.first_pending() {
+                    Some((i, _)) => self.position(i)?,
+                    None => break,
+                },
             }
             self.pending_edge = self.first_pending().map(|(_, edge)| edge);
         }
         self.pending_edge = None;
+        Ok(())
+    }
+
+    /// Where a table starts for this scan: the prefix of its least key (reverse: greatest).
+    fn edge(&self, t: &Table<S::File>) -> KeyPrefix {
+        let b = t.bounds();
+        if self.reverse {
+            b.greatest()
+        } else {
+            b.least()
+        }
+    }
+
+    /// Positions pending cursor `i` at the range's first key (reverse: last) and, when it has
+    /// one, makes it active.
+    fn position(&mut self, i: usize) -> Result<(), S> {
+        let reverse = self.reverse;
+        let (Some(c), Some(t)) = (self.cursors.get_mut(i), self.tables.get_mut(i)) else { return Ok(()) };
+        let slot = self.keys.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
+        let window = self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
+        c.seek(self.storage, t, slot, window, &self.range, reverse)?;
+        if c.is_valid() {
+            // Newest (highest index) first.
+            let at = self.active.iter().position(|&a| usize::from(a) < i).unwrap_or(self.active.len());
+            let _ = self.active.insert(at, i as u16);
+        }
         Ok(())
     }
 

@@ -117,13 +117,16 @@ impl TableCursor {
         range: &KeyRange<'_>,
         reverse: bool,
     ) -> Result<(), S> {
-        self.pending = false;
         let i = if reverse {
             partition(storage, table, slot, |k| range.after_end(k))?.checked_sub(1)
         } else {
             Some(partition(storage, table, slot, |k| !range.before_start(k))?)
         };
-        self.load(storage, table, slot, window, i, reverse)
+        self.load(storage, table, slot, window, i, reverse)?;
+        // Only once positioned: a seek that failed leaves the cursor pending, so that a scan
+        // asked again seeks it again rather than passing its table over.
+        self.pending = false;
+        Ok(())
     }
 
     /// Moves past the current record.
