@@ -45,9 +45,9 @@ pub const MAX_TABLES: usize = 32;
 #[cfg(feature = "many-tables")]
 pub const MAX_TABLES: usize = 512;
 
-/// Past this many tables the policy also merges runs of tables that overlap nothing (the
-/// cheapest adjacent ones first), so that the table limit is never reached by them; without
-/// `many-tables`, [`MAX_TABLES`] (the force near the limit does it).
+/// Past this many tables the policy, when no tier of runs is due, tiers the tables one by one
+/// (tables that overlap nothing are then merged too), so that the table limit is never reached
+/// by them; without `many-tables`, [`MAX_TABLES`] (the force near the limit does it).
 #[cfg(not(feature = "many-tables"))]
 pub const CROWDED_TABLES: usize = MAX_TABLES;
 /// See above: with `many-tables`, three quarters of [`MAX_TABLES`].

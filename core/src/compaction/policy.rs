@@ -74,7 +74,8 @@ pub fn pick(
         return None;
     }
     if force {
-        return newest_within(sizes, 0, n, max_inputs, max_bytes, 2);
+        let tables = Runs { sizes, joins: &[] };
+        return tables.newest_within(0, n, max_inputs, max_bytes).map(|(from, _)| (from, n));
     }
     let runs = Runs { sizes, joins };
     // With little scratch memory, merge fewer runs rather than none.
@@ -91,9 +92,6 @@ pub fn pick(
             count += 1;
         }
         if count >= width {
-            // A tier larger than the byte limit: its newest runs that fit, if they hold over
-            // half of the limit (their output is then too large to be merged again under it,
-            // so no table is rewritten forever).
             let sum: u64 = sizes.get(start..end).map_or(0, |t| t.iter().sum());
             if sum <= max_bytes {
                 // More tables than one merge takes: its oldest runs, so that the newer ones
@@ -107,7 +105,11 @@ pub fn pick(
                 // its own (without this, tables that overlap keep adding to the tier behind
                 // runs that no merge can take).
                 return Some((end - (end - start).min(max_inputs), end));
-            } else if let Some((from, held)) = runs.newest_within(start, end, max_inputs, max_bytes) {
+            }
+            // A tier larger than the byte limit: its newest runs that fit, if they hold over
+            // half of the limit (their output is then too large to be merged again under it,
+            // so no table is rewritten forever).
+            if let Some((from, held)) = runs.newest_within(start, end, max_inputs, max_bytes) {
                 if held * 2 > max_bytes {
                     return Some((from, end));
                 }
@@ -188,29 +190,6 @@ impl Runs<'_> {
         }
         (count >= 2).then_some((from, held))
     }
-}
-
-/// The newest tables of `sizes[start..end]`, at most `max_inputs` of them and `max_bytes` in all;
-/// `None` when that is fewer than `least` tables.
-fn newest_within(
-    sizes: &[u64],
-    start: usize,
-    end: usize,
-    max_inputs: usize,
-    max_bytes: u64,
-    least: usize,
-) -> Option<(usize, usize)> {
-    let mut from = end;
-    let mut sum = 0u64;
-    while from > start && end - from < max_inputs {
-        let s = *sizes.get(from - 1)?;
-        if sum.saturating_add(s) > max_bytes {
-            break;
-        }
-        sum += s;
-        from -= 1;
-    }
-    (end - from >= least).then_some((from, end))
 }
 
 #[cfg(test)]

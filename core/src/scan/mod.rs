@@ -363,9 +363,9 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
     }
 
     /// Positions every pending table that may hold the next key: one whose least key prefix
-    /// (reverse: greatest) is not past the best key of the positioned sources, the table that
-    /// starts first each time, until none is left that may (or, with no key at all, the one
-    /// that starts first). A table of many that overlap nothing (sequential keys) is so
+    /// (reverse: greatest) is not past the best key of the positioned sources (all such tables
+    /// in one pass), until none is left that may; with no key at all, the table that starts
+    /// first. A table of many that overlap nothing (sequential keys) is so
     /// positioned only when the scan reaches it: a scan from a key reads the table that holds
     /// it and the next ones it walks into, not every table above it. Bounds rule out with
     /// strict comparisons only, so no table that may hold a key before the best one is left.

@@ -12,8 +12,9 @@
 //!   ([`crate::compaction::policy`]).
 //!
 //! A table with range deletes, or without entries, gets [`KeyBounds::ALL`] (its deletes hide keys
-//! of older tables outside its own entries' span). Without the `many-tables` feature prefixes are
-//! empty (`()`): every table's bounds are [`KeyBounds::ALL`] and nothing is read.
+//! of older tables outside its own entries' span). Without the `many-tables` feature a prefix is a
+//! zero-sized [`KeyPrefix`] whose comparisons are all equal: every table's bounds are
+//! [`KeyBounds::ALL`] and nothing is read.
 // Decodes bytes read from storage: every index is checked.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -84,6 +85,7 @@ impl KeyBounds {
     pub const ALL: KeyBounds = KeyBounds { lo: PREFIX_MIN_MAX.0, hi: PREFIX_MIN_MAX.1 };
 
     /// The bounds of a table whose least key is `least` and greatest `greatest`.
+    #[cfg(test)]
     pub fn of_keys(least: &[u8], greatest: &[u8]) -> Self {
         KeyBounds { lo: key_prefix(least), hi: key_prefix(greatest) }
     }
