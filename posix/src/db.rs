@@ -769,7 +769,7 @@ impl Db {
                 match state.engine.get_from_memtables(key, &mut state.buf, now) {
                     Ok(MemGet::Found(value, expires_at)) => {
                         if self.rows_enabled {
-                            self.rows().insert(key, value, expires_at);
+                            self.rows().offer(key, value, expires_at);
                         }
                         return Ok(Some((value.to_vec(), expires_at)));
                     }
@@ -795,7 +795,7 @@ impl Db {
         }
         let found = read?;
         if let (Some((value, expires_at)), Some(stamp)) = (&found, stamp) {
-            self.rows().insert_if_unchanged(key, stamp, value, *expires_at);
+            self.rows().offer_if_unchanged(key, stamp, value, *expires_at);
         }
         Ok(found)
     }

@@ -25,6 +25,14 @@
 //!   hand clears set bits and evicts the first row whose bit is already clear, and the new row
 //!   takes the victim's slot, just behind the hand, so it has a whole turn to be read again.
 //!   Slots stay dense (a removed row's slot takes the last row), so the index holds no holes;
+//! - admission ([`RowCache::offer`], what a get calls with the answer it read): while the rows
+//!   fit, every answer is cached; once caching one would evict another, only a key already
+//!   offered a short while before is cached (the *doorkeeper*, TinyLFU's first filter: a bitset
+//!   of key hashes, [`DOORKEEPER_SHARE`] of the capacity, cleared each time a sixteenth of its
+//!   bits are set). Keys read once, such as a sweep of every key or uniformly random gets over
+//!   far more rows than fit, then cost a bit each instead of an insert and an eviction, and do
+//!   not push out the rows that are read again and again. The doorkeeper's bytes count against
+//!   the capacity;
 //! - expiry: a row is served only while the clock (the engine's) is before its expiry; a lookup
 //!   that finds an expired row drops it.
 //!
@@ -32,7 +40,7 @@
 //! reaches the engine, so a cached row is always the value the engine would return. A get that
 //! reads the tables without the engine's lock caches its answer only if no write of its key
 //! came in between: it takes a [`Stamp`] of the key's write count under the engine's lock and
-//! inserts with [`RowCache::insert_if_unchanged`]. The counts are kept per stripe of keys
+//! offers it with [`RowCache::offer_if_unchanged`]. The counts are kept per stripe of keys
 //! ([`STAMP_STRIPES`] of them, by a hash of the key; a write to another key of the stripe only
 //! costs that get its caching), and [`RowCache::clear`] changes every stamp. Absent keys
 //! are not cached: the hot-key reads this serves find their keys, a stream of misses would push
@@ -71,6 +79,11 @@ pub const ENTRY_OVERHEAD: usize = ALLOC_HEADER + 2 * SLOT_BYTES + 4 * INDEX_ENTR
 
 /// A slot's `expires_at` for a row that never expires (an expiry this far off reads as never).
 const NEVER: u64 = u64::MAX;
+
+/// The doorkeeper ([`RowCache::offer`]) takes one bit per this many bytes of capacity, rounded up
+/// to a power of two of 64-bit words (16 KiB of a 4 MiB cache: one bit per 32 bytes, about seven
+/// per cached row of a 16-byte key and a 100-byte value).
+pub const DOORKEEPER_SHARE: usize = 32;
 
 /// Stripes of the write counts behind [`Stamp`]s: 256 counters, 2 KiB.
 pub const STAMP_STRIPES: usize = 256;
@@ -111,6 +124,51 @@ impl Slot {
     }
 }
 
+/// Keys offered to a full cache ([`RowCache::offer`]): a bitset of their hashes, allocated when
+/// first needed and cleared when a sixteenth of its bits are set, so that a key is remembered
+/// for about the next `bits / 16` keys offered (a set bit may also be another key's: a sixteenth
+/// of the time at most).
+struct Doorkeeper {
+    words: Vec<u64>,
+    /// Words once allocated: a power of two.
+    len: usize,
+    /// Bits set since the last clear.
+    marks: usize,
+}
+
+impl Doorkeeper {
+    fn for_capacity(capacity: usize) -> Self {
+        let len = (capacity / DOORKEEPER_SHARE / 64).max(1).next_power_of_two();
+        Doorkeeper { words: Vec::new(), len, marks: 0 }
+    }
+
+    /// The bytes the bitset takes once allocated.
+    fn bytes(&self) -> usize {
+        self.len * size_of::<u64>()
+    }
+
+    /// True when `hash` was marked since the last clear; marks it otherwise.
+    fn seen_or_mark(&mut self, hash: u64) -> bool {
+        if self.words.is_empty() {
+            self.words = vec![0; self.len];
+        }
+        // The index's hash table places rows by the hash's low bits: the high ones pick the bit.
+        let bit = (hash >> 32) as usize & (self.len * 64 - 1);
+        let Some(word) = self.words.get_mut(bit / 64) else { return false };
+        let mask = 1u64 << (bit % 64);
+        if *word & mask != 0 {
+            return true;
+        }
+        *word |= mask;
+        self.marks += 1;
+        if self.marks >= self.len * 64 / 16 {
+            self.words.fill(0);
+            self.marks = 0;
+        }
+        false
+    }
+}
+
 /// Counters and sizes of a [`RowCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowCacheStats {
@@ -121,9 +179,13 @@ pub struct RowCacheStats {
     pub misses: u64,
     /// Rows dropped by CLOCK to make room.
     pub evictions: u64,
+    /// Answers not cached because the cache was full and their key had not been offered a short
+    /// while before ([`RowCache::offer`]).
+    pub declined: u64,
     /// Rows in the cache.
     pub rows: usize,
-    /// Bytes counted against the capacity: the rows' charges (see [`RowCache::row_charge`]).
+    /// Bytes counted against the capacity: the rows' charges (see [`RowCache::row_charge`]) and,
+    /// once the cache has been full, its doorkeeper's (see [`RowCache::offer`]).
     pub bytes: usize,
     /// The bound on `bytes`; 0 when disabled.
     pub capacity_bytes: usize,
@@ -142,6 +204,8 @@ pub struct RowCache {
     hits: u64,
     misses: u64,
     evictions: u64,
+    declined: u64,
+    doorkeeper: Doorkeeper,
     /// Keys removed, per stripe ([`RowCache::stamp`]).
     stripe_writes: Box<[u64; STAMP_STRIPES]>,
     /// Clears since creation.
@@ -179,6 +243,8 @@ impl RowCache {
             hits: 0,
             misses: 0,
             evictions: 0,
+            declined: 0,
+            doorkeeper: Doorkeeper::for_capacity(bytes),
             stripe_writes: Box::new([0; STAMP_STRIPES]),
             epoch: 0,
         }
@@ -186,16 +252,16 @@ impl RowCache {
 
     /// The write count of `key`'s stripe now: taken under the lock writes hold while they
     /// remove their keys, before a read whose answer is to be cached with
-    /// [`RowCache::insert_if_unchanged`].
+    /// [`RowCache::offer_if_unchanged`].
     pub fn stamp(&self, key: &[u8]) -> Stamp {
         let stripe = stripe_of(key);
         Stamp { epoch: self.epoch, stripe, writes: self.stripe_writes.get(stripe).copied().unwrap_or(0) }
     }
 
-    /// [`RowCache::insert`], unless a key of `stamp`'s stripe was removed (a write) or the
+    /// [`RowCache::offer`], unless a key of `stamp`'s stripe was removed (a write) or the
     /// cache cleared since `stamp` was taken: the value may then be older than that write.
     /// Returns whether the row was offered to the cache.
-    pub fn insert_if_unchanged(
+    pub fn offer_if_unchanged(
         &mut self,
         key: &[u8],
         stamp: Stamp,
@@ -205,8 +271,30 @@ impl RowCache {
         if stamp != self.stamp(key) {
             return false;
         }
-        self.insert(key, value, expires_at);
+        self.offer(key, value, expires_at);
         true
+    }
+
+    /// A get's answer, offered: cached as [`RowCache::insert`] caches it while it fits without
+    /// evicting a row, or when its key was offered a short while before (the doorkeeper: see
+    /// the module docs); otherwise its key is remembered and it is not cached (counted in
+    /// [`RowCacheStats::declined`]). Returns whether it was cached.
+    pub fn offer(&mut self, key: &[u8], value: &[u8], expires_at: Option<u64>) -> bool {
+        if self.capacity == 0 {
+            return false;
+        }
+        let hash = self.hash(key);
+        let charge = Self::row_charge(key.len(), value.len());
+        if self.row_bytes.saturating_add(charge) > self.row_limit() && !self.doorkeeper.seen_or_mark(hash) {
+            self.declined += 1;
+            return false;
+        }
+        self.insert_hashed(hash, key, value, expires_at)
+    }
+
+    /// The bytes rows may be charged: the capacity less the doorkeeper's.
+    fn row_limit(&self) -> usize {
+        self.capacity.saturating_sub(self.doorkeeper.bytes())
     }
 
     /// True when the cache holds nothing, ever (capacity 0).
@@ -247,9 +335,11 @@ impl RowCache {
         debug_assert!(found.is_some(), "slot {i}'s index entry (at {was}) is missing");
     }
 
-    /// Bytes counted against the capacity: the sum of the cached rows' charges.
+    /// Bytes counted against the capacity: the sum of the cached rows' charges, and the
+    /// doorkeeper's bitset once allocated.
     pub fn bytes(&self) -> usize {
-        self.row_bytes
+        let doorkeeper = if self.doorkeeper.words.is_empty() { 0 } else { self.doorkeeper.bytes() };
+        self.row_bytes + doorkeeper
     }
 
     /// Counters and sizes.
@@ -258,6 +348,7 @@ impl RowCache {
             hits: self.hits,
             misses: self.misses,
             evictions: self.evictions,
+            declined: self.declined,
             rows: self.slots.len(),
             bytes: self.bytes(),
             capacity_bytes: self.capacity,
@@ -302,20 +393,24 @@ impl RowCache {
         if self.capacity == 0 {
             return;
         }
-        let hash = self.hash(key);
+        self.insert_hashed(self.hash(key), key, value, expires_at);
+    }
+
+    /// [`RowCache::insert`] of a key whose hash is `hash`; returns whether the row was cached.
+    fn insert_hashed(&mut self, hash: u64, key: &[u8], value: &[u8], expires_at: Option<u64>) -> bool {
         self.bump(key);
         self.drop_row(hash, key);
         let charge = Self::row_charge(key.len(), value.len());
-        let Ok(key_len) = u32::try_from(key.len()) else { return };
+        let Ok(key_len) = u32::try_from(key.len()) else { return false };
         // Slot numbers are `u32` (below `PARKED`): a cache of that many rows takes no more.
         if charge > self.capacity / MAX_ROW_SHARE || self.slots.len() >= PARKED - 1 {
-            return;
+            return false;
         }
         let mut victim = None;
-        while self.row_bytes + charge > self.capacity {
+        while self.row_bytes + charge > self.row_limit() {
             match self.evict_one() {
                 Some(h) => victim = Some(h),
-                None => return,
+                None => return false,
             }
         }
         let mut data = Vec::with_capacity(key.len() + value.len());
@@ -341,6 +436,7 @@ impl RowCache {
         if let Some(h) = victim {
             self.hand = h + 1;
         }
+        true
     }
 
     /// Drops the row of `key`, if cached, and changes the stamps of its stripe: a write of
@@ -367,14 +463,15 @@ impl RowCache {
         }
     }
 
-    /// Drops every row and gives the index's memory back, and changes every stamp. Counters
-    /// are kept.
+    /// Drops every row, gives the index's and the doorkeeper's memory back and changes every
+    /// stamp. Counters are kept.
     pub fn clear(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.index = HashTable::new();
         self.slots = Vec::new();
         self.row_bytes = 0;
         self.hand = 0;
+        self.doorkeeper = Doorkeeper::for_capacity(self.capacity);
     }
 
     /// CLOCK: skips (and clears) referenced rows until an unreferenced one comes round, and
@@ -538,6 +635,83 @@ mod tests {
         }
         let hits = c.stats().hits - before.hits;
         assert_eq!(hits, hot.len() as u64, "{:?}", c.stats());
+        c.check_invariants();
+    }
+
+    /// Fills a cache of `capacity` with `rows` keys offered (and read) once each; returns it.
+    fn filled(capacity: usize, rows: u32) -> RowCache {
+        let mut c = RowCache::new(capacity);
+        for i in 0..rows {
+            c.offer(&key(i), &[7; 100], None);
+        }
+        c
+    }
+
+    #[test]
+    fn answers_are_cached_while_they_fit_and_keys_read_once_do_not_evict_rows_once_full() {
+        let capacity = 64 << 10;
+        let c = filled(capacity, 10_000);
+        let s = c.stats();
+        let fit = (capacity - c.doorkeeper.bytes()) / RowCache::row_charge(9, 100);
+        assert_eq!(s.rows, fit, "the first answers are cached until the rows fill the cache: {s:?}");
+        // A key is let in when its bit was set by another: a sixteenth of the time at most.
+        assert!(s.declined > 9_000 && s.evictions < 1_000, "later keys read once evict few rows: {s:?}");
+        assert!(c.bytes() <= capacity);
+        c.check_invariants();
+    }
+
+    #[test]
+    fn a_key_offered_again_soon_to_a_full_cache_is_cached() {
+        let mut c = filled(64 << 10, 1_000);
+        // The first key whose first offer to the full cache only marks it (another key may have
+        // set its bit already: a sixteenth of the time at most).
+        let Some(k) = (1_000_000..1_000_100).map(key).find(|k| !c.offer(k, b"v", None)) else {
+            panic!("every key was let in");
+        };
+        assert!(c.get(&k, || 0).is_none());
+        let evictions = c.stats().evictions;
+        assert!(c.offer(&k, b"v", None), "the second is cached, evicting a row");
+        assert_eq!(c.get(&k, || 0), Some(&b"v"[..]));
+        assert_eq!(c.stats().evictions, evictions + 1);
+        c.check_invariants();
+    }
+
+    /// The doorkeeper forgets: a key offered once, then followed by more than a sixteenth of its
+    /// bits' worth of other keys, is a newcomer again.
+    #[test]
+    fn the_doorkeeper_forgets_keys_offered_long_ago() {
+        let mut c = filled(64 << 10, 1_000);
+        let bits = c.doorkeeper.len * 64;
+        // Keys offered once, then after `bits` other keys: most are newcomers again (some find
+        // their bit set by another key).
+        let mut again = 0;
+        for j in 0..100u32 {
+            c.offer(&key(1_000_000 + j), b"v", None);
+            for i in 0..bits as u32 {
+                c.offer(&key(2_000_000 + i), b"v", None);
+            }
+            again += usize::from(c.offer(&key(1_000_000 + j), b"v", None));
+        }
+        assert!(again < 25, "{again} of 100 keys were remembered after {bits} other keys");
+        assert!(c.bytes() <= 64 << 10);
+    }
+
+    /// The `readhot` pattern over a cache too small for the hot set: rows read again and again
+    /// keep their places against a stream of keys read once, which CLOCK alone lets through
+    /// (every insert evicts the last unreferenced row).
+    #[test]
+    fn a_hot_set_keeps_its_rows_against_a_stream_of_keys_read_once() {
+        let mut c = RowCache::new(64 << 10);
+        let hot = |i: u32| key(i % 100);
+        for round in 0..20_000u32 {
+            let k = if round % 2 == 0 { hot(round / 2) } else { key(1_000_000 + round) };
+            if c.get(&k, || 0).is_none() {
+                c.offer(&k, b"value", None);
+            }
+        }
+        let s = c.stats();
+        assert!(s.hits >= 9_000, "the hot keys were served from the cache: {s:?}");
+        assert!(s.declined >= 9_000, "the keys read once were not cached: {s:?}");
         c.check_invariants();
     }
 

@@ -458,6 +458,7 @@ impl PyDb {
         d.set_item("row_cache_hits", r.hits)?;
         d.set_item("row_cache_misses", r.misses)?;
         d.set_item("row_cache_evictions", r.evictions)?;
+        d.set_item("row_cache_declined", r.declined)?;
         d.set_item("row_cache_rows", r.rows)?;
         d.set_item("row_cache_bytes", r.bytes)?;
         d.set_item("row_cache_capacity_bytes", r.capacity_bytes)?;

@@ -199,12 +199,13 @@ impl ReplBackend for Db {
         let _ = writeln!(out, "# reads");
         let _ = writeln!(
             out,
-            "row cache  {}, {} of {}; {} hits, {} misses",
+            "row cache  {}, {} of {}; {} hits, {} misses, {} not cached (read once while full)",
             counted(r.rows as u64, "row"),
             human_bytes(r.bytes as u64),
             human_bytes(r.capacity_bytes as u64),
             human_count(r.hits),
             human_count(r.misses),
+            human_count(r.declined),
         );
         let ix = self.index_stats();
         let _ = writeln!(
