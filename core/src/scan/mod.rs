@@ -198,6 +198,9 @@ pub struct Scan<'a, S: Storage, M> {
     /// The least key prefix (reverse: greatest) a pending table may start with, if any table
     /// is pending ([`Scan::settle`]).
     pending_edge: Option<KeyPrefix>,
+    /// The sources are still to move past the key in the `current` slot (returned or passed
+    /// over by the last step): done at the start of the next step.
+    advance_due: bool,
     /// Table key slots, then the slot of the key being returned.
     keys: &'a mut [u8],
     /// The tables' read-ahead windows (the rest of the caller's buffer).
@@ -235,8 +238,9 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
 
     /// Positions the MemTables at the first key of `range` (`reverse`: the last); the tables
     /// are positioned by the steps, each when it may hold the next key (`settle`), so a table's
-    /// read errors come from [`Scan::next`] (a failed table stays pending and is sought again
-    /// if the scan is asked again).
+    /// read errors come from [`Scan::next`]. A step that failed is made again when the scan is
+    /// asked again (a table whose seek failed stays pending, one whose advance failed is
+    /// advanced again).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         storage: &'a mut S,
@@ -295,6 +299,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             cursors,
             active: Vec::new(),
             pending_edge: None,
+            advance_due: false,
             keys,
             windows,
             current_at: at,
@@ -424,7 +429,9 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
         Ok(())
     }
 
-    /// Moves every source whose current key is the key in the `current` slot past it.
+    /// Moves every source whose current key is the key in the `current` slot past it (and
+    /// every table whose advance failed before: it was on that key). Made again after an
+    /// error, it moves only what the failed call did not.
     fn advance_past_current(&mut self) -> Result<(), S> {
         let (at, n) = (self.current_at, self.current_len);
         let reverse = self.reverse;
@@ -440,7 +447,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             let (head, tail) = self.keys.split_at_mut(at);
             let key = tail.get(..n).unwrap_or(&[]);
             let slot = head.get_mut(c.slot.0..c.slot.0 + c.slot.1).unwrap_or(&mut []);
-            if c.key(slot).is_some_and(|k| k == key) {
+            if c.is_advancing() || c.key(slot).is_some_and(|k| k == key) {
                 let window = self.windows.get_mut(c.window.0..c.window.0 + c.window.1).unwrap_or(&mut []);
                 c.advance(self.storage, t, slot, window, reverse)?;
             }
@@ -452,7 +459,10 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
 
     /// The next live entry: copies its key and value into `key` and `value` and returns their
     /// lengths; `None` at the end of the range. When a buffer is too small,
-    /// [`Error::BufferTooSmall`] says how large it must be and the scan stays where it is.
+    /// [`Error::BufferTooSmall`] says how large it must be and the scan stays where it is. After
+    /// any other error (a read that failed, damage) it stays where it was too: asked again, it
+    /// makes the failed step again, and returns every entry once and nothing a newer write hid
+    /// (`tests/scan_after_a_read_error.rs` fails every storage call of a scan in turn).
     pub fn next(&mut self, key: &mut [u8], value: &mut [u8]) -> Result<Option<Lengths>, S> {
         self.step(key, Some(value))
     }
@@ -464,6 +474,15 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
 
     fn step(&mut self, key: &mut [u8], mut value: Option<&mut [u8]>) -> Result<Option<Lengths>, S> {
         loop {
+            // The sources move past the key returned (or passed over) last at the start of the
+            // next step, not before returning it: an error while they move is then returned
+            // before anything else and leaves the step to be made again, so a scan asked again
+            // after any error goes on from where it was (a source moved past the key and one
+            // not would otherwise let the older one's entry through).
+            if self.advance_due {
+                self.advance_past_current()?;
+                self.advance_due = false;
+            }
             self.settle()?;
             let Some(source) = self.winner() else { return Ok(None) };
             // The winner's key goes to the `current` slot, for comparisons while sources move.
@@ -492,7 +511,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             self.copy_key_to_current(source);
             let dead = dead || self.hidden_by_range(source)?;
             if dead {
-                self.advance_past_current()?;
+                self.advance_due = true;
                 continue;
             }
             if key.len() < key_len {
@@ -520,7 +539,7 @@ impl<'a, S: Storage, M: AsRef<[u8]> + AsMut<[u8]>> Scan<'a, S, M> {
             if let (Some(dst), Some(src)) = (key.get_mut(..key_len), self.keys.get(at..at + key_len)) {
                 dst.copy_from_slice(src);
             }
-            self.advance_past_current()?;
+            self.advance_due = true;
             return Ok(Some((key_len, value_len)));
         }
     }

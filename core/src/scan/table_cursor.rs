@@ -63,6 +63,10 @@ pub(crate) struct TableCursor {
     /// The table may hold keys of the range but is not positioned yet: the scan positions it
     /// once its key bounds say it may hold the next key ([`super::Scan`]'s `settle`).
     pending: bool,
+    /// An advance failed: the key slot may hold part of the next record's key, while the rest
+    /// still describes the current record, so the advance is to be made again (the scan does
+    /// so before it reads any key) and the key is not to be read until then.
+    advancing: bool,
 }
 
 type Result<T, S> = core::result::Result<T, Error<<S as Storage>::Error>>;
@@ -129,8 +133,28 @@ impl TableCursor {
         Ok(())
     }
 
-    /// Moves past the current record.
+    /// True when an advance failed and is to be made again ([`TableCursor::advance`]).
+    pub(crate) fn is_advancing(&self) -> bool {
+        self.advancing
+    }
+
+    /// Moves past the current record. When it fails, the cursor stays on the current record
+    /// but its key is no longer in the slot ([`TableCursor::is_advancing`]): the advance can be
+    /// made again.
     pub(crate) fn advance<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        table: &mut Table<S::File>,
+        slot: &mut [u8],
+        window: &mut [u8],
+        reverse: bool,
+    ) -> Result<(), S> {
+        let moved = self.advance_once(storage, table, slot, window, reverse);
+        self.advancing = moved.is_err();
+        moved
+    }
+
+    fn advance_once<S: Storage>(
         &mut self,
         storage: &mut S,
         table: &mut Table<S::File>,
@@ -201,6 +225,7 @@ impl TableCursor {
             value_len: layout.value_len(),
             header: Some(layout.header),
             pending: false,
+            advancing: false,
         };
         Ok(())
     }

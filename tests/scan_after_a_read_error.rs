@@ -1,0 +1,114 @@
+//! A scan that meets a read error and is asked again goes on from where it was, and never
+//! serves what a newer write hid: for every storage call a whole scan makes, a run of the scan
+//! whose call N fails once (EIO) is asked again after the error, over tables that overlap, where
+//! newer tables delete and overwrite keys of older ones (so a table passed over, or a cursor
+//! moved on in one table and not in an older one, would let an older value through).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use minivault_core::{Error, KeyRange, SyncPolicy};
+use minivault_suite::fault::{FaultError, FaultKind, FaultStorage};
+
+use common::{open_fault, FaultDb};
+
+/// Key `i`, with a width that keeps order.
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i:04}").into_bytes()
+}
+
+/// Five flushed tables over the keys 0..200, each newer one overwriting or deleting a share of
+/// the keys the older ones hold, and writes left in the MemTables; returns the model.
+fn build(db: &mut FaultDb) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut model = BTreeMap::new();
+    for round in 0..6u32 {
+        for i in (round % 3..200).step_by(3) {
+            let k = key(i);
+            if (i + round) % 4 == 0 {
+                db.delete(&k).expect("delete");
+                model.remove(&k);
+            } else {
+                let v = format!("v{round}-{i}").into_bytes();
+                db.put(&k, &v).expect("put");
+                model.insert(k, v);
+            }
+        }
+        if round < 5 {
+            db.flush().expect("flush");
+        }
+    }
+    model
+}
+
+/// A forward (or reverse) scan of everything, asked again after each read error; returns the
+/// entries and the errors met.
+fn scan(db: &mut FaultDb, reverse: bool) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+    let mut keys = vec![0u8; db.scan_key_bytes() + 4096];
+    let mut errors = 0;
+    let mut scan = loop {
+        match db.scan(KeyRange::all(), reverse, &mut keys) {
+            Ok(scan) => break scan,
+            Err(Error::Storage(FaultError::Injected { .. })) if errors == 0 => errors += 1,
+            Err(e) => panic!("scan start: {e:?}"),
+        }
+    };
+    let (mut k, mut v) = ([0u8; 64], [0u8; 64]);
+    let mut out = Vec::new();
+    loop {
+        match scan.next(&mut k, &mut v) {
+            Ok(None) => return (out, errors),
+            Ok(Some((kl, vl))) => out.push((k[..kl].to_vec(), v[..vl].to_vec())),
+            Err(Error::Storage(FaultError::Injected { .. })) if errors < 3 => errors += 1,
+            Err(e) => panic!("next: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_scan_asked_again_after_a_read_error_returns_every_entry_once_and_nothing_stale() {
+    let storage = FaultStorage::new(7);
+    let mut db = open_fault(&storage, 4096, SyncPolicy::EveryWrite).expect("open");
+    let model = build(&mut db);
+    assert!(db.stats().tables >= 3, "{:?}", db.stats());
+    for reverse in [false, true] {
+        let mut want: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if reverse {
+            want.reverse();
+        }
+        let before = storage.calls();
+        let (clean, errors) = scan(&mut db, reverse);
+        assert_eq!((clean.len(), errors), (want.len(), 0));
+        assert!(clean == want, "reverse {reverse}: the scan without errors");
+        let calls = storage.calls() - before;
+        let mut failed = 0;
+        for n in 1..=calls {
+            storage.fail_in(n, FaultKind::Io, false);
+            let (got, errors) = scan(&mut db, reverse);
+            storage.clear_faults();
+            failed += errors;
+            if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+                let show = |e: &(Vec<u8>, Vec<u8>)| {
+                    format!("{}={}", String::from_utf8_lossy(&e.0), String::from_utf8_lossy(&e.1))
+                };
+                eprintln!("call {n}: at {i} got {} want {}", show(&got[i]), show(&want[i]));
+                eprintln!(
+                    "  got  {:?}",
+                    got[i.saturating_sub(2)..(i + 3).min(got.len())].iter().map(show).collect::<Vec<_>>()
+                );
+                eprintln!(
+                    "  want {:?}",
+                    want[i.saturating_sub(2)..(i + 3).min(want.len())].iter().map(show).collect::<Vec<_>>()
+                );
+            }
+            assert!(
+                got == want,
+                "reverse {reverse}, call {n} of {calls} failed ({errors} errors): {} entries of {}, first difference at {:?}",
+                got.len(),
+                want.len(),
+                got.iter().zip(&want).position(|(a, b)| a != b),
+            );
+        }
+        assert!(failed as u64 >= calls / 2, "the faults were met: {failed} of {calls}");
+    }
+}
