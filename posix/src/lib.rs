@@ -62,6 +62,8 @@ pub mod scan;
 mod snapshot;
 
 #[doc(hidden)]
+pub mod doorkeeper;
+#[doc(hidden)]
 pub mod lock;
 #[doc(hidden)]
 pub mod page_cache;

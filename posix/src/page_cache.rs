@@ -12,10 +12,19 @@
 //!   storage handle, with a cache of its own, is opened with `PosixStorage::open_fresh`);
 //! - a short record of the latest invalidations ([`PageCache::unchanged_since`]), so that a
 //!   reader that read pages from a file with the cache unlocked keeps them only when no
-//!   invalidation of that file came meanwhile.
+//!   invalidation of that file came meanwhile;
+//! - admission ([`PageCache::admits`]): once every slot is taken, a read that misses asks the
+//!   cache's [`Doorkeeper`] whether its pages were asked about a short while before; when not,
+//!   the reader reads only the bytes it wants from the file, into its own buffer, and caches
+//!   nothing (a get's run of records in a table far larger than the cache: 2 KiB read instead of
+//!   one or two whole pages copied in and out, no page evicted). Caches of fewer than
+//!   [`ADMIT_ALL_BELOW`] pages admit every page.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::ops::RangeInclusive;
+
+use crate::doorkeeper::Doorkeeper;
 
 /// Page keys are three integers chosen by the kernel and the file layout, not by an attacker,
 /// so a multiply-rotate mix replaces SipHash on this hot path.
@@ -43,6 +52,9 @@ type PageMap = HashMap<PageKey, usize, BuildHasherDefault<PageKeyHasher>>;
 /// Bytes per cached page.
 pub const PAGE_SIZE: usize = 4096;
 
+/// A cache of fewer pages than this admits every page it misses (no [`Doorkeeper`]).
+pub const ADMIT_ALL_BELOW: usize = 64;
+
 /// A file's identity: device and inode numbers.
 pub type FileKey = (u64, u64);
 
@@ -65,6 +77,11 @@ pub struct PageCache {
     /// Pages read from the file and stored (a page read twice at once counts twice; one read
     /// across an invalidation of its file is not stored and not counted).
     pub misses: u64,
+    /// Reads that missed a full cache and were read past it, their pages not admitted
+    /// ([`PageCache::admits`]).
+    pub declined: u64,
+    /// Admission once full; `None` for a cache of fewer than [`ADMIT_ALL_BELOW`] pages.
+    doorkeeper: Option<Doorkeeper>,
     /// Counts every invalidation ([`PageCache::generation`]).
     generation: u64,
     /// The latest invalidations: generation `g`'s file at `g % RECENT` (`None`: every file).
@@ -88,13 +105,18 @@ impl std::fmt::Debug for PageCache {
 impl PageCache {
     /// A cache of at most `bytes` bytes of pages.
     pub fn new(bytes: usize) -> Self {
+        let doorkeeper = (bytes / PAGE_SIZE >= ADMIT_ALL_BELOW).then(|| Doorkeeper::for_capacity(bytes));
+        // The doorkeeper's bytes come out of the pages'.
+        let doorkeeper_pages = doorkeeper.as_ref().map_or(0, |d| d.bytes().div_ceil(PAGE_SIZE));
         PageCache {
             map: PageMap::default(),
             slots: Vec::new(),
-            capacity: bytes / PAGE_SIZE,
+            capacity: (bytes / PAGE_SIZE).saturating_sub(doorkeeper_pages),
             hand: 0,
             hits: 0,
             misses: 0,
+            declined: 0,
+            doorkeeper,
             generation: 0,
             recent: [(0, None); RECENT],
         }
@@ -140,6 +162,23 @@ impl PageCache {
         slot.referenced = true;
         self.hits += 1;
         Some(&slot.data)
+    }
+
+    /// True when pages `pages` of `file`, which a read missed, are to be read whole and stored:
+    /// always while a slot is free (or without a doorkeeper); once every slot is taken, when
+    /// one of them was asked about a short while before (each is remembered). A read whose
+    /// pages are not admitted reads only its own bytes from the file (counted in `declined`).
+    pub fn admits(&mut self, file: FileKey, pages: RangeInclusive<u64>) -> bool {
+        let full = self.slots.len() >= self.capacity;
+        let Some(doorkeeper) = self.doorkeeper.as_mut().filter(|_| full) else { return true };
+        let hasher = BuildHasherDefault::<PageKeyHasher>::default();
+        // Every page is asked about (no short cut), so each is remembered.
+        let seen =
+            pages.fold(false, |seen, p| doorkeeper.seen_or_mark(hasher.hash_one((file.0, file.1, p))) | seen);
+        if !seen {
+            self.declined += 1;
+        }
+        seen
     }
 
     /// Stores page `page` of `file`; `data` is at most [`PAGE_SIZE`] bytes.
@@ -299,6 +338,30 @@ mod tests {
         c.insert(f, 3, b"three"); // takes page 2's slot
         c.insert(f, 4, b"four"); // takes the old slot that names page 0
         assert_eq!(c.get(f, 0), Some(&b"new"[..]), "the live entry for page 0 was kept");
+    }
+
+    #[test]
+    fn pages_are_admitted_while_a_slot_is_free_and_then_only_when_asked_about_again() {
+        let f = (0, 1);
+        // Below `ADMIT_ALL_BELOW` pages: every page, full or not.
+        let mut small = PageCache::new((ADMIT_ALL_BELOW - 1) * PAGE_SIZE);
+        for p in 0..ADMIT_ALL_BELOW as u64 * 2 {
+            assert!(small.admits(f, p..=p));
+            small.insert(f, p, b"x");
+        }
+        let mut c = PageCache::new(ADMIT_ALL_BELOW * 4 * PAGE_SIZE);
+        let mut p = 0;
+        while c.admits(f, p..=p) {
+            c.insert(f, p, b"x");
+            p += 1;
+        }
+        // The doorkeeper's page came out of the slots.
+        assert_eq!(p, ADMIT_ALL_BELOW as u64 * 4 - 1);
+        assert_eq!(c.declined, 1);
+        assert!(c.admits(f, p..=p), "asked about again");
+        // Two pages: admitted when either was asked about before, and both are remembered.
+        assert!(!c.admits(f, 1000..=1001));
+        assert!(c.admits(f, 1001..=1002) && c.admits(f, 1002..=1002));
     }
 
     #[test]

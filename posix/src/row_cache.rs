@@ -27,9 +27,8 @@
 //!   Slots stay dense (a removed row's slot takes the last row), so the index holds no holes;
 //! - admission ([`RowCache::offer`], what a get calls with the answer it read): while the rows
 //!   fit, every answer is cached; once caching one would evict another, only a key already
-//!   offered a short while before is cached (the *doorkeeper*, TinyLFU's first filter: a bitset
-//!   of key hashes, [`DOORKEEPER_SHARE`] of the capacity, cleared each time a sixteenth of its
-//!   bits are set). Keys read once, such as a sweep of every key or uniformly random gets over
+//!   offered a short while before is cached (a [`Doorkeeper`] of key hashes, 1/256 of the
+//!   capacity). Keys read once, such as a sweep of every key or uniformly random gets over
 //!   far more rows than fit, then cost a bit each instead of an insert and an eviction, and do
 //!   not push out the rows that are read again and again. The doorkeeper's bytes count against
 //!   the capacity;
@@ -52,6 +51,8 @@ use std::mem::size_of;
 use hashbrown::HashTable;
 
 use minivault_core::entry;
+
+use crate::doorkeeper::Doorkeeper;
 
 /// Default capacity of [`crate::Options::row_cache_bytes`]: 4 MiB, the size of the default
 /// MemTable. At 16-byte keys and 100-byte values that is about 17,700 rows (on 64-bit targets).
@@ -79,11 +80,6 @@ pub const ENTRY_OVERHEAD: usize = ALLOC_HEADER + 2 * SLOT_BYTES + 4 * INDEX_ENTR
 
 /// A slot's `expires_at` for a row that never expires (an expiry this far off reads as never).
 const NEVER: u64 = u64::MAX;
-
-/// The doorkeeper ([`RowCache::offer`]) takes one bit per this many bytes of capacity, rounded up
-/// to a power of two of 64-bit words (16 KiB of a 4 MiB cache: one bit per 32 bytes, about seven
-/// per cached row of a 16-byte key and a 100-byte value).
-pub const DOORKEEPER_SHARE: usize = 32;
 
 /// Stripes of the write counts behind [`Stamp`]s: 256 counters, 2 KiB.
 pub const STAMP_STRIPES: usize = 256;
@@ -121,51 +117,6 @@ impl Slot {
 
     fn value(&self) -> &[u8] {
         self.data.get(self.key_len as usize..).unwrap_or(&[])
-    }
-}
-
-/// Keys offered to a full cache ([`RowCache::offer`]): a bitset of their hashes, allocated when
-/// first needed and cleared when a sixteenth of its bits are set, so that a key is remembered
-/// for about the next `bits / 16` keys offered (a set bit may also be another key's: a sixteenth
-/// of the time at most).
-struct Doorkeeper {
-    words: Vec<u64>,
-    /// Words once allocated: a power of two.
-    len: usize,
-    /// Bits set since the last clear.
-    marks: usize,
-}
-
-impl Doorkeeper {
-    fn for_capacity(capacity: usize) -> Self {
-        let len = (capacity / DOORKEEPER_SHARE / 64).max(1).next_power_of_two();
-        Doorkeeper { words: Vec::new(), len, marks: 0 }
-    }
-
-    /// The bytes the bitset takes once allocated.
-    fn bytes(&self) -> usize {
-        self.len * size_of::<u64>()
-    }
-
-    /// True when `hash` was marked since the last clear; marks it otherwise.
-    fn seen_or_mark(&mut self, hash: u64) -> bool {
-        if self.words.is_empty() {
-            self.words = vec![0; self.len];
-        }
-        // The index's hash table places rows by the hash's low bits: the high ones pick the bit.
-        let bit = (hash >> 32) as usize & (self.len * 64 - 1);
-        let Some(word) = self.words.get_mut(bit / 64) else { return false };
-        let mask = 1u64 << (bit % 64);
-        if *word & mask != 0 {
-            return true;
-        }
-        *word |= mask;
-        self.marks += 1;
-        if self.marks >= self.len * 64 / 16 {
-            self.words.fill(0);
-            self.marks = 0;
-        }
-        false
     }
 }
 
@@ -338,8 +289,7 @@ impl RowCache {
     /// Bytes counted against the capacity: the sum of the cached rows' charges, and the
     /// doorkeeper's bitset once allocated.
     pub fn bytes(&self) -> usize {
-        let doorkeeper = if self.doorkeeper.words.is_empty() { 0 } else { self.doorkeeper.bytes() };
-        self.row_bytes + doorkeeper
+        self.row_bytes + self.doorkeeper.allocated_bytes()
     }
 
     /// Counters and sizes.
@@ -681,7 +631,7 @@ mod tests {
     #[test]
     fn the_doorkeeper_forgets_keys_offered_long_ago() {
         let mut c = filled(64 << 10, 1_000);
-        let bits = c.doorkeeper.len * 64;
+        let bits = c.doorkeeper.bits();
         // Keys offered once, then after `bits` other keys: most are newcomers again (some find
         // their bit set by another key).
         let mut again = 0;

@@ -149,33 +149,20 @@ impl TableCursor {
         window: &mut [u8],
         reverse: bool,
     ) -> Result<(), S> {
-        let moved = self.advance_once(storage, table, slot, window, reverse);
+        let moved = if !self.valid {
+            Ok(())
+        } else if reverse {
+            self.load(storage, table, slot, window, self.pos.checked_sub(1), true)
+        } else if self.pos + 1 >= table.footer().entry_count {
+            self.valid = false;
+            Ok(())
+        } else {
+            // Records lie back to back: the next one starts where this one ends.
+            let offset = self.offset + self.record_len;
+            self.read_key_at(storage, table, slot, window, self.pos + 1, offset, false)
+        };
         self.advancing = moved.is_err();
         moved
-    }
-
-    fn advance_once<S: Storage>(
-        &mut self,
-        storage: &mut S,
-        table: &mut Table<S::File>,
-        slot: &mut [u8],
-        window: &mut [u8],
-        reverse: bool,
-    ) -> Result<(), S> {
-        if !self.valid {
-            return Ok(());
-        }
-        if reverse {
-            return self.load(storage, table, slot, window, self.pos.checked_sub(1), true);
-        }
-        // Records lie back to back: the next one starts where this one ends.
-        let next = self.pos + 1;
-        if next >= table.footer().entry_count {
-            self.valid = false;
-            return Ok(());
-        }
-        let offset = self.offset + self.record_len;
-        self.read_key_at(storage, table, slot, window, next, offset, false)
     }
 
     /// Loads record `i` (none: past either end).

@@ -333,6 +333,11 @@ impl Seek for PosixFile {
     }
 }
 
+/// A miss of fewer bytes than this is read as whole pages and cached whatever the cache's
+/// admission says: small reads (an offset, a record's header, a piece of a streamed record) come
+/// back to the same page.
+const READ_PAST_MIN: usize = 512;
+
 /// The most pages [`read_cached_at`] reads with one `pread` (16 KiB: a run of records that
 /// straddles pages, or a short scan read, costs one system call).
 const MAX_READ_PAGES: usize = 4;
@@ -359,7 +364,9 @@ fn with_read_block<T>(mut f: impl FnMut(&mut [u8]) -> T) -> T {
 /// gets on other threads go on meanwhile. The pages from the first one missing to the last one
 /// `buf` needs (at most [`MAX_READ_PAGES`]) are read with one `pread` into the thread's own
 /// block, and kept only when no invalidation of this file came while the lock was let go
-/// ([`PageCache::unchanged_since`]).
+/// ([`PageCache::unchanged_since`]). When the cache is full and does not admit those pages
+/// ([`PageCache::admits`]: not asked about a short while before), a read of at least
+/// [`READ_PAST_MIN`] bytes reads the rest of `buf` from the file directly and caches nothing.
 fn read_cached_at(
     fd: BorrowedFd<'_>,
     key: FileKey,
@@ -370,12 +377,18 @@ fn read_cached_at(
     let page_size = PAGE_SIZE as u64;
     let mut done = 0;
     while done < buf.len() {
+        let last = (pos + buf.len() as u64 - 1) / page_size;
         // What the cache holds, from `done` on.
-        let generation = {
+        let (generation, admitted) = {
             let mut cache = lock(cache);
             loop {
                 let at = pos + done as u64;
-                let Some(data) = cache.get(key, at / page_size) else { break cache.generation() };
+                let Some(data) = cache.get(key, at / page_size) else {
+                    let small = buf.len() - done < READ_PAST_MIN;
+                    let first = at / page_size;
+                    let pages = first..=last.min(first + MAX_READ_PAGES as u64 - 1);
+                    break (cache.generation(), small || cache.admits(key, pages));
+                };
                 let copied = copy_from(data, (at % page_size) as usize, &mut buf[done..]);
                 done += copied;
                 if copied == 0 || done == buf.len() {
@@ -385,8 +398,10 @@ fn read_cached_at(
             }
         };
         let at = pos + done as u64;
+        if !admitted {
+            return Ok(done + sys::pread_full(fd, &mut buf[done..], at)?);
+        }
         let first = at / page_size;
-        let last = (pos + buf.len() as u64 - 1) / page_size;
         let pages = usize::try_from(last - first + 1).map_or(MAX_READ_PAGES, |p| p.min(MAX_READ_PAGES));
         let copied = with_read_block(|block| {
             let read = block.get_mut(..pages * PAGE_SIZE).unwrap_or_default();
@@ -794,6 +809,46 @@ mod tests {
         f.seek(SeekFrom::Start(39_000)).unwrap();
         assert_eq!(read_up_to(&mut f, &mut tail), 1000);
         assert_eq!(&tail[..1000], &data[39_000..]);
+    }
+
+    /// Once the cache is full, a read of a run's size whose pages were not asked about a short
+    /// while before is read from the file past the cache; asked about again, its pages are
+    /// cached; small reads are cached as before.
+    #[test]
+    fn a_full_cache_reads_a_run_past_itself_until_its_pages_are_asked_about_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = crate::page_cache::ADMIT_ALL_BELOW * 2;
+        let mut storage = PosixStorage::open_dir_with_cache(dir.path(), pages * PAGE_SIZE).unwrap();
+        let data: Vec<u8> = (0..8 * pages as u32 * PAGE_SIZE as u32).map(|i| (i * 13 % 251) as u8).collect();
+        fs::write(dir.path().join("f"), &data).unwrap();
+        let f = storage.open("f").unwrap().reader();
+        let read = |at: usize, len: usize| {
+            let mut buf = vec![0u8; len];
+            assert_eq!(f.read_at(at as u64, &mut buf).unwrap(), len);
+            assert_eq!(buf, &data[at..at + len], "at {at}");
+        };
+        // Fill every slot (a small read of each page: cached whatever admission says).
+        for p in 0..pages {
+            read(p * PAGE_SIZE, 8);
+        }
+        let counts = |s: &mut PosixStorage| {
+            let (hits, misses) = s.page_cache_counts();
+            (hits, misses, s.page_cache_declined())
+        };
+        let (hits, misses, declined) = counts(&mut storage);
+        assert_eq!(declined, 0);
+        // A run of 2 KiB across two pages not read before: read past the cache.
+        let run = 4 * pages * PAGE_SIZE + PAGE_SIZE - 1000;
+        read(run, 2048);
+        assert_eq!(counts(&mut storage), (hits, misses, declined + 1));
+        // Asked about again: both pages are read and cached; then it is all hits.
+        read(run, 2048);
+        assert_eq!(counts(&mut storage), (hits, misses + 2, declined + 1));
+        read(run, 2048);
+        assert_eq!(counts(&mut storage), (hits + 2, misses + 2, declined + 1));
+        // A small read of a page never read is cached at once.
+        read(6 * pages * PAGE_SIZE + 10, 100);
+        assert_eq!(counts(&mut storage), (hits + 2, misses + 3, declined + 1));
     }
 
     fn read_up_to(f: &mut PosixFile, buf: &mut [u8]) -> usize {

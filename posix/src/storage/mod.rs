@@ -270,6 +270,12 @@ impl PosixStorage {
         (cache.hits, cache.misses)
     }
 
+    /// Reads that missed the full read cache and were read past it, their pages not admitted
+    /// ([`crate::page_cache::PageCache::admits`]).
+    pub fn page_cache_declined(&self) -> u64 {
+        lock(&self.cache).declined
+    }
+
     /// The directory this storage works in.
     pub fn path(&self) -> &Path {
         &self.path
