@@ -2,14 +2,16 @@
 //! serves what a newer write hid: for every storage call a whole scan makes, a run of the scan
 //! whose call N fails once (EIO) is asked again after the error, over tables that overlap, where
 //! newer tables delete and overwrite keys of older ones (so a table passed over, or a cursor
-//! moved on in one table and not in an older one, would let an older value through).
+//! moved on in one table and not in an older one, would let an older value through). Once with
+//! reads that fail cleanly, once with reads that fill part or all of their buffer before
+//! failing.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use minivault_core::{Error, KeyRange, SyncPolicy};
-use minivault_suite::fault::{FaultError, FaultKind, FaultStorage};
+use minivault_suite::fault::{FaultConfig, FaultError, FaultKind, FaultStorage};
 
 use common::{open_fault, FaultDb};
 
@@ -47,7 +49,10 @@ fn build(db: &mut FaultDb) -> BTreeMap<Vec<u8>, Vec<u8>> {
 /// A forward (or reverse) scan of everything, asked again after each read error; returns the
 /// entries and the errors met.
 fn scan(db: &mut FaultDb, reverse: bool) -> (Entries, usize) {
-    let mut keys = vec![0u8; db.scan_key_bytes() + 4096];
+    // Beyond the key slots: read-ahead windows for the tables (1 KiB each for the three tables
+    // `build` leaves), smaller than the largest, so that windows are refilled, whole, while
+    // records are read across their ends.
+    let mut keys = vec![0u8; db.scan_key_bytes() + 3 * 1024];
     let mut errors = 0;
     let mut scan = loop {
         match db.scan(KeyRange::all(), reverse, &mut keys) {
@@ -71,7 +76,21 @@ fn scan(db: &mut FaultDb, reverse: bool) -> (Entries, usize) {
 
 #[test]
 fn a_scan_asked_again_after_a_read_error_returns_every_entry_once_and_nothing_stale() {
-    let storage = FaultStorage::new(7);
+    sweep(FaultStorage::new(7));
+}
+
+#[test]
+fn a_scan_asked_again_after_a_read_that_filled_part_of_its_buffer_goes_on_correctly() {
+    // Each seed draws how much of each failed read's buffer is filled (all of it half the
+    // time): a read-ahead window refilled in part or whole must not be taken for what it held.
+    for seed in 0..16 {
+        sweep(FaultStorage::with_config(seed, FaultConfig { partial_reads: true, ..FaultConfig::default() }));
+    }
+}
+
+/// Fails each storage call of a whole scan in turn, forward and in reverse, over the database
+/// [`build`] makes on `storage`.
+fn sweep(storage: FaultStorage) {
     let mut db = open_fault(&storage, 4096, SyncPolicy::EveryWrite).expect("open");
     let model = build(&mut db);
     assert!(db.stats().tables >= 3, "{:?}", db.stats());

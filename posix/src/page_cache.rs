@@ -169,7 +169,8 @@ impl PageCache {
     /// one of them was asked about a short while before (each is remembered). A read whose
     /// pages are not admitted reads only its own bytes from the file (counted in `declined`).
     pub fn admits(&mut self, file: FileKey, pages: RangeInclusive<u64>) -> bool {
-        let full = self.slots.len() >= self.capacity;
+        // Pages invalidated or forgotten leave their slots behind: the live ones count.
+        let full = self.map.len() >= self.capacity;
         let Some(doorkeeper) = self.doorkeeper.as_mut().filter(|_| full) else { return true };
         let hasher = BuildHasherDefault::<PageKeyHasher>::default();
         // Every page is asked about (no short cut), so each is remembered.
@@ -362,6 +363,9 @@ mod tests {
         // Two pages: admitted when either was asked about before, and both are remembered.
         assert!(!c.admits(f, 1000..=1001));
         assert!(c.admits(f, 1001..=1002) && c.admits(f, 1002..=1002));
+        // Pages forgotten free their places: a cache that holds none admits every page.
+        c.forget(f);
+        assert!(c.admits(f, 2000..=2000));
     }
 
     #[test]

@@ -234,8 +234,12 @@ impl RowCache {
         if self.capacity == 0 {
             return false;
         }
-        let hash = self.hash(key);
         let charge = Self::row_charge(key.len(), value.len());
+        if charge > self.capacity / MAX_ROW_SHARE {
+            // Never cached (see `insert`): its key is not worth a bit.
+            return false;
+        }
+        let hash = self.hash(key);
         if self.row_bytes.saturating_add(charge) > self.row_limit() && !self.doorkeeper.seen_or_mark(hash) {
             self.declined += 1;
             return false;
@@ -681,6 +685,17 @@ mod tests {
     fn the_default_capacity_holds_the_rows_its_doc_promises() {
         assert_eq!(RowCache::row_charge(16, 100), 236);
         assert_eq!(DEFAULT_ROW_CACHE_BYTES / RowCache::row_charge(16, 100), 17_772);
+    }
+
+    #[test]
+    fn a_cache_too_small_for_any_row_stays_within_its_bytes() {
+        for capacity in 1..300 {
+            let mut c = RowCache::new(capacity);
+            for i in 0..10 {
+                c.offer(&key(i), b"v", None);
+            }
+            assert!(c.bytes() <= capacity, "{capacity}: {:?}", c.stats());
+        }
     }
 
     #[test]

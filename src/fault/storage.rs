@@ -183,6 +183,10 @@ pub struct FaultConfig {
     /// A failed `write`, `sync` or `sync_dir` may have done part of its work first (a short
     /// write, a prefix of the data or of the directory operations made durable). Off: nothing.
     pub partial_failures: bool,
+    /// A failed `read` may have filled part or all of its buffer first (a driver that read
+    /// some sectors, then failed): the caller must not take the buffer as it was. Off by default
+    /// (it draws from the random stream, which other tests' choices follow).
+    pub partial_reads: bool,
 }
 
 impl Default for FaultConfig {
@@ -194,6 +198,7 @@ impl Default for FaultConfig {
             lose_dir_ops: true,
             failed_sync_loses_pages: false,
             partial_failures: true,
+            partial_reads: false,
         }
     }
 }
@@ -898,8 +903,22 @@ impl ErrorType for FaultIo<'_> {
 impl Read for FaultIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, FaultError> {
         let mut st = self.st.borrow_mut();
-        st.tick(Call::Read)?;
         let pos = self.file.pos as usize;
+        if let Err(e) = st.tick(Call::Read) {
+            if st.config.partial_reads {
+                // The file's bytes reached the buffer, all of it half the time, before the
+                // failure.
+                let mut rng = st.rng.clone();
+                let n = if rng.chance(1, 2) { buf.len() } else { rng.below(buf.len() as u64 + 1) as usize };
+                st.rng = rng;
+                if let Ok(f) = st.inode(self.file) {
+                    let src = f.data.get(pos..).unwrap_or(&[]);
+                    let n = n.min(src.len());
+                    buf[..n].copy_from_slice(&src[..n]);
+                }
+            }
+            return Err(e);
+        }
         let f = st.inode(self.file)?;
         let src = f.data.get(pos..).unwrap_or(&[]);
         let n = src.len().min(buf.len());

@@ -396,6 +396,9 @@ impl<S: Storage> Read for WindowIo<'_, S> {
             let room =
                 usize::try_from(self.end.saturating_sub(start)).unwrap_or(usize::MAX).min(self.buf.len());
             let into = self.buf.get_mut(..room).unwrap_or(&mut []);
+            // Nothing held while the window refills: a read that fails part way has already
+            // overwritten some of it, and a step asked again must read those bytes afresh.
+            *self.held = WindowState { start, filled: 0 };
             let filled = self.storage.read_through(self.file, start, into)?;
             *self.held = WindowState { start, filled };
             if self.pos >= start + filled as u64 {
