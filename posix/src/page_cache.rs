@@ -55,6 +55,11 @@ pub const PAGE_SIZE: usize = 4096;
 /// A cache of fewer pages than this admits every page it misses (no [`Doorkeeper`]).
 pub const ADMIT_ALL_BELOW: usize = 64;
 
+/// A read that misses wanting fewer bytes than this is admitted whatever the doorkeeper says:
+/// small reads (an offset, a record's header, a piece of a streamed record) come back to the
+/// same page.
+pub const READ_PAST_MIN: usize = 512;
+
 /// A file's identity: device and inode numbers.
 pub type FileKey = (u64, u64);
 
@@ -164,14 +169,17 @@ impl PageCache {
         Some(&slot.data)
     }
 
-    /// True when pages `pages` of `file`, which a read missed, are to be read whole and stored:
-    /// always while a slot is free (or without a doorkeeper); once every slot is taken, when
-    /// one of them was asked about a short while before (each is remembered). A read whose
-    /// pages are not admitted reads only its own bytes from the file (counted in `declined`).
-    pub fn admits(&mut self, file: FileKey, pages: RangeInclusive<u64>) -> bool {
+    /// True when pages `pages` of `file`, which a read of `wanted` more bytes missed, are to be
+    /// read whole and stored: always for a read of fewer than [`READ_PAST_MIN`] bytes, or while
+    /// a place is free (or without a doorkeeper); once the cache is full, when one of them was
+    /// asked about a short while before (each is remembered). A read whose pages are not
+    /// admitted reads only its own bytes from the file (counted in `declined`).
+    pub fn admits(&mut self, file: FileKey, pages: RangeInclusive<u64>, wanted: usize) -> bool {
         // Pages invalidated or forgotten leave their slots behind: the live ones count.
         let full = self.map.len() >= self.capacity;
-        let Some(doorkeeper) = self.doorkeeper.as_mut().filter(|_| full) else { return true };
+        let Some(doorkeeper) = self.doorkeeper.as_mut().filter(|_| full && wanted >= READ_PAST_MIN) else {
+            return true;
+        };
         let hasher = BuildHasherDefault::<PageKeyHasher>::default();
         // Every page is asked about (no short cut), so each is remembered.
         let seen =
@@ -347,26 +355,28 @@ mod tests {
         // Below `ADMIT_ALL_BELOW` pages: every page, full or not.
         let mut small = PageCache::new((ADMIT_ALL_BELOW - 1) * PAGE_SIZE);
         for p in 0..ADMIT_ALL_BELOW as u64 * 2 {
-            assert!(small.admits(f, p..=p));
+            assert!(small.admits(f, p..=p, PAGE_SIZE));
             small.insert(f, p, b"x");
         }
         let mut c = PageCache::new(ADMIT_ALL_BELOW * 4 * PAGE_SIZE);
         let mut p = 0;
         // Bounded: a cache that admitted every page would otherwise be filled for ever.
-        while p < 10_000 && c.admits(f, p..=p) {
+        while p < 10_000 && c.admits(f, p..=p, PAGE_SIZE) {
             c.insert(f, p, b"x");
             p += 1;
         }
         // The doorkeeper's page came out of the slots.
         assert_eq!(p, ADMIT_ALL_BELOW as u64 * 4 - 1);
         assert_eq!(c.declined, 1);
-        assert!(c.admits(f, p..=p), "asked about again");
+        assert!(c.admits(f, p..=p, PAGE_SIZE), "asked about again");
+        assert!(c.admits(f, 5000..=5000, READ_PAST_MIN - 1), "a small read, whatever the doorkeeper says");
+        assert_eq!(c.declined, 1);
         // Two pages: admitted when either was asked about before, and both are remembered.
-        assert!(!c.admits(f, 1000..=1001));
-        assert!(c.admits(f, 1001..=1002) && c.admits(f, 1002..=1002));
+        assert!(!c.admits(f, 1000..=1001, PAGE_SIZE));
+        assert!(c.admits(f, 1001..=1002, PAGE_SIZE) && c.admits(f, 1002..=1002, PAGE_SIZE));
         // Pages forgotten free their places: a cache that holds none admits every page.
         c.forget(f);
-        assert!(c.admits(f, 2000..=2000));
+        assert!(c.admits(f, 2000..=2000, PAGE_SIZE));
     }
 
     #[test]

@@ -333,11 +333,6 @@ impl Seek for PosixFile {
     }
 }
 
-/// A miss of fewer bytes than this is read as whole pages and cached whatever the cache's
-/// admission says: small reads (an offset, a record's header, a piece of a streamed record) come
-/// back to the same page.
-const READ_PAST_MIN: usize = 512;
-
 /// The most pages [`read_cached_at`] reads with one `pread` (16 KiB: a run of records that
 /// straddles pages, or a short scan read, costs one system call).
 const MAX_READ_PAGES: usize = 4;
@@ -364,9 +359,9 @@ fn with_read_block<T>(mut f: impl FnMut(&mut [u8]) -> T) -> T {
 /// gets on other threads go on meanwhile. The pages from the first one missing to the last one
 /// `buf` needs (at most [`MAX_READ_PAGES`]) are read with one `pread` into the thread's own
 /// block, and kept only when no invalidation of this file came while the lock was let go
-/// ([`PageCache::unchanged_since`]). When the cache is full and does not admit those pages
-/// ([`PageCache::admits`]: not asked about a short while before), a read of at least
-/// [`READ_PAST_MIN`] bytes reads the rest of `buf` from the file directly and caches nothing.
+/// ([`PageCache::unchanged_since`]). When the cache does not admit those pages
+/// ([`PageCache::admits`]: it is full, the read is not small and they were not asked about a
+/// short while before), the rest of `buf` is read from the file directly and nothing is cached.
 fn read_cached_at(
     fd: BorrowedFd<'_>,
     key: FileKey,
@@ -378,16 +373,18 @@ fn read_cached_at(
     let mut done = 0;
     while done < buf.len() {
         let last = (pos + buf.len() as u64 - 1) / page_size;
-        // What the cache holds, from `done` on.
-        let (generation, admitted) = {
+        // What the cache holds, from `done` on; then the pages to read (from the first one
+        // missing to the last one `buf` needs, at most `MAX_READ_PAGES`), if admitted.
+        let (generation, first, pages, admitted) = {
             let mut cache = lock(cache);
             loop {
                 let at = pos + done as u64;
                 let Some(data) = cache.get(key, at / page_size) else {
-                    let small = buf.len() - done < READ_PAST_MIN;
                     let first = at / page_size;
-                    let pages = first..=last.min(first + MAX_READ_PAGES as u64 - 1);
-                    break (cache.generation(), small || cache.admits(key, pages));
+                    let pages =
+                        usize::try_from(last - first + 1).map_or(MAX_READ_PAGES, |p| p.min(MAX_READ_PAGES));
+                    let admitted = cache.admits(key, first..=first + pages as u64 - 1, buf.len() - done);
+                    break (cache.generation(), first, pages, admitted);
                 };
                 let copied = copy_from(data, (at % page_size) as usize, &mut buf[done..]);
                 done += copied;
@@ -401,8 +398,6 @@ fn read_cached_at(
         if !admitted {
             return Ok(done + sys::pread_full(fd, &mut buf[done..], at)?);
         }
-        let first = at / page_size;
-        let pages = usize::try_from(last - first + 1).map_or(MAX_READ_PAGES, |p| p.min(MAX_READ_PAGES));
         let copied = with_read_block(|block| {
             let read = block.get_mut(..pages * PAGE_SIZE).unwrap_or_default();
             let n = sys::pread_full(fd, read, first * page_size)?;
