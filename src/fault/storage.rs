@@ -912,17 +912,12 @@ impl Read for FaultIo<'_> {
                 let n = if rng.chance(1, 2) { buf.len() } else { rng.below(buf.len() as u64 + 1) as usize };
                 st.rng = rng;
                 if let Ok(f) = st.inode(self.file) {
-                    let src = f.data.get(pos..).unwrap_or(&[]);
-                    let n = n.min(src.len());
-                    buf[..n].copy_from_slice(&src[..n]);
+                    f.read_at(pos, &mut buf[..n]);
                 }
             }
             return Err(e);
         }
-        let f = st.inode(self.file)?;
-        let src = f.data.get(pos..).unwrap_or(&[]);
-        let n = src.len().min(buf.len());
-        buf[..n].copy_from_slice(&src[..n]);
+        let n = st.inode(self.file)?.read_at(pos, buf);
         self.file.pos += n as u64;
         Ok(n)
     }
@@ -994,6 +989,14 @@ impl Seek for FaultIo<'_> {
 }
 
 impl Inode {
+    /// Copies the bytes at `pos` into `buf`, as many as the file holds there; returns how many.
+    fn read_at(&self, pos: usize, buf: &mut [u8]) -> usize {
+        let src = self.data.get(pos..).unwrap_or(&[]);
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        n
+    }
+
     /// Writes `bytes` at `pos` into the page cache; rewritten bytes are dirty again.
     fn write_at(&mut self, pos: usize, bytes: &[u8]) {
         let end = pos + bytes.len();
