@@ -71,7 +71,8 @@ fn scan(db: &mut FaultDb, reverse: bool) -> (Entries, usize) {
 
 #[test]
 fn a_scan_asked_again_after_a_read_error_returns_every_entry_once_and_nothing_stale() {
-    sweep(FaultStorage::new(7));
+    // A failed read leaves its buffer as it was (the next test fills it).
+    sweep(FaultStorage::with_config(7, FaultConfig { partial_reads: false, ..FaultConfig::default() }));
 }
 
 #[test]

@@ -184,8 +184,8 @@ pub struct FaultConfig {
     /// write, a prefix of the data or of the directory operations made durable). Off: nothing.
     pub partial_failures: bool,
     /// A failed `read` may have filled part or all of its buffer first (a driver that read
-    /// some sectors, then failed): the caller must not take the buffer as it was. Off by default
-    /// (it draws from the random stream, which other tests' choices follow).
+    /// some sectors, then failed): the caller must not take the buffer as it was. Off: a failed
+    /// read leaves the buffer as it was.
     pub partial_reads: bool,
 }
 
@@ -198,7 +198,7 @@ impl Default for FaultConfig {
             lose_dir_ops: true,
             failed_sync_loses_pages: false,
             partial_failures: true,
-            partial_reads: false,
+            partial_reads: true,
         }
     }
 }
