@@ -4,7 +4,7 @@
 //! | workload | directory | what is timed |
 //! |---|---|---|
 //! | fillsync1, fillsync4, fillsync16 | `syncN/` (fresh) | 1, 4 or 16 threads putting the keys (thread `j` takes every `N`-th of a random order), **each put durable before that thread's next** ([`Mode::EveryWrite`]); wall time until every thread is done, at most `max_secs` |
-//! | readwhilewriting | `rww/` (filled first, untimed: `n` puts and a sync) | 4 threads getting random present keys for `max_secs` while 1 thread overwrites random keys ([`Mode::Relaxed`]) as fast as it can; reads per second of wall time (the writer's rate is in the note) |
+//! | readwhilewriting | `rww/` (filled first, untimed: `n` puts and a sync) | 4 threads getting random present keys for `max_secs` while 1 thread overwrites random keys ([`Mode::Relaxed`]) as fast as it can, or at most `--write-rate` puts per second; reads per second of wall time (the writer's rate is in the note) |
 //!
 //! Durable writes map onto each engine's knobs as in [`crate::engines`]: MiniVaultDB's
 //! `Durability::Always` (group commit), fjall's `insert` + `persist(SyncData)`, redb's
@@ -423,6 +423,7 @@ fn read_while_writing(cfg: &ChildConfig, dir: &Path) -> Result<Outcome> {
     let stop = AtomicBool::new(false);
     let writes = AtomicU64::new(0);
     let secs = Duration::from_secs_f64(cfg.max_secs);
+    let rate = cfg.write_rate;
     let t0 = Instant::now();
     let (reads, write_result) = thread::scope(|s| {
         let (engine, stop, writes) = (&engine, &stop, &writes);
@@ -438,7 +439,17 @@ fn read_while_writing(cfg: &ChildConfig, dir: &Path) -> Result<Outcome> {
                     engine.put(&k, &v)?;
                 }
                 generation += 1;
-                writes.fetch_add(100, Ordering::Relaxed);
+                let written = writes.fetch_add(100, Ordering::Relaxed) + 100;
+                if rate > 0 {
+                    // Paced: the next hundred puts wait for their time.
+                    let due = Duration::from_secs_f64(written as f64 / rate as f64);
+                    while let Some(wait) = due.checked_sub(t0.elapsed()) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        thread::sleep(wait.min(Duration::from_millis(20)));
+                    }
+                }
             }
             Ok(())
         });
@@ -491,6 +502,10 @@ fn read_while_writing(cfg: &ChildConfig, dir: &Path) -> Result<Outcome> {
         secs,
         user_bytes: bytes,
         lat,
-        note: format!("{READERS} readers; the writer's overwrites: {:.0}/s", written as f64 / secs),
+        note: format!(
+            "{READERS} readers; the writer's overwrites: {:.0}/s{}",
+            written as f64 / secs,
+            if rate > 0 { format!(" (at most {rate}/s)") } else { String::new() }
+        ),
     })
 }

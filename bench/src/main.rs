@@ -62,6 +62,9 @@ USAGE: minivault-bench [OPTIONS]
   --reads N              gets per read workload and ops of `mixed` (default: the key count)
   --max-secs S           time cap of each read and scan workload, `mixed` and `fillsync` (default 10)
   --sync-ops N           cap on fillsync's puts (default 20000; it does keys/10 at most)
+  --write-rate N         cap on readwhilewriting's writer, puts per second (default 0: as fast
+                         as it can), to compare reads at one write rate (db_bench's
+                         --benchmark_write_rate_limit)
   --reopen-keys N        keys left in the WAL for `reopen` (default 100000)
   --sstables MAX         also sweep MiniVaultDB reads against 1..MAX SSTables (0 = off; default 128)
   --sst-keys N           keys per SSTable in the sweep (default 4000)
@@ -95,6 +98,7 @@ struct Args {
     reads: Option<u64>,
     max_secs: f64,
     sync_ops: u64,
+    write_rate: u64,
     reopen_keys: u64,
     sst_tables: u64,
     sst_keys: u64,
@@ -134,6 +138,7 @@ impl Default for Args {
             reads: None,
             max_secs: 10.0,
             sync_ops: 20_000,
+            write_rate: 0,
             reopen_keys: 100_000,
             sst_tables: 128,
             sst_keys: 4000,
@@ -188,6 +193,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("reads") => a.reads = Some(p.value()?.parse()?),
             Long("max-secs") => a.max_secs = p.value()?.parse()?,
             Long("sync-ops") => a.sync_ops = p.value()?.parse()?,
+            Long("write-rate") => a.write_rate = p.value()?.parse()?,
             Long("reopen-keys") => a.reopen_keys = p.value()?.parse()?,
             Long("sstables") => a.sst_tables = p.value()?.parse()?,
             Long("sst-keys") => a.sst_keys = p.value()?.parse()?,
@@ -309,6 +315,7 @@ fn child(a: &Args, engine: &str) -> ExitCode {
         reads: a.reads.unwrap_or(n),
         max_secs: a.max_secs,
         sync_ops: a.sync_ops,
+        write_rate: a.write_rate,
         reopen_keys: a.reopen_keys,
         workloads: a.workloads.clone(),
     };
@@ -338,6 +345,7 @@ fn spawn(
         .args(["--memtable-bytes", &a.memtable_bytes.to_string()])
         .args(["--max-secs", &a.max_secs.to_string()])
         .args(["--sync-ops", &a.sync_ops.to_string()])
+        .args(["--write-rate", &a.write_rate.to_string()])
         .args(["--reopen-keys", &a.reopen_keys.to_string()])
         .args(["--sstables", &a.sst_tables.to_string()])
         .args(["--sst-keys", &a.sst_keys.to_string()])
@@ -489,6 +497,14 @@ fn settings(a: &Args) -> Vec<(String, String)> {
         ("gets per read workload".into(), a.reads.map_or("= keys".to_string(), |r| r.to_string())),
         ("time cap (reads, scans, mixed, fillsync)".into(), format!("{} s", a.max_secs)),
         ("fillsync puts".into(), format!("min(keys / 10, {})", a.sync_ops)),
+        (
+            "readwhilewriting's writer".into(),
+            if a.write_rate == 0 {
+                "as fast as it can".to_string()
+            } else {
+                format!("at most {} puts/s", a.write_rate)
+            },
+        ),
         ("reopen keys".into(), format!("min(keys, {})", a.reopen_keys)),
     ]);
     if a.sst_tables > 0 {

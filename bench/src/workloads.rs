@@ -92,6 +92,8 @@ pub struct ChildConfig {
     pub max_secs: f64,
     /// Operations of `fillsync` before the time cap.
     pub sync_ops: u64,
+    /// Puts per second `readwhilewriting`'s writer may do (0: as many as it can).
+    pub write_rate: u64,
     /// Keys the `reopen` writer leaves in the WAL.
     pub reopen_keys: u64,
     /// Workloads to run (a subset of [`ALL`]).
