@@ -442,8 +442,10 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
 }
 
 /// Which of `tables` (oldest first) continue the run of the table before them. A table is
-/// *apart* when its key bounds ([`KeyBounds`]) are disjoint from every other live table's: no
-/// other table holds any of its keys, so it hides nothing and nothing in it is hidden. Adjacent
+/// *apart* when its key bounds ([`KeyBounds`]) are disjoint from every other live table's (no
+/// other table holds any of its keys, so it hides nothing and nothing in it is hidden) and none
+/// of its entries expires ([`crate::sstable::Footer::expires`]: kept as written, a table of
+/// entries with a TTL would hold them long after they expired). Adjacent
 /// tables that are apart form a *run* (sequentially written keys flush into such tables); every
 /// other table is a run of its own, and so is every table without `many-tables` (no bounds).
 /// What the compaction policy merges ([`crate::compaction::policy`]).
@@ -479,8 +481,11 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
         let b = bounds(i);
         let after_earlier = reach.is_none_or(|r| r < b.least());
         let before_next = order.get(pos + 1).is_none_or(|&j| b.greatest() < bounds(j).least());
+        // A table with entries that expire is merged as its tier comes (never kept as written),
+        // so that merges reclaim what expired.
+        let expires = tables.get(usize::from(i)).is_some_and(|t| t.footer().expires);
         if let Some(slot) = apart.get_mut(usize::from(i)) {
-            *slot = after_earlier && before_next;
+            *slot = after_earlier && before_next && !expires;
         }
         reach = Some(reach.map_or(b.greatest(), |r| r.max(b.greatest())));
     }
@@ -492,14 +497,15 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 /// all of them: an ascending or descending sequence). Unlike [`run_flags`], a newer table never
 /// changes how the older ones count, so the count grows by at most one per flush and falls as
 /// merges remove tables; it is what a host's write throttle counts ([`Version::runs`]), while
-/// the policy merges older tables a newer one overlaps.
+/// the policy merges older tables a newer one overlaps. A table of entries that expire counts
+/// as a run of its own, as the policy merges it ([`run_flags`]).
 fn count_runs<F>(tables: &[Table<F>]) -> usize {
     let mut hull: Option<KeyBounds> = None;
     let mut runs = 0;
     for t in tables {
         let b = t.bounds();
         match hull {
-            Some(h) if b.greatest() < h.least() || h.greatest() < b.least() => {}
+            Some(h) if !t.footer().expires && (b.greatest() < h.least() || h.greatest() < b.least()) => {}
             _ => runs += 1,
         }
         hull = Some(hull.map_or(b, |h| h.union(&b)));

@@ -28,7 +28,10 @@
 //! sequential keys are written once. A table that overlaps nothing holds no key another table
 //! holds, so keeping it keeps no overwritten or deleted entry alive; once a newer write overlaps
 //! it (an overwrite, a delete, a range delete: a table with range deletes overlaps every table),
-//! it is a run of its own again and merged as before. A merge takes whole runs (each one's tables
+//! it is a run of its own again and merged as before. A table that holds entries with an expiry
+//! (its footer's [`crate::sstable::Footer::expires`]) is never kept so: telemetry with a TTL is
+//! merged as its tiers come, so that the merges that start at the oldest table drop what expired
+//! (kept, such tables held their expired entries until the table limit crowded them). A merge takes whole runs (each one's tables
 //! adjacent, so the lineage rule holds), at most `max_inputs` tables.
 //!
 //! A run weighs in the tiers as its largest table, so that a run of many small flushes tiers with

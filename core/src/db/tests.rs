@@ -890,6 +890,48 @@ fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
     assert_eq!(scan(&mut db, KeyRange::all(), false), model.into_iter().collect::<Vec<_>>());
 }
 
+/// Sequential keys written with a TTL (telemetry kept for a while) flush into tables that
+/// overlap nothing, but such tables are not kept as flushed: their footer says entries expire,
+/// so the policy merges them as their tiers come and the merges that start at the oldest table
+/// drop what expired. Tables and bytes stay bounded however long the stream runs (kept, they
+/// grew by a table per flush), the live keys read back and the expired ones are gone.
+#[cfg(feature = "many-tables")]
+#[test]
+fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed() {
+    type Big = MemStorage<Vec<u8>, 256>;
+    let t = Rc::new(Cell::new(0));
+    let mut db: Db<Big, _, Vec<u8>> =
+        Db::open(Big::new(vec![0; 64 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], Config::default())
+            .unwrap();
+    let key = |i: u32| format!("tel{i:06}").into_bytes();
+    // Each round writes 60 keys that live two rounds, then flushes.
+    let (rounds, per_round, ttl) = (240u32, 60u32, 20u64);
+    let mut most = (0, 0);
+    for round in 0..rounds {
+        t.set(u64::from(round) * 10);
+        for i in round * per_round..(round + 1) * per_round {
+            db.put_with_ttl(&key(i), &i.to_le_bytes(), ttl).unwrap();
+        }
+        db.flush().unwrap();
+        let s = db.stats();
+        most = (most.0.max(s.tables), most.1.max(s.table_bytes));
+    }
+    let s = db.stats();
+    assert!(s.compactions > 0, "{s:?}");
+    // Merged: at most 13 tables and 70 KB here; kept as flushed, the tables grew to 95 and
+    // 446 KB (forced merges of the newest near the table limit reclaim nothing).
+    assert!(most.0 <= 3 * compaction::TIER_WIDTH, "at most {} tables: {s:?}", most.0);
+    assert!(most.1 < 128 << 10, "at most {} bytes of tables: {s:?}", most.1);
+    let mut buf = [0u8; 8];
+    let last = rounds * per_round;
+    for i in (last - per_round..last).step_by(7) {
+        assert_eq!(db.get(&key(i), &mut buf).unwrap(), Some(&i.to_le_bytes()[..]), "live key {i}");
+    }
+    for i in (0..last - 3 * per_round).step_by(97) {
+        assert_eq!(db.get(&key(i), &mut buf).unwrap(), None, "expired key {i}");
+    }
+}
+
 /// A range delete over kept tables (a table with range deletes overlaps every table) makes them
 /// runs of their own for the policy, which merges them; the compaction backlog a host throttles
 /// writes by grows by one, not by every table it overlaps, so writers are not stopped for it.

@@ -36,6 +36,8 @@ pub struct SsTableBuilder {
     /// Where the range deletes start (the end of the entry records), once one was added.
     ranges_offset: Option<u64>,
     range_count: u16,
+    /// Some entry added has an expiry ([`Footer::expires`]).
+    expires: bool,
 }
 
 impl SsTableBuilder {
@@ -68,7 +70,8 @@ impl SsTableBuilder {
     ) -> Result<(), S::Error> {
         let h = RecordHeader::for_payload(&[payload]).encode();
         self.data_len = write_at(&mut storage.io(file), self.data_len, &[&h, payload])?;
-        self.end_record(EntryHeader::decode(payload).map_or(0, |h| h.key_len));
+        let header = EntryHeader::decode(payload);
+        self.end_record(header.map_or(0, |h| h.key_len), header.is_ok_and(|h| h.expires_at.is_some()));
         Ok(())
     }
 
@@ -105,9 +108,11 @@ impl SsTableBuilder {
         Ok(())
     }
 
-    /// The record copied with [`Self::add_raw`], whose key is `key_len` bytes long, is complete.
-    pub fn end_record(&mut self, key_len: usize) {
+    /// The record copied with [`Self::add_raw`], whose key is `key_len` bytes long and which
+    /// has an expiry when `expires`, is complete.
+    pub fn end_record(&mut self, key_len: usize, expires: bool) {
         self.count += 1;
+        self.expires |= expires;
         self.max_key_len = self.max_key_len.max(u16::try_from(key_len).unwrap_or(u16::MAX));
     }
 
@@ -342,6 +347,7 @@ impl Finish {
             filter_offset,
             range_count: b.range_count,
             ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
+            expires: b.expires,
         };
         write_at(&mut storage.io(file), filter_offset + filter_len as u64, &[&footer.encode()]).storage()?;
         Ok(footer)

@@ -40,7 +40,15 @@ pub struct Footer {
     /// Where the range deletes start: after the last entry record, before the index. Not
     /// stored: derived when the table is opened (equal to `index_offset` when there are none).
     pub ranges_offset: u64,
+    /// Some entry of the table has an expiry (a TTL): flag [`FLAG_EXPIRES`]. Tables written
+    /// before the flag existed read as `false`.
+    pub expires: bool,
 }
+
+/// Footer flag (bytes 10..12): some entry of the table has an expiry. The compaction policy
+/// keeps a table as written (a trivial move) only when it has none, so that expired entries
+/// are reclaimed by merges ([`crate::version::run_flags`]).
+pub const FLAG_EXPIRES: u16 = 1;
 
 fn u16_at(b: &[u8; FOOTER_LEN], i: usize) -> u16 {
     match b.get(i..i + 2) {
@@ -64,9 +72,11 @@ impl Footer {
     /// Encodes the footer.
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
-        let fields: [(usize, &[u8]); 10] = [
+        let flags = if self.expires { FLAG_EXPIRES } else { 0 };
+        let fields: [(usize, &[u8]); 11] = [
             (0, &MAGIC),
             (8, &self.version.to_le_bytes()),
+            (10, &flags.to_le_bytes()),
             (12, &self.entry_count.to_le_bytes()),
             (16, &self.index_offset.to_le_bytes()),
             (24, &self.index_crc.to_le_bytes()),
@@ -107,7 +117,9 @@ impl Footer {
             VERSION_RANGES => filter_len.is_multiple_of(BLOCK_LEN as u32) && range_count > 0,
             _ => false,
         };
-        if !known || u16_at(b, 10) != 0 {
+        let flags = u16_at(b, 10);
+        let flags_known = if version == 1 { flags == 0 } else { flags & !FLAG_EXPIRES == 0 };
+        if !known || !flags_known {
             return Err(Corruption::UnsupportedVersion(version));
         }
         let index_offset = u64_at(b, 16);
@@ -123,6 +135,7 @@ impl Footer {
             filter_offset: footer_at.checked_sub(filter_len as u64).ok_or(Corruption::BadLayout)?,
             range_count,
             ranges_offset: index_offset,
+            expires: flags & FLAG_EXPIRES != 0,
         })
     }
 

@@ -191,6 +191,7 @@ mod tests {
             filter_offset: (data.len() + index.len()) as u64,
             range_count: 0,
             ranges_offset: data.len() as u64,
+            expires: false,
         };
         write_at(&mut io, 0, &[&data, &index, &v1.encode()]).unwrap();
         let len = (data.len() + index.len() + FOOTER_LEN) as u64;
@@ -515,6 +516,7 @@ mod tests {
             filter_offset: 1000 - 64,
             range_count: 0,
             ranges_offset: 2,
+            expires: false,
         };
         let b = f.encode();
         assert_eq!(Footer::decode(&b, 1000), Ok(f));
@@ -529,7 +531,11 @@ mod tests {
         // Version 1 tables have no filter; version 2 filters are whole 64-byte blocks.
         assert_eq!(patched(8, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(1)));
         assert_eq!(patched(28, &65u32.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
-        assert_eq!(patched(10, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        // Flags: bit 0 (some entry expires) is known; any other bit is a newer format.
+        assert_eq!(patched(10, &1u16.to_le_bytes()), Ok(Footer { expires: true, ..f }));
+        assert_eq!(patched(10, &2u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
+        let expiring = Footer { expires: true, ..f };
+        assert_eq!(Footer::decode(&expiring.encode(), 1000), Ok(expiring));
         // Range deletes come with version 3, and version 3 has some.
         assert_eq!(patched(50, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         let v3 = Footer { version: VERSION_RANGES, range_count: 1, ..f };
@@ -537,6 +543,8 @@ mod tests {
         let v1 = Footer { version: 1, filter_len: 0, filter_offset: 1000, ..f };
         let b1 = v1.encode();
         assert_eq!(Footer::decode(&b1, 1000), Ok(v1), "a version 1 footer (no filter) is still read");
+        let v1_flagged = Footer { expires: true, ..v1 };
+        assert_eq!(Footer::decode(&v1_flagged.encode(), 1000), Err(Corruption::UnsupportedVersion(1)));
         let mut magic = b;
         magic[0] ^= 1;
         assert_eq!(Footer::decode(&magic, 1000), Err(Corruption::BadMagic));
