@@ -497,17 +497,20 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 /// all of them: an ascending or descending sequence). Unlike [`run_flags`], a newer table never
 /// changes how the older ones count, so the count grows by at most one per flush and falls as
 /// merges remove tables; it is what a host's write throttle counts ([`Version::runs`]), while
-/// the policy merges older tables a newer one overlaps. A table of entries that expire counts
-/// as a run of its own, as the policy merges it ([`run_flags`]).
+/// the policy merges older tables a newer one overlaps. A table of entries that expire neither
+/// continues a run nor is continued (as the policy merges it: [`run_flags`]).
 fn count_runs<F>(tables: &[Table<F>]) -> usize {
     let mut hull: Option<KeyBounds> = None;
     let mut runs = 0;
+    let mut previous_expires = false;
     for t in tables {
         let b = t.bounds();
-        match hull {
-            Some(h) if !t.footer().expires && (b.greatest() < h.least() || h.greatest() < b.least()) => {}
-            _ => runs += 1,
+        let expires = t.footer().expires;
+        let outside = hull.is_some_and(|h| b.greatest() < h.least() || h.greatest() < b.least());
+        if !(outside && !expires && !previous_expires) {
+            runs += 1;
         }
+        previous_expires = expires;
         hull = Some(hull.map_or(b, |h| h.union(&b)));
     }
     runs

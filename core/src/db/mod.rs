@@ -532,7 +532,7 @@ where
 
     /// How far compaction is behind: the runs of tables by age (a table whose keys lie wholly
     /// below or above those of every older table continues the run before it: sequential keys
-    /// count once together), plus every table past the crowding point
+    /// count once together, unless either table holds entries with a TTL), plus every table past the crowding point
     /// ([`crate::limits::CROWDED_TABLES`], or three quarters of a storage's table limit). What a
     /// host throttles writes by; it grows by at most one per flush. Without `many-tables`, the
     /// number of tables.
