@@ -26,6 +26,18 @@ fn open(storage: Mem, t: &Rc<Cell<u64>>, mem: usize) -> TestDb {
     Db::open(storage, clock(t), [vec![0; mem], vec![0; mem]], Config::default()).unwrap()
 }
 
+/// Storage of 256 files (64 MiB), for the tests of many tables.
+#[cfg(feature = "many-tables")]
+type Big = MemStorage<Vec<u8>, 256>;
+#[cfg(feature = "many-tables")]
+type BigDb = Db<Big, Box<dyn FnMut() -> u64>, Vec<u8>>;
+
+/// A database of 4 KiB MemTables over [`Big`] storage.
+#[cfg(feature = "many-tables")]
+fn open_big(t: &Rc<Cell<u64>>, config: Config) -> BigDb {
+    Db::open(Big::new(vec![0; 64 << 20]), clock(t), [vec![0; 4096], vec![0; 4096]], config).unwrap()
+}
+
 fn get(db: &mut TestDb, key: &[u8]) -> Option<Vec<u8>> {
     let mut buf = [0u8; 512];
     db.get(key, &mut buf).unwrap().map(<[u8]>::to_vec)
@@ -812,11 +824,8 @@ fn limits_are_enforced_with_errors() {
 #[cfg(feature = "many-tables")]
 #[test]
 fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
-    type Big = MemStorage<Vec<u8>, 256>;
     let t = Rc::new(Cell::new(0));
-    let mut db: Db<Big, _, Vec<u8>> =
-        Db::open(Big::new(vec![0; 64 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], Config::default())
-            .unwrap();
+    let mut db = open_big(&t, Config::default());
     let key = |i: u32| format!("seq{i:06}").into_bytes();
     let mut model = BTreeMap::new();
     for i in 0..3000u32 {
@@ -835,7 +844,7 @@ fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
     }
     let probes = db.stats().table_probes - s.table_probes;
     assert!(probes <= 3000 / 7 + 1, "{probes} searches: one table per key");
-    let scan = |db: &mut Db<Big, _, Vec<u8>>, range: KeyRange<'_>, reverse: bool| {
+    let scan = |db: &mut BigDb, range: KeyRange<'_>, reverse: bool| {
         let mut keys = vec![0u8; db.scan_key_bytes() + (64 << 10)];
         let (mut k, mut v, mut seen) = ([0u8; 64], [0u8; 64], Vec::new());
         let mut scan = db.scan(range, reverse, &mut keys).unwrap();
@@ -899,11 +908,8 @@ fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
 #[cfg(feature = "many-tables")]
 #[test]
 fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed() {
-    type Big = MemStorage<Vec<u8>, 256>;
     let t = Rc::new(Cell::new(0));
-    let mut db: Db<Big, _, Vec<u8>> =
-        Db::open(Big::new(vec![0; 64 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], Config::default())
-            .unwrap();
+    let mut db = open_big(&t, Config::default());
     let key = |i: u32| format!("tel{i:06}").into_bytes();
     // Each round writes 60 keys that live two rounds, then flushes.
     let (rounds, per_round, ttl) = (240u32, 60u32, 20u64);
@@ -941,11 +947,8 @@ fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed(
 #[cfg(feature = "many-tables")]
 #[test]
 fn a_range_delete_over_kept_tables_adds_one_to_the_backlog_and_they_are_merged() {
-    type Big = MemStorage<Vec<u8>, 256>;
     let t = Rc::new(Cell::new(0));
-    let config = Config { compaction: CompactionMode::External, ..Config::default() };
-    let mut db: Db<Big, _, Vec<u8>> =
-        Db::open(Big::new(vec![0; 64 << 20]), clock(&t), [vec![0; 4096], vec![0; 4096]], config).unwrap();
+    let mut db = open_big(&t, Config { compaction: CompactionMode::External, ..Config::default() });
     let key = |i: u32| format!("seq{i:06}").into_bytes();
     for i in 0..3000u32 {
         db.put(&key(i), &i.to_le_bytes()).unwrap();
