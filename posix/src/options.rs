@@ -125,8 +125,9 @@ pub struct Options {
     /// compaction backlog ([`minivault_core::Db::compaction_backlog`]) is at least this: flushes
     /// are outrunning the compactions, and the writer gives them time. The backlog counts the
     /// SSTables, except that tables which overlap no other and hold no entry with a TTL
-    /// (sequential keys, kept as flushed) count once together, and every table past [`minivault_core::limits::CROWDED_TABLES`]
-    /// (384) counts again. Default 20; below [`Options::stop_tables`].
+    /// (sequential keys, kept as flushed) count once together, and every table past
+    /// [`minivault_core::limits::CROWDED_TABLES`] (384) counts again. Default 20; below
+    /// [`Options::stop_tables`].
     pub slowdown_tables: usize,
     /// With background compaction, a write waits for compactions to finish while the compaction
     /// backlog (see [`Options::slowdown_tables`]) is at least this, so that the engine's limit

@@ -34,8 +34,8 @@
 //! (kept, such tables held their expired entries until the table limit crowded them). The
 //! footer says only that some entry expires, not when, so this holds for a TTL of months too:
 //! such keys are rewritten about as often as random ones. Keeping a table until all of it has
-//! expired, then dropping it whole, needs its latest expiry in the format. A merge takes whole runs (each one's tables
-//! adjacent, so the lineage rule holds), at most `max_inputs` tables.
+//! expired, then dropping it whole, needs its latest expiry in the format. A merge takes whole
+//! runs (each one's tables adjacent, so the lineage rule holds), at most `max_inputs` tables.
 //!
 //! A run weighs in the tiers as its largest table, so that a run of many small flushes tiers with
 //! tables of their size (as the same flushes would, had they overlapped) rather than standing
