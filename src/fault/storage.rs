@@ -908,9 +908,8 @@ impl Read for FaultIo<'_> {
             if st.config.partial_reads {
                 // The file's bytes reached the buffer, all of it half the time, before the
                 // failure.
-                let mut rng = st.rng.clone();
-                let n = if rng.chance(1, 2) { buf.len() } else { rng.below(buf.len() as u64 + 1) as usize };
-                st.rng = rng;
+                let n =
+                    if st.rng.chance(1, 2) { buf.len() } else { st.rng.below(buf.len() as u64 + 1) as usize };
                 if let Ok(f) = st.inode(self.file) {
                     f.read_at(pos, &mut buf[..n]);
                 }
