@@ -443,11 +443,11 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
 
 /// Which of `tables` (oldest first) continue the run of the table before them. A table is
 /// *apart* when its key bounds ([`KeyBounds`]) are disjoint from every other live table's (no
-/// other table holds any of its keys, so it hides nothing and nothing in it is hidden) and none
-/// of its entries expires ([`crate::sstable::Footer::expires`]: kept as written, a table of
-/// entries with a TTL would hold them long after they expired). Adjacent
-/// tables that are apart form a *run* (sequentially written keys flush into such tables); every
-/// other table is a run of its own, and so is every table without `many-tables` (no bounds).
+/// other table holds any of its keys, so it hides nothing and nothing in it is hidden) and it
+/// may stay as written (none of its entries expires: [`crate::sstable::Footer::expires`]).
+/// Adjacent tables that are apart form a *run* (sequentially written keys flush into such
+/// tables); every other table is a run of its own, and so is every table without
+/// `many-tables` (no bounds).
 /// What the compaction policy merges ([`crate::compaction::policy`]).
 pub fn run_flags<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
     let apart = apart(tables);
@@ -481,15 +481,20 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
         let b = bounds(i);
         let after_earlier = reach.is_none_or(|r| r < b.least());
         let before_next = order.get(pos + 1).is_none_or(|&j| b.greatest() < bounds(j).least());
-        // A table with entries that expire is merged as its tier comes (never kept as written),
-        // so that merges reclaim what expired.
-        let expires = tables.get(usize::from(i)).is_some_and(|t| t.footer().expires);
+        let keepable = tables.get(usize::from(i)).is_some_and(may_stay_as_written);
         if let Some(slot) = apart.get_mut(usize::from(i)) {
-            *slot = after_earlier && before_next && !expires;
+            *slot = after_earlier && before_next && keepable;
         }
         reach = Some(reach.map_or(b.greatest(), |r| r.max(b.greatest())));
     }
     apart
+}
+
+/// True when `table` may be kept as written, its bounds permitting: none of its entries expires
+/// ([`crate::sstable::Footer::expires`]); kept, a table of entries with a TTL would hold them
+/// long after they expired, since only a merge drops them.
+fn may_stay_as_written<F>(table: &Table<F>) -> bool {
+    !table.footer().expires
 }
 
 /// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one
@@ -502,15 +507,15 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 fn count_runs<F>(tables: &[Table<F>]) -> usize {
     let mut hull: Option<KeyBounds> = None;
     let mut runs = 0;
-    let mut previous_expires = false;
+    let mut previous_keepable = false;
     for t in tables {
         let b = t.bounds();
-        let expires = t.footer().expires;
+        let keepable = may_stay_as_written(t);
         let outside = hull.is_some_and(|h| b.greatest() < h.least() || h.greatest() < b.least());
-        if !(outside && !expires && !previous_expires) {
+        if !(outside && keepable && previous_keepable) {
             runs += 1;
         }
-        previous_expires = expires;
+        previous_keepable = keepable;
         hull = Some(hull.map_or(b, |h| h.union(&b)));
     }
     runs
