@@ -17,7 +17,10 @@
 //!
 //! Read-only ([`Config::read_only`]): nothing is removed, cut, written or synced; replay fills
 //! the two MemTables in turn, and a WAL or table that a writer in another process retires while
-//! this runs (a storage error of kind `NotFound`) makes the whole open start over.
+//! this runs (a storage error of kind `NotFound`) makes the whole open start over. A storage
+//! can spare it that race by serving the open from files it holds open (the POSIX crate's
+//! `PosixStorage::hold_files`): a busy writer retires a file every few milliseconds, and an open
+//! that reads hundreds of tables may lose every one of its attempts.
 
 use embedded_io::{Error as _, ErrorKind};
 

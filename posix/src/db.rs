@@ -352,15 +352,17 @@ impl Db {
         Ok(db)
     }
 
-    /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer may
-    /// retire a file (a WAL a flush covered, tables a compaction merged) between the engine
-    /// listing the directory and opening the file: the engine then starts its open again
-    /// ([`minivault_core::Config::read_only`]). Once open, the handle holds every file it reads
-    /// open, so later removals cannot touch what it sees.
+    /// [`Options::read_only`]: no directory created, no lock, nothing written. A writer beside
+    /// it may retire files (a WAL a flush covered, tables a compaction merged) at any moment, so
+    /// the storage first holds every WAL and table open ([`PosixStorage::hold_files`]) and the
+    /// engine opens from those alone; then the files it did not keep are let go. Once open, the
+    /// handle holds every file it reads open, so later removals cannot touch what it sees.
     fn open_read_only(dir: PathBuf, options: Options) -> Result<Db, Error> {
-        let storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
+        let mut storage = PosixStorage::open_dir_read_only(&dir, options.cache_bytes)
             .map_err(|source| Error::Open { dir: dir.clone(), source })?;
-        let engine = open_engine(storage, &options)?;
+        storage.hold_files().map_err(|source| Error::Open { dir: dir.clone(), source })?;
+        let mut engine = open_engine(storage, &options)?;
+        engine.storage().release_files();
         Db::new(engine, options, None, dir)
     }
 

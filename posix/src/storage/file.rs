@@ -118,6 +118,24 @@ impl PosixFile {
         }
     }
 
+    /// Another handle on the same open file, at offset 0 with empty buffers: for a file a
+    /// read-only storage holds open ([`super::PosixStorage::hold_files`]) and the engine opens
+    /// (it may open a file more than once: a WAL is read by its predecessor's check, then
+    /// replayed).
+    pub(super) fn another_handle(&self) -> Self {
+        Self {
+            fd: Arc::clone(&self.fd),
+            pos: 0,
+            wbuf: Vec::new(),
+            wbuf_start: 0,
+            key: self.key,
+            cache: Arc::clone(&self.cache),
+            writeback_from: 0,
+            cached: self.cached,
+            ahead: None,
+        }
+    }
+
     /// Serves reads smaller than [`READ_AHEAD_BYTES`] from two windows of that size of the
     /// handle's own, each read with one `pread`, instead of through the page cache: for a handle
     /// that reads a file from start to end in two interleaved forward streams (a merge reads an

@@ -36,6 +36,7 @@ mod sys;
 
 pub use file::{FileReader, PosixFile, WRITE_BUFFER_CAPACITY};
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io;
@@ -58,6 +59,10 @@ pub(crate) use sys::flock_exclusive_now;
 /// [`minivault_core::MAX_WALS`] WALs and needs every older one covered, which an obsolete WAL
 /// is); the bound keeps the reaper's backlog, and what a crash leaves to list and remove, small.
 const MAX_QUEUED_WAL_UNLINKS: usize = 2;
+
+/// Listings [`PosixStorage::hold_files`] takes at most before giving up on a directory that
+/// changes under every one of them (each takes microseconds; a writer's flush, milliseconds).
+const HOLD_LISTINGS: usize = 1000;
 
 /// Default size of the read cache shared by a directory's files: 8 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
@@ -86,6 +91,10 @@ pub struct PosixStorage {
     /// [`Storage::max_files`]: what the process's limit on open files leaves the database, read
     /// once when the storage is opened.
     max_files: Option<usize>,
+    /// While a read-only open runs ([`PosixStorage::hold_files`]): the WALs and tables held
+    /// open by name, which [`Storage::list`] and [`Storage::open`] then serve instead of the
+    /// directory.
+    held: Option<BTreeMap<String, PosixFile>>,
 }
 
 /// A descriptor of a WAL file of its own, opened when the engine created or opened the file
@@ -142,6 +151,7 @@ impl PosixStorage {
             removals: None,
             read_ahead: false,
             max_files: files_for_the_database(),
+            held: None,
         })
     }
 
@@ -190,6 +200,7 @@ impl PosixStorage {
             removals: None,
             read_ahead: false,
             max_files: self.max_files,
+            held: None,
         })
     }
 
@@ -243,6 +254,65 @@ impl PosixStorage {
         let file = self.open(name)?;
         lock(&self.cache).forget(file.key);
         Ok(file)
+    }
+
+    /// Holds every WAL and table of the directory open, for an open beside a writer that
+    /// flushes and compacts meanwhile: from now until [`PosixStorage::release_files`],
+    /// [`Storage::list`] lists the held files and [`Storage::open`] opens only them, so the
+    /// engine's open reads one set of files however many the writer retires meanwhile.
+    ///
+    /// It lists the directory and opens every file it has not opened yet, again and again,
+    /// until a listing shows nothing new. A file the writer removed after it was listed is
+    /// passed over (the writer removes a WAL only once a table it made holds its records, a
+    /// table only once the table replacing it is in place: the next listing shows the newer
+    /// one). Files held since removed stay held: they are what a crash between the writer's
+    /// publishing a file and removing what it replaced would have left, which the engine's open
+    /// sorts out by lineage and coverage. After [`HOLD_LISTINGS`] listings that each showed
+    /// something new: [`io::ErrorKind::WouldBlock`].
+    pub(crate) fn hold_files(&mut self) -> io::Result<()> {
+        self.held = None;
+        let mut held = BTreeMap::new();
+        for _ in 0..HOLD_LISTINGS {
+            let mut names = Vec::new();
+            match self.list(&mut |name| {
+                if matches!(parse_name(name), Some((FileKind::Wal | FileKind::Table, _))) {
+                    names.push(name.to_owned());
+                }
+            }) {
+                Ok(()) => {}
+                // An entry removed between the listing and its type's lookup.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            let mut new = false;
+            for name in names {
+                if held.contains_key(&name) {
+                    continue;
+                }
+                new = true;
+                match self.open_at(&name, libc::O_RDONLY) {
+                    Ok(file) => {
+                        held.insert(name, file);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !new {
+                self.held = Some(held);
+                return Ok(());
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("the directory changed under each of {HOLD_LISTINGS} listings"),
+        ))
+    }
+
+    /// Ends [`PosixStorage::hold_files`]: the files the engine did not open are closed, and
+    /// listing and opening go to the directory again.
+    pub(crate) fn release_files(&mut self) {
+        self.held = None;
     }
 
     /// Drops every page of the read cache.
@@ -335,6 +405,15 @@ impl Storage for PosixStorage {
     }
 
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
+        if let Some(held) = &self.held {
+            return match held.get(name) {
+                Some(file) => Ok(file.another_handle()),
+                None => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{name} is not among the held files"),
+                )),
+            };
+        }
         let file = self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })?;
         self.remember_wal(name);
         let table = matches!(parse_name(name), Some((FileKind::Table, _)));
@@ -434,6 +513,10 @@ impl Storage for PosixStorage {
     }
 
     fn list(&mut self, visit: &mut dyn FnMut(&str)) -> io::Result<()> {
+        if let Some(held) = &self.held {
+            held.keys().for_each(|name| visit(name));
+            return Ok(());
+        }
         for entry in fs::read_dir(&self.path)? {
             let entry = entry?;
             if !entry.file_type()?.is_file() {
@@ -674,6 +757,37 @@ pub(crate) mod tests {
         let path = root.path().join("file");
         fs::write(&path, b"x").unwrap();
         assert!(PosixStorage::open_dir(&path).is_err());
+    }
+
+    #[test]
+    fn held_files_are_listed_and_read_after_a_writer_removes_them_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, table) = ("0000000000000003.wal", "0000000000000002.sst");
+        fs::write(dir.path().join(wal), b"records").unwrap();
+        fs::write(dir.path().join(table), b"a table").unwrap();
+        fs::write(dir.path().join("0000000000000004.tmp"), b"being written").unwrap();
+        fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+        let mut ro = PosixStorage::open_dir_read_only(dir.path(), 1 << 20).unwrap();
+        ro.hold_files().unwrap();
+        // The writer flushes: a new table, then the WAL it covers is removed.
+        fs::write(dir.path().join("0000000000000005.sst"), b"newer").unwrap();
+        fs::remove_file(dir.path().join(wal)).unwrap();
+        let listed = |ro: &mut PosixStorage| {
+            let mut names = Vec::new();
+            ro.list(&mut |n| names.push(n.to_owned())).unwrap();
+            names.sort();
+            names
+        };
+        assert_eq!(listed(&mut ro), [table, wal], "the held WAL and table only, as when held");
+        for _ in 0..2 {
+            let mut file = ro.open(wal).unwrap();
+            assert_eq!(read_all(&mut ro, &mut file), b"records", "each open reads from the start");
+        }
+        let err = ro.open("0000000000000005.sst").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "a file not held is not opened");
+        ro.release_files();
+        assert_eq!(listed(&mut ro).len(), 4, "the directory again: {:?}", listed(&mut ro));
+        assert_eq!(ro.open(wal).unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
