@@ -20,7 +20,9 @@
 //! this runs (a storage error of kind `NotFound`) makes the whole open start over. A storage
 //! can spare it that race by serving the open from files it holds open (the POSIX crate's
 //! `PosixStorage::hold_files`): a busy writer retires a file every few milliseconds, and an open
-//! that reads hundreds of tables may lose every one of its attempts.
+//! that reads hundreds of tables may lose every one of its attempts. What it serves must be the
+//! directory as it was at one moment (the writer keeps every such state recoverable), with no
+//! older version of a name a compaction has since renamed over.
 
 use embedded_io::{Error as _, ErrorKind};
 

@@ -41,7 +41,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirEntryExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -261,52 +261,74 @@ impl PosixStorage {
     /// [`Storage::list`] lists the held files and [`Storage::open`] opens only them, so the
     /// engine's open reads one set of files however many the writer retires meanwhile.
     ///
-    /// It lists the directory and opens every file it has not opened yet, again and again,
-    /// until a listing shows nothing new. A file the writer removed after it was listed is
-    /// passed over (the writer removes a WAL only once a table it made holds its records, a
-    /// table only once the table replacing it is in place: the next listing shows the newer
-    /// one). Files held since removed stay held: they are what a crash between the writer's
-    /// publishing a file and removing what it replaced would have left, which the engine's open
-    /// sorts out by lineage and coverage. After [`HOLD_LISTINGS`] listings that each showed
-    /// something new: [`io::ErrorKind::WouldBlock`].
+    /// The set held is the directory as one listing saw it, taken once two listings in a row
+    /// agree (the same names, each on the same inode) and every file in them is open. Each
+    /// listing opens, in id order, what it shows that is not held as shown: a new name, or a
+    /// name renamed over since (a compaction's output takes its newest input's name). Files
+    /// opened and then removed are let go at the end. The writer keeps the directory
+    /// recoverable at every moment (what a crash would leave: a WAL is removed only once a
+    /// table holds its records, a table only once its replacement is in place), so the set is a
+    /// state the engine opens as a prefix of the writer's history that holds every write
+    /// acknowledged before the open began. A directory that never stays the same for two
+    /// listings in a row ([`HOLD_LISTINGS`] of them, each taking microseconds where a busy
+    /// writer's flushes are milliseconds apart) is [`io::ErrorKind::TimedOut`].
     pub(crate) fn hold_files(&mut self) -> io::Result<()> {
         self.held = None;
-        let mut held = BTreeMap::new();
+        // Each held file with the inode number its listing showed for the name.
+        let mut held: BTreeMap<String, (u64, PosixFile)> = BTreeMap::new();
+        let mut previous: Option<Vec<(String, u64)>> = None;
         for _ in 0..HOLD_LISTINGS {
-            let mut names = Vec::new();
-            match self.list(&mut |name| {
-                if matches!(parse_name(name), Some((FileKind::Wal | FileKind::Table, _))) {
-                    names.push(name.to_owned());
-                }
-            }) {
-                Ok(()) => {}
-                // An entry removed between the listing and its type's lookup.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-            let mut new = false;
-            for name in names {
-                if held.contains_key(&name) {
+            let listing = match self.engine_files() {
+                Ok(listing) => listing,
+                // An entry removed while it was read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    previous = None;
                     continue;
                 }
-                new = true;
-                match self.open_at(&name, libc::O_RDONLY) {
+                Err(e) => return Err(e),
+            };
+            let mut opened_all = true;
+            for (name, ino) in &listing {
+                if held.get(name).is_some_and(|(held_ino, _)| held_ino == ino) {
+                    continue;
+                }
+                match self.open_at(name, libc::O_RDONLY) {
                     Ok(file) => {
-                        held.insert(name, file);
+                        held.insert(name.clone(), (*ino, file));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        held.remove(name);
+                        opened_all = false;
+                    }
                     Err(e) => return Err(e),
                 }
             }
-            if !new {
-                self.held = Some(held);
+            if opened_all && previous.as_ref() == Some(&listing) {
+                held.retain(|name, _| listing.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok());
+                self.held = Some(held.into_iter().map(|(name, (_, file))| (name, file)).collect());
                 return Ok(());
             }
+            previous = Some(listing);
         }
         Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("the directory changed under each of {HOLD_LISTINGS} listings"),
+            io::ErrorKind::TimedOut,
+            format!("the directory changed between each two of {HOLD_LISTINGS} listings"),
         ))
+    }
+
+    /// The WALs and tables of the directory, with the inode number of each (from the listing
+    /// itself), sorted by name: by kind and id, since names are fixed-width ids.
+    fn engine_files(&self) -> io::Result<Vec<(String, u64)>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if matches!(parse_name(&name), Some((FileKind::Wal | FileKind::Table, _))) {
+                files.push((name, entry.ino()));
+            }
+        }
+        files.sort_unstable();
+        Ok(files)
     }
 
     /// Ends [`PosixStorage::hold_files`]: the files the engine did not open are closed, and
@@ -407,7 +429,12 @@ impl Storage for PosixStorage {
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
         if let Some(held) = &self.held {
             return match held.get(name) {
-                Some(file) => Ok(file.another_handle()),
+                // The newest WAL grows while it is read: pages cached by an earlier open of it
+                // (a successor check) are read again, as a fresh open's would be.
+                Some(file) => {
+                    lock(&self.cache).forget(file.key);
+                    Ok(file.another_handle())
+                }
                 None => Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     format!("{name} is not among the held files"),
