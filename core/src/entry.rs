@@ -156,6 +156,16 @@ impl EntryHeader {
         is_dead(self.tombstone, self.expires_at, now)
     }
 
+    /// When the entry stops being alive: its expiry; `None` for an entry
+    /// that never expires and for a tombstone (which hides older entries of its key for good).
+    pub fn expiry(&self) -> Option<u64> {
+        if self.tombstone {
+            None
+        } else {
+            self.expires_at
+        }
+    }
+
     /// Bytes this header occupies when encoded.
     pub fn encoded_len(&self) -> usize {
         if self.expires_at.is_some() {

@@ -68,4 +68,9 @@ pub struct Stats {
     /// before its steps completed it ([`crate::CompactionMode::Stepped`]: the steps fell behind
     /// the flushes); 0 when every write stayed within the bound.
     pub compaction_overruns: u64,
+    /// SSTables removed whole since open because every entry in them had expired (no merge
+    /// needed: see `Footer::latest_expiry`), and the bytes they took.
+    pub expired_tables: u64,
+    /// Bytes of the tables counted in `expired_tables`.
+    pub expired_bytes: u64,
 }

@@ -388,6 +388,51 @@ impl<F> Version<F> {
 }
 
 impl<F> Version<F> {
+    /// Removes, files and all, every table in which nothing is alive at `now`
+    /// ([`crate::sstable::Footer::all_expired_at`]: each entry has a TTL, the latest has passed)
+    /// and whose keys no older table can hold (its key bounds lie outside all of theirs, so no
+    /// older entry of its keys can show once it is gone; without `many-tables`, only the oldest
+    /// table qualifies), unless `busy` says a compaction is merging it. The newest table always
+    /// stays (it names the WALs the tables cover). The directory is synced after the removals,
+    /// as for [`Version::evict_oldest`]. Returns the tables and bytes removed.
+    pub fn drop_expired<S: Storage<File = F>>(
+        &mut self,
+        storage: &mut S,
+        now: u64,
+        busy: impl Fn(u64) -> bool,
+    ) -> Result<(u64, u64), S> {
+        let (mut tables, mut bytes) = (0u64, 0u64);
+        // The key bounds of the older tables that stay.
+        let mut older: Option<KeyBounds> = None;
+        let mut i = 0;
+        while i + 1 < self.tables.len() {
+            let Some(t) = self.tables.get(i) else { break };
+            let b = t.bounds();
+            let alone = older.is_none_or(|h| b.greatest() < h.least() || h.greatest() < b.least());
+            if alone && t.footer().all_expired_at(now) && !busy(t.id()) {
+                let table = self.tables.remove(i);
+                let info = table.info();
+                drop(table);
+                storage.remove(&file_name(FileKind::Table, info.id)).storage()?;
+                event!(
+                    "expiry: SSTable {=u64} removed, every entry expired ({=u64} bytes)",
+                    info.id,
+                    info.bytes
+                );
+                tables += 1;
+                bytes += info.bytes;
+            } else {
+                older = Some(older.map_or(b, |h| h.union(&b)));
+                i += 1;
+            }
+        }
+        if tables > 0 {
+            self.changed();
+            storage.sync_dir().storage()?;
+        }
+        Ok((tables, bytes))
+    }
+
     /// Removes the oldest table, file and all, to make room ([`crate::WhenFull::DropOldest`]);
     /// the newest table always stays (it names the WALs the tables cover). The directory is
     /// synced: the removal must be durable before a compaction treats the next table as the
@@ -444,7 +489,7 @@ pub fn lookup<S: Storage, T: ProbeTable<S>>(
 /// Which of `tables` (oldest first) continue the run of the table before them. A table is
 /// *apart* when its key bounds ([`KeyBounds`]) are disjoint from every other live table's (no
 /// other table holds any of its keys, so it hides nothing and nothing in it is hidden) and it
-/// may stay as written (none of its entries expires: [`crate::sstable::Footer::expires`]).
+/// may stay as written (`may_stay_as_written`: it does not mix entries with and without a TTL).
 /// Adjacent tables that are apart form a *run* (sequentially written keys flush into such
 /// tables); every other table is a run of its own, and so is every table without
 /// `many-tables` (no bounds).
@@ -491,10 +536,13 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 }
 
 /// True when `table` may be kept as written, its bounds permitting: none of its entries expires
-/// ([`crate::sstable::Footer::expires`]); kept, a table of entries with a TTL would hold them
-/// long after they expired, since only a merge drops them.
+/// ([`crate::sstable::Footer::expires`]), or every one does
+/// ([`crate::sstable::Footer::latest_expiry`]: the table is removed whole once the latest has
+/// passed, [`Version::drop_expired`]). A table mixing entries with and without a TTL is merged
+/// as its tier comes: kept, it would hold the expired ones for as long as the others live, since
+/// only a merge drops them.
 fn may_stay_as_written<F>(table: &Table<F>) -> bool {
-    !table.footer().expires
+    !table.footer().expires || table.footer().latest_expiry.is_some()
 }
 
 /// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one

@@ -124,8 +124,8 @@ pub struct Options {
     /// With background compaction, a write first sleeps [`crate::SLOWDOWN`] (1 ms) while the
     /// compaction backlog ([`minivault_core::Db::compaction_backlog`]) is at least this: flushes
     /// are outrunning the compactions, and the writer gives them time. The backlog counts the
-    /// SSTables, except that tables which overlap no other and hold no entry with a TTL
-    /// (sequential keys, kept as flushed) count once together, and every table past
+    /// SSTables, except that tables which overlap no other and do not mix entries with and
+    /// without a TTL (sequential keys, kept as flushed) count once together, and every table past
     /// [`minivault_core::limits::CROWDED_TABLES`] (384) counts again. Default 20; below
     /// [`Options::stop_tables`].
     pub slowdown_tables: usize,

@@ -467,6 +467,8 @@ impl PyDb {
         d.set_item("evicted_tables", s.evicted_tables)?;
         d.set_item("evicted_entries", s.evicted_entries)?;
         d.set_item("evicted_bytes", s.evicted_bytes)?;
+        d.set_item("expired_tables", s.expired_tables)?;
+        d.set_item("expired_bytes", s.expired_bytes)?;
         d.set_item("full_refusals", s.full_refusals)?;
         d.set_item("compactions_skipped_for_space", s.compactions_skipped_for_space)?;
         Ok(d)

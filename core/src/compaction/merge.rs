@@ -606,13 +606,13 @@ fn copy_record<S: Storage>(
         .in_file(FileKind::Table, id)?;
     builder.add_raw(storage, out, &reader.header_bytes()).storage()?;
     let mut same_key = true;
-    let mut expires = false;
+    let mut expiry = None;
     loop {
         // The storage view lives for this statement only: the copy below needs the storage too.
         let next = reader.next(&mut storage.io(table.file())).in_file(FileKind::Table, id)?;
         let Some(piece) = next else { break };
         same_key &= piece.layout.header.key_len == key.len();
-        expires |= piece.layout.header.expires_at.is_some();
+        expiry = piece.layout.header.expiry();
         if let Some((at, part)) = piece.key() {
             same_key &= key.get(at..at + part.len()) == Some(part);
         }
@@ -622,7 +622,7 @@ fn copy_record<S: Storage>(
     if !same_key {
         return Err(corrupted(file_name(FileKind::Table, id), c.offset(), Corruption::BadEntry));
     }
-    builder.end_record(key.len(), expires);
+    builder.end_record(key.len(), expiry);
     Ok(())
 }
 

@@ -28,13 +28,12 @@
 //! sequential keys are written once. A table that overlaps nothing holds no key another table
 //! holds, so keeping it keeps no overwritten or deleted entry alive; once a newer write overlaps
 //! it (an overwrite, a delete, a range delete: a table with range deletes overlaps every table),
-//! it is a run of its own again and merged as before. A table that holds entries with an expiry
-//! (its footer's [`crate::sstable::Footer::expires`]) is never kept so: telemetry with a TTL is
-//! merged as its tiers come, so that the merges that start at the oldest table drop what expired
-//! (kept, such tables held their expired entries until the table limit crowded them). The
-//! footer says only that some entry expires, not when, so this holds for a TTL of months too:
-//! such keys are rewritten about as often as random ones. Keeping a table until all of it has
-//! expired, then dropping it whole, needs its latest expiry in the format. A merge takes whole
+//! it is a run of its own again and merged as before. A table whose entries all expire (its
+//! footer's [`crate::sstable::Footer::latest_expiry`]) is kept so too, and removed whole once the
+//! latest has passed ([`crate::version::Version::drop_expired`]); one that mixes entries with and
+//! without an expiry ([`crate::sstable::Footer::expires`] without the latest) is never kept so:
+//! it is merged as its tiers come, so that the merges that start at the oldest table drop what
+//! expired (kept, it would hold its expired entries as long as the others live). A merge takes whole
 //! runs (each one's tables adjacent, so the lineage rule holds), at most `max_inputs` tables.
 //!
 //! A run weighs in the tiers as its largest table, so that a run of many small flushes tiers with

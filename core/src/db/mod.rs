@@ -72,6 +72,9 @@ pub(crate) struct Counters {
     pub(crate) compactions: u64,
     pub(crate) compactions_skipped_for_space: u64,
     pub(crate) compaction_overruns: u64,
+    /// Tables removed whole because every entry in them had expired, and their bytes.
+    pub(crate) expired_tables: u64,
+    pub(crate) expired_bytes: u64,
     pub(crate) torn_tails_truncated: u64,
     pub(crate) wals_dropped: u64,
     pub(crate) gets: u64,
@@ -160,12 +163,32 @@ where
 
     /// With [`crate::WhenFull::RefuseWrites`], refuses a write that adds data once the files
     /// and what one write can add ([`Space::write_reserve`]) exceed the cap.
+    /// Tables whose entries have all expired are removed first: they may be what fills the cap.
     fn check_room(&mut self) -> Result<(), S> {
         let reserve = Space::write_reserve(self.mems.buffer_len(), self.wals.chunk());
         if self.space.refuses(self.used_bytes(), reserve) {
-            self.space.count_refusal();
-            return Err(Error::Full);
+            self.drop_expired_tables().or_else(|e| self.poison(e))?;
+            if self.space.refuses(self.used_bytes(), reserve) {
+                self.space.count_refusal();
+                return Err(Error::Full);
+            }
         }
+        Ok(())
+    }
+
+    /// Removes the tables in which nothing is alive any more ([`Version::drop_expired`]), except
+    /// those a compaction is merging (its output replaces them).
+    pub(crate) fn drop_expired_tables(&mut self) -> Result<(), S> {
+        let now = self.clock.now();
+        let running = &self.running;
+        let stepped = self.stepped.as_ref().map(|s| *s.plan());
+        let busy = |id: u64| {
+            running.iter().any(|r| r.first <= id && id <= r.id)
+                || stepped.is_some_and(|p| p.first <= id && id <= p.id)
+        };
+        let (tables, bytes) = self.version.drop_expired(&mut self.storage, now, busy)?;
+        self.counters.expired_tables += tables;
+        self.counters.expired_bytes += bytes;
         Ok(())
     }
 
@@ -402,6 +425,7 @@ where
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
         self.wals.retire(&mut self.storage, covered, in_table)?;
         self.mems.retire_immutable();
+        self.drop_expired_tables()?;
         self.maybe_compact()?;
         self.enforce_cap()
     }
@@ -532,7 +556,8 @@ where
 
     /// How far compaction is behind: the runs of tables by age (a table whose keys lie wholly
     /// below or above those of every older table continues the run before it: sequential keys
-    /// count once together, unless either table holds entries with a TTL), plus every table past the crowding point
+    /// count once together, unless either table mixes entries with and without a TTL), plus
+    /// every table past the crowding point
     /// ([`crate::limits::CROWDED_TABLES`], or three quarters of a storage's table limit). What a
     /// host throttles writes by; it grows by at most one per flush. Without `many-tables`, the
     /// number of tables.
@@ -680,6 +705,8 @@ where
             evicted_tables: self.space.evicted().tables,
             evicted_entries: self.space.evicted().entries,
             evicted_bytes: self.space.evicted().bytes,
+            expired_tables: self.counters.expired_tables,
+            expired_bytes: self.counters.expired_bytes,
             full_refusals: self.space.refused(),
             compactions_skipped_for_space: self.counters.compactions_skipped_for_space,
             compactions_running: self.running.len(),

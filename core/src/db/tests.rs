@@ -900,14 +900,13 @@ fn tables_of_sequential_keys_are_kept_as_flushed_until_a_write_overlaps_them() {
     assert_eq!(scan(&mut db, KeyRange::all(), false), model.into_iter().collect::<Vec<_>>());
 }
 
-/// Sequential keys written with a TTL (telemetry kept for a while) flush into tables that
-/// overlap nothing, but such tables are not kept as flushed: their footer says entries expire,
-/// so the policy merges them as their tiers come and the merges that start at the oldest table
-/// drop what expired. Tables and bytes stay bounded however long the stream runs (kept, they
-/// grew by a table per flush), the live keys read back and the expired ones are gone.
+/// Sequential keys written with a TTL flush into tables that overlap nothing and whose every
+/// entry expires: they are kept as flushed (no merge rewrites them) and each is removed whole
+/// once the latest of its entries has expired. Tables and bytes stay bounded however long the
+/// stream runs, the live keys read back and the expired ones are gone.
 #[cfg(feature = "many-tables")]
 #[test]
-fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed() {
+fn tables_of_sequential_keys_with_a_ttl_are_kept_then_dropped_whole_once_expired() {
     let t = Rc::new(Cell::new(0));
     let mut db = open_big(&t, Config::default());
     let key = |i: u32| format!("tel{i:06}").into_bytes();
@@ -924,13 +923,14 @@ fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed(
         most = (most.0.max(s.tables), most.1.max(s.table_bytes));
     }
     let s = db.stats();
-    // Flushes and merges both mark their tables; each counts in the backlog on its own.
-    assert!(db.live_tables().iter().all(|t| t.footer().expires), "{s:?}");
-    assert_eq!(db.compaction_backlog(), s.tables);
-    // Merged: at most 13 tables and 70 KB here; kept as flushed, the tables grew to 95 and
-    // 446 KB (forced merges of the newest near the table limit reclaim nothing).
-    assert!(most.0 <= 3 * compaction::TIER_WIDTH, "at most {} tables: {s:?}", most.0);
-    assert!(most.1 < 128 << 10, "at most {} bytes of tables: {s:?}", most.1);
+    assert!(db.live_tables().iter().all(|t| t.footer().latest_expiry.is_some()), "{s:?}");
+    assert_eq!(s.compactions, 0, "nothing merged: {s:?}");
+    assert!(s.expired_tables >= u64::from(rounds) - 4, "dropped whole: {s:?}");
+    // Kept and never dropped, the tables grew to 95 and 446 KB; merged (the policy before the
+    // latest expiry was recorded), to 13 and 70 KB.
+    assert!(most.0 <= 4, "at most {} tables: {s:?}", most.0);
+    assert!(most.1 < 24 << 10, "at most {} bytes of tables: {s:?}", most.1);
+    assert_eq!(db.compaction_backlog(), 1, "kept tables count once together");
     let mut buf = [0u8; 8];
     let last = rounds * per_round;
     for i in (last - per_round..last).step_by(7) {
@@ -939,6 +939,62 @@ fn tables_of_sequential_keys_with_a_ttl_are_merged_so_what_expired_is_reclaimed(
     for i in (0..last - 3 * per_round).step_by(97) {
         assert_eq!(db.get(&key(i), &mut buf).unwrap(), None, "expired key {i}");
     }
+}
+
+/// A table whose every entry has expired is not removed while an older table may hold its keys:
+/// the older value of a key whose newest entry expired would read again. Its expired entries
+/// hide the older ones until a merge takes them together.
+#[test]
+fn an_expired_table_over_older_values_of_its_keys_stays_until_merged() {
+    let t = Rc::new(Cell::new(0));
+    let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 2048);
+    db.put(b"k", b"forever").unwrap();
+    db.flush().unwrap();
+    db.put_with_ttl(b"k", b"brief", 5).unwrap();
+    db.flush().unwrap();
+    assert_eq!(get(&mut db, b"k").as_deref(), Some(&b"brief"[..]));
+    t.set(10);
+    // A flush runs the removal of expired tables; the expired one lies over the older value.
+    db.put(b"other", b"1").unwrap();
+    db.flush().unwrap();
+    assert_eq!(get(&mut db, b"k"), None, "the expired entry still hides the older value");
+    assert_eq!(db.stats().expired_tables, 0);
+    // Once the older table is gone, a table that expired lies over nothing and is removed whole.
+    db.delete(b"k").unwrap();
+    db.flush().unwrap();
+    assert_eq!(get(&mut db, b"k"), None);
+}
+
+/// A telemetry stream with a TTL under a cap that refuses writes: the oldest tables expire whole
+/// and are removed when a write would otherwise be refused, so the stream goes on while what is
+/// alive fits the cap (the cap here holds a few rounds; the stream writes many times the cap).
+#[test]
+fn a_ttl_stream_under_a_cap_that_refuses_writes_goes_on_as_its_oldest_tables_expire() {
+    let t = Rc::new(Cell::new(0));
+    let mem = 2048;
+    let cap = crate::space::min_max_bytes(mem);
+    let config =
+        Config { max_bytes: Some(cap), when_full: crate::WhenFull::RefuseWrites, ..Config::default() };
+    let mut db =
+        Db::open(Mem::new(vec![0; 4 << 20]), clock(&t), [vec![0; mem], vec![0; mem]], config).unwrap();
+    let key = |i: u32| format!("tel{i:06}").into_bytes();
+    let (rounds, per_round, ttl) = (200u32, 20u32, 20u64);
+    let mut written = 0u64;
+    for round in 0..rounds {
+        t.set(u64::from(round) * 10);
+        for i in round * per_round..(round + 1) * per_round {
+            db.put_with_ttl(&key(i), &[7u8; 40], ttl).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            written += 40;
+        }
+    }
+    let s = db.stats();
+    assert!(written > 4 * cap, "the stream wrote {written} bytes under a cap of {cap}");
+    assert_eq!(s.full_refusals, 0, "{s:?}");
+    assert!(s.expired_tables > 0, "{s:?}");
+    assert!(s.file_bytes <= cap, "{s:?}");
+    let last = rounds * per_round - 1;
+    assert_eq!(get(&mut db, &key(last)).as_deref(), Some(&[7u8; 40][..]));
+    assert_eq!(get(&mut db, &key(0)), None);
 }
 
 /// A range delete over kept tables (a table with range deletes overlaps every table) makes them

@@ -38,6 +38,11 @@ pub struct SsTableBuilder {
     range_count: u16,
     /// Some entry added has an expiry ([`Footer::expires`]).
     expires: bool,
+    /// Some entry added has none (a tombstone counts as one without): no
+    /// [`Footer::latest_expiry`].
+    some_never_expires: bool,
+    /// The latest expiry of the entries added.
+    latest_expiry: u64,
 }
 
 impl SsTableBuilder {
@@ -71,7 +76,7 @@ impl SsTableBuilder {
         let h = RecordHeader::for_payload(&[payload]).encode();
         self.data_len = write_at(&mut storage.io(file), self.data_len, &[&h, payload])?;
         let header = EntryHeader::decode(payload);
-        self.end_record(header.map_or(0, |h| h.key_len), header.is_ok_and(|h| h.expires_at.is_some()));
+        self.end_record(header.map_or(0, |h| h.key_len), header.ok().and_then(|h| h.expiry()));
         Ok(())
     }
 
@@ -108,11 +113,18 @@ impl SsTableBuilder {
         Ok(())
     }
 
-    /// The record copied with [`Self::add_raw`], whose key is `key_len` bytes long and which
-    /// has an expiry when `expires`, is complete.
-    pub fn end_record(&mut self, key_len: usize, expires: bool) {
+    /// The record copied with [`Self::add_raw`], whose key is `key_len` bytes long and whose
+    /// entry expires at `expiry` (`None`: never, or a tombstone: [`EntryHeader::expiry`]), is
+    /// complete.
+    pub fn end_record(&mut self, key_len: usize, expiry: Option<u64>) {
         self.count += 1;
-        self.expires |= expires;
+        match expiry {
+            Some(at) => {
+                self.expires = true;
+                self.latest_expiry = self.latest_expiry.max(at);
+            }
+            None => self.some_never_expires = true,
+        }
         self.max_key_len = self.max_key_len.max(u16::try_from(key_len).unwrap_or(u16::MAX));
     }
 
@@ -348,8 +360,13 @@ impl Finish {
             range_count: b.range_count,
             ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
             expires: b.expires,
+            latest_expiry: (b.count > 0 && !b.some_never_expires && b.range_count == 0)
+                .then_some(b.latest_expiry),
         };
-        write_at(&mut storage.io(file), filter_offset + filter_len as u64, &[&footer.encode()]).storage()?;
+        let trailer = footer.trailer();
+        let trailer = trailer.as_ref().map_or(&[][..], |t| &t[..]);
+        write_at(&mut storage.io(file), filter_offset + filter_len as u64, &[trailer, &footer.encode()])
+            .storage()?;
         Ok(footer)
     }
 }

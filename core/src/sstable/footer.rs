@@ -43,12 +43,26 @@ pub struct Footer {
     /// Some entry of the table has an expiry (a TTL): flag [`FLAG_EXPIRES`]. Tables written
     /// before the flag existed read as `false`.
     pub expires: bool,
+    /// When every entry of the table has an expiry (no entry without a TTL, no tombstone, no
+    /// range delete): the latest of them, in the clock's units; from then on nothing in the
+    /// table is alive ([`Footer::all_expired_at`]). Stored in the [`TRAILER_LEN`] bytes before the
+    /// footer, flag [`FLAG_LATEST_EXPIRY`]; `None` otherwise and for tables written before it.
+    pub latest_expiry: Option<u64>,
 }
+
+/// Bytes of the trailer a table with [`Footer::latest_expiry`] has between its filter and its
+/// footer: the latest expiry, little-endian; the footer's checksum covers it.
+pub const TRAILER_LEN: usize = 8;
 
 /// Footer flag (bytes 10..12): some entry of the table has an expiry. The compaction policy
 /// keeps a table as written (a trivial move) only when it has none, so that expired entries
 /// are reclaimed by merges ([`crate::version::run_flags`]).
 pub const FLAG_EXPIRES: u16 = 1;
+
+/// Footer flag (bytes 10..12): every entry of the table expires, and the [`TRAILER_LEN`] bytes
+/// before the footer hold the latest expiry ([`Footer::latest_expiry`]). A table all of whose
+/// entries have expired is removed whole rather than merged ([`crate::Db`]).
+pub const FLAG_LATEST_EXPIRY: u16 = 2;
 
 fn u16_at(b: &[u8; FOOTER_LEN], i: usize) -> u16 {
     match b.get(i..i + 2) {
@@ -69,10 +83,31 @@ fn u64_at(b: &[u8; FOOTER_LEN], i: usize) -> u64 {
 }
 
 impl Footer {
-    /// Encodes the footer.
+    /// The bytes written just before the footer: the latest expiry's trailer, when there is one.
+    pub fn trailer(&self) -> Option<[u8; TRAILER_LEN]> {
+        self.latest_expiry.map(u64::to_le_bytes)
+    }
+
+    /// Bytes between the filter's end and the footer: [`TRAILER_LEN`] or 0.
+    pub fn trailer_len(&self) -> u64 {
+        if self.latest_expiry.is_some() {
+            TRAILER_LEN as u64
+        } else {
+            0
+        }
+    }
+
+    /// True when nothing in the table is alive at `now`: every entry expires, the latest of them
+    /// at or before `now` ([`Footer::latest_expiry`]).
+    pub fn all_expired_at(&self, now: u64) -> bool {
+        self.latest_expiry.is_some_and(|latest| latest <= now)
+    }
+
+    /// Encodes the footer (its checksum covers [`Footer::trailer`] too, written before it).
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
-        let flags = if self.expires { FLAG_EXPIRES } else { 0 };
+        let flags = if self.expires { FLAG_EXPIRES } else { 0 }
+            | if self.latest_expiry.is_some() { FLAG_LATEST_EXPIRY } else { 0 };
         let fields: [(usize, &[u8]); 11] = [
             (0, &MAGIC),
             (8, &self.version.to_le_bytes()),
@@ -91,20 +126,28 @@ impl Footer {
                 dst.copy_from_slice(bytes);
             }
         }
-        let crc = crc32c(&[b.get(..52).unwrap_or(&[])]);
+        let trailer = self.trailer();
+        let crc = crc32c(&[trailer.as_ref().map_or(&[][..], |t| &t[..]), b.get(..52).unwrap_or(&[])]);
         if let Some(dst) = b.get_mut(52..56) {
             dst.copy_from_slice(&crc.to_le_bytes());
         }
         b
     }
 
-    /// Decodes and checks the footer found at offset `footer_at` of its file; `Err` says what is
-    /// wrong with it.
-    pub fn decode(b: &[u8; FOOTER_LEN], footer_at: u64) -> Result<Self, Corruption> {
+    /// Decodes and checks the footer found at offset `footer_at` of its file, given the
+    /// [`TRAILER_LEN`] bytes before it (`before`: read only when its flags say so, zeros for a
+    /// file too short to have them); `Err` says what is wrong with it.
+    pub fn decode(
+        b: &[u8; FOOTER_LEN],
+        before: &[u8; TRAILER_LEN],
+        footer_at: u64,
+    ) -> Result<Self, Corruption> {
         if b.get(0..8) != Some(&MAGIC[..]) {
             return Err(Corruption::BadMagic);
         }
-        let (expected, got) = (u32_at(b, 52), crc32c(&[b.get(..52).unwrap_or(&[])]));
+        let flags = u16_at(b, 10);
+        let trailer: &[u8] = if flags & FLAG_LATEST_EXPIRY != 0 { before } else { &[] };
+        let (expected, got) = (u32_at(b, 52), crc32c(&[trailer, b.get(..52).unwrap_or(&[])]));
         if expected != got {
             return Err(Corruption::ChecksumMismatch { expected, got });
         }
@@ -117,11 +160,18 @@ impl Footer {
             VERSION_RANGES => filter_len.is_multiple_of(BLOCK_LEN as u32) && range_count > 0,
             _ => false,
         };
-        let flags = u16_at(b, 10);
-        let flags_known = if version == 1 { flags == 0 } else { flags & !FLAG_EXPIRES == 0 };
+        let flags_known =
+            if version == 1 { flags == 0 } else { flags & !(FLAG_EXPIRES | FLAG_LATEST_EXPIRY) == 0 };
         if !known || !flags_known {
             return Err(Corruption::UnsupportedVersion(version));
         }
+        let latest_expiry = (flags & FLAG_LATEST_EXPIRY != 0).then(|| u64::from_le_bytes(*before));
+        // Every entry expires only when some does, and a table with range deletes has entries
+        // that never expire.
+        if latest_expiry.is_some() && (flags & FLAG_EXPIRES == 0 || range_count > 0) {
+            return Err(Corruption::BadLayout);
+        }
+        let trailer_len = if latest_expiry.is_some() { TRAILER_LEN as u64 } else { 0 };
         let index_offset = u64_at(b, 16);
         Ok(Footer {
             version,
@@ -132,10 +182,13 @@ impl Footer {
             replaces_from: u64_at(b, 40),
             max_key_len: u16_at(b, 48),
             filter_len,
-            filter_offset: footer_at.checked_sub(filter_len as u64).ok_or(Corruption::BadLayout)?,
+            filter_offset: footer_at
+                .checked_sub(trailer_len + filter_len as u64)
+                .ok_or(Corruption::BadLayout)?,
             range_count,
             ranges_offset: index_offset,
             expires: flags & FLAG_EXPIRES != 0,
+            latest_expiry,
         })
     }
 
@@ -162,8 +215,15 @@ pub fn open<IO: Read + Seek>(io: &mut IO, file_len: u64) -> Result<Footer, ReadE
         .ok_or(ReadError::Corrupt { offset: 0, kind: Corruption::Truncated })?;
     let mut fb = [0u8; FOOTER_LEN];
     read_exact_at(io, footer_at, &mut fb)?;
-    let footer =
-        Footer::decode(&fb, footer_at).map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
+    let mut before = [0u8; TRAILER_LEN];
+    if u16_at(&fb, 10) & FLAG_LATEST_EXPIRY != 0 {
+        let at = footer_at
+            .checked_sub(TRAILER_LEN as u64)
+            .ok_or(ReadError::Corrupt { offset: footer_at, kind: Corruption::BadLayout })?;
+        read_exact_at(io, at, &mut before)?;
+    }
+    let footer = Footer::decode(&fb, &before, footer_at)
+        .map_err(|kind| ReadError::Corrupt { offset: footer_at, kind })?;
     let index_len = footer.entry_count as u64 * 4;
     // The index and fence sections: checksummed together.
     let index_end = footer.filter_offset;

@@ -175,6 +175,14 @@ impl ReplBackend for Db {
                 human_bytes(s.evicted_bytes),
             );
         }
+        if s.expired_tables > 0 {
+            let _ = writeln!(
+                out,
+                "expired    {} tables, {} (removed whole: every entry's TTL had passed)",
+                human_count(s.expired_tables),
+                human_bytes(s.expired_bytes),
+            );
+        }
         let step = minivault_core::wal::chunk_for(o.wal_preallocation_bytes, s.memtable_capacity_bytes);
         let _ = writeln!(
             out,
