@@ -54,10 +54,10 @@ fn an_expired_key_has_no_ttl() {
 }
 
 /// Telemetry written in key order with a short TTL, through the POSIX handle with its
-/// background compaction: the tables it flushes overlap nothing, but they hold entries that
-/// expire, so they are merged as their tiers come and the merges from the oldest table drop what
-/// expired. The tables and their bytes stay within a few times the live data however long the
-/// stream runs (kept as flushed, as before, they grew by a table per flush).
+/// background threads: the tables it flushes overlap nothing and all their entries expire, so
+/// they are kept as flushed and each is removed whole once its latest entry has expired. The
+/// tables and their bytes stay within a few times the live data however long the stream runs
+/// (kept and never removed, they grew by a table per flush).
 #[test]
 fn a_stream_of_keys_in_order_with_a_ttl_keeps_its_tables_and_bytes_bounded() {
     use minivault::{Durability, Options};
@@ -79,8 +79,10 @@ fn a_stream_of_keys_in_order_with_a_ttl_keeps_its_tables_and_bytes_bounded() {
     }
     let s = db.stats();
     assert!(s.flushes >= u64::from(rounds) / 2, "{s:?}");
-    // About 19 MB written in all, a few hundred KB live at a time: merged, at most 16 tables
-    // and 4.2 MB were seen; kept as flushed, 329 tables and 20 MB.
+    assert!(s.expired_tables >= s.flushes / 2, "removed whole: {s:?}");
+    // About 19 MB written in all, a few hundred KB live at a time: merged (the build before the
+    // latest expiry was recorded), at most 16 tables and 4.2 MB were seen; kept and never
+    // removed, 329 tables and 20 MB.
     assert!(most_tables < 100, "at most {most_tables} tables: {s:?}");
     assert!(most_bytes < 12 << 20, "at most {most_bytes} bytes of tables: {s:?}");
     // A key with a long TTL among them reads back; the stream's keys expire.
@@ -90,4 +92,35 @@ fn a_stream_of_keys_in_order_with_a_ttl_keeps_its_tables_and_bytes_bounded() {
     assert_eq!(db.get(&key(last)).unwrap(), Some(b"kept".to_vec()));
     std::thread::sleep(ttl);
     assert_eq!(db.get(&key(last - 1)).unwrap(), None, "the stream's newest key expired");
+}
+
+/// The same stream under a cap that refuses writes (`max_bytes` 2 MiB, several times less than
+/// the stream writes): what expired is removed before a write would be refused, so none is
+/// while what is alive fits (a few hundred KB). With the removal disabled (the tables kept as
+/// flushed and never removed) a write was refused at the 28th round.
+#[test]
+fn a_stream_with_a_ttl_under_a_cap_that_refuses_writes_is_never_refused_while_what_lives_fits() {
+    use minivault::{Durability, Options, WhenFull};
+    let tmp = tempfile::tempdir().unwrap();
+    let options = Options {
+        memtable_bytes: 64 << 10,
+        durability: Durability::Manual,
+        max_bytes: Some(2 << 20),
+        when_full: WhenFull::RefuseWrites,
+        ..Options::default()
+    };
+    let db = Db::open_with(tmp.path(), options).unwrap();
+    let key = |i: u32| format!("t{i:010}").into_bytes();
+    let (rounds, per_round, ttl) = (300u32, 500u32, Duration::from_millis(50));
+    for round in 0..rounds {
+        for i in round * per_round..(round + 1) * per_round {
+            db.put_with_ttl(&key(i), &[b'v'; 100], ttl)
+                .unwrap_or_else(|e| panic!("round {round}, key {i}: {e}; {:?}", db.stats()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = db.stats();
+    assert!(u64::from(rounds * per_round) * 100 > 4 * (2 << 20), "the stream wrote several caps");
+    assert_eq!(s.full_refusals, 0, "{s:?}");
+    assert!(s.expired_tables > 0 && s.file_bytes <= 2 << 20, "{s:?}");
 }
