@@ -388,32 +388,47 @@ impl<F> Version<F> {
 }
 
 impl<F> Version<F> {
-    /// Removes, files and all, every table in which nothing is alive at `now`
+    /// Removes every table in which nothing is alive at `now`
     /// ([`crate::sstable::Footer::all_expired_at`]: each entry has a TTL, the latest has passed)
     /// and whose keys no older table can hold (its key bounds lie outside all of theirs, so no
-    /// older entry of its keys can show once it is gone; without `many-tables`, only the oldest
-    /// table qualifies), unless `busy` says a compaction is merging it. The newest table always
-    /// stays (it names the WALs the tables cover). The directory is synced after the removals,
-    /// as for [`Version::evict_oldest`]. Returns the tables and bytes removed.
+    /// older entry of its keys can show once it is gone; without `many-tables`, only tables from
+    /// the oldest on qualify), unless `busy` says a compaction is merging it. The newest table
+    /// always stays (it names the WALs the tables cover). Returns the tables and bytes removed.
+    ///
+    /// A removed table's file goes to [`Storage::remove_obsolete`] without a directory sync:
+    /// should it come back after a power cut, everything in it has still expired, it still lies
+    /// over no older table's keys, and open removes it again. A compaction's output is the one
+    /// exception: the inputs it replaced were removed without a sync too, and may still be on
+    /// storage (or come back), with nothing left to name them as replaced once the output is
+    /// gone; so before an output is removed, every table file its `[replaces_from, id)` names is
+    /// removed and the directory synced.
     pub fn drop_expired<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
         now: u64,
         busy: impl Fn(u64) -> bool,
     ) -> Result<(u64, u64), S> {
+        if !self.any_expired(now, &busy, |_| true) {
+            return Ok((0, 0));
+        }
+        if self.any_expired(now, &busy, |t| t.footer().replaces_from < t.id()) {
+            remove_replaced(storage, |id| {
+                self.tables.iter().any(|t| t.footer().replaces_from <= id && id < t.id())
+            })?;
+        }
         let (mut tables, mut bytes) = (0u64, 0u64);
-        // The key bounds of the older tables that stay.
         let mut older: Option<KeyBounds> = None;
         let mut i = 0;
         while i + 1 < self.tables.len() {
             let Some(t) = self.tables.get(i) else { break };
             let b = t.bounds();
-            let alone = older.is_none_or(|h| b.greatest() < h.least() || h.greatest() < b.least());
-            if alone && t.footer().all_expired_at(now) && !busy(t.id()) {
+            if expired_alone(t, older, now, &busy) {
                 let table = self.tables.remove(i);
+                self.changed();
                 let info = table.info();
-                drop(table);
-                storage.remove(&file_name(FileKind::Table, info.id)).storage()?;
+                storage.remove_obsolete(&file_name(FileKind::Table, info.id)).storage()?;
+                // Its last close may free its blocks: the storage may do it off this path.
+                storage.retire(table.into_file());
                 event!(
                     "expiry: SSTable {=u64} removed, every entry expired ({=u64} bytes)",
                     info.id,
@@ -426,11 +441,23 @@ impl<F> Version<F> {
                 i += 1;
             }
         }
-        if tables > 0 {
-            self.changed();
-            storage.sync_dir().storage()?;
-        }
         Ok((tables, bytes))
+    }
+
+    /// True when [`Version::drop_expired`] would remove a table for which `which` holds.
+    fn any_expired(&self, now: u64, busy: &impl Fn(u64) -> bool, which: impl Fn(&Table<F>) -> bool) -> bool {
+        let mut older: Option<KeyBounds> = None;
+        for t in self.tables.iter().take(self.tables.len().saturating_sub(1)) {
+            if expired_alone(t, older, now, busy) {
+                if which(t) {
+                    return true;
+                }
+            } else {
+                let b = t.bounds();
+                older = Some(older.map_or(b, |h| h.union(&b)));
+            }
+        }
+        false
     }
 
     /// Removes the oldest table, file and all, to make room ([`crate::WhenFull::DropOldest`]);
@@ -543,6 +570,51 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 /// only a merge drops them.
 fn may_stay_as_written<F>(table: &Table<F>) -> bool {
     !table.footer().expires || table.footer().latest_expiry.is_some()
+}
+
+/// True when nothing in `table` is alive at `now`, no compaction merges it (`busy`), and its key
+/// bounds lie outside `older`, the union of the bounds of the older tables that stay.
+fn expired_alone<F>(
+    table: &Table<F>,
+    older: Option<KeyBounds>,
+    now: u64,
+    busy: &impl Fn(u64) -> bool,
+) -> bool {
+    let b = table.bounds();
+    let alone = older.is_none_or(|h| b.greatest() < h.least() || h.greatest() < b.least());
+    alone && table.footer().all_expired_at(now) && !busy(table.id())
+}
+
+/// Removes every table file on `storage` whose id `replaced` says a live table replaces (a
+/// compaction's input whose removal has not happened yet, or not durably), then syncs the
+/// directory, so that none of them can come back.
+fn remove_replaced<F, S: Storage<File = F>>(
+    storage: &mut S,
+    replaced: impl Fn(u64) -> bool,
+) -> Result<(), S> {
+    loop {
+        let mut found: Vec<u64, 16> = Vec::new();
+        storage
+            .list(&mut |name| {
+                if let Some((FileKind::Table, id)) = parse_name(name) {
+                    if replaced(id) {
+                        let _ = found.push(id);
+                    }
+                }
+            })
+            .storage()?;
+        for &id in &found {
+            match storage.remove(&file_name(FileKind::Table, id)) {
+                Err(e) if embedded_io::Error::kind(&e) != embedded_io::ErrorKind::NotFound => {
+                    return Err(Error::Storage(e))
+                }
+                _ => {}
+            }
+        }
+        if !found.is_full() {
+            return storage.sync_dir().storage();
+        }
+    }
 }
 
 /// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one

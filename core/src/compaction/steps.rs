@@ -211,13 +211,6 @@ pub(crate) struct Stepped<F> {
     merge: Merge,
 }
 
-impl<F> Stepped<F> {
-    /// The tables it merges.
-    pub(crate) fn plan(&self) -> &Plan {
-        &self.plan
-    }
-}
-
 impl<S, C, M> Db<S, C, M>
 where
     S: Storage,

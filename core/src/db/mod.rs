@@ -125,16 +125,22 @@ where
 {
     /// Runs `change`, which changes files; if it fails, the database refuses writes from then on,
     /// unless it failed for want of space ([`Error::Full`], which leaves nothing behind): then,
-    /// with [`crate::WhenFull::DropOldest`], the oldest table is evicted and `change` runs again,
-    /// as long as there is a table to evict.
+    /// with [`crate::WhenFull::DropOldest`], the tables in which everything expired are removed,
+    /// or else the oldest table is evicted, and `change` runs again, as long as there is a table
+    /// to remove.
     pub(crate) fn mutate<T>(&mut self, mut change: impl FnMut(&mut Self) -> Result<T, S>) -> Result<T, S> {
         self.check_writable()?;
         loop {
             let result = change(self);
             match result {
-                Err(Error::Full) if self.space.evicts() => match self.evict_oldest() {
+                // Tables that expired whole go before any live data is evicted.
+                Err(Error::Full) if self.space.evicts() => match self.drop_expired_tables() {
                     Ok(true) => continue,
-                    Ok(false) => {}
+                    Ok(false) => match self.evict_oldest() {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => return self.poison(e),
+                    },
                     Err(e) => return self.poison(e),
                 },
                 Err(Error::Full) => {}
@@ -177,19 +183,16 @@ where
     }
 
     /// Removes the tables in which nothing is alive any more ([`Version::drop_expired`]), except
-    /// those a compaction is merging (its output replaces them).
-    pub(crate) fn drop_expired_tables(&mut self) -> Result<(), S> {
+    /// those a compaction is merging (its output replaces them; a stepped compaction's inputs
+    /// are among `running` too). True when it removed one.
+    pub(crate) fn drop_expired_tables(&mut self) -> Result<bool, S> {
         let now = self.clock.now();
         let running = &self.running;
-        let stepped = self.stepped.as_ref().map(|s| *s.plan());
-        let busy = |id: u64| {
-            running.iter().any(|r| r.first <= id && id <= r.id)
-                || stepped.is_some_and(|p| p.first <= id && id <= p.id)
-        };
+        let busy = |id: u64| running.iter().any(|r| r.first <= id && id <= r.id);
         let (tables, bytes) = self.version.drop_expired(&mut self.storage, now, busy)?;
         self.counters.expired_tables += tables;
         self.counters.expired_bytes += bytes;
-        Ok(())
+        Ok(tables > 0)
     }
 
     /// Removes the oldest table; false when only one is left.
@@ -209,8 +212,11 @@ where
     }
 
     /// With [`crate::WhenFull::DropOldest`], evicts the oldest tables while the files exceed
-    /// the cap.
+    /// the cap, once the tables in which everything expired are gone.
     pub(crate) fn enforce_cap(&mut self) -> Result<(), S> {
+        if self.space.evicts() && self.space.over(self.used_bytes()) {
+            self.drop_expired_tables()?;
+        }
         while self.space.evicts() && self.space.over(self.used_bytes()) {
             if !self.evict_oldest()? {
                 break;

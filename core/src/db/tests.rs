@@ -959,10 +959,89 @@ fn an_expired_table_over_older_values_of_its_keys_stays_until_merged() {
     db.flush().unwrap();
     assert_eq!(get(&mut db, b"k"), None, "the expired entry still hides the older value");
     assert_eq!(db.stats().expired_tables, 0);
-    // Once the older table is gone, a table that expired lies over nothing and is removed whole.
-    db.delete(b"k").unwrap();
+    let (storage, _) = db.close();
+    let mut db = open(storage, &t, 2048);
+    assert_eq!(get(&mut db, b"k"), None, "nor after open, which removes expired tables too");
+    assert_eq!(db.stats().expired_tables, 0);
+}
+
+/// With `DropOldest`, over the cap, the tables in which everything expired are removed before
+/// any live data is evicted: the oldest table (settings without a TTL) stays. (Without
+/// `many-tables` tables have no key bounds, and only expired tables from the oldest on go.)
+#[cfg(feature = "many-tables")]
+#[test]
+fn over_a_cap_that_drops_the_oldest_expired_tables_go_before_live_data() {
+    let t = Rc::new(Cell::new(0));
+    let mem = 2048;
+    let mut db = open(Mem::new(vec![0; 1 << 20]), &t, mem);
+    db.put(b"settings", b"keep me").unwrap();
     db.flush().unwrap();
+    for round in 0..6u32 {
+        for i in 0..20u32 {
+            db.put_with_ttl(format!("t{round:02}{i:03}").as_bytes(), &[7u8; 40], 5).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    assert_eq!(db.stats().tables, 7);
+    t.set(10);
+    // The cap is reached now (as by a write's WAL extension): everything but the settings, the
+    // newest table (which always stays) and the WAL must go.
+    let cap = db.used_bytes() - 1;
+    let config = Config { max_bytes: Some(cap), when_full: crate::WhenFull::DropOldest, ..Config::default() };
+    db.space = Space::new::<MemError>(&config, 0).unwrap();
+    db.enforce_cap().unwrap();
+    let s = db.stats();
+    assert_eq!((s.evicted_tables, s.expired_tables), (0, 5), "{s:?}");
+    assert_eq!(get(&mut db, b"settings").as_deref(), Some(&b"keep me"[..]));
+}
+
+/// A compaction's output whose entries all expired is removed only once no input it replaced
+/// can come back: an input whose removal had not happened (a queued unlink, a power cut before
+/// the directory was synced) would otherwise be live again at the next open, with nothing left to
+/// name it as replaced, and show the value the output had overwritten.
+#[test]
+fn an_expired_compaction_output_is_removed_only_with_the_inputs_it_replaced() {
+    let t = Rc::new(Cell::new(0));
+    let config = Config { compaction: CompactionMode::External, ..Config::default() };
+    let mut db =
+        Db::open(Mem::new(vec![0; 1 << 20]), clock(&t), [vec![0; 2048], vec![0; 2048]], config).unwrap();
+    db.put(b"k", b"plain").unwrap();
+    db.flush().unwrap();
+    db.put_with_ttl(b"k", b"brief", 5).unwrap();
+    db.flush().unwrap();
+    let plan = db.plan_compaction(1 << 16, true).unwrap();
+    assert_eq!(plan.count, 2);
+    let first = file_name(FileKind::Table, plan.first);
+    let read = |db: &mut TestDb, name: &str| {
+        let s = db.storage();
+        let mut f = s.open(name).unwrap();
+        let mut b = vec![0; s.len(&mut f).unwrap() as usize];
+        read_exact_at(&mut s.io(&mut f), 0, &mut b).unwrap();
+        b
+    };
+    let older = read(&mut db, &first);
+    let inputs = db.compaction_inputs(&plan);
+    let mut scratch = vec![0u8; 1 << 16];
+    let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
+    while !exec.step(db.storage(), &mut scratch, u32::MAX).unwrap() {}
+    let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!("the merge is complete") };
+    assert!(done.footer.latest_expiry.is_some(), "the output holds only the entry with a TTL");
+    assert!(db.install_compaction(done).unwrap());
+    // The older input comes back, as an unlink still queued or undone by a power cut leaves it.
+    let s = db.storage();
+    let mut f = s.create(&first).unwrap();
+    crate::io::write_at(&mut s.io(&mut f), 0, &[&older]).unwrap();
+    s.sync(&mut f).unwrap();
+    db.put(b"newer", b"1").unwrap();
+    db.flush().unwrap();
+    t.set(10);
+    db.put(b"newest", b"1").unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.stats().expired_tables, 1, "the output expired whole and was removed");
     assert_eq!(get(&mut db, b"k"), None);
+    let (storage, _) = db.close();
+    let mut db = open(storage, &t, 2048);
+    assert_eq!(get(&mut db, b"k"), None, "the overwritten value does not come back");
 }
 
 /// A telemetry stream with a TTL under a cap that refuses writes: the oldest tables expire whole

@@ -51,8 +51,10 @@ pub struct Footer {
 }
 
 /// Bytes of the trailer a table with [`Footer::latest_expiry`] has between its filter and its
-/// footer: the latest expiry, little-endian; the footer's checksum covers it.
-pub const TRAILER_LEN: usize = 8;
+/// footer: the latest expiry (u64) and the CRC-32C of those 8 bytes (u32), little-endian. Its
+/// own checksum, not the footer's: a build that predates the flag then reads an intact footer
+/// with an unknown flag ([`Corruption::UnsupportedVersion`]), not a damaged one.
+pub const TRAILER_LEN: usize = 12;
 
 /// Footer flag (bytes 10..12): some entry of the table has an expiry. The compaction policy
 /// keeps a table as written (a trivial move) only when it has none, so that expired entries
@@ -85,7 +87,12 @@ fn u64_at(b: &[u8; FOOTER_LEN], i: usize) -> u64 {
 impl Footer {
     /// The bytes written just before the footer: the latest expiry's trailer, when there is one.
     pub fn trailer(&self) -> Option<[u8; TRAILER_LEN]> {
-        self.latest_expiry.map(u64::to_le_bytes)
+        let latest = self.latest_expiry?.to_le_bytes();
+        let mut t = [0u8; TRAILER_LEN];
+        for (dst, src) in t.iter_mut().zip(latest.iter().chain(crc32c(&[&latest]).to_le_bytes().iter())) {
+            *dst = *src;
+        }
+        Some(t)
     }
 
     /// Bytes between the filter's end and the footer: [`TRAILER_LEN`] or 0.
@@ -103,7 +110,7 @@ impl Footer {
         self.latest_expiry.is_some_and(|latest| latest <= now)
     }
 
-    /// Encodes the footer (its checksum covers [`Footer::trailer`] too, written before it).
+    /// Encodes the footer ([`Footer::trailer`], if any, is written before it).
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
         let flags = if self.expires { FLAG_EXPIRES } else { 0 }
@@ -126,8 +133,7 @@ impl Footer {
                 dst.copy_from_slice(bytes);
             }
         }
-        let trailer = self.trailer();
-        let crc = crc32c(&[trailer.as_ref().map_or(&[][..], |t| &t[..]), b.get(..52).unwrap_or(&[])]);
+        let crc = crc32c(&[b.get(..52).unwrap_or(&[])]);
         if let Some(dst) = b.get_mut(52..56) {
             dst.copy_from_slice(&crc.to_le_bytes());
         }
@@ -146,8 +152,7 @@ impl Footer {
             return Err(Corruption::BadMagic);
         }
         let flags = u16_at(b, 10);
-        let trailer: &[u8] = if flags & FLAG_LATEST_EXPIRY != 0 { before } else { &[] };
-        let (expected, got) = (u32_at(b, 52), crc32c(&[trailer, b.get(..52).unwrap_or(&[])]));
+        let (expected, got) = (u32_at(b, 52), crc32c(&[b.get(..52).unwrap_or(&[])]));
         if expected != got {
             return Err(Corruption::ChecksumMismatch { expected, got });
         }
@@ -165,7 +170,18 @@ impl Footer {
         if !known || !flags_known {
             return Err(Corruption::UnsupportedVersion(version));
         }
-        let latest_expiry = (flags & FLAG_LATEST_EXPIRY != 0).then(|| u64::from_le_bytes(*before));
+        let latest_expiry = match flags & FLAG_LATEST_EXPIRY {
+            0 => None,
+            _ => {
+                let (latest, crc) = before.split_at(8);
+                let (expected, got) =
+                    (u32::from_le_bytes(crc.try_into().unwrap_or([0; 4])), crc32c(&[latest]));
+                if expected != got {
+                    return Err(Corruption::ChecksumMismatch { expected, got });
+                }
+                Some(u64::from_le_bytes(latest.try_into().unwrap_or([0; 8])))
+            }
+        };
         // Every entry expires only when some does, and a table with range deletes has entries
         // that never expire.
         if latest_expiry.is_some() && (flags & FLAG_EXPIRES == 0 || range_count > 0) {

@@ -74,6 +74,7 @@ pub fn fence_count(entries: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::footer::TRAILER_LEN;
     use super::*;
     use crate::entry::EntryHeader;
     use crate::error::Corruption;
@@ -521,13 +522,13 @@ mod tests {
             latest_expiry: None,
         };
         let b = f.encode();
-        assert_eq!(Footer::decode(&b, &[0; 8], 1000), Ok(f));
+        assert_eq!(Footer::decode(&b, &[0; TRAILER_LEN], 1000), Ok(f));
         let patched = |at: usize, bytes: &[u8]| {
             let mut c = b;
             c[at..at + bytes.len()].copy_from_slice(bytes);
             let crc = crc32c(&[&c[..52]]);
             c[52..56].copy_from_slice(&crc.to_le_bytes());
-            Footer::decode(&c, &[0; 8], 1000)
+            Footer::decode(&c, &[0; TRAILER_LEN], 1000)
         };
         assert_eq!(patched(8, &3u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(3)));
         // Version 1 tables have no filter; version 2 filters are whole 64-byte blocks.
@@ -539,28 +540,36 @@ mod tests {
         assert_eq!(patched(10, &4u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         assert_eq!(patched(10, &0x8001u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         let expiring = Footer { expires: true, ..f };
-        assert_eq!(Footer::decode(&expiring.encode(), &[0; 8], 1000), Ok(expiring));
+        assert_eq!(Footer::decode(&expiring.encode(), &[0; TRAILER_LEN], 1000), Ok(expiring));
         // Range deletes come with version 3, and version 3 has some.
         assert_eq!(patched(50, &1u16.to_le_bytes()), Err(Corruption::UnsupportedVersion(2)));
         let v3 = Footer { version: VERSION_RANGES, range_count: 1, ..f };
-        assert_eq!(Footer::decode(&v3.encode(), &[0; 8], 1000), Ok(v3));
+        assert_eq!(Footer::decode(&v3.encode(), &[0; TRAILER_LEN], 1000), Ok(v3));
         let v1 = Footer { version: 1, filter_len: 0, filter_offset: 1000, ..f };
         let b1 = v1.encode();
         assert_eq!(
-            Footer::decode(&b1, &[0; 8], 1000),
+            Footer::decode(&b1, &[0; TRAILER_LEN], 1000),
             Ok(v1),
             "a version 1 footer (no filter) is still read"
         );
         let v1_flagged = Footer { expires: true, ..v1 };
         assert_eq!(
-            Footer::decode(&v1_flagged.encode(), &[0; 8], 1000),
+            Footer::decode(&v1_flagged.encode(), &[0; TRAILER_LEN], 1000),
             Err(Corruption::UnsupportedVersion(1))
         );
-        // Bit 1: every entry expires, the latest expiry in the 8 bytes before the footer, which
-        // the checksum covers and which move the filter back by 8 bytes.
-        let all_expire = Footer { expires: true, latest_expiry: Some(77), filter_offset: 1000 - 8 - 64, ..f };
+        // Bit 1: every entry expires, the latest expiry in the 12 bytes before the footer (with a
+        // checksum of its own), which move the filter back by 12 bytes.
+        let all_expire =
+            Footer { expires: true, latest_expiry: Some(77), filter_offset: 1000 - 12 - 64, ..f };
         let trailer = all_expire.trailer().unwrap();
         assert_eq!(Footer::decode(&all_expire.encode(), &trailer, 1000), Ok(all_expire));
+        let encoded = all_expire.encode();
+        assert_eq!(
+            u32::from_le_bytes(encoded[52..56].try_into().unwrap()),
+            crc32c(&[&encoded[..52]]),
+            "the footer's checksum covers the footer alone: a build before the flag reads an unknown \
+             flag (UnsupportedVersion), not damage"
+        );
         let mut other = trailer;
         other[0] ^= 1;
         assert!(matches!(
@@ -571,6 +580,6 @@ mod tests {
         assert_eq!(Footer::decode(&without_expires.encode(), &trailer, 1000), Err(Corruption::BadLayout));
         let mut magic = b;
         magic[0] ^= 1;
-        assert_eq!(Footer::decode(&magic, &[0; 8], 1000), Err(Corruption::BadMagic));
+        assert_eq!(Footer::decode(&magic, &[0; TRAILER_LEN], 1000), Err(Corruption::BadMagic));
     }
 }
