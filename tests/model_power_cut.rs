@@ -76,6 +76,8 @@ struct Counts {
     /// Flushes whose table the runner only synced before the install (`flush::sync_temp`, as
     /// the POSIX flush thread does under `max_bytes`).
     synced_flushes: u64,
+    /// Tables the engine removed whole because every entry in them had expired.
+    expired_tables: u64,
     /// Failing seeds, by what failed first.
     refusals: u64,
     lost_durable: u64,
@@ -109,6 +111,7 @@ impl Counts {
         self.flush_pending += o.flush_pending;
         self.published_flushes += o.published_flushes;
         self.synced_flushes += o.synced_flushes;
+        self.expired_tables += o.expired_tables;
     }
 }
 
@@ -146,6 +149,8 @@ struct Run {
     /// `Db::install_flush`) between the other steps, as the POSIX flush thread runs them.
     flushes: bool,
     flush: Option<PendingFlush>,
+    /// Most plain puts and deletes are puts with a TTL ([`Mode::ExternalTtl`]).
+    ttl_heavy: bool,
 }
 
 /// A flush run apart from the engine: its plan, the copy of the frozen MemTable, and once
@@ -173,6 +178,9 @@ enum Mode {
     /// The test, as for `External`, and the flushes too (`plan_flush`, `write_temp`,
     /// `install_flush`): what the POSIX background threads do.
     Background,
+    /// As `External`, with nearly every write a put with a TTL: tables all of whose entries
+    /// expire, merged or removed whole once expired (a merge's output only with its inputs).
+    ExternalTtl,
 }
 
 /// A compaction being run apart from the engine, with its scratch memory.
@@ -218,13 +226,17 @@ impl Run {
             recent: VecDeque::new(),
             counts: Counts { seeds: 1, ..Counts::default() },
             broken: None,
-            external: matches!(mode, Mode::External | Mode::Maintained | Mode::Background),
+            external: matches!(
+                mode,
+                Mode::External | Mode::Maintained | Mode::Background | Mode::ExternalTtl
+            ),
             execs: Vec::new(),
             maintained: mode == Mode::Maintained,
             maintenance: None,
             stepped: mode == Mode::Stepped,
             flushes: mode == Mode::Background,
             flush: None,
+            ttl_heavy: mode == Mode::ExternalTtl,
         }
     }
 
@@ -516,6 +528,9 @@ impl Run {
     /// Drops the engine (a process crash, or after a clean close), optionally cuts the power,
     /// reopens and checks the recovered contents against the model.
     fn restart(&mut self, power_cut: bool) -> Result<(), String> {
+        if let Some(db) = &self.db {
+            self.counts.expired_tables += db.stats().expired_tables;
+        }
         drop(self.db.take());
         // Compactions running apart from the engine die with the process; their `.tmp` files
         // stay for open to remove.
@@ -713,6 +728,20 @@ impl Run {
         Ok(())
     }
 
+    /// A put of a random key with a TTL of 1 to 119 from `now`.
+    fn put_with_ttl(&mut self, now: u64) -> Result<(), String> {
+        let key = self.random_key();
+        let mut value = self.random_value();
+        if value.is_empty() {
+            // Empty values never expire (see random_value).
+            value = self.random_value();
+            value.resize(value.len().max(4), 0);
+            value[..4].copy_from_slice(&(self.serial as u32).to_le_bytes());
+        }
+        let expires_at = Some(now + self.rng.range(1, 120));
+        self.write(ModelOp::Put { key, value, expires_at })
+    }
+
     fn step(&mut self) -> Result<(), String> {
         self.counts.steps += 1;
         if self.maintained && self.rng.chance(1, 2) {
@@ -730,6 +759,9 @@ impl Run {
                 let op = self.random_range_delete();
                 self.write(op)
             }
+            // Most: so that merges of older plain values with newer ones that expire make
+            // outputs all of whose entries expire.
+            2..=30 | 35..=51 if self.ttl_heavy && self.rng.chance(5, 6) => self.put_with_ttl(now),
             2..=30 => {
                 let (key, value) = (self.random_key(), self.random_value());
                 self.write(ModelOp::Put { key, value, expires_at: None })
@@ -756,18 +788,7 @@ impl Run {
                 let key = self.random_key();
                 self.write(ModelOp::Delete { key })
             }
-            45..=51 => {
-                let key = self.random_key();
-                let mut value = self.random_value();
-                if value.is_empty() {
-                    // Empty values never expire (see random_value).
-                    value = self.random_value();
-                    value.resize(value.len().max(4), 0);
-                    value[..4].copy_from_slice(&(self.serial as u32).to_le_bytes());
-                }
-                let expires_at = Some(now + self.rng.range(1, 120));
-                self.write(ModelOp::Put { key, value, expires_at })
-            }
+            45..=51 => self.put_with_ttl(now),
             52..=55 => {
                 let by = self.rng.range(0, 60);
                 self.note(format!("clock +{by}"));
@@ -917,6 +938,9 @@ fn run_model_with(
             steps *= 5;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| run.run(steps)));
+        if let Some(db) = &run.db {
+            run.counts.expired_tables += db.stats().expired_tables;
+        }
         let fs = run.storage.stats();
         run.counts.torn_files += fs.torn_files;
         run.counts.scattered_files += fs.scattered_files;
@@ -1014,6 +1038,10 @@ fn run_model_with(
         assert!(totals.synced_flushes * 8 > totals.installed_flushes, "too few tables synced apart");
         assert!(totals.flush_pending > 0, "no write met a running flush");
     }
+    if mode == Mode::ExternalTtl {
+        eprintln!("{test}: {} tables removed whole once expired", totals.expired_tables);
+        assert!(totals.expired_tables > totals.seeds / 10, "too few tables expired whole");
+    }
     if mode == Mode::Maintained || mode == Mode::Stepped {
         eprintln!(
             "{test}: {} compactions completed by Db::maintain or writes",
@@ -1110,6 +1138,22 @@ fn external_compactions_interleaved_with_writes_lose_no_acknowledged_write() {
         1000,
         0xBAC6,
         Mode::External,
+    );
+}
+
+/// The same with nearly every write a put with a TTL, so that tables all of whose entries
+/// expire are kept, merged, and removed whole once expired (power cuts and crashes between and
+/// inside every step, a merge's output removed only with the inputs it replaced): no
+/// acknowledged write lost, no overwritten or expired value back.
+#[test]
+fn tables_removed_whole_once_expired_lose_no_acknowledged_write() {
+    run_model_with(
+        "tables_removed_whole_once_expired_lose_no_acknowledged_write",
+        SyncPolicy::EveryWrite,
+        PowerCutModel::Wide,
+        500,
+        0x7713,
+        Mode::ExternalTtl,
     );
 }
 
