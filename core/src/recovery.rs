@@ -98,7 +98,7 @@ where
         // A database left at the table limit (small MemTables, an older build) must make room
         // before replay may flush.
         if !read_only {
-            self.drop_expired_tables()?;
+            self.drop_expired_tables(false)?;
             self.maybe_compact()?;
             // A smaller cap than the data was written with: drop the oldest data before replay.
             self.enforce_cap()?;

@@ -401,12 +401,15 @@ impl<F> Version<F> {
     /// exception: the inputs it replaced were removed without a sync too, and may still be on
     /// storage (or come back), with nothing left to name them as replaced once the output is
     /// gone; so before an output is removed, every table file its `[replaces_from, id)` names is
-    /// removed and the directory synced.
+    /// removed and the directory synced. With `at_once` (space is wanted now: a write failed
+    /// for want of it), files are removed and closed in the call, as [`Version::evict_oldest`]
+    /// does, not left to the storage to do later.
     pub fn drop_expired<S: Storage<File = F>>(
         &mut self,
         storage: &mut S,
         now: u64,
         busy: impl Fn(u64) -> bool,
+        at_once: bool,
     ) -> Result<(u64, u64), S> {
         if !self.any_expired(now, &busy, |_| true) {
             return Ok((0, 0));
@@ -426,9 +429,15 @@ impl<F> Version<F> {
                 let table = self.tables.remove(i);
                 self.changed();
                 let info = table.info();
-                storage.remove_obsolete(&file_name(FileKind::Table, info.id)).storage()?;
-                // Its last close may free its blocks: the storage may do it off this path.
-                storage.retire(table.into_file());
+                let name = file_name(FileKind::Table, info.id);
+                if at_once {
+                    drop(table);
+                    storage.remove(&name).storage()?;
+                } else {
+                    storage.remove_obsolete(&name).storage()?;
+                    // Its last close may free its blocks: the storage may do it off this path.
+                    storage.retire(table.into_file());
+                }
                 event!(
                     "expiry: SSTable {=u64} removed, every entry expired ({=u64} bytes)",
                     info.id,
@@ -569,7 +578,7 @@ fn apart<F>(tables: &[Table<F>]) -> Vec<bool, MAX_TABLES> {
 /// as its tier comes: kept, it would hold the expired ones for as long as the others live, since
 /// only a merge drops them.
 fn may_stay_as_written<F>(table: &Table<F>) -> bool {
-    !table.footer().expires || table.footer().latest_expiry.is_some()
+    !table.footer().expires || table.footer().latest_expiry().is_some()
 }
 
 /// True when nothing in `table` is alive at `now`, no compaction merges it (`busy`), and its key

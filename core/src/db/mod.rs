@@ -134,7 +134,8 @@ where
             let result = change(self);
             match result {
                 // Tables that expired whole go before any live data is evicted.
-                Err(Error::Full) if self.space.evicts() => match self.drop_expired_tables() {
+                // (At once: a storage that is full frees nothing while the removal waits.)
+                Err(Error::Full) if self.space.evicts() => match self.drop_expired_tables(true) {
                     Ok(true) => continue,
                     Ok(false) => match self.evict_oldest() {
                         Ok(true) => continue,
@@ -173,7 +174,7 @@ where
     fn check_room(&mut self) -> Result<(), S> {
         let reserve = Space::write_reserve(self.mems.buffer_len(), self.wals.chunk());
         if self.space.refuses(self.used_bytes(), reserve) {
-            self.drop_expired_tables().or_else(|e| self.poison(e))?;
+            self.drop_expired_tables(false).or_else(|e| self.poison(e))?;
             if self.space.refuses(self.used_bytes(), reserve) {
                 self.space.count_refusal();
                 return Err(Error::Full);
@@ -184,12 +185,13 @@ where
 
     /// Removes the tables in which nothing is alive any more ([`Version::drop_expired`]), except
     /// those a compaction is merging (its output replaces them; a stepped compaction's inputs
-    /// are among `running` too). True when it removed one.
-    pub(crate) fn drop_expired_tables(&mut self) -> Result<bool, S> {
+    /// are among `running` too). True when it removed one. `at_once`: see
+    /// [`Version::drop_expired`].
+    pub(crate) fn drop_expired_tables(&mut self, at_once: bool) -> Result<bool, S> {
         let now = self.clock.now();
         let running = &self.running;
         let busy = |id: u64| running.iter().any(|r| r.first <= id && id <= r.id);
-        let (tables, bytes) = self.version.drop_expired(&mut self.storage, now, busy)?;
+        let (tables, bytes) = self.version.drop_expired(&mut self.storage, now, busy, at_once)?;
         self.counters.expired_tables += tables;
         self.counters.expired_bytes += bytes;
         Ok(tables > 0)
@@ -215,7 +217,7 @@ where
     /// the cap, once the tables in which everything expired are gone.
     pub(crate) fn enforce_cap(&mut self) -> Result<(), S> {
         if self.space.evicts() && self.space.over(self.used_bytes()) {
-            self.drop_expired_tables()?;
+            self.drop_expired_tables(false)?;
         }
         while self.space.evicts() && self.space.over(self.used_bytes()) {
             if !self.evict_oldest()? {
@@ -431,7 +433,7 @@ where
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
         self.wals.retire(&mut self.storage, covered, in_table)?;
         self.mems.retire_immutable();
-        self.drop_expired_tables()?;
+        self.drop_expired_tables(false)?;
         self.maybe_compact()?;
         self.enforce_cap()
     }

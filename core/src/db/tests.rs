@@ -923,7 +923,7 @@ fn tables_of_sequential_keys_with_a_ttl_are_kept_then_dropped_whole_once_expired
         most = (most.0.max(s.tables), most.1.max(s.table_bytes));
     }
     let s = db.stats();
-    assert!(db.live_tables().iter().all(|t| t.footer().latest_expiry.is_some()), "{s:?}");
+    assert!(db.live_tables().iter().all(|t| t.footer().latest_expiry().is_some()), "{s:?}");
     assert_eq!(s.compactions, 0, "nothing merged: {s:?}");
     assert!(s.expired_tables >= u64::from(rounds) - 4, "dropped whole: {s:?}");
     // Kept and never dropped, the tables grew to 95 and 446 KB; merged (the policy before the
@@ -1025,7 +1025,7 @@ fn an_expired_compaction_output_is_removed_only_with_the_inputs_it_replaced() {
     let mut exec = compaction::Execution::start(db.storage(), plan, &inputs, &mut scratch).unwrap();
     while !exec.step(db.storage(), &mut scratch, u32::MAX).unwrap() {}
     let Ok(done) = exec.finish(db.storage()).unwrap() else { panic!("the merge is complete") };
-    assert!(done.footer.latest_expiry.is_some(), "the output holds only the entry with a TTL");
+    assert!(done.footer.latest_expiry().is_some(), "the output holds only the entry with a TTL");
     assert!(db.install_compaction(done).unwrap());
     // The older input comes back, as an unlink still queued or undone by a power cut leaves it.
     let s = db.storage();

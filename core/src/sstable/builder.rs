@@ -360,8 +360,11 @@ impl Finish {
             range_count: b.range_count,
             ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
             expires: b.expires,
-            latest_expiry: (b.count > 0 && !b.some_never_expires && b.range_count == 0)
-                .then_some(b.latest_expiry),
+            all_expire_by: if b.count > 0 && !b.some_never_expires && b.range_count == 0 {
+                b.latest_expiry
+            } else {
+                0
+            },
         };
         let trailer = footer.trailer();
         let trailer = trailer.as_ref().map_or(&[][..], |t| &t[..]);

@@ -46,8 +46,14 @@ pub struct Footer {
     /// When every entry of the table has an expiry (no entry without a TTL, no tombstone, no
     /// range delete): the latest of them, in the clock's units; from then on nothing in the
     /// table is alive ([`Footer::all_expired_at`]). Stored in the [`TRAILER_LEN`] bytes before the
-    /// footer, flag [`FLAG_LATEST_EXPIRY`]; `None` otherwise and for tables written before it.
-    pub latest_expiry: Option<u64>,
+    /// footer, flag [`FLAG_LATEST_EXPIRY`]; 0 otherwise and for tables written before it
+    /// ([`Footer::latest_expiry`] reads it as an `Option`).
+    ///
+    /// Kept as a plain `u64` (0: not every entry expires; an expiry is never 0, as it lies after
+    /// the clock's reading when written) rather than an `Option`: a footer is part of every table
+    /// the engine holds, and 8 more bytes each grew a microcontroller's deepest stack (open,
+    /// whose table list is built in place) past what the firmware leaves it.
+    pub all_expire_by: u64,
 }
 
 /// Bytes of the trailer a table with [`Footer::latest_expiry`] has between its filter and its
@@ -87,7 +93,7 @@ fn u64_at(b: &[u8; FOOTER_LEN], i: usize) -> u64 {
 impl Footer {
     /// The bytes written just before the footer: the latest expiry's trailer, when there is one.
     pub fn trailer(&self) -> Option<[u8; TRAILER_LEN]> {
-        let latest = self.latest_expiry?.to_le_bytes();
+        let latest = self.latest_expiry()?.to_le_bytes();
         let mut t = [0u8; TRAILER_LEN];
         for (dst, src) in t.iter_mut().zip(latest.iter().chain(crc32c(&[&latest]).to_le_bytes().iter())) {
             *dst = *src;
@@ -97,24 +103,30 @@ impl Footer {
 
     /// Bytes between the filter's end and the footer: [`TRAILER_LEN`] or 0.
     pub fn trailer_len(&self) -> u64 {
-        if self.latest_expiry.is_some() {
+        if self.latest_expiry().is_some() {
             TRAILER_LEN as u64
         } else {
             0
         }
     }
 
+    /// The latest expiry of its entries when every one of them expires
+    /// ([`Footer::all_expire_by`]), `None` otherwise.
+    pub fn latest_expiry(&self) -> Option<u64> {
+        (self.all_expire_by != 0).then_some(self.all_expire_by)
+    }
+
     /// True when nothing in the table is alive at `now`: every entry expires, the latest of them
     /// at or before `now` ([`Footer::latest_expiry`]).
     pub fn all_expired_at(&self, now: u64) -> bool {
-        self.latest_expiry.is_some_and(|latest| latest <= now)
+        self.latest_expiry().is_some_and(|latest| latest <= now)
     }
 
     /// Encodes the footer ([`Footer::trailer`], if any, is written before it).
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
         let flags = if self.expires { FLAG_EXPIRES } else { 0 }
-            | if self.latest_expiry.is_some() { FLAG_LATEST_EXPIRY } else { 0 };
+            | if self.latest_expiry().is_some() { FLAG_LATEST_EXPIRY } else { 0 };
         let fields: [(usize, &[u8]); 11] = [
             (0, &MAGIC),
             (8, &self.version.to_le_bytes()),
@@ -182,9 +194,11 @@ impl Footer {
                 Some(u64::from_le_bytes(latest.try_into().unwrap_or([0; 8])))
             }
         };
-        // Every entry expires only when some does, and a table with range deletes has entries
-        // that never expire.
-        if latest_expiry.is_some() && (flags & FLAG_EXPIRES == 0 || range_count > 0) {
+        // Every entry expires only when some does, a table with range deletes has entries that
+        // never expire, and no expiry is 0.
+        if latest_expiry.is_some()
+            && (flags & FLAG_EXPIRES == 0 || range_count > 0 || latest_expiry == Some(0))
+        {
             return Err(Corruption::BadLayout);
         }
         let trailer_len = if latest_expiry.is_some() { TRAILER_LEN as u64 } else { 0 };
@@ -204,7 +218,7 @@ impl Footer {
             range_count,
             ranges_offset: index_offset,
             expires: flags & FLAG_EXPIRES != 0,
-            latest_expiry,
+            all_expire_by: latest_expiry.unwrap_or(0),
         })
     }
 

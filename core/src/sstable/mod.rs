@@ -193,7 +193,7 @@ mod tests {
             range_count: 0,
             ranges_offset: data.len() as u64,
             expires: false,
-            latest_expiry: None,
+            all_expire_by: 0,
         };
         write_at(&mut io, 0, &[&data, &index, &v1.encode()]).unwrap();
         let len = (data.len() + index.len() + FOOTER_LEN) as u64;
@@ -519,7 +519,7 @@ mod tests {
             range_count: 0,
             ranges_offset: 2,
             expires: false,
-            latest_expiry: None,
+            all_expire_by: 0,
         };
         let b = f.encode();
         assert_eq!(Footer::decode(&b, &[0; TRAILER_LEN], 1000), Ok(f));
@@ -559,8 +559,7 @@ mod tests {
         );
         // Bit 1: every entry expires, the latest expiry in the 12 bytes before the footer (with a
         // checksum of its own), which move the filter back by 12 bytes.
-        let all_expire =
-            Footer { expires: true, latest_expiry: Some(77), filter_offset: 1000 - 12 - 64, ..f };
+        let all_expire = Footer { expires: true, all_expire_by: 77, filter_offset: 1000 - 12 - 64, ..f };
         let trailer = all_expire.trailer().unwrap();
         assert_eq!(Footer::decode(&all_expire.encode(), &trailer, 1000), Ok(all_expire));
         let encoded = all_expire.encode();
