@@ -426,6 +426,20 @@ minivault_status minivault_flush(struct minivault_db *db);
 minivault_status minivault_get_stats(struct minivault_db *db,
                                      struct minivault_stats *stats);
 
+// Stores in `*value` the counter or size called `name` (a NUL-terminated string): any field
+// name of `minivault_stats`, and counters added since that struct was fixed:
+// `row_cache_declined` (reads past a full row cache, not cached), `expired_tables` and
+// `expired_bytes` (SSTables removed whole once every entry in them had expired),
+// `wals_dropped`, `compactions_running`. Unlike the struct, it can grow without changing the
+// ABI. An unknown name is `MINIVAULT_ERR_INVALID_ARGUMENT` ("unknown statistic").
+//
+// # Safety
+// `db` is NULL or an open handle; `name` is NULL (an error) or a NUL-terminated string;
+// `value` is NULL (an error) or points to a writable `uint64_t`.
+minivault_status minivault_get_stat(struct minivault_db *db,
+                                    const char *name,
+                                    uint64_t *value);
+
 // The library's version, e.g. `"0.1.0"`: a static string.
 const char *minivault_version(void);
 

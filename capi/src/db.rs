@@ -596,6 +596,80 @@ pub unsafe extern "C" fn minivault_get_stats(
     })
 }
 
+/// Every counter [`minivault_get_stat`] knows, by name, from the engine's statistics and the
+/// row cache's: those of `minivault_stats` and the ones added after it (whose fields a caller
+/// built against an older header would not have room for).
+fn stat_by_name(name: &[u8], s: &minivault_posix::Stats, r: &minivault_posix::RowCacheStats) -> Option<u64> {
+    Some(match name {
+        b"memtable_keys" => s.memtable_keys as u64,
+        b"memtable_key_capacity" => s.memtable_key_capacity as u64,
+        b"memtable_bytes" => s.memtable_bytes as u64,
+        b"memtable_capacity_bytes" => s.memtable_capacity_bytes as u64,
+        b"immutable_keys" => s.immutable_keys as u64,
+        b"tables" => s.tables as u64,
+        b"table_bytes" => s.table_bytes,
+        b"wal_bytes" => s.wal_bytes,
+        b"flushes" => s.flushes,
+        b"compactions" => s.compactions,
+        b"torn_tails_truncated" => s.torn_tails_truncated,
+        b"wals_dropped" => s.wals_dropped,
+        b"gets" => s.gets,
+        b"table_probes" => s.table_probes,
+        b"filter_skips" => s.filter_skips,
+        b"row_cache_hits" => r.hits,
+        b"row_cache_misses" => r.misses,
+        b"row_cache_evictions" => r.evictions,
+        b"row_cache_declined" => r.declined,
+        b"row_cache_rows" => r.rows as u64,
+        b"row_cache_bytes" => r.bytes as u64,
+        b"row_cache_capacity_bytes" => r.capacity_bytes as u64,
+        b"file_bytes" => s.file_bytes,
+        b"max_bytes" => s.max_bytes.unwrap_or(0),
+        b"evicted_tables" => s.evicted_tables,
+        b"evicted_entries" => s.evicted_entries,
+        b"evicted_bytes" => s.evicted_bytes,
+        b"expired_tables" => s.expired_tables,
+        b"expired_bytes" => s.expired_bytes,
+        b"full_refusals" => s.full_refusals,
+        b"compactions_skipped_for_space" => s.compactions_skipped_for_space,
+        b"compactions_running" => s.compactions_running as u64,
+        _ => return None,
+    })
+}
+
+/// Stores in `*value` the counter or size called `name` (a NUL-terminated string): any field
+/// name of `minivault_stats`, and counters added since that struct was fixed:
+/// `row_cache_declined` (reads past a full row cache, not cached), `expired_tables` and
+/// `expired_bytes` (SSTables removed whole once every entry in them had expired),
+/// `wals_dropped`, `compactions_running`. Unlike the struct, it can grow without changing the
+/// ABI. An unknown name is `MINIVAULT_ERR_INVALID_ARGUMENT` ("unknown statistic").
+///
+/// # Safety
+/// `db` is NULL or an open handle; `name` is NULL (an error) or a NUL-terminated string;
+/// `value` is NULL (an error) or points to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn minivault_get_stat(
+    db: *mut minivault_db,
+    name: *const c_char,
+    value: *mut u64,
+) -> minivault_status {
+    guard(|| {
+        // SAFETY: this function's contract, for each argument.
+        let (h, mut out) = unsafe { (handle(db)?, Out::new(value, "value")?) };
+        if name.is_null() {
+            return Err(Failure::invalid("name is NULL"));
+        }
+        // SAFETY: name is a non-NULL NUL-terminated string (this function's contract).
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        let (s, r) = with_db(&h.shared, |db| Ok((db.stats(), db.row_cache_stats())))?;
+        let found = stat_by_name(name, &s, &r).ok_or_else(|| {
+            Failure::invalid(format!("unknown statistic {:?}", String::from_utf8_lossy(name)))
+        })?;
+        out.write(found);
+        Ok(MINIVAULT_OK)
+    })
+}
+
 /// The library's version, e.g. `"0.1.0"`: a static string.
 #[no_mangle]
 pub extern "C" fn minivault_version() -> *const c_char {

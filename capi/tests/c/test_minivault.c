@@ -248,6 +248,42 @@ static void test_ttl(void) {
     CHECK_STATUS(minivault_close(db), MINIVAULT_OK);
 }
 
+/* Counters by name, including those added after minivault_stats was fixed: a table whose
+ * entries all had a TTL is removed whole once they expired (expired_tables). */
+static void test_stats_by_name(void) {
+    minivault_db *db = open_db("stats_by_name", MINIVAULT_DURABILITY_MANUAL);
+    uint64_t v = 99;
+    CHECK_STATUS(minivault_put_with_ttl(db, KEY("a1"), KEY("brief"), 100), MINIVAULT_OK);
+    CHECK_STATUS(minivault_put_with_ttl(db, KEY("a2"), KEY("brief"), 100), MINIVAULT_OK);
+    CHECK_STATUS(minivault_flush(db), MINIVAULT_OK);
+    CHECK_STATUS(minivault_put(db, KEY("z-forever"), KEY("1")), MINIVAULT_OK);
+    CHECK_STATUS(minivault_flush(db), MINIVAULT_OK);
+    minivault_stats st;
+    CHECK_STATUS(minivault_get_stats(db, &st), MINIVAULT_OK);
+    CHECK_STATUS(minivault_get_stat(db, "tables", &v), MINIVAULT_OK);
+    CHECK(v == st.tables && v == 2);
+    CHECK_STATUS(minivault_get_stat(db, "expired_tables", &v), MINIVAULT_OK);
+    CHECK(v == 0);
+    sleep_ms(200);
+    /* The next flush removes the expired table. */
+    CHECK_STATUS(minivault_put(db, KEY("z-later"), KEY("1")), MINIVAULT_OK);
+    CHECK_STATUS(minivault_flush(db), MINIVAULT_OK);
+    CHECK_STATUS(minivault_get_stat(db, "expired_tables", &v), MINIVAULT_OK);
+    CHECK(v == 1);
+    CHECK_STATUS(minivault_get_stat(db, "expired_bytes", &v), MINIVAULT_OK);
+    CHECK(v > 0);
+    CHECK_STATUS(minivault_get_stat(db, "tables", &v), MINIVAULT_OK);
+    CHECK(v == 2);
+    CHECK_STATUS(minivault_get_stat(db, "row_cache_declined", &v), MINIVAULT_OK);
+    v = 7;
+    CHECK_STATUS(minivault_get_stat(db, "no_such_counter", &v), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK(v == 7 && strstr(minivault_last_error(), "no_such_counter") != NULL);
+    CHECK_STATUS(minivault_get_stat(db, NULL, &v), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_get_stat(db, "tables", NULL), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_get_stat(NULL, "tables", &v), MINIVAULT_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(minivault_close(db), MINIVAULT_OK);
+}
+
 static void test_batches(void) {
     minivault_db *db = open_db("batch", MINIVAULT_DURABILITY_ALWAYS);
     minivault_batch *b = NULL;
@@ -585,6 +621,7 @@ int main(int argc, char **argv) {
     test_put_get_delete();
     test_invalid_arguments();
     test_ttl();
+    test_stats_by_name();
     test_batches();
     test_iterators();
     test_locked_and_read_only();
