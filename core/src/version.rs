@@ -411,13 +411,13 @@ impl<F> Version<F> {
         busy: impl Fn(u64) -> bool,
         at_once: bool,
     ) -> Result<(u64, u64), S> {
-        if !self.any_expired(now, &busy, |_| true) {
-            return Ok((0, 0));
-        }
-        if self.any_expired(now, &busy, |t| t.footer().replaces_from < t.id()) {
-            remove_replaced(storage, |id| {
-                self.tables.iter().any(|t| t.footer().replaces_from <= id && id < t.id())
+        if self.expired_output(now, &busy) {
+            // Every table file a live table replaces, then a sync: none of them can come back.
+            let tables = &self.tables;
+            remove_each(storage, FileKind::Table, usize::MAX, |id| {
+                tables.iter().any(|t| t.footer().replaces_from <= id && id < t.id())
             })?;
+            storage.sync_dir().storage()?;
         }
         let (mut tables, mut bytes) = (0u64, 0u64);
         let mut older: Option<KeyBounds> = None;
@@ -453,12 +453,13 @@ impl<F> Version<F> {
         Ok((tables, bytes))
     }
 
-    /// True when [`Version::drop_expired`] would remove a table for which `which` holds.
-    fn any_expired(&self, now: u64, busy: &impl Fn(u64) -> bool, which: impl Fn(&Table<F>) -> bool) -> bool {
+    /// True when [`Version::drop_expired`] would remove a compaction's output (a table that
+    /// replaces others: `replaces_from` below its own id).
+    fn expired_output(&self, now: u64, busy: &impl Fn(u64) -> bool) -> bool {
         let mut older: Option<KeyBounds> = None;
         for t in self.tables.iter().take(self.tables.len().saturating_sub(1)) {
             if expired_alone(t, older, now, busy) {
-                if which(t) {
+                if t.footer().replaces_from < t.id() {
                     return true;
                 }
             } else {
@@ -594,38 +595,6 @@ fn expired_alone<F>(
     alone && table.footer().all_expired_at(now) && !busy(table.id())
 }
 
-/// Removes every table file on `storage` whose id `replaced` says a live table replaces (a
-/// compaction's input whose removal has not happened yet, or not durably), then syncs the
-/// directory, so that none of them can come back.
-fn remove_replaced<F, S: Storage<File = F>>(
-    storage: &mut S,
-    replaced: impl Fn(u64) -> bool,
-) -> Result<(), S> {
-    loop {
-        let mut found: Vec<u64, 16> = Vec::new();
-        storage
-            .list(&mut |name| {
-                if let Some((FileKind::Table, id)) = parse_name(name) {
-                    if replaced(id) {
-                        let _ = found.push(id);
-                    }
-                }
-            })
-            .storage()?;
-        for &id in &found {
-            match storage.remove(&file_name(FileKind::Table, id)) {
-                Err(e) if embedded_io::Error::kind(&e) != embedded_io::ErrorKind::NotFound => {
-                    return Err(Error::Storage(e))
-                }
-                _ => {}
-            }
-        }
-        if !found.is_full() {
-            return storage.sync_dir().storage();
-        }
-    }
-}
-
 /// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one
 /// before it when its key bounds lie wholly outside those of every older table (below or above
 /// all of them: an ascending or descending sequence). Unlike [`run_flags`], a newer table never
@@ -732,7 +701,8 @@ fn table_files<S: Storage>(storage: &mut S) -> Result<(usize, u64, u64), S> {
 
 /// Removes every file of `kind` whose id is `doomed`, a few at a time (each listing finds those
 /// still there): `expected` of them, so at most `expected / 8 + 1` listings, even on a storage
-/// that lists a removed file again. Returns how many it removed.
+/// that lists a removed file again. A file gone by the time it is removed (another thread of
+/// the host, such as a POSIX reaper, removed it) counts as done. Returns how many it removed.
 fn remove_each<S: Storage>(
     storage: &mut S,
     kind: FileKind,
@@ -740,6 +710,7 @@ fn remove_each<S: Storage>(
     doomed: impl Fn(u64) -> bool,
 ) -> Result<usize, S> {
     let mut removed = 0;
+    let mut last: Vec<u64, 8> = Vec::new();
     for _ in 0..=expected.div_ceil(8) {
         let mut batch: Vec<u64, 8> = Vec::new();
         storage
@@ -750,13 +721,18 @@ fn remove_each<S: Storage>(
                 _ => {}
             })
             .storage()?;
-        if batch.is_empty() {
+        // Listed again after it was found gone: nothing this can remove.
+        if batch.is_empty() || batch == last {
             break;
         }
-        for id in batch {
-            storage.remove(&file_name(kind, id)).storage()?;
-            removed += 1;
+        for &id in &batch {
+            match storage.remove(&file_name(kind, id)) {
+                Ok(()) => removed += 1,
+                Err(e) if embedded_io::Error::kind(&e) == embedded_io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Storage(e)),
+            }
         }
+        last = batch;
     }
     Ok(removed)
 }
