@@ -244,9 +244,7 @@ where
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", plan.covered);
         self.wals.retire(&mut self.storage, plan.covered, in_table)?;
         self.mems.retire_immutable();
-        self.drop_expired_tables(false)?;
-        self.maybe_compact()?;
-        self.enforce_cap()
+        self.after_flush()
     }
 
     /// Reports that running `plan` failed with `error` (its `.tmp` removed, or left for open

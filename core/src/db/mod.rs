@@ -133,15 +133,9 @@ where
         loop {
             let result = change(self);
             match result {
-                // Tables that expired whole go before any live data is evicted.
-                // (At once: a storage that is full frees nothing while the removal waits.)
-                Err(Error::Full) if self.space.evicts() => match self.drop_expired_tables(true) {
+                Err(Error::Full) if self.space.evicts() => match self.free_a_table() {
                     Ok(true) => continue,
-                    Ok(false) => match self.evict_oldest() {
-                        Ok(true) => continue,
-                        Ok(false) => {}
-                        Err(e) => return self.poison(e),
-                    },
+                    Ok(false) => {}
                     Err(e) => return self.poison(e),
                 },
                 Err(Error::Full) => {}
@@ -195,6 +189,21 @@ where
         self.counters.expired_tables += tables;
         self.counters.expired_bytes += bytes;
         Ok(tables > 0)
+    }
+
+    /// Frees space now for a write that failed for want of it ([`crate::WhenFull::DropOldest`]):
+    /// the tables that expired whole if there are any (removed in the call: a full storage frees
+    /// nothing while a removal waits), else the oldest table. False when nothing could go.
+    fn free_a_table(&mut self) -> Result<bool, S> {
+        Ok(self.drop_expired_tables(true)? || self.evict_oldest()?)
+    }
+
+    /// After a flush made its table live and retired its WALs: removes the tables that expired
+    /// whole, compacts if the policy asks, and holds the cap.
+    pub(crate) fn after_flush(&mut self) -> Result<(), S> {
+        self.drop_expired_tables(false)?;
+        self.maybe_compact()?;
+        self.enforce_cap()
     }
 
     /// Removes the oldest table; false when only one is left.
@@ -433,9 +442,7 @@ where
         event!("flush: MemTable written as an SSTable, WALs up to {=u64} retired", covered);
         self.wals.retire(&mut self.storage, covered, in_table)?;
         self.mems.retire_immutable();
-        self.drop_expired_tables(false)?;
-        self.maybe_compact()?;
-        self.enforce_cap()
+        self.after_flush()
     }
 
     /// Merges the newest tables when the policy asks for it, with the idle MemTable as scratch
