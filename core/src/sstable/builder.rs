@@ -36,13 +36,11 @@ pub struct SsTableBuilder {
     /// Where the range deletes start (the end of the entry records), once one was added.
     ranges_offset: Option<u64>,
     range_count: u16,
-    /// Some entry added has an expiry ([`Footer::expires`]).
-    expires: bool,
+    /// The latest expiry of the entries added, if any has one ([`Footer::expires`]).
+    latest_expiry: Option<u64>,
     /// Some entry added has none (a tombstone counts as one without): no
     /// [`Footer::latest_expiry`].
     some_never_expires: bool,
-    /// The latest expiry of the entries added.
-    latest_expiry: u64,
 }
 
 impl SsTableBuilder {
@@ -119,10 +117,7 @@ impl SsTableBuilder {
     pub fn end_record(&mut self, key_len: usize, expiry: Option<u64>) {
         self.count += 1;
         match expiry {
-            Some(at) => {
-                self.expires = true;
-                self.latest_expiry = self.latest_expiry.max(at);
-            }
+            Some(at) => self.latest_expiry = Some(self.latest_expiry.map_or(at, |l| l.max(at))),
             None => self.some_never_expires = true,
         }
         self.max_key_len = self.max_key_len.max(u16::try_from(key_len).unwrap_or(u16::MAX));
@@ -359,11 +354,10 @@ impl Finish {
             filter_offset,
             range_count: b.range_count,
             ranges_offset: b.ranges_offset.unwrap_or(b.data_len),
-            expires: b.expires,
-            all_expire_by: if b.count > 0 && !b.some_never_expires && b.range_count == 0 {
-                b.latest_expiry
-            } else {
-                0
+            expires: b.latest_expiry.is_some(),
+            all_expire_by: match b.latest_expiry {
+                Some(latest) if !b.some_never_expires && b.range_count == 0 => latest,
+                _ => 0,
             },
         };
         let trailer = footer.trailer();

@@ -95,19 +95,10 @@ impl Footer {
     pub fn trailer(&self) -> Option<[u8; TRAILER_LEN]> {
         let latest = self.latest_expiry()?.to_le_bytes();
         let mut t = [0u8; TRAILER_LEN];
-        for (dst, src) in t.iter_mut().zip(latest.iter().chain(crc32c(&[&latest]).to_le_bytes().iter())) {
-            *dst = *src;
-        }
+        let (at, crc) = t.split_at_mut(latest.len());
+        at.copy_from_slice(&latest);
+        crc.copy_from_slice(&crc32c(&[&latest]).to_le_bytes());
         Some(t)
-    }
-
-    /// Bytes between the filter's end and the footer: [`TRAILER_LEN`] or 0.
-    pub fn trailer_len(&self) -> u64 {
-        if self.latest_expiry().is_some() {
-            TRAILER_LEN as u64
-        } else {
-            0
-        }
     }
 
     /// The latest expiry of its entries when every one of them expires
@@ -186,12 +177,13 @@ impl Footer {
             0 => None,
             _ => {
                 let (latest, crc) = before.split_at(8);
-                let (expected, got) =
-                    (u32::from_le_bytes(crc.try_into().unwrap_or([0; 4])), crc32c(&[latest]));
+                let latest = <[u8; 8]>::try_from(latest).unwrap_or_default();
+                let expected = <[u8; 4]>::try_from(crc).map_or(0, u32::from_le_bytes);
+                let got = crc32c(&[&latest]);
                 if expected != got {
                     return Err(Corruption::ChecksumMismatch { expected, got });
                 }
-                Some(u64::from_le_bytes(latest.try_into().unwrap_or([0; 8])))
+                Some(u64::from_le_bytes(latest))
             }
         };
         // Every entry expires only when some does, a table with range deletes has entries that
