@@ -430,9 +430,12 @@ impl Storage for PosixStorage {
         if let Some(held) = &self.held {
             return match held.get(name) {
                 // The newest WAL grows while it is read: pages cached by an earlier open of it
-                // (a successor check) are read again, as a fresh open's would be.
+                // (a successor check) are read again, as a fresh open's would be. (A table never
+                // changes, and `hold_files` forgot its pages when it opened it.)
                 Some(file) => {
-                    lock(&self.cache).forget(file.key);
+                    if matches!(parse_name(name), Some((FileKind::Wal, _))) {
+                        lock(&self.cache).forget(file.key);
+                    }
                     Ok(file.another_handle())
                 }
                 None => Err(io::Error::new(
