@@ -12,6 +12,7 @@
 //! (reads against the number of SSTables), [`metrics`] (`/proc`, disk usage, latency), [`row`]
 //! (one measurement), [`report`] (medians and Markdown), [`charts`] (PNG).
 
+mod aims;
 mod charts;
 mod concurrent;
 mod engines;

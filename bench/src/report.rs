@@ -356,7 +356,9 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
     }
     s.push('\n');
 
-    // The aims, read off this run (when it measured their workloads).
+    s.push_str(&crate::aims::section(&t, &scales));
+
+    // The first engine issue's aims, read off this run (when it measured their workloads).
     let aims_measured =
         workloads.iter().any(|w| ["fillrandom", "fillbatch", "readhot", "fillsync"].contains(&w.as_str()));
     if let (Some(&big), Some(&small), true) = (scales.last(), scales.first(), aims_measured) {
