@@ -174,6 +174,17 @@ impl History {
         self.durable_upto = self.log.len();
     }
 
+    /// The first `n` writes logged are durable (a sync that covered them completed: the group
+    /// commit's, whose targets were taken when `n` writes were logged). Never moves back.
+    pub fn mark_durable_through(&mut self, n: usize) {
+        self.durable_upto = self.durable_upto.max(n.min(self.log.len()));
+    }
+
+    /// Writes logged since the model's base (the count [`History::mark_durable_through`] takes).
+    pub fn logged(&self) -> usize {
+        self.log.len()
+    }
+
     /// Every write but the last `n` acknowledged ones is durable (`SyncPolicy::EveryN(n + 1)`).
     /// A batch of k entries counts as k writes, and is durable as a whole or not at all.
     pub fn mark_durable_but_last(&mut self, n: usize) {
