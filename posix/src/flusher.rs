@@ -56,7 +56,7 @@ use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::sstable::Footer;
 
-use crate::background::Signal;
+use crate::background::{next_report, Signal};
 use crate::engine::Engine;
 use crate::storage::PosixStorage;
 use crate::Error;
@@ -192,9 +192,7 @@ impl Flusher {
     /// died without reporting fails its flush (poisoning the engine).
     pub(crate) fn collect(&mut self, engine: &mut Engine, reported: bool) -> Result<(), Error> {
         let mut first_error = None;
-        while let Some(Report { plan, result, buffer }) =
-            reported.then(|| self.reports.try_recv().ok()).flatten()
-        {
+        while let Some(Report { plan, result, buffer }) = next_report(reported, &self.reports) {
             self.buffer = Some(buffer);
             self.running = None;
             // The table was written through the thread's handle and cache: the engine reads it
@@ -284,9 +282,8 @@ fn work(
         // The table is live; the engine reopens it through its own handle.
         let result = result.map(|table| table.map(|(_file, footer)| footer));
         let report = Report { plan, result, buffer: mem.into_buffer() };
-        if reports.send(report).is_err() {
+        if !signal.report(&reports, report) {
             break;
         }
-        signal.reported();
     }
 }

@@ -64,7 +64,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, OnceLock};
+use std::sync::{Arc, Condvar};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -83,58 +83,34 @@ pub const SLOWDOWN: Duration = Duration::from_millis(1);
 /// that `close` gives a merge up promptly.
 pub const STEP_RECORDS: u32 = 4096;
 
-/// How often a thread that reported tries the engine's lock for its nudge
-/// ([`Signal::reported`]) while the report waits, and how long it pauses between tries: a
-/// busy lock is let go between two writes or gets. A thread gives up after about 10 ms (the
-/// report then waits for the next get, snapshot or write), at once when the handle closes
-/// (which holds the lock while it joins the threads, and installs what they reported).
-const NUDGE_TRIES: u32 = 100;
-const NUDGE_PAUSE: Duration = Duration::from_micros(100);
+mod signal;
 
-/// What the handle gives the threads to install their reports without waiting for a call
-/// ([`Background::set_nudge`]): it settles ([`Background::settle`]) if the engine's lock is
-/// free, and returns `false` when the lock was held (then tried again).
-pub(crate) type Nudge = Box<dyn Fn() -> bool + Send + Sync>;
+// Compiled again over shuttle's primitives; shuttle is a dev-dependency of the 64-bit hosts
+// only (posix/Cargo.toml).
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod shuttle_tests;
 
-/// How a background thread (a worker, the flush thread) says it reported: it raises the flag
-/// [`Background::report_waiting`] reads, notifies the writes that wait for a report, and
-/// nudges the handle, which installs the report at once when the engine's lock is free, so
-/// that a database that stops being written still finishes its flush and its compactions.
-#[derive(Clone)]
-pub(crate) struct Signal {
-    reported: Arc<Condvar>,
-    waiting: Arc<AtomicBool>,
-    nudge: Arc<OnceLock<Nudge>>,
-    /// Set by [`Background::shut_down`] before it joins the threads: no more nudges.
-    closing: Arc<AtomicBool>,
-}
+pub(crate) use signal::{next_report, Nudge, Signal};
 
-impl Signal {
-    fn new() -> Signal {
-        Signal {
-            reported: Arc::new(Condvar::new()),
-            waiting: Arc::default(),
-            nudge: Arc::default(),
-            closing: Arc::default(),
-        }
-    }
+/// What the report hand-off ([`signal`]) is built on.
+mod sync {
+    pub use std::sync::atomic::{AtomicBool, Ordering};
+    pub use std::sync::mpsc::{Receiver, Sender};
+    pub use std::sync::Condvar;
+    use std::time::Duration;
 
-    /// Called by a thread after each report it sent.
-    pub(crate) fn reported(&self) {
-        // A read-modify-write, not a store: a second thread's report then continues the first
-        // one's release sequence, so the collect whose swap reads the flag sees both reports
-        // (with a plain store it could see only the second, and the first would wait unread).
-        let _ = self.waiting.swap(true, Ordering::AcqRel);
-        self.reported.notify_all();
-        let Some(nudge) = self.nudge.get() else { return };
-        for _ in 0..NUDGE_TRIES {
-            // Cleared: a write, a get or another thread's nudge picked the report up; or the
-            // handle is closing, and installs it after the joins.
-            if !self.waiting.load(Ordering::Acquire) || self.closing.load(Ordering::Acquire) || nudge() {
-                return;
-            }
-            thread::sleep(NUDGE_PAUSE);
-        }
+    /// How often a thread that reported tries the engine's lock for its nudge
+    /// ([`super::Signal::report`]) while the report waits, and how long it pauses between
+    /// tries ([`pause`]): a busy lock is let go between two writes or gets. A thread gives up
+    /// after about 10 ms (the report then waits for the next get, snapshot or write), at once
+    /// when the handle closes (which holds the lock while it joins the threads, and installs
+    /// what they reported).
+    pub const NUDGE_TRIES: u32 = 100;
+    const NUDGE_PAUSE: Duration = Duration::from_micros(100);
+
+    /// The pause between two tries of a nudge.
+    pub fn pause() {
+        std::thread::sleep(NUDGE_PAUSE);
     }
 }
 
@@ -394,7 +370,7 @@ impl Background {
     /// `stop_tables` waits on it with the engine's lock let go (a wake-up can be missed when a
     /// report lands between the writer's look and its wait, so it waits with a timeout).
     pub(crate) fn reported(&self) -> Arc<Condvar> {
-        Arc::clone(&self.signal.reported)
+        self.signal.condvar()
     }
 
     /// Counts a write held back by `pressure` for `waited`.
@@ -420,17 +396,17 @@ impl Background {
         Ok(())
     }
 
-    /// Gives the threads what installs their reports when no call comes ([`Signal::reported`]);
+    /// Gives the threads what installs their reports when no call comes ([`Signal::report`]);
     /// set once, by the handle that owns this (not under `max_bytes`, where only writes install:
     /// the directory may change only within a call).
     pub(crate) fn set_nudge(&self, nudge: Nudge) {
-        let _ = self.signal.nudge.set(nudge);
+        self.signal.set_nudge(nudge);
     }
 
     /// True when a thread reported since the last [`Background::collect`] (and installs are not
     /// held): a get or a snapshot then settles ([`Background::settle`]) under the lock it took.
     pub(crate) fn report_waiting(&self) -> bool {
-        !self.installs_held && self.signal.waiting.load(Ordering::Acquire)
+        !self.installs_held && self.signal.is_up()
     }
 
     /// Makes reports wait for the next write, flush or close to install them (`true`), as
@@ -454,17 +430,17 @@ impl Background {
     /// finished; returns the first failure, or one [`Background::settle`] kept.
     pub(crate) fn collect(&mut self, engine: &mut Engine) -> Result<(), Error> {
         // Lowered before the reports are read: a report sent from here on raises it again.
-        // Every report is sent before its thread raises the flag (`Signal::reported`), so
+        // Every report is sent before its thread raises the flag (`Signal::report`), so
         // with the flag down there is none to read, bar one whose flag is about to rise (the
         // next call reads it): most writes look at one atomic instead of two channels.
         // A thread that ended is read too, whatever the flag: a report it sent before it ended
         // goes in before the thread is found dead.
-        let reported = self.signal.waiting.swap(false, Ordering::AcqRel) || self.thread_ended();
+        let reported = self.signal.take() || self.thread_ended();
         let mut first_error = self.held_error.take();
         if let Err(e) = self.flusher.collect(engine, reported) {
             first_error.get_or_insert(e);
         }
-        while let Some(report) = reported.then(|| self.reports.try_recv().ok()).flatten() {
+        while let Some(report) = next_report(reported, &self.reports) {
             if let Err(e) = self.handle(engine, report) {
                 first_error.get_or_insert(e);
             }
@@ -574,7 +550,7 @@ impl Background {
     pub(crate) fn shut_down(&mut self, engine: &mut Engine) -> Result<(), Error> {
         // A failure a nudge picked up is older than any met here.
         let held = self.held_error.take();
-        self.signal.closing.store(true, Ordering::Release);
+        self.signal.close();
         self.stop.store(true, Ordering::Relaxed);
         for w in &mut self.workers {
             w.jobs = None;
@@ -588,7 +564,7 @@ impl Background {
         let flushed = self.flusher.shut_down(engine).err();
         // Joined: every report is in the channel and its flag raised; raised again here so
         // that the collect reads the channel whoever lowered the flag last.
-        self.signal.waiting.store(true, Ordering::Release);
+        self.signal.raise();
         let collected = self.collect(engine).err();
         // What the installs made obsolete is unlinked before close returns.
         engine.storage().set_removals(None);
@@ -655,10 +631,9 @@ fn work(
         // numbers new tables can take.
         storage.clear_cache();
         let report = run(worker, &mut storage, plan, &inputs, &mut scratch, flags);
-        if reports.send(report).is_err() {
+        if !signal.report(&reports, report) {
             break;
         }
-        signal.reported();
     }
 }
 
