@@ -356,7 +356,7 @@ pub fn markdown(meta: &Meta, rows: &[Row], charts: &[(String, String)], chart_di
     }
     s.push('\n');
 
-    s.push_str(&crate::aims::section(&t, &scales));
+    s.push_str(&crate::aims::section(&t, rows, &scales));
 
     // The first engine issue's aims, read off this run (when it measured their workloads).
     let aims_measured =
