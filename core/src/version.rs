@@ -420,12 +420,11 @@ impl<F> Version<F> {
             storage.sync_dir().storage()?;
         }
         let (mut tables, mut bytes) = (0u64, 0u64);
-        let mut older: Option<KeyBounds> = None;
+        let mut walk = ExpiryWalk { now, busy, older: None };
         let mut i = 0;
         while i + 1 < self.tables.len() {
             let Some(t) = self.tables.get(i) else { break };
-            let b = t.bounds();
-            if expired_alone(t, older, now, &busy) {
+            if walk.goes(t) {
                 let table = self.tables.remove(i);
                 self.changed();
                 let info = table.info();
@@ -446,7 +445,6 @@ impl<F> Version<F> {
                 tables += 1;
                 bytes += info.bytes;
             } else {
-                older = Some(older.map_or(b, |h| h.union(&b)));
                 i += 1;
             }
         }
@@ -456,18 +454,9 @@ impl<F> Version<F> {
     /// True when [`Version::drop_expired`] would remove a compaction's output (a table that
     /// replaces others: `replaces_from` below its own id).
     fn expired_output(&self, now: u64, busy: &impl Fn(u64) -> bool) -> bool {
-        let mut older: Option<KeyBounds> = None;
-        for t in self.tables.iter().take(self.tables.len().saturating_sub(1)) {
-            if expired_alone(t, older, now, busy) {
-                if t.footer().replaces_from < t.id() {
-                    return true;
-                }
-            } else {
-                let b = t.bounds();
-                older = Some(older.map_or(b, |h| h.union(&b)));
-            }
-        }
-        false
+        let mut walk = ExpiryWalk { now, busy, older: None };
+        let mut all_but_newest = self.tables.iter().take(self.tables.len().saturating_sub(1));
+        all_but_newest.any(|t| walk.goes(t) && t.footer().replaces_from < t.id())
     }
 
     /// Removes the oldest table, file and all, to make room ([`crate::WhenFull::DropOldest`]);
@@ -582,17 +571,28 @@ fn may_stay_as_written<F>(table: &Table<F>) -> bool {
     !table.footer().expires || table.footer().latest_expiry().is_some()
 }
 
-/// True when nothing in `table` is alive at `now`, no compaction merges it (`busy`), and its key
-/// bounds lie outside `older`, the union of the bounds of the older tables that stay.
-fn expired_alone<F>(
-    table: &Table<F>,
-    older: Option<KeyBounds>,
+/// The tables [`Version::drop_expired`] removes, decided oldest first: the walk keeps the union
+/// of the key bounds of the older tables that stay.
+struct ExpiryWalk<B> {
     now: u64,
-    busy: &impl Fn(u64) -> bool,
-) -> bool {
-    let b = table.bounds();
-    let alone = older.is_none_or(|h| b.greatest() < h.least() || h.greatest() < b.least());
-    alone && table.footer().all_expired_at(now) && !busy(table.id())
+    /// True for a table a compaction merges.
+    busy: B,
+    older: Option<KeyBounds>,
+}
+
+impl<B: Fn(u64) -> bool> ExpiryWalk<B> {
+    /// True when `table`, the next oldest, goes: nothing in it is alive at `now`, no compaction
+    /// merges it, and its key bounds lie outside those of every older table that stays (so no
+    /// older value of its keys can read again). Otherwise it stays, and its bounds join them.
+    fn goes<F>(&mut self, table: &Table<F>) -> bool {
+        let b = table.bounds();
+        let alone = self.older.is_none_or(|h| b.greatest() < h.least() || h.greatest() < b.least());
+        if alone && table.footer().all_expired_at(self.now) && !(self.busy)(table.id()) {
+            return true;
+        }
+        self.older = Some(self.older.map_or(b, |h| h.union(&b)));
+        false
+    }
 }
 
 /// How many *runs by age* `tables` (oldest first) form: a table continues the run of the one
