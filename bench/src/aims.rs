@@ -38,6 +38,14 @@ fn not_measured(aim: String) -> Line {
     Line { aim, measured: "not measured".into(), met: "–" }
 }
 
+/// `engine`'s median rate of `w` at `keys`, when it ran without an error and did something.
+fn ops(t: &Table, keys: u64, engine: &str, w: &str) -> Option<f64> {
+    t.get(&(keys, engine.to_string(), w.to_string()))
+        .filter(|a| a.error.is_none())
+        .map(|a| a.ops_per_sec)
+        .filter(|&o| o > 0.0)
+}
+
 fn yes_no(ok: bool) -> &'static str {
     if ok {
         "yes"
@@ -74,7 +82,7 @@ pub fn section(t: &Table, rows: &[Row], scales: &[u64]) -> String {
 /// The aims at `keys` (`rows`: every round, for the slowest put).
 fn lines(t: &Table, rows: &[Row], keys: u64) -> Vec<Line> {
     let get = |e: &str, w: &str| t.get(&(keys, e.to_string(), w.to_string())).filter(|a| a.error.is_none());
-    let ops = |e: &str, w: &str| get(e, w).map(|a| a.ops_per_sec).filter(|&o| o > 0.0);
+    let ops = |e: &str, w: &str| ops(t, keys, e, w);
     let over = |engine: &str, w: &str, peer: &str, aim: f64| {
         let label = format!(
             "{w}{} ≥ {aim:.1}× {peer}",
@@ -157,12 +165,7 @@ fn lines(t: &Table, rows: &[Row], keys: u64) -> Vec<Line> {
 /// MiniVaultDB's `w` over the fastest of [`PEERS`] at `keys`; not read unless every one ran.
 fn over_best_peer(t: &Table, keys: u64, w: &str, what: &str) -> Line {
     let label = format!("{w} {what} ≥ 1.0× the best peer");
-    let ops = |e: &str| {
-        t.get(&(keys, e.to_string(), w.to_string()))
-            .filter(|a| a.error.is_none())
-            .map(|a| a.ops_per_sec)
-            .filter(|&o| o > 0.0)
-    };
+    let ops = |e: &str| ops(t, keys, e, w);
     let missing: Vec<&str> = PEERS.into_iter().filter(|p| ops(p).is_none()).collect();
     let best = PEERS.into_iter().filter_map(|p| ops(p).map(|o| (p, o))).max_by(|a, b| a.1.total_cmp(&b.1));
     match (ops("minivault"), best) {
@@ -182,14 +185,8 @@ fn over_best_peer(t: &Table, keys: u64, w: &str, what: &str) -> Line {
 fn rss_within_budget(t: &Table, keys: u64) -> Line {
     let label = "peak RSS (whole process) within the handle's stated bound".to_string();
     let mine = t.iter().filter(|((k, e, _), a)| *k == keys && e == "minivault" && a.error.is_none());
-    let peak = mine
-        .clone()
-        .map(|(_, a)| a.rss_mib)
-        .filter(|&r| r > 0.0)
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
-    let budget = mine
-        .filter_map(|(_, a)| a.budget_mib)
-        .fold(None, |m: Option<f64>, b| Some(m.map_or(b, |m| m.max(b))));
+    let peak = mine.clone().map(|(_, a)| a.rss_mib).filter(|&r| r > 0.0).max_by(f64::total_cmp);
+    let budget = mine.filter_map(|(_, a)| a.budget_mib).max_by(f64::total_cmp);
     match (peak, budget) {
         (Some(p), Some(b)) => {
             Line { aim: label, measured: format!("{p:.0} MiB; bound {b:.1} MiB"), met: yes_no(p <= b) }

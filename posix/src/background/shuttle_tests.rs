@@ -72,8 +72,8 @@ fn collect(signal: &Signal, engine: &mut Engine) {
     }
 }
 
-/// True when a report waits unread on either channel (the test's own look: reading the
-/// channels is the install, so this only asks whether one is there by reading and counting it).
+/// How many reports wait unread on the two channels (read and counted: called only once every
+/// thread has ended, when nothing else will read them).
 fn unread(engine: &mut Engine) -> u32 {
     let mut n = 0;
     while engine.flushes.try_recv().is_ok() {
