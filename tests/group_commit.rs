@@ -6,9 +6,16 @@
 //! - A get (of a key written long ago, and of the key whose write is being synced) and a
 //!   relaxed-mode put complete while a durable write's sync is in progress: the engine's lock
 //!   is not held across `fdatasync`. Fails when the leader syncs under the lock.
-//! - Writers that arrive while a sync runs share the next one: four durable writes, two syncs.
-//! - A failed sync fails every writer it was to cover (and those waiting behind it), none gets
-//!   `Ok`, the database is poisoned, reads go on.
+//! - Writers that arrive while a sync runs share the next WAL record and the next sync (the
+//!   write group): four durable writes, two records, two syncs.
+//! - A group's writes apply in the order they arrived, as if each had been written alone
+//!   (puts, range deletes, batches, TTLs), before and after a reopen.
+//! - A group the engine refuses as one batch is written write by write: each gets its own
+//!   answer, and the valid ones still share one sync.
+//! - A full database (`RefuseWrites`) refuses a group with a put in it: its delete is then
+//!   written alone and taken, its put refused, as each would have been alone.
+//! - A failed sync fails every writer of its group, none gets `Ok`, the database is poisoned,
+//!   reads go on.
 
 use std::io;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -16,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use minivault::{Db, Durability, EngineError, Error, Options};
+use minivault::{Db, Durability, EngineError, Error, Options, Ttl, WriteBatch};
 
 /// Long enough that only a deadlock reaches it.
 const STUCK: Duration = Duration::from_secs(60);
@@ -45,13 +52,6 @@ fn finishes<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'stati
     let (tx, rx) = channel();
     thread::spawn(move || tx.send(f()).unwrap());
     rx.recv_timeout(STUCK).unwrap_or_else(|_| panic!("{what} waited for the sync in progress"))
-}
-
-/// Waits until the active MemTable holds `n` keys: the writers have appended their records.
-fn wait_for_keys(db: &Db, n: usize) {
-    while db.stats().memtable_keys < n {
-        thread::yield_now();
-    }
 }
 
 #[test]
@@ -83,8 +83,36 @@ fn a_get_is_not_blocked_by_a_sync_in_progress() {
     db.set_wal_sync_hook(None);
 }
 
+/// One write call, run on a thread of its own.
+type Write = Box<dyn FnOnce(&Db) -> Result<(), Error> + Send>;
+
+/// Waits until `n` writes are queued in the write group (while a leader's sync is held).
+fn wait_for_queued(db: &Db, n: usize) {
+    let deadline = std::time::Instant::now() + STUCK;
+    while db.write_group_counts().queued < n {
+        assert!(std::time::Instant::now() < deadline, "{n} writes never queued in the write group");
+        thread::yield_now();
+    }
+}
+
+/// Starts `write` on a thread of its own once the writes started before it are queued: the
+/// group then holds them in the order they were started.
+fn queue_in_order(db: &Arc<Db>, writes: Vec<Write>) -> Vec<thread::JoinHandle<Result<(), Error>>> {
+    let before = db.write_group_counts().queued;
+    writes
+        .into_iter()
+        .enumerate()
+        .map(|(i, write)| {
+            let d = db.clone();
+            let handle = thread::spawn(move || write(&d));
+            wait_for_queued(db, before + i + 1);
+            handle
+        })
+        .collect()
+}
+
 #[test]
-fn writers_arriving_during_a_sync_share_the_next_one() {
+fn writers_arriving_during_a_sync_share_the_next_wal_record_and_sync() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let (started, go) = gate(&db);
@@ -99,15 +127,20 @@ fn writers_arriving_during_a_sync_share_the_next_one() {
             thread::spawn(move || db.put(format!("k{i}").as_bytes(), b"v"))
         })
         .collect();
-    wait_for_keys(&db, 4);
+    // They queue while the first one's group syncs; none is applied yet.
+    wait_for_queued(&db, 3);
+    assert_eq!(db.write_group_counts().records, 1, "only the first write reached the WAL");
     go.send(Ok(())).unwrap();
-    // The next leader's sync covers the three that waited.
+    // The next leader writes the three as one WAL record, and one sync covers them.
     started.recv_timeout(STUCK).unwrap();
+    assert_eq!(db.write_group_counts().records, 2, "the three in one record, before their sync");
     go.send(Ok(())).unwrap();
     first.join().unwrap().unwrap();
     for r in rest {
         r.join().unwrap().unwrap();
     }
+    let counts = db.write_group_counts();
+    assert_eq!((counts.writes, counts.groups, counts.records), (4, 2, 2), "{counts:?}");
     assert_eq!(db.group_commit_counts(), (2, 4), "two syncs for four durable writes");
     db.set_wal_sync_hook(None);
     drop(db);
@@ -118,20 +151,159 @@ fn writers_arriving_during_a_sync_share_the_next_one() {
 }
 
 #[test]
-fn a_failed_sync_fails_every_writer_it_covers_and_poisons() {
+fn a_groups_writes_apply_in_the_order_they_arrived_as_if_written_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (started, go) = gate(&db);
+    let first = {
+        let db = db.clone();
+        thread::spawn(move || db.put(b"x", b"blocker"))
+    };
+    started.recv_timeout(STUCK).unwrap();
+    let mut batch = WriteBatch::new(vec![0; 256]);
+    batch.put(b"b1", b"in a batch").unwrap();
+    batch.delete(b"a2").unwrap();
+    let writes: Vec<Write> = vec![
+        Box::new(|db| db.put(b"a1", b"1")),
+        Box::new(|db| db.put(b"a3", b"3")),
+        Box::new(|db| db.delete_range(b"a1", b"a3")), // a1 goes, a3 stays
+        Box::new(|db| db.put(b"a2", b"2")),
+        Box::new(move |db| db.write_batch(&batch)), // b1 comes, a2 goes
+        Box::new(|db| db.put_with_ttl(b"t", b"ttl", Duration::from_secs(3600))),
+        Box::new(|db| db.delete(b"a3")),
+        Box::new(|db| db.put(b"a2", b"again")),
+    ];
+    let n = writes.len() as u64;
+    let handles = queue_in_order(&db, writes);
+    go.send(Ok(())).unwrap();
+    started.recv_timeout(STUCK).unwrap();
+    go.send(Ok(())).unwrap();
+    first.join().unwrap().unwrap();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let counts = db.write_group_counts();
+    assert_eq!((counts.writes, counts.groups, counts.records), (1 + n, 2, 2), "{counts:?}");
+    db.set_wal_sync_hook(None);
+    let expect = |db: &Db, when: &str| {
+        assert_eq!(db.get(b"a1").unwrap(), None, "{when}: a1 range-deleted after its put");
+        assert_eq!(db.get(b"a2").unwrap(), Some(b"again".to_vec()), "{when}: the last write of a2");
+        assert_eq!(db.get(b"a3").unwrap(), None, "{when}: a3 deleted");
+        assert_eq!(db.get(b"b1").unwrap(), Some(b"in a batch".to_vec()), "{when}");
+        assert!(
+            matches!(db.ttl(b"t").unwrap(), Ttl::ExpiresIn(left) if left > Duration::from_secs(3500)),
+            "{when}"
+        );
+        assert_eq!(db.get(b"x").unwrap(), Some(b"blocker".to_vec()), "{when}");
+    };
+    expect(&db, "before reopening");
+    drop(db);
+    expect(&Db::open(dir.path()).unwrap(), "after reopening (the group replayed from the WAL)");
+}
+
+#[test]
+fn a_group_the_engine_refuses_together_is_written_one_by_one_each_with_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (started, go) = gate(&db);
+    let first = {
+        let db = db.clone();
+        thread::spawn(move || db.put(b"x", b"blocker"))
+    };
+    started.recv_timeout(STUCK).unwrap();
+    let writes: Vec<Write> = vec![
+        Box::new(|db| db.put(b"k1", b"1")),
+        Box::new(|db| db.put(b"", b"an empty key")),
+        Box::new(|db| db.delete_range(b"z", b"a")),
+        Box::new(|db| db.put(b"k2", b"2")),
+    ];
+    let handles = queue_in_order(&db, writes);
+    go.send(Ok(())).unwrap();
+    // The two valid writes, each alone: one sync covers both.
+    started.recv_timeout(STUCK).unwrap();
+    go.send(Ok(())).unwrap();
+    first.join().unwrap().unwrap();
+    let results: Vec<Result<(), Error>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(Error::Engine(EngineError::EmptyKey))), "{results:?}");
+    assert!(matches!(results[2], Err(Error::Engine(EngineError::EmptyRange))), "{results:?}");
+    assert!(!db.is_poisoned());
+    let counts = db.write_group_counts();
+    assert_eq!((counts.writes, counts.groups, counts.records), (5, 2, 3), "{counts:?}");
+    assert_eq!(db.group_commit_counts(), (2, 3), "one sync for the two valid writes of the group");
+    assert_eq!(db.get(b"k1").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"k2").unwrap(), Some(b"2".to_vec()));
+    db.set_wal_sync_hook(None);
+}
+
+#[test]
+fn a_full_database_refuses_a_groups_put_alone_and_takes_its_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let memtable_bytes = 64 << 10;
+    let options = Options {
+        durability: Durability::Always,
+        memtable_bytes,
+        max_bytes: Some(minivault_core::space::min_max_bytes(memtable_bytes)),
+        when_full: minivault::WhenFull::RefuseWrites,
+        ..Options::default()
+    };
+    let db = Arc::new(Db::open_with(dir.path(), options).unwrap());
+    let mut n = 0u32;
+    loop {
+        match db.put(format!("k{n:06}").as_bytes(), &[7u8; 1024]) {
+            Ok(()) => n += 1,
+            Err(Error::Engine(EngineError::Full)) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(n < 100_000, "the cap never refused a write");
+    }
+    let (started, go) = gate(&db);
+    let first = {
+        let db = db.clone();
+        thread::spawn(move || db.delete(b"k000001"))
+    };
+    started.recv_timeout(STUCK).unwrap();
+    // Together the engine refuses them (the group adds a value); alone the delete is taken.
+    let writes: Vec<Write> =
+        vec![Box::new(|db| db.put(b"new", &[7u8; 1024])), Box::new(|db| db.delete(b"k000000"))];
+    let handles = queue_in_order(&db, writes);
+    go.send(Ok(())).unwrap();
+    started.recv_timeout(STUCK).unwrap();
+    go.send(Ok(())).unwrap();
+    first.join().unwrap().unwrap();
+    let results: Vec<Result<(), Error>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(matches!(results[0], Err(Error::Engine(EngineError::Full))), "{results:?}");
+    assert!(results[1].is_ok(), "the delete, alone, is taken: {results:?}");
+    assert!(!db.is_poisoned());
+    assert_eq!(db.get(b"k000000").unwrap(), None);
+    assert_eq!(db.get(b"new").unwrap(), None);
+    assert_eq!(db.get(format!("k{:06}", n - 1).as_bytes()).unwrap(), Some(vec![7u8; 1024]));
+    db.set_wal_sync_hook(None);
+}
+
+#[test]
+fn a_failed_sync_fails_every_writer_of_its_group_and_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     db.put(b"before", b"1").unwrap();
     let syncs_before = db.group_commit_counts().0;
     let (started, go) = gate(&db);
+    let first = {
+        let db = db.clone();
+        thread::spawn(move || db.put(b"x", b"blocker"))
+    };
+    started.recv_timeout(STUCK).unwrap();
     let writers: Vec<_> = (0..4)
         .map(|i| {
             let db = db.clone();
             thread::spawn(move || db.put(format!("k{i}").as_bytes(), b"v"))
         })
         .collect();
+    wait_for_queued(&db, 4);
+    go.send(Ok(())).unwrap();
+    first.join().unwrap().unwrap();
+    // The group of four: its sync fails.
     started.recv_timeout(STUCK).unwrap();
-    wait_for_keys(&db, 5);
     go.send(Err(io::Error::from_raw_os_error(libc::EIO))).unwrap();
     for w in writers {
         match w.join().unwrap() {
@@ -143,7 +315,7 @@ fn a_failed_sync_fails_every_writer_it_covers_and_poisons() {
     assert!(matches!(db.put(b"after", b"x"), Err(Error::Engine(EngineError::Poisoned))));
     assert!(matches!(db.sync(), Err(Error::Engine(EngineError::Poisoned))));
     assert_eq!(db.get(b"before").unwrap(), Some(b"1".to_vec()), "reads go on");
-    assert_eq!(db.group_commit_counts().0, syncs_before + 1, "one sync, not retried");
+    assert_eq!(db.group_commit_counts().0, syncs_before + 2, "one sync per group, not retried");
 }
 
 #[test]

@@ -51,6 +51,7 @@ impl core::fmt::Display for BatchError {
 impl core::error::Error for BatchError {}
 
 /// A batch of writes, encoded into the buffer `B`.
+#[derive(Clone)]
 pub struct WriteBatch<B> {
     buf: B,
     len: usize,
@@ -128,6 +129,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> WriteBatch<B> {
         let ranges = self.ranges.checked_add(1).ok_or(BatchError::Full)?;
         self.push_item(&[&entry::range_header(start.len()), start, end])?;
         self.ranges = ranges;
+        Ok(())
+    }
+
+    /// Appends every entry of `other` after this batch's, in their order: the two batches as
+    /// one (what a host's write group makes of its writers' writes). Nothing is added when they
+    /// do not fit together.
+    pub fn append<C: AsRef<[u8]> + AsMut<[u8]>>(&mut self, other: &WriteBatch<C>) -> Result<(), BatchError> {
+        let items = other.payload().get(BATCH_HEADER_LEN..).unwrap_or(&[]);
+        let count = self.count.checked_add(other.count).ok_or(BatchError::Full)?;
+        let ranges = self.ranges.checked_add(other.ranges).ok_or(BatchError::Full)?;
+        let end = self.len + items.len();
+        self.buf.as_mut().get_mut(self.len..end).ok_or(BatchError::Full)?.copy_from_slice(items);
+        self.len = end;
+        self.count = count;
+        self.ranges = ranges;
+        if let Some(c) = self.buf.as_mut().get_mut(2..4) {
+            c.copy_from_slice(&count.to_le_bytes());
+        }
         Ok(())
     }
 
@@ -251,6 +270,28 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.put(b"", b"x"), Err(BatchError::EmptyKey));
         assert_eq!(b.put(&[1; MAX_KEY_LEN + 1], b"x"), Err(BatchError::KeyTooLarge));
+    }
+
+    #[test]
+    fn appended_batches_read_as_one_in_order_and_a_misfit_adds_nothing() {
+        let mut a = WriteBatch::new([0u8; 128]);
+        a.put(b"a", b"1").unwrap();
+        let mut b = WriteBatch::new([0u8; 64]);
+        b.delete_range(b"b", b"c").unwrap();
+        b.put(b"a", b"2").unwrap();
+        a.append(&b).unwrap();
+        assert_eq!((a.len(), a.range_deletes()), (3, 1));
+        assert_eq!(declared_count(a.payload()), Some(3));
+        let mut alone = WriteBatch::new([0u8; 128]);
+        alone.put(b"a", b"1").unwrap();
+        alone.delete_range(b"b", b"c").unwrap();
+        alone.put(b"a", b"2").unwrap();
+        assert_eq!(a.payload(), alone.payload(), "the same bytes as one batch of the three");
+        let mut small = WriteBatch::new([0u8; 16]);
+        small.put(b"z", b"9").unwrap();
+        let before = small.payload().len();
+        assert_eq!(small.append(&b), Err(BatchError::Full));
+        assert_eq!((small.len(), small.range_deletes(), small.payload().len()), (1, 0, before));
     }
 
     #[test]

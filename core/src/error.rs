@@ -222,6 +222,39 @@ impl<E> Error<E> {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupted { .. })
     }
+
+    /// A copy of this error, its storage error (if it is one) made by `storage`: for a host
+    /// that reports one failure to several callers when `E` cannot be cloned (an `io::Error`).
+    pub fn copy_with<F>(&self, storage: impl FnOnce(&E) -> F) -> Error<F> {
+        match self {
+            Error::Storage(e) => Error::Storage(storage(e)),
+            Error::Corrupted { file, offset, kind } => {
+                Error::Corrupted { file: file.clone(), offset: *offset, kind: *kind }
+            }
+            Error::EmptyKey => Error::EmptyKey,
+            Error::KeyTooLarge { len, max } => Error::KeyTooLarge { len: *len, max: *max },
+            Error::ValueTooLarge { len, max } => Error::ValueTooLarge { len: *len, max: *max },
+            Error::BatchTooLarge { len, max } => Error::BatchTooLarge { len: *len, max: *max },
+            Error::InvalidTtl => Error::InvalidTtl,
+            Error::EmptyRange => Error::EmptyRange,
+            Error::BufferTooSmall { needed } => Error::BufferTooSmall { needed: *needed },
+            Error::TooManyTables => Error::TooManyTables,
+            Error::TooManyWals => Error::TooManyWals,
+            Error::InsufficientMemory { needed, given } => {
+                Error::InsufficientMemory { needed: *needed, given: *given }
+            }
+            Error::MemTableTooSmall { file, needed, given } => {
+                Error::MemTableTooSmall { file: file.clone(), needed: *needed, given: *given }
+            }
+            Error::Poisoned => Error::Poisoned,
+            Error::Full => Error::Full,
+            Error::FlushPending => Error::FlushPending,
+            Error::MaxBytesTooSmall { needed, given } => {
+                Error::MaxBytesTooSmall { needed: *needed, given: *given }
+            }
+            Error::ReadOnly => Error::ReadOnly,
+        }
+    }
 }
 
 impl<E> ReadError<E> {

@@ -87,8 +87,9 @@ use minivault_core::MemGet;
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
 use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, WriteQueue};
 use crate::lock::DirLock;
+use crate::op::{self, Op};
 use crate::pins::Pins;
 use crate::resident::{IndexStats, ResidentIndexes};
 use crate::row_cache::{RowCache, RowCacheStats};
@@ -100,6 +101,29 @@ use crate::{Durability, Error, Options, Snapshot, Stats, TableInfo, WriteBatch};
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
 const REPORT_POLL: Duration = Duration::from_millis(5);
+
+/// Writes in one write group at most ([`Durability::Always`]; see [`crate::op`]), and bytes of
+/// their entries (a group holds at least one write; both also at most half a MemTable's).
+const MAX_GROUP_WRITES: usize = 1024;
+const MAX_GROUP_BYTES: usize = 1 << 20;
+
+/// What a write group's leader hands each of its writers: its write's result, and the ticket a
+/// sync must cover before it returns (`None`: no sync due).
+type Appended = Result<Option<u64>, Error>;
+
+/// What [`Db::write_group_counts`] reports.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteGroupCounts {
+    /// Writes that went through the write group since open.
+    pub writes: u64,
+    /// Groups that carried them (one leader's write each).
+    pub groups: u64,
+    /// Writes queued now, waiting for a leader.
+    pub queued: usize,
+    /// WAL records appended since open, by every write (a group's batch is one).
+    pub records: u64,
+}
 
 /// The first size of a get's buffer for a value read from the tables.
 pub(crate) const VALUE_LEN_HINT: usize = 256;
@@ -237,6 +261,9 @@ pub struct Db {
     value_len_hint: AtomicUsize,
     /// Durable writes wait here for a sync that covers them.
     commit: GroupCommit<SyncFailure>,
+    /// With [`Durability::Always`] (and writable), writes queue here to be written in groups:
+    /// one WAL record for the writes that arrive together ([`crate::op`]).
+    group: Option<WriteQueue<Op<'static>, Result<(), Error>>>,
     options: Options,
     read_only: bool,
     /// Set by [`Db::close`], which has done the final sync that drop would do.
@@ -372,6 +399,11 @@ impl Db {
         let read_only = engine.is_read_only();
         let rows = RowCache::new(options.row_cache_bytes);
         let pins = Pins::new()?;
+        let group = (options.durability == Durability::Always && !read_only).then(|| {
+            let stats = engine.stats();
+            let writes = MAX_GROUP_WRITES.min(stats.memtable_key_capacity / 2);
+            WriteQueue::new(writes, MAX_GROUP_BYTES.min(stats.memtable_capacity_bytes / 2))
+        });
         Ok(Db {
             state: Arc::new(Mutex::new(State {
                 engine,
@@ -394,6 +426,7 @@ impl Db {
             rows_enabled: !rows.is_disabled(),
             rows: Arc::new(Mutex::new(rows)),
             commit: GroupCommit::new(),
+            group,
             options,
             read_only,
             closed: false,
@@ -420,19 +453,78 @@ impl Db {
         &self.dir
     }
 
+    /// Writes `op`, then waits for a sync when the durability mode wants one now. With
+    /// [`Durability::Always`] through the write group: the op is queued, and whichever writer
+    /// leads writes it with the others queued beside it and syncs them ([`Db::write_group`]).
+    fn write(&self, op: Op<'_>) -> Result<(), Error> {
+        match &self.group {
+            Some(group) => {
+                let op = op.to_owned();
+                let cost = op.cost();
+                group.join(op, cost, |ops| self.write_group(&ops))
+            }
+            None => match self.append_with(|rows| op.forget(rows), |e| op.apply(e))? {
+                Some(ticket) => self.sync_through(ticket, 1),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// A write group's leader's work: the group's writes appended ([`Db::append_group`]), then
+    /// one sync through the group commit that covers them all; one result per write. The next
+    /// group queues meanwhile, so under load a group holds the writes that arrived during the
+    /// previous one's sync.
+    fn write_group(&self, ops: &[Op<'static>]) -> Vec<Result<(), Error>> {
+        let appended = self.append_group(ops);
+        let due: Vec<u64> = appended.iter().filter_map(|a| a.as_ref().ok().copied().flatten()).collect();
+        let synced = match due.iter().max() {
+            Some(&ticket) => self.sync_through(ticket, due.len() as u64),
+            None => Ok(()),
+        };
+        appended
+            .into_iter()
+            .map(|a| match a {
+                Ok(Some(_)) => synced.as_ref().map_err(Error::duplicate).copied(),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Appends a write group's ops: as one write batch (one WAL record), or each alone when the
+    /// group is one op or the engine refused the batch before logging it (as it refuses an op:
+    /// then each gets its own answer); one result per op.
+    fn append_group(&self, ops: &[Op<'static>]) -> Vec<Appended> {
+        let alone = |op: &Op<'_>| self.append_with(|rows| op.forget(rows), |e| op.apply(e));
+        if let [op] = ops {
+            return vec![alone(op)];
+        }
+        if let Some(batch) = op::combine(ops) {
+            match self.append_with(|rows| op::forget_batch(rows, &batch), |e| e.write_batch(&batch)) {
+                Ok(ticket) => return ops.iter().map(|_| Ok(ticket)).collect(),
+                // The write failed and poisoned the engine: every op fails with it.
+                Err(e) if self.is_poisoned() => return ops.iter().map(|_| Err(e.duplicate())).collect(),
+                // Refused before its record: nothing was logged or applied.
+                Err(_) => {}
+            }
+        }
+        ops.iter().map(alone).collect()
+    }
+
     /// Runs one engine write under the engine's lock, `forget` first (it removes the write's
-    /// keys from the row cache), then waits for a sync when the durability mode wants one now.
+    /// keys from the row cache), and returns the ticket a sync must cover before the write
+    /// returns, when the durability mode wants one now.
     ///
     /// When the write fills the active MemTable while the previous one is still being flushed
     /// (the engine answers [`minivault_core::Error::FlushPending`], having logged nothing), it
     /// waits for that flush with the lock let go, installs it, and runs again once admitted
     /// again (the table installed counts toward the slowdown and stop thresholds).
-    fn write_with(
+    fn append_with(
         &self,
         mut forget: impl FnMut(&mut RowCache),
         mut write: impl FnMut(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
-    ) -> Result<(), Error> {
-        let ticket = {
+    ) -> Appended {
+        {
             let mut guard = self.admit()?;
             let mut waiting: Option<Instant> = None;
             let written = loop {
@@ -519,11 +611,7 @@ impl Db {
                 state.sync_asked = state.appended;
                 state.sync_asked_at = Instant::now();
             }
-            due.then_some(state.appended)
-        };
-        match ticket {
-            Some(ticket) => self.sync_through(ticket),
-            None => Ok(()),
+            Ok(due.then_some(state.appended))
         }
     }
 
@@ -578,8 +666,9 @@ impl Db {
     }
 
     /// Returns once a sync covers every WAL record up to `ticket`: the group commit.
-    fn sync_through(&self, ticket: u64) -> Result<(), Error> {
-        self.commit.wait_durable(ticket, || self.lead_sync()).map_err(|f| f.to_error())
+    /// `writers`: the writes it acknowledges (a write group's), for the counts.
+    fn sync_through(&self, ticket: u64, writers: u64) -> Result<(), Error> {
+        self.commit.wait_durable(ticket, writers, || self.lead_sync()).map_err(|f| f.to_error())
     }
 
     /// The group commit leader's sync: what the WAL holds now, synced with no lock held, then
@@ -663,20 +752,20 @@ impl Db {
 
     /// Stores `value` under `key`. Durable on return with [`Durability::Always`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        self.write_with(|rows| rows.remove(key), |e| e.put(key, value))
+        self.write(Op::Put { key: key.into(), value: value.into() })
     }
 
     /// Stores `value` under `key` for `ttl` (at least 1 ms) from when the write is applied;
     /// afterwards the key reads as absent. A write that waited for the lock or for a flush still
     /// gets its whole TTL.
     pub fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), Error> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.write_with(|rows| rows.remove(key), |e| e.put_with_ttl(key, value, ms))
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.write(Op::PutWithTtl { key: key.into(), value: value.into(), ttl_ms })
     }
 
     /// Deletes `key`.
     pub fn delete(&self, key: &[u8]) -> Result<(), Error> {
-        self.write_with(|rows| rows.remove(key), |e| e.delete(key))
+        self.write(Op::Delete { key: key.into() })
     }
 
     /// Deletes every key from `start` (inclusive) to `end` (exclusive), atomically and with one
@@ -695,14 +784,14 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<(), Error> {
-        // The row cache is keyed by key, not by order: forget it all.
-        self.write_with(RowCache::clear, |e| e.delete_range(start, end))
+        // The row cache is keyed by key, not by order: the op forgets it all.
+        self.write(Op::DeleteRange { start: start.into(), end: end.into() })
     }
 
     /// Applies every entry of `batch` atomically (after a crash: all or none), with one WAL
     /// write and, with [`Durability::Always`], one `fdatasync` for the whole batch.
     pub fn write_batch(&self, batch: &WriteBatch) -> Result<(), Error> {
-        self.write_with(|rows| forget_batch(rows, batch), |e| e.write_batch(batch))
+        self.write(Op::Batch(std::borrow::Cow::Borrowed(batch)))
     }
 
     /// The value of `key`, or `None` when absent, deleted or expired.
@@ -891,7 +980,7 @@ impl Db {
             }
             state.appended
         };
-        self.sync_through(ticket)
+        self.sync_through(ticket, 0)
     }
 
     /// Writes the MemTables to SSTables and retires the WAL. A flush running on the flush
@@ -1023,6 +1112,15 @@ impl Db {
     #[doc(hidden)]
     pub fn group_commit_counts(&self) -> (u64, u64) {
         self.commit.counts()
+    }
+
+    /// The write group's counts ([`Durability::Always`]; zero otherwise), for tests and
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn write_group_counts(&self) -> WriteGroupCounts {
+        let (writes, groups) = self.group.as_ref().map_or((0, 0), WriteQueue::counts);
+        let queued = self.group.as_ref().map_or(0, WriteQueue::queued);
+        WriteGroupCounts { writes, groups, queued, records: self.state().appended }
     }
 
     /// Makes a group commit's leader call `hook` instead of syncing the WAL (`None`: sync
@@ -1164,23 +1262,6 @@ fn nudge(state: &Weak<Mutex<State>>, rows: Option<&Weak<Mutex<RowCache>>>) -> bo
 
 /// Removes every key of `batch` from the row cache and changes their stamps; everything,
 /// should an entry not decode (a batch built through [`WriteBatch`]'s methods always does).
-fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
-    if rows.is_empty() {
-        // Nothing to drop, but the stamps of gets in progress must change (cheap when empty).
-        rows.clear();
-        return;
-    }
-    for item in batch.entries() {
-        match item.ok().and_then(|payload| minivault_core::entry::decode(payload).ok()) {
-            Some(entry) => rows.remove(entry.key),
-            None => {
-                rows.clear();
-                return;
-            }
-        }
-    }
-}
-
 impl Drop for Db {
     fn drop(&mut self) {
         // Joins the compaction threads before any file handle or the lock goes.

@@ -109,4 +109,31 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Engine(e) if e.is_corruption())
     }
+
+    /// A copy of this error, for one failure reported to several callers (the writers of one
+    /// group). `io::Error` is not `Clone`: an OS error is copied by its code, another by its
+    /// kind and message.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Locked { dir } => Error::Locked { dir: dir.clone() },
+            Error::Open { dir, source } => Error::Open { dir: dir.clone(), source: copy_io(source) },
+            Error::InvalidOption { option, value, min, max } => {
+                Error::InvalidOption { option, value: *value, min: *min, max: *max }
+            }
+            Error::Engine(e) => Error::Engine(e.copy_with(copy_io)),
+            Error::Batch(e) => Error::Batch(*e),
+            Error::Outbox(e) => Error::Outbox(e.clone()),
+            Error::SnapshotUnavailable { generation } => {
+                Error::SnapshotUnavailable { generation: *generation }
+            }
+        }
+    }
+}
+
+/// A copy of `e`: the same OS error, or the same kind and message.
+fn copy_io(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
 }

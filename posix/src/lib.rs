@@ -55,6 +55,7 @@ mod flusher;
 #[cfg(feature = "mqtt")]
 pub mod forward;
 mod group_commit;
+mod op;
 pub mod options;
 pub mod outbox;
 mod pins;
@@ -77,7 +78,7 @@ pub mod storage;
 mod view;
 
 pub use background::{BackgroundStats, SLOWDOWN};
-pub use db::{Db, Ttl, ValueWithExpiry};
+pub use db::{Db, Ttl, ValueWithExpiry, WriteGroupCounts};
 pub use engine::now_millis;
 pub use error::Error;
 #[doc(hidden)]

@@ -36,6 +36,7 @@
 //! and that fail, checking the rules above against a model of what is on the device.
 
 mod protocol;
+mod queue;
 
 /// The lock and condition variable the hand-off is built on.
 mod sync {
@@ -44,6 +45,9 @@ mod sync {
 
 // shuttle is a dev-dependency of the 64-bit hosts only (posix/Cargo.toml).
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod queue_shuttle_tests;
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod shuttle_tests;
 
 pub use protocol::GroupCommit;
+pub use queue::WriteQueue;

@@ -57,12 +57,20 @@ impl<E: Clone> GroupCommit<E> {
     /// caller appended before calling) and return the highest ticket it covered, or its error.
     /// Otherwise the writer waits for the running sync to end and looks again: the running sync
     /// may have started before its record was appended.
-    pub fn wait_durable(&self, ticket: u64, sync: impl FnOnce() -> Result<u64, E>) -> Result<(), E> {
+    ///
+    /// `writers` is how many writes the ticket acknowledges (a write group's: one per write),
+    /// for [`GroupCommit::counts`].
+    pub fn wait_durable(
+        &self,
+        ticket: u64,
+        writers: u64,
+        sync: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<(), E> {
         let mut sync = Some(sync);
         let mut state = self.lock();
         loop {
             if state.durable >= ticket {
-                state.acknowledged += 1;
+                state.acknowledged += writers;
                 return Ok(());
             }
             if let Some(e) = &state.failed {
@@ -89,7 +97,7 @@ impl<E: Clone> GroupCommit<E> {
         }
     }
 
-    /// Syncs run through the hand-off, and tickets acknowledged after one.
+    /// Syncs run through the hand-off, and writes acknowledged after one.
     pub fn counts(&self) -> (u64, u64) {
         let state = self.lock();
         (state.syncs, state.acknowledged)

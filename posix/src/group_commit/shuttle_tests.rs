@@ -79,7 +79,7 @@ fn scenario(writers: usize, writes: usize, fail_at: u64) {
             thread::spawn(move || {
                 for _ in 0..writes {
                     let ticket = log.append();
-                    let result = gc.wait_durable(ticket, || log.sync());
+                    let result = gc.wait_durable(ticket, 1, || log.sync());
                     let on_device = log.device.load(Ordering::SeqCst) >= ticket;
                     match result {
                         Ok(()) => assert!(on_device, "ticket {ticket} acknowledged before a sync covered it"),

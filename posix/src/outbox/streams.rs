@@ -293,7 +293,7 @@ impl Streams {
             }
             Err(e) => {
                 for (i, _) in &keys {
-                    results[*i] = Some(Err(super::group::duplicate(&e)));
+                    results[*i] = Some(Err(e.duplicate()));
                 }
                 for stream in next.keys() {
                     self.streams.remove(*stream);
