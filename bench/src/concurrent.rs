@@ -39,6 +39,10 @@ pub trait SharedEngine: Send + Sync {
     fn reader(&self) -> Result<Box<dyn SharedReader + '_>>;
     /// Makes every write so far durable.
     fn sync(&self) -> Result<()>;
+    /// For the note of a durable fill: how the writes reached the log, when the engine says.
+    fn commit_note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One thread's reads.
@@ -80,6 +84,11 @@ impl SharedEngine for MiniVault {
     }
     fn sync(&self) -> Result<()> {
         self.0.sync().map_err(err("sync"))
+    }
+    fn commit_note(&self) -> Option<String> {
+        let group = self.0.write_group_counts();
+        let (syncs, _) = self.0.group_commit_counts();
+        Some(format!("{} WAL records, {syncs} syncs", group.records))
     }
 }
 
@@ -401,7 +410,10 @@ fn fillsync(cfg: &ChildConfig, dir: &Path, threads: u64) -> Result<Outcome> {
         secs,
         user_bytes: ops * entry,
         lat,
-        note: format!("{ops} durable puts by {threads} threads"),
+        note: match engine.commit_note() {
+            Some(commits) => format!("{ops} durable puts by {threads} threads; {commits}"),
+            None => format!("{ops} durable puts by {threads} threads"),
+        },
     })
 }
 

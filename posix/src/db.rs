@@ -21,6 +21,11 @@
 //!   leader syncs the WAL file through a descriptor of its own
 //!   ([`crate::storage::WalSyncHandle`]) while the others wait, so concurrent writers share one
 //!   `fdatasync`, and readers and other writers keep the engine's lock meanwhile.
+//!   With [`Durability::Always`] writes go through the **write group** first
+//!   (`group_commit::WriteQueue`, [`crate::op`]): each queues its op, and the first writer to
+//!   find no leader writes the queue as one WAL record (one batch, in arrival order) under one
+//!   lock section, syncs it once and hands each writer its result; writes arriving meanwhile
+//!   form the next group. So concurrent durable writes share the record as well as the sync.
 //! - A **get** looks in the row cache (its own lock only), then takes the engine's lock for the
 //!   MemTables only (and, when a background thread reported and could not take the lock
 //!   itself, installs the report first, as a write would; not under `max_bytes`). When they

@@ -1,4 +1,8 @@
-//! Group commit: writers that appended records to the WAL share one `fdatasync`.
+//! Group commit: writers that appended records to the WAL share one `fdatasync`; with
+//! [`crate::Durability::Always`] they share the record too (the write group, [`WriteQueue`]:
+//! one leader appends the writes queued together as one record, then runs the two steps below
+//! once for all of them; see `queue.rs` for its protocol and rules, `crate::op` for how a group
+//! becomes one write batch).
 //!
 //! A durable write ([`crate::Durability::Always`], or the write that makes an `EveryN` count
 //! due) goes through two steps:
