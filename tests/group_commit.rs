@@ -111,16 +111,32 @@ fn queue_in_order(db: &Arc<Db>, writes: Vec<Write>) -> Vec<thread::JoinHandle<Re
         .collect()
 }
 
+/// Starts `write` (durable) on a thread and returns once its group's sync is held in progress
+/// (by [`gate`]): the writes started from then on queue for the next group.
+fn hold_a_group(
+    db: &Arc<Db>,
+    started: &Receiver<()>,
+    write: impl FnOnce(&Db) -> Result<(), Error> + Send + 'static,
+) -> thread::JoinHandle<Result<(), Error>> {
+    let d = db.clone();
+    let handle = thread::spawn(move || write(&d));
+    started.recv_timeout(STUCK).expect("the held group's sync started");
+    handle
+}
+
+/// Lets the held sync go, waits for the next group's sync and lets it go too.
+fn run_the_next_group(started: &Receiver<()>, go: &Sender<io::Result<()>>) {
+    go.send(Ok(())).unwrap();
+    started.recv_timeout(STUCK).expect("the next group's sync started");
+    go.send(Ok(())).unwrap();
+}
+
 #[test]
 fn writers_arriving_during_a_sync_share_the_next_wal_record_and_sync() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let (started, go) = gate(&db);
-    let first = {
-        let db = db.clone();
-        thread::spawn(move || db.put(b"k0", b"v"))
-    };
-    started.recv_timeout(STUCK).unwrap();
+    let first = hold_a_group(&db, &started, move |db| db.put(b"k0", b"v"));
     let rest: Vec<_> = (1..4)
         .map(|i| {
             let db = db.clone();
@@ -155,11 +171,7 @@ fn a_groups_writes_apply_in_the_order_they_arrived_as_if_written_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let (started, go) = gate(&db);
-    let first = {
-        let db = db.clone();
-        thread::spawn(move || db.put(b"x", b"blocker"))
-    };
-    started.recv_timeout(STUCK).unwrap();
+    let first = hold_a_group(&db, &started, move |db| db.put(b"x", b"blocker"));
     let mut batch = WriteBatch::new(vec![0; 256]);
     batch.put(b"b1", b"in a batch").unwrap();
     batch.delete(b"a2").unwrap();
@@ -175,9 +187,7 @@ fn a_groups_writes_apply_in_the_order_they_arrived_as_if_written_alone() {
     ];
     let n = writes.len() as u64;
     let handles = queue_in_order(&db, writes);
-    go.send(Ok(())).unwrap();
-    started.recv_timeout(STUCK).unwrap();
-    go.send(Ok(())).unwrap();
+    run_the_next_group(&started, &go);
     first.join().unwrap().unwrap();
     for h in handles {
         h.join().unwrap().unwrap();
@@ -206,11 +216,7 @@ fn a_group_the_engine_refuses_together_is_written_one_by_one_each_with_its_own_a
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let (started, go) = gate(&db);
-    let first = {
-        let db = db.clone();
-        thread::spawn(move || db.put(b"x", b"blocker"))
-    };
-    started.recv_timeout(STUCK).unwrap();
+    let first = hold_a_group(&db, &started, move |db| db.put(b"x", b"blocker"));
     let writes: Vec<Write> = vec![
         Box::new(|db| db.put(b"k1", b"1")),
         Box::new(|db| db.put(b"", b"an empty key")),
@@ -218,10 +224,8 @@ fn a_group_the_engine_refuses_together_is_written_one_by_one_each_with_its_own_a
         Box::new(|db| db.put(b"k2", b"2")),
     ];
     let handles = queue_in_order(&db, writes);
-    go.send(Ok(())).unwrap();
     // The two valid writes, each alone: one sync covers both.
-    started.recv_timeout(STUCK).unwrap();
-    go.send(Ok(())).unwrap();
+    run_the_next_group(&started, &go);
     first.join().unwrap().unwrap();
     let results: Vec<Result<(), Error>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
@@ -258,18 +262,12 @@ fn a_full_database_refuses_a_groups_put_alone_and_takes_its_delete() {
         assert!(n < 100_000, "the cap never refused a write");
     }
     let (started, go) = gate(&db);
-    let first = {
-        let db = db.clone();
-        thread::spawn(move || db.delete(b"k000001"))
-    };
-    started.recv_timeout(STUCK).unwrap();
+    let first = hold_a_group(&db, &started, move |db| db.delete(b"k000001"));
     // Together the engine refuses them (the group adds a value); alone the delete is taken.
     let writes: Vec<Write> =
         vec![Box::new(|db| db.put(b"new", &[7u8; 1024])), Box::new(|db| db.delete(b"k000000"))];
     let handles = queue_in_order(&db, writes);
-    go.send(Ok(())).unwrap();
-    started.recv_timeout(STUCK).unwrap();
-    go.send(Ok(())).unwrap();
+    run_the_next_group(&started, &go);
     first.join().unwrap().unwrap();
     let results: Vec<Result<(), Error>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(matches!(results[0], Err(Error::Engine(EngineError::Full))), "{results:?}");
@@ -288,11 +286,7 @@ fn a_failed_sync_fails_every_writer_of_its_group_and_poisons() {
     db.put(b"before", b"1").unwrap();
     let syncs_before = db.group_commit_counts().0;
     let (started, go) = gate(&db);
-    let first = {
-        let db = db.clone();
-        thread::spawn(move || db.put(b"x", b"blocker"))
-    };
-    started.recv_timeout(STUCK).unwrap();
+    let first = hold_a_group(&db, &started, move |db| db.put(b"x", b"blocker"));
     let writers: Vec<_> = (0..4)
         .map(|i| {
             let db = db.clone();
