@@ -466,7 +466,7 @@ impl Db {
             Some(group) => {
                 let op = op.to_owned();
                 let cost = op.cost();
-                group.join(op, cost, |ops| self.write_group(&ops))
+                group.join(op, cost, |ops| self.write_group(&ops)).unwrap_or(Err(Error::WriteAbandoned))
             }
             None => match self.append_with(|rows| op.forget(rows), |e| op.apply(e))? {
                 Some(ticket) => self.sync_through(ticket, 1),
@@ -497,15 +497,28 @@ impl Db {
     }
 
     /// Appends a write group's ops: as one write batch (one WAL record), or each alone when the
-    /// group is one op or the engine refused the batch before logging it (as it refuses an op:
-    /// then each gets its own answer); one result per op.
+    /// group is one op, when the ops do not make one batch, or when the engine refused the
+    /// batch (an error from [`Db::append_with`] means nothing of it was logged) and is not
+    /// poisoned: then each gets the answer it gets alone. One result per op.
     fn append_group(&self, ops: &[Op<'static>]) -> Vec<Appended> {
         let alone = |op: &Op<'_>| self.append_with(|rows| op.forget(rows), |e| op.apply(e));
         if let [op] = ops {
             return vec![alone(op)];
         }
-        if let Some(batch) = op::combine(ops) {
-            match self.append_with(|rows| op::forget_batch(rows, &batch), |e| e.write_batch(&batch)) {
+        if let Some(mut batch) = op::combine(ops) {
+            let ttl = ops.iter().any(Op::has_ttl);
+            let written = self.append_with(
+                |rows| ops.iter().for_each(|op| op.forget(rows)),
+                |engine| {
+                    // Under the engine's lock, after any wait of this leader's: a TTL counts from
+                    // here, as a write alone counts it from the engine's call.
+                    if let (true, Some(now)) = (ttl, op::combine(ops)) {
+                        batch = now;
+                    }
+                    engine.write_batch(&batch)
+                },
+            );
+            match written {
                 Ok(ticket) => return ops.iter().map(|_| Ok(ticket)).collect(),
                 // The write failed and poisoned the engine: every op fails with it.
                 Err(e) if self.is_poisoned() => return ops.iter().map(|_| Err(e.duplicate())).collect(),
@@ -597,8 +610,13 @@ impl Db {
             // installed compaction may have evicted too).
             self.forget_evicted(state);
             written?;
-            scheduled?;
             state.appended += 1;
+            if let (Err(e), Some(bg)) = (scheduled, &mut state.background) {
+                // The write is logged and applied: it stands (and is synced as any other). The
+                // failure the threads reported is the next call's to return, as when a get or a
+                // nudge finds it; so an error from here means nothing of the write was logged.
+                bg.hold_error(e);
+            }
             // Counted from the last sync asked for, not the last one finished: writes that
             // arrive while a due sync runs are not due again (they would sync twice in a row).
             let due = match self.options.durability {

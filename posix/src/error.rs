@@ -58,6 +58,10 @@ pub enum Error {
         /// The MemTable generation the snapshot pinned.
         generation: u64,
     },
+    /// The thread that took this write into its write group (with [`crate::Durability::Always`],
+    /// concurrent writes go to the WAL together) panicked, or gave no answer for it: whether the
+    /// write was stored is unknown. Not expected to happen; reported instead of waiting for good.
+    WriteAbandoned,
 }
 
 impl fmt::Display for Error {
@@ -79,6 +83,9 @@ impl fmt::Display for Error {
             Error::SnapshotUnavailable { generation } => {
                 write!(f, "the MemTable generation {generation} a snapshot reads is no longer held")
             }
+            Error::WriteAbandoned => f.write_str(
+                "the thread writing this write's group gave no answer for it: whether it was stored is unknown",
+            ),
         }
     }
 }
@@ -126,6 +133,7 @@ impl Error {
             Error::SnapshotUnavailable { generation } => {
                 Error::SnapshotUnavailable { generation: *generation }
             }
+            Error::WriteAbandoned => Error::WriteAbandoned,
         }
     }
 }

@@ -3,13 +3,16 @@
 //!
 //! With [`crate::Durability::Always`], each write call queues its op in the **write group**
 //! (`crate::group_commit::WriteQueue`): writers that arrive together (while another group is
-//! being written) go to the engine together, as one write batch: one WAL record, one `pwrite`,
-//! then one `fdatasync` through the group commit. [`combine`] makes that batch: every op's
-//! entries in the queue's order, so a later write of a key wins over an earlier one, and a
-//! range delete covers only what was written before it, exactly as if each had been written
-//! alone in that order. A group the engine refuses before logging anything (its entries do
-//! not fit one batch, a TTL ran out while it waited, a full database refuses its puts) is
-//! written op by op instead, so that each call gets the answer it would have got alone.
+//! being written) go to the engine together, as one write batch: one WAL record, then one
+//! `fdatasync` through the group commit. [`combine`] makes that batch: every op's entries in
+//! the queue's order, so a later write of a key wins over an earlier one, and a range delete
+//! covers only what was written before it, exactly as if each had been written alone in that
+//! order; a TTL counts from when the batch is made, under the engine's lock (`crate::Db`
+//! makes it again there when a TTL is in it), as a write alone counts it from the engine's
+//! call. A group the ops cannot make one batch of (an op a batch refuses: an empty key, an
+//! empty range), or that the engine refuses before logging anything (more keys or range
+//! deletes than a MemTable takes, a full database refusing its puts), is written op by op
+//! instead, so that each call gets the answer it would have got alone.
 //!
 //! An op borrows the caller's bytes; [`Op::to_owned`] copies them for the queue (a durable
 //! write waits for an `fdatasync`, far longer than the copy takes).
@@ -80,6 +83,11 @@ impl Op<'_> {
         }
     }
 
+    /// True for a put with a TTL (its expiry depends on when the batch is made).
+    pub fn has_ttl(&self) -> bool {
+        matches!(self, Op::PutWithTtl { .. })
+    }
+
     /// Removes the op's keys from the row cache (all of it for a range delete); under the
     /// engine's lock, before the engine is called (see [`crate::Db`]).
     pub fn forget(&self, rows: &mut RowCache) {
@@ -129,7 +137,7 @@ pub(crate) fn combine(ops: &[Op<'_>]) -> Option<WriteBatch> {
 
 /// Removes `batch`'s keys from the row cache (all of it when an entry does not decode as a
 /// point write: a range delete).
-pub(crate) fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
+fn forget_batch(rows: &mut RowCache, batch: &WriteBatch) {
     if rows.is_empty() {
         // Nothing to drop, but the stamps of gets in progress must change (cheap when empty).
         rows.clear();

@@ -422,8 +422,14 @@ impl Background {
     /// to return, as if that call had collected the report.
     pub(crate) fn settle(&mut self, engine: &mut Engine) {
         if let Err(e) = self.after_write(engine) {
-            self.held_error.get_or_insert(e);
+            self.hold_error(e);
         }
+    }
+
+    /// Keeps `e`, a background failure found by a call that stands (a write already logged and
+    /// applied), for the next write, flush, sync or close to return.
+    pub(crate) fn hold_error(&mut self, e: Error) {
+        self.held_error.get_or_insert(e);
     }
 
     /// Installs (or reports the failure of) the flush and every compaction the threads

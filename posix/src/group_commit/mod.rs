@@ -1,8 +1,11 @@
 //! Group commit: writers that appended records to the WAL share one `fdatasync`; with
 //! [`crate::Durability::Always`] they share the record too (the write group, [`WriteQueue`]:
 //! one leader appends the writes queued together as one record, then runs the two steps below
-//! once for all of them; see `queue.rs` for its protocol and rules, `crate::op` for how a group
-//! becomes one write batch).
+//! once for all of them, as "writer A" of the picture; see `queue.rs` for its protocol and
+//! rules, `crate::op` for how a group becomes one write batch). Writers that arrive meanwhile
+//! queue in the write group and are not appended yet: under `Always` the picture's B and C are
+//! the next two groups' leaders, each appending its group after the previous group's sync.
+//! The picture as drawn is the `EveryN` and `Periodic` writes', and `Db::sync`'s.
 //!
 //! A durable write ([`crate::Durability::Always`], or the write that makes an `EveryN` count
 //! due) goes through two steps:

@@ -16,7 +16,8 @@ struct State<E> {
     syncing: bool,
     /// A sync failed with this error: every ticket above `durable` fails with it, for good.
     failed: Option<E>,
-    /// Syncs run, and tickets acknowledged (counters).
+    /// Syncs run, and writes acknowledged (counters; a write group's ticket acknowledges each
+    /// of its writes).
     syncs: u64,
     acknowledged: u64,
 }

@@ -13,7 +13,9 @@
 //! - Every item is written exactly once, in one group, and items of one writer in the order it
 //!   queued them; a group keeps the queue's order.
 //! - At most one leader writes at a time.
-//! - Every writer gets the result the leader posted for its own item, and no other.
+//! - Every writer gets the result the leader posted for its own item, and no other; `None`
+//!   when the leader posted none for it (its `write` returned too few results, or panicked),
+//!   and never waits for good: the leader's role is given up whatever `write` does.
 //! - A group holds at least one item, at most `max_items` and, but for a single item, at most
 //!   `max_cost`.
 
@@ -33,11 +35,32 @@ struct Waiting<Q> {
 struct State<Q, R> {
     waiting: Vec<Waiting<Q>>,
     next_ticket: u64,
-    results: HashMap<u64, R>,
+    /// `None`: the leader that took the item posted no result for it.
+    results: HashMap<u64, Option<R>>,
     leading: bool,
     /// Items written, and the groups (writes) that carried them, since the start.
     items: u64,
     groups: u64,
+}
+
+/// A leader's turn: posts its results, or (dropped unposted: its `write` panicked) posts none.
+struct Leader<'a, Q, R> {
+    queue: &'a WriteQueue<Q, R>,
+    tickets: Vec<u64>,
+}
+
+impl<Q, R> Leader<'_, Q, R> {
+    fn post(&mut self, results: Vec<R>) {
+        self.queue.post(std::mem::take(&mut self.tickets), results);
+    }
+}
+
+impl<Q, R> Drop for Leader<'_, Q, R> {
+    fn drop(&mut self) {
+        if !self.tickets.is_empty() {
+            self.post(Vec::new());
+        }
+    }
 }
 
 /// Writers' items queued to be written in groups, one leader at a time. See the module docs.
@@ -79,8 +102,10 @@ impl<Q, R> WriteQueue<Q, R> {
     /// more than a group's worth was queued before it: then it leads again), and `write` must
     /// return one result per item, in their order.
     ///
-    /// `write` must not panic: the group's writers would wait for good.
-    pub fn join(&self, item: Q, cost: usize, mut write: impl FnMut(Vec<Q>) -> Vec<R>) -> R {
+    /// Returns `None` when the leader's `write` returned no result for the item (fewer results
+    /// than items, or it panicked: then the panic goes on in the leader's thread, and its
+    /// group's other writers get `None`).
+    pub fn join(&self, item: Q, cost: usize, mut write: impl FnMut(Vec<Q>) -> Vec<R>) -> Option<R> {
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -98,17 +123,25 @@ impl<Q, R> WriteQueue<Q, R> {
             let (tickets, items): (Vec<u64>, Vec<Q>) =
                 state.waiting.drain(..n).map(|w| (w.ticket, w.item)).unzip();
             drop(state);
+            let mut leader = Leader { queue: self, tickets };
             let results = write(items);
-            debug_assert_eq!(results.len(), tickets.len(), "one result per item");
+            leader.post(results);
             state = self.lock();
-            state.leading = false;
-            state.items += tickets.len() as u64;
-            state.groups += 1;
-            for (t, r) in tickets.into_iter().zip(results) {
-                state.results.insert(t, r);
-            }
-            self.written.notify_all();
         }
+    }
+
+    /// Ends a leader's turn: posts `results` to `tickets` in order (`None` to those left
+    /// without one), gives up the leader's role and wakes every writer.
+    fn post(&self, tickets: Vec<u64>, results: Vec<R>) {
+        let mut state = self.lock();
+        state.leading = false;
+        state.items += tickets.len() as u64;
+        state.groups += 1;
+        let mut results = results.into_iter();
+        for t in tickets {
+            state.results.insert(t, results.next());
+        }
+        self.written.notify_all();
     }
 
     /// How many of the queue's first items make the next group: at least one.

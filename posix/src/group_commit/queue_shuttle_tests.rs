@@ -56,25 +56,31 @@ fn scenario(writers: usize, items: usize, max_items: usize, max_cost: usize, gro
             let (queue, written) = (queue.clone(), written.clone());
             thread::spawn(move || {
                 for i in 0..items {
-                    let (got, _group) = queue.join((t, i), cost((t, i)), |group| {
-                        {
+                    let (got, _group) = queue
+                        .join((t, i), cost((t, i)), |group| {
+                            {
+                                let mut w = written.lock().unwrap();
+                                assert!(!w.writing, "two leaders write at once");
+                                w.writing = true;
+                            }
+                            assert!(
+                                !group.is_empty() && group.len() <= max_items,
+                                "group of {}",
+                                group.len()
+                            );
+                            if group.len() > 1 {
+                                let total: usize = group.iter().map(|&item| cost(item)).sum();
+                                assert!(total <= max_cost, "a group costing {total} over {max_cost}");
+                            }
                             let mut w = written.lock().unwrap();
-                            assert!(!w.writing, "two leaders write at once");
-                            w.writing = true;
-                        }
-                        assert!(!group.is_empty() && group.len() <= max_items, "group of {}", group.len());
-                        if group.len() > 1 {
-                            let total: usize = group.iter().map(|&item| cost(item)).sum();
-                            assert!(total <= max_cost, "a group costing {total} over {max_cost}");
-                        }
-                        let mut w = written.lock().unwrap();
-                        w.writing = false;
-                        w.groups += 1;
-                        w.largest = w.largest.max(group.len());
-                        w.log.extend(group.iter().copied());
-                        let n = w.groups;
-                        group.into_iter().map(|item| (item, n)).collect()
-                    });
+                            w.writing = false;
+                            w.groups += 1;
+                            w.largest = w.largest.max(group.len());
+                            w.log.extend(group.iter().copied());
+                            let n = w.groups;
+                            group.into_iter().map(|item| (item, n)).collect()
+                        })
+                        .expect("a result for every item");
                     assert_eq!(got, (t, i), "a writer got another item's result");
                 }
             })
@@ -122,6 +128,42 @@ fn schedules_of_two_writers_of_two_writes_group_within_bounds() {
             assert!(grouped > 0, "no schedule formed a group ({max_items}, {max_cost})");
         }
     }
+}
+
+#[test]
+fn a_leader_that_posts_too_few_results_leaves_no_writer_waiting() {
+    // Each leader posts a result for every item but the last of its group: those writers get
+    // `None`, the others their own result, and every writer ends (a deadlock fails the test).
+    let check = |writers: usize| {
+        let queue: Arc<WriteQueue<Item, Item>> = Arc::new(WriteQueue::new(8, 8));
+        let threads: Vec<_> = (0..writers)
+            .map(|t| {
+                let queue = queue.clone();
+                thread::spawn(move || {
+                    (0..2)
+                        .map(|i| {
+                            queue.join((t, i), 1, |mut group| {
+                                group.pop();
+                                group
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut missing = 0;
+        for (t, handle) in threads.into_iter().enumerate() {
+            for (i, got) in handle.join().unwrap().into_iter().enumerate() {
+                match got {
+                    Some(item) => assert_eq!(item, (t, i), "another item's result"),
+                    None => missing += 1,
+                }
+            }
+        }
+        assert_eq!(missing as u64, queue.counts().1, "one item per group without a result");
+    };
+    shuttle::check_dfs(move || check(1), None);
+    shuttle::check_pct(move || check(3), 5_000, 3);
 }
 
 #[test]

@@ -54,7 +54,7 @@ impl Group {
         write: impl Fn(&[Queued]) -> Vec<Result<u64, Error>>,
     ) -> Result<u64, Error> {
         let queued = Queued { stream: stream.to_vec(), value: value.to_vec() };
-        self.queue.join(queued, value.len(), |batch| write(&batch))
+        self.queue.join(queued, value.len(), |batch| write(&batch)).unwrap_or(Err(Error::WriteAbandoned))
     }
 
     /// (appends, writes that carried them) since the start.
