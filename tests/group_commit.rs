@@ -14,6 +14,9 @@
 //!   answer, and the valid ones still share one sync.
 //! - A full database (`RefuseWrites`) refuses a group with a put in it: its delete is then
 //!   written alone and taken, its put refused, as each would have been alone.
+//! - A group whose leader panics in its sync: the leader's thread panics, the group's other
+//!   writer gets `Error::WriteAbandoned`, and later writes and syncs go on (neither the write
+//!   group nor the group commit waits for the panicked leader).
 //! - A failed sync fails every writer of its group, none gets `Ok`, the database is poisoned,
 //!   reads go on.
 
@@ -277,6 +280,56 @@ fn a_full_database_refuses_a_groups_put_alone_and_takes_its_delete() {
     assert_eq!(db.get(b"new").unwrap(), None);
     assert_eq!(db.get(format!("k{:06}", n - 1).as_bytes()).unwrap(), Some(vec![7u8; 1024]));
     db.set_wal_sync_hook(None);
+}
+
+/// A sync hook whose first sync reports its start on `started` and waits for a go (as [`gate`]),
+/// and whose later ones panic.
+fn gate_then_panic(db: &Db) -> (Receiver<()>, Sender<()>) {
+    let (started_tx, started) = channel();
+    let (go, go_rx) = channel::<()>();
+    let (started_tx, go_rx) = (Mutex::new(started_tx), Mutex::new(go_rx));
+    let syncs = std::sync::atomic::AtomicU32::new(0);
+    db.set_wal_sync_hook(Some(Arc::new(move || {
+        if syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            panic!("a sync hook that panics (on purpose)");
+        }
+        started_tx.lock().unwrap().send(()).unwrap();
+        go_rx.lock().unwrap().recv_timeout(STUCK).expect("the test never let the sync go");
+        Ok(())
+    })));
+    (started, go)
+}
+
+#[test]
+fn a_group_whose_leader_panics_answers_its_other_writers_and_later_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (started, go) = gate_then_panic(&db);
+    let first = hold_a_group(&db, &started, move |db| db.put(b"x", b"blocker"));
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let db = db.clone();
+            thread::spawn(move || db.put(format!("k{i}").as_bytes(), b"v"))
+        })
+        .collect();
+    wait_for_queued(&db, 2);
+    // The two form the next group; its leader's sync panics.
+    go.send(()).unwrap();
+    first.join().unwrap().unwrap();
+    let outcomes: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+    let panicked = outcomes.iter().filter(|o| o.is_err()).count();
+    let abandoned = outcomes.iter().filter(|o| matches!(o, Ok(Err(Error::WriteAbandoned)))).count();
+    assert_eq!((panicked, abandoned), (1, 1), "the leader panics, the other writer is answered");
+    // Neither the write group nor the group commit is left waiting for the panicked leader.
+    db.set_wal_sync_hook(None);
+    let d = db.clone();
+    finishes("a put after the panic", move || d.put(b"after", b"1")).unwrap();
+    let d = db.clone();
+    finishes("a sync after the panic", move || d.sync()).unwrap();
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.get(b"after").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"x").unwrap(), Some(b"blocker".to_vec()));
 }
 
 #[test]

@@ -112,9 +112,28 @@ const REPORT_POLL: Duration = Duration::from_millis(5);
 const MAX_GROUP_WRITES: usize = 1024;
 const MAX_GROUP_BYTES: usize = 1 << 20;
 
-/// What a write group's leader hands each of its writers: its write's result, and the ticket a
-/// sync must cover before it returns (`None`: no sync due).
-type Appended = Result<Option<u64>, Error>;
+/// What [`Db::append_with`] returns: the ticket a sync must cover before the write returns
+/// (`None`: no sync due), or why nothing of the write was logged.
+type Appended = Result<Option<u64>, NotWritten>;
+
+/// Why [`Db::append_with`] logged nothing (but for a refusal that poisoned the engine: a write
+/// that failed after its record).
+#[derive(Debug)]
+enum NotWritten {
+    /// The engine's answer to the write.
+    Refused(Error),
+    /// A background failure the call found before it wrote (when admitted, or while it waited
+    /// for a flush): the next call's to report had the call not come.
+    Background(Error),
+}
+
+impl From<NotWritten> for Error {
+    fn from(e: NotWritten) -> Self {
+        match e {
+            NotWritten::Refused(e) | NotWritten::Background(e) => e,
+        }
+    }
+}
 
 /// What [`Db::write_group_counts`] reports.
 #[doc(hidden)]
@@ -491,15 +510,15 @@ impl Db {
             .map(|a| match a {
                 Ok(Some(_)) => synced.as_ref().map_err(Error::duplicate).copied(),
                 Ok(None) => Ok(()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             })
             .collect()
     }
 
     /// Appends a write group's ops: as one write batch (one WAL record), or each alone when the
     /// group is one op, when the ops do not make one batch, or when the engine refused the
-    /// batch (an error from [`Db::append_with`] means nothing of it was logged) and is not
-    /// poisoned: then each gets the answer it gets alone. One result per op.
+    /// batch and is not poisoned (then nothing of it was logged: [`NotWritten`]): then each
+    /// gets the answer it gets alone. One result per op.
     fn append_group(&self, ops: &[Op<'static>]) -> Vec<Appended> {
         let alone = |op: &Op<'_>| self.append_with(|rows| op.forget(rows), |e| op.apply(e));
         if let [op] = ops {
@@ -512,18 +531,27 @@ impl Db {
                 |engine| {
                     // Under the engine's lock, after any wait of this leader's: a TTL counts from
                     // here, as a write alone counts it from the engine's call.
-                    if let (true, Some(now)) = (ttl, op::combine(ops)) {
-                        batch = now;
+                    if ttl {
+                        if let Some(now) = op::combine(ops) {
+                            batch = now;
+                        }
                     }
                     engine.write_batch(&batch)
                 },
             );
             match written {
                 Ok(ticket) => return ops.iter().map(|_| Ok(ticket)).collect(),
-                // The write failed and poisoned the engine: every op fails with it.
-                Err(e) if self.is_poisoned() => return ops.iter().map(|_| Err(e.duplicate())).collect(),
-                // Refused before its record: nothing was logged or applied.
-                Err(_) => {}
+                // A background failure found before the write, or a write that poisoned the
+                // engine: every op fails with it (none was written; alone, they would have
+                // found the same failure, or the poisoned engine).
+                Err(NotWritten::Background(e)) => {
+                    return ops.iter().map(|_| Err(NotWritten::Background(e.duplicate()))).collect()
+                }
+                Err(NotWritten::Refused(e)) if self.is_poisoned() => {
+                    return ops.iter().map(|_| Err(NotWritten::Refused(e.duplicate()))).collect()
+                }
+                // Refused before its record, the engine not poisoned: nothing was logged.
+                Err(NotWritten::Refused(_)) => {}
             }
         }
         ops.iter().map(alone).collect()
@@ -543,7 +571,7 @@ impl Db {
         mut write: impl FnMut(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Appended {
         {
-            let mut guard = self.admit()?;
+            let mut guard = self.admit().map_err(NotWritten::Background)?;
             let mut waiting: Option<Instant> = None;
             let written = loop {
                 let state = &mut *guard;
@@ -555,7 +583,7 @@ impl Db {
                 let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(_)) =
                     (&written, &mut state.background)
                 else {
-                    break written;
+                    break written.map_err(NotWritten::Refused);
                 };
                 waiting.get_or_insert_with(Instant::now);
                 // Wait for the flush with the lock let go. Each turn collects what the threads
@@ -581,10 +609,10 @@ impl Db {
                     }
                 };
                 if let Err(e) = collected {
-                    break Err(e);
+                    break Err(NotWritten::Background(e));
                 }
                 let state = &mut *guard;
-                let Some(bg) = &mut state.background else { break written };
+                let Some(bg) = &mut state.background else { break written.map_err(NotWritten::Refused) };
                 // Installed (or given up: then the next rotation flushes inline). The installed
                 // table may have brought the tables to the thresholds: the write is admitted
                 // again, as a new one would be.
@@ -594,7 +622,7 @@ impl Db {
                     bg.note_flush_wait(started.elapsed());
                 }
                 drop(guard);
-                guard = self.admit()?;
+                guard = self.admit().map_err(NotWritten::Background)?;
             };
             let state = &mut *guard;
             // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.

@@ -3,9 +3,11 @@
 //! one leader appends the writes queued together as one record, then runs the two steps below
 //! once for all of them, as "writer A" of the picture; see `queue.rs` for its protocol and
 //! rules, `crate::op` for how a group becomes one write batch). Writers that arrive meanwhile
-//! queue in the write group and are not appended yet: under `Always` the picture's B and C are
-//! the next two groups' leaders, each appending its group after the previous group's sync.
-//! The picture as drawn is the `EveryN` and `Periodic` writes', and `Db::sync`'s.
+//! queue in the write group and are not appended yet: under `Always` the picture's B and C,
+//! arriving during A's sync, form the next group once it ends: one of them appends both as
+//! one record and leads one sync for both. The picture as drawn is the `EveryN` and
+//! `Periodic` writes', and `Db::sync`'s. A leader whose sync panics ends it (a drop guard):
+//! nothing is counted durable and the next waiter leads a new one.
 //!
 //! A durable write ([`crate::Durability::Always`], or the write that makes an `EveryN` count
 //! due) goes through two steps:

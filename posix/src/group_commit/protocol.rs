@@ -22,6 +22,23 @@ struct State<E> {
     acknowledged: u64,
 }
 
+/// A leader's sync in progress: should `sync` panic, its drop ends the sync (nothing counted
+/// durable) and wakes the waiters, so that one of them leads the next; none waits for good.
+struct Syncing<'a, E> {
+    commit: &'a GroupCommit<E>,
+    ended: bool,
+}
+
+impl<E> Drop for Syncing<'_, E> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let mut state = self.commit.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.syncing = false;
+            self.commit.done.notify_all();
+        }
+    }
+}
+
 /// The group-commit hand-off between writers that appended records to one log (each holding a
 /// ticket: its record's place in the log, tickets increasing with the log's order) and wait
 /// for a sync to cover them. See the parent module for the protocol and its rules.
@@ -82,7 +99,9 @@ impl<E: Clone> GroupCommit<E> {
                 if let Some(sync) = sync.take() {
                     state.syncing = true;
                     drop(state);
+                    let mut leading = Syncing { commit: self, ended: false };
                     let synced = sync();
+                    leading.ended = true;
                     state = self.lock();
                     state.syncing = false;
                     state.syncs += 1;
