@@ -570,100 +570,99 @@ impl Db {
         mut forget: impl FnMut(&mut RowCache),
         mut write: impl FnMut(&mut Engine) -> Result<(), minivault_core::Error<std::io::Error>>,
     ) -> Appended {
-        {
-            let mut guard = self.admit().map_err(NotWritten::Background)?;
-            let mut waiting: Option<Instant> = None;
-            let written = loop {
-                let state = &mut *guard;
-                state.pins.release_unused(&mut state.engine);
-                if self.rows_enabled {
-                    forget(&mut self.rows());
-                }
-                let written = write(&mut state.engine).map_err(Error::from);
-                let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(_)) =
-                    (&written, &mut state.background)
-                else {
-                    break written.map_err(NotWritten::Refused);
-                };
-                waiting.get_or_insert_with(Instant::now);
-                // Wait for the flush with the lock let go. Each turn collects what the threads
-                // reported (the flush may be installed here, or meanwhile by the flush thread's
-                // nudge or a get), so a failure a nudge picked up ends this write with its own
-                // error rather than `Poisoned`.
-                let collected = loop {
-                    let state = &mut *guard;
-                    let collected = match &mut state.background {
-                        Some(bg) => bg.collect(&mut state.engine),
-                        None => break Ok(()),
-                    };
-                    self.forget_evicted(state);
-                    match &state.background {
-                        Some(bg) if collected.is_ok() && bg.flush_running() => {
-                            let reported = bg.reported();
-                            guard = reported
-                                .wait_timeout(guard, REPORT_POLL)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0;
-                        }
-                        _ => break collected,
-                    }
-                };
-                if let Err(e) = collected {
-                    break Err(NotWritten::Background(e));
-                }
-                let state = &mut *guard;
-                let Some(bg) = &mut state.background else { break written.map_err(NotWritten::Refused) };
-                // Installed (or given up: then the next rotation flushes inline). The installed
-                // table may have brought the tables to the thresholds: the write is admitted
-                // again, as a new one would be.
-                bg.schedule_flush(&mut state.engine);
-                // The wait for the flush ends here; a wait at the thresholds is counted apart.
-                if let Some(started) = waiting.take() {
-                    bg.note_flush_wait(started.elapsed());
-                }
-                drop(guard);
-                guard = self.admit().map_err(NotWritten::Background)?;
-            };
+        let mut guard = self.admit().map_err(NotWritten::Background)?;
+        let mut waiting: Option<Instant> = None;
+        let written = loop {
             let state = &mut *guard;
-            // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.
-            state.pins.after_change(&mut state.engine);
-            if let (Some(started), Some(bg)) = (waiting, &mut state.background) {
+            state.pins.release_unused(&mut state.engine);
+            if self.rows_enabled {
+                forget(&mut self.rows());
+            }
+            let written = write(&mut state.engine).map_err(Error::from);
+            let (Err(Error::Engine(minivault_core::Error::FlushPending)), Some(_)) =
+                (&written, &mut state.background)
+            else {
+                break written.map_err(NotWritten::Refused);
+            };
+            waiting.get_or_insert_with(Instant::now);
+            // Wait for the flush with the lock let go. Each turn collects what the threads
+            // reported (the flush may be installed here, or meanwhile by the flush thread's
+            // nudge or a get), so a failure a nudge picked up ends this write with its own
+            // error rather than `Poisoned`.
+            let collected = loop {
+                let state = &mut *guard;
+                let collected = match &mut state.background {
+                    Some(bg) => bg.collect(&mut state.engine),
+                    None => break Ok(()),
+                };
+                self.forget_evicted(state);
+                match &state.background {
+                    Some(bg) if collected.is_ok() && bg.flush_running() => {
+                        let reported = bg.reported();
+                        guard = reported
+                            .wait_timeout(guard, REPORT_POLL)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    _ => break collected,
+                }
+            };
+            if let Err(e) = collected {
+                break Err(NotWritten::Background(e));
+            }
+            let state = &mut *guard;
+            let Some(bg) = &mut state.background else { break written.map_err(NotWritten::Refused) };
+            // Installed (or given up: then the next rotation flushes inline). The installed
+            // table may have brought the tables to the thresholds: the write is admitted
+            // again, as a new one would be.
+            bg.schedule_flush(&mut state.engine);
+            // The wait for the flush ends here; a wait at the thresholds is counted apart.
+            if let Some(started) = waiting.take() {
                 bg.note_flush_wait(started.elapsed());
             }
-            let scheduled = match &mut state.background {
-                Some(bg) if written.is_ok() => bg.after_write(&mut state.engine),
-                _ => Ok(()),
-            };
-            // Also after a failed write: eviction may have run before it gave up (and an
-            // installed compaction may have evicted too).
-            self.forget_evicted(state);
-            written?;
-            state.appended += 1;
-            if let (Err(e), Some(bg)) = (scheduled, &mut state.background) {
-                // The write is logged and applied: it stands (and is synced as any other). The
-                // failure the threads reported is the next call's to return, as when a get or a
-                // nudge finds it; so an error from here means nothing of the write was logged.
-                bg.hold_error(e);
-            }
-            // Counted from the last sync asked for, not the last one finished: writes that
-            // arrive while a due sync runs are not due again (they would sync twice in a row).
-            let due = match self.options.durability {
-                Durability::Always => true,
-                Durability::EveryN(n) => {
-                    state.engine.wal_unsynced() >= n.max(1)
-                        && state.appended - state.sync_asked >= u64::from(n.max(1))
-                }
-                Durability::Periodic(every) => {
-                    state.last_sync.elapsed() >= every && state.sync_asked_at.elapsed() >= every
-                }
-                Durability::Manual => false,
-            };
-            if due {
-                state.sync_asked = state.appended;
-                state.sync_asked_at = Instant::now();
-            }
-            Ok(due.then_some(state.appended))
+            drop(guard);
+            guard = self.admit().map_err(NotWritten::Background)?;
+        };
+        let state = &mut *guard;
+        // A rotation froze the active MemTable: a snapshot of it reads a copy from now on.
+        state.pins.after_change(&mut state.engine);
+        if let (Some(started), Some(bg)) = (waiting, &mut state.background) {
+            bg.note_flush_wait(started.elapsed());
         }
+        let scheduled = match &mut state.background {
+            Some(bg) if written.is_ok() => bg.after_write(&mut state.engine),
+            _ => Ok(()),
+        };
+        // Also after a failed write: eviction may have run before it gave up (and an
+        // installed compaction may have evicted too).
+        self.forget_evicted(state);
+        written?;
+        state.appended += 1;
+        if let (Err(e), Some(bg)) = (scheduled, &mut state.background) {
+            // The write is logged and applied: it stands (and is synced as any other). The
+            // failure the threads reported is the next call's to return, as when a get or a
+            // nudge finds it; so an error from here means nothing of the write was logged, but
+            // for a refusal that poisoned the engine.
+            bg.hold_error(e);
+        }
+        // Counted from the last sync asked for, not the last one finished: writes that
+        // arrive while a due sync runs are not due again (they would sync twice in a row).
+        let due = match self.options.durability {
+            Durability::Always => true,
+            Durability::EveryN(n) => {
+                state.engine.wal_unsynced() >= n.max(1)
+                    && state.appended - state.sync_asked >= u64::from(n.max(1))
+            }
+            Durability::Periodic(every) => {
+                state.last_sync.elapsed() >= every && state.sync_asked_at.elapsed() >= every
+            }
+            Durability::Manual => false,
+        };
+        if due {
+            state.sync_asked = state.appended;
+            state.sync_asked_at = Instant::now();
+        }
+        Ok(due.then_some(state.appended))
     }
 
     /// The engine's lock for a write, once the background compactions let it in: installs what
