@@ -92,7 +92,7 @@ use minivault_core::MemGet;
 use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
 use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
-use crate::group_commit::{GroupCommit, WriteQueue};
+use crate::group_commit::{GroupCommit, WriteQueue, MAX_GROUP_BYTES, MAX_GROUP_ITEMS};
 use crate::lock::DirLock;
 use crate::op::{self, Op};
 use crate::pins::Pins;
@@ -106,11 +106,6 @@ use crate::{Durability, Error, Options, Snapshot, Stats, TableInfo, WriteBatch};
 /// How long a write held at [`Options::stop_tables`] waits for a worker's report before it
 /// looks again (a wake-up can be missed; see [`Background::reported`]).
 const REPORT_POLL: Duration = Duration::from_millis(5);
-
-/// Writes in one write group at most ([`Durability::Always`]; see [`crate::op`]), and bytes of
-/// their entries (a group holds at least one write; both also at most half a MemTable's).
-const MAX_GROUP_WRITES: usize = 1024;
-const MAX_GROUP_BYTES: usize = 1 << 20;
 
 /// What [`Db::append_with`] returns: the ticket a sync must cover before the write returns
 /// (`None`: no sync due), or why nothing of the write was logged.
@@ -425,7 +420,7 @@ impl Db {
         let pins = Pins::new()?;
         let group = (options.durability == Durability::Always && !read_only).then(|| {
             let stats = engine.stats();
-            let writes = MAX_GROUP_WRITES.min(stats.memtable_key_capacity / 2);
+            let writes = MAX_GROUP_ITEMS.min(stats.memtable_key_capacity / 2);
             WriteQueue::new(writes, MAX_GROUP_BYTES.min(stats.memtable_capacity_bytes / 2))
         });
         Ok(Db {

@@ -30,7 +30,6 @@ use crate::WriteBatch;
 const ITEM_LEN: usize = 4;
 
 /// One write call.
-#[derive(Clone)]
 pub(crate) enum Op<'a> {
     Put {
         key: Cow<'a, [u8]>,

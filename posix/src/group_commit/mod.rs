@@ -59,4 +59,4 @@ mod queue_shuttle_tests;
 mod shuttle_tests;
 
 pub use protocol::GroupCommit;
-pub use queue::WriteQueue;
+pub use queue::{WriteQueue, MAX_GROUP_BYTES, MAX_GROUP_ITEMS};

@@ -24,6 +24,12 @@ use std::sync::PoisonError;
 
 use super::sync::{Condvar, Mutex, MutexGuard};
 
+/// Items in one group at most, and their cost in bytes at most (a group holds at least one
+/// item): the bounds of the database's write group ([`crate::Db`], also at most half a
+/// MemTable's) and of the outbox's append group.
+pub const MAX_GROUP_ITEMS: usize = 1024;
+pub const MAX_GROUP_BYTES: usize = 1 << 20;
+
 /// A queued item, its ticket and its cost.
 struct Waiting<Q> {
     ticket: u64,

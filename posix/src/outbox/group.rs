@@ -5,18 +5,13 @@
 //!
 //! The protocol is the write group's ([`WriteQueue`], shared with [`crate::Db`]'s durable
 //! writes): an append queues its record; the first thread to find no leader leads, takes the
-//! queue (up to [`MAX_GROUP`] records and [`MAX_GROUP_BYTES`]), writes it as one batch and posts
+//! queue (up to [`MAX_GROUP_ITEMS`] records and [`MAX_GROUP_BYTES`] bytes), writes it as one batch and posts
 //! each record's result; the others wait for theirs (or lead the next group, of what was queued
 //! after the leader took its own). With one appending thread the group holds its one record,
 //! written as a plain put.
 
-use crate::group_commit::WriteQueue;
+use crate::group_commit::{WriteQueue, MAX_GROUP_BYTES, MAX_GROUP_ITEMS};
 use crate::Error;
-
-/// Records in one group at most.
-pub const MAX_GROUP: usize = 1024;
-/// Bytes of records in one group at most (a group holds at least one record).
-pub const MAX_GROUP_BYTES: usize = 1 << 20;
 
 /// A queued append.
 #[derive(Debug)]
@@ -40,7 +35,7 @@ impl std::fmt::Debug for Group {
 
 impl Default for Group {
     fn default() -> Self {
-        Group { queue: WriteQueue::new(MAX_GROUP, MAX_GROUP_BYTES) }
+        Group { queue: WriteQueue::new(MAX_GROUP_ITEMS, MAX_GROUP_BYTES) }
     }
 }
 
