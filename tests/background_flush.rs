@@ -58,6 +58,16 @@ impl Gate {
     }
 }
 
+/// Opens the gate when dropped, also when an assertion fails, so that the handle's drop (which
+/// finishes the running flush) does not wait at it forever.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Key `i`: scattered, so that the tables overlap and the policy merges them.
 fn key(i: u32) -> Vec<u8> {
     format!("k{:08x}", common::scattered(i)).into_bytes()
@@ -196,6 +206,49 @@ fn a_put_that_waited_for_a_flush_is_held_at_stop_tables_when_that_flush_reaches_
     for j in 0..end {
         assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)));
     }
+}
+
+#[test]
+fn a_merge_in_progress_pauses_while_the_flush_thread_writes_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    // The worker holds its merge before its first step; each round adds a table until the
+    // policy hands it one, and the merge has created its output.
+    db.pause_background(true);
+    let mut i = 0;
+    while db.stats().compactions_running == 0 {
+        for _ in 0..100 {
+            db.put(&key(i), &value(i)).unwrap();
+            i += 1;
+        }
+        db.flush().unwrap();
+        assert!(db.stats().tables < 64, "no compaction was planned: {:?}", db.stats());
+    }
+    let started = Instant::now();
+    while common::files_with_ext(dir.path(), "tmp").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the worker never started its merge");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // A flush held in progress, then the merge let go: it waits for the flush, at most
+    // FLUSH_GIVE_WAY, before its next step.
+    let gate = Arc::new(Gate::default());
+    let _open_at_the_end = OpenOnDrop(Arc::clone(&gate));
+    db.set_flush_hook(Some(gate.hook()));
+    put_until_rotation(&db, i);
+    gate.wait_entered();
+    assert_eq!(db.background_stats().merges_gave_way, Duration::ZERO);
+    db.pause_background(false);
+    let started = Instant::now();
+    while db.background_stats().merges_gave_way.is_zero() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the merge never paused for the flush");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let stats = db.background_stats();
+    assert!(stats.merges_gave_way >= minivault::FLUSH_GIVE_WAY, "{stats:?}");
+    assert_eq!(stats.flushes, 0, "the flush is still held: the merge went on at the cap");
+    gate.release();
+    db.flush().unwrap();
+    db.close().unwrap();
 }
 
 #[test]

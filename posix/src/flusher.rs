@@ -22,6 +22,10 @@
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
+//! While the thread writes a table, the compaction workers pause between their steps (at most
+//! [`crate::FLUSH_GIVE_WAY`] for one flush; [`FlushActivity`]): a writer that
+//! fills the next MemTable waits for this flush, never for a merge.
+//!
 //! The frozen MemTable stays in the engine and answers gets and scans until the install, which
 //! the thread asks for itself when the engine's lock is free (a database no longer written
 //! still installs its last flush; a held lock's get, or the next write, installs it otherwise). While
@@ -48,9 +52,11 @@
 //! (`minivault_core::flush`, *Crash safety*).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
@@ -71,6 +77,54 @@ pub type FlushHook = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 const FLUSH_CACHE_BYTES: usize = 64 << 10;
 
 type CoreError = minivault_core::Error<io::Error>;
+
+/// Whether the flush thread is writing a table: the compaction workers give way to it between
+/// their steps (`crate::background`), so that a flush, which a writer may be waiting for, does
+/// not share the disk and the two cores with two merges. A count raised when a flush starts and
+/// again when it ends (odd while one runs), so that a worker can tell one flush from the next;
+/// and the time the workers spent waiting ([`crate::BackgroundStats::merges_gave_way`]).
+#[derive(Clone, Default)]
+pub(crate) struct FlushActivity(Arc<Activity>);
+
+#[derive(Default)]
+struct Activity {
+    flushes: AtomicU64,
+    waited_micros: AtomicU64,
+}
+
+impl FlushActivity {
+    /// The flush running now (its number), if any.
+    pub(crate) fn running(&self) -> Option<u64> {
+        let count = self.0.flushes.load(Ordering::Acquire);
+        (count % 2 == 1).then_some(count)
+    }
+
+    /// Marks a flush running until the guard drops (also when the flush panics).
+    pub(crate) fn begin(&self) -> Flushing<'_> {
+        self.0.flushes.fetch_add(1, Ordering::AcqRel);
+        Flushing(self)
+    }
+
+    /// Adds to the time the workers waited for flushes.
+    pub(crate) fn note_wait(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.0.waited_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The time the workers waited for flushes, all of them together.
+    pub(crate) fn waited(&self) -> Duration {
+        Duration::from_micros(self.0.waited_micros.load(Ordering::Relaxed))
+    }
+}
+
+/// A flush running: [`FlushActivity::begin`].
+pub(crate) struct Flushing<'a>(&'a FlushActivity);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0 .0.flushes.fetch_add(1, Ordering::AcqRel);
+    }
+}
 
 struct Job {
     plan: FlushPlan,
@@ -107,11 +161,13 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// Starts the flush thread on a second handle of `engine`'s storage, with a flush copy of
-    /// `buffer_len` bytes (a MemTable buffer's length); it raises `signal` after each report.
+    /// `buffer_len` bytes (a MemTable buffer's length); it raises `signal` after each report and
+    /// marks its flushes in `activity`.
     pub(crate) fn start(
         engine: &mut Engine,
         buffer_len: usize,
         signal: Signal,
+        activity: FlushActivity,
         publish: bool,
     ) -> io::Result<Flusher> {
         let storage = engine.storage().second_handle(FLUSH_CACHE_BYTES)?;
@@ -119,7 +175,7 @@ impl Flusher {
         let (report_tx, reports) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("minivault-flush".into())
-            .spawn(move || work(storage, job_rx, report_tx, &signal, publish))?;
+            .spawn(move || work(storage, job_rx, report_tx, &signal, &activity, publish))?;
         Ok(Flusher {
             publish,
             jobs: Some(jobs),
@@ -255,9 +311,11 @@ fn work(
     jobs: Receiver<Job>,
     reports: Sender<Report>,
     signal: &Signal,
+    activity: &FlushActivity,
     publish: bool,
 ) {
     while let Ok(Job { plan, mut mem, hook }) = jobs.recv() {
+        let flushing = activity.begin();
         // Pages of files removed since may share inode numbers with new tables.
         storage.clear_cache();
         let result = match hook.map(|hook| hook()) {
@@ -281,6 +339,7 @@ fn work(
         }
         // The table is live; the engine reopens it through its own handle.
         let result = result.map(|table| table.map(|(_file, footer)| footer));
+        drop(flushing);
         let report = Report { plan, result, buffer: mem.into_buffer() };
         if !signal.report(&reports, report) {
             break;

@@ -72,7 +72,7 @@ use minivault_core::compaction::{Compacted, Execution, Input, Plan};
 use minivault_core::version::TableState;
 
 use crate::engine::Engine;
-use crate::flusher::{FlushHook, Flusher};
+use crate::flusher::{FlushActivity, FlushHook, Flusher};
 use crate::storage::{PosixFile, PosixStorage, Reaper, Settler};
 use crate::{Error, Options};
 
@@ -82,6 +82,12 @@ pub const SLOWDOWN: Duration = Duration::from_millis(1);
 /// Records a worker merges between two looks at the stop flag: about a millisecond of work, so
 /// that `close` gives a merge up promptly.
 pub const STEP_RECORDS: u32 = 4096;
+
+/// How long a merge waits, at most, for one flush to end before its next step (it looks every
+/// millisecond): a flush is one MemTable, written in a few milliseconds when it has the disk, and
+/// a writer that filled the next MemTable meanwhile waits for it, while a merge only delays the
+/// next slowdown. The cap keeps a flush that hangs (a failing disk) from stopping the merges.
+pub const FLUSH_GIVE_WAY: Duration = Duration::from_millis(100);
 
 mod signal;
 
@@ -182,6 +188,9 @@ pub struct BackgroundStats {
     pub longest_stop: Duration,
     /// The longest single wait of a write for a flush.
     pub longest_flush_wait: Duration,
+    /// Time the compaction workers paused their merges while the flush thread wrote a table,
+    /// all workers together ([`FLUSH_GIVE_WAY`]).
+    pub merges_gave_way: Duration,
     /// Files the installs made obsolete whose unlink by the storage's reaper failed (already
     /// gone, or not removable): left in the directory for the next open to remove. Always 0
     /// without the reaper (under `max_bytes`), where the install unlinks them itself and a
@@ -220,6 +229,8 @@ pub(crate) struct Background {
     stop: Arc<AtomicBool>,
     /// Set by tests ([`Background::pause`]): workers wait between steps.
     paused: Arc<AtomicBool>,
+    /// The flush thread's flushes, which the workers give way to.
+    flushing: FlushActivity,
     scratch_len: usize,
     slowdown_tables: usize,
     stop_tables: usize,
@@ -259,14 +270,19 @@ impl Background {
         let stop = Arc::new(AtomicBool::new(false));
         let signal = Signal::new();
         let paused = Arc::new(AtomicBool::new(false));
+        let flushing = FlushActivity::default();
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
             // It reads its input tables from start to end through read-ahead windows.
             let storage = engine.storage().second_handle(WORKER_CACHE_BYTES)?.with_read_ahead();
             let (jobs, job_rx) = mpsc::channel();
             let (tx, notify) = (report_tx.clone(), signal.clone());
-            let flags =
-                Flags { stop: Arc::clone(&stop), paused: Arc::clone(&paused), publish: publish_outputs };
+            let flags = Flags {
+                stop: Arc::clone(&stop),
+                paused: Arc::clone(&paused),
+                flushing: flushing.clone(),
+                publish: publish_outputs,
+            };
             let thread =
                 thread::Builder::new().name(format!("minivault-compaction-{index}")).spawn(move || {
                     lower_priority(nice);
@@ -274,7 +290,7 @@ impl Background {
                 })?;
             workers.push(Worker { jobs: Some(jobs), thread: Some(thread), busy: None });
         }
-        let flusher = Flusher::start(engine, scratch_len, signal.clone(), off_lock)?;
+        let flusher = Flusher::start(engine, scratch_len, signal.clone(), flushing.clone(), off_lock)?;
         let reaper = if off_lock { Some(Reaper::start(engine.storage().dir_handle()?)?) } else { None };
         engine.storage().set_removals(reaper.as_ref().and_then(Reaper::queue));
         Ok(Background {
@@ -287,6 +303,7 @@ impl Background {
             installs_held: false,
             stop,
             paused,
+            flushing,
             scratch_len,
             slowdown_tables,
             stop_tables,
@@ -313,6 +330,7 @@ impl Background {
         BackgroundStats {
             flushes: self.flusher.installed,
             failed_unlinks: self.reaper.as_ref().map_or(0, Reaper::failed_unlinks),
+            merges_gave_way: self.flushing.waited(),
             ..self.stats
         }
     }
@@ -596,6 +614,8 @@ struct Flags {
     stop: Arc<AtomicBool>,
     /// Wait before the next step: [`Background::pause`].
     paused: Arc<AtomicBool>,
+    /// The flush thread's flushes, which a merge gives way to ([`FLUSH_GIVE_WAY`]).
+    flushing: FlushActivity,
     /// Make the output live (rename over `<id>.sst`, directory sync) before reporting it, so
     /// that the install under the engine's lock has only the table set to change: not under
     /// `max_bytes`, where a file must appear only when the engine counts it, nor with
@@ -620,6 +640,24 @@ fn lower_priority(by: u8) {
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = by;
+}
+
+/// Waits while the flush thread writes a table, at most [`FLUSH_GIVE_WAY`] for each flush
+/// (`given_way_to`: the flush this merge last waited for, which it does not wait for again).
+fn give_way_to_flush(flags: &Flags, given_way_to: &mut Option<u64>) {
+    let Some(flush) = flags.flushing.running() else { return };
+    if *given_way_to == Some(flush) {
+        return;
+    }
+    *given_way_to = Some(flush);
+    let started = std::time::Instant::now();
+    while flags.flushing.running() == Some(flush)
+        && !flags.stop.load(Ordering::Relaxed)
+        && started.elapsed() < FLUSH_GIVE_WAY
+    {
+        thread::sleep(Duration::from_millis(1));
+    }
+    flags.flushing.note_wait(started.elapsed());
 }
 
 fn work(
@@ -657,10 +695,13 @@ fn run(
         Ok(exec) => exec,
         Err(e) => return done(Err(e)),
     };
+    // The last flush this merge gave way to.
+    let mut flush_given_way_to = None;
     loop {
         while flags.paused.load(Ordering::Relaxed) && !flags.stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(1));
         }
+        give_way_to_flush(flags, &mut flush_given_way_to);
         if flags.stop.load(Ordering::Relaxed) {
             let _ = exec.abandon(storage);
             return Report::Abandoned { worker, plan };
@@ -696,5 +737,82 @@ fn run(
             let _ = minivault_core::Storage::remove(storage, &plan.temp_name());
             done(Err(e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::{give_way_to_flush, Flags, FLUSH_GIVE_WAY};
+    use crate::flusher::FlushActivity;
+
+    fn flags(flushing: &FlushActivity) -> Flags {
+        Flags {
+            stop: Arc::new(AtomicBool::new(false)),
+            paused: Arc::new(AtomicBool::new(false)),
+            flushing: flushing.clone(),
+            publish: false,
+        }
+    }
+
+    #[test]
+    fn a_merge_waits_while_a_flush_runs_and_goes_on_when_it_ends() {
+        let activity = FlushActivity::default();
+        let flags = flags(&activity);
+        let flushing = activity.begin();
+        let merge = thread::spawn(move || {
+            let started = Instant::now();
+            give_way_to_flush(&flags, &mut None);
+            (started.elapsed(), flags.flushing.running())
+        });
+        thread::sleep(Duration::from_millis(30));
+        drop(flushing);
+        let (waited, running_after) = merge.join().expect("the merge thread panicked");
+        assert!(waited >= Duration::from_millis(30), "went on after {waited:?}, the flush still running");
+        assert_eq!(running_after, None, "went on before the flush ended ({waited:?})");
+        assert!(activity.waited() >= Duration::from_millis(30), "counted {:?}", activity.waited());
+    }
+
+    #[test]
+    fn a_merge_waits_for_one_flush_at_most_the_cap_and_not_twice() {
+        let activity = FlushActivity::default();
+        let flags = flags(&activity);
+        let _hung = activity.begin();
+        let mut given_way_to = None;
+        let started = Instant::now();
+        give_way_to_flush(&flags, &mut given_way_to);
+        let waited = started.elapsed();
+        assert!(waited >= FLUSH_GIVE_WAY, "gave up after {waited:?}");
+        assert_eq!(given_way_to, activity.running());
+        let started = Instant::now();
+        give_way_to_flush(&flags, &mut given_way_to);
+        assert!(
+            started.elapsed() < FLUSH_GIVE_WAY / 2,
+            "waited again for the same flush: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_merge_does_not_wait_with_no_flush_running_or_when_stopped() {
+        let activity = FlushActivity::default();
+        let flags = flags(&activity);
+        let mut given_way_to = None;
+        let started = Instant::now();
+        give_way_to_flush(&flags, &mut given_way_to);
+        assert_eq!(given_way_to, None);
+        drop(activity.begin());
+        give_way_to_flush(&flags, &mut given_way_to);
+        assert_eq!(given_way_to, None, "waited for a flush that had ended");
+        flags.stop.store(true, Ordering::Relaxed);
+        let _running = activity.begin();
+        give_way_to_flush(&flags, &mut given_way_to);
+        assert!(started.elapsed() < FLUSH_GIVE_WAY / 2, "waited {:?}", started.elapsed());
     }
 }
