@@ -207,7 +207,8 @@ fn measure(
 
 /// What held MiniVaultDB's writes back during a workload (the waits that make its slowest puts):
 /// writes held at `stop_tables` and writes that waited for a flush, with their total and
-/// longest waits (the longest since the database was opened).
+/// longest waits (the longest since the database was opened), the writes slowed 1 ms, and the
+/// time the merges paused for flushes.
 fn stall_note(b0: &minivault::BackgroundStats, b1: &minivault::BackgroundStats) -> String {
     let mut parts = vec![];
     let mut waits = |what: &str, count: u64, time: std::time::Duration, longest: std::time::Duration| {

@@ -22,9 +22,11 @@
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
-//! While the thread writes a table, the compaction workers pause between their steps (at most
-//! [`crate::FLUSH_GIVE_WAY`] for one flush; [`FlushActivity`]): a writer that
-//! fills the next MemTable waits for this flush, never for a merge.
+//! While the thread writes a table, the compaction workers start no new step of their merges
+//! (at most [`crate::FLUSH_GIVE_WAY`] for one flush, and not while writes are held at
+//! `stop_tables`; [`FlushActivity`]): a writer that fills the next MemTable waits for this
+//! flush, which should not wait behind the merges' writes. The inline flushes (`Db::flush`'s,
+//! and those after the thread died) are not marked.
 //!
 //! The frozen MemTable stays in the engine and answers gets and scans until the install, which
 //! the thread asks for itself when the engine's lock is free (a database no longer written
@@ -108,7 +110,10 @@ impl FlushActivity {
     /// Adds to the time the workers waited for flushes.
     pub(crate) fn note_wait(&self, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        self.0.waited_micros.fetch_add(micros, Ordering::Relaxed);
+        let _ = self
+            .0
+            .waited_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| Some(total.saturating_add(micros)));
     }
 
     /// The time the workers waited for flushes, all of them together.

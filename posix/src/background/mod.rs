@@ -83,10 +83,12 @@ pub const SLOWDOWN: Duration = Duration::from_millis(1);
 /// that `close` gives a merge up promptly.
 pub const STEP_RECORDS: u32 = 4096;
 
-/// How long a merge waits, at most, for one flush to end before its next step (it looks every
-/// millisecond): a flush is one MemTable, written in a few milliseconds when it has the disk, and
-/// a writer that filled the next MemTable meanwhile waits for it, while a merge only delays the
-/// next slowdown. The cap keeps a flush that hangs (a failing disk) from stopping the merges.
+/// How long a compaction worker waits, at most, for one flush to end before the next step of
+/// its merge, or the output's sync (it looks every millisecond): a flush is one MemTable,
+/// written in a few milliseconds when it has the disk, and a writer that filled the next
+/// MemTable meanwhile waits for it, while a merge only brings the next slowdown nearer. Not while
+/// the backlog is at `stop_tables` (writes then wait for the merges). The cap keeps a flush that
+/// hangs (a failing disk) from stopping the merges.
 pub const FLUSH_GIVE_WAY: Duration = Duration::from_millis(100);
 
 mod signal;
@@ -189,7 +191,7 @@ pub struct BackgroundStats {
     /// The longest single wait of a write for a flush.
     pub longest_flush_wait: Duration,
     /// Time the compaction workers paused their merges while the flush thread wrote a table,
-    /// all workers together ([`FLUSH_GIVE_WAY`]).
+    /// all workers together ([`FLUSH_GIVE_WAY`]); a pause is counted when it ends.
     pub merges_gave_way: Duration,
     /// Files the installs made obsolete whose unlink by the storage's reaper failed (already
     /// gone, or not removable): left in the directory for the next open to remove. Always 0
@@ -231,6 +233,8 @@ pub(crate) struct Background {
     paused: Arc<AtomicBool>,
     /// The flush thread's flushes, which the workers give way to.
     flushing: FlushActivity,
+    /// Set while the backlog is at `stop_tables` ([`Flags`]).
+    at_stop: Arc<AtomicBool>,
     scratch_len: usize,
     slowdown_tables: usize,
     stop_tables: usize,
@@ -271,6 +275,7 @@ impl Background {
         let signal = Signal::new();
         let paused = Arc::new(AtomicBool::new(false));
         let flushing = FlushActivity::default();
+        let at_stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
             // It reads its input tables from start to end through read-ahead windows.
@@ -281,6 +286,7 @@ impl Background {
                 stop: Arc::clone(&stop),
                 paused: Arc::clone(&paused),
                 flushing: flushing.clone(),
+                at_stop: Arc::clone(&at_stop),
                 publish: publish_outputs,
             };
             let thread =
@@ -304,6 +310,7 @@ impl Background {
             stop,
             paused,
             flushing,
+            at_stop,
             scratch_len,
             slowdown_tables,
             stop_tables,
@@ -366,6 +373,7 @@ impl Background {
     /// slowdown.
     pub(crate) fn pressure(&self, engine: &Engine) -> Pressure {
         let backlog = engine.compaction_backlog();
+        self.at_stop.store(backlog >= self.stop_tables, Ordering::Relaxed);
         if backlog >= self.stop_tables {
             Pressure::Stop
         } else if backlog >= self.slowdown_tables {
@@ -609,6 +617,7 @@ impl Background {
 }
 
 /// What a worker looks at between steps.
+#[derive(Clone)]
 struct Flags {
     /// Give the merge up and exit: set by [`Background::shut_down`].
     stop: Arc<AtomicBool>,
@@ -616,6 +625,9 @@ struct Flags {
     paused: Arc<AtomicBool>,
     /// The flush thread's flushes, which a merge gives way to ([`FLUSH_GIVE_WAY`]).
     flushing: FlushActivity,
+    /// The compaction backlog was at `stop_tables` when a write last looked
+    /// ([`Background::pressure`]): writes wait for the merges, which then give way to nothing.
+    at_stop: Arc<AtomicBool>,
     /// Make the output live (rename over `<id>.sst`, directory sync) before reporting it, so
     /// that the install under the engine's lock has only the table set to change: not under
     /// `max_bytes`, where a file must appear only when the engine counts it, nor with
@@ -643,16 +655,19 @@ fn lower_priority(by: u8) {
 }
 
 /// Waits while the flush thread writes a table, at most [`FLUSH_GIVE_WAY`] for each flush
-/// (`given_way_to`: the flush this merge last waited for, which it does not wait for again).
+/// (`given_way_to`: the flush this worker last waited for, which it does not wait for again, in
+/// this merge or the next). Not while the backlog is at `stop_tables`: writes are then waiting
+/// for the merges themselves.
 fn give_way_to_flush(flags: &Flags, given_way_to: &mut Option<u64>) {
     let Some(flush) = flags.flushing.running() else { return };
-    if *given_way_to == Some(flush) {
+    if *given_way_to == Some(flush) || flags.at_stop.load(Ordering::Relaxed) {
         return;
     }
     *given_way_to = Some(flush);
     let started = std::time::Instant::now();
     while flags.flushing.running() == Some(flush)
         && !flags.stop.load(Ordering::Relaxed)
+        && !flags.at_stop.load(Ordering::Relaxed)
         && started.elapsed() < FLUSH_GIVE_WAY
     {
         thread::sleep(Duration::from_millis(1));
@@ -670,11 +685,13 @@ fn work(
     scratch_len: usize,
 ) {
     let mut scratch = vec![0u8; scratch_len];
+    // The last flush this worker gave way to.
+    let mut given_way_to = None;
     while let Ok(Job { plan, inputs }) = jobs.recv() {
         // Pages of inputs merged before may belong to files removed since, whose inode
         // numbers new tables can take.
         storage.clear_cache();
-        let report = run(worker, &mut storage, plan, &inputs, &mut scratch, flags);
+        let report = run(worker, &mut storage, plan, &inputs, &mut scratch, flags, &mut given_way_to);
         if !signal.report(&reports, report) {
             break;
         }
@@ -689,19 +706,18 @@ fn run(
     inputs: &[Input],
     scratch: &mut [u8],
     flags: &Flags,
+    given_way_to: &mut Option<u64>,
 ) -> Report {
     let done = |result| Report::Done { worker, plan, result: Box::new(result) };
     let mut exec = match Execution::start(storage, plan, inputs, scratch) {
         Ok(exec) => exec,
         Err(e) => return done(Err(e)),
     };
-    // The last flush this merge gave way to.
-    let mut flush_given_way_to = None;
     loop {
         while flags.paused.load(Ordering::Relaxed) && !flags.stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(1));
         }
-        give_way_to_flush(flags, &mut flush_given_way_to);
+        give_way_to_flush(flags, given_way_to);
         if flags.stop.load(Ordering::Relaxed) {
             let _ = exec.abandon(storage);
             return Report::Abandoned { worker, plan };
@@ -715,6 +731,8 @@ fn run(
             }
         }
     }
+    // The output's sync, and its rename and directory sync, wait for a flush too.
+    give_way_to_flush(flags, given_way_to);
     match exec.finish(storage) {
         Ok(Ok(compacted)) if flags.publish => {
             // Crash-safe from here on as after the install's rename: the output's lineage
@@ -745,20 +763,40 @@ mod tests {
     #![allow(clippy::expect_used)]
 
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
     use std::thread;
     use std::time::{Duration, Instant};
 
     use super::{give_way_to_flush, Flags, FLUSH_GIVE_WAY};
     use crate::flusher::FlushActivity;
 
+    /// Longer than any wait the rules allow: a wait past it is a failure, not a hang.
+    const STUCK: Duration = Duration::from_secs(10);
+
     fn flags(flushing: &FlushActivity) -> Flags {
         Flags {
             stop: Arc::new(AtomicBool::new(false)),
             paused: Arc::new(AtomicBool::new(false)),
             flushing: flushing.clone(),
+            at_stop: Arc::new(AtomicBool::new(false)),
             publish: false,
         }
+    }
+
+    /// `give_way_to_flush` on a thread of its own: how long it took and what it left in
+    /// `given_way_to`; fails the test if it takes longer than [`STUCK`].
+    fn timed_give_way(flags: &Flags, given_way_to: &mut Option<u64>) -> Duration {
+        let (tx, rx) = mpsc::channel();
+        let (flags, mut given) = (flags.clone(), *given_way_to);
+        // Not a scoped thread: a test that fails here does not wait for it.
+        thread::spawn(move || {
+            let started = Instant::now();
+            give_way_to_flush(&flags, &mut given);
+            let _ = tx.send((started.elapsed(), given));
+        });
+        let (waited, given) = rx.recv_timeout(STUCK).expect("the merge waited without end");
+        *given_way_to = given;
+        waited
     }
 
     #[test]
@@ -766,16 +804,28 @@ mod tests {
         let activity = FlushActivity::default();
         let flags = flags(&activity);
         let flushing = activity.begin();
-        let merge = thread::spawn(move || {
-            let started = Instant::now();
-            give_way_to_flush(&flags, &mut None);
-            (started.elapsed(), flags.flushing.running())
+        let running = activity.running();
+        let started = Instant::now();
+        let (waited, ended) = thread::scope(|scope| {
+            // The flush ends at least 30 ms after `started`.
+            let ender = scope.spawn(move || {
+                thread::sleep(Duration::from_millis(30));
+                let ended = Instant::now();
+                drop(flushing);
+                ended
+            });
+            let mut given_way_to = None;
+            give_way_to_flush(&flags, &mut given_way_to);
+            assert_eq!(given_way_to, running, "it gave way to the flush running");
+            (started.elapsed(), ender.join().expect("the flush's thread panicked"))
         });
-        thread::sleep(Duration::from_millis(30));
-        drop(flushing);
-        let (waited, running_after) = merge.join().expect("the merge thread panicked");
         assert!(waited >= Duration::from_millis(30), "went on after {waited:?}, the flush still running");
-        assert_eq!(running_after, None, "went on before the flush ended ({waited:?})");
+        // Went on once the flush ended, or at the cap (a loaded machine may run the ending
+        // thread late), never before both.
+        assert!(
+            started + waited >= ended || waited >= FLUSH_GIVE_WAY,
+            "went on at {waited:?}, before the flush ended"
+        );
         assert!(activity.waited() >= Duration::from_millis(30), "counted {:?}", activity.waited());
     }
 
@@ -785,34 +835,30 @@ mod tests {
         let flags = flags(&activity);
         let _hung = activity.begin();
         let mut given_way_to = None;
-        let started = Instant::now();
-        give_way_to_flush(&flags, &mut given_way_to);
-        let waited = started.elapsed();
+        let waited = timed_give_way(&flags, &mut given_way_to);
         assert!(waited >= FLUSH_GIVE_WAY, "gave up after {waited:?}");
         assert_eq!(given_way_to, activity.running());
-        let started = Instant::now();
-        give_way_to_flush(&flags, &mut given_way_to);
-        assert!(
-            started.elapsed() < FLUSH_GIVE_WAY / 2,
-            "waited again for the same flush: {:?}",
-            started.elapsed()
-        );
+        let again = timed_give_way(&flags, &mut given_way_to);
+        assert!(again < FLUSH_GIVE_WAY / 2, "waited again for the same flush: {again:?}");
     }
 
     #[test]
-    fn a_merge_does_not_wait_with_no_flush_running_or_when_stopped() {
+    fn a_merge_does_not_wait_with_no_flush_running_nor_at_stop_tables_nor_when_stopped() {
         let activity = FlushActivity::default();
         let flags = flags(&activity);
         let mut given_way_to = None;
-        let started = Instant::now();
-        give_way_to_flush(&flags, &mut given_way_to);
-        assert_eq!(given_way_to, None);
+        timed_give_way(&flags, &mut given_way_to);
+        assert_eq!(given_way_to, None, "no flush ran");
         drop(activity.begin());
-        give_way_to_flush(&flags, &mut given_way_to);
+        timed_give_way(&flags, &mut given_way_to);
         assert_eq!(given_way_to, None, "waited for a flush that had ended");
-        flags.stop.store(true, Ordering::Relaxed);
         let _running = activity.begin();
-        give_way_to_flush(&flags, &mut given_way_to);
-        assert!(started.elapsed() < FLUSH_GIVE_WAY / 2, "waited {:?}", started.elapsed());
+        flags.at_stop.store(true, Ordering::Relaxed);
+        let waited = timed_give_way(&flags, &mut given_way_to);
+        assert!(waited < FLUSH_GIVE_WAY / 2, "waited {waited:?} with writes held at stop_tables");
+        flags.at_stop.store(false, Ordering::Relaxed);
+        flags.stop.store(true, Ordering::Relaxed);
+        let waited = timed_give_way(&flags, &mut given_way_to);
+        assert!(waited < FLUSH_GIVE_WAY / 2, "waited {waited:?} when stopped");
     }
 }
