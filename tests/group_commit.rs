@@ -264,6 +264,7 @@ fn a_full_database_refuses_a_groups_put_alone_and_takes_its_delete() {
         }
         assert!(n < 100_000, "the cap never refused a write");
     }
+    assert_eq!(db.stats().full_refusals, 1);
     let (started, go) = gate(&db);
     let first = hold_a_group(&db, &started, move |db| db.delete(b"k000001"));
     // Together the engine refuses them (the group adds a value); alone the delete is taken.
@@ -276,6 +277,8 @@ fn a_full_database_refuses_a_groups_put_alone_and_takes_its_delete() {
     assert!(matches!(results[0], Err(Error::Engine(EngineError::Full))), "{results:?}");
     assert!(results[1].is_ok(), "the delete, alone, is taken: {results:?}");
     assert!(!db.is_poisoned());
+    // The put was refused once, though the engine refused the group before refusing it alone.
+    assert_eq!(db.stats().full_refusals, 2);
     assert_eq!(db.get(b"k000000").unwrap(), None);
     assert_eq!(db.get(b"new").unwrap(), None);
     assert_eq!(db.get(format!("k{:06}", n - 1).as_bytes()).unwrap(), Some(vec![7u8; 1024]));

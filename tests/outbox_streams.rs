@@ -280,3 +280,36 @@ fn the_applications_own_reads_do_not_wait_for_an_appends_sync() {
     assert_eq!(appender.join().unwrap(), 1);
     outbox.db().set_wal_sync_hook(None);
 }
+
+#[test]
+fn an_append_that_panics_after_its_record_was_logged_leaves_its_seq_taken() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let options = Options { durability: Durability::Always, ..Options::default() };
+    let outbox = Outbox::open(tmp.path(), options).unwrap();
+    assert_eq!(outbox.append(b"s", b"one").unwrap(), 1);
+    // The next WAL sync panics: the append's record is logged and in the MemTable, and the
+    // panic goes up through the outbox while it holds its sequence counters.
+    let armed = Arc::new(AtomicBool::new(true));
+    let hook_armed = armed.clone();
+    outbox.db().set_wal_sync_hook(Some(Arc::new(move || {
+        if hook_armed.swap(false, Ordering::SeqCst) {
+            panic!("a WAL sync that panics (on purpose)");
+        }
+        Ok(())
+    })));
+    let panicked = {
+        let outbox = outbox.clone();
+        thread::spawn(move || outbox.append(b"s", b"two")).join()
+    };
+    assert!(panicked.is_err(), "the append panics with its sync");
+    assert!(!armed.load(Ordering::SeqCst));
+    outbox.db().set_wal_sync_hook(None);
+    // The record of the call that panicked is stored; the next append takes the seq after it
+    // (a consumer may have read seq 2 already: handing it out again would lose a record).
+    assert_eq!(outbox.append(b"s", b"three").unwrap(), 3);
+    let stored: Vec<(u64, Vec<u8>)> =
+        outbox.read(b"s", 1, 10).unwrap().into_iter().map(|r| (r.seq, r.value)).collect();
+    assert_eq!(stored, vec![(1, b"one".to_vec()), (2, b"two".to_vec()), (3, b"three".to_vec())]);
+}

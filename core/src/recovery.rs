@@ -66,6 +66,7 @@ where
             wals: Wals::default(),
             version,
             poisoned: false,
+            refused_by_host: false,
             counters: Counters::default(),
             order: None,
             space,

@@ -104,6 +104,11 @@ impl Space {
         self.refused += 1;
     }
 
+    /// Takes the latest [`Space::count_refusal`] back (the write is tried again in pieces).
+    pub fn forgive_refusal(&mut self) {
+        self.refused = self.refused.saturating_sub(1);
+    }
+
     /// Counts a table eviction removed.
     pub fn count_eviction(&mut self, table: TableInfo) {
         self.evicted.tables += 1;

@@ -81,7 +81,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -305,11 +305,39 @@ impl fmt::Debug for Db {
     }
 }
 
-/// Locks `m`; a poisoned lock (a panic while it was held) still guards the data: the engine
-/// refuses writes after any failure of its own, and a panic in this crate is a bug to fix, not
-/// a state to hide behind a second panic.
+/// Locks `m`; a poisoned lock (a panic while it was held) still guards the data: a panic in
+/// this crate is a bug to fix, not a state to hide behind a second panic. For the engine's
+/// state, [`lock_state`].
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Locks the engine's state. A lock poisoned by a panic while it was held still guards the
+/// state, but the panic may have stopped a change to it halfway: the engine refuses writes
+/// from then on ([`minivault_core::Error::Poisoned`], as after a failed write) and reads go on.
+pub(crate) fn lock_state(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    refuse_writes_if_poisoned(m.lock())
+}
+
+/// [`lock_state`] for a wait on a condition variable of the engine's state, for at most
+/// `timeout`.
+pub(crate) fn wait_state<'a>(
+    reported: &Condvar,
+    guard: MutexGuard<'a, State>,
+    timeout: Duration,
+) -> MutexGuard<'a, State> {
+    refuse_writes_if_poisoned(reported.wait_timeout(guard, timeout).map(|(g, _)| g).map_err(|p| {
+        let (g, _) = p.into_inner();
+        PoisonError::new(g)
+    }))
+}
+
+fn refuse_writes_if_poisoned(locked: LockResult<MutexGuard<'_, State>>) -> MutexGuard<'_, State> {
+    locked.unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.engine.refuse_writes();
+        guard
+    })
 }
 
 impl Db {
@@ -455,7 +483,7 @@ impl Db {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
+        lock_state(&self.state)
     }
 
     fn rows(&self) -> MutexGuard<'_, RowCache> {
@@ -531,7 +559,12 @@ impl Db {
                             batch = now;
                         }
                     }
-                    engine.write_batch(&batch)
+                    let written = engine.write_batch(&batch);
+                    // Refused for want of space: each op alone below counts its own refusal.
+                    if matches!(written, Err(minivault_core::Error::Full)) && !engine.is_poisoned() {
+                        engine.forgive_refusal();
+                    }
+                    written
                 },
             );
             match written {
@@ -594,10 +627,7 @@ impl Db {
                 match &state.background {
                     Some(bg) if collected.is_ok() && bg.flush_running() => {
                         let reported = bg.reported();
-                        guard = reported
-                            .wait_timeout(guard, REPORT_POLL)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0;
+                        guard = wait_state(&reported, guard, REPORT_POLL);
                     }
                     _ => break collected,
                 }
@@ -689,8 +719,7 @@ impl Db {
                     }
                     stopped.get_or_insert_with(Instant::now);
                     let reported = bg.reported();
-                    guard =
-                        reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+                    guard = wait_state(&reported, guard, REPORT_POLL);
                 }
                 Pressure::Slow if !slept && stopped.is_none() => {
                     drop(guard);
@@ -1071,7 +1100,7 @@ impl Db {
                 break;
             }
             let reported = bg.reported();
-            guard = reported.wait_timeout(guard, REPORT_POLL).unwrap_or_else(PoisonError::into_inner).0;
+            guard = wait_state(&reported, guard, REPORT_POLL);
         }
         Ok(guard)
     }
@@ -1226,7 +1255,7 @@ impl Db {
     /// complete ones are installed; the threads are joined. Returns a background failure. Only
     /// from close and drop, when the handle is ours alone.
     fn stop_background(&mut self) -> Result<(), Error> {
-        let mut guard = lock(&self.state);
+        let mut guard = lock_state(&self.state);
         let state = &mut *guard;
         // Snapshots that outlive the handle read copies from now on.
         state.pins.keep_active(&state.engine);
@@ -1246,7 +1275,7 @@ impl Db {
 
     /// The sync of close and drop: through the engine, which is ours alone by now.
     fn final_sync(&mut self) -> Result<(), minivault_core::Error<io::Error>> {
-        lock(&self.state).engine.sync()
+        lock_state(&self.state).engine.sync()
     }
 }
 
@@ -1297,7 +1326,7 @@ fn nudge(state: &Weak<Mutex<State>>, rows: Option<&Weak<Mutex<RowCache>>>) -> bo
     let Some(shared) = state.upgrade() else { return true };
     let mut guard = match shared.try_lock() {
         Ok(guard) => guard,
-        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::Poisoned(p)) => refuse_writes_if_poisoned(Err(p)),
         Err(TryLockError::WouldBlock) => return false,
     };
     let rows = rows.and_then(Weak::upgrade);
@@ -1316,5 +1345,38 @@ impl Drop for Db {
             // here; `close` reports them.
             let _ = self.final_sync();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_panic_while_the_engines_lock_is_held_makes_writes_refused_and_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.put(b"k", b"v").unwrap();
+        let panicked = thread::scope(|s| {
+            s.spawn(|| {
+                let _state = db.state();
+                panic!("a panic holding the engine's lock (on purpose)");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        let refused = db.put(b"k2", b"v");
+        assert!(matches!(refused, Err(Error::Engine(minivault_core::Error::Poisoned))), "{refused:?}");
+        assert!(db.is_poisoned());
+        assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(db.get(b"k2").unwrap(), None);
+        // Close still syncs the WAL (what was logged before the panic stays).
+        db.close().expect("a close that syncs though writes are refused");
+        let db = Db::open(dir.path()).unwrap();
+        assert!(!db.is_poisoned(), "a reopen starts afresh");
+        assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
+        db.put(b"k2", b"v").unwrap();
     }
 }

@@ -35,7 +35,7 @@
 use std::fmt;
 use std::ops::RangeBounds;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use minivault_core::memtable::{MemLookup, MemTable, NEWEST};
@@ -120,7 +120,7 @@ impl Snapshot {
             return Ok(from(copy).unwrap_or_else(from_older));
         }
         let state = self.db.upgrade();
-        let guard = state.as_ref().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner));
+        let guard = state.as_ref().map(|s| crate::db::lock_state(s));
         let answer = match (&guard, self.generation.copy()) {
             (_, Some(copy)) => from(copy),
             (Some(s), None) if s.engine.memtable_generation() == self.generation.id => {
@@ -211,7 +211,7 @@ impl Snapshot {
                 None => Err(self.unavailable()),
             };
         };
-        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = crate::db::lock_state(&state);
         if let Some(copy) = self.generation.copy() {
             drop(guard);
             return over_copy(copy);

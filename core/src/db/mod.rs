@@ -99,6 +99,8 @@ pub struct Db<S: Storage, C, M> {
     pub(crate) wals: Wals<S::File>,
     pub(crate) version: Version<S::File>,
     pub(crate) poisoned: bool,
+    /// Poisoned by [`Db::refuse_writes`] alone, no failure since: [`Db::sync`] still syncs.
+    pub(crate) refused_by_host: bool,
     pub(crate) counters: Counters,
     /// Where scans keep the active MemTable's order ([`Db::set_scan_order_buffer`]).
     pub(crate) order: Option<OrderCache<M>>,
@@ -154,6 +156,7 @@ where
     fn poison<T>(&mut self, error: Error<S::Error>) -> Result<T, S> {
         warn_event!("a write failed; writes refused until reopen");
         self.poisoned = true;
+        self.refused_by_host = false;
         Err(error)
     }
 
@@ -378,7 +381,13 @@ where
 
     /// Makes every acknowledged write durable (for [`crate::SyncPolicy::EveryN`] and
     /// [`crate::SyncPolicy::Manual`]).
+    ///
+    /// After [`Db::refuse_writes`] (and no failure) it still syncs the WAL: what it makes
+    /// durable are whole records, or a torn tail that recovery cuts.
     pub fn sync(&mut self) -> Result<(), S> {
+        if self.refused_by_host {
+            return self.wals.sync(&mut self.storage).or_else(|e| self.poison(e));
+        }
         self.mutate(|db| db.wals.sync(&mut db.storage))
     }
 
@@ -737,6 +746,30 @@ where
     /// True once a failed write or sync has made the database refuse writes.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// Makes the database refuse writes from now on ([`Error::Poisoned`]), as a failed write
+    /// does; reads go on. For a caller that can no longer vouch for the state it keeps around
+    /// the database: a panic while it held the database's lock, which may have stopped a
+    /// change halfway.
+    ///
+    /// [`Db::sync`] still syncs the WAL, so that closing loses nothing logged. No effect on a
+    /// read-only database, which refuses writes anyway ([`Error::ReadOnly`]).
+    pub fn refuse_writes(&mut self) {
+        if self.poisoned || self.is_read_only() {
+            return;
+        }
+        warn_event!("the database's state may be damaged; writes refused until reopen");
+        self.poisoned = true;
+        self.refused_by_host = true;
+    }
+
+    /// Takes back the count of the latest write refused with [`Error::Full`], for a caller that
+    /// tries the refused write again as smaller ones (a group of writes split up, each of which
+    /// counts its own refusal): [`Stats::full_refusals`] counts each write the caller was
+    /// refused once.
+    pub fn forgive_refusal(&mut self) {
+        self.space.forgive_refusal();
     }
 
     /// True when the database was opened read-only ([`Config::read_only`]).

@@ -161,8 +161,10 @@ impl Worker {
     }
 }
 
-/// What the background has done since open.
+/// What the background has done since open. More fields may come: build it with
+/// `Default` and read its fields by name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackgroundStats {
     /// Compactions handed to a worker.
     pub started: u64,

@@ -60,3 +60,91 @@ mod shuttle_tests;
 
 pub use protocol::GroupCommit;
 pub use queue::{WriteQueue, MAX_GROUP_BYTES, MAX_GROUP_ITEMS};
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::WriteQueue;
+
+    /// Waits until `done` holds, failing after 10 s instead of hanging.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_writer_whose_write_panics_as_leader_takes_its_own_item_back() {
+        // Groups of one: while A leads, B, C and D queue, in that order. Once A is done they
+        // lead one after another, each taking the queue's head; B's and C's writes panic, D's
+        // writes. When C leads first, its write panics on B's item with its own still queued:
+        // that item must be taken back at once (D, leading next, must not write it). Whoever
+        // panics, no result may be left behind. (When D happens to lead every group, nothing
+        // panics, and the checks below hold trivially.)
+        let queue: Arc<WriteQueue<char, char>> = Arc::new(WriteQueue::new(1, 8));
+        let (entered, release) = (mpsc::channel(), mpsc::channel::<()>());
+        let a = {
+            let (queue, entered, release) = (queue.clone(), entered.0, release.1);
+            thread::spawn(move || {
+                queue.join('a', 1, |group| {
+                    entered.send(()).unwrap();
+                    release.recv().unwrap();
+                    group
+                })
+            })
+        };
+        entered.1.recv_timeout(Duration::from_secs(10)).expect("A leads");
+        let panicking = |item: char| {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                catch_unwind(AssertUnwindSafe(|| queue.join(item, 1, |_| panic!("write of a group"))))
+                    .unwrap_or(Some('!'))
+            })
+        };
+        let written = Arc::new(Mutex::new(Vec::new()));
+        // Queued in the order b, c, d: whichever of B and C leads first takes b.
+        let b = panicking('b');
+        wait_until("B to queue", || queue.queued() == 1);
+        let c = panicking('c');
+        wait_until("C to queue", || queue.queued() == 2);
+        let d = {
+            let (queue, written) = (queue.clone(), written.clone());
+            thread::spawn(move || {
+                queue.join('d', 1, |group| {
+                    written.lock().unwrap().extend(group.iter().copied());
+                    group
+                })
+            })
+        };
+        wait_until("B, C and D to queue", || queue.queued() == 3);
+        release.0.send(()).unwrap();
+        assert_eq!(a.join().unwrap(), Some('a'));
+        // '!': the writer's own write panicked; `None`: its group's leader panicked; its own item:
+        // D wrote it.
+        let mut panicked = Vec::new();
+        for (item, handle) in [('b', b), ('c', c), ('d', d)] {
+            match handle.join().unwrap() {
+                Some('!') => panicked.push(item),
+                got => assert!(got.is_none() || got == Some(item), "{item} got {got:?}"),
+            }
+        }
+        let written = written.lock().unwrap().clone();
+        for item in &panicked {
+            assert!(!written.contains(item), "{item}'s call panicked, yet D wrote it: {written:?}");
+        }
+        assert_eq!((queue.queued(), queue.unclaimed()), (0, 0), "left behind in the queue");
+        let got = queue.join('e', 1, |group| {
+            assert_eq!(group, vec!['e'], "only the new write");
+            group
+        });
+        assert_eq!(got, Some('e'));
+    }
+}

@@ -16,6 +16,9 @@
 //! - Every writer gets the result the leader posted for its own item, and no other; `None`
 //!   when the leader posted none for it (its `write` returned too few results, or panicked),
 //!   and never waits for good: the leader's role is given up whatever `write` does.
+//! - A writer that leaves without its result (its own `write` panicked as it led a group made
+//!   of items queued before its own) takes its item back: nothing is written for a call that
+//!   did not return, and no result is left behind.
 //! - A group holds at least one item, at most `max_items` and, but for a single item, at most
 //!   `max_cost`.
 
@@ -49,22 +52,24 @@ struct State<Q, R> {
     groups: u64,
 }
 
-/// A leader's turn: posts its results, or (dropped unposted: its `write` panicked) posts none.
+/// A leader's turn: posts its results, or (dropped unposted: its `write` panicked) posts none
+/// and takes the leader's own item back (`own`, its ticket), whether queued or in the group.
 struct Leader<'a, Q, R> {
     queue: &'a WriteQueue<Q, R>,
     tickets: Vec<u64>,
+    own: u64,
 }
 
 impl<Q, R> Leader<'_, Q, R> {
     fn post(&mut self, results: Vec<R>) {
-        self.queue.post(std::mem::take(&mut self.tickets), results);
+        self.queue.post(std::mem::take(&mut self.tickets), results, None);
     }
 }
 
 impl<Q, R> Drop for Leader<'_, Q, R> {
     fn drop(&mut self) {
         if !self.tickets.is_empty() {
-            self.post(Vec::new());
+            self.queue.post(std::mem::take(&mut self.tickets), Vec::new(), Some(self.own));
         }
     }
 }
@@ -129,7 +134,7 @@ impl<Q, R> WriteQueue<Q, R> {
             let (tickets, items): (Vec<u64>, Vec<Q>) =
                 state.waiting.drain(..n).map(|w| (w.ticket, w.item)).unzip();
             drop(state);
-            let mut leader = Leader { queue: self, tickets };
+            let mut leader = Leader { queue: self, tickets, own: ticket };
             let results = write(items);
             leader.post(results);
             state = self.lock();
@@ -137,15 +142,23 @@ impl<Q, R> WriteQueue<Q, R> {
     }
 
     /// Ends a leader's turn: posts `results` to `tickets` in order (`None` to those left
-    /// without one), gives up the leader's role and wakes every writer.
-    fn post(&self, tickets: Vec<u64>, results: Vec<R>) {
+    /// without one), gives up the leader's role and wakes every writer. `gone`: the ticket of a
+    /// leader that panicked, whose item is taken out of the queue if still there and gets no
+    /// result, in the same section, before another writer can lead.
+    fn post(&self, tickets: Vec<u64>, results: Vec<R>, gone: Option<u64>) {
         let mut state = self.lock();
         state.leading = false;
         state.items += tickets.len() as u64;
         state.groups += 1;
         let mut results = results.into_iter();
         for t in tickets {
-            state.results.insert(t, results.next());
+            let result = results.next();
+            if Some(t) != gone {
+                state.results.insert(t, result);
+            }
+        }
+        if let Some(gone) = gone {
+            state.waiting.retain(|w| w.ticket != gone);
         }
         self.written.notify_all();
     }
@@ -172,5 +185,11 @@ impl<Q, R> WriteQueue<Q, R> {
     /// Items queued now and not yet taken by a leader.
     pub fn queued(&self) -> usize {
         self.lock().waiting.len()
+    }
+
+    /// Results posted and not yet taken by their writers.
+    #[cfg(test)]
+    pub fn unclaimed(&self) -> usize {
+        self.lock().results.len()
     }
 }

@@ -64,7 +64,7 @@ mod streams;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use store::{Store, Write};
 pub use streams::{Streams, TRIM_STEP};
@@ -189,7 +189,7 @@ impl Outbox {
     /// (default [`TRIM_STEP`], 1,024; 1: at every acknowledgement): see
     /// [`Streams::with_trim_step`]. Call it on a new outbox, before cloning it.
     pub fn with_trim_step(self, step: u64) -> Outbox {
-        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
+        let streams = std::mem::take(&mut *self.lock_streams());
         Outbox { db: self.db, streams: Arc::new(Mutex::new(streams.with_trim_step(step))), group: self.group }
     }
 
@@ -210,8 +210,20 @@ impl Outbox {
 
     /// Runs `f` with the database and the sequence counters locked.
     fn with<R>(&self, f: impl FnOnce(&mut &Db, &mut Streams) -> R) -> R {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut &*self.db, &mut streams)
+        f(&mut &*self.db, &mut self.lock_streams())
+    }
+
+    /// Locks the sequence counters. A panic while they were locked (in a write of the
+    /// database, say, after its record was logged and before the counter moved past it) may
+    /// have left them behind the database: they are forgotten and loaded from the database
+    /// again, so that no seq is handed out twice.
+    fn lock_streams(&self) -> MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|poisoned| {
+            let mut streams = poisoned.into_inner();
+            streams.forget_all();
+            self.streams.clear_poison();
+            streams
+        })
     }
 
     /// Appends `value` to `stream` and returns its seq: one more than the stream's previous

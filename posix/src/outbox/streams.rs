@@ -148,6 +148,12 @@ impl Streams {
         self
     }
 
+    /// Forgets everything loaded from the database (each stream is loaded again when next
+    /// used), keeping the trim step: for a cache a panic may have left halfway through a change.
+    pub fn forget_all(&mut self) {
+        *self = Streams { trim_step: self.trim_step, ..Streams::default() };
+    }
+
     /// What this handle knows of `stream`, loaded from the database the first time: its next
     /// seq is one above its newest record (a reverse seek), above every cursor, and, when it
     /// has no key left at all, above the head the last acknowledgement stored for it.
