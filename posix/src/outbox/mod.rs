@@ -23,8 +23,8 @@
 //!   reopens: the next one is found by a reverse seek of the stream's records and its cursors
 //!   (a stream whose records are all trimmed continues above its cursors), and above the head
 //!   stored by the last acknowledgement when a space cap evicted every key a stream had. A
-//!   stream that no acknowledgement ever touched and that lost every key to the cap has
-//!   nothing left to continue from: after a reopen its seqs start at 1 again. So does a
+//!   stream that lost every key to the cap and has no stored head (never acknowledged, or
+//!   left out of the [`key::MAX_HEADS`] heads kept) has nothing left to continue from: after a reopen its seqs start at 1 again. So does a
 //!   panic in an outbox call (a bug), after which the counters are loaded again the same way.
 //! - **Appends** are durable per the database's [`crate::Durability`]: on return with
 //!   `Always`; up to the next sync otherwise. A power cut in a relaxed mode takes the newest
