@@ -549,6 +549,7 @@ impl Db {
         }
         if let Some(mut batch) = op::combine(ops) {
             let ttl = ops.iter().any(Op::has_ttl);
+            let mut forgiven = false;
             let written = self.append_with(
                 |rows| ops.iter().for_each(|op| op.forget(rows)),
                 |engine| {
@@ -563,6 +564,7 @@ impl Db {
                     // Refused for want of space: each op alone below counts its own refusal.
                     if matches!(written, Err(minivault_core::Error::Full)) && !engine.is_poisoned() {
                         engine.forgive_refusal();
+                        forgiven = true;
                     }
                     written
                 },
@@ -575,6 +577,9 @@ impl Db {
                 Err(NotWritten::Background(e)) => {
                     return ops.iter().map(|_| Err(NotWritten::Background(e.duplicate()))).collect()
                 }
+                // Refused for want of space, the refusal taken back: each op alone counts its own
+                // (should the engine be poisoned meanwhile, each gets `Poisoned`).
+                Err(NotWritten::Refused(_)) if forgiven => {}
                 Err(NotWritten::Refused(e)) if self.is_poisoned() => {
                     return ops.iter().map(|_| Err(NotWritten::Refused(e.duplicate()))).collect()
                 }
@@ -1049,7 +1054,8 @@ impl Db {
                 collected?;
             }
             if state.engine.is_poisoned() || self.read_only {
-                // The engine's own answer: Poisoned, or ReadOnly.
+                // The engine's own answer: Poisoned after a failure, ReadOnly, or (writes
+                // refused after a panic under the lock) a sync of the WAL.
                 state.engine.sync()?;
             }
             state.appended
@@ -1226,7 +1232,8 @@ impl Db {
         self.state().engine.tables().collect()
     }
 
-    /// True once a failed write or sync has made the database refuse writes until reopened.
+    /// True once a failed write or sync, or a panic while a thread held the handle's lock, has
+    /// made the database refuse writes until reopened.
     pub fn is_poisoned(&self) -> bool {
         self.state().engine.is_poisoned()
     }
@@ -1242,7 +1249,8 @@ impl Db {
     /// # Errors
     ///
     /// The final sync's error, or [`minivault_core::Error::Poisoned`] when an earlier write or
-    /// sync failed (what was acknowledged since the last good sync may then be lost).
+    /// sync failed (what was acknowledged since the last good sync may then be lost). After a
+    /// panic under the handle's lock (writes refused, no failure) the final sync still runs.
     pub fn close(mut self) -> Result<(), Error> {
         let stopped = self.stop_background();
         let synced = if self.is_read_only() { Ok(()) } else { self.final_sync() };

@@ -764,10 +764,12 @@ where
         self.refused_by_host = true;
     }
 
+    /// (Hidden: for the POSIX crate's write groups.)
     /// Takes back the count of the latest write refused with [`Error::Full`], for a caller that
     /// tries the refused write again as smaller ones (a group of writes split up, each of which
     /// counts its own refusal): [`Stats::full_refusals`] counts each write the caller was
     /// refused once.
+    #[doc(hidden)]
     pub fn forgive_refusal(&mut self) {
         self.space.forgive_refusal();
     }

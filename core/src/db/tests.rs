@@ -1088,3 +1088,25 @@ fn a_range_delete_over_kept_tables_adds_one_to_the_backlog_and_they_are_merged()
     assert_eq!(db.get(&key(999), &mut buf).unwrap(), None);
     assert_eq!(db.get(&key(1000), &mut buf).unwrap(), Some(&1000u32.to_le_bytes()[..]));
 }
+
+#[test]
+fn refused_writes_answer_poisoned_while_reads_and_the_wals_sync_go_on() {
+    let t = Rc::new(Cell::new(0));
+    let mut db = open(Mem::new(vec![0; 1 << 20]), &t, 2048);
+    db.put(b"kept", b"1").unwrap();
+    db.refuse_writes();
+    assert!(db.is_poisoned());
+    assert_eq!(db.put(b"later", b"2"), Err(Error::Poisoned));
+    assert_eq!(get(&mut db, b"kept"), Some(b"1".to_vec()));
+    db.sync().expect("the WAL still syncs");
+    let (storage, closed) = db.close();
+    closed.expect("close syncs");
+    // A read-only database refuses writes anyway: it stays unpoisoned and says why.
+    let config = Config { read_only: true, ..Config::default() };
+    let mut db: TestDb = Db::open(storage, clock(&t), [vec![0; 2048], vec![0; 2048]], config).unwrap();
+    db.refuse_writes();
+    assert!(!db.is_poisoned());
+    assert_eq!(db.put(b"later", b"2"), Err(Error::ReadOnly));
+    assert_eq!(get(&mut db, b"kept"), Some(b"1".to_vec()));
+    assert_eq!(get(&mut db, b"later"), None);
+}

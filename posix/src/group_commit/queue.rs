@@ -10,15 +10,17 @@
 //! the group holds its one item.
 //!
 //! Rules it keeps:
-//! - Every item is written exactly once, in one group, and items of one writer in the order it
-//!   queued them; a group keeps the queue's order.
+//! - Every item is written at most once, in one group, and exactly once unless its writer
+//!   panicked (below); items of one writer in the order it queued them; a group keeps the
+//!   queue's order.
 //! - At most one leader writes at a time.
 //! - Every writer gets the result the leader posted for its own item, and no other; `None`
 //!   when the leader posted none for it (its `write` returned too few results, or panicked),
 //!   and never waits for good: the leader's role is given up whatever `write` does.
-//! - A writer that leaves without its result (its own `write` panicked as it led a group made
-//!   of items queued before its own) takes its item back: nothing is written for a call that
-//!   did not return, and no result is left behind.
+//! - A leader whose `write` panics posts no result for its own item and, if the item is still
+//!   queued (its group was made of items queued before it), takes it back, in the same section
+//!   that ends its turn: no later group writes it, and no result is left behind. An item in the
+//!   panicking leader's own group may have been written, in part or whole, by that `write`.
 //! - A group holds at least one item, at most `max_items` and, but for a single item, at most
 //!   `max_cost`.
 
@@ -52,8 +54,9 @@ struct State<Q, R> {
     groups: u64,
 }
 
-/// A leader's turn: posts its results, or (dropped unposted: its `write` panicked) posts none
-/// and takes the leader's own item back (`own`, its ticket), whether queued or in the group.
+/// A leader's turn: posts its results, or (dropped unposted: its `write` panicked) posts none,
+/// leaves no result for the leader's own item (`own`, its ticket) and takes that item back if
+/// it is still queued.
 struct Leader<'a, Q, R> {
     queue: &'a WriteQueue<Q, R>,
     tickets: Vec<u64>,
@@ -176,7 +179,7 @@ impl<Q, R> WriteQueue<Q, R> {
         n
     }
 
-    /// (items written, groups that carried them) since the start.
+    /// (items, groups) handed to leaders since the start, a panicked leader's group included.
     pub fn counts(&self) -> (u64, u64) {
         let state = self.lock();
         (state.items, state.groups)
