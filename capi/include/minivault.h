@@ -25,7 +25,7 @@
 // Durability: the first write at least `durability_period_ms` after the last sync syncs.
 #define MINIVAULT_DURABILITY_PERIODIC 2
 
-// Durability: only `minivault_sync`, `minivault_flush`, MemTable rotation and close sync.
+// Durability: only `minivault_sync`, `minivault_flush` and close sync (and a finished MemTable flush makes its writes durable).
 #define MINIVAULT_DURABILITY_MANUAL 3
 
 // When full (`max_bytes`, or the file system): writes that add data fail with

@@ -53,7 +53,7 @@ pub const MINIVAULT_DURABILITY_ALWAYS: u32 = 0;
 pub const MINIVAULT_DURABILITY_EVERY_N: u32 = 1;
 /// Durability: the first write at least `durability_period_ms` after the last sync syncs.
 pub const MINIVAULT_DURABILITY_PERIODIC: u32 = 2;
-/// Durability: only `minivault_sync`, `minivault_flush`, MemTable rotation and close sync.
+/// Durability: only `minivault_sync`, `minivault_flush` and close sync (and a finished MemTable flush makes its writes durable).
 pub const MINIVAULT_DURABILITY_MANUAL: u32 = 3;
 
 /// When full (`max_bytes`, or the file system): writes that add data fail with

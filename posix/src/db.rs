@@ -391,6 +391,12 @@ impl Db {
             return Db::open_read_only(dir, options);
         }
         let storage = PosixStorage::open_dir_with_cache(&dir, options.cache_bytes).map_err(open_err)?;
+        // No sync is due in `Manual`: a WAL retired by its flush before the kernel writes it
+        // back need never reach the device (in the other modes a sync writes it anyway).
+        let storage = match options.durability {
+            Durability::Manual => storage.without_wal_writeback(),
+            _ => storage,
+        };
         let lock = DirLock::acquire(&dir).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 Error::Locked { dir: dir.clone() }

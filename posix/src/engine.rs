@@ -17,7 +17,7 @@ pub fn now_millis() -> u64 {
 pub(crate) type Engine = minivault_core::Db<PosixStorage, fn() -> u64, Vec<u8>>;
 
 /// Opens the engine over `storage` with `options`' WAL step and read-only flag. The engine syncs
-/// only when told to (or when it rotates a WAL): [`crate::Db`] applies the durability mode itself,
+/// only when told to: [`crate::Db`] applies the durability mode itself,
 /// through the group commit.
 pub(crate) fn open_engine(storage: PosixStorage, options: &Options) -> Result<Engine, Error> {
     let sync = minivault_core::SyncPolicy::Manual;

@@ -19,8 +19,13 @@ pub enum Durability {
     /// lose the writes made since the last sync: those of the last interval, or, if writing then
     /// paused, everything since the last sync.
     Periodic(Duration),
-    /// Sync only on [`crate::Db::sync`], [`crate::Db::flush`], MemTable rotation,
-    /// [`crate::Db::close`] and drop.
+    /// Sync only on [`crate::Db::sync`], [`crate::Db::flush`], [`crate::Db::close`] and drop.
+    /// A power cut can lose the writes made since the last of these, but for those a finished
+    /// MemTable flush has put in a (synced) SSTable. The WAL's pages are left to the kernel's
+    /// writeback (none is started as the WAL grows, as in the other modes): a WAL whose MemTable
+    /// is flushed before the kernel writes it back (on Linux, pages dirty for 30 seconds) is
+    /// removed without ever reaching the device, which spares a flash device about one write of
+    /// every byte put.
     Manual,
 }
 

@@ -53,6 +53,9 @@ pub struct PosixFile {
     cache: Arc<Mutex<PageCache>>,
     /// The end of the bytes whose writeback was last started ([`WRITEBACK_STEP`]).
     writeback_from: u64,
+    /// Writeback is started every [`WRITEBACK_STEP`]; `false` for a WAL that no sync is due to
+    /// ([`PosixFile::without_writeback_hints`]).
+    hints_writeback: bool,
     /// The page cache has room (its capacity is fixed when the storage opens): read once here
     /// rather than under its lock on every read.
     cached: bool,
@@ -113,9 +116,20 @@ impl PosixFile {
             key,
             cache,
             writeback_from: 0,
+            hints_writeback: true,
             cached,
             ahead: None,
         }
+    }
+
+    /// This handle, never starting the writeback of what it writes: the kernel writes its dirty
+    /// pages back when it chooses (after about 30 seconds on Linux) or when the file is synced.
+    /// For a WAL of a database that syncs only when asked (`Durability::Manual`): a WAL that a
+    /// flush retires first is removed with its pages still dirty, and they never reach the
+    /// device.
+    pub(super) fn without_writeback_hints(mut self) -> Self {
+        self.hints_writeback = false;
+        self
     }
 
     /// Another handle on the same open file, at offset 0 with empty buffers: for a file a
@@ -131,6 +145,7 @@ impl PosixFile {
             key: self.key,
             cache: Arc::clone(&self.cache),
             writeback_from: 0,
+            hints_writeback: self.hints_writeback,
             cached: self.cached,
             ahead: None,
         }
@@ -245,6 +260,9 @@ impl PosixFile {
     /// bytes have accumulated since the last start (sequential writers: tables, WALs). A hint
     /// only: its failure (a file system without it) is ignored, durability comes from `sync`.
     fn note_written(&mut self, end: u64) {
+        if !self.hints_writeback {
+            return;
+        }
         if end < self.writeback_from {
             // Written before the last start (a rewrite, or a truncate and refill): start over.
             self.writeback_from = end;
@@ -723,6 +741,42 @@ mod tests {
         assert_eq!(file.writeback_from, 19);
         expected[10..19].copy_from_slice(b"rewritten");
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_storage_without_wal_writeback_starts_none_for_its_wals_and_still_does_for_its_tables() {
+        let (dir, storage) = storage();
+        let mut storage = storage.without_wal_writeback();
+        let wal = file_name(FileKind::Wal, 3);
+        let table = file_name(FileKind::Table, 2);
+        let chunk = vec![0x5a_u8; 100_000];
+        let fill = |file: &mut PosixFile| {
+            while file.pos < 3 * WRITEBACK_STEP {
+                file.write_all(&chunk).unwrap();
+            }
+            file.flush().unwrap();
+        };
+        let mut w = storage.create(&wal).unwrap();
+        let mut t = storage.create(&table).unwrap();
+        fill(&mut w);
+        fill(&mut t);
+        assert_eq!(w.writeback_from, 0, "a WAL's writeback was started");
+        assert!(t.writeback_from >= 2 * WRITEBACK_STEP, "{}", t.writeback_from);
+        // Opened again (the newest WAL on open, appended to): still none.
+        drop(w);
+        let mut w = storage.open(&wal).unwrap();
+        w.seek(SeekFrom::End(0)).unwrap();
+        fill(&mut w);
+        assert_eq!(w.writeback_from, 0, "a reopened WAL's writeback was started");
+        // The bytes are all there: only the hint is gone.
+        let len = fs::metadata(dir.path().join(wal.as_str())).unwrap().len();
+        assert_eq!(len, storage.len(&mut w).unwrap());
+        assert!(len >= 3 * WRITEBACK_STEP);
+        // A storage with the default starts it for WALs as for tables.
+        let (_dir2, mut plain) = super::super::tests::storage();
+        let mut w = plain.create(&wal).unwrap();
+        fill(&mut w);
+        assert!(w.writeback_from >= 2 * WRITEBACK_STEP, "{}", w.writeback_from);
     }
 
     #[test]

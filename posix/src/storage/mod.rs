@@ -88,6 +88,9 @@ pub struct PosixStorage {
     removals: Option<RemovalQueue>,
     /// Tables opened get read-ahead windows ([`PosixStorage::with_read_ahead`]).
     read_ahead: bool,
+    /// WALs created or opened start their writeback as they grow; `false`:
+    /// [`PosixStorage::without_wal_writeback`].
+    wal_writeback: bool,
     /// [`Storage::max_files`]: what the process's limit on open files leaves the database, read
     /// once when the storage is opened.
     max_files: Option<usize>,
@@ -150,6 +153,7 @@ impl PosixStorage {
             wal_handles: [None, None],
             removals: None,
             read_ahead: false,
+            wal_writeback: true,
             max_files: files_for_the_database(),
             held: None,
         })
@@ -199,6 +203,7 @@ impl PosixStorage {
             wal_handles: [None, None],
             removals: None,
             read_ahead: false,
+            wal_writeback: self.wal_writeback,
             max_files: self.max_files,
             held: None,
         })
@@ -214,6 +219,24 @@ impl PosixStorage {
     pub(crate) fn with_read_ahead(mut self) -> Self {
         self.read_ahead = true;
         self
+    }
+
+    /// This storage, leaving the writeback of the WALs it creates or opens to the kernel (no
+    /// [`sys::start_writeback`] every [`file::WRITEBACK_STEP`]): for a database that syncs only
+    /// when asked (`Durability::Manual`). Its WALs then reach the device when the kernel's
+    /// writeback takes them (on Linux, pages dirty for 30 seconds) or a sync asks; a WAL that a
+    /// flush retires before either is removed with its pages still dirty, and its bytes are
+    /// never written to the device (`/proc/self/io` counts them as cancelled). Where syncs are
+    /// due anyway (the other modes), starting the writeback early only spreads the same device
+    /// writes out, so that a sync has less left to wait for.
+    pub(crate) fn without_wal_writeback(mut self) -> Self {
+        self.wal_writeback = false;
+        self
+    }
+
+    /// Whether a file of this name, opened or created here, starts its writeback as it grows.
+    fn hints_writeback(&self, name: &str) -> bool {
+        self.wal_writeback || !matches!(parse_name(name), Some((FileKind::Wal, _)))
     }
 
     /// A descriptor of the directory, for a thread that unlinks in it ([`Reaper::start`]).
@@ -423,7 +446,7 @@ impl Storage for PosixStorage {
         self.writable()?;
         let file = self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)?;
         self.remember_wal(name);
-        Ok(file)
+        Ok(if self.hints_writeback(name) { file } else { file.without_writeback_hints() })
     }
 
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
@@ -447,6 +470,7 @@ impl Storage for PosixStorage {
         let file = self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })?;
         self.remember_wal(name);
         let table = matches!(parse_name(name), Some((FileKind::Table, _)));
+        let file = if self.hints_writeback(name) { file } else { file.without_writeback_hints() };
         Ok(if self.read_ahead && table { file.read_ahead() } else { file })
     }
 
