@@ -10,8 +10,15 @@ use crate::row::Row;
 /// The scales the issue names its ratios at: 10^6 keys and more.
 const FROM_KEYS: u64 = 1_000_000;
 
-/// The issue's write-amplification aim: at most half of the 4.95 measured when it was filed.
-const WA_AIM: f64 = 4.95 / 2.0;
+/// fillrandom's device write amplification when the issue was filed (docs/BENCHMARKS.md, "All
+/// measurements"): 4.95 at 10^6 keys, 6.48 at 10^7. The aim is at most half of it.
+fn wa_when_filed(keys: u64) -> Option<f64> {
+    match keys {
+        1_000_000 => Some(4.95),
+        10_000_000 => Some(6.48),
+        _ => None,
+    }
+}
 
 /// The slowest put the issue allows at 10^7 keys, ns.
 const SLOWEST_PUT_NS: f64 = 50e6;
@@ -65,7 +72,8 @@ pub fn section(t: &Table, rows: &[Row], scales: &[u64]) -> String {
         s,
         "Medians of the rounds. A ratio is MiniVaultDB's throughput over the named engine's in this \
          run; \"with redb's memory\" is `minivault-bigcache` (caches about as large as redb's peak \
-         RSS). Peak RSS is the whole bench process's.\n"
+         RSS). The memory line sets each workload's peak RSS less the RSS before the handle opened \
+         (the binary and the harness left out) against the bound the handle's options state.\n"
     );
     let _ = writeln!(s, "| keys | aim | measured | met |\n|---|---|---|---|");
     for &k in scales {
@@ -124,14 +132,17 @@ fn lines(t: &Table, rows: &[Row], keys: u64) -> Vec<Line> {
             _ => not_measured(label),
         });
     }
-    let label = "fillrandom device write amplification ≤ half of 4.95".to_string();
-    // 0: the device's counters were not read (no /proc/self/io, or tmpfs).
-    out.push(match get("minivault", "fillrandom").and_then(|a| a.wa_dev).filter(|&wa| wa > 0.0) {
-        Some(wa) => {
-            Line { aim: label, measured: format!("{wa:.2} (aim {WA_AIM:.3})"), met: yes_no(wa <= WA_AIM) }
-        }
-        None => not_measured(label),
-    });
+    if let Some(then) = wa_when_filed(keys) {
+        let label = format!("fillrandom device write amplification ≤ half of {then:.2} (when filed)");
+        let aim = then / 2.0;
+        // 0: the device's counters were not read (no /proc/self/io, or tmpfs).
+        out.push(match get("minivault", "fillrandom").and_then(|a| a.wa_dev).filter(|&wa| wa > 0.0) {
+            Some(wa) => {
+                Line { aim: label, measured: format!("{wa:.2} (aim {aim:.3})"), met: yes_no(wa <= aim) }
+            }
+            None => not_measured(label),
+        });
+    }
     out.push(over("minivault", "readrandom", "fjall", 1.2));
     out.push(over("minivault", "readrandom", "rocksdb", 1.0));
     let mut with_redb = over("minivault-bigcache", "readrandom", "redb", 1.0);
@@ -180,20 +191,32 @@ fn over_best_peer(t: &Table, keys: u64, w: &str, what: &str) -> Line {
     }
 }
 
-/// MiniVaultDB's peak RSS over its workloads at `keys` against the memory bound its default
-/// options state, as the scans recorded it (`Options::memory_bytes` plus a scan's buffers).
+/// MiniVaultDB's memory at `keys` against the bound its options state: over every workload that
+/// recorded both, the largest peak RSS less the RSS before the handle was opened (the handle's
+/// own memory, the binary and the harness left out), set against that workload's bound
+/// (`Options::memory_bytes` and the README's fixed overheads: `engines::minivault_bound`).
 fn rss_within_budget(t: &Table, keys: u64) -> Line {
-    let label = "peak RSS (whole process) within the handle's stated bound".to_string();
+    let label =
+        "peak RSS of the handle (peak less the RSS before its open) within its stated bound".to_string();
     let mine = t.iter().filter(|((k, e, _), a)| *k == keys && e == "minivault" && a.error.is_none());
-    let peak = mine.clone().map(|(_, a)| a.rss_mib).filter(|&r| r > 0.0).max_by(f64::total_cmp);
-    let budget = mine.filter_map(|(_, a)| a.budget_mib).max_by(f64::total_cmp);
-    match (peak, budget) {
-        (Some(p), Some(b)) => {
-            Line { aim: label, measured: format!("{p:.0} MiB; bound {b:.1} MiB"), met: yes_no(p <= b) }
-        }
-        (Some(p), None) => {
+    let worst = mine
+        .clone()
+        .filter_map(|((_, _, w), a)| Some((w, a.rss_mib, a.base_rss_mib?, a.budget_mib?)))
+        .max_by(|x, y| (x.1 - x.2 - x.3).total_cmp(&(y.1 - y.2 - y.3)));
+    let process = mine.map(|(_, a)| a.rss_mib).filter(|&r| r > 0.0).max_by(f64::total_cmp);
+    match (worst, process) {
+        (Some((w, peak, base, bound)), Some(p)) => Line {
+            aim: label,
+            measured: format!(
+                "closest to its bound: {w}, {peak:.1} MiB − {base:.1} MiB = {:.1} MiB of {bound:.1} MiB \
+                 (whole process at most {p:.0} MiB)",
+                peak - base
+            ),
+            met: yes_no(peak - base <= bound),
+        },
+        (None, Some(p)) => {
             Line {
-                aim: label, measured: format!("{p:.0} MiB (no scan ran, so no bound recorded)"), met: "–"
+                aim: label, measured: format!("{p:.0} MiB, whole process (no bound recorded)"), met: "–"
             }
         }
         _ => not_measured(label),
@@ -228,7 +251,7 @@ mod tests {
         };
         assert!(line("fillrandom ≥ 1.5× fjall").ends_with("= 3.00× | yes |"));
         assert!(line("fillrandom ≥ 1.2× rocksdb").ends_with("not measured | – |"));
-        assert!(line("fillrandom device write amplification ≤ half of 4.95").ends_with("| no |"));
+        assert!(line("fillrandom device write amplification ≤ half of 4.95 (when filed)").ends_with("| no |"));
         // Not read while sled and RocksDB did not run (a raw baseline is no peer).
         assert!(line("readwhilewriting reads ≥ 1.0× the best peer")
             .ends_with("vs redb 100k = 0.90× (sled, rocksdb did not run) | – |"));
@@ -243,5 +266,41 @@ mod tests {
         assert!(text.contains("| 10^4 | peak RSS"));
         assert!(!text.contains("| 10^4 | fillrandom"));
         assert!(section(&t, &[], &[10_000]).is_empty());
+    }
+
+    #[test]
+    fn the_memory_line_sets_the_handles_own_peak_against_its_bound_and_wa_the_scales_own_figure() {
+        let mut t = Table::new();
+        let k = 10_000_000;
+        let with = |rss: f64, base: f64, bound: f64| Agg {
+            rss_mib: rss,
+            base_rss_mib: Some(base),
+            budget_mib: Some(bound),
+            ..agg(1e5)
+        };
+        t.insert((k, "minivault".into(), "readrandom".into()), with(70.0, 10.0, 66.0));
+        t.insert(
+            (k, "minivault".into(), "fillrandom".into()),
+            Agg { wa_dev: Some(3.0), ..with(40.0, 5.0, 66.0) },
+        );
+        let text = section(&t, &[], &[k]);
+        let line = |aim: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("| 10^7 | {aim}")))
+                .unwrap_or_else(|| panic!("{aim}: {text}"))
+        };
+        let memory = line("peak RSS of the handle");
+        assert!(memory.contains("readrandom, 70.0 MiB − 10.0 MiB = 60.0 MiB of 66.0 MiB"), "{memory}");
+        assert!(memory.ends_with("| yes |"), "{memory}");
+        assert!(line("fillrandom device write amplification ≤ half of 6.48")
+            .ends_with("3.00 (aim 3.240) | yes |"));
+        // Over the bound by the handle's own memory, whatever the process's total.
+        t.insert((k, "minivault".into(), "readmissing".into()), with(80.0, 5.0, 66.0));
+        let text = section(&t, &[], &[k]);
+        let memory = text.lines().find(|l| l.contains("peak RSS of the handle")).unwrap();
+        assert!(
+            memory.contains("readmissing, 80.0 MiB − 5.0 MiB = 75.0 MiB") && memory.ends_with("| no |"),
+            "{memory}"
+        );
     }
 }

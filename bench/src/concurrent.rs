@@ -43,6 +43,12 @@ pub trait SharedEngine: Send + Sync {
     fn commit_note(&self) -> Option<String> {
         None
     }
+    /// The most memory the engine's configuration lets it hold with `readers` threads reading
+    /// entries of `entry_bytes`, where the engine states such a bound (MiniVaultDB).
+    fn memory_bound(&self, entry_bytes: u64, readers: u64) -> Option<u64> {
+        let _ = (entry_bytes, readers);
+        None
+    }
 }
 
 /// One thread's reads.
@@ -89,6 +95,9 @@ impl SharedEngine for MiniVault {
         let group = self.0.write_group_counts();
         let (syncs, _) = self.0.group_commit_counts();
         Some(format!("{} WAL records, {syncs} syncs", group.records))
+    }
+    fn memory_bound(&self, entry_bytes: u64, readers: u64) -> Option<u64> {
+        Some(crate::engines::minivault_bound(&self.0, entry_bytes, readers))
     }
 }
 
@@ -315,12 +324,19 @@ struct Outcome {
     user_bytes: u64,
     lat: Latency,
     note: String,
+    /// The engine's stated memory bound for the workload, bytes ([`SharedEngine::memory_bound`]).
+    bound: Option<u64>,
 }
 
-fn row(cfg: &ChildConfig, name: &str, dir: &Path, result: Result<Outcome>) -> Row {
+/// `base_rss`: the process's RSS (KiB) before the engine was opened, after the peak was reset.
+fn row(cfg: &ChildConfig, name: &str, dir: &Path, base_rss: u64, result: Result<Outcome>) -> Row {
     let mut row = Row::new(&cfg.engine, cfg.ks.n, name, cfg.round);
     match result {
         Ok(o) => {
+            if let Some(b) = o.bound {
+                row.base_rss_kib = Some(base_rss);
+                row.budget_kib = Some(b.div_ceil(1024));
+            }
             row.ops = o.ops;
             row.secs = o.secs;
             row.user_bytes = o.user_bytes;
@@ -344,16 +360,18 @@ pub fn run(cfg: &ChildConfig) -> Vec<Row> {
         if cfg.workloads.iter().any(|w| w == name) {
             let dir = cfg.dir.join(format!("sync{threads}"));
             metrics::reset_peak_rss();
+            let base = metrics::rss_kib();
             let result = fresh_dir(&dir).and_then(|()| fillsync(cfg, &dir, threads));
-            rows.push(row(cfg, name, &dir, result));
+            rows.push(row(cfg, name, &dir, base, result));
             let _ = fs::remove_dir_all(&dir);
         }
     }
     if cfg.workloads.iter().any(|w| w == "readwhilewriting") {
         let dir = cfg.dir.join("rww");
         metrics::reset_peak_rss();
+        let base = metrics::rss_kib();
         let result = fresh_dir(&dir).and_then(|()| read_while_writing(cfg, &dir));
-        rows.push(row(cfg, "readwhilewriting", &dir, result));
+        rows.push(row(cfg, "readwhilewriting", &dir, base, result));
         let _ = fs::remove_dir_all(&dir);
     }
     rows
@@ -414,6 +432,8 @@ fn fillsync(cfg: &ChildConfig, dir: &Path, threads: u64) -> Result<Outcome> {
             Some(commits) => format!("{ops} durable puts by {threads} threads; {commits}"),
             None => format!("{ops} durable puts by {threads} threads"),
         },
+        // Each writer thread reads nothing but is a thread of the handle's like a reader.
+        bound: engine.memory_bound(entry, 0),
     })
 }
 
@@ -519,5 +539,6 @@ fn read_while_writing(cfg: &ChildConfig, dir: &Path) -> Result<Outcome> {
             written as f64 / secs,
             if rate > 0 { format!(" (at most {rate}/s)") } else { String::new() }
         ),
+        bound: engine.memory_bound(ks.entry_bytes(), READERS as u64),
     })
 }

@@ -144,6 +144,12 @@ pub trait Engine {
         let _ = entry_bytes;
         None
     }
+    /// The most memory the engine's configuration lets it hold while one thread puts and gets
+    /// entries of `entry_bytes`, where the engine states such a bound (MiniVaultDB).
+    fn handle_bound(&self, entry_bytes: u64) -> Option<u64> {
+        let _ = entry_bytes;
+        None
+    }
 }
 
 /// The engines this binary knows, in report order.
@@ -239,6 +245,24 @@ pub struct MiniVault {
     batch: minivault::WriteBatch,
 }
 
+/// The memory the README states a MiniVaultDB handle holds at most, for `readers` threads
+/// reading entries of `entry_bytes` (the largest value read is at most that): the MemTables, the
+/// merge scratch of each compaction thread, the flush thread's copy, the caches and the index
+/// budget (`Options::memory_bytes`); the scan order buffer (4 B per key a MemTable can hold);
+/// the fixed overhead (a read buffer as large as the largest value, the SSTable list, about 150
+/// KiB at most; per compaction thread a 512 KiB page cache and at most 512 KiB of read-ahead;
+/// the flush thread's 64 KiB page cache); and per reading thread a 16 KiB run buffer, a 16 KiB
+/// block and a value buffer.
+pub fn minivault_bound(db: &minivault::Db, entry_bytes: u64, readers: u64) -> u64 {
+    let options = db.options();
+    let threads = options.background_threads as u64;
+    let fixed = entry_bytes + 150 * 1024 + threads * (1 << 20) + if threads > 0 { 64 * 1024 } else { 0 };
+    options.memory_bytes()
+        + 4 * db.stats().memtable_key_capacity as u64
+        + fixed
+        + readers * (32 * 1024 + entry_bytes)
+}
+
 /// The `minivault::Options` of MiniVaultDB engine `name` (`minivault` or one of its opt-in
 /// variants) for `opts`; `None` for another engine. The one place each variant's settings are
 /// written down: the single-handle workloads ([`open`]) and the shared-handle ones
@@ -320,17 +344,13 @@ impl Engine for MiniVault {
         visit_items(self.db.prefix(prefix), u64::MAX, visit)
     }
     fn memory_budget(&self, entry_bytes: u64) -> Option<u64> {
-        // The README's bound: 2 MemTables + page cache + row cache (`Options::memory_bytes`),
-        // the scan order buffer (4 B per key the MemTable can hold), and while a scan runs its
-        // read-ahead and one batch of owned entries (two `Vec`s each: 24 B headers and about
-        // 16 B of allocator overhead apiece).
+        // While a scan runs: its read-ahead and one batch of owned entries (two `Vec`s each:
+        // 24 B headers and about 16 B of allocator overhead apiece).
         let scan_batch = minivault::scan::MAX_BATCH as u64 * (entry_bytes + 2 * (24 + 16));
-        Some(
-            self.db.options().memory_bytes()
-                + 4 * self.db.stats().memtable_key_capacity as u64
-                + minivault::scan::MAX_READ_AHEAD as u64
-                + scan_batch,
-        )
+        Some(minivault_bound(&self.db, entry_bytes, 1) + minivault::scan::MAX_READ_AHEAD as u64 + scan_batch)
+    }
+    fn handle_bound(&self, entry_bytes: u64) -> Option<u64> {
+        Some(minivault_bound(&self.db, entry_bytes, 1))
     }
     fn stats(&self) -> Option<EngineStats> {
         let s = self.db.stats();

@@ -130,6 +130,22 @@ impl Chunk {
     }
 }
 
+/// The process's RSS (KiB) before a handle is opened, what an earlier handle freed given back
+/// first: subtracted from a workload's peak, it leaves the handle's own memory.
+fn base_rss() -> u64 {
+    metrics::reset_peak_rss();
+    metrics::rss_kib()
+}
+
+/// Records on a row that measured something the handle's stated memory bound (bytes, where the
+/// engine states one) and the RSS before the handle was opened.
+fn note_bound(row: &mut Row, base_rss: u64, bound: Option<u64>) {
+    if let (Some(b), true) = (bound, row.error.is_empty()) {
+        row.base_rss_kib = Some(base_rss);
+        row.budget_kib = Some(b.div_ceil(1024));
+    }
+}
+
 /// Measures one workload: resets the peak RSS, snapshots `/proc/self/io`, runs `f`, and builds
 /// the row.
 fn measure_raw(
@@ -371,15 +387,17 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
     // fillseq, in its own directory.
     if cfg.wants("fillseq") {
         let dir = cfg.dir.join("seq");
+        let base_rss = base_rss();
         let row = match fresh_dir(&dir)
             .and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed)))
         {
             Ok(mut e) => {
-                let row = measure(cfg, "fillseq", e.as_mut(), &dir, Some(n * entry), |lat, e| {
+                let mut row = measure(cfg, "fillseq", e.as_mut(), &dir, Some(n * entry), |lat, e| {
                     let (ops, mut busy) = timed_writes(e, ks, n, |i| i, Some(0), lat, None)?;
                     timed_sync(e, &mut busy)?;
                     Ok(Outcome { ops, busy, user_bytes: ops * entry, note: String::new() })
                 });
+                note_bound(&mut row, base_rss, e.handle_bound(entry));
                 drop(e);
                 row
             }
@@ -394,9 +412,15 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
         ["fillrandom", "overwrite", "readrandom", "readmissing", "readhot", "mixed", "deleterandom"];
     if main_workloads.iter().any(|w| cfg.wants(w)) {
         let dir = cfg.dir.join("main");
+        let base_rss = base_rss();
         match fresh_dir(&dir).and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed))) {
             Ok(mut e) => {
+                let first = rows.len();
                 run_main(cfg, e.as_mut(), &dir, &mut rows);
+                let bound = e.handle_bound(entry);
+                for row in rows.iter_mut().skip(first) {
+                    note_bound(row, base_rss, bound);
+                }
                 drop(e);
             }
             Err(err) => {
@@ -411,7 +435,7 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
     // The scan workloads, in their own database of dense keys.
     if SCANS.iter().any(|w| cfg.wants(w)) {
         let dir = cfg.dir.join("scan");
-        let base_rss = metrics::rss_kib();
+        let base_rss = base_rss();
         match fresh_dir(&dir).and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed))) {
             Ok(mut e) => {
                 run_scans(cfg, e.as_mut(), &dir, base_rss, &mut rows);
