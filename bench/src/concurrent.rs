@@ -333,10 +333,7 @@ fn row(cfg: &ChildConfig, name: &str, dir: &Path, base_rss: u64, result: Result<
     let mut row = Row::new(&cfg.engine, cfg.ks.n, name, cfg.round);
     match result {
         Ok(o) => {
-            if let Some(b) = o.bound {
-                row.base_rss_kib = Some(base_rss);
-                row.budget_kib = Some(b.div_ceil(1024));
-            }
+            crate::workloads::note_bound(&mut row, base_rss, o.bound);
             row.ops = o.ops;
             row.secs = o.secs;
             row.user_bytes = o.user_bytes;
@@ -359,8 +356,7 @@ pub fn run(cfg: &ChildConfig) -> Vec<Row> {
     for (name, threads) in [("fillsync1", 1), ("fillsync4", 4), ("fillsync16", 16)] {
         if cfg.workloads.iter().any(|w| w == name) {
             let dir = cfg.dir.join(format!("sync{threads}"));
-            metrics::reset_peak_rss();
-            let base = metrics::rss_kib();
+            let base = crate::workloads::rss_before_open();
             let result = fresh_dir(&dir).and_then(|()| fillsync(cfg, &dir, threads));
             rows.push(row(cfg, name, &dir, base, result));
             let _ = fs::remove_dir_all(&dir);
@@ -368,8 +364,7 @@ pub fn run(cfg: &ChildConfig) -> Vec<Row> {
     }
     if cfg.workloads.iter().any(|w| w == "readwhilewriting") {
         let dir = cfg.dir.join("rww");
-        metrics::reset_peak_rss();
-        let base = metrics::rss_kib();
+        let base = crate::workloads::rss_before_open();
         let result = fresh_dir(&dir).and_then(|()| read_while_writing(cfg, &dir));
         rows.push(row(cfg, "readwhilewriting", &dir, base, result));
         let _ = fs::remove_dir_all(&dir);

@@ -132,14 +132,14 @@ impl Chunk {
 
 /// The process's RSS (KiB) before a handle is opened, what an earlier handle freed given back
 /// first: subtracted from a workload's peak, it leaves the handle's own memory.
-fn base_rss() -> u64 {
+pub(crate) fn rss_before_open() -> u64 {
     metrics::reset_peak_rss();
     metrics::rss_kib()
 }
 
 /// Records on a row that measured something the handle's stated memory bound (bytes, where the
 /// engine states one) and the RSS before the handle was opened.
-fn note_bound(row: &mut Row, base_rss: u64, bound: Option<u64>) {
+pub(crate) fn note_bound(row: &mut Row, base_rss: u64, bound: Option<u64>) {
     if let (Some(b), true) = (bound, row.error.is_empty()) {
         row.base_rss_kib = Some(base_rss);
         row.budget_kib = Some(b.div_ceil(1024));
@@ -387,7 +387,7 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
     // fillseq, in its own directory.
     if cfg.wants("fillseq") {
         let dir = cfg.dir.join("seq");
-        let base_rss = base_rss();
+        let base_rss = rss_before_open();
         let row = match fresh_dir(&dir)
             .and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed)))
         {
@@ -412,7 +412,7 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
         ["fillrandom", "overwrite", "readrandom", "readmissing", "readhot", "mixed", "deleterandom"];
     if main_workloads.iter().any(|w| cfg.wants(w)) {
         let dir = cfg.dir.join("main");
-        let base_rss = base_rss();
+        let base_rss = rss_before_open();
         match fresh_dir(&dir).and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed))) {
             Ok(mut e) => {
                 let first = rows.len();
@@ -435,7 +435,7 @@ fn run_child_inner(cfg: &ChildConfig) -> Vec<Row> {
     // The scan workloads, in their own database of dense keys.
     if SCANS.iter().any(|w| cfg.wants(w)) {
         let dir = cfg.dir.join("scan");
-        let base_rss = base_rss();
+        let base_rss = rss_before_open();
         match fresh_dir(&dir).and_then(|_| engines::open(&cfg.engine, &dir, cfg.options(Mode::Relaxed))) {
             Ok(mut e) => {
                 run_scans(cfg, e.as_mut(), &dir, base_rss, &mut rows);

@@ -81,7 +81,7 @@ use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -316,7 +316,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// state, but the panic may have stopped a change to it halfway: the engine refuses writes
 /// from then on ([`minivault_core::Error::Poisoned`], as after a failed write) and reads go on.
 pub(crate) fn lock_state(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    refuse_writes_if_poisoned(m.lock())
+    m.lock().unwrap_or_else(|poisoned| refusing_writes(poisoned.into_inner()))
 }
 
 /// [`lock_state`] for a wait on a condition variable of the engine's state, for at most
@@ -326,18 +326,16 @@ pub(crate) fn wait_state<'a>(
     guard: MutexGuard<'a, State>,
     timeout: Duration,
 ) -> MutexGuard<'a, State> {
-    refuse_writes_if_poisoned(reported.wait_timeout(guard, timeout).map(|(g, _)| g).map_err(|p| {
-        let (g, _) = p.into_inner();
-        PoisonError::new(g)
-    }))
+    match reported.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => refusing_writes(poisoned.into_inner().0),
+    }
 }
 
-fn refuse_writes_if_poisoned(locked: LockResult<MutexGuard<'_, State>>) -> MutexGuard<'_, State> {
-    locked.unwrap_or_else(|poisoned| {
-        let mut guard = poisoned.into_inner();
-        guard.engine.refuse_writes();
-        guard
-    })
+/// The guard of an engine's state whose lock a panic poisoned: the engine refuses writes.
+fn refusing_writes(mut guard: MutexGuard<'_, State>) -> MutexGuard<'_, State> {
+    guard.engine.refuse_writes();
+    guard
 }
 
 impl Db {
@@ -1340,7 +1338,7 @@ fn nudge(state: &Weak<Mutex<State>>, rows: Option<&Weak<Mutex<RowCache>>>) -> bo
     let Some(shared) = state.upgrade() else { return true };
     let mut guard = match shared.try_lock() {
         Ok(guard) => guard,
-        Err(TryLockError::Poisoned(p)) => refuse_writes_if_poisoned(Err(p)),
+        Err(TryLockError::Poisoned(p)) => refusing_writes(p.into_inner()),
         Err(TryLockError::WouldBlock) => return false,
     };
     let rows = rows.and_then(Weak::upgrade);

@@ -404,10 +404,11 @@ impl PosixStorage {
         sys::size_from_stat(&sys::stat_at(self.dir.as_fd(), &name)?)
     }
 
-    /// Opens `name` relative to the directory with `flags` (plus `O_CLOEXEC`).
+    /// Opens `name` relative to the directory with `flags` (plus `O_CLOEXEC`); a WAL of a
+    /// storage [`PosixStorage::without_wal_writeback`] starts no writeback.
     fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<PosixFile> {
-        let name = file_name(name)?;
-        let fd = sys::open_at(self.dir.as_fd(), &name, flags)?;
+        let c_name = file_name(name)?;
+        let fd = sys::open_at(self.dir.as_fd(), &c_name, flags)?;
         let key = sys::fstat_key(fd.as_fd())?;
         if flags & libc::O_TRUNC != 0 || self.read_only {
             // A new file may reuse the inode number of a removed one; and a read-only handle
@@ -415,7 +416,8 @@ impl PosixStorage {
             // inode (in an open that started over) may be another file's.
             lock(&self.cache).forget(key);
         }
-        Ok(PosixFile::new(fd, key, Arc::clone(&self.cache)))
+        let file = PosixFile::new(fd, key, Arc::clone(&self.cache));
+        Ok(if self.hints_writeback(name) { file } else { file.without_writeback_hints() })
     }
 }
 
@@ -446,7 +448,7 @@ impl Storage for PosixStorage {
         self.writable()?;
         let file = self.open_at(name, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)?;
         self.remember_wal(name);
-        Ok(if self.hints_writeback(name) { file } else { file.without_writeback_hints() })
+        Ok(file)
     }
 
     fn open(&mut self, name: &str) -> io::Result<PosixFile> {
@@ -470,7 +472,6 @@ impl Storage for PosixStorage {
         let file = self.open_at(name, if self.read_only { libc::O_RDONLY } else { libc::O_RDWR })?;
         self.remember_wal(name);
         let table = matches!(parse_name(name), Some((FileKind::Table, _)));
-        let file = if self.hints_writeback(name) { file } else { file.without_writeback_hints() };
         Ok(if self.read_ahead && table { file.read_ahead() } else { file })
     }
 
