@@ -250,13 +250,14 @@ pub struct MiniVault {
 /// merge scratch of each compaction thread, the flush thread's copy, the caches and the index
 /// budget (`Options::memory_bytes`); the scan order buffer (4 B per key a MemTable can hold);
 /// the fixed overhead (a read buffer as large as the largest value, the SSTable list, about 150
-/// KiB at most; per compaction thread a 512 KiB page cache and at most 512 KiB of read-ahead;
+/// KiB at most; the WALs' mapped windows, 2 × 128 KiB; per compaction thread a 512 KiB page cache and at most 512 KiB of read-ahead;
 /// the flush thread's 64 KiB page cache); and per reading thread a 16 KiB run buffer, a 16 KiB
 /// block and a value buffer.
 pub fn minivault_bound(db: &minivault::Db, entry_bytes: u64, readers: u64) -> u64 {
     let options = db.options();
     let threads = options.background_threads as u64;
-    let fixed = entry_bytes + 150 * 1024 + threads * (1 << 20) + if threads > 0 { 64 * 1024 } else { 0 };
+    let fixed =
+        entry_bytes + 150 * 1024 + 256 * 1024 + threads * (1 << 20) + if threads > 0 { 64 * 1024 } else { 0 };
     options.memory_bytes()
         + 4 * db.stats().memtable_key_capacity as u64
         + fixed

@@ -38,7 +38,8 @@ pub enum Durability {
 /// the largest value read; per thread that has read the SSTables, a 16 KiB run buffer and a
 /// value buffer as large as the largest value it read; the SSTable list and its file handles,
 /// shared with gets in progress, which keep the files of tables a compaction removed meanwhile
-/// open until they end; the row cache's 2 KiB of write stamps; per compaction thread a 512 KiB
+/// open until they end; the row cache's 2 KiB of write stamps; the WALs' mapped windows, at most
+/// 2 × 128 KiB ([`crate::storage::MAP_WINDOW`]); per compaction thread a 512 KiB
 /// page cache and, while it merges, two 16 KiB read-ahead windows per input table, at most 512
 /// KiB; the flush thread's 64 KiB page cache). With the defaults: 5 × 4 + 8 +
 /// 4 + 32 = 64 MiB. Each size has a documented range ([`MEMTABLE_BYTES`], [`CACHE_BYTES`],

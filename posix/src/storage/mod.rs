@@ -6,7 +6,10 @@
 //!
 //! # Buffering and durability
 //! - [`Write::write`](embedded_io::Write::write) appends to an in-memory buffer (at most [`WRITE_BUFFER_CAPACITY`] bytes), so
-//!   the small pieces of one record reach the OS in one `pwrite`.
+//!   the small pieces of one record reach the OS in one `pwrite`. A WAL's writes within its
+//!   preallocated size are copied into a shared mapping of the file instead, on Linux and
+//!   Android file systems that allocate at `fallocate` ([`PosixFile`]'s mapped appends): they
+//!   reach the OS (its page cache) with the copy, and `fdatasync` writes them as any page.
 //! - [`Write::flush`](embedded_io::Write::flush), [`Read::read`](embedded_io::Read::read), [`Seek::seek`](embedded_io::Seek::seek), [`Storage::len`], [`Storage::truncate`],
 //!   [`Storage::preallocate`] and [`Storage::sync`] first hand the buffer to the OS with `pwrite`;
 //!   after that the bytes survive the death of the process.
@@ -34,7 +37,7 @@ mod file;
 mod reaper;
 mod sys;
 
-pub use file::{FileReader, PosixFile, WRITE_BUFFER_CAPACITY};
+pub use file::{FileReader, PosixFile, MAP_WINDOW, WRITE_BUFFER_CAPACITY};
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -417,7 +420,25 @@ impl PosixStorage {
             lock(&self.cache).forget(key);
         }
         let file = PosixFile::new(fd, key, Arc::clone(&self.cache));
-        Ok(if self.hints_writeback(name) { file } else { file.without_writeback_hints() })
+        let file = if self.hints_writeback(name) { file } else { file.without_writeback_hints() };
+        // A WAL, appended to by every write: through a mapping of its preallocated tail, where
+        // a write fault cannot fail for want of space.
+        let wal = matches!(parse_name(name), Some((FileKind::Wal, _)));
+        Ok(if wal && !self.read_only && maps_safely(&file) { file.with_mapped_appends() } else { file })
+    }
+}
+
+/// Whether `file`'s appends may go through a shared mapping ([`sys::maps_safely`]; never off
+/// Linux and Android).
+fn maps_safely(file: &PosixFile) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        sys::maps_safely(file.fd.as_fd())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = file;
+        false
     }
 }
 
@@ -504,6 +525,7 @@ impl Storage for PosixStorage {
             return Ok(());
         }
         let result = sys::allocate(file.fd.as_fd(), size, len);
+        file.forget_size();
         // The page that held the old end of the file may be cached shorter than the file now is
         // (also after a failure: the extension may have happened part of the way).
         lock(&self.cache).invalidate(file.key, size, len);

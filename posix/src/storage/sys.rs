@@ -188,6 +188,138 @@ pub(crate) fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::
     }
 }
 
+/// A shared mapping of part of a file, for reading and writing: its pages are the kernel's page
+/// cache of the file, so bytes copied in have reached the OS just as a `pwrite` hands them over
+/// (they outlive the process, and an `fsync` or `fdatasync` of the file writes them), without a
+/// system call. Linux and Android only, where those syncs cover a shared mapping's pages.
+///
+/// Touching a page of a mapping past the end of its file raises `SIGBUS`, which ends the process.
+/// A `SharedMap` is therefore made only within the file's size, and its owner must drop it before
+/// the file can shrink: [`super::PosixFile`] drops it before every truncate (a create with
+/// `O_TRUNC`, the other way, makes a new handle, which has no mapping), and no other process
+/// writes in a database's locked directory. A fault the file system cannot serve raises `SIGBUS`
+/// too, where a `pwrite` would have returned the error: space it would allocate on a write fault
+/// (copy-on-write file systems such as btrfs, emulated preallocation), which is why only
+/// [`maps_safely`] file systems are mapped, whose preallocated blocks are allocated already; and
+/// on those, a file system that shut down after an error, or a page the device fails to read
+/// back. The process then ends instead of refusing writes (nothing acknowledged is lost).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) struct SharedMap {
+    ptr: std::ptr::NonNull<u8>,
+    /// The file offset of the first mapped byte (a multiple of [`os_page_size`]).
+    start: u64,
+    len: usize,
+}
+
+// SAFETY: the mapping is memory that this value alone owns (its address is never handed out), so
+// moving it to another thread moves that ownership, as for a `Vec`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe impl Send for SharedMap {}
+
+// SAFETY: through `&SharedMap` only its start and length are read; the mapped bytes are written
+// through `&mut self` alone.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe impl Sync for SharedMap {}
+
+/// True when `fd`'s file system allocates a preallocated file's blocks at `fallocate`, so that a
+/// write fault in a [`SharedMap`] of them allocates nothing and cannot fail for want of space:
+/// ext2/3/4, XFS and tmpfs (`fstatfs`). Any other (or a failed `fstatfs`): `false`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn maps_safely(fd: BorrowedFd<'_>) -> bool {
+    const EXT4: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const TMPFS: i64 = 0x0102_1994;
+    let mut st = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `fd` is an open descriptor borrowed for the whole call, and `st` is valid for
+    // writes of one `statfs`, which the call fills on success.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: `fstatfs` returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    // The field's type differs between targets (a signed or unsigned word); the magic numbers
+    // compared are all positive and below 2^31, so a sign-extending cast compares them right.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    matches!(kind, EXT4 | XFS | TMPFS)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl SharedMap {
+    /// Maps `len` bytes (at least 1) of `fd` from `start`, a multiple of [`os_page_size`]; the
+    /// file must be at least `start + len` bytes long, and stay so while the map lives.
+    pub(crate) fn new(fd: BorrowedFd<'_>, start: u64, len: usize) -> io::Result<Self> {
+        let offset = libc::off_t::try_from(start).map_err(|_| invalid_input("map offset past off_t"))?;
+        if len == 0 || !start.is_multiple_of(os_page_size()) {
+            return Err(invalid_input("an empty map, or one that does not start at a page"));
+        }
+        // SAFETY: a new mapping at an address the kernel chooses (the hint is null, no
+        // MAP_FIXED), so no memory of the process is replaced; `fd` is an open descriptor
+        // borrowed for the whole call, and the call keeps its own reference to the file.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                offset,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(SharedMap { ptr, start, len })
+    }
+
+    /// True when the file bytes `from..to` are all mapped.
+    pub(crate) fn holds(&self, from: u64, to: u64) -> bool {
+        self.start <= from && from <= to && to <= self.start + self.len as u64
+    }
+
+    /// Copies `bytes` to file offset `at`; `false` (nothing copied) when the map does not hold
+    /// all of `at..at + bytes.len()`.
+    pub(crate) fn copy_in(&mut self, at: u64, bytes: &[u8]) -> bool {
+        let Some(to) = at.checked_add(bytes.len() as u64) else { return false };
+        if !self.holds(at, to) {
+            return false;
+        }
+        // `at - start` is below `len`, a usize.
+        let offset = (at - self.start) as usize;
+        // SAFETY: `offset + bytes.len() <= len` (checked above), so the destination lies within
+        // the mapping, which is valid for writes of `len` bytes while `self` lives and lies
+        // within the file (made within its size, which does not shrink while it lives: see the
+        // type's documentation), so no access faults; `bytes` cannot overlap it, as the
+        // mapping's address is never handed out.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(offset), bytes.len()) };
+        true
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly a mapping `mmap` made and nothing unmapped since,
+        // and no reference into it outlives `self`. A failure (only for bad arguments) leaves
+        // the pages mapped: nothing to undo.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The size of the operating system's memory pages (`sysconf(_SC_PAGESIZE)`, read once; 4 KiB
+/// when it cannot be read): the unit of a [`SharedMap`]'s offset.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn os_page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        // SAFETY: `sysconf` only reads its integer argument.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(n).ok().filter(|n| n.is_power_of_two()).unwrap_or(4096)
+    })
+}
+
 /// `fsync` of a directory: makes the creates, renames and removes in it durable. Never retried.
 pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: `dir` is an open directory fd borrowed for the whole call.
