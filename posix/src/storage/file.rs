@@ -892,16 +892,27 @@ mod tests {
         assert!(w.writeback_from >= 2 * WRITEBACK_STEP, "{}", w.writeback_from);
     }
 
+    /// A storage in a temporary directory and WAL `id` created in it, when the directory's file
+    /// system is one whose WALs are mapped ([`sys::maps_safely`]); `None` (the test is skipped,
+    /// and says so) elsewhere.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn mapped_wal(
+        id: u64,
+    ) -> Option<(tempfile::TempDir, PosixStorage, minivault_core::names::FileName, PosixFile)> {
+        let (dir, mut storage) = storage();
+        let wal = file_name(FileKind::Wal, id);
+        let file = storage.create(&wal).unwrap();
+        if !sys::maps_safely(file.fd.as_fd()) {
+            eprintln!("skipped: the temporary directory's file system is not mapped");
+            return None;
+        }
+        Some((dir, storage, wal, file))
+    }
+
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn a_wal_copies_appends_within_its_preallocated_size_through_a_mapping_and_the_rest_by_pwrite() {
-        let (dir, mut storage) = storage();
-        let wal = file_name(FileKind::Wal, 7);
-        let mut file = storage.create(&wal).unwrap();
-        if !sys::maps_safely(file.fd.as_fd()) {
-            eprintln!("skipped: the temporary directory's file system is not mapped");
-            return;
-        }
+        let Some((dir, mut storage, wal, mut file)) = mapped_wal(7) else { return };
         let mut expected = b"header: past the file's end, so written".to_vec();
         file.write_all(&expected).unwrap();
         file.flush().unwrap();
@@ -942,13 +953,7 @@ mod tests {
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn a_mapped_append_lands_after_bytes_still_buffered_and_is_read_back_over_a_cached_page() {
-        let (dir, mut storage) = storage();
-        let wal = file_name(FileKind::Wal, 11);
-        let mut file = storage.create(&wal).unwrap();
-        if !sys::maps_safely(file.fd.as_fd()) {
-            eprintln!("skipped: the temporary directory's file system is not mapped");
-            return;
-        }
+        let Some((dir, mut storage, wal, mut file)) = mapped_wal(11) else { return };
         storage.preallocate(&mut file, MAP_WINDOW).unwrap();
         // A page read (and cached) before a mapped write overwrites part of it.
         let mut before = [0xffu8; 64];
@@ -977,13 +982,7 @@ mod tests {
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn a_truncate_unmaps_a_wal_so_that_no_append_touches_past_its_end() {
-        let (dir, mut storage) = storage();
-        let wal = file_name(FileKind::Wal, 9);
-        let mut file = storage.create(&wal).unwrap();
-        if !sys::maps_safely(file.fd.as_fd()) {
-            eprintln!("skipped: the temporary directory's file system is not mapped");
-            return;
-        }
+        let Some((dir, mut storage, wal, mut file)) = mapped_wal(9) else { return };
         storage.preallocate(&mut file, MAP_WINDOW).unwrap();
         file.write_all(&[1u8; 5000]).unwrap();
         assert!(file.map.is_some());
