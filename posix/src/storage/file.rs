@@ -38,6 +38,48 @@ pub const MAP_WINDOW: u64 = 128 * 1024;
 /// inputs: 512 KiB per worker, beside its page cache).
 pub const READ_AHEAD_BYTES: usize = 16 * 1024;
 
+/// A file's appends through a shared mapping ([`PosixFile::with_mapped_appends`]): whether they
+/// are on, the window of the file mapped, and the file's size as last seen for a mapping. Only
+/// on Linux and Android ([`sys::SharedMap`]); empty elsewhere.
+#[derive(Default)]
+struct MappedAppends {
+    /// Writes within the file's size are copied into the mapping.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    on: bool,
+    /// The window mapped, once a write was copied through it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    map: Option<sys::SharedMap>,
+    /// The file's size when last looked at for a mapping; `None`: look again (it may have grown
+    /// by a preallocation, or shrunk by a truncate).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    room: Option<u64>,
+}
+
+impl MappedAppends {
+    fn enable(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            self.on = true;
+        }
+    }
+
+    fn forget_size(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            self.room = None;
+        }
+    }
+
+    /// Drops the window and forgets the size: the file may shrink next.
+    fn unmap(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            self.map = None;
+            self.room = None;
+        }
+    }
+}
+
 /// An open file of a [`PosixStorage`](super::PosixStorage): a descriptor, a logical position and a write buffer.
 ///
 /// Reads and writes go through `pread`/`pwrite` at the logical position (a WAL's appends within
@@ -64,17 +106,8 @@ pub struct PosixFile {
     /// Writeback is started every [`WRITEBACK_STEP`]; `false` for a WAL that no sync is due to
     /// ([`PosixFile::without_writeback_hints`]).
     hints_writeback: bool,
-    /// Writes are copied into a shared mapping of the file when they fall within its size
-    /// ([`PosixFile::with_mapped_appends`]).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    maps_appends: bool,
-    /// The window of the file mapped for appends, once a write was copied through it.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    map: Option<sys::SharedMap>,
-    /// The file's size when last looked at for a mapping; `None`: look again (it may have grown:
-    /// a preallocation, a truncate).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    map_room: Option<u64>,
+    /// Appends through a shared mapping of the file ([`PosixFile::with_mapped_appends`]).
+    mapped: MappedAppends,
     /// The page cache has room (its capacity is fixed when the storage opens): read once here
     /// rather than under its lock on every read.
     cached: bool,
@@ -136,12 +169,7 @@ impl PosixFile {
             cache,
             writeback_from: 0,
             hints_writeback: true,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            maps_appends: false,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            map: None,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            map_room: None,
+            mapped: MappedAppends::default(),
             cached,
             ahead: None,
         }
@@ -167,10 +195,7 @@ impl PosixFile {
     /// without preallocation) and anywhere the mapping cannot be made go through `pwrite` as
     /// before. Linux and Android only ([`sys::SharedMap`]); elsewhere this changes nothing.
     pub(super) fn with_mapped_appends(mut self) -> Self {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            self.maps_appends = true;
-        }
+        self.mapped.enable();
         self
     }
 
@@ -181,37 +206,37 @@ impl PosixFile {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn write_mapped(&mut self, buf: &[u8]) -> io::Result<bool> {
         let end = checked_end(self.pos, buf.len())?;
-        if !self.map.as_ref().is_some_and(|m| m.holds(self.pos, end)) {
-            self.map = None;
+        if !self.mapped.map.as_ref().is_some_and(|m| m.holds(self.pos, end)) {
+            self.mapped.map = None;
             let page = sys::os_page_size();
             let start = self.pos / page * page;
             if end - start > MAP_WINDOW {
                 return Ok(false);
             }
-            let size = match self.map_room {
+            let size = match self.mapped.room {
                 Some(size) => size,
                 None => {
                     self.flush_buffer()?;
                     sys::fstat_size(self.fd.as_fd())?
                 }
             };
-            self.map_room = Some(size);
+            self.mapped.room = Some(size);
             if end > size {
                 return Ok(false);
             }
             // `size - start` is at least `end - start` > 0 here; at most MAP_WINDOW fits a usize.
             let len = (size - start).min(MAP_WINDOW) as usize;
             match sys::SharedMap::new(self.fd.as_fd(), start, len) {
-                Ok(map) => self.map = Some(map),
+                Ok(map) => self.mapped.map = Some(map),
                 Err(_) => {
-                    self.maps_appends = false;
+                    self.mapped.on = false;
                     return Ok(false);
                 }
             }
         }
         // Bytes an earlier write left in the buffer (written as any file's) reach the OS first.
         self.flush_buffer()?;
-        let copied = self.map.as_mut().is_some_and(|m| m.copy_in(self.pos, buf));
+        let copied = self.mapped.map.as_mut().is_some_and(|m| m.copy_in(self.pos, buf));
         if copied {
             lock(&self.cache).invalidate(self.key, self.pos, end);
             self.drop_read_ahead();
@@ -223,10 +248,7 @@ impl PosixFile {
 
     /// Forgets the file's size as last seen for a mapping (it grew: a preallocation).
     pub(super) fn forget_size(&mut self) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            self.map_room = None;
-        }
+        self.mapped.forget_size();
     }
 
     /// Another handle on the same open file, at offset 0 with empty buffers: for a file a
@@ -243,12 +265,7 @@ impl PosixFile {
             cache: Arc::clone(&self.cache),
             writeback_from: 0,
             hints_writeback: self.hints_writeback,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            maps_appends: false,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            map: None,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            map_room: None,
+            mapped: MappedAppends::default(),
             cached: self.cached,
             ahead: None,
         }
@@ -336,11 +353,7 @@ impl PosixFile {
     pub(super) fn discard_buffered_from(&mut self, len: u64) {
         self.drop_read_ahead();
         // A mapping must never reach past the file's end (touching it would raise SIGBUS).
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            self.map = None;
-            self.map_room = None;
-        }
+        self.mapped.unmap();
         let keep = len.saturating_sub(self.wbuf_start);
         if keep < self.wbuf.len() as u64 {
             // `keep` is below `wbuf.len()`, a usize.
@@ -428,7 +441,7 @@ impl Write for PosixFile {
             return Ok(0);
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if self.maps_appends && self.write_mapped(buf)? {
+        if self.mapped.on && self.write_mapped(buf)? {
             return Ok(buf.len());
         }
         let end = checked_end(self.pos, buf.len())?;
@@ -916,7 +929,7 @@ mod tests {
         let mut expected = b"header: past the file's end, so written".to_vec();
         file.write_all(&expected).unwrap();
         file.flush().unwrap();
-        assert!(file.map.is_none(), "a write past the end was mapped");
+        assert!(file.mapped.map.is_none(), "a write past the end was mapped");
         // Preallocated: records land in the mapping, window after window, and reach the file.
         storage.preallocate(&mut file, 3 * MAP_WINDOW).unwrap();
         let mut n = 0u32;
@@ -926,7 +939,7 @@ mod tests {
             file.flush().unwrap();
             expected.extend_from_slice(&record);
             n += 1;
-            assert!(file.map.is_some(), "record {n} was not copied through the mapping");
+            assert!(file.mapped.map.is_some(), "record {n} was not copied through the mapping");
         }
         assert!(file.wbuf.is_empty(), "a record went through the write buffer");
         let on_disk = fs::read(dir.path().join(wal.as_str())).unwrap();
@@ -947,7 +960,7 @@ mod tests {
         let mut table = storage.create(&file_name(FileKind::Table, 8)).unwrap();
         storage.preallocate(&mut table, MAP_WINDOW).unwrap();
         table.write_all(b"entries").unwrap();
-        assert!(table.map.is_none() && !table.wbuf.is_empty());
+        assert!(table.mapped.map.is_none() && !table.wbuf.is_empty());
     }
 
     #[test]
@@ -966,7 +979,7 @@ mod tests {
         assert!(!file.wbuf.is_empty());
         file.seek(SeekFrom::Start(100)).unwrap();
         file.write_all(&[9u8; 20]).unwrap();
-        assert!(file.map.is_some() && file.wbuf.is_empty(), "the buffered bytes did not go first");
+        assert!(file.mapped.map.is_some() && file.wbuf.is_empty(), "the buffered bytes did not go first");
         let on_disk = fs::read(dir.path().join(wal.as_str())).unwrap();
         assert_eq!(on_disk.len() as u64, MAP_WINDOW + 20);
         assert!(on_disk[100..120].iter().all(|&b| b == 9));
@@ -985,12 +998,12 @@ mod tests {
         let Some((dir, mut storage, wal, mut file)) = mapped_wal(9) else { return };
         storage.preallocate(&mut file, MAP_WINDOW).unwrap();
         file.write_all(&[1u8; 5000]).unwrap();
-        assert!(file.map.is_some());
+        assert!(file.mapped.map.is_some());
         // Cut below the mapped window (as a full disk's cut of a record does), then append at
         // the new end and past it: a mapping kept from before would reach past the end and
         // SIGBUS; the writes go through `pwrite` instead.
         storage.truncate(&mut file, 4096).unwrap();
-        assert!(file.map.is_none());
+        assert!(file.mapped.map.is_none());
         file.seek(SeekFrom::Start(4096)).unwrap();
         file.write_all(&[2u8; 9000]).unwrap();
         file.flush().unwrap();
@@ -1000,12 +1013,12 @@ mod tests {
         // Preallocated again: mapped again.
         storage.preallocate(&mut file, 2 * MAP_WINDOW).unwrap();
         file.write_all(&[3u8; 100]).unwrap();
-        assert!(file.map.is_some());
+        assert!(file.mapped.map.is_some());
         // A read-only storage never maps (its descriptors cannot write).
         drop(file);
         let mut ro = PosixStorage::open_dir_read_only(dir.path(), 0).unwrap();
         let mut f = ro.open(&wal).unwrap();
-        assert!(!f.maps_appends);
+        assert!(!f.mapped.on);
         let mut b = [0u8; 1];
         f.read_exact(&mut b).unwrap();
         assert_eq!(b, [1]);
