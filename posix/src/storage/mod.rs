@@ -94,6 +94,10 @@ pub struct PosixStorage {
     /// WALs created or opened start their writeback as they grow; `false`:
     /// [`PosixStorage::without_wal_writeback`].
     wal_writeback: bool,
+    /// WALs opened or created here append through a shared mapping: a writable storage on a
+    /// file system where a write fault cannot fail for want of space ([`sys::maps_safely`] of
+    /// the directory, asked once at open: every file of the storage is on its file system).
+    maps_wals: bool,
     /// [`Storage::max_files`]: what the process's limit on open files leaves the database, read
     /// once when the storage is opened.
     max_files: Option<usize>,
@@ -148,15 +152,18 @@ impl PosixStorage {
         // flags we want, without an `unsafe` block.
         let dir = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(path)?;
         let cache = Arc::new(Mutex::new(PageCache::new(cache_bytes)));
+        let dir = OwnedFd::from(dir);
+        let maps_wals = !read_only && maps_safely(&dir);
         Ok(Self {
             path: path.to_path_buf(),
-            dir: OwnedFd::from(dir),
+            dir,
             cache,
             read_only,
             wal_handles: [None, None],
             removals: None,
             read_ahead: false,
             wal_writeback: true,
+            maps_wals,
             max_files: files_for_the_database(),
             held: None,
         })
@@ -207,6 +214,7 @@ impl PosixStorage {
             removals: None,
             read_ahead: false,
             wal_writeback: self.wal_writeback,
+            maps_wals: self.maps_wals,
             max_files: self.max_files,
             held: None,
         })
@@ -235,11 +243,6 @@ impl PosixStorage {
     pub(crate) fn without_wal_writeback(mut self) -> Self {
         self.wal_writeback = false;
         self
-    }
-
-    /// Whether a file of this name, opened or created here, starts its writeback as it grows.
-    fn hints_writeback(&self, name: &str) -> bool {
-        self.wal_writeback || !matches!(parse_name(name), Some((FileKind::Wal, _)))
     }
 
     /// A descriptor of the directory, for a thread that unlinks in it ([`Reaper::start`]).
@@ -408,7 +411,8 @@ impl PosixStorage {
     }
 
     /// Opens `name` relative to the directory with `flags` (plus `O_CLOEXEC`); a WAL of a
-    /// storage [`PosixStorage::without_wal_writeback`] starts no writeback.
+    /// storage [`PosixStorage::without_wal_writeback`] starts no writeback, and one of a
+    /// storage that maps WALs appends through a mapping.
     fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<PosixFile> {
         let c_name = file_name(name)?;
         let fd = sys::open_at(self.dir.as_fd(), &c_name, flags)?;
@@ -420,24 +424,27 @@ impl PosixStorage {
             lock(&self.cache).forget(key);
         }
         let file = PosixFile::new(fd, key, Arc::clone(&self.cache));
-        let file = if self.hints_writeback(name) { file } else { file.without_writeback_hints() };
-        // A WAL, appended to by every write: through a mapping of its preallocated tail, where
-        // a write fault cannot fail for want of space.
-        let wal = matches!(parse_name(name), Some((FileKind::Wal, _)));
-        Ok(if wal && !self.read_only && maps_safely(&file) { file.with_mapped_appends() } else { file })
+        if !matches!(parse_name(name), Some((FileKind::Wal, _))) {
+            return Ok(file);
+        }
+        // A WAL, appended to by every write: its writeback left to the kernel without
+        // `wal_writeback`, its appends through a mapping of its preallocated tail with
+        // `maps_wals`.
+        let file = if self.wal_writeback { file } else { file.without_writeback_hints() };
+        Ok(if self.maps_wals { file.with_mapped_appends() } else { file })
     }
 }
 
-/// Whether `file`'s appends may go through a shared mapping ([`sys::maps_safely`]; never off
-/// Linux and Android).
-fn maps_safely(file: &PosixFile) -> bool {
+/// Whether WALs in the directory `dir` may append through a shared mapping
+/// ([`sys::maps_safely`]; never off Linux and Android).
+fn maps_safely(dir: &OwnedFd) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        sys::maps_safely(file.fd.as_fd())
+        sys::maps_safely(dir.as_fd())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let _ = file;
+        let _ = dir;
         false
     }
 }
