@@ -395,6 +395,7 @@ impl Db {
             Durability::Manual => storage.without_wal_writeback(),
             _ => storage,
         };
+        let storage = if options.map_wal_appends { storage } else { storage.without_mapped_wals() };
         let lock = DirLock::acquire(&dir).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 Error::Locked { dir: dir.clone() }

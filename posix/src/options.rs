@@ -152,6 +152,17 @@ pub struct Options {
     /// where it sleeps and leaves them the CPU. The flush thread keeps the process's priority:
     /// a write that fills the next MemTable waits for it.
     pub compaction_nice: u8,
+    /// Whether a WAL record reaches the OS through a shared mapping of the WAL's preallocated
+    /// tail (`true`, the default: a copy into the file's page cache, no system call per write;
+    /// only on Linux and Android, and only on file systems that allocate a file's blocks when
+    /// it is preallocated: ext2/3/4, XFS, tmpfs) or through one `pwrite` per record (`false`;
+    /// always so elsewhere). Nothing acknowledged is lost either way. What `false` changes is a
+    /// disk that fails: a WAL page the device cannot read back, or a file system shut down
+    /// after an error, makes a mapped write end the process (`SIGBUS`) where a `pwrite` returns
+    /// the error and the database refuses writes (`Poisoned`) while reads go on. It costs
+    /// writes: fillseq at about half the rate at 10^6 and 10^7 keys (docs/BENCHMARKS.md, "WAL
+    /// appends through a shared mapping"); and saves the WALs' mapped windows, 256 KiB.
+    pub map_wal_appends: bool,
 }
 
 impl Default for Options {
@@ -176,6 +187,7 @@ impl Options {
         slowdown_tables: 20,
         stop_tables: 26,
         compaction_nice: 0,
+        map_wal_appends: true,
     };
 
     /// Checks every size against its range ([`SizeLimit`]), except the MemTable's minimum, which

@@ -245,6 +245,13 @@ impl PosixStorage {
         self
     }
 
+    /// A storage whose WALs append with `pwrite` only, never through a mapping
+    /// ([`crate::Options::map_wal_appends`] off).
+    pub(crate) fn without_mapped_wals(mut self) -> Self {
+        self.maps_wals = false;
+        self
+    }
+
     /// A descriptor of the directory, for a thread that unlinks in it ([`Reaper::start`]).
     pub(crate) fn dir_handle(&self) -> io::Result<OwnedFd> {
         self.dir.try_clone()
