@@ -126,6 +126,71 @@ fn a_put_returns_while_the_flush_of_the_memtable_it_froze_is_held() {
     assert_eq!(db.count::<&[u8], _>(..).unwrap(), u64::from(i));
 }
 
+/// Whether the active MemTable is three quarters full, by its arena or its keys: where a write
+/// starts to sleep `FLUSH_PACE` while a flush runs.
+fn three_quarters_full(db: &Db) -> bool {
+    let s = db.stats();
+    s.memtable_bytes * 4 >= s.memtable_capacity_bytes * 3
+        || s.memtable_keys * 4 >= s.memtable_key_capacity * 3
+}
+
+#[test]
+fn writes_into_the_last_quarter_of_the_memtable_sleep_while_the_flush_runs_and_not_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    let gate = Arc::new(Gate::default());
+    let _open = OpenOnDrop(Arc::clone(&gate));
+    // No flush runs: a MemTable filled past three quarters paces no write.
+    let mut i = 0;
+    while !three_quarters_full(&db) {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+    }
+    for _ in 0..10 {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+    }
+    assert_eq!(db.background_stats().paced_writes, 0);
+    // The flush of the MemTable the next rotation freezes is held.
+    db.set_flush_hook(Some(gate.hook()));
+    i = put_until_rotation(&db, i);
+    gate.wait_entered();
+    // Below three quarters of the new MemTable: no write sleeps; from there, each write once.
+    while !three_quarters_full(&db) {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+        assert_eq!(db.background_stats().paced_writes, 0, "key {i}: paced below three quarters");
+    }
+    let start = Instant::now();
+    for n in 1..=20 {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+        let stats = db.background_stats();
+        assert_eq!(stats.paced_writes, n, "{stats:?}");
+    }
+    assert!(start.elapsed() >= 20 * minivault::FLUSH_PACE);
+    assert!(db.background_stats().stalled >= 20 * minivault::FLUSH_PACE);
+    // Once the flush is installed, writes into the same MemTable, still three quarters full, go
+    // on unpaced.
+    gate.release();
+    let start = Instant::now();
+    while db.background_stats().flushes == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the released flush was never installed");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let paced = db.background_stats().paced_writes;
+    for _ in 0..10 {
+        db.put(&key(i), &value(i)).unwrap();
+        i += 1;
+    }
+    assert!(three_quarters_full(&db), "the MemTable rotated: the test's 10 puts are too many");
+    assert_eq!(db.background_stats().paced_writes, paced);
+    assert_eq!(db.background_stats().flush_waits, 0, "paced, no write filled the MemTable");
+    for j in 0..i {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)));
+    }
+}
+
 #[test]
 fn a_put_that_fills_the_next_memtable_waits_for_the_flush_with_the_lock_let_go() {
     let dir = tempfile::tempdir().unwrap();

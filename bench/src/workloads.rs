@@ -249,6 +249,10 @@ fn stall_note(b0: &minivault::BackgroundStats, b1: &minivault::BackgroundStats) 
     if slowed > 0 {
         parts.push(format!("{slowed} writes slowed 1 ms"));
     }
+    let paced = b1.paced_writes.saturating_sub(b0.paced_writes);
+    if paced > 0 {
+        parts.push(format!("{paced} writes paced for a flush"));
+    }
     let gave_way = b1.merges_gave_way.saturating_sub(b0.merges_gave_way);
     if !gave_way.is_zero() {
         parts.push(format!("merges gave way to flushes {:.0} ms", gave_way.as_secs_f64() * 1e3));

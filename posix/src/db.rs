@@ -89,7 +89,7 @@ use minivault_core::names::{file_name, FileKind};
 use minivault_core::sstable::ReadCounters;
 use minivault_core::MemGet;
 
-use crate::background::{Background, BackgroundStats, Pressure, SLOWDOWN};
+use crate::background::{Background, BackgroundStats, Pressure, FLUSH_PACE, SLOWDOWN};
 use crate::engine::{now_millis, open_engine, Engine};
 use crate::flusher::FlushHook;
 use crate::group_commit::{GroupCommit, WriteQueue, MAX_GROUP_BYTES, MAX_GROUP_ITEMS};
@@ -704,8 +704,10 @@ impl Db {
     /// the workers finished (returning a background failure, which has poisoned the engine),
     /// then holds the write back while the tables are at the thresholds: at
     /// [`Options::slowdown_tables`] it sleeps [`SLOWDOWN`] once, at [`Options::stop_tables`] it
-    /// waits for compactions until the tables are below it. Both waits let the lock go, so reads
-    /// and group commits go on meanwhile. Without background threads: the lock, at once.
+    /// waits for compactions until the tables are below it; below the thresholds, it sleeps
+    /// [`FLUSH_PACE`] once when the active MemTable is three quarters full while the previous
+    /// one is still being flushed. Every wait lets the lock go, so reads and group commits go on
+    /// meanwhile. Without background threads: the lock, at once.
     fn admit(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut guard = self.state();
         let mut slept = false;
@@ -738,6 +740,15 @@ impl Db {
                     guard = self.state();
                     if let Some(bg) = &mut guard.background {
                         bg.note_stall(Pressure::Slow, SLOWDOWN);
+                    }
+                }
+                Pressure::Slow | Pressure::None if !slept && bg.pace_for_flush(&state.engine) => {
+                    drop(guard);
+                    thread::sleep(FLUSH_PACE);
+                    slept = true;
+                    guard = self.state();
+                    if let Some(bg) = &mut guard.background {
+                        bg.note_paced();
                     }
                 }
                 Pressure::Slow | Pressure::None => break Ok(()),

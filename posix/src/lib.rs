@@ -77,7 +77,7 @@ pub mod row_cache;
 pub mod storage;
 mod view;
 
-pub use background::{BackgroundStats, FLUSH_GIVE_WAY, SLOWDOWN};
+pub use background::{BackgroundStats, FLUSH_GIVE_WAY, FLUSH_PACE, SLOWDOWN};
 pub use db::{Db, Ttl, ValueWithExpiry, WriteGroupCounts};
 pub use engine::now_millis;
 pub use error::Error;

@@ -79,6 +79,11 @@ use crate::{Error, Options};
 /// How long a write sleeps when the tables reach [`crate::Options::slowdown_tables`].
 pub const SLOWDOWN: Duration = Duration::from_millis(1);
 
+/// How long a write sleeps when it finds the active MemTable three quarters full while the
+/// previous one is still being flushed: spread over the last quarter's writes, the wait a write
+/// that fills the MemTable would make for the flush, in one piece, otherwise.
+pub const FLUSH_PACE: Duration = Duration::from_micros(50);
+
 /// Records a worker merges between two looks at the stop flag: about a millisecond of work, so
 /// that `close` gives a merge up promptly.
 pub const STEP_RECORDS: u32 = 4096;
@@ -177,12 +182,16 @@ pub struct BackgroundStats {
     pub slowed_writes: u64,
     /// Writes that waited for a compaction because the tables reached `stop_tables`.
     pub stopped_writes: u64,
+    /// Writes that slept [`FLUSH_PACE`] because the active MemTable was three quarters full
+    /// while the previous one was still being flushed ([`Background::pace_for_flush`]).
+    pub paced_writes: u64,
     /// Flushes the flush thread wrote and that were installed (`crate::flusher`).
     pub flushes: u64,
     /// Writes that filled the active MemTable while the previous one was still being flushed,
     /// and waited for that flush (the engine's lock let go): the stop condition of the flush.
     pub flush_waits: u64,
-    /// Time writes spent waiting, all three kinds.
+    /// Time writes spent waiting, every kind (a paced write counts [`FLUSH_PACE`], a slowed one
+    /// [`SLOWDOWN`]).
     pub stalled: Duration,
     /// Of that, the time writes held at `stop_tables` waited.
     pub stopped_time: Duration,
@@ -399,6 +408,24 @@ impl Background {
     /// report lands between the writer's look and its wait, so it waits with a timeout).
     pub(crate) fn reported(&self) -> Arc<Condvar> {
         self.signal.condvar()
+    }
+
+    /// Whether a write should sleep [`FLUSH_PACE`] first: a flush runs on the flush thread and
+    /// the active MemTable is three quarters full (its arena or its slots).
+    pub(crate) fn pace_for_flush(&self, engine: &Engine) -> bool {
+        if !self.flush_running() {
+            return false;
+        }
+        let (active, _) = engine.memtables();
+        let arena = active.arena_used() * 4 >= active.arena_capacity() * 3;
+        let keys = active.len() * 4 >= active.key_capacity() * 3;
+        arena || keys
+    }
+
+    /// Counts a write that slept [`FLUSH_PACE`].
+    pub(crate) fn note_paced(&mut self) {
+        self.stats.paced_writes += 1;
+        self.stats.stalled += FLUSH_PACE;
     }
 
     /// Counts a write held back by `pressure` for `waited`.
