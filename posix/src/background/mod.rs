@@ -183,7 +183,7 @@ pub struct BackgroundStats {
     /// Writes that waited for a compaction because the tables reached `stop_tables`.
     pub stopped_writes: u64,
     /// Writes that slept [`FLUSH_PACE`] because the active MemTable was three quarters full
-    /// while the previous one was still being flushed ([`Background::pace_for_flush`]).
+    /// while the previous one was still being flushed.
     pub paced_writes: u64,
     /// Flushes the flush thread wrote and that were installed (`crate::flusher`).
     pub flushes: u64,
