@@ -91,6 +91,12 @@ fn info_is_readable_sections_ending_with_an_empty_line() {
     // The next command's reply follows the empty line; stats stays one line.
     assert_eq!(out[end + 1], "value1");
     assert!(out[end + 2].starts_with("memtable_keys=1/"), "{}", out[end + 2]);
+    // The writes' waits for the background work, last: none in a session this small.
+    assert!(
+        out[end + 2].ends_with(" flush_waits=0 paced_writes=0 slowed_writes=0 stopped_writes=0 stalled_ms=0"),
+        "{}",
+        out[end + 2]
+    );
     assert_eq!(out.len(), end + 3);
 }
 

@@ -59,9 +59,10 @@ impl ReplBackend for Db {
     fn stats(&mut self) -> Result<String, Error> {
         let s = Db::stats(self);
         let r = self.row_cache_stats();
+        let b = self.background_stats();
         let sizes: Vec<String> = self.tables().iter().map(|t| t.bytes.to_string()).collect();
         Ok(format!(
-            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={} row_cache_hits={} row_cache_misses={} row_cache_rows={} row_cache_bytes={}/{}",
+            "memtable_keys={}/{} memtable_bytes={}/{} immutable_keys={} sstables={} sstable_bytes={} sstable_sizes=[{}] wal_bytes={} flushes={} row_cache_hits={} row_cache_misses={} row_cache_rows={} row_cache_bytes={}/{} flush_waits={} paced_writes={} slowed_writes={} stopped_writes={} stalled_ms={}",
             s.memtable_keys,
             s.memtable_key_capacity,
             s.memtable_bytes,
@@ -77,6 +78,11 @@ impl ReplBackend for Db {
             r.rows,
             r.bytes,
             r.capacity_bytes,
+            b.flush_waits,
+            b.paced_writes,
+            b.slowed_writes,
+            b.stopped_writes,
+            b.stalled.as_millis(),
         ))
     }
 

@@ -110,6 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
 fn database_option(parser: &mut lexopt::Parser, long: &str, options: &mut Options) -> Result<bool, String> {
     match long {
         "read-only" => options.read_only = true,
+        "no-wal-mapping" => options.map_wal_appends = false,
         "sync" => options.durability = parse_sync(&text_value(parser, "--sync")?)?,
         "memtable-bytes" => {
             options.memtable_bytes = size_option(parser, "--memtable-bytes", MEMTABLE_BYTES)?;
@@ -409,6 +410,9 @@ Options (before DIR):
   --when-full POLICY       at --max-bytes or on a full disk: refuse (default; writes reply
                            ERR no space: ..., reads go on) or drop-oldest (the oldest
                            SSTables are deleted whole, a FIFO buffer; stats counts them)
+  --no-wal-mapping         append WAL records with pwrite, not through a shared mapping: a
+                           failing disk then answers ERR instead of ending the process
+                           (SIGBUS); slower writes
   --strict                 piped input: stop at the first ERR reply, exit code 1
   --read-only              open without writing anything and without the lock: works on a
                            directory you cannot write and while another process writes; sees
@@ -465,6 +469,8 @@ mod tests {
     #[test]
     fn the_first_word_is_dir_and_the_rest_is_the_command() {
         assert!(run(&["--read-only", "db"]).unwrap().options.read_only);
+        assert!(run(&["db"]).unwrap().options.map_wal_appends);
+        assert!(!run(&["--no-wal-mapping", "db"]).unwrap().options.map_wal_appends);
         let a = run(&["--strict", "db", "put", "--not-an-option", "-1"]).unwrap();
         assert_eq!((a.dir, a.dir_given, a.strict), (PathBuf::from("db"), true, true));
         assert_eq!(a.command, ["put", "--not-an-option", "-1"]);
