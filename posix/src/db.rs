@@ -52,7 +52,10 @@
 //!   lock section the frozen MemTable is copied to the flush thread, which writes the SSTable
 //!   without the lock; it is installed as a compaction is. The frozen MemTable answers reads
 //!   until then. A write that fills the next MemTable first gets `FlushPending` from the engine
-//!   (nothing logged) and waits for the flush with the lock let go, then runs again.
+//!   (nothing logged) and waits for the flush with the lock let go, then runs again; before
+//!   that, from three quarters of the active MemTable on, each write sleeps
+//!   [`crate::FLUSH_PACE`] while the flush runs, so that a slow flush makes many short waits
+//!   rather than one long one.
 //! - What still runs under the engine's lock: the append and MemTable insert of each write, a
 //!   MemTable rotation (the new WAL's creation and the copy for the flush thread: the frozen
 //!   MemTable is sealed, not sorted, and the flush thread sorts its copy; the first snapshot or
@@ -711,6 +714,7 @@ impl Db {
     fn admit(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut guard = self.state();
         let mut slept = false;
+        let mut paced = false;
         let mut stopped: Option<Instant> = None;
         let admitted = loop {
             let state = &mut *guard;
@@ -742,13 +746,17 @@ impl Db {
                         bg.note_stall(Pressure::Slow, SLOWDOWN);
                     }
                 }
-                Pressure::Slow | Pressure::None if !slept && bg.pace_for_flush(&state.engine) => {
+                // Below the thresholds only: a write that slept or waited for them goes on.
+                Pressure::None
+                    if !paced && !slept && stopped.is_none() && bg.pace_for_flush(&state.engine) =>
+                {
                     drop(guard);
+                    let started = Instant::now();
                     thread::sleep(FLUSH_PACE);
-                    slept = true;
+                    paced = true;
                     guard = self.state();
                     if let Some(bg) = &mut guard.background {
-                        bg.note_paced();
+                        bg.note_paced(started.elapsed());
                     }
                 }
                 Pressure::Slow | Pressure::None => break Ok(()),

@@ -34,7 +34,8 @@
 //! the flush runs, a write that must rotate again gets
 //! [`minivault_core::Error::FlushPending`] from the engine (before its WAL record): [`crate::Db`]
 //! waits for the report with the engine's lock let go, the one stop a write makes for a flush
-//! ([`crate::BackgroundStats::flush_waits`]).
+//! ([`crate::BackgroundStats::flush_waits`]); before it, writes into the last quarter of the
+//! active MemTable sleep [`crate::FLUSH_PACE`] each while the flush runs.
 //!
 //! # Failure
 //! A failed flush poisons the database as a failed write does: the call that picks the report

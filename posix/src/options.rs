@@ -123,7 +123,9 @@ pub struct Options {
     /// copies the sealed one (`memtable_bytes` more memory, held from open) and writes it as an
     /// SSTable. A write waits for a flush only when it fills the next MemTable before the
     /// previous flush is installed (the disk is slower than the writes): the stop condition of
-    /// the flush, counted in [`crate::BackgroundStats::flush_waits`]. 0: every flush and
+    /// the flush, counted in [`crate::BackgroundStats::flush_waits`]; before that, each write
+    /// into the last quarter of the active MemTable sleeps [`crate::FLUSH_PACE`] (50 µs) while
+    /// the flush runs ([`crate::BackgroundStats::paced_writes`]). 0: every flush and
     /// compaction runs inside the write whose rotation calls for it, as the engine does on a
     /// microcontroller (the write waits for all of it: seconds for a merge of gigabytes).
     pub background_threads: usize,

@@ -1,7 +1,8 @@
 //! Background work: merges of SSTables run on worker threads and the frozen MemTable is flushed
 //! on a thread of its own ([`crate::flusher`]) while writes go on. A write waits only when the
 //! disk is slower than the writes: when flushes outrun the merges (the table thresholds below),
-//! or when it fills the next MemTable before the previous flush is installed.
+//! or when it fills the next MemTable before the previous flush is installed; it sleeps
+//! [`FLUSH_PACE`] when it finds the active MemTable three quarters full while a flush runs.
 //!
 //! The engine runs in [`CompactionMode::External`](minivault_core::CompactionMode::External):
 //! it never compacts inside a write (unless the table limit forces it), and this module plans,
@@ -16,7 +17,8 @@
 //!   backlog ≥ stop_tables: wait for a report,        its own scratch (memtable_bytes)
 //!     lock let go (Condvar `reported`)             Execution::step × n, STEP_RECORDS each,
 //!   backlog ≥ slowdown_tables: sleep SLOWDOWN,       looking at the stop flag between steps
-//!     lock let go                                  sync the output (when nothing evicts:
+//!     lock let go; below it, a flush running and   sync the output (when nothing evicts:
+//!     the MemTable ¾ full: sleep FLUSH_PACE
 //!                                                  rename it over <id>.sst, sync the
 //!                                                  directory), report it, notify
 //! the write (a rotation only seals the MemTable       `reported`, raise `waiting` and
@@ -183,15 +185,15 @@ pub struct BackgroundStats {
     /// Writes that waited for a compaction because the tables reached `stop_tables`.
     pub stopped_writes: u64,
     /// Writes that slept [`FLUSH_PACE`] because the active MemTable was three quarters full
-    /// while the previous one was still being flushed.
+    /// while the previous one was still being flushed (a write group, whose leader is admitted
+    /// once for all its writes, counts once).
     pub paced_writes: u64,
     /// Flushes the flush thread wrote and that were installed (`crate::flusher`).
     pub flushes: u64,
     /// Writes that filled the active MemTable while the previous one was still being flushed,
     /// and waited for that flush (the engine's lock let go): the stop condition of the flush.
     pub flush_waits: u64,
-    /// Time writes spent waiting, every kind (a paced write counts [`FLUSH_PACE`], a slowed one
-    /// [`SLOWDOWN`]).
+    /// Time writes spent waiting, every kind (a slowed write counts [`SLOWDOWN`]).
     pub stalled: Duration,
     /// Of that, the time writes held at `stop_tables` waited.
     pub stopped_time: Duration,
@@ -411,21 +413,22 @@ impl Background {
     }
 
     /// Whether a write should sleep [`FLUSH_PACE`] first: a flush runs on the flush thread and
-    /// the active MemTable is three quarters full (its arena or its slots).
+    /// the active MemTable is three quarters full (its arena, or its slots: keys and the
+    /// versions kept for snapshots).
     pub(crate) fn pace_for_flush(&self, engine: &Engine) -> bool {
         if !self.flush_running() {
             return false;
         }
         let (active, _) = engine.memtables();
         let arena = active.arena_used() * 4 >= active.arena_capacity() * 3;
-        let keys = active.len() * 4 >= active.key_capacity() * 3;
-        arena || keys
+        let slots = active.used_slots() * 4 >= active.key_capacity() * 3;
+        arena || slots
     }
 
-    /// Counts a write that slept [`FLUSH_PACE`].
-    pub(crate) fn note_paced(&mut self) {
+    /// Counts a write that slept [`FLUSH_PACE`], for `slept` (the sleep as the clock saw it).
+    pub(crate) fn note_paced(&mut self, slept: Duration) {
         self.stats.paced_writes += 1;
-        self.stats.stalled += FLUSH_PACE;
+        self.stats.stalled += slept;
     }
 
     /// Counts a write held back by `pressure` for `waited`.
