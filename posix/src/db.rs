@@ -738,10 +738,8 @@ impl Db {
                     guard = wait_state(&reported, guard, REPORT_POLL);
                 }
                 Pressure::Slow if !slept && stopped.is_none() => {
-                    drop(guard);
-                    thread::sleep(SLOWDOWN);
+                    guard = self.sleep_unlocked(guard, SLOWDOWN);
                     slept = true;
-                    guard = self.state();
                     if let Some(bg) = &mut guard.background {
                         bg.note_stall(Pressure::Slow, SLOWDOWN);
                     }
@@ -750,11 +748,9 @@ impl Db {
                 Pressure::None
                     if !paced && !slept && stopped.is_none() && bg.pace_for_flush(&state.engine) =>
                 {
-                    drop(guard);
                     let started = Instant::now();
-                    thread::sleep(FLUSH_PACE);
+                    guard = self.sleep_unlocked(guard, FLUSH_PACE);
                     paced = true;
-                    guard = self.state();
                     if let Some(bg) = &mut guard.background {
                         bg.note_paced(started.elapsed());
                     }
@@ -766,6 +762,14 @@ impl Db {
             bg.note_stall(Pressure::Stop, started.elapsed());
         }
         admitted.map(|()| guard)
+    }
+
+    /// Sleeps `time` with the engine's lock let go (reads and group commits go on), and takes
+    /// it again: [`Db::admit`]'s slowdown and pacing sleeps.
+    fn sleep_unlocked<'a>(&'a self, guard: MutexGuard<'a, State>, time: Duration) -> MutexGuard<'a, State> {
+        drop(guard);
+        thread::sleep(time);
+        self.state()
     }
 
     /// Returns once a sync covers every WAL record up to `ticket`: the group commit.
