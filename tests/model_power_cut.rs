@@ -37,7 +37,7 @@ use minivault_core::compaction::{Execution, Maintenance, Plan};
 use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::names::{file_name, FileKind};
-use minivault_core::wal::SyncTarget;
+use minivault_core::wal::{self, Spare, SyncTarget};
 use minivault_core::{CompactionMode, Config, Db, Error, Storage, SyncPolicy, MAX_KEY_LEN};
 use minivault_suite::fault::{
     show, visible, FaultConfig, FaultError, FaultFile, FaultKind, FaultStorage, History, ManualClock,
@@ -80,6 +80,11 @@ struct Counts {
     storage_calls: u64,
     /// Compactions completed by `Db::maintain` (Mode::Maintained) or by writes (Mode::Stepped).
     maintained_compactions: u64,
+    /// Spare WALs prepared ahead (inline, or apart in `Background` and `GroupCommit`), those a
+    /// rotation took, and those handed back after a rotation went on without them.
+    spares_prepared: u64,
+    spares_taken: u64,
+    spares_stale: u64,
     /// Flushes installed apart from the engine, and writes refused with `FlushPending` (mode
     /// `Background`).
     installed_flushes: u64,
@@ -120,6 +125,9 @@ impl Counts {
         self.dir_ops_dropped += o.dir_ops_dropped;
         self.storage_calls += o.storage_calls;
         self.maintained_compactions += o.maintained_compactions;
+        self.spares_prepared += o.spares_prepared;
+        self.spares_taken += o.spares_taken;
+        self.spares_stale += o.spares_stale;
         self.installed_flushes += o.installed_flushes;
         self.flush_pending += o.flush_pending;
         self.published_flushes += o.published_flushes;
@@ -172,6 +180,9 @@ struct Run {
     /// The WAL is synced by the test, outside the engine ([`Mode::GroupCommit`]).
     group_commit: bool,
     host_sync: Option<HostSync>,
+    /// A spare WAL prepared apart from the engine (with `flushes`): planned, and whether its
+    /// file is made (`minivault_core::wal::spare::prepare`) and waits to be handed back.
+    spare: Option<(Spare, bool)>,
 }
 
 /// A sync made outside the engine, as the POSIX group commit's leader makes it: what it must
@@ -279,6 +290,7 @@ impl Run {
             ttl_heavy: mode == Mode::ExternalTtl,
             group_commit: mode == Mode::GroupCommit,
             host_sync: None,
+            spare: None,
         }
     }
 
@@ -578,6 +590,64 @@ impl Run {
         }
     }
 
+    /// One step of a spare WAL for the next rotation: with `flushes`, as the POSIX flush thread
+    /// makes one (plan it, make its file, or hand it back: other steps, rotations among them,
+    /// and power cuts fall between), else inline (`Db::prepare_spare_wal`).
+    fn spare_step(&mut self) -> Result<(), String> {
+        let mut storage = self.storage.clone();
+        let apart = self.flushes;
+        let db = self.db.as_mut().ok_or("database is not open")?;
+        let outcome = match self.spare.take() {
+            None if !apart => {
+                let made = db.prepare_spare_wal();
+                self.counts.spares_prepared += u64::from(made == Ok(true));
+                made.map(|made| format!("spare prepared inline: {made}"))
+            }
+            None => {
+                let planned = db.plan_spare_wal();
+                self.spare = planned.map(|spare| (spare, false));
+                Ok(format!("plan spare {planned:?}"))
+            }
+            Some((spare, false)) => match wal::spare::prepare(&mut storage, &spare) {
+                Ok(()) => {
+                    self.spare = Some((spare, true));
+                    Ok(format!("spare {} made", spare.id))
+                }
+                Err(e) => {
+                    let failed = db.fail_spare_wal(&spare, e.clone());
+                    self.note(format!("spare {} failed: {e:?}", spare.id));
+                    let db = self.db();
+                    match failed {
+                        Ok(()) if e == Error::Full => {
+                            self.counts.full += 1;
+                            return Ok(());
+                        }
+                        Err(r) if r == e && db.is_poisoned() => Err(r),
+                        r => return Err(format!("fail_spare_wal({e:?}) returned {r:?}")),
+                    }
+                }
+            },
+            Some((spare, true)) => {
+                let kept = db.install_spare_wal(spare);
+                self.counts.spares_prepared += u64::from(kept);
+                self.counts.spares_stale += u64::from(!kept);
+                Ok(format!("install spare {}: kept {kept}", spare.id))
+            }
+        };
+        match outcome {
+            Ok(what) => self.note(what),
+            Err(e) => {
+                if !self.db().is_poisoned() {
+                    return Err(format!("a spare WAL step failed with {e:?} but the database takes writes"));
+                }
+                self.note(format!("  spare -> {e:?}"));
+                self.poisoned = true;
+                self.counts.injected_errors += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// A compaction run apart from the engine failed with `e`: report it, as its runner must.
     fn compaction_failed(&mut self, plan: Plan, e: DbError) -> Result<(), String> {
         self.note(format!("compaction {plan:?} failed: {e:?}"));
@@ -647,6 +717,7 @@ impl Run {
     fn restart(&mut self, power_cut: bool) -> Result<(), String> {
         if let Some(db) = &self.db {
             self.counts.expired_tables += db.stats().expired_tables;
+            self.counts.spares_taken += db.stats().spare_wals_taken;
         }
         drop(self.db.take());
         // Compactions running apart from the engine die with the process; their `.tmp` files
@@ -654,6 +725,8 @@ impl Run {
         self.execs.clear();
         self.maintenance = None;
         self.flush = None;
+        // And a spare being prepared (its file, if made, is set aside by open).
+        self.spare = None;
         // So does a sync the leader had not reported (its writers got no answer).
         self.host_sync = None;
         if self.persistent_fault {
@@ -871,6 +944,9 @@ impl Run {
         }
         if self.group_commit && self.rng.chance(1, 4) {
             return self.host_sync_step();
+        }
+        if self.rng.chance(1, 10) {
+            return self.spare_step();
         }
         if self.external && self.rng.chance(1, 3) {
             return self.compaction_step();
@@ -1146,6 +1222,13 @@ fn run_model_with(
     } else if totals.seeds >= 100 {
         // (Not for one seed replayed on its own.)
         assert!(totals.wals_dropped > 0, "{test}: no power cut tore a WAL a rotation left unsynced");
+    }
+    eprintln!(
+        "{test}: {} spare WALs prepared ahead, {} taken by a rotation, {} handed back after a rotation went on without them",
+        totals.spares_prepared, totals.spares_taken, totals.spares_stale
+    );
+    if totals.seeds >= 100 {
+        assert!(totals.spares_taken * 8 > totals.seeds, "too few rotations took a spare WAL");
     }
     if mode == Mode::Background {
         eprintln!(

@@ -74,6 +74,7 @@ where
             stepped: None,
             stepped_scratch: None,
             flushing: None,
+            spare_planned: None,
         };
         let mut attempt = 1;
         loop {
@@ -95,7 +96,11 @@ where
 
     fn recover(&mut self) -> Result<(), S> {
         let read_only = self.config.read_only;
-        let found = self.version.recover(&mut self.storage, read_only)?;
+        let mut found = self.version.recover(&mut self.storage, read_only)?;
+        // Spare WALs never taken, or taken and never synced (see `wal::spare`): unsynced records
+        // set aside with them count as a torn tail.
+        self.counters.torn_tails_truncated +=
+            wal::spare::set_aside(&mut self.storage, &mut found.wals, read_only)?;
         // A database left at the table limit (small MemTables, an older build) must make room
         // before replay may flush.
         if !read_only {
@@ -124,6 +129,7 @@ where
                 WalReader::open(&mut self.storage, id, newest || allowance.is_some(), read_only)?;
             self.replay(&mut reader)?;
             let version = reader.version();
+            let spare_header = reader.link().is_some_and(|l| l.end == wal::spare::SPARE_END);
             let (mut file, end) = reader.finish();
             if end.torn_tail_cut {
                 self.counters.torn_tails_truncated += 1;
@@ -164,7 +170,7 @@ where
             if newest && !read_only && (version >= 2 || record_bytes == 0) {
                 // Appends continue at the logical end, over the zero tail (if any), which stays
                 // preallocated: it reads as the clean end until records overwrite it.
-                wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk)?);
+                wals.set_current(Wal::adopt(&mut self.storage, id, file, end, chunk, spare_header)?);
             } else {
                 if !read_only {
                     // Its records may have reached only the page cache before the crash (a

@@ -27,12 +27,17 @@ pub struct Stats {
     /// MemTables written out as SSTables since open.
     pub flushes: u64,
     /// Torn WAL tails (damaged, unsynced records at the end of the newest WAL) cut off during
-    /// open. A zero tail, the unused preallocated end of a WAL, is a clean end and not counted.
+    /// open, and WALs whose records were all unsynced set aside whole (a spare WAL taken by a
+    /// rotation, whose rewritten header a power cut lost or tore: `minivault_core::wal::spare`).
+    /// A zero tail, the unused preallocated end of a WAL, is a clean end and not counted.
     pub torn_tails_truncated: u64,
     /// WALs left unreplayed by open (and removed, unless read-only) because the WAL before them lost records they
     /// followed: a power cut took the unsynced end of a WAL that a rotation had left to the next
     /// sync, so the writes after it (none of them synced) cannot come back either.
     pub wals_dropped: u64,
+    /// Rotations since open that started a spare WAL prepared ahead ([`crate::Db::prepare_spare_wal`],
+    /// [`crate::Db::plan_spare_wal`]) instead of creating and syncing a new one.
+    pub spare_wals_taken: u64,
     /// SSTable searches performed by `get` since open (read amplification = this / gets): the
     /// lookups a table's filter did not rule out.
     pub table_probes: u64,

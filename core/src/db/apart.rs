@@ -12,9 +12,11 @@ use crate::flush::{FlushPlan, Flushed};
 use crate::limits::{MAX_MERGE, MAX_TABLES};
 use crate::log::{event, warn_event};
 use crate::memtable::MemTable;
+use crate::names::{file_name, FileKind};
 use crate::options::Clock;
 use crate::storage::Storage;
 use crate::version::TableState;
+use crate::wal::Spare;
 
 impl<S, C, M> Db<S, C, M>
 where
@@ -281,6 +283,84 @@ where
     pub fn abandon_flush(&mut self, plan: &FlushPlan) {
         if self.flushing == Some(*plan) {
             self.flushing = None;
+        }
+    }
+
+    /// Decides a spare WAL for the next rotation ([`crate::wal::spare`]): its id, and the
+    /// current WAL it will follow. Run [`crate::wal::spare::prepare`] with it on a storage
+    /// handle of its own, then hand it back with [`Db::install_spare_wal`] (or
+    /// [`Db::fail_spare_wal`]). `None` when a spare is kept or planned already, the database is
+    /// read-only or poisoned, or under [`crate::Config::max_bytes`] (a file must not be in the
+    /// directory before the cap counts it).
+    pub fn plan_spare_wal(&mut self) -> Option<Spare> {
+        if self.poisoned || self.space.max_bytes().is_some() || self.spare_planned.is_some() {
+            return None;
+        }
+        if self.wals.spare().is_some() {
+            return None;
+        }
+        let predecessor = self.wals.current_ref()?.id();
+        let spare = Spare { id: self.version.new_id(), predecessor, chunk: self.wals.chunk() };
+        self.spare_planned = Some(spare);
+        Some(spare)
+    }
+
+    /// Takes back the spare [`Db::plan_spare_wal`] planned, prepared: kept for the next rotation
+    /// (`true`) when it still names the current WAL, else removed (`false`: a rotation
+    /// went on without it meanwhile). A spare that is not the planned one is removed too. A
+    /// failed removal is left to the next open, which sets such a file aside (no error: the
+    /// file holds nothing).
+    pub fn install_spare_wal(&mut self, spare: Spare) -> bool {
+        let planned = self.spare_planned == Some(spare);
+        if planned {
+            self.spare_planned = None;
+        }
+        if planned && !self.poisoned && self.wals.set_spare(spare) {
+            return true;
+        }
+        // Never named by a WAL: open sets it aside should the removal fail or not last.
+        if self.storage.remove_obsolete(&file_name(FileKind::Wal, spare.id)).is_err() {
+            warn_event!("a spare WAL no rotation can take was not removed; the next open removes it");
+        }
+        false
+    }
+
+    /// Reports that preparing `spare` failed with `error` (its file removed, or left for open
+    /// to set aside). Out of space ([`Error::Full`]) is only counted in the log: the next
+    /// rotation creates its WAL itself. Any other error poisons the database, as a failed
+    /// sync does wherever it happens, and is returned.
+    pub fn fail_spare_wal(&mut self, spare: &Spare, error: Error<S::Error>) -> Result<(), S> {
+        if self.spare_planned == Some(*spare) {
+            self.spare_planned = None;
+        }
+        match error {
+            Error::Full => {
+                warn_event!("no spare WAL: the storage is full");
+                Ok(())
+            }
+            e => self.poison(e),
+        }
+    }
+
+    /// Prepares a spare WAL for the next rotation here and now ([`Db::plan_spare_wal`],
+    /// [`crate::wal::spare::prepare`], [`Db::install_spare_wal`] in one call): for a host without
+    /// threads, in its idle time, so that the rotation a later write makes syncs nothing.
+    /// `Ok(false)` when none was made (one is kept already, the storage is full, or under
+    /// [`crate::Config::max_bytes`]). A failed sync poisons the database.
+    pub fn prepare_spare_wal(&mut self) -> Result<bool, S> {
+        self.check_writable()?;
+        let Some(spare) = self.plan_spare_wal() else { return Ok(false) };
+        match crate::wal::spare::prepare(&mut self.storage, &spare) {
+            Ok(()) => Ok(self.install_spare_wal(spare)),
+            Err(e) => self.fail_spare_wal(&spare, e).map(|()| false),
+        }
+    }
+
+    /// Removes the spare WAL kept for the next rotation, if any (at close: the next open would
+    /// set it aside anyway). A failed removal is left to that open.
+    pub fn discard_spare_wal(&mut self) {
+        if let Some(spare) = self.wals.take_spare() {
+            let _ = self.storage.remove(&file_name(FileKind::Wal, spare.id));
         }
     }
 }

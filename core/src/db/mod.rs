@@ -77,6 +77,7 @@ pub(crate) struct Counters {
     pub(crate) expired_bytes: u64,
     pub(crate) torn_tails_truncated: u64,
     pub(crate) wals_dropped: u64,
+    pub(crate) spare_wals_taken: u64,
     pub(crate) gets: u64,
     pub(crate) reads: ReadCounters,
 }
@@ -117,6 +118,8 @@ pub struct Db<S: Storage, C, M> {
     /// ([`Db::plan_flush`]): while it runs, a write that must rotate gets
     /// [`Error::FlushPending`].
     pub(crate) flushing: Option<FlushPlan>,
+    /// The spare WAL planned by [`Db::plan_spare_wal`] and not yet installed or failed.
+    pub(crate) spare_planned: Option<crate::wal::Spare>,
 }
 
 impl<S, C, M> Db<S, C, M>
@@ -435,8 +438,16 @@ where
             return Err(Error::FlushPending);
         }
         self.flush_immutable()?;
-        let id = self.version.new_id();
-        let old = self.wals.rotate(&mut self.storage, id)?;
+        let old = match self.wals.rotate_to_spare(&mut self.storage)? {
+            Some(old) => {
+                self.counters.spare_wals_taken += 1;
+                old
+            }
+            None => {
+                let id = self.version.new_id();
+                self.wals.rotate(&mut self.storage, id)?
+            }
+        };
         self.mems.rotate(old);
         Ok(())
     }
@@ -720,6 +731,7 @@ where
             flushes: self.counters.flushes,
             torn_tails_truncated: self.counters.torn_tails_truncated,
             wals_dropped: self.counters.wals_dropped,
+            spare_wals_taken: self.counters.spare_wals_taken,
             table_probes: self.counters.reads.table_probes,
             filter_skips: self.counters.reads.filter_skips,
             gets: self.counters.gets,
@@ -783,6 +795,7 @@ where
     /// (the storage is returned even when the sync failed, so its contents can still be reached).
     pub fn close(mut self) -> (S, Result<(), S>) {
         self.abandon_stepped();
+        self.discard_spare_wal();
         let synced = if self.is_read_only() { Ok(()) } else { self.sync() };
         (self.storage, synced)
     }

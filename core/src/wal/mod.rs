@@ -53,9 +53,11 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod replay;
+pub mod spare;
 pub mod writer;
 
 pub use replay::{RecordHead, Replayed, WalReader};
+pub use spare::Spare;
 pub use writer::{OldWal, SyncTarget, Wal, Wals};
 
 use embedded_io::{Seek, Write};

@@ -413,7 +413,7 @@ fn record_proof<IO: Read + Seek>(
 }
 
 /// What the first bytes of a WAL say it is.
-enum Header {
+pub(super) enum Header {
     /// No header: format 1 (or a file whose header never reached the disk).
     None,
     /// A header that was being written when the power went.
@@ -425,7 +425,7 @@ enum Header {
 }
 
 /// Reads the header from the first `got` bytes of `h`.
-fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
+pub(super) fn read_header(h: &[u8; FILE_HEADER_LEN as usize], got: usize) -> Header {
     if !h.starts_with(&MAGIC) {
         return Header::None;
     }
@@ -489,7 +489,11 @@ pub fn successor_of<S: Storage>(
 /// True when a record of the format-3 WAL whose records start at `start` carries a watermark
 /// past `start`: one of the chain of whole records from `start`, or, after the first damaged
 /// one, any whole record ([`proof_after`]).
-fn shows_a_sync<IO: Read + Seek>(io: &mut IO, start: u64, end: u64) -> core::result::Result<bool, IO::Error> {
+pub(super) fn shows_a_sync<IO: Read + Seek>(
+    io: &mut IO,
+    start: u64,
+    end: u64,
+) -> core::result::Result<bool, IO::Error> {
     let mut pos = start;
     while let Some(watermark) = record_proof(io, pos, end, VERSION)? {
         if watermark > start {

@@ -25,7 +25,7 @@
 
 use heapless::Vec;
 
-use super::{append_with_prefix, file_header, preallocation_end, watermark, Link, Replayed};
+use super::{append_with_prefix, file_header, preallocation_end, watermark, Link, Replayed, Spare};
 use crate::error::{Error, ResultExt};
 use crate::io::write_at;
 use crate::limits::MAX_WALS;
@@ -61,6 +61,9 @@ pub struct Wal<F> {
     /// durable, so a power cut may bring bytes past `len` back; the WAL counts as unsynced until
     /// a sync (and a rotation names it, so replay may cut those bytes off again).
     unsynced_cut: bool,
+    /// A spare's header, written over by the rotation that took it ([`super::spare`]), not yet
+    /// synced: the WAL counts as unsynced until a sync, as for `unsynced_cut`.
+    header_unsynced: bool,
 }
 
 impl<F> Wal<F> {
@@ -89,6 +92,7 @@ impl<F> Wal<F> {
             synced_writes: 0,
             chunk,
             unsynced_cut: false,
+            header_unsynced: false,
         };
         if let Err(e) = wal.write_header(storage, link) {
             let Error::Storage(e) = e else { return Err(e) };
@@ -109,7 +113,9 @@ impl<F> Wal<F> {
 
     /// Continues WAL `id` after replay: its records start at `end.start` and end at `end.len`
     /// in a file `end.file_len` bytes long. A WAL with no header yet (an empty or all-zero file,
-    /// or a header a power cut tore) is given one, naming no predecessor. The file is
+    /// or a header a power cut tore) is given one, naming no predecessor; so is one whose
+    /// header is still a spare's (`spare_header`: a spare taken by a rotation whose rewritten
+    /// header a power cut lost, [`super::spare`]), or the next open would set it aside. The file is
     /// synced first: what replay read may have reached only the page cache before a crash, and
     /// this WAL may become an older one (by rotation, or when the open goes on to flush) that
     /// nothing else would sync, whose unsynced tail a power cut could then damage.
@@ -119,6 +125,7 @@ impl<F> Wal<F> {
         file: F,
         end: Replayed,
         chunk: u64,
+        spare_header: bool,
     ) -> Result<Self, S> {
         let mut wal = Wal {
             id,
@@ -131,10 +138,16 @@ impl<F> Wal<F> {
             synced_writes: 0,
             chunk,
             unsynced_cut: false,
+            header_unsynced: false,
         };
         if end.start == 0 {
             wal.write_header(storage, None)?;
         } else {
+            if spare_header {
+                let io = &mut storage.io(&mut wal.file);
+                write_at(io, 0, &[&file_header(None)]).storage()?;
+                embedded_io::Write::flush(io).storage()?;
+            }
             wal.sync(storage)?;
         }
         Ok(wal)
@@ -173,7 +186,10 @@ impl<F> Wal<F> {
 
     /// True when records past the last completed sync exist.
     fn has_unsynced(&self) -> bool {
-        self.durable < self.len || self.synced_writes < self.written || self.unsynced_cut
+        self.durable < self.len
+            || self.synced_writes < self.written
+            || self.unsynced_cut
+            || self.header_unsynced
     }
 
     /// User writes appended since the last sync.
@@ -197,6 +213,8 @@ impl<F> Wal<F> {
         }
         self.durable = self.durable.max(target.end.min(self.len));
         self.synced_writes = self.synced_writes.max(target.writes.min(self.written));
+        // A target is taken from the current WAL, so after the rotation that rewrote its header.
+        self.header_unsynced = false;
     }
 
     /// Bytes the file takes: its header, records and preallocated zero tail.
@@ -249,7 +267,39 @@ impl<F> Wal<F> {
         self.durable = self.len;
         self.synced_writes = self.written;
         self.unsynced_cut = false;
+        self.header_unsynced = false;
         Ok(())
+    }
+
+    /// Starts the prepared `spare` ([`super::spare`]) as a WAL following `link`: opens its file
+    /// and writes its header over the spare's, without a sync (the WAL counts as unsynced until
+    /// its first one).
+    fn take_spare<S: Storage<File = F>>(
+        storage: &mut S,
+        spare: &Spare,
+        link: Option<Link>,
+    ) -> Result<Self, S> {
+        let mut file = storage.open(&file_name(FileKind::Wal, spare.id)).storage()?;
+        let allocated = storage.len(&mut file).storage()?;
+        let end = {
+            let io = &mut storage.io(&mut file);
+            let end = write_at(io, 0, &[&file_header(link)]).storage()?;
+            embedded_io::Write::flush(io).storage()?;
+            end
+        };
+        Ok(Wal {
+            id: spare.id,
+            file,
+            start: end,
+            len: end,
+            allocated: allocated.max(end),
+            durable: end,
+            written: 0,
+            synced_writes: 0,
+            chunk: spare.chunk,
+            unsynced_cut: false,
+            header_unsynced: true,
+        })
     }
 }
 
@@ -283,11 +333,13 @@ pub struct Wals<F> {
     /// synced before the current WAL is (see the [module documentation](self)).
     unsynced_predecessor: Option<Wal<F>>,
     older: Vec<OldWal, MAX_WALS>,
+    /// The spare WAL ready for the next rotation ([`super::spare`]): it names the current WAL.
+    spare: Option<Spare>,
 }
 
 impl<F> Default for Wals<F> {
     fn default() -> Self {
-        Wals { current: None, unsynced_predecessor: None, older: Vec::new() }
+        Wals { current: None, unsynced_predecessor: None, older: Vec::new(), spare: None }
     }
 }
 
@@ -333,10 +385,31 @@ impl<F> Wals<F> {
         self.current.as_ref().map_or(0, |w| w.chunk)
     }
 
-    /// Bytes every live WAL file takes (headers and preallocated tails included).
+    /// Bytes every live WAL file takes (headers and preallocated tails included), the spare's too.
     pub fn file_bytes(&self) -> u64 {
         self.current.as_ref().map_or(0, Wal::file_bytes)
             + self.older.iter().map(|w| w.file_bytes).sum::<u64>()
+            + self.spare.as_ref().map_or(0, Spare::file_bytes)
+    }
+
+    /// The spare WAL ready for the next rotation, if any.
+    pub fn spare(&self) -> Option<Spare> {
+        self.spare
+    }
+
+    /// Keeps `spare` (prepared: its file synced, naming the current WAL) for the next rotation.
+    /// `false` (nothing kept) when it does not name the current WAL or a spare is kept already.
+    pub fn set_spare(&mut self, spare: Spare) -> bool {
+        let fits = self.spare.is_none() && self.current.as_ref().is_some_and(|w| w.id == spare.predecessor);
+        if fits {
+            self.spare = Some(spare);
+        }
+        fits
+    }
+
+    /// Lets the kept spare go, if any, and returns it (its file stays: the caller removes it).
+    pub fn take_spare(&mut self) -> Option<Spare> {
+        self.spare.take()
     }
 
     /// User writes not yet synced: in the current WAL and its unsynced predecessor.
@@ -439,11 +512,51 @@ impl<F> Wals<F> {
         // MemTable, which retires it, before it rotates again); should one still wait, it is
         // synced here, so that the chain of unsynced WALs stays one long.
         self.sync_predecessor(storage)?;
-        let Some(current) = self.current.as_mut() else { return Err(Error::ReadOnly) };
-        // Only a WAL left with unsynced records is named: a whole one stays held to be whole
-        // (damage to it is corruption, never a tail to cut).
-        let link = current.has_unsynced().then_some(Link { id: current.id, end: current.len });
-        let new = Wal::create(storage, id, current.chunk, link)?;
+        let link = self.link_to_current()?;
+        let chunk = self.chunk();
+        let new = Wal::create(storage, id, chunk, link)?;
+        // A spare names the WAL it follows, which is current no more: the next open sets it
+        // aside should this removal fail.
+        if let Some(stale) = self.spare.take() {
+            let _ = storage.remove_obsolete(&file_name(FileKind::Wal, stale.id));
+        }
+        Ok(self.start(new))
+    }
+
+    /// [`Wals::rotate`] into the kept spare ([`super::spare`]) instead of a new file: its header
+    /// is written over, and nothing is synced (not even the directory: the spare's name is
+    /// durable already). `Ok(None)`, nothing changed, when no spare is kept.
+    pub fn rotate_to_spare<S: Storage<File = F>>(&mut self, storage: &mut S) -> Result<Option<u64>, S> {
+        let Some(spare) = self.spare else { return Ok(None) };
+        if self.current.as_ref().is_none_or(|w| w.id != spare.predecessor) {
+            return Ok(None);
+        }
+        if self.older.is_full() {
+            return Err(Error::TooManyWals);
+        }
+        self.sync_predecessor(storage)?;
+        let link = self.link_to_current()?;
+        let new = Wal::take_spare(storage, &spare, link)?;
+        self.spare = None;
+        event!("rotation: spare WAL {=u64} taken", spare.id);
+        Ok(Some(self.start(new)))
+    }
+
+    /// What the header of the WAL after the current one names: the current WAL and its end when
+    /// it holds unsynced records; none when it is whole, which keeps it held to be whole
+    /// (damage to it is corruption, never a tail to cut).
+    fn link_to_current<E>(&self) -> core::result::Result<Option<Link>, Error<E>> {
+        let Some(current) = self.current.as_ref() else { return Err(Error::ReadOnly) };
+        Ok(current.has_unsynced().then_some(Link { id: current.id, end: current.len }))
+    }
+
+    /// Makes `new` the current WAL; the one it replaces becomes an older WAL (and the unsynced
+    /// predecessor when it holds unsynced records). Returns the replaced WAL's id.
+    fn start(&mut self, new: Wal<F>) -> u64 {
+        let Some(current) = self.current.as_mut() else {
+            self.current = Some(new);
+            return 0;
+        };
         // The old WAL keeps its zero tail: a zero tail is a clean end for any WAL, and the file
         // is removed at the next flush; cutting it would cost a truncate on this write's path.
         let old = core::mem::replace(current, new);
@@ -452,12 +565,12 @@ impl<F> Wals<F> {
             record_bytes: old.record_bytes(),
             file_bytes: old.file_bytes(),
         });
+        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old.id, current.id);
         let old_id = old.id;
         if old.has_unsynced() {
             self.unsynced_predecessor = Some(old);
         }
-        event!("rotation: WAL {=u64} closed, WAL {=u64} started", old_id, id);
-        Ok(old_id)
+        old_id
     }
 
     /// Removes the older WALs whose writes are all in SSTables: those up to `covered`.
