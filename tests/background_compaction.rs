@@ -210,6 +210,7 @@ fn a_database_no_longer_written_ends_its_compactions_without_another_call() {
         let settled = bg.started == bg.installed + bg.not_installed
             && stats.immutable_keys == 0
             && on_disk == stats.tables
+            // The current WAL (`wal_files` leaves the spare made for the next rotation out).
             && common::wal_files(dir.path()).len() == 1
             && tmp_files(dir.path()).is_empty();
         if settled {

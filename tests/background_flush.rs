@@ -420,3 +420,40 @@ fn a_flush_failure_the_thread_installs_itself_is_returned_by_the_next_write() {
         assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j}");
     }
 }
+
+#[test]
+fn rotations_take_the_spare_wal_the_flush_thread_made_and_close_leaves_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    // Made at open (no flush to write first), handed over by the thread's nudge.
+    let start = Instant::now();
+    while !db.stats().spare_wal_ready {
+        assert!(start.elapsed() < Duration::from_secs(10), "no spare WAL at open: {:?}", db.stats());
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(common::all_wal_files(dir.path()).len(), 2, "the current WAL and the spare");
+    let mut end = 0;
+    for _ in 0..4 {
+        end = put_until_rotation(&db, end);
+        // The next rotation's spare is made after the flush of the MemTable this one froze.
+        let start = Instant::now();
+        while !db.stats().spare_wal_ready {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no spare WAL after a rotation: {:?}",
+                db.stats()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let stats = db.stats();
+    assert_eq!(stats.spare_wals_taken, 4, "every rotation found a spare ready: {stats:?}");
+    db.close().unwrap();
+    assert_eq!(common::all_wal_files(dir.path()).len(), 1, "close removes the spare");
+    let db = Db::open_with(dir.path(), options()).unwrap();
+    let stats = db.stats();
+    assert_eq!((stats.torn_tails_truncated, stats.wals_dropped), (0, 0), "{stats:?}");
+    for j in 0..end {
+        assert_eq!(db.get(&key(j)).unwrap(), Some(value(j)), "key {j}");
+    }
+}

@@ -59,6 +59,10 @@ pub struct EngineStats {
     pub compactions: u64,
     /// MiniVaultDB's background counters: writes held at the thresholds or for a flush.
     pub background: Option<minivault::BackgroundStats>,
+    /// MiniVaultDB's rotations into a spare WAL made ahead (no sync on the writer's path), and
+    /// its flushes (each follows a rotation).
+    pub spare_wals_taken: u64,
+    pub flushes: u64,
 }
 
 /// What a scan hands each entry to: its key and value; `false` stops the scan.
@@ -364,6 +368,8 @@ impl Engine for MiniVault {
             table_probes: s.table_probes,
             compactions: s.compactions,
             background: Some(self.db.background_stats()),
+            spare_wals_taken: s.spare_wals_taken,
+            flushes: s.flushes,
         })
     }
 }

@@ -205,6 +205,12 @@ fn measure(
             let sep = if row.note.is_empty() { "" } else { "; " };
             row.note = format!("{}{sep}row cache {:.0}% hits", row.note, 100.0 * hits as f64 / gets as f64);
         }
+        let (flushes, spares) =
+            (s1.flushes.saturating_sub(s0.flushes), s1.spare_wals_taken.saturating_sub(s0.spare_wals_taken));
+        if flushes > 0 {
+            let sep = if row.note.is_empty() { "" } else { "; " };
+            row.note = format!("{}{sep}{spares} rotations into a spare WAL ({flushes} flushes)", row.note);
+        }
         let merges = s1.compactions.saturating_sub(s0.compactions);
         if merges > 0 {
             let sep = if row.note.is_empty() { "" } else { "; " };

@@ -38,6 +38,9 @@ pub struct Stats {
     /// Rotations since open that started a spare WAL prepared ahead ([`crate::Db::prepare_spare_wal`],
     /// [`crate::Db::plan_spare_wal`]) instead of creating and syncing a new one.
     pub spare_wals_taken: u64,
+    /// A spare WAL is kept for the next rotation (its file, `<id>.wal`, is in the directory
+    /// beside the current WAL: `minivault_core::wal::spare`).
+    pub spare_wal_ready: bool,
     /// SSTable searches performed by `get` since open (read amplification = this / gets): the
     /// lookups a table's filter did not rule out.
     pub table_probes: u64,

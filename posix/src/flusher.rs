@@ -22,6 +22,14 @@
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
+//! After each flush (and once at open) the thread also makes the next rotation's WAL, a *spare*
+//! (`Engine::plan_spare_wal`, [`minivault_core::wal::spare::prepare`]: the file created, its
+//! header written, one chunk preallocated, the file and the directory synced), reported like a
+//! flush and handed to the engine by the same install (`Engine::install_spare_wal`). The write
+//! that fills the active MemTable then rotates into it without a sync: no device stall reaches
+//! it through a rotation. A spare a rotation went on without (none was ready) is removed when it
+//! is handed back; close removes a spare still waiting; under `max_bytes` none is made.
+//!
 //! While the thread writes a table, the compaction workers start no new step of their merges
 //! (at most [`crate::FLUSH_GIVE_WAY`] for one flush, and not while writes are held at
 //! `stop_tables`; [`FlushActivity`]): a writer that fills the next MemTable waits for this
@@ -64,6 +72,7 @@ use std::time::Duration;
 use minivault_core::flush::{self, FlushPlan, Flushed, TableState};
 use minivault_core::memtable::MemTable;
 use minivault_core::sstable::Footer;
+use minivault_core::wal::spare::{self, Spare};
 
 use crate::background::{next_report, Signal};
 use crate::engine::Engine;
@@ -132,20 +141,31 @@ impl Drop for Flushing<'_> {
     }
 }
 
-struct Job {
-    plan: FlushPlan,
-    mem: MemTable<Vec<u8>>,
-    hook: Option<FlushHook>,
+// At most a flush and a spare wait in the channel: boxing the flush's MemTable would only add an
+// allocation per flush.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Flush {
+        plan: FlushPlan,
+        mem: MemTable<Vec<u8>>,
+        hook: Option<FlushHook>,
+    },
+    /// Make the spare WAL the engine planned ([`minivault_core::wal::spare::prepare`]).
+    Spare(Spare),
 }
 
-struct Report {
-    plan: FlushPlan,
-    /// The footer of the table, written and synced, and renamed to `<id>.sst` when the thread
-    /// publishes (`None`: every entry was dead, nothing written), or why the flush failed (its
-    /// `.tmp` removed).
-    result: Result<Option<Footer>, CoreError>,
-    /// The flush copy, back for the next flush.
-    buffer: Vec<u8>,
+enum Report {
+    Flush {
+        plan: FlushPlan,
+        /// The footer of the table, written and synced, and renamed to `<id>.sst` when the
+        /// thread publishes (`None`: every entry was dead, nothing written), or why the flush
+        /// failed (its `.tmp` removed).
+        result: Result<Option<Footer>, CoreError>,
+        /// The flush copy, back for the next flush.
+        buffer: Vec<u8>,
+    },
+    /// The spare WAL, made (its file and the directory synced), or why not (its file removed).
+    Spare(Spare, Result<(), CoreError>),
 }
 
 /// The flush thread and the writer side's view of it.
@@ -157,6 +177,9 @@ pub(crate) struct Flusher {
     buffer: Option<Vec<u8>>,
     /// The plan the thread runs.
     running: Option<FlushPlan>,
+    /// The spare WAL the thread makes, if any: after each flush, the next rotation's WAL, so that
+    /// the write that rotates syncs nothing ([`minivault_core::wal::spare`]).
+    spare: Option<Spare>,
     hook: Option<FlushHook>,
     /// The thread makes its tables live itself (`flush::publish`); otherwise the install does
     /// (under `max_bytes`: a table must not be in the directory before the engine counts it).
@@ -189,6 +212,7 @@ impl Flusher {
             thread: Some(thread),
             buffer: Some(vec![0u8; buffer_len]),
             running: None,
+            spare: None,
             hook: None,
             installed: 0,
         })
@@ -215,8 +239,25 @@ impl Flusher {
     }
 
     /// Hands the thread the flush of the engine's immutable MemTable, if there is one and the
-    /// thread is idle.
+    /// thread is idle, and then the making of a spare WAL for the next rotation, if the engine
+    /// plans one (none kept or being made: after each rotation, and at open).
     pub(crate) fn schedule(&mut self, engine: &mut Engine) {
+        self.schedule_flush(engine);
+        if self.spare.is_some() {
+            return;
+        }
+        let Some(jobs) = &self.jobs else { return };
+        let Some(spare) = engine.plan_spare_wal() else { return };
+        match jobs.send(Job::Spare(spare)) {
+            Ok(()) => self.spare = Some(spare),
+            Err(_) => {
+                self.jobs = None;
+                engine.abandon_spare_wal(&spare);
+            }
+        }
+    }
+
+    fn schedule_flush(&mut self, engine: &mut Engine) {
         if self.running.is_some() {
             return;
         }
@@ -233,12 +274,14 @@ impl Flusher {
                 return;
             }
         };
-        match jobs.send(Job { plan, mem, hook: self.hook.clone() }) {
+        match jobs.send(Job::Flush { plan, mem, hook: self.hook.clone() }) {
             Ok(()) => self.running = Some(plan),
             Err(mpsc::SendError(job)) => {
                 // The thread is gone (it panicked): forget it; the next rotation flushes inline.
                 self.jobs = None;
-                self.buffer = Some(job.mem.into_buffer());
+                if let Job::Flush { mem, .. } = job {
+                    self.buffer = Some(mem.into_buffer());
+                }
                 engine.abandon_flush(&plan);
             }
         }
@@ -254,7 +297,24 @@ impl Flusher {
     /// died without reporting fails its flush (poisoning the engine).
     pub(crate) fn collect(&mut self, engine: &mut Engine, reported: bool) -> Result<(), Error> {
         let mut first_error = None;
-        while let Some(Report { plan, result, buffer }) = next_report(reported, &self.reports) {
+        while let Some(report) = next_report(reported, &self.reports) {
+            let (plan, result, buffer) = match report {
+                Report::Flush { plan, result, buffer } => (plan, result, buffer),
+                Report::Spare(spare, made) => {
+                    self.spare = None;
+                    let handled = match made {
+                        Ok(()) => {
+                            engine.install_spare_wal(spare);
+                            Ok(())
+                        }
+                        Err(e) => engine.fail_spare_wal(&spare, e),
+                    };
+                    if let Err(e) = handled {
+                        first_error.get_or_insert(e.into());
+                    }
+                    continue;
+                }
+            };
             self.buffer = Some(buffer);
             self.running = None;
             // The table was written through the thread's handle and cache: the engine reads it
@@ -283,6 +343,9 @@ impl Flusher {
         }
         if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
             self.jobs = None;
+            if let Some(spare) = self.spare.take() {
+                engine.abandon_spare_wal(&spare);
+            }
             if let Some(plan) = self.running.take() {
                 if let Err(e) = engine.fail_flush(&plan, CoreError::Poisoned) {
                     first_error.get_or_insert(e.into());
@@ -301,6 +364,11 @@ impl Flusher {
         }
         // Joined: whatever it reported is in the channel.
         let collected = self.collect(engine, true);
+        // The next open would set a spare aside; closed, the directory holds none.
+        if let Some(spare) = self.spare.take() {
+            engine.abandon_spare_wal(&spare);
+        }
+        engine.discard_spare_wal();
         // A thread that died without reporting.
         if let Some(plan) = self.running.take() {
             engine.abandon_flush(&plan);
@@ -320,7 +388,17 @@ fn work(
     activity: &FlushActivity,
     publish: bool,
 ) {
-    while let Ok(Job { plan, mut mem, hook }) = jobs.recv() {
+    while let Ok(job) = jobs.recv() {
+        let (plan, mut mem, hook) = match job {
+            Job::Flush { plan, mem, hook } => (plan, mem, hook),
+            Job::Spare(spare) => {
+                let made = spare::prepare(&mut storage, &spare);
+                if !signal.report(&reports, Report::Spare(spare, made)) {
+                    break;
+                }
+                continue;
+            }
+        };
         let flushing = activity.begin();
         // Pages of files removed since may share inode numbers with new tables.
         storage.clear_cache();
@@ -346,7 +424,7 @@ fn work(
         // The table is live; the engine reopens it through its own handle.
         let result = result.map(|table| table.map(|(_file, footer)| footer));
         drop(flushing);
-        let report = Report { plan, result, buffer: mem.into_buffer() };
+        let report = Report::Flush { plan, result, buffer: mem.into_buffer() };
         if !signal.report(&reports, report) {
             break;
         }

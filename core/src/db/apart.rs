@@ -342,6 +342,14 @@ where
         }
     }
 
+    /// Forgets the spare [`Db::plan_spare_wal`] planned, which was given up (its runner died, or
+    /// the host closes); its file, if made, is set aside by the next open.
+    pub fn abandon_spare_wal(&mut self, spare: &Spare) {
+        if self.spare_planned == Some(*spare) {
+            self.spare_planned = None;
+        }
+    }
+
     /// Prepares a spare WAL for the next rotation here and now ([`Db::plan_spare_wal`],
     /// [`crate::wal::spare::prepare`], [`Db::install_spare_wal`] in one call): for a host without
     /// threads, in its idle time, so that the rotation a later write makes syncs nothing.

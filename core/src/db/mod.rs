@@ -732,6 +732,7 @@ where
             torn_tails_truncated: self.counters.torn_tails_truncated,
             wals_dropped: self.counters.wals_dropped,
             spare_wals_taken: self.counters.spare_wals_taken,
+            spare_wal_ready: self.wals.spare().is_some(),
             table_probes: self.counters.reads.table_probes,
             filter_skips: self.counters.reads.filter_skips,
             gets: self.counters.gets,

@@ -86,6 +86,9 @@ pub struct PosixStorage {
     /// A second descriptor of the WAL files created or opened last and the one before it (newest
     /// first), for syncs made outside the engine ([`PosixStorage::wal_sync_handle`]).
     wal_handles: [Option<(String, WalSyncHandle)>; 2],
+    /// Keeps `wal_handles` (the engine's storage); a second handle does not: the flush thread
+    /// creates spare WALs ([`minivault_core::wal::spare`]) that the engine opens itself.
+    keeps_wal_handles: bool,
     /// Where [`Storage::remove_obsolete`] sends its names while a [`Reaper`] runs (the engine's
     /// storage, with background threads); `None`: they are unlinked at once.
     removals: Option<RemovalQueue>,
@@ -160,6 +163,7 @@ impl PosixStorage {
             cache,
             read_only,
             wal_handles: [None, None],
+            keeps_wal_handles: true,
             removals: None,
             read_ahead: false,
             wal_writeback: true,
@@ -179,7 +183,7 @@ impl PosixStorage {
     /// anything is written to it through this storage. Best effort: without one, the group
     /// commit syncs through the engine.
     fn remember_wal(&mut self, name: &str) {
-        if self.read_only || !name.ends_with(".wal") {
+        if self.read_only || !self.keeps_wal_handles || !name.ends_with(".wal") {
             return;
         }
         // The WAL before it keeps its handle: a rotation leaves it to the next sync.
@@ -209,8 +213,10 @@ impl PosixStorage {
             dir: self.dir.try_clone()?,
             cache: Arc::new(Mutex::new(PageCache::new(cache_bytes))),
             read_only: self.read_only,
-            // Compaction workers write tables, never a WAL.
+            // Compaction workers write tables, never a WAL; the flush thread makes spare WALs,
+            // which the engine opens (and keeps a sync descriptor of) when a rotation takes one.
             wal_handles: [None, None],
+            keeps_wal_handles: false,
             removals: None,
             read_ahead: false,
             wal_writeback: self.wal_writeback,
