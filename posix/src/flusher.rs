@@ -22,13 +22,16 @@
 //!   failed → Engine::fail_flush (poisons)
 //! ```
 //!
-//! After each flush (and once at open) the thread also makes the next rotation's WAL, a *spare*
-//! (`Engine::plan_spare_wal`, [`minivault_core::wal::spare::prepare`]: the file created, its
-//! header written, one chunk preallocated, the file and the directory synced), reported like a
-//! flush and handed to the engine by the same install (`Engine::install_spare_wal`). The write
-//! that fills the active MemTable then rotates into it without a sync: no device stall reaches
-//! it through a rotation. A spare a rotation went on without (none was ready) is removed when it
-//! is handed back; close removes a spare still waiting; under `max_bytes` none is made.
+//! With each flush the thread also makes the next rotation's WAL, a *spare*
+//! (`Engine::plan_spare_wal`, [`minivault_core::wal::spare::create`]: the file created, its
+//! header written, one chunk preallocated, the file synced) before it writes the table, whose
+//! publish syncs the directory for both names; the report carries it and the install hands it
+//! to the engine right after the table (`Engine::install_spare_wal`). A rotation needs the
+//! previous flush installed, so it always finds its spare ready, and takes it without a sync:
+//! no device stall reaches the write that fills a MemTable through a rotation. At open, with no
+//! flush to ride on, the spare is a job of its own ([`minivault_core::wal::spare::prepare`]);
+//! one a rotation went on without is removed when it is handed back; close removes a spare
+//! still waiting; under `max_bytes` none is made.
 //!
 //! While the thread writes a table, the compaction workers start no new step of their merges
 //! (at most [`crate::FLUSH_GIVE_WAY`] for one flush, and not while writes are held at
@@ -149,8 +152,12 @@ enum Job {
         plan: FlushPlan,
         mem: MemTable<Vec<u8>>,
         hook: Option<FlushHook>,
+        /// The spare WAL for the rotation after the one that froze this MemTable, made before
+        /// the table is written; the table's publish syncs the directory for both.
+        spare: Option<Spare>,
     },
-    /// Make the spare WAL the engine planned ([`minivault_core::wal::spare::prepare`]).
+    /// Make the spare WAL the engine planned ([`minivault_core::wal::spare::prepare`]) when no
+    /// flush comes with it (at open).
     Spare(Spare),
 }
 
@@ -163,6 +170,9 @@ enum Report {
         result: Result<Option<Footer>, CoreError>,
         /// The flush copy, back for the next flush.
         buffer: Vec<u8>,
+        /// The spare WAL that came with the flush: made and durable (`Ok(true)`), removed again
+        /// because the flush failed (`Ok(false)`), or why it could not be made.
+        spare: Option<(Spare, Result<bool, CoreError>)>,
     },
     /// The spare WAL, made (its file and the directory synced), or why not (its file removed).
     Spare(Spare, Result<(), CoreError>),
@@ -243,7 +253,9 @@ impl Flusher {
     /// plans one (none kept or being made: after each rotation, and at open).
     pub(crate) fn schedule(&mut self, engine: &mut Engine) {
         self.schedule_flush(engine);
-        if self.spare.is_some() {
+        // Alone only while no flush runs (at open): otherwise one comes with the next flush,
+        // and a rotation needs that flush installed before it can take one.
+        if self.spare.is_some() || self.running.is_some() {
             return;
         }
         let Some(jobs) = &self.jobs else { return };
@@ -274,8 +286,12 @@ impl Flusher {
                 return;
             }
         };
-        match jobs.send(Job::Flush { plan, mem, hook: self.hook.clone() }) {
-            Ok(()) => self.running = Some(plan),
+        let spare = if self.spare.is_none() { engine.plan_spare_wal() } else { None };
+        match jobs.send(Job::Flush { plan, mem, hook: self.hook.clone(), spare }) {
+            Ok(()) => {
+                self.running = Some(plan);
+                self.spare = self.spare.or(spare);
+            }
             Err(mpsc::SendError(job)) => {
                 // The thread is gone (it panicked): forget it; the next rotation flushes inline.
                 self.jobs = None;
@@ -283,6 +299,9 @@ impl Flusher {
                     self.buffer = Some(mem.into_buffer());
                 }
                 engine.abandon_flush(&plan);
+                if let Some(spare) = spare {
+                    engine.abandon_spare_wal(&spare);
+                }
             }
         }
     }
@@ -298,19 +317,11 @@ impl Flusher {
     pub(crate) fn collect(&mut self, engine: &mut Engine, reported: bool) -> Result<(), Error> {
         let mut first_error = None;
         while let Some(report) = next_report(reported, &self.reports) {
-            let (plan, result, buffer) = match report {
-                Report::Flush { plan, result, buffer } => (plan, result, buffer),
+            let (plan, result, buffer, spare) = match report {
+                Report::Flush { plan, result, buffer, spare } => (plan, result, buffer, spare),
                 Report::Spare(spare, made) => {
-                    self.spare = None;
-                    let handled = match made {
-                        Ok(()) => {
-                            engine.install_spare_wal(spare);
-                            Ok(())
-                        }
-                        Err(e) => engine.fail_spare_wal(&spare, e),
-                    };
-                    if let Err(e) = handled {
-                        first_error.get_or_insert(e.into());
+                    if let Err(e) = self.hand_over(engine, spare, made.map(|()| true)) {
+                        first_error.get_or_insert(e);
                     }
                     continue;
                 }
@@ -340,6 +351,12 @@ impl Flusher {
             if let Err(e) = handled {
                 first_error.get_or_insert(e.into());
             }
+            // After the install: the spare names the WAL that is current until the next rotation.
+            if let Some((spare, made)) = spare {
+                if let Err(e) = self.hand_over(engine, spare, made) {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
         if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
             self.jobs = None;
@@ -353,6 +370,28 @@ impl Flusher {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Hands the engine the spare WAL the thread made (`Ok(true)`), or forgets it (`Ok(false)`:
+    /// removed again after its flush failed), or reports why it could not be made.
+    fn hand_over(
+        &mut self,
+        engine: &mut Engine,
+        spare: Spare,
+        made: Result<bool, CoreError>,
+    ) -> Result<(), Error> {
+        self.spare = None;
+        match made {
+            Ok(true) => {
+                engine.install_spare_wal(spare);
+                Ok(())
+            }
+            Ok(false) => {
+                engine.abandon_spare_wal(&spare);
+                Ok(())
+            }
+            Err(e) => engine.fail_spare_wal(&spare, e).map_err(Into::into),
+        }
     }
 
     /// Finishes the running flush (the thread completes it and exits), joins the thread and
@@ -389,8 +428,8 @@ fn work(
     publish: bool,
 ) {
     while let Ok(job) = jobs.recv() {
-        let (plan, mut mem, hook) = match job {
-            Job::Flush { plan, mem, hook } => (plan, mem, hook),
+        let (plan, mut mem, hook, spare) = match job {
+            Job::Flush { plan, mem, hook, spare } => (plan, mem, hook, spare),
             Job::Spare(spare) => {
                 let made = spare::prepare(&mut storage, &spare);
                 if !signal.report(&reports, Report::Spare(spare, made)) {
@@ -402,6 +441,9 @@ fn work(
         let flushing = activity.begin();
         // Pages of files removed since may share inode numbers with new tables.
         storage.clear_cache();
+        // The spare first: its file sync beside the table's, its name made durable by the
+        // directory sync that publishes the table.
+        let mut spare = spare.map(|s| (s, spare::create(&mut storage, &s).map(|()| true)));
         let result = match hook.map(|hook| hook()) {
             Some(Err(e)) => Err(CoreError::Storage(e)),
             _ => flush::write_temp(&mut storage, &plan, &mut mem).and_then(|table| match table {
@@ -421,10 +463,25 @@ fn work(
             // Open removes it if this fails.
             let _ = minivault_core::Storage::remove(&mut storage, &plan.temp_name());
         }
+        if let Some((s, made)) = spare.as_mut().filter(|(_, made)| matches!(made, Ok(true))) {
+            let name = minivault_core::names::file_name(minivault_core::names::FileKind::Wal, s.id);
+            let published = publish && matches!(result, Ok(Some(_)));
+            if result.is_err() {
+                // No directory sync made its name durable: it goes (a leftover is set aside
+                // by the next open).
+                let _ = minivault_core::Storage::remove(&mut storage, &name);
+                *made = Ok(false);
+            } else if !published {
+                if let Err(e) = minivault_core::Storage::sync_dir(&mut storage) {
+                    let _ = minivault_core::Storage::remove(&mut storage, &name);
+                    *made = Err(CoreError::Storage(e));
+                }
+            }
+        }
         // The table is live; the engine reopens it through its own handle.
         let result = result.map(|table| table.map(|(_file, footer)| footer));
         drop(flushing);
-        let report = Report::Flush { plan, result, buffer: mem.into_buffer() };
+        let report = Report::Flush { plan, result, buffer: mem.into_buffer(), spare };
         if !signal.report(&reports, report) {
             break;
         }

@@ -88,6 +88,16 @@ impl Spare {
 /// (not durably: a spare left behind is set aside by the next open); a full storage gives
 /// [`Error::Full`].
 pub fn prepare<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
+    create(storage, spare)?;
+    storage.sync_dir().storage().inspect_err(|_| {
+        let _ = storage.remove(&file_name(FileKind::Wal, spare.id));
+    })
+}
+
+/// [`prepare`] without the directory sync, for a caller that syncs the directory itself before
+/// it hands the spare over (the POSIX flush thread makes the spare beside a table, and the
+/// table's publish syncs the directory for both names).
+pub fn create<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
     let name = file_name(FileKind::Wal, spare.id);
     let mut file = storage.create(&name).map_err(|e| no_space(storage, e))?;
     let header = file_header(Some(Link { id: spare.predecessor, end: SPARE_END }));
@@ -100,8 +110,7 @@ pub fn prepare<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
         if spare.chunk > 0 {
             storage.preallocate(&mut file, spare.chunk).map_err(|e| no_space(storage, e))?;
         }
-        storage.sync(&mut file).storage()?;
-        storage.sync_dir().storage()
+        storage.sync(&mut file).storage()
     })();
     if written.is_err() {
         drop(file);
