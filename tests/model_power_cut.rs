@@ -180,9 +180,10 @@ struct Run {
     /// The WAL is synced by the test, outside the engine ([`Mode::GroupCommit`]).
     group_commit: bool,
     host_sync: Option<HostSync>,
-    /// A spare WAL prepared apart from the engine (with `flushes`): planned, and whether its
-    /// file is made (`minivault_core::wal::spare::prepare`) and waits to be handed back.
-    spare: Option<(Spare, bool)>,
+    /// A spare WAL prepared apart from the engine (with `flushes`): planned, and how far it is:
+    /// 0 planned, 1 its file made and renamed into place (`wal::spare::create`), 2 the directory
+    /// synced too (the POSIX flush thread leaves that to its table's publish).
+    spare: Option<(Spare, u8)>,
 }
 
 /// A sync made outside the engine, as the POSIX group commit's leader makes it: what it must
@@ -605,12 +606,27 @@ impl Run {
             }
             None => {
                 let planned = db.plan_spare_wal();
-                self.spare = planned.map(|spare| (spare, false));
+                self.spare = planned.map(|spare| (spare, 0));
                 Ok(format!("plan spare {planned:?}"))
             }
-            Some((spare, false)) => match wal::spare::prepare(&mut storage, &spare) {
+            Some((spare, 1)) => match minivault_core::Storage::sync_dir(&mut storage) {
                 Ok(()) => {
-                    self.spare = Some((spare, true));
+                    self.spare = Some((spare, 2));
+                    Ok(format!("spare {}: directory synced", spare.id))
+                }
+                Err(e) => {
+                    let _ =
+                        minivault_core::Storage::remove(&mut storage, &file_name(FileKind::Wal, spare.id));
+                    let e = Error::Storage(e);
+                    match db.fail_spare_wal(&spare, e.clone()) {
+                        Err(r) if r == e && db.is_poisoned() => Err(r),
+                        r => return Err(format!("fail_spare_wal({e:?}) returned {r:?}")),
+                    }
+                }
+            },
+            Some((spare, 0)) => match wal::spare::create(&mut storage, &spare) {
+                Ok(()) => {
+                    self.spare = Some((spare, 1));
                     Ok(format!("spare {} made", spare.id))
                 }
                 Err(e) => {
@@ -627,7 +643,7 @@ impl Run {
                     }
                 }
             },
-            Some((spare, true)) => {
+            Some((spare, _)) => {
                 let kept = db.install_spare_wal(spare);
                 self.counts.spares_prepared += u64::from(kept);
                 self.counts.spares_stale += u64::from(!kept);
@@ -1228,7 +1244,7 @@ fn run_model_with(
         totals.spares_prepared, totals.spares_taken, totals.spares_stale
     );
     if totals.seeds >= 100 {
-        assert!(totals.spares_taken * 8 > totals.seeds, "too few rotations took a spare WAL");
+        assert!(totals.spares_taken * 16 > totals.seeds, "too few rotations took a spare WAL");
     }
     if mode == Mode::Background {
         eprintln!(

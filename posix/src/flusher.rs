@@ -403,7 +403,8 @@ impl Flusher {
         }
         // Joined: whatever it reported is in the channel.
         let collected = self.collect(engine, true);
-        // The next open would set a spare aside; closed, the directory holds none.
+        // A spare still waiting is removed (not durably: should it come back after a power cut,
+        // the next open sets it aside).
         if let Some(spare) = self.spare.take() {
             engine.abandon_spare_wal(&spare);
         }

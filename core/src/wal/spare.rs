@@ -34,12 +34,18 @@
 //!   predecessor rule applies as written ([`super::replay::successor_of`]): the spare's own
 //!   predecessor ends before [`SPARE_END`], so the spare and every later WAL are dropped; a later
 //!   WAL's first sync would have synced the spare first, so none of them held a synced write.
-//! - **A header that reads as torn, whatever follows**: if no record of that WAL or of any later
-//!   one shows a sync (a watermark past its header), the rewrite was cut by the power and nothing
-//!   since was synced: that WAL and every later one are removed, and the WAL before it becomes
-//!   the newest (its unsynced tail may then be cut, as any newest WAL's). If a later record shows
-//!   a sync, the header had been synced: when the torn WAL holds no record at all it is a spare
-//!   whose preparation failed, removed; otherwise it stays, and replay reports the corruption.
+//! - **A header torn by the rewrite**: its checksum fails, and it is the start of a rewritten
+//!   header followed by the rest of the spare's, as a write cut at a byte leaves it (the first
+//!   eight bytes intact, the predecessor's id kept or zeroed, the reserved bytes zero). If no
+//!   record of that WAL or of any later one shows a sync (a watermark past its header), nothing
+//!   since the rewrite was synced: that WAL and every later one are removed, and the WAL before
+//!   it becomes the newest (its unsynced tail may then be cut, as any newest WAL's). If one
+//!   does, or the damage fits no such cut, the header had been synced: replay reports the
+//!   corruption.
+//!
+//! A spare is made under `<id>.tmp` (which open removes) and renamed to `<id>.wal` once synced
+//! ([`create`]): another thread's directory sync can make a name durable at any moment, and a
+//! `.wal` name never comes back with a header that was not synced.
 //!
 //! A build without spares reads all of this safely: it drops an untaken spare as a WAL after a
 //! lost tail (counted in `wals_dropped`), and reports a torn rewritten header as corruption.
@@ -97,26 +103,32 @@ pub fn prepare<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
 /// [`prepare`] without the directory sync, for a caller that syncs the directory itself before
 /// it hands the spare over (the POSIX flush thread makes the spare beside a table, and the
 /// table's publish syncs the directory for both names).
+///
+/// The file is made under the temporary name `<id>.tmp` (which open removes) and renamed to
+/// `<id>.wal` only once its header and extension are synced: another thread's directory sync
+/// in between (a rotation's, a merge's publish) can make a name durable, and a `.wal` name must
+/// never come back with a header that was not synced.
 pub fn create<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
-    let name = file_name(FileKind::Wal, spare.id);
-    let mut file = storage.create(&name).map_err(|e| no_space(storage, e))?;
+    let (tmp, name) = (file_name(FileKind::TempTable, spare.id), file_name(FileKind::Wal, spare.id));
+    let mut file = storage.create(&tmp).map_err(|e| no_space(storage, e))?;
     let header = file_header(Some(Link { id: spare.predecessor, end: SPARE_END }));
     let written = (|| {
-        {
+        let written = {
             let io = &mut storage.io(&mut file);
-            write_at(io, 0, &[&header]).storage()?;
-            embedded_io::Write::flush(io).storage()?;
-        }
+            write_at(io, 0, &[&header]).and_then(|_| embedded_io::Write::flush(io))
+        };
+        written.map_err(|e| no_space(storage, e))?;
         if spare.chunk > 0 {
             storage.preallocate(&mut file, spare.chunk).map_err(|e| no_space(storage, e))?;
         }
         storage.sync(&mut file).storage()
     })();
-    if written.is_err() {
-        drop(file);
-        let _ = storage.remove(&name);
+    drop(file);
+    let renamed = written.and_then(|()| storage.rename(&tmp, &name).storage());
+    if renamed.is_err() {
+        let _ = storage.remove(&tmp);
     }
-    written
+    renamed
 }
 
 /// The header a WAL's file starts with, as [`set_aside`] classes it.
@@ -124,14 +136,15 @@ pub fn create<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
 enum Kind {
     /// A spare's header: it names `predecessor` with [`SPARE_END`].
     Spare,
-    /// A header that reads as torn; `records`: anything but zeros follows it.
-    Torn { records: bool },
+    /// A spare's header whose rewrite was cut part way ([`torn_rewrite`]).
+    Torn,
     /// Anything else: replay decides.
     Other,
 }
 
-/// Reads WAL `id`'s header: its kind and the predecessor it names.
-fn classify<S: Storage>(storage: &mut S, id: u64) -> Result<(Kind, Option<Link>), S> {
+/// Reads WAL `id`'s header: its kind and the predecessor it names. `before`: the WAL listed
+/// before it, if any (a torn rewrite's predecessor, when the header no longer says it whole).
+fn classify<S: Storage>(storage: &mut S, id: u64, before: Option<u64>) -> Result<(Kind, Option<Link>), S> {
     let mut file = storage.open(&file_name(FileKind::Wal, id)).storage()?;
     let end = storage.len(&mut file).storage()?;
     let io = &mut storage.io(&mut file);
@@ -139,15 +152,45 @@ fn classify<S: Storage>(storage: &mut S, id: u64) -> Result<(Kind, Option<Link>)
     let got = read_at(io, 0, &mut h).storage()?;
     Ok(match read_header(&h, got) {
         Header::Valid { version: VERSION, link: Some(link) } if link.end == SPARE_END => {
-            (Kind::Spare, Some(link))
+            // A spare's header over a record that shows a sync: written by a build that adopted
+            // the WAL as it was (this one rewrites the header first); it holds synced writes.
+            if shows_a_sync(io, FILE_HEADER_LEN, end).storage()? {
+                (Kind::Other, Some(link))
+            } else {
+                (Kind::Spare, Some(link))
+            }
         }
         Header::Valid { link, .. } => (Kind::Other, link),
-        Header::Torn => {
-            let records = !zeros_to_end(io, FILE_HEADER_LEN.min(got as u64), end).storage()?;
-            (Kind::Torn { records }, None)
-        }
-        Header::None | Header::Unsupported(_) => (Kind::Other, None),
+        Header::Torn if got == h.len() && torn_rewrite(&h, before) => (Kind::Torn, None),
+        Header::Torn | Header::None | Header::Unsupported(_) => (Kind::Other, None),
     })
+}
+
+/// True when `h`, a header whose checksum fails, is what a rewrite of a spare's header cut off
+/// part way leaves: the first bytes of the header a rotation writes, then the rest of the
+/// spare's (a write torn at a byte; a device that writes sectors whole never leaves one). The
+/// spare's header is known but for its predecessor (the id `h` still holds, or the WAL listed
+/// before it); the rewrite keeps that id or writes 0, and any end and checksum. Damage that fits
+/// no such cut (a flipped byte in a header synced long ago) is not a torn rewrite: replay
+/// reports it.
+fn torn_rewrite(h: &[u8; FILE_HEADER_LEN as usize], before: Option<u64>) -> bool {
+    let held = h.get(8..16).and_then(|b| b.first_chunk()).map(|b| u64::from_le_bytes(*b));
+    for predecessor in [held, before].into_iter().flatten().filter(|&p| p != 0) {
+        let spare = file_header(Some(Link { id: predecessor, end: SPARE_END }));
+        // A cut at 28 or later leaves the rewritten header whole (the reserved bytes are zero in
+        // both), which reads as valid; before 9, the spare's whole.
+        for cut in 9..28 {
+            let (Some(new), Some(old), Some(kept)) = (h.get(8..cut.min(16)), spare.get(cut..), h.get(cut..))
+            else {
+                continue;
+            };
+            let id_written = new.iter().all(|&b| b == 0) || predecessor.to_le_bytes().starts_with(new);
+            if h.get(..8) == spare.get(..8) && id_written && old == kept && h.get(28..) == Some(&[0; 4][..]) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// True when a record of WAL `id` shows a sync: a watermark past its header.
@@ -171,12 +214,13 @@ pub fn set_aside<S: Storage>(
     while i > 0 {
         i -= 1;
         let Some(&id) = wals.get(i) else { break };
-        let (kind, _) = classify(storage, id)?;
+        let before = i.checked_sub(1).and_then(|b| wals.get(b)).copied();
+        let (kind, _) = classify(storage, id, before)?;
         let doomed = match kind {
             Kind::Other => 0..0,
             Kind::Spare => {
                 let named = match wals.get(i + 1) {
-                    Some(&next) => classify(storage, next)?.1.is_some_and(|l| l.id == id),
+                    Some(&next) => classify(storage, next, Some(id))?.1.is_some_and(|l| l.id == id),
                     None => false,
                 };
                 if named {
@@ -186,16 +230,16 @@ pub fn set_aside<S: Storage>(
                     i..i + 1
                 }
             }
-            Kind::Torn { records } => {
+            Kind::Torn => {
                 let mut synced = false;
                 for &later in wals.get(i..).unwrap_or(&[]) {
                     synced |= wal_shows_a_sync(storage, later)?;
                 }
-                match (synced, records) {
-                    (false, _) => i..wals.len(),
-                    (true, false) => i..i + 1,
-                    // Synced, then torn: corruption, which replay reports.
-                    (true, true) => 0..0,
+                if synced {
+                    // A sync made the rewrite durable: this is damage, which replay reports.
+                    0..0
+                } else {
+                    i..wals.len()
                 }
             }
         };
@@ -446,6 +490,24 @@ mod tests {
                 assert_eq!((kind, offset), (Corruption::WalRecordBeforeValidData, 0))
             }
             other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_synced_header_is_corruption_and_not_a_torn_rewrite() {
+        // The records show no sync (none was written after the close's), the header is durable:
+        // damage to it fits no cut of a rewrite, and is reported, not taken for a lost rewrite.
+        for at in [9usize, 13, 18, 22, 25] {
+            let (mut s, spare, ..) = taken_spare(false);
+            let mut h = header_of(&mut s, spare.id);
+            h[at] ^= 0x5a;
+            set_header(&mut s, spare.id, &h);
+            match open(s) {
+                Err(Error::Corrupted { kind, offset, .. }) => {
+                    assert_eq!((kind, offset), (Corruption::WalRecordBeforeValidData, 0), "byte {at}")
+                }
+                other => panic!("byte {at}: {:?}", other.map(|_| ())),
+            }
         }
     }
 

@@ -311,7 +311,9 @@ impl PosixStorage {
     /// recoverable at every moment (what a crash would leave: a WAL is removed only once a
     /// table holds its records, a table only once its replacement is in place), so the set is a
     /// state the engine opens as a prefix of the writer's history that holds every write
-    /// acknowledged before the open began. A directory that never stays the same for two
+    /// acknowledged before the open began. A spare WAL not yet taken when its header is read
+    /// between the two listings is left out: it holds nothing at that moment, and a rotation
+    /// that takes it afterwards belongs to the writer's later history. A directory that never stays the same for two
     /// listings in a row ([`HOLD_LISTINGS`] of them, each taking microseconds where a busy
     /// writer's flushes are milliseconds apart) is [`io::ErrorKind::TimedOut`].
     pub(crate) fn hold_files(&mut self) -> io::Result<()> {
@@ -319,6 +321,9 @@ impl PosixStorage {
         // Each held file with the inode number its listing showed for the name.
         let mut held: BTreeMap<String, (u64, PosixFile)> = BTreeMap::new();
         let mut previous: Option<Vec<(String, u64)>> = None;
+        // The WALs that were spares not yet taken ([`minivault_core::wal::spare`]) when their
+        // headers were read, between the previous listing and this one.
+        let mut spares: Vec<String> = Vec::new();
         for _ in 0..HOLD_LISTINGS {
             let listing = match self.engine_files() {
                 Ok(listing) => listing,
@@ -347,9 +352,18 @@ impl PosixStorage {
             }
             if opened_all && previous.as_ref() == Some(&listing) {
                 held.retain(|name, _| listing.binary_search_by(|(n, _)| n.as_str().cmp(name)).is_ok());
+                // A spare holds nothing at the moment the listings agree on; taken later, it
+                // would hold writes of a rotation after that moment (and the MemTable before
+                // it could be past what the open can replay).
+                held.retain(|name, _| !spares.contains(name));
                 self.held = Some(held.into_iter().map(|(name, (_, file))| (name, file)).collect());
                 return Ok(());
             }
+            spares = held
+                .iter()
+                .filter(|(name, (_, file))| name.ends_with(".wal") && is_untaken_spare(file))
+                .map(|(name, _)| name.clone())
+                .collect();
             previous = Some(listing);
         }
         Err(io::Error::new(
@@ -446,6 +460,14 @@ impl PosixStorage {
         let file = if self.wal_writeback { file } else { file.without_writeback_hints() };
         Ok(if self.maps_wals { file.with_mapped_appends() } else { file })
     }
+}
+
+/// Whether `file` is a WAL whose header is a spare's not yet taken by a rotation
+/// ([`minivault_core::wal::spare::SPARE_END`]); a file too short to tell is not.
+fn is_untaken_spare(file: &PosixFile) -> bool {
+    let mut h = [0u8; minivault_core::wal::FILE_HEADER_LEN as usize];
+    matches!(sys::pread_full(file.fd.as_fd(), &mut h, 0), Ok(n) if n == h.len())
+        && matches!(minivault_core::wal::decode_header(&h), Ok(Some(link)) if link.end == minivault_core::wal::spare::SPARE_END)
 }
 
 /// Whether WALs in the directory `dir` may append through a shared mapping
