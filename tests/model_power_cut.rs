@@ -651,16 +651,23 @@ impl Run {
             }
         };
         match outcome {
-            Ok(what) => self.note(what),
-            Err(e) => {
-                if !self.db().is_poisoned() {
-                    return Err(format!("a spare WAL step failed with {e:?} but the database takes writes"));
-                }
-                self.note(format!("  spare -> {e:?}"));
-                self.poisoned = true;
-                self.counts.injected_errors += 1;
+            Ok(what) => {
+                self.note(what);
+                Ok(())
             }
+            Err(e) => self.poisoned_by("a spare WAL step", &e),
         }
+    }
+
+    /// A step of `what` failed with `e`, which must have poisoned the database (it refuses
+    /// writes until reopened, as after any failed change); counted as an injected error hit.
+    fn poisoned_by(&mut self, what: &str, e: &DbError) -> Result<(), String> {
+        if !self.db().is_poisoned() {
+            return Err(format!("{what} failed with {e:?} but the database still takes writes"));
+        }
+        self.note(format!("  {what} -> {e:?}"));
+        self.poisoned = true;
+        self.counts.injected_errors += 1;
         Ok(())
     }
 
@@ -880,13 +887,7 @@ impl Run {
                 Ok(())
             }
             Err(e @ (Error::Storage(_) | Error::TooManyTables | Error::TooManyWals)) => {
-                if !self.db().is_poisoned() {
-                    return Err(format!("flush/sync failed with {e:?} but the database still takes writes"));
-                }
-                self.note(format!("  -> {e:?}"));
-                self.poisoned = true;
-                self.counts.injected_errors += 1;
-                Ok(())
+                self.poisoned_by("flush/sync", &e)
             }
             Err(e) => Err(format!("unexpected error {e:?}")),
         }
