@@ -213,7 +213,8 @@ impl<F> Wal<F> {
         }
         self.durable = self.durable.max(target.end.min(self.len));
         self.synced_writes = self.synced_writes.max(target.writes.min(self.written));
-        // A target is taken from the current WAL, so after the rotation that rewrote its header.
+        // Every target of this WAL was taken while it was current or the unsynced predecessor,
+        // so after the rotation that rewrote its header: the sync covered the header too.
         self.header_unsynced = false;
     }
 
