@@ -430,7 +430,9 @@ minivault_status minivault_get_stats(struct minivault_db *db,
 // name of `minivault_stats`, and counters added since that struct was fixed:
 // `row_cache_declined` (reads past a full row cache, not cached), `expired_tables` and
 // `expired_bytes` (SSTables removed whole once every entry in them had expired),
-// `wals_dropped`, `compactions_running`. Unlike the struct, it can grow without changing the
+// `wals_dropped`, `compactions_running`, `spare_wals_taken` (rotations that started a spare
+// WAL made ahead, syncing nothing) and `spare_wal_ready` (1 while one waits for the next
+// rotation). Unlike the struct, it can grow without changing the
 // ABI. An unknown name is `MINIVAULT_ERR_INVALID_ARGUMENT` ("unknown statistic").
 //
 // # Safety

@@ -633,6 +633,8 @@ fn stat_by_name(name: &[u8], s: &minivault_posix::Stats, r: &minivault_posix::Ro
         b"full_refusals" => s.full_refusals,
         b"compactions_skipped_for_space" => s.compactions_skipped_for_space,
         b"compactions_running" => s.compactions_running as u64,
+        b"spare_wals_taken" => s.spare_wals_taken,
+        b"spare_wal_ready" => u64::from(s.spare_wal_ready),
         _ => return None,
     })
 }
@@ -641,7 +643,9 @@ fn stat_by_name(name: &[u8], s: &minivault_posix::Stats, r: &minivault_posix::Ro
 /// name of `minivault_stats`, and counters added since that struct was fixed:
 /// `row_cache_declined` (reads past a full row cache, not cached), `expired_tables` and
 /// `expired_bytes` (SSTables removed whole once every entry in them had expired),
-/// `wals_dropped`, `compactions_running`. Unlike the struct, it can grow without changing the
+/// `wals_dropped`, `compactions_running`, `spare_wals_taken` (rotations that started a spare
+/// WAL made ahead, syncing nothing) and `spare_wal_ready` (1 while one waits for the next
+/// rotation). Unlike the struct, it can grow without changing the
 /// ABI. An unknown name is `MINIVAULT_ERR_INVALID_ARGUMENT` ("unknown statistic").
 ///
 /// # Safety

@@ -452,6 +452,8 @@ impl PyDb {
         d.set_item("compactions", s.compactions)?;
         d.set_item("torn_tails_truncated", s.torn_tails_truncated)?;
         d.set_item("wals_dropped", s.wals_dropped)?;
+        d.set_item("spare_wals_taken", s.spare_wals_taken)?;
+        d.set_item("spare_wal_ready", s.spare_wal_ready)?;
         d.set_item("gets", s.gets)?;
         d.set_item("table_probes", s.table_probes)?;
         d.set_item("filter_skips", s.filter_skips)?;

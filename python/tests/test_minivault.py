@@ -165,6 +165,8 @@ def test_sync_flush_and_stats(db):
         assert isinstance(s[name], int)
     # Nothing was torn: no WAL was cut or dropped on open.
     assert (s["torn_tails_truncated"], s["wals_dropped"]) == (0, 0)
+    # The spare WAL made ahead of each rotation: how many rotations took one, whether one waits.
+    assert isinstance(s["spare_wals_taken"], int) and isinstance(s["spare_wal_ready"], bool)
     db[b"key000"]
     db[b"key000"]
     assert db.stats()["row_cache_hits"] >= 1
