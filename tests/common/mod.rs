@@ -290,12 +290,20 @@ pub fn total_len(files: &[PathBuf]) -> u64 {
 }
 
 /// Copies every regular file of `from` into `to` (a flat directory, as a database is).
+///
+/// The database may be open: a file the listing named that is gone by the time of its copy
+/// (the flush thread renames the spare WAL's `<id>.tmp` to `<id>.wal`, or removes an obsolete
+/// file) is left out, as a crash before it was made, or after it was removed, leaves it.
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create copy directory");
     for e in fs::read_dir(from).expect("read directory") {
         let e = e.expect("directory entry");
         if e.file_type().expect("file type").is_file() {
-            fs::copy(e.path(), to.join(e.file_name())).expect("copy file");
+            match fs::copy(e.path(), to.join(e.file_name())) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => panic!("copy {}: {err}", e.path().display()),
+            }
         }
     }
 }
