@@ -134,8 +134,9 @@ pub fn create<S: Storage>(storage: &mut S, spare: &Spare) -> Result<(), S> {
 /// The header a WAL's file starts with, as [`set_aside`] classes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A spare's header: it names `predecessor` with [`SPARE_END`].
-    Spare,
+    /// A spare's header: it names `predecessor` with [`SPARE_END`]. `records`: anything but
+    /// zeros follows it (writes of a rotation into it that no sync covered).
+    Spare { records: bool },
     /// A spare's header whose rewrite was cut part way ([`torn_rewrite`]).
     Torn,
     /// Anything else: replay decides.
@@ -154,10 +155,13 @@ fn classify<S: Storage>(storage: &mut S, id: u64, before: Option<u64>) -> Result
         Header::Valid { version: VERSION, link: Some(link) } if link.end == SPARE_END => {
             // A spare's header over a record that shows a sync: written by a build that adopted
             // the WAL as it was (this one rewrites the header first); it holds synced writes.
-            if shows_a_sync(io, FILE_HEADER_LEN, end).storage()? {
+            // Zeros to the end (a spare never taken, its chunk as preallocated) show none: the
+            // scan for a sync, which tries every offset, is left for a spare with records.
+            let records = !zeros_to_end(io, FILE_HEADER_LEN, end).storage()?;
+            if records && shows_a_sync(io, FILE_HEADER_LEN, end).storage()? {
                 (Kind::Other, Some(link))
             } else {
-                (Kind::Spare, Some(link))
+                (Kind::Spare { records }, Some(link))
             }
         }
         Header::Valid { link, .. } => (Kind::Other, link),
@@ -211,19 +215,17 @@ pub fn set_aside<S: Storage>(
 ) -> Result<u64, S> {
     let mut dropped = 0;
     let mut i = wals.len();
+    // The predecessor the WAL after `wals[i]` names, as its header read one step before.
+    let mut newer_names: Option<u64> = None;
     while i > 0 {
         i -= 1;
         let Some(&id) = wals.get(i) else { break };
         let before = i.checked_sub(1).and_then(|b| wals.get(b)).copied();
-        let (kind, _) = classify(storage, id, before)?;
+        let (kind, link) = classify(storage, id, before)?;
         let doomed = match kind {
             Kind::Other => 0..0,
-            Kind::Spare => {
-                let named = match wals.get(i + 1) {
-                    Some(&next) => classify(storage, next, Some(id))?.1.is_some_and(|l| l.id == id),
-                    None => false,
-                };
-                if named {
+            Kind::Spare { .. } => {
+                if newer_names == Some(id) {
                     // Taken; replay's predecessor rule drops it and the WALs after it.
                     0..0
                 } else {
@@ -244,10 +246,20 @@ pub fn set_aside<S: Storage>(
             }
         };
         if doomed.is_empty() {
+            newer_names = link.map(|l| l.id);
             continue;
         }
+        // Set aside alone, the WAL after it still names what it named; set aside with every
+        // later WAL, none is left after it.
+        if doomed.end == wals.len() {
+            newer_names = None;
+        }
         for &gone in wals.get(doomed.clone()).unwrap_or(&[]) {
-            if holds_records(storage, gone)? {
+            let records = match kind {
+                Kind::Spare { records } if gone == id => records,
+                _ => holds_records(storage, gone)?,
+            };
+            if records {
                 dropped += 1;
                 warn_event!("recovery: WAL {=u64} held no synced write (a spare WAL's rewrite was cut off): set aside", gone);
             } else {
