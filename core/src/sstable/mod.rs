@@ -401,6 +401,61 @@ mod tests {
         }
     }
 
+    /// Key sets for the guide: a long shared prefix with suffixes of many lengths; heads that
+    /// tie across whole stretches of fences; short keys full of zero and 0xff bytes.
+    fn guide_key_sets() -> Vec<Vec<Vec<u8>>> {
+        let mut prefixed: Vec<Vec<u8>> =
+            (0..3000u32).map(|i| format!("user/0042/{}", i * 7).into_bytes()).collect();
+        prefixed.sort();
+        let tied =
+            (0..3000u32).map(|i| format!("k{}SAMESAMESAME{:04}", i / 700, i % 700).into_bytes()).collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = [0u8, 1, b'a', 0xfe, 0xff];
+        let mut odd: Vec<Vec<u8>> = (0..3000)
+            .map(|_| {
+                let len = 1 + (next() % 14) as usize;
+                (0..len).map(|_| alphabet[(next() % 5) as usize]).collect()
+            })
+            .collect();
+        odd.sort();
+        odd.dedup();
+        vec![prefixed, tied, odd]
+    }
+
+    #[test]
+    fn the_guide_narrows_the_fence_search_to_the_run_a_full_search_finds() {
+        for keys in guide_key_sets() {
+            let es: Vec<_> = keys.iter().map(|k| (k.clone(), Some(b"v".to_vec()))).collect();
+            let (mut s, mut f, footer) = build(&es);
+            let mut buf = vec![0u8; ResidentIndex::fences_len(&footer).unwrap()];
+            ResidentIndex::load_fences(&mut s.io(&mut f), &footer, &mut buf).unwrap();
+            let resident = ResidentIndex::over(&footer, Some(&buf), None);
+            // Every key, what sorts around it, and keys without the shared prefix.
+            let mut probes: Vec<Vec<u8>> =
+                vec![vec![], vec![0], vec![0xff; 20], b"user".to_vec(), b"k".to_vec()];
+            for k in &keys {
+                probes.push(k.clone());
+                probes.push([&k[..], &[0]].concat());
+                probes.push([&k[..], &[0xff, 0xff]].concat());
+                probes.push(k[..k.len() - 1].to_vec());
+                let mut bumped = k.clone();
+                *bumped.last_mut().unwrap() ^= 1;
+                probes.push(bumped);
+            }
+            for p in &probes {
+                let full = StoredIndex.run_of(&mut s.io(&mut f), &footer, p).unwrap();
+                let guided = resident.run_of(&mut s.io(&mut f), &footer, p).unwrap();
+                assert_eq!(guided.map(|r| (r.first, r.end)), full.map(|r| (r.first, r.end)), "probe {p:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_resident_part_of_the_wrong_size_is_refused() {
         let (mut s, mut f, footer) = build(&entries(40));
