@@ -185,8 +185,11 @@ pub const INLINE: &str = "minivault-inline";
 /// MiniVaultDB with read caches about as large as the memory redb takes for the same reads
 /// (issue 12's aim: redb's read rate "when MiniVaultDB's caches are given the memory redb uses
 /// in the same run"; redb's peak RSS in readrandom at 10^6 was 237 MiB on `615b492`): a page
-/// cache of 144 MiB (about every SSTable page of 10^6 keys of 116 bytes) and a row cache of
-/// 48 MiB, so `Options::memory_bytes` is 244 MiB with the default index budget. Opt-in.
+/// cache of 192 MiB (every SSTable page of 10^6 keys of 116 bytes, with room) and no row cache,
+/// so `Options::memory_bytes` is 244 MiB with the default index budget. Opt-in. (Until
+/// 2026-12-04: 144 MiB of pages and a 48 MiB row cache; uniformly random gets over far more rows
+/// than that row cache holds hit it 19% of the time, and its lookups cost more than its hits
+/// saved: the same memory as pages alone read 1.13× faster, docs/BENCHMARKS.md.)
 pub const BIG_CACHES: &str = "minivault-bigcache";
 
 /// MiniVaultDB with its compaction threads 10 nice levels below the process
@@ -198,7 +201,7 @@ pub const LOW_PRIORITY: &str = "minivault-lowpriority";
 pub const LOW_PRIORITY_NICE: u8 = 10;
 
 /// The page cache and row cache of [`BIG_CACHES`].
-pub const BIG_CACHE_BYTES: (usize, usize) = (144 << 20, 48 << 20);
+pub const BIG_CACHE_BYTES: (usize, usize) = (192 << 20, 0);
 
 /// True for an engine that runs only when `--engines` names it.
 pub fn opt_in(name: &str) -> bool {

@@ -45,8 +45,8 @@ USAGE: minivault-bench [OPTIONS]
                          (default: every compiled-in engine), and the opt-in MiniVaultDB variants
                          minivault-walpre64k and minivault-walpre0 (WAL preallocated in 64 KiB
                          steps, or not at all), minivault-inline (compactions inside writes,
-                         no background threads), minivault-bigcache (a 144 MiB page cache
-                         and a 48 MiB row cache: about the memory redb takes at 10^6 keys) and
+                         no background threads), minivault-bigcache (a 192 MiB page cache
+                         and no row cache: about the memory redb takes at 10^6 keys) and
                          minivault-lowpriority (compaction threads 10 nice levels down)
   --workloads LIST       comma-separated, from: fillseq,fillrandom,overwrite,readrandom,readmissing,
                          readhot,mixed,deleterandom,readseq,readreverse,seekrandom,prefix100,
