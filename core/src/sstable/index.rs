@@ -72,6 +72,19 @@ fn head(key: &[u8], prefix: usize) -> u64 {
     u64::from_be_bytes(word)
 }
 
+/// The first `j` in `lo..hi` for which `is_before(j)` is false, `is_before` holding for a prefix
+/// of the range (a binary search); `None` when `is_before` answers `None`.
+fn partition_point(mut lo: usize, mut hi: usize, is_before: impl Fn(usize) -> Option<bool>) -> Option<usize> {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match is_before(mid)? {
+            true => lo = mid + 1,
+            false => hi = mid,
+        }
+    }
+    Some(lo)
+}
+
 /// The run of entries a lookup searches for a key: entries `first..end`, which hold the key if
 /// the table does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,27 +323,12 @@ impl<'a> Fences<'a> {
         let at =
             |j: usize| heads.get(j * 8..j * 8 + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
         // Heads below the key's: their fences are below the key. Heads above: above it.
-        let (mut below, mut to) = (0usize, g);
-        while below < to {
-            let mid = below + (to - below) / 2;
-            if at(mid)? < want {
-                below = mid + 1
-            } else {
-                to = mid
-            }
-        }
-        let (mut not_above, mut to) = (below, g);
-        while not_above < to {
-            let mid = not_above + (to - not_above) / 2;
-            if at(mid)? <= want {
-                not_above = mid + 1
-            } else {
-                to = mid
-            }
-        }
+        let below = partition_point(0, g, |j| Some(at(j)? < want))?;
+        let not_above = partition_point(below, g, |j| Some(at(j)? <= want))?;
         let stride = GUIDE_STRIDE as usize;
-        let lo = below.checked_sub(1).map_or(0, |j| j * stride + 1);
         let hi = (not_above * stride).min(self.fence_count as usize);
+        // `lo <= hi` for a guide the load made; kept so for any bytes.
+        let lo = below.checked_sub(1).map_or(0, |j| j * stride + 1).min(hi);
         Some((u32::try_from(lo).ok()?, u32::try_from(hi).ok()?))
     }
 
